@@ -1,0 +1,81 @@
+//! Command-line front end: one file per noun (`imprint profile ...`, `imprint manifest ...`).
+//!
+//! Exit codes are part of the interface: 0 when everything passed, 1 when a unit failed,
+//! 2 for bad usage, bad input or bad configuration (nothing was written to a device or the ledger).
+
+mod dev;
+mod log;
+mod manifest;
+mod profile;
+mod run;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit code for bad usage, input or configuration.
+pub const EXIT_BAD_INPUT: u8 = 2;
+/// Exit code when at least one unit failed.
+pub const EXIT_UNITS_FAILED: u8 = 1;
+
+#[derive(Parser)]
+#[command(
+    name = "imprint",
+    version,
+    about = "Factory provisioning station: flash, inject identity and trust, self-test, lock, audit",
+    after_help = "Examples:\n  imprint run --profile profiles/demo.toml --sim 4 --count 20\n  imprint profile check profiles/demo.toml\n  imprint manifest verify update.manifest --cert update.der\n  imprint log verify"
+)]
+struct Cli {
+    /// Log filter for diagnostics on stderr (e.g. `info`, `imprint=debug`).
+    #[arg(long, global = true, default_value = "warn", env = "IMPRINT_LOG")]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check product profiles.
+    #[command(subcommand)]
+    Profile(profile::ProfileCommand),
+    /// Create, inspect and verify Pelion v3 update manifests.
+    #[command(subcommand)]
+    Manifest(manifest::ManifestCommand),
+    /// Developer credentials (development only, never for production).
+    #[command(subcommand)]
+    Dev(dev::DevCommand),
+    /// Provision units headless (terminal progress or JSON lines).
+    Run(run::RunArgs),
+    /// Query, export and verify the audit ledger.
+    #[command(subcommand)]
+    Log(log::LogCommand),
+}
+
+/// Parses the command line, sets up diagnostics and runs the command.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(&cli.log);
+    let outcome = match cli.command {
+        Command::Profile(command) => profile::run(command),
+        Command::Manifest(command) => manifest::run(command),
+        Command::Dev(command) => dev::run(command),
+        Command::Run(args) => run::run(args),
+        Command::Log(command) => log::run(command),
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(EXIT_BAD_INPUT)
+        }
+    }
+}
+
+fn init_tracing(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

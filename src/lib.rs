@@ -1,0 +1,21 @@
+//! Imprint: a factory provisioning station.
+//!
+//! The library holds everything the station does; the `imprint` binary (`src/main.rs` and
+//! `src/cli/`) only parses arguments and calls in here. See ARCHITECTURE.md for the code map.
+//!
+//! Layers, bottom up:
+//! - formats (pure, no device I/O): [`profile`], [`image`], [`identity`], [`trust`],
+//!   [`manifest`], [`store`];
+//! - the hardware seam: [`target`] (one `Target` trait, backends in submodules);
+//! - the station: [`station`] (one unit through the steps, a line of slots, events);
+//! - the audit record: [`ledger`] (the only module that touches SQLite).
+
+pub mod identity;
+pub mod image;
+pub mod ledger;
+pub mod manifest;
+pub mod profile;
+pub mod station;
+pub mod store;
+pub mod target;
+pub mod trust;
