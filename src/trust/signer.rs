@@ -1,7 +1,7 @@
 //! The one signing abstraction used wherever the station makes a signature.
 
+use p256::ecdsa::signature::hazmat::PrehashSigner;
 use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
-use signature::hazmat::PrehashSigner;
 
 /// Error from a signing operation (an HSM that refuses, a key that cannot sign).
 #[derive(Debug, thiserror::Error)]
@@ -36,7 +36,10 @@ pub struct SoftwareSigner {
 impl SoftwareSigner {
     /// Wraps a key; `description` names where it came from (for example its file path).
     pub fn new(signing_key: SigningKey, description: impl Into<String>) -> Self {
-        Self { signing_key, description: description.into() }
+        Self {
+            signing_key,
+            description: description.into(),
+        }
     }
 
     /// The wrapped key, for code in `trust` that must serialise it (developer credentials).
@@ -52,10 +55,12 @@ impl Signer for SoftwareSigner {
 
     fn sign_digest(&self, sha256_digest: &[u8; 32]) -> Result<Signature, SignError> {
         let signature: Signature =
-            self.signing_key.sign_prehash(sha256_digest).map_err(|error| SignError {
-                key: self.description.clone(),
-                reason: error.to_string(),
-            })?;
+            self.signing_key
+                .sign_prehash(sha256_digest)
+                .map_err(|error| SignError {
+                    key: self.description.clone(),
+                    reason: error.to_string(),
+                })?;
         Ok(signature.normalize_s())
     }
 
@@ -67,6 +72,9 @@ impl Signer for SoftwareSigner {
 impl std::fmt::Debug for SoftwareSigner {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print key material.
-        formatter.debug_struct("SoftwareSigner").field("description", &self.description).finish()
+        formatter
+            .debug_struct("SoftwareSigner")
+            .field("description", &self.description)
+            .finish()
     }
 }
