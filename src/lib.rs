@@ -10,6 +10,7 @@
 //! - the station: [`station`] (one unit through the steps, a line of slots, events);
 //! - the audit record: [`ledger`] (the only module that touches SQLite).
 
+pub mod contract;
 pub mod identity;
 pub mod image;
 pub mod ledger;

@@ -71,6 +71,20 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// The station name and operator for records: flags or environment, else the host name and
+/// the login name.
+pub fn station_identity(station: Option<String>, operator: Option<String>) -> (String, String) {
+    let station = station.unwrap_or_else(|| {
+        std::fs::read_to_string("/etc/hostname")
+            .ok()
+            .map(|name| name.trim().to_string())
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| "station".to_string())
+    });
+    let operator = operator.or_else(|| std::env::var("USER").ok()).unwrap_or_else(|| "operator".to_string());
+    (station, operator)
+}
+
 fn init_tracing(filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));

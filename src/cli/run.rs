@@ -1,10 +1,280 @@
-//! `imprint run` (placeholder until filled in).
+//! `imprint run`: headless batch provisioning, with terminal progress bars or JSON lines.
 
+use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use imprint::ledger::Ledger;
+use imprint::profile::Profile;
+use imprint::station::{
+    CancelToken, EventKind, EventSink, LineSummary, SelfTestMaterial, StationContext, StationEvent, UnitResult,
+    run_line,
+};
+use imprint::target::Fixture;
+use imprint::target::sim::{FaultPlan, SimFixture};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+
+use super::{EXIT_UNITS_FAILED, station_identity};
 
 #[derive(clap::Args)]
-pub struct RunArgs {}
+#[command(after_help = "Examples:
+  imprint run --profile profiles/demo.toml --sim 4 --count 20
+  imprint run --profile profiles/demo.toml --sim 2 --count 5 --json > events.jsonl
+  imprint run --profile profiles/demo.toml --sim 2 --count 6 --sim-fault 1.2:probe-lost=erase
 
-pub fn run(_args: RunArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("imprint run is not built yet")
+Exit status: 0 when every unit passed, 1 when any unit failed, 2 for bad usage or configuration.")]
+pub struct RunArgs {
+    /// The product profile (TOML).
+    #[arg(long, value_name = "FILE")]
+    profile: PathBuf,
+    /// Number of simulated fixtures (slots), each presenting fresh virtual units.
+    #[arg(long, value_name = "N")]
+    sim: Option<usize>,
+    /// Units to provision in all (across slots); without it the line runs until Ctrl-C.
+    #[arg(long, value_name = "K")]
+    count: Option<u64>,
+    /// Operator ID recorded with every run.
+    #[arg(long, env = "IMPRINT_OPERATOR")]
+    operator: Option<String>,
+    /// Station name recorded with every run (default: the host name).
+    #[arg(long, env = "IMPRINT_STATION")]
+    station: Option<String>,
+    /// The ledger database (default: ledger.db in the platform's data directory).
+    #[arg(long, value_name = "PATH", env = "IMPRINT_DB")]
+    db: Option<PathBuf>,
+    /// Print one JSON object per event on stdout (see docs/events.md) instead of progress bars.
+    #[arg(long)]
+    json: bool,
+    /// Derive simulated unique IDs from this seed (repeatable runs) instead of randomly.
+    #[arg(long, value_name = "SEED")]
+    sim_uid_seed: Option<u64>,
+    /// Inject a fault into a simulated unit: SLOT.UNIT:KIND[=VALUE], where UNIT counts the
+    /// slot's units from 1 and KIND is power-cut (=flash operations), probe-lost (=step),
+    /// uid-read-fails, flip-bit (=address) or transient (=count). Repeatable.
+    #[arg(long, value_name = "SPEC")]
+    sim_fault: Vec<String>,
+}
+
+/// One `--sim-fault` entry.
+#[derive(Debug, Clone, PartialEq)]
+struct SimFaultSpec {
+    slot: usize,
+    unit: u64,
+    plan: FaultPlan,
+}
+
+fn parse_sim_fault(spec: &str) -> anyhow::Result<SimFaultSpec> {
+    let expected = "expected SLOT.UNIT:KIND[=VALUE], e.g. 0.2:probe-lost=erase";
+    let (position, fault) = spec.split_once(':').with_context(|| format!("--sim-fault {spec}: {expected}"))?;
+    let (slot, unit) = position.split_once('.').with_context(|| format!("--sim-fault {spec}: {expected}"))?;
+    let slot: usize = slot.parse().with_context(|| format!("--sim-fault {spec}: slot must be a number"))?;
+    let unit: u64 = unit.parse().with_context(|| format!("--sim-fault {spec}: unit must be a number from 1"))?;
+    if unit == 0 {
+        bail!("--sim-fault {spec}: units count from 1");
+    }
+    let (kind, value) = match fault.split_once('=') {
+        Some((kind, value)) => (kind, Some(value)),
+        None => (fault, None),
+    };
+    let number = |value: Option<&str>| -> anyhow::Result<u64> {
+        let text = value.with_context(|| format!("--sim-fault {spec}: {kind} needs =VALUE"))?;
+        let parsed = match text.strip_prefix("0x") {
+            Some(hex) => u64::from_str_radix(hex, 16),
+            None => text.parse(),
+        };
+        parsed.with_context(|| format!("--sim-fault {spec}: expected a number, found {text}"))
+    };
+    let mut plan = FaultPlan::default();
+    match kind {
+        "power-cut" => plan.power_cut_after_flash_operations = Some(number(value)?),
+        "probe-lost" => {
+            let step = value.with_context(|| format!("--sim-fault {spec}: probe-lost needs =STEP"))?;
+            if !imprint::station::StepName::ALL.iter().any(|name| name.as_str() == step) {
+                bail!("--sim-fault {spec}: unknown step {step}");
+            }
+            plan.probe_lost_at_step = Some(step.to_string());
+        }
+        "uid-read-fails" => plan.unique_id_read_fails = true,
+        "flip-bit" => plan.flip_bit_at_address = Some(number(value)?),
+        "transient" => plan.transient_errors = u32::try_from(number(value)?).context("--sim-fault: count too large")?,
+        other => bail!(
+            "--sim-fault {spec}: unknown fault {other}; expected power-cut, probe-lost, uid-read-fails, flip-bit or transient"
+        ),
+    }
+    Ok(SimFaultSpec { slot, unit, plan })
+}
+
+pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let profile = Profile::load(&args.profile)?;
+    for warning in &profile.warnings {
+        eprintln!("warning: {warning}");
+    }
+    let slot_count = args.sim.unwrap_or(1);
+    if slot_count == 0 {
+        bail!("--sim: expected at least 1 simulated fixture");
+    }
+    let faults = args.sim_fault.iter().map(|spec| parse_sim_fault(spec)).collect::<anyhow::Result<Vec<_>>>()?;
+    if let Some(fault) = faults.iter().find(|fault| fault.slot >= slot_count) {
+        bail!("--sim-fault: slot {} does not exist (slots are 0..{})", fault.slot, slot_count - 1);
+    }
+    let db_path = match args.db {
+        Some(path) => path,
+        None => Ledger::default_path()?,
+    };
+    let ledger = Ledger::open(&db_path).with_context(|| format!("cannot open the ledger {}", db_path.display()))?;
+    let self_test = SelfTestMaterial::prepare(&profile)?;
+    let (station_name, operator) = station_identity(args.station, args.operator);
+
+    let fixtures: Vec<Box<dyn Fixture>> = (0..slot_count)
+        .map(|slot| {
+            let slot_faults: Vec<(u64, FaultPlan)> =
+                faults.iter().filter(|fault| fault.slot == slot).map(|fault| (fault.unit - 1, fault.plan.clone())).collect();
+            let fixture = SimFixture::new(
+                &format!("sim-{slot}"),
+                &profile.chip_name,
+                &profile.memory,
+                profile.sim_timing,
+                args.sim_uid_seed,
+            )
+            .with_fault_schedule(Box::new(move |unit_index| {
+                slot_faults.iter().find(|(index, _)| *index == unit_index).map(|(_, plan)| plan.clone()).unwrap_or_default()
+            }));
+            Box::new(fixture) as Box<dyn Fixture>
+        })
+        .collect();
+
+    let cancel = CancelToken::default();
+    let cancel_on_signal = cancel.clone();
+    // A second Ctrl-C while the slots finish their step is not worth a hard error.
+    let _ = ctrlc::set_handler(move || cancel_on_signal.cancel());
+
+    let (sender, receiver) = crossbeam_channel::unbounded::<StationEvent>();
+    let context = Arc::new(StationContext {
+        profile: Arc::new(profile),
+        self_test: Arc::new(self_test),
+        ledger,
+        station_name,
+        operator,
+        events: Arc::new(sender) as Arc<dyn EventSink>,
+        cancel,
+    });
+    let line_context = context.clone();
+    let unit_limit = args.count;
+    let line = std::thread::spawn(move || run_line(line_context, fixtures, unit_limit));
+    drop(context);
+
+    if args.json {
+        let stdout = std::io::stdout();
+        let mut out = stdout.lock();
+        for event in receiver {
+            writeln!(out, "{}", event.to_json_line()).context("cannot write events to stdout")?;
+        }
+    } else {
+        show_progress(receiver, slot_count);
+    }
+    let summary = line.join().map_err(|_| anyhow::anyhow!("the line coordinator panicked"))?;
+    if !args.json {
+        print_summary(&summary, &db_path);
+    }
+    Ok(if summary.failed() == 0 { ExitCode::SUCCESS } else { ExitCode::from(EXIT_UNITS_FAILED) })
+}
+
+fn show_progress(receiver: crossbeam_channel::Receiver<StationEvent>, slot_count: usize) {
+    let bars = MultiProgress::new();
+    let style = ProgressStyle::with_template("{prefix:>7} {bar:30.cyan/blue} {percent:>3}% {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    let slot_bars: Vec<ProgressBar> = (0..slot_count)
+        .map(|slot| {
+            let bar = bars.add(ProgressBar::new(1));
+            bar.set_style(style.clone());
+            bar.set_prefix(format!("slot {slot}"));
+            bar.set_message("idle");
+            bar
+        })
+        .collect();
+    let mut serial_by_slot = vec![String::new(); slot_count];
+    for event in receiver {
+        let Some(bar) = slot_bars.get(event.slot) else { continue };
+        match event.kind {
+            EventKind::UnitStarted { .. } => {
+                serial_by_slot[event.slot].clear();
+                bar.set_length(1);
+                bar.set_position(0);
+                bar.set_message(format!("unit {}: starting", event.unit));
+            }
+            EventKind::StepStarted { step } => {
+                bar.set_length(1);
+                bar.set_position(0);
+                bar.set_message(format!("unit {} {}: {step}", event.unit, serial_by_slot[event.slot]));
+            }
+            EventKind::StepProgress { bytes_done, bytes_total, .. } => {
+                bar.set_length(bytes_total.max(1));
+                bar.set_position(bytes_done);
+            }
+            EventKind::StepFinished { step, detail, .. } => {
+                if step == "allocate-identity"
+                    && let Some(serial) = detail.get("serial").and_then(|value| value.as_str())
+                {
+                    serial_by_slot[event.slot] = serial.to_string();
+                }
+                bar.set_position(bar.length().unwrap_or(1));
+            }
+            EventKind::UnitFinished { result, serial, failing_step, reason, cycle_time_ms, .. } => {
+                let serial = serial.unwrap_or_else(|| "-".to_string());
+                let line = match result {
+                    UnitResult::Pass => format!("PASS  slot {} unit {} {serial} ({cycle_time_ms} ms)", event.slot, event.unit),
+                    UnitResult::Fail => format!(
+                        "FAIL  slot {} unit {} {serial} at {}: {}",
+                        event.slot,
+                        event.unit,
+                        failing_step.unwrap_or_default(),
+                        reason.unwrap_or_default()
+                    ),
+                };
+                bars.suspend(|| println!("{line}"));
+                bar.set_message(format!("idle (last: {})", if result == UnitResult::Pass { "PASS" } else { "FAIL" }));
+            }
+            EventKind::SlotError { reason } => bars.suspend(|| eprintln!("slot {}: {reason}", event.slot)),
+            EventKind::StepFailed { .. } | EventKind::StepSkipped { .. } | EventKind::LineFinished { .. } => {}
+        }
+    }
+    for bar in slot_bars {
+        bar.finish_and_clear();
+    }
+}
+
+fn print_summary(summary: &LineSummary, db_path: &std::path::Path) {
+    println!(
+        "units: {}  pass: {}  fail: {}  elapsed: {:.1} s  units/hour: {:.0}",
+        summary.outcomes.len(),
+        summary.passed(),
+        summary.failed(),
+        summary.elapsed.as_secs_f64(),
+        summary.units_per_hour()
+    );
+    println!("ledger: {}", db_path.display());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(spec: &str, expected: Option<(usize, u64, FaultPlan)>) {
+        let parsed = parse_sim_fault(spec).ok().map(|fault| (fault.slot, fault.unit, fault.plan));
+        assert_eq!(parsed, expected, "{spec}");
+    }
+
+    #[test]
+    fn sim_fault_specs() {
+        check("0.2:probe-lost=erase", Some((0, 2, FaultPlan { probe_lost_at_step: Some("erase".into()), ..Default::default() })));
+        check("1.1:power-cut=40", Some((1, 1, FaultPlan { power_cut_after_flash_operations: Some(40), ..Default::default() })));
+        check("0.1:flip-bit=0x8000", Some((0, 1, FaultPlan { flip_bit_at_address: Some(0x8000), ..Default::default() })));
+        check("0.1:uid-read-fails", Some((0, 1, FaultPlan { unique_id_read_fails: true, ..Default::default() })));
+        check("0.0:uid-read-fails", None);
+        check("0.1:probe-lost=nowhere", None);
+        check("x.1:transient=2", None);
+        check("0.1:melt", None);
+    }
 }

@@ -1,1 +1,19 @@
-//! Placeholder: filled in by the foundations work.
+//! The station: units through the pipeline, slots side by side, and the events they emit.
+//!
+//! - [`job`]: one unit through the steps (connect ... record), with retries and verification.
+//! - [`line`]: many slots at once, one worker thread each.
+//! - [`self_test`]: the signed and forged candidates a line stages.
+//! - [`events`]: the event stream every front end and the ledger are fed from.
+//!
+//! **Invariant:** station code drives devices only through [`crate::target::Target`] and never
+//! knows which backend it has; it reaches SQLite only through [`crate::ledger`].
+
+pub mod events;
+pub mod job;
+pub mod line;
+pub mod self_test;
+
+pub use events::{EventKind, EventSink, StationEvent, UnitResult};
+pub use job::{CancelToken, StationContext, StepName, UnitOutcome, provision_unit};
+pub use line::{LineSummary, run_line};
+pub use self_test::SelfTestMaterial;

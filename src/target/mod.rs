@@ -1,1 +1,110 @@
-//! Placeholder: filled in by the foundations work.
+//! The hardware seam: the one [`Target`] trait through which the station reaches a device.
+//!
+//! Station code knows nothing else about a device. Backends live in submodules: [`sim`] (the
+//! in-process virtual MCU, the embedded default); later the GDB remote backend and probe-rs.
+//! A [`Fixture`] is a place where units arrive (a probe on a bed of nails, a simulated fixture);
+//! it hands out one [`Target`] per unit.
+//!
+//! **Invariant:** the trait talks in addresses and bytes; it knows nothing of profiles, steps'
+//! order, manifests or the ledger. Optional capabilities (a console) return `None`.
+
+pub mod sim;
+
+use crate::identity::ChipUid;
+
+/// What went wrong talking to a device. [`TargetError::is_transient`] says which errors deserve
+/// a bounded retry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TargetError {
+    /// A glitch on the probe link that a retry may cure (a NACK, a CRC error on the wire).
+    #[error("transient probe error: {reason}")]
+    Transient { reason: String },
+    /// The probe or its connection is gone.
+    #[error("probe lost: {reason}")]
+    ProbeLost { reason: String },
+    /// The target lost power (or was never powered).
+    #[error("target lost power")]
+    PowerLost,
+    /// Debug access is denied because the chip is locked.
+    #[error("debug access denied: the chip is locked")]
+    Locked,
+    /// The operation is not allowed at this address (outside flash, misaligned, not erased).
+    #[error("{operation} refused at {address:#010x}: {reason}")]
+    Refused { operation: &'static str, address: u64, reason: String },
+    /// The chip did not answer in time.
+    #[error("{operation} timed out after {timeout_ms} ms")]
+    Timeout { operation: &'static str, timeout_ms: u64 },
+    /// The attached chip is not the one the profile names.
+    #[error("wrong chip: expected {expected}, found {found}")]
+    WrongChip { expected: String, found: String },
+    /// Anything else the backend reports.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl TargetError {
+    /// True when repeating the same operation may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, TargetError::Transient { .. })
+    }
+}
+
+/// What a connected device says about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChipDescription {
+    /// The chip name (probe-rs naming), as attached.
+    pub chip_name: String,
+}
+
+/// One device on a fixture, reached through a probe (or simulated).
+///
+/// Calls are blocking and bounded in time: a backend that waits on hardware uses timeouts and
+/// reports [`TargetError::Timeout`] rather than hanging.
+pub trait Target: Send {
+    /// The backend's name (`sim`, `gdb`, `probe-rs`), for records.
+    fn backend_name(&self) -> &'static str;
+    /// Which probe or fixture this is, for records (never a secret).
+    fn probe_identifier(&self) -> String;
+    /// Attaches to the chip.
+    fn connect(&mut self) -> Result<ChipDescription, TargetError>;
+    /// Reads the chip's factory-programmed unique ID.
+    fn read_unique_id(&mut self) -> Result<ChipUid, TargetError>;
+    /// Reads memory (flash or RAM) through the debug port.
+    fn read_memory(&mut self, address: u64, buffer: &mut [u8]) -> Result<(), TargetError>;
+    /// Writes RAM (the mailbox) through the debug port.
+    fn write_ram(&mut self, address: u64, data: &[u8]) -> Result<(), TargetError>;
+    /// Erases whole flash sectors covering exactly `[address, address + size_bytes)`;
+    /// `progress` receives bytes erased so far.
+    fn erase_flash(&mut self, address: u64, size_bytes: u64, progress: &mut dyn FnMut(u64))
+    -> Result<(), TargetError>;
+    /// Programs erased flash; `address` and the length are multiples of the write alignment.
+    /// `progress` receives bytes programmed so far.
+    fn program_flash(&mut self, address: u64, data: &[u8], progress: &mut dyn FnMut(u64)) -> Result<(), TargetError>;
+    /// Resets the chip and lets it run (the bootloader, then the application).
+    fn reset_and_run(&mut self) -> Result<(), TargetError>;
+    /// Halts the core.
+    fn halt(&mut self) -> Result<(), TargetError>;
+    /// Enables readout/debug protection.
+    fn lock(&mut self) -> Result<(), TargetError>;
+    /// Whether the chip reports itself locked.
+    fn is_locked(&mut self) -> Result<bool, TargetError>;
+    /// Mass-erases a locked chip to regain debug access (destroys all flash contents).
+    fn unlock_by_mass_erase(&mut self) -> Result<(), TargetError>;
+    /// Lines the device printed on its console since the last call; `None` when this target has
+    /// no console.
+    fn take_console_lines(&mut self) -> Option<Vec<String>> {
+        None
+    }
+    /// Tells the backend which pipeline step is running, for its own logs and for the sim's
+    /// fault injection. Backends that do not care ignore it.
+    fn note_step(&mut self, _step_name: &str) {}
+}
+
+/// A place where units arrive: one probe on a bed of nails, or a simulated fixture.
+pub trait Fixture: Send {
+    /// A name for this fixture (the slot's label in the UI and the `probe` field of records).
+    fn name(&self) -> String;
+    /// Blocks until the next unit is present and returns a target for it, or `None` when the
+    /// fixture will present no more units (or `keep_waiting` returned false).
+    fn next_unit(&mut self, keep_waiting: &dyn Fn() -> bool) -> Result<Option<Box<dyn Target>>, TargetError>;
+}

@@ -1,0 +1,840 @@
+//! One unit through the steps: connect, identify, flash, inject, self-test, lock, record.
+//!
+//! Steps are data ([`StepName`]); the profile decides which ones run, and the run record says
+//! which were skipped. Every step emits started / progress / finished-or-failed events; every
+//! byte written is verified by an independent read-back; a unit is PASS only after the ledger
+//! committed its record. Transient probe errors get a bounded retry; any other failure ends the
+//! unit as FAIL with the step and the reason.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::events::{EventKind, EventSink, StationEvent, UnitResult};
+use super::self_test::{SelfTestMaterial, StagedCandidate};
+use crate::contract::{self, MailboxRequest, SelfTestReport, StoreStatus};
+use crate::identity::{self, ChipUid};
+use crate::image::FirmwareImage;
+use crate::ledger::{
+    AllocatedIdentity, IdentityRequest, Ledger, ReworkPolicy, RunRecord, RunResult, StepRecord, StepStatus,
+};
+use crate::profile::{FlashRegion, Profile, ReportChannel, SkippableStep};
+use crate::store::{ConfigStore, StoreItem, keys};
+use crate::target::{Target, TargetError};
+
+/// How many times a step's device operation is tried when the probe reports a transient error.
+pub const TRANSIENT_RETRY_ATTEMPTS: u32 = 3;
+/// Read-back and transfer chunk size.
+const TRANSFER_CHUNK_BYTES: usize = 16 * 1024;
+/// How often the mailbox is polled while waiting for a report.
+const REPORT_POLL_INTERVAL: Duration = Duration::from_millis(2);
+
+/// The pipeline's steps, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StepName {
+    /// Attach to the chip (and unlock a locked one by mass erase, when the profile allows).
+    Connect,
+    /// Read the unique ID; look the chip up in the ledger.
+    Identify,
+    /// Erase the sectors the images go to.
+    Erase,
+    /// Program the bootloader image.
+    ProgramBootloader,
+    /// Program the application image.
+    ProgramApplication,
+    /// Read back every programmed range and compare hashes.
+    VerifyFlash,
+    /// Allocate (or reuse) the serial number and device ID in the ledger.
+    AllocateIdentity,
+    /// Build the config store and write it to the config region.
+    WriteConfig,
+    /// Read the config store back and decode it.
+    VerifyConfig,
+    /// Stage a signed update, reset, and check the device's report.
+    SelfTest,
+    /// Stage forged updates and check that each is refused.
+    NegativeSelfTest,
+    /// Enable readout/debug protection.
+    Lock,
+    /// Prove that a debug read now fails.
+    VerifyLock,
+    /// Commit the run to the ledger.
+    Record,
+}
+
+impl StepName {
+    /// Every step in pipeline order.
+    pub const ALL: [StepName; 14] = [
+        StepName::Connect,
+        StepName::Identify,
+        StepName::Erase,
+        StepName::ProgramBootloader,
+        StepName::ProgramApplication,
+        StepName::VerifyFlash,
+        StepName::AllocateIdentity,
+        StepName::WriteConfig,
+        StepName::VerifyConfig,
+        StepName::SelfTest,
+        StepName::NegativeSelfTest,
+        StepName::Lock,
+        StepName::VerifyLock,
+        StepName::Record,
+    ];
+
+    /// The step's name in events, records and profiles.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepName::Connect => "connect",
+            StepName::Identify => "identify",
+            StepName::Erase => "erase",
+            StepName::ProgramBootloader => "program-bootloader",
+            StepName::ProgramApplication => "program-application",
+            StepName::VerifyFlash => "verify-flash",
+            StepName::AllocateIdentity => "allocate-identity",
+            StepName::WriteConfig => "write-config",
+            StepName::VerifyConfig => "verify-config",
+            StepName::SelfTest => "self-test",
+            StepName::NegativeSelfTest => "negative-self-test",
+            StepName::Lock => "lock",
+            StepName::VerifyLock => "verify-lock",
+            StepName::Record => "record",
+        }
+    }
+
+    /// The profile setting that skips this step, if any.
+    fn skipped_by(self) -> Option<SkippableStep> {
+        match self {
+            StepName::SelfTest => Some(SkippableStep::SelfTest),
+            StepName::NegativeSelfTest => Some(SkippableStep::NegativeSelfTest),
+            StepName::Lock | StepName::VerifyLock => Some(SkippableStep::Lock),
+            _ => None,
+        }
+    }
+}
+
+/// A shared flag that asks every slot to stop after its current step.
+#[derive(Debug, Clone, Default)]
+pub struct CancelToken(Arc<AtomicBool>);
+
+impl CancelToken {
+    /// Asks for a stop.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether a stop was asked for.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// What every unit of a line shares.
+pub struct StationContext {
+    /// The product.
+    pub profile: Arc<Profile>,
+    /// Signed and forged candidates, prepared once.
+    pub self_test: Arc<SelfTestMaterial>,
+    /// The audit ledger.
+    pub ledger: Ledger,
+    /// This station's name.
+    pub station_name: String,
+    /// Who runs the line.
+    pub operator: String,
+    /// Where events go.
+    pub events: Arc<dyn EventSink>,
+    /// Stop request.
+    pub cancel: CancelToken,
+}
+
+/// How one unit ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnitOutcome {
+    /// PASS only when the ledger committed the record.
+    pub result: UnitResult,
+    /// The chip's unique ID, if it was read.
+    pub chip_uid: Option<String>,
+    /// The serial number, if allocated.
+    pub serial: Option<String>,
+    /// The device ID, if derived.
+    pub device_id: Option<uuid::Uuid>,
+    /// The failing step.
+    pub failing_step: Option<&'static str>,
+    /// Why it failed.
+    pub reason: Option<String>,
+    /// Time from start to end.
+    pub cycle_time: Duration,
+}
+
+/// Why a step failed: a sentence for the operator and the record.
+#[derive(Debug, Clone)]
+struct StepFailure(String);
+
+impl From<TargetError> for StepFailure {
+    fn from(error: TargetError) -> Self {
+        StepFailure(error.to_string())
+    }
+}
+
+impl From<crate::ledger::LedgerError> for StepFailure {
+    fn from(error: crate::ledger::LedgerError) -> Self {
+        StepFailure(format!("ledger: {error}"))
+    }
+}
+
+type StepResult = Result<serde_json::Value, StepFailure>;
+
+/// Provisions the unit behind `target`. Never panics on device or ledger trouble: every failure
+/// becomes a FAIL outcome with the step and the reason (and is recorded when the ledger allows).
+pub fn provision_unit(context: &StationContext, target: &mut dyn Target, slot: usize, unit: u64) -> UnitOutcome {
+    let mut job = UnitJob {
+        context,
+        target,
+        slot,
+        unit,
+        started: Instant::now(),
+        started_at: SystemTime::now(),
+        steps: Vec::new(),
+        chip_uid: None,
+        identity: None,
+        written_ranges: Vec::new(),
+        probe: String::new(),
+    };
+    job.probe = job.target.probe_identifier();
+    job.emit(EventKind::UnitStarted { probe: job.probe.clone() });
+    let failure = job.run_steps().err();
+    job.finish(failure)
+}
+
+struct UnitJob<'a> {
+    context: &'a StationContext,
+    target: &'a mut dyn Target,
+    slot: usize,
+    unit: u64,
+    started: Instant,
+    started_at: SystemTime,
+    steps: Vec<StepRecord>,
+    chip_uid: Option<ChipUid>,
+    identity: Option<AllocatedIdentity>,
+    /// Every flash range this job programmed, with the SHA-256 it must read back as.
+    written_ranges: Vec<(u64, usize, [u8; 32])>,
+    probe: String,
+}
+
+/// A failed step: which one, and why.
+struct JobFailure {
+    step: StepName,
+    reason: String,
+}
+
+impl<'a> UnitJob<'a> {
+    fn profile(&self) -> &'a Profile {
+        &self.context.profile
+    }
+
+    fn emit(&self, kind: EventKind) {
+        self.context.events.emit(StationEvent::now(self.slot, self.unit, kind));
+    }
+
+    fn progress(&self, step: StepName, bytes_done: u64, bytes_total: u64) {
+        self.emit(EventKind::StepProgress { step: step.as_str().to_string(), bytes_done, bytes_total });
+    }
+
+    fn run_steps(&mut self) -> Result<(), JobFailure> {
+        for step in StepName::ALL {
+            if step == StepName::Record {
+                break;
+            }
+            if let Some(skippable) = step.skipped_by()
+                && (self.profile().skips(skippable)
+                    || (skippable == SkippableStep::NegativeSelfTest && self.profile().skips(SkippableStep::SelfTest))
+                    || (skippable == SkippableStep::Lock && !self.profile().lock.enabled))
+            {
+                self.skip(step, format!("profile skips {}", skippable.name()));
+                continue;
+            }
+            if self.context.cancel.is_cancelled() {
+                return Err(JobFailure { step, reason: "cancelled by the operator".to_string() });
+            }
+            self.run_step(step)?;
+        }
+        Ok(())
+    }
+
+    fn skip(&mut self, step: StepName, reason: String) {
+        self.emit(EventKind::StepSkipped { step: step.as_str().to_string(), reason: reason.clone() });
+        self.steps.push(StepRecord {
+            name: step.as_str().to_string(),
+            status: StepStatus::Skipped,
+            started_at: SystemTime::now(),
+            duration_ms: 0,
+            detail: json!({ "reason": reason }),
+        });
+    }
+
+    fn run_step(&mut self, step: StepName) -> Result<(), JobFailure> {
+        self.target.note_step(step.as_str());
+        self.emit(EventKind::StepStarted { step: step.as_str().to_string() });
+        let started_at = SystemTime::now();
+        let started = Instant::now();
+        let result = match step {
+            StepName::Connect => self.connect(),
+            StepName::Identify => self.identify(),
+            StepName::Erase => self.erase(),
+            StepName::ProgramBootloader => self.program_image(step, self.profile().bootloader_image.clone(), self.profile().memory.bootloader),
+            StepName::ProgramApplication => self.program_image(step, self.profile().application_image.clone(), self.profile().memory.application),
+            StepName::VerifyFlash => self.verify_written(step),
+            StepName::AllocateIdentity => self.allocate_identity(),
+            StepName::WriteConfig => self.write_config(),
+            StepName::VerifyConfig => self.verify_config(),
+            StepName::SelfTest => self.self_test(),
+            StepName::NegativeSelfTest => self.negative_self_test(),
+            StepName::Lock => self.lock(),
+            StepName::VerifyLock => self.verify_lock(),
+            StepName::Record => Ok(json!({})),
+        };
+        let duration_ms = started.elapsed().as_millis() as u64;
+        match result {
+            Ok(detail) => {
+                self.emit(EventKind::StepFinished { step: step.as_str().to_string(), duration_ms, detail: detail.clone() });
+                self.steps.push(StepRecord { name: step.as_str().to_string(), status: StepStatus::Passed, started_at, duration_ms, detail });
+                Ok(())
+            }
+            Err(StepFailure(reason)) => {
+                self.emit(EventKind::StepFailed { step: step.as_str().to_string(), duration_ms, reason: reason.clone() });
+                self.steps.push(StepRecord {
+                    name: step.as_str().to_string(),
+                    status: StepStatus::Failed,
+                    started_at,
+                    duration_ms,
+                    detail: json!({ "reason": reason }),
+                });
+                Err(JobFailure { step, reason })
+            }
+        }
+    }
+
+    /// Runs a device operation, retrying transient probe errors a bounded number of times.
+    fn retry<T>(&mut self, mut operation: impl FnMut(&mut dyn Target) -> Result<T, TargetError>) -> Result<T, TargetError> {
+        let mut attempt = 1;
+        loop {
+            match operation(&mut *self.target) {
+                Err(error) if error.is_transient() && attempt < TRANSIENT_RETRY_ATTEMPTS => {
+                    tracing::debug!(attempt, %error, "retrying after a transient probe error");
+                    std::thread::sleep(Duration::from_millis(5 * u64::from(attempt)));
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn connect(&mut self) -> StepResult {
+        let chip = self.retry(|target| target.connect())?;
+        if chip.chip_name != self.profile().chip_name {
+            return Err(TargetError::WrongChip { expected: self.profile().chip_name.clone(), found: chip.chip_name }.into());
+        }
+        let mut detail = json!({ "chip": chip.chip_name, "backend": self.target.backend_name(), "probe": self.probe });
+        if self.retry(|target| target.is_locked())? {
+            if !self.profile().lock.allow_unlock_by_mass_erase {
+                return Err(StepFailure(
+                    "the chip is locked and the profile does not allow unlock by mass erase (lock.allow_unlock_by_mass_erase)".to_string(),
+                ));
+            }
+            tracing::warn!(probe = %self.probe, "unlocking a locked chip by mass erase");
+            self.retry(|target| target.unlock_by_mass_erase())?;
+            detail["unlocked_by_mass_erase"] = json!(true);
+        }
+        Ok(detail)
+    }
+
+    fn identify(&mut self) -> StepResult {
+        let chip_uid = self.retry(|target| target.read_unique_id())?;
+        let chip_uid_hex = chip_uid.to_hex();
+        let known = self.context.ledger.lookup_chip(&chip_uid_hex)?;
+        if let Some(known) = &known
+            && self.profile().rework_policy == ReworkPolicy::Refuse
+        {
+            return Err(StepFailure(format!(
+                "chip {chip_uid_hex} was provisioned before as {} and the profile refuses rework",
+                known.serial
+            )));
+        }
+        self.chip_uid = Some(chip_uid);
+        Ok(json!({
+            "chip_uid": chip_uid_hex,
+            "seen_before": known.is_some(),
+            "previous_serial": known.map(|identity| identity.serial),
+        }))
+    }
+
+    fn erase(&mut self) -> StepResult {
+        let memory = &self.profile().memory;
+        let spans: Vec<(u64, u64)> = [(&self.profile().bootloader_image, memory.bootloader), (&self.profile().application_image, memory.application)]
+            .into_iter()
+            .map(|(image, region)| region.sectors_covering(image.start_address(), image.end_address() - image.start_address()))
+            .collect();
+        let total: u64 = spans.iter().map(|(_, size)| size).sum();
+        let mut done_before = 0;
+        for (address, size) in &spans {
+            let (address, size) = (*address, *size);
+            let events = self.context.events.clone();
+            let (slot, unit) = (self.slot, self.unit);
+            self.retry(|target| {
+                target.erase_flash(address, size, &mut |bytes| {
+                    events.emit(StationEvent::now(slot, unit, EventKind::StepProgress {
+                        step: StepName::Erase.as_str().to_string(),
+                        bytes_done: done_before + bytes,
+                        bytes_total: total,
+                    }))
+                })
+            })?;
+            done_before += size;
+        }
+        Ok(json!({ "erased_bytes": total, "spans": spans.iter().map(|(address, size)| json!({"address": address, "size": size})).collect::<Vec<_>>() }))
+    }
+
+    /// Programs an image's segments, padded to the region's write alignment.
+    fn program_image(&mut self, step: StepName, image: FirmwareImage, region: FlashRegion) -> StepResult {
+        let chunks = aligned_chunks(&image, &region);
+        let total: u64 = chunks.iter().map(|(_, data)| data.len() as u64).sum();
+        let mut done_before = 0;
+        for (address, data) in &chunks {
+            self.program_verified_later(step, *address, data, done_before, total)?;
+            done_before += data.len() as u64;
+        }
+        Ok(json!({
+            "image": image.path.display().to_string(),
+            "image_sha256": hex::encode(image.file_sha256),
+            "bytes_written": total,
+        }))
+    }
+
+    fn program_verified_later(&mut self, step: StepName, address: u64, data: &[u8], done_before: u64, total: u64) -> Result<(), StepFailure> {
+        let events = self.context.events.clone();
+        let (slot, unit) = (self.slot, self.unit);
+        self.retry(|target| {
+            target.program_flash(address, data, &mut |bytes| {
+                events.emit(StationEvent::now(slot, unit, EventKind::StepProgress {
+                    step: step.as_str().to_string(),
+                    bytes_done: done_before + bytes,
+                    bytes_total: total,
+                }))
+            })
+        })?;
+        self.written_ranges.push((address, data.len(), Sha256::digest(data).into()));
+        Ok(())
+    }
+
+    /// Reads `length` bytes back in chunks, reporting progress.
+    fn read_back(&mut self, step: StepName, address: u64, length: usize, done_before: u64, total: u64) -> Result<Vec<u8>, StepFailure> {
+        let mut bytes = vec![0u8; length];
+        let mut offset = 0;
+        while offset < length {
+            let chunk_length = TRANSFER_CHUNK_BYTES.min(length - offset);
+            let chunk_address = address + offset as u64;
+            let chunk = &mut bytes[offset..offset + chunk_length];
+            self.retry(|target| target.read_memory(chunk_address, chunk))?;
+            offset += chunk_length;
+            self.progress(step, done_before + offset as u64, total);
+        }
+        Ok(bytes)
+    }
+
+    /// Verifies every range programmed so far (and not yet verified) by an independent read-back.
+    fn verify_written(&mut self, step: StepName) -> StepResult {
+        let ranges = std::mem::take(&mut self.written_ranges);
+        let total: u64 = ranges.iter().map(|(_, length, _)| *length as u64).sum();
+        let mut done = 0;
+        let mut verified = Vec::new();
+        for (address, length, expected) in &ranges {
+            let read = self.read_back(step, *address, *length, done, total)?;
+            let actual: [u8; 32] = Sha256::digest(&read).into();
+            if actual != *expected {
+                let first_difference = first_difference(&read, *address, &self.expected_bytes_hint(*address, *length));
+                return Err(StepFailure(format!(
+                    "read-back of {length} bytes at {address:#010x} does not match what was written (sha256 {} expected {}){first_difference}",
+                    hex::encode(actual),
+                    hex::encode(expected)
+                )));
+            }
+            done += *length as u64;
+            verified.push(json!({ "address": address, "size": length, "sha256": hex::encode(actual) }));
+        }
+        Ok(json!({ "verified_bytes": total, "ranges": verified }))
+    }
+
+    /// The bytes the images put at a range, for naming the first differing address in an error.
+    fn expected_bytes_hint(&self, address: u64, length: usize) -> Vec<u8> {
+        let profile = self.profile();
+        for (image, region) in [(&profile.bootloader_image, profile.memory.bootloader), (&profile.application_image, profile.memory.application)] {
+            for (chunk_address, data) in aligned_chunks(image, &region) {
+                if chunk_address == address && data.len() == length {
+                    return data;
+                }
+            }
+        }
+        Vec::new()
+    }
+
+    fn allocate_identity(&mut self) -> StepResult {
+        let Some(chip_uid) = self.chip_uid.clone() else {
+            return Err(StepFailure("no unique ID was read".to_string()));
+        };
+        let profile = self.profile();
+        let device_id = identity::device_id_from_chip_uid(profile.class_id, &chip_uid);
+        let allocated = self.context.ledger.allocate_identity(&IdentityRequest {
+            chip_uid_hex: chip_uid.to_hex(),
+            profile_name: profile.name.clone(),
+            device_id,
+            serial_scheme: profile.serial_scheme.clone(),
+            scanned_serial: None,
+            rework_policy: profile.rework_policy,
+        })?;
+        let detail = json!({
+            "serial": allocated.identity.serial,
+            "device_id": allocated.identity.device_id.to_string(),
+            "is_rework": allocated.is_rework,
+            "retired_serial": allocated.retired_serial,
+        });
+        self.identity = Some(allocated);
+        Ok(detail)
+    }
+
+    fn config_store(&self) -> Result<ConfigStore, StepFailure> {
+        let profile = self.profile();
+        let identity = self.identity.as_ref().ok_or_else(|| StepFailure("no identity was allocated".to_string()))?;
+        let mut store = ConfigStore::default();
+        store.set(StoreItem::binary(keys::VENDOR_ID, profile.vendor_id.as_bytes()));
+        store.set(StoreItem::binary(keys::CLASS_ID, profile.class_id.as_bytes()));
+        store.set(StoreItem::binary(keys::DEVICE_ID, identity.identity.device_id.as_bytes()));
+        store.set(StoreItem::text(keys::SERIAL_NUMBER, &identity.identity.serial));
+        store.set(StoreItem::text(keys::MANUFACTURER_NAME, &profile.manufacturer));
+        store.set(StoreItem::text(keys::MODEL_NUMBER, &profile.model_name));
+        if let Some(device_type) = &profile.device_type {
+            store.set(StoreItem::text(keys::DEVICE_TYPE, device_type));
+        }
+        if let Some(hardware_version) = &profile.hardware_version {
+            store.set(StoreItem::text(keys::HARDWARE_VERSION, hardware_version));
+        }
+        store.set(StoreItem::text(keys::FACTORY_APP_VERSION, &profile.application_version.to_string()));
+        store.set_update_certificate(profile.update_certificate.der());
+        Ok(store)
+    }
+
+    fn write_config(&mut self) -> StepResult {
+        let store = self.config_store()?;
+        let chip_uid = self.chip_uid.clone().ok_or_else(|| StepFailure("no unique ID was read".to_string()))?;
+        let memory = self.profile().memory.clone();
+        let encoded = store
+            .encode(chip_uid.as_bytes(), &memory.store_layout())
+            .map_err(|error| StepFailure(format!("cannot build the config store: {error}")))?;
+        // The whole config region is erased, boot-state sector included: a fresh store starts
+        // from the factory application's version.
+        let config = memory.config;
+        self.retry(|target| target.erase_flash(config.address, config.size_bytes, &mut |_| {}))?;
+        self.program_verified_later(StepName::WriteConfig, config.address, &encoded, 0, encoded.len() as u64)?;
+        Ok(json!({
+            "bytes_written": encoded.len(),
+            "store_sha256": hex::encode(Sha256::digest(&encoded)),
+            "certificate_fingerprint": hex::encode(self.profile().update_certificate.fingerprint_sha256()),
+            "items": store.items.len(),
+        }))
+    }
+
+    fn verify_config(&mut self) -> StepResult {
+        let mut detail = self.verify_written(StepName::VerifyConfig)?;
+        let chip_uid = self.chip_uid.clone().ok_or_else(|| StepFailure("no unique ID was read".to_string()))?;
+        let layout = self.profile().memory.store_layout();
+        let address = self.profile().memory.config.address;
+        let read = self.read_back(StepName::VerifyConfig, address, layout.capacity_bytes, 0, layout.capacity_bytes as u64)?;
+        let decoded = ConfigStore::decode(&read, chip_uid.as_bytes())
+            .map_err(|error| StepFailure(format!("the config store read back does not decode: {error}")))?;
+        let expected = self.config_store()?;
+        if decoded != expected {
+            return Err(StepFailure("the config store read back decodes to different items".to_string()));
+        }
+        detail["decoded_items"] = json!(decoded.items.len());
+        Ok(detail)
+    }
+
+    /// Stages a candidate, resets, and returns the device's report.
+    fn stage_and_boot(&mut self, step: StepName, candidate: &StagedCandidate) -> Result<SelfTestReport, StepFailure> {
+        let candidate_region = self.profile().memory.candidate;
+        let padded = contract::pad_to_alignment(&candidate.candidate_bytes, candidate_region.write_alignment_bytes as usize, candidate_region.erased_value);
+        let (erase_address, erase_size) = candidate_region.sectors_covering(candidate_region.address, padded.len() as u64);
+        self.retry(|target| target.erase_flash(erase_address, erase_size, &mut |_| {}))?;
+        self.program_verified_later(step, candidate_region.address, &padded, 0, padded.len() as u64)?;
+        self.verify_written(step)?;
+        let mut nonce_bytes = [0u8; 4];
+        getrandom::fill(&mut nonce_bytes).map_err(|error| StepFailure(format!("no randomness for the mailbox nonce: {error}")))?;
+        let request = MailboxRequest { nonce: u32::from_le_bytes(nonce_bytes) | 1 };
+        let mailbox = self.profile().memory.mailbox;
+        let _ = self.target.take_console_lines();
+        let mailbox_image = request.encode_mailbox();
+        self.retry(|target| target.write_ram(mailbox.address, &mailbox_image))?;
+        self.retry(|target| target.reset_and_run())?;
+        self.wait_for_report(request.nonce)
+    }
+
+    fn wait_for_report(&mut self, nonce: u32) -> Result<SelfTestReport, StepFailure> {
+        let timeout_ms = self.profile().self_test.report_timeout_ms;
+        let deadline = Instant::now() + Duration::from_millis(timeout_ms);
+        let mailbox = self.profile().memory.mailbox;
+        let channel = self.profile().self_test.report_channel;
+        loop {
+            let report = match channel {
+                ReportChannel::Mailbox => {
+                    let mut bytes = vec![0u8; contract::MAILBOX_SIZE_BYTES];
+                    self.retry(|target| target.read_memory(mailbox.address, &mut bytes))?;
+                    SelfTestReport::decode_mailbox(&bytes)
+                }
+                ReportChannel::Console => {
+                    let lines = self.target.take_console_lines().ok_or_else(|| {
+                        StepFailure("the profile reads reports from the console, but this target has none".to_string())
+                    })?;
+                    lines.iter().rev().find_map(|line| SelfTestReport::parse_console_line(line))
+                }
+            };
+            if let Some(report) = report
+                && report.nonce == nonce
+            {
+                return Ok(report);
+            }
+            if Instant::now() >= deadline {
+                return Err(StepFailure(format!("no self-test report within {timeout_ms} ms (self_test.report_timeout_ms)")));
+            }
+            std::thread::sleep(REPORT_POLL_INTERVAL);
+        }
+    }
+
+    fn application_slot_sha256(&mut self, step: StepName, length: usize) -> Result<[u8; 32], StepFailure> {
+        let address = self.profile().memory.application.address;
+        let bytes = self.read_back(step, address, length, 0, length as u64)?;
+        Ok(Sha256::digest(&bytes).into())
+    }
+
+    fn self_test(&mut self) -> StepResult {
+        let material = self.context.self_test.clone();
+        let report = self.stage_and_boot(StepName::SelfTest, &material.signed)?;
+        let identity = self.identity.clone().ok_or_else(|| StepFailure("no identity was allocated".to_string()))?;
+        let profile = self.profile();
+        let mut mismatches = Vec::new();
+        if report.update_status != material.signed.expected_status {
+            mismatches.push(format!("update client reported {:?} ({:#04x}), expected Installed", report.update_status, report.update_status.code()));
+        }
+        if report.store_status != StoreStatus::Provisioned {
+            mismatches.push("device reports its config store unreadable (unprovisioned)".to_string());
+        }
+        let expectations: [(&str, String, String); 6] = [
+            ("vendor ID", hex::encode(report.vendor_id), hex::encode(profile.vendor_id.as_bytes())),
+            ("class ID", hex::encode(report.class_id), hex::encode(profile.class_id.as_bytes())),
+            ("device ID", hex::encode(report.device_id), hex::encode(identity.identity.device_id.as_bytes())),
+            ("certificate fingerprint", hex::encode(report.certificate_fingerprint), hex::encode(profile.update_certificate.fingerprint_sha256())),
+            ("serial number", report.serial_number.clone(), identity.identity.serial.clone()),
+            ("running version", report.running_version.to_string(), material.payload_version.to_string()),
+        ];
+        for (what, reported, expected) in &expectations {
+            if reported != expected {
+                mismatches.push(format!("device reports {what} {reported}, expected {expected}"));
+            }
+        }
+        if !mismatches.is_empty() {
+            return Err(StepFailure(mismatches.join("; ")));
+        }
+        let installed = self.application_slot_sha256(StepName::SelfTest, material.payload.len())?;
+        if installed != material.payload_sha256 {
+            return Err(StepFailure("the device reports the update installed, but the application slot does not hold the payload".to_string()));
+        }
+        Ok(json!({
+            "manifest_sha256": hex::encode(material.signed.manifest_sha256),
+            "payload_sha256": hex::encode(material.payload_sha256),
+            "installed_version": report.running_version.to_string(),
+            "reported_serial": report.serial_number,
+            "reported_device_id": uuid::Uuid::from_bytes(report.device_id).to_string(),
+            "certificate_fingerprint": hex::encode(report.certificate_fingerprint),
+        }))
+    }
+
+    fn negative_self_test(&mut self) -> StepResult {
+        let material = self.context.self_test.clone();
+        let running_before = if self.profile().skips(SkippableStep::SelfTest) { None } else { Some(material.payload_version) };
+        let application_before = self.application_slot_sha256(StepName::NegativeSelfTest, material.payload.len())?;
+        let mut refusals = Vec::new();
+        for forged in &material.forged {
+            let report = self.stage_and_boot(StepName::NegativeSelfTest, forged)?;
+            if report.update_status != forged.expected_status {
+                return Err(StepFailure(format!(
+                    "forged update '{}' was answered {:?} ({:#04x}), expected refusal {:?} ({:#04x})",
+                    forged.name,
+                    report.update_status,
+                    report.update_status.code(),
+                    forged.expected_status,
+                    forged.expected_status.code()
+                )));
+            }
+            if let Some(running_before) = running_before
+                && report.running_version != running_before
+            {
+                return Err(StepFailure(format!(
+                    "after refusing '{}' the device runs version {}, expected {running_before}",
+                    forged.name, report.running_version
+                )));
+            }
+            let application_after = self.application_slot_sha256(StepName::NegativeSelfTest, material.payload.len())?;
+            if application_after != application_before {
+                return Err(StepFailure(format!("forged update '{}' was refused but the application slot changed", forged.name)));
+            }
+            refusals.push(json!({
+                "candidate": forged.name,
+                "manifest_sha256": hex::encode(forged.manifest_sha256),
+                "reason_code": report.update_status.code(),
+            }));
+        }
+        Ok(json!({ "refused": refusals }))
+    }
+
+    fn lock(&mut self) -> StepResult {
+        self.retry(|target| target.lock())?;
+        Ok(json!({ "locked": true }))
+    }
+
+    fn verify_lock(&mut self) -> StepResult {
+        if !self.retry(|target| target.is_locked())? {
+            return Err(StepFailure("the chip does not report itself locked".to_string()));
+        }
+        let address = self.profile().memory.config.address;
+        let mut probe_bytes = [0u8; 16];
+        match self.target.read_memory(address, &mut probe_bytes) {
+            Ok(()) => Err(StepFailure(format!("a debug read at {address:#010x} still succeeds after locking"))),
+            Err(TargetError::Locked) => Ok(json!({ "debug_read_refused_at": address })),
+            Err(other) => Err(StepFailure(format!("expected the debug read to be refused as locked, got: {other}"))),
+        }
+    }
+
+    /// Records the run, then reports the outcome (PASS only after the commit).
+    fn finish(mut self, failure: Option<JobFailure>) -> UnitOutcome {
+        let record_started = Instant::now();
+        if failure.is_none() {
+            self.target.note_step(StepName::Record.as_str());
+            self.emit(EventKind::StepStarted { step: StepName::Record.as_str().to_string() });
+        }
+        let (failing_step, reason) = match &failure {
+            Some(failure) => (Some(failure.step.as_str()), Some(failure.reason.clone())),
+            None => (None, None),
+        };
+        let identity = self.identity.as_ref().map(|allocated| allocated.identity.clone());
+        let profile = self.profile();
+        let record = RunRecord {
+            station: self.context.station_name.clone(),
+            operator: self.context.operator.clone(),
+            probe: self.probe.clone(),
+            profile_name: profile.name.clone(),
+            profile_sha256: profile.file_sha256_hex(),
+            image_sha256s: vec![
+                ("bootloader".to_string(), hex::encode(profile.bootloader_image.file_sha256)),
+                ("application".to_string(), hex::encode(profile.application_image.file_sha256)),
+                ("self-test-payload".to_string(), hex::encode(profile.self_test.payload.file_sha256)),
+            ],
+            chip_uid_hex: self.chip_uid.as_ref().map(ChipUid::to_hex),
+            serial: identity.as_ref().map(|identity| identity.serial.clone()),
+            device_id: identity.as_ref().map(|identity| identity.device_id),
+            started_at: self.started_at,
+            finished_at: SystemTime::now(),
+            result: if failure.is_none() { RunResult::Pass } else { RunResult::Fail },
+            failing_step: failing_step.map(str::to_string),
+            reason: reason.clone(),
+            steps: std::mem::take(&mut self.steps),
+        };
+        let receipt = self.context.ledger.record_run(&record);
+        let (result, failing_step, reason, record_hash) = match (receipt, failure) {
+            (Ok(receipt), None) => {
+                self.emit(EventKind::StepFinished {
+                    step: StepName::Record.as_str().to_string(),
+                    duration_ms: record_started.elapsed().as_millis() as u64,
+                    detail: json!({ "run_id": receipt.run_id, "station_sequence": receipt.station_sequence, "record_hash": hex::encode(receipt.record_hash) }),
+                });
+                (UnitResult::Pass, None, None, Some(hex::encode(receipt.record_hash)))
+            }
+            (Ok(receipt), Some(_)) => (UnitResult::Fail, failing_step, reason, Some(hex::encode(receipt.record_hash))),
+            (Err(error), failure) => {
+                let record_reason = format!("the ledger did not commit the run: {error}");
+                if failure.is_none() {
+                    self.emit(EventKind::StepFailed {
+                        step: StepName::Record.as_str().to_string(),
+                        duration_ms: record_started.elapsed().as_millis() as u64,
+                        reason: record_reason.clone(),
+                    });
+                }
+                let reason = match reason {
+                    Some(reason) => format!("{reason} (and {record_reason})"),
+                    None => record_reason,
+                };
+                (UnitResult::Fail, failing_step.or(Some(StepName::Record.as_str())), Some(reason), None)
+            }
+        };
+        let cycle_time = self.started.elapsed();
+        self.emit(EventKind::UnitFinished {
+            result,
+            chip_uid: record.chip_uid_hex.clone(),
+            serial: record.serial.clone(),
+            device_id: record.device_id.map(|id| id.to_string()),
+            failing_step: failing_step.map(str::to_string),
+            reason: reason.clone(),
+            cycle_time_ms: cycle_time.as_millis() as u64,
+            record_hash,
+        });
+        UnitOutcome {
+            result,
+            chip_uid: record.chip_uid_hex,
+            serial: record.serial,
+            device_id: record.device_id,
+            failing_step,
+            reason,
+            cycle_time,
+        }
+    }
+}
+
+/// The image's segments as program operations aligned to the region's write alignment: each
+/// segment is widened to alignment boundaries (filled with the erased value), and segments
+/// that then touch are merged.
+fn aligned_chunks(image: &FirmwareImage, region: &FlashRegion) -> Vec<(u64, Vec<u8>)> {
+    let alignment = region.write_alignment_bytes.max(1);
+    let mut chunks: Vec<(u64, Vec<u8>)> = Vec::new();
+    for segment in &image.segments {
+        let start = segment.address - segment.address % alignment;
+        let end = (segment.address + segment.data.len() as u64).next_multiple_of(alignment);
+        match chunks.last_mut() {
+            Some((chunk_start, chunk_data)) if *chunk_start + chunk_data.len() as u64 >= start => {
+                chunk_data.resize((end - *chunk_start) as usize, region.erased_value);
+                let offset = (segment.address - *chunk_start) as usize;
+                chunk_data[offset..offset + segment.data.len()].copy_from_slice(&segment.data);
+            }
+            _ => {
+                let mut data = vec![region.erased_value; (end - start) as usize];
+                let offset = (segment.address - start) as usize;
+                data[offset..offset + segment.data.len()].copy_from_slice(&segment.data);
+                chunks.push((start, data));
+            }
+        }
+    }
+    chunks
+}
+
+fn first_difference(read: &[u8], address: u64, expected: &[u8]) -> String {
+    read.iter()
+        .zip(expected)
+        .position(|(actual, wanted)| actual != wanted)
+        .map(|offset| {
+            format!(
+                "; first difference at {:#010x}: read {:#04x}, wrote {:#04x}",
+                address + offset as u64,
+                read[offset],
+                expected[offset]
+            )
+        })
+        .unwrap_or_default()
+}

@@ -1,0 +1,118 @@
+//! A line: several slots (fixtures/probes) provisioning at once, one worker thread per slot.
+//!
+//! Slots share nothing but the [`StationContext`] (profile, self-test material, ledger, event
+//! sink) and a unit budget; one slot's failure never stops another. The line ends when the
+//! budget is used up, or when cancelled (each slot finishes its current step and stops).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use super::events::{EventKind, StationEvent, UnitResult};
+use super::job::{StationContext, UnitOutcome, provision_unit};
+use crate::target::Fixture;
+
+/// How long a slot waits before asking a failing fixture for a unit again.
+const FIXTURE_RETRY_DELAY: Duration = Duration::from_millis(500);
+
+/// What a whole line run did.
+#[derive(Debug, Clone, Default)]
+pub struct LineSummary {
+    /// Every unit's outcome, in completion order.
+    pub outcomes: Vec<UnitOutcome>,
+    /// Wall time from start to the last slot stopping.
+    pub elapsed: Duration,
+}
+
+impl LineSummary {
+    /// Units that passed.
+    pub fn passed(&self) -> u64 {
+        self.outcomes.iter().filter(|outcome| outcome.result == UnitResult::Pass).count() as u64
+    }
+
+    /// Units that failed.
+    pub fn failed(&self) -> u64 {
+        self.outcomes.len() as u64 - self.passed()
+    }
+
+    /// Units per hour over the run's wall time.
+    pub fn units_per_hour(&self) -> f64 {
+        let seconds = self.elapsed.as_secs_f64();
+        if seconds > 0.0 { self.outcomes.len() as f64 * 3600.0 / seconds } else { 0.0 }
+    }
+}
+
+/// Runs `fixtures` (one slot each) until `unit_limit` units have been attempted in all (or
+/// forever, when `None`, until cancelled).
+pub fn run_line(context: Arc<StationContext>, fixtures: Vec<Box<dyn Fixture>>, unit_limit: Option<u64>) -> LineSummary {
+    let started = Instant::now();
+    let units_claimed = Arc::new(AtomicU64::new(0));
+    let workers: Vec<_> = fixtures
+        .into_iter()
+        .enumerate()
+        .map(|(slot, fixture)| {
+            let context = context.clone();
+            let units_claimed = units_claimed.clone();
+            std::thread::Builder::new()
+                .name(format!("slot-{slot}"))
+                .spawn(move || run_slot(&context, slot, fixture, &units_claimed, unit_limit))
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for worker in workers {
+        match worker.map(|handle| handle.join()) {
+            Ok(Ok(slot_outcomes)) => outcomes.extend(slot_outcomes),
+            Ok(Err(_)) => tracing::error!("a slot worker panicked; the other slots were not affected"),
+            Err(error) => tracing::error!(%error, "could not start a slot worker thread"),
+        }
+    }
+    let summary = LineSummary { outcomes, elapsed: started.elapsed() };
+    context.events.emit(StationEvent::now(0, 0, EventKind::LineFinished {
+        units: summary.outcomes.len() as u64,
+        passed: summary.passed(),
+        failed: summary.failed(),
+        elapsed_ms: summary.elapsed.as_millis() as u64,
+    }));
+    summary
+}
+
+fn run_slot(
+    context: &StationContext,
+    slot: usize,
+    mut fixture: Box<dyn Fixture>,
+    units_claimed: &AtomicU64,
+    unit_limit: Option<u64>,
+) -> Vec<UnitOutcome> {
+    let _span = tracing::info_span!("slot", slot, fixture = %fixture.name()).entered();
+    let mut outcomes = Vec::new();
+    loop {
+        if context.cancel.is_cancelled() {
+            break;
+        }
+        // Claim a unit from the budget before waiting for one, so the line never over-runs.
+        let unit = units_claimed.fetch_add(1, Ordering::SeqCst) + 1;
+        if unit_limit.is_some_and(|limit| unit > limit) {
+            break;
+        }
+        let keep_waiting = || !context.cancel.is_cancelled();
+        let mut target = loop {
+            match fixture.next_unit(&keep_waiting) {
+                Ok(Some(target)) => break Some(target),
+                Ok(None) => break None,
+                Err(error) => {
+                    context.events.emit(StationEvent::now(slot, 0, EventKind::SlotError { reason: error.to_string() }));
+                    if context.cancel.is_cancelled() {
+                        break None;
+                    }
+                    std::thread::sleep(FIXTURE_RETRY_DELAY);
+                }
+            }
+        };
+        let Some(target) = target.as_deref_mut() else {
+            break;
+        };
+        let _unit_span = tracing::info_span!("unit", unit).entered();
+        outcomes.push(provision_unit(context, target, slot, unit));
+    }
+    outcomes
+}

@@ -1,0 +1,317 @@
+//! `sim`: the in-process virtual MCU, the embedded default backend.
+//!
+//! A [`SimFixture`] presents fresh virtual units one after another; each is a [`SimTarget`]
+//! wrapping a [`SimDevice`] shaped by the profile's memory map: honest NOR flash
+//! ([`flash::NorFlash`]), a RAM mailbox, a unique ID, a debug lock, and the device-side
+//! bootloader and update client of `docs/device-contract.md`. An optional timing model makes
+//! operations take the time real probes and flash take, and a [`FaultPlan`] injects the
+//! failures of a real line (power cuts, lost probes, unreadable IDs, flipped bits).
+
+mod device;
+mod flash;
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use crate::identity::ChipUid;
+use crate::profile::{MemoryMap, SimTiming};
+use crate::target::{ChipDescription, Fixture, Target, TargetError};
+
+pub use device::SimDevice;
+
+/// Length of a simulated unique ID (96 bits, like an STM32 UID).
+pub const SIM_UNIQUE_ID_SIZE_BYTES: usize = 12;
+
+/// Failures to inject into one simulated unit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FaultPlan {
+    /// Cut power once this many flash operations (sector erases, 256-byte page programs)
+    /// have completed; the interrupted operation is left torn.
+    pub power_cut_after_flash_operations: Option<u64>,
+    /// The probe disappears when the station enters this step (by step name).
+    pub probe_lost_at_step: Option<String>,
+    /// Reading the unique ID fails.
+    pub unique_id_read_fails: bool,
+    /// After a program operation covers this address, one bit there flips (a weak cell).
+    pub flip_bit_at_address: Option<u64>,
+    /// The first this-many debug operations fail with a transient probe error.
+    pub transient_errors: u32,
+}
+
+/// A simulated unit behind a simulated probe.
+pub struct SimTarget {
+    device: SimDevice,
+    chip_name: String,
+    probe_name: String,
+    timing: SimTiming,
+    faults: FaultPlan,
+    is_probe_lost: bool,
+    transient_errors_left: u32,
+}
+
+impl SimTarget {
+    /// A target for `device`, answering as chip `chip_name`.
+    pub fn new(device: SimDevice, chip_name: &str, probe_name: &str, timing: SimTiming, faults: FaultPlan) -> SimTarget {
+        let mut device = device;
+        if let Some(operations) = faults.power_cut_after_flash_operations {
+            device.cut_power_after(operations);
+        }
+        SimTarget {
+            device,
+            chip_name: chip_name.to_string(),
+            probe_name: probe_name.to_string(),
+            timing,
+            transient_errors_left: faults.transient_errors,
+            faults,
+            is_probe_lost: false,
+        }
+    }
+
+    /// The device behind the probe (for tests and fault campaigns).
+    pub fn device(&self) -> &SimDevice {
+        &self.device
+    }
+
+    /// Takes the device back out (to power-cycle it and present it again).
+    pub fn into_device(self) -> SimDevice {
+        self.device
+    }
+
+    fn check_link(&mut self) -> Result<(), TargetError> {
+        if self.is_probe_lost {
+            return Err(TargetError::ProbeLost { reason: format!("{} stopped answering", self.probe_name) });
+        }
+        self.device.require_power()?;
+        if self.transient_errors_left > 0 {
+            self.transient_errors_left -= 1;
+            return Err(TargetError::Transient { reason: "simulated SWD wait response".to_string() });
+        }
+        Ok(())
+    }
+
+    fn check_debug_access(&mut self) -> Result<(), TargetError> {
+        self.check_link()?;
+        if self.device.is_locked { Err(TargetError::Locked) } else { Ok(()) }
+    }
+
+    fn spend_transfer_time(&self, bytes: usize) {
+        if self.timing.probe_bytes_per_second > 0 {
+            sleep_ms(bytes as f64 * 1000.0 / self.timing.probe_bytes_per_second as f64);
+        }
+    }
+}
+
+fn sleep_ms(milliseconds: f64) {
+    if milliseconds > 0.0 {
+        std::thread::sleep(Duration::from_secs_f64(milliseconds / 1000.0));
+    }
+}
+
+impl Target for SimTarget {
+    fn backend_name(&self) -> &'static str {
+        "sim"
+    }
+
+    fn probe_identifier(&self) -> String {
+        self.probe_name.clone()
+    }
+
+    fn connect(&mut self) -> Result<ChipDescription, TargetError> {
+        self.check_link()?;
+        Ok(ChipDescription { chip_name: self.chip_name.clone() })
+    }
+
+    fn read_unique_id(&mut self) -> Result<ChipUid, TargetError> {
+        self.check_link()?;
+        if self.faults.unique_id_read_fails {
+            return Err(TargetError::Other("unique ID registers read back as all ones".to_string()));
+        }
+        ChipUid::new(self.device.unique_id().to_vec()).map_err(|error| TargetError::Other(error.to_string()))
+    }
+
+    fn read_memory(&mut self, address: u64, buffer: &mut [u8]) -> Result<(), TargetError> {
+        self.check_debug_access()?;
+        self.spend_transfer_time(buffer.len());
+        let length = buffer.len() as u64;
+        if self.device.flash.contains(address, length) {
+            self.device.flash.read(address, buffer);
+            return Ok(());
+        }
+        let ram = self.device.memory.chip_ram;
+        if address >= ram.address && address + length <= ram.address + ram.size_bytes {
+            let start = (address - ram.address) as usize;
+            buffer.copy_from_slice(&self.device.ram[start..start + buffer.len()]);
+            return Ok(());
+        }
+        Err(TargetError::Refused { operation: "read", address, reason: "no memory mapped here".to_string() })
+    }
+
+    fn write_ram(&mut self, address: u64, data: &[u8]) -> Result<(), TargetError> {
+        self.check_debug_access()?;
+        self.spend_transfer_time(data.len());
+        let ram = self.device.memory.chip_ram;
+        if address < ram.address || address + data.len() as u64 > ram.address + ram.size_bytes {
+            return Err(TargetError::Refused { operation: "write", address, reason: "not RAM".to_string() });
+        }
+        let start = (address - ram.address) as usize;
+        self.device.ram[start..start + data.len()].copy_from_slice(data);
+        Ok(())
+    }
+
+    fn erase_flash(&mut self, address: u64, size_bytes: u64, progress: &mut dyn FnMut(u64)) -> Result<(), TargetError> {
+        self.check_debug_access()?;
+        let sector_erase_ms = self.timing.sector_erase_ms;
+        let mut timed_progress = |bytes: u64| {
+            sleep_ms(sector_erase_ms);
+            progress(bytes);
+        };
+        self.device.erase(address, size_bytes, &mut timed_progress)
+    }
+
+    fn program_flash(&mut self, address: u64, data: &[u8], progress: &mut dyn FnMut(u64)) -> Result<(), TargetError> {
+        self.check_debug_access()?;
+        let timing = self.timing;
+        let mut pages_done = 0u64;
+        let mut timed_progress = |bytes: u64| {
+            let pages_now = bytes.div_ceil(timing.page_size_bytes.max(1));
+            sleep_ms((pages_now - pages_done) as f64 * timing.page_program_ms);
+            pages_done = pages_now;
+            progress(bytes);
+        };
+        self.spend_transfer_time(data.len());
+        self.device.program(address, data, &mut timed_progress)?;
+        if let Some(weak_address) = self.faults.flip_bit_at_address
+            && weak_address >= address
+            && weak_address < address + data.len() as u64
+        {
+            self.device.flash.flip_bit(weak_address, 0);
+        }
+        Ok(())
+    }
+
+    fn reset_and_run(&mut self) -> Result<(), TargetError> {
+        self.check_link()?;
+        sleep_ms(self.timing.boot_ms);
+        self.device.boot();
+        self.device.require_power()
+    }
+
+    fn halt(&mut self) -> Result<(), TargetError> {
+        self.check_debug_access()
+    }
+
+    fn lock(&mut self) -> Result<(), TargetError> {
+        self.check_debug_access()?;
+        self.device.is_locked = true;
+        Ok(())
+    }
+
+    fn is_locked(&mut self) -> Result<bool, TargetError> {
+        self.check_link()?;
+        Ok(self.device.is_locked)
+    }
+
+    fn unlock_by_mass_erase(&mut self) -> Result<(), TargetError> {
+        self.check_link()?;
+        self.device.mass_erase()
+    }
+
+    fn take_console_lines(&mut self) -> Option<Vec<String>> {
+        Some(std::mem::take(&mut self.device.console_lines))
+    }
+
+    fn note_step(&mut self, step_name: &str) {
+        if self.faults.probe_lost_at_step.as_deref() == Some(step_name) {
+            self.is_probe_lost = true;
+        }
+    }
+}
+
+/// Decides which faults the `n`-th unit of a fixture gets (0-based).
+pub type FaultSchedule = Box<dyn Fn(u64) -> FaultPlan + Send>;
+
+/// A simulated fixture: presents a fresh virtual unit whenever the previous one is done.
+pub struct SimFixture {
+    name: String,
+    chip_name: String,
+    memory: MemoryMap,
+    timing: SimTiming,
+    uid_seed: Option<u64>,
+    units_presented: u64,
+    fault_schedule: Option<FaultSchedule>,
+    queued_devices: VecDeque<SimDevice>,
+}
+
+impl SimFixture {
+    /// A fixture for units shaped by `memory`. With `uid_seed`, unique IDs are derived from the
+    /// seed, the fixture name and the unit number (repeatable); without it they are random.
+    pub fn new(name: &str, chip_name: &str, memory: &MemoryMap, timing: SimTiming, uid_seed: Option<u64>) -> SimFixture {
+        SimFixture {
+            name: name.to_string(),
+            chip_name: chip_name.to_string(),
+            memory: memory.clone(),
+            timing,
+            uid_seed,
+            units_presented: 0,
+            fault_schedule: None,
+            queued_devices: VecDeque::new(),
+        }
+    }
+
+    /// Injects faults into chosen units.
+    pub fn with_fault_schedule(mut self, schedule: FaultSchedule) -> SimFixture {
+        self.fault_schedule = Some(schedule);
+        self
+    }
+
+    /// Puts a particular device on the fixture next (a reworked or power-cycled unit).
+    pub fn present_next(&mut self, device: SimDevice) {
+        self.queued_devices.push_back(device);
+    }
+
+    fn fresh_unique_id(&self) -> Vec<u8> {
+        match self.uid_seed {
+            Some(seed) => {
+                let mut hasher = Sha256::new();
+                hasher.update(seed.to_le_bytes());
+                hasher.update(self.name.as_bytes());
+                hasher.update(self.units_presented.to_le_bytes());
+                hasher.finalize()[..SIM_UNIQUE_ID_SIZE_BYTES].to_vec()
+            }
+            None => {
+                let mut bytes = vec![0u8; SIM_UNIQUE_ID_SIZE_BYTES];
+                // The OS random source failing is not recoverable in any useful way here; fall
+                // back to a time-based ID so the fixture still presents distinct units.
+                if getrandom::fill(&mut bytes).is_err() {
+                    let nanos = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|duration| duration.as_nanos())
+                        .unwrap_or_default();
+                    bytes.copy_from_slice(&nanos.to_le_bytes()[..SIM_UNIQUE_ID_SIZE_BYTES]);
+                }
+                bytes
+            }
+        }
+    }
+}
+
+impl Fixture for SimFixture {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn next_unit(&mut self, keep_waiting: &dyn Fn() -> bool) -> Result<Option<Box<dyn Target>>, TargetError> {
+        if !keep_waiting() {
+            return Ok(None);
+        }
+        let device = match self.queued_devices.pop_front() {
+            Some(device) => device,
+            None => SimDevice::new(&self.memory, self.fresh_unique_id()),
+        };
+        let faults = self.fault_schedule.as_ref().map(|schedule| schedule(self.units_presented)).unwrap_or_default();
+        self.units_presented += 1;
+        Ok(Some(Box::new(SimTarget::new(device, &self.chip_name, &self.name, self.timing, faults))))
+    }
+}
