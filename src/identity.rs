@@ -72,15 +72,12 @@ pub fn device_id_from_chip_uid(class_id: Uuid, chip_uid: &ChipUid) -> Uuid {
 /// on each side. (Python's `$` would also accept one trailing newline; we do not.)
 pub fn check_vendor_domain(vendor_domain: &str) -> Result<(), IdentityError> {
     let characters: Vec<char> = vendor_domain.chars().collect();
-    let has_inner_dot = characters.len() >= 3
-        && characters[1..characters.len() - 1]
-            .iter()
-            .any(|&character| character == '.');
+    let has_inner_dot = characters.len() >= 3 && characters[1..characters.len() - 1].contains(&'.');
     // Python's `\s` is `str.isspace()`, which is Unicode White_Space plus the four ASCII
     // information separators U+001C..U+001F; match it exactly.
-    let has_whitespace = characters.iter().any(|&character| {
-        character.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&character)
-    });
+    let has_whitespace = characters
+        .iter()
+        .any(|&character| character.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&character));
     if has_inner_dot && !has_whitespace {
         Ok(())
     } else {

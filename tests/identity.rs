@@ -168,8 +168,16 @@ json.dump(out, sys.stdout)
         let inputs = &cases[index];
         let computed_vendor_id = vendor_id_from_domain(&domains[index]);
         let computed_class_id = class_id_from_model(computed_vendor_id, &model_names[index]);
-        check(&format!("vendor id for {inputs}"), computed_vendor_id, vendor_id);
-        check(&format!("class id for {inputs}"), computed_class_id, class_id);
+        check(
+            &format!("vendor id for {inputs}"),
+            computed_vendor_id,
+            vendor_id,
+        );
+        check(
+            &format!("class id for {inputs}"),
+            computed_class_id,
+            class_id,
+        );
         check(
             &format!("device id for {inputs}"),
             device_id_from_chip_uid(computed_class_id, &chip_uids[index]),
@@ -187,7 +195,11 @@ fn parse_uuid_accepts_hyphenated_and_32_hex_digits_only() {
         "fa6b4a53d5ad5fdfbe9de663e4d41ffe",
         "FA6B4A53d5ad5fdfbe9de663e4d41ffe",
     ] {
-        assert_eq!(parse_uuid(accepted, "vendor_id"), Ok(expected), "{accepted:?}");
+        assert_eq!(
+            parse_uuid(accepted, "vendor_id"),
+            Ok(expected),
+            "{accepted:?}"
+        );
     }
     for refused in [
         "",
@@ -248,7 +260,10 @@ fn chip_uid_construction_and_hex() {
     }
     assert!(matches!(
         ChipUid::from_hex(""),
-        Err(IdentityError::ChipUidLength { length_bytes: 0, .. })
+        Err(IdentityError::ChipUidLength {
+            length_bytes: 0,
+            ..
+        })
     ));
 }
 
@@ -269,7 +284,10 @@ fn device_ids_differ_across_classes_and_chips() {
     assert_eq!(ids[0].get_version_num(), 5);
     // The hex is hashed in lowercase whatever case it was read in.
     assert_eq!(
-        device_id_from_chip_uid(class_a, &ChipUid::from_hex("000102030405060708090A0B").unwrap()),
+        device_id_from_chip_uid(
+            class_a,
+            &ChipUid::from_hex("000102030405060708090A0B").unwrap()
+        ),
         ids[0]
     );
 }
