@@ -1,0 +1,86 @@
+//! Helpers shared by integration tests (each test binary uses some of them).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+
+/// The manifest-tool version the tests compare against.
+pub const MANIFEST_TOOL_VERSION: &str = "2.6.2";
+
+/// Serialises venv creation between threads of one test binary; the file lock below does the same
+/// between processes (parallel test binaries sharing a target directory).
+static VENV_SETUP: Mutex<()> = Mutex::new(());
+
+/// Path of an executable from Izuma's manifest-tool package (`manifest-tool`,
+/// `manifest-dev-tool`, ...).
+///
+/// Uses the venv named by `IMPRINT_MANIFEST_TOOL_VENV` when set; otherwise creates one under the
+/// cargo target directory (`python3 -m venv` + `pip install manifest-tool==2.6.2`) on first use.
+/// Panics with the reason when the tool cannot be found or installed: tests never skip.
+pub fn manifest_tool_bin(name: &str) -> PathBuf {
+    if let Some(venv) = std::env::var_os("IMPRINT_MANIFEST_TOOL_VENV") {
+        let executable = Path::new(&venv).join("bin").join(name);
+        assert!(
+            executable.is_file(),
+            "IMPRINT_MANIFEST_TOOL_VENV={} has no bin/{name}",
+            Path::new(&venv).display()
+        );
+        return executable;
+    }
+    let venv = target_dir().join("manifest-tool-venv");
+    let executable = venv.join("bin").join(name);
+    let marker = venv.join(format!(
+        "imprint-installed-manifest-tool-{MANIFEST_TOOL_VERSION}"
+    ));
+    let _thread_guard = VENV_SETUP
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if marker.is_file() && executable.is_file() {
+        return executable;
+    }
+    std::fs::create_dir_all(&venv).expect("create manifest-tool venv directory");
+    let lock_file = std::fs::File::create(venv.with_extension("lock")).expect("create venv lock");
+    lock_file.lock().expect("lock manifest-tool venv");
+    // Another process may have finished the install while we waited for the lock.
+    if !(marker.is_file() && executable.is_file()) {
+        run_or_panic(Command::new("python3").arg("-m").arg("venv").arg(&venv));
+        run_or_panic(
+            Command::new(venv.join("bin").join("pip"))
+                .args(["install", "--quiet", "--disable-pip-version-check"])
+                .arg(format!("manifest-tool=={MANIFEST_TOOL_VERSION}")),
+        );
+        std::fs::write(&marker, b"").expect("write venv marker");
+    }
+    assert!(
+        executable.is_file(),
+        "manifest-tool installed into {} but it has no bin/{name}",
+        venv.display()
+    );
+    executable
+}
+
+/// The cargo target directory: `CARGO_TARGET_DIR`, else the one holding this test executable.
+pub fn target_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
+        return PathBuf::from(dir);
+    }
+    // Test executables live in <target>/<profile>/deps/.
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.ancestors().nth(3).map(Path::to_path_buf))
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
+}
+
+fn run_or_panic(command: &mut Command) {
+    let output = command
+        .output()
+        .unwrap_or_else(|error| panic!("cannot run {command:?}: {error}"));
+    assert!(
+        output.status.success(),
+        "{command:?} failed ({}):\n{}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
