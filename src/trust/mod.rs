@@ -6,6 +6,14 @@
 //!
 //! **Invariant:** no device I/O and no database access here.
 
+mod certificate;
+mod error;
+mod key;
+mod oid;
+mod pem;
 mod signer;
 
+pub use certificate::{Certificate, key_matches_certificate};
+pub use error::TrustError;
+pub use key::{generate_signing_key, load_signing_key, write_signing_key_pem};
 pub use signer::{SignError, Signer, SoftwareSigner};
