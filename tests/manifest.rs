@@ -1,0 +1,558 @@
+//! Pelion v3 manifests against outside oracles: fixtures and live runs of the real
+//! Izuma/Pelion manifest-tool 2.6.2, tamper and truncation sweeps, property tests, and the
+//! `imprint manifest` commands driven through the binary.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use imprint::manifest::{
+    DecodedManifest, ManifestError, ManifestRequest, PayloadFormat, SemanticVersion,
+    create_manifest, decode_manifest, verify_manifest,
+};
+use imprint::trust::{Signer, SoftwareSigner};
+use p256::ecdsa::{SigningKey, VerifyingKey};
+use p256::pkcs8::DecodePublicKey;
+use proptest::prelude::*;
+use sha2::{Digest, Sha256};
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+fn fixture_path(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/manifest")
+        .join(name)
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    let path = fixture_path(name);
+    std::fs::read(&path).unwrap_or_else(|error| panic!("reading {}: {error}", path.display()))
+}
+
+fn fixture_text(name: &str) -> String {
+    String::from_utf8(fixture(name)).expect("fixture is UTF-8")
+}
+
+/// The key manifest-dev-tool generated for the fixtures (SEC1 "EC PRIVATE KEY" PEM).
+fn fixture_signer() -> SoftwareSigner {
+    let secret_key =
+        p256::SecretKey::from_sec1_pem(&fixture_text("dev.key.pem")).expect("dev.key.pem parses");
+    SoftwareSigner::new(SigningKey::from(&secret_key), "tests/data/manifest/dev.key.pem")
+}
+
+/// A public key extracted from a certificate by `openssl x509 -pubkey` (see make-fixtures.sh).
+fn fixture_public_key(name: &str) -> VerifyingKey {
+    let public_key =
+        p256::PublicKey::from_public_key_pem(&fixture_text(name)).expect("public key parses");
+    VerifyingKey::from(&public_key)
+}
+
+fn fixed_signer(secret_byte: u8) -> SoftwareSigner {
+    let signing_key = SigningKey::from_slice(&[secret_byte; 32]).expect("valid scalar");
+    SoftwareSigner::new(signing_key, "test key")
+}
+
+/// The fields manifest-tool printed between its dump markers, keyed by path
+/// (`manifest.payload-metadata.installed-size`), with YAML quoting removed.
+///
+/// The dump is PyYAML block style of a two-level mapping of scalars, so a line parser is enough
+/// and avoids reinterpreting hex text as numbers.
+fn manifest_tool_dump(output: &str) -> BTreeMap<String, String> {
+    let start = output
+        .find("----- Manifest dump start -----")
+        .unwrap_or_else(|| panic!("no manifest dump in manifest-tool output:\n{output}"));
+    let end = output
+        .find("----- Manifest dump end -----")
+        .expect("dump end marker");
+    let mut fields = BTreeMap::new();
+    let mut parents: Vec<(usize, String)> = Vec::new();
+    for line in output[start..end].lines().skip(1) {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let indent = line.len() - line.trim_start().len();
+        let (key, value) = line
+            .trim_start()
+            .split_once(':')
+            .unwrap_or_else(|| panic!("unexpected dump line {line:?}"));
+        parents.retain(|(parent_indent, _)| *parent_indent < indent);
+        let mut path: Vec<String> = parents.iter().map(|(_, name)| name.clone()).collect();
+        path.push(key.to_string());
+        let value = value.trim();
+        if value.is_empty() {
+            parents.push((indent, key.to_string()));
+            continue;
+        }
+        let value = match value.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')) {
+            Some(quoted) => quoted.replace("''", "'"),
+            None => value.to_string(),
+        };
+        fields.insert(path.join("."), value);
+    }
+    fields
+}
+
+/// manifest-tool prints bytes as UTF-8 text when they decode, as hex otherwise.
+fn dump_bytes_match(bytes: &[u8], printed: &str) -> bool {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => text == printed,
+        Err(_) => hex::encode(bytes) == printed,
+    }
+}
+
+/// Every field manifest-tool printed equals what Imprint decoded, and nothing is left over.
+fn check_against_dump(decoded: &DecodedManifest, dump: &BTreeMap<String, String>) {
+    let mut remaining = dump.clone();
+    let mut take = |key: &str| {
+        remaining
+            .remove(key)
+            .unwrap_or_else(|| panic!("manifest-tool printed no {key}: {dump:?}"))
+    };
+    let check_bytes = |key: &str, bytes: &[u8], printed: String| {
+        assert!(
+            dump_bytes_match(bytes, &printed),
+            "{key}: imprint {} vs manifest-tool {printed}",
+            hex::encode(bytes)
+        );
+    };
+    assert_eq!(take("manifest-version"), "3");
+    check_bytes("vendor-id", &decoded.vendor_id, take("manifest.vendor-id"));
+    check_bytes("class-id", &decoded.class_id, take("manifest.class-id"));
+    assert_eq!(
+        take("manifest.update-priority"),
+        decoded.update_priority.to_string()
+    );
+    assert_eq!(take("manifest.component-name"), decoded.component_name);
+    assert_eq!(
+        take("manifest.payload-version"),
+        decoded.payload_version.to_string()
+    );
+    check_bytes(
+        "payload-digest",
+        &decoded.payload_digest,
+        take("manifest.payload-digest"),
+    );
+    assert_eq!(
+        take("manifest.payload-size"),
+        decoded.payload_size.to_string()
+    );
+    assert_eq!(take("manifest.payload-uri"), decoded.payload_uri);
+    assert_eq!(
+        take("manifest.payload-format"),
+        decoded.payload_format.schema_value().to_string()
+    );
+    check_bytes(
+        "installed-signature",
+        &decoded.installed_signature,
+        take("manifest.installed-signature"),
+    );
+    if let Some(vendor_data) = &decoded.vendor_data {
+        check_bytes("vendor-data", vendor_data, take("manifest.vendor-data"));
+    }
+    if let Some(metadata) = &decoded.payload_metadata {
+        assert_eq!(
+            take("manifest.payload-metadata.installed-size"),
+            metadata.installed_size.to_string()
+        );
+        check_bytes(
+            "installed-digest",
+            &metadata.installed_digest,
+            take("manifest.payload-metadata.installed-digest"),
+        );
+        if let Some(precursor) = &metadata.precursor_digest {
+            check_bytes(
+                "precursor-digest",
+                precursor,
+                take("manifest.payload-metadata.precursor-digest"),
+            );
+        }
+    }
+    check_bytes("signature", &decoded.signature, take("signature"));
+    assert!(
+        remaining.is_empty(),
+        "manifest-tool printed fields Imprint did not decode: {remaining:?}"
+    );
+}
+
+/// Flips every bit of `der` in turn; each flipped copy must fail to decode or to verify.
+fn check_every_bit_flip_fails(der: &[u8], key: &VerifyingKey) {
+    let decoded = verify_manifest(der, key).expect("the unmodified manifest verifies");
+    let signed_start = der
+        .windows(decoded.signed_bytes.len())
+        .position(|window| window == decoded.signed_bytes.as_slice())
+        .expect("signed bytes appear in the input");
+    assert!(signed_start > 0);
+    let mut flipped = der.to_vec();
+    for byte_index in 0..der.len() {
+        for bit in 0..8 {
+            flipped[byte_index] ^= 1 << bit;
+            let outcome = verify_manifest(&flipped, key);
+            assert!(
+                outcome.is_err(),
+                "flipping bit {bit} of byte {byte_index} (signed region starts at \
+                 {signed_start}) still verifies"
+            );
+            flipped[byte_index] ^= 1 << bit;
+        }
+    }
+}
+
+fn run(command: &mut Command) -> Output {
+    command
+        .output()
+        .unwrap_or_else(|error| panic!("running {command:?}: {error}"))
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn imprint() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_imprint"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures made by manifest-dev-tool (tests/data/manifest/make-fixtures.sh)
+
+/// Decodes and verifies a committed fixture and compares every field with manifest-tool's own
+/// dump of it; `payload` (when given) must match the manifest's size and digest.
+fn check_fixture(manifest_name: &str, payload_name: Option<&str>) -> DecodedManifest {
+    let der = fixture(&format!("{manifest_name}.manifest"));
+    let decoded = verify_manifest(&der, &fixture_public_key("dev.pub.pem"))
+        .unwrap_or_else(|error| panic!("{manifest_name}: {error}"));
+    let dump = manifest_tool_dump(&fixture_text(&format!("{manifest_name}.parse.txt")));
+    check_against_dump(&decoded, &dump);
+    assert_eq!(
+        decoded.vendor_uuid().to_string(),
+        "3e6e5c2a-9c8b-4f0f-a1d2-b3c4d5e6f708"
+    );
+    assert_eq!(
+        decoded.class_uuid().to_string(),
+        "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
+    );
+    if let Some(payload_name) = payload_name {
+        decoded
+            .check_payload(&fixture(payload_name))
+            .unwrap_or_else(|error| panic!("{manifest_name}: {error}"));
+    }
+    match verify_manifest(&der, &fixture_public_key("other.pub.pem")) {
+        Err(ManifestError::BadSignature) => {}
+        other => panic!("{manifest_name} with the wrong key: expected BadSignature, got {other:?}"),
+    }
+    decoded
+}
+
+#[test]
+fn fixture_raw_signed_with_vendor_data() {
+    let decoded = check_fixture("raw-signed", Some("payload.bin"));
+    assert_eq!(decoded.payload_format, PayloadFormat::RawBinary);
+    assert_eq!(decoded.update_priority, 7);
+    assert_eq!(decoded.payload_version, SemanticVersion::new(1, 2, 3));
+    assert_eq!(decoded.installed_signature.len(), 64);
+    assert_eq!(
+        decoded.vendor_data.as_deref(),
+        Some(fixture("vendor-data.bin").as_slice())
+    );
+    assert!(decoded.payload_metadata.is_none());
+}
+
+#[test]
+fn fixture_raw_with_empty_installed_signature() {
+    let decoded = check_fixture("raw-unsigned", Some("payload.bin"));
+    assert_eq!(decoded.component_name, "BOOT");
+    assert_eq!(decoded.payload_version, SemanticVersion::new(0, 0, 1));
+    assert!(decoded.installed_signature.is_empty());
+    assert!(decoded.vendor_data.is_none());
+}
+
+#[test]
+fn fixture_patch_signs_the_installed_digest() {
+    let decoded = check_fixture("patch-signed", Some("delta.bin"));
+    assert_eq!(decoded.payload_format, PayloadFormat::ArmPatchStream);
+    let metadata = decoded.payload_metadata.as_ref().expect("metadata");
+    let installed = fixture("payload.bin");
+    assert_eq!(metadata.installed_size, installed.len() as u64);
+    assert_eq!(
+        metadata.installed_digest,
+        Sha256::digest(&installed).to_vec()
+    );
+    assert_eq!(
+        metadata.precursor_digest.as_deref(),
+        Some(Sha256::digest(fixture("previous.bin")).as_slice())
+    );
+}
+
+#[test]
+fn fixture_encrypted_raw_carries_metadata() {
+    let decoded = check_fixture("encrypted-raw", None);
+    assert_eq!(decoded.payload_format, PayloadFormat::EncryptedRaw);
+    assert_eq!(decoded.payload_size, 3008);
+    assert_eq!(decoded.payload_version, SemanticVersion::new(999, 999, 999));
+    let metadata = decoded.payload_metadata.as_ref().expect("metadata");
+    assert_eq!(metadata.installed_size, 3000);
+    assert!(metadata.precursor_digest.is_none());
+}
+
+#[test]
+fn installed_signature_is_checked_over_the_right_digest() {
+    // Re-sign the patch fixture's Manifest after breaking its installed-signature relation:
+    // take raw-signed's installed-signature (over payload.bin's digest == installed-digest of
+    // the patch) and it verifies; that proves the patch path uses installed-digest, because the
+    // patch's payload-digest (of delta.bin) differs.
+    let patch = decode_manifest(&fixture("patch-signed.manifest")).expect("decodes");
+    assert_ne!(
+        patch.payload_digest,
+        patch.payload_metadata.as_ref().expect("metadata").installed_digest
+    );
+    let key = fixture_public_key("dev.pub.pem");
+    let installed_signature =
+        p256::ecdsa::Signature::from_slice(&patch.installed_signature).expect("signature");
+    use p256::ecdsa::signature::hazmat::PrehashVerifier;
+    key.verify_prehash(
+        &patch.payload_metadata.as_ref().expect("metadata").installed_digest,
+        &installed_signature,
+    )
+    .expect("manifest-tool signed the installed digest");
+    assert!(
+        key.verify_prehash(&patch.payload_digest, &installed_signature)
+            .is_err()
+    );
+}
+
+// One test per manifest so the sweeps run in parallel (each is a few thousand ECDSA verifies).
+#[test]
+fn every_bit_flip_in_the_raw_fixture_fails() {
+    let key = fixture_public_key("dev.pub.pem");
+    check_every_bit_flip_fails(&fixture("raw-signed.manifest"), &key);
+}
+
+#[test]
+fn every_bit_flip_in_the_patch_fixture_fails() {
+    let key = fixture_public_key("dev.pub.pem");
+    check_every_bit_flip_fails(&fixture("patch-signed.manifest"), &key);
+}
+
+#[test]
+fn every_bit_flip_in_an_imprint_manifest_fails() {
+    let signer = fixed_signer(9);
+    let mut request = ManifestRequest::new(
+        uuid::Uuid::from_bytes([0x11; 16]),
+        uuid::Uuid::from_bytes([0x22; 16]),
+        SemanticVersion::new(3, 4, 5),
+        b"payload",
+        "file:payload.bin",
+    );
+    request.vendor_data = Some(vec![0xde, 0xad]);
+    let der = create_manifest(&request, &signer).expect("created");
+    check_every_bit_flip_fails(&der, &signer.verifying_key());
+}
+
+#[test]
+fn truncated_and_extended_inputs_fail_cleanly() {
+    let der = fixture("raw-signed.manifest");
+    for length in 0..der.len() {
+        assert!(
+            decode_manifest(&der[..length]).is_err(),
+            "a {length}-byte prefix decoded"
+        );
+    }
+    let mut extended = der.clone();
+    extended.push(0);
+    assert!(matches!(
+        decode_manifest(&extended),
+        Err(ManifestError::Der { .. })
+    ));
+}
+
+/// Replaces the first occurrence of `pattern` after `after` with `replacement`.
+fn patched(der: &[u8], after: &[u8], pattern: &[u8], replacement: &[u8]) -> Vec<u8> {
+    let anchor = if after.is_empty() {
+        0
+    } else {
+        der.windows(after.len())
+            .position(|window| window == after)
+            .expect("anchor present")
+            + after.len()
+    };
+    let offset = der[anchor..]
+        .windows(pattern.len())
+        .position(|window| window == pattern)
+        .expect("pattern present")
+        + anchor;
+    let mut out = der.to_vec();
+    out[offset..offset + pattern.len()].copy_from_slice(replacement);
+    out
+}
+
+#[test]
+fn field_errors_name_the_field() {
+    let der = fixture("raw-signed.manifest");
+    let decoded = decode_manifest(&der).expect("decodes");
+    // manifest-version 3 -> 4 (first element of the outer SEQUENCE).
+    let version_4 = patched(&der, &[], &[0x0a, 0x01, 0x03], &[0x0a, 0x01, 0x04]);
+    match decode_manifest(&version_4) {
+        Err(ManifestError::UnsupportedVersion { found: 4 }) => {}
+        other => panic!("expected UnsupportedVersion 4, got {other:?}"),
+    }
+    // payload-format raw-binary(1) -> 2, right after the payload-uri.
+    let format_2 = patched(
+        &der,
+        decoded.payload_uri.as_bytes(),
+        &[0x0a, 0x01, 0x01],
+        &[0x0a, 0x01, 0x02],
+    );
+    match decode_manifest(&format_2) {
+        Err(error @ ManifestError::BadField { field: "payload-format", .. }) => {
+            assert!(error.to_string().contains("found 2"), "{error}");
+        }
+        other => panic!("expected BadField payload-format, got {other:?}"),
+    }
+    // payload-version "1.2.3" -> "1.2.x".
+    let version_text = patched(&der, &[], b"1.2.3", b"1.2.x");
+    match decode_manifest(&version_text) {
+        Err(ManifestError::BadField {
+            field: "payload-version",
+            reason,
+        }) => assert!(reason.contains("1.2.x"), "{reason}"),
+        other => panic!("expected BadField payload-version, got {other:?}"),
+    }
+    let messages = [
+        (ManifestError::BadSignature.to_string(), "signature"),
+        (
+            ManifestError::UnsupportedVersion { found: 1 }.to_string(),
+            "expected 3",
+        ),
+    ];
+    for (message, expected) in messages {
+        assert!(message.contains(expected), "{message}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Property tests
+
+fn arbitrary_request_parts() -> impl Strategy<
+    Value = (
+        [u8; 16],
+        [u8; 16],
+        u64,
+        String,
+        (u32, u32, u32),
+        Vec<u8>,
+        String,
+        Option<Vec<u8>>,
+    ),
+> {
+    (
+        any::<[u8; 16]>(),
+        any::<[u8; 16]>(),
+        any::<u64>(),
+        "\\PC{1,24}",
+        (0u32..=999, 0u32..=999, 1u32..=999),
+        proptest::collection::vec(any::<u8>(), 0..200),
+        "\\PC{1,80}",
+        proptest::option::of(proptest::collection::vec(any::<u8>(), 0..64)),
+    )
+}
+
+/// A signer that does not do ECDSA, so ten thousand round trips stay fast; real signatures are
+/// covered by the fixture, bit-flip and interop tests.
+struct CountingSigner;
+
+impl Signer for CountingSigner {
+    fn verifying_key(&self) -> VerifyingKey {
+        // Not the key of these signatures: round trips never verify.
+        fixed_signer(1).verifying_key()
+    }
+    fn sign_digest(
+        &self,
+        sha256_digest: &[u8; 32],
+    ) -> Result<p256::ecdsa::Signature, imprint::trust::SignError> {
+        // r = s = digest with the top bit cleared and the low bit set: always a valid scalar.
+        let mut scalar = *sha256_digest;
+        scalar[0] &= 0x7f;
+        scalar[31] |= 1;
+        Ok(p256::ecdsa::Signature::from_scalars(scalar, scalar).expect("valid scalars"))
+    }
+    fn describe(&self) -> String {
+        "counting signer".to_string()
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(10_000))]
+
+    #[test]
+    fn create_then_decode_round_trips(
+        (vendor, class, priority, component, (major, minor, patch), payload, uri, vendor_data)
+            in arbitrary_request_parts()
+    ) {
+        let request = ManifestRequest {
+            vendor_id: uuid::Uuid::from_bytes(vendor),
+            class_id: uuid::Uuid::from_bytes(class),
+            update_priority: priority,
+            component_name: component.clone(),
+            payload_version: SemanticVersion::new(major, minor, patch),
+            payload: &payload,
+            payload_uri: uri.clone(),
+            vendor_data: vendor_data.clone(),
+        };
+        let der = create_manifest(&request, &CountingSigner).expect("created");
+        let decoded = decode_manifest(&der).expect("decodes");
+        prop_assert_eq!(decoded.vendor_id, vendor);
+        prop_assert_eq!(decoded.class_id, class);
+        prop_assert_eq!(decoded.update_priority, priority);
+        prop_assert_eq!(decoded.component_name, component);
+        prop_assert_eq!(decoded.payload_version, SemanticVersion::new(major, minor, patch));
+        prop_assert_eq!(decoded.payload_digest, Sha256::digest(&payload).to_vec());
+        prop_assert_eq!(decoded.payload_size, payload.len() as u64);
+        prop_assert_eq!(decoded.payload_uri, uri);
+        prop_assert_eq!(decoded.payload_format, PayloadFormat::RawBinary);
+        prop_assert_eq!(decoded.vendor_data, vendor_data);
+        prop_assert!(decoded.payload_metadata.is_none());
+        let expected_installed = CountingSigner
+            .sign_digest(&Sha256::digest(&payload).into())
+            .expect("signs")
+            .to_bytes()
+            .to_vec();
+        prop_assert_eq!(decoded.installed_signature, expected_installed);
+        let expected_signature = CountingSigner
+            .sign_digest(&Sha256::digest(&decoded.signed_bytes).into())
+            .expect("signs")
+            .to_bytes()
+            .to_vec();
+        prop_assert_eq!(decoded.signature, expected_signature);
+    }
+
+    #[test]
+    fn decode_never_panics_on_arbitrary_bytes(
+        bytes in proptest::collection::vec(any::<u8>(), 0..400)
+    ) {
+        let _ = decode_manifest(&bytes);
+    }
+
+    #[test]
+    fn decode_never_panics_on_mutated_manifests(
+        which in 0usize..3,
+        edits in proptest::collection::vec((any::<u16>(), any::<u8>(), 0u8..4), 1..6),
+    ) {
+        let name = ["raw-signed", "patch-signed", "encrypted-raw"][which];
+        let mut bytes = fixture(&format!("{name}.manifest"));
+        for (position, value, kind) in edits {
+            let index = usize::from(position) % (bytes.len() + 1);
+            match kind {
+                0 if index < bytes.len() => bytes[index] = value,
+                1 => bytes.insert(index, value),
+                2 if index < bytes.len() => { bytes.remove(index); }
+                _ => bytes.truncate(index),
+            }
+        }
+        if let Ok(decoded) = decode_manifest(&bytes) {
+            // Whatever decodes must be canonical: the signed region is part of the input.
+            prop_assert!(bytes
+                .windows(decoded.signed_bytes.len().max(1))
+                .any(|window| window == decoded.signed_bytes.as_slice()));
+        }
+    }
+}
