@@ -274,7 +274,7 @@ fn check_candidate(inputs: &UpdateClientInputs, header: &CandidateHeader) -> Res
     };
     let verifying_key = signing_certificate.verifying_key().map_err(|_| UpdateStatus::CertificateMissing)?;
     manifest::verify_manifest(manifest_der, &verifying_key).map_err(|error| match error {
-        manifest::ManifestError::BadInstalledSignature => UpdateStatus::InstalledSignatureInvalid,
+        manifest::ManifestError::BadInstalledSignature { .. } => UpdateStatus::InstalledSignatureInvalid,
         _ => UpdateStatus::SignatureInvalid,
     })?;
 
@@ -356,7 +356,7 @@ pub enum StoreStatus {
 }
 
 /// The application's self-test report, in the mailbox and (as text) on the console.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SelfTestReport {
     /// The nonce of the request the device found at boot (0 when there was none).
     pub nonce: u32,

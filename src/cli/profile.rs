@@ -1,10 +1,103 @@
-//! `imprint profile ...` (placeholder until filled in).
+//! `imprint profile ...`: check a product profile before it goes near a line.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::UNIX_EPOCH;
+
+use imprint::profile::{FlashRegion, Profile};
+
+use super::EXIT_BAD_INPUT;
 
 #[derive(clap::Subcommand)]
-pub enum ProfileCommand {}
+pub enum ProfileCommand {
+    /// Validate a profile: print a summary, or every problem found (file and field).
+    #[command(after_help = "Examples:
+  imprint profile check profiles/demo.toml
+
+Exit status: 0 when the profile is valid, 2 when it has problems (each printed on its own line).")]
+    Check {
+        /// The profile (TOML).
+        file: PathBuf,
+    },
+}
 
 pub fn run(command: ProfileCommand) -> anyhow::Result<ExitCode> {
-    match command {}
+    match command {
+        ProfileCommand::Check { file } => check(&file),
+    }
+}
+
+fn check(file: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let profile = match Profile::load(file) {
+        Ok(profile) => profile,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return Ok(ExitCode::from(EXIT_BAD_INPUT));
+        }
+    };
+    print_summary(&profile);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_summary(profile: &Profile) {
+    println!("profile      {} ({})", profile.name, profile.path.display());
+    println!("sha256       {}", profile.file_sha256_hex());
+    println!("product      {} / {}", profile.manufacturer, profile.model_name);
+    println!("chip         {}", profile.chip_name);
+    println!("regions");
+    for (name, region) in profile.memory.flash_regions() {
+        println!("  {name:<12} {}", describe_region(&region));
+    }
+    let mailbox = profile.memory.mailbox;
+    println!("  {:<12} {:#010x}..{:#010x} ({} bytes, RAM)", "mailbox", mailbox.address, mailbox.address + mailbox.size_bytes, mailbox.size_bytes);
+    println!("images");
+    for (name, image) in [
+        ("bootloader", &profile.bootloader_image),
+        ("application", &profile.application_image),
+        ("self-test", &profile.self_test.payload),
+    ] {
+        println!(
+            "  {name:<12} {} ({}, {} bytes at {:#010x}, sha256 {})",
+            image.path.display(),
+            image.format,
+            image.size_bytes(),
+            image.start_address(),
+            hex::encode(image.file_sha256)
+        );
+    }
+    println!("versions     application {}, self-test payload {}", profile.application_version, profile.self_test.payload_version);
+    println!("vendor id    {}", profile.vendor_id);
+    println!("class id     {}", profile.class_id);
+    let certificate = &profile.update_certificate;
+    println!("certificate  {}", certificate.subject());
+    println!("  fingerprint  {}", hex::encode(certificate.fingerprint_sha256()));
+    println!("  valid        {} .. {}", format_date(certificate.not_before()), format_date(certificate.not_after()));
+    println!("signing key  {}", profile.signer.describe());
+    let skipped: Vec<&str> = profile.skipped_steps.iter().map(|step| step.name()).collect();
+    println!("lock         {}", if profile.lock.enabled { "enabled" } else { "disabled" });
+    if !skipped.is_empty() {
+        println!("skips        {}", skipped.join(", "));
+    }
+    for warning in &profile.warnings {
+        println!("warning: {warning}");
+    }
+}
+
+fn describe_region(region: &FlashRegion) -> String {
+    format!(
+        "{:#010x}..{:#010x} ({} KiB, sector {} B, write {} B, erased {:#04x})",
+        region.address,
+        region.end_address(),
+        region.size_bytes / 1024,
+        region.sector_size_bytes,
+        region.write_alignment_bytes,
+        region.erased_value
+    )
+}
+
+fn format_date(time: std::time::SystemTime) -> String {
+    let seconds = time.duration_since(UNIX_EPOCH).map(|duration| duration.as_secs() as i64).unwrap_or(0);
+    time::OffsetDateTime::from_unix_timestamp(seconds)
+        .map(|date| format!("{}-{:02}-{:02}", date.year(), date.month() as u8, date.day()))
+        .unwrap_or_else(|_| "?".to_string())
 }

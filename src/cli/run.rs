@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use imprint::ledger::Ledger;
-use imprint::profile::Profile;
+use imprint::profile::{Profile, SimTiming};
 use imprint::station::{
     CancelToken, EventKind, EventSink, LineSummary, SelfTestMaterial, StationContext, StationEvent, UnitResult,
     run_line,
@@ -47,6 +47,9 @@ pub struct RunArgs {
     /// Print one JSON object per event on stdout (see docs/events.md) instead of progress bars.
     #[arg(long)]
     json: bool,
+    /// `zero` ignores the profile's simulated timing model (as fast as the host allows).
+    #[arg(long, value_name = "MODEL", default_value = "profile", value_parser = ["profile", "zero"])]
+    sim_timing: String,
     /// Derive simulated unique IDs from this seed (repeatable runs) instead of randomly.
     #[arg(long, value_name = "SEED")]
     sim_uid_seed: Option<u64>,
@@ -127,6 +130,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let self_test = SelfTestMaterial::prepare(&profile)?;
     let (station_name, operator) = station_identity(args.station, args.operator);
 
+    let sim_timing = if args.sim_timing == "zero" { SimTiming::default() } else { profile.sim_timing };
     let fixtures: Vec<Box<dyn Fixture>> = (0..slot_count)
         .map(|slot| {
             let slot_faults: Vec<(u64, FaultPlan)> =
@@ -135,7 +139,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 &format!("sim-{slot}"),
                 &profile.chip_name,
                 &profile.memory,
-                profile.sim_timing,
+                sim_timing,
                 args.sim_uid_seed,
             )
             .with_fault_schedule(Box::new(move |unit_index| {

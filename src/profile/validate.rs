@@ -157,6 +157,18 @@ fn validate(raw: RawProfile, base: &Path, checker: &mut Checker, file_sha256: [u
             format!("expected a version newer than the application's {application_version}, found {payload_version}"),
         );
     }
+    if let (Some(memory), Some(payload)) = (&memory, &payload)
+        && payload.start_address() != memory.application.address
+    {
+        checker.problem(
+            "self_test.payload",
+            format!(
+                "expected the payload to start at the application slot {:#x} (the device installs it there), found {:#x}",
+                memory.application.address,
+                payload.start_address()
+            ),
+        );
+    }
     if let (Some(memory), Some(payload)) = (&memory, &payload) {
         let room = memory.candidate.size_bytes.min(memory.application.size_bytes);
         if payload.size_bytes() + 4096 > room {

@@ -1,0 +1,268 @@
+//! The pipeline on the simulated device, through the library: every unit PASSes on a clean
+//! line; each injected fault FAILs the unit at the right step with a reason, leaves no PASS
+//! record, and leaves the other slots producing.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use imprint::identity::ChipUid;
+use imprint::ledger::Ledger;
+use imprint::profile::{Profile, SimTiming};
+use imprint::station::{
+    CancelToken, EventKind, EventSink, SelfTestMaterial, StationContext, StationEvent, UnitResult, provision_unit,
+    run_line,
+};
+use imprint::target::sim::{FaultPlan, SimDevice, SimFixture, SimTarget};
+use imprint::target::{ChipDescription, Fixture, Target, TargetError};
+
+/// Collects events for inspection.
+#[derive(Default)]
+struct RecordedEvents(Mutex<Vec<StationEvent>>);
+
+impl EventSink for RecordedEvents {
+    fn emit(&self, event: StationEvent) {
+        self.0.lock().unwrap().push(event);
+    }
+}
+
+fn demo_profile() -> Profile {
+    Profile::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/profiles/demo.toml"))).unwrap()
+}
+
+struct Station {
+    context: Arc<StationContext>,
+    events: Arc<RecordedEvents>,
+    _directory: tempfile::TempDir,
+}
+
+fn station_for(profile: Profile, self_test_profile: &Profile) -> Station {
+    let directory = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(&directory.path().join("ledger.db")).unwrap();
+    let events = Arc::new(RecordedEvents::default());
+    let context = Arc::new(StationContext {
+        self_test: Arc::new(SelfTestMaterial::prepare(self_test_profile).unwrap()),
+        profile: Arc::new(profile),
+        ledger,
+        station_name: "test-station".to_string(),
+        operator: "tester".to_string(),
+        events: events.clone(),
+        cancel: CancelToken::default(),
+    });
+    Station { context, events, _directory: directory }
+}
+
+fn station() -> Station {
+    let profile = demo_profile();
+    station_for(profile.clone(), &profile)
+}
+
+fn fixture(station: &Station, name: &str, seed: u64, faults: Vec<(u64, FaultPlan)>) -> Box<dyn Fixture> {
+    let profile = &station.context.profile;
+    Box::new(
+        SimFixture::new(name, &profile.chip_name, &profile.memory, SimTiming::default(), Some(seed)).with_fault_schedule(
+            Box::new(move |unit| faults.iter().find(|(index, _)| *index == unit).map(|(_, plan)| plan.clone()).unwrap_or_default()),
+        ),
+    )
+}
+
+fn sim_target(station: &Station, uid_byte: u8, faults: FaultPlan) -> SimTarget {
+    let profile = &station.context.profile;
+    let device = SimDevice::new(&profile.memory, vec![uid_byte; 12]);
+    SimTarget::new(device, &profile.chip_name, "sim-test", SimTiming::default(), faults)
+}
+
+#[test]
+fn twenty_units_across_four_slots_all_pass_with_distinct_identities() {
+    let station = station();
+    let fixtures = (0..4).map(|slot| fixture(&station, &format!("sim-{slot}"), 7, vec![])).collect();
+    let summary = run_line(station.context.clone(), fixtures, Some(20));
+    assert_eq!(summary.outcomes.len(), 20);
+    for outcome in &summary.outcomes {
+        assert_eq!(outcome.result, UnitResult::Pass, "{outcome:?}");
+    }
+    let serials: HashSet<_> = summary.outcomes.iter().map(|outcome| outcome.serial.clone().unwrap()).collect();
+    let device_ids: HashSet<_> = summary.outcomes.iter().map(|outcome| outcome.device_id.unwrap()).collect();
+    assert_eq!((serials.len(), device_ids.len()), (20, 20));
+    for outcome in &summary.outcomes {
+        let recorded = station.context.ledger.lookup_chip(outcome.chip_uid.as_ref().unwrap()).unwrap().unwrap();
+        assert_eq!(Some(recorded.serial), outcome.serial);
+    }
+}
+
+/// Runs one unit with `faults` and checks that it fails at `expected_step` with a reason
+/// containing `expected_reason`, and that no PASS was recorded for it.
+fn check_fault(faults: FaultPlan, expected_step: &str, expected_reason: &str) {
+    let station = station();
+    let mut target = sim_target(&station, 0x42, faults.clone());
+    let outcome = provision_unit(&station.context, &mut target, 0, 1);
+    assert_eq!(outcome.result, UnitResult::Fail, "{faults:?} passed");
+    assert_eq!(outcome.failing_step, Some(expected_step), "{faults:?}: {outcome:?}");
+    let reason = outcome.reason.clone().unwrap_or_default();
+    assert!(reason.contains(expected_reason), "{faults:?}: reason {reason:?} lacks {expected_reason:?}");
+    let finished: Vec<_> = station
+        .events
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|event| match &event.kind {
+            EventKind::UnitFinished { result, .. } => Some(*result),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(finished, vec![UnitResult::Fail]);
+}
+
+#[test]
+fn each_injected_fault_fails_the_unit_at_its_step() {
+    check_fault(FaultPlan { probe_lost_at_step: Some("erase".into()), ..Default::default() }, "erase", "probe lost");
+    check_fault(FaultPlan { probe_lost_at_step: Some("self-test".into()), ..Default::default() }, "self-test", "probe lost");
+    check_fault(FaultPlan { probe_lost_at_step: Some("lock".into()), ..Default::default() }, "lock", "probe lost");
+    check_fault(FaultPlan { unique_id_read_fails: true, ..Default::default() }, "identify", "unique ID");
+    check_fault(FaultPlan { power_cut_after_flash_operations: Some(5), ..Default::default() }, "erase", "lost power");
+    check_fault(FaultPlan { power_cut_after_flash_operations: Some(30), ..Default::default() }, "program-bootloader", "lost power");
+    check_fault(FaultPlan { flip_bit_at_address: Some(0x8123), ..Default::default() }, "verify-flash", "does not match");
+    check_fault(FaultPlan { flip_bit_at_address: Some(0xF_8010), ..Default::default() }, "verify-config", "does not match");
+    // More transient errors than the retry budget.
+    check_fault(FaultPlan { transient_errors: 10, ..Default::default() }, "connect", "transient");
+}
+
+#[test]
+fn a_few_transient_errors_are_retried() {
+    let station = station();
+    let mut target = sim_target(&station, 0x43, FaultPlan { transient_errors: 2, ..Default::default() });
+    let outcome = provision_unit(&station.context, &mut target, 0, 1);
+    assert_eq!(outcome.result, UnitResult::Pass, "{outcome:?}");
+}
+
+#[test]
+fn a_faulty_slot_does_not_stop_the_others() {
+    let station = station();
+    let faulty = vec![
+        (0, FaultPlan { probe_lost_at_step: Some("program-application".into()), ..Default::default() }),
+        (1, FaultPlan { power_cut_after_flash_operations: Some(3), ..Default::default() }),
+        (2, FaultPlan { unique_id_read_fails: true, ..Default::default() }),
+    ];
+    let fixtures = vec![fixture(&station, "faulty", 1, faulty), fixture(&station, "healthy", 2, vec![])];
+    let summary = run_line(station.context.clone(), fixtures, Some(12));
+    assert_eq!(summary.outcomes.len(), 12);
+    // The faulty fixture's first three units fail; everything else passes.
+    assert_eq!(summary.failed(), 3, "{:?}", summary.outcomes);
+    let failing_steps: HashSet<_> = summary.outcomes.iter().filter_map(|outcome| outcome.failing_step).collect();
+    assert_eq!(failing_steps, HashSet::from(["program-application", "erase", "identify"]));
+}
+
+#[test]
+fn a_store_with_the_wrong_class_id_is_caught_by_the_self_test() {
+    let profile = demo_profile();
+    let mut wrong_class = profile.clone();
+    wrong_class.class_id = uuid::Uuid::new_v5(&profile.vendor_id, b"another model");
+    // The station writes the wrong class ID into the store; the update is signed for the real class.
+    let station = station_for(wrong_class, &profile);
+    let mut target = sim_target(&station, 0x44, FaultPlan::default());
+    let outcome = provision_unit(&station.context, &mut target, 0, 1);
+    assert_eq!(outcome.failing_step, Some("self-test"), "{outcome:?}");
+    assert!(outcome.reason.unwrap().contains("ClassIdMismatch"));
+}
+
+#[test]
+fn a_passed_unit_is_locked_and_refuses_debug_reads() {
+    let station = station();
+    let mut target = sim_target(&station, 0x45, FaultPlan::default());
+    let outcome = provision_unit(&station.context, &mut target, 0, 1);
+    assert_eq!(outcome.result, UnitResult::Pass);
+    let mut buffer = [0u8; 4];
+    assert_eq!(target.read_memory(0x8000, &mut buffer), Err(TargetError::Locked));
+    assert!(target.is_locked().unwrap());
+    let verify_lock = station.events.0.lock().unwrap().iter().find_map(|event| match &event.kind {
+        EventKind::StepFinished { step, detail, .. } if step == "verify-lock" => Some(detail.clone()),
+        _ => None,
+    });
+    assert_eq!(verify_lock.unwrap()["debug_read_refused_at"], 0xF_8000);
+}
+
+/// A target whose lock does nothing (a broken lock recipe), or that claims to be locked while
+/// reads still work: verify-lock must catch both.
+struct BrokenLock {
+    inner: SimTarget,
+    claims_locked_after_lock: bool,
+    lock_was_called: bool,
+}
+
+impl Target for BrokenLock {
+    fn backend_name(&self) -> &'static str {
+        "sim"
+    }
+    fn probe_identifier(&self) -> String {
+        self.inner.probe_identifier()
+    }
+    fn connect(&mut self) -> Result<ChipDescription, TargetError> {
+        self.inner.connect()
+    }
+    fn read_unique_id(&mut self) -> Result<ChipUid, TargetError> {
+        self.inner.read_unique_id()
+    }
+    fn read_memory(&mut self, address: u64, buffer: &mut [u8]) -> Result<(), TargetError> {
+        self.inner.read_memory(address, buffer)
+    }
+    fn write_ram(&mut self, address: u64, data: &[u8]) -> Result<(), TargetError> {
+        self.inner.write_ram(address, data)
+    }
+    fn erase_flash(&mut self, address: u64, size: u64, progress: &mut dyn FnMut(u64)) -> Result<(), TargetError> {
+        self.inner.erase_flash(address, size, progress)
+    }
+    fn program_flash(&mut self, address: u64, data: &[u8], progress: &mut dyn FnMut(u64)) -> Result<(), TargetError> {
+        self.inner.program_flash(address, data, progress)
+    }
+    fn reset_and_run(&mut self) -> Result<(), TargetError> {
+        self.inner.reset_and_run()
+    }
+    fn halt(&mut self) -> Result<(), TargetError> {
+        self.inner.halt()
+    }
+    fn lock(&mut self) -> Result<(), TargetError> {
+        self.lock_was_called = true;
+        Ok(())
+    }
+    fn is_locked(&mut self) -> Result<bool, TargetError> {
+        Ok(self.claims_locked_after_lock && self.lock_was_called)
+    }
+    fn unlock_by_mass_erase(&mut self) -> Result<(), TargetError> {
+        self.inner.unlock_by_mass_erase()
+    }
+}
+
+#[test]
+fn verify_lock_catches_a_lock_that_did_not_take() {
+    for (claims_locked_after_lock, expected_reason) in [(false, "does not report itself locked"), (true, "still succeeds")] {
+        let station = station();
+        let inner = sim_target(&station, 0x46, FaultPlan::default());
+        let mut target = BrokenLock { inner, claims_locked_after_lock, lock_was_called: false };
+        let outcome = provision_unit(&station.context, &mut target, 0, 1);
+        assert_eq!(outcome.failing_step, Some("verify-lock"), "{outcome:?}");
+        assert!(outcome.reason.unwrap().contains(expected_reason));
+    }
+}
+
+#[test]
+fn rework_of_a_known_chip_reuses_its_identity() {
+    let station = station();
+    let mut first = sim_target(&station, 0x47, FaultPlan::default());
+    let first_outcome = provision_unit(&station.context, &mut first, 0, 1);
+    // The same chip comes back fresh (its flash replaced, e.g. after a board repair).
+    let mut second = sim_target(&station, 0x47, FaultPlan::default());
+    let second_outcome = provision_unit(&station.context, &mut second, 0, 2);
+    assert_eq!(second_outcome.result, UnitResult::Pass, "{second_outcome:?}");
+    assert_eq!(first_outcome.serial, second_outcome.serial);
+    assert_eq!(first_outcome.device_id, second_outcome.device_id);
+}
+
+#[test]
+fn cancelling_stops_every_slot() {
+    let station = station();
+    station.context.cancel.cancel();
+    let fixtures = (0..2).map(|slot| fixture(&station, &format!("sim-{slot}"), 3, vec![])).collect();
+    let summary = run_line(station.context.clone(), fixtures, None);
+    assert!(summary.outcomes.is_empty());
+}
