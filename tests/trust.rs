@@ -723,3 +723,465 @@ fn update_certificate_warnings_follow_the_factory_tool() {
     .unwrap();
     assert_eq!(trust::check_update_certificate(&short).len(), 1);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Developer credentials: `imprint dev init` through the real binary, and manifest-dev-tool.
+
+fn imprint(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_imprint"))
+        .args(args)
+        .output()
+        .expect("run imprint")
+}
+
+/// The bytes of `const uint8_t NAME[] = { 0x.., ... };` in generated C source.
+fn c_array(source: &str, name: &str) -> Vec<u8> {
+    let start = source
+        .find(&format!("const uint8_t {name}[] ="))
+        .unwrap_or_else(|| panic!("no array {name}"));
+    let open = start + source[start..].find('{').unwrap();
+    let close = open + source[open..].find('}').unwrap();
+    source[open + 1..close]
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(|item| {
+            let digits = item
+                .strip_prefix("0x")
+                .unwrap_or_else(|| panic!("{name}: item {item:?}"));
+            u8::from_str_radix(digits, 16).unwrap()
+        })
+        .collect()
+}
+
+/// The text of one array definition (from `const uint8_t NAME[]` to `};`), for layout comparison.
+fn c_array_text<'a>(source: &'a str, name: &str) -> &'a str {
+    let start = source.find(&format!("const uint8_t {name}[] =")).unwrap();
+    let end = start + source[start..].find("};").unwrap() + 2;
+    &source[start..end]
+}
+
+/// Compiles a C file with gcc and returns its defined symbols (`nm --defined-only`).
+fn compile_and_list_symbols(c_path: &Path) -> Vec<String> {
+    let object = c_path.with_extension("o");
+    let output = std::process::Command::new("gcc")
+        .args(["-c", "-Wall", "-Wextra", "-Werror", "-o"])
+        .arg(&object)
+        .arg(c_path)
+        .output()
+        .expect("run gcc");
+    assert!(
+        output.status.success(),
+        "gcc: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let output = std::process::Command::new("nm")
+        .args(["--defined-only", "--format=posix"])
+        .arg(&object)
+        .output()
+        .expect("run nm");
+    assert!(output.status.success());
+    let mut symbols: Vec<String> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .filter_map(|line| line.split_whitespace().next().map(str::to_string))
+        .collect();
+    symbols.sort();
+    symbols
+}
+
+/// Python's `uuid.uuid5` as the oracle for name-based IDs.
+fn python_uuid5(vendor_domain: &str, model_name: &str) -> (String, String) {
+    let script = "import sys, uuid\n\
+        vendor = uuid.uuid5(uuid.NAMESPACE_DNS, sys.argv[1])\n\
+        print(vendor)\n\
+        print(uuid.uuid5(vendor, sys.argv[2]))\n";
+    let output = std::process::Command::new("python3")
+        .args(["-c", script, vendor_domain, model_name])
+        .output()
+        .expect("run python3");
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).unwrap();
+    let mut lines = text.lines();
+    (
+        lines.next().unwrap().to_string(),
+        lines.next().unwrap().to_string(),
+    )
+}
+
+#[test]
+fn dev_init_through_the_binary_writes_credentials_gcc_and_openssl_accept() {
+    let dir = tempfile::tempdir().unwrap();
+    let credentials_dir = dir.path().join("credentials");
+    let credentials = credentials_dir.to_str().unwrap();
+    let output = imprint(&[
+        "dev",
+        "init",
+        credentials,
+        "--vendor-domain",
+        "example.com",
+        "--model-name",
+        "thermostat-v2",
+    ]);
+    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let (vendor_id, class_id) = python_uuid5("example.com", "thermostat-v2");
+    assert!(stdout.contains("DEVELOPMENT ONLY"), "{stdout}");
+    assert!(
+        stdout.contains(&format!("vendor ID: {vendor_id}")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("class ID: {class_id}")),
+        "{stdout}"
+    );
+
+    let certificate_path = credentials_dir.join(trust::DEV_CERTIFICATE_FILE);
+    let certificate = Certificate::load(&certificate_path).unwrap();
+    assert_eq!(
+        certificate.fingerprint_hex(),
+        openssl_fingerprint(&certificate_path, false),
+        "fingerprint differs from openssl's"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "certificate SHA-256: {}",
+            certificate.fingerprint_hex()
+        )),
+        "{stdout}"
+    );
+    check_with_openssl(
+        &certificate,
+        365 * 20,
+        &[
+            "Code Signing",
+            "Digital Signature",
+            "CA:FALSE",
+            "CN = localhost",
+        ],
+    );
+    assert!(trust::check_update_certificate(&certificate).is_empty());
+
+    // The key is private, PKCS#8, and belongs to the certificate.
+    let key_path = credentials_dir.join(trust::DEV_SIGNING_KEY_FILE);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key_path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let signer = trust::load_signing_key(&key_path).unwrap();
+    assert!(trust::key_matches_certificate(&signer, &certificate));
+
+    // The C file compiles, and its arrays hold exactly the IDs, certificate and fingerprint.
+    let c_path = credentials_dir.join(trust::DEV_C_SOURCE_FILE);
+    let source = std::fs::read_to_string(&c_path).unwrap();
+    assert!(source.contains("DEVELOPMENT ONLY"), "{source}");
+    let symbols = compile_and_list_symbols(&c_path);
+    for symbol in [
+        "arm_uc_vendor_id",
+        "arm_uc_vendor_id_size",
+        "arm_uc_class_id",
+        "arm_uc_class_id_size",
+        "arm_uc_default_fingerprint",
+        "arm_uc_default_fingerprint_size",
+        "arm_uc_default_certificate",
+        "arm_uc_default_certificate_size",
+    ] {
+        assert!(
+            symbols.iter().any(|defined| defined == symbol),
+            "{symbol} missing from {symbols:?}"
+        );
+    }
+    let digest_output = std::process::Command::new("openssl")
+        .args(["dgst", "-sha256", "-binary"])
+        .arg(&certificate_path)
+        .output()
+        .unwrap();
+    assert_eq!(
+        c_array(&source, "arm_uc_default_fingerprint"),
+        digest_output.stdout
+    );
+    assert_eq!(
+        c_array(&source, "arm_uc_default_certificate"),
+        std::fs::read(&certificate_path).unwrap()
+    );
+    let uuid_bytes = |text: &str| uuid::Uuid::parse_str(text).unwrap().as_bytes().to_vec();
+    assert_eq!(c_array(&source, "arm_uc_vendor_id"), uuid_bytes(&vendor_id));
+    assert_eq!(c_array(&source, "arm_uc_class_id"), uuid_bytes(&class_id));
+
+    // The summary a profile points at.
+    let summary = trust::DevSummary::load(&credentials_dir.join(trust::DEV_SUMMARY_FILE)).unwrap();
+    assert_eq!(summary.vendor_id.to_string(), vendor_id);
+    assert_eq!(summary.class_id.to_string(), class_id);
+    assert_eq!(summary.signing_key, Path::new(trust::DEV_SIGNING_KEY_FILE));
+    assert_eq!(summary.certificate, Path::new(trust::DEV_CERTIFICATE_FILE));
+    assert_eq!(
+        summary.certificate_fingerprint_sha256,
+        certificate.fingerprint_hex()
+    );
+}
+
+#[test]
+fn dev_init_refuses_to_overwrite_without_force_and_rejects_conflicting_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let credentials = dir.path().to_str().unwrap();
+    let vendor = "6f0bdfd4-5a7c-4f52-9c1b-8f2d61c3a1e0";
+    let class = "0f8c3c53-2d8e-4f0c-b0c6-6a1f0b3a7d21";
+    let first = imprint(&[
+        "dev",
+        "init",
+        credentials,
+        "--vendor-id",
+        vendor,
+        "--class-id",
+        class,
+    ]);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let key_path = dir.path().join(trust::DEV_SIGNING_KEY_FILE);
+    let key_before = std::fs::read(&key_path).unwrap();
+
+    let again = imprint(&["dev", "init", credentials]);
+    assert_eq!(again.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        stderr.contains("refusing to overwrite") && stderr.contains("--force"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(&key_path).unwrap(),
+        key_before,
+        "key changed without --force"
+    );
+
+    let forced = imprint(&["dev", "init", credentials, "--force"]);
+    assert!(
+        forced.status.success(),
+        "{}",
+        String::from_utf8_lossy(&forced.stderr)
+    );
+    assert_ne!(
+        std::fs::read(&key_path).unwrap(),
+        key_before,
+        "--force kept the old key"
+    );
+    // No IDs given: random v4 IDs, as manifest-dev-tool does.
+    let summary = trust::DevSummary::load(&dir.path().join(trust::DEV_SUMMARY_FILE)).unwrap();
+    assert_eq!(summary.vendor_id.get_version_num(), 4);
+    assert_eq!(summary.class_id.get_version_num(), 4);
+    assert_ne!(summary.vendor_id.to_string(), vendor);
+
+    for conflicting in [
+        ["--vendor-id", vendor, "--vendor-domain", "example.com"],
+        ["--class-id", class, "--model-name", "thermostat"],
+    ] {
+        let mut args = vec!["dev", "init", credentials, "--force"];
+        args.extend(conflicting);
+        let output = imprint(&args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+    }
+    let bad_uuid = imprint(&["dev", "init", credentials, "--vendor-id", "not-a-uuid"]);
+    assert_eq!(bad_uuid.status.code(), Some(2));
+}
+
+/// Runs `manifest-dev-tool init` in `dir` with extra arguments.
+fn manifest_dev_tool_init(dir: &Path, extra_args: &[&str]) {
+    let output = std::process::Command::new(common::manifest_tool_bin("manifest-dev-tool"))
+        .arg("init")
+        .args(extra_args)
+        .current_dir(dir)
+        .output()
+        .expect("run manifest-dev-tool");
+    assert!(
+        output.status.success(),
+        "manifest-dev-tool init failed:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn dev_init_output_has_manifest_dev_tool_symbols_and_layout() {
+    let vendor = "6f0bdfd4-5a7c-4f52-9c1b-8f2d61c3a1e0";
+    let class = "0f8c3c53-2d8e-4f0c-b0c6-6a1f0b3a7d21";
+    let theirs_dir = tempfile::tempdir().unwrap();
+    let vendor_hex = vendor.replace('-', "");
+    let class_hex = class.replace('-', "");
+    manifest_dev_tool_init(
+        theirs_dir.path(),
+        &["--vendor-id", &vendor_hex, "--class-id", &class_hex],
+    );
+    let ours_dir = tempfile::tempdir().unwrap();
+    let options = trust::DevInitOptions {
+        vendor_id: Some(vendor.parse().unwrap()),
+        class_id: Some(class.parse().unwrap()),
+        ..Default::default()
+    };
+    let credentials = trust::dev_init(ours_dir.path(), &options).unwrap();
+
+    let theirs_c = theirs_dir.path().join("update_default_resources.c");
+    let ours_c = credentials.c_source_path.clone();
+    assert_eq!(
+        compile_and_list_symbols(&ours_c),
+        compile_and_list_symbols(&theirs_c)
+    );
+    let theirs = std::fs::read_to_string(&theirs_c).unwrap();
+    let ours = std::fs::read_to_string(&ours_c).unwrap();
+    // Same IDs give byte-identical arrays (formatting included).
+    for name in ["arm_uc_vendor_id", "arm_uc_class_id"] {
+        assert_eq!(
+            c_array_text(&ours, name),
+            c_array_text(&theirs, name),
+            "{name}"
+        );
+    }
+    // Size declarations are identical lines.
+    for line in theirs
+        .lines()
+        .filter(|line| line.contains("_size = sizeof("))
+    {
+        assert!(
+            ours.lines().any(|ours_line| ours_line == line),
+            "missing {line:?}"
+        );
+    }
+    // Their public key array is the uncompressed point of their certificate's key; ours too.
+    let their_certificate =
+        Certificate::load(&theirs_dir.path().join(".manifest-dev-tool/dev.cert.der")).unwrap();
+    assert_eq!(
+        c_array(&theirs, "arm_uc_default_certificate"),
+        their_certificate.der()
+    );
+    let point = |certificate: &Certificate| {
+        certificate
+            .verifying_key()
+            .unwrap()
+            .to_sec1_point(false)
+            .as_bytes()
+            .to_vec()
+    };
+    assert_eq!(
+        c_array(&theirs, "arm_uc_update_public_key"),
+        point(&their_certificate)
+    );
+    assert_eq!(
+        c_array(&ours, "arm_uc_update_public_key"),
+        point(&credentials.certificate)
+    );
+}
+
+#[test]
+fn a_real_manifest_dev_tool_environment_imports() {
+    let dir = tempfile::tempdir().unwrap();
+    let vendor = "5355a4a3-4c5a-47a3-a6b8-4e1f0a9c2d11";
+    let class = "1234567890123456789012345678901a";
+    manifest_dev_tool_init(
+        dir.path(),
+        &["--vendor-id", &vendor.replace('-', ""), "--class-id", class],
+    );
+    let environment = trust::import_manifest_dev_tool_env(dir.path()).unwrap();
+    assert_eq!(environment.vendor_id.to_string(), vendor);
+    assert_eq!(environment.class_id.simple().to_string(), class);
+    assert_eq!(
+        environment.signing_key_path.canonicalize().unwrap(),
+        dir.path()
+            .join(".manifest-dev-tool/dev.key.pem")
+            .canonicalize()
+            .unwrap()
+    );
+    // Their SEC1 key and DER certificate load and belong together.
+    let signer = trust::load_signing_key(&environment.signing_key_path).unwrap();
+    let certificate = Certificate::load(&environment.certificate_path).unwrap();
+    assert!(trust::key_matches_certificate(&signer, &certificate));
+    assert!(certificate.has_code_signing_eku());
+    // The cache directory itself works too.
+    let from_cache_dir =
+        trust::import_manifest_dev_tool_env(&dir.path().join(".manifest-dev-tool")).unwrap();
+    assert_eq!(from_cache_dir.vendor_id, environment.vendor_id);
+
+    // A second environment's certificate next to this key: refused, naming both files.
+    let other = tempfile::tempdir().unwrap();
+    manifest_dev_tool_init(other.path(), &[]);
+    std::fs::copy(
+        other.path().join(".manifest-dev-tool/dev.cert.der"),
+        dir.path().join(".manifest-dev-tool/dev.cert.der"),
+    )
+    .unwrap();
+    let error = trust::import_manifest_dev_tool_env(dir.path()).unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.contains("dev.cfg.yaml") && message.contains("does not belong to certificate"),
+        "{message}"
+    );
+}
+
+/// Writes `yaml` as a dev.cfg.yaml (next to a valid key and certificate) and checks that the
+/// import fails with a message containing `fragment`.
+fn check_bad_dev_config(yaml: &str, fragment: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join(".manifest-dev-tool");
+    std::fs::create_dir_all(&cache).unwrap();
+    std::fs::copy(fixture("p256-sec1.pem"), cache.join("dev.key.pem")).unwrap();
+    std::fs::copy(fixture("p256-cert.der"), cache.join("dev.cert.der")).unwrap();
+    std::fs::write(cache.join("dev.cfg.yaml"), yaml).unwrap();
+    let error = trust::import_manifest_dev_tool_env(dir.path()).unwrap_err();
+    let message = error.to_string();
+    assert!(message.contains(fragment), "{message:?} lacks {fragment:?}");
+}
+
+#[test]
+fn broken_dev_configs_are_clear_errors() {
+    let good_ids =
+        "class-id: 7c54006b73e548628d7bc3385acb0ff8\nvendor-id: cdb3d10de4144e529cfcbb2e247a42f3\n";
+    let good_paths =
+        "certificate: .manifest-dev-tool/dev.cert.der\nkey_file: .manifest-dev-tool/dev.key.pem\n";
+    // The same layout as a real one imports (control for the cases below).
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join(".manifest-dev-tool");
+    std::fs::create_dir_all(&cache).unwrap();
+    std::fs::copy(fixture("p256-sec1.pem"), cache.join("dev.key.pem")).unwrap();
+    std::fs::copy(fixture("p256-cert.der"), cache.join("dev.cert.der")).unwrap();
+    std::fs::write(
+        cache.join("dev.cfg.yaml"),
+        format!("{good_ids}{good_paths}"),
+    )
+    .unwrap();
+    trust::import_manifest_dev_tool_env(dir.path()).unwrap();
+
+    check_bad_dev_config(good_paths, "field `vendor-id` is missing");
+    check_bad_dev_config(
+        &format!("{good_paths}class-id: 7c54\nvendor-id: cdb3d10de4144e529cfcbb2e247a42f3\n"),
+        "field `class-id`: expected 32 hex digits",
+    );
+    check_bad_dev_config(
+        &format!("{good_ids}certificate: nowhere.der\nkey_file: .manifest-dev-tool/dev.key.pem\n"),
+        "field `certificate`: nowhere.der exists at none of",
+    );
+    check_bad_dev_config(
+        &format!("{good_ids}{good_paths}signing-tool: ./sign.sh\n"),
+        "external `signing-tool`",
+    );
+    check_bad_dev_config(
+        "- just\n- a list\n",
+        "YAML mapping (key_file, certificate, vendor-id, class-id), found a list",
+    );
+    check_bad_dev_config(
+        "key_file: [unclosed\n",
+        "expected manifest-dev-tool's YAML mapping",
+    );
+    let error = trust::import_manifest_dev_tool_env(Path::new("/nonexistent/imprint")).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("cannot read /nonexistent/imprint/dev.cfg.yaml"),
+        "{error}"
+    );
+}

@@ -299,6 +299,13 @@ pub fn import_manifest_dev_tool_env(dir: &Path) -> Result<DevEnvironment, TrustE
             "expected manifest-dev-tool's YAML mapping: {error}"
         ))
     })?;
+    if !document.is_mapping() {
+        return Err(environment_error(format!(
+            "expected manifest-dev-tool's YAML mapping (key_file, certificate, vendor-id, \
+             class-id), found {}",
+            yaml_kind(&document)
+        )));
+    }
     let field = |name: &str| -> Result<String, TrustError> {
         match document.get(name) {
             Some(serde_yaml_ng::Value::String(text)) => Ok(text.clone()),
@@ -333,17 +340,26 @@ pub fn import_manifest_dev_tool_env(dir: &Path) -> Result<DevEnvironment, TrustE
         if recorded.is_absolute() {
             return Ok(recorded);
         }
-        let candidates = [dir.join(&recorded), config_dir.join(&recorded)];
+        // The directory manifest-dev-tool ran in is `dir` when given the project, or the
+        // parent of the cache directory when given that.
+        let mut bases = vec![dir, config_dir];
+        if let Some(parent) = config_dir.parent() {
+            bases.push(parent);
+        }
+        let candidates: Vec<PathBuf> = bases.iter().map(|base| base.join(&recorded)).collect();
         candidates
             .iter()
             .find(|candidate| candidate.is_file())
             .cloned()
             .ok_or_else(|| {
+                let tried: Vec<String> = candidates
+                    .iter()
+                    .map(|candidate| candidate.display().to_string())
+                    .collect();
                 environment_error(format!(
-                    "field `{name}`: {} exists neither at {} nor at {}",
+                    "field `{name}`: {} exists at none of {}",
                     recorded.display(),
-                    candidates[0].display(),
-                    candidates[1].display()
+                    tried.join(", ")
                 ))
             })
     };
@@ -364,4 +380,102 @@ pub fn import_manifest_dev_tool_env(dir: &Path) -> Result<DevEnvironment, TrustE
         vendor_id,
         class_id,
     })
+}
+
+fn yaml_kind(value: &serde_yaml_ng::Value) -> &'static str {
+    match value {
+        serde_yaml_ng::Value::Null => "nothing",
+        serde_yaml_ng::Value::Bool(_) => "a boolean",
+        serde_yaml_ng::Value::Number(_) => "a number",
+        serde_yaml_ng::Value::String(_) => "a string",
+        serde_yaml_ng::Value::Sequence(_) => "a list",
+        serde_yaml_ng::Value::Mapping(_) => "a mapping",
+        serde_yaml_ng::Value::Tagged(_) => "a tagged value",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn c_rows_have_eight_uppercase_bytes_like_manifest_dev_tool() {
+        assert_eq!(c_byte_rows(&[]), "");
+        assert_eq!(c_byte_rows(&[0xab]), "0xAB");
+        assert_eq!(
+            c_byte_rows(&(0..10).collect::<Vec<u8>>()),
+            "0x00, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07,\n    0x08, 0x09"
+        );
+    }
+
+    /// Resolves options and compares with the expected IDs (`None`: random v4) or error.
+    fn check(options: DevInitOptions, expected: Result<(Option<&str>, Option<&str>), &str>) {
+        match (options.resolve_ids(), expected) {
+            (Ok((vendor_id, class_id)), Ok((expected_vendor, expected_class))) => {
+                for (id, expected) in [(vendor_id, expected_vendor), (class_id, expected_class)] {
+                    match expected {
+                        Some(text) => assert_eq!(id.to_string(), text),
+                        None => assert_eq!(id.get_version_num(), 4),
+                    }
+                }
+            }
+            (Err(error), Err(fragment)) => {
+                assert!(error.to_string().contains(fragment), "{error}")
+            }
+            (outcome, expected) => panic!("got {outcome:?}, expected {expected:?}"),
+        }
+    }
+
+    #[test]
+    fn ids_are_explicit_derived_or_random() {
+        let vendor: Uuid = "6f0bdfd4-5a7c-4f52-9c1b-8f2d61c3a1e0".parse().unwrap();
+        let class: Uuid = "0f8c3c53-2d8e-4f0c-b0c6-6a1f0b3a7d21".parse().unwrap();
+        check(DevInitOptions::default(), Ok((None, None)));
+        check(
+            DevInitOptions {
+                vendor_id: Some(vendor),
+                class_id: Some(class),
+                ..Default::default()
+            },
+            Ok((
+                Some("6f0bdfd4-5a7c-4f52-9c1b-8f2d61c3a1e0"),
+                Some("0f8c3c53-2d8e-4f0c-b0c6-6a1f0b3a7d21"),
+            )),
+        );
+        // python3 -c 'import uuid; v=uuid.uuid5(uuid.NAMESPACE_DNS,"example.com"); print(v, uuid.uuid5(v,"m"))'
+        check(
+            DevInitOptions {
+                vendor_domain: Some("example.com".to_string()),
+                model_name: Some("m".to_string()),
+                ..Default::default()
+            },
+            Ok((
+                Some("cfbff0d1-9375-5685-968c-48ce8b15ae17"),
+                Some("ee5a4b75-5a75-536d-b026-ca06714f3828"),
+            )),
+        );
+        check(
+            DevInitOptions {
+                vendor_id: Some(vendor),
+                vendor_domain: Some("example.com".to_string()),
+                ..Default::default()
+            },
+            Err("either a vendor ID or a vendor domain"),
+        );
+        check(
+            DevInitOptions {
+                class_id: Some(class),
+                model_name: Some("m".to_string()),
+                ..Default::default()
+            },
+            Err("either a class ID or a model name"),
+        );
+        check(
+            DevInitOptions {
+                vendor_domain: Some(" ".to_string()),
+                ..Default::default()
+            },
+            Err("vendor domain is empty"),
+        );
+    }
 }

@@ -209,3 +209,65 @@ fn write_private_file(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     file.write_all(contents)?;
     file.sync_all()
 }
+
+#[cfg(all(test, unix))]
+mod tests {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::PathBuf;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// Collects everything the subscriber writes.
+    #[derive(Clone, Default)]
+    struct CapturedLog(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for CapturedLog {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Loads a freshly written key file with `mode` and returns what was logged.
+    fn log_of_loading_with_mode(mode: u32) -> (String, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("station-key.pem");
+        write_signing_key_pem(&generate_signing_key(), &path).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        let captured = CapturedLog::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || load_signing_key(&path).unwrap());
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        (text, path)
+    }
+
+    #[test]
+    fn key_files_open_to_others_are_warned_about() {
+        let check = |mode: u32, expect_warning: bool| {
+            let (log, path) = log_of_loading_with_mode(mode);
+            assert_eq!(
+                log.contains("WARN") && log.contains(&path.display().to_string()),
+                expect_warning,
+                "mode {mode:o}: {log:?}"
+            );
+            assert!(
+                !log.contains("PRIVATE KEY"),
+                "key material in the log: {log}"
+            );
+        };
+        check(0o600, false);
+        check(0o400, false);
+        check(0o640, true);
+        check(0o604, true);
+        check(0o644, true);
+    }
+}

@@ -4,6 +4,11 @@
 //! an HSM (PKCS#11) are interchangeable. Private keys never leave this module as bytes; what the
 //! rest of the station sees is a public key, a certificate and its SHA-256 fingerprint.
 //!
+//! Map: `key` (load, generate, write P-256 keys), `certificate` (parsed certificate with exact
+//! DER and fingerprint), `issue` (self-signed and CA-issued certificates through any [`Signer`]),
+//! `chain` (one-level chain checks, update-certificate warnings), `dev` (developer credentials
+//! compatible with `manifest-dev-tool init`), `error` ([`TrustError`]).
+//!
 //! **Invariant:** no device I/O and no database access here.
 
 mod certificate;

@@ -52,3 +52,48 @@ pub(crate) fn encode_pem(label: &str, der_bytes: &[u8]) -> String {
     // empty string rather than panicking if the library ever disagrees.
     der::pem::encode_string(label, der::pem::LineEnding::LF, der_bytes).unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Splits `text` and compares labels and decoded bytes, or the error fragment.
+    fn check(text: &str, expected: Result<&[(&str, &[u8])], &str>) {
+        match (pem_blocks(text), expected) {
+            (Ok(blocks), Ok(expected_blocks)) => {
+                let found: Vec<(&str, &[u8])> = blocks
+                    .iter()
+                    .map(|block| (block.label.as_str(), block.der.as_slice()))
+                    .collect();
+                assert_eq!(found, expected_blocks);
+            }
+            (Err(error), Err(fragment)) => assert!(error.contains(fragment), "{error}"),
+            (outcome, expected) => panic!(
+                "got {:?}, expected {expected:?}",
+                outcome.map(|blocks| blocks.len())
+            ),
+        }
+    }
+
+    #[test]
+    fn pem_blocks_are_found_among_other_text() {
+        check("", Ok(&[]));
+        check("no pem here", Ok(&[]));
+        check(
+            "Bag Attributes\n-----BEGIN A-----\nAQID\n-----END A-----\ntext\n-----BEGIN B C-----\nBA==\n-----END B C-----\n",
+            Ok(&[("A", &[1, 2, 3]), ("B C", &[4])]),
+        );
+        check(
+            &encode_pem("CERTIFICATE", &[9; 100]),
+            Ok(&[("CERTIFICATE", &[9; 100])]),
+        );
+        check("-----BEGIN A-----\nAQID\n", Err("without \"END A\""));
+        check("-----BEGIN A", Err("without its closing dashes"));
+        check(
+            "-----BEGIN A-----\n!!!!\n-----END A-----\n",
+            Err("does not decode"),
+        );
+        assert!(looks_like_pem(b"junk\n-----BEGIN X-----"));
+        assert!(!looks_like_pem(&[0x30, 0x82, 0x01, 0x00]));
+    }
+}
