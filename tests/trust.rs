@@ -6,7 +6,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use imprint::trust::{self, Certificate, TrustError};
+use imprint::trust::{self, Certificate, Signer, TrustError};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -252,4 +252,474 @@ fn garbage_and_missing_files_are_clear_certificate_errors() {
         error.to_string().contains("expected an X.509 certificate"),
         "{error}"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Issuing certificates, checked by openssl.
+
+/// Runs openssl with `args`, returning (success, stdout + stderr).
+fn openssl(args: &[&str]) -> (bool, String) {
+    let output = std::process::Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("run openssl");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+fn write_temp(dir: &Path, name: &str, bytes: &[u8]) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+fn year_of(time: std::time::SystemTime) -> i32 {
+    time::OffsetDateTime::from(time).year()
+}
+
+/// Checks a generated certificate with `openssl x509 -text` and `-checkend`: every fragment must
+/// appear in the text, validity must end after `validity_days - 1` and before `validity_days + 1`
+/// days from now, and the text must show the not-after year.
+fn check_with_openssl(certificate: &Certificate, validity_days: u32, fragments: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let der_path = write_temp(dir.path(), "certificate.der", certificate.der());
+    let (success, text) = openssl(&[
+        "x509", "-inform", "der", "-in", &der_path, "-noout", "-text",
+    ]);
+    assert!(success, "openssl rejects the certificate:\n{text}");
+    for fragment in fragments {
+        assert!(
+            text.contains(fragment),
+            "openssl text lacks {fragment:?}:\n{text}"
+        );
+    }
+    assert!(text.contains("ecdsa-with-SHA256"), "{text}");
+    assert!(text.contains("prime256v1"), "{text}");
+    let not_after_line = text
+        .lines()
+        .find(|line| line.contains("Not After"))
+        .expect("openssl prints Not After");
+    let expected_year = year_of(certificate.not_after()).to_string();
+    assert!(
+        not_after_line.contains(&expected_year),
+        "{not_after_line} vs {expected_year}"
+    );
+    let seconds = |days: u32| (u64::from(days) * 86_400).to_string();
+    let (still_valid, text) = openssl(&[
+        "x509",
+        "-inform",
+        "der",
+        "-in",
+        &der_path,
+        "-noout",
+        "-checkend",
+        &seconds(validity_days - 1),
+    ]);
+    assert!(
+        still_valid,
+        "expires before {} days: {text}",
+        validity_days - 1
+    );
+    let (still_valid, _) = openssl(&[
+        "x509",
+        "-inform",
+        "der",
+        "-in",
+        &der_path,
+        "-noout",
+        "-checkend",
+        &seconds(validity_days + 1),
+    ]);
+    assert!(!still_valid, "still valid after {} days", validity_days + 1);
+}
+
+#[test]
+fn self_signed_update_and_ca_certificates_pass_openssl() {
+    let signer = trust::generate_signing_key();
+    let mut request = trust::CertificateRequest::update_authority("Acme update authority", 3650);
+    request.organization = Some("Acme, \"Widgets\" + Co".to_string());
+    let update = trust::self_signed_certificate(&signer, &request).unwrap();
+    check_with_openssl(
+        &update,
+        3650,
+        &[
+            "Code Signing",
+            "Digital Signature",
+            "CA:FALSE",
+            "X509v3 Subject Key Identifier",
+            "X509v3 Authority Key Identifier",
+            "CN = Acme update authority",
+        ],
+    );
+    assert!(update.has_code_signing_eku() && !update.is_ca() && update.signature_is_ecdsa_sha256());
+    assert!(trust::key_matches_certificate(&signer, &update));
+    assert_eq!(update.subject(), update.issuer());
+    // An awkward organization name survives the round trip through DER.
+    let organization = update
+        .parsed()
+        .tbs_certificate()
+        .subject()
+        .organization()
+        .unwrap()
+        .unwrap();
+    assert_eq!(organization.value(), "Acme, \"Widgets\" + Co");
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_temp(dir.path(), "update.der", update.der());
+    let (_, subject) = openssl(&[
+        "x509", "-inform", "der", "-in", &path, "-noout", "-subject", "-nameopt", "RFC2253",
+    ]);
+    assert_eq!(
+        subject.trim(),
+        r#"subject=CN=Acme update authority,O=Acme\, \"Widgets\" \+ Co"#
+    );
+
+    let ca_request = trust::CertificateRequest::certificate_authority("Acme root", 7300);
+    let ca = trust::self_signed_certificate(&signer, &ca_request).unwrap();
+    check_with_openssl(&ca, 7300, &["CA:TRUE", "Certificate Sign, CRL Sign"]);
+    assert!(ca.is_ca() && !ca.has_code_signing_eku());
+}
+
+#[test]
+fn serial_numbers_are_given_or_random_positive_16_bytes() {
+    let signer = trust::generate_signing_key();
+    let mut request = trust::CertificateRequest::update_authority("Serial test", 30);
+    request.serial = Some(vec![0xff, 0x01]);
+    let given = trust::self_signed_certificate(&signer, &request).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_temp(dir.path(), "given.der", given.der());
+    let (_, text) = openssl(&["x509", "-inform", "der", "-in", &path, "-noout", "-serial"]);
+    assert_eq!(text.trim(), "serial=FF01");
+    assert_eq!(given.serial_hex(), "ff01");
+
+    request.serial = None;
+    let mut serials = std::collections::HashSet::new();
+    for index in 0..8 {
+        let random = trust::self_signed_certificate(&signer, &request).unwrap();
+        let path = write_temp(dir.path(), &format!("random{index}.der"), random.der());
+        let (_, text) = openssl(&["x509", "-inform", "der", "-in", &path, "-noout", "-serial"]);
+        let serial_hex = text.trim().strip_prefix("serial=").unwrap().to_lowercase();
+        assert_eq!(serial_hex, random.serial_hex());
+        assert_eq!(serial_hex.len(), 32, "16 bytes: {serial_hex}");
+        assert!(serials.insert(serial_hex), "serials repeat");
+    }
+
+    for (serial, fragment) in [
+        (vec![], "serial is zero or empty"),
+        (vec![0, 0], "serial is zero or empty"),
+        (vec![1; 21], "does not fit"),
+    ] {
+        request.serial = Some(serial);
+        let error = trust::self_signed_certificate(&signer, &request).unwrap_err();
+        assert!(error.to_string().contains(fragment), "{error}");
+    }
+    request.serial = None;
+    request.validity_days = 0;
+    let error = trust::self_signed_certificate(&signer, &request).unwrap_err();
+    assert!(error.to_string().contains("validity_days is 0"), "{error}");
+}
+
+/// Writes a certificate as PEM and runs `openssl verify -CAfile`.
+fn openssl_verify(ca: &Certificate, leaf: &Certificate) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let ca_path = write_temp(dir.path(), "ca.pem", ca.to_pem().as_bytes());
+    let leaf_path = write_temp(dir.path(), "leaf.pem", leaf.to_pem().as_bytes());
+    openssl(&["verify", "-CAfile", &ca_path, &leaf_path])
+}
+
+/// What `verify_chain` must say: `Ok` or an error whose message contains the fragment.
+fn check_chain(
+    leaf: &Certificate,
+    ca: &Certificate,
+    at: std::time::SystemTime,
+    expected: Result<(), &str>,
+) {
+    match (trust::verify_chain(leaf, ca, at), expected) {
+        (Ok(()), Ok(())) => {}
+        (Err(error), Err(fragment)) => {
+            assert!(
+                error.to_string().contains(fragment),
+                "{error} lacks {fragment:?}"
+            )
+        }
+        (outcome, expected) => panic!("verify_chain gave {outcome:?}, expected {expected:?}"),
+    }
+}
+
+#[test]
+fn a_ca_issued_update_certificate_verifies_in_openssl_and_here() {
+    let now = std::time::SystemTime::now();
+    let ca_signer = trust::generate_signing_key();
+    let ca = trust::self_signed_certificate(
+        &ca_signer,
+        &trust::CertificateRequest::certificate_authority("Acme update CA", 7300),
+    )
+    .unwrap();
+    let device_signer = trust::generate_signing_key();
+    let leaf_request = trust::CertificateRequest::update_authority("Acme firmware 2026", 3650);
+    let leaf = trust::issue_certificate(
+        &ca_signer,
+        &ca,
+        &device_signer.verifying_key(),
+        &leaf_request,
+    )
+    .unwrap();
+    check_with_openssl(
+        &leaf,
+        3650,
+        &[
+            "Code Signing",
+            "Digital Signature",
+            "CA:FALSE",
+            "Issuer: CN = Acme update CA",
+        ],
+    );
+    assert!(trust::key_matches_certificate(&device_signer, &leaf));
+    let (success, text) = openssl_verify(&ca, &leaf);
+    assert!(success, "openssl verify: {text}");
+    check_chain(&leaf, &ca, now, Ok(()));
+
+    // A CA with the same name but another key: openssl and we both refuse.
+    let impostor_signer = trust::generate_signing_key();
+    let impostor_ca = trust::self_signed_certificate(
+        &impostor_signer,
+        &trust::CertificateRequest::certificate_authority("Acme update CA", 7300),
+    )
+    .unwrap();
+    let (success, text) = openssl_verify(&impostor_ca, &leaf);
+    assert!(!success, "openssl accepted a leaf from another CA: {text}");
+    check_chain(
+        &leaf,
+        &impostor_ca,
+        now,
+        Err("signature does not verify with the key of CA CN=Acme update CA"),
+    );
+
+    // A leaf issued by a differently named CA.
+    let other_ca = trust::self_signed_certificate(
+        &impostor_signer,
+        &trust::CertificateRequest::certificate_authority("Other CA", 7300),
+    )
+    .unwrap();
+    let other_leaf = trust::issue_certificate(
+        &impostor_signer,
+        &other_ca,
+        &device_signer.verifying_key(),
+        &leaf_request,
+    )
+    .unwrap();
+    let (success, _) = openssl_verify(&ca, &other_leaf);
+    assert!(!success, "openssl accepted a leaf from another CA");
+    check_chain(
+        &other_leaf,
+        &ca,
+        now,
+        Err("issued by CN=Other CA, expected the CA CN=Acme update CA"),
+    );
+
+    // Time: before the leaf starts, after it ends.
+    let day = std::time::Duration::from_secs(86_400);
+    check_chain(
+        &leaf,
+        &ca,
+        leaf.not_before() - day,
+        Err("is not valid before"),
+    );
+    check_chain(&leaf, &ca, leaf.not_after() + day, Err("expired at"));
+    // A non-CA certificate as the "CA".
+    check_chain(&leaf, &leaf, now, Err("issued by CN=Acme update CA"));
+    let self_signed_leaf = trust::self_signed_certificate(&device_signer, &leaf_request).unwrap();
+    check_chain(
+        &self_signed_leaf,
+        &self_signed_leaf,
+        now,
+        Err("is not a CA"),
+    );
+}
+
+#[test]
+fn issuing_refuses_a_non_ca_issuer_and_a_key_that_is_not_the_issuers() {
+    let signer = trust::generate_signing_key();
+    let request = trust::CertificateRequest::update_authority("Leaf", 365);
+    let not_a_ca = trust::self_signed_certificate(&signer, &request).unwrap();
+    let error = trust::issue_certificate(&signer, &not_a_ca, &signer.verifying_key(), &request)
+        .unwrap_err();
+    assert!(error.to_string().contains("is not a CA"), "{error}");
+
+    let ca = trust::self_signed_certificate(
+        &signer,
+        &trust::CertificateRequest::certificate_authority("CA", 365),
+    )
+    .unwrap();
+    let stranger = trust::generate_signing_key();
+    let error =
+        trust::issue_certificate(&stranger, &ca, &signer.verifying_key(), &request).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("is not the key of issuer certificate CN=CA"),
+        "{error}"
+    );
+}
+
+#[test]
+fn openssl_made_chains_verify_and_imprint_issues_under_an_openssl_ca() {
+    let now = std::time::SystemTime::now();
+    let openssl_ca = Certificate::load(&fixture("openssl-ca-cert.pem")).unwrap();
+    let openssl_leaf = Certificate::load(&fixture("openssl-leaf-cert.der")).unwrap();
+    check_chain(&openssl_leaf, &openssl_ca, now, Ok(()));
+    let p256_self_signed = Certificate::load(&fixture("p256-cert.der")).unwrap();
+    check_chain(&p256_self_signed, &openssl_ca, now, Err("expected the CA"));
+
+    let ca_signer = trust::load_signing_key(&fixture("openssl-ca-key.pem")).unwrap();
+    let device_key = trust::load_signing_key(&fixture("other-p256-pkcs8.pem")).unwrap();
+    let leaf = trust::issue_certificate(
+        &ca_signer,
+        &openssl_ca,
+        &device_key.verifying_key(),
+        &trust::CertificateRequest::update_authority("Issued under the openssl CA", 365),
+    )
+    .unwrap();
+    let (success, text) = openssl_verify(&openssl_ca, &leaf);
+    assert!(success, "openssl verify: {text}");
+    check_chain(&leaf, &openssl_ca, now, Ok(()));
+}
+
+#[test]
+fn written_keys_are_private_and_openssl_reads_the_same_public_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("key.pem");
+    std::fs::write(&path, "old contents").unwrap();
+    let signer = trust::generate_signing_key();
+    trust::write_signing_key_pem(&signer, &path).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.starts_with("-----BEGIN PRIVATE KEY-----"), "{text}");
+    let (success, public_der) = {
+        let output = std::process::Command::new("openssl")
+            .args(["pkey", "-pubout", "-outform", "DER", "-in"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        (output.status.success(), output.stdout)
+    };
+    assert!(success);
+    use p256::pkcs8::EncodePublicKey;
+    let ours = signer.verifying_key().to_public_key_der().unwrap();
+    assert_eq!(ours.as_bytes(), public_der.as_slice());
+    let reloaded = trust::load_signing_key(&path).unwrap();
+    assert_eq!(reloaded.verifying_key(), signer.verifying_key());
+}
+
+/// A signer that fails, and one that signs with a key other than the one it reports.
+struct BrokenSigner {
+    reported: trust::SoftwareSigner,
+    actual: Option<trust::SoftwareSigner>,
+}
+
+impl trust::Signer for BrokenSigner {
+    fn verifying_key(&self) -> p256::ecdsa::VerifyingKey {
+        self.reported.verifying_key()
+    }
+    fn sign_digest(&self, digest: &[u8; 32]) -> Result<p256::ecdsa::Signature, trust::SignError> {
+        match &self.actual {
+            Some(actual) => actual.sign_digest(digest),
+            None => Err(trust::SignError {
+                key: "token slot 3".to_string(),
+                reason: "CKR_DEVICE_REMOVED".to_string(),
+            }),
+        }
+    }
+    fn describe(&self) -> String {
+        "broken test signer".to_string()
+    }
+}
+
+#[test]
+fn signer_failures_surface_as_clear_errors() {
+    let request = trust::CertificateRequest::update_authority("Broken", 365);
+    let failing = BrokenSigner {
+        reported: trust::generate_signing_key(),
+        actual: None,
+    };
+    let error = trust::self_signed_certificate(&failing, &request).unwrap_err();
+    assert!(matches!(error, TrustError::Sign(_)), "{error:?}");
+    assert!(error.to_string().contains("CKR_DEVICE_REMOVED"), "{error}");
+
+    let lying = BrokenSigner {
+        reported: trust::generate_signing_key(),
+        actual: Some(trust::generate_signing_key()),
+    };
+    let error = trust::self_signed_certificate(&lying, &request).unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("does not verify with its own public key"),
+        "{error}"
+    );
+}
+
+/// Checks that the warnings for `name`, as of `days_after_not_before`, contain exactly the
+/// given fragments (one per warning, in order).
+fn check_warnings(name: &str, days_after_not_before: u64, expected: &[&str]) {
+    let certificate = Certificate::load(&fixture(name)).unwrap();
+    let at =
+        certificate.not_before() + std::time::Duration::from_secs(days_after_not_before * 86_400);
+    let warnings = trust::check_update_certificate_at(&certificate, at);
+    assert_eq!(warnings.len(), expected.len(), "{name}: {warnings:#?}");
+    for (warning, fragment) in warnings.iter().zip(expected) {
+        assert!(
+            warning.contains(fragment),
+            "{name}: {warning:?} lacks {fragment:?}"
+        );
+    }
+}
+
+#[test]
+fn update_certificate_warnings_follow_the_factory_tool() {
+    check_warnings("p256-cert.der", 1, &[]);
+    check_warnings("p256-cert.der", 365 * 11, &["less than 10 years from now"]);
+    check_warnings("openssl-leaf-cert.der", 1, &["less than 10 years from now"]);
+    check_warnings("expired-cert.der", 400, &["expired at"]);
+    check_warnings(
+        "openssl-ca-cert.pem",
+        1,
+        &["no codeSigning", "is a CA certificate"],
+    );
+    check_warnings(
+        "rsa-cert.der",
+        1,
+        &[
+            "expected an ECDSA P-256",
+            "sha256WithRSAEncryption",
+            "less than 10 years",
+            "no codeSigning",
+            "is a CA",
+        ],
+    );
+    // The undated form uses the clock: a fresh 20-year certificate has no warnings.
+    let signer = trust::generate_signing_key();
+    let fresh = trust::self_signed_certificate(
+        &signer,
+        &trust::CertificateRequest::update_authority("Fresh", 365 * 20),
+    )
+    .unwrap();
+    assert_eq!(
+        trust::check_update_certificate(&fresh),
+        Vec::<String>::new()
+    );
+    let short = trust::self_signed_certificate(
+        &signer,
+        &trust::CertificateRequest::update_authority("Short", 365),
+    )
+    .unwrap();
+    assert_eq!(trust::check_update_certificate(&short).len(), 1);
 }

@@ -169,7 +169,13 @@ impl Certificate {
 
     /// The serial number as lowercase hex (big-endian, without the DER sign byte).
     pub fn serial_hex(&self) -> String {
-        hex::encode(self.parsed.tbs_certificate().serial_number().as_bytes())
+        let bytes = self.parsed.tbs_certificate().serial_number().as_bytes();
+        // DER adds a 0x00 in front of a high first byte to keep the integer positive.
+        let first_significant = bytes
+            .iter()
+            .position(|byte| *byte != 0)
+            .unwrap_or(bytes.len().saturating_sub(1));
+        hex::encode(&bytes[first_significant..])
     }
 
     /// True when an extendedKeyUsage extension lists id-kp-codeSigning.
@@ -194,7 +200,6 @@ impl Certificate {
     }
 
     /// A readable name for the signature algorithm (used in errors).
-    #[allow(dead_code)] // used by chain verification (step 2)
     pub(crate) fn signature_algorithm_name(&self) -> String {
         describe_oid(&self.parsed.signature_algorithm().oid)
     }

@@ -26,7 +26,7 @@ pub enum TrustError {
         source: std::io::Error,
     },
     /// A file exists and the caller did not ask to overwrite it.
-    #[error("refusing to overwrite {path}: the file exists (ask for force to replace it)")]
+    #[error("refusing to overwrite {path}: expected no file there, found one")]
     AlreadyExists { path: PathBuf },
     /// A private key file is not a PKCS#8 or SEC1 key in PEM or DER.
     #[error(

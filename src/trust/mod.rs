@@ -7,13 +7,23 @@
 //! **Invariant:** no device I/O and no database access here.
 
 mod certificate;
+mod chain;
+mod dev;
 mod error;
+mod issue;
 mod key;
 mod oid;
 mod pem;
 mod signer;
 
 pub use certificate::{Certificate, key_matches_certificate};
+pub use chain::{check_update_certificate, check_update_certificate_at, verify_chain};
+pub use dev::{
+    DEV_C_SOURCE_FILE, DEV_CERTIFICATE_FILE, DEV_SIGNING_KEY_FILE, DEV_SUMMARY_FILE,
+    DevCredentials, DevEnvironment, DevInitOptions, DevSummary, dev_init,
+    import_manifest_dev_tool_env,
+};
 pub use error::TrustError;
+pub use issue::{CertificateRequest, issue_certificate, self_signed_certificate};
 pub use key::{generate_signing_key, load_signing_key, write_signing_key_pem};
 pub use signer::{SignError, Signer, SoftwareSigner};

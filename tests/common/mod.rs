@@ -1,83 +1,75 @@
-//! Helpers shared by integration tests.
-//!
-//! Outside tools are found or installed here rather than skipped: a test that needs
-//! Izuma/Pelion manifest-tool gets the real program or fails loudly saying why.
-
-#![allow(dead_code)] // Each test binary uses a different subset.
+//! Helpers shared by integration tests (each test binary uses some of them).
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
+use std::sync::Mutex;
 
-/// The manifest-tool release every interop test runs against.
-pub const MANIFEST_TOOL_REQUIREMENT: &str = "manifest-tool==2.6.2";
+/// The manifest-tool version the tests compare against.
+pub const MANIFEST_TOOL_VERSION: &str = "2.6.2";
 
-/// Path of a program from the manifest-tool package (`manifest-tool`, `manifest-dev-tool`, ...).
+/// Serialises venv creation between threads of one test binary; the file lock below does the same
+/// between processes (parallel test binaries sharing a target directory).
+static VENV_SETUP: Mutex<()> = Mutex::new(());
+
+/// Path of an executable from Izuma's manifest-tool package (`manifest-tool`,
+/// `manifest-dev-tool`, ...).
 ///
-/// Uses the virtual environment named by `IMPRINT_MANIFEST_TOOL_VENV` if set; otherwise creates
-/// `${CARGO_TARGET_DIR:-target}/manifest-tool-venv` once (under a file lock, since test binaries
-/// run concurrently) with `python3 -m venv` and `pip install manifest-tool==2.6.2`.
-pub fn manifest_tool_bin(program: &str) -> PathBuf {
-    let venv = manifest_tool_venv();
-    let path = venv.join("bin").join(program);
+/// Uses the venv named by `IMPRINT_MANIFEST_TOOL_VENV` when set; otherwise creates one under the
+/// cargo target directory (`python3 -m venv` + `pip install manifest-tool==2.6.2`) on first use.
+/// Panics with the reason when the tool cannot be found or installed: tests never skip.
+pub fn manifest_tool_bin(name: &str) -> PathBuf {
+    if let Some(venv) = std::env::var_os("IMPRINT_MANIFEST_TOOL_VENV") {
+        let executable = Path::new(&venv).join("bin").join(name);
+        assert!(
+            executable.is_file(),
+            "IMPRINT_MANIFEST_TOOL_VENV={} has no bin/{name}",
+            Path::new(&venv).display()
+        );
+        return executable;
+    }
+    let venv = target_dir().join("manifest-tool-venv");
+    let executable = venv.join("bin").join(name);
+    let marker = venv.join(format!(
+        "imprint-installed-manifest-tool-{MANIFEST_TOOL_VERSION}"
+    ));
+    let _thread_guard = VENV_SETUP
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if marker.is_file() && executable.is_file() {
+        return executable;
+    }
+    std::fs::create_dir_all(&venv).expect("create manifest-tool venv directory");
+    let lock_file = std::fs::File::create(venv.with_extension("lock")).expect("create venv lock");
+    lock_file.lock().expect("lock manifest-tool venv");
+    // Another process may have finished the install while we waited for the lock.
+    if !(marker.is_file() && executable.is_file()) {
+        run_or_panic(Command::new("python3").arg("-m").arg("venv").arg(&venv));
+        run_or_panic(
+            Command::new(venv.join("bin").join("pip"))
+                .args(["install", "--quiet", "--disable-pip-version-check"])
+                .arg(format!("manifest-tool=={MANIFEST_TOOL_VERSION}")),
+        );
+        std::fs::write(&marker, b"").expect("write venv marker");
+    }
     assert!(
-        path.is_file(),
-        "{} does not exist: the manifest-tool venv at {} has no {program}",
-        path.display(),
+        executable.is_file(),
+        "manifest-tool installed into {} but it has no bin/{name}",
         venv.display()
     );
-    path
+    executable
 }
 
-fn manifest_tool_venv() -> &'static Path {
-    static VENV: OnceLock<PathBuf> = OnceLock::new();
-    VENV.get_or_init(|| {
-        if let Some(venv) = std::env::var_os("IMPRINT_MANIFEST_TOOL_VENV") {
-            let venv = PathBuf::from(venv);
-            assert!(
-                venv.join("bin/manifest-tool").is_file(),
-                "IMPRINT_MANIFEST_TOOL_VENV={} has no bin/manifest-tool; install it with \
-                 `python3 -m venv DIR && DIR/bin/pip install {MANIFEST_TOOL_REQUIREMENT}`",
-                venv.display()
-            );
-            return venv;
-        }
-        let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
-        let venv = target_dir.join("manifest-tool-venv");
-        install_manifest_tool(&target_dir, &venv);
-        venv
-    })
-}
-
-fn install_manifest_tool(target_dir: &Path, venv: &Path) {
-    std::fs::create_dir_all(target_dir)
-        .unwrap_or_else(|error| panic!("creating {}: {error}", target_dir.display()));
-    let lock_path = target_dir.join("manifest-tool-venv.lock");
-    let lock = std::fs::File::create(&lock_path)
-        .unwrap_or_else(|error| panic!("creating {}: {error}", lock_path.display()));
-    lock.lock()
-        .unwrap_or_else(|error| panic!("locking {}: {error}", lock_path.display()));
-    // The marker is written only after pip succeeded, so a half-made venv is rebuilt.
-    let marker = venv.join("imprint-installed.txt");
-    let installed = std::fs::read_to_string(&marker).unwrap_or_default();
-    if installed.trim() != MANIFEST_TOOL_REQUIREMENT {
-        if venv.exists() {
-            std::fs::remove_dir_all(venv)
-                .unwrap_or_else(|error| panic!("removing {}: {error}", venv.display()));
-        }
-        run_or_panic(Command::new("python3").arg("-m").arg("venv").arg(venv));
-        run_or_panic(
-            Command::new(venv.join("bin/pip"))
-                .args(["install", "--quiet", "--disable-pip-version-check"])
-                .arg(MANIFEST_TOOL_REQUIREMENT),
-        );
-        std::fs::write(&marker, MANIFEST_TOOL_REQUIREMENT)
-            .unwrap_or_else(|error| panic!("writing {}: {error}", marker.display()));
+/// The cargo target directory: `CARGO_TARGET_DIR`, else the one holding this test executable.
+pub fn target_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CARGO_TARGET_DIR") {
+        return PathBuf::from(dir);
     }
-    // Dropping the file releases the lock.
-    drop(lock);
+    // Test executables live in <target>/<profile>/deps/.
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.ancestors().nth(3).map(Path::to_path_buf))
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
 }
 
 fn run_or_panic(command: &mut Command) {

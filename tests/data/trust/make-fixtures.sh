@@ -50,3 +50,15 @@ openssl x509 -in "$workdir/expired.pem" -outform DER -out expired-cert.der
 rm -rf "$workdir"
 # Garbage: bytes that are neither PEM nor DER.
 printf 'this is not a key or a certificate, just some bytes for the test!' > garbage.bin
+# A CA made by openssl and a leaf it issued for the p256 key, so chain checks meet signatures
+# openssl made (and Imprint can issue from a CA it did not make).
+openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out openssl-ca-key.pem
+openssl req -new -x509 -key openssl-ca-key.pem -sha256 -subj "/CN=Imprint test openssl CA/O=Imprint tests" \
+  -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+  -days 7300 -out openssl-ca-cert.pem
+workdir=$(mktemp -d)
+printf 'basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=codeSigning\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n' > "$workdir/leaf.ext"
+openssl req -new -key p256-sec1.pem -subj "/CN=Imprint test leaf from openssl CA" -out "$workdir/leaf.csr"
+openssl x509 -req -in "$workdir/leaf.csr" -CA openssl-ca-cert.pem -CAkey openssl-ca-key.pem -set_serial 7 \
+  -days 3650 -sha256 -extfile "$workdir/leaf.ext" -outform DER -out openssl-leaf-cert.der
+rm -rf "$workdir"

@@ -1,0 +1,367 @@
+//! Developer credentials, compatible with Izuma/Pelion `manifest-dev-tool init`.
+//!
+//! A developer needs a signing key, an update certificate and vendor/class IDs before the first
+//! self-test update can run. [`dev_init`] makes them the way `manifest-dev-tool init` (2.6.2)
+//! does, including its `update_default_resources.c` for firmware builds, plus an
+//! `imprint-dev.toml` summary a product profile can point at. [`import_manifest_dev_tool_env`]
+//! reads an environment that manifest-dev-tool already made, so a team can keep its existing
+//! keys. Everything here is for development only: the key sits unencrypted in a file.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::certificate::{Certificate, key_matches_certificate};
+use super::error::TrustError;
+use super::issue::{CertificateRequest, self_signed_certificate};
+use super::key::{generate_signing_key, load_signing_key, write_signing_key_pem};
+use super::signer::Signer;
+
+/// File names written by [`dev_init`]; key and certificate use manifest-dev-tool's names.
+pub const DEV_SIGNING_KEY_FILE: &str = "dev.key.pem";
+pub const DEV_CERTIFICATE_FILE: &str = "dev.cert.der";
+pub const DEV_C_SOURCE_FILE: &str = "update_default_resources.c";
+pub const DEV_SUMMARY_FILE: &str = "imprint-dev.toml";
+
+/// manifest-dev-tool's certificate lifetime: `365 * 20` days.
+const DEV_CERTIFICATE_VALIDITY_DAYS: u32 = 365 * 20;
+/// The subject manifest-dev-tool gives its developer certificates.
+const DEV_CERTIFICATE_COMMON_NAME: &str = "localhost";
+
+/// How [`dev_init`] chooses vendor and class IDs.
+///
+/// Each ID is taken from the explicit value if given, else derived (vendor =
+/// uuid5(NAMESPACE_DNS, vendor_domain); class = uuid5(vendor, model_name)), else random (v4), as
+/// manifest-dev-tool does when given nothing. Giving both an explicit ID and its name is an error.
+#[derive(Clone, Debug, Default)]
+pub struct DevInitOptions {
+    pub vendor_domain: Option<String>,
+    pub model_name: Option<String>,
+    pub vendor_id: Option<Uuid>,
+    pub class_id: Option<Uuid>,
+    /// Replace existing files instead of refusing.
+    pub force: bool,
+}
+
+impl DevInitOptions {
+    /// The vendor and class IDs these options stand for (random ones are drawn anew each call).
+    pub fn resolve_ids(&self) -> Result<(Uuid, Uuid), TrustError> {
+        let invalid = |reason: &str| TrustError::InvalidRequest {
+            reason: reason.to_string(),
+        };
+        let vendor_id = match (&self.vendor_id, &self.vendor_domain) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "give either a vendor ID or a vendor domain to derive it from, not both",
+                ));
+            }
+            (Some(vendor_id), None) => *vendor_id,
+            (None, Some(domain)) if domain.trim().is_empty() => {
+                return Err(invalid("the vendor domain is empty"));
+            }
+            (None, Some(domain)) => Uuid::new_v5(&Uuid::NAMESPACE_DNS, domain.as_bytes()),
+            (None, None) => Uuid::new_v4(),
+        };
+        let class_id = match (&self.class_id, &self.model_name) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "give either a class ID or a model name to derive it from, not both",
+                ));
+            }
+            (Some(class_id), None) => *class_id,
+            (None, Some(model)) if model.trim().is_empty() => {
+                return Err(invalid("the model name is empty"));
+            }
+            (None, Some(model)) => Uuid::new_v5(&vendor_id, model.as_bytes()),
+            (None, None) => Uuid::new_v4(),
+        };
+        Ok((vendor_id, class_id))
+    }
+}
+
+/// What [`dev_init`] wrote.
+#[derive(Clone, Debug)]
+pub struct DevCredentials {
+    pub signing_key_path: PathBuf,
+    pub certificate_path: PathBuf,
+    pub c_source_path: PathBuf,
+    pub summary_path: PathBuf,
+    pub vendor_id: Uuid,
+    pub class_id: Uuid,
+    pub certificate: Certificate,
+}
+
+/// The `imprint-dev.toml` summary: IDs and file names relative to the summary's directory.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DevSummary {
+    pub vendor_id: Uuid,
+    pub class_id: Uuid,
+    pub signing_key: PathBuf,
+    pub certificate: PathBuf,
+    pub certificate_fingerprint_sha256: String,
+}
+
+impl DevSummary {
+    /// Reads an `imprint-dev.toml`.
+    pub fn load(path: &Path) -> Result<DevSummary, TrustError> {
+        let text = std::fs::read_to_string(path).map_err(|source| TrustError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|error| TrustError::DevEnvironment {
+            path: path.to_path_buf(),
+            reason: format!("expected an imprint-dev.toml summary: {error}"),
+        })
+    }
+}
+
+/// Creates developer credentials in `dir` (created if missing): key, self-signed certificate,
+/// `update_default_resources.c` and `imprint-dev.toml`. Refuses to replace any existing file
+/// unless `options.force`; in that case nothing is written at all.
+pub fn dev_init(dir: &Path, options: &DevInitOptions) -> Result<DevCredentials, TrustError> {
+    let (vendor_id, class_id) = options.resolve_ids()?;
+    let signing_key_path = dir.join(DEV_SIGNING_KEY_FILE);
+    let certificate_path = dir.join(DEV_CERTIFICATE_FILE);
+    let c_source_path = dir.join(DEV_C_SOURCE_FILE);
+    let summary_path = dir.join(DEV_SUMMARY_FILE);
+    if !options.force {
+        for path in [
+            &signing_key_path,
+            &certificate_path,
+            &c_source_path,
+            &summary_path,
+        ] {
+            if path.exists() {
+                return Err(TrustError::AlreadyExists { path: path.clone() });
+            }
+        }
+    }
+    std::fs::create_dir_all(dir).map_err(|source| TrustError::Write {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+
+    let signer = generate_signing_key();
+    let mut request = CertificateRequest::update_authority(
+        DEV_CERTIFICATE_COMMON_NAME,
+        DEV_CERTIFICATE_VALIDITY_DAYS,
+    );
+    request.organization = Some("Imprint development only".to_string());
+    let certificate = self_signed_certificate(&signer, &request)?;
+
+    write_signing_key_pem(&signer, &signing_key_path)?;
+    write_file(&certificate_path, certificate.der())?;
+    let c_source =
+        update_default_resources_c(vendor_id, class_id, &certificate, &signer.verifying_key());
+    write_file(&c_source_path, c_source.as_bytes())?;
+    let summary = DevSummary {
+        vendor_id,
+        class_id,
+        signing_key: PathBuf::from(DEV_SIGNING_KEY_FILE),
+        certificate: PathBuf::from(DEV_CERTIFICATE_FILE),
+        certificate_fingerprint_sha256: certificate.fingerprint_hex(),
+    };
+    let summary_toml = toml::to_string(&summary).map_err(|error| TrustError::Write {
+        path: summary_path.clone(),
+        source: std::io::Error::other(error.to_string()),
+    })?;
+    let summary_text = format!(
+        "# Imprint developer credentials: DEVELOPMENT ONLY, never for production units.\n\
+         # Written by `imprint dev init`; point a profile's trust section at this file.\n\
+         {summary_toml}"
+    );
+    write_file(&summary_path, summary_text.as_bytes())?;
+
+    Ok(DevCredentials {
+        signing_key_path,
+        certificate_path,
+        c_source_path,
+        summary_path,
+        vendor_id,
+        class_id,
+        certificate,
+    })
+}
+
+fn write_file(path: &Path, contents: &[u8]) -> Result<(), TrustError> {
+    std::fs::write(path, contents).map_err(|source| TrustError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Bytes as C initialiser rows of eight, exactly as manifest-dev-tool's `pretty_print`.
+fn c_byte_rows(bytes: &[u8]) -> String {
+    bytes
+        .chunks(8)
+        .map(|row| {
+            row.iter()
+                .map(|byte| format!("0x{byte:02X}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .collect::<Vec<_>>()
+        .join(",\n    ")
+}
+
+/// The C source with manifest-dev-tool's symbols, types and layout. Unlike manifest-dev-tool
+/// 2.6.2, which writes a placeholder `{ 0 }`, `arm_uc_default_fingerprint` holds the real
+/// SHA-256 of the certificate, as older update clients expect.
+fn update_default_resources_c(
+    vendor_id: Uuid,
+    class_id: Uuid,
+    certificate: &Certificate,
+    public_key: &p256::ecdsa::VerifyingKey,
+) -> String {
+    let generated_at = time::OffsetDateTime::from(SystemTime::now())
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| "unknown time".to_string());
+    let public_key_point = public_key.to_sec1_point(false);
+    format!(
+        "// ----------------------------------------------------------------------------\n\
+// DEVELOPMENT ONLY - NOT FOR PRODUCTION DEVICES\n\
+//\n\
+// These update resources come from developer credentials whose private key is an\n\
+// unencrypted file on a developer's machine. Anyone holding that file can sign updates\n\
+// that devices built with this file will install. Provision production devices with\n\
+// a certificate whose key is kept in an HSM.\n\
+// ----------------------------------------------------------------------------\n\
+\n\
+//-----------------------------------------------------------------------------\n\
+//                   Autogenerated file - do not edit\n\
+//\n\
+//  generated on: {generated_at}\n\
+//  generated by: imprint dev init (manifest-dev-tool init compatible)\n\
+//  tool version: {version}\n\
+//  certificate SHA-256: {fingerprint_hex}\n\
+//-----------------------------------------------------------------------------\n\
+\n\
+#include <inttypes.h>\n\
+\n\
+const uint8_t arm_uc_vendor_id[] = {{\n    {vendor_id}\n}};\n\
+const uint16_t arm_uc_vendor_id_size = sizeof(arm_uc_vendor_id);\n\
+\n\
+const uint8_t arm_uc_class_id[] = {{\n    {class_id}\n}};\n\
+const uint16_t arm_uc_class_id_size = sizeof(arm_uc_class_id);\n\
+\n\
+// SHA-256 of arm_uc_default_certificate.\n\
+const uint8_t arm_uc_default_fingerprint[] =  {{\n    {fingerprint}\n}};\n\
+const uint16_t arm_uc_default_fingerprint_size = sizeof(arm_uc_default_fingerprint);\n\
+\n\
+const uint8_t arm_uc_default_certificate[] = {{\n    {certificate}\n}};\n\
+const uint16_t arm_uc_default_certificate_size = sizeof(arm_uc_default_certificate);\n\
+\n\
+const uint8_t arm_uc_update_public_key[] = {{\n    {public_key}\n}};\n",
+        version = env!("CARGO_PKG_VERSION"),
+        fingerprint_hex = certificate.fingerprint_hex(),
+        vendor_id = c_byte_rows(vendor_id.as_bytes()),
+        class_id = c_byte_rows(class_id.as_bytes()),
+        fingerprint = c_byte_rows(&certificate.fingerprint_sha256()),
+        certificate = c_byte_rows(certificate.der()),
+        public_key = c_byte_rows(public_key_point.as_bytes()),
+    )
+}
+
+/// A developer environment made by `manifest-dev-tool init`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DevEnvironment {
+    pub signing_key_path: PathBuf,
+    pub certificate_path: PathBuf,
+    pub vendor_id: Uuid,
+    pub class_id: Uuid,
+}
+
+/// Reads `dir/.manifest-dev-tool/dev.cfg.yaml` (or `dir/dev.cfg.yaml` when `dir` is the cache
+/// directory itself), checks that its key and certificate load and belong together, and returns
+/// their paths with the vendor and class IDs.
+///
+/// manifest-dev-tool records paths relative to the directory it ran in (normally the parent of
+/// `.manifest-dev-tool`), so relative paths are looked up there first, then next to the file.
+pub fn import_manifest_dev_tool_env(dir: &Path) -> Result<DevEnvironment, TrustError> {
+    let nested = dir.join(".manifest-dev-tool").join("dev.cfg.yaml");
+    let config_path = if nested.exists() {
+        nested
+    } else {
+        dir.join("dev.cfg.yaml")
+    };
+    let text = std::fs::read_to_string(&config_path).map_err(|source| TrustError::Read {
+        path: config_path.clone(),
+        source,
+    })?;
+    let environment_error = |reason: String| TrustError::DevEnvironment {
+        path: config_path.clone(),
+        reason,
+    };
+    let document: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).map_err(|error| {
+        environment_error(format!(
+            "expected manifest-dev-tool's YAML mapping: {error}"
+        ))
+    })?;
+    let field = |name: &str| -> Result<String, TrustError> {
+        match document.get(name) {
+            Some(serde_yaml_ng::Value::String(text)) => Ok(text.clone()),
+            // YAML reads an all-digit hex ID as a number when it is not quoted.
+            Some(serde_yaml_ng::Value::Number(number)) => Ok(number.to_string()),
+            Some(other) => Err(environment_error(format!(
+                "field `{name}`: expected a string, found {other:?}"
+            ))),
+            None => Err(environment_error(format!("field `{name}` is missing"))),
+        }
+    };
+    if document.get("signing-tool").is_some() {
+        return Err(environment_error(
+            "this environment signs through an external `signing-tool`; expected a key file \
+             (import the key into an HSM profile instead)"
+                .to_string(),
+        ));
+    }
+    let parse_id = |name: &str| -> Result<Uuid, TrustError> {
+        let text = field(name)?;
+        Uuid::parse_str(text.trim()).map_err(|error| {
+            environment_error(format!(
+                "field `{name}`: expected 32 hex digits of a UUID, found {text:?} ({error})"
+            ))
+        })
+    };
+    let vendor_id = parse_id("vendor-id")?;
+    let class_id = parse_id("class-id")?;
+    let config_dir = config_path.parent().unwrap_or(dir);
+    let resolve = |name: &str| -> Result<PathBuf, TrustError> {
+        let recorded = PathBuf::from(field(name)?);
+        if recorded.is_absolute() {
+            return Ok(recorded);
+        }
+        let candidates = [dir.join(&recorded), config_dir.join(&recorded)];
+        candidates
+            .iter()
+            .find(|candidate| candidate.is_file())
+            .cloned()
+            .ok_or_else(|| {
+                environment_error(format!(
+                    "field `{name}`: {} exists neither at {} nor at {}",
+                    recorded.display(),
+                    candidates[0].display(),
+                    candidates[1].display()
+                ))
+            })
+    };
+    let signing_key_path = resolve("key_file")?;
+    let certificate_path = resolve("certificate")?;
+    let signer = load_signing_key(&signing_key_path)?;
+    let certificate = Certificate::load(&certificate_path)?;
+    if !key_matches_certificate(&signer, &certificate) {
+        return Err(environment_error(format!(
+            "key {} does not belong to certificate {} (expected the certificate's public key)",
+            signing_key_path.display(),
+            certificate_path.display()
+        )));
+    }
+    Ok(DevEnvironment {
+        signing_key_path,
+        certificate_path,
+        vendor_id,
+        class_id,
+    })
+}
