@@ -300,40 +300,108 @@ fn fixture_encrypted_raw_carries_metadata() {
 }
 
 #[test]
-fn installed_signature_is_checked_over_the_right_digest() {
-    // Re-sign the patch fixture's Manifest after breaking its installed-signature relation:
-    // take raw-signed's installed-signature (over payload.bin's digest == installed-digest of
-    // the patch) and it verifies; that proves the patch path uses installed-digest, because the
-    // patch's payload-digest (of delta.bin) differs.
+fn patch_installed_signature_covers_the_installed_digest() {
+    // manifest-tool signed the patch's installed-digest, not its payload-digest (the delta's):
+    // verify_manifest passing on this fixture therefore shows it picked installed-digest.
     let patch = decode_manifest(&fixture("patch-signed.manifest")).expect("decodes");
-    assert_ne!(
-        patch.payload_digest,
-        patch
-            .payload_metadata
-            .as_ref()
-            .expect("metadata")
-            .installed_digest
-    );
+    let installed_digest = &patch
+        .payload_metadata
+        .as_ref()
+        .expect("metadata")
+        .installed_digest;
+    assert_ne!(&patch.payload_digest, installed_digest);
     let key = fixture_public_key("dev.pub.pem");
     let installed_signature =
         p256::ecdsa::Signature::from_slice(&patch.installed_signature).expect("signature");
     use p256::ecdsa::signature::hazmat::PrehashVerifier;
-    key.verify_prehash(
-        &patch
-            .payload_metadata
-            .as_ref()
-            .expect("metadata")
-            .installed_digest,
-        &installed_signature,
-    )
-    .expect("manifest-tool signed the installed digest");
+    key.verify_prehash(installed_digest, &installed_signature)
+        .expect("manifest-tool signed the installed digest");
     assert!(
         key.verify_prehash(&patch.payload_digest, &installed_signature)
             .is_err()
     );
+    verify_manifest(&fixture("patch-signed.manifest"), &key).expect("verifies");
 }
 
-// One test per manifest so the sweeps run in parallel (each is a few thousand ECDSA verifies).
+#[test]
+fn encrypted_raw_image_signature_is_refused_like_manifest_tool_refuses_it() {
+    // manifest-tool 2.6.2 signs the plain image's digest but checks payload-digest (the
+    // encrypted one) for every format but arm-patch-stream; its recorded verdict is the oracle.
+    let recorded = fixture_text("encrypted-raw-signed.parse.txt");
+    assert!(
+        recorded.contains("Manifest Signature verified!"),
+        "{recorded}"
+    );
+    assert!(
+        recorded.contains("Image Signature verification failed"),
+        "{recorded}"
+    );
+    match verify_manifest(
+        &fixture("encrypted-raw-signed.manifest"),
+        &fixture_public_key("dev.pub.pem"),
+    ) {
+        Err(ManifestError::BadInstalledSignature {
+            digest_field: "payload-digest",
+        }) => {}
+        other => panic!("expected BadInstalledSignature over payload-digest, got {other:?}"),
+    }
+}
+
+/// Signs the installed digest (the first signature `create_manifest` asks for) with one key
+/// and the manifest with another, making a manifest whose only fault is its installed-signature.
+struct SplitSigner {
+    installed: SoftwareSigner,
+    manifest: SoftwareSigner,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+impl Signer for SplitSigner {
+    fn verifying_key(&self) -> VerifyingKey {
+        self.manifest.verifying_key()
+    }
+    fn sign_digest(
+        &self,
+        sha256_digest: &[u8; 32],
+    ) -> Result<p256::ecdsa::Signature, imprint::trust::SignError> {
+        let call = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if call == 0 {
+            self.installed.sign_digest(sha256_digest)
+        } else {
+            self.manifest.sign_digest(sha256_digest)
+        }
+    }
+    fn describe(&self) -> String {
+        "split signer".to_string()
+    }
+}
+
+#[test]
+fn a_wrong_installed_signature_is_refused_even_when_the_manifest_signature_holds() {
+    let signer = SplitSigner {
+        installed: fixed_signer(3),
+        manifest: fixed_signer(4),
+        calls: std::sync::atomic::AtomicUsize::new(0),
+    };
+    let request = ManifestRequest::new(
+        uuid::Uuid::from_bytes([1; 16]),
+        uuid::Uuid::from_bytes([2; 16]),
+        SemanticVersion::new(1, 0, 0),
+        b"image",
+        "file:image.bin",
+    );
+    let der = create_manifest(&request, &signer).expect("created");
+    match verify_manifest(&der, &fixed_signer(4).verifying_key()) {
+        Err(ManifestError::BadInstalledSignature {
+            digest_field: "payload-digest",
+        }) => {}
+        other => panic!("expected BadInstalledSignature, got {other:?}"),
+    }
+    assert!(matches!(
+        verify_manifest(&der, &fixed_signer(3).verifying_key()),
+        Err(ManifestError::BadSignature)
+    ));
+}
+
 #[test]
 fn every_bit_flip_in_the_raw_fixture_fails() {
     let key = fixture_public_key("dev.pub.pem");
