@@ -36,7 +36,9 @@ use std::fmt;
 use std::str::FromStr;
 
 use der::asn1::{AnyRef, OctetStringRef, Utf8StringRef};
-use der::{Decode, DecodeValue, Encode, EncodeValue, FixedTag, Header, Length, Reader, Tag, Writer};
+use der::{
+    Decode, DecodeValue, Encode, EncodeValue, FixedTag, Header, Length, Reader, Tag, Writer,
+};
 use p256::ecdsa::signature::hazmat::PrehashVerifier;
 use p256::ecdsa::{Signature, VerifyingKey};
 use sha2::{Digest, Sha256};
@@ -59,13 +61,12 @@ const SEMANTIC_VERSION_COMPONENT_MAX: u32 = 999;
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
     /// The bytes are not a DER `SignedResource` of the v3 schema.
-    #[error("manifest is not valid DER ({part}): {source}")]
+    #[error("manifest is not valid DER ({part}): {detail}")]
     Der {
         /// Which structure was being decoded (`SignedResource`, `Manifest`).
         part: &'static str,
-        /// What the DER decoder found.
-        #[source]
-        source: der::Error,
+        /// What the DER decoder found (kept in the message, so not also a `source`).
+        detail: der::Error,
     },
     /// The DER decodes but is not in canonical form, so a signature would not cover it uniquely.
     #[error("manifest is not canonical DER ({part}): re-encoding gives different bytes")]
@@ -110,7 +111,7 @@ pub enum ManifestError {
     Sign(#[from] SignError),
     /// Encoding failed (a value too large for DER, which cannot happen for sane inputs).
     #[error("encoding the manifest failed: {0}")]
-    Encode(#[source] der::Error),
+    Encode(der::Error),
 }
 
 /// How the payload is packaged; the numbers are the schema's `payload-format` values.
@@ -506,9 +507,9 @@ fn utf8_string(text: &str) -> Result<Utf8StringRef<'_>, ManifestError> {
 /// Strict: DER only, no trailing bytes, every field in the schema's shape (16-byte ids, a 32-byte
 /// payload-digest, a semantic payload-version, 64-byte signatures). Never panics on any input.
 pub fn decode_manifest(der: &[u8]) -> Result<DecodedManifest, ManifestError> {
-    let resource = SignedResourceDer::from_der(der).map_err(|source| ManifestError::Der {
+    let resource = SignedResourceDer::from_der(der).map_err(|detail| ManifestError::Der {
         part: "SignedResource",
-        source,
+        detail,
     })?;
     let found_version = resource.manifest_version.0;
     if found_version != u32::from(MANIFEST_VERSION_V3) {
@@ -524,24 +525,23 @@ pub fn decode_manifest(der: &[u8]) -> Result<DecodedManifest, ManifestError> {
     }
 
     let signed_bytes = resource.manifest.to_der().map_err(ManifestError::Encode)?;
-    let manifest = ManifestDer::from_der(&signed_bytes).map_err(|source| ManifestError::Der {
+    let manifest = ManifestDer::from_der(&signed_bytes).map_err(|detail| ManifestError::Der {
         part: "Manifest",
-        source,
+        detail,
     })?;
     if manifest.to_der().map_err(ManifestError::Encode)? != signed_bytes {
         return Err(ManifestError::NonCanonical { part: "Manifest" });
     }
 
     let payload_format_number = manifest.payload_format.0;
-    let payload_format = PayloadFormat::try_from(payload_format_number).map_err(|_| {
-        ManifestError::BadField {
+    let payload_format =
+        PayloadFormat::try_from(payload_format_number).map_err(|_| ManifestError::BadField {
             field: "payload-format",
             reason: format!(
                 "found {payload_format_number}: expected raw-binary(1), arm-patch-stream(5), \
                  combined(6), encrypted-raw(257) or encrypted-combined(262)"
             ),
-        }
-    })?;
+        })?;
     let payload_version_text = manifest.payload_version.as_str();
     let payload_version: SemanticVersion = payload_version_text.parse()?;
 
@@ -644,10 +644,7 @@ fn sha256_field<'a>(
 /// `installed-signature` is not empty, that signature over the payload-digest (for
 /// arm-patch-stream: over `payload-metadata.installed-digest`). Payload contents are not checked
 /// here: see [`DecodedManifest::check_payload`].
-pub fn verify_manifest(
-    der: &[u8],
-    key: &VerifyingKey,
-) -> Result<DecodedManifest, ManifestError> {
+pub fn verify_manifest(der: &[u8], key: &VerifyingKey) -> Result<DecodedManifest, ManifestError> {
     let decoded = decode_manifest(der)?;
 
     let signed_digest = Sha256::digest(&decoded.signed_bytes);
@@ -702,7 +699,11 @@ mod tests {
         match expected {
             Some((major, minor, patch)) => {
                 let version = parsed.unwrap_or_else(|error| panic!("{text:?}: {error}"));
-                assert_eq!(version, SemanticVersion::new(major, minor, patch), "{text:?}");
+                assert_eq!(
+                    version,
+                    SemanticVersion::new(major, minor, patch),
+                    "{text:?}"
+                );
                 assert_eq!(version.to_string(), text);
             }
             None => assert!(parsed.is_err(), "{text:?} should be refused"),
@@ -730,7 +731,9 @@ mod tests {
 
     #[test]
     fn semantic_version_orders_by_major_minor_patch() {
-        let ordered = ["0.0.1", "0.0.9", "0.1.0", "0.10.0", "1.0.0", "1.2.3", "2.0.0"];
+        let ordered = [
+            "0.0.1", "0.0.9", "0.1.0", "0.10.0", "1.0.0", "1.2.3", "2.0.0",
+        ];
         for pair in ordered.windows(2) {
             let lower: SemanticVersion = pair[0].parse().expect("valid");
             let higher: SemanticVersion = pair[1].parse().expect("valid");
@@ -789,7 +792,8 @@ mod tests {
             b"x",
             "u",
         );
-        let cases: [(&str, fn(&mut ManifestRequest)); 3] = [
+        type Mutation = fn(&mut ManifestRequest);
+        let cases: [(&str, Mutation); 3] = [
             ("payload-version", |request| {
                 request.payload_version = SemanticVersion::new(0, 0, 0)
             }),

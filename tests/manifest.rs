@@ -2,6 +2,8 @@
 //! Izuma/Pelion manifest-tool 2.6.2, tamper and truncation sweeps, property tests, and the
 //! `imprint manifest` commands driven through the binary.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -10,7 +12,7 @@ use imprint::manifest::{
     DecodedManifest, ManifestError, ManifestRequest, PayloadFormat, SemanticVersion,
     create_manifest, decode_manifest, verify_manifest,
 };
-use imprint::trust::{Signer, SoftwareSigner};
+use imprint::trust::{Certificate, Signer, SoftwareSigner};
 use p256::ecdsa::{SigningKey, VerifyingKey};
 use p256::pkcs8::DecodePublicKey;
 use proptest::prelude::*;
@@ -38,7 +40,10 @@ fn fixture_text(name: &str) -> String {
 fn fixture_signer() -> SoftwareSigner {
     let secret_key =
         p256::SecretKey::from_sec1_pem(&fixture_text("dev.key.pem")).expect("dev.key.pem parses");
-    SoftwareSigner::new(SigningKey::from(&secret_key), "tests/data/manifest/dev.key.pem")
+    SoftwareSigner::new(
+        SigningKey::from(&secret_key),
+        "tests/data/manifest/dev.key.pem",
+    )
 }
 
 /// A public key extracted from a certificate by `openssl x509 -pubkey` (see make-fixtures.sh).
@@ -295,32 +300,108 @@ fn fixture_encrypted_raw_carries_metadata() {
 }
 
 #[test]
-fn installed_signature_is_checked_over_the_right_digest() {
-    // Re-sign the patch fixture's Manifest after breaking its installed-signature relation:
-    // take raw-signed's installed-signature (over payload.bin's digest == installed-digest of
-    // the patch) and it verifies; that proves the patch path uses installed-digest, because the
-    // patch's payload-digest (of delta.bin) differs.
+fn patch_installed_signature_covers_the_installed_digest() {
+    // manifest-tool signed the patch's installed-digest, not its payload-digest (the delta's):
+    // verify_manifest passing on this fixture therefore shows it picked installed-digest.
     let patch = decode_manifest(&fixture("patch-signed.manifest")).expect("decodes");
-    assert_ne!(
-        patch.payload_digest,
-        patch.payload_metadata.as_ref().expect("metadata").installed_digest
-    );
+    let installed_digest = &patch
+        .payload_metadata
+        .as_ref()
+        .expect("metadata")
+        .installed_digest;
+    assert_ne!(&patch.payload_digest, installed_digest);
     let key = fixture_public_key("dev.pub.pem");
     let installed_signature =
         p256::ecdsa::Signature::from_slice(&patch.installed_signature).expect("signature");
     use p256::ecdsa::signature::hazmat::PrehashVerifier;
-    key.verify_prehash(
-        &patch.payload_metadata.as_ref().expect("metadata").installed_digest,
-        &installed_signature,
-    )
-    .expect("manifest-tool signed the installed digest");
+    key.verify_prehash(installed_digest, &installed_signature)
+        .expect("manifest-tool signed the installed digest");
     assert!(
         key.verify_prehash(&patch.payload_digest, &installed_signature)
             .is_err()
     );
+    verify_manifest(&fixture("patch-signed.manifest"), &key).expect("verifies");
 }
 
-// One test per manifest so the sweeps run in parallel (each is a few thousand ECDSA verifies).
+#[test]
+fn encrypted_raw_image_signature_is_refused_like_manifest_tool_refuses_it() {
+    // manifest-tool 2.6.2 signs the plain image's digest but checks payload-digest (the
+    // encrypted one) for every format but arm-patch-stream; its recorded verdict is the oracle.
+    let recorded = fixture_text("encrypted-raw-signed.parse.txt");
+    assert!(
+        recorded.contains("Manifest Signature verified!"),
+        "{recorded}"
+    );
+    assert!(
+        recorded.contains("Image Signature verification failed"),
+        "{recorded}"
+    );
+    match verify_manifest(
+        &fixture("encrypted-raw-signed.manifest"),
+        &fixture_public_key("dev.pub.pem"),
+    ) {
+        Err(ManifestError::BadInstalledSignature {
+            digest_field: "payload-digest",
+        }) => {}
+        other => panic!("expected BadInstalledSignature over payload-digest, got {other:?}"),
+    }
+}
+
+/// Signs the installed digest (the first signature `create_manifest` asks for) with one key
+/// and the manifest with another, making a manifest whose only fault is its installed-signature.
+struct SplitSigner {
+    installed: SoftwareSigner,
+    manifest: SoftwareSigner,
+    calls: std::sync::atomic::AtomicUsize,
+}
+
+impl Signer for SplitSigner {
+    fn verifying_key(&self) -> VerifyingKey {
+        self.manifest.verifying_key()
+    }
+    fn sign_digest(
+        &self,
+        sha256_digest: &[u8; 32],
+    ) -> Result<p256::ecdsa::Signature, imprint::trust::SignError> {
+        let call = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if call == 0 {
+            self.installed.sign_digest(sha256_digest)
+        } else {
+            self.manifest.sign_digest(sha256_digest)
+        }
+    }
+    fn describe(&self) -> String {
+        "split signer".to_string()
+    }
+}
+
+#[test]
+fn a_wrong_installed_signature_is_refused_even_when_the_manifest_signature_holds() {
+    let signer = SplitSigner {
+        installed: fixed_signer(3),
+        manifest: fixed_signer(4),
+        calls: std::sync::atomic::AtomicUsize::new(0),
+    };
+    let request = ManifestRequest::new(
+        uuid::Uuid::from_bytes([1; 16]),
+        uuid::Uuid::from_bytes([2; 16]),
+        SemanticVersion::new(1, 0, 0),
+        b"image",
+        "file:image.bin",
+    );
+    let der = create_manifest(&request, &signer).expect("created");
+    match verify_manifest(&der, &fixed_signer(4).verifying_key()) {
+        Err(ManifestError::BadInstalledSignature {
+            digest_field: "payload-digest",
+        }) => {}
+        other => panic!("expected BadInstalledSignature, got {other:?}"),
+    }
+    assert!(matches!(
+        verify_manifest(&der, &fixed_signer(3).verifying_key()),
+        Err(ManifestError::BadSignature)
+    ));
+}
+
 #[test]
 fn every_bit_flip_in_the_raw_fixture_fails() {
     let key = fixture_public_key("dev.pub.pem");
@@ -403,7 +484,12 @@ fn field_errors_name_the_field() {
         &[0x0a, 0x01, 0x02],
     );
     match decode_manifest(&format_2) {
-        Err(error @ ManifestError::BadField { field: "payload-format", .. }) => {
+        Err(
+            error @ ManifestError::BadField {
+                field: "payload-format",
+                ..
+            },
+        ) => {
             assert!(error.to_string().contains("found 2"), "{error}");
         }
         other => panic!("expected BadField payload-format, got {other:?}"),
@@ -432,35 +518,11 @@ fn field_errors_name_the_field() {
 // ---------------------------------------------------------------------------------------------
 // Property tests
 
-fn arbitrary_request_parts() -> impl Strategy<
-    Value = (
-        [u8; 16],
-        [u8; 16],
-        u64,
-        String,
-        (u32, u32, u32),
-        Vec<u8>,
-        String,
-        Option<Vec<u8>>,
-    ),
-> {
-    (
-        any::<[u8; 16]>(),
-        any::<[u8; 16]>(),
-        any::<u64>(),
-        "\\PC{1,24}",
-        (0u32..=999, 0u32..=999, 1u32..=999),
-        proptest::collection::vec(any::<u8>(), 0..200),
-        "\\PC{1,80}",
-        proptest::option::of(proptest::collection::vec(any::<u8>(), 0..64)),
-    )
-}
-
 /// A signer that does not do ECDSA, so ten thousand round trips stay fast; real signatures are
 /// covered by the fixture, bit-flip and interop tests.
-struct CountingSigner;
+struct DigestEchoSigner;
 
-impl Signer for CountingSigner {
+impl Signer for DigestEchoSigner {
     fn verifying_key(&self) -> VerifyingKey {
         // Not the key of these signatures: round trips never verify.
         fixed_signer(1).verifying_key()
@@ -476,7 +538,7 @@ impl Signer for CountingSigner {
         Ok(p256::ecdsa::Signature::from_scalars(scalar, scalar).expect("valid scalars"))
     }
     fn describe(&self) -> String {
-        "counting signer".to_string()
+        "digest echo signer".to_string()
     }
 }
 
@@ -485,8 +547,15 @@ proptest! {
 
     #[test]
     fn create_then_decode_round_trips(
-        (vendor, class, priority, component, (major, minor, patch), payload, uri, vendor_data)
-            in arbitrary_request_parts()
+        vendor in any::<[u8; 16]>(),
+        class in any::<[u8; 16]>(),
+        priority in any::<u64>(),
+        component in "\\PC{1,24}",
+        (major, minor, patch) in (0u32..=999, 0u32..=999, 0u32..=999)
+            .prop_filter("manifest-tool refuses 0.0.0", |version| *version != (0, 0, 0)),
+        payload in proptest::collection::vec(any::<u8>(), 0..200),
+        uri in "\\PC{1,80}",
+        vendor_data in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..64)),
     ) {
         let request = ManifestRequest {
             vendor_id: uuid::Uuid::from_bytes(vendor),
@@ -498,7 +567,7 @@ proptest! {
             payload_uri: uri.clone(),
             vendor_data: vendor_data.clone(),
         };
-        let der = create_manifest(&request, &CountingSigner).expect("created");
+        let der = create_manifest(&request, &DigestEchoSigner).expect("created");
         let decoded = decode_manifest(&der).expect("decodes");
         prop_assert_eq!(decoded.vendor_id, vendor);
         prop_assert_eq!(decoded.class_id, class);
@@ -511,13 +580,13 @@ proptest! {
         prop_assert_eq!(decoded.payload_format, PayloadFormat::RawBinary);
         prop_assert_eq!(decoded.vendor_data, vendor_data);
         prop_assert!(decoded.payload_metadata.is_none());
-        let expected_installed = CountingSigner
+        let expected_installed = DigestEchoSigner
             .sign_digest(&Sha256::digest(&payload).into())
             .expect("signs")
             .to_bytes()
             .to_vec();
         prop_assert_eq!(decoded.installed_signature, expected_installed);
-        let expected_signature = CountingSigner
+        let expected_signature = DigestEchoSigner
             .sign_digest(&Sha256::digest(&decoded.signed_bytes).into())
             .expect("signs")
             .to_bytes()
@@ -555,4 +624,508 @@ proptest! {
                 .any(|window| window == decoded.signed_bytes.as_slice()));
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Interop with the real manifest-tool 2.6.2
+
+/// `manifest-tool parse` output (its log goes to stderr) and whether it succeeded.
+fn manifest_tool_parse(manifest: &Path, certificate: &Path) -> (bool, String) {
+    let output = run(Command::new(common::manifest_tool_bin("manifest-tool"))
+        .arg("parse")
+        .arg("-c")
+        .arg(certificate)
+        .arg(manifest));
+    let printed = format!("{}{}", text(&output.stdout), text(&output.stderr));
+    (output.status.success(), printed)
+}
+
+/// A manifest Imprint made passes `manifest-tool parse -c CERT` with both signatures verified,
+/// manifest-tool reads back the requested fields, and another certificate is refused.
+fn check_manifest_tool_accepts(manifest_path: &Path, request: &ManifestRequest) {
+    let (accepted, printed) = manifest_tool_parse(manifest_path, &fixture_path("dev.cert.der"));
+    assert!(
+        accepted,
+        "manifest-tool refused {}:\n{printed}",
+        manifest_path.display()
+    );
+    assert!(
+        printed.contains("Manifest Signature verified!"),
+        "{printed}"
+    );
+    assert!(printed.contains("Image Signature verified!"), "{printed}");
+    let dump = manifest_tool_dump(&printed);
+    let der = std::fs::read(manifest_path).expect("manifest written");
+    check_against_dump(&decode_manifest(&der).expect("decodes"), &dump);
+    assert!(dump_bytes_match(
+        request.vendor_id.as_bytes(),
+        &dump["manifest.vendor-id"]
+    ));
+    assert!(dump_bytes_match(
+        request.class_id.as_bytes(),
+        &dump["manifest.class-id"]
+    ));
+    assert_eq!(
+        dump["manifest.update-priority"],
+        request.update_priority.to_string()
+    );
+    assert_eq!(dump["manifest.component-name"], request.component_name);
+    assert_eq!(
+        dump["manifest.payload-version"],
+        request.payload_version.to_string()
+    );
+    assert_eq!(
+        dump["manifest.payload-digest"],
+        hex::encode(Sha256::digest(request.payload))
+    );
+    assert_eq!(
+        dump["manifest.payload-size"],
+        request.payload.len().to_string()
+    );
+    assert_eq!(dump["manifest.payload-uri"], request.payload_uri);
+    assert_eq!(dump["manifest.payload-format"], "1");
+
+    let (accepted_by_other, printed) =
+        manifest_tool_parse(manifest_path, &fixture_path("other.cert.der"));
+    assert!(
+        !accepted_by_other,
+        "manifest-tool accepted the wrong certificate:\n{printed}"
+    );
+    assert!(
+        printed.contains("Manifest Signature verification failed"),
+        "{printed}"
+    );
+}
+
+#[test]
+fn manifest_tool_parse_accepts_imprint_manifests() {
+    let signer = fixture_signer();
+    let directory = tempfile::tempdir().expect("temp dir");
+    let payload = fixture("payload.bin");
+    let mut requests = Vec::new();
+    let mut first = ManifestRequest::new(
+        uuid::Uuid::parse_str("3e6e5c2a-9c8b-4f0f-a1d2-b3c4d5e6f708").expect("uuid"),
+        uuid::Uuid::parse_str("0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0").expect("uuid"),
+        SemanticVersion::new(1, 2, 3),
+        &payload,
+        "https://example.com/fw/payload.bin",
+    );
+    first.update_priority = 7;
+    first.vendor_data = Some(b"hello from imprint".to_vec());
+    requests.push(first);
+    let mut second = ManifestRequest::new(
+        uuid::Uuid::from_bytes([0xa5; 16]),
+        uuid::Uuid::from_bytes([0x5a; 16]),
+        SemanticVersion::new(999, 0, 999),
+        b"",
+        "file:empty.bin",
+    );
+    second.component_name = "BOOT".to_string();
+    second.update_priority = u64::from(u32::MAX) + 1;
+    requests.push(second);
+    for (index, request) in requests.iter().enumerate() {
+        let manifest_path = directory.path().join(format!("imprint-{index}.manifest"));
+        let der = create_manifest(request, &signer).expect("created");
+        std::fs::write(&manifest_path, der).expect("written");
+        check_manifest_tool_accepts(&manifest_path, request);
+    }
+}
+
+#[test]
+fn manifest_tool_parse_accepts_manifests_from_the_imprint_binary() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let manifest_path = directory.path().join("cli.manifest");
+    let vendor_data_path = fixture_path("vendor-data.bin");
+    let output = run(imprint()
+        .args([
+            "manifest",
+            "create",
+            "--payload-version",
+            "4.5.6",
+            "--priority",
+            "3",
+        ])
+        .args(["--vendor-id", "3e6e5c2a9c8b4f0fa1d2b3c4d5e6f708"])
+        .args(["--class-id", "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"])
+        .args([
+            "--component",
+            "APP",
+            "--payload-uri",
+            "https://example.com/app.bin",
+        ])
+        .arg("--payload")
+        .arg(fixture_path("payload.bin"))
+        .arg("--key")
+        .arg(fixture_path("dev.key.pem"))
+        .arg("--vendor-data")
+        .arg(&vendor_data_path)
+        .arg("-o")
+        .arg(&manifest_path));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let payload = fixture("payload.bin");
+    let mut request = ManifestRequest::new(
+        uuid::Uuid::parse_str("3e6e5c2a9c8b4f0fa1d2b3c4d5e6f708").expect("uuid"),
+        uuid::Uuid::parse_str("0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0").expect("uuid"),
+        SemanticVersion::new(4, 5, 6),
+        &payload,
+        "https://example.com/app.bin",
+    );
+    request.update_priority = 3;
+    request.component_name = "APP".to_string();
+    check_manifest_tool_accepts(&manifest_path, &request);
+    let (_, printed) = manifest_tool_parse(&manifest_path, &fixture_path("dev.cert.der"));
+    assert_eq!(
+        manifest_tool_dump(&printed)["manifest.vendor-data"],
+        fixture_text("vendor-data.bin")
+    );
+}
+
+/// One `manifest-dev-tool create` run and what it was asked for.
+struct DevToolCase {
+    arguments: &'static [&'static str],
+    version: &'static str,
+    priority: u64,
+    component: &'static str,
+    uri: &'static str,
+    image_signed: bool,
+    vendor_data: Option<&'static [u8]>,
+}
+
+#[test]
+fn manifests_from_manifest_dev_tool_verify_in_imprint() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let cache = directory.path().join("dev-env");
+    let vendor_id = uuid::Uuid::new_v4();
+    let class_id = uuid::Uuid::new_v4();
+    let output = run(Command::new(common::manifest_tool_bin("manifest-dev-tool"))
+        .current_dir(directory.path())
+        .arg("init")
+        .arg("--cache-dir")
+        .arg(&cache)
+        .arg("--generated-resource")
+        .arg(cache.join("update_default_resources.c"))
+        .arg("--vendor-id")
+        .arg(vendor_id.simple().to_string())
+        .arg("--class-id")
+        .arg(class_id.hyphenated().to_string()));
+    assert!(output.status.success(), "init: {}", text(&output.stderr));
+    let certificate_path = cache.join("dev.cert.der");
+    let certificate = Certificate::load(&certificate_path).expect("dev certificate loads");
+    let key = certificate.verifying_key().expect("P-256 key");
+
+    let payload_path = directory.path().join("payload.bin");
+    let payload: Vec<u8> = (0..5000u32).map(|index| (index * 31 % 251) as u8).collect();
+    std::fs::write(&payload_path, &payload).expect("payload written");
+    let vendor_data_path = directory.path().join("vendor.bin");
+    std::fs::write(&vendor_data_path, b"\x00\x01binary\xff").expect("vendor data written");
+
+    let cases = [
+        DevToolCase {
+            arguments: &["-v", "1.2.3", "-r", "7", "-m", "-d", "vendor.bin"],
+            version: "1.2.3",
+            priority: 7,
+            component: "MAIN",
+            uri: "https://example.com/a.bin",
+            image_signed: true,
+            vendor_data: Some(b"\x00\x01binary\xff"),
+        },
+        DevToolCase {
+            arguments: &["-v", "0.0.1", "--component-name", "BOOT"],
+            version: "0.0.1",
+            priority: 0,
+            component: "BOOT",
+            uri: "coap://example.com/b",
+            image_signed: false,
+            vendor_data: None,
+        },
+        DevToolCase {
+            arguments: &["-v", "999.999.999", "-r", "123456", "-m"],
+            version: "999.999.999",
+            priority: 123_456,
+            component: "MAIN",
+            uri: "https://example.com/c.bin",
+            image_signed: true,
+            vendor_data: None,
+        },
+    ];
+    for (index, case) in cases.iter().enumerate() {
+        let manifest_path = directory.path().join(format!("dev-{index}.manifest"));
+        let output = run(Command::new(common::manifest_tool_bin("manifest-dev-tool"))
+            .current_dir(directory.path())
+            .arg("create")
+            .arg("--cache-dir")
+            .arg(&cache)
+            .args(["-u", case.uri, "-p", "payload.bin", "-o"])
+            .arg(&manifest_path)
+            .args(case.arguments));
+        assert!(
+            output.status.success(),
+            "create {index}: {}",
+            text(&output.stderr)
+        );
+        let der = std::fs::read(&manifest_path).expect("manifest written");
+
+        let decoded = verify_manifest(&der, &key)
+            .unwrap_or_else(|error| panic!("case {index} does not verify: {error}"));
+        assert_eq!(decoded.vendor_uuid(), vendor_id, "case {index}");
+        assert_eq!(decoded.class_uuid(), class_id, "case {index}");
+        assert_eq!(decoded.update_priority, case.priority, "case {index}");
+        assert_eq!(decoded.component_name, case.component, "case {index}");
+        assert_eq!(
+            decoded.payload_version.to_string(),
+            case.version,
+            "case {index}"
+        );
+        assert_eq!(decoded.payload_uri, case.uri, "case {index}");
+        assert_eq!(
+            decoded.payload_format,
+            PayloadFormat::RawBinary,
+            "case {index}"
+        );
+        assert_eq!(
+            decoded.installed_signature.len(),
+            if case.image_signed { 64 } else { 0 }
+        );
+        assert_eq!(
+            decoded.vendor_data.as_deref(),
+            case.vendor_data,
+            "case {index}"
+        );
+        decoded.check_payload(&payload).expect("payload matches");
+        assert!(matches!(
+            verify_manifest(&der, &fixture_public_key("other.pub.pem")),
+            Err(ManifestError::BadSignature)
+        ));
+
+        // The same verdicts through the binary.
+        let output = run(imprint()
+            .args(["manifest", "verify"])
+            .arg(&manifest_path)
+            .arg("--cert")
+            .arg(&certificate_path)
+            .arg("--payload")
+            .arg(&payload_path));
+        assert!(
+            output.status.success(),
+            "imprint verify {index}: {}",
+            text(&output.stderr)
+        );
+        let output = run(imprint()
+            .args(["manifest", "verify"])
+            .arg(&manifest_path)
+            .arg("--cert")
+            .arg(fixture_path("other.cert.der")));
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "imprint verify with the wrong certificate"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The `imprint manifest` commands
+
+#[test]
+fn cli_create_inspect_verify_round_trip() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let manifest_path = directory.path().join("out.manifest");
+    let output = run(imprint()
+        .args(["manifest", "create", "--payload-version", "1.0.0"])
+        .args(["--vendor-id", "11111111-2222-3333-4444-555555555555"])
+        .args(["--class-id", "66666666-7777-8888-9999-aaaaaaaaaaaa"])
+        .arg("--payload")
+        .arg(fixture_path("payload.bin"))
+        .arg("--key")
+        .arg(fixture_path("dev.key.pem"))
+        .arg("-o")
+        .arg(&manifest_path));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+
+    let output = run(imprint()
+        .args(["manifest", "inspect", "--json"])
+        .arg(&manifest_path));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let payload = fixture("payload.bin");
+    let expected = [
+        ("manifest_version", serde_json::json!(3)),
+        (
+            "vendor_id",
+            serde_json::json!("11111111-2222-3333-4444-555555555555"),
+        ),
+        (
+            "class_id_hex",
+            serde_json::json!("66666666777788889999aaaaaaaaaaaa"),
+        ),
+        ("update_priority", serde_json::json!(0)),
+        ("component_name", serde_json::json!("MAIN")),
+        ("payload_version", serde_json::json!("1.0.0")),
+        (
+            "payload_digest",
+            serde_json::json!(hex::encode(Sha256::digest(&payload))),
+        ),
+        ("payload_size", serde_json::json!(payload.len())),
+        // The URI defaults to the payload's file name.
+        ("payload_uri", serde_json::json!("payload.bin")),
+        ("payload_format", serde_json::json!("raw-binary")),
+        ("payload_format_value", serde_json::json!(1)),
+        ("payload_metadata", serde_json::Value::Null),
+        ("vendor_data", serde_json::Value::Null),
+    ];
+    for (key, value) in expected {
+        assert_eq!(json[key], value, "{key} in {json}");
+    }
+    assert_eq!(json["signature"].as_str().map(str::len), Some(128));
+    assert_eq!(
+        json["installed_signature"].as_str().map(str::len),
+        Some(128)
+    );
+
+    let output = run(imprint().args(["manifest", "inspect"]).arg(&manifest_path));
+    let printed = text(&output.stdout);
+    for field in [
+        "manifest-version",
+        "vendor-id",
+        "class-id",
+        "update-priority",
+        "component-name",
+        "payload-version",
+        "payload-digest",
+        "payload-size",
+        "payload-uri",
+        "payload-format",
+        "installed-signature",
+        "payload-metadata",
+        "vendor-data",
+        "signature",
+        "signed-bytes",
+    ] {
+        assert!(
+            printed.contains(field),
+            "inspect prints no {field}:\n{printed}"
+        );
+    }
+    assert!(
+        printed.contains("11111111-2222-3333-4444-555555555555"),
+        "{printed}"
+    );
+
+    let output = run(imprint()
+        .args(["manifest", "verify"])
+        .arg(&manifest_path)
+        .arg("--cert")
+        .arg(fixture_path("dev.cert.pem"))
+        .arg("--payload")
+        .arg(fixture_path("payload.bin")));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(
+        text(&output.stdout).contains("payload: ok"),
+        "{}",
+        text(&output.stdout)
+    );
+}
+
+/// Runs `imprint` with `arguments` and expects exit code 2 with `expected` in the message.
+fn check_cli_refuses(arguments: &[&str], expected: &str) {
+    let data = fixture_path("");
+    let arguments: Vec<String> = arguments
+        .iter()
+        .map(|argument| argument.replace("DATA/", &data.display().to_string()))
+        .collect();
+    let output = run(imprint().args(&arguments));
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{arguments:?}: {stderr}");
+    assert!(
+        stderr.contains(expected),
+        "{arguments:?}: expected {expected:?} in {stderr}"
+    );
+    assert!(
+        output.stdout.is_empty(),
+        "{arguments:?} printed {}",
+        text(&output.stdout)
+    );
+}
+
+#[test]
+fn cli_refuses_bad_input_with_reasons() {
+    let verify = ["manifest", "verify", "DATA/raw-signed.manifest", "--cert"];
+    check_cli_refuses(
+        &[&verify[..], &["DATA/other.cert.der"]].concat(),
+        "manifest signature does not verify",
+    );
+    check_cli_refuses(
+        &[
+            &verify[..],
+            &["DATA/dev.cert.der", "--payload", "DATA/delta.bin"],
+        ]
+        .concat(),
+        "payload-size is 3000 bytes but the payload has 365 bytes",
+    );
+    check_cli_refuses(
+        &[&verify[..], &["DATA/missing.der"]].concat(),
+        "missing.der",
+    );
+    check_cli_refuses(
+        &[
+            "manifest",
+            "verify",
+            "DATA/payload.bin",
+            "--cert",
+            "DATA/dev.cert.der",
+        ],
+        "is not a Pelion v3 manifest",
+    );
+    check_cli_refuses(
+        &["manifest", "inspect", "DATA/dev.cert.der"],
+        "dev.cert.der is not a Pelion v3 manifest",
+    );
+    check_cli_refuses(
+        &["manifest", "inspect", "DATA/nothing-here"],
+        "nothing-here",
+    );
+    let create = [
+        "manifest",
+        "create",
+        "--payload",
+        "DATA/payload.bin",
+        "--vendor-id",
+        "3e6e5c2a9c8b4f0fa1d2b3c4d5e6f708",
+        "--class-id",
+        "0f1e2d3c4b5a69788796a5b4c3d2e1f0",
+        "-o",
+        "/nonexistent-dir/x.manifest",
+    ];
+    check_cli_refuses(
+        &[
+            &create[..],
+            &["--payload-version", "1.2", "--key", "DATA/dev.key.pem"],
+        ]
+        .concat(),
+        "expected MAJOR.MINOR.PATCH",
+    );
+    check_cli_refuses(
+        &[
+            &create[..],
+            &["--payload-version", "0.0.0", "--key", "DATA/dev.key.pem"],
+        ]
+        .concat(),
+        "0.0.1",
+    );
+    check_cli_refuses(
+        &[
+            &create[..],
+            &["--payload-version", "1.2.3", "--key", "DATA/dev.cert.der"],
+        ]
+        .concat(),
+        "dev.cert.der",
+    );
+    check_cli_refuses(
+        &[
+            &create[..],
+            &["--payload-version", "1.2.3", "--key", "DATA/dev.key.pem"],
+        ]
+        .concat(),
+        "/nonexistent-dir/x.manifest",
+    );
 }
