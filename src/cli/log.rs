@@ -1,10 +1,417 @@
-//! `imprint log ...` (placeholder until filled in).
+//! `imprint log ...`: export, verify, show and summarise the audit ledger. Thin glue over
+//! [`imprint::ledger`]; every command opens the ledger read-only, so it can run beside a
+//! station that is writing.
 
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use anyhow::{Context, bail};
+use imprint::ledger::{
+    ExportFilter, ExportFormat, Ledger, LedgerStats, RecordedRun, RunResult, UnitHistory,
+    VerifyOptions, VerifyReport, parse_hash_hex, parse_time_bound, verify_export_file,
+};
+
+use super::EXIT_UNITS_FAILED;
+
+#[derive(clap::Args)]
+pub struct DatabaseArgs {
+    /// Ledger database file [default: the platform data directory's imprint/ledger.db].
+    #[arg(long, value_name = "PATH", env = "IMPRINT_DB")]
+    db: Option<PathBuf>,
+}
+
+impl DatabaseArgs {
+    fn path(&self) -> anyhow::Result<PathBuf> {
+        match &self.db {
+            Some(path) => Ok(path.clone()),
+            None => Ledger::default_path().context("finding the default ledger path"),
+        }
+    }
+
+    fn open(&self) -> anyhow::Result<Ledger> {
+        let path = self.path()?;
+        Ledger::open_read_only(&path).with_context(|| format!("opening ledger {}", path.display()))
+    }
+}
+
 #[derive(clap::Subcommand)]
-pub enum LogCommand {}
+pub enum LogCommand {
+    /// Export runs with every recorded field, their steps and hashes, plus the chain head.
+    #[command(
+        after_help = "Examples:\n  imprint log export --format csv -o runs.csv\n  imprint log export --format jsonl --since 2026-11-01 --until 2026-11-30 --result fail\n  imprint log export --db /var/lib/imprint/ledger.db --format json --profile demo -o demo.json"
+    )]
+    Export(ExportArgs),
+    /// Check the hash chain of a ledger or an export file; exit 1 when it was tampered with.
+    #[command(
+        after_help = "Examples:\n  imprint log verify\n  imprint log verify --db station-3.db --head 5f1c...e9\n  imprint log verify runs.jsonl --head 5f1c...e9\n\nExit status: 0 intact, 1 tampering found (the first bad record is printed), 2 bad input."
+    )]
+    Verify(VerifyArgs),
+    /// Show a unit's whole history: identity, retired identities, every run with its steps.
+    #[command(
+        after_help = "Examples:\n  imprint log show SN000123\n  imprint log show 0f3a5c77e1d2a4b89c001122\n  imprint log show SN000123 --json"
+    )]
+    Show(ShowArgs),
+    /// Units, runs, pass/fail, first-pass yield and median cycle time per step.
+    #[command(
+        after_help = "Examples:\n  imprint log stats\n  imprint log stats --db station-3.db --json"
+    )]
+    Stats(StatsArgs),
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum FormatArg {
+    Csv,
+    Json,
+    Jsonl,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ResultArg {
+    Pass,
+    Fail,
+}
+
+#[derive(clap::Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    database: DatabaseArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "jsonl")]
+    format: FormatArg,
+    /// Only runs started at or after T (RFC 3339, or YYYY-MM-DD for midnight UTC).
+    #[arg(long, value_name = "T")]
+    since: Option<String>,
+    /// Only runs started before T (RFC 3339, or YYYY-MM-DD meaning the end of that day, UTC).
+    #[arg(long, value_name = "T")]
+    until: Option<String>,
+    /// Only runs of this profile.
+    #[arg(long, value_name = "NAME")]
+    profile: Option<String>,
+    /// Only passed or failed runs.
+    #[arg(long, value_enum)]
+    result: Option<ResultArg>,
+    /// Output file [default: standard output].
+    #[arg(short = 'o', long, value_name = "FILE")]
+    output: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub struct VerifyArgs {
+    /// Ledger database to verify [default: the platform data directory's imprint/ledger.db].
+    #[arg(long, value_name = "PATH", env = "IMPRINT_DB", conflicts_with = "file")]
+    db: Option<PathBuf>,
+    /// An export file (CSV, JSON or JSON lines) to verify instead of a database.
+    #[arg(value_name = "FILE")]
+    file: Option<PathBuf>,
+    /// A record hash noted earlier (64 hex digits); it must be a link of the chain, otherwise
+    /// the ledger was truncated or rewritten since. Repeatable.
+    #[arg(long = "head", value_name = "HEX")]
+    heads: Vec<String>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+pub struct ShowArgs {
+    #[command(flatten)]
+    database: DatabaseArgs,
+    /// A serial number (current or retired) or a chip UID in hex.
+    #[arg(value_name = "SERIAL|UID")]
+    unit: String,
+    /// Print the history as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+pub struct StatsArgs {
+    #[command(flatten)]
+    database: DatabaseArgs,
+    /// Print the numbers as JSON.
+    #[arg(long)]
+    json: bool,
+}
 
 pub fn run(command: LogCommand) -> anyhow::Result<ExitCode> {
-    match command {}
+    match command {
+        LogCommand::Export(args) => export(args),
+        LogCommand::Verify(args) => verify(args),
+        LogCommand::Show(args) => show(args),
+        LogCommand::Stats(args) => stats(args),
+    }
+}
+
+fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
+    let filter = ExportFilter {
+        since: args
+            .since
+            .as_deref()
+            .map(|text| parse_time_bound("--since", text, false))
+            .transpose()?,
+        until: args
+            .until
+            .as_deref()
+            .map(|text| parse_time_bound("--until", text, true))
+            .transpose()?,
+        profile: args.profile,
+        result: args.result.map(|result| match result {
+            ResultArg::Pass => RunResult::Pass,
+            ResultArg::Fail => RunResult::Fail,
+        }),
+    };
+    let format = match args.format {
+        FormatArg::Csv => ExportFormat::Csv,
+        FormatArg::Json => ExportFormat::Json,
+        FormatArg::Jsonl => ExportFormat::Jsonl,
+    };
+    let ledger = args.database.open()?;
+    let summary = match &args.output {
+        Some(output) => {
+            let mut file = std::fs::File::create(output)
+                .with_context(|| format!("creating export file {}", output.display()))?;
+            let outcome = ledger
+                .export(format, &filter, &mut file)
+                .and_then(|summary| {
+                    file.sync_all()
+                        .map_err(|source| imprint::ledger::LedgerError::ExportWrite { source })?;
+                    Ok(summary)
+                });
+            if outcome.is_err() {
+                // Leave no half-written export behind that could pass for a complete one.
+                let _ = std::fs::remove_file(output);
+            }
+            outcome.with_context(|| format!("exporting to {}", output.display()))?
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let mut lock = stdout.lock();
+            ledger
+                .export(format, &filter, &mut lock)
+                .context("exporting to standard output")?
+        }
+    };
+    for head in &summary.chain_heads {
+        eprintln!(
+            "exported {} runs; chain head of station {:?}: sequence {} {}",
+            summary.record_count, head.station, head.station_sequence, head.record_hash
+        );
+    }
+    if summary.chain_heads.is_empty() {
+        eprintln!(
+            "exported {} runs; the ledger has no runs yet",
+            summary.record_count
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
+    let expected_heads = args
+        .heads
+        .iter()
+        .map(|text| {
+            parse_hash_hex(text).with_context(|| {
+                format!("--head: expected a record hash of 64 hex digits, found {text:?}")
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let options = VerifyOptions { expected_heads };
+    let (source, report) = match &args.file {
+        Some(file) => (
+            file.display().to_string(),
+            verify_export_file(file, &options)
+                .with_context(|| format!("verifying export {}", file.display()))?,
+        ),
+        None => {
+            let database = DatabaseArgs {
+                db: args.db.clone(),
+            };
+            let ledger = database.open()?;
+            let report = ledger
+                .verify(&options)
+                .with_context(|| format!("verifying ledger {}", ledger.path().display()))?;
+            (ledger.path().display().to_string(), report)
+        }
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_verify_report(&source, &report);
+    }
+    Ok(if report.is_intact() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_UNITS_FAILED)
+    })
+}
+
+fn print_verify_report(source: &str, report: &VerifyReport) {
+    match &report.problem {
+        None => {
+            println!(
+                "ok: {source}: chain intact, {} runs checked{}",
+                report.records_checked,
+                if report.is_filtered {
+                    " (filtered export: links checked between consecutive runs only)"
+                } else {
+                    ""
+                }
+            );
+            for head in &report.chain_heads {
+                println!(
+                    "  station {:?} head: sequence {} {}",
+                    head.station, head.station_sequence, head.record_hash
+                );
+            }
+            for found in &report.expected_heads_found {
+                println!(
+                    "  expected head {} found at station {:?} sequence {}",
+                    found.record_hash, found.station, found.station_sequence
+                );
+            }
+        }
+        Some(problem) => {
+            println!("TAMPERED: {source}: {problem}");
+            println!(
+                "  {} runs checked before the first bad record",
+                report.records_checked
+            );
+        }
+    }
+}
+
+fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
+    let ledger = args.database.open()?;
+    let Some(history) = ledger
+        .unit_history(&args.unit)
+        .with_context(|| format!("reading ledger {}", ledger.path().display()))?
+    else {
+        bail!(
+            "no unit with serial or chip uid {:?} in ledger {}",
+            args.unit,
+            ledger.path().display()
+        );
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&history)?);
+    } else {
+        print_history(&history);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_history(history: &UnitHistory) {
+    println!("chip {}", history.chip_uid);
+    match &history.current {
+        Some(unit) => println!(
+            "  identity: serial {}  device id {}  profile {}  issued {}",
+            unit.serial, unit.device_id, unit.profile, unit.created_at
+        ),
+        None => println!("  identity: none issued"),
+    }
+    for retired in &history.retired {
+        println!(
+            "  retired:  serial {}  device id {}  profile {}  issued {}  retired {} (replaced by {})",
+            retired.serial,
+            retired.device_id,
+            retired.profile,
+            retired.created_at,
+            retired.retired_at,
+            retired.replaced_by_serial
+        );
+    }
+    println!("runs: {}", history.runs.len());
+    for run in &history.runs {
+        print_run(run);
+    }
+}
+
+fn print_run(run: &RecordedRun) {
+    let outcome = match (&run.failing_step, &run.reason) {
+        (Some(step), Some(reason)) => format!("{} at {step}: {reason}", run.result.to_uppercase()),
+        (Some(step), None) => format!("{} at {step}", run.result.to_uppercase()),
+        (None, Some(reason)) => format!("{}: {reason}", run.result.to_uppercase()),
+        (None, None) => run.result.to_uppercase(),
+    };
+    println!(
+        "  station {:?} #{}  {} .. {}  {outcome}",
+        run.station, run.station_sequence, run.started_at, run.finished_at
+    );
+    println!(
+        "    serial {}  device id {}  operator {:?}  probe {:?}  profile {} ({})",
+        run.serial.as_deref().unwrap_or("-"),
+        run.device_id.as_deref().unwrap_or("-"),
+        run.operator,
+        run.probe,
+        run.profile,
+        run.profile_sha256
+    );
+    for image in &run.images {
+        println!("    image {} sha256 {}", image.name, image.sha256);
+    }
+    for step in &run.steps {
+        println!(
+            "    {:>2} {:<12} {:<7} {:>7} ms  {}",
+            step.ordinal, step.name, step.status, step.duration_ms, step.detail
+        );
+    }
+    println!("    record_hash {}", run.record_hash);
+}
+
+fn stats(args: StatsArgs) -> anyhow::Result<ExitCode> {
+    let ledger = args.database.open()?;
+    let stats = ledger
+        .stats()
+        .with_context(|| format!("reading ledger {}", ledger.path().display()))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&stats)?);
+    } else {
+        print_stats(ledger.path(), &stats);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_stats(path: &Path, stats: &LedgerStats) {
+    let mut out = String::new();
+    let optional =
+        |value: Option<u64>| value.map_or_else(|| "-".to_owned(), |ms| format!("{ms} ms"));
+    out.push_str(&format!("ledger {}\n", path.display()));
+    out.push_str(&format!("units               {}\n", stats.units));
+    out.push_str(&format!(
+        "retired identities  {}\n",
+        stats.retired_identities
+    ));
+    out.push_str(&format!(
+        "runs                {} (pass {}, fail {}; {} failed before the chip was identified)\n",
+        stats.runs, stats.runs_passed, stats.runs_failed, stats.runs_without_chip_uid
+    ));
+    out.push_str(&format!(
+        "first-pass yield    {} ({} of {} chips passed their first run)\n",
+        stats
+            .first_pass_yield_percent
+            .map_or_else(|| "-".to_owned(), |percent| format!("{percent:.1} %")),
+        stats.chips_passed_first_time,
+        stats.chips_tested
+    ));
+    out.push_str(&format!(
+        "median run time     {}\n",
+        optional(stats.median_run_ms)
+    ));
+    out.push_str(&format!(
+        "\n{:<16} {:>8} {:>8} {:>8} {:>12}\n",
+        "step", "passed", "failed", "skipped", "median"
+    ));
+    for step in &stats.steps {
+        out.push_str(&format!(
+            "{:<16} {:>8} {:>8} {:>8} {:>12}\n",
+            step.name,
+            step.passed,
+            step.failed,
+            step.skipped,
+            optional(step.median_duration_ms)
+        ));
+    }
+    let _ = std::io::stdout().write_all(out.as_bytes());
 }

@@ -1,1 +1,272 @@
-//! Placeholder: filled in by the foundations work.
+//! The audit ledger: one SQLite file per station holding every unit's identity and every run,
+//! each run linked into a per-station SHA-256 hash chain so that edits, deletions and
+//! truncations are evident (docs/ledger.md documents the schema and the hash encoding).
+//!
+//! It exists so that "this unit passed" is a durable, checkable fact: the station shows PASS
+//! only after [`Ledger::record_run`] returned, and an auditor can re-check the chain from an
+//! export without Imprint.
+//!
+//! # Threads and processes
+//!
+//! [`Ledger`] is `Clone + Send + Sync`; clones share one write connection behind a mutex (SQLite
+//! has one writer at a time anyway) and a small pool of read-only connections. The file is in
+//! WAL mode, so readers (exports, the GUI, `imprint log ...` in another process) never block
+//! the writer and never see a half-written transaction. Write transactions start with
+//! `BEGIN IMMEDIATE`, taking the file's write lock up front, so two processes on one file queue
+//! (up to [`schema::BUSY_TIMEOUT`]) instead of failing half-way.
+//!
+//! # Transaction boundaries
+//!
+//! - [`Ledger::open`]: each schema migration step is one transaction together with its
+//!   `user_version` bump.
+//! - [`Ledger::allocate_identity`]: one transaction holding the rework check, the serial counter
+//!   increment, the unit row insert or update and the identity-history row. Either all of it is
+//!   committed or none: a failed allocation consumes no serial and leaves no unit, and a serial
+//!   is never issued twice, even across crashes, because the counter and the unit row commit
+//!   together.
+//! - [`Ledger::record_run`]: one transaction holding the run row, its steps, the chain link
+//!   (`prev_hash`, `record_hash`, next station sequence) and the station's new chain head. It
+//!   returns only after the commit is durable (`synchronous = FULL`).
+//! - [`Ledger::record_runs`]: the same for many runs in one transaction (bulk import, benchmarks).
+//! - Readers ([`Ledger::export`], [`Ledger::verify`], [`Ledger::unit_history`], [`Ledger::stats`])
+//!   each run in one read transaction: a consistent snapshot while the station keeps writing.
+//!
+//! **Invariant:** this is the only module that imports `rusqlite`.
+
+mod canonical;
+mod error;
+mod export;
+mod model;
+mod query;
+mod schema;
+mod verify;
+mod write;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use rusqlite::{Connection, TransactionBehavior};
+
+pub use canonical::{
+    GENESIS_HASH, RUN_ENCODING, RecordedImage, RecordedRun, RecordedStep, canonical_json,
+    chain_hash, ecmascript_number, format_timestamp, parse_hash_hex, parse_time_bound,
+};
+pub use error::LedgerError;
+pub use export::{
+    CSV_COLUMNS, ChainHead, EXPORT_FORMAT_VERSION, ExportFilter, ExportFormat, ExportHeader,
+    ExportSummary, ExportTrailer,
+};
+pub use model::{
+    AllocatedIdentity, IdentityRequest, ReworkPolicy, RunReceipt, RunRecord, RunResult,
+    SerialScheme, StepRecord, StepStatus, UnitIdentity,
+};
+pub use query::{LedgerStats, RetiredIdentity, StepStats, UnitHistory, UnitRow};
+pub use schema::{BUSY_TIMEOUT, current_version as schema_version};
+pub use verify::{
+    ChainProblem, HeadMatch, ProblemKind, VerifyOptions, VerifyReport, verify_export_file,
+};
+
+/// How many idle read-only connections a ledger keeps for reuse.
+const IDLE_READERS_MAX: usize = 4;
+
+/// A handle on one ledger file. Cheap to clone; clones share connections.
+#[derive(Clone)]
+pub struct Ledger {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    path: PathBuf,
+    /// `None` for a ledger opened with [`Ledger::open_read_only`].
+    writer: Option<Mutex<Connection>>,
+    idle_readers: Mutex<Vec<Connection>>,
+}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Ledger")
+            .field("path", &self.shared.path)
+            .field("read_only", &self.shared.writer.is_none())
+            .finish()
+    }
+}
+
+impl Ledger {
+    /// Opens the ledger read-write, creating the file (and its directory) and migrating the
+    /// schema as needed.
+    pub fn open(path: &Path) -> Result<Ledger, LedgerError> {
+        if let Some(directory) = path
+            .parent()
+            .filter(|parent| !parent.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(directory).map_err(|source| LedgerError::CreateDirectory {
+                path: directory.to_owned(),
+                source,
+            })?;
+        }
+        let writer = schema::open_writer(path)?;
+        Ok(Ledger {
+            shared: Arc::new(Shared {
+                path: path.to_owned(),
+                writer: Some(Mutex::new(writer)),
+                idle_readers: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    /// Opens an existing ledger for reading only (exports, verification, queries): never
+    /// creates, migrates or writes the file. Write methods return [`LedgerError::ReadOnly`].
+    pub fn open_read_only(path: &Path) -> Result<Ledger, LedgerError> {
+        // Open one reader now so that a missing file or wrong schema is reported here.
+        let reader = schema::open_reader(path)?;
+        Ok(Ledger {
+            shared: Arc::new(Shared {
+                path: path.to_owned(),
+                writer: None,
+                idle_readers: Mutex::new(vec![reader]),
+            }),
+        })
+    }
+
+    /// `<platform data dir>/ledger.db`, e.g. `~/.local/share/imprint/ledger.db` on Linux.
+    pub fn default_path() -> Result<PathBuf, LedgerError> {
+        let directories = directories::ProjectDirs::from("org", "imprint", "imprint")
+            .ok_or(LedgerError::NoDataDirectory)?;
+        Ok(directories.data_dir().join("ledger.db"))
+    }
+
+    /// The ledger file.
+    pub fn path(&self) -> &Path {
+        &self.shared.path
+    }
+
+    /// The current identity of a chip, if it has one.
+    pub fn lookup_chip(&self, chip_uid_hex: &str) -> Result<Option<UnitIdentity>, LedgerError> {
+        let chip_uid = write::normalize_chip_uid("chip_uid_hex", chip_uid_hex)?;
+        self.read(|connection, path| query::lookup_chip(connection, path, &chip_uid))
+    }
+
+    /// Gives the chip on the fixture its identity, in one transaction (see the module docs):
+    /// rework check by policy, next serial from the counter (or the scanned one), unit row,
+    /// and for [`ReworkPolicy::IssueNew`] the retired identity in `identity_history`.
+    pub fn allocate_identity(
+        &self,
+        request: &IdentityRequest,
+    ) -> Result<AllocatedIdentity, LedgerError> {
+        self.write("allocating an identity", |transaction, path| {
+            write::allocate_identity(transaction, path, request)
+        })
+    }
+
+    /// Commits one run with its steps as the next link of its station's chain; returns after
+    /// the commit is on disk.
+    pub fn record_run(&self, run: &RunRecord) -> Result<RunReceipt, LedgerError> {
+        self.write("recording a run", |transaction, path| {
+            write::record_run(transaction, path, run)
+        })
+    }
+
+    /// Commits many runs in one transaction (all or none), in order.
+    pub fn record_runs(&self, runs: &[RunRecord]) -> Result<Vec<RunReceipt>, LedgerError> {
+        self.write("recording runs", |transaction, path| {
+            runs.iter()
+                .map(|run| write::record_run(transaction, path, run))
+                .collect()
+        })
+    }
+
+    /// Runs `body` in one `BEGIN IMMEDIATE` transaction on the write connection and commits it;
+    /// any error rolls everything back.
+    fn write<T>(
+        &self,
+        operation: &'static str,
+        body: impl FnOnce(&rusqlite::Transaction<'_>, &Path) -> Result<T, LedgerError>,
+    ) -> Result<T, LedgerError> {
+        let path = self.path();
+        let writer = self
+            .shared
+            .writer
+            .as_ref()
+            .ok_or_else(|| LedgerError::ReadOnly {
+                path: path.to_owned(),
+                operation,
+            })?;
+        let mut connection = lock(writer);
+        let transaction = connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|source| LedgerError::Database {
+                path: path.to_owned(),
+                operation,
+                source,
+            })?;
+        // Dropping the transaction on the error path rolls it back.
+        let value = body(&transaction, path)?;
+        transaction
+            .commit()
+            .map_err(|source| LedgerError::Database {
+                path: path.to_owned(),
+                operation,
+                source,
+            })?;
+        Ok(value)
+    }
+
+    /// Runs `body` in one read transaction on a pooled read-only connection.
+    fn read<T>(
+        &self,
+        body: impl FnOnce(&Connection, &Path) -> Result<T, LedgerError>,
+    ) -> Result<T, LedgerError> {
+        let path = self.path();
+        let pooled = lock(&self.shared.idle_readers).pop();
+        let connection = match pooled {
+            Some(connection) => connection,
+            None => schema::open_reader(path)?,
+        };
+        let outcome = (|| {
+            let transaction =
+                connection
+                    .unchecked_transaction()
+                    .map_err(|source| LedgerError::Database {
+                        path: path.to_owned(),
+                        operation: "starting a read transaction",
+                        source,
+                    })?;
+            let value = body(&transaction, path)?;
+            // Ending a read transaction writes nothing; committing just releases the snapshot.
+            transaction
+                .commit()
+                .map_err(|source| LedgerError::Database {
+                    path: path.to_owned(),
+                    operation: "ending a read transaction",
+                    source,
+                })?;
+            Ok(value)
+        })();
+        let mut idle = lock(&self.shared.idle_readers);
+        if idle.len() < IDLE_READERS_MAX && connection.is_autocommit() {
+            idle.push(connection);
+        }
+        outcome
+    }
+}
+
+/// Locks a mutex even if a thread panicked while holding it: the guarded connection is still
+/// consistent, because a panicking writer drops its transaction, which rolls it back.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Maps a rusqlite error to [`LedgerError::Database`] for `operation`.
+fn database_error<'path>(
+    path: &'path Path,
+    operation: &'static str,
+) -> impl FnOnce(rusqlite::Error) -> LedgerError + 'path {
+    move |source| LedgerError::Database {
+        path: path.to_owned(),
+        operation,
+        source,
+    }
+}

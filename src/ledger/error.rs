@@ -1,0 +1,146 @@
+//! Errors of the ledger: one enum, with the path, serial or chip UID each failure concerns.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in the ledger. Messages are lowercase and say what was expected
+/// and what was found.
+#[derive(Debug, thiserror::Error)]
+pub enum LedgerError {
+    #[error(
+        "no platform data directory for the ledger (is HOME set?); pass the ledger path explicitly"
+    )]
+    NoDataDirectory,
+
+    #[error("cannot create directory {path} for the ledger: {source}")]
+    CreateDirectory {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
+    #[error("ledger {path} does not exist")]
+    Missing { path: PathBuf },
+
+    #[error("cannot open ledger {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+
+    #[error(
+        "ledger {path} has schema version {found}; this imprint knows versions up to {supported} (use a newer imprint)"
+    )]
+    SchemaTooNew {
+        path: PathBuf,
+        found: i64,
+        supported: i64,
+    },
+
+    #[error(
+        "ledger {path} has schema version {found}, expected {expected}; open it read-write once (e.g. from a station) to migrate it"
+    )]
+    SchemaOutdated {
+        path: PathBuf,
+        found: i64,
+        expected: i64,
+    },
+
+    #[error("migrating ledger {path} to schema version {version} failed: {source}")]
+    Migration {
+        path: PathBuf,
+        version: i64,
+        source: rusqlite::Error,
+    },
+
+    #[error("ledger {path}: {operation} failed: {source}")]
+    Database {
+        path: PathBuf,
+        operation: &'static str,
+        source: rusqlite::Error,
+    },
+
+    #[error("ledger {path} was opened read-only; {operation} needs a read-write ledger")]
+    ReadOnly {
+        path: PathBuf,
+        operation: &'static str,
+    },
+
+    #[error("ledger {path} holds a value it cannot have written: {what}")]
+    Corrupt { path: PathBuf, what: String },
+
+    #[error("rework refused by policy: chip {chip_uid} already has serial {serial}")]
+    ReworkRefused { chip_uid: String, serial: String },
+
+    #[error(
+        "chip {chip_uid} has serial {serial} issued under profile {issued_profile:?}, not {requested_profile:?}; moving a unit to another profile needs rework policy issue-new"
+    )]
+    ReworkProfileChanged {
+        chip_uid: String,
+        serial: String,
+        issued_profile: String,
+        requested_profile: String,
+    },
+
+    #[error(
+        "serial counter {prefix:?} is exhausted: value {value} does not fit in {counter_width} digits"
+    )]
+    SerialCounterExhausted {
+        prefix: String,
+        counter_width: u32,
+        value: u64,
+    },
+
+    #[error(
+        "serial {serial} was already issued (to chip {chip_uid}); a serial is never issued twice"
+    )]
+    SerialAlreadyIssued { serial: String, chip_uid: String },
+
+    #[error(
+        "scanned serial {scanned} does not match serial {serial} already issued to chip {chip_uid}"
+    )]
+    ScannedSerialMismatch {
+        chip_uid: String,
+        serial: String,
+        scanned: String,
+    },
+
+    #[error("device id {device_id} already belongs to chip {chip_uid} (serial {serial})")]
+    DeviceIdTaken {
+        device_id: uuid::Uuid,
+        chip_uid: String,
+        serial: String,
+    },
+
+    #[error("invalid {field}: expected {expected}, found {found:?}")]
+    InvalidField {
+        field: String,
+        expected: &'static str,
+        found: String,
+    },
+
+    #[error("cannot write the export: {source}")]
+    ExportWrite { source: std::io::Error },
+
+    #[error("cannot read {path}: {source}")]
+    ReadFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
+    #[error("{path} is not an imprint ledger export: {reason}")]
+    NotAnExport { path: PathBuf, reason: String },
+}
+
+impl LedgerError {
+    /// Shorthand for [`LedgerError::InvalidField`].
+    pub(crate) fn invalid(
+        field: impl Into<String>,
+        expected: &'static str,
+        found: impl Into<String>,
+    ) -> LedgerError {
+        LedgerError::InvalidField {
+            field: field.into(),
+            expected,
+            found: found.into(),
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! The database schema, its migrations and the settings every connection gets.
+//!
+//! The schema version lives in `PRAGMA user_version`; [`MIGRATIONS`] holds one SQL step per
+//! version, and each step runs in its own `BEGIN IMMEDIATE` transaction together with the
+//! version bump, so a crash mid-migration leaves the previous version intact and two processes
+//! opening the same file at once migrate it exactly once.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+
+use super::{LedgerError, database_error};
+
+/// How long a connection waits for another writer (another process on the same file) before
+/// giving up with "database is locked".
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Schema steps; `MIGRATIONS[i]` takes the database from version `i` to `i + 1`. Never edit a
+/// step once released: add a new one.
+pub const MIGRATIONS: &[&str] = &[
+    // Version 1: the first schema. Documented column by column in docs/ledger.md.
+    r#"
+CREATE TABLE stations (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    head_sequence INTEGER NOT NULL DEFAULT 0 CHECK (head_sequence >= 0),
+    head_hash BLOB NOT NULL DEFAULT (zeroblob(32)) CHECK (length(head_hash) = 32)
+) STRICT;
+
+CREATE TABLE operators (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE
+) STRICT;
+
+CREATE TABLE profiles (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    profile_sha256 TEXT NOT NULL CHECK (length(profile_sha256) = 64),
+    images TEXT NOT NULL,
+    UNIQUE (name, profile_sha256, images)
+) STRICT;
+
+CREATE TABLE units (
+    id INTEGER PRIMARY KEY,
+    chip_uid TEXT NOT NULL UNIQUE,
+    serial TEXT NOT NULL UNIQUE,
+    device_id TEXT NOT NULL UNIQUE,
+    profile TEXT NOT NULL,
+    created_at TEXT NOT NULL
+) STRICT;
+
+CREATE TABLE identity_history (
+    id INTEGER PRIMARY KEY,
+    unit_id INTEGER NOT NULL REFERENCES units(id),
+    chip_uid TEXT NOT NULL,
+    serial TEXT NOT NULL UNIQUE,
+    device_id TEXT NOT NULL,
+    profile TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    retired_at TEXT NOT NULL,
+    replaced_by_serial TEXT NOT NULL
+) STRICT;
+CREATE INDEX identity_history_by_chip ON identity_history (chip_uid);
+
+CREATE TABLE serial_counters (
+    prefix TEXT PRIMARY KEY,
+    next_value INTEGER NOT NULL CHECK (next_value >= 0)
+) STRICT;
+
+CREATE TABLE runs (
+    id INTEGER PRIMARY KEY,
+    station_id INTEGER NOT NULL REFERENCES stations(id),
+    station_sequence INTEGER NOT NULL CHECK (station_sequence >= 1),
+    chip_uid TEXT,
+    serial TEXT,
+    device_id TEXT,
+    operator_id INTEGER NOT NULL REFERENCES operators(id),
+    probe TEXT NOT NULL,
+    profile_id INTEGER NOT NULL REFERENCES profiles(id),
+    started_at TEXT NOT NULL,
+    finished_at TEXT NOT NULL,
+    result TEXT NOT NULL CHECK (result IN ('pass', 'fail')),
+    failing_step TEXT,
+    reason TEXT,
+    prev_hash BLOB NOT NULL CHECK (length(prev_hash) = 32),
+    record_hash BLOB NOT NULL CHECK (length(record_hash) = 32),
+    shipped_at TEXT,
+    UNIQUE (station_id, station_sequence)
+) STRICT;
+CREATE INDEX runs_by_chip ON runs (chip_uid);
+
+CREATE TABLE steps (
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    ordinal INTEGER NOT NULL CHECK (ordinal >= 0),
+    name TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('passed', 'failed', 'skipped')),
+    started_at TEXT NOT NULL,
+    duration_ms INTEGER NOT NULL CHECK (duration_ms >= 0),
+    detail TEXT NOT NULL,
+    PRIMARY KEY (run_id, ordinal)
+) STRICT, WITHOUT ROWID;
+
+-- Runs and steps are append-only: only shipped_at may change. This guards against mistakes,
+-- not against an attacker (who can drop a trigger); the hash chain is what reveals tampering.
+CREATE TRIGGER runs_append_only_update BEFORE UPDATE OF
+    station_id, station_sequence, chip_uid, serial, device_id, operator_id, probe, profile_id,
+    started_at, finished_at, result, failing_step, reason, prev_hash, record_hash ON runs
+BEGIN SELECT RAISE(ABORT, 'runs are append-only'); END;
+CREATE TRIGGER runs_append_only_delete BEFORE DELETE ON runs
+BEGIN SELECT RAISE(ABORT, 'runs are append-only'); END;
+CREATE TRIGGER steps_append_only_update BEFORE UPDATE ON steps
+BEGIN SELECT RAISE(ABORT, 'steps are append-only'); END;
+CREATE TRIGGER steps_append_only_delete BEFORE DELETE ON steps
+BEGIN SELECT RAISE(ABORT, 'steps are append-only'); END;
+"#,
+];
+
+/// The schema version this build writes and reads.
+pub fn current_version() -> i64 {
+    MIGRATIONS.len() as i64
+}
+
+/// Opens the read-write connection: creates the file, switches it to WAL, migrates it.
+pub fn open_writer(path: &Path) -> Result<Connection, LedgerError> {
+    let open_error = |source| LedgerError::Open {
+        path: path.to_owned(),
+        source,
+    };
+    let mut connection = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(open_error)?;
+    configure(&connection, path)?;
+    // WAL lets readers (exports, the GUI) run while the station commits; the mode is stored
+    // in the file, so setting it once per open is enough and idempotent.
+    let journal_mode: String = connection
+        .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))
+        .map_err(database_error(path, "switching to WAL"))?;
+    if !journal_mode.eq_ignore_ascii_case("wal") {
+        return Err(LedgerError::Corrupt {
+            path: path.to_owned(),
+            what: format!("journal mode is {journal_mode:?} after asking for WAL"),
+        });
+    }
+    migrate(&mut connection, path)?;
+    Ok(connection)
+}
+
+/// Opens a read-only connection to an existing ledger of the current schema version.
+pub fn open_reader(path: &Path) -> Result<Connection, LedgerError> {
+    if !path.exists() {
+        return Err(LedgerError::Missing {
+            path: path.to_owned(),
+        });
+    }
+    let connection = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|source| LedgerError::Open {
+        path: path.to_owned(),
+        source,
+    })?;
+    configure(&connection, path)?;
+    let version = user_version(&connection, path)?;
+    let expected = current_version();
+    if version > expected {
+        return Err(LedgerError::SchemaTooNew {
+            path: path.to_owned(),
+            found: version,
+            supported: expected,
+        });
+    }
+    if version < expected {
+        return Err(LedgerError::SchemaOutdated {
+            path: path.to_owned(),
+            found: version,
+            expected,
+        });
+    }
+    Ok(connection)
+}
+
+fn configure(connection: &Connection, path: &Path) -> Result<(), LedgerError> {
+    connection
+        .busy_timeout(BUSY_TIMEOUT)
+        .map_err(database_error(path, "setting busy_timeout"))?;
+    // FULL: a commit is on disk (WAL fsynced) before the call that made it returns; this is
+    // what lets the station show PASS only after the record is acknowledged.
+    connection
+        .pragma_update(None, "synchronous", "FULL")
+        .map_err(database_error(path, "setting synchronous = FULL"))?;
+    connection
+        .pragma_update(None, "foreign_keys", "ON")
+        .map_err(database_error(path, "setting foreign_keys = ON"))?;
+    Ok(())
+}
+
+fn user_version(connection: &Connection, path: &Path) -> Result<i64, LedgerError> {
+    connection
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(database_error(path, "reading user_version"))
+}
+
+fn migrate(connection: &mut Connection, path: &Path) -> Result<(), LedgerError> {
+    let supported = current_version();
+    loop {
+        let transaction = connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(database_error(path, "starting the migration transaction"))?;
+        // Read the version inside the write lock: another process may have migrated meanwhile.
+        let version = user_version(&transaction, path)?;
+        if version > supported {
+            return Err(LedgerError::SchemaTooNew {
+                path: path.to_owned(),
+                found: version,
+                supported,
+            });
+        }
+        if version == supported {
+            return Ok(());
+        }
+        if version < 0 {
+            return Err(LedgerError::Corrupt {
+                path: path.to_owned(),
+                what: format!("schema version (user_version) is negative: {version}"),
+            });
+        }
+        let next_version = version + 1;
+        let migration_error = |source| LedgerError::Migration {
+            path: path.to_owned(),
+            version: next_version,
+            source,
+        };
+        transaction
+            .execute_batch(MIGRATIONS[version as usize])
+            .map_err(migration_error)?;
+        transaction
+            .pragma_update(None, "user_version", next_version)
+            .map_err(migration_error)?;
+        transaction.commit().map_err(migration_error)?;
+    }
+}

@@ -1,0 +1,914 @@
+//! Checking the hash chain, in the database or in an export file, and naming the first record
+//! that does not match and why.
+//!
+//! One [`ChainChecker`] serves both: records are fed in chain order (per station, by sequence),
+//! each is re-hashed and linked to its predecessor, and at the end the last link of every
+//! station is compared with the recorded head (the `stations` table, or the export's trailer)
+//! and with any head the auditor supplies. Only one record per station is held in memory.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+
+use serde::de::{DeserializeSeed, IgnoredAny, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::canonical::{GENESIS_HASH, RecordedRun, parse_hash_hex};
+use super::export::{
+    CSV_COLUMNS, ChainHead, EXPORT_FORMAT_VERSION, ExportHeader, ExportTrailer, chain_heads,
+    run_from_csv_row,
+};
+use super::query::for_each_run;
+use super::{Ledger, LedgerError};
+
+/// What to check beyond the chain's own consistency.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VerifyOptions {
+    /// Record hashes noted earlier (e.g. at the end of a shift); each must be a link of the
+    /// chain, otherwise the ledger was truncated or rewritten after it was noted.
+    pub expected_heads: Vec<[u8; 32]>,
+}
+
+/// Where an expected head was found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeadMatch {
+    pub record_hash: String,
+    pub station: String,
+    pub station_sequence: u64,
+}
+
+/// The outcome of a verification.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifyReport {
+    /// Runs checked before the first problem (all of them when there is none).
+    pub records_checked: u64,
+    /// True for an export made with a filter: gaps in a station's sequence are then expected,
+    /// and links are checked only between consecutive sequences.
+    pub is_filtered: bool,
+    /// The chain heads recorded in the ledger or the export trailer.
+    pub chain_heads: Vec<ChainHead>,
+    pub expected_heads_found: Vec<HeadMatch>,
+    /// The first problem; `None` means the chain is intact.
+    pub problem: Option<ChainProblem>,
+}
+
+impl VerifyReport {
+    pub fn is_intact(&self) -> bool {
+        self.problem.is_none()
+    }
+}
+
+/// The first record that does not match, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainProblem {
+    /// Where: `run id 17` in a database, `line 17` / `element 17` / `row 17` in an export,
+    /// `end of chain` for problems only visible at the end.
+    pub location: String,
+    pub station: Option<String>,
+    pub station_sequence: Option<u64>,
+    pub serial: Option<String>,
+    pub kind: ProblemKind,
+}
+
+/// Why a record does not match.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum ProblemKind {
+    /// The record's content does not hash to its `record_hash`: it was edited.
+    HashMismatch { stored: String, recomputed: String },
+    /// The record's `prev_hash` is not its predecessor's `record_hash`.
+    BrokenLink {
+        previous_sequence: u64,
+        expected_prev_hash: String,
+        found_prev_hash: String,
+    },
+    /// The first record of a station does not start from the genesis hash.
+    BadGenesis { found_prev_hash: String },
+    /// Sequence numbers skip: records were deleted or moved.
+    SequenceGap {
+        previous_sequence: Option<u64>,
+        first_missing: u64,
+        last_missing: u64,
+    },
+    /// A sequence number repeats or goes backwards: records were reordered or duplicated.
+    OutOfOrder { previous_sequence: u64 },
+    /// The chain ends before the recorded head: records were removed from the end.
+    Truncated {
+        last_present: Option<u64>,
+        head_sequence: u64,
+        head_hash: String,
+    },
+    /// The last record is at the head's sequence but is not the head.
+    HeadMismatch {
+        head_hash: String,
+        found_hash: String,
+    },
+    /// The chain goes on past the recorded head.
+    BeyondHead {
+        head_sequence: u64,
+        last_present: u64,
+    },
+    /// A station has runs but no recorded head.
+    MissingHead,
+    /// A head the auditor supplied is not a link of the chain.
+    ExpectedHeadNotFound {
+        expected: String,
+        chain_ends: Vec<ChainHead>,
+    },
+    /// The export's trailer counts a different number of runs.
+    CountMismatch { declared: u64, found: u64 },
+    /// The export ends without its trailer.
+    MissingTrailer,
+    /// A record that cannot be read at all.
+    Malformed { reason: String },
+}
+
+impl fmt::Display for ChainProblem {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(formatter, "{}", self.location)?;
+        if let Some(station) = &self.station {
+            write!(formatter, ": station {station:?}")?;
+        }
+        if let Some(sequence) = self.station_sequence {
+            write!(formatter, " sequence {sequence}")?;
+        }
+        if let Some(serial) = &self.serial {
+            write!(formatter, " (serial {serial})")?;
+        }
+        write!(formatter, ": {}", self.kind)
+    }
+}
+
+impl fmt::Display for ProblemKind {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProblemKind::HashMismatch { stored, recomputed } => write!(
+                formatter,
+                "hash mismatch: record_hash is {stored} but the content hashes to {recomputed} (the record was altered)"
+            ),
+            ProblemKind::BrokenLink {
+                previous_sequence,
+                expected_prev_hash,
+                found_prev_hash,
+            } => write!(
+                formatter,
+                "broken link: prev_hash is {found_prev_hash}, expected the record_hash {expected_prev_hash} of sequence {previous_sequence} (that record was rewritten or replaced)"
+            ),
+            ProblemKind::BadGenesis { found_prev_hash } => write!(
+                formatter,
+                "broken link: the first record's prev_hash is {found_prev_hash}, expected 64 zeros"
+            ),
+            ProblemKind::SequenceGap {
+                previous_sequence,
+                first_missing,
+                last_missing,
+            } => {
+                let range = if first_missing == last_missing {
+                    format!("record {first_missing} is")
+                } else {
+                    format!("records {first_missing} to {last_missing} are")
+                };
+                match previous_sequence {
+                    Some(previous) => write!(
+                        formatter,
+                        "missing record: the sequence jumps from {previous} to {}; {range} missing (deleted or reordered)",
+                        last_missing + 1
+                    ),
+                    None => write!(
+                        formatter,
+                        "missing record: the chain starts at sequence {}; {range} missing (deleted or reordered)",
+                        last_missing + 1
+                    ),
+                }
+            }
+            ProblemKind::OutOfOrder { previous_sequence } => write!(
+                formatter,
+                "reordered: comes after sequence {previous_sequence} (records reordered or duplicated)"
+            ),
+            ProblemKind::Truncated {
+                last_present,
+                head_sequence,
+                head_hash,
+            } => {
+                let first_missing = last_present.map_or(1, |last| last + 1);
+                write!(
+                    formatter,
+                    "truncated: the chain ends at sequence {} but the recorded head is sequence {head_sequence} ({head_hash}); records {first_missing} to {head_sequence} are missing at the end",
+                    last_present
+                        .map_or_else(|| "0 (no records)".to_owned(), |last| last.to_string())
+                )
+            }
+            ProblemKind::HeadMismatch {
+                head_hash,
+                found_hash,
+            } => write!(
+                formatter,
+                "head mismatch: the last record's hash is {found_hash}, the recorded head is {head_hash}"
+            ),
+            ProblemKind::BeyondHead {
+                head_sequence,
+                last_present,
+            } => write!(
+                formatter,
+                "the chain goes on to sequence {last_present} past its recorded head {head_sequence} (records added outside imprint, or the head was rewound)"
+            ),
+            ProblemKind::MissingHead => {
+                write!(formatter, "the station has runs but no recorded chain head")
+            }
+            ProblemKind::ExpectedHeadNotFound {
+                expected,
+                chain_ends,
+            } => {
+                write!(
+                    formatter,
+                    "truncated or rewritten: the expected head {expected} is not a record of the chain; the chain ends at"
+                )?;
+                if chain_ends.is_empty() {
+                    write!(formatter, " nothing (no records)")?;
+                }
+                for (index, end) in chain_ends.iter().enumerate() {
+                    let separator = if index == 0 { "" } else { "," };
+                    write!(
+                        formatter,
+                        "{separator} station {:?} sequence {} ({})",
+                        end.station, end.station_sequence, end.record_hash
+                    )?;
+                }
+                Ok(())
+            }
+            ProblemKind::CountMismatch { declared, found } => write!(
+                formatter,
+                "record count mismatch: the trailer counts {declared} runs, the export holds {found} (runs deleted or added)"
+            ),
+            ProblemKind::MissingTrailer => {
+                write!(formatter, "truncated: the export ends without its trailer")
+            }
+            ProblemKind::Malformed { reason } => write!(formatter, "unreadable record: {reason}"),
+        }
+    }
+}
+
+struct StationProgress {
+    last_sequence: u64,
+    last_hash: [u8; 32],
+    last_serial: Option<String>,
+}
+
+/// Checks records fed in chain order; stops at the first problem.
+struct ChainChecker {
+    is_filtered: bool,
+    expected_heads: Vec<[u8; 32]>,
+    expected_heads_found: Vec<HeadMatch>,
+    stations: HashMap<String, StationProgress>,
+    records_checked: u64,
+    problem: Option<ChainProblem>,
+}
+
+impl ChainChecker {
+    fn new(is_filtered: bool, options: &VerifyOptions) -> ChainChecker {
+        ChainChecker {
+            is_filtered,
+            expected_heads: options.expected_heads.clone(),
+            expected_heads_found: Vec::new(),
+            stations: HashMap::new(),
+            records_checked: 0,
+            problem: None,
+        }
+    }
+
+    fn fail(&mut self, problem: ChainProblem) {
+        if self.problem.is_none() {
+            self.problem = Some(problem);
+        }
+    }
+
+    /// Checks one record; returns false once a problem was found.
+    fn check(&mut self, location: String, run: &RecordedRun) -> bool {
+        if self.problem.is_some() {
+            return false;
+        }
+        let problem = |kind| ChainProblem {
+            location: location.clone(),
+            station: Some(run.station.clone()),
+            station_sequence: Some(run.station_sequence),
+            serial: run.serial.clone(),
+            kind,
+        };
+        let Some(prev_hash) = parse_hash_hex(&run.prev_hash) else {
+            self.fail(problem(ProblemKind::Malformed {
+                reason: format!("prev_hash {:?} is not 64 hex digits", run.prev_hash),
+            }));
+            return false;
+        };
+        let Some(stored_hash) = parse_hash_hex(&run.record_hash) else {
+            self.fail(problem(ProblemKind::Malformed {
+                reason: format!("record_hash {:?} is not 64 hex digits", run.record_hash),
+            }));
+            return false;
+        };
+        let sequence = run.station_sequence;
+        let progress = self.stations.get(&run.station);
+        let link_problem = match progress {
+            None if sequence > 1 && !self.is_filtered => Some(ProblemKind::SequenceGap {
+                previous_sequence: None,
+                first_missing: 1,
+                last_missing: sequence - 1,
+            }),
+            None if sequence == 1 && prev_hash != GENESIS_HASH => Some(ProblemKind::BadGenesis {
+                found_prev_hash: run.prev_hash.clone(),
+            }),
+            None => None,
+            Some(progress) if sequence <= progress.last_sequence => Some(ProblemKind::OutOfOrder {
+                previous_sequence: progress.last_sequence,
+            }),
+            Some(progress) if sequence > progress.last_sequence + 1 => {
+                (!self.is_filtered).then(|| ProblemKind::SequenceGap {
+                    previous_sequence: Some(progress.last_sequence),
+                    first_missing: progress.last_sequence + 1,
+                    last_missing: sequence - 1,
+                })
+            }
+            Some(progress) if prev_hash != progress.last_hash => Some(ProblemKind::BrokenLink {
+                previous_sequence: progress.last_sequence,
+                expected_prev_hash: hex::encode(progress.last_hash),
+                found_prev_hash: run.prev_hash.clone(),
+            }),
+            Some(_) => None,
+        };
+        if let Some(kind) = link_problem {
+            self.fail(problem(kind));
+            return false;
+        }
+        let recomputed = super::canonical::chain_hash(&prev_hash, &run.canonical_json());
+        if recomputed != stored_hash {
+            self.fail(problem(ProblemKind::HashMismatch {
+                stored: run.record_hash.clone(),
+                recomputed: hex::encode(recomputed),
+            }));
+            return false;
+        }
+        if self.expected_heads.contains(&stored_hash) {
+            self.expected_heads_found.push(HeadMatch {
+                record_hash: hex::encode(stored_hash),
+                station: run.station.clone(),
+                station_sequence: sequence,
+            });
+        }
+        self.stations.insert(
+            run.station.clone(),
+            StationProgress {
+                last_sequence: sequence,
+                last_hash: stored_hash,
+                last_serial: run.serial.clone(),
+            },
+        );
+        self.records_checked += 1;
+        true
+    }
+
+    /// Compares the chain's ends with the recorded heads (and count, for exports).
+    fn finish(
+        mut self,
+        chain_heads: Vec<ChainHead>,
+        declared_record_count: Option<u64>,
+    ) -> VerifyReport {
+        if self.problem.is_none() {
+            self.check_heads(&chain_heads, declared_record_count);
+        }
+        VerifyReport {
+            records_checked: self.records_checked,
+            is_filtered: self.is_filtered,
+            chain_heads,
+            expected_heads_found: self.expected_heads_found,
+            problem: self.problem,
+        }
+    }
+
+    fn check_heads(&mut self, chain_heads: &[ChainHead], declared_record_count: Option<u64>) {
+        for head in chain_heads {
+            let progress = self.stations.get(&head.station);
+            let last_present = progress.map(|progress| progress.last_sequence);
+            let at_end = |kind, sequence: Option<u64>, serial: Option<String>| ChainProblem {
+                location: "end of chain".to_owned(),
+                station: Some(head.station.clone()),
+                station_sequence: sequence,
+                serial,
+                kind,
+            };
+            let head_hash = parse_hash_hex(&head.record_hash);
+            match progress {
+                _ if head_hash.is_none() => {
+                    self.fail(at_end(
+                        ProblemKind::Malformed {
+                            reason: format!(
+                                "recorded head hash {:?} is not 64 hex digits",
+                                head.record_hash
+                            ),
+                        },
+                        Some(head.station_sequence),
+                        None,
+                    ));
+                }
+                Some(progress) if progress.last_sequence > head.station_sequence => {
+                    self.fail(at_end(
+                        ProblemKind::BeyondHead {
+                            head_sequence: head.station_sequence,
+                            last_present: progress.last_sequence,
+                        },
+                        Some(head.station_sequence + 1),
+                        None,
+                    ));
+                }
+                Some(progress) if progress.last_sequence == head.station_sequence => {
+                    if Some(progress.last_hash) != head_hash {
+                        self.fail(at_end(
+                            ProblemKind::HeadMismatch {
+                                head_hash: head.record_hash.clone(),
+                                found_hash: hex::encode(progress.last_hash),
+                            },
+                            Some(progress.last_sequence),
+                            progress.last_serial.clone(),
+                        ));
+                    }
+                }
+                _ if self.is_filtered || head.station_sequence == 0 => {}
+                _ => {
+                    self.fail(at_end(
+                        ProblemKind::Truncated {
+                            last_present,
+                            head_sequence: head.station_sequence,
+                            head_hash: head.record_hash.clone(),
+                        },
+                        Some(last_present.unwrap_or(0) + 1),
+                        None,
+                    ));
+                }
+            }
+        }
+        let mut stations_without_head: Vec<&String> = self
+            .stations
+            .keys()
+            .filter(|station| !chain_heads.iter().any(|head| head.station == **station))
+            .collect();
+        stations_without_head.sort();
+        if let Some(station) = stations_without_head.first() {
+            let problem = ChainProblem {
+                location: "end of chain".to_owned(),
+                station: Some((*station).clone()),
+                station_sequence: None,
+                serial: None,
+                kind: ProblemKind::MissingHead,
+            };
+            self.fail(problem);
+        }
+        if let Some(declared) = declared_record_count
+            && declared != self.records_checked
+        {
+            self.fail(ChainProblem {
+                location: "trailer".to_owned(),
+                station: None,
+                station_sequence: None,
+                serial: None,
+                kind: ProblemKind::CountMismatch {
+                    declared,
+                    found: self.records_checked,
+                },
+            });
+        }
+        let missing_expected: Vec<[u8; 32]> = self
+            .expected_heads
+            .iter()
+            .filter(|expected| {
+                !self
+                    .expected_heads_found
+                    .iter()
+                    .any(|found| found.record_hash == hex::encode(expected))
+            })
+            .copied()
+            .collect();
+        if let Some(expected) = missing_expected.first() {
+            let mut chain_ends: Vec<ChainHead> = self
+                .stations
+                .iter()
+                .map(|(station, progress)| ChainHead {
+                    station: station.clone(),
+                    station_sequence: progress.last_sequence,
+                    record_hash: hex::encode(progress.last_hash),
+                })
+                .collect();
+            chain_ends.sort_by(|left, right| left.station.cmp(&right.station));
+            self.fail(ChainProblem {
+                location: "end of chain".to_owned(),
+                station: None,
+                station_sequence: None,
+                serial: None,
+                kind: ProblemKind::ExpectedHeadNotFound {
+                    expected: hex::encode(expected),
+                    chain_ends,
+                },
+            });
+        }
+    }
+}
+
+impl Ledger {
+    /// Verifies the chain of every station in the database against the heads recorded in the
+    /// `stations` table and `options`. An unreadable stored record is reported as a problem,
+    /// not an error; errors are for a database that cannot be read at all.
+    pub fn verify(&self, options: &VerifyOptions) -> Result<VerifyReport, LedgerError> {
+        self.read(|connection, path| {
+            let mut checker = ChainChecker::new(false, options);
+            let walked = for_each_run(
+                connection,
+                path,
+                "",
+                "r.station_id, r.station_sequence, st.ordinal",
+                &[],
+                |run| Ok(checker.check(format!("run id {}", run.run_id), &run)),
+            );
+            match walked {
+                Ok(()) => {}
+                Err(LedgerError::Corrupt { what, .. }) => checker.fail(ChainProblem {
+                    location: "database".to_owned(),
+                    station: None,
+                    station_sequence: None,
+                    serial: None,
+                    kind: ProblemKind::Malformed { reason: what },
+                }),
+                Err(error) => return Err(error),
+            }
+            let heads = chain_heads(connection, path)?;
+            Ok(checker.finish(heads, None))
+        })
+    }
+}
+
+/// Verifies an export file (CSV, JSON or JSON lines, told apart by their first byte) against
+/// its own trailer and `options`, reading it as a stream.
+pub fn verify_export_file(
+    path: &Path,
+    options: &VerifyOptions,
+) -> Result<VerifyReport, LedgerError> {
+    let read_error = |source| LedgerError::ReadFile {
+        path: path.to_owned(),
+        source,
+    };
+    let file = File::open(path).map_err(read_error)?;
+    let mut reader = BufReader::with_capacity(1 << 16, file);
+    let first_byte = reader
+        .fill_buf()
+        .map_err(read_error)?
+        .iter()
+        .copied()
+        .find(|byte| !byte.is_ascii_whitespace());
+    match first_byte {
+        Some(b'[') => verify_json(path, reader, options),
+        Some(b'{') => verify_jsonl(path, reader, options),
+        Some(_) => verify_csv(path, reader, options),
+        None => Err(LedgerError::NotAnExport {
+            path: path.to_owned(),
+            reason: "the file is empty".to_owned(),
+        }),
+    }
+}
+
+fn check_header(
+    path: &Path,
+    header: Result<ExportHeader, String>,
+) -> Result<ExportHeader, LedgerError> {
+    let header = header.map_err(|reason| LedgerError::NotAnExport {
+        path: path.to_owned(),
+        reason: format!("the first record is not an export header: {reason}"),
+    })?;
+    if header.imprint_ledger_export != EXPORT_FORMAT_VERSION {
+        return Err(LedgerError::NotAnExport {
+            path: path.to_owned(),
+            reason: format!(
+                "export format version {} (this imprint reads version {EXPORT_FORMAT_VERSION})",
+                header.imprint_ledger_export
+            ),
+        });
+    }
+    Ok(header)
+}
+
+/// A problem for a record that did not parse, naming what can still be read from it.
+fn malformed(location: String, partial: Option<&Value>, reason: String) -> ChainProblem {
+    let field = |name: &str| partial.and_then(|value| value.get(name));
+    ChainProblem {
+        location,
+        station: field("station").and_then(Value::as_str).map(str::to_owned),
+        station_sequence: field("station_sequence").and_then(Value::as_u64),
+        serial: field("serial").and_then(Value::as_str).map(str::to_owned),
+        kind: ProblemKind::Malformed { reason },
+    }
+}
+
+/// What one export element turned out to be.
+enum Element {
+    Run(Box<RecordedRun>),
+    Trailer(ExportTrailer),
+}
+
+fn classify(value: Value) -> Result<Element, (Value, String)> {
+    if value.get("chain_head").is_some() {
+        return serde_json::from_value::<ExportTrailer>(value.clone())
+            .map(Element::Trailer)
+            .map_err(|error| (value, format!("trailer: {error}")));
+    }
+    serde_json::from_value::<RecordedRun>(value.clone())
+        .map(|run| Element::Run(Box::new(run)))
+        .map_err(|error| (value, error.to_string()))
+}
+
+/// Shared state of a file verification: the checker plus the trailer once seen.
+struct ExportCheck {
+    checker: ChainChecker,
+    trailer: Option<ExportTrailer>,
+}
+
+impl ExportCheck {
+    /// Feeds one element; returns false when verification can stop.
+    fn element(&mut self, location: String, element: Result<Value, String>) -> bool {
+        if self.checker.problem.is_some() {
+            return false;
+        }
+        if self.trailer.is_some() {
+            self.checker.fail(malformed(
+                location,
+                element.as_ref().ok(),
+                "a record after the trailer".to_owned(),
+            ));
+            return false;
+        }
+        match element
+            .map_err(|reason| (Value::Null, reason))
+            .and_then(classify)
+        {
+            Ok(Element::Run(run)) => self.checker.check(location, &run),
+            Ok(Element::Trailer(trailer)) => {
+                self.trailer = Some(trailer);
+                true
+            }
+            Err((value, reason)) => {
+                self.checker.fail(malformed(location, Some(&value), reason));
+                false
+            }
+        }
+    }
+
+    fn finish(self) -> VerifyReport {
+        let ExportCheck {
+            mut checker,
+            trailer,
+        } = self;
+        match trailer {
+            Some(trailer) => checker.finish(trailer.chain_head, Some(trailer.record_count)),
+            None => {
+                checker.fail(ChainProblem {
+                    location: "end of file".to_owned(),
+                    station: None,
+                    station_sequence: None,
+                    serial: None,
+                    kind: ProblemKind::MissingTrailer,
+                });
+                checker.finish(Vec::new(), None)
+            }
+        }
+    }
+}
+
+fn verify_jsonl(
+    path: &Path,
+    reader: impl BufRead,
+    options: &VerifyOptions,
+) -> Result<VerifyReport, LedgerError> {
+    let mut lines = reader.lines();
+    let read_error = |source| LedgerError::ReadFile {
+        path: path.to_owned(),
+        source,
+    };
+    let first_line = lines
+        .next()
+        .transpose()
+        .map_err(read_error)?
+        .unwrap_or_default();
+    let header = check_header(
+        path,
+        serde_json::from_str::<ExportHeader>(&first_line).map_err(|error| error.to_string()),
+    )?;
+    let mut check = ExportCheck {
+        checker: ChainChecker::new(header.filter.is_filtered(), options),
+        trailer: None,
+    };
+    for (index, line) in lines.enumerate() {
+        let line = line.map_err(read_error)?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let element = serde_json::from_str::<Value>(&line).map_err(|error| error.to_string());
+        if !check.element(format!("line {}", index + 2), element) {
+            break;
+        }
+    }
+    Ok(check.finish())
+}
+
+fn verify_json(
+    path: &Path,
+    reader: impl Read,
+    options: &VerifyOptions,
+) -> Result<VerifyReport, LedgerError> {
+    /// Walks the top-level array one element at a time (never the whole file in memory).
+    struct ArrayWalk<'a> {
+        path: &'a Path,
+        options: &'a VerifyOptions,
+        check: &'a mut Option<ExportCheck>,
+        header_error: &'a mut Option<LedgerError>,
+        elements_seen: &'a mut usize,
+    }
+    impl<'de> Visitor<'de> for ArrayWalk<'_> {
+        type Value = ();
+        fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+            formatter.write_str("a JSON array of export records")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut sequence: A) -> Result<(), A::Error> {
+            let header: Option<Value> = sequence.next_element()?;
+            *self.elements_seen = 1;
+            let header = header
+                .ok_or_else(|| "the array is empty".to_owned())
+                .and_then(|value| {
+                    serde_json::from_value::<ExportHeader>(value).map_err(|error| error.to_string())
+                });
+            let header = match check_header(self.path, header) {
+                Ok(header) => header,
+                Err(error) => {
+                    *self.header_error = Some(error);
+                    while sequence.next_element::<IgnoredAny>()?.is_some() {}
+                    return Ok(());
+                }
+            };
+            let check = self.check.insert(ExportCheck {
+                checker: ChainChecker::new(header.filter.is_filtered(), self.options),
+                trailer: None,
+            });
+            loop {
+                let element: Option<Value> = sequence.next_element()?;
+                let Some(element) = element else { break };
+                *self.elements_seen += 1;
+                if !check.element(format!("element {}", *self.elements_seen), Ok(element)) {
+                    // Consume the rest without keeping it, so the parser ends cleanly.
+                    while sequence.next_element::<IgnoredAny>()?.is_some() {}
+                    break;
+                }
+            }
+            Ok(())
+        }
+    }
+    impl<'de> DeserializeSeed<'de> for ArrayWalk<'_> {
+        type Value = ();
+        fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+            deserializer.deserialize_seq(self)
+        }
+    }
+
+    let mut check = None;
+    let mut header_error = None;
+    let mut elements_seen = 0usize;
+    let mut deserializer = serde_json::Deserializer::from_reader(reader);
+    let walked = ArrayWalk {
+        path,
+        options,
+        check: &mut check,
+        header_error: &mut header_error,
+        elements_seen: &mut elements_seen,
+    }
+    .deserialize(&mut deserializer)
+    .and_then(|()| deserializer.end());
+    if let Some(error) = header_error {
+        return Err(error);
+    }
+    let Some(mut check) = check else {
+        let reason = walked
+            .err()
+            .map_or_else(|| "no header".to_owned(), |error| error.to_string());
+        return Err(LedgerError::NotAnExport {
+            path: path.to_owned(),
+            reason,
+        });
+    };
+    if let Err(error) = walked {
+        // A syntax error or early end inside the array: the file was cut or edited.
+        let kind = if error.is_eof() {
+            ProblemKind::MissingTrailer
+        } else {
+            ProblemKind::Malformed {
+                reason: error.to_string(),
+            }
+        };
+        check.checker.fail(ChainProblem {
+            location: format!("element {}", elements_seen + 1),
+            station: None,
+            station_sequence: None,
+            serial: None,
+            kind,
+        });
+    }
+    Ok(check.finish())
+}
+
+fn verify_csv(
+    path: &Path,
+    reader: impl Read,
+    options: &VerifyOptions,
+) -> Result<VerifyReport, LedgerError> {
+    let mut csv_reader = csv::ReaderBuilder::new().flexible(true).from_reader(reader);
+    let not_an_export = |reason: String| LedgerError::NotAnExport {
+        path: path.to_owned(),
+        reason,
+    };
+    let columns = csv_reader
+        .headers()
+        .map_err(|error| not_an_export(format!("no CSV header row: {error}")))?
+        .clone();
+    if columns.iter().ne(CSV_COLUMNS) {
+        return Err(not_an_export(format!(
+            "the CSV columns are {:?}, expected {CSV_COLUMNS:?}",
+            columns.iter().collect::<Vec<_>>()
+        )));
+    }
+    let mut records = csv_reader.records();
+    let export_column = CSV_COLUMNS.len() - 1;
+    let first = records
+        .next()
+        .transpose()
+        .map_err(|error| not_an_export(error.to_string()))?;
+    let header = first
+        .filter(|row| row.get(0) == Some("export"))
+        .ok_or_else(|| "the first row is not record_type export".to_owned())
+        .and_then(|row| {
+            serde_json::from_str::<ExportHeader>(row.get(export_column).unwrap_or_default())
+                .map_err(|error| error.to_string())
+        });
+    let header = check_header(path, header)?;
+    let mut check = ExportCheck {
+        checker: ChainChecker::new(header.filter.is_filtered(), options),
+        trailer: None,
+    };
+    for (index, row) in records.enumerate() {
+        // Row 1 is the column names, row 2 the export header.
+        let location = format!("row {}", index + 3);
+        let row = match row {
+            Ok(row) => row,
+            Err(error) => {
+                check
+                    .checker
+                    .fail(malformed(location, None, error.to_string()));
+                break;
+            }
+        };
+        let keep_going = match row.get(0) {
+            Some("run") => match run_from_csv_row(&row) {
+                Ok(run) => {
+                    if check.trailer.is_some() {
+                        check.element(location, Err("a run after the trailer".to_owned()))
+                    } else {
+                        check.checker.check(location, &run)
+                    }
+                }
+                Err(reason) => {
+                    let partial = serde_json::json!({
+                        "station": row.get(1),
+                        "station_sequence": row.get(2).and_then(|text| text.parse::<u64>().ok()),
+                        "serial": row.get(15),
+                    });
+                    check
+                        .checker
+                        .fail(malformed(location, Some(&partial), reason));
+                    false
+                }
+            },
+            Some("trailer") => {
+                let trailer =
+                    serde_json::from_str::<Value>(row.get(export_column).unwrap_or_default())
+                        .map_err(|error| error.to_string());
+                check.element(location, trailer)
+            }
+            other => {
+                check.checker.fail(malformed(
+                    location,
+                    None,
+                    format!("record_type {other:?}, expected run or trailer"),
+                ));
+                false
+            }
+        };
+        if !keep_going {
+            break;
+        }
+    }
+    Ok(check.finish())
+}
