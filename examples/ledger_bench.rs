@@ -12,8 +12,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 
 use imprint::ledger::{
-    ExportFilter, ExportFormat, Ledger, RunRecord, RunResult, StepRecord, StepStatus,
-    VerifyOptions, verify_export_file,
+    ExportFilter, ExportFormat, Ledger, RunRecord, RunResult, StepRecord, StepStatus, VerifyOptions,
+    verify_export_file,
 };
 
 struct Options {
@@ -25,35 +25,18 @@ struct Options {
 }
 
 fn parse_options() -> Result<Options, String> {
-    let mut options = Options {
-        runs: 1_000_000,
-        batch_size: 10_000,
-        single_commits: 2_000,
-        directory: None,
-        keep: false,
-    };
+    let mut options =
+        Options { runs: 1_000_000, batch_size: 10_000, single_commits: 2_000, directory: None, keep: false };
     let mut arguments = std::env::args().skip(1);
     while let Some(argument) = arguments.next() {
-        let mut value = |name: &str| {
-            arguments
-                .next()
-                .ok_or_else(|| format!("{name} needs a value"))
-        };
+        let mut value = |name: &str| arguments.next().ok_or_else(|| format!("{name} needs a value"));
         match argument.as_str() {
-            "--runs" => {
-                options.runs = value("--runs")?
-                    .parse()
-                    .map_err(|e| format!("--runs: {e}"))?
-            }
+            "--runs" => options.runs = value("--runs")?.parse().map_err(|e| format!("--runs: {e}"))?,
             "--batch" => {
-                options.batch_size = value("--batch")?
-                    .parse()
-                    .map_err(|e| format!("--batch: {e}"))?
+                options.batch_size = value("--batch")?.parse().map_err(|e| format!("--batch: {e}"))?
             }
             "--commits" => {
-                options.single_commits = value("--commits")?
-                    .parse()
-                    .map_err(|e| format!("--commits: {e}"))?
+                options.single_commits = value("--commits")?.parse().map_err(|e| format!("--commits: {e}"))?
             }
             "--dir" => options.directory = Some(PathBuf::from(value("--dir")?)),
             "--keep" => options.keep = true,
@@ -78,21 +61,10 @@ fn peak_rss_mib() -> String {
                 .and_then(|line| line.split_whitespace().nth(1))
                 .and_then(|kib| kib.parse::<f64>().ok())
         })
-        .map_or_else(
-            || "unknown".to_owned(),
-            |kib| format!("{:.1} MiB", kib / 1024.0),
-        )
+        .map_or_else(|| "unknown".to_owned(), |kib| format!("{:.1} MiB", kib / 1024.0))
 }
 
-const STEP_NAMES: [&str; 7] = [
-    "connect",
-    "identify",
-    "flash",
-    "inject",
-    "self-test",
-    "lock",
-    "record",
-];
+const STEP_NAMES: [&str; 7] = ["connect", "identify", "flash", "inject", "self-test", "lock", "record"];
 
 /// A plausible run: seven steps with small details; one in twenty fails at flash.
 fn sample_run(index: u64) -> RunRecord {
@@ -131,11 +103,7 @@ fn sample_run(index: u64) -> RunRecord {
         device_id: Some(uuid::Uuid::from_u128(0x1000 + u128::from(index))),
         started_at,
         finished_at: started_at + Duration::from_millis(4_900),
-        result: if failed {
-            RunResult::Fail
-        } else {
-            RunResult::Pass
-        },
+        result: if failed { RunResult::Fail } else { RunResult::Pass },
         failing_step: failed.then(|| "flash".to_owned()),
         reason: failed.then(|| "verify mismatch at 0x08004000".to_owned()),
         steps,
@@ -144,17 +112,16 @@ fn sample_run(index: u64) -> RunRecord {
 
 fn file_size_mib(path: &std::path::Path) -> f64 {
     let main = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-    let wal = std::fs::metadata(path.with_extension("db-wal"))
-        .map(|m| m.len())
-        .unwrap_or(0);
+    let wal = std::fs::metadata(path.with_extension("db-wal")).map(|m| m.len()).unwrap_or(0);
     (main + wal) as f64 / (1024.0 * 1024.0)
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let options = parse_options()?;
-    let directory = options.directory.clone().unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("imprint-ledger-bench-{}", std::process::id()))
-    });
+    let directory = options
+        .directory
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("imprint-ledger-bench-{}", std::process::id())));
     std::fs::create_dir_all(&directory)?;
     let database = directory.join("bench.db");
     let _ = std::fs::remove_file(&database);

@@ -133,9 +133,14 @@ pub struct CandidateHeader {
 }
 
 /// Lays out a candidate: header, manifest, delegated certificate, payload.
-pub fn encode_candidate(manifest_der: &[u8], delegate_certificate_der: Option<&[u8]>, payload: &[u8]) -> Vec<u8> {
+pub fn encode_candidate(
+    manifest_der: &[u8],
+    delegate_certificate_der: Option<&[u8]>,
+    payload: &[u8],
+) -> Vec<u8> {
     let delegate = delegate_certificate_der.unwrap_or(&[]);
-    let mut bytes = Vec::with_capacity(CANDIDATE_HEADER_SIZE_BYTES + manifest_der.len() + delegate.len() + payload.len());
+    let mut bytes =
+        Vec::with_capacity(CANDIDATE_HEADER_SIZE_BYTES + manifest_der.len() + delegate.len() + payload.len());
     bytes.extend_from_slice(&CANDIDATE_MAGIC);
     bytes.extend_from_slice(&1u16.to_le_bytes());
     bytes.extend_from_slice(&0u16.to_le_bytes());
@@ -166,7 +171,8 @@ impl BootState {
     pub fn encode(&self) -> Vec<u8> {
         let mut bytes = Vec::with_capacity(BOOT_STATE_SIZE_BYTES);
         bytes.extend_from_slice(&BOOT_STATE_MAGIC);
-        for part in [self.installed_version.major, self.installed_version.minor, self.installed_version.patch] {
+        for part in [self.installed_version.major, self.installed_version.minor, self.installed_version.patch]
+        {
             bytes.extend_from_slice(&part.to_le_bytes());
         }
         bytes.extend_from_slice(&self.installed_size_bytes.to_le_bytes());
@@ -228,7 +234,9 @@ pub struct UpdateClientInputs<'a> {
 /// The update client's checks, in the order the contract lists them.
 pub fn evaluate_candidate(inputs: &UpdateClientInputs) -> CandidateVerdict {
     let slot = inputs.candidate_slot;
-    if slot.len() < CANDIDATE_HEADER_SIZE_BYTES || slot[..CANDIDATE_HEADER_SIZE_BYTES].iter().all(|byte| *byte == inputs.erased_value) {
+    if slot.len() < CANDIDATE_HEADER_SIZE_BYTES
+        || slot[..CANDIDATE_HEADER_SIZE_BYTES].iter().all(|byte| *byte == inputs.erased_value)
+    {
         return CandidateVerdict::NoCandidate;
     }
     if slot[0..4] != CANDIDATE_MAGIC || read_u16(slot, 4) != 1 {
@@ -245,9 +253,13 @@ pub fn evaluate_candidate(inputs: &UpdateClientInputs) -> CandidateVerdict {
     }
 }
 
-fn check_candidate(inputs: &UpdateClientInputs, header: &CandidateHeader) -> Result<CandidateVerdict, UpdateStatus> {
+fn check_candidate(
+    inputs: &UpdateClientInputs,
+    header: &CandidateHeader,
+) -> Result<CandidateVerdict, UpdateStatus> {
     let slot = inputs.candidate_slot;
-    let store = ConfigStore::decode(inputs.store_region, inputs.chip_uid).map_err(|_| UpdateStatus::StoreUnprovisioned)?;
+    let store = ConfigStore::decode(inputs.store_region, inputs.chip_uid)
+        .map_err(|_| UpdateStatus::StoreUnprovisioned)?;
     let manifest_start = CANDIDATE_HEADER_SIZE_BYTES;
     let manifest_end = manifest_start
         .checked_add(header.manifest_size_bytes as usize)
@@ -261,13 +273,16 @@ fn check_candidate(inputs: &UpdateClientInputs, header: &CandidateHeader) -> Res
     let decoded = manifest::decode_manifest(manifest_der).map_err(|_| UpdateStatus::ManifestMalformed)?;
 
     let (_, certificate_der) = store.update_certificate().map_err(|_| UpdateStatus::CertificateMissing)?;
-    let stored_certificate = Certificate::from_der(certificate_der).map_err(|_| UpdateStatus::CertificateMissing)?;
+    let stored_certificate =
+        Certificate::from_der(certificate_der).map_err(|_| UpdateStatus::CertificateMissing)?;
     let signing_certificate = if stored_certificate.is_ca() {
         if header.delegate_certificate_size_bytes == 0 {
             return Err(UpdateStatus::DelegateMissing);
         }
-        let delegate = Certificate::from_der(&slot[manifest_end..delegate_end]).map_err(|_| UpdateStatus::DelegateUntrusted)?;
-        crate::trust::verify_chain(&delegate, &stored_certificate, inputs.now).map_err(|_| UpdateStatus::DelegateUntrusted)?;
+        let delegate = Certificate::from_der(&slot[manifest_end..delegate_end])
+            .map_err(|_| UpdateStatus::DelegateUntrusted)?;
+        crate::trust::verify_chain(&delegate, &stored_certificate, inputs.now)
+            .map_err(|_| UpdateStatus::DelegateUntrusted)?;
         delegate
     } else {
         stored_certificate

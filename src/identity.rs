@@ -29,16 +29,11 @@ use uuid::Uuid;
 /// Why an identifier could not be parsed or built.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum IdentityError {
-    #[error(
-        "{field}: expected a uuid as 32 hex digits or in hyphenated 8-4-4-4-12 form, found {text:?}"
-    )]
+    #[error("{field}: expected a uuid as 32 hex digits or in hyphenated 8-4-4-4-12 form, found {text:?}")]
     MalformedUuid { field: String, text: String },
 
     #[error("chip unique id: expected 1 to {max_length_bytes} bytes, found {length_bytes}")]
-    ChipUidLength {
-        length_bytes: usize,
-        max_length_bytes: usize,
-    },
+    ChipUidLength { length_bytes: usize, max_length_bytes: usize },
 
     #[error("chip unique id: expected an even number of hex digits, found {text:?}: {reason}")]
     MalformedChipUidHex { text: String, reason: String },
@@ -81,9 +76,7 @@ pub fn check_vendor_domain(vendor_domain: &str) -> Result<(), IdentityError> {
     if has_inner_dot && !has_whitespace {
         Ok(())
     } else {
-        Err(IdentityError::MalformedVendorDomain {
-            domain: vendor_domain.to_string(),
-        })
+        Err(IdentityError::MalformedVendorDomain { domain: vendor_domain.to_string() })
     }
 }
 
@@ -91,10 +84,8 @@ pub fn check_vendor_domain(vendor_domain: &str) -> Result<(), IdentityError> {
 /// 8-4-4-4-12 (RFC 4122's form), in either case; `field_for_errors` names the setting in the
 /// error. Braced and `urn:uuid:` forms are refused so that a profile has one spelling.
 pub fn parse_uuid(text: &str, field_for_errors: &str) -> Result<Uuid, IdentityError> {
-    let malformed = || IdentityError::MalformedUuid {
-        field: field_for_errors.to_string(),
-        text: text.to_string(),
-    };
+    let malformed =
+        || IdentityError::MalformedUuid { field: field_for_errors.to_string(), text: text.to_string() };
     let is_simple = text.len() == 32;
     let is_hyphenated = text.len() == 36
         && text

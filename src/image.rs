@@ -97,11 +97,7 @@ impl fmt::Debug for ImageSegment {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         const SHOWN_BYTES: usize = 16;
         let shown = &self.data[..self.data.len().min(SHOWN_BYTES)];
-        let ellipsis = if self.data.len() > SHOWN_BYTES {
-            " .."
-        } else {
-            ""
-        };
+        let ellipsis = if self.data.len() > SHOWN_BYTES { " .." } else { "" };
         write!(
             formatter,
             "ImageSegment {{ address: {:#010x}, size_bytes: {}, data: [{}{}] }}",
@@ -129,10 +125,7 @@ pub struct FirmwareImage {
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
     #[error("cannot read firmware image {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
 
     #[error("firmware image {path} is not a usable elf file: {reason}")]
     ElfParse { path: PathBuf, reason: String },
@@ -141,30 +134,16 @@ pub enum ImageError {
         "firmware image {path} is a truncated elf file: {what} needs the file to be at least \
          {needed_size_bytes} bytes long, but it is {file_size_bytes} bytes"
     )]
-    TruncatedElf {
-        path: PathBuf,
-        what: String,
-        needed_size_bytes: u64,
-        file_size_bytes: u64,
-    },
+    TruncatedElf { path: PathBuf, what: String, needed_size_bytes: u64, file_size_bytes: u64 },
 
     #[error("firmware image {path}, line {line}: bad intel hex record: {reason}")]
-    HexRecord {
-        path: PathBuf,
-        line: usize,
-        reason: String,
-    },
+    HexRecord { path: PathBuf, line: usize, reason: String },
 
     #[error(
         "firmware image {path}, line {line}: bad intel hex checksum: expected {expected_checksum:#04x} \
          (computed from the record's bytes), found {found_checksum:#04x}"
     )]
-    HexChecksum {
-        path: PathBuf,
-        line: usize,
-        expected_checksum: u8,
-        found_checksum: u8,
-    },
+    HexChecksum { path: PathBuf, line: usize, expected_checksum: u8, found_checksum: u8 },
 
     #[error(
         "firmware image {path} is a truncated intel hex file: expected an end-of-file record \
@@ -176,22 +155,13 @@ pub enum ImageError {
         "firmware image {path}: {size_bytes} bytes at address {address:#010x} run past the end of \
          the address space (expected them to end at or below {address_limit:#x})"
     )]
-    AddressOverflow {
-        path: PathBuf,
-        address: u64,
-        size_bytes: u64,
-        address_limit: u64,
-    },
+    AddressOverflow { path: PathBuf, address: u64, size_bytes: u64, address_limit: u64 },
 
     #[error(
         "firmware image {path}: data at {second_address:#010x} overlaps data that starts at \
          {first_address:#010x}; expected non-overlapping segments"
     )]
-    OverlappingSegments {
-        path: PathBuf,
-        first_address: u64,
-        second_address: u64,
-    },
+    OverlappingSegments { path: PathBuf, first_address: u64, second_address: u64 },
 
     #[error(
         "firmware image {path}: a raw binary image needs a base address, found none \
@@ -203,27 +173,16 @@ pub enum ImageError {
         "firmware image {path}: a base address ({base_address:#010x}) was given for a {format} \
          image, which carries its own addresses; expected none"
     )]
-    UnexpectedBaseAddress {
-        path: PathBuf,
-        format: ImageFormat,
-        base_address: u64,
-    },
+    UnexpectedBaseAddress { path: PathBuf, format: ImageFormat, base_address: u64 },
 
-    #[error(
-        "firmware image {path}: the {format} file holds no loadable data; expected at least one byte"
-    )]
+    #[error("firmware image {path}: the {format} file holds no loadable data; expected at least one byte")]
     Empty { path: PathBuf, format: ImageFormat },
 
     #[error(
         "firmware image {path}: the byte at address {address:#010x} lies outside the region \
          [{region_start:#010x}, {region_end:#010x}); expected every byte inside it"
     )]
-    OutsideRegion {
-        path: PathBuf,
-        address: u64,
-        region_start: u64,
-        region_end: u64,
-    },
+    OutsideRegion { path: PathBuf, address: u64, region_start: u64, region_end: u64 },
 }
 
 impl FirmwareImage {
@@ -237,10 +196,8 @@ impl FirmwareImage {
         format: ImageFormat,
         base_address: Option<u64>,
     ) -> Result<FirmwareImage, ImageError> {
-        let bytes = std::fs::read(path).map_err(|source| ImageError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let bytes =
+            std::fs::read(path).map_err(|source| ImageError::Io { path: path.to_path_buf(), source })?;
         FirmwareImage::from_bytes(&bytes, format, base_address, path)
     }
 
@@ -255,9 +212,7 @@ impl FirmwareImage {
         let path = path_for_errors;
         let pieces = match (format, base_address) {
             (ImageFormat::Bin, None) => {
-                return Err(ImageError::MissingBaseAddress {
-                    path: path.to_path_buf(),
-                });
+                return Err(ImageError::MissingBaseAddress { path: path.to_path_buf() });
             }
             (ImageFormat::Bin, Some(base_address)) => decode_bin(bytes, base_address, path)?,
             (ImageFormat::Elf | ImageFormat::IntelHex, Some(base_address)) => {
@@ -272,10 +227,7 @@ impl FirmwareImage {
         };
         let segments = sort_and_merge(pieces, path)?;
         if segments.is_empty() {
-            return Err(ImageError::Empty {
-                path: path.to_path_buf(),
-                format,
-            });
+            return Err(ImageError::Empty { path: path.to_path_buf(), format });
         }
         Ok(FirmwareImage {
             path: path.to_path_buf(),
@@ -297,10 +249,7 @@ impl FirmwareImage {
 
     /// Bytes of data, not counting the gaps between segments.
     pub fn size_bytes(&self) -> u64 {
-        self.segments
-            .iter()
-            .map(|segment| segment.data.len() as u64)
-            .sum()
+        self.segments.iter().map(|segment| segment.data.len() as u64).sum()
     }
 
     /// SHA-256 over, for each segment in order: its address (u64 little-endian), its length
@@ -332,11 +281,7 @@ impl FirmwareImage {
             } else if segment_end > region_end_exclusive {
                 // Segments are sorted, so the first byte past the region end is the lowest
                 // offender unless an earlier segment already was one.
-                Some(
-                    u64::try_from(region_end_exclusive)
-                        .unwrap_or(u64::MAX)
-                        .max(segment.address),
-                )
+                Some(u64::try_from(region_end_exclusive).unwrap_or(u64::MAX).max(segment.address))
             } else {
                 None
             };
@@ -354,10 +299,7 @@ impl FirmwareImage {
 }
 
 /// Sorts pieces by address, rejects overlaps, and merges pieces that touch.
-fn sort_and_merge(
-    mut pieces: Vec<ImageSegment>,
-    path: &Path,
-) -> Result<Vec<ImageSegment>, ImageError> {
+fn sort_and_merge(mut pieces: Vec<ImageSegment>, path: &Path) -> Result<Vec<ImageSegment>, ImageError> {
     pieces.retain(|piece| !piece.data.is_empty());
     // Stable, so that two pieces at the same address are reported in file order.
     pieces.sort_by_key(|piece| piece.address);
@@ -409,16 +351,9 @@ fn check_address_range(
 /// The largest end address (exclusive) a u64 address space allows: a segment may not wrap.
 const U64_ADDRESS_LIMIT: u128 = u64::MAX as u128;
 
-fn decode_bin(
-    bytes: &[u8],
-    base_address: u64,
-    path: &Path,
-) -> Result<Vec<ImageSegment>, ImageError> {
+fn decode_bin(bytes: &[u8], base_address: u64, path: &Path) -> Result<Vec<ImageSegment>, ImageError> {
     check_address_range(base_address, bytes.len() as u64, U64_ADDRESS_LIMIT, path)?;
-    Ok(vec![ImageSegment {
-        address: base_address,
-        data: bytes.to_vec(),
-    }])
+    Ok(vec![ImageSegment { address: base_address, data: bytes.to_vec() }])
 }
 
 const ELF_MAGIC: [u8; 4] = [0x7f, b'E', b'L', b'F'];
@@ -442,10 +377,7 @@ fn decode_elf(bytes: &[u8], path: &Path) -> Result<Vec<ImageSegment>, ImageError
         needed_size_bytes,
         file_size_bytes,
     };
-    let parse_error = |reason: String| ImageError::ElfParse {
-        path: path.to_path_buf(),
-        reason,
-    };
+    let parse_error = |reason: String| ImageError::ElfParse { path: path.to_path_buf(), reason };
 
     let magic_length = bytes.len().min(ELF_MAGIC.len());
     if bytes[..magic_length] != ELF_MAGIC[..magic_length] {
@@ -455,10 +387,7 @@ fn decode_elf(bytes: &[u8], path: &Path) -> Result<Vec<ImageSegment>, ImageError
         )));
     }
     if bytes.len() < ELF_IDENT_SIZE_BYTES {
-        return Err(truncated(
-            "the elf identification",
-            ELF_IDENT_SIZE_BYTES as u64,
-        ));
+        return Err(truncated("the elf identification", ELF_IDENT_SIZE_BYTES as u64));
     }
     let class = bytes[ELF_IDENT_CLASS_INDEX];
     let data_encoding = bytes[ELF_IDENT_DATA_INDEX];
@@ -469,17 +398,13 @@ fn decode_elf(bytes: &[u8], path: &Path) -> Result<Vec<ImageSegment>, ImageError
         )));
     }
     if version != ELF_VERSION_CURRENT {
-        return Err(parse_error(format!(
-            "expected elf identification version 1, found {version}"
-        )));
+        return Err(parse_error(format!("expected elf identification version 1, found {version}")));
     }
     let header_size_bytes = match class {
         ELF_CLASS_32 => size_of::<elf::FileHeader32<Endianness>>(),
         ELF_CLASS_64 => size_of::<elf::FileHeader64<Endianness>>(),
         other => {
-            return Err(parse_error(format!(
-                "expected elf class 1 (32-bit) or 2 (64-bit), found {other}"
-            )));
+            return Err(parse_error(format!("expected elf class 1 (32-bit) or 2 (64-bit), found {other}")));
         }
     };
     if bytes.len() < header_size_bytes {
@@ -512,23 +437,17 @@ where
         needed_size_bytes,
         file_size_bytes,
     };
-    let parse_error = |reason: String| ImageError::ElfParse {
-        path: path.to_path_buf(),
-        reason,
-    };
+    let parse_error = |reason: String| ImageError::ElfParse { path: path.to_path_buf(), reason };
 
     let header = Header::parse(data).map_err(|error| parse_error(error.to_string()))?;
-    let endian = header
-        .endian()
-        .map_err(|error| parse_error(error.to_string()))?;
+    let endian = header.endian().map_err(|error| parse_error(error.to_string()))?;
     let program_headers = match header.program_headers(endian, data) {
         Ok(program_headers) => program_headers,
         Err(error) => {
             // Tell a cut-off file apart from a malformed one: if the table the header declares
             // runs past the end of the file, the file is truncated.
             let table_offset: u64 = header.e_phoff(endian).into();
-            let table_size_bytes =
-                u64::from(header.e_phnum(endian)) * u64::from(header.e_phentsize(endian));
+            let table_size_bytes = u64::from(header.e_phnum(endian)) * u64::from(header.e_phentsize(endian));
             let table_end = u128::from(table_offset) + u128::from(table_size_bytes);
             if header.e_phnum(endian) != elf::PN_XNUM && table_end > u128::from(file_size_bytes) {
                 return Err(truncated(
@@ -536,17 +455,11 @@ where
                     u64::try_from(table_end).unwrap_or(u64::MAX),
                 ));
             }
-            return Err(parse_error(format!(
-                "cannot read the program headers: {error}"
-            )));
+            return Err(parse_error(format!("cannot read the program headers: {error}")));
         }
     };
 
-    let address_limit = if header.is_class_32() {
-        1u128 << 32
-    } else {
-        U64_ADDRESS_LIMIT
-    };
+    let address_limit = if header.is_class_32() { 1u128 << 32 } else { U64_ADDRESS_LIMIT };
     let mut pieces = Vec::new();
     for (index, program_header) in program_headers.iter().enumerate() {
         if program_header.p_type(endian) != elf::PT_LOAD {
@@ -569,10 +482,7 @@ where
         let segment_data = program_header
             .data(endian, data)
             .map_err(|()| parse_error(format!("cannot read the data of program header {index}")))?;
-        pieces.push(ImageSegment {
-            address: physical_address,
-            data: segment_data.to_vec(),
-        });
+        pieces.push(ImageSegment { address: physical_address, data: segment_data.to_vec() });
     }
     Ok(pieces)
 }
@@ -590,11 +500,8 @@ enum HexAddressing {
 const INTEL_HEX_ADDRESS_LIMIT: u128 = 1 << 32;
 
 fn decode_intel_hex(bytes: &[u8], path: &Path) -> Result<Vec<ImageSegment>, ImageError> {
-    let record_error = |line: usize, reason: String| ImageError::HexRecord {
-        path: path.to_path_buf(),
-        line,
-        reason,
-    };
+    let record_error =
+        |line: usize, reason: String| ImageError::HexRecord { path: path.to_path_buf(), line, reason };
 
     // Until a type 02 or 04 record says otherwise, the upper address bits are zero (I8HEX).
     let mut addressing = HexAddressing::Linear { upper_bits: 0 };
@@ -619,10 +526,7 @@ fn decode_intel_hex(bytes: &[u8], path: &Path) -> Result<Vec<ImageSegment>, Imag
             ));
         }
         if let Some(non_ascii_byte) = trimmed.iter().copied().find(|byte| !byte.is_ascii()) {
-            return Err(record_error(
-                line,
-                format!("expected ascii text, found byte {non_ascii_byte:#04x}"),
-            ));
+            return Err(record_error(line, format!("expected ascii text, found byte {non_ascii_byte:#04x}")));
         }
         let text = std::str::from_utf8(trimmed)
             .map_err(|error| record_error(line, format!("expected ascii text, found {error}")))?;
@@ -634,14 +538,10 @@ fn decode_intel_hex(bytes: &[u8], path: &Path) -> Result<Vec<ImageSegment>, Imag
             }
             ihex::Record::EndOfFile => end_of_file_line = Some(line),
             ihex::Record::ExtendedSegmentAddress(segment) => {
-                addressing = HexAddressing::Segment {
-                    segment_base: u64::from(segment) << 4,
-                };
+                addressing = HexAddressing::Segment { segment_base: u64::from(segment) << 4 };
             }
             ihex::Record::ExtendedLinearAddress(upper_bits) => {
-                addressing = HexAddressing::Linear {
-                    upper_bits: u64::from(upper_bits),
-                };
+                addressing = HexAddressing::Linear { upper_bits: u64::from(upper_bits) };
             }
             // Entry points: meaningful to a loader that jumps, not to flash content.
             ihex::Record::StartSegmentAddress { .. } | ihex::Record::StartLinearAddress(_) => {}
@@ -649,10 +549,7 @@ fn decode_intel_hex(bytes: &[u8], path: &Path) -> Result<Vec<ImageSegment>, Imag
     }
 
     if end_of_file_line.is_none() {
-        return Err(ImageError::HexMissingEndOfFile {
-            path: path.to_path_buf(),
-            line_count,
-        });
+        return Err(ImageError::HexMissingEndOfFile { path: path.to_path_buf(), line_count });
     }
     Ok(pieces)
 }
@@ -681,25 +578,17 @@ fn push_hex_data(
                     ),
                 });
             }
-            pieces.push(ImageSegment {
-                address,
-                data: value,
-            });
+            pieces.push(ImageSegment { address, data: value });
         }
         HexAddressing::Segment { segment_base } => {
             // The Intel specification wraps the offset inside the 64 KiB segment, so a record
             // crossing the segment's end continues at its start.
             let bytes_before_wrap = (0x1_0000 - usize::from(offset)).min(value.len());
             let (before_wrap, after_wrap) = value.split_at(bytes_before_wrap);
-            pieces.push(ImageSegment {
-                address: segment_base + u64::from(offset),
-                data: before_wrap.to_vec(),
-            });
+            pieces
+                .push(ImageSegment { address: segment_base + u64::from(offset), data: before_wrap.to_vec() });
             if !after_wrap.is_empty() {
-                pieces.push(ImageSegment {
-                    address: segment_base,
-                    data: after_wrap.to_vec(),
-                });
+                pieces.push(ImageSegment { address: segment_base, data: after_wrap.to_vec() });
             }
         }
     }
@@ -712,8 +601,7 @@ fn hex_reader_error(error: ihex::ReaderError, text: &str, line: usize, path: &Pa
     // Both only reached after the reader checked every character is a hex digit and the
     // length is even and in range, so these fields can be read back from the text.
     let byte_at = |index: usize| {
-        text.get(1 + 2 * index..3 + 2 * index)
-            .and_then(|digits| u8::from_str_radix(digits, 16).ok())
+        text.get(1 + 2 * index..3 + 2 * index).and_then(|digits| u8::from_str_radix(digits, 16).ok())
     };
     let carried_payload_bytes = (text.len().saturating_sub(1) / 2).saturating_sub(5);
     let reason = match error {
@@ -725,18 +613,15 @@ fn hex_reader_error(error: ihex::ReaderError, text: &str, line: usize, path: &Pa
                 found_checksum: checksum_in_file,
             };
         }
-        ReaderError::MissingStartCode => format!(
-            "expected a record starting with ':', found {:?}",
-            text.chars().next().unwrap_or(' ')
-        ),
-        ReaderError::RecordTooShort => format!(
-            "expected at least 11 characters (':' and 5 bytes in hex), found {}",
-            text.len()
-        ),
-        ReaderError::RecordTooLong => format!(
-            "expected at most 521 characters (255 data bytes), found {}",
-            text.len()
-        ),
+        ReaderError::MissingStartCode => {
+            format!("expected a record starting with ':', found {:?}", text.chars().next().unwrap_or(' '))
+        }
+        ReaderError::RecordTooShort => {
+            format!("expected at least 11 characters (':' and 5 bytes in hex), found {}", text.len())
+        }
+        ReaderError::RecordTooLong => {
+            format!("expected at most 521 characters (255 data bytes), found {}", text.len())
+        }
         ReaderError::RecordNotEvenLength => {
             "expected whole bytes (an even number of hex digits), found an odd number".to_string()
         }
@@ -763,9 +648,5 @@ fn hex_reader_error(error: ihex::ReaderError, text: &str, line: usize, path: &Pa
             )
         }
     };
-    ImageError::HexRecord {
-        path: path.to_path_buf(),
-        line,
-        reason,
-    }
+    ImageError::HexRecord { path: path.to_path_buf(), line, reason }
 }

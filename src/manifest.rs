@@ -36,9 +36,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use der::asn1::{AnyRef, OctetStringRef, Utf8StringRef};
-use der::{
-    Decode, DecodeValue, Encode, EncodeValue, FixedTag, Header, Length, Reader, Tag, Writer,
-};
+use der::{Decode, DecodeValue, Encode, EncodeValue, FixedTag, Header, Length, Reader, Tag, Writer};
 use p256::ecdsa::signature::hazmat::PrehashVerifier;
 use p256::ecdsa::{Signature, VerifyingKey};
 use sha2::{Digest, Sha256};
@@ -84,9 +82,7 @@ pub enum ManifestError {
     #[error("manifest signature does not verify with the given public key")]
     BadSignature,
     /// The installed-signature does not verify with the given key.
-    #[error(
-        "installed-signature does not verify with the given public key over the {digest_field}"
-    )]
+    #[error("installed-signature does not verify with the given public key over the {digest_field}")]
     BadInstalledSignature {
         /// Which digest the signature was checked against (`payload-digest`,
         /// `payload-metadata.installed-digest`).
@@ -173,20 +169,13 @@ pub struct SemanticVersion {
 impl SemanticVersion {
     /// A version from its three components (not checked; see [`SemanticVersion::validate`]).
     pub fn new(major: u32, minor: u32, patch: u32) -> Self {
-        Self {
-            major,
-            minor,
-            patch,
-        }
+        Self { major, minor, patch }
     }
 
     /// Checks the range manifest-tool allows: each component at most 999, and not `0.0.0`.
     pub fn validate(&self) -> Result<(), ManifestError> {
         let components = [self.major, self.minor, self.patch];
-        if components
-            .iter()
-            .any(|component| *component > SEMANTIC_VERSION_COMPONENT_MAX)
-        {
+        if components.iter().any(|component| *component > SEMANTIC_VERSION_COMPONENT_MAX) {
             return Err(ManifestError::BadField {
                 field: "payload-version",
                 reason: format!(
@@ -439,16 +428,12 @@ struct PayloadMetadataDer<'a> {
 ///
 /// Like `manifest-tool create` with `sign-image: true`: `installed-signature` signs the payload's
 /// SHA-256, and `signature` signs the SHA-256 of the DER of `Manifest`; both are raw `r || s`.
-pub fn create_manifest(
-    request: &ManifestRequest,
-    signer: &dyn Signer,
-) -> Result<Vec<u8>, ManifestError> {
+pub fn create_manifest(request: &ManifestRequest, signer: &dyn Signer) -> Result<Vec<u8>, ManifestError> {
     request.payload_version.validate()?;
     if request.component_name.is_empty() {
         return Err(ManifestError::BadField {
             field: "component-name",
-            reason: "found an empty name: expected at least one character (default MAIN)"
-                .to_string(),
+            reason: "found an empty name: expected at least one character (default MAIN)".to_string(),
         });
     }
     if request.payload_uri.is_empty() {
@@ -476,11 +461,7 @@ pub fn create_manifest(
         payload_format: EnumeratedNumber(PayloadFormat::RawBinary.schema_value()),
         installed_signature: octet_string(&installed_signature)?,
         payload_metadata: None,
-        vendor_data: request
-            .vendor_data
-            .as_deref()
-            .map(octet_string)
-            .transpose()?,
+        vendor_data: request.vendor_data.as_deref().map(octet_string).transpose()?,
     };
     let signed_bytes = manifest.to_der().map_err(ManifestError::Encode)?;
     let signed_digest: [u8; SHA256_SIZE_BYTES] = Sha256::digest(&signed_bytes).into();
@@ -507,28 +488,20 @@ fn utf8_string(text: &str) -> Result<Utf8StringRef<'_>, ManifestError> {
 /// Strict: DER only, no trailing bytes, every field in the schema's shape (16-byte ids, a 32-byte
 /// payload-digest, a semantic payload-version, 64-byte signatures). Never panics on any input.
 pub fn decode_manifest(der: &[u8]) -> Result<DecodedManifest, ManifestError> {
-    let resource = SignedResourceDer::from_der(der).map_err(|detail| ManifestError::Der {
-        part: "SignedResource",
-        detail,
-    })?;
+    let resource = SignedResourceDer::from_der(der)
+        .map_err(|detail| ManifestError::Der { part: "SignedResource", detail })?;
     let found_version = resource.manifest_version.0;
     if found_version != u32::from(MANIFEST_VERSION_V3) {
-        return Err(ManifestError::UnsupportedVersion {
-            found: found_version,
-        });
+        return Err(ManifestError::UnsupportedVersion { found: found_version });
     }
     let resource_der = resource.to_der().map_err(ManifestError::Encode)?;
     if resource_der != der {
-        return Err(ManifestError::NonCanonical {
-            part: "SignedResource",
-        });
+        return Err(ManifestError::NonCanonical { part: "SignedResource" });
     }
 
     let signed_bytes = resource.manifest.to_der().map_err(ManifestError::Encode)?;
-    let manifest = ManifestDer::from_der(&signed_bytes).map_err(|detail| ManifestError::Der {
-        part: "Manifest",
-        detail,
-    })?;
+    let manifest = ManifestDer::from_der(&signed_bytes)
+        .map_err(|detail| ManifestError::Der { part: "Manifest", detail })?;
     if manifest.to_der().map_err(ManifestError::Encode)? != signed_bytes {
         return Err(ManifestError::NonCanonical { part: "Manifest" });
     }
@@ -597,42 +570,25 @@ pub fn decode_manifest(der: &[u8]) -> Result<DecodedManifest, ManifestError> {
         payload_format,
         installed_signature: installed_signature.to_vec(),
         payload_metadata,
-        vendor_data: manifest
-            .vendor_data
-            .map(|vendor_data| vendor_data.as_bytes().to_vec()),
+        vendor_data: manifest.vendor_data.map(|vendor_data| vendor_data.as_bytes().to_vec()),
         signed_bytes,
         signature: signature.to_vec(),
     })
 }
 
-fn uuid_field(
-    field: &'static str,
-    value: &OctetStringRef,
-) -> Result<[u8; UUID_SIZE_BYTES], ManifestError> {
-    value
-        .as_bytes()
-        .try_into()
-        .map_err(|_| ManifestError::BadField {
-            field,
-            reason: format!(
-                "found {} bytes: expected {UUID_SIZE_BYTES} (a UUID)",
-                value.as_bytes().len()
-            ),
-        })
+fn uuid_field(field: &'static str, value: &OctetStringRef) -> Result<[u8; UUID_SIZE_BYTES], ManifestError> {
+    value.as_bytes().try_into().map_err(|_| ManifestError::BadField {
+        field,
+        reason: format!("found {} bytes: expected {UUID_SIZE_BYTES} (a UUID)", value.as_bytes().len()),
+    })
 }
 
-fn sha256_field<'a>(
-    field: &'static str,
-    value: &'a OctetStringRef,
-) -> Result<&'a [u8], ManifestError> {
+fn sha256_field<'a>(field: &'static str, value: &'a OctetStringRef) -> Result<&'a [u8], ManifestError> {
     let bytes = value.as_bytes();
     if bytes.len() != SHA256_SIZE_BYTES {
         return Err(ManifestError::BadField {
             field,
-            reason: format!(
-                "found {} bytes: expected {SHA256_SIZE_BYTES} (a SHA-256 digest)",
-                bytes.len()
-            ),
+            reason: format!("found {} bytes: expected {SHA256_SIZE_BYTES} (a SHA-256 digest)", bytes.len()),
         });
     }
     Ok(bytes)
@@ -648,36 +604,23 @@ pub fn verify_manifest(der: &[u8], key: &VerifyingKey) -> Result<DecodedManifest
     let decoded = decode_manifest(der)?;
 
     let signed_digest = Sha256::digest(&decoded.signed_bytes);
-    let signature =
-        Signature::from_slice(&decoded.signature).map_err(|_| ManifestError::BadSignature)?;
-    key.verify_prehash(&signed_digest, &signature)
-        .map_err(|_| ManifestError::BadSignature)?;
+    let signature = Signature::from_slice(&decoded.signature).map_err(|_| ManifestError::BadSignature)?;
+    key.verify_prehash(&signed_digest, &signature).map_err(|_| ManifestError::BadSignature)?;
 
     if !decoded.installed_signature.is_empty() {
-        let (digest_field, installed_digest) = if decoded.payload_format
-            == PayloadFormat::ArmPatchStream
-        {
-            let metadata =
-                decoded
-                    .payload_metadata
-                    .as_ref()
-                    .ok_or_else(|| ManifestError::BadField {
-                        field: "payload-metadata",
-                        reason: "found none: arm-patch-stream needs it for the installed digest"
-                            .to_string(),
-                    })?;
-            (
-                "payload-metadata.installed-digest",
-                metadata.installed_digest.as_slice(),
-            )
+        let (digest_field, installed_digest) = if decoded.payload_format == PayloadFormat::ArmPatchStream {
+            let metadata = decoded.payload_metadata.as_ref().ok_or_else(|| ManifestError::BadField {
+                field: "payload-metadata",
+                reason: "found none: arm-patch-stream needs it for the installed digest".to_string(),
+            })?;
+            ("payload-metadata.installed-digest", metadata.installed_digest.as_slice())
         } else {
             ("payload-digest", decoded.payload_digest.as_slice())
         };
         let bad_installed = || ManifestError::BadInstalledSignature { digest_field };
         let installed_signature =
             Signature::from_slice(&decoded.installed_signature).map_err(|_| bad_installed())?;
-        key.verify_prehash(installed_digest, &installed_signature)
-            .map_err(|_| bad_installed())?;
+        key.verify_prehash(installed_digest, &installed_signature).map_err(|_| bad_installed())?;
     }
     Ok(decoded)
 }
@@ -699,11 +642,7 @@ mod tests {
         match expected {
             Some((major, minor, patch)) => {
                 let version = parsed.unwrap_or_else(|error| panic!("{text:?}: {error}"));
-                assert_eq!(
-                    version,
-                    SemanticVersion::new(major, minor, patch),
-                    "{text:?}"
-                );
+                assert_eq!(version, SemanticVersion::new(major, minor, patch), "{text:?}");
                 assert_eq!(version.to_string(), text);
             }
             None => assert!(parsed.is_err(), "{text:?} should be refused"),
@@ -731,9 +670,7 @@ mod tests {
 
     #[test]
     fn semantic_version_orders_by_major_minor_patch() {
-        let ordered = [
-            "0.0.1", "0.0.9", "0.1.0", "0.10.0", "1.0.0", "1.2.3", "2.0.0",
-        ];
+        let ordered = ["0.0.1", "0.0.9", "0.1.0", "0.10.0", "1.0.0", "1.2.3", "2.0.0"];
         for pair in ordered.windows(2) {
             let lower: SemanticVersion = pair[0].parse().expect("valid");
             let higher: SemanticVersion = pair[1].parse().expect("valid");
@@ -794,9 +731,7 @@ mod tests {
         );
         type Mutation = fn(&mut ManifestRequest);
         let cases: [(&str, Mutation); 3] = [
-            ("payload-version", |request| {
-                request.payload_version = SemanticVersion::new(0, 0, 0)
-            }),
+            ("payload-version", |request| request.payload_version = SemanticVersion::new(0, 0, 0)),
             ("component-name", |request| request.component_name.clear()),
             ("payload-uri", |request| request.payload_uri.clear()),
         ];

@@ -172,7 +172,10 @@ impl ConfigStore {
         let fingerprint: [u8; 32] =
             fingerprint_item.value.as_slice().try_into().map_err(|_| StoreError::InvalidItem {
                 key: keys::UPDATE_AUTH_CERT.to_string(),
-                reason: format!("expected a 32-byte fingerprint, found {} bytes", fingerprint_item.value.len()),
+                reason: format!(
+                    "expected a 32-byte fingerprint, found {} bytes",
+                    fingerprint_item.value.len()
+                ),
             })?;
         let certificate = self.get(&fingerprint).ok_or_else(|| StoreError::MissingItem {
             key: format!("certificate with fingerprint {}", hex::encode(fingerprint)),
@@ -191,7 +194,11 @@ impl ConfigStore {
     pub fn set_update_certificate(&mut self, certificate_der: &[u8]) {
         let fingerprint: [u8; 32] = Sha256::digest(certificate_der).into();
         self.set(StoreItem::binary(keys::UPDATE_AUTH_CERT, &fingerprint));
-        self.set(StoreItem { key: fingerprint.to_vec(), kind: ItemKind::Binary, value: certificate_der.to_vec() });
+        self.set(StoreItem {
+            key: fingerprint.to_vec(),
+            kind: ItemKind::Binary,
+            value: certificate_der.to_vec(),
+        });
     }
 
     fn require(&self, key: &str) -> Result<&StoreItem, StoreError> {
@@ -204,8 +211,10 @@ impl ConfigStore {
         let mut bytes = Vec::with_capacity(256);
         bytes.extend_from_slice(&STORE_MAGIC);
         bytes.extend_from_slice(&STORE_FORMAT_VERSION.to_le_bytes());
-        let item_count = u16::try_from(self.items.len())
-            .map_err(|_| StoreError::ItemTooLong { key: "item count".to_string(), length_bytes: self.items.len() })?;
+        let item_count = u16::try_from(self.items.len()).map_err(|_| StoreError::ItemTooLong {
+            key: "item count".to_string(),
+            length_bytes: self.items.len(),
+        })?;
         bytes.extend_from_slice(&item_count.to_le_bytes());
         // Total length is patched in once known.
         bytes.extend_from_slice(&[0; 4]);
@@ -217,8 +226,10 @@ impl ConfigStore {
                 return Err(StoreError::DuplicateKey { key: key_name });
             }
             seen_keys.push(&item.key);
-            let key_length = u16::try_from(item.key.len())
-                .map_err(|_| StoreError::ItemTooLong { key: key_name.clone(), length_bytes: item.key.len() })?;
+            let key_length = u16::try_from(item.key.len()).map_err(|_| StoreError::ItemTooLong {
+                key: key_name.clone(),
+                length_bytes: item.key.len(),
+            })?;
             let value_length = u32::try_from(item.value.len())
                 .map_err(|_| StoreError::ItemTooLong { key: key_name, length_bytes: item.value.len() })?;
             bytes.extend_from_slice(&key_length.to_le_bytes());
@@ -231,8 +242,10 @@ impl ConfigStore {
             }
         }
         let total_length = bytes.len() + STORE_DIGEST_SIZE_BYTES;
-        let total_length_field = u32::try_from(total_length)
-            .map_err(|_| StoreError::TooLarge { needed_bytes: total_length, available_bytes: layout.capacity_bytes })?;
+        let total_length_field = u32::try_from(total_length).map_err(|_| StoreError::TooLarge {
+            needed_bytes: total_length,
+            available_bytes: layout.capacity_bytes,
+        })?;
         bytes[8..12].copy_from_slice(&total_length_field.to_le_bytes());
         let digest = store_digest(&bytes, chip_uid);
         bytes.extend_from_slice(&digest);
@@ -241,7 +254,10 @@ impl ConfigStore {
             bytes.push(layout.erased_value);
         }
         if bytes.len() > layout.capacity_bytes {
-            return Err(StoreError::TooLarge { needed_bytes: bytes.len(), available_bytes: layout.capacity_bytes });
+            return Err(StoreError::TooLarge {
+                needed_bytes: bytes.len(),
+                available_bytes: layout.capacity_bytes,
+            });
         }
         Ok(bytes)
     }
@@ -250,7 +266,10 @@ impl ConfigStore {
     /// and checks its digest against `chip_uid`.
     pub fn decode(bytes: &[u8], chip_uid: &[u8]) -> Result<ConfigStore, StoreError> {
         if bytes.len() < STORE_HEADER_SIZE_BYTES {
-            return Err(StoreError::Malformed { offset: bytes.len(), reason: "shorter than the store header" });
+            return Err(StoreError::Malformed {
+                offset: bytes.len(),
+                reason: "shorter than the store header",
+            });
         }
         if bytes[0..4] != STORE_MAGIC {
             return Err(StoreError::BadMagic { found: bytes[0..4].to_vec() });
@@ -285,7 +304,8 @@ impl ConfigStore {
             };
             let value_length = read_u32(bytes, offset + 4) as usize;
             let body_start = offset + 8;
-            let body_length = key_length.checked_add(value_length).filter(|length| *length <= digest_offset - body_start);
+            let body_length =
+                key_length.checked_add(value_length).filter(|length| *length <= digest_offset - body_start);
             let Some(body_length) = body_length else {
                 return Err(StoreError::Malformed { offset, reason: "item runs past the digest" });
             };
@@ -298,7 +318,10 @@ impl ConfigStore {
             offset = (body_start + body_length).next_multiple_of(ITEM_ALIGNMENT_BYTES);
         }
         if offset != digest_offset {
-            return Err(StoreError::Malformed { offset, reason: "bytes between the last item and the digest" });
+            return Err(StoreError::Malformed {
+                offset,
+                reason: "bytes between the last item and the digest",
+            });
         }
         Ok(store)
     }
@@ -332,7 +355,8 @@ fn read_u32(bytes: &[u8], offset: usize) -> u32 {
 mod tests {
     use super::*;
 
-    const LAYOUT: StoreLayout = StoreLayout { capacity_bytes: 4096, write_alignment_bytes: 8, erased_value: 0xFF };
+    const LAYOUT: StoreLayout =
+        StoreLayout { capacity_bytes: 4096, write_alignment_bytes: 8, erased_value: 0xFF };
     const CHIP_UID: &[u8] = &[0x10, 0x20, 0x30, 0x40, 0x50, 0x60, 0x70, 0x80];
 
     fn sample_store() -> ConfigStore {

@@ -7,8 +7,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use imprint::identity::{
-    ChipUid, IdentityError, check_vendor_domain, class_id_from_model, device_id_from_chip_uid,
-    parse_uuid, vendor_id_from_domain,
+    ChipUid, IdentityError, check_vendor_domain, class_id_from_model, device_id_from_chip_uid, parse_uuid,
+    vendor_id_from_domain,
 };
 use serde_json::Value;
 use uuid::Uuid;
@@ -21,9 +21,7 @@ fn check(what: &str, computed: Uuid, expected: &str) {
 }
 
 fn text<'a>(entry: &'a Value, key: &str) -> &'a str {
-    entry[key]
-        .as_str()
-        .unwrap_or_else(|| panic!("vector {entry} has no string field {key:?}"))
+    entry[key].as_str().unwrap_or_else(|| panic!("vector {entry} has no string field {key:?}"))
 }
 
 fn load_vectors() -> Value {
@@ -33,9 +31,7 @@ fn load_vectors() -> Value {
 }
 
 fn section<'a>(vectors: &'a Value, name: &str) -> &'a Vec<Value> {
-    let entries = vectors[name]
-        .as_array()
-        .unwrap_or_else(|| panic!("vectors have no array {name:?}"));
+    let entries = vectors[name].as_array().unwrap_or_else(|| panic!("vectors have no array {name:?}"));
     assert!(!entries.is_empty(), "vector section {name:?} is empty");
     entries
 }
@@ -45,11 +41,7 @@ fn derivations_match_committed_python_uuid5_vectors() {
     let vectors = load_vectors();
     for entry in section(&vectors, "vendor") {
         let domain = text(entry, "domain");
-        check(
-            &format!("vendor id of {domain:?}"),
-            vendor_id_from_domain(domain),
-            text(entry, "vendor_id"),
-        );
+        check(&format!("vendor id of {domain:?}"), vendor_id_from_domain(domain), text(entry, "vendor_id"));
     }
     for entry in section(&vectors, "class") {
         let vendor_id = parse_uuid(text(entry, "vendor_id"), "vendor_id").unwrap();
@@ -78,11 +70,7 @@ fn derivations_match_manifest_tool_vectors() {
         let domain = text(entry, "domain");
         let model_name = text(entry, "model_name");
         let vendor_id = vendor_id_from_domain(domain);
-        check(
-            &format!("manifest-tool vendor id of {domain:?}"),
-            vendor_id,
-            text(entry, "vendor_id"),
-        );
+        check(&format!("manifest-tool vendor id of {domain:?}"), vendor_id, text(entry, "vendor_id"));
         check(
             &format!("manifest-tool class id of {domain:?}/{model_name:?}"),
             class_id_from_model(vendor_id, model_name),
@@ -104,16 +92,14 @@ fn derivations_match_manifest_tool_vectors() {
 /// mismatch (UTF-8 versus anything else) would show.
 fn random_names(random_bytes: &[u8], count: usize) -> Vec<String> {
     const ALPHABET: &[char] = &[
-        'a', 'b', 'z', 'A', 'Z', '0', '9', '-', '.', '_', ' ', '/', 'é', 'ü', 'ß', '✓', '日', '本',
-        '🚀', '\u{0}', '\n', '"', '\\',
+        'a', 'b', 'z', 'A', 'Z', '0', '9', '-', '.', '_', ' ', '/', 'é', 'ü', 'ß', '✓', '日', '本', '🚀',
+        '\u{0}', '\n', '"', '\\',
     ];
     let mut bytes = random_bytes.iter().copied().cycle();
     (0..count)
         .map(|_| {
             let length = usize::from(bytes.next().unwrap_or(0) % 40);
-            (0..length)
-                .map(|_| ALPHABET[usize::from(bytes.next().unwrap_or(0)) % ALPHABET.len()])
-                .collect()
+            (0..length).map(|_| ALPHABET[usize::from(bytes.next().unwrap_or(0)) % ALPHABET.len()]).collect()
         })
         .collect()
 }
@@ -168,16 +154,8 @@ json.dump(out, sys.stdout)
         let inputs = &cases[index];
         let computed_vendor_id = vendor_id_from_domain(&domains[index]);
         let computed_class_id = class_id_from_model(computed_vendor_id, &model_names[index]);
-        check(
-            &format!("vendor id for {inputs}"),
-            computed_vendor_id,
-            vendor_id,
-        );
-        check(
-            &format!("class id for {inputs}"),
-            computed_class_id,
-            class_id,
-        );
+        check(&format!("vendor id for {inputs}"), computed_vendor_id, vendor_id);
+        check(&format!("class id for {inputs}"), computed_class_id, class_id);
         check(
             &format!("device id for {inputs}"),
             device_id_from_chip_uid(computed_class_id, &chip_uids[index]),
@@ -195,11 +173,7 @@ fn parse_uuid_accepts_hyphenated_and_32_hex_digits_only() {
         "fa6b4a53d5ad5fdfbe9de663e4d41ffe",
         "FA6B4A53d5ad5fdfbe9de663e4d41ffe",
     ] {
-        assert_eq!(
-            parse_uuid(accepted, "vendor_id"),
-            Ok(expected),
-            "{accepted:?}"
-        );
+        assert_eq!(parse_uuid(accepted, "vendor_id"), Ok(expected), "{accepted:?}");
     }
     for refused in [
         "",
@@ -216,16 +190,10 @@ fn parse_uuid_accepts_hyphenated_and_32_hex_digits_only() {
         let error = parse_uuid(refused, "device.class_id").unwrap_err();
         assert_eq!(
             error,
-            IdentityError::MalformedUuid {
-                field: "device.class_id".to_string(),
-                text: refused.to_string()
-            }
+            IdentityError::MalformedUuid { field: "device.class_id".to_string(), text: refused.to_string() }
         );
         let message = error.to_string();
-        assert!(
-            message.starts_with("device.class_id: expected a uuid"),
-            "{message}"
-        );
+        assert!(message.starts_with("device.class_id: expected a uuid"), "{message}");
     }
 }
 
@@ -239,13 +207,7 @@ fn chip_uid_construction_and_hex() {
 
     for (length_bytes, bytes) in [(0, vec![]), (65, vec![1; 65])] {
         let error = ChipUid::new(bytes).unwrap_err();
-        assert_eq!(
-            error,
-            IdentityError::ChipUidLength {
-                length_bytes,
-                max_length_bytes: 64
-            }
-        );
+        assert_eq!(error, IdentityError::ChipUidLength { length_bytes, max_length_bytes: 64 });
         assert_eq!(
             error.to_string(),
             format!("chip unique id: expected 1 to 64 bytes, found {length_bytes}")
@@ -258,13 +220,7 @@ fn chip_uid_construction_and_hex() {
             "{malformed:?}: {error}"
         );
     }
-    assert!(matches!(
-        ChipUid::from_hex(""),
-        Err(IdentityError::ChipUidLength {
-            length_bytes: 0,
-            ..
-        })
-    ));
+    assert!(matches!(ChipUid::from_hex(""), Err(IdentityError::ChipUidLength { length_bytes: 0, .. })));
 }
 
 #[test]
@@ -284,10 +240,7 @@ fn device_ids_differ_across_classes_and_chips() {
     assert_eq!(ids[0].get_version_num(), 5);
     // The hex is hashed in lowercase whatever case it was read in.
     assert_eq!(
-        device_id_from_chip_uid(
-            class_a,
-            &ChipUid::from_hex("000102030405060708090A0B").unwrap()
-        ),
+        device_id_from_chip_uid(class_a, &ChipUid::from_hex("000102030405060708090A0B").unwrap()),
         ids[0]
     );
 }

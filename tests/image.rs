@@ -10,9 +10,7 @@ use imprint::image::{FirmwareImage, ImageError, ImageFormat, ImageSegment};
 use proptest::prelude::*;
 
 fn fixture_path(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data/image")
-        .join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/image").join(name)
 }
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -45,23 +43,13 @@ fn check(
     let result = FirmwareImage::from_bytes(bytes, format, base_address, &path);
     match (result, expected) {
         (Ok(image), Expected::Segments(expected_segments)) => {
-            let found: Vec<(u64, usize)> = image
-                .segments
-                .iter()
-                .map(|segment| (segment.address, segment.data.len()))
-                .collect();
-            let wanted: Vec<(u64, usize)> = expected_segments
-                .iter()
-                .map(|(address, data)| (*address, data.len()))
-                .collect();
+            let found: Vec<(u64, usize)> =
+                image.segments.iter().map(|segment| (segment.address, segment.data.len())).collect();
+            let wanted: Vec<(u64, usize)> =
+                expected_segments.iter().map(|(address, data)| (*address, data.len())).collect();
             assert_eq!(found, wanted, "{name}: segment addresses and sizes");
             for (segment, (address, data)) in image.segments.iter().zip(&expected_segments) {
-                if let Some(offset) = segment
-                    .data
-                    .iter()
-                    .zip(data.iter())
-                    .position(|(a, b)| a != b)
-                {
+                if let Some(offset) = segment.data.iter().zip(data.iter()).position(|(a, b)| a != b) {
                     panic!(
                         "{name}: segment at {address:#x} differs at {:#x}: found {:#04x}, expected {:#04x}",
                         address + offset as u64,
@@ -76,15 +64,9 @@ fn check(
         }
         (Err(error), Expected::Error(is_expected_variant, fragments)) => {
             let message = error.to_string();
-            assert!(
-                is_expected_variant(&error),
-                "{name}: unexpected error {error:?}"
-            );
+            assert!(is_expected_variant(&error), "{name}: unexpected error {error:?}");
             for fragment in fragments {
-                assert!(
-                    message.contains(fragment),
-                    "{name}: message {message:?} lacks {fragment:?}"
-                );
+                assert!(message.contains(fragment), "{name}: message {message:?} lacks {fragment:?}");
             }
             assert!(
                 message.contains(&path.display().to_string()),
@@ -107,11 +89,7 @@ fn readelf_loads(readelf_output: &str) -> Vec<(u64, usize, usize)> {
         .map(|line| {
             let columns: Vec<&str> = line.split_whitespace().collect();
             // Type Offset VirtAddr PhysAddr FileSiz MemSiz Flg Align
-            (
-                number(columns[3]),
-                number(columns[1]) as usize,
-                number(columns[4]) as usize,
-            )
+            (number(columns[3]), number(columns[1]) as usize, number(columns[4]) as usize)
         })
         .filter(|&(_, _, file_size)| file_size > 0)
         .collect()
@@ -140,13 +118,7 @@ fn intel_hex_from_gnu_objcopy_and_srec_cat_holds_the_binary() {
         // Extended segment address (02) + start segment address (03) records.
         ("known_segment_0x1F800.hex", 0x1_f800),
     ] {
-        check(
-            name,
-            &fixture(name),
-            ImageFormat::IntelHex,
-            None,
-            Expected::Segments(vec![(address, &known)]),
-        );
+        check(name, &fixture(name), ImageFormat::IntelHex, None, Expected::Segments(vec![(address, &known)]));
     }
 }
 
@@ -158,41 +130,23 @@ fn arm_elf_loads_at_physical_addresses_like_objcopy_binary() {
     // address in RAM, and a PT_LOAD without file bytes that must be skipped.
     assert_eq!(loads.len(), 2);
     assert!(fixture_text("fw.readelf.txt").contains("0x20000000 0x08000060"));
-    let expected: Vec<(u64, &[u8])> = loads
-        .iter()
-        .map(|&(address, offset, size)| (address, &elf[offset..offset + size]))
-        .collect();
-    let image = check(
-        "fw.elf",
-        &elf,
-        ImageFormat::Elf,
-        None,
-        Expected::Segments(expected),
-    )
-    .unwrap();
+    let expected: Vec<(u64, &[u8])> =
+        loads.iter().map(|&(address, offset, size)| (address, &elf[offset..offset + size])).collect();
+    let image = check("fw.elf", &elf, ImageFormat::Elf, None, Expected::Segments(expected)).unwrap();
 
     // What arm-none-eabi-objcopy -O binary says flash should hold: our segments at their
     // offsets from the start, and nothing but its zero fill in between.
     let flash = fixture("fw.bin");
     assert_eq!(image.start_address(), 0x0800_0000);
-    assert_eq!(
-        image.end_address() - image.start_address(),
-        flash.len() as u64
-    );
+    assert_eq!(image.end_address() - image.start_address(), flash.len() as u64);
     let mut covered = vec![false; flash.len()];
     for segment in &image.segments {
         let offset = (segment.address - image.start_address()) as usize;
-        assert_eq!(
-            &flash[offset..offset + segment.data.len()],
-            &segment.data[..]
-        );
+        assert_eq!(&flash[offset..offset + segment.data.len()], &segment.data[..]);
         covered[offset..offset + segment.data.len()].fill(true);
     }
     for (offset, byte) in flash.iter().enumerate() {
-        assert!(
-            covered[offset] || *byte == 0,
-            "gap byte at offset {offset:#x} is {byte:#04x}"
-        );
+        assert!(covered[offset] || *byte == 0, "gap byte at offset {offset:#x} is {byte:#04x}");
     }
     assert_eq!(image.size_bytes(), 0x5c + 0x18);
 }
@@ -202,17 +156,9 @@ fn elf64_loads_like_readelf_says() {
     let elf = fixture("host_x86_64.elf");
     let loads = readelf_loads(&fixture_text("host_x86_64.readelf.txt"));
     assert_eq!(loads.len(), 4);
-    let expected: Vec<(u64, &[u8])> = loads
-        .iter()
-        .map(|&(address, offset, size)| (address, &elf[offset..offset + size]))
-        .collect();
-    check(
-        "host_x86_64.elf",
-        &elf,
-        ImageFormat::Elf,
-        None,
-        Expected::Segments(expected),
-    );
+    let expected: Vec<(u64, &[u8])> =
+        loads.iter().map(|&(address, offset, size)| (address, &elf[offset..offset + size])).collect();
+    check("host_x86_64.elf", &elf, ImageFormat::Elf, None, Expected::Segments(expected));
 }
 
 #[test]
@@ -223,10 +169,7 @@ fn digests_match_sha256sum_and_python() {
         let base_address = (format == ImageFormat::Bin).then_some(0x0800_0000);
         let loaded = FirmwareImage::load(&fixture_path(name), format, base_address);
         if name == "fw_overlap.elf" {
-            assert!(matches!(
-                loaded,
-                Err(ImageError::OverlappingSegments { .. })
-            ));
+            assert!(matches!(loaded, Err(ImageError::OverlappingSegments { .. })));
             continue;
         }
         let image = loaded.unwrap_or_else(|error| panic!("{name}: {error}"));
@@ -236,18 +179,9 @@ fn digests_match_sha256sum_and_python() {
 
     // Independent content digests from tests/data/image/README.md; the HEX holds the same
     // content as the raw binary, so it has the same content digest though not the same file.
-    let bin = FirmwareImage::load(
-        &fixture_path("known.bin"),
-        ImageFormat::Bin,
-        Some(0x0800_0000),
-    )
-    .unwrap();
-    let hex = FirmwareImage::load(
-        &fixture_path("known_0x08000000.hex"),
-        ImageFormat::IntelHex,
-        None,
-    )
-    .unwrap();
+    let bin = FirmwareImage::load(&fixture_path("known.bin"), ImageFormat::Bin, Some(0x0800_0000)).unwrap();
+    let hex =
+        FirmwareImage::load(&fixture_path("known_0x08000000.hex"), ImageFormat::IntelHex, None).unwrap();
     let known_content = "6634722c37290876e16aad0cee01ced1e134709494f0df8fe6c1a7c4c05663c8";
     assert_eq!(hex::encode(bin.content_sha256()), known_content);
     assert_eq!(hex::encode(hex.content_sha256()), known_content);
@@ -360,12 +294,7 @@ fn intel_hex_errors_name_the_line_and_what_was_wrong() {
             |error| {
                 matches!(
                     error,
-                    ImageError::HexChecksum {
-                        line: 3,
-                        expected_checksum: 0x68,
-                        found_checksum: 0x00,
-                        ..
-                    }
+                    ImageError::HexChecksum { line: 3, expected_checksum: 0x68, found_checksum: 0x00, .. }
                 )
             },
             &["line 3", "expected 0x68", "found 0x00"],
@@ -380,15 +309,7 @@ fn intel_hex_errors_name_the_line_and_what_was_wrong() {
         ImageFormat::IntelHex,
         None,
         Expected::Error(
-            |error| {
-                matches!(
-                    error,
-                    ImageError::HexMissingEndOfFile {
-                        line_count: 258,
-                        ..
-                    }
-                )
-            },
+            |error| matches!(error, ImageError::HexMissingEndOfFile { line_count: 258, .. }),
             &["truncated intel hex", "expected an end-of-file record"],
         ),
     );
@@ -404,8 +325,7 @@ fn intel_hex_errors_name_the_line_and_what_was_wrong() {
             |error| {
                 matches!(
                     error,
-                    ImageError::HexRecord { line: 100, .. }
-                        | ImageError::HexChecksum { line: 100, .. }
+                    ImageError::HexRecord { line: 100, .. } | ImageError::HexChecksum { line: 100, .. }
                 )
             },
             &["line 100"],
@@ -436,25 +356,10 @@ fn intel_hex_errors_name_the_line_and_what_was_wrong() {
     );
 
     for (name, text, line, fragment) in [
-        (
-            "unknown record type",
-            ":00000006FA\n:00000001FF\n",
-            1,
-            "expected record type 00 to 05, found 06",
-        ),
-        (
-            "no start code",
-            "\n\n00000001FF\n",
-            3,
-            "expected a record starting with ':'",
-        ),
+        ("unknown record type", ":00000006FA\n:00000001FF\n", 1, "expected record type 00 to 05, found 06"),
+        ("no start code", "\n\n00000001FF\n", 3, "expected a record starting with ':'"),
         ("not hex", ":0000000GFF\n", 1, "expected only hex digits"),
-        (
-            "odd length",
-            ":00000001FF0\n",
-            1,
-            "even number of hex digits",
-        ),
+        ("odd length", ":00000001FF0\n", 1, "even number of hex digits"),
         (
             "record after end",
             ":00000001FF\n:00000001FF\n",
@@ -473,12 +378,7 @@ fn intel_hex_errors_name_the_line_and_what_was_wrong() {
             1,
             "byte count field says 2 data bytes, but the record carries 1",
         ),
-        (
-            "non-ascii",
-            ":00000001FF\u{e9}\n",
-            1,
-            "expected ascii text, found byte 0xc3",
-        ),
+        ("non-ascii", ":00000001FF\u{e9}\n", 1, "expected ascii text, found byte 0xc3"),
         // 16 bytes at 0xFFFFFFF8 would run past 4 GiB.
         (
             "past 4 GiB",
@@ -507,10 +407,7 @@ fn intel_hex_segment_offsets_wrap_inside_the_segment() {
     let data: Vec<u8> = (0..16).collect();
     let text = ihex::create_object_file_representation(&[
         ihex::Record::ExtendedSegmentAddress(0x1000),
-        ihex::Record::Data {
-            offset: 0xfff8,
-            value: data.clone(),
-        },
+        ihex::Record::Data { offset: 0xfff8, value: data.clone() },
         ihex::Record::EndOfFile,
     ])
     .unwrap();
@@ -526,8 +423,7 @@ fn intel_hex_segment_offsets_wrap_inside_the_segment() {
 #[test]
 fn base_address_rules_and_empty_images() {
     let known = fixture("known.bin");
-    let is_missing_base =
-        |error: &ImageError| matches!(error, ImageError::MissingBaseAddress { .. });
+    let is_missing_base = |error: &ImageError| matches!(error, ImageError::MissingBaseAddress { .. });
     check(
         "known.bin",
         &known,
@@ -535,37 +431,22 @@ fn base_address_rules_and_empty_images() {
         None,
         Expected::Error(is_missing_base, &["needs a base address"]),
     );
-    for (format, bytes) in [
-        (ImageFormat::Elf, fixture("fw.elf")),
-        (ImageFormat::IntelHex, fixture("known_0x08000000.hex")),
-    ] {
+    for (format, bytes) in
+        [(ImageFormat::Elf, fixture("fw.elf")), (ImageFormat::IntelHex, fixture("known_0x08000000.hex"))]
+    {
         check(
             "with a base address",
             &bytes,
             format,
             Some(0x1000),
             Expected::Error(
-                |error| {
-                    matches!(
-                        error,
-                        ImageError::UnexpectedBaseAddress {
-                            base_address: 0x1000,
-                            ..
-                        }
-                    )
-                },
+                |error| matches!(error, ImageError::UnexpectedBaseAddress { base_address: 0x1000, .. }),
                 &["base address (0x00001000) was given", "expected none"],
             ),
         );
     }
     let is_empty = |error: &ImageError| matches!(error, ImageError::Empty { .. });
-    check(
-        "empty.bin",
-        b"",
-        ImageFormat::Bin,
-        Some(0),
-        Expected::Error(is_empty, &["no loadable data"]),
-    );
+    check("empty.bin", b"", ImageFormat::Bin, Some(0), Expected::Error(is_empty, &["no loadable data"]));
     check(
         "only-end.hex",
         b":00000001FF\r\n",
@@ -587,25 +468,15 @@ fn base_address_rules_and_empty_images() {
     let missing = fixture_path("does-not-exist.bin");
     let error = FirmwareImage::load(&missing, ImageFormat::Bin, Some(0)).unwrap_err();
     assert!(matches!(error, ImageError::Io { .. }), "{error:?}");
-    assert!(
-        error.to_string().contains(&missing.display().to_string()),
-        "{error}"
-    );
+    assert!(error.to_string().contains(&missing.display().to_string()), "{error}");
 }
 
 #[test]
 fn check_inside_names_the_first_byte_outside() {
-    let hex = FirmwareImage::load(
-        &fixture_path("known_0x08000000.hex"),
-        ImageFormat::IntelHex,
-        None,
-    )
-    .unwrap();
+    let hex =
+        FirmwareImage::load(&fixture_path("known_0x08000000.hex"), ImageFormat::IntelHex, None).unwrap();
     let elf = FirmwareImage::load(&fixture_path("fw.elf"), ImageFormat::Elf, None).unwrap();
-    assert_eq!(
-        (hex.start_address(), hex.end_address(), hex.size_bytes()),
-        (0x0800_0000, 0x0800_1000, 4096)
-    );
+    assert_eq!((hex.start_address(), hex.end_address(), hex.size_bytes()), (0x0800_0000, 0x0800_1000, 4096));
     for (image, region_start, region_size, first_outside) in [
         (&hex, 0x0800_0000, 0x1000, None),
         (&hex, 0x0700_0000, u64::MAX - 0x0700_0000, None),
@@ -622,33 +493,19 @@ fn check_inside_names_the_first_byte_outside() {
         match (result, first_outside) {
             (Ok(()), None) => {}
             (
-                Err(ImageError::OutsideRegion {
-                    address,
-                    region_start: start,
-                    region_end,
-                    ..
-                }),
+                Err(ImageError::OutsideRegion { address, region_start: start, region_end, .. }),
                 Some(expected),
             ) => {
                 assert_eq!(address, expected);
-                assert_eq!(
-                    (start, region_end),
-                    (region_start, region_start + region_size)
-                );
+                assert_eq!((start, region_end), (region_start, region_start + region_size));
             }
             (result, expected) => panic!(
                 "region {region_start:#x}+{region_size:#x}: got {result:?}, expected first outside {expected:?}"
             ),
         }
     }
-    let message = hex
-        .check_inside(0x0800_0000, 0x800)
-        .unwrap_err()
-        .to_string();
-    assert!(
-        message.contains("0x08000800 lies outside the region [0x08000000, 0x08000800)"),
-        "{message}"
-    );
+    let message = hex.check_inside(0x0800_0000, 0x800).unwrap_err().to_string();
+    assert!(message.contains("0x08000800 lies outside the region [0x08000000, 0x08000800)"), "{message}");
 }
 
 #[test]
@@ -666,11 +523,9 @@ fn formats_by_extension_and_by_name() {
     ] {
         assert_eq!(ImageFormat::from_path(Path::new(name)), expected, "{name}");
     }
-    for (format, name) in [
-        (ImageFormat::Elf, "\"elf\""),
-        (ImageFormat::IntelHex, "\"hex\""),
-        (ImageFormat::Bin, "\"bin\""),
-    ] {
+    for (format, name) in
+        [(ImageFormat::Elf, "\"elf\""), (ImageFormat::IntelHex, "\"hex\""), (ImageFormat::Bin, "\"bin\"")]
+    {
         assert_eq!(serde_json::to_string(&format).unwrap(), name);
         assert_eq!(serde_json::from_str::<ImageFormat>(name).unwrap(), format);
     }
@@ -709,10 +564,7 @@ fn write_intel_hex(segments: &[(u64, Vec<u8>)], record_size_bytes: usize) -> Str
 fn segments_strategy() -> impl Strategy<Value = Vec<(u64, Vec<u8>)>> {
     (
         0u64..0xf000_0000,
-        prop::collection::vec(
-            (0u64..0x3_0000, prop::collection::vec(any::<u8>(), 1..300)),
-            1..6,
-        ),
+        prop::collection::vec((0u64..0x3_0000, prop::collection::vec(any::<u8>(), 1..300)), 1..6),
     )
         .prop_map(|(base, gaps_and_data)| {
             let mut address = base;
@@ -735,9 +587,7 @@ fn merged(mut segments: Vec<(u64, Vec<u8>)>) -> Vec<ImageSegment> {
     let mut result: Vec<ImageSegment> = Vec::new();
     for (address, data) in segments {
         match result.last_mut() {
-            Some(last) if last.address + last.data.len() as u64 == address => {
-                last.data.extend(data)
-            }
+            Some(last) if last.address + last.data.len() as u64 == address => last.data.extend(data),
             _ => result.push(ImageSegment { address, data }),
         }
     }
@@ -762,19 +612,10 @@ static HEX_TEXT: LazyLock<Vec<u8>> = LazyLock::new(|| fixture("known_segment_0x1
 
 /// Overwrites a few bytes (positions biased to the start, where the headers are) and maybe
 /// truncates.
-fn mutate(
-    original: &[u8],
-    edits: &[(usize, u8)],
-    keep_length: Option<usize>,
-    head_bytes: usize,
-) -> Vec<u8> {
+fn mutate(original: &[u8], edits: &[(usize, u8)], keep_length: Option<usize>, head_bytes: usize) -> Vec<u8> {
     let mut bytes = original.to_vec();
     for &(position, value) in edits {
-        let limit = if position % 2 == 0 {
-            head_bytes.min(bytes.len())
-        } else {
-            bytes.len()
-        };
+        let limit = if position % 2 == 0 { head_bytes.min(bytes.len()) } else { bytes.len() };
         let index = position % limit;
         bytes[index] = value;
     }

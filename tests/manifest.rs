@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use imprint::manifest::{
-    DecodedManifest, ManifestError, ManifestRequest, PayloadFormat, SemanticVersion,
-    create_manifest, decode_manifest, verify_manifest,
+    DecodedManifest, ManifestError, ManifestRequest, PayloadFormat, SemanticVersion, create_manifest,
+    decode_manifest, verify_manifest,
 };
 use imprint::trust::{Certificate, Signer, SoftwareSigner};
 use p256::ecdsa::{SigningKey, VerifyingKey};
@@ -22,9 +22,7 @@ use sha2::{Digest, Sha256};
 // Helpers
 
 fn fixture_path(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data/manifest")
-        .join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/manifest").join(name)
 }
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -40,16 +38,12 @@ fn fixture_text(name: &str) -> String {
 fn fixture_signer() -> SoftwareSigner {
     let secret_key =
         p256::SecretKey::from_sec1_pem(&fixture_text("dev.key.pem")).expect("dev.key.pem parses");
-    SoftwareSigner::new(
-        SigningKey::from(&secret_key),
-        "tests/data/manifest/dev.key.pem",
-    )
+    SoftwareSigner::new(SigningKey::from(&secret_key), "tests/data/manifest/dev.key.pem")
 }
 
 /// A public key extracted from a certificate by `openssl x509 -pubkey` (see make-fixtures.sh).
 fn fixture_public_key(name: &str) -> VerifyingKey {
-    let public_key =
-        p256::PublicKey::from_public_key_pem(&fixture_text(name)).expect("public key parses");
+    let public_key = p256::PublicKey::from_public_key_pem(&fixture_text(name)).expect("public key parses");
     VerifyingKey::from(&public_key)
 }
 
@@ -67,9 +61,7 @@ fn manifest_tool_dump(output: &str) -> BTreeMap<String, String> {
     let start = output
         .find("----- Manifest dump start -----")
         .unwrap_or_else(|| panic!("no manifest dump in manifest-tool output:\n{output}"));
-    let end = output
-        .find("----- Manifest dump end -----")
-        .expect("dump end marker");
+    let end = output.find("----- Manifest dump end -----").expect("dump end marker");
     let mut fields = BTreeMap::new();
     let mut parents: Vec<(usize, String)> = Vec::new();
     for line in output[start..end].lines().skip(1) {
@@ -77,10 +69,8 @@ fn manifest_tool_dump(output: &str) -> BTreeMap<String, String> {
             continue;
         }
         let indent = line.len() - line.trim_start().len();
-        let (key, value) = line
-            .trim_start()
-            .split_once(':')
-            .unwrap_or_else(|| panic!("unexpected dump line {line:?}"));
+        let (key, value) =
+            line.trim_start().split_once(':').unwrap_or_else(|| panic!("unexpected dump line {line:?}"));
         parents.retain(|(parent_indent, _)| *parent_indent < indent);
         let mut path: Vec<String> = parents.iter().map(|(_, name)| name.clone()).collect();
         path.push(key.to_string());
@@ -110,9 +100,7 @@ fn dump_bytes_match(bytes: &[u8], printed: &str) -> bool {
 fn check_against_dump(decoded: &DecodedManifest, dump: &BTreeMap<String, String>) {
     let mut remaining = dump.clone();
     let mut take = |key: &str| {
-        remaining
-            .remove(key)
-            .unwrap_or_else(|| panic!("manifest-tool printed no {key}: {dump:?}"))
+        remaining.remove(key).unwrap_or_else(|| panic!("manifest-tool printed no {key}: {dump:?}"))
     };
     let check_bytes = |key: &str, bytes: &[u8], printed: String| {
         assert!(
@@ -124,60 +112,30 @@ fn check_against_dump(decoded: &DecodedManifest, dump: &BTreeMap<String, String>
     assert_eq!(take("manifest-version"), "3");
     check_bytes("vendor-id", &decoded.vendor_id, take("manifest.vendor-id"));
     check_bytes("class-id", &decoded.class_id, take("manifest.class-id"));
-    assert_eq!(
-        take("manifest.update-priority"),
-        decoded.update_priority.to_string()
-    );
+    assert_eq!(take("manifest.update-priority"), decoded.update_priority.to_string());
     assert_eq!(take("manifest.component-name"), decoded.component_name);
-    assert_eq!(
-        take("manifest.payload-version"),
-        decoded.payload_version.to_string()
-    );
-    check_bytes(
-        "payload-digest",
-        &decoded.payload_digest,
-        take("manifest.payload-digest"),
-    );
-    assert_eq!(
-        take("manifest.payload-size"),
-        decoded.payload_size.to_string()
-    );
+    assert_eq!(take("manifest.payload-version"), decoded.payload_version.to_string());
+    check_bytes("payload-digest", &decoded.payload_digest, take("manifest.payload-digest"));
+    assert_eq!(take("manifest.payload-size"), decoded.payload_size.to_string());
     assert_eq!(take("manifest.payload-uri"), decoded.payload_uri);
-    assert_eq!(
-        take("manifest.payload-format"),
-        decoded.payload_format.schema_value().to_string()
-    );
-    check_bytes(
-        "installed-signature",
-        &decoded.installed_signature,
-        take("manifest.installed-signature"),
-    );
+    assert_eq!(take("manifest.payload-format"), decoded.payload_format.schema_value().to_string());
+    check_bytes("installed-signature", &decoded.installed_signature, take("manifest.installed-signature"));
     if let Some(vendor_data) = &decoded.vendor_data {
         check_bytes("vendor-data", vendor_data, take("manifest.vendor-data"));
     }
     if let Some(metadata) = &decoded.payload_metadata {
-        assert_eq!(
-            take("manifest.payload-metadata.installed-size"),
-            metadata.installed_size.to_string()
-        );
+        assert_eq!(take("manifest.payload-metadata.installed-size"), metadata.installed_size.to_string());
         check_bytes(
             "installed-digest",
             &metadata.installed_digest,
             take("manifest.payload-metadata.installed-digest"),
         );
         if let Some(precursor) = &metadata.precursor_digest {
-            check_bytes(
-                "precursor-digest",
-                precursor,
-                take("manifest.payload-metadata.precursor-digest"),
-            );
+            check_bytes("precursor-digest", precursor, take("manifest.payload-metadata.precursor-digest"));
         }
     }
     check_bytes("signature", &decoded.signature, take("signature"));
-    assert!(
-        remaining.is_empty(),
-        "manifest-tool printed fields Imprint did not decode: {remaining:?}"
-    );
+    assert!(remaining.is_empty(), "manifest-tool printed fields Imprint did not decode: {remaining:?}");
 }
 
 /// Flips every bit of `der` in turn; each flipped copy must fail to decode or to verify.
@@ -204,9 +162,7 @@ fn check_every_bit_flip_fails(der: &[u8], key: &VerifyingKey) {
 }
 
 fn run(command: &mut Command) -> Output {
-    command
-        .output()
-        .unwrap_or_else(|error| panic!("running {command:?}: {error}"))
+    command.output().unwrap_or_else(|error| panic!("running {command:?}: {error}"))
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -228,14 +184,8 @@ fn check_fixture(manifest_name: &str, payload_name: Option<&str>) -> DecodedMani
         .unwrap_or_else(|error| panic!("{manifest_name}: {error}"));
     let dump = manifest_tool_dump(&fixture_text(&format!("{manifest_name}.parse.txt")));
     check_against_dump(&decoded, &dump);
-    assert_eq!(
-        decoded.vendor_uuid().to_string(),
-        "3e6e5c2a-9c8b-4f0f-a1d2-b3c4d5e6f708"
-    );
-    assert_eq!(
-        decoded.class_uuid().to_string(),
-        "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
-    );
+    assert_eq!(decoded.vendor_uuid().to_string(), "3e6e5c2a-9c8b-4f0f-a1d2-b3c4d5e6f708");
+    assert_eq!(decoded.class_uuid().to_string(), "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0");
     if let Some(payload_name) = payload_name {
         decoded
             .check_payload(&fixture(payload_name))
@@ -255,10 +205,7 @@ fn fixture_raw_signed_with_vendor_data() {
     assert_eq!(decoded.update_priority, 7);
     assert_eq!(decoded.payload_version, SemanticVersion::new(1, 2, 3));
     assert_eq!(decoded.installed_signature.len(), 64);
-    assert_eq!(
-        decoded.vendor_data.as_deref(),
-        Some(fixture("vendor-data.bin").as_slice())
-    );
+    assert_eq!(decoded.vendor_data.as_deref(), Some(fixture("vendor-data.bin").as_slice()));
     assert!(decoded.payload_metadata.is_none());
 }
 
@@ -278,10 +225,7 @@ fn fixture_patch_signs_the_installed_digest() {
     let metadata = decoded.payload_metadata.as_ref().expect("metadata");
     let installed = fixture("payload.bin");
     assert_eq!(metadata.installed_size, installed.len() as u64);
-    assert_eq!(
-        metadata.installed_digest,
-        Sha256::digest(&installed).to_vec()
-    );
+    assert_eq!(metadata.installed_digest, Sha256::digest(&installed).to_vec());
     assert_eq!(
         metadata.precursor_digest.as_deref(),
         Some(Sha256::digest(fixture("previous.bin")).as_slice())
@@ -304,11 +248,7 @@ fn patch_installed_signature_covers_the_installed_digest() {
     // manifest-tool signed the patch's installed-digest, not its payload-digest (the delta's):
     // verify_manifest passing on this fixture therefore shows it picked installed-digest.
     let patch = decode_manifest(&fixture("patch-signed.manifest")).expect("decodes");
-    let installed_digest = &patch
-        .payload_metadata
-        .as_ref()
-        .expect("metadata")
-        .installed_digest;
+    let installed_digest = &patch.payload_metadata.as_ref().expect("metadata").installed_digest;
     assert_ne!(&patch.payload_digest, installed_digest);
     let key = fixture_public_key("dev.pub.pem");
     let installed_signature =
@@ -316,10 +256,7 @@ fn patch_installed_signature_covers_the_installed_digest() {
     use p256::ecdsa::signature::hazmat::PrehashVerifier;
     key.verify_prehash(installed_digest, &installed_signature)
         .expect("manifest-tool signed the installed digest");
-    assert!(
-        key.verify_prehash(&patch.payload_digest, &installed_signature)
-            .is_err()
-    );
+    assert!(key.verify_prehash(&patch.payload_digest, &installed_signature).is_err());
     verify_manifest(&fixture("patch-signed.manifest"), &key).expect("verifies");
 }
 
@@ -328,21 +265,10 @@ fn encrypted_raw_image_signature_is_refused_like_manifest_tool_refuses_it() {
     // manifest-tool 2.6.2 signs the plain image's digest but checks payload-digest (the
     // encrypted one) for every format but arm-patch-stream; its recorded verdict is the oracle.
     let recorded = fixture_text("encrypted-raw-signed.parse.txt");
-    assert!(
-        recorded.contains("Manifest Signature verified!"),
-        "{recorded}"
-    );
-    assert!(
-        recorded.contains("Image Signature verification failed"),
-        "{recorded}"
-    );
-    match verify_manifest(
-        &fixture("encrypted-raw-signed.manifest"),
-        &fixture_public_key("dev.pub.pem"),
-    ) {
-        Err(ManifestError::BadInstalledSignature {
-            digest_field: "payload-digest",
-        }) => {}
+    assert!(recorded.contains("Manifest Signature verified!"), "{recorded}");
+    assert!(recorded.contains("Image Signature verification failed"), "{recorded}");
+    match verify_manifest(&fixture("encrypted-raw-signed.manifest"), &fixture_public_key("dev.pub.pem")) {
+        Err(ManifestError::BadInstalledSignature { digest_field: "payload-digest" }) => {}
         other => panic!("expected BadInstalledSignature over payload-digest, got {other:?}"),
     }
 }
@@ -391,9 +317,7 @@ fn a_wrong_installed_signature_is_refused_even_when_the_manifest_signature_holds
     );
     let der = create_manifest(&request, &signer).expect("created");
     match verify_manifest(&der, &fixed_signer(4).verifying_key()) {
-        Err(ManifestError::BadInstalledSignature {
-            digest_field: "payload-digest",
-        }) => {}
+        Err(ManifestError::BadInstalledSignature { digest_field: "payload-digest" }) => {}
         other => panic!("expected BadInstalledSignature, got {other:?}"),
     }
     assert!(matches!(
@@ -433,17 +357,11 @@ fn every_bit_flip_in_an_imprint_manifest_fails() {
 fn truncated_and_extended_inputs_fail_cleanly() {
     let der = fixture("raw-signed.manifest");
     for length in 0..der.len() {
-        assert!(
-            decode_manifest(&der[..length]).is_err(),
-            "a {length}-byte prefix decoded"
-        );
+        assert!(decode_manifest(&der[..length]).is_err(), "a {length}-byte prefix decoded");
     }
     let mut extended = der.clone();
     extended.push(0);
-    assert!(matches!(
-        decode_manifest(&extended),
-        Err(ManifestError::Der { .. })
-    ));
+    assert!(matches!(decode_manifest(&extended), Err(ManifestError::Der { .. })));
 }
 
 /// Replaces the first occurrence of `pattern` after `after` with `replacement`.
@@ -451,16 +369,11 @@ fn patched(der: &[u8], after: &[u8], pattern: &[u8], replacement: &[u8]) -> Vec<
     let anchor = if after.is_empty() {
         0
     } else {
-        der.windows(after.len())
-            .position(|window| window == after)
-            .expect("anchor present")
-            + after.len()
+        der.windows(after.len()).position(|window| window == after).expect("anchor present") + after.len()
     };
-    let offset = der[anchor..]
-        .windows(pattern.len())
-        .position(|window| window == pattern)
-        .expect("pattern present")
-        + anchor;
+    let offset =
+        der[anchor..].windows(pattern.len()).position(|window| window == pattern).expect("pattern present")
+            + anchor;
     let mut out = der.to_vec();
     out[offset..offset + pattern.len()].copy_from_slice(replacement);
     out
@@ -477,19 +390,9 @@ fn field_errors_name_the_field() {
         other => panic!("expected UnsupportedVersion 4, got {other:?}"),
     }
     // payload-format raw-binary(1) -> 2, right after the payload-uri.
-    let format_2 = patched(
-        &der,
-        decoded.payload_uri.as_bytes(),
-        &[0x0a, 0x01, 0x01],
-        &[0x0a, 0x01, 0x02],
-    );
+    let format_2 = patched(&der, decoded.payload_uri.as_bytes(), &[0x0a, 0x01, 0x01], &[0x0a, 0x01, 0x02]);
     match decode_manifest(&format_2) {
-        Err(
-            error @ ManifestError::BadField {
-                field: "payload-format",
-                ..
-            },
-        ) => {
+        Err(error @ ManifestError::BadField { field: "payload-format", .. }) => {
             assert!(error.to_string().contains("found 2"), "{error}");
         }
         other => panic!("expected BadField payload-format, got {other:?}"),
@@ -497,18 +400,14 @@ fn field_errors_name_the_field() {
     // payload-version "1.2.3" -> "1.2.x".
     let version_text = patched(&der, &[], b"1.2.3", b"1.2.x");
     match decode_manifest(&version_text) {
-        Err(ManifestError::BadField {
-            field: "payload-version",
-            reason,
-        }) => assert!(reason.contains("1.2.x"), "{reason}"),
+        Err(ManifestError::BadField { field: "payload-version", reason }) => {
+            assert!(reason.contains("1.2.x"), "{reason}")
+        }
         other => panic!("expected BadField payload-version, got {other:?}"),
     }
     let messages = [
         (ManifestError::BadSignature.to_string(), "signature"),
-        (
-            ManifestError::UnsupportedVersion { found: 1 }.to_string(),
-            "expected 3",
-        ),
+        (ManifestError::UnsupportedVersion { found: 1 }.to_string(), "expected 3"),
     ];
     for (message, expected) in messages {
         assert!(message.contains(expected), "{message}");
@@ -644,57 +543,25 @@ fn manifest_tool_parse(manifest: &Path, certificate: &Path) -> (bool, String) {
 /// manifest-tool reads back the requested fields, and another certificate is refused.
 fn check_manifest_tool_accepts(manifest_path: &Path, request: &ManifestRequest) {
     let (accepted, printed) = manifest_tool_parse(manifest_path, &fixture_path("dev.cert.der"));
-    assert!(
-        accepted,
-        "manifest-tool refused {}:\n{printed}",
-        manifest_path.display()
-    );
-    assert!(
-        printed.contains("Manifest Signature verified!"),
-        "{printed}"
-    );
+    assert!(accepted, "manifest-tool refused {}:\n{printed}", manifest_path.display());
+    assert!(printed.contains("Manifest Signature verified!"), "{printed}");
     assert!(printed.contains("Image Signature verified!"), "{printed}");
     let dump = manifest_tool_dump(&printed);
     let der = std::fs::read(manifest_path).expect("manifest written");
     check_against_dump(&decode_manifest(&der).expect("decodes"), &dump);
-    assert!(dump_bytes_match(
-        request.vendor_id.as_bytes(),
-        &dump["manifest.vendor-id"]
-    ));
-    assert!(dump_bytes_match(
-        request.class_id.as_bytes(),
-        &dump["manifest.class-id"]
-    ));
-    assert_eq!(
-        dump["manifest.update-priority"],
-        request.update_priority.to_string()
-    );
+    assert!(dump_bytes_match(request.vendor_id.as_bytes(), &dump["manifest.vendor-id"]));
+    assert!(dump_bytes_match(request.class_id.as_bytes(), &dump["manifest.class-id"]));
+    assert_eq!(dump["manifest.update-priority"], request.update_priority.to_string());
     assert_eq!(dump["manifest.component-name"], request.component_name);
-    assert_eq!(
-        dump["manifest.payload-version"],
-        request.payload_version.to_string()
-    );
-    assert_eq!(
-        dump["manifest.payload-digest"],
-        hex::encode(Sha256::digest(request.payload))
-    );
-    assert_eq!(
-        dump["manifest.payload-size"],
-        request.payload.len().to_string()
-    );
+    assert_eq!(dump["manifest.payload-version"], request.payload_version.to_string());
+    assert_eq!(dump["manifest.payload-digest"], hex::encode(Sha256::digest(request.payload)));
+    assert_eq!(dump["manifest.payload-size"], request.payload.len().to_string());
     assert_eq!(dump["manifest.payload-uri"], request.payload_uri);
     assert_eq!(dump["manifest.payload-format"], "1");
 
-    let (accepted_by_other, printed) =
-        manifest_tool_parse(manifest_path, &fixture_path("other.cert.der"));
-    assert!(
-        !accepted_by_other,
-        "manifest-tool accepted the wrong certificate:\n{printed}"
-    );
-    assert!(
-        printed.contains("Manifest Signature verification failed"),
-        "{printed}"
-    );
+    let (accepted_by_other, printed) = manifest_tool_parse(manifest_path, &fixture_path("other.cert.der"));
+    assert!(!accepted_by_other, "manifest-tool accepted the wrong certificate:\n{printed}");
+    assert!(printed.contains("Manifest Signature verification failed"), "{printed}");
 }
 
 #[test]
@@ -737,22 +604,10 @@ fn manifest_tool_parse_accepts_manifests_from_the_imprint_binary() {
     let manifest_path = directory.path().join("cli.manifest");
     let vendor_data_path = fixture_path("vendor-data.bin");
     let output = run(imprint()
-        .args([
-            "manifest",
-            "create",
-            "--payload-version",
-            "4.5.6",
-            "--priority",
-            "3",
-        ])
+        .args(["manifest", "create", "--payload-version", "4.5.6", "--priority", "3"])
         .args(["--vendor-id", "3e6e5c2a9c8b4f0fa1d2b3c4d5e6f708"])
         .args(["--class-id", "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"])
-        .args([
-            "--component",
-            "APP",
-            "--payload-uri",
-            "https://example.com/app.bin",
-        ])
+        .args(["--component", "APP", "--payload-uri", "https://example.com/app.bin"])
         .arg("--payload")
         .arg(fixture_path("payload.bin"))
         .arg("--key")
@@ -774,10 +629,7 @@ fn manifest_tool_parse_accepts_manifests_from_the_imprint_binary() {
     request.component_name = "APP".to_string();
     check_manifest_tool_accepts(&manifest_path, &request);
     let (_, printed) = manifest_tool_parse(&manifest_path, &fixture_path("dev.cert.der"));
-    assert_eq!(
-        manifest_tool_dump(&printed)["manifest.vendor-data"],
-        fixture_text("vendor-data.bin")
-    );
+    assert_eq!(manifest_tool_dump(&printed)["manifest.vendor-data"], fixture_text("vendor-data.bin"));
 }
 
 /// One `manifest-dev-tool create` run and what it was asked for.
@@ -858,11 +710,7 @@ fn manifests_from_manifest_dev_tool_verify_in_imprint() {
             .args(["-u", case.uri, "-p", "payload.bin", "-o"])
             .arg(&manifest_path)
             .args(case.arguments));
-        assert!(
-            output.status.success(),
-            "create {index}: {}",
-            text(&output.stderr)
-        );
+        assert!(output.status.success(), "create {index}: {}", text(&output.stderr));
         let der = std::fs::read(&manifest_path).expect("manifest written");
 
         let decoded = verify_manifest(&der, &key)
@@ -871,26 +719,11 @@ fn manifests_from_manifest_dev_tool_verify_in_imprint() {
         assert_eq!(decoded.class_uuid(), class_id, "case {index}");
         assert_eq!(decoded.update_priority, case.priority, "case {index}");
         assert_eq!(decoded.component_name, case.component, "case {index}");
-        assert_eq!(
-            decoded.payload_version.to_string(),
-            case.version,
-            "case {index}"
-        );
+        assert_eq!(decoded.payload_version.to_string(), case.version, "case {index}");
         assert_eq!(decoded.payload_uri, case.uri, "case {index}");
-        assert_eq!(
-            decoded.payload_format,
-            PayloadFormat::RawBinary,
-            "case {index}"
-        );
-        assert_eq!(
-            decoded.installed_signature.len(),
-            if case.image_signed { 64 } else { 0 }
-        );
-        assert_eq!(
-            decoded.vendor_data.as_deref(),
-            case.vendor_data,
-            "case {index}"
-        );
+        assert_eq!(decoded.payload_format, PayloadFormat::RawBinary, "case {index}");
+        assert_eq!(decoded.installed_signature.len(), if case.image_signed { 64 } else { 0 });
+        assert_eq!(decoded.vendor_data.as_deref(), case.vendor_data, "case {index}");
         decoded.check_payload(&payload).expect("payload matches");
         assert!(matches!(
             verify_manifest(&der, &fixture_public_key("other.pub.pem")),
@@ -905,21 +738,13 @@ fn manifests_from_manifest_dev_tool_verify_in_imprint() {
             .arg(&certificate_path)
             .arg("--payload")
             .arg(&payload_path));
-        assert!(
-            output.status.success(),
-            "imprint verify {index}: {}",
-            text(&output.stderr)
-        );
+        assert!(output.status.success(), "imprint verify {index}: {}", text(&output.stderr));
         let output = run(imprint()
             .args(["manifest", "verify"])
             .arg(&manifest_path)
             .arg("--cert")
             .arg(fixture_path("other.cert.der")));
-        assert_eq!(
-            output.status.code(),
-            Some(2),
-            "imprint verify with the wrong certificate"
-        );
+        assert_eq!(output.status.code(), Some(2), "imprint verify with the wrong certificate");
     }
 }
 
@@ -942,29 +767,18 @@ fn cli_create_inspect_verify_round_trip() {
         .arg(&manifest_path));
     assert!(output.status.success(), "{}", text(&output.stderr));
 
-    let output = run(imprint()
-        .args(["manifest", "inspect", "--json"])
-        .arg(&manifest_path));
+    let output = run(imprint().args(["manifest", "inspect", "--json"]).arg(&manifest_path));
     assert!(output.status.success(), "{}", text(&output.stderr));
     let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
     let payload = fixture("payload.bin");
     let expected = [
         ("manifest_version", serde_json::json!(3)),
-        (
-            "vendor_id",
-            serde_json::json!("11111111-2222-3333-4444-555555555555"),
-        ),
-        (
-            "class_id_hex",
-            serde_json::json!("66666666777788889999aaaaaaaaaaaa"),
-        ),
+        ("vendor_id", serde_json::json!("11111111-2222-3333-4444-555555555555")),
+        ("class_id_hex", serde_json::json!("66666666777788889999aaaaaaaaaaaa")),
         ("update_priority", serde_json::json!(0)),
         ("component_name", serde_json::json!("MAIN")),
         ("payload_version", serde_json::json!("1.0.0")),
-        (
-            "payload_digest",
-            serde_json::json!(hex::encode(Sha256::digest(&payload))),
-        ),
+        ("payload_digest", serde_json::json!(hex::encode(Sha256::digest(&payload)))),
         ("payload_size", serde_json::json!(payload.len())),
         // The URI defaults to the payload's file name.
         ("payload_uri", serde_json::json!("payload.bin")),
@@ -977,10 +791,7 @@ fn cli_create_inspect_verify_round_trip() {
         assert_eq!(json[key], value, "{key} in {json}");
     }
     assert_eq!(json["signature"].as_str().map(str::len), Some(128));
-    assert_eq!(
-        json["installed_signature"].as_str().map(str::len),
-        Some(128)
-    );
+    assert_eq!(json["installed_signature"].as_str().map(str::len), Some(128));
 
     let output = run(imprint().args(["manifest", "inspect"]).arg(&manifest_path));
     let printed = text(&output.stdout);
@@ -1001,15 +812,9 @@ fn cli_create_inspect_verify_round_trip() {
         "signature",
         "signed-bytes",
     ] {
-        assert!(
-            printed.contains(field),
-            "inspect prints no {field}:\n{printed}"
-        );
+        assert!(printed.contains(field), "inspect prints no {field}:\n{printed}");
     }
-    assert!(
-        printed.contains("11111111-2222-3333-4444-555555555555"),
-        "{printed}"
-    );
+    assert!(printed.contains("11111111-2222-3333-4444-555555555555"), "{printed}");
 
     let output = run(imprint()
         .args(["manifest", "verify"])
@@ -1019,32 +824,19 @@ fn cli_create_inspect_verify_round_trip() {
         .arg("--payload")
         .arg(fixture_path("payload.bin")));
     assert!(output.status.success(), "{}", text(&output.stderr));
-    assert!(
-        text(&output.stdout).contains("payload: ok"),
-        "{}",
-        text(&output.stdout)
-    );
+    assert!(text(&output.stdout).contains("payload: ok"), "{}", text(&output.stdout));
 }
 
 /// Runs `imprint` with `arguments` and expects exit code 2 with `expected` in the message.
 fn check_cli_refuses(arguments: &[&str], expected: &str) {
     let data = fixture_path("");
-    let arguments: Vec<String> = arguments
-        .iter()
-        .map(|argument| argument.replace("DATA/", &data.display().to_string()))
-        .collect();
+    let arguments: Vec<String> =
+        arguments.iter().map(|argument| argument.replace("DATA/", &data.display().to_string())).collect();
     let output = run(imprint().args(&arguments));
     let stderr = text(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{arguments:?}: {stderr}");
-    assert!(
-        stderr.contains(expected),
-        "{arguments:?}: expected {expected:?} in {stderr}"
-    );
-    assert!(
-        output.stdout.is_empty(),
-        "{arguments:?} printed {}",
-        text(&output.stdout)
-    );
+    assert!(stderr.contains(expected), "{arguments:?}: expected {expected:?} in {stderr}");
+    assert!(output.stdout.is_empty(), "{arguments:?} printed {}", text(&output.stdout));
 }
 
 #[test]
@@ -1055,35 +847,19 @@ fn cli_refuses_bad_input_with_reasons() {
         "manifest signature does not verify",
     );
     check_cli_refuses(
-        &[
-            &verify[..],
-            &["DATA/dev.cert.der", "--payload", "DATA/delta.bin"],
-        ]
-        .concat(),
+        &[&verify[..], &["DATA/dev.cert.der", "--payload", "DATA/delta.bin"]].concat(),
         "payload-size is 3000 bytes but the payload has 365 bytes",
     );
+    check_cli_refuses(&[&verify[..], &["DATA/missing.der"]].concat(), "missing.der");
     check_cli_refuses(
-        &[&verify[..], &["DATA/missing.der"]].concat(),
-        "missing.der",
-    );
-    check_cli_refuses(
-        &[
-            "manifest",
-            "verify",
-            "DATA/payload.bin",
-            "--cert",
-            "DATA/dev.cert.der",
-        ],
+        &["manifest", "verify", "DATA/payload.bin", "--cert", "DATA/dev.cert.der"],
         "is not a Pelion v3 manifest",
     );
     check_cli_refuses(
         &["manifest", "inspect", "DATA/dev.cert.der"],
         "dev.cert.der is not a Pelion v3 manifest",
     );
-    check_cli_refuses(
-        &["manifest", "inspect", "DATA/nothing-here"],
-        "nothing-here",
-    );
+    check_cli_refuses(&["manifest", "inspect", "DATA/nothing-here"], "nothing-here");
     let create = [
         "manifest",
         "create",
@@ -1097,35 +873,19 @@ fn cli_refuses_bad_input_with_reasons() {
         "/nonexistent-dir/x.manifest",
     ];
     check_cli_refuses(
-        &[
-            &create[..],
-            &["--payload-version", "1.2", "--key", "DATA/dev.key.pem"],
-        ]
-        .concat(),
+        &[&create[..], &["--payload-version", "1.2", "--key", "DATA/dev.key.pem"]].concat(),
         "expected MAJOR.MINOR.PATCH",
     );
     check_cli_refuses(
-        &[
-            &create[..],
-            &["--payload-version", "0.0.0", "--key", "DATA/dev.key.pem"],
-        ]
-        .concat(),
+        &[&create[..], &["--payload-version", "0.0.0", "--key", "DATA/dev.key.pem"]].concat(),
         "0.0.1",
     );
     check_cli_refuses(
-        &[
-            &create[..],
-            &["--payload-version", "1.2.3", "--key", "DATA/dev.cert.der"],
-        ]
-        .concat(),
+        &[&create[..], &["--payload-version", "1.2.3", "--key", "DATA/dev.cert.der"]].concat(),
         "dev.cert.der",
     );
     check_cli_refuses(
-        &[
-            &create[..],
-            &["--payload-version", "1.2.3", "--key", "DATA/dev.key.pem"],
-        ]
-        .concat(),
+        &[&create[..], &["--payload-version", "1.2.3", "--key", "DATA/dev.key.pem"]].concat(),
         "/nonexistent-dir/x.manifest",
     );
 }

@@ -10,8 +10,8 @@ use imprint::identity::ChipUid;
 use imprint::ledger::Ledger;
 use imprint::profile::{Profile, SimTiming};
 use imprint::station::{
-    CancelToken, EventKind, EventSink, SelfTestMaterial, StationContext, StationEvent, UnitResult, provision_unit,
-    run_line,
+    CancelToken, EventKind, EventSink, SelfTestMaterial, StationContext, StationEvent, UnitResult,
+    provision_unit, run_line,
 };
 use imprint::target::sim::{FaultPlan, SimDevice, SimFixture, SimTarget};
 use imprint::target::{ChipDescription, Fixture, Target, TargetError};
@@ -60,9 +60,14 @@ fn station() -> Station {
 fn fixture(station: &Station, name: &str, seed: u64, faults: Vec<(u64, FaultPlan)>) -> Box<dyn Fixture> {
     let profile = &station.context.profile;
     Box::new(
-        SimFixture::new(name, &profile.chip_name, &profile.memory, SimTiming::default(), Some(seed)).with_fault_schedule(
-            Box::new(move |unit| faults.iter().find(|(index, _)| *index == unit).map(|(_, plan)| plan.clone()).unwrap_or_default()),
-        ),
+        SimFixture::new(name, &profile.chip_name, &profile.memory, SimTiming::default(), Some(seed))
+            .with_fault_schedule(Box::new(move |unit| {
+                faults
+                    .iter()
+                    .find(|(index, _)| *index == unit)
+                    .map(|(_, plan)| plan.clone())
+                    .unwrap_or_default()
+            })),
     )
 }
 
@@ -81,11 +86,13 @@ fn twenty_units_across_four_slots_all_pass_with_distinct_identities() {
     for outcome in &summary.outcomes {
         assert_eq!(outcome.result, UnitResult::Pass, "{outcome:?}");
     }
-    let serials: HashSet<_> = summary.outcomes.iter().map(|outcome| outcome.serial.clone().unwrap()).collect();
+    let serials: HashSet<_> =
+        summary.outcomes.iter().map(|outcome| outcome.serial.clone().unwrap()).collect();
     let device_ids: HashSet<_> = summary.outcomes.iter().map(|outcome| outcome.device_id.unwrap()).collect();
     assert_eq!((serials.len(), device_ids.len()), (20, 20));
     for outcome in &summary.outcomes {
-        let recorded = station.context.ledger.lookup_chip(outcome.chip_uid.as_ref().unwrap()).unwrap().unwrap();
+        let recorded =
+            station.context.ledger.lookup_chip(outcome.chip_uid.as_ref().unwrap()).unwrap().unwrap();
         assert_eq!(Some(recorded.serial), outcome.serial);
     }
 }
@@ -116,14 +123,42 @@ fn check_fault(faults: FaultPlan, expected_step: &str, expected_reason: &str) {
 
 #[test]
 fn each_injected_fault_fails_the_unit_at_its_step() {
-    check_fault(FaultPlan { probe_lost_at_step: Some("erase".into()), ..Default::default() }, "erase", "probe lost");
-    check_fault(FaultPlan { probe_lost_at_step: Some("self-test".into()), ..Default::default() }, "self-test", "probe lost");
-    check_fault(FaultPlan { probe_lost_at_step: Some("lock".into()), ..Default::default() }, "lock", "probe lost");
+    check_fault(
+        FaultPlan { probe_lost_at_step: Some("erase".into()), ..Default::default() },
+        "erase",
+        "probe lost",
+    );
+    check_fault(
+        FaultPlan { probe_lost_at_step: Some("self-test".into()), ..Default::default() },
+        "self-test",
+        "probe lost",
+    );
+    check_fault(
+        FaultPlan { probe_lost_at_step: Some("lock".into()), ..Default::default() },
+        "lock",
+        "probe lost",
+    );
     check_fault(FaultPlan { unique_id_read_fails: true, ..Default::default() }, "identify", "unique ID");
-    check_fault(FaultPlan { power_cut_after_flash_operations: Some(5), ..Default::default() }, "erase", "lost power");
-    check_fault(FaultPlan { power_cut_after_flash_operations: Some(30), ..Default::default() }, "program-bootloader", "lost power");
-    check_fault(FaultPlan { flip_bit_at_address: Some(0x8123), ..Default::default() }, "verify-flash", "does not match");
-    check_fault(FaultPlan { flip_bit_at_address: Some(0xF_8010), ..Default::default() }, "verify-config", "does not match");
+    check_fault(
+        FaultPlan { power_cut_after_flash_operations: Some(5), ..Default::default() },
+        "erase",
+        "lost power",
+    );
+    check_fault(
+        FaultPlan { power_cut_after_flash_operations: Some(30), ..Default::default() },
+        "program-bootloader",
+        "lost power",
+    );
+    check_fault(
+        FaultPlan { flip_bit_at_address: Some(0x8123), ..Default::default() },
+        "verify-flash",
+        "does not match",
+    );
+    check_fault(
+        FaultPlan { flip_bit_at_address: Some(0xF_8010), ..Default::default() },
+        "verify-config",
+        "does not match",
+    );
     // More transient errors than the retry budget.
     check_fault(FaultPlan { transient_errors: 10, ..Default::default() }, "connect", "transient");
 }
@@ -149,7 +184,8 @@ fn a_faulty_slot_does_not_stop_the_others() {
     assert_eq!(summary.outcomes.len(), 12);
     // The faulty fixture's first three units fail; everything else passes.
     assert_eq!(summary.failed(), 3, "{:?}", summary.outcomes);
-    let failing_steps: HashSet<_> = summary.outcomes.iter().filter_map(|outcome| outcome.failing_step).collect();
+    let failing_steps: HashSet<_> =
+        summary.outcomes.iter().filter_map(|outcome| outcome.failing_step).collect();
     assert_eq!(failing_steps, HashSet::from(["program-application", "erase", "identify"]));
 }
 
@@ -209,10 +245,20 @@ impl Target for BrokenLock {
     fn write_ram(&mut self, address: u64, data: &[u8]) -> Result<(), TargetError> {
         self.inner.write_ram(address, data)
     }
-    fn erase_flash(&mut self, address: u64, size: u64, progress: &mut dyn FnMut(u64)) -> Result<(), TargetError> {
+    fn erase_flash(
+        &mut self,
+        address: u64,
+        size: u64,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<(), TargetError> {
         self.inner.erase_flash(address, size, progress)
     }
-    fn program_flash(&mut self, address: u64, data: &[u8], progress: &mut dyn FnMut(u64)) -> Result<(), TargetError> {
+    fn program_flash(
+        &mut self,
+        address: u64,
+        data: &[u8],
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<(), TargetError> {
         self.inner.program_flash(address, data, progress)
     }
     fn reset_and_run(&mut self) -> Result<(), TargetError> {
@@ -235,7 +281,9 @@ impl Target for BrokenLock {
 
 #[test]
 fn verify_lock_catches_a_lock_that_did_not_take() {
-    for (claims_locked_after_lock, expected_reason) in [(false, "does not report itself locked"), (true, "still succeeds")] {
+    for (claims_locked_after_lock, expected_reason) in
+        [(false, "does not report itself locked"), (true, "still succeeds")]
+    {
         let station = station();
         let inner = sim_target(&station, 0x46, FaultPlan::default());
         let mut target = BrokenLock { inner, claims_locked_after_lock, lock_was_called: false };

@@ -9,9 +9,7 @@ use std::path::{Path, PathBuf};
 use imprint::trust::{self, Certificate, Signer, TrustError};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data/trust")
-        .join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/trust").join(name)
 }
 
 /// Loads a key fixture and compares the outcome with what we expect: `Ok(())` means the key must
@@ -26,23 +24,14 @@ fn check_key(name: &str, expected: Result<(), &[&str]>) {
                 trust::key_matches_certificate(&signer, &certificate),
                 "{name}: key loaded but does not match p256-cert.der"
             );
-            assert!(
-                !format!("{signer:?}").contains("BEGIN"),
-                "{name}: Debug must not show key material"
-            );
+            assert!(!format!("{signer:?}").contains("BEGIN"), "{name}: Debug must not show key material");
         }
         (Err(error), Err(fragments)) => {
             let message = error.to_string();
             for fragment in fragments {
-                assert!(
-                    message.contains(fragment),
-                    "{name}: error {message:?} lacks {fragment:?}"
-                );
+                assert!(message.contains(fragment), "{name}: error {message:?} lacks {fragment:?}");
             }
-            assert!(
-                message.contains(name),
-                "{name}: error {message:?} does not name the file"
-            );
+            assert!(message.contains(name), "{name}: error {message:?} does not name the file");
         }
         (Ok(_), Err(fragments)) => panic!("{name}: loaded, expected an error with {fragments:?}"),
         (Err(error), Ok(())) => panic!("{name}: expected to load, got {error}"),
@@ -59,10 +48,7 @@ fn keys_load_in_every_openssl_form_and_other_curves_are_refused() {
     check_key("p384-pkcs8.pem", Err(&["expected a P-256", "secp384r1"]));
     check_key("p384-sec1.pem", Err(&["expected a P-256", "secp384r1"]));
     check_key("garbage.bin", Err(&["expected a P-256 private key"]));
-    check_key(
-        "p256-cert.pem",
-        Err(&["found only PEM blocks", "CERTIFICATE"]),
-    );
+    check_key("p256-cert.pem", Err(&["found only PEM blocks", "CERTIFICATE"]));
     check_key("does-not-exist.pem", Err(&["cannot read"]));
 }
 
@@ -90,51 +76,30 @@ fn check_certificate(name: &str, expected: ExpectedCertificate<'_>) {
     let certificate = Certificate::load(&path).unwrap_or_else(|error| panic!("{name}: {error}"));
     let bytes = std::fs::read(&path).unwrap();
     // The DER is kept byte for byte; for PEM, compare against openssl's own DER conversion.
-    let expected_der = if name.ends_with(".pem") {
-        openssl_pem_to_der(&path)
-    } else {
-        bytes
-    };
+    let expected_der = if name.ends_with(".pem") { openssl_pem_to_der(&path) } else { bytes };
     assert_eq!(certificate.der(), expected_der, "{name}: DER bytes changed");
     assert_eq!(
         hex::encode(certificate.fingerprint_sha256()),
         openssl_fingerprint(&path, name.ends_with(".pem")),
         "{name}: fingerprint differs from openssl's"
     );
-    assert!(
-        certificate.subject().contains(expected.subject_contains),
-        "{name}"
-    );
+    assert!(certificate.subject().contains(expected.subject_contains), "{name}");
     match (certificate.verifying_key(), expected.key) {
         (Ok(_), Ok(())) => {}
         (Err(error), Err(fragment)) => {
             let message = error.to_string();
             assert!(message.contains("expected an ECDSA P-256"), "{message}");
-            assert!(
-                message.contains(fragment),
-                "{name}: {message:?} lacks {fragment:?}"
-            );
+            assert!(message.contains(fragment), "{name}: {message:?} lacks {fragment:?}");
         }
         (outcome, expected) => panic!("{name}: key {outcome:?}, expected {expected:?}"),
     }
-    assert_eq!(
-        certificate.has_code_signing_eku(),
-        expected.code_signing,
-        "{name}"
-    );
-    assert_eq!(
-        certificate.signature_is_ecdsa_sha256(),
-        expected.ecdsa_sha256,
-        "{name}"
-    );
+    assert_eq!(certificate.has_code_signing_eku(), expected.code_signing, "{name}");
+    assert_eq!(certificate.signature_is_ecdsa_sha256(), expected.ecdsa_sha256, "{name}");
     assert_eq!(certificate.is_ca(), expected.is_ca, "{name}");
     let debug = format!("{certificate:?}");
     assert!(debug.contains(&certificate.fingerprint_hex()), "{debug}");
     // PEM written by us reads back to the same certificate.
-    assert_eq!(
-        Certificate::from_pem(&certificate.to_pem()).unwrap(),
-        certificate
-    );
+    assert_eq!(Certificate::from_pem(&certificate.to_pem()).unwrap(), certificate);
 }
 
 fn openssl_pem_to_der(path: &Path) -> Vec<u8> {
@@ -143,11 +108,7 @@ fn openssl_pem_to_der(path: &Path) -> Vec<u8> {
         .arg(path)
         .output()
         .expect("run openssl");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     output.stdout
 }
 
@@ -159,17 +120,9 @@ fn openssl_fingerprint(path: &Path, is_pem: bool) -> String {
         .arg(path)
         .output()
         .expect("run openssl");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let text = String::from_utf8(output.stdout).unwrap();
-    let value = text
-        .trim()
-        .split('=')
-        .nth(1)
-        .expect("openssl fingerprint line");
+    let value = text.trim().split('=').nth(1).expect("openssl fingerprint line");
     value.replace(':', "").to_lowercase()
 }
 
@@ -223,11 +176,8 @@ fn certificate_fields_agree_with_openssl() {
     assert_eq!(certificate.serial_hex(), "1234abcd");
     assert_eq!(certificate.issuer(), certificate.subject());
     let expired = Certificate::load(&fixture("expired-cert.der")).unwrap();
-    let since_epoch = |time: std::time::SystemTime| {
-        time.duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs()
-    };
+    let since_epoch =
+        |time: std::time::SystemTime| time.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
     // `date -u -d 2015-01-01 +%s` and `date -u -d 2016-01-01 +%s`.
     assert_eq!(since_epoch(expired.not_before()), 1_420_070_400);
     assert_eq!(since_epoch(expired.not_after()), 1_451_606_400);
@@ -236,22 +186,13 @@ fn certificate_fields_agree_with_openssl() {
 #[test]
 fn garbage_and_missing_files_are_clear_certificate_errors() {
     let error = Certificate::load(&fixture("garbage.bin")).unwrap_err();
-    assert!(
-        matches!(error, TrustError::CertificateFormat { .. }),
-        "{error:?}"
-    );
+    assert!(matches!(error, TrustError::CertificateFormat { .. }), "{error:?}");
     assert!(error.to_string().contains("garbage.bin"), "{error}");
-    assert!(
-        error.to_string().contains("expected an X.509 certificate"),
-        "{error}"
-    );
+    assert!(error.to_string().contains("expected an X.509 certificate"), "{error}");
     let error = Certificate::load(&fixture("p256-pkcs8.pem")).unwrap_err();
     assert!(error.to_string().contains("no \"CERTIFICATE\""), "{error}");
     let error = Certificate::from_der(b"").unwrap_err();
-    assert!(
-        error.to_string().contains("expected an X.509 certificate"),
-        "{error}"
-    );
+    assert!(error.to_string().contains("expected an X.509 certificate"), "{error}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -259,15 +200,9 @@ fn garbage_and_missing_files_are_clear_certificate_errors() {
 
 /// Runs openssl with `args`, returning (success, stdout + stderr).
 fn openssl(args: &[&str]) -> (bool, String) {
-    let output = std::process::Command::new("openssl")
-        .args(args)
-        .output()
-        .expect("run openssl");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output = std::process::Command::new("openssl").args(args).output().expect("run openssl");
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     (output.status.success(), text)
 }
 
@@ -287,27 +222,17 @@ fn year_of(time: std::time::SystemTime) -> i32 {
 fn check_with_openssl(certificate: &Certificate, validity_days: u32, fragments: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let der_path = write_temp(dir.path(), "certificate.der", certificate.der());
-    let (success, text) = openssl(&[
-        "x509", "-inform", "der", "-in", &der_path, "-noout", "-text",
-    ]);
+    let (success, text) = openssl(&["x509", "-inform", "der", "-in", &der_path, "-noout", "-text"]);
     assert!(success, "openssl rejects the certificate:\n{text}");
     for fragment in fragments {
-        assert!(
-            text.contains(fragment),
-            "openssl text lacks {fragment:?}:\n{text}"
-        );
+        assert!(text.contains(fragment), "openssl text lacks {fragment:?}:\n{text}");
     }
     assert!(text.contains("ecdsa-with-SHA256"), "{text}");
     assert!(text.contains("prime256v1"), "{text}");
-    let not_after_line = text
-        .lines()
-        .find(|line| line.contains("Not After"))
-        .expect("openssl prints Not After");
+    let not_after_line =
+        text.lines().find(|line| line.contains("Not After")).expect("openssl prints Not After");
     let expected_year = year_of(certificate.not_after()).to_string();
-    assert!(
-        not_after_line.contains(&expected_year),
-        "{not_after_line} vs {expected_year}"
-    );
+    assert!(not_after_line.contains(&expected_year), "{not_after_line} vs {expected_year}");
     let seconds = |days: u32| (u64::from(days) * 86_400).to_string();
     let (still_valid, text) = openssl(&[
         "x509",
@@ -319,11 +244,7 @@ fn check_with_openssl(certificate: &Certificate, validity_days: u32, fragments: 
         "-checkend",
         &seconds(validity_days - 1),
     ]);
-    assert!(
-        still_valid,
-        "expires before {} days: {text}",
-        validity_days - 1
-    );
+    assert!(still_valid, "expires before {} days: {text}", validity_days - 1);
     let (still_valid, _) = openssl(&[
         "x509",
         "-inform",
@@ -359,23 +280,13 @@ fn self_signed_update_and_ca_certificates_pass_openssl() {
     assert!(trust::key_matches_certificate(&signer, &update));
     assert_eq!(update.subject(), update.issuer());
     // An awkward organization name survives the round trip through DER.
-    let organization = update
-        .parsed()
-        .tbs_certificate()
-        .subject()
-        .organization()
-        .unwrap()
-        .unwrap();
+    let organization = update.parsed().tbs_certificate().subject().organization().unwrap().unwrap();
     assert_eq!(organization.value(), "Acme, \"Widgets\" + Co");
     let dir = tempfile::tempdir().unwrap();
     let path = write_temp(dir.path(), "update.der", update.der());
-    let (_, subject) = openssl(&[
-        "x509", "-inform", "der", "-in", &path, "-noout", "-subject", "-nameopt", "RFC2253",
-    ]);
-    assert_eq!(
-        subject.trim(),
-        r#"subject=CN=Acme update authority,O=Acme\, \"Widgets\" \+ Co"#
-    );
+    let (_, subject) =
+        openssl(&["x509", "-inform", "der", "-in", &path, "-noout", "-subject", "-nameopt", "RFC2253"]);
+    assert_eq!(subject.trim(), r#"subject=CN=Acme update authority,O=Acme\, \"Widgets\" \+ Co"#);
 
     let ca_request = trust::CertificateRequest::certificate_authority("Acme root", 7300);
     let ca = trust::self_signed_certificate(&signer, &ca_request).unwrap();
@@ -431,19 +342,11 @@ fn openssl_verify(ca: &Certificate, leaf: &Certificate) -> (bool, String) {
 }
 
 /// What `verify_chain` must say: `Ok` or an error whose message contains the fragment.
-fn check_chain(
-    leaf: &Certificate,
-    ca: &Certificate,
-    at: std::time::SystemTime,
-    expected: Result<(), &str>,
-) {
+fn check_chain(leaf: &Certificate, ca: &Certificate, at: std::time::SystemTime, expected: Result<(), &str>) {
     match (trust::verify_chain(leaf, ca, at), expected) {
         (Ok(()), Ok(())) => {}
         (Err(error), Err(fragment)) => {
-            assert!(
-                error.to_string().contains(fragment),
-                "{error} lacks {fragment:?}"
-            )
+            assert!(error.to_string().contains(fragment), "{error} lacks {fragment:?}")
         }
         (outcome, expected) => panic!("verify_chain gave {outcome:?}, expected {expected:?}"),
     }
@@ -460,22 +363,12 @@ fn a_ca_issued_update_certificate_verifies_in_openssl_and_here() {
     .unwrap();
     let device_signer = trust::generate_signing_key();
     let leaf_request = trust::CertificateRequest::update_authority("Acme firmware 2026", 3650);
-    let leaf = trust::issue_certificate(
-        &ca_signer,
-        &ca,
-        &device_signer.verifying_key(),
-        &leaf_request,
-    )
-    .unwrap();
+    let leaf =
+        trust::issue_certificate(&ca_signer, &ca, &device_signer.verifying_key(), &leaf_request).unwrap();
     check_with_openssl(
         &leaf,
         3650,
-        &[
-            "Code Signing",
-            "Digital Signature",
-            "CA:FALSE",
-            "Issuer: CN = Acme update CA",
-        ],
+        &["Code Signing", "Digital Signature", "CA:FALSE", "Issuer: CN = Acme update CA"],
     );
     assert!(trust::key_matches_certificate(&device_signer, &leaf));
     let (success, text) = openssl_verify(&ca, &leaf);
@@ -504,40 +397,21 @@ fn a_ca_issued_update_certificate_verifies_in_openssl_and_here() {
         &trust::CertificateRequest::certificate_authority("Other CA", 7300),
     )
     .unwrap();
-    let other_leaf = trust::issue_certificate(
-        &impostor_signer,
-        &other_ca,
-        &device_signer.verifying_key(),
-        &leaf_request,
-    )
-    .unwrap();
+    let other_leaf =
+        trust::issue_certificate(&impostor_signer, &other_ca, &device_signer.verifying_key(), &leaf_request)
+            .unwrap();
     let (success, _) = openssl_verify(&ca, &other_leaf);
     assert!(!success, "openssl accepted a leaf from another CA");
-    check_chain(
-        &other_leaf,
-        &ca,
-        now,
-        Err("issued by CN=Other CA, expected the CA CN=Acme update CA"),
-    );
+    check_chain(&other_leaf, &ca, now, Err("issued by CN=Other CA, expected the CA CN=Acme update CA"));
 
     // Time: before the leaf starts, after it ends.
     let day = std::time::Duration::from_secs(86_400);
-    check_chain(
-        &leaf,
-        &ca,
-        leaf.not_before() - day,
-        Err("is not valid before"),
-    );
+    check_chain(&leaf, &ca, leaf.not_before() - day, Err("is not valid before"));
     check_chain(&leaf, &ca, leaf.not_after() + day, Err("expired at"));
     // A non-CA certificate as the "CA".
     check_chain(&leaf, &leaf, now, Err("issued by CN=Acme update CA"));
     let self_signed_leaf = trust::self_signed_certificate(&device_signer, &leaf_request).unwrap();
-    check_chain(
-        &self_signed_leaf,
-        &self_signed_leaf,
-        now,
-        Err("is not a CA"),
-    );
+    check_chain(&self_signed_leaf, &self_signed_leaf, now, Err("is not a CA"));
 }
 
 #[test]
@@ -545,24 +419,15 @@ fn issuing_refuses_a_non_ca_issuer_and_a_key_that_is_not_the_issuers() {
     let signer = trust::generate_signing_key();
     let request = trust::CertificateRequest::update_authority("Leaf", 365);
     let not_a_ca = trust::self_signed_certificate(&signer, &request).unwrap();
-    let error = trust::issue_certificate(&signer, &not_a_ca, &signer.verifying_key(), &request)
-        .unwrap_err();
+    let error = trust::issue_certificate(&signer, &not_a_ca, &signer.verifying_key(), &request).unwrap_err();
     assert!(error.to_string().contains("is not a CA"), "{error}");
 
-    let ca = trust::self_signed_certificate(
-        &signer,
-        &trust::CertificateRequest::certificate_authority("CA", 365),
-    )
-    .unwrap();
+    let ca =
+        trust::self_signed_certificate(&signer, &trust::CertificateRequest::certificate_authority("CA", 365))
+            .unwrap();
     let stranger = trust::generate_signing_key();
-    let error =
-        trust::issue_certificate(&stranger, &ca, &signer.verifying_key(), &request).unwrap_err();
-    assert!(
-        error
-            .to_string()
-            .contains("is not the key of issuer certificate CN=CA"),
-        "{error}"
-    );
+    let error = trust::issue_certificate(&stranger, &ca, &signer.verifying_key(), &request).unwrap_err();
+    assert!(error.to_string().contains("is not the key of issuer certificate CN=CA"), "{error}");
 }
 
 #[test]
@@ -646,40 +511,26 @@ impl trust::Signer for BrokenSigner {
 #[test]
 fn signer_failures_surface_as_clear_errors() {
     let request = trust::CertificateRequest::update_authority("Broken", 365);
-    let failing = BrokenSigner {
-        reported: trust::generate_signing_key(),
-        actual: None,
-    };
+    let failing = BrokenSigner { reported: trust::generate_signing_key(), actual: None };
     let error = trust::self_signed_certificate(&failing, &request).unwrap_err();
     assert!(matches!(error, TrustError::Sign(_)), "{error:?}");
     assert!(error.to_string().contains("CKR_DEVICE_REMOVED"), "{error}");
 
-    let lying = BrokenSigner {
-        reported: trust::generate_signing_key(),
-        actual: Some(trust::generate_signing_key()),
-    };
+    let lying =
+        BrokenSigner { reported: trust::generate_signing_key(), actual: Some(trust::generate_signing_key()) };
     let error = trust::self_signed_certificate(&lying, &request).unwrap_err();
-    assert!(
-        error
-            .to_string()
-            .contains("does not verify with its own public key"),
-        "{error}"
-    );
+    assert!(error.to_string().contains("does not verify with its own public key"), "{error}");
 }
 
 /// Checks that the warnings for `name`, as of `days_after_not_before`, contain exactly the
 /// given fragments (one per warning, in order).
 fn check_warnings(name: &str, days_after_not_before: u64, expected: &[&str]) {
     let certificate = Certificate::load(&fixture(name)).unwrap();
-    let at =
-        certificate.not_before() + std::time::Duration::from_secs(days_after_not_before * 86_400);
+    let at = certificate.not_before() + std::time::Duration::from_secs(days_after_not_before * 86_400);
     let warnings = trust::check_update_certificate_at(&certificate, at);
     assert_eq!(warnings.len(), expected.len(), "{name}: {warnings:#?}");
     for (warning, fragment) in warnings.iter().zip(expected) {
-        assert!(
-            warning.contains(fragment),
-            "{name}: {warning:?} lacks {fragment:?}"
-        );
+        assert!(warning.contains(fragment), "{name}: {warning:?} lacks {fragment:?}");
     }
 }
 
@@ -689,11 +540,7 @@ fn update_certificate_warnings_follow_the_factory_tool() {
     check_warnings("p256-cert.der", 365 * 11, &["less than 10 years from now"]);
     check_warnings("openssl-leaf-cert.der", 1, &["less than 10 years from now"]);
     check_warnings("expired-cert.der", 400, &["expired at"]);
-    check_warnings(
-        "openssl-ca-cert.pem",
-        1,
-        &["no codeSigning", "is a CA certificate"],
-    );
+    check_warnings("openssl-ca-cert.pem", 1, &["no codeSigning", "is a CA certificate"]);
     check_warnings(
         "rsa-cert.der",
         1,
@@ -712,15 +559,10 @@ fn update_certificate_warnings_follow_the_factory_tool() {
         &trust::CertificateRequest::update_authority("Fresh", 365 * 20),
     )
     .unwrap();
-    assert_eq!(
-        trust::check_update_certificate(&fresh),
-        Vec::<String>::new()
-    );
-    let short = trust::self_signed_certificate(
-        &signer,
-        &trust::CertificateRequest::update_authority("Short", 365),
-    )
-    .unwrap();
+    assert_eq!(trust::check_update_certificate(&fresh), Vec::<String>::new());
+    let short =
+        trust::self_signed_certificate(&signer, &trust::CertificateRequest::update_authority("Short", 365))
+            .unwrap();
     assert_eq!(trust::check_update_certificate(&short).len(), 1);
 }
 
@@ -728,17 +570,13 @@ fn update_certificate_warnings_follow_the_factory_tool() {
 // Developer credentials: `imprint dev init` through the real binary, and manifest-dev-tool.
 
 fn imprint(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_imprint"))
-        .args(args)
-        .output()
-        .expect("run imprint")
+    std::process::Command::new(env!("CARGO_BIN_EXE_imprint")).args(args).output().expect("run imprint")
 }
 
 /// The bytes of `const uint8_t NAME[] = { 0x.., ... };` in generated C source.
 fn c_array(source: &str, name: &str) -> Vec<u8> {
-    let start = source
-        .find(&format!("const uint8_t {name}[] ="))
-        .unwrap_or_else(|| panic!("no array {name}"));
+    let start =
+        source.find(&format!("const uint8_t {name}[] =")).unwrap_or_else(|| panic!("no array {name}"));
     let open = start + source[start..].find('{').unwrap();
     let close = open + source[open..].find('}').unwrap();
     source[open + 1..close]
@@ -746,9 +584,7 @@ fn c_array(source: &str, name: &str) -> Vec<u8> {
         .map(str::trim)
         .filter(|item| !item.is_empty())
         .map(|item| {
-            let digits = item
-                .strip_prefix("0x")
-                .unwrap_or_else(|| panic!("{name}: item {item:?}"));
+            let digits = item.strip_prefix("0x").unwrap_or_else(|| panic!("{name}: item {item:?}"));
             u8::from_str_radix(digits, 16).unwrap()
         })
         .collect()
@@ -770,11 +606,7 @@ fn compile_and_list_symbols(c_path: &Path) -> Vec<String> {
         .arg(c_path)
         .output()
         .expect("run gcc");
-    assert!(
-        output.status.success(),
-        "gcc: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "gcc: {}", String::from_utf8_lossy(&output.stderr));
     let output = std::process::Command::new("nm")
         .args(["--defined-only", "--format=posix"])
         .arg(&object)
@@ -803,10 +635,7 @@ fn python_uuid5(vendor_domain: &str, model_name: &str) -> (String, String) {
     assert!(output.status.success());
     let text = String::from_utf8(output.stdout).unwrap();
     let mut lines = text.lines();
-    (
-        lines.next().unwrap().to_string(),
-        lines.next().unwrap().to_string(),
-    )
+    (lines.next().unwrap().to_string(), lines.next().unwrap().to_string())
 }
 
 #[test]
@@ -824,21 +653,11 @@ fn dev_init_through_the_binary_writes_credentials_gcc_and_openssl_accept() {
         "thermostat-v2",
     ]);
     let stdout = String::from_utf8_lossy(&output.stdout).to_string();
-    assert!(
-        output.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
     let (vendor_id, class_id) = python_uuid5("example.com", "thermostat-v2");
     assert!(stdout.contains("DEVELOPMENT ONLY"), "{stdout}");
-    assert!(
-        stdout.contains(&format!("vendor ID: {vendor_id}")),
-        "{stdout}"
-    );
-    assert!(
-        stdout.contains(&format!("class ID: {class_id}")),
-        "{stdout}"
-    );
+    assert!(stdout.contains(&format!("vendor ID: {vendor_id}")), "{stdout}");
+    assert!(stdout.contains(&format!("class ID: {class_id}")), "{stdout}");
 
     let certificate_path = credentials_dir.join(trust::DEV_CERTIFICATE_FILE);
     let certificate = Certificate::load(&certificate_path).unwrap();
@@ -847,22 +666,11 @@ fn dev_init_through_the_binary_writes_credentials_gcc_and_openssl_accept() {
         openssl_fingerprint(&certificate_path, false),
         "fingerprint differs from openssl's"
     );
-    assert!(
-        stdout.contains(&format!(
-            "certificate SHA-256: {}",
-            certificate.fingerprint_hex()
-        )),
-        "{stdout}"
-    );
+    assert!(stdout.contains(&format!("certificate SHA-256: {}", certificate.fingerprint_hex())), "{stdout}");
     check_with_openssl(
         &certificate,
         365 * 20,
-        &[
-            "Code Signing",
-            "Digital Signature",
-            "CA:FALSE",
-            "CN = localhost",
-        ],
+        &["Code Signing", "Digital Signature", "CA:FALSE", "CN = localhost"],
     );
     assert!(trust::check_update_certificate(&certificate).is_empty());
 
@@ -892,24 +700,15 @@ fn dev_init_through_the_binary_writes_credentials_gcc_and_openssl_accept() {
         "arm_uc_default_certificate",
         "arm_uc_default_certificate_size",
     ] {
-        assert!(
-            symbols.iter().any(|defined| defined == symbol),
-            "{symbol} missing from {symbols:?}"
-        );
+        assert!(symbols.iter().any(|defined| defined == symbol), "{symbol} missing from {symbols:?}");
     }
     let digest_output = std::process::Command::new("openssl")
         .args(["dgst", "-sha256", "-binary"])
         .arg(&certificate_path)
         .output()
         .unwrap();
-    assert_eq!(
-        c_array(&source, "arm_uc_default_fingerprint"),
-        digest_output.stdout
-    );
-    assert_eq!(
-        c_array(&source, "arm_uc_default_certificate"),
-        std::fs::read(&certificate_path).unwrap()
-    );
+    assert_eq!(c_array(&source, "arm_uc_default_fingerprint"), digest_output.stdout);
+    assert_eq!(c_array(&source, "arm_uc_default_certificate"), std::fs::read(&certificate_path).unwrap());
     let uuid_bytes = |text: &str| uuid::Uuid::parse_str(text).unwrap().as_bytes().to_vec();
     assert_eq!(c_array(&source, "arm_uc_vendor_id"), uuid_bytes(&vendor_id));
     assert_eq!(c_array(&source, "arm_uc_class_id"), uuid_bytes(&class_id));
@@ -920,10 +719,7 @@ fn dev_init_through_the_binary_writes_credentials_gcc_and_openssl_accept() {
     assert_eq!(summary.class_id.to_string(), class_id);
     assert_eq!(summary.signing_key, Path::new(trust::DEV_SIGNING_KEY_FILE));
     assert_eq!(summary.certificate, Path::new(trust::DEV_CERTIFICATE_FILE));
-    assert_eq!(
-        summary.certificate_fingerprint_sha256,
-        certificate.fingerprint_hex()
-    );
+    assert_eq!(summary.certificate_fingerprint_sha256, certificate.fingerprint_hex());
 }
 
 #[test]
@@ -932,47 +728,20 @@ fn dev_init_refuses_to_overwrite_without_force_and_rejects_conflicting_ids() {
     let credentials = dir.path().to_str().unwrap();
     let vendor = "6f0bdfd4-5a7c-4f52-9c1b-8f2d61c3a1e0";
     let class = "0f8c3c53-2d8e-4f0c-b0c6-6a1f0b3a7d21";
-    let first = imprint(&[
-        "dev",
-        "init",
-        credentials,
-        "--vendor-id",
-        vendor,
-        "--class-id",
-        class,
-    ]);
-    assert!(
-        first.status.success(),
-        "{}",
-        String::from_utf8_lossy(&first.stderr)
-    );
+    let first = imprint(&["dev", "init", credentials, "--vendor-id", vendor, "--class-id", class]);
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
     let key_path = dir.path().join(trust::DEV_SIGNING_KEY_FILE);
     let key_before = std::fs::read(&key_path).unwrap();
 
     let again = imprint(&["dev", "init", credentials]);
     assert_eq!(again.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&again.stderr);
-    assert!(
-        stderr.contains("refusing to overwrite") && stderr.contains("--force"),
-        "{stderr}"
-    );
-    assert_eq!(
-        std::fs::read(&key_path).unwrap(),
-        key_before,
-        "key changed without --force"
-    );
+    assert!(stderr.contains("refusing to overwrite") && stderr.contains("--force"), "{stderr}");
+    assert_eq!(std::fs::read(&key_path).unwrap(), key_before, "key changed without --force");
 
     let forced = imprint(&["dev", "init", credentials, "--force"]);
-    assert!(
-        forced.status.success(),
-        "{}",
-        String::from_utf8_lossy(&forced.stderr)
-    );
-    assert_ne!(
-        std::fs::read(&key_path).unwrap(),
-        key_before,
-        "--force kept the old key"
-    );
+    assert!(forced.status.success(), "{}", String::from_utf8_lossy(&forced.stderr));
+    assert_ne!(std::fs::read(&key_path).unwrap(), key_before, "--force kept the old key");
     // No IDs given: random v4 IDs, as manifest-dev-tool does.
     let summary = trust::DevSummary::load(&dir.path().join(trust::DEV_SUMMARY_FILE)).unwrap();
     assert_eq!(summary.vendor_id.get_version_num(), 4);
@@ -1015,10 +784,7 @@ fn dev_init_output_has_manifest_dev_tool_symbols_and_layout() {
     let theirs_dir = tempfile::tempdir().unwrap();
     let vendor_hex = vendor.replace('-', "");
     let class_hex = class.replace('-', "");
-    manifest_dev_tool_init(
-        theirs_dir.path(),
-        &["--vendor-id", &vendor_hex, "--class-id", &class_hex],
-    );
+    manifest_dev_tool_init(theirs_dir.path(), &["--vendor-id", &vendor_hex, "--class-id", &class_hex]);
     let ours_dir = tempfile::tempdir().unwrap();
     let options = trust::DevInitOptions {
         vendor_id: Some(vendor.parse().unwrap()),
@@ -1029,53 +795,26 @@ fn dev_init_output_has_manifest_dev_tool_symbols_and_layout() {
 
     let theirs_c = theirs_dir.path().join("update_default_resources.c");
     let ours_c = credentials.c_source_path.clone();
-    assert_eq!(
-        compile_and_list_symbols(&ours_c),
-        compile_and_list_symbols(&theirs_c)
-    );
+    assert_eq!(compile_and_list_symbols(&ours_c), compile_and_list_symbols(&theirs_c));
     let theirs = std::fs::read_to_string(&theirs_c).unwrap();
     let ours = std::fs::read_to_string(&ours_c).unwrap();
     // Same IDs give byte-identical arrays (formatting included).
     for name in ["arm_uc_vendor_id", "arm_uc_class_id"] {
-        assert_eq!(
-            c_array_text(&ours, name),
-            c_array_text(&theirs, name),
-            "{name}"
-        );
+        assert_eq!(c_array_text(&ours, name), c_array_text(&theirs, name), "{name}");
     }
     // Size declarations are identical lines.
-    for line in theirs
-        .lines()
-        .filter(|line| line.contains("_size = sizeof("))
-    {
-        assert!(
-            ours.lines().any(|ours_line| ours_line == line),
-            "missing {line:?}"
-        );
+    for line in theirs.lines().filter(|line| line.contains("_size = sizeof(")) {
+        assert!(ours.lines().any(|ours_line| ours_line == line), "missing {line:?}");
     }
     // Their public key array is the uncompressed point of their certificate's key; ours too.
     let their_certificate =
         Certificate::load(&theirs_dir.path().join(".manifest-dev-tool/dev.cert.der")).unwrap();
-    assert_eq!(
-        c_array(&theirs, "arm_uc_default_certificate"),
-        their_certificate.der()
-    );
+    assert_eq!(c_array(&theirs, "arm_uc_default_certificate"), their_certificate.der());
     let point = |certificate: &Certificate| {
-        certificate
-            .verifying_key()
-            .unwrap()
-            .to_sec1_point(false)
-            .as_bytes()
-            .to_vec()
+        certificate.verifying_key().unwrap().to_sec1_point(false).as_bytes().to_vec()
     };
-    assert_eq!(
-        c_array(&theirs, "arm_uc_update_public_key"),
-        point(&their_certificate)
-    );
-    assert_eq!(
-        c_array(&ours, "arm_uc_update_public_key"),
-        point(&credentials.certificate)
-    );
+    assert_eq!(c_array(&theirs, "arm_uc_update_public_key"), point(&their_certificate));
+    assert_eq!(c_array(&ours, "arm_uc_update_public_key"), point(&credentials.certificate));
 }
 
 #[test]
@@ -1083,19 +822,13 @@ fn a_real_manifest_dev_tool_environment_imports() {
     let dir = tempfile::tempdir().unwrap();
     let vendor = "5355a4a3-4c5a-47a3-a6b8-4e1f0a9c2d11";
     let class = "1234567890123456789012345678901a";
-    manifest_dev_tool_init(
-        dir.path(),
-        &["--vendor-id", &vendor.replace('-', ""), "--class-id", class],
-    );
+    manifest_dev_tool_init(dir.path(), &["--vendor-id", &vendor.replace('-', ""), "--class-id", class]);
     let environment = trust::import_manifest_dev_tool_env(dir.path()).unwrap();
     assert_eq!(environment.vendor_id.to_string(), vendor);
     assert_eq!(environment.class_id.simple().to_string(), class);
     assert_eq!(
         environment.signing_key_path.canonicalize().unwrap(),
-        dir.path()
-            .join(".manifest-dev-tool/dev.key.pem")
-            .canonicalize()
-            .unwrap()
+        dir.path().join(".manifest-dev-tool/dev.key.pem").canonicalize().unwrap()
     );
     // Their SEC1 key and DER certificate load and belong together.
     let signer = trust::load_signing_key(&environment.signing_key_path).unwrap();
@@ -1103,8 +836,7 @@ fn a_real_manifest_dev_tool_environment_imports() {
     assert!(trust::key_matches_certificate(&signer, &certificate));
     assert!(certificate.has_code_signing_eku());
     // The cache directory itself works too.
-    let from_cache_dir =
-        trust::import_manifest_dev_tool_env(&dir.path().join(".manifest-dev-tool")).unwrap();
+    let from_cache_dir = trust::import_manifest_dev_tool_env(&dir.path().join(".manifest-dev-tool")).unwrap();
     assert_eq!(from_cache_dir.vendor_id, environment.vendor_id);
 
     // A second environment's certificate next to this key: refused, naming both files.
@@ -1149,11 +881,7 @@ fn broken_dev_configs_are_clear_errors() {
     std::fs::create_dir_all(&cache).unwrap();
     std::fs::copy(fixture("p256-sec1.pem"), cache.join("dev.key.pem")).unwrap();
     std::fs::copy(fixture("p256-cert.der"), cache.join("dev.cert.der")).unwrap();
-    std::fs::write(
-        cache.join("dev.cfg.yaml"),
-        format!("{good_ids}{good_paths}"),
-    )
-    .unwrap();
+    std::fs::write(cache.join("dev.cfg.yaml"), format!("{good_ids}{good_paths}")).unwrap();
     trust::import_manifest_dev_tool_env(dir.path()).unwrap();
 
     check_bad_dev_config(good_paths, "field `vendor-id` is missing");
@@ -1173,15 +901,7 @@ fn broken_dev_configs_are_clear_errors() {
         "- just\n- a list\n",
         "YAML mapping (key_file, certificate, vendor-id, class-id), found a list",
     );
-    check_bad_dev_config(
-        "key_file: [unclosed\n",
-        "expected manifest-dev-tool's YAML mapping",
-    );
+    check_bad_dev_config("key_file: [unclosed\n", "expected manifest-dev-tool's YAML mapping");
     let error = trust::import_manifest_dev_tool_env(Path::new("/nonexistent/imprint")).unwrap_err();
-    assert!(
-        error
-            .to_string()
-            .contains("cannot read /nonexistent/imprint/dev.cfg.yaml"),
-        "{error}"
-    );
+    assert!(error.to_string().contains("cannot read /nonexistent/imprint/dev.cfg.yaml"), "{error}");
 }

@@ -41,57 +41,25 @@ pub enum DevCommand {
 
 pub fn run(command: DevCommand) -> anyhow::Result<ExitCode> {
     match command {
-        DevCommand::Init {
-            dir,
-            vendor_domain,
-            model_name,
-            vendor_id,
-            class_id,
-            force,
-        } => {
-            let options = DevInitOptions {
-                vendor_domain,
-                model_name,
-                vendor_id,
-                class_id,
-                force,
-            };
+        DevCommand::Init { dir, vendor_domain, model_name, vendor_id, class_id, force } => {
+            let options = DevInitOptions { vendor_domain, model_name, vendor_id, class_id, force };
             let credentials = trust::dev_init(&dir, &options).map_err(|error| {
                 let hint = if matches!(error, trust::TrustError::AlreadyExists { .. }) {
                     " (pass --force to replace the existing credentials)"
                 } else {
                     ""
                 };
-                anyhow::Error::new(error).context(format!(
-                    "creating developer credentials in {}{hint}",
-                    dir.display()
-                ))
+                anyhow::Error::new(error)
+                    .context(format!("creating developer credentials in {}{hint}", dir.display()))
             })?;
-            println!(
-                "DEVELOPMENT ONLY: these credentials must never sign updates for production units."
-            );
-            println!(
-                "wrote {} (private key, mode 0600)",
-                credentials.signing_key_path.display()
-            );
-            println!(
-                "wrote {} (update certificate, DER)",
-                credentials.certificate_path.display()
-            );
-            println!(
-                "wrote {} (firmware update resources)",
-                credentials.c_source_path.display()
-            );
-            println!(
-                "wrote {} (summary for a profile)",
-                credentials.summary_path.display()
-            );
+            println!("DEVELOPMENT ONLY: these credentials must never sign updates for production units.");
+            println!("wrote {} (private key, mode 0600)", credentials.signing_key_path.display());
+            println!("wrote {} (update certificate, DER)", credentials.certificate_path.display());
+            println!("wrote {} (firmware update resources)", credentials.c_source_path.display());
+            println!("wrote {} (summary for a profile)", credentials.summary_path.display());
             println!("vendor ID: {}", credentials.vendor_id);
             println!("class ID: {}", credentials.class_id);
-            println!(
-                "certificate SHA-256: {}",
-                credentials.certificate.fingerprint_hex()
-            );
+            println!("certificate SHA-256: {}", credentials.certificate.fingerprint_hex());
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -8,8 +8,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use imprint::ledger::{
-    ExportFilter, ExportFormat, Ledger, LedgerStats, RecordedRun, RunResult, UnitHistory,
-    VerifyOptions, VerifyReport, parse_hash_hex, parse_time_bound, verify_export_file,
+    ExportFilter, ExportFormat, Ledger, LedgerStats, RecordedRun, RunResult, UnitHistory, VerifyOptions,
+    VerifyReport, parse_hash_hex, parse_time_bound, verify_export_file,
 };
 
 use super::EXIT_UNITS_FAILED;
@@ -53,9 +53,7 @@ pub enum LogCommand {
     )]
     Show(ShowArgs),
     /// Units, runs, pass/fail, first-pass yield and median cycle time per step.
-    #[command(
-        after_help = "Examples:\n  imprint log stats\n  imprint log stats --db station-3.db --json"
-    )]
+    #[command(after_help = "Examples:\n  imprint log stats\n  imprint log stats --db station-3.db --json")]
     Stats(StatsArgs),
 }
 
@@ -145,16 +143,8 @@ pub fn run(command: LogCommand) -> anyhow::Result<ExitCode> {
 
 fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
     let filter = ExportFilter {
-        since: args
-            .since
-            .as_deref()
-            .map(|text| parse_time_bound("--since", text, false))
-            .transpose()?,
-        until: args
-            .until
-            .as_deref()
-            .map(|text| parse_time_bound("--until", text, true))
-            .transpose()?,
+        since: args.since.as_deref().map(|text| parse_time_bound("--since", text, false)).transpose()?,
+        until: args.until.as_deref().map(|text| parse_time_bound("--until", text, true)).transpose()?,
         profile: args.profile,
         result: args.result.map(|result| match result {
             ResultArg::Pass => RunResult::Pass,
@@ -171,13 +161,10 @@ fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
         Some(output) => {
             let mut file = std::fs::File::create(output)
                 .with_context(|| format!("creating export file {}", output.display()))?;
-            let outcome = ledger
-                .export(format, &filter, &mut file)
-                .and_then(|summary| {
-                    file.sync_all()
-                        .map_err(|source| imprint::ledger::LedgerError::ExportWrite { source })?;
-                    Ok(summary)
-                });
+            let outcome = ledger.export(format, &filter, &mut file).and_then(|summary| {
+                file.sync_all().map_err(|source| imprint::ledger::LedgerError::ExportWrite { source })?;
+                Ok(summary)
+            });
             if outcome.is_err() {
                 // Leave no half-written export behind that could pass for a complete one.
                 let _ = std::fs::remove_file(output);
@@ -187,9 +174,7 @@ fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
         None => {
             let stdout = std::io::stdout();
             let mut lock = stdout.lock();
-            ledger
-                .export(format, &filter, &mut lock)
-                .context("exporting to standard output")?
+            ledger.export(format, &filter, &mut lock).context("exporting to standard output")?
         }
     };
     for head in &summary.chain_heads {
@@ -199,10 +184,7 @@ fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
         );
     }
     if summary.chain_heads.is_empty() {
-        eprintln!(
-            "exported {} runs; the ledger has no runs yet",
-            summary.record_count
-        );
+        eprintln!("exported {} runs; the ledger has no runs yet", summary.record_count);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -212,9 +194,8 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         .heads
         .iter()
         .map(|text| {
-            parse_hash_hex(text).with_context(|| {
-                format!("--head: expected a record hash of 64 hex digits, found {text:?}")
-            })
+            parse_hash_hex(text)
+                .with_context(|| format!("--head: expected a record hash of 64 hex digits, found {text:?}"))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let options = VerifyOptions { expected_heads };
@@ -225,9 +206,7 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("verifying export {}", file.display()))?,
         ),
         None => {
-            let database = DatabaseArgs {
-                db: args.db.clone(),
-            };
+            let database = DatabaseArgs { db: args.db.clone() };
             let ledger = database.open()?;
             let report = ledger
                 .verify(&options)
@@ -240,11 +219,7 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     } else {
         print_verify_report(&source, &report);
     }
-    Ok(if report.is_intact() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(EXIT_UNITS_FAILED)
-    })
+    Ok(if report.is_intact() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_UNITS_FAILED) })
 }
 
 fn print_verify_report(source: &str, report: &VerifyReport) {
@@ -274,10 +249,7 @@ fn print_verify_report(source: &str, report: &VerifyReport) {
         }
         Some(problem) => {
             println!("TAMPERED: {source}: {problem}");
-            println!(
-                "  {} runs checked before the first bad record",
-                report.records_checked
-            );
+            println!("  {} runs checked before the first bad record", report.records_checked);
         }
     }
 }
@@ -288,11 +260,7 @@ fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
         .unit_history(&args.unit)
         .with_context(|| format!("reading ledger {}", ledger.path().display()))?
     else {
-        bail!(
-            "no unit with serial or chip uid {:?} in ledger {}",
-            args.unit,
-            ledger.path().display()
-        );
+        bail!("no unit with serial or chip uid {:?} in ledger {}", args.unit, ledger.path().display());
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&history)?);
@@ -362,9 +330,7 @@ fn print_run(run: &RecordedRun) {
 
 fn stats(args: StatsArgs) -> anyhow::Result<ExitCode> {
     let ledger = args.database.open()?;
-    let stats = ledger
-        .stats()
-        .with_context(|| format!("reading ledger {}", ledger.path().display()))?;
+    let stats = ledger.stats().with_context(|| format!("reading ledger {}", ledger.path().display()))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&stats)?);
     } else {
@@ -375,30 +341,21 @@ fn stats(args: StatsArgs) -> anyhow::Result<ExitCode> {
 
 fn print_stats(path: &Path, stats: &LedgerStats) {
     let mut out = String::new();
-    let optional =
-        |value: Option<u64>| value.map_or_else(|| "-".to_owned(), |ms| format!("{ms} ms"));
+    let optional = |value: Option<u64>| value.map_or_else(|| "-".to_owned(), |ms| format!("{ms} ms"));
     out.push_str(&format!("ledger {}\n", path.display()));
     out.push_str(&format!("units               {}\n", stats.units));
-    out.push_str(&format!(
-        "retired identities  {}\n",
-        stats.retired_identities
-    ));
+    out.push_str(&format!("retired identities  {}\n", stats.retired_identities));
     out.push_str(&format!(
         "runs                {} (pass {}, fail {}; {} failed before the chip was identified)\n",
         stats.runs, stats.runs_passed, stats.runs_failed, stats.runs_without_chip_uid
     ));
     out.push_str(&format!(
         "first-pass yield    {} ({} of {} chips passed their first run)\n",
-        stats
-            .first_pass_yield_percent
-            .map_or_else(|| "-".to_owned(), |percent| format!("{percent:.1} %")),
+        stats.first_pass_yield_percent.map_or_else(|| "-".to_owned(), |percent| format!("{percent:.1} %")),
         stats.chips_passed_first_time,
         stats.chips_tested
     ));
-    out.push_str(&format!(
-        "median run time     {}\n",
-        optional(stats.median_run_ms)
-    ));
+    out.push_str(&format!("median run time     {}\n", optional(stats.median_run_ms)));
     out.push_str(&format!(
         "\n{:<16} {:>8} {:>8} {:>8} {:>12}\n",
         "step", "passed", "failed", "skipped", "median"

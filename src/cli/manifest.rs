@@ -8,9 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use imprint::manifest::{
-    self, DecodedManifest, MANIFEST_VERSION_V3, ManifestRequest, SemanticVersion,
-};
+use imprint::manifest::{self, DecodedManifest, MANIFEST_VERSION_V3, ManifestRequest, SemanticVersion};
 use imprint::trust::{self, Certificate};
 use sha2::{Digest, Sha256};
 
@@ -106,23 +104,17 @@ fn read_file(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
 fn create(args: CreateArgs) -> anyhow::Result<ExitCode> {
     let payload = read_file(&args.payload, "payload")?;
     let signer = trust::load_signing_key(&args.key)?;
-    let vendor_data = args
-        .vendor_data
-        .as_deref()
-        .map(|path| read_file(path, "vendor data"))
-        .transpose()?;
+    let vendor_data = args.vendor_data.as_deref().map(|path| read_file(path, "vendor data")).transpose()?;
     let payload_uri = match args.payload_uri {
         Some(uri) => uri,
-        None => args
-            .payload
-            .file_name()
-            .map(|name| name.to_string_lossy().into_owned())
-            .with_context(|| {
+        None => {
+            args.payload.file_name().map(|name| name.to_string_lossy().into_owned()).with_context(|| {
                 format!(
                     "--payload {} has no file name to use as the payload URI; give --payload-uri",
                     args.payload.display()
                 )
-            })?,
+            })?
+        }
     };
     let request = ManifestRequest {
         vendor_id: args.vendor_id,
@@ -157,20 +149,13 @@ fn decode_file(path: &Path) -> anyhow::Result<(Vec<u8>, DecodedManifest)> {
 }
 
 fn hex_or_none(bytes: &[u8]) -> String {
-    if bytes.is_empty() {
-        "(empty)".to_string()
-    } else {
-        hex::encode(bytes)
-    }
+    if bytes.is_empty() { "(empty)".to_string() } else { hex::encode(bytes) }
 }
 
 fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
     let (_, decoded) = decode_file(&args.manifest)?;
     if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&manifest_json(&decoded))?
-        );
+        println!("{}", serde_json::to_string_pretty(&manifest_json(&decoded))?);
         return Ok(ExitCode::SUCCESS);
     }
     let rows = manifest_rows(&decoded);
@@ -185,57 +170,24 @@ fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
 fn manifest_rows(decoded: &DecodedManifest) -> Vec<(&'static str, String)> {
     let mut rows = vec![
         ("manifest-version", format!("{MANIFEST_VERSION_V3} (v3)")),
-        (
-            "vendor-id",
-            format!(
-                "{} (hex {})",
-                decoded.vendor_uuid(),
-                hex::encode(decoded.vendor_id)
-            ),
-        ),
-        (
-            "class-id",
-            format!(
-                "{} (hex {})",
-                decoded.class_uuid(),
-                hex::encode(decoded.class_id)
-            ),
-        ),
+        ("vendor-id", format!("{} (hex {})", decoded.vendor_uuid(), hex::encode(decoded.vendor_id))),
+        ("class-id", format!("{} (hex {})", decoded.class_uuid(), hex::encode(decoded.class_id))),
         ("update-priority", decoded.update_priority.to_string()),
         ("component-name", decoded.component_name.clone()),
         ("payload-version", decoded.payload_version.to_string()),
         ("payload-digest", hex::encode(&decoded.payload_digest)),
         ("payload-size", format!("{} bytes", decoded.payload_size)),
         ("payload-uri", decoded.payload_uri.clone()),
-        (
-            "payload-format",
-            format!(
-                "{} ({})",
-                decoded.payload_format,
-                decoded.payload_format.schema_value()
-            ),
-        ),
-        (
-            "installed-signature",
-            hex_or_none(&decoded.installed_signature),
-        ),
+        ("payload-format", format!("{} ({})", decoded.payload_format, decoded.payload_format.schema_value())),
+        ("installed-signature", hex_or_none(&decoded.installed_signature)),
     ];
     match &decoded.payload_metadata {
         Some(metadata) => {
-            rows.push((
-                "payload-metadata.installed-size",
-                format!("{} bytes", metadata.installed_size),
-            ));
-            rows.push((
-                "payload-metadata.installed-digest",
-                hex::encode(&metadata.installed_digest),
-            ));
+            rows.push(("payload-metadata.installed-size", format!("{} bytes", metadata.installed_size)));
+            rows.push(("payload-metadata.installed-digest", hex::encode(&metadata.installed_digest)));
             rows.push((
                 "payload-metadata.precursor-digest",
-                metadata
-                    .precursor_digest
-                    .as_deref()
-                    .map_or_else(|| "(absent)".to_string(), hex::encode),
+                metadata.precursor_digest.as_deref().map_or_else(|| "(absent)".to_string(), hex::encode),
             ));
         }
         None => rows.push(("payload-metadata", "(absent)".to_string())),
@@ -307,11 +259,7 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     if let Some(payload_path) = &args.payload {
         let payload = read_file(payload_path, "payload")?;
         decoded.check_payload(&payload).with_context(|| {
-            format!(
-                "{} is not the payload of {}",
-                payload_path.display(),
-                args.manifest.display()
-            )
+            format!("{} is not the payload of {}", payload_path.display(), args.manifest.display())
         })?;
     }
     println!(

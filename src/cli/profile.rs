@@ -49,7 +49,13 @@ fn print_summary(profile: &Profile) {
         println!("  {name:<12} {}", describe_region(&region));
     }
     let mailbox = profile.memory.mailbox;
-    println!("  {:<12} {:#010x}..{:#010x} ({} bytes, RAM)", "mailbox", mailbox.address, mailbox.address + mailbox.size_bytes, mailbox.size_bytes);
+    println!(
+        "  {:<12} {:#010x}..{:#010x} ({} bytes, RAM)",
+        "mailbox",
+        mailbox.address,
+        mailbox.address + mailbox.size_bytes,
+        mailbox.size_bytes
+    );
     println!("images");
     for (name, image) in [
         ("bootloader", &profile.bootloader_image),
@@ -65,13 +71,20 @@ fn print_summary(profile: &Profile) {
             hex::encode(image.file_sha256)
         );
     }
-    println!("versions     application {}, self-test payload {}", profile.application_version, profile.self_test.payload_version);
+    println!(
+        "versions     application {}, self-test payload {}",
+        profile.application_version, profile.self_test.payload_version
+    );
     println!("vendor id    {}", profile.vendor_id);
     println!("class id     {}", profile.class_id);
     let certificate = &profile.update_certificate;
     println!("certificate  {}", certificate.subject());
     println!("  fingerprint  {}", hex::encode(certificate.fingerprint_sha256()));
-    println!("  valid        {} .. {}", format_date(certificate.not_before()), format_date(certificate.not_after()));
+    println!(
+        "  valid        {} .. {}",
+        format_date(certificate.not_before()),
+        format_date(certificate.not_after())
+    );
     println!("signing key  {}", profile.signer.describe());
     let skipped: Vec<&str> = profile.skipped_steps.iter().map(|step| step.name()).collect();
     println!("lock         {}", if profile.lock.enabled { "enabled" } else { "disabled" });

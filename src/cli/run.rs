@@ -9,8 +9,8 @@ use anyhow::{Context, bail};
 use imprint::ledger::Ledger;
 use imprint::profile::{Profile, SimTiming};
 use imprint::station::{
-    CancelToken, EventKind, EventSink, LineSummary, SelfTestMaterial, StationContext, StationEvent, UnitResult,
-    run_line,
+    CancelToken, EventKind, EventSink, LineSummary, SelfTestMaterial, StationContext, StationEvent,
+    UnitResult, run_line,
 };
 use imprint::target::Fixture;
 use imprint::target::sim::{FaultPlan, SimFixture};
@@ -70,10 +70,12 @@ struct SimFaultSpec {
 
 fn parse_sim_fault(spec: &str) -> anyhow::Result<SimFaultSpec> {
     let expected = "expected SLOT.UNIT:KIND[=VALUE], e.g. 0.2:probe-lost=erase";
-    let (position, fault) = spec.split_once(':').with_context(|| format!("--sim-fault {spec}: {expected}"))?;
+    let (position, fault) =
+        spec.split_once(':').with_context(|| format!("--sim-fault {spec}: {expected}"))?;
     let (slot, unit) = position.split_once('.').with_context(|| format!("--sim-fault {spec}: {expected}"))?;
     let slot: usize = slot.parse().with_context(|| format!("--sim-fault {spec}: slot must be a number"))?;
-    let unit: u64 = unit.parse().with_context(|| format!("--sim-fault {spec}: unit must be a number from 1"))?;
+    let unit: u64 =
+        unit.parse().with_context(|| format!("--sim-fault {spec}: unit must be a number from 1"))?;
     if unit == 0 {
         bail!("--sim-fault {spec}: units count from 1");
     }
@@ -101,7 +103,9 @@ fn parse_sim_fault(spec: &str) -> anyhow::Result<SimFaultSpec> {
         }
         "uid-read-fails" => plan.unique_id_read_fails = true,
         "flip-bit" => plan.flip_bit_at_address = Some(number(value)?),
-        "transient" => plan.transient_errors = u32::try_from(number(value)?).context("--sim-fault: count too large")?,
+        "transient" => {
+            plan.transient_errors = u32::try_from(number(value)?).context("--sim-fault: count too large")?
+        }
         other => bail!(
             "--sim-fault {spec}: unknown fault {other}; expected power-cut, probe-lost, uid-read-fails, flip-bit or transient"
         ),
@@ -118,7 +122,8 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if slot_count == 0 {
         bail!("--sim: expected at least 1 simulated fixture");
     }
-    let faults = args.sim_fault.iter().map(|spec| parse_sim_fault(spec)).collect::<anyhow::Result<Vec<_>>>()?;
+    let faults =
+        args.sim_fault.iter().map(|spec| parse_sim_fault(spec)).collect::<anyhow::Result<Vec<_>>>()?;
     if let Some(fault) = faults.iter().find(|fault| fault.slot >= slot_count) {
         bail!("--sim-fault: slot {} does not exist (slots are 0..{})", fault.slot, slot_count - 1);
     }
@@ -126,15 +131,19 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         Some(path) => path,
         None => Ledger::default_path()?,
     };
-    let ledger = Ledger::open(&db_path).with_context(|| format!("cannot open the ledger {}", db_path.display()))?;
+    let ledger =
+        Ledger::open(&db_path).with_context(|| format!("cannot open the ledger {}", db_path.display()))?;
     let self_test = SelfTestMaterial::prepare(&profile)?;
     let (station_name, operator) = station_identity(args.station, args.operator);
 
     let sim_timing = if args.sim_timing == "zero" { SimTiming::default() } else { profile.sim_timing };
     let fixtures: Vec<Box<dyn Fixture>> = (0..slot_count)
         .map(|slot| {
-            let slot_faults: Vec<(u64, FaultPlan)> =
-                faults.iter().filter(|fault| fault.slot == slot).map(|fault| (fault.unit - 1, fault.plan.clone())).collect();
+            let slot_faults: Vec<(u64, FaultPlan)> = faults
+                .iter()
+                .filter(|fault| fault.slot == slot)
+                .map(|fault| (fault.unit - 1, fault.plan.clone()))
+                .collect();
             let fixture = SimFixture::new(
                 &format!("sim-{slot}"),
                 &profile.chip_name,
@@ -143,7 +152,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 args.sim_uid_seed,
             )
             .with_fault_schedule(Box::new(move |unit_index| {
-                slot_faults.iter().find(|(index, _)| *index == unit_index).map(|(_, plan)| plan.clone()).unwrap_or_default()
+                slot_faults
+                    .iter()
+                    .find(|(index, _)| *index == unit_index)
+                    .map(|(_, plan)| plan.clone())
+                    .unwrap_or_default()
             }));
             Box::new(fixture) as Box<dyn Fixture>
         })
@@ -228,7 +241,9 @@ fn show_progress(receiver: crossbeam_channel::Receiver<StationEvent>, slot_count
             EventKind::UnitFinished { result, serial, failing_step, reason, cycle_time_ms, .. } => {
                 let serial = serial.unwrap_or_else(|| "-".to_string());
                 let line = match result {
-                    UnitResult::Pass => format!("PASS  slot {} unit {} {serial} ({cycle_time_ms} ms)", event.slot, event.unit),
+                    UnitResult::Pass => {
+                        format!("PASS  slot {} unit {} {serial} ({cycle_time_ms} ms)", event.slot, event.unit)
+                    }
                     UnitResult::Fail => format!(
                         "FAIL  slot {} unit {} {serial} at {}: {}",
                         event.slot,
@@ -238,10 +253,14 @@ fn show_progress(receiver: crossbeam_channel::Receiver<StationEvent>, slot_count
                     ),
                 };
                 bars.suspend(|| println!("{line}"));
-                bar.set_message(format!("idle (last: {})", if result == UnitResult::Pass { "PASS" } else { "FAIL" }));
+                bar.set_message(format!(
+                    "idle (last: {})",
+                    if result == UnitResult::Pass { "PASS" } else { "FAIL" }
+                ));
             }
             EventKind::SlotError { reason } => bars.suspend(|| eprintln!("slot {}: {reason}", event.slot)),
-            EventKind::StepFailed { .. } | EventKind::StepSkipped { .. } | EventKind::LineFinished { .. } => {}
+            EventKind::StepFailed { .. } | EventKind::StepSkipped { .. } | EventKind::LineFinished { .. } => {
+            }
         }
     }
     for bar in slot_bars {
@@ -272,10 +291,22 @@ mod tests {
 
     #[test]
     fn sim_fault_specs() {
-        check("0.2:probe-lost=erase", Some((0, 2, FaultPlan { probe_lost_at_step: Some("erase".into()), ..Default::default() })));
-        check("1.1:power-cut=40", Some((1, 1, FaultPlan { power_cut_after_flash_operations: Some(40), ..Default::default() })));
-        check("0.1:flip-bit=0x8000", Some((0, 1, FaultPlan { flip_bit_at_address: Some(0x8000), ..Default::default() })));
-        check("0.1:uid-read-fails", Some((0, 1, FaultPlan { unique_id_read_fails: true, ..Default::default() })));
+        check(
+            "0.2:probe-lost=erase",
+            Some((0, 2, FaultPlan { probe_lost_at_step: Some("erase".into()), ..Default::default() })),
+        );
+        check(
+            "1.1:power-cut=40",
+            Some((1, 1, FaultPlan { power_cut_after_flash_operations: Some(40), ..Default::default() })),
+        );
+        check(
+            "0.1:flip-bit=0x8000",
+            Some((0, 1, FaultPlan { flip_bit_at_address: Some(0x8000), ..Default::default() })),
+        );
+        check(
+            "0.1:uid-read-fails",
+            Some((0, 1, FaultPlan { unique_id_read_fails: true, ..Default::default() })),
+        );
         check("0.0:uid-read-fails", None);
         check("0.1:probe-lost=nowhere", None);
         check("x.1:transient=2", None);

@@ -113,10 +113,7 @@ impl RecordedRun {
         let mut object = Map::new();
         object.insert("encoding".into(), text(RUN_ENCODING));
         object.insert("station".into(), text(&self.station));
-        object.insert(
-            "station_sequence".into(),
-            Value::from(self.station_sequence),
-        );
+        object.insert("station_sequence".into(), Value::from(self.station_sequence));
         object.insert("operator".into(), text(&self.operator));
         object.insert("probe".into(), text(&self.probe));
         object.insert("profile".into(), text(&self.profile));
@@ -257,10 +254,7 @@ pub fn ecmascript_number(value: f64) -> String {
     }
     if digit_count <= point_position && point_position <= 21 {
         text.push_str(&digits);
-        text.extend(std::iter::repeat_n(
-            '0',
-            (point_position - digit_count) as usize,
-        ));
+        text.extend(std::iter::repeat_n('0', (point_position - digit_count) as usize));
     } else if 0 < point_position && point_position <= 21 {
         text.push_str(&digits[..point_position as usize]);
         text.push('.');
@@ -276,12 +270,7 @@ pub fn ecmascript_number(value: f64) -> String {
             text.push_str(&digits[1..]);
         }
         let shown_exponent = point_position - 1;
-        let _ = write!(
-            text,
-            "e{}{}",
-            if shown_exponent > 0 { '+' } else { '-' },
-            shown_exponent.abs()
-        );
+        let _ = write!(text, "e{}{}", if shown_exponent > 0 { '+' } else { '-' }, shown_exponent.abs());
     }
     text
 }
@@ -289,14 +278,10 @@ pub fn ecmascript_number(value: f64) -> String {
 /// Formats a time as the ledger stores it: RFC 3339 UTC with milliseconds,
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ` (truncated to the millisecond), so text order is time order.
 pub fn format_timestamp(field: &str, time: SystemTime) -> Result<String, LedgerError> {
-    let out_of_range =
-        || LedgerError::invalid(field, "a time between 1970 and 9999", format!("{time:?}"));
-    let since_epoch = time
-        .duration_since(UNIX_EPOCH)
-        .map_err(|_| out_of_range())?;
+    let out_of_range = || LedgerError::invalid(field, "a time between 1970 and 9999", format!("{time:?}"));
+    let since_epoch = time.duration_since(UNIX_EPOCH).map_err(|_| out_of_range())?;
     let nanoseconds = i128::try_from(since_epoch.as_nanos()).map_err(|_| out_of_range())?;
-    let utc =
-        time::OffsetDateTime::from_unix_timestamp_nanos(nanoseconds).map_err(|_| out_of_range())?;
+    let utc = time::OffsetDateTime::from_unix_timestamp_nanos(nanoseconds).map_err(|_| out_of_range())?;
     if utc.year() > 9999 {
         return Err(out_of_range());
     }
@@ -325,18 +310,13 @@ pub fn parse_time_bound(field: &str, text: &str, end_of_day: bool) -> Result<Str
     } else {
         let format = time::macros::format_description!("[year]-[month]-[day]");
         let date = time::Date::parse(text, &format).map_err(|_| invalid())?;
-        let date = if end_of_day {
-            date.next_day().ok_or_else(invalid)?
-        } else {
-            date
-        };
+        let date = if end_of_day { date.next_day().ok_or_else(invalid)? } else { date };
         date.midnight().assume_utc()
     };
     let nanoseconds = instant.unix_timestamp_nanos();
     let since_epoch = u128::try_from(nanoseconds).map_err(|_| invalid())?;
     let seconds = u64::try_from(since_epoch / 1_000_000_000).map_err(|_| invalid())?;
-    let system_time =
-        UNIX_EPOCH + std::time::Duration::new(seconds, (since_epoch % 1_000_000_000) as u32);
+    let system_time = UNIX_EPOCH + std::time::Duration::new(seconds, (since_epoch % 1_000_000_000) as u32);
     format_timestamp(field, system_time)
 }
 
@@ -370,19 +350,13 @@ mod tests {
             let value: Value = serde_json::from_str(input).unwrap();
             assert_eq!(canonical_json(&value), expected, "canonicalising {input}");
         }
-        check(
-            r#"{"b": 1, "a": [true, null, "x"]}"#,
-            r#"{"a":[true,null,"x"],"b":1}"#,
-        );
+        check(r#"{"b": 1, "a": [true, null, "x"]}"#, r#"{"a":[true,null,"x"],"b":1}"#);
         check(r#""\u0001\n\"\\/é""#, "\"\\u0001\\n\\\"\\\\/é\"");
         check("18446744073709551615", "18446744073709551615");
         check("-9223372036854775808", "-9223372036854775808");
         check("1.0E2", "100");
         // U+1F600 (surrogates D83D..) sorts before U+FFFD in UTF-16 order.
-        check(
-            "{\"\u{fffd}\": 1, \"\u{1f600}\": 2}",
-            "{\"\u{1f600}\":2,\"\u{fffd}\":1}",
-        );
+        check("{\"\u{fffd}\": 1, \"\u{1f600}\": 2}", "{\"\u{1f600}\":2,\"\u{fffd}\":1}");
     }
 
     #[test]
@@ -394,14 +368,8 @@ mod tests {
         check(0, 0, "1970-01-01T00:00:00.000Z");
         // Expected value from Python: datetime.fromtimestamp(1795000000, timezone.utc).
         check(1_795_000_000, 999_999_999, "2026-11-18T11:06:40.999Z");
-        assert_eq!(
-            parse_time_bound("since", "2026-11-26", false).unwrap(),
-            "2026-11-26T00:00:00.000Z"
-        );
-        assert_eq!(
-            parse_time_bound("until", "2026-11-26", true).unwrap(),
-            "2026-11-27T00:00:00.000Z"
-        );
+        assert_eq!(parse_time_bound("since", "2026-11-26", false).unwrap(), "2026-11-26T00:00:00.000Z");
+        assert_eq!(parse_time_bound("until", "2026-11-26", true).unwrap(), "2026-11-27T00:00:00.000Z");
         assert_eq!(
             parse_time_bound("since", "2026-11-26T12:00:00.5+02:00", false).unwrap(),
             "2026-11-26T10:00:00.500Z"

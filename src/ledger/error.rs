@@ -6,63 +6,36 @@ use std::path::PathBuf;
 /// and what was found.
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
-    #[error(
-        "no platform data directory for the ledger (is HOME set?); pass the ledger path explicitly"
-    )]
+    #[error("no platform data directory for the ledger (is HOME set?); pass the ledger path explicitly")]
     NoDataDirectory,
 
     #[error("cannot create directory {path} for the ledger: {source}")]
-    CreateDirectory {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    CreateDirectory { path: PathBuf, source: std::io::Error },
 
     #[error("ledger {path} does not exist")]
     Missing { path: PathBuf },
 
     #[error("cannot open ledger {path}: {source}")]
-    Open {
-        path: PathBuf,
-        source: rusqlite::Error,
-    },
+    Open { path: PathBuf, source: rusqlite::Error },
 
     #[error(
         "ledger {path} has schema version {found}; this imprint knows versions up to {supported} (use a newer imprint)"
     )]
-    SchemaTooNew {
-        path: PathBuf,
-        found: i64,
-        supported: i64,
-    },
+    SchemaTooNew { path: PathBuf, found: i64, supported: i64 },
 
     #[error(
         "ledger {path} has schema version {found}, expected {expected}; open it read-write once (e.g. from a station) to migrate it"
     )]
-    SchemaOutdated {
-        path: PathBuf,
-        found: i64,
-        expected: i64,
-    },
+    SchemaOutdated { path: PathBuf, found: i64, expected: i64 },
 
     #[error("migrating ledger {path} to schema version {version} failed: {source}")]
-    Migration {
-        path: PathBuf,
-        version: i64,
-        source: rusqlite::Error,
-    },
+    Migration { path: PathBuf, version: i64, source: rusqlite::Error },
 
     #[error("ledger {path}: {operation} failed: {source}")]
-    Database {
-        path: PathBuf,
-        operation: &'static str,
-        source: rusqlite::Error,
-    },
+    Database { path: PathBuf, operation: &'static str, source: rusqlite::Error },
 
     #[error("ledger {path} was opened read-only; {operation} needs a read-write ledger")]
-    ReadOnly {
-        path: PathBuf,
-        operation: &'static str,
-    },
+    ReadOnly { path: PathBuf, operation: &'static str },
 
     #[error("ledger {path} holds a value it cannot have written: {what}")]
     Corrupt { path: PathBuf, what: String },
@@ -80,51 +53,26 @@ pub enum LedgerError {
         requested_profile: String,
     },
 
-    #[error(
-        "serial counter {prefix:?} is exhausted: value {value} does not fit in {counter_width} digits"
-    )]
-    SerialCounterExhausted {
-        prefix: String,
-        counter_width: u32,
-        value: u64,
-    },
+    #[error("serial counter {prefix:?} is exhausted: value {value} does not fit in {counter_width} digits")]
+    SerialCounterExhausted { prefix: String, counter_width: u32, value: u64 },
 
-    #[error(
-        "serial {serial} was already issued (to chip {chip_uid}); a serial is never issued twice"
-    )]
+    #[error("serial {serial} was already issued (to chip {chip_uid}); a serial is never issued twice")]
     SerialAlreadyIssued { serial: String, chip_uid: String },
 
-    #[error(
-        "scanned serial {scanned} does not match serial {serial} already issued to chip {chip_uid}"
-    )]
-    ScannedSerialMismatch {
-        chip_uid: String,
-        serial: String,
-        scanned: String,
-    },
+    #[error("scanned serial {scanned} does not match serial {serial} already issued to chip {chip_uid}")]
+    ScannedSerialMismatch { chip_uid: String, serial: String, scanned: String },
 
     #[error("device id {device_id} already belongs to chip {chip_uid} (serial {serial})")]
-    DeviceIdTaken {
-        device_id: uuid::Uuid,
-        chip_uid: String,
-        serial: String,
-    },
+    DeviceIdTaken { device_id: uuid::Uuid, chip_uid: String, serial: String },
 
     #[error("invalid {field}: expected {expected}, found {found:?}")]
-    InvalidField {
-        field: String,
-        expected: &'static str,
-        found: String,
-    },
+    InvalidField { field: String, expected: &'static str, found: String },
 
     #[error("cannot write the export: {source}")]
     ExportWrite { source: std::io::Error },
 
     #[error("cannot read {path}: {source}")]
-    ReadFile {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    ReadFile { path: PathBuf, source: std::io::Error },
 
     #[error("{path} is not an imprint ledger export: {reason}")]
     NotAnExport { path: PathBuf, reason: String },
@@ -137,10 +85,6 @@ impl LedgerError {
         expected: &'static str,
         found: impl Into<String>,
     ) -> LedgerError {
-        LedgerError::InvalidField {
-            field: field.into(),
-            expected,
-            found: found.into(),
-        }
+        LedgerError::InvalidField { field: field.into(), expected, found: found.into() }
     }
 }

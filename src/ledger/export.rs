@@ -135,10 +135,7 @@ impl Ledger {
 }
 
 /// Every station's chain head as the `stations` table records it.
-pub(crate) fn chain_heads(
-    connection: &Connection,
-    path: &Path,
-) -> Result<Vec<ChainHead>, LedgerError> {
+pub(crate) fn chain_heads(connection: &Connection, path: &Path) -> Result<Vec<ChainHead>, LedgerError> {
     let mut statement = connection
         .prepare("SELECT name, head_sequence, head_hash FROM stations ORDER BY id")
         .map_err(database_error(path, "reading chain heads"))?;
@@ -185,26 +182,18 @@ fn export(
         parameters.push(result);
         conditions.push(format!("r.result = ?{}", parameters.len()));
     }
-    let where_sql = if conditions.is_empty() {
-        String::new()
-    } else {
-        format!("WHERE {}", conditions.join(" AND "))
-    };
+    let where_sql =
+        if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
     let chain_head = chain_heads(connection, path)?;
 
     let write_error = |source| LedgerError::ExportWrite { source };
-    let json_error = |error: serde_json::Error| LedgerError::ExportWrite {
-        source: std::io::Error::other(error),
-    };
+    let json_error =
+        |error: serde_json::Error| LedgerError::ExportWrite { source: std::io::Error::other(error) };
     let mut buffered = std::io::BufWriter::with_capacity(1 << 16, out);
     let mut record_count = 0u64;
     match format {
         ExportFormat::Jsonl | ExportFormat::Json => {
-            let separator: &[u8] = if format == ExportFormat::Json {
-                b",\n"
-            } else {
-                b"\n"
-            };
+            let separator: &[u8] = if format == ExportFormat::Json { b",\n" } else { b"\n" };
             if format == ExportFormat::Json {
                 buffered.write_all(b"[\n").map_err(write_error)?;
             }
@@ -223,28 +212,18 @@ fn export(
                 },
             )?;
             buffered.write_all(separator).map_err(write_error)?;
-            let trailer = ExportTrailer {
-                chain_head: chain_head.clone(),
-                record_count,
-            };
+            let trailer = ExportTrailer { chain_head: chain_head.clone(), record_count };
             serde_json::to_writer(&mut buffered, &trailer).map_err(json_error)?;
-            let end: &[u8] = if format == ExportFormat::Json {
-                b"\n]\n"
-            } else {
-                b"\n"
-            };
+            let end: &[u8] = if format == ExportFormat::Json { b"\n]\n" } else { b"\n" };
             buffered.write_all(end).map_err(write_error)?;
         }
         ExportFormat::Csv => {
-            let csv_error = |error: csv::Error| LedgerError::ExportWrite {
-                source: std::io::Error::other(error),
-            };
+            let csv_error =
+                |error: csv::Error| LedgerError::ExportWrite { source: std::io::Error::other(error) };
             let mut writer = csv::Writer::from_writer(&mut buffered);
             writer.write_record(CSV_COLUMNS).map_err(csv_error)?;
             let header_json = serde_json::to_string(header).map_err(json_error)?;
-            writer
-                .write_record(meta_row("export", &header_json))
-                .map_err(csv_error)?;
+            writer.write_record(meta_row("export", &header_json)).map_err(csv_error)?;
             for_each_run(
                 connection,
                 path,
@@ -257,22 +236,14 @@ fn export(
                     Ok(true)
                 },
             )?;
-            let trailer = ExportTrailer {
-                chain_head: chain_head.clone(),
-                record_count,
-            };
+            let trailer = ExportTrailer { chain_head: chain_head.clone(), record_count };
             let trailer_json = serde_json::to_string(&trailer).map_err(json_error)?;
-            writer
-                .write_record(meta_row("trailer", &trailer_json))
-                .map_err(csv_error)?;
+            writer.write_record(meta_row("trailer", &trailer_json)).map_err(csv_error)?;
             writer.flush().map_err(write_error)?;
         }
     }
     buffered.flush().map_err(write_error)?;
-    Ok(ExportSummary {
-        record_count,
-        chain_heads: chain_head,
-    })
+    Ok(ExportSummary { record_count, chain_heads: chain_head })
 }
 
 fn meta_row(record_type: &str, json: &str) -> Vec<String> {
@@ -317,31 +288,21 @@ pub(crate) fn run_from_csv_row(row: &csv::StringRecord) -> Result<RecordedRun, S
     let column = |index: usize| row.get(index).unwrap_or_default().to_owned();
     let optional = |index: usize| Some(column(index)).filter(|text| !text.is_empty());
     let number = |index: usize| {
-        column(index).parse::<u64>().map_err(|_| {
-            format!(
-                "column {} is not a number: {:?}",
-                CSV_COLUMNS[index],
-                column(index)
-            )
-        })
+        column(index)
+            .parse::<u64>()
+            .map_err(|_| format!("column {} is not a number: {:?}", CSV_COLUMNS[index], column(index)))
     };
     if row.len() != CSV_COLUMNS.len() {
-        return Err(format!(
-            "expected {} columns, found {}",
-            CSV_COLUMNS.len(),
-            row.len()
-        ));
+        return Err(format!("expected {} columns, found {}", CSV_COLUMNS.len(), row.len()));
     }
-    let images = serde_json::from_str(&column(13))
-        .map_err(|error| format!("column images is not valid: {error}"))?;
-    let steps: Vec<RecordedStep> = serde_json::from_str(&column(17))
-        .map_err(|error| format!("column steps is not valid: {error}"))?;
+    let images =
+        serde_json::from_str(&column(13)).map_err(|error| format!("column images is not valid: {error}"))?;
+    let steps: Vec<RecordedStep> =
+        serde_json::from_str(&column(17)).map_err(|error| format!("column steps is not valid: {error}"))?;
     Ok(RecordedRun {
         station: column(1),
         station_sequence: number(2)?,
-        run_id: column(3)
-            .parse()
-            .map_err(|_| format!("column run_id is not a number: {:?}", column(3)))?,
+        run_id: column(3).parse().map_err(|_| format!("column run_id is not a number: {:?}", column(3)))?,
         started_at: column(4),
         finished_at: column(5),
         result: column(6),

@@ -28,11 +28,7 @@ pub enum SerialScheme {
     /// `prefix` followed by a decimal counter zero-padded to `counter_width` digits. The counter
     /// is kept per prefix in the ledger and starts at `first_value` (or later if it already
     /// passed it). A value needing more than `counter_width` digits is an error, not a wider serial.
-    Counter {
-        prefix: String,
-        counter_width: u32,
-        first_value: u64,
-    },
+    Counter { prefix: String, counter_width: u32, first_value: u64 },
     /// The serial is the one scanned from the unit's label ([`IdentityRequest::scanned_serial`]).
     Scanned,
 }

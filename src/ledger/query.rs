@@ -34,21 +34,14 @@ pub(crate) fn for_each_run(
     mut visit: impl FnMut(RecordedRun) -> Result<bool, LedgerError>,
 ) -> Result<(), LedgerError> {
     let sql = format!("SELECT {RUN_COLUMNS} FROM {RUN_TABLES} {where_sql} ORDER BY {order_sql}");
-    let mut statement = connection
-        .prepare(&sql)
-        .map_err(database_error(path, "preparing the run query"))?;
-    let mut rows = statement
-        .query(parameters)
-        .map_err(database_error(path, "querying runs"))?;
+    let mut statement = connection.prepare(&sql).map_err(database_error(path, "preparing the run query"))?;
+    let mut rows = statement.query(parameters).map_err(database_error(path, "querying runs"))?;
     let mut current: Option<RecordedRun> = None;
     // Many runs share a profile row: parse its images once.
     let mut images_cache: Option<(String, Vec<RecordedImage>)> = None;
     while let Some(row) = rows.next().map_err(database_error(path, "reading runs"))? {
-        let read = |source| LedgerError::Database {
-            path: path.to_owned(),
-            operation: "reading a run row",
-            source,
-        };
+        let read =
+            |source| LedgerError::Database { path: path.to_owned(), operation: "reading a run row", source };
         let run_id: i64 = row.get(0).map_err(read)?;
         if current.as_ref().is_some_and(|run| run.run_id != run_id)
             && let Some(finished) = current.take()
@@ -61,18 +54,14 @@ pub(crate) fn for_each_run(
             let station_sequence: i64 = row.get(2).map_err(read)?;
             let corrupt = |what: String| LedgerError::Corrupt {
                 path: path.to_owned(),
-                what: format!(
-                    "run {run_id} (station {station:?} sequence {station_sequence}): {what}"
-                ),
+                what: format!("run {run_id} (station {station:?} sequence {station_sequence}): {what}"),
             };
             let images_text: String = row.get(7).map_err(read)?;
             let images = match &images_cache {
                 Some((text, images)) if *text == images_text => images.clone(),
                 _ => {
-                    let images: Vec<RecordedImage> =
-                        serde_json::from_str(&images_text).map_err(|error| {
-                            corrupt(format!("profile images are not valid: {error}"))
-                        })?;
+                    let images: Vec<RecordedImage> = serde_json::from_str(&images_text)
+                        .map_err(|error| corrupt(format!("profile images are not valid: {error}")))?;
                     images_cache = Some((images_text, images.clone()));
                     images
                 }
@@ -138,11 +127,7 @@ pub(crate) fn lookup_chip(
     let row: Option<(String, String, String)> = connection
         .prepare_cached("SELECT serial, device_id, profile FROM units WHERE chip_uid = ?1")
         .and_then(|mut statement| {
-            statement
-                .query_row([chip_uid], |row| {
-                    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
-                })
-                .optional()
+            statement.query_row([chip_uid], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?))).optional()
         })
         .map_err(database_error(path, "looking up the chip"))?;
     row.map(|(serial, device_id, profile_name)| {
@@ -150,12 +135,7 @@ pub(crate) fn lookup_chip(
             path: path.to_owned(),
             what: format!("unit {serial} has device_id {device_id:?}, not a UUID"),
         })?;
-        Ok(UnitIdentity {
-            chip_uid_hex: chip_uid.to_owned(),
-            serial,
-            device_id,
-            profile_name,
-        })
+        Ok(UnitIdentity { chip_uid_hex: chip_uid.to_owned(), serial, device_id, profile_name })
     })
     .transpose()
 }
@@ -230,10 +210,7 @@ pub struct StepStats {
 impl Ledger {
     /// Everything about the unit known by `serial_or_chip_uid`: a current or retired serial,
     /// or a chip UID (hex). `None` when the ledger has never seen it.
-    pub fn unit_history(
-        &self,
-        serial_or_chip_uid: &str,
-    ) -> Result<Option<UnitHistory>, LedgerError> {
+    pub fn unit_history(&self, serial_or_chip_uid: &str) -> Result<Option<UnitHistory>, LedgerError> {
         self.read(|connection, path| unit_history(connection, path, serial_or_chip_uid))
     }
 
@@ -243,37 +220,20 @@ impl Ledger {
     }
 }
 
-fn find_chip(
-    connection: &Connection,
-    path: &Path,
-    key: &str,
-) -> Result<Option<String>, LedgerError> {
+fn find_chip(connection: &Connection, path: &Path, key: &str) -> Result<Option<String>, LedgerError> {
     let lowercase = key.to_ascii_lowercase();
     let candidates: [(&str, &str); 6] = [
         ("SELECT chip_uid FROM units WHERE serial = ?1", key),
-        (
-            "SELECT chip_uid FROM identity_history WHERE serial = ?1",
-            key,
-        ),
+        ("SELECT chip_uid FROM identity_history WHERE serial = ?1", key),
         ("SELECT chip_uid FROM units WHERE chip_uid = ?1", &lowercase),
-        (
-            "SELECT chip_uid FROM identity_history WHERE chip_uid = ?1",
-            &lowercase,
-        ),
+        ("SELECT chip_uid FROM identity_history WHERE chip_uid = ?1", &lowercase),
         ("SELECT chip_uid FROM runs WHERE chip_uid = ?1", &lowercase),
-        (
-            "SELECT chip_uid FROM runs WHERE serial = ?1 AND chip_uid IS NOT NULL",
-            key,
-        ),
+        ("SELECT chip_uid FROM runs WHERE serial = ?1 AND chip_uid IS NOT NULL", key),
     ];
     for (sql, parameter) in candidates {
         let found: Option<String> = connection
             .prepare_cached(&format!("{sql} LIMIT 1"))
-            .and_then(|mut statement| {
-                statement
-                    .query_row([parameter], |row| row.get(0))
-                    .optional()
-            })
+            .and_then(|mut statement| statement.query_row([parameter], |row| row.get(0)).optional())
             .map_err(database_error(path, "looking up a serial or chip uid"))?;
         if found.is_some() {
             return Ok(found);
@@ -282,18 +242,12 @@ fn find_chip(
     Ok(None)
 }
 
-fn unit_history(
-    connection: &Connection,
-    path: &Path,
-    key: &str,
-) -> Result<Option<UnitHistory>, LedgerError> {
+fn unit_history(connection: &Connection, path: &Path, key: &str) -> Result<Option<UnitHistory>, LedgerError> {
     let Some(chip_uid) = find_chip(connection, path, key)? else {
         return Ok(None);
     };
     let current = connection
-        .prepare_cached(
-            "SELECT serial, device_id, profile, created_at FROM units WHERE chip_uid = ?1",
-        )
+        .prepare_cached("SELECT serial, device_id, profile, created_at FROM units WHERE chip_uid = ?1")
         .and_then(|mut statement| {
             statement
                 .query_row([&chip_uid], |row| {
@@ -328,29 +282,16 @@ fn unit_history(
         })
         .map_err(database_error(path, "reading retired identities"))?;
     let mut runs = Vec::new();
-    for_each_run(
-        connection,
-        path,
-        "WHERE r.chip_uid = ?1",
-        "r.id, st.ordinal",
-        &[&chip_uid],
-        |run| {
-            runs.push(run);
-            Ok(true)
-        },
-    )?;
-    Ok(Some(UnitHistory {
-        chip_uid,
-        current,
-        retired,
-        runs,
-    }))
+    for_each_run(connection, path, "WHERE r.chip_uid = ?1", "r.id, st.ordinal", &[&chip_uid], |run| {
+        runs.push(run);
+        Ok(true)
+    })?;
+    Ok(Some(UnitHistory { chip_uid, current, retired, runs }))
 }
 
 fn count(connection: &Connection, path: &Path, sql: &str) -> Result<u64, LedgerError> {
-    let value: i64 = connection
-        .query_row(sql, [], |row| row.get(0))
-        .map_err(database_error(path, "counting"))?;
+    let value: i64 =
+        connection.query_row(sql, [], |row| row.get(0)).map_err(database_error(path, "counting"))?;
     Ok(u64::try_from(value).unwrap_or(0))
 }
 
@@ -358,22 +299,11 @@ fn stats(connection: &Connection, path: &Path) -> Result<LedgerStats, LedgerErro
     let units = count(connection, path, "SELECT count(*) FROM units")?;
     let retired_identities = count(connection, path, "SELECT count(*) FROM identity_history")?;
     let runs = count(connection, path, "SELECT count(*) FROM runs")?;
-    let runs_passed = count(
-        connection,
-        path,
-        "SELECT count(*) FROM runs WHERE result = 'pass'",
-    )?;
-    let runs_without_chip_uid = count(
-        connection,
-        path,
-        "SELECT count(*) FROM runs WHERE chip_uid IS NULL",
-    )?;
+    let runs_passed = count(connection, path, "SELECT count(*) FROM runs WHERE result = 'pass'")?;
+    let runs_without_chip_uid = count(connection, path, "SELECT count(*) FROM runs WHERE chip_uid IS NULL")?;
     // A chip's first run is its lowest run id (runs are inserted in the order they finish).
-    let chips_tested = count(
-        connection,
-        path,
-        "SELECT count(DISTINCT chip_uid) FROM runs WHERE chip_uid IS NOT NULL",
-    )?;
+    let chips_tested =
+        count(connection, path, "SELECT count(DISTINCT chip_uid) FROM runs WHERE chip_uid IS NOT NULL")?;
     let chips_passed_first_time = count(
         connection,
         path,
@@ -433,18 +363,11 @@ fn stats(connection: &Connection, path: &Path) -> Result<LedgerStats, LedgerErro
                  ORDER BY name, duration_ms",
             )
             .map_err(database_error(path, "sorting step durations"))?;
-        let mut rows = statement
-            .query([])
-            .map_err(database_error(path, "sorting step durations"))?;
+        let mut rows = statement.query([]).map_err(database_error(path, "sorting step durations"))?;
         let mut current_name = String::new();
         let mut position_in_name = 0u64;
-        while let Some(row) = rows
-            .next()
-            .map_err(database_error(path, "sorting step durations"))?
-        {
-            let name: String = row
-                .get(0)
-                .map_err(database_error(path, "sorting step durations"))?;
+        while let Some(row) = rows.next().map_err(database_error(path, "sorting step durations"))? {
+            let name: String = row.get(0).map_err(database_error(path, "sorting step durations"))?;
             if name != current_name {
                 current_name = name;
                 position_in_name = 0;
@@ -453,9 +376,8 @@ fn stats(connection: &Connection, path: &Path) -> Result<LedgerStats, LedgerErro
                 let step = &mut steps[index];
                 let executed = step.passed + step.failed;
                 if executed > 0 && position_in_name == (executed - 1) / 2 {
-                    let duration_ms: i64 = row
-                        .get(1)
-                        .map_err(database_error(path, "sorting step durations"))?;
+                    let duration_ms: i64 =
+                        row.get(1).map_err(database_error(path, "sorting step durations"))?;
                     step.median_duration_ms = Some(u64::try_from(duration_ms).unwrap_or(0));
                 }
             }

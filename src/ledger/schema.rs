@@ -123,15 +123,10 @@ pub fn current_version() -> i64 {
 
 /// Opens the read-write connection: creates the file, switches it to WAL, migrates it.
 pub fn open_writer(path: &Path) -> Result<Connection, LedgerError> {
-    let open_error = |source| LedgerError::Open {
-        path: path.to_owned(),
-        source,
-    };
+    let open_error = |source| LedgerError::Open { path: path.to_owned(), source };
     let mut connection = Connection::open_with_flags(
         path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE
-            | OpenFlags::SQLITE_OPEN_CREATE
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(open_error)?;
     configure(&connection, path)?;
@@ -153,42 +148,25 @@ pub fn open_writer(path: &Path) -> Result<Connection, LedgerError> {
 /// Opens a read-only connection to an existing ledger of the current schema version.
 pub fn open_reader(path: &Path) -> Result<Connection, LedgerError> {
     if !path.exists() {
-        return Err(LedgerError::Missing {
-            path: path.to_owned(),
-        });
+        return Err(LedgerError::Missing { path: path.to_owned() });
     }
-    let connection = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(|source| LedgerError::Open {
-        path: path.to_owned(),
-        source,
-    })?;
+    let connection =
+        Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .map_err(|source| LedgerError::Open { path: path.to_owned(), source })?;
     configure(&connection, path)?;
     let version = user_version(&connection, path)?;
     let expected = current_version();
     if version > expected {
-        return Err(LedgerError::SchemaTooNew {
-            path: path.to_owned(),
-            found: version,
-            supported: expected,
-        });
+        return Err(LedgerError::SchemaTooNew { path: path.to_owned(), found: version, supported: expected });
     }
     if version < expected {
-        return Err(LedgerError::SchemaOutdated {
-            path: path.to_owned(),
-            found: version,
-            expected,
-        });
+        return Err(LedgerError::SchemaOutdated { path: path.to_owned(), found: version, expected });
     }
     Ok(connection)
 }
 
 fn configure(connection: &Connection, path: &Path) -> Result<(), LedgerError> {
-    connection
-        .busy_timeout(BUSY_TIMEOUT)
-        .map_err(database_error(path, "setting busy_timeout"))?;
+    connection.busy_timeout(BUSY_TIMEOUT).map_err(database_error(path, "setting busy_timeout"))?;
     // FULL: a commit is on disk (WAL fsynced) before the call that made it returns; this is
     // what lets the station show PASS only after the record is acknowledged.
     connection
@@ -215,11 +193,7 @@ fn migrate(connection: &mut Connection, path: &Path) -> Result<(), LedgerError> 
         // Read the version inside the write lock: another process may have migrated meanwhile.
         let version = user_version(&transaction, path)?;
         if version > supported {
-            return Err(LedgerError::SchemaTooNew {
-                path: path.to_owned(),
-                found: version,
-                supported,
-            });
+            return Err(LedgerError::SchemaTooNew { path: path.to_owned(), found: version, supported });
         }
         if version == supported {
             return Ok(());
@@ -231,17 +205,10 @@ fn migrate(connection: &mut Connection, path: &Path) -> Result<(), LedgerError> 
             });
         }
         let next_version = version + 1;
-        let migration_error = |source| LedgerError::Migration {
-            path: path.to_owned(),
-            version: next_version,
-            source,
-        };
-        transaction
-            .execute_batch(MIGRATIONS[version as usize])
-            .map_err(migration_error)?;
-        transaction
-            .pragma_update(None, "user_version", next_version)
-            .map_err(migration_error)?;
+        let migration_error =
+            |source| LedgerError::Migration { path: path.to_owned(), version: next_version, source };
+        transaction.execute_batch(MIGRATIONS[version as usize]).map_err(migration_error)?;
+        transaction.pragma_update(None, "user_version", next_version).map_err(migration_error)?;
         transaction.commit().map_err(migration_error)?;
     }
 }

@@ -18,8 +18,7 @@ use serde_json::Value;
 
 use super::canonical::{GENESIS_HASH, RecordedRun, parse_hash_hex};
 use super::export::{
-    CSV_COLUMNS, ChainHead, EXPORT_FORMAT_VERSION, ExportHeader, ExportTrailer, chain_heads,
-    run_from_csv_row,
+    CSV_COLUMNS, ChainHead, EXPORT_FORMAT_VERSION, ExportHeader, ExportTrailer, chain_heads, run_from_csv_row,
 };
 use super::query::for_each_run;
 use super::{Ledger, LedgerError};
@@ -80,44 +79,23 @@ pub enum ProblemKind {
     /// The record's content does not hash to its `record_hash`: it was edited.
     HashMismatch { stored: String, recomputed: String },
     /// The record's `prev_hash` is not its predecessor's `record_hash`.
-    BrokenLink {
-        previous_sequence: u64,
-        expected_prev_hash: String,
-        found_prev_hash: String,
-    },
+    BrokenLink { previous_sequence: u64, expected_prev_hash: String, found_prev_hash: String },
     /// The first record of a station does not start from the genesis hash.
     BadGenesis { found_prev_hash: String },
     /// Sequence numbers skip: records were deleted or moved.
-    SequenceGap {
-        previous_sequence: Option<u64>,
-        first_missing: u64,
-        last_missing: u64,
-    },
+    SequenceGap { previous_sequence: Option<u64>, first_missing: u64, last_missing: u64 },
     /// A sequence number repeats or goes backwards: records were reordered or duplicated.
     OutOfOrder { previous_sequence: u64 },
     /// The chain ends before the recorded head: records were removed from the end.
-    Truncated {
-        last_present: Option<u64>,
-        head_sequence: u64,
-        head_hash: String,
-    },
+    Truncated { last_present: Option<u64>, head_sequence: u64, head_hash: String },
     /// The last record is at the head's sequence but is not the head.
-    HeadMismatch {
-        head_hash: String,
-        found_hash: String,
-    },
+    HeadMismatch { head_hash: String, found_hash: String },
     /// The chain goes on past the recorded head.
-    BeyondHead {
-        head_sequence: u64,
-        last_present: u64,
-    },
+    BeyondHead { head_sequence: u64, last_present: u64 },
     /// A station has runs but no recorded head.
     MissingHead,
     /// A head the auditor supplied is not a link of the chain.
-    ExpectedHeadNotFound {
-        expected: String,
-        chain_ends: Vec<ChainHead>,
-    },
+    ExpectedHeadNotFound { expected: String, chain_ends: Vec<ChainHead> },
     /// The export's trailer counts a different number of runs.
     CountMismatch { declared: u64, found: u64 },
     /// The export ends without its trailer.
@@ -149,11 +127,7 @@ impl fmt::Display for ProblemKind {
                 formatter,
                 "hash mismatch: record_hash is {stored} but the content hashes to {recomputed} (the record was altered)"
             ),
-            ProblemKind::BrokenLink {
-                previous_sequence,
-                expected_prev_hash,
-                found_prev_hash,
-            } => write!(
+            ProblemKind::BrokenLink { previous_sequence, expected_prev_hash, found_prev_hash } => write!(
                 formatter,
                 "broken link: prev_hash is {found_prev_hash}, expected the record_hash {expected_prev_hash} of sequence {previous_sequence} (that record was rewritten or replaced)"
             ),
@@ -161,11 +135,7 @@ impl fmt::Display for ProblemKind {
                 formatter,
                 "broken link: the first record's prev_hash is {found_prev_hash}, expected 64 zeros"
             ),
-            ProblemKind::SequenceGap {
-                previous_sequence,
-                first_missing,
-                last_missing,
-            } => {
+            ProblemKind::SequenceGap { previous_sequence, first_missing, last_missing } => {
                 let range = if first_missing == last_missing {
                     format!("record {first_missing} is")
                 } else {
@@ -188,40 +158,26 @@ impl fmt::Display for ProblemKind {
                 formatter,
                 "reordered: comes after sequence {previous_sequence} (records reordered or duplicated)"
             ),
-            ProblemKind::Truncated {
-                last_present,
-                head_sequence,
-                head_hash,
-            } => {
+            ProblemKind::Truncated { last_present, head_sequence, head_hash } => {
                 let first_missing = last_present.map_or(1, |last| last + 1);
                 write!(
                     formatter,
                     "truncated: the chain ends at sequence {} but the recorded head is sequence {head_sequence} ({head_hash}); records {first_missing} to {head_sequence} are missing at the end",
-                    last_present
-                        .map_or_else(|| "0 (no records)".to_owned(), |last| last.to_string())
+                    last_present.map_or_else(|| "0 (no records)".to_owned(), |last| last.to_string())
                 )
             }
-            ProblemKind::HeadMismatch {
-                head_hash,
-                found_hash,
-            } => write!(
+            ProblemKind::HeadMismatch { head_hash, found_hash } => write!(
                 formatter,
                 "head mismatch: the last record's hash is {found_hash}, the recorded head is {head_hash}"
             ),
-            ProblemKind::BeyondHead {
-                head_sequence,
-                last_present,
-            } => write!(
+            ProblemKind::BeyondHead { head_sequence, last_present } => write!(
                 formatter,
                 "the chain goes on to sequence {last_present} past its recorded head {head_sequence} (records added outside imprint, or the head was rewound)"
             ),
             ProblemKind::MissingHead => {
                 write!(formatter, "the station has runs but no recorded chain head")
             }
-            ProblemKind::ExpectedHeadNotFound {
-                expected,
-                chain_ends,
-            } => {
+            ProblemKind::ExpectedHeadNotFound { expected, chain_ends } => {
                 write!(
                     formatter,
                     "truncated or rewritten: the expected head {expected} is not a record of the chain; the chain ends at"
@@ -317,13 +273,13 @@ impl ChainChecker {
                 first_missing: 1,
                 last_missing: sequence - 1,
             }),
-            None if sequence == 1 && prev_hash != GENESIS_HASH => Some(ProblemKind::BadGenesis {
-                found_prev_hash: run.prev_hash.clone(),
-            }),
+            None if sequence == 1 && prev_hash != GENESIS_HASH => {
+                Some(ProblemKind::BadGenesis { found_prev_hash: run.prev_hash.clone() })
+            }
             None => None,
-            Some(progress) if sequence <= progress.last_sequence => Some(ProblemKind::OutOfOrder {
-                previous_sequence: progress.last_sequence,
-            }),
+            Some(progress) if sequence <= progress.last_sequence => {
+                Some(ProblemKind::OutOfOrder { previous_sequence: progress.last_sequence })
+            }
             Some(progress) if sequence > progress.last_sequence + 1 => {
                 (!self.is_filtered).then(|| ProblemKind::SequenceGap {
                     previous_sequence: Some(progress.last_sequence),
@@ -370,11 +326,7 @@ impl ChainChecker {
     }
 
     /// Compares the chain's ends with the recorded heads (and count, for exports).
-    fn finish(
-        mut self,
-        chain_heads: Vec<ChainHead>,
-        declared_record_count: Option<u64>,
-    ) -> VerifyReport {
+    fn finish(mut self, chain_heads: Vec<ChainHead>, declared_record_count: Option<u64>) -> VerifyReport {
         if self.problem.is_none() {
             self.check_heads(&chain_heads, declared_record_count);
         }
@@ -403,10 +355,7 @@ impl ChainChecker {
                 _ if head_hash.is_none() => {
                     self.fail(at_end(
                         ProblemKind::Malformed {
-                            reason: format!(
-                                "recorded head hash {:?} is not 64 hex digits",
-                                head.record_hash
-                            ),
+                            reason: format!("recorded head hash {:?} is not 64 hex digits", head.record_hash),
                         },
                         Some(head.station_sequence),
                         None,
@@ -472,20 +421,14 @@ impl ChainChecker {
                 station: None,
                 station_sequence: None,
                 serial: None,
-                kind: ProblemKind::CountMismatch {
-                    declared,
-                    found: self.records_checked,
-                },
+                kind: ProblemKind::CountMismatch { declared, found: self.records_checked },
             });
         }
         let missing_expected: Vec<[u8; 32]> = self
             .expected_heads
             .iter()
             .filter(|expected| {
-                !self
-                    .expected_heads_found
-                    .iter()
-                    .any(|found| found.record_hash == hex::encode(expected))
+                !self.expected_heads_found.iter().any(|found| found.record_hash == hex::encode(expected))
             })
             .copied()
             .collect();
@@ -505,10 +448,7 @@ impl ChainChecker {
                 station: None,
                 station_sequence: None,
                 serial: None,
-                kind: ProblemKind::ExpectedHeadNotFound {
-                    expected: hex::encode(expected),
-                    chain_ends,
-                },
+                kind: ProblemKind::ExpectedHeadNotFound { expected: hex::encode(expected), chain_ends },
             });
         }
     }
@@ -548,37 +488,23 @@ impl Ledger {
 
 /// Verifies an export file (CSV, JSON or JSON lines, told apart by their first byte) against
 /// its own trailer and `options`, reading it as a stream.
-pub fn verify_export_file(
-    path: &Path,
-    options: &VerifyOptions,
-) -> Result<VerifyReport, LedgerError> {
-    let read_error = |source| LedgerError::ReadFile {
-        path: path.to_owned(),
-        source,
-    };
+pub fn verify_export_file(path: &Path, options: &VerifyOptions) -> Result<VerifyReport, LedgerError> {
+    let read_error = |source| LedgerError::ReadFile { path: path.to_owned(), source };
     let file = File::open(path).map_err(read_error)?;
     let mut reader = BufReader::with_capacity(1 << 16, file);
-    let first_byte = reader
-        .fill_buf()
-        .map_err(read_error)?
-        .iter()
-        .copied()
-        .find(|byte| !byte.is_ascii_whitespace());
+    let first_byte =
+        reader.fill_buf().map_err(read_error)?.iter().copied().find(|byte| !byte.is_ascii_whitespace());
     match first_byte {
         Some(b'[') => verify_json(path, reader, options),
         Some(b'{') => verify_jsonl(path, reader, options),
         Some(_) => verify_csv(path, reader, options),
-        None => Err(LedgerError::NotAnExport {
-            path: path.to_owned(),
-            reason: "the file is empty".to_owned(),
-        }),
+        None => {
+            Err(LedgerError::NotAnExport { path: path.to_owned(), reason: "the file is empty".to_owned() })
+        }
     }
 }
 
-fn check_header(
-    path: &Path,
-    header: Result<ExportHeader, String>,
-) -> Result<ExportHeader, LedgerError> {
+fn check_header(path: &Path, header: Result<ExportHeader, String>) -> Result<ExportHeader, LedgerError> {
     let header = header.map_err(|reason| LedgerError::NotAnExport {
         path: path.to_owned(),
         reason: format!("the first record is not an export header: {reason}"),
@@ -644,10 +570,7 @@ impl ExportCheck {
             ));
             return false;
         }
-        match element
-            .map_err(|reason| (Value::Null, reason))
-            .and_then(classify)
-        {
+        match element.map_err(|reason| (Value::Null, reason)).and_then(classify) {
             Ok(Element::Run(run)) => self.checker.check(location, &run),
             Ok(Element::Trailer(trailer)) => {
                 self.trailer = Some(trailer);
@@ -661,10 +584,7 @@ impl ExportCheck {
     }
 
     fn finish(self) -> VerifyReport {
-        let ExportCheck {
-            mut checker,
-            trailer,
-        } = self;
+        let ExportCheck { mut checker, trailer } = self;
         match trailer {
             Some(trailer) => checker.finish(trailer.chain_head, Some(trailer.record_count)),
             None => {
@@ -687,23 +607,14 @@ fn verify_jsonl(
     options: &VerifyOptions,
 ) -> Result<VerifyReport, LedgerError> {
     let mut lines = reader.lines();
-    let read_error = |source| LedgerError::ReadFile {
-        path: path.to_owned(),
-        source,
-    };
-    let first_line = lines
-        .next()
-        .transpose()
-        .map_err(read_error)?
-        .unwrap_or_default();
+    let read_error = |source| LedgerError::ReadFile { path: path.to_owned(), source };
+    let first_line = lines.next().transpose().map_err(read_error)?.unwrap_or_default();
     let header = check_header(
         path,
         serde_json::from_str::<ExportHeader>(&first_line).map_err(|error| error.to_string()),
     )?;
-    let mut check = ExportCheck {
-        checker: ChainChecker::new(header.filter.is_filtered(), options),
-        trailer: None,
-    };
+    let mut check =
+        ExportCheck { checker: ChainChecker::new(header.filter.is_filtered(), options), trailer: None };
     for (index, line) in lines.enumerate() {
         let line = line.map_err(read_error)?;
         if line.trim().is_empty() {
@@ -717,11 +628,7 @@ fn verify_jsonl(
     Ok(check.finish())
 }
 
-fn verify_json(
-    path: &Path,
-    reader: impl Read,
-    options: &VerifyOptions,
-) -> Result<VerifyReport, LedgerError> {
+fn verify_json(path: &Path, reader: impl Read, options: &VerifyOptions) -> Result<VerifyReport, LedgerError> {
     /// Walks the top-level array one element at a time (never the whole file in memory).
     struct ArrayWalk<'a> {
         path: &'a Path,
@@ -738,11 +645,9 @@ fn verify_json(
         fn visit_seq<A: SeqAccess<'de>>(self, mut sequence: A) -> Result<(), A::Error> {
             let header: Option<Value> = sequence.next_element()?;
             *self.elements_seen = 1;
-            let header = header
-                .ok_or_else(|| "the array is empty".to_owned())
-                .and_then(|value| {
-                    serde_json::from_value::<ExportHeader>(value).map_err(|error| error.to_string())
-                });
+            let header = header.ok_or_else(|| "the array is empty".to_owned()).and_then(|value| {
+                serde_json::from_value::<ExportHeader>(value).map_err(|error| error.to_string())
+            });
             let header = match check_header(self.path, header) {
                 Ok(header) => header,
                 Err(error) => {
@@ -792,22 +697,15 @@ fn verify_json(
         return Err(error);
     }
     let Some(mut check) = check else {
-        let reason = walked
-            .err()
-            .map_or_else(|| "no header".to_owned(), |error| error.to_string());
-        return Err(LedgerError::NotAnExport {
-            path: path.to_owned(),
-            reason,
-        });
+        let reason = walked.err().map_or_else(|| "no header".to_owned(), |error| error.to_string());
+        return Err(LedgerError::NotAnExport { path: path.to_owned(), reason });
     };
     if let Err(error) = walked {
         // A syntax error or early end inside the array: the file was cut or edited.
         let kind = if error.is_eof() {
             ProblemKind::MissingTrailer
         } else {
-            ProblemKind::Malformed {
-                reason: error.to_string(),
-            }
+            ProblemKind::Malformed { reason: error.to_string() }
         };
         check.checker.fail(ChainProblem {
             location: format!("element {}", elements_seen + 1),
@@ -820,20 +718,11 @@ fn verify_json(
     Ok(check.finish())
 }
 
-fn verify_csv(
-    path: &Path,
-    reader: impl Read,
-    options: &VerifyOptions,
-) -> Result<VerifyReport, LedgerError> {
+fn verify_csv(path: &Path, reader: impl Read, options: &VerifyOptions) -> Result<VerifyReport, LedgerError> {
     let mut csv_reader = csv::ReaderBuilder::new().flexible(true).from_reader(reader);
-    let not_an_export = |reason: String| LedgerError::NotAnExport {
-        path: path.to_owned(),
-        reason,
-    };
-    let columns = csv_reader
-        .headers()
-        .map_err(|error| not_an_export(format!("no CSV header row: {error}")))?
-        .clone();
+    let not_an_export = |reason: String| LedgerError::NotAnExport { path: path.to_owned(), reason };
+    let columns =
+        csv_reader.headers().map_err(|error| not_an_export(format!("no CSV header row: {error}")))?.clone();
     if columns.iter().ne(CSV_COLUMNS) {
         return Err(not_an_export(format!(
             "the CSV columns are {:?}, expected {CSV_COLUMNS:?}",
@@ -842,10 +731,7 @@ fn verify_csv(
     }
     let mut records = csv_reader.records();
     let export_column = CSV_COLUMNS.len() - 1;
-    let first = records
-        .next()
-        .transpose()
-        .map_err(|error| not_an_export(error.to_string()))?;
+    let first = records.next().transpose().map_err(|error| not_an_export(error.to_string()))?;
     let header = first
         .filter(|row| row.get(0) == Some("export"))
         .ok_or_else(|| "the first row is not record_type export".to_owned())
@@ -854,19 +740,15 @@ fn verify_csv(
                 .map_err(|error| error.to_string())
         });
     let header = check_header(path, header)?;
-    let mut check = ExportCheck {
-        checker: ChainChecker::new(header.filter.is_filtered(), options),
-        trailer: None,
-    };
+    let mut check =
+        ExportCheck { checker: ChainChecker::new(header.filter.is_filtered(), options), trailer: None };
     for (index, row) in records.enumerate() {
         // Row 1 is the column names, row 2 the export header.
         let location = format!("row {}", index + 3);
         let row = match row {
             Ok(row) => row,
             Err(error) => {
-                check
-                    .checker
-                    .fail(malformed(location, None, error.to_string()));
+                check.checker.fail(malformed(location, None, error.to_string()));
                 break;
             }
         };
@@ -885,16 +767,13 @@ fn verify_csv(
                         "station_sequence": row.get(2).and_then(|text| text.parse::<u64>().ok()),
                         "serial": row.get(15),
                     });
-                    check
-                        .checker
-                        .fail(malformed(location, Some(&partial), reason));
+                    check.checker.fail(malformed(location, Some(&partial), reason));
                     false
                 }
             },
             Some("trailer") => {
-                let trailer =
-                    serde_json::from_str::<Value>(row.get(export_column).unwrap_or_default())
-                        .map_err(|error| error.to_string());
+                let trailer = serde_json::from_str::<Value>(row.get(export_column).unwrap_or_default())
+                    .map_err(|error| error.to_string());
                 check.element(location, trailer)
             }
             other => {

@@ -11,8 +11,7 @@ use super::canonical::{
     RecordedImage, RecordedRun, RecordedStep, canonical_json, chain_hash, format_timestamp,
 };
 use super::model::{
-    AllocatedIdentity, IdentityRequest, ReworkPolicy, RunReceipt, RunRecord, SerialScheme,
-    UnitIdentity,
+    AllocatedIdentity, IdentityRequest, ReworkPolicy, RunReceipt, RunRecord, SerialScheme, UnitIdentity,
 };
 use super::{LedgerError, database_error};
 
@@ -27,14 +26,10 @@ const COUNTER_WIDTH_MAX: u32 = 20;
 pub(crate) fn normalize_chip_uid(field: &str, chip_uid_hex: &str) -> Result<String, LedgerError> {
     let is_valid = !chip_uid_hex.is_empty()
         && chip_uid_hex.len() <= CHIP_UID_HEX_DIGITS_MAX
-        && chip_uid_hex.len() % 2 == 0
+        && chip_uid_hex.len().is_multiple_of(2)
         && chip_uid_hex.bytes().all(|byte| byte.is_ascii_hexdigit());
     if !is_valid {
-        return Err(LedgerError::invalid(
-            field,
-            "an even number (2 to 128) of hex digits",
-            chip_uid_hex,
-        ));
+        return Err(LedgerError::invalid(field, "an even number (2 to 128) of hex digits", chip_uid_hex));
     }
     Ok(chip_uid_hex.to_ascii_lowercase())
 }
@@ -46,11 +41,7 @@ fn check_serial_text(field: &str, serial: &str) -> Result<(), LedgerError> {
     if is_valid {
         Ok(())
     } else {
-        Err(LedgerError::invalid(
-            field,
-            "1 to 64 printable ASCII characters without spaces",
-            serial,
-        ))
+        Err(LedgerError::invalid(field, "1 to 64 printable ASCII characters without spaces", serial))
     }
 }
 
@@ -58,20 +49,12 @@ fn normalize_sha256(field: &str, sha256_hex: &str) -> Result<String, LedgerError
     if sha256_hex.len() == 64 && sha256_hex.bytes().all(|byte| byte.is_ascii_hexdigit()) {
         Ok(sha256_hex.to_ascii_lowercase())
     } else {
-        Err(LedgerError::invalid(
-            field,
-            "a SHA-256 digest as 64 hex digits",
-            sha256_hex,
-        ))
+        Err(LedgerError::invalid(field, "a SHA-256 digest as 64 hex digits", sha256_hex))
     }
 }
 
 fn check_not_empty(field: &str, value: &str) -> Result<(), LedgerError> {
-    if value.is_empty() {
-        Err(LedgerError::invalid(field, "a non-empty name", value))
-    } else {
-        Ok(())
-    }
+    if value.is_empty() { Err(LedgerError::invalid(field, "a non-empty name", value)) } else { Ok(()) }
 }
 
 fn now(field: &str) -> Result<String, LedgerError> {
@@ -116,9 +99,7 @@ pub(crate) fn allocate_identity(
     let created_at = now("created_at")?;
 
     let existing = transaction
-        .prepare_cached(
-            "SELECT id, serial, device_id, profile, created_at FROM units WHERE chip_uid = ?1",
-        )
+        .prepare_cached("SELECT id, serial, device_id, profile, created_at FROM units WHERE chip_uid = ?1")
         .and_then(|mut statement| {
             statement
                 .query_row([&chip_uid], |row| {
@@ -143,13 +124,7 @@ pub(crate) fn allocate_identity(
                  VALUES (?1, ?2, ?3, ?4, ?5)",
             )
             .and_then(|mut statement| {
-                statement.execute(params![
-                    chip_uid,
-                    serial,
-                    device_id_text,
-                    request.profile_name,
-                    created_at
-                ])
+                statement.execute(params![chip_uid, serial, device_id_text, request.profile_name, created_at])
             })
             .map_err(database_error(path, "inserting the unit"))?;
         return Ok(AllocatedIdentity {
@@ -165,10 +140,7 @@ pub(crate) fn allocate_identity(
     };
 
     match request.rework_policy {
-        ReworkPolicy::Refuse => Err(LedgerError::ReworkRefused {
-            chip_uid,
-            serial: existing.serial,
-        }),
+        ReworkPolicy::Refuse => Err(LedgerError::ReworkRefused { chip_uid, serial: existing.serial }),
         ReworkPolicy::ReuseIdentity => {
             if existing.profile != request.profile_name {
                 return Err(LedgerError::ReworkProfileChanged {
@@ -187,14 +159,10 @@ pub(crate) fn allocate_identity(
                     scanned: scanned.clone(),
                 });
             }
-            let device_id =
-                uuid::Uuid::parse_str(&existing.device_id).map_err(|_| LedgerError::Corrupt {
-                    path: path.to_owned(),
-                    what: format!(
-                        "unit {} has device_id {:?}, not a UUID",
-                        existing.serial, existing.device_id
-                    ),
-                })?;
+            let device_id = uuid::Uuid::parse_str(&existing.device_id).map_err(|_| LedgerError::Corrupt {
+                path: path.to_owned(),
+                what: format!("unit {} has device_id {:?}, not a UUID", existing.serial, existing.device_id),
+            })?;
             Ok(AllocatedIdentity {
                 identity: UnitIdentity {
                     chip_uid_hex: chip_uid,
@@ -266,11 +234,7 @@ fn issue_serial(
 ) -> Result<String, LedgerError> {
     let serial = match &request.serial_scheme {
         SerialScheme::Scanned => request.scanned_serial.clone().unwrap_or_default(),
-        SerialScheme::Counter {
-            prefix,
-            counter_width,
-            first_value,
-        } => {
+        SerialScheme::Counter { prefix, counter_width, first_value } => {
             if !prefix.bytes().all(|byte| byte.is_ascii_graphic()) {
                 return Err(LedgerError::invalid(
                     "serial_scheme.prefix",
@@ -313,12 +277,11 @@ fn issue_serial(
                     value,
                 });
             }
-            let next_value =
-                i64::try_from(value + 1).map_err(|_| LedgerError::SerialCounterExhausted {
-                    prefix: prefix.clone(),
-                    counter_width: *counter_width,
-                    value,
-                })?;
+            let next_value = i64::try_from(value + 1).map_err(|_| LedgerError::SerialCounterExhausted {
+                prefix: prefix.clone(),
+                counter_width: *counter_width,
+                value,
+            })?;
             transaction
                 .prepare_cached("UPDATE serial_counters SET next_value = ?2 WHERE prefix = ?1")
                 .and_then(|mut statement| statement.execute(params![prefix, next_value]))
@@ -349,11 +312,7 @@ fn ensure_device_id_free(
     let owner: Option<(i64, String, String)> = transaction
         .prepare_cached("SELECT id, chip_uid, serial FROM units WHERE device_id = ?1")
         .and_then(|mut statement| {
-            statement
-                .query_row([device_id], |row| {
-                    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
-                })
-                .optional()
+            statement.query_row([device_id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?))).optional()
         })
         .map_err(database_error(path, "checking the device id is free"))?;
     match owner {
@@ -394,8 +353,7 @@ fn name_id(
 }
 
 fn to_stored_integer(field: &str, value: u64) -> Result<i64, LedgerError> {
-    i64::try_from(value)
-        .map_err(|_| LedgerError::invalid(field, "a value below 2^63", value.to_string()))
+    i64::try_from(value).map_err(|_| LedgerError::invalid(field, "a value below 2^63", value.to_string()))
 }
 
 /// Empty optional text is recorded as absent, so the CSV export (which cannot tell `""` from
@@ -438,10 +396,7 @@ fn recorded_form(run: &RunRecord) -> Result<RecordedRun, LedgerError> {
                 ordinal: u32::try_from(ordinal).unwrap_or(u32::MAX),
                 name: step.name.clone(),
                 status: step.status.as_str().to_owned(),
-                started_at: format_timestamp(
-                    &format!("step {:?} started_at", step.name),
-                    step.started_at,
-                )?,
+                started_at: format_timestamp(&format!("step {:?} started_at", step.name), step.started_at)?,
                 duration_ms: step.duration_ms,
                 detail: step.detail.clone(),
             })
@@ -486,43 +441,25 @@ pub(crate) fn record_run(
              ON CONFLICT (name, profile_sha256, images) DO NOTHING",
         )
         .and_then(|mut statement| {
-            statement.execute(params![
-                recorded.profile,
-                recorded.profile_sha256,
-                images_json
-            ])
+            statement.execute(params![recorded.profile, recorded.profile_sha256, images_json])
         })
         .map_err(database_error(path, "recording the profile"))?;
     let profile_id: i64 = transaction
-        .prepare_cached(
-            "SELECT id FROM profiles WHERE name = ?1 AND profile_sha256 = ?2 AND images = ?3",
-        )
+        .prepare_cached("SELECT id FROM profiles WHERE name = ?1 AND profile_sha256 = ?2 AND images = ?3")
         .and_then(|mut statement| {
-            statement.query_row(
-                params![recorded.profile, recorded.profile_sha256, images_json],
-                |row| row.get(0),
-            )
+            statement
+                .query_row(params![recorded.profile, recorded.profile_sha256, images_json], |row| row.get(0))
         })
         .map_err(database_error(path, "looking up the profile"))?;
 
     let (head_sequence, head_hash): (i64, Vec<u8>) = transaction
         .prepare_cached("SELECT head_sequence, head_hash FROM stations WHERE id = ?1")
-        .and_then(|mut statement| {
-            statement.query_row([station_id], |row| Ok((row.get(0)?, row.get(1)?)))
-        })
+        .and_then(|mut statement| statement.query_row([station_id], |row| Ok((row.get(0)?, row.get(1)?))))
         .map_err(database_error(path, "reading the station's chain head"))?;
-    let prev_hash: [u8; 32] =
-        head_hash
-            .as_slice()
-            .try_into()
-            .map_err(|_| LedgerError::Corrupt {
-                path: path.to_owned(),
-                what: format!(
-                    "station {:?} head_hash is {} bytes, not 32",
-                    recorded.station,
-                    head_hash.len()
-                ),
-            })?;
+    let prev_hash: [u8; 32] = head_hash.as_slice().try_into().map_err(|_| LedgerError::Corrupt {
+        path: path.to_owned(),
+        what: format!("station {:?} head_hash is {} bytes, not 32", recorded.station, head_hash.len()),
+    })?;
     let station_sequence = head_sequence + 1;
     recorded.station_sequence = station_sequence as u64;
     let record_hash = chain_hash(&prev_hash, &recorded.canonical_json());
@@ -579,16 +516,8 @@ pub(crate) fn record_run(
     transaction
         .prepare_cached("UPDATE stations SET head_sequence = ?2, head_hash = ?3 WHERE id = ?1")
         .and_then(|mut statement| {
-            statement.execute(params![
-                station_id,
-                station_sequence,
-                record_hash.as_slice()
-            ])
+            statement.execute(params![station_id, station_sequence, record_hash.as_slice()])
         })
         .map_err(database_error(path, "advancing the station's chain head"))?;
-    Ok(RunReceipt {
-        run_id,
-        station_sequence: station_sequence as u64,
-        record_hash,
-    })
+    Ok(RunReceipt { run_id, station_sequence: station_sequence as u64, record_hash })
 }

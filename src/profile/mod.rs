@@ -117,7 +117,8 @@ impl FlashRegion {
     /// The sector-aligned span covering `[address, address + size_bytes)`.
     pub fn sectors_covering(&self, address: u64, size_bytes: u64) -> (u64, u64) {
         let start = address - (address - self.address) % self.sector_size_bytes;
-        let end = (address + size_bytes - self.address).next_multiple_of(self.sector_size_bytes) + self.address;
+        let end =
+            (address + size_bytes - self.address).next_multiple_of(self.sector_size_bytes) + self.address;
         (start, end - start)
     }
 }

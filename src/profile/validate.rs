@@ -68,7 +68,11 @@ impl Checker {
     }
 
     fn problem_in(&mut self, file: &Path, field: &str, message: impl Into<String>) {
-        self.problems.push(ProfileProblem { file: file.to_path_buf(), field: field.to_string(), message: message.into() });
+        self.problems.push(ProfileProblem {
+            file: file.to_path_buf(),
+            field: field.to_string(),
+            message: message.into(),
+        });
     }
 }
 
@@ -76,10 +80,13 @@ pub(super) fn load(path: &Path) -> Result<Profile, ProfileError> {
     let single = |field: &str, message: String| ProfileError {
         problems: vec![ProfileProblem { file: path.to_path_buf(), field: field.to_string(), message }],
     };
-    let bytes = std::fs::read(path).map_err(|error| single("(file)", format!("cannot read the profile: {error}")))?;
-    let text = std::str::from_utf8(&bytes).map_err(|_| single("(file)", "expected UTF-8 TOML text".to_string()))?;
+    let bytes =
+        std::fs::read(path).map_err(|error| single("(file)", format!("cannot read the profile: {error}")))?;
+    let text =
+        std::str::from_utf8(&bytes).map_err(|_| single("(file)", "expected UTF-8 TOML text".to_string()))?;
     let raw: RawProfile = toml::from_str(text).map_err(|error| {
-        let location = error.span().map(|span| line_of(text, span.start)).map(|line| format!(" (line {line})"));
+        let location =
+            error.span().map(|span| line_of(text, span.start)).map(|line| format!(" (line {line})"));
         single("(toml)", format!("{}{}", error.message(), location.unwrap_or_default()))
     })?;
     let mut checker = Checker { profile_path: path.to_path_buf(), problems: Vec::new() };
@@ -115,26 +122,34 @@ fn validate(raw: RawProfile, base: &Path, checker: &mut Checker, file_sha256: [u
     let application_version = match &raw.images.application.version {
         Some(text) => parse_version(checker, "images.application.version", text),
         None => {
-            checker.problem("images.application.version", "expected the application's version, e.g. \"1.0.0\"");
+            checker
+                .problem("images.application.version", "expected the application's version, e.g. \"1.0.0\"");
             None
         }
     };
 
     let vendor_id = match (&raw.identity.vendor_id, &raw.identity.vendor_domain) {
         (Some(text), None) => parse_uuid(checker, "identity.vendor_id", text),
-        (None, Some(domain)) if !domain.trim().is_empty() => Some(crate::identity::vendor_id_from_domain(domain)),
+        (None, Some(domain)) if !domain.trim().is_empty() => {
+            Some(crate::identity::vendor_id_from_domain(domain))
+        }
         (Some(_), Some(_)) => {
             checker.problem("identity", "give either vendor_id or vendor_domain, not both");
             None
         }
         _ => {
-            checker.problem("identity.vendor_domain", "expected vendor_domain (e.g. \"example.com\") or vendor_id");
+            checker.problem(
+                "identity.vendor_domain",
+                "expected vendor_domain (e.g. \"example.com\") or vendor_id",
+            );
             None
         }
     };
     let class_id = match (&raw.identity.class_id, vendor_id) {
         (Some(text), _) => parse_uuid(checker, "identity.class_id", text),
-        (None, Some(vendor_id)) => Some(crate::identity::class_id_from_model(vendor_id, &raw.product.model_name)),
+        (None, Some(vendor_id)) => {
+            Some(crate::identity::class_id_from_model(vendor_id, &raw.product.model_name))
+        }
         (None, None) => None,
     };
 
@@ -145,7 +160,10 @@ fn validate(raw: RawProfile, base: &Path, checker: &mut Checker, file_sha256: [u
     let payload_version = match &raw.self_test.payload.version {
         Some(text) => parse_version(checker, "self_test.payload.version", text),
         None => {
-            checker.problem("self_test.payload.version", "expected the self-test payload's version, e.g. \"1.0.1\"");
+            checker.problem(
+                "self_test.payload.version",
+                "expected the self-test payload's version, e.g. \"1.0.1\"",
+            );
             None
         }
     };
@@ -186,7 +204,10 @@ fn validate(raw: RawProfile, base: &Path, checker: &mut Checker, file_sha256: [u
         "mailbox" => Some(ReportChannel::Mailbox),
         "console" => Some(ReportChannel::Console),
         other => {
-            checker.problem("self_test.report", format!("expected \"mailbox\" or \"console\", found \"{other}\""));
+            checker.problem(
+                "self_test.report",
+                format!("expected \"mailbox\" or \"console\", found \"{other}\""),
+            );
             None
         }
     };
@@ -280,7 +301,12 @@ fn check_span(checker: &mut Checker, field: &str, span: &RawSpan) -> RamSpan {
     RamSpan { address: span.address, size_bytes: span.size }
 }
 
-fn check_flash_region(checker: &mut Checker, field: &str, raw: &RawFlashRegion, chip_flash: &RamSpan) -> FlashRegion {
+fn check_flash_region(
+    checker: &mut Checker,
+    field: &str,
+    raw: &RawFlashRegion,
+    chip_flash: &RamSpan,
+) -> FlashRegion {
     let region = FlashRegion {
         address: raw.address,
         size_bytes: raw.size,
@@ -289,10 +315,16 @@ fn check_flash_region(checker: &mut Checker, field: &str, raw: &RawFlashRegion, 
         erased_value: raw.erased_value,
     };
     if raw.sector_size == 0 || !raw.sector_size.is_power_of_two() {
-        checker.problem(&format!("{field}.sector_size"), format!("expected a power of two, found {}", raw.sector_size));
+        checker.problem(
+            &format!("{field}.sector_size"),
+            format!("expected a power of two, found {}", raw.sector_size),
+        );
         return region;
     }
-    if raw.write_alignment == 0 || !raw.write_alignment.is_power_of_two() || raw.write_alignment > raw.sector_size {
+    if raw.write_alignment == 0
+        || !raw.write_alignment.is_power_of_two()
+        || raw.write_alignment > raw.sector_size
+    {
         checker.problem(
             &format!("{field}.write_alignment"),
             format!("expected a power of two no larger than the sector size, found {}", raw.write_alignment),
@@ -304,20 +336,28 @@ fn check_flash_region(checker: &mut Checker, field: &str, raw: &RawFlashRegion, 
             format!("expected 0xFF or 0x00 (NOR flash), found {:#04x}", raw.erased_value),
         );
     }
-    if raw.address % raw.sector_size != 0 {
+    if !raw.address.is_multiple_of(raw.sector_size) {
         checker.problem(
             &format!("{field}.address"),
-            format!("expected a multiple of the sector size {:#x}, found {:#x}", raw.sector_size, raw.address),
+            format!(
+                "expected a multiple of the sector size {:#x}, found {:#x}",
+                raw.sector_size, raw.address
+            ),
         );
     }
-    if raw.size == 0 || raw.size % raw.sector_size != 0 {
+    if raw.size == 0 || !raw.size.is_multiple_of(raw.sector_size) {
         checker.problem(
             &format!("{field}.size"),
-            format!("expected a non-zero multiple of the sector size {:#x}, found {:#x}", raw.sector_size, raw.size),
+            format!(
+                "expected a non-zero multiple of the sector size {:#x}, found {:#x}",
+                raw.sector_size, raw.size
+            ),
         );
     }
     let end = raw.address.checked_add(raw.size);
-    if raw.address < chip_flash.address || end.is_none_or(|end| end > chip_flash.address + chip_flash.size_bytes) {
+    if raw.address < chip_flash.address
+        || end.is_none_or(|end| end > chip_flash.address + chip_flash.size_bytes)
+    {
         checker.problem(
             field,
             format!(
@@ -362,20 +402,27 @@ fn check_memory(raw: &RawProfile, checker: &mut Checker) -> Option<MemoryMap> {
             }
         }
     }
-    if memory.config.sector_size_bytes != 0 && memory.config.size_bytes < 2 * memory.config.sector_size_bytes {
+    if memory.config.sector_size_bytes != 0 && memory.config.size_bytes < 2 * memory.config.sector_size_bytes
+    {
         checker.problem(
             "memory.config.size",
             "expected at least two sectors (the store, and the bootloader's boot-state sector)",
         );
     }
     let mailbox_end = memory.mailbox.address.saturating_add(memory.mailbox.size_bytes);
-    if memory.mailbox.address < chip_ram.address || mailbox_end > chip_ram.address.saturating_add(chip_ram.size_bytes) {
+    if memory.mailbox.address < chip_ram.address
+        || mailbox_end > chip_ram.address.saturating_add(chip_ram.size_bytes)
+    {
         checker.problem("memory.mailbox", "expected the mailbox inside the chip's RAM");
     }
     if memory.mailbox.size_bytes < crate::contract::MAILBOX_SIZE_BYTES as u64 {
         checker.problem(
             "memory.mailbox.size",
-            format!("expected at least {} bytes (device contract), found {}", crate::contract::MAILBOX_SIZE_BYTES, memory.mailbox.size_bytes),
+            format!(
+                "expected at least {} bytes (device contract), found {}",
+                crate::contract::MAILBOX_SIZE_BYTES,
+                memory.mailbox.size_bytes
+            ),
         );
     }
     (checker.problems.len() == problems_before).then_some(memory)
@@ -392,13 +439,19 @@ fn load_image(checker: &mut Checker, base: &Path, field: &str, raw: &RawImage) -
         Some("hex") => Some(ImageFormat::IntelHex),
         Some("bin") => Some(ImageFormat::Bin),
         Some(other) => {
-            checker.problem(&format!("{field}.format"), format!("expected \"elf\", \"hex\" or \"bin\", found \"{other}\""));
+            checker.problem(
+                &format!("{field}.format"),
+                format!("expected \"elf\", \"hex\" or \"bin\", found \"{other}\""),
+            );
             return None;
         }
         None => ImageFormat::from_path(&path),
     };
     let Some(format) = format else {
-        checker.problem(&format!("{field}.format"), "cannot tell the format from the file name: give format = \"elf\", \"hex\" or \"bin\"");
+        checker.problem(
+            &format!("{field}.format"),
+            "cannot tell the format from the file name: give format = \"elf\", \"hex\" or \"bin\"",
+        );
         return None;
     };
     match FirmwareImage::load(&path, format, raw.base_address) {
@@ -415,7 +468,9 @@ fn check_image_placement(checker: &mut Checker, field: &str, image: &FirmwareIma
         checker.problem(field, error.to_string());
         return;
     }
-    if let Some(segment) = image.segments.iter().find(|segment| segment.address % region.write_alignment_bytes != 0) {
+    if let Some(segment) =
+        image.segments.iter().find(|segment| segment.address % region.write_alignment_bytes != 0)
+    {
         checker.problem(
             field,
             format!(
@@ -429,11 +484,13 @@ fn check_image_placement(checker: &mut Checker, field: &str, image: &FirmwareIma
 fn check_serial(raw: &RawProfile, checker: &mut Checker) -> (Option<SerialScheme>, Option<ReworkPolicy>) {
     let scheme = match raw.serial.scheme.as_str() {
         "counter" => match (&raw.serial.prefix, raw.serial.counter_width) {
-            (Some(prefix), Some(counter_width)) if (1..=19).contains(&counter_width) => Some(SerialScheme::Counter {
-                prefix: prefix.clone(),
-                counter_width,
-                first_value: raw.serial.first_value.unwrap_or(1),
-            }),
+            (Some(prefix), Some(counter_width)) if (1..=19).contains(&counter_width) => {
+                Some(SerialScheme::Counter {
+                    prefix: prefix.clone(),
+                    counter_width,
+                    first_value: raw.serial.first_value.unwrap_or(1),
+                })
+            }
             (Some(_), Some(width)) => {
                 checker.problem("serial.counter_width", format!("expected 1 to 19 digits, found {width}"));
                 None
@@ -449,7 +506,8 @@ fn check_serial(raw: &RawProfile, checker: &mut Checker) -> (Option<SerialScheme
         },
         "scanned" => Some(SerialScheme::Scanned),
         other => {
-            checker.problem("serial.scheme", format!("expected \"counter\" or \"scanned\", found \"{other}\""));
+            checker
+                .problem("serial.scheme", format!("expected \"counter\" or \"scanned\", found \"{other}\""));
             None
         }
     };
@@ -474,8 +532,13 @@ fn check_trust(
     checker: &mut Checker,
     warnings: &mut Vec<String>,
 ) -> Option<(Certificate, Arc<dyn Signer>)> {
-    let (certificate_path, key_path) = match (&raw.trust.manifest_dev_tool, &raw.trust.certificate, &raw.trust.signing_key) {
-        (Some(directory), None, None) => match trust::import_manifest_dev_tool_env(&resolve(base, directory)) {
+    let (certificate_path, key_path) = match (
+        &raw.trust.manifest_dev_tool,
+        &raw.trust.certificate,
+        &raw.trust.signing_key,
+    ) {
+        (Some(directory), None, None) => match trust::import_manifest_dev_tool_env(&resolve(base, directory))
+        {
             Ok(environment) => (environment.certificate_path, environment.signing_key_path),
             Err(error) => {
                 checker.problem("trust.manifest_dev_tool", error.to_string());
@@ -514,7 +577,11 @@ fn check_trust(
     if !trust::key_matches_certificate(&signer, &certificate) {
         checker.problem(
             "trust.signing_key",
-            format!("the key {} does not match the certificate {}", key_path.display(), certificate_path.display()),
+            format!(
+                "the key {} does not match the certificate {}",
+                key_path.display(),
+                certificate_path.display()
+            ),
         );
         return None;
     }

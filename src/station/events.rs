@@ -131,7 +131,8 @@ impl StationEvent {
     /// The event as one line of JSON.
     pub fn to_json_line(&self) -> String {
         // Serializing these plain structs cannot fail; fall back to an error object regardless.
-        serde_json::to_string(self).unwrap_or_else(|error| format!("{{\"schema\":{EVENT_SCHEMA_VERSION},\"error\":\"{error}\"}}"))
+        serde_json::to_string(self)
+            .unwrap_or_else(|error| format!("{{\"schema\":{EVENT_SCHEMA_VERSION},\"error\":\"{error}\"}}"))
     }
 }
 

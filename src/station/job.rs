@@ -188,7 +188,12 @@ type StepResult = Result<serde_json::Value, StepFailure>;
 
 /// Provisions the unit behind `target`. Never panics on device or ledger trouble: every failure
 /// becomes a FAIL outcome with the step and the reason (and is recorded when the ledger allows).
-pub fn provision_unit(context: &StationContext, target: &mut dyn Target, slot: usize, unit: u64) -> UnitOutcome {
+pub fn provision_unit(
+    context: &StationContext,
+    target: &mut dyn Target,
+    slot: usize,
+    unit: u64,
+) -> UnitOutcome {
     let mut job = UnitJob {
         context,
         target,
@@ -249,7 +254,8 @@ impl<'a> UnitJob<'a> {
             }
             if let Some(skippable) = step.skipped_by()
                 && (self.profile().skips(skippable)
-                    || (skippable == SkippableStep::NegativeSelfTest && self.profile().skips(SkippableStep::SelfTest))
+                    || (skippable == SkippableStep::NegativeSelfTest
+                        && self.profile().skips(SkippableStep::SelfTest))
                     || (skippable == SkippableStep::Lock && !self.profile().lock.enabled))
             {
                 self.skip(step, format!("profile skips {}", skippable.name()));
@@ -283,8 +289,16 @@ impl<'a> UnitJob<'a> {
             StepName::Connect => self.connect(),
             StepName::Identify => self.identify(),
             StepName::Erase => self.erase(),
-            StepName::ProgramBootloader => self.program_image(step, self.profile().bootloader_image.clone(), self.profile().memory.bootloader),
-            StepName::ProgramApplication => self.program_image(step, self.profile().application_image.clone(), self.profile().memory.application),
+            StepName::ProgramBootloader => self.program_image(
+                step,
+                self.profile().bootloader_image.clone(),
+                self.profile().memory.bootloader,
+            ),
+            StepName::ProgramApplication => self.program_image(
+                step,
+                self.profile().application_image.clone(),
+                self.profile().memory.application,
+            ),
             StepName::VerifyFlash => self.verify_written(step),
             StepName::AllocateIdentity => self.allocate_identity(),
             StepName::WriteConfig => self.write_config(),
@@ -298,12 +312,26 @@ impl<'a> UnitJob<'a> {
         let duration_ms = started.elapsed().as_millis() as u64;
         match result {
             Ok(detail) => {
-                self.emit(EventKind::StepFinished { step: step.as_str().to_string(), duration_ms, detail: detail.clone() });
-                self.steps.push(StepRecord { name: step.as_str().to_string(), status: StepStatus::Passed, started_at, duration_ms, detail });
+                self.emit(EventKind::StepFinished {
+                    step: step.as_str().to_string(),
+                    duration_ms,
+                    detail: detail.clone(),
+                });
+                self.steps.push(StepRecord {
+                    name: step.as_str().to_string(),
+                    status: StepStatus::Passed,
+                    started_at,
+                    duration_ms,
+                    detail,
+                });
                 Ok(())
             }
             Err(StepFailure(reason)) => {
-                self.emit(EventKind::StepFailed { step: step.as_str().to_string(), duration_ms, reason: reason.clone() });
+                self.emit(EventKind::StepFailed {
+                    step: step.as_str().to_string(),
+                    duration_ms,
+                    reason: reason.clone(),
+                });
                 self.steps.push(StepRecord {
                     name: step.as_str().to_string(),
                     status: StepStatus::Failed,
@@ -317,7 +345,10 @@ impl<'a> UnitJob<'a> {
     }
 
     /// Runs a device operation, retrying transient probe errors a bounded number of times.
-    fn retry<T>(&mut self, mut operation: impl FnMut(&mut dyn Target) -> Result<T, TargetError>) -> Result<T, TargetError> {
+    fn retry<T>(
+        &mut self,
+        mut operation: impl FnMut(&mut dyn Target) -> Result<T, TargetError>,
+    ) -> Result<T, TargetError> {
         let mut attempt = 1;
         loop {
             match operation(&mut *self.target) {
@@ -334,9 +365,14 @@ impl<'a> UnitJob<'a> {
     fn connect(&mut self) -> StepResult {
         let chip = self.retry(|target| target.connect())?;
         if chip.chip_name != self.profile().chip_name {
-            return Err(TargetError::WrongChip { expected: self.profile().chip_name.clone(), found: chip.chip_name }.into());
+            return Err(TargetError::WrongChip {
+                expected: self.profile().chip_name.clone(),
+                found: chip.chip_name,
+            }
+            .into());
         }
-        let mut detail = json!({ "chip": chip.chip_name, "backend": self.target.backend_name(), "probe": self.probe });
+        let mut detail =
+            json!({ "chip": chip.chip_name, "backend": self.target.backend_name(), "probe": self.probe });
         if self.retry(|target| target.is_locked())? {
             if !self.profile().lock.allow_unlock_by_mass_erase {
                 return Err(StepFailure(
@@ -372,10 +408,15 @@ impl<'a> UnitJob<'a> {
 
     fn erase(&mut self) -> StepResult {
         let memory = &self.profile().memory;
-        let spans: Vec<(u64, u64)> = [(&self.profile().bootloader_image, memory.bootloader), (&self.profile().application_image, memory.application)]
-            .into_iter()
-            .map(|(image, region)| region.sectors_covering(image.start_address(), image.end_address() - image.start_address()))
-            .collect();
+        let spans: Vec<(u64, u64)> = [
+            (&self.profile().bootloader_image, memory.bootloader),
+            (&self.profile().application_image, memory.application),
+        ]
+        .into_iter()
+        .map(|(image, region)| {
+            region.sectors_covering(image.start_address(), image.end_address() - image.start_address())
+        })
+        .collect();
         let total: u64 = spans.iter().map(|(_, size)| size).sum();
         let mut done_before = 0;
         for (address, size) in &spans {
@@ -384,16 +425,22 @@ impl<'a> UnitJob<'a> {
             let (slot, unit) = (self.slot, self.unit);
             self.retry(|target| {
                 target.erase_flash(address, size, &mut |bytes| {
-                    events.emit(StationEvent::now(slot, unit, EventKind::StepProgress {
-                        step: StepName::Erase.as_str().to_string(),
-                        bytes_done: done_before + bytes,
-                        bytes_total: total,
-                    }))
+                    events.emit(StationEvent::now(
+                        slot,
+                        unit,
+                        EventKind::StepProgress {
+                            step: StepName::Erase.as_str().to_string(),
+                            bytes_done: done_before + bytes,
+                            bytes_total: total,
+                        },
+                    ))
                 })
             })?;
             done_before += size;
         }
-        Ok(json!({ "erased_bytes": total, "spans": spans.iter().map(|(address, size)| json!({"address": address, "size": size})).collect::<Vec<_>>() }))
+        Ok(
+            json!({ "erased_bytes": total, "spans": spans.iter().map(|(address, size)| json!({"address": address, "size": size})).collect::<Vec<_>>() }),
+        )
     }
 
     /// Programs an image's segments, padded to the region's write alignment.
@@ -412,16 +459,27 @@ impl<'a> UnitJob<'a> {
         }))
     }
 
-    fn program_verified_later(&mut self, step: StepName, address: u64, data: &[u8], done_before: u64, total: u64) -> Result<(), StepFailure> {
+    fn program_verified_later(
+        &mut self,
+        step: StepName,
+        address: u64,
+        data: &[u8],
+        done_before: u64,
+        total: u64,
+    ) -> Result<(), StepFailure> {
         let events = self.context.events.clone();
         let (slot, unit) = (self.slot, self.unit);
         self.retry(|target| {
             target.program_flash(address, data, &mut |bytes| {
-                events.emit(StationEvent::now(slot, unit, EventKind::StepProgress {
-                    step: step.as_str().to_string(),
-                    bytes_done: done_before + bytes,
-                    bytes_total: total,
-                }))
+                events.emit(StationEvent::now(
+                    slot,
+                    unit,
+                    EventKind::StepProgress {
+                        step: step.as_str().to_string(),
+                        bytes_done: done_before + bytes,
+                        bytes_total: total,
+                    },
+                ))
             })
         })?;
         self.written_ranges.push((address, data.len(), Sha256::digest(data).into()));
@@ -429,7 +487,14 @@ impl<'a> UnitJob<'a> {
     }
 
     /// Reads `length` bytes back in chunks, reporting progress.
-    fn read_back(&mut self, step: StepName, address: u64, length: usize, done_before: u64, total: u64) -> Result<Vec<u8>, StepFailure> {
+    fn read_back(
+        &mut self,
+        step: StepName,
+        address: u64,
+        length: usize,
+        done_before: u64,
+        total: u64,
+    ) -> Result<Vec<u8>, StepFailure> {
         let mut bytes = vec![0u8; length];
         let mut offset = 0;
         while offset < length {
@@ -453,7 +518,8 @@ impl<'a> UnitJob<'a> {
             let read = self.read_back(step, *address, *length, done, total)?;
             let actual: [u8; 32] = Sha256::digest(&read).into();
             if actual != *expected {
-                let first_difference = first_difference(&read, *address, &self.expected_bytes_hint(*address, *length));
+                let first_difference =
+                    first_difference(&read, *address, &self.expected_bytes_hint(*address, *length));
                 return Err(StepFailure(format!(
                     "read-back of {length} bytes at {address:#010x} does not match what was written (sha256 {} expected {}){first_difference}",
                     hex::encode(actual),
@@ -469,7 +535,10 @@ impl<'a> UnitJob<'a> {
     /// The bytes the images put at a range, for naming the first differing address in an error.
     fn expected_bytes_hint(&self, address: u64, length: usize) -> Vec<u8> {
         let profile = self.profile();
-        for (image, region) in [(&profile.bootloader_image, profile.memory.bootloader), (&profile.application_image, profile.memory.application)] {
+        for (image, region) in [
+            (&profile.bootloader_image, profile.memory.bootloader),
+            (&profile.application_image, profile.memory.application),
+        ] {
             for (chunk_address, data) in aligned_chunks(image, &region) {
                 if chunk_address == address && data.len() == length {
                     return data;
@@ -505,7 +574,8 @@ impl<'a> UnitJob<'a> {
 
     fn config_store(&self) -> Result<ConfigStore, StepFailure> {
         let profile = self.profile();
-        let identity = self.identity.as_ref().ok_or_else(|| StepFailure("no identity was allocated".to_string()))?;
+        let identity =
+            self.identity.as_ref().ok_or_else(|| StepFailure("no identity was allocated".to_string()))?;
         let mut store = ConfigStore::default();
         store.set(StoreItem::binary(keys::VENDOR_ID, profile.vendor_id.as_bytes()));
         store.set(StoreItem::binary(keys::CLASS_ID, profile.class_id.as_bytes()));
@@ -526,7 +596,8 @@ impl<'a> UnitJob<'a> {
 
     fn write_config(&mut self) -> StepResult {
         let store = self.config_store()?;
-        let chip_uid = self.chip_uid.clone().ok_or_else(|| StepFailure("no unique ID was read".to_string()))?;
+        let chip_uid =
+            self.chip_uid.clone().ok_or_else(|| StepFailure("no unique ID was read".to_string()))?;
         let memory = self.profile().memory.clone();
         let encoded = store
             .encode(chip_uid.as_bytes(), &memory.store_layout())
@@ -535,7 +606,13 @@ impl<'a> UnitJob<'a> {
         // from the factory application's version.
         let config = memory.config;
         self.retry(|target| target.erase_flash(config.address, config.size_bytes, &mut |_| {}))?;
-        self.program_verified_later(StepName::WriteConfig, config.address, &encoded, 0, encoded.len() as u64)?;
+        self.program_verified_later(
+            StepName::WriteConfig,
+            config.address,
+            &encoded,
+            0,
+            encoded.len() as u64,
+        )?;
         Ok(json!({
             "bytes_written": encoded.len(),
             "store_sha256": hex::encode(Sha256::digest(&encoded)),
@@ -546,10 +623,17 @@ impl<'a> UnitJob<'a> {
 
     fn verify_config(&mut self) -> StepResult {
         let mut detail = self.verify_written(StepName::VerifyConfig)?;
-        let chip_uid = self.chip_uid.clone().ok_or_else(|| StepFailure("no unique ID was read".to_string()))?;
+        let chip_uid =
+            self.chip_uid.clone().ok_or_else(|| StepFailure("no unique ID was read".to_string()))?;
         let layout = self.profile().memory.store_layout();
         let address = self.profile().memory.config.address;
-        let read = self.read_back(StepName::VerifyConfig, address, layout.capacity_bytes, 0, layout.capacity_bytes as u64)?;
+        let read = self.read_back(
+            StepName::VerifyConfig,
+            address,
+            layout.capacity_bytes,
+            0,
+            layout.capacity_bytes as u64,
+        )?;
         let decoded = ConfigStore::decode(&read, chip_uid.as_bytes())
             .map_err(|error| StepFailure(format!("the config store read back does not decode: {error}")))?;
         let expected = self.config_store()?;
@@ -561,15 +645,25 @@ impl<'a> UnitJob<'a> {
     }
 
     /// Stages a candidate, resets, and returns the device's report.
-    fn stage_and_boot(&mut self, step: StepName, candidate: &StagedCandidate) -> Result<SelfTestReport, StepFailure> {
+    fn stage_and_boot(
+        &mut self,
+        step: StepName,
+        candidate: &StagedCandidate,
+    ) -> Result<SelfTestReport, StepFailure> {
         let candidate_region = self.profile().memory.candidate;
-        let padded = contract::pad_to_alignment(&candidate.candidate_bytes, candidate_region.write_alignment_bytes as usize, candidate_region.erased_value);
-        let (erase_address, erase_size) = candidate_region.sectors_covering(candidate_region.address, padded.len() as u64);
+        let padded = contract::pad_to_alignment(
+            &candidate.candidate_bytes,
+            candidate_region.write_alignment_bytes as usize,
+            candidate_region.erased_value,
+        );
+        let (erase_address, erase_size) =
+            candidate_region.sectors_covering(candidate_region.address, padded.len() as u64);
         self.retry(|target| target.erase_flash(erase_address, erase_size, &mut |_| {}))?;
         self.program_verified_later(step, candidate_region.address, &padded, 0, padded.len() as u64)?;
         self.verify_written(step)?;
         let mut nonce_bytes = [0u8; 4];
-        getrandom::fill(&mut nonce_bytes).map_err(|error| StepFailure(format!("no randomness for the mailbox nonce: {error}")))?;
+        getrandom::fill(&mut nonce_bytes)
+            .map_err(|error| StepFailure(format!("no randomness for the mailbox nonce: {error}")))?;
         let request = MailboxRequest { nonce: u32::from_le_bytes(nonce_bytes) | 1 };
         let mailbox = self.profile().memory.mailbox;
         let _ = self.target.take_console_lines();
@@ -593,7 +687,10 @@ impl<'a> UnitJob<'a> {
                 }
                 ReportChannel::Console => {
                     let lines = self.target.take_console_lines().ok_or_else(|| {
-                        StepFailure("the profile reads reports from the console, but this target has none".to_string())
+                        StepFailure(
+                            "the profile reads reports from the console, but this target has none"
+                                .to_string(),
+                        )
                     })?;
                     lines.iter().rev().find_map(|line| SelfTestReport::parse_console_line(line))
                 }
@@ -604,7 +701,9 @@ impl<'a> UnitJob<'a> {
                 return Ok(report);
             }
             if Instant::now() >= deadline {
-                return Err(StepFailure(format!("no self-test report within {timeout_ms} ms (self_test.report_timeout_ms)")));
+                return Err(StepFailure(format!(
+                    "no self-test report within {timeout_ms} ms (self_test.report_timeout_ms)"
+                )));
             }
             std::thread::sleep(REPORT_POLL_INTERVAL);
         }
@@ -619,11 +718,16 @@ impl<'a> UnitJob<'a> {
     fn self_test(&mut self) -> StepResult {
         let material = self.context.self_test.clone();
         let report = self.stage_and_boot(StepName::SelfTest, &material.signed)?;
-        let identity = self.identity.clone().ok_or_else(|| StepFailure("no identity was allocated".to_string()))?;
+        let identity =
+            self.identity.clone().ok_or_else(|| StepFailure("no identity was allocated".to_string()))?;
         let profile = self.profile();
         let mut mismatches = Vec::new();
         if report.update_status != material.signed.expected_status {
-            mismatches.push(format!("update client reported {:?} ({:#04x}), expected Installed", report.update_status, report.update_status.code()));
+            mismatches.push(format!(
+                "update client reported {:?} ({:#04x}), expected Installed",
+                report.update_status,
+                report.update_status.code()
+            ));
         }
         if report.store_status != StoreStatus::Provisioned {
             mismatches.push("device reports its config store unreadable (unprovisioned)".to_string());
@@ -632,7 +736,11 @@ impl<'a> UnitJob<'a> {
             ("vendor ID", hex::encode(report.vendor_id), hex::encode(profile.vendor_id.as_bytes())),
             ("class ID", hex::encode(report.class_id), hex::encode(profile.class_id.as_bytes())),
             ("device ID", hex::encode(report.device_id), hex::encode(identity.identity.device_id.as_bytes())),
-            ("certificate fingerprint", hex::encode(report.certificate_fingerprint), hex::encode(profile.update_certificate.fingerprint_sha256())),
+            (
+                "certificate fingerprint",
+                hex::encode(report.certificate_fingerprint),
+                hex::encode(profile.update_certificate.fingerprint_sha256()),
+            ),
             ("serial number", report.serial_number.clone(), identity.identity.serial.clone()),
             ("running version", report.running_version.to_string(), material.payload_version.to_string()),
         ];
@@ -646,7 +754,10 @@ impl<'a> UnitJob<'a> {
         }
         let installed = self.application_slot_sha256(StepName::SelfTest, material.payload.len())?;
         if installed != material.payload_sha256 {
-            return Err(StepFailure("the device reports the update installed, but the application slot does not hold the payload".to_string()));
+            return Err(StepFailure(
+                "the device reports the update installed, but the application slot does not hold the payload"
+                    .to_string(),
+            ));
         }
         Ok(json!({
             "manifest_sha256": hex::encode(material.signed.manifest_sha256),
@@ -660,8 +771,10 @@ impl<'a> UnitJob<'a> {
 
     fn negative_self_test(&mut self) -> StepResult {
         let material = self.context.self_test.clone();
-        let running_before = if self.profile().skips(SkippableStep::SelfTest) { None } else { Some(material.payload_version) };
-        let application_before = self.application_slot_sha256(StepName::NegativeSelfTest, material.payload.len())?;
+        let running_before =
+            if self.profile().skips(SkippableStep::SelfTest) { None } else { Some(material.payload_version) };
+        let application_before =
+            self.application_slot_sha256(StepName::NegativeSelfTest, material.payload.len())?;
         let mut refusals = Vec::new();
         for forged in &material.forged {
             let report = self.stage_and_boot(StepName::NegativeSelfTest, forged)?;
@@ -683,9 +796,13 @@ impl<'a> UnitJob<'a> {
                     forged.name, report.running_version
                 )));
             }
-            let application_after = self.application_slot_sha256(StepName::NegativeSelfTest, material.payload.len())?;
+            let application_after =
+                self.application_slot_sha256(StepName::NegativeSelfTest, material.payload.len())?;
             if application_after != application_before {
-                return Err(StepFailure(format!("forged update '{}' was refused but the application slot changed", forged.name)));
+                return Err(StepFailure(format!(
+                    "forged update '{}' was refused but the application slot changed",
+                    forged.name
+                )));
             }
             refusals.push(json!({
                 "candidate": forged.name,
@@ -708,9 +825,13 @@ impl<'a> UnitJob<'a> {
         let address = self.profile().memory.config.address;
         let mut probe_bytes = [0u8; 16];
         match self.target.read_memory(address, &mut probe_bytes) {
-            Ok(()) => Err(StepFailure(format!("a debug read at {address:#010x} still succeeds after locking"))),
+            Ok(()) => {
+                Err(StepFailure(format!("a debug read at {address:#010x} still succeeds after locking")))
+            }
             Err(TargetError::Locked) => Ok(json!({ "debug_read_refused_at": address })),
-            Err(other) => Err(StepFailure(format!("expected the debug read to be refused as locked, got: {other}"))),
+            Err(other) => {
+                Err(StepFailure(format!("expected the debug read to be refused as locked, got: {other}")))
+            }
         }
     }
 
@@ -758,7 +879,9 @@ impl<'a> UnitJob<'a> {
                 });
                 (UnitResult::Pass, None, None, Some(hex::encode(receipt.record_hash)))
             }
-            (Ok(receipt), Some(_)) => (UnitResult::Fail, failing_step, reason, Some(hex::encode(receipt.record_hash))),
+            (Ok(receipt), Some(_)) => {
+                (UnitResult::Fail, failing_step, reason, Some(hex::encode(receipt.record_hash)))
+            }
             (Err(error), failure) => {
                 let record_reason = format!("the ledger did not commit the run: {error}");
                 if failure.is_none() {

@@ -44,7 +44,11 @@ impl LineSummary {
 
 /// Runs `fixtures` (one slot each) until `unit_limit` units have been attempted in all (or
 /// forever, when `None`, until cancelled).
-pub fn run_line(context: Arc<StationContext>, fixtures: Vec<Box<dyn Fixture>>, unit_limit: Option<u64>) -> LineSummary {
+pub fn run_line(
+    context: Arc<StationContext>,
+    fixtures: Vec<Box<dyn Fixture>>,
+    unit_limit: Option<u64>,
+) -> LineSummary {
     let started = Instant::now();
     let units_claimed = Arc::new(AtomicU64::new(0));
     let workers: Vec<_> = fixtures
@@ -67,12 +71,16 @@ pub fn run_line(context: Arc<StationContext>, fixtures: Vec<Box<dyn Fixture>>, u
         }
     }
     let summary = LineSummary { outcomes, elapsed: started.elapsed() };
-    context.events.emit(StationEvent::now(0, 0, EventKind::LineFinished {
-        units: summary.outcomes.len() as u64,
-        passed: summary.passed(),
-        failed: summary.failed(),
-        elapsed_ms: summary.elapsed.as_millis() as u64,
-    }));
+    context.events.emit(StationEvent::now(
+        0,
+        0,
+        EventKind::LineFinished {
+            units: summary.outcomes.len() as u64,
+            passed: summary.passed(),
+            failed: summary.failed(),
+            elapsed_ms: summary.elapsed.as_millis() as u64,
+        },
+    ));
     summary
 }
 
@@ -100,7 +108,11 @@ fn run_slot(
                 Ok(Some(target)) => break Some(target),
                 Ok(None) => break None,
                 Err(error) => {
-                    context.events.emit(StationEvent::now(slot, 0, EventKind::SlotError { reason: error.to_string() }));
+                    context.events.emit(StationEvent::now(
+                        slot,
+                        0,
+                        EventKind::SlotError { reason: error.to_string() },
+                    ));
                     if context.cancel.is_cancelled() {
                         break None;
                     }

@@ -71,14 +71,20 @@ impl SelfTestMaterial {
             candidate_bytes: encode_candidate(&manifest_der, None, &payload),
             expected_status,
         };
-        let signed_manifest = manifest::create_manifest(&request(profile.class_id, payload_version), profile.signer.as_ref())?;
+        let signed_manifest =
+            manifest::create_manifest(&request(profile.class_id, payload_version), profile.signer.as_ref())?;
         // Forged updates carry a newer version still, so that a refusal can only come from the
         // forgery and never from the version policy.
         let forged_version = SemanticVersion { patch: payload_version.patch + 1, ..payload_version };
         let untrusted_key = generate_signing_key();
-        let untrusted_manifest = manifest::create_manifest(&request(profile.class_id, forged_version), &untrusted_key as &dyn Signer)?;
-        let wrong_class_id = uuid::Uuid::new_v5(&profile.class_id, b"imprint negative self-test: not this class");
-        let wrong_class_manifest = manifest::create_manifest(&request(wrong_class_id, forged_version), profile.signer.as_ref())?;
+        let untrusted_manifest = manifest::create_manifest(
+            &request(profile.class_id, forged_version),
+            &untrusted_key as &dyn Signer,
+        )?;
+        let wrong_class_id =
+            uuid::Uuid::new_v5(&profile.class_id, b"imprint negative self-test: not this class");
+        let wrong_class_manifest =
+            manifest::create_manifest(&request(wrong_class_id, forged_version), profile.signer.as_ref())?;
         Ok(SelfTestMaterial {
             payload_sha256: Sha256::digest(&payload).into(),
             payload_version,

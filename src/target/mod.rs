@@ -75,11 +75,20 @@ pub trait Target: Send {
     fn write_ram(&mut self, address: u64, data: &[u8]) -> Result<(), TargetError>;
     /// Erases whole flash sectors covering exactly `[address, address + size_bytes)`;
     /// `progress` receives bytes erased so far.
-    fn erase_flash(&mut self, address: u64, size_bytes: u64, progress: &mut dyn FnMut(u64))
-    -> Result<(), TargetError>;
+    fn erase_flash(
+        &mut self,
+        address: u64,
+        size_bytes: u64,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<(), TargetError>;
     /// Programs erased flash; `address` and the length are multiples of the write alignment.
     /// `progress` receives bytes programmed so far.
-    fn program_flash(&mut self, address: u64, data: &[u8], progress: &mut dyn FnMut(u64)) -> Result<(), TargetError>;
+    fn program_flash(
+        &mut self,
+        address: u64,
+        data: &[u8],
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<(), TargetError>;
     /// Resets the chip and lets it run (the bootloader, then the application).
     fn reset_and_run(&mut self) -> Result<(), TargetError>;
     /// Halts the core.

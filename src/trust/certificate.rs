@@ -29,10 +29,8 @@ pub struct Certificate {
 impl Certificate {
     /// Reads a certificate file in DER or PEM form.
     pub fn load(path: &Path) -> Result<Certificate, TrustError> {
-        let bytes = std::fs::read(path).map_err(|source| TrustError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let bytes =
+            std::fs::read(path).map_err(|source| TrustError::Read { path: path.to_path_buf(), source })?;
         let origin = path.display().to_string();
         if looks_like_pem(&bytes) {
             let text = std::str::from_utf8(&bytes).map_err(|_| TrustError::CertificateFormat {
@@ -56,31 +54,24 @@ impl Certificate {
     }
 
     fn parse_pem(text: &str, origin: &str) -> Result<Certificate, TrustError> {
-        let format_error = |found: String| TrustError::CertificateFormat {
-            origin: origin.to_string(),
-            found,
-        };
+        let format_error =
+            |found: String| TrustError::CertificateFormat { origin: origin.to_string(), found };
         let blocks = pem_blocks(text).map_err(format_error)?;
         match blocks.iter().find(|block| block.label == "CERTIFICATE") {
             Some(block) => Self::parse_der(&block.der, origin),
             None => Err(format_error(format!(
                 "found PEM blocks [{}] but no \"CERTIFICATE\"",
-                blocks
-                    .iter()
-                    .map(|block| block.label.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                blocks.iter().map(|block| block.label.as_str()).collect::<Vec<_>>().join(", ")
             ))),
         }
     }
 
     fn parse_der(der_bytes: &[u8], origin: &str) -> Result<Certificate, TrustError> {
-        let parsed = x509_cert::Certificate::from_der(der_bytes).map_err(|error| {
-            TrustError::CertificateFormat {
+        let parsed =
+            x509_cert::Certificate::from_der(der_bytes).map_err(|error| TrustError::CertificateFormat {
                 origin: origin.to_string(),
                 found: format!("found bytes that do not decode ({error})"),
-            }
-        })?;
+            })?;
         Ok(Certificate {
             der: der_bytes.to_vec(),
             parsed,
@@ -116,10 +107,8 @@ impl Certificate {
     /// The subject's ECDSA P-256 public key; any other key type is an error naming what it is.
     pub fn verifying_key(&self) -> Result<VerifyingKey, TrustError> {
         let public_key_info = self.parsed.tbs_certificate().subject_public_key_info();
-        let key_error = |found: String| TrustError::CertificateKeyAlgorithm {
-            subject: self.subject(),
-            found,
-        };
+        let key_error =
+            |found: String| TrustError::CertificateKeyAlgorithm { subject: self.subject(), found };
         let algorithm = &public_key_info.algorithm;
         if algorithm.oid != ID_EC_PUBLIC_KEY {
             return Err(key_error(format!("a {} key", describe_oid(&algorithm.oid))));
@@ -134,9 +123,8 @@ impl Certificate {
             None => return Err(key_error("an EC key without a named curve".to_string())),
         }
         let point = public_key_info.subject_public_key.raw_bytes();
-        VerifyingKey::from_sec1_bytes(point).map_err(|_| {
-            key_error("a P-256 public key that is not a valid curve point".to_string())
-        })
+        VerifyingKey::from_sec1_bytes(point)
+            .map_err(|_| key_error("a P-256 public key that is not a valid curve point".to_string()))
     }
 
     /// The subject name in RFC 4514 form (for example `CN=Update authority,O=Acme`).
@@ -151,30 +139,20 @@ impl Certificate {
 
     /// Start of the validity period.
     pub fn not_before(&self) -> SystemTime {
-        self.parsed
-            .tbs_certificate()
-            .validity()
-            .not_before
-            .to_system_time()
+        self.parsed.tbs_certificate().validity().not_before.to_system_time()
     }
 
     /// End of the validity period.
     pub fn not_after(&self) -> SystemTime {
-        self.parsed
-            .tbs_certificate()
-            .validity()
-            .not_after
-            .to_system_time()
+        self.parsed.tbs_certificate().validity().not_after.to_system_time()
     }
 
     /// The serial number as lowercase hex (big-endian, without the DER sign byte).
     pub fn serial_hex(&self) -> String {
         let bytes = self.parsed.tbs_certificate().serial_number().as_bytes();
         // DER adds a 0x00 in front of a high first byte to keep the integer positive.
-        let first_significant = bytes
-            .iter()
-            .position(|byte| *byte != 0)
-            .unwrap_or(bytes.len().saturating_sub(1));
+        let first_significant =
+            bytes.iter().position(|byte| *byte != 0).unwrap_or(bytes.len().saturating_sub(1));
         hex::encode(&bytes[first_significant..])
     }
 

@@ -25,11 +25,7 @@ struct SignedParts<'a> {
 }
 
 /// Checks that `leaf` was issued by `ca` and that both are valid at `at`.
-pub fn verify_chain(
-    leaf: &Certificate,
-    ca: &Certificate,
-    at: SystemTime,
-) -> Result<(), TrustError> {
+pub fn verify_chain(leaf: &Certificate, ca: &Certificate, at: SystemTime) -> Result<(), TrustError> {
     if leaf.parsed().tbs_certificate().issuer() != ca.parsed().tbs_certificate().subject() {
         return Err(TrustError::IssuerMismatch {
             leaf_subject: leaf.subject(),
@@ -38,9 +34,7 @@ pub fn verify_chain(
         });
     }
     if !ca.is_ca() {
-        return Err(TrustError::NotCa {
-            subject: ca.subject(),
-        });
+        return Err(TrustError::NotCa { subject: ca.subject() });
     }
     let ca_key = ca.verifying_key()?;
     verify_signature(leaf, &ca_key, &ca.subject())?;
@@ -74,15 +68,11 @@ fn verify_signature(
         ca_subject: key_owner.to_string(),
     };
     let parts = SignedParts::from_der(certificate.der()).map_err(|_| bad_signature())?;
-    let tbs_der = parts
-        .tbs_certificate
-        .to_der()
-        .map_err(|_| bad_signature())?;
+    let tbs_der = parts.tbs_certificate.to_der().map_err(|_| bad_signature())?;
     let signature_bytes = parts.signature.as_bytes().ok_or_else(bad_signature)?;
     let signature = DerSignature::from_bytes(signature_bytes).map_err(|_| bad_signature())?;
     let digest = Sha256::digest(&tbs_der);
-    key.verify_prehash(&digest, &signature)
-        .map_err(|_| bad_signature())
+    key.verify_prehash(&digest, &signature).map_err(|_| bad_signature())
 }
 
 fn check_validity(certificate: &Certificate, at: SystemTime) -> Result<(), TrustError> {
@@ -130,10 +120,7 @@ pub fn check_update_certificate_at(certificate: &Certificate, now: SystemTime) -
         ));
     }
     if now > certificate.not_after() {
-        warnings.push(format!(
-            "certificate {subject} expired at {}",
-            validity.not_after
-        ));
+        warnings.push(format!("certificate {subject} expired at {}", validity.not_after));
     } else if now + RECOMMENDED_VALIDITY > certificate.not_after() {
         warnings.push(format!(
             "certificate {subject} is valid until {}, less than 10 years from now; \
@@ -142,10 +129,7 @@ pub fn check_update_certificate_at(certificate: &Certificate, now: SystemTime) -
         ));
     }
     if now < certificate.not_before() {
-        warnings.push(format!(
-            "certificate {subject} is not valid before {}",
-            validity.not_before
-        ));
+        warnings.push(format!("certificate {subject} is not valid before {}", validity.not_before));
     }
     if !certificate.has_code_signing_eku() {
         warnings.push(format!(

@@ -48,9 +48,7 @@ pub struct DevInitOptions {
 impl DevInitOptions {
     /// The vendor and class IDs these options stand for (random ones are drawn anew each call).
     pub fn resolve_ids(&self) -> Result<(Uuid, Uuid), TrustError> {
-        let invalid = |reason: &str| TrustError::InvalidRequest {
-            reason: reason.to_string(),
-        };
+        let invalid = |reason: &str| TrustError::InvalidRequest { reason: reason.to_string() };
         let vendor_id = match (&self.vendor_id, &self.vendor_domain) {
             (Some(_), Some(_)) => {
                 return Err(invalid(
@@ -66,9 +64,7 @@ impl DevInitOptions {
         };
         let class_id = match (&self.class_id, &self.model_name) {
             (Some(_), Some(_)) => {
-                return Err(invalid(
-                    "give either a class ID or a model name to derive it from, not both",
-                ));
+                return Err(invalid("give either a class ID or a model name to derive it from, not both"));
             }
             (Some(class_id), None) => *class_id,
             (None, Some(model)) if model.trim().is_empty() => {
@@ -106,10 +102,8 @@ pub struct DevSummary {
 impl DevSummary {
     /// Reads an `imprint-dev.toml`.
     pub fn load(path: &Path) -> Result<DevSummary, TrustError> {
-        let text = std::fs::read_to_string(path).map_err(|source| TrustError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| TrustError::Read { path: path.to_path_buf(), source })?;
         toml::from_str(&text).map_err(|error| TrustError::DevEnvironment {
             path: path.to_path_buf(),
             reason: format!("expected an imprint-dev.toml summary: {error}"),
@@ -127,34 +121,23 @@ pub fn dev_init(dir: &Path, options: &DevInitOptions) -> Result<DevCredentials, 
     let c_source_path = dir.join(DEV_C_SOURCE_FILE);
     let summary_path = dir.join(DEV_SUMMARY_FILE);
     if !options.force {
-        for path in [
-            &signing_key_path,
-            &certificate_path,
-            &c_source_path,
-            &summary_path,
-        ] {
+        for path in [&signing_key_path, &certificate_path, &c_source_path, &summary_path] {
             if path.exists() {
                 return Err(TrustError::AlreadyExists { path: path.clone() });
             }
         }
     }
-    std::fs::create_dir_all(dir).map_err(|source| TrustError::Write {
-        path: dir.to_path_buf(),
-        source,
-    })?;
+    std::fs::create_dir_all(dir).map_err(|source| TrustError::Write { path: dir.to_path_buf(), source })?;
 
     let signer = generate_signing_key();
-    let mut request = CertificateRequest::update_authority(
-        DEV_CERTIFICATE_COMMON_NAME,
-        DEV_CERTIFICATE_VALIDITY_DAYS,
-    );
+    let mut request =
+        CertificateRequest::update_authority(DEV_CERTIFICATE_COMMON_NAME, DEV_CERTIFICATE_VALIDITY_DAYS);
     request.organization = Some("Imprint development only".to_string());
     let certificate = self_signed_certificate(&signer, &request)?;
 
     write_signing_key_pem(&signer, &signing_key_path)?;
     write_file(&certificate_path, certificate.der())?;
-    let c_source =
-        update_default_resources_c(vendor_id, class_id, &certificate, &signer.verifying_key());
+    let c_source = update_default_resources_c(vendor_id, class_id, &certificate, &signer.verifying_key());
     write_file(&c_source_path, c_source.as_bytes())?;
     let summary = DevSummary {
         vendor_id,
@@ -186,22 +169,14 @@ pub fn dev_init(dir: &Path, options: &DevInitOptions) -> Result<DevCredentials, 
 }
 
 fn write_file(path: &Path, contents: &[u8]) -> Result<(), TrustError> {
-    std::fs::write(path, contents).map_err(|source| TrustError::Write {
-        path: path.to_path_buf(),
-        source,
-    })
+    std::fs::write(path, contents).map_err(|source| TrustError::Write { path: path.to_path_buf(), source })
 }
 
 /// Bytes as C initialiser rows of eight, exactly as manifest-dev-tool's `pretty_print`.
 fn c_byte_rows(bytes: &[u8]) -> String {
     bytes
         .chunks(8)
-        .map(|row| {
-            row.iter()
-                .map(|byte| format!("0x{byte:02X}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        })
+        .map(|row| row.iter().map(|byte| format!("0x{byte:02X}")).collect::<Vec<_>>().join(", "))
         .collect::<Vec<_>>()
         .join(",\n    ")
 }
@@ -281,24 +256,12 @@ pub struct DevEnvironment {
 /// `.manifest-dev-tool`), so relative paths are looked up there first, then next to the file.
 pub fn import_manifest_dev_tool_env(dir: &Path) -> Result<DevEnvironment, TrustError> {
     let nested = dir.join(".manifest-dev-tool").join("dev.cfg.yaml");
-    let config_path = if nested.exists() {
-        nested
-    } else {
-        dir.join("dev.cfg.yaml")
-    };
-    let text = std::fs::read_to_string(&config_path).map_err(|source| TrustError::Read {
-        path: config_path.clone(),
-        source,
-    })?;
-    let environment_error = |reason: String| TrustError::DevEnvironment {
-        path: config_path.clone(),
-        reason,
-    };
-    let document: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text).map_err(|error| {
-        environment_error(format!(
-            "expected manifest-dev-tool's YAML mapping: {error}"
-        ))
-    })?;
+    let config_path = if nested.exists() { nested } else { dir.join("dev.cfg.yaml") };
+    let text = std::fs::read_to_string(&config_path)
+        .map_err(|source| TrustError::Read { path: config_path.clone(), source })?;
+    let environment_error = |reason: String| TrustError::DevEnvironment { path: config_path.clone(), reason };
+    let document: serde_yaml_ng::Value = serde_yaml_ng::from_str(&text)
+        .map_err(|error| environment_error(format!("expected manifest-dev-tool's YAML mapping: {error}")))?;
     if !document.is_mapping() {
         return Err(environment_error(format!(
             "expected manifest-dev-tool's YAML mapping (key_file, certificate, vendor-id, \
@@ -311,9 +274,9 @@ pub fn import_manifest_dev_tool_env(dir: &Path) -> Result<DevEnvironment, TrustE
             Some(serde_yaml_ng::Value::String(text)) => Ok(text.clone()),
             // YAML reads an all-digit hex ID as a number when it is not quoted.
             Some(serde_yaml_ng::Value::Number(number)) => Ok(number.to_string()),
-            Some(other) => Err(environment_error(format!(
-                "field `{name}`: expected a string, found {other:?}"
-            ))),
+            Some(other) => {
+                Err(environment_error(format!("field `{name}`: expected a string, found {other:?}")))
+            }
             None => Err(environment_error(format!("field `{name}` is missing"))),
         }
     };
@@ -347,21 +310,15 @@ pub fn import_manifest_dev_tool_env(dir: &Path) -> Result<DevEnvironment, TrustE
             bases.push(parent);
         }
         let candidates: Vec<PathBuf> = bases.iter().map(|base| base.join(&recorded)).collect();
-        candidates
-            .iter()
-            .find(|candidate| candidate.is_file())
-            .cloned()
-            .ok_or_else(|| {
-                let tried: Vec<String> = candidates
-                    .iter()
-                    .map(|candidate| candidate.display().to_string())
-                    .collect();
-                environment_error(format!(
-                    "field `{name}`: {} exists at none of {}",
-                    recorded.display(),
-                    tried.join(", ")
-                ))
-            })
+        candidates.iter().find(|candidate| candidate.is_file()).cloned().ok_or_else(|| {
+            let tried: Vec<String> =
+                candidates.iter().map(|candidate| candidate.display().to_string()).collect();
+            environment_error(format!(
+                "field `{name}`: {} exists at none of {}",
+                recorded.display(),
+                tried.join(", ")
+            ))
+        })
     };
     let signing_key_path = resolve("key_file")?;
     let certificate_path = resolve("certificate")?;
@@ -374,12 +331,7 @@ pub fn import_manifest_dev_tool_env(dir: &Path) -> Result<DevEnvironment, TrustE
             certificate_path.display()
         )));
     }
-    Ok(DevEnvironment {
-        signing_key_path,
-        certificate_path,
-        vendor_id,
-        class_id,
-    })
+    Ok(DevEnvironment { signing_key_path, certificate_path, vendor_id, class_id })
 }
 
 fn yaml_kind(value: &serde_yaml_ng::Value) -> &'static str {
@@ -432,15 +384,8 @@ mod tests {
         let class: Uuid = "0f8c3c53-2d8e-4f0c-b0c6-6a1f0b3a7d21".parse().unwrap();
         check(DevInitOptions::default(), Ok((None, None)));
         check(
-            DevInitOptions {
-                vendor_id: Some(vendor),
-                class_id: Some(class),
-                ..Default::default()
-            },
-            Ok((
-                Some("6f0bdfd4-5a7c-4f52-9c1b-8f2d61c3a1e0"),
-                Some("0f8c3c53-2d8e-4f0c-b0c6-6a1f0b3a7d21"),
-            )),
+            DevInitOptions { vendor_id: Some(vendor), class_id: Some(class), ..Default::default() },
+            Ok((Some("6f0bdfd4-5a7c-4f52-9c1b-8f2d61c3a1e0"), Some("0f8c3c53-2d8e-4f0c-b0c6-6a1f0b3a7d21"))),
         );
         // python3 -c 'import uuid; v=uuid.uuid5(uuid.NAMESPACE_DNS,"example.com"); print(v, uuid.uuid5(v,"m"))'
         check(
@@ -449,10 +394,7 @@ mod tests {
                 model_name: Some("m".to_string()),
                 ..Default::default()
             },
-            Ok((
-                Some("cfbff0d1-9375-5685-968c-48ce8b15ae17"),
-                Some("ee5a4b75-5a75-536d-b026-ca06714f3828"),
-            )),
+            Ok((Some("cfbff0d1-9375-5685-968c-48ce8b15ae17"), Some("ee5a4b75-5a75-536d-b026-ca06714f3828"))),
         );
         check(
             DevInitOptions {
@@ -463,18 +405,11 @@ mod tests {
             Err("either a vendor ID or a vendor domain"),
         );
         check(
-            DevInitOptions {
-                class_id: Some(class),
-                model_name: Some("m".to_string()),
-                ..Default::default()
-            },
+            DevInitOptions { class_id: Some(class), model_name: Some("m".to_string()), ..Default::default() },
             Err("either a class ID or a model name"),
         );
         check(
-            DevInitOptions {
-                vendor_domain: Some(" ".to_string()),
-                ..Default::default()
-            },
+            DevInitOptions { vendor_domain: Some(" ".to_string()), ..Default::default() },
             Err("vendor domain is empty"),
         );
     }

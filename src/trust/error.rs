@@ -29,9 +29,7 @@ pub enum TrustError {
     #[error("refusing to overwrite {path}: expected no file there, found one")]
     AlreadyExists { path: PathBuf },
     /// A private key file is not a PKCS#8 or SEC1 key in PEM or DER.
-    #[error(
-        "{path}: expected a P-256 private key (PKCS#8 or SEC1 \"EC PRIVATE KEY\", PEM or DER), {found}"
-    )]
+    #[error("{path}: expected a P-256 private key (PKCS#8 or SEC1 \"EC PRIVATE KEY\", PEM or DER), {found}")]
     KeyFormat { path: PathBuf, found: String },
     /// A private key file holds a key of another algorithm or curve.
     #[error("{path}: expected a P-256 (prime256v1) private key, found {found}")]
@@ -52,11 +50,7 @@ pub enum TrustError {
     Sign(#[from] SignError),
     /// The leaf's issuer name is not the CA's subject name.
     #[error("certificate {leaf_subject} was issued by {leaf_issuer}, expected the CA {ca_subject}")]
-    IssuerMismatch {
-        leaf_subject: String,
-        leaf_issuer: String,
-        ca_subject: String,
-    },
+    IssuerMismatch { leaf_subject: String, leaf_issuer: String, ca_subject: String },
     /// The would-be CA certificate lacks basicConstraints CA:TRUE.
     #[error("certificate {subject} is not a CA (expected basicConstraints CA:TRUE)")]
     NotCa { subject: String },
@@ -64,13 +58,8 @@ pub enum TrustError {
     #[error("certificate {subject}: expected an ecdsa-with-SHA256 signature, found {found}")]
     SignatureAlgorithm { subject: String, found: String },
     /// The leaf's signature does not verify with the CA's key.
-    #[error(
-        "certificate {leaf_subject}: signature does not verify with the key of CA {ca_subject}"
-    )]
-    BadSignature {
-        leaf_subject: String,
-        ca_subject: String,
-    },
+    #[error("certificate {leaf_subject}: signature does not verify with the key of CA {ca_subject}")]
+    BadSignature { leaf_subject: String, ca_subject: String },
     /// A certificate is not valid yet at the time asked about.
     #[error("certificate {subject} is not valid before {not_before}")]
     NotYetValid { subject: String, not_before: String },

@@ -16,8 +16,8 @@ use der::{Any, Decode, Encode, Tag};
 use p256::ecdsa::{DerSignature, VerifyingKey};
 use sha2::{Digest, Sha256};
 use spki::{
-    AlgorithmIdentifierOwned, DynSignatureAlgorithmIdentifier, EncodePublicKey,
-    SubjectPublicKeyInfoOwned, SubjectPublicKeyInfoRef,
+    AlgorithmIdentifierOwned, DynSignatureAlgorithmIdentifier, EncodePublicKey, SubjectPublicKeyInfoOwned,
+    SubjectPublicKeyInfoRef,
 };
 use x509_cert::attr::AttributeTypeAndValue;
 use x509_cert::builder::profile::BuilderProfile;
@@ -25,8 +25,7 @@ use x509_cert::builder::{Builder, CertificateBuilder};
 use x509_cert::certificate::TbsCertificate;
 use x509_cert::ext::Extension;
 use x509_cert::ext::pkix::{
-    AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyUsage, KeyUsages,
-    SubjectKeyIdentifier,
+    AuthorityKeyIdentifier, BasicConstraints, ExtendedKeyUsage, KeyUsage, KeyUsages, SubjectKeyIdentifier,
 };
 use x509_cert::name::{Name, RdnSequence, RelativeDistinguishedName};
 use x509_cert::serial_number::SerialNumber;
@@ -38,8 +37,7 @@ use super::oid::{ECDSA_WITH_SHA256, EKU_CODE_SIGNING};
 use super::signer::{SignError, Signer};
 
 const COMMON_NAME: der::asn1::ObjectIdentifier = der::asn1::ObjectIdentifier::new_unwrap("2.5.4.3");
-const ORGANIZATION: der::asn1::ObjectIdentifier =
-    der::asn1::ObjectIdentifier::new_unwrap("2.5.4.10");
+const ORGANIZATION: der::asn1::ObjectIdentifier = der::asn1::ObjectIdentifier::new_unwrap("2.5.4.10");
 const SECONDS_PER_DAY: u64 = 24 * 60 * 60;
 /// Length of generated serial numbers (RFC 5280 allows up to 20; 16 random bytes are plenty).
 const SERIAL_SIZE_BYTES: usize = 16;
@@ -79,10 +77,7 @@ impl CertificateRequest {
     }
 
     /// A certificate authority: CA:TRUE, keyCertSign and cRLSign, no extended key usage.
-    pub fn certificate_authority(
-        subject_common_name: impl Into<String>,
-        validity_days: u32,
-    ) -> Self {
+    pub fn certificate_authority(subject_common_name: impl Into<String>, validity_days: u32) -> Self {
         Self {
             subject_common_name: subject_common_name.into(),
             organization: None,
@@ -126,9 +121,7 @@ impl CertificateRequest {
     fn validity(&self) -> Result<Validity, TrustError> {
         let invalid = |reason: String| TrustError::InvalidRequest { reason };
         if self.validity_days == 0 {
-            return Err(invalid(
-                "validity_days is 0, expected at least 1".to_string(),
-            ));
+            return Err(invalid("validity_days is 0, expected at least 1".to_string()));
         }
         let start = self.not_before.unwrap_or_else(SystemTime::now);
         // X.509 times have whole seconds; truncate so the encoding is exact.
@@ -137,15 +130,11 @@ impl CertificateRequest {
             .map_err(|_| invalid("not_before is before 1970".to_string()))?
             .as_secs();
         let not_before = SystemTime::UNIX_EPOCH + Duration::from_secs(start_seconds);
-        let not_after =
-            not_before + Duration::from_secs(u64::from(self.validity_days) * SECONDS_PER_DAY);
+        let not_after = not_before + Duration::from_secs(u64::from(self.validity_days) * SECONDS_PER_DAY);
         let time = |moment: SystemTime, what: &str| {
             Time::try_from(moment).map_err(|error| invalid(format!("{what} out of range: {error}")))
         };
-        Ok(Validity::new(
-            time(not_before, "not_before")?,
-            time(not_after, "not_after")?,
-        ))
+        Ok(Validity::new(time(not_before, "not_before")?, time(not_after, "not_after")?))
     }
 
     fn serial_number(&self) -> Result<SerialNumber, TrustError> {
@@ -153,9 +142,7 @@ impl CertificateRequest {
         let bytes = match &self.serial {
             Some(bytes) => {
                 if bytes.iter().all(|byte| *byte == 0) {
-                    return Err(invalid(
-                        "serial is zero or empty, expected a positive integer".to_string(),
-                    ));
+                    return Err(invalid("serial is zero or empty, expected a positive integer".to_string()));
                 }
                 bytes.clone()
             }
@@ -206,9 +193,7 @@ pub fn issue_certificate(
     request: &CertificateRequest,
 ) -> Result<Certificate, TrustError> {
     if !issuer_certificate.is_ca() {
-        return Err(TrustError::NotCa {
-            subject: issuer_certificate.subject(),
-        });
+        return Err(TrustError::NotCa { subject: issuer_certificate.subject() });
     }
     if !key_matches_certificate(issuer_signer, issuer_certificate) {
         return Err(TrustError::Issue {
@@ -222,20 +207,13 @@ pub fn issue_certificate(
     }
     // Point at the issuer's own subjectKeyIdentifier when it has one, so that path builders
     // (openssl among them) link the two certificates.
-    let authority_key_identifier = match issuer_certificate
-        .parsed()
-        .tbs_certificate()
-        .get_extension::<SubjectKeyIdentifier>()
-    {
-        Ok(Some((_, identifier))) => identifier.0.as_bytes().to_vec(),
-        _ => key_identifier_for(&issuer_signer.verifying_key(), &request.subject_common_name)?,
-    };
+    let authority_key_identifier =
+        match issuer_certificate.parsed().tbs_certificate().get_extension::<SubjectKeyIdentifier>() {
+            Ok(Some((_, identifier))) => identifier.0.as_bytes().to_vec(),
+            _ => key_identifier_for(&issuer_signer.verifying_key(), &request.subject_common_name)?,
+        };
     let profile = ImprintProfile {
-        issuer: issuer_certificate
-            .parsed()
-            .tbs_certificate()
-            .subject()
-            .clone(),
+        issuer: issuer_certificate.parsed().tbs_certificate().subject().clone(),
         subject: request.subject_name()?,
         is_ca: request.is_ca,
         code_signing: request.code_signing,
@@ -250,10 +228,8 @@ fn build(
     subject_public_key: &VerifyingKey,
     request: &CertificateRequest,
 ) -> Result<Certificate, TrustError> {
-    let issue_error = |reason: String| TrustError::Issue {
-        subject: request.subject_common_name.clone(),
-        reason,
-    };
+    let issue_error =
+        |reason: String| TrustError::Issue { subject: request.subject_common_name.clone(), reason };
     let subject_public_key_info = SubjectPublicKeyInfoOwned::from_key(subject_public_key)
         .map_err(|error| issue_error(format!("public key does not encode: {error}")))?;
     let builder = CertificateBuilder::new(
@@ -269,9 +245,8 @@ fn build(
         return Err(TrustError::Sign(sign_error));
     }
     let certificate = built.map_err(|error| issue_error(error.to_string()))?;
-    let der_bytes = certificate
-        .to_der()
-        .map_err(|error| issue_error(format!("certificate does not encode: {error}")))?;
+    let der_bytes =
+        certificate.to_der().map_err(|error| issue_error(format!("certificate does not encode: {error}")))?;
     let certificate = Certificate::from_der(&der_bytes)?;
     // A key that signs wrongly (a misconfigured HSM, a wrong slot) must not produce a
     // certificate that only fails later on a device.
@@ -295,11 +270,9 @@ fn key_identifier_for(key: &VerifyingKey, subject: &str) -> Result<Vec<u8>, Trus
         subject: subject.to_string(),
         reason: format!("public key does not encode: {error}"),
     })?;
-    let info = SubjectPublicKeyInfoRef::from_der(document.as_bytes()).map_err(|error| {
-        TrustError::Issue {
-            subject: subject.to_string(),
-            reason: format!("public key does not decode: {error}"),
-        }
+    let info = SubjectPublicKeyInfoRef::from_der(document.as_bytes()).map_err(|error| TrustError::Issue {
+        subject: subject.to_string(),
+        reason: format!("public key does not decode: {error}"),
     })?;
     Ok(key_identifier(info))
 }
@@ -335,13 +308,7 @@ impl BuilderProfile for ImprintProfile {
             KeyUsages::DigitalSignature.into()
         };
         let mut extensions = vec![
-            extension(
-                BasicConstraints {
-                    ca: self.is_ca,
-                    path_len_constraint: None,
-                },
-                true,
-            )?,
+            extension(BasicConstraints { ca: self.is_ca, path_len_constraint: None }, true)?,
             extension(KeyUsage(key_usage), true)?,
         ];
         if self.code_signing {
@@ -363,15 +330,8 @@ impl BuilderProfile for ImprintProfile {
     }
 }
 
-fn extension<T: Encode + der::oid::AssociatedOid>(
-    value: T,
-    critical: bool,
-) -> der::Result<Extension> {
-    Ok(Extension {
-        extn_id: T::OID,
-        critical,
-        extn_value: OctetString::new(value.to_der()?)?,
-    })
+fn extension<T: Encode + der::oid::AssociatedOid>(value: T, critical: bool) -> der::Result<Extension> {
+    Ok(Extension { extn_id: T::OID, critical, extn_value: OctetString::new(value.to_der()?)? })
 }
 
 /// Presents a `&dyn Signer` as the `signature::Signer<DerSignature>` + `Keypair` that
@@ -385,11 +345,7 @@ struct DigestSignerAdapter<'a> {
 
 impl<'a> DigestSignerAdapter<'a> {
     fn new(signer: &'a dyn Signer) -> Self {
-        Self {
-            signer,
-            verifying_key: signer.verifying_key(),
-            failure: RefCell::new(None),
-        }
+        Self { signer, verifying_key: signer.verifying_key(), failure: RefCell::new(None) }
     }
 }
 
@@ -405,10 +361,7 @@ impl signature::KeypairRef for DigestSignerAdapter<'_> {
 
 impl DynSignatureAlgorithmIdentifier for DigestSignerAdapter<'_> {
     fn signature_algorithm_identifier(&self) -> spki::Result<AlgorithmIdentifierOwned> {
-        Ok(AlgorithmIdentifierOwned {
-            oid: ECDSA_WITH_SHA256,
-            parameters: None,
-        })
+        Ok(AlgorithmIdentifierOwned { oid: ECDSA_WITH_SHA256, parameters: None })
     }
 }
 

@@ -35,10 +35,9 @@ struct Sec1KeyOutline<'a> {
 /// On Unix, warns (through `tracing`) when the file is readable by group or others, because a
 /// signing key that anyone on the station can copy is no longer a secret.
 pub fn load_signing_key(path: &Path) -> Result<SoftwareSigner, TrustError> {
-    let bytes = Zeroizing::new(std::fs::read(path).map_err(|source| TrustError::Read {
-        path: path.to_path_buf(),
-        source,
-    })?);
+    let bytes = Zeroizing::new(
+        std::fs::read(path).map_err(|source| TrustError::Read { path: path.to_path_buf(), source })?,
+    );
     warn_if_readable_by_others(path);
     let signing_key = decode_signing_key(&bytes, path)?;
     Ok(SoftwareSigner::new(signing_key, path.display().to_string()))
@@ -46,10 +45,7 @@ pub fn load_signing_key(path: &Path) -> Result<SoftwareSigner, TrustError> {
 
 /// Decodes key bytes already read from `path` (the path is only used in errors).
 pub(crate) fn decode_signing_key(bytes: &[u8], path: &Path) -> Result<SigningKey, TrustError> {
-    let format_error = |found: String| TrustError::KeyFormat {
-        path: path.to_path_buf(),
-        found,
-    };
+    let format_error = |found: String| TrustError::KeyFormat { path: path.to_path_buf(), found };
     if !looks_like_pem(bytes) {
         return decode_signing_key_der(bytes, path);
     }
@@ -91,11 +87,10 @@ fn decode_signing_key_der(der_bytes: &[u8], path: &Path) -> Result<SigningKey, T
 }
 
 fn decode_pkcs8(der_bytes: &[u8], path: &Path) -> Result<SigningKey, TrustError> {
-    let private_key_info =
-        PrivateKeyInfoRef::from_der(der_bytes).map_err(|error| TrustError::KeyFormat {
-            path: path.to_path_buf(),
-            found: format!("found a malformed PKCS#8 structure ({error})"),
-        })?;
+    let private_key_info = PrivateKeyInfoRef::from_der(der_bytes).map_err(|error| TrustError::KeyFormat {
+        path: path.to_path_buf(),
+        found: format!("found a malformed PKCS#8 structure ({error})"),
+    })?;
     let algorithm = &private_key_info.algorithm;
     if algorithm.oid != ID_EC_PUBLIC_KEY {
         return Err(TrustError::KeyAlgorithm {
@@ -103,9 +98,7 @@ fn decode_pkcs8(der_bytes: &[u8], path: &Path) -> Result<SigningKey, TrustError>
             found: format!("a {} key", describe_oid(&algorithm.oid)),
         });
     }
-    let curve = algorithm
-        .parameters
-        .and_then(|parameters| parameters.decode_as::<ObjectIdentifier>().ok());
+    let curve = algorithm.parameters.and_then(|parameters| parameters.decode_as::<ObjectIdentifier>().ok());
     check_curve(curve, path)?;
     SigningKey::try_from(private_key_info).map_err(|error| TrustError::KeyFormat {
         path: path.to_path_buf(),
@@ -122,11 +115,10 @@ fn decode_sec1(der_bytes: &[u8], path: &Path) -> Result<SigningKey, TrustError> 
         ),
     })?;
     check_curve(outline.named_curve, path)?;
-    let secret_key =
-        p256::SecretKey::from_sec1_der(der_bytes).map_err(|error| TrustError::KeyFormat {
-            path: path.to_path_buf(),
-            found: format!("found a P-256 SEC1 key that does not decode ({error})"),
-        })?;
+    let secret_key = p256::SecretKey::from_sec1_der(der_bytes).map_err(|error| TrustError::KeyFormat {
+        path: path.to_path_buf(),
+        found: format!("found a P-256 SEC1 key that does not decode ({error})"),
+    })?;
     Ok(SigningKey::from(secret_key))
 }
 
@@ -178,10 +170,7 @@ pub fn generate_signing_key() -> SoftwareSigner {
 /// The file is created with its final mode, so the key is never readable by others, not even for
 /// a moment; an existing file is replaced.
 pub fn write_signing_key_pem(signer: &SoftwareSigner, path: &Path) -> Result<(), TrustError> {
-    let write_error = |source: std::io::Error| TrustError::Write {
-        path: path.to_path_buf(),
-        source,
-    };
+    let write_error = |source: std::io::Error| TrustError::Write { path: path.to_path_buf(), source };
     let pem = signer
         .signing_key()
         .to_pkcs8_pem(der::pem::LineEnding::LF)
@@ -241,10 +230,8 @@ mod tests {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
         let captured = CapturedLog::default();
         let writer = captured.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .finish();
+        let subscriber =
+            tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).finish();
         tracing::subscriber::with_default(subscriber, || load_signing_key(&path).unwrap());
         let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
         (text, path)
@@ -259,10 +246,7 @@ mod tests {
                 expect_warning,
                 "mode {mode:o}: {log:?}"
             );
-            assert!(
-                !log.contains("PRIVATE KEY"),
-                "key material in the log: {log}"
-            );
+            assert!(!log.contains("PRIVATE KEY"), "key material in the log: {log}");
         };
         check(0o600, false);
         check(0o400, false);

@@ -24,9 +24,8 @@ mod signer;
 pub use certificate::{Certificate, key_matches_certificate};
 pub use chain::{check_update_certificate, check_update_certificate_at, verify_chain};
 pub use dev::{
-    DEV_C_SOURCE_FILE, DEV_CERTIFICATE_FILE, DEV_SIGNING_KEY_FILE, DEV_SUMMARY_FILE,
-    DevCredentials, DevEnvironment, DevInitOptions, DevSummary, dev_init,
-    import_manifest_dev_tool_env,
+    DEV_C_SOURCE_FILE, DEV_CERTIFICATE_FILE, DEV_SIGNING_KEY_FILE, DEV_SUMMARY_FILE, DevCredentials,
+    DevEnvironment, DevInitOptions, DevSummary, dev_init, import_manifest_dev_tool_env,
 };
 pub use error::TrustError;
 pub use issue::{CertificateRequest, issue_certificate, self_signed_certificate};

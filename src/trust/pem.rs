@@ -30,17 +30,12 @@ pub(crate) fn pem_blocks(text: &str) -> Result<Vec<PemBlock>, String> {
         let label = &after_begin[..label_end];
         let end_marker = format!("-----END {label}-----");
         let Some(end) = rest[begin..].find(&end_marker) else {
-            return Err(format!(
-                "found PEM \"BEGIN {label}\" without \"END {label}\""
-            ));
+            return Err(format!("found PEM \"BEGIN {label}\" without \"END {label}\""));
         };
         let block_text = &rest[begin..begin + end + end_marker.len()];
         let (decoded_label, der) = der::pem::decode_vec(block_text.as_bytes())
             .map_err(|error| format!("PEM block \"{label}\" does not decode: {error}"))?;
-        blocks.push(PemBlock {
-            label: decoded_label.to_string(),
-            der: Zeroizing::new(der),
-        });
+        blocks.push(PemBlock { label: decoded_label.to_string(), der: Zeroizing::new(der) });
         rest = &rest[begin + end + end_marker.len()..];
     }
     Ok(blocks)
@@ -61,17 +56,14 @@ mod tests {
     fn check(text: &str, expected: Result<&[(&str, &[u8])], &str>) {
         match (pem_blocks(text), expected) {
             (Ok(blocks), Ok(expected_blocks)) => {
-                let found: Vec<(&str, &[u8])> = blocks
-                    .iter()
-                    .map(|block| (block.label.as_str(), block.der.as_slice()))
-                    .collect();
+                let found: Vec<(&str, &[u8])> =
+                    blocks.iter().map(|block| (block.label.as_str(), block.der.as_slice())).collect();
                 assert_eq!(found, expected_blocks);
             }
             (Err(error), Err(fragment)) => assert!(error.contains(fragment), "{error}"),
-            (outcome, expected) => panic!(
-                "got {:?}, expected {expected:?}",
-                outcome.map(|blocks| blocks.len())
-            ),
+            (outcome, expected) => {
+                panic!("got {:?}, expected {expected:?}", outcome.map(|blocks| blocks.len()))
+            }
         }
     }
 
@@ -83,16 +75,10 @@ mod tests {
             "Bag Attributes\n-----BEGIN A-----\nAQID\n-----END A-----\ntext\n-----BEGIN B C-----\nBA==\n-----END B C-----\n",
             Ok(&[("A", &[1, 2, 3]), ("B C", &[4])]),
         );
-        check(
-            &encode_pem("CERTIFICATE", &[9; 100]),
-            Ok(&[("CERTIFICATE", &[9; 100])]),
-        );
+        check(&encode_pem("CERTIFICATE", &[9; 100]), Ok(&[("CERTIFICATE", &[9; 100])]));
         check("-----BEGIN A-----\nAQID\n", Err("without \"END A\""));
         check("-----BEGIN A", Err("without its closing dashes"));
-        check(
-            "-----BEGIN A-----\n!!!!\n-----END A-----\n",
-            Err("does not decode"),
-        );
+        check("-----BEGIN A-----\n!!!!\n-----END A-----\n", Err("does not decode"));
         assert!(looks_like_pem(b"junk\n-----BEGIN X-----"));
         assert!(!looks_like_pem(&[0x30, 0x82, 0x01, 0x00]));
     }

@@ -36,10 +36,7 @@ pub struct SoftwareSigner {
 impl SoftwareSigner {
     /// Wraps a key; `description` names where it came from (for example its file path).
     pub fn new(signing_key: SigningKey, description: impl Into<String>) -> Self {
-        Self {
-            signing_key,
-            description: description.into(),
-        }
+        Self { signing_key, description: description.into() }
     }
 
     /// The wrapped key, for code in `trust` that must serialise it (developer credentials).
@@ -54,13 +51,10 @@ impl Signer for SoftwareSigner {
     }
 
     fn sign_digest(&self, sha256_digest: &[u8; 32]) -> Result<Signature, SignError> {
-        let signature: Signature =
-            self.signing_key
-                .sign_prehash(sha256_digest)
-                .map_err(|error| SignError {
-                    key: self.description.clone(),
-                    reason: error.to_string(),
-                })?;
+        let signature: Signature = self
+            .signing_key
+            .sign_prehash(sha256_digest)
+            .map_err(|error| SignError { key: self.description.clone(), reason: error.to_string() })?;
         Ok(signature.normalize_s())
     }
 
@@ -72,9 +66,6 @@ impl Signer for SoftwareSigner {
 impl std::fmt::Debug for SoftwareSigner {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print key material.
-        formatter
-            .debug_struct("SoftwareSigner")
-            .field("description", &self.description)
-            .finish()
+        formatter.debug_struct("SoftwareSigner").field("description", &self.description).finish()
     }
 }

@@ -30,12 +30,8 @@ pub fn manifest_tool_bin(name: &str) -> PathBuf {
     }
     let venv = target_dir().join("manifest-tool-venv");
     let executable = venv.join("bin").join(name);
-    let marker = venv.join(format!(
-        "imprint-installed-manifest-tool-{MANIFEST_TOOL_VERSION}"
-    ));
-    let _thread_guard = VENV_SETUP
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let marker = venv.join(format!("imprint-installed-manifest-tool-{MANIFEST_TOOL_VERSION}"));
+    let _thread_guard = VENV_SETUP.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     if marker.is_file() && executable.is_file() {
         return executable;
     }
@@ -52,11 +48,7 @@ pub fn manifest_tool_bin(name: &str) -> PathBuf {
         );
         std::fs::write(&marker, b"").expect("write venv marker");
     }
-    assert!(
-        executable.is_file(),
-        "manifest-tool installed into {} but it has no bin/{name}",
-        venv.display()
-    );
+    assert!(executable.is_file(), "manifest-tool installed into {} but it has no bin/{name}", venv.display());
     executable
 }
 
@@ -73,9 +65,7 @@ pub fn target_dir() -> PathBuf {
 }
 
 fn run_or_panic(command: &mut Command) {
-    let output = command
-        .output()
-        .unwrap_or_else(|error| panic!("cannot run {command:?}: {error}"));
+    let output = command.output().unwrap_or_else(|error| panic!("cannot run {command:?}: {error}"));
     assert!(
         output.status.success(),
         "{command:?} failed ({}):\n{}\n{}",

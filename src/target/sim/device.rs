@@ -8,7 +8,8 @@
 use std::time::SystemTime;
 
 use crate::contract::{
-    self, BootState, CandidateVerdict, MailboxRequest, SelfTestReport, StoreStatus, UpdateClientInputs, UpdateStatus,
+    self, BootState, CandidateVerdict, MailboxRequest, SelfTestReport, StoreStatus, UpdateClientInputs,
+    UpdateStatus,
 };
 use crate::manifest::SemanticVersion;
 use crate::profile::{FlashRegion, MemoryMap};
@@ -105,7 +106,12 @@ impl SimDevice {
     }
 
     /// Erases sectors, one flash operation each.
-    pub(super) fn erase(&mut self, address: u64, size_bytes: u64, progress: &mut dyn FnMut(u64)) -> Result<(), TargetError> {
+    pub(super) fn erase(
+        &mut self,
+        address: u64,
+        size_bytes: u64,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<(), TargetError> {
         let sectors = self.flash.sectors_to_erase(address, size_bytes)?;
         let mut erased_bytes = 0;
         for (sector_address, region) in sectors {
@@ -121,13 +127,19 @@ impl SimDevice {
     }
 
     /// Programs bytes, one flash operation per 256-byte page.
-    pub(super) fn program(&mut self, address: u64, data: &[u8], progress: &mut dyn FnMut(u64)) -> Result<(), TargetError> {
+    pub(super) fn program(
+        &mut self,
+        address: u64,
+        data: &[u8],
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<(), TargetError> {
         let region = self.flash.check_program(address, data)?;
         let mut programmed_bytes = 0usize;
         for page in data.chunks(PROGRAM_PAGE_SIZE_BYTES) {
             let page_address = address + programmed_bytes as u64;
             if self.begin_flash_operation()? {
-                let torn_length = (page.len() / 2).next_multiple_of(region.write_alignment_bytes as usize).min(page.len());
+                let torn_length =
+                    (page.len() / 2).next_multiple_of(region.write_alignment_bytes as usize).min(page.len());
                 self.flash.program(page_address, &page[..torn_length], &region);
                 return Err(TargetError::PowerLost);
             }
@@ -153,7 +165,8 @@ impl SimDevice {
             return;
         }
         let mailbox_offset = (self.memory.mailbox.address - self.memory.chip_ram.address) as usize;
-        let nonce = MailboxRequest::decode(&self.ram[mailbox_offset..]).map(|request| request.nonce).unwrap_or(0);
+        let nonce =
+            MailboxRequest::decode(&self.ram[mailbox_offset..]).map(|request| request.nonce).unwrap_or(0);
         let update_status = match self.run_update_client() {
             Ok(status) => status,
             // Power failed during the install: nothing more happens until power returns.
@@ -214,22 +227,37 @@ impl SimDevice {
         Ok(status)
     }
 
-    fn install(&mut self, payload_range: std::ops::Range<usize>, boot_state: &BootState) -> Result<(), TargetError> {
+    fn install(
+        &mut self,
+        payload_range: std::ops::Range<usize>,
+        boot_state: &BootState,
+    ) -> Result<(), TargetError> {
         let application = self.memory.application;
         let candidate_address = self.memory.candidate.address;
-        let payload = self.flash.slice(candidate_address + payload_range.start as u64, payload_range.len()).to_vec();
-        let padded = contract::pad_to_alignment(&payload, application.write_alignment_bytes as usize, application.erased_value);
-        let (erase_start, erase_size) = application.sectors_covering(application.address, padded.len() as u64);
+        let payload =
+            self.flash.slice(candidate_address + payload_range.start as u64, payload_range.len()).to_vec();
+        let padded = contract::pad_to_alignment(
+            &payload,
+            application.write_alignment_bytes as usize,
+            application.erased_value,
+        );
+        let (erase_start, erase_size) =
+            application.sectors_covering(application.address, padded.len() as u64);
         self.erase(erase_start, erase_size, &mut |_| {})?;
         self.program(application.address, &padded, &mut |_| {})?;
         let config = self.memory.config;
         self.erase(self.memory.boot_state_address(), config.sector_size_bytes, &mut |_| {})?;
-        let record = contract::pad_to_alignment(&boot_state.encode(), config.write_alignment_bytes as usize, config.erased_value);
+        let record = contract::pad_to_alignment(
+            &boot_state.encode(),
+            config.write_alignment_bytes as usize,
+            config.erased_value,
+        );
         self.program(self.memory.boot_state_address(), &record, &mut |_| {})
     }
 
     fn application_report(&self, nonce: u32, update_status: UpdateStatus) -> SelfTestReport {
-        let running_version = self.installed_version().unwrap_or(SemanticVersion { major: 0, minor: 0, patch: 0 });
+        let running_version =
+            self.installed_version().unwrap_or(SemanticVersion { major: 0, minor: 0, patch: 0 });
         let mut report = SelfTestReport {
             nonce,
             update_status,
@@ -248,7 +276,8 @@ impl SimDevice {
         report.vendor_id = store.uuid_bytes(keys::VENDOR_ID).unwrap_or_default();
         report.class_id = store.uuid_bytes(keys::CLASS_ID).unwrap_or_default();
         report.device_id = store.uuid_bytes(keys::DEVICE_ID).unwrap_or_default();
-        report.certificate_fingerprint = store.update_certificate().map(|(fingerprint, _)| fingerprint).unwrap_or_default();
+        report.certificate_fingerprint =
+            store.update_certificate().map(|(fingerprint, _)| fingerprint).unwrap_or_default();
         report.serial_number = store.text(keys::SERIAL_NUMBER).unwrap_or_default().to_string();
         report
     }

@@ -20,7 +20,8 @@ pub struct NorFlash {
 impl NorFlash {
     /// A fully erased flash shaped by `memory`.
     pub fn erased(memory: &MemoryMap) -> NorFlash {
-        let regions: Vec<FlashRegion> = memory.flash_regions().into_iter().map(|(_, region)| region).collect();
+        let regions: Vec<FlashRegion> =
+            memory.flash_regions().into_iter().map(|(_, region)| region).collect();
         let fill = memory.application.erased_value;
         let mut bytes = vec![fill; memory.chip_flash.size_bytes as usize];
         for region in &regions {
@@ -53,10 +54,16 @@ impl NorFlash {
     }
 
     /// Checks an erase request and returns the sector addresses it covers.
-    pub fn sectors_to_erase(&self, address: u64, size_bytes: u64) -> Result<Vec<(u64, FlashRegion)>, TargetError> {
+    pub fn sectors_to_erase(
+        &self,
+        address: u64,
+        size_bytes: u64,
+    ) -> Result<Vec<(u64, FlashRegion)>, TargetError> {
         let refuse = |reason: String| TargetError::Refused { operation: "erase", address, reason };
         let region = self.region_at(address).ok_or_else(|| refuse("no flash region here".to_string()))?;
-        if (address - region.address) % region.sector_size_bytes != 0 || size_bytes % region.sector_size_bytes != 0 {
+        if !(address - region.address).is_multiple_of(region.sector_size_bytes)
+            || !size_bytes.is_multiple_of(region.sector_size_bytes)
+        {
             return Err(refuse(format!("not aligned to the {}-byte sector size", region.sector_size_bytes)));
         }
         if address + size_bytes > region.end_address() {
@@ -80,7 +87,7 @@ impl NorFlash {
         let refuse = |reason: String| TargetError::Refused { operation: "program", address, reason };
         let region = self.region_at(address).ok_or_else(|| refuse("no flash region here".to_string()))?;
         let alignment = region.write_alignment_bytes;
-        if address % alignment != 0 || data.len() as u64 % alignment != 0 {
+        if !address.is_multiple_of(alignment) || !(data.len() as u64).is_multiple_of(alignment) {
             return Err(refuse(format!("not aligned to the {alignment}-byte write alignment")));
         }
         if address + data.len() as u64 > region.end_address() {

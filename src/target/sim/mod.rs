@@ -53,7 +53,13 @@ pub struct SimTarget {
 
 impl SimTarget {
     /// A target for `device`, answering as chip `chip_name`.
-    pub fn new(device: SimDevice, chip_name: &str, probe_name: &str, timing: SimTiming, faults: FaultPlan) -> SimTarget {
+    pub fn new(
+        device: SimDevice,
+        chip_name: &str,
+        probe_name: &str,
+        timing: SimTiming,
+        faults: FaultPlan,
+    ) -> SimTarget {
         let mut device = device;
         if let Some(operations) = faults.power_cut_after_flash_operations {
             device.cut_power_after(operations);
@@ -160,7 +166,12 @@ impl Target for SimTarget {
         Ok(())
     }
 
-    fn erase_flash(&mut self, address: u64, size_bytes: u64, progress: &mut dyn FnMut(u64)) -> Result<(), TargetError> {
+    fn erase_flash(
+        &mut self,
+        address: u64,
+        size_bytes: u64,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<(), TargetError> {
         self.check_debug_access()?;
         let sector_erase_ms = self.timing.sector_erase_ms;
         let mut timed_progress = |bytes: u64| {
@@ -170,7 +181,12 @@ impl Target for SimTarget {
         self.device.erase(address, size_bytes, &mut timed_progress)
     }
 
-    fn program_flash(&mut self, address: u64, data: &[u8], progress: &mut dyn FnMut(u64)) -> Result<(), TargetError> {
+    fn program_flash(
+        &mut self,
+        address: u64,
+        data: &[u8],
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<(), TargetError> {
         self.check_debug_access()?;
         let timing = self.timing;
         let mut pages_done = 0u64;
@@ -247,7 +263,13 @@ pub struct SimFixture {
 impl SimFixture {
     /// A fixture for units shaped by `memory`. With `uid_seed`, unique IDs are derived from the
     /// seed, the fixture name and the unit number (repeatable); without it they are random.
-    pub fn new(name: &str, chip_name: &str, memory: &MemoryMap, timing: SimTiming, uid_seed: Option<u64>) -> SimFixture {
+    pub fn new(
+        name: &str,
+        chip_name: &str,
+        memory: &MemoryMap,
+        timing: SimTiming,
+        uid_seed: Option<u64>,
+    ) -> SimFixture {
         SimFixture {
             name: name.to_string(),
             chip_name: chip_name.to_string(),
@@ -310,7 +332,8 @@ impl Fixture for SimFixture {
             Some(device) => device,
             None => SimDevice::new(&self.memory, self.fresh_unique_id()),
         };
-        let faults = self.fault_schedule.as_ref().map(|schedule| schedule(self.units_presented)).unwrap_or_default();
+        let faults =
+            self.fault_schedule.as_ref().map(|schedule| schedule(self.units_presented)).unwrap_or_default();
         self.units_presented += 1;
         Ok(Some(Box::new(SimTarget::new(device, &self.chip_name, &self.name, self.timing, faults))))
     }
