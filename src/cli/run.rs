@@ -12,8 +12,8 @@ use imprint::station::{
     CancelToken, EventKind, EventSink, LineSummary, SelfTestMaterial, StationContext, StationEvent,
     UnitResult, run_line,
 };
-use imprint::target::Fixture;
-use imprint::target::sim::{FaultPlan, SimFixture};
+use imprint::station::fixtures::{FixtureSelector, SimOptions, open_fixtures};
+use imprint::target::sim::{FaultPlan, FaultSchedule};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use super::{EXIT_UNITS_FAILED, station_identity};
@@ -29,9 +29,14 @@ pub struct RunArgs {
     /// The product profile (TOML).
     #[arg(long, value_name = "FILE")]
     profile: PathBuf,
-    /// Number of simulated fixtures (slots), each presenting fresh virtual units.
+    /// Number of simulated fixtures (slots), each presenting fresh virtual units (default 1
+    /// when no --probe is given).
     #[arg(long, value_name = "N")]
     sim: Option<usize>,
+    /// A fixture to run a slot on, once per slot (see `imprint probes`); the simulated slots of
+    /// --sim come after these.
+    #[arg(long, value_name = "SELECTOR")]
+    probe: Vec<String>,
     /// Units to provision in all (across slots); without it the line runs until Ctrl-C.
     #[arg(long, value_name = "K")]
     count: Option<u64>,
@@ -118,12 +123,16 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     for warning in &profile.warnings {
         eprintln!("warning: {warning}");
     }
-    let slot_count = args.sim.unwrap_or(1);
-    if slot_count == 0 {
+    if args.sim == Some(0) {
         bail!("--sim: expected at least 1 simulated fixture");
     }
     let faults =
         args.sim_fault.iter().map(|spec| parse_sim_fault(spec)).collect::<anyhow::Result<Vec<_>>>()?;
+    let mut selectors =
+        args.probe.iter().map(|text| FixtureSelector::parse(text)).collect::<Result<Vec<_>, _>>()?;
+    let sim_count = args.sim.unwrap_or(if args.probe.is_empty() { 1 } else { 0 });
+    selectors.extend(std::iter::repeat_n(FixtureSelector::Sim, sim_count));
+    let slot_count = selectors.len();
     if let Some(fault) = faults.iter().find(|fault| fault.slot >= slot_count) {
         bail!("--sim-fault: slot {} does not exist (slots are 0..{})", fault.slot, slot_count - 1);
     }
@@ -137,30 +146,25 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let (station_name, operator) = station_identity(args.station, args.operator);
 
     let sim_timing = if args.sim_timing == "zero" { SimTiming::default() } else { profile.sim_timing };
-    let fixtures: Vec<Box<dyn Fixture>> = (0..slot_count)
+    let fault_schedules = (0..slot_count)
         .map(|slot| {
             let slot_faults: Vec<(u64, FaultPlan)> = faults
                 .iter()
                 .filter(|fault| fault.slot == slot)
                 .map(|fault| (fault.unit - 1, fault.plan.clone()))
                 .collect();
-            let fixture = SimFixture::new(
-                &format!("sim-{slot}"),
-                &profile.chip_name,
-                &profile.memory,
-                sim_timing,
-                args.sim_uid_seed,
-            )
-            .with_fault_schedule(Box::new(move |unit_index| {
+            let schedule: FaultSchedule = Box::new(move |unit_index| {
                 slot_faults
                     .iter()
                     .find(|(index, _)| *index == unit_index)
                     .map(|(_, plan)| plan.clone())
                     .unwrap_or_default()
-            }));
-            Box::new(fixture) as Box<dyn Fixture>
+            });
+            (slot, schedule)
         })
         .collect();
+    let sim_options = SimOptions { timing: sim_timing, uid_seed: args.sim_uid_seed, fault_schedules };
+    let fixtures = open_fixtures(&selectors, &profile, sim_options)?;
 
     let cancel = CancelToken::default();
     let cancel_on_signal = cancel.clone();

@@ -44,6 +44,8 @@ pub struct Profile {
     pub hardware_version: Option<String>,
     /// The chip, as probe-rs names it.
     pub chip_name: String,
+    /// Where debug-port backends read the chip's unique ID (the sim knows its own).
+    pub unique_id_location: Option<RamSpan>,
     /// Where everything goes on the chip.
     pub memory: MemoryMap,
     /// The bootloader image, checked to lie inside the bootloader region.

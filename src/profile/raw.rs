@@ -42,6 +42,9 @@ pub struct RawChip {
     pub name: String,
     pub flash: RawSpan,
     pub ram: RawSpan,
+    /// Where the chip's factory-programmed unique ID is read from (debug-port backends).
+    #[serde(default)]
+    pub unique_id: Option<RawSpan>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -110,6 +110,13 @@ fn validate(raw: RawProfile, base: &Path, checker: &mut Checker, file_sha256: [u
     require_text(checker, "chip.name", &raw.chip.name);
 
     let memory = check_memory(&raw, checker);
+    let unique_id_location = raw.chip.unique_id.as_ref().map(|span| {
+        let location = check_span(checker, "chip.unique_id", span);
+        if !(1..=64).contains(&location.size_bytes) {
+            checker.problem("chip.unique_id.size", format!("expected 1 to 64 bytes, found {}", location.size_bytes));
+        }
+        location
+    });
 
     let bootloader_image = load_image(checker, base, "images.bootloader", &raw.images.bootloader);
     let application_image = load_image(checker, base, "images.application", &raw.images.application);
@@ -242,6 +249,7 @@ fn validate(raw: RawProfile, base: &Path, checker: &mut Checker, file_sha256: [u
         device_type: raw.product.device_type,
         hardware_version: raw.product.hardware_version,
         chip_name: raw.chip.name,
+        unique_id_location,
         memory: memory?,
         bootloader_image: bootloader_image?,
         application_image: application_image?,

@@ -3,12 +3,14 @@
 //! - [`job`]: one unit through the steps (connect ... record), with retries and verification.
 //! - [`line`]: many slots at once, one worker thread each.
 //! - [`self_test`]: the signed and forged candidates a line stages.
+//! - [`fixtures`]: which backends the slots use (`--probe`, `--sim`), opened in one place.
 //! - [`events`]: the event stream every front end and the ledger are fed from.
 //!
 //! **Invariant:** station code drives devices only through [`crate::target::Target`] and never
 //! knows which backend it has; it reaches SQLite only through [`crate::ledger`].
 
 pub mod events;
+pub mod fixtures;
 pub mod job;
 pub mod line;
 pub mod self_test;

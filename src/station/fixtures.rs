@@ -1,0 +1,75 @@
+//! Which fixtures a line runs: parsing `--probe`/`--sim` selections and opening them.
+//!
+//! This is the one place that knows every backend's name; the CLI and the GUI both open their
+//! slots through [`open_fixtures`], so a new backend is added here and nowhere else.
+
+use crate::profile::{Profile, SimTiming};
+use crate::target::Fixture;
+use crate::target::sim::{FaultSchedule, SimFixture};
+
+/// One slot's fixture, as the user selected it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FixtureSelector {
+    /// A simulated fixture (the embedded default).
+    Sim,
+}
+
+/// Why a selection could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum FixtureError {
+    /// The selector text is not understood.
+    #[error("probe selector {selector:?}: {reason}")]
+    BadSelector { selector: String, reason: String },
+}
+
+impl FixtureSelector {
+    /// Parses a `--probe` value: `sim`.
+    pub fn parse(selector: &str) -> Result<FixtureSelector, FixtureError> {
+        match selector {
+            "sim" => Ok(FixtureSelector::Sim),
+            _ => Err(FixtureError::BadSelector {
+                selector: selector.to_string(),
+                reason: "expected \"sim\"".to_string(),
+            }),
+        }
+    }
+}
+
+/// Options that shape simulated fixtures.
+#[derive(Default)]
+pub struct SimOptions {
+    /// The timing model (the profile's, or zero).
+    pub timing: SimTiming,
+    /// Repeatable unique IDs from this seed; random when `None`.
+    pub uid_seed: Option<u64>,
+    /// Per-slot fault schedules (slot index -> schedule).
+    pub fault_schedules: Vec<(usize, FaultSchedule)>,
+}
+
+/// Opens one fixture per selector, in slot order.
+pub fn open_fixtures(
+    selectors: &[FixtureSelector],
+    profile: &Profile,
+    mut sim_options: SimOptions,
+) -> Result<Vec<Box<dyn Fixture>>, FixtureError> {
+    let mut fixtures: Vec<Box<dyn Fixture>> = Vec::with_capacity(selectors.len());
+    for (slot, selector) in selectors.iter().enumerate() {
+        match selector {
+            FixtureSelector::Sim => {
+                let mut fixture = SimFixture::new(
+                    &format!("sim-{slot}"),
+                    &profile.chip_name,
+                    &profile.memory,
+                    sim_options.timing,
+                    sim_options.uid_seed,
+                );
+                if let Some(index) = sim_options.fault_schedules.iter().position(|(fault_slot, _)| *fault_slot == slot) {
+                    let (_, schedule) = sim_options.fault_schedules.swap_remove(index);
+                    fixture = fixture.with_fault_schedule(schedule);
+                }
+                fixtures.push(Box::new(fixture));
+            }
+        }
+    }
+    Ok(fixtures)
+}
