@@ -74,3 +74,41 @@ fn run_or_panic(command: &mut Command) {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// The repository root (where Cargo.toml is).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The `imprint` binary built for these tests, as a `Command`.
+pub fn imprint() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_imprint"));
+    command
+        .env_remove("IMPRINT_DB")
+        .env_remove("IMPRINT_LOG")
+        .env_remove("IMPRINT_OPERATOR")
+        .env_remove("IMPRINT_STATION");
+    command
+}
+
+/// profiles/demo.toml with its relative paths made absolute, so an edited copy can live in a
+/// temporary directory.
+pub fn demo_profile_text() -> String {
+    let profiles = repo_root().join("profiles");
+    let text = std::fs::read_to_string(profiles.join("demo.toml")).expect("read profiles/demo.toml");
+    absolutize_profile_paths(&text, &profiles)
+}
+
+/// Rewrites `"../` and `"demo-credentials/` path prefixes relative to `profile_directory`.
+pub fn absolutize_profile_paths(text: &str, profile_directory: &Path) -> String {
+    let parent = profile_directory.parent().expect("profiles has a parent");
+    text.replace("\"../", &format!("\"{}/", parent.display()))
+        .replace("\"demo-credentials/", &format!("\"{}/demo-credentials/", profile_directory.display()))
+}
+
+/// Writes `text` as a profile file in `directory` and returns its path.
+pub fn write_profile(directory: &Path, name: &str, text: &str) -> PathBuf {
+    let path = directory.join(name);
+    std::fs::write(&path, text).expect("write profile");
+    path
+}
