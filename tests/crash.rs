@@ -48,7 +48,8 @@ fn kill_and_check(point: KillPoint, directory: &std::path::Path) -> usize {
     let mut events_seen = 0;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let event = receiver.recv_timeout(Duration::from_secs(30)).expect("imprint run stopped emitting events");
+        let event =
+            receiver.recv_timeout(Duration::from_secs(30)).expect("imprint run stopped emitting events");
         events_seen += 1;
         if event["event"] == "unit-finished" && event["result"] == "pass" {
             passed_serials.push(event["serial"].as_str().expect("serial").to_string());
@@ -71,14 +72,19 @@ fn kill_and_check(point: KillPoint, directory: &std::path::Path) -> usize {
         }
     }
 
-    let integrity = Command::new("sqlite3").arg(&db).arg("PRAGMA integrity_check;").output().expect("run sqlite3");
+    let integrity =
+        Command::new("sqlite3").arg(&db).arg("PRAGMA integrity_check;").output().expect("run sqlite3");
     assert_eq!(String::from_utf8_lossy(&integrity.stdout).trim(), "ok", "{point:?}: integrity_check");
     let verify = imprint().args(["log", "verify", "--db"]).arg(&db).output().expect("run log verify");
     assert!(verify.status.success(), "{point:?}: {}", String::from_utf8_lossy(&verify.stdout));
     for serial in &passed_serials {
         let query = format!("SELECT count(*) FROM runs WHERE serial = '{serial}' AND result = 'pass';");
         let found = Command::new("sqlite3").arg(&db).arg(query).output().expect("run sqlite3");
-        assert_eq!(String::from_utf8_lossy(&found.stdout).trim(), "1", "{point:?}: PASS unit {serial} not in the ledger");
+        assert_eq!(
+            String::from_utf8_lossy(&found.stdout).trim(),
+            "1",
+            "{point:?}: PASS unit {serial} not in the ledger"
+        );
     }
     passed_serials.len()
 }

@@ -141,12 +141,12 @@ fn each_injected_fault_fails_the_unit_at_its_step() {
     check_fault(FaultPlan { unique_id_read_fails: true, ..Default::default() }, "identify", "unique ID");
     check_fault(
         FaultPlan { power_cut_after_flash_operations: Some(5), ..Default::default() },
-        "erase",
+        "program-bootloader",
         "lost power",
     );
     check_fault(
-        FaultPlan { power_cut_after_flash_operations: Some(30), ..Default::default() },
-        "program-bootloader",
+        FaultPlan { power_cut_after_flash_operations: Some(60), ..Default::default() },
+        "program-application",
         "lost power",
     );
     check_fault(
@@ -186,7 +186,7 @@ fn a_faulty_slot_does_not_stop_the_others() {
     assert_eq!(summary.failed(), 3, "{:?}", summary.outcomes);
     let failing_steps: HashSet<_> =
         summary.outcomes.iter().filter_map(|outcome| outcome.failing_step).collect();
-    assert_eq!(failing_steps, HashSet::from(["program-application", "erase", "identify"]));
+    assert_eq!(failing_steps, HashSet::from(["program-application", "program-bootloader", "identify"]));
 }
 
 #[test]
@@ -313,4 +313,87 @@ fn cancelling_stops_every_slot() {
     let fixtures = (0..2).map(|slot| fixture(&station, &format!("sim-{slot}"), 3, vec![])).collect();
     let summary = run_line(station.context.clone(), fixtures, None);
     assert!(summary.outcomes.is_empty());
+}
+
+#[test]
+fn a_hung_slot_times_out_while_the_other_slots_keep_producing() {
+    let station = station();
+    let hang =
+        vec![(0, FaultPlan { hang_at_step: Some("program-application".into()), ..Default::default() })];
+    let fixtures = vec![fixture(&station, "hangs", 1, hang), fixture(&station, "healthy", 2, vec![])];
+    let started = std::time::Instant::now();
+    let summary = run_line(station.context.clone(), fixtures, Some(12));
+    let hung: Vec<_> = summary.outcomes.iter().filter(|outcome| outcome.result == UnitResult::Fail).collect();
+    assert_eq!(hung.len(), 1, "{:?}", summary.outcomes);
+    assert_eq!(hung[0].failing_step, Some("program-application"));
+    assert!(hung[0].reason.as_ref().unwrap().contains("timed out"));
+    // While the hung unit waited for its probe's timeout, the healthy slot kept producing:
+    // every other unit passed, most of them on the healthy fixture.
+    assert_eq!(summary.passed(), 11);
+    let events = station.events.0.lock().unwrap();
+    let healthy_passes_before_timeout = events
+        .iter()
+        .take_while(|event| !matches!(&event.kind, EventKind::UnitFinished { result: UnitResult::Fail, .. }))
+        .filter(|event| {
+            event.slot == 1 && matches!(&event.kind, EventKind::UnitFinished { result: UnitResult::Pass, .. })
+        })
+        .count();
+    assert!(
+        healthy_passes_before_timeout >= 3,
+        "the healthy slot produced {healthy_passes_before_timeout} units during the hang"
+    );
+    assert!(
+        started.elapsed()
+            >= std::time::Duration::from_millis(imprint::target::sim::SIM_PROBE_COMMAND_TIMEOUT_MS)
+    );
+}
+
+#[test]
+fn rework_writes_only_what_changed() {
+    let mut profile = demo_profile();
+    profile.lock.enabled = false;
+    let station = station_for(profile.clone(), &profile);
+    let mut first = sim_target(&station, 0x48, FaultPlan::default());
+    assert_eq!(provision_unit(&station.context, &mut first, 0, 1).result, UnitResult::Pass);
+    // The same unit comes back (e.g. for a re-test): its bootloader is unchanged, so only the
+    // sectors that differ are erased and programmed.
+    let mut again = SimTarget::new(
+        first.into_device(),
+        &profile.chip_name,
+        "sim-test",
+        SimTiming::default(),
+        FaultPlan::default(),
+    );
+    assert_eq!(provision_unit(&station.context, &mut again, 0, 2).result, UnitResult::Pass);
+    let events = station.events.0.lock().unwrap();
+    let detail = |unit: u64, wanted: &str| {
+        events
+            .iter()
+            .find_map(|event| match &event.kind {
+                EventKind::StepFinished { step, detail, .. } if event.unit == unit && step == wanted => {
+                    Some(detail.clone())
+                }
+                _ => None,
+            })
+            .unwrap()
+    };
+    assert_eq!(detail(1, "program-bootloader")["sectors_unchanged"], 0);
+    assert_eq!(detail(2, "program-bootloader")["sectors_unchanged"], 3);
+    assert_eq!(detail(2, "program-bootloader")["bytes_written"], 0);
+    // A fresh (erased) unit needs no erase at all.
+    assert_eq!(detail(1, "erase")["erased_bytes"], 0);
+}
+
+#[test]
+fn a_power_cut_while_erasing_a_reworked_unit_fails_at_erase() {
+    let mut profile = demo_profile();
+    profile.lock.enabled = false;
+    let station = station_for(profile.clone(), &profile);
+    let mut first = sim_target(&station, 0x49, FaultPlan::default());
+    assert_eq!(provision_unit(&station.context, &mut first, 0, 1).result, UnitResult::Pass);
+    let faults = FaultPlan { power_cut_after_flash_operations: Some(0), ..Default::default() };
+    let mut again =
+        SimTarget::new(first.into_device(), &profile.chip_name, "sim-test", SimTiming::default(), faults);
+    let outcome = provision_unit(&station.context, &mut again, 0, 2);
+    assert_eq!(outcome.failing_step, Some("erase"), "{outcome:?}");
 }

@@ -60,7 +60,8 @@ pub struct RunArgs {
     sim_uid_seed: Option<u64>,
     /// Inject a fault into a simulated unit: SLOT.UNIT:KIND[=VALUE], where UNIT counts the
     /// slot's units from 1 and KIND is power-cut (=flash operations), probe-lost (=step),
-    /// uid-read-fails, flip-bit (=address) or transient (=count). Repeatable.
+    /// hang (=step: the probe stops answering), uid-read-fails, flip-bit (=address) or transient
+    /// (=count). Repeatable.
     #[arg(long, value_name = "SPEC")]
     sim_fault: Vec<String>,
 }
@@ -99,12 +100,16 @@ fn parse_sim_fault(spec: &str) -> anyhow::Result<SimFaultSpec> {
     let mut plan = FaultPlan::default();
     match kind {
         "power-cut" => plan.power_cut_after_flash_operations = Some(number(value)?),
-        "probe-lost" => {
-            let step = value.with_context(|| format!("--sim-fault {spec}: probe-lost needs =STEP"))?;
+        "probe-lost" | "hang" => {
+            let step = value.with_context(|| format!("--sim-fault {spec}: {kind} needs =STEP"))?;
             if !imprint::station::StepName::ALL.iter().any(|name| name.as_str() == step) {
                 bail!("--sim-fault {spec}: unknown step {step}");
             }
-            plan.probe_lost_at_step = Some(step.to_string());
+            if kind == "hang" {
+                plan.hang_at_step = Some(step.to_string());
+            } else {
+                plan.probe_lost_at_step = Some(step.to_string());
+            }
         }
         "uid-read-fails" => plan.unique_id_read_fails = true,
         "flip-bit" => plan.flip_bit_at_address = Some(number(value)?),
@@ -112,7 +117,7 @@ fn parse_sim_fault(spec: &str) -> anyhow::Result<SimFaultSpec> {
             plan.transient_errors = u32::try_from(number(value)?).context("--sim-fault: count too large")?
         }
         other => bail!(
-            "--sim-fault {spec}: unknown fault {other}; expected power-cut, probe-lost, uid-read-fails, flip-bit or transient"
+            "--sim-fault {spec}: unknown fault {other}; expected power-cut, probe-lost, hang, uid-read-fails, flip-bit or transient"
         ),
     }
     Ok(SimFaultSpec { slot, unit, plan })

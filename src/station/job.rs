@@ -14,6 +14,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::events::{EventKind, EventSink, StationEvent, UnitResult};
+use super::sectors::{self, SectorAction, SectorPlan};
 use super::self_test::{SelfTestMaterial, StagedCandidate};
 use crate::contract::{self, MailboxRequest, SelfTestReport, StoreStatus};
 use crate::identity::{self, ChipUid};
@@ -205,6 +206,7 @@ pub fn provision_unit(
         chip_uid: None,
         identity: None,
         written_ranges: Vec::new(),
+        planned_images: Vec::new(),
         probe: String::new(),
     };
     job.probe = job.target.probe_identifier();
@@ -223,9 +225,22 @@ struct UnitJob<'a> {
     steps: Vec<StepRecord>,
     chip_uid: Option<ChipUid>,
     identity: Option<AllocatedIdentity>,
-    /// Every flash range this job programmed, with the SHA-256 it must read back as.
-    written_ranges: Vec<(u64, usize, [u8; 32])>,
+    /// Every flash range this job programmed and has not verified yet, with its bytes.
+    written_ranges: Vec<(u64, Vec<u8>)>,
+    /// The image writes the erase step planned, for the program steps.
+    planned_images: Vec<PlannedWrite>,
     probe: String,
+}
+
+/// A write the station planned sector by sector.
+#[derive(Clone)]
+struct PlannedWrite {
+    /// The step that programs it.
+    step: StepName,
+    region: FlashRegion,
+    address: u64,
+    data: Vec<u8>,
+    plans: Vec<SectorPlan>,
 }
 
 /// A failed step: which one, and why.
@@ -289,16 +304,10 @@ impl<'a> UnitJob<'a> {
             StepName::Connect => self.connect(),
             StepName::Identify => self.identify(),
             StepName::Erase => self.erase(),
-            StepName::ProgramBootloader => self.program_image(
-                step,
-                self.profile().bootloader_image.clone(),
-                self.profile().memory.bootloader,
-            ),
-            StepName::ProgramApplication => self.program_image(
-                step,
-                self.profile().application_image.clone(),
-                self.profile().memory.application,
-            ),
+            StepName::ProgramBootloader => self.program_image(step, self.profile().bootloader_image.clone()),
+            StepName::ProgramApplication => {
+                self.program_image(step, self.profile().application_image.clone())
+            }
             StepName::VerifyFlash => self.verify_written(step),
             StepName::AllocateIdentity => self.allocate_identity(),
             StepName::WriteConfig => self.write_config(),
@@ -406,21 +415,90 @@ impl<'a> UnitJob<'a> {
         }))
     }
 
+    /// Plans both images (reading back every sector they touch) and erases the sectors that
+    /// hold other data; the program steps then write only what differs (skip-unchanged).
     fn erase(&mut self) -> StepResult {
-        let memory = &self.profile().memory;
-        let spans: Vec<(u64, u64)> = [
-            (&self.profile().bootloader_image, memory.bootloader),
-            (&self.profile().application_image, memory.application),
-        ]
-        .into_iter()
-        .map(|(image, region)| {
-            region.sectors_covering(image.start_address(), image.end_address() - image.start_address())
-        })
-        .collect();
+        let profile = self.profile();
+        let mut planned_images = Vec::new();
+        for (step, image, region) in [
+            (StepName::ProgramBootloader, &profile.bootloader_image, profile.memory.bootloader),
+            (StepName::ProgramApplication, &profile.application_image, profile.memory.application),
+        ] {
+            for (address, data) in sector_chunks(image, &region) {
+                let plans = self.plan_write(StepName::Erase, region, address, &data)?;
+                planned_images.push(PlannedWrite { step, region, address, data, plans });
+            }
+        }
+        let plans: Vec<&SectorPlan> = planned_images.iter().flat_map(|write| write.plans.iter()).collect();
+        let unchanged = plans.iter().filter(|plan| plan.action == SectorAction::Unchanged).count();
+        let erased_bytes =
+            self.erase_planned(StepName::Erase, planned_images.iter().flat_map(|write| write.plans.iter()))?;
+        let detail = json!({
+            "sectors_compared": plans.len(),
+            "sectors_unchanged": unchanged,
+            "erased_bytes": erased_bytes,
+        });
+        self.planned_images = planned_images;
+        Ok(detail)
+    }
+
+    /// Programs the sectors of an image that the erase step found different.
+    fn program_image(&mut self, step: StepName, image: FirmwareImage) -> StepResult {
+        let writes: Vec<PlannedWrite> =
+            self.planned_images.iter().filter(|write| write.step == step).cloned().collect();
+        let mut programmed_bytes = 0;
+        let mut skipped_sectors = 0;
+        for write in &writes {
+            programmed_bytes += self.program_planned(step, write)?;
+            skipped_sectors +=
+                write.plans.iter().filter(|plan| plan.action == SectorAction::Unchanged).count();
+        }
+        Ok(json!({
+            "image": image.path.display().to_string(),
+            "image_sha256": hex::encode(image.file_sha256),
+            "bytes_written": programmed_bytes,
+            "sectors_unchanged": skipped_sectors,
+        }))
+    }
+
+    /// Reads back every sector a write of `data` at `address` touches and decides what each needs.
+    fn plan_write(
+        &mut self,
+        step: StepName,
+        region: FlashRegion,
+        address: u64,
+        data: &[u8],
+    ) -> Result<Vec<SectorPlan>, StepFailure> {
+        let touched = sectors::sectors_touched(&region, address, data.len());
+        let sector_size = region.sector_size_bytes;
+        let total = touched.len() as u64 * sector_size;
+        let mut plans = Vec::with_capacity(touched.len());
+        for (index, (sector_address, data_range)) in touched.into_iter().enumerate() {
+            let actual = self.read_back(
+                step,
+                sector_address,
+                sector_size as usize,
+                index as u64 * sector_size,
+                total,
+            )?;
+            let expected = sectors::expected_sector(&region, sector_address, address, data);
+            let action = sectors::decide(&actual, &expected, region.erased_value);
+            plans.push(SectorPlan { sector_address, sector_size_bytes: sector_size, data_range, action });
+        }
+        Ok(plans)
+    }
+
+    /// Erases the planned sectors that hold other data; returns the bytes erased.
+    fn erase_planned<'p>(
+        &mut self,
+        step: StepName,
+        plans: impl Iterator<Item = &'p SectorPlan>,
+    ) -> Result<u64, StepFailure> {
+        let plans: Vec<SectorPlan> = plans.cloned().collect();
+        let spans = sectors::erase_spans(&plans);
         let total: u64 = spans.iter().map(|(_, size)| size).sum();
         let mut done_before = 0;
-        for (address, size) in &spans {
-            let (address, size) = (*address, *size);
+        for (address, size) in spans {
             let events = self.context.events.clone();
             let (slot, unit) = (self.slot, self.unit);
             self.retry(|target| {
@@ -429,7 +507,7 @@ impl<'a> UnitJob<'a> {
                         slot,
                         unit,
                         EventKind::StepProgress {
-                            step: StepName::Erase.as_str().to_string(),
+                            step: step.as_str().to_string(),
                             bytes_done: done_before + bytes,
                             bytes_total: total,
                         },
@@ -438,24 +516,40 @@ impl<'a> UnitJob<'a> {
             })?;
             done_before += size;
         }
-        Ok(
-            json!({ "erased_bytes": total, "spans": spans.iter().map(|(address, size)| json!({"address": address, "size": size})).collect::<Vec<_>>() }),
-        )
+        Ok(total)
     }
 
-    /// Programs an image's segments, padded to the region's write alignment.
-    fn program_image(&mut self, step: StepName, image: FirmwareImage, region: FlashRegion) -> StepResult {
-        let chunks = aligned_chunks(&image, &region);
-        let total: u64 = chunks.iter().map(|(_, data)| data.len() as u64).sum();
+    /// Programs what a planned write needs; returns the bytes programmed.
+    fn program_planned(&mut self, step: StepName, write: &PlannedWrite) -> Result<u64, StepFailure> {
+        let ranges = sectors::program_ranges(&write.plans, &write.data, &write.region);
+        let total: u64 = ranges.iter().map(|range| range.len() as u64).sum();
         let mut done_before = 0;
-        for (address, data) in &chunks {
-            self.program_verified_later(step, *address, data, done_before, total)?;
-            done_before += data.len() as u64;
+        for range in ranges {
+            let address = write.address + range.start as u64;
+            self.program_verified_later(step, address, &write.data[range.clone()], done_before, total)?;
+            done_before += range.len() as u64;
         }
+        Ok(total)
+    }
+
+    /// Writes `data` at `address` skipping unchanged sectors: plan, erase, program. The
+    /// programmed ranges are verified by the caller's next `verify_written`.
+    fn write_skipping_unchanged(
+        &mut self,
+        step: StepName,
+        region: FlashRegion,
+        address: u64,
+        data: Vec<u8>,
+    ) -> Result<serde_json::Value, StepFailure> {
+        let plans = self.plan_write(step, region, address, &data)?;
+        let erased_bytes = self.erase_planned(step, plans.iter())?;
+        let write = PlannedWrite { step, region, address, data, plans };
+        let programmed_bytes = self.program_planned(step, &write)?;
         Ok(json!({
-            "image": image.path.display().to_string(),
-            "image_sha256": hex::encode(image.file_sha256),
-            "bytes_written": total,
+            "sectors_compared": write.plans.len(),
+            "sectors_unchanged": write.plans.iter().filter(|plan| plan.action == SectorAction::Unchanged).count(),
+            "erased_bytes": erased_bytes,
+            "bytes_written": programmed_bytes,
         }))
     }
 
@@ -482,7 +576,7 @@ impl<'a> UnitJob<'a> {
                 ))
             })
         })?;
-        self.written_ranges.push((address, data.len(), Sha256::digest(data).into()));
+        self.written_ranges.push((address, data.to_vec()));
         Ok(())
     }
 
@@ -511,41 +605,27 @@ impl<'a> UnitJob<'a> {
     /// Verifies every range programmed so far (and not yet verified) by an independent read-back.
     fn verify_written(&mut self, step: StepName) -> StepResult {
         let ranges = std::mem::take(&mut self.written_ranges);
-        let total: u64 = ranges.iter().map(|(_, length, _)| *length as u64).sum();
+        let total: u64 = ranges.iter().map(|(_, data)| data.len() as u64).sum();
         let mut done = 0;
         let mut verified = Vec::new();
-        for (address, length, expected) in &ranges {
-            let read = self.read_back(step, *address, *length, done, total)?;
+        for (address, written) in &ranges {
+            let read = self.read_back(step, *address, written.len(), done, total)?;
+            let expected: [u8; 32] = Sha256::digest(written).into();
             let actual: [u8; 32] = Sha256::digest(&read).into();
-            if actual != *expected {
-                let first_difference =
-                    first_difference(&read, *address, &self.expected_bytes_hint(*address, *length));
+            if actual != expected {
                 return Err(StepFailure(format!(
-                    "read-back of {length} bytes at {address:#010x} does not match what was written (sha256 {} expected {}){first_difference}",
+                    "read-back of {} bytes at {address:#010x} does not match what was written (sha256 {} expected {}){}",
+                    written.len(),
                     hex::encode(actual),
-                    hex::encode(expected)
+                    hex::encode(expected),
+                    first_difference(&read, *address, written)
                 )));
             }
-            done += *length as u64;
-            verified.push(json!({ "address": address, "size": length, "sha256": hex::encode(actual) }));
+            done += written.len() as u64;
+            verified
+                .push(json!({ "address": address, "size": written.len(), "sha256": hex::encode(actual) }));
         }
         Ok(json!({ "verified_bytes": total, "ranges": verified }))
-    }
-
-    /// The bytes the images put at a range, for naming the first differing address in an error.
-    fn expected_bytes_hint(&self, address: u64, length: usize) -> Vec<u8> {
-        let profile = self.profile();
-        for (image, region) in [
-            (&profile.bootloader_image, profile.memory.bootloader),
-            (&profile.application_image, profile.memory.application),
-        ] {
-            for (chunk_address, data) in aligned_chunks(image, &region) {
-                if chunk_address == address && data.len() == length {
-                    return data;
-                }
-            }
-        }
-        Vec::new()
     }
 
     fn allocate_identity(&mut self) -> StepResult {
@@ -602,19 +682,16 @@ impl<'a> UnitJob<'a> {
         let encoded = store
             .encode(chip_uid.as_bytes(), &memory.store_layout())
             .map_err(|error| StepFailure(format!("cannot build the config store: {error}")))?;
-        // The whole config region is erased, boot-state sector included: a fresh store starts
-        // from the factory application's version.
+        // The whole config region is written: the store, then erased bytes up to the end, so the
+        // boot-state sector is erased too and a fresh store starts from the factory version.
         let config = memory.config;
-        self.retry(|target| target.erase_flash(config.address, config.size_bytes, &mut |_| {}))?;
-        self.program_verified_later(
-            StepName::WriteConfig,
-            config.address,
-            &encoded,
-            0,
-            encoded.len() as u64,
-        )?;
+        let mut region_image = encoded.clone();
+        region_image.resize(config.size_bytes as usize, config.erased_value);
+        let write_detail =
+            self.write_skipping_unchanged(StepName::WriteConfig, config, config.address, region_image)?;
         Ok(json!({
-            "bytes_written": encoded.len(),
+            "store_bytes": encoded.len(),
+            "flash": write_detail,
             "store_sha256": hex::encode(Sha256::digest(&encoded)),
             "certificate_fingerprint": hex::encode(self.profile().update_certificate.fingerprint_sha256()),
             "items": store.items.len(),
@@ -656,10 +733,7 @@ impl<'a> UnitJob<'a> {
             candidate_region.write_alignment_bytes as usize,
             candidate_region.erased_value,
         );
-        let (erase_address, erase_size) =
-            candidate_region.sectors_covering(candidate_region.address, padded.len() as u64);
-        self.retry(|target| target.erase_flash(erase_address, erase_size, &mut |_| {}))?;
-        self.program_verified_later(step, candidate_region.address, &padded, 0, padded.len() as u64)?;
+        self.write_skipping_unchanged(step, candidate_region, candidate_region.address, padded)?;
         self.verify_written(step)?;
         let mut nonce_bytes = [0u8; 4];
         getrandom::fill(&mut nonce_bytes)
@@ -921,17 +995,21 @@ impl<'a> UnitJob<'a> {
     }
 }
 
-/// The image's segments as program operations aligned to the region's write alignment: each
-/// segment is widened to alignment boundaries (filled with the erased value), and segments
-/// that then touch are merged.
-fn aligned_chunks(image: &FirmwareImage, region: &FlashRegion) -> Vec<(u64, Vec<u8>)> {
+/// The image's segments as writes aligned to the region's write alignment, merged so that no
+/// two writes touch the same sector (a gap inside a sector is filled with the erased value).
+fn sector_chunks(image: &FirmwareImage, region: &FlashRegion) -> Vec<(u64, Vec<u8>)> {
     let alignment = region.write_alignment_bytes.max(1);
+    // One past the end of the sector holding the byte before `chunk_end`.
+    let sector_end = |chunk_end: u64| {
+        let offset = chunk_end - 1 - region.address;
+        region.address + (offset / region.sector_size_bytes + 1) * region.sector_size_bytes
+    };
     let mut chunks: Vec<(u64, Vec<u8>)> = Vec::new();
     for segment in &image.segments {
         let start = segment.address - segment.address % alignment;
         let end = (segment.address + segment.data.len() as u64).next_multiple_of(alignment);
         match chunks.last_mut() {
-            Some((chunk_start, chunk_data)) if *chunk_start + chunk_data.len() as u64 >= start => {
+            Some((chunk_start, chunk_data)) if sector_end(*chunk_start + chunk_data.len() as u64) > start => {
                 chunk_data.resize((end - *chunk_start) as usize, region.erased_value);
                 let offset = (segment.address - *chunk_start) as usize;
                 chunk_data[offset..offset + segment.data.len()].copy_from_slice(&segment.data);

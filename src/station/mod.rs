@@ -2,6 +2,7 @@
 //!
 //! - [`job`]: one unit through the steps (connect ... record), with retries and verification.
 //! - [`line`]: many slots at once, one worker thread each.
+//! - [`sectors`]: skip-unchanged flashing, decided sector by sector.
 //! - [`self_test`]: the signed and forged candidates a line stages.
 //! - [`fixtures`]: which backends the slots use (`--probe`, `--sim`), opened in one place.
 //! - [`events`]: the event stream every front end and the ledger are fed from.
@@ -13,6 +14,7 @@ pub mod events;
 pub mod fixtures;
 pub mod job;
 pub mod line;
+pub mod sectors;
 pub mod self_test;
 
 pub use events::{EventKind, EventSink, StationEvent, UnitResult};

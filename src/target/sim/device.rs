@@ -5,14 +5,14 @@
 //! Flash operations the device performs on its own (installing an update) count towards the
 //! power-cut fault exactly like the station's, so a cut can land in the middle of an install.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use crate::contract::{
     self, BootState, CandidateVerdict, MailboxRequest, SelfTestReport, StoreStatus, UpdateClientInputs,
     UpdateStatus,
 };
 use crate::manifest::SemanticVersion;
-use crate::profile::{FlashRegion, MemoryMap};
+use crate::profile::{FlashRegion, MemoryMap, SimTiming};
 use crate::store::{ConfigStore, keys};
 use crate::target::TargetError;
 
@@ -33,6 +33,11 @@ pub struct SimDevice {
     /// Cut power once this many flash operations have completed.
     pub(super) power_cut_after_operations: Option<u64>,
     pub(super) console_lines: Vec<String>,
+    /// How long flash operations take (zero by default).
+    pub(super) timing: SimTiming,
+    /// The time the modelled hardware has spent busy (flash operations, transfers, boots):
+    /// the physical minimum the station's wall time is compared with.
+    pub(super) modeled_busy: Duration,
 }
 
 /// The page size used to count program operations (each page is one flash operation).
@@ -51,7 +56,23 @@ impl SimDevice {
             flash_operation_count: 0,
             power_cut_after_operations: None,
             console_lines: Vec::new(),
+            timing: SimTiming::default(),
+            modeled_busy: Duration::ZERO,
         }
+    }
+
+    /// Spends modelled hardware time: sleeps for it and accounts it.
+    pub(super) fn spend(&mut self, milliseconds: f64) {
+        if milliseconds > 0.0 {
+            let duration = Duration::from_secs_f64(milliseconds / 1000.0);
+            self.modeled_busy += duration;
+            std::thread::sleep(duration);
+        }
+    }
+
+    /// The time the modelled hardware has been busy since the device was made.
+    pub fn modeled_busy(&self) -> Duration {
+        self.modeled_busy
     }
 
     /// The unit's unique ID.
@@ -120,6 +141,7 @@ impl SimDevice {
                 return Err(TargetError::PowerLost);
             }
             self.flash.erase_sector(sector_address, &region, false);
+            self.spend(self.timing.sector_erase_ms);
             erased_bytes += region.sector_size_bytes;
             progress(erased_bytes);
         }
@@ -144,6 +166,8 @@ impl SimDevice {
                 return Err(TargetError::PowerLost);
             }
             self.flash.program(page_address, page, &region);
+            let timing_pages = page.len().div_ceil(self.timing.page_size_bytes.max(1) as usize);
+            self.spend(self.timing.page_program_ms * timing_pages as f64);
             programmed_bytes += page.len();
             progress(programmed_bytes as u64);
         }
@@ -164,6 +188,7 @@ impl SimDevice {
         if !self.is_powered || self.region_is_blank(&self.memory.bootloader) {
             return;
         }
+        self.spend(self.timing.boot_ms);
         let mailbox_offset = (self.memory.mailbox.address - self.memory.chip_ram.address) as usize;
         let nonce =
             MailboxRequest::decode(&self.ram[mailbox_offset..]).map(|request| request.nonce).unwrap_or(0);

@@ -38,7 +38,14 @@ pub struct FaultPlan {
     pub flip_bit_at_address: Option<u64>,
     /// The first this-many debug operations fail with a transient probe error.
     pub transient_errors: u32,
+    /// The probe stops answering when the station enters this step: every call then blocks
+    /// for the probe's command timeout and fails with a timeout.
+    pub hang_at_step: Option<String>,
 }
+
+/// How long the simulated probe waits for an answer before it gives up (a probe driver's
+/// command timeout).
+pub const SIM_PROBE_COMMAND_TIMEOUT_MS: u64 = 2_000;
 
 /// A simulated unit behind a simulated probe.
 pub struct SimTarget {
@@ -48,6 +55,7 @@ pub struct SimTarget {
     timing: SimTiming,
     faults: FaultPlan,
     is_probe_lost: bool,
+    is_hung: bool,
     transient_errors_left: u32,
 }
 
@@ -61,6 +69,7 @@ impl SimTarget {
         faults: FaultPlan,
     ) -> SimTarget {
         let mut device = device;
+        device.timing = timing;
         if let Some(operations) = faults.power_cut_after_flash_operations {
             device.cut_power_after(operations);
         }
@@ -72,6 +81,7 @@ impl SimTarget {
             transient_errors_left: faults.transient_errors,
             faults,
             is_probe_lost: false,
+            is_hung: false,
         }
     }
 
@@ -86,6 +96,13 @@ impl SimTarget {
     }
 
     fn check_link(&mut self) -> Result<(), TargetError> {
+        if self.is_hung {
+            std::thread::sleep(Duration::from_millis(SIM_PROBE_COMMAND_TIMEOUT_MS));
+            return Err(TargetError::Timeout {
+                operation: "probe command",
+                timeout_ms: SIM_PROBE_COMMAND_TIMEOUT_MS,
+            });
+        }
         if self.is_probe_lost {
             return Err(TargetError::ProbeLost { reason: format!("{} stopped answering", self.probe_name) });
         }
@@ -102,16 +119,15 @@ impl SimTarget {
         if self.device.is_locked { Err(TargetError::Locked) } else { Ok(()) }
     }
 
-    fn spend_transfer_time(&self, bytes: usize) {
+    fn spend_transfer_time(&mut self, bytes: usize) {
         if self.timing.probe_bytes_per_second > 0 {
-            sleep_ms(bytes as f64 * 1000.0 / self.timing.probe_bytes_per_second as f64);
+            self.device.spend(bytes as f64 * 1000.0 / self.timing.probe_bytes_per_second as f64);
         }
     }
-}
 
-fn sleep_ms(milliseconds: f64) {
-    if milliseconds > 0.0 {
-        std::thread::sleep(Duration::from_secs_f64(milliseconds / 1000.0));
+    /// The time the modelled probe and chip have been busy for this unit.
+    pub fn modeled_busy(&self) -> Duration {
+        self.device.modeled_busy()
     }
 }
 
@@ -173,12 +189,7 @@ impl Target for SimTarget {
         progress: &mut dyn FnMut(u64),
     ) -> Result<(), TargetError> {
         self.check_debug_access()?;
-        let sector_erase_ms = self.timing.sector_erase_ms;
-        let mut timed_progress = |bytes: u64| {
-            sleep_ms(sector_erase_ms);
-            progress(bytes);
-        };
-        self.device.erase(address, size_bytes, &mut timed_progress)
+        self.device.erase(address, size_bytes, progress)
     }
 
     fn program_flash(
@@ -188,16 +199,8 @@ impl Target for SimTarget {
         progress: &mut dyn FnMut(u64),
     ) -> Result<(), TargetError> {
         self.check_debug_access()?;
-        let timing = self.timing;
-        let mut pages_done = 0u64;
-        let mut timed_progress = |bytes: u64| {
-            let pages_now = bytes.div_ceil(timing.page_size_bytes.max(1));
-            sleep_ms((pages_now - pages_done) as f64 * timing.page_program_ms);
-            pages_done = pages_now;
-            progress(bytes);
-        };
         self.spend_transfer_time(data.len());
-        self.device.program(address, data, &mut timed_progress)?;
+        self.device.program(address, data, progress)?;
         if let Some(weak_address) = self.faults.flip_bit_at_address
             && weak_address >= address
             && weak_address < address + data.len() as u64
@@ -209,7 +212,6 @@ impl Target for SimTarget {
 
     fn reset_and_run(&mut self) -> Result<(), TargetError> {
         self.check_link()?;
-        sleep_ms(self.timing.boot_ms);
         self.device.boot();
         self.device.require_power()
     }
@@ -241,6 +243,9 @@ impl Target for SimTarget {
     fn note_step(&mut self, step_name: &str) {
         if self.faults.probe_lost_at_step.as_deref() == Some(step_name) {
             self.is_probe_lost = true;
+        }
+        if self.faults.hang_at_step.as_deref() == Some(step_name) {
+            self.is_hung = true;
         }
     }
 }
