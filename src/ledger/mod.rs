@@ -66,6 +66,12 @@ pub use verify::{
     ChainProblem, HeadMatch, ProblemKind, VerifyOptions, VerifyReport, verify_export_file,
 };
 
+// The station hands clones of one `Ledger` to a worker thread per slot.
+const _: () = {
+    const fn assert_shareable<T: Clone + Send + Sync>() {}
+    assert_shareable::<Ledger>();
+};
+
 /// How many idle read-only connections a ledger keeps for reuse.
 const IDLE_READERS_MAX: usize = 4;
 

@@ -27,7 +27,7 @@ const COUNTER_WIDTH_MAX: u32 = 20;
 pub(crate) fn normalize_chip_uid(field: &str, chip_uid_hex: &str) -> Result<String, LedgerError> {
     let is_valid = !chip_uid_hex.is_empty()
         && chip_uid_hex.len() <= CHIP_UID_HEX_DIGITS_MAX
-        && chip_uid_hex.len() % 2 == 0
+        && chip_uid_hex.len().is_multiple_of(2)
         && chip_uid_hex.bytes().all(|byte| byte.is_ascii_hexdigit());
     if !is_valid {
         return Err(LedgerError::invalid(
