@@ -160,17 +160,34 @@ impl Ledger {
         &self,
         request: &IdentityRequest,
     ) -> Result<AllocatedIdentity, LedgerError> {
-        self.write("allocating an identity", |transaction, path| {
+        let allocated = self.write("allocating an identity", |transaction, path| {
             write::allocate_identity(transaction, path, request)
-        })
+        })?;
+        tracing::debug!(
+            chip_uid = %allocated.identity.chip_uid_hex,
+            serial = %allocated.identity.serial,
+            is_rework = allocated.is_rework,
+            retired_serial = ?allocated.retired_serial,
+            "identity committed"
+        );
+        Ok(allocated)
     }
 
     /// Commits one run with its steps as the next link of its station's chain; returns after
     /// the commit is on disk.
     pub fn record_run(&self, run: &RunRecord) -> Result<RunReceipt, LedgerError> {
-        self.write("recording a run", |transaction, path| {
+        let receipt = self.write("recording a run", |transaction, path| {
             write::record_run(transaction, path, run)
-        })
+        })?;
+        tracing::debug!(
+            station = %run.station,
+            station_sequence = receipt.station_sequence,
+            serial = ?run.serial,
+            result = run.result.as_str(),
+            record_hash = %hex::encode(receipt.record_hash),
+            "run committed"
+        );
+        Ok(receipt)
     }
 
     /// Commits many runs in one transaction (all or none), in order.
