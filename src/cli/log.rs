@@ -97,7 +97,7 @@ pub struct ExportArgs {
 #[derive(clap::Args)]
 pub struct VerifyArgs {
     /// Ledger database to verify [default: the platform data directory's imprint/ledger.db].
-    #[arg(long, value_name = "PATH", env = "IMPRINT_DB", conflicts_with = "file")]
+    #[arg(long, value_name = "PATH", env = "IMPRINT_DB")]
     db: Option<PathBuf>,
     /// An export file (CSV, JSON or JSON lines) to verify instead of a database.
     #[arg(value_name = "FILE")]
@@ -199,6 +199,12 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let options = VerifyOptions { expected_heads };
+    // `--db` and FILE exclude each other, but an `IMPRINT_DB` left in the environment must
+    // not stop verifying a file (clap would count it as a conflict).
+    let database_from_environment = std::env::var_os("IMPRINT_DB").map(PathBuf::from);
+    if args.file.is_some() && args.db.is_some() && args.db != database_from_environment {
+        bail!("give either --db PATH or an export FILE to verify, not both");
+    }
     let (source, report) = match &args.file {
         Some(file) => (
             file.display().to_string(),

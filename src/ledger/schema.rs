@@ -212,3 +212,66 @@ fn migrate(connection: &mut Connection, path: &Path) -> Result<(), LedgerError> 
         transaction.commit().map_err(migration_error)?;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_writer_settings() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("ledger.db");
+        let connection = open_writer(&path).unwrap();
+        let pragma = |name: &str| -> String {
+            connection
+                .query_row(&format!("PRAGMA {name}"), [], |row| {
+                    row.get::<_, rusqlite::types::Value>(0)
+                })
+                .map(|value| format!("{value:?}"))
+                .unwrap()
+        };
+        // synchronous FULL is 2; busy_timeout is reported in milliseconds.
+        for (name, expected) in [
+            ("journal_mode", "Text(\"wal\")"),
+            ("synchronous", "Integer(2)"),
+            ("foreign_keys", "Integer(1)"),
+            ("busy_timeout", "Integer(10000)"),
+            ("user_version", "Integer(1)"),
+        ] {
+            assert_eq!(pragma(name), expected, "PRAGMA {name}");
+        }
+    }
+
+    #[test]
+    fn check_schema_versions() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("ledger.db");
+        // An empty file has version 0: a reader refuses it, a writer migrates it.
+        drop(Connection::open(&path).unwrap());
+        assert!(matches!(
+            open_reader(&path),
+            Err(LedgerError::SchemaOutdated { found: 0, .. })
+        ));
+        drop(open_writer(&path).unwrap());
+        // Migrating twice is a no-op.
+        drop(open_writer(&path).unwrap());
+        assert!(open_reader(&path).is_ok());
+        // A file from a newer imprint is refused by both.
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", current_version() + 1)
+            .unwrap();
+        assert!(matches!(
+            open_writer(&path),
+            Err(LedgerError::SchemaTooNew { .. })
+        ));
+        assert!(matches!(
+            open_reader(&path),
+            Err(LedgerError::SchemaTooNew { .. })
+        ));
+        assert!(matches!(
+            open_reader(&directory.path().join("missing.db")),
+            Err(LedgerError::Missing { .. })
+        ));
+    }
+}
