@@ -630,6 +630,12 @@ fn token_errors_name_what_was_looked_for_and_exit_2() {
     // One wrong PIN was tried once and did not lock the token: the right PIN still works.
     let shown = hsm.imprint_ok(&["keys", "show", &hsm.uri("line", "object=signer")]);
     assert!(shown.contains("sensitive, not extractable"), "{shown}");
+    // A PIN file works too (here relative to the working directory).
+    std::fs::write(hsm.path("pin.txt"), format!("{USER_PIN}\n")).expect("write PIN file");
+    let from_file =
+        format!("pkcs11:token=line;id=%01?module-path={}&pin-source=file:pin.txt", hsm.module.display());
+    let shown = text(&hsm.imprint_with_pin(&["keys", "show", &from_file], None).stdout);
+    assert!(shown.contains("object=signer;id=%01"), "{shown}");
 
     // The same errors stop a profile before it reaches a line.
     let profile = write_token_profile(&hsm, &format!("signing_key = {:?}", hsm.uri("line", "object=signer")));
@@ -637,6 +643,15 @@ fn token_errors_name_what_was_looked_for_and_exit_2() {
     assert_eq!(output.status.code(), Some(2));
     let stderr = text(&output.stderr);
     assert!(stderr.contains("trust.signing_key") && stderr.contains("wrong PIN"), "{stderr}");
+    // A typo in the table form is named, not swallowed.
+    let typo = format!(
+        "[trust.signing_key]\nmodul_path = \"{}\"\ntoken = \"line\"\nobject = \"signer\"",
+        hsm.module.display()
+    );
+    let profile = write_token_profile(&hsm, &typo);
+    let output = hsm.imprint(&["profile", "check", profile.to_str().expect("path")]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output.stderr).contains("unknown field `modul_path`"), "{}", text(&output.stderr));
 }
 
 /// A copy of profiles/demo.toml in the SoftHSM temp dir whose trust section uses
@@ -687,6 +702,7 @@ fn a_whole_run_signs_its_self_test_manifests_through_the_token() {
     let signer_line = summary.lines().find(|line| line.starts_with("signing key")).expect("signing key line");
     assert!(signer_line.contains("pkcs11:token=line;object=signer;id="), "{summary}");
     assert!(summary.contains(&token_fingerprint), "the profile's certificate is the token key's:\n{summary}");
+    assert!(!summary.contains("warning:"), "keys generate's certificate draws a warning:\n{summary}");
 
     let database = hsm.path("ledger.db");
     let database_arg = database.to_str().expect("path");

@@ -63,8 +63,9 @@ pub struct GenerateArgs {
     /// Subject organisation of the certificate.
     #[arg(long, value_name = "O")]
     organization: Option<String>,
-    /// Certificate validity in days from now.
-    #[arg(long, value_name = "DAYS", default_value_t = 3650)]
+    /// Certificate validity in days from now (default 20 years: devices in the field outlive
+    /// a 10-year certificate, and `profile check` warns below 10 years left).
+    #[arg(long, value_name = "DAYS", default_value_t = 7300)]
     validity_days: u32,
     /// Make a CA certificate (CA:TRUE, keyCertSign) instead of an update-signing certificate
     /// (digitalSignature, codeSigning).
