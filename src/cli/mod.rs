@@ -4,6 +4,7 @@
 //! 2 for bad usage, bad input or bad configuration (nothing was written to a device or the ledger).
 
 mod dev;
+mod keys;
 mod log;
 mod manifest;
 mod profile;
@@ -44,6 +45,9 @@ enum Command {
     /// Developer credentials (development only, never for production).
     #[command(subcommand)]
     Dev(dev::DevCommand),
+    /// Signing keys in hardware tokens (PKCS#11): generate, show.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
     /// Provision units headless (terminal progress or JSON lines).
     Run(run::RunArgs),
     /// Query, export and verify the audit ledger.
@@ -59,6 +63,7 @@ pub fn main() -> ExitCode {
         Command::Profile(command) => profile::run(command),
         Command::Manifest(command) => manifest::run(command),
         Command::Dev(command) => dev::run(command),
+        Command::Keys(command) => keys::run(command),
         Command::Run(args) => run::run(args),
         Command::Log(command) => log::run(command),
     };

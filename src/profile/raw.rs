@@ -129,12 +129,62 @@ pub struct RawSerial {
 pub struct RawTrust {
     #[serde(default)]
     pub certificate: Option<String>,
+    /// A key file path, a `pkcs11:` URI, or a table naming a key in a PKCS#11 token.
     #[serde(default)]
-    pub signing_key: Option<String>,
+    pub signing_key: Option<RawSigningKey>,
     /// A `manifest-dev-tool init` directory (holding `.manifest-dev-tool/dev.cfg.yaml`), as an
     /// alternative to `certificate` + `signing_key`.
     #[serde(default)]
     pub manifest_dev_tool: Option<String>,
+}
+
+/// `trust.signing_key`: text (a key file or a `pkcs11:` URI) or a `[trust.signing_key]` table.
+#[derive(Debug)]
+pub enum RawSigningKey {
+    Text(String),
+    Pkcs11(RawPkcs11Key),
+}
+
+/// The table form of a PKCS#11 key (the same fields as the URI, spelled as TOML keys).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPkcs11Key {
+    pub module_path: String,
+    pub token: String,
+    #[serde(default)]
+    pub serial: Option<String>,
+    #[serde(default)]
+    pub object: Option<String>,
+    /// Hex (`"01a2"`).
+    #[serde(default)]
+    pub id: Option<String>,
+    /// `env:VARIABLE`, `file:PATH` or `prompt`.
+    #[serde(default)]
+    pub pin_source: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for RawSigningKey {
+    // Hand-written rather than `#[serde(untagged)]`, so that a typo inside the table is reported
+    // as the unknown field it is, not as "did not match any variant".
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct SigningKeyVisitor;
+        impl<'de> serde::de::Visitor<'de> for SigningKeyVisitor {
+            type Value = RawSigningKey;
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str(
+                    "a key file path, a pkcs11: URI, or a table with module_path, token and object/id",
+                )
+            }
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<RawSigningKey, E> {
+                Ok(RawSigningKey::Text(text.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<RawSigningKey, A::Error> {
+                RawPkcs11Key::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(RawSigningKey::Pkcs11)
+            }
+        }
+        deserializer.deserialize_any(SigningKeyVisitor)
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use super::raw::{RawFlashRegion, RawImage, RawProfile, RawSpan};
+use super::raw::{RawFlashRegion, RawImage, RawProfile, RawSigningKey, RawSpan};
 use super::{
     FlashRegion, LockSettings, MemoryMap, Profile, RamSpan, ReportChannel, SelfTestSettings, SimTiming,
     SkippableStep,
@@ -543,20 +543,22 @@ fn check_trust(
     checker: &mut Checker,
     warnings: &mut Vec<String>,
 ) -> Option<(Certificate, Arc<dyn Signer>)> {
-    let (certificate_path, key_path) = match (
+    let (certificate_path, key_source) = match (
         &raw.trust.manifest_dev_tool,
         &raw.trust.certificate,
         &raw.trust.signing_key,
     ) {
         (Some(directory), None, None) => match trust::import_manifest_dev_tool_env(&resolve(base, directory))
         {
-            Ok(environment) => (environment.certificate_path, environment.signing_key_path),
+            Ok(environment) => {
+                (environment.certificate_path, Some(KeySource::File(environment.signing_key_path)))
+            }
             Err(error) => {
                 checker.problem("trust.manifest_dev_tool", error.to_string());
                 return None;
             }
         },
-        (None, Some(certificate), Some(key)) => (resolve(base, certificate), resolve(base, key)),
+        (None, Some(certificate), Some(key)) => (resolve(base, certificate), key_source(key, base, checker)),
         _ => {
             checker.problem(
                 "trust",
@@ -577,20 +579,31 @@ fn check_trust(
     {
         checker.problem_in(&certificate_path, "trust.certificate", error.to_string());
     }
-    let signer = match trust::load_signing_key(&key_path) {
-        Ok(signer) => Some(signer),
-        Err(error) => {
-            checker.problem_in(&key_path, "trust.signing_key", error.to_string());
-            None
-        }
+    let signer: Option<Arc<dyn Signer>> = match key_source? {
+        KeySource::File(key_path) => match trust::load_signing_key(&key_path) {
+            Ok(signer) => Some(Arc::new(signer)),
+            Err(error) => {
+                checker.problem_in(&key_path, "trust.signing_key", error.to_string());
+                None
+            }
+        },
+        // Opening the token logs in (one PIN attempt) and reads the key's public half, so a
+        // wrong PIN or a missing key is a profile problem, found before any unit is touched.
+        KeySource::Pkcs11(config) => match trust::Pkcs11Signer::open(&config) {
+            Ok(signer) => Some(Arc::new(signer)),
+            Err(error) => {
+                checker.problem("trust.signing_key", error.to_string());
+                None
+            }
+        },
     };
     let (certificate, signer) = (certificate?, signer?);
-    if !trust::key_matches_certificate(&signer, &certificate) {
+    if !trust::key_matches_certificate(signer.as_ref(), &certificate) {
         checker.problem(
             "trust.signing_key",
             format!(
                 "the key {} does not match the certificate {}",
-                key_path.display(),
+                signer.describe(),
                 certificate_path.display()
             ),
         );
@@ -599,7 +612,71 @@ fn check_trust(
     for warning in trust::check_update_certificate(&certificate) {
         warnings.push(format!("{}: trust.certificate: {warning}", certificate_path.display()));
     }
-    Some((certificate, Arc::new(signer)))
+    Some((certificate, signer))
+}
+
+/// Where the signing key lives: a file, or a PKCS#11 token.
+enum KeySource {
+    File(PathBuf),
+    Pkcs11(trust::Pkcs11KeyConfig),
+}
+
+/// Reads `trust.signing_key` (a path, a `pkcs11:` URI or a table); relative module and PIN file
+/// paths are relative to the profile, like every other path in it.
+fn key_source(raw: &RawSigningKey, base: &Path, checker: &mut Checker) -> Option<KeySource> {
+    let mut config = match raw {
+        RawSigningKey::Text(text) if !trust::is_pkcs11_uri(text) => {
+            return Some(KeySource::File(resolve(base, text)));
+        }
+        RawSigningKey::Text(uri) => match trust::Pkcs11KeyConfig::from_uri(uri) {
+            Ok(config) => config,
+            Err(error) => {
+                checker.problem("trust.signing_key", error.to_string());
+                return None;
+            }
+        },
+        RawSigningKey::Pkcs11(table) => {
+            let key_id = match table.id.as_deref().map(hex::decode).transpose() {
+                Ok(key_id) => key_id,
+                Err(error) => {
+                    checker.problem(
+                        "trust.signing_key.id",
+                        format!("expected the key's CKA_ID in hex ({error})"),
+                    );
+                    return None;
+                }
+            };
+            let pin_source = match table.pin_source.as_deref().map(trust::PinSource::parse).transpose() {
+                Ok(pin_source) => pin_source.unwrap_or(trust::PinSource::Prompt),
+                Err(error) => {
+                    checker.problem("trust.signing_key.pin_source", error.to_string());
+                    return None;
+                }
+            };
+            if table.object.is_none() && key_id.is_none() {
+                checker
+                    .problem("trust.signing_key", "expected object (the key's label) or id, found neither");
+                return None;
+            }
+            trust::Pkcs11KeyConfig {
+                module_path: PathBuf::from(&table.module_path),
+                token_label: table.token.clone(),
+                token_serial: table.serial.clone(),
+                key_label: table.object.clone(),
+                key_id,
+                pin_source,
+            }
+        }
+    };
+    if config.module_path.is_relative() {
+        config.module_path = base.join(&config.module_path);
+    }
+    if let trust::PinSource::File { path } = &mut config.pin_source
+        && path.is_relative()
+    {
+        *path = base.join(&*path);
+    }
+    Some(KeySource::Pkcs11(config))
 }
 
 fn check_sim_timing(raw: &RawProfile, checker: &mut Checker) -> SimTiming {

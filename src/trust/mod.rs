@@ -7,7 +7,8 @@
 //! Map: `key` (load, generate, write P-256 keys), `certificate` (parsed certificate with exact
 //! DER and fingerprint), `issue` (self-signed and CA-issued certificates through any [`Signer`]),
 //! `chain` (one-level chain checks, update-certificate warnings), `dev` (developer credentials
-//! compatible with `manifest-dev-tool init`), `error` ([`TrustError`]).
+//! compatible with `manifest-dev-tool init`), `pkcs11` (keys in hardware tokens, [`Pkcs11Signer`]),
+//! `error` ([`TrustError`]).
 //!
 //! **Invariant:** no device I/O and no database access here.
 
@@ -19,6 +20,7 @@ mod issue;
 mod key;
 mod oid;
 mod pem;
+mod pkcs11;
 mod signer;
 
 pub use certificate::{Certificate, key_matches_certificate};
@@ -30,4 +32,8 @@ pub use dev::{
 pub use error::TrustError;
 pub use issue::{CertificateRequest, issue_certificate, self_signed_certificate};
 pub use key::{generate_signing_key, load_signing_key, write_signing_key_pem};
+pub use pkcs11::{
+    PKCS11_URI_SCHEME, PinSource, Pkcs11Error, Pkcs11KeyConfig, Pkcs11KeyProtection, Pkcs11Signer,
+    is_pkcs11_uri,
+};
 pub use signer::{SignError, Signer, SoftwareSigner};
