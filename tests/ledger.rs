@@ -29,11 +29,7 @@ fn imprint(arguments: &[&str]) -> Output {
 }
 
 fn text(output: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
 }
 
 fn python_verifier() -> PathBuf {
@@ -47,9 +43,7 @@ fn python_verify(file: &Path, heads: &[String]) -> Output {
     for head in heads {
         command.args(["--head", head]);
     }
-    command
-        .output()
-        .expect("python3 is needed for the independent verifier (scripts/test installs it)")
+    command.output().expect("python3 is needed for the independent verifier (scripts/test installs it)")
 }
 
 fn time_at(seconds: u64) -> SystemTime {
@@ -57,11 +51,7 @@ fn time_at(seconds: u64) -> SystemTime {
 }
 
 fn counter_scheme() -> SerialScheme {
-    SerialScheme::Counter {
-        prefix: "SN".into(),
-        counter_width: 6,
-        first_value: 1,
-    }
+    SerialScheme::Counter { prefix: "SN".into(), counter_width: 6, first_value: 1 }
 }
 
 fn identity_request(chip_uid_hex: &str, policy: ReworkPolicy) -> IdentityRequest {
@@ -81,78 +71,40 @@ fn identity_request(chip_uid_hex: &str, policy: ReworkPolicy) -> IdentityRequest
 fn sample_run(index: u64, identity: Option<&UnitIdentity>) -> RunRecord {
     let started_at = time_at(1_790_000_000 + index * 60);
     let fails_at_flash = index % 5 == 2;
-    let step =
-        |ordinal: u64, name: &str, status: StepStatus, detail: serde_json::Value| StepRecord {
-            name: name.into(),
-            status,
-            started_at: started_at + Duration::from_millis(ordinal * 1000),
-            duration_ms: 100 + (index * 31 + ordinal * 7) % 400,
-            detail,
-        };
+    let step = |ordinal: u64, name: &str, status: StepStatus, detail: serde_json::Value| StepRecord {
+        name: name.into(),
+        status,
+        started_at: started_at + Duration::from_millis(ordinal * 1000),
+        duration_ms: 100 + (index * 31 + ordinal * 7) % 400,
+        detail,
+    };
     let (result, failing_step, reason, steps) = if identity.is_none() {
         (
             RunResult::Fail,
             Some("identify".to_owned()),
             Some("no answer from the debug port".to_owned()),
             vec![
-                step(
-                    0,
-                    "connect",
-                    StepStatus::Passed,
-                    serde_json::json!({"probe_khz": 4000}),
-                ),
-                step(
-                    1,
-                    "identify",
-                    StepStatus::Failed,
-                    serde_json::json!({"error": "timeout"}),
-                ),
+                step(0, "connect", StepStatus::Passed, serde_json::json!({"probe_khz": 4000})),
+                step(1, "identify", StepStatus::Failed, serde_json::json!({"error": "timeout"})),
             ],
         )
     } else {
-        let flash_status = if fails_at_flash {
-            StepStatus::Failed
-        } else {
-            StepStatus::Passed
-        };
-        let later = if fails_at_flash {
-            StepStatus::Skipped
-        } else {
-            StepStatus::Passed
-        };
+        let flash_status = if fails_at_flash { StepStatus::Failed } else { StepStatus::Passed };
+        let later = if fails_at_flash { StepStatus::Skipped } else { StepStatus::Passed };
         (
-            if fails_at_flash {
-                RunResult::Fail
-            } else {
-                RunResult::Pass
-            },
+            if fails_at_flash { RunResult::Fail } else { RunResult::Pass },
             fails_at_flash.then(|| "flash".to_owned()),
             fails_at_flash.then(|| "read-back differs at 0x08004000 — «sector 2»".to_owned()),
             vec![
-                step(
-                    0,
-                    "connect",
-                    StepStatus::Passed,
-                    serde_json::json!({"probe_khz": 4000}),
-                ),
-                step(
-                    1,
-                    "identify",
-                    StepStatus::Passed,
-                    serde_json::json!({"uid_bytes": 12}),
-                ),
+                step(0, "connect", StepStatus::Passed, serde_json::json!({"probe_khz": 4000})),
+                step(1, "identify", StepStatus::Passed, serde_json::json!({"uid_bytes": 12})),
                 step(
                     2,
                     "flash",
                     flash_status,
                     serde_json::json!({"bytes": 262_144, "rate_kib_s": 812.5, "address": 134_217_728u64}),
                 ),
-                step(
-                    3,
-                    "inject",
-                    later,
-                    serde_json::json!({"store_bytes": 1024, "ok": true, "note": null}),
-                ),
+                step(3, "inject", later, serde_json::json!({"store_bytes": 1024, "ok": true, "note": null})),
             ],
         )
     };
@@ -162,10 +114,7 @@ fn sample_run(index: u64, identity: Option<&UnitIdentity>) -> RunRecord {
         probe: format!("sim:{}", index % 4),
         profile_name: "demo".into(),
         profile_sha256: "AB".repeat(32),
-        image_sha256s: vec![
-            ("bootloader".into(), "cd".repeat(32)),
-            ("application".into(), "ef".repeat(32)),
-        ],
+        image_sha256s: vec![("bootloader".into(), "cd".repeat(32)), ("application".into(), "ef".repeat(32))],
         chip_uid_hex: identity.map(|identity| identity.chip_uid_hex.clone()),
         serial: identity.map(|identity| identity.serial.clone()),
         device_id: identity.map(|identity| identity.device_id),
@@ -207,26 +156,16 @@ fn build_ledger() -> Built {
     for index in 1..=RUN_COUNT {
         let identity = (index % 12 != 6).then(|| {
             ledger
-                .allocate_identity(&identity_request(
-                    &chip_of(index),
-                    ReworkPolicy::ReuseIdentity,
-                ))
+                .allocate_identity(&identity_request(&chip_of(index), ReworkPolicy::ReuseIdentity))
                 .unwrap()
                 .identity
         });
-        let receipt = ledger
-            .record_run(&sample_run(index, identity.as_ref()))
-            .unwrap();
+        let receipt = ledger.record_run(&sample_run(index, identity.as_ref())).unwrap();
         assert_eq!(receipt.station_sequence, index);
         serials.push(identity.map(|identity| identity.serial));
         record_hashes.push(hex::encode(receipt.record_hash));
     }
-    Built {
-        _directory: directory,
-        database,
-        serials,
-        record_hashes,
-    }
+    Built { _directory: directory, database, serials, record_hashes }
 }
 
 /// What `verify` must say.
@@ -243,53 +182,27 @@ enum Expect {
 }
 
 const fn tampered(sequence: u64, reason: &'static str) -> Expect {
-    Expect::Tampered {
-        sequence: Some(sequence),
-        reason,
-        names_serial: true,
-    }
+    Expect::Tampered { sequence: Some(sequence), reason, names_serial: true }
 }
 
 const fn tampered_at_end(sequence: Option<u64>, reason: &'static str) -> Expect {
-    Expect::Tampered {
-        sequence,
-        reason,
-        names_serial: false,
-    }
+    Expect::Tampered { sequence, reason, names_serial: false }
 }
 
 fn check_verify_output(case: &str, output: &Output, expect: Expect, built: &Built) {
     let printed = text(output);
     match expect {
         Expect::Intact => {
-            assert_eq!(
-                output.status.code(),
-                Some(0),
-                "{case}: expected intact:\n{printed}"
-            );
+            assert_eq!(output.status.code(), Some(0), "{case}: expected intact:\n{printed}");
             assert!(printed.starts_with("ok: "), "{case}:\n{printed}");
         }
-        Expect::Tampered {
-            sequence,
-            reason,
-            names_serial,
-        } => {
-            assert_eq!(
-                output.status.code(),
-                Some(1),
-                "{case}: expected tampering:\n{printed}"
-            );
+        Expect::Tampered { sequence, reason, names_serial } => {
+            assert_eq!(output.status.code(), Some(1), "{case}: expected tampering:\n{printed}");
             assert!(printed.contains("TAMPERED"), "{case}:\n{printed}");
-            assert!(
-                printed.contains(reason),
-                "{case}: expected {reason:?} in:\n{printed}"
-            );
+            assert!(printed.contains(reason), "{case}: expected {reason:?} in:\n{printed}");
             if let Some(sequence) = sequence {
                 let named = format!("station \"{STATION}\" sequence {sequence}");
-                assert!(
-                    printed.contains(&named),
-                    "{case}: expected {named:?} in:\n{printed}"
-                );
+                assert!(printed.contains(&named), "{case}: expected {named:?} in:\n{printed}");
                 if names_serial && let Some(serial) = &built.serials[sequence as usize] {
                     assert!(
                         printed.contains(&format!("(serial {serial})")),
@@ -342,15 +255,8 @@ fn delete_runs(connection: &Connection, condition: &str) {
 fn exported_run(database: &Path, sequence: u64) -> RecordedRun {
     let ledger = Ledger::open_read_only(database).unwrap();
     let mut out = Vec::new();
-    ledger
-        .export(ExportFormat::Jsonl, &ExportFilter::default(), &mut out)
-        .unwrap();
-    let line = String::from_utf8(out)
-        .unwrap()
-        .lines()
-        .nth(sequence as usize)
-        .unwrap()
-        .to_owned();
+    ledger.export(ExportFormat::Jsonl, &ExportFilter::default(), &mut out).unwrap();
+    let line = String::from_utf8(out).unwrap().lines().nth(sequence as usize).unwrap().to_owned();
     serde_json::from_str(&line).unwrap()
 }
 
@@ -410,12 +316,7 @@ fn database_tampering_is_detected_and_named() {
     check_database_tamper(
         "edit the shared profile row (an image digest)",
         |connection, _| {
-            connection
-                .execute(
-                    "UPDATE profiles SET images = replace(images, 'cdcd', 'cdce')",
-                    [],
-                )
-                .unwrap();
+            connection.execute("UPDATE profiles SET images = replace(images, 'cdcd', 'cdce')", []).unwrap();
         },
         no_heads,
         tampered(1, "hash mismatch"),
@@ -494,9 +395,7 @@ fn database_tampering_is_detected_and_named() {
     check_database_tamper(
         "rewrite the recorded head",
         |connection, _| {
-            connection
-                .execute("UPDATE stations SET head_hash = zeroblob(32)", [])
-                .unwrap();
+            connection.execute("UPDATE stations SET head_hash = zeroblob(32)", []).unwrap();
         },
         no_heads,
         tampered_at_end(Some(RUN_COUNT), "head mismatch"),
@@ -524,21 +423,14 @@ impl ExportLines {
         if format == Format::Json {
             assert_eq!(lines.first().map(String::as_str), Some("["));
             assert_eq!(lines.last().map(String::as_str), Some("]"));
-            lines = lines[1..lines.len() - 1]
-                .iter()
-                .map(|line| line.trim_end_matches(',').to_owned())
-                .collect();
+            lines =
+                lines[1..lines.len() - 1].iter().map(|line| line.trim_end_matches(',').to_owned()).collect();
         }
         let header_lines = if format == Format::Csv { 2 } else { 1 };
         let trailer = lines.pop();
         let runs = lines.split_off(header_lines);
         assert_eq!(runs.len() as u64, RUN_COUNT);
-        ExportLines {
-            format,
-            header: lines,
-            runs,
-            trailer,
-        }
+        ExportLines { format, header: lines, runs, trailer }
     }
 
     fn render(&self) -> String {
@@ -553,10 +445,7 @@ impl ExportLines {
 
     fn edit(&mut self, sequence: u64, from: &str, to: &str) {
         let line = &mut self.runs[sequence as usize - 1];
-        assert!(
-            line.contains(from),
-            "{from:?} not in run {sequence}: {line}"
-        );
+        assert!(line.contains(from), "{from:?} not in run {sequence}: {line}");
         *line = line.replacen(from, to, 1);
     }
 
@@ -603,17 +492,10 @@ fn check_export_tamper(
             "--format",
             format_argument,
         ]);
-        assert!(
-            export.status.success(),
-            "{case}: export failed: {}",
-            text(&export)
-        );
+        assert!(export.status.success(), "{case}: export failed: {}", text(&export));
         let mut lines = ExportLines::parse(format, &String::from_utf8(export.stdout).unwrap());
         tamper(&mut lines);
-        let file = built
-            ._directory
-            .path()
-            .join(format!("export.{format_argument}"));
+        let file = built._directory.path().join(format!("export.{format_argument}"));
         std::fs::write(&file, lines.render()).unwrap();
 
         let mut arguments = vec!["log", "verify", file.to_str().unwrap()];
@@ -642,13 +524,7 @@ fn export_tampering_is_detected_and_named() {
     let no_heads: &[String] = &[];
     let head = std::slice::from_ref(&built.record_hashes[RUN_COUNT as usize]);
     check_export_tamper("untouched", &built, |_| {}, no_heads, Expect::Intact);
-    check_export_tamper(
-        "untouched, with its head",
-        &built,
-        |_| {},
-        head,
-        Expect::Intact,
-    );
+    check_export_tamper("untouched, with its head", &built, |_| {}, head, Expect::Intact);
     let serial_17 = built.serials[17].clone().unwrap();
     check_export_tamper(
         "edit a serial",
@@ -743,9 +619,7 @@ fn filtered_exports_select_runs_and_still_verify() {
     let database = built.database.to_str().unwrap();
     let directory = built._directory.path();
     // (arguments, expected number of runs)
-    let failed_runs = (1..=RUN_COUNT)
-        .filter(|index| index % 5 == 2 || index % 12 == 6)
-        .count();
+    let failed_runs = (1..=RUN_COUNT).filter(|index| index % 5 == 2 || index % 12 == 6).count();
     let cases: &[(&[&str], usize)] = &[
         (&[], RUN_COUNT as usize),
         (&["--result", "fail"], failed_runs),
@@ -754,33 +628,15 @@ fn filtered_exports_select_runs_and_still_verify() {
         (&["--profile", "other"], 0),
         // Run i starts at 1_790_000_000 + 60 i seconds: run 10 at 2026-09-21T14:23:20Z, run 15
         // at 14:28:20Z (Python: datetime.fromtimestamp(1790000600, timezone.utc)).
-        (
-            &["--since", "2026-09-21T14:23:20Z"],
-            (RUN_COUNT - 9) as usize,
-        ),
+        (&["--since", "2026-09-21T14:23:20Z"], (RUN_COUNT - 9) as usize),
         (&["--until", "2026-09-21T14:23:20Z"], 9),
-        (
-            &[
-                "--since",
-                "2026-09-21T16:23:20+02:00",
-                "--until",
-                "2026-09-21T14:28:20.000Z",
-            ],
-            5,
-        ),
+        (&["--since", "2026-09-21T16:23:20+02:00", "--until", "2026-09-21T14:28:20.000Z"], 5),
         (&["--since", "2026-09-22"], 0),
         (&["--until", "2026-09-21"], RUN_COUNT as usize),
     ];
     for (index, (filter, expected_runs)) in cases.iter().enumerate() {
         let file = directory.join(format!("filtered-{index}.jsonl"));
-        let mut arguments = vec![
-            "log",
-            "export",
-            "--db",
-            database,
-            "-o",
-            file.to_str().unwrap(),
-        ];
+        let mut arguments = vec!["log", "export", "--db", database, "-o", file.to_str().unwrap()];
         arguments.extend_from_slice(filter);
         let output = imprint(&arguments);
         assert!(output.status.success(), "{filter:?}: {}", text(&output));
@@ -793,19 +649,9 @@ fn filtered_exports_select_runs_and_still_verify() {
             .env("IMPRINT_DB", "/nonexistent/ledger.db")
             .output()
             .unwrap();
-        assert_eq!(
-            verified.status.code(),
-            Some(0),
-            "{filter:?}: {}",
-            text(&verified)
-        );
+        assert_eq!(verified.status.code(), Some(0), "{filter:?}: {}", text(&verified));
         let python = python_verify(&file, &[]);
-        assert_eq!(
-            python.status.code(),
-            Some(0),
-            "{filter:?}: {}",
-            text(&python)
-        );
+        assert_eq!(python.status.code(), Some(0), "{filter:?}: {}", text(&python));
     }
     let bad_time = imprint(&["log", "export", "--db", database, "--since", "yesterday"]);
     assert_eq!(bad_time.status.code(), Some(2), "{}", text(&bad_time));
@@ -818,62 +664,35 @@ fn show_and_stats_report_units_and_runs() {
     let ledger = Ledger::open(&built.database).unwrap();
     // Rework chip 3 with a new identity, and run it again: it now has a retired serial.
     let old_serial = built.serials[3].clone().unwrap();
-    let reworked = ledger
-        .allocate_identity(&identity_request(&chip_of(3), ReworkPolicy::IssueNew))
-        .unwrap();
-    ledger
-        .record_run(&sample_run(100, Some(&reworked.identity)))
-        .unwrap();
+    let reworked = ledger.allocate_identity(&identity_request(&chip_of(3), ReworkPolicy::IssueNew)).unwrap();
+    ledger.record_run(&sample_run(100, Some(&reworked.identity))).unwrap();
     drop(ledger);
     let database = built.database.to_str().unwrap();
 
-    for key in [
-        old_serial.clone(),
-        reworked.identity.serial.clone(),
-        chip_of(3),
-        chip_of(3).to_uppercase(),
-    ] {
+    for key in [old_serial.clone(), reworked.identity.serial.clone(), chip_of(3), chip_of(3).to_uppercase()] {
         let output = imprint(&["log", "show", "--db", database, &key, "--json"]);
         assert!(output.status.success(), "{key}: {}", text(&output));
         let history: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
         assert_eq!(history["chip_uid"], chip_of(3), "{key}");
-        assert_eq!(
-            history["current"]["serial"],
-            reworked.identity.serial.as_str()
-        );
+        assert_eq!(history["current"]["serial"], reworked.identity.serial.as_str());
         assert_eq!(history["retired"][0]["serial"], old_serial.as_str());
-        assert_eq!(
-            history["retired"][0]["replaced_by_serial"],
-            reworked.identity.serial.as_str()
-        );
+        assert_eq!(history["retired"][0]["replaced_by_serial"], reworked.identity.serial.as_str());
         assert_eq!(history["runs"].as_array().unwrap().len(), 2, "{key}");
         assert_eq!(history["runs"][0]["steps"].as_array().unwrap().len(), 4);
     }
     let shown = imprint(&["log", "show", "--db", database, &old_serial]);
     let printed = text(&shown);
-    assert!(
-        printed.contains("retired:") && printed.contains("flash"),
-        "{printed}"
-    );
+    assert!(printed.contains("retired:") && printed.contains("flash"), "{printed}");
     // A serial the ledger never issued is bad input.
     let unidentified = imprint(&["log", "show", "--db", database, "SN424242"]);
-    assert_eq!(
-        unidentified.status.code(),
-        Some(2),
-        "{}",
-        text(&unidentified)
-    );
+    assert_eq!(unidentified.status.code(), Some(2), "{}", text(&unidentified));
 
     let output = imprint(&["log", "stats", "--db", database, "--json"]);
     assert!(output.status.success(), "{}", text(&output));
     let stats: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let identified = (1..=RUN_COUNT).filter(|index| index % 12 != 6).count() as u64;
-    let failed = (1..=RUN_COUNT)
-        .filter(|index| index % 5 == 2 || index % 12 == 6)
-        .count() as u64;
-    let first_time_passes = (1..=RUN_COUNT)
-        .filter(|index| index % 12 != 6 && index % 5 != 2)
-        .count() as u64;
+    let failed = (1..=RUN_COUNT).filter(|index| index % 5 == 2 || index % 12 == 6).count() as u64;
+    let first_time_passes = (1..=RUN_COUNT).filter(|index| index % 12 != 6 && index % 5 != 2).count() as u64;
     assert_eq!(stats["units"], identified);
     assert_eq!(stats["retired_identities"], 1);
     assert_eq!(stats["runs"], RUN_COUNT + 1);
@@ -883,27 +702,15 @@ fn show_and_stats_report_units_and_runs() {
     assert_eq!(stats["chips_tested"], identified);
     assert_eq!(stats["chips_passed_first_time"], first_time_passes);
     let steps = stats["steps"].as_array().unwrap();
-    let names: Vec<&str> = steps
-        .iter()
-        .map(|step| step["name"].as_str().unwrap())
-        .collect();
+    let names: Vec<&str> = steps.iter().map(|step| step["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["connect", "identify", "flash", "inject"]);
     // The median of connect durations, computed here independently.
-    let mut connect_durations: Vec<u64> = (1..=RUN_COUNT)
-        .chain([100])
-        .map(|index| 100 + (index * 31) % 400)
-        .collect();
+    let mut connect_durations: Vec<u64> =
+        (1..=RUN_COUNT).chain([100]).map(|index| 100 + (index * 31) % 400).collect();
     connect_durations.sort();
-    assert_eq!(
-        steps[0]["median_duration_ms"],
-        connect_durations[(connect_durations.len() - 1) / 2]
-    );
+    assert_eq!(steps[0]["median_duration_ms"], connect_durations[(connect_durations.len() - 1) / 2]);
     let human = imprint(&["log", "stats", "--db", database]);
-    assert!(
-        text(&human).contains("first-pass yield"),
-        "{}",
-        text(&human)
-    );
+    assert!(text(&human).contains("first-pass yield"), "{}", text(&human));
 }
 
 #[test]
@@ -914,42 +721,20 @@ fn bad_input_exits_2_and_writes_nothing() {
     let cases: &[(&[&str], &str)] = &[
         (&["log", "verify", "--db", missing], "does not exist"),
         (&["log", "stats", "--db", missing], "does not exist"),
-        (
-            &["log", "verify", "--db", missing, "--head", "xyz"],
-            "--head",
-        ),
-        (
-            &["log", "verify", "/nonexistent/export.jsonl"],
-            "export.jsonl",
-        ),
+        (&["log", "verify", "--db", missing, "--head", "xyz"], "--head"),
+        (&["log", "verify", "/nonexistent/export.jsonl"], "export.jsonl"),
     ];
     for (arguments, expected) in cases {
         let output = imprint(arguments);
-        assert_eq!(
-            output.status.code(),
-            Some(2),
-            "{arguments:?}: {}",
-            text(&output)
-        );
-        assert!(
-            text(&output).contains(expected),
-            "{arguments:?}: {}",
-            text(&output)
-        );
+        assert_eq!(output.status.code(), Some(2), "{arguments:?}: {}", text(&output));
+        assert!(text(&output).contains(expected), "{arguments:?}: {}", text(&output));
     }
-    assert!(
-        !Path::new(missing).exists(),
-        "a read command created the ledger"
-    );
+    assert!(!Path::new(missing).exists(), "a read command created the ledger");
     let not_an_export = directory.path().join("notes.txt");
     std::fs::write(&not_an_export, "hello\n").unwrap();
     let output = imprint(&["log", "verify", not_an_export.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(2), "{}", text(&output));
-    assert!(
-        text(&output).contains("not an imprint ledger export"),
-        "{}",
-        text(&output)
-    );
+    assert!(text(&output).contains("not an imprint ledger export"), "{}", text(&output));
 }
 
 /// Runs `sqlite3 DATABASE SQL` and returns its output; fails loudly if sqlite3 is missing.
@@ -966,9 +751,7 @@ fn sqlite3(database: &Path, sql: &str) -> String {
 /// Tables and their columns as docs/ledger.md documents them (`### \`table\`` headings under
 /// `## Tables`, one `| \`column\` |` row per column).
 fn documented_schema() -> BTreeMap<String, Vec<String>> {
-    let docs =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/ledger.md"))
-            .unwrap();
+    let docs = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/ledger.md")).unwrap();
     let mut tables = BTreeMap::new();
     let mut in_tables = false;
     let mut current: Option<String> = None;
@@ -1008,32 +791,19 @@ fn the_file_is_ordinary_sqlite_matching_the_docs() {
     .lines()
     {
         let (table, column) = line.split_once('|').unwrap();
-        actual
-            .entry(table.to_owned())
-            .or_default()
-            .push(column.to_owned());
+        actual.entry(table.to_owned()).or_default().push(column.to_owned());
     }
     let documented = documented_schema();
     assert_eq!(documented.len(), 8, "docs/ledger.md tables: {documented:?}");
-    assert_eq!(
-        actual, documented,
-        "sqlite3 schema (left) vs docs/ledger.md (right)"
-    );
+    assert_eq!(actual, documented, "sqlite3 schema (left) vs docs/ledger.md (right)");
     // The shell sees the same runs the library wrote.
-    assert_eq!(
-        sqlite3(database, "SELECT count(*) FROM runs").trim(),
-        RUN_COUNT.to_string()
-    );
+    assert_eq!(sqlite3(database, "SELECT count(*) FROM runs").trim(), RUN_COUNT.to_string());
 }
 
 /// One allocation outcome to check.
 #[derive(Debug)]
 enum Outcome {
-    Issued {
-        serial: &'static str,
-        is_rework: bool,
-        retired: Option<&'static str>,
-    },
+    Issued { serial: &'static str, is_rework: bool, retired: Option<&'static str> },
     Refused(&'static str),
 }
 
@@ -1055,14 +825,7 @@ fn check_allocation(ledger: &Ledger, case: &str, request: &IdentityRequest, expe
     let before = snapshot();
     let outcome = ledger.allocate_identity(request);
     match (outcome, expected) {
-        (
-            Ok(allocated),
-            Outcome::Issued {
-                serial,
-                is_rework,
-                retired,
-            },
-        ) => {
+        (Ok(allocated), Outcome::Issued { serial, is_rework, retired }) => {
             assert_eq!(allocated.identity.serial, serial, "{case}");
             assert_eq!(allocated.is_rework, is_rework, "{case}");
             assert_eq!(allocated.retired_serial.as_deref(), retired, "{case}");
@@ -1073,15 +836,8 @@ fn check_allocation(ledger: &Ledger, case: &str, request: &IdentityRequest, expe
             );
         }
         (Err(error), Outcome::Refused(message)) => {
-            assert!(
-                error.to_string().contains(message),
-                "{case}: expected {message:?} in {error}"
-            );
-            assert_eq!(
-                snapshot(),
-                before,
-                "{case}: a refused allocation changed the ledger"
-            );
+            assert!(error.to_string().contains(message), "{case}: expected {message:?} in {error}");
+            assert_eq!(snapshot(), before, "{case}: a refused allocation changed the ledger");
         }
         (outcome, expected) => panic!("{case}: expected {expected:?}, got {outcome:?}"),
     }
@@ -1096,38 +852,22 @@ fn allocation_follows_the_rework_policy_and_never_reissues_a_serial() {
         change(&mut request);
         request
     };
-    let narrow = SerialScheme::Counter {
-        prefix: "N".into(),
-        counter_width: 2,
-        first_value: 98,
-    };
+    let narrow = SerialScheme::Counter { prefix: "N".into(), counter_width: 2, first_value: 98 };
     let cases: Vec<(&str, IdentityRequest, Outcome)> = vec![
         (
             "new chip",
             request("AA01", ReworkPolicy::ReuseIdentity),
-            Outcome::Issued {
-                serial: "SN000001",
-                is_rework: false,
-                retired: None,
-            },
+            Outcome::Issued { serial: "SN000001", is_rework: false, retired: None },
         ),
         (
             "second chip",
             request("aa02", ReworkPolicy::ReuseIdentity),
-            Outcome::Issued {
-                serial: "SN000002",
-                is_rework: false,
-                retired: None,
-            },
+            Outcome::Issued { serial: "SN000002", is_rework: false, retired: None },
         ),
         (
             "rework, reuse identity",
             request("aa01", ReworkPolicy::ReuseIdentity),
-            Outcome::Issued {
-                serial: "SN000001",
-                is_rework: true,
-                retired: None,
-            },
+            Outcome::Issued { serial: "SN000001", is_rework: true, retired: None },
         ),
         (
             "rework, refuse",
@@ -1136,28 +876,18 @@ fn allocation_follows_the_rework_policy_and_never_reissues_a_serial() {
         ),
         (
             "rework, reuse under another profile",
-            with(request("aa01", ReworkPolicy::ReuseIdentity), &|r| {
-                r.profile_name = "other".into()
-            }),
+            with(request("aa01", ReworkPolicy::ReuseIdentity), &|r| r.profile_name = "other".into()),
             Outcome::Refused("needs rework policy issue-new"),
         ),
         (
             "rework, issue new (same derived device id)",
             request("aa01", ReworkPolicy::IssueNew),
-            Outcome::Issued {
-                serial: "SN000003",
-                is_rework: true,
-                retired: Some("SN000001"),
-            },
+            Outcome::Issued { serial: "SN000003", is_rework: true, retired: Some("SN000001") },
         ),
         (
             "rework again, issue new",
             request("aa01", ReworkPolicy::IssueNew),
-            Outcome::Issued {
-                serial: "SN000004",
-                is_rework: true,
-                retired: Some("SN000003"),
-            },
+            Outcome::Issued { serial: "SN000004", is_rework: true, retired: Some("SN000003") },
         ),
         (
             "issue new with another chip's device id",
@@ -1169,11 +899,7 @@ fn allocation_follows_the_rework_policy_and_never_reissues_a_serial() {
         (
             "after the refusal the counter did not move",
             request("aa03", ReworkPolicy::ReuseIdentity),
-            Outcome::Issued {
-                serial: "SN000005",
-                is_rework: false,
-                retired: None,
-            },
+            Outcome::Issued { serial: "SN000005", is_rework: false, retired: None },
         ),
         (
             "a new chip with another chip's device id",
@@ -1188,11 +914,7 @@ fn allocation_follows_the_rework_policy_and_never_reissues_a_serial() {
                 r.serial_scheme = SerialScheme::Scanned;
                 r.scanned_serial = Some("LBL-7".into());
             }),
-            Outcome::Issued {
-                serial: "LBL-7",
-                is_rework: false,
-                retired: None,
-            },
+            Outcome::Issued { serial: "LBL-7", is_rework: false, retired: None },
         ),
         (
             "scanned serial already issued",
@@ -1212,16 +934,12 @@ fn allocation_follows_the_rework_policy_and_never_reissues_a_serial() {
         ),
         (
             "scanned scheme without a scan",
-            with(request("aa06", ReworkPolicy::ReuseIdentity), &|r| {
-                r.serial_scheme = SerialScheme::Scanned
-            }),
+            with(request("aa06", ReworkPolicy::ReuseIdentity), &|r| r.serial_scheme = SerialScheme::Scanned),
             Outcome::Refused("invalid scanned_serial"),
         ),
         (
             "counter scheme with a scan",
-            with(request("aa06", ReworkPolicy::ReuseIdentity), &|r| {
-                r.scanned_serial = Some("X1".into())
-            }),
+            with(request("aa06", ReworkPolicy::ReuseIdentity), &|r| r.scanned_serial = Some("X1".into())),
             Outcome::Refused("invalid scanned_serial"),
         ),
         (
@@ -1231,34 +949,18 @@ fn allocation_follows_the_rework_policy_and_never_reissues_a_serial() {
         ),
         (
             "narrow counter, first value",
-            with(request("bb01", ReworkPolicy::ReuseIdentity), &|r| {
-                r.serial_scheme = narrow.clone()
-            }),
-            Outcome::Issued {
-                serial: "N98",
-                is_rework: false,
-                retired: None,
-            },
+            with(request("bb01", ReworkPolicy::ReuseIdentity), &|r| r.serial_scheme = narrow.clone()),
+            Outcome::Issued { serial: "N98", is_rework: false, retired: None },
         ),
         (
             "narrow counter, last value",
-            with(request("bb02", ReworkPolicy::ReuseIdentity), &|r| {
-                r.serial_scheme = narrow.clone()
-            }),
-            Outcome::Issued {
-                serial: "N99",
-                is_rework: false,
-                retired: None,
-            },
+            with(request("bb02", ReworkPolicy::ReuseIdentity), &|r| r.serial_scheme = narrow.clone()),
+            Outcome::Issued { serial: "N99", is_rework: false, retired: None },
         ),
         (
             "narrow counter overflows its width",
-            with(request("bb03", ReworkPolicy::ReuseIdentity), &|r| {
-                r.serial_scheme = narrow.clone()
-            }),
-            Outcome::Refused(
-                "serial counter \"N\" is exhausted: value 100 does not fit in 2 digits",
-            ),
+            with(request("bb03", ReworkPolicy::ReuseIdentity), &|r| r.serial_scheme = narrow.clone()),
+            Outcome::Refused("serial counter \"N\" is exhausted: value 100 does not fit in 2 digits"),
         ),
     ];
     for (case, request, expected) in cases {
@@ -1281,11 +983,7 @@ fn allocation_follows_the_rework_policy_and_never_reissues_a_serial() {
         &reopened,
         "after reopening",
         &request("aa07", ReworkPolicy::ReuseIdentity),
-        Outcome::Issued {
-            serial: "SN000006",
-            is_rework: false,
-            retired: None,
-        },
+        Outcome::Issued { serial: "SN000006", is_rework: false, retired: None },
     );
 }
 
@@ -1319,49 +1017,30 @@ fn check_concurrent_allocation(separate_handles: bool) {
     let ledger = Ledger::open(&path).unwrap();
     let threads: Vec<_> = (0..THREADS)
         .map(|thread| {
-            let ledger = if separate_handles {
-                Ledger::open(&path).unwrap()
-            } else {
-                ledger.clone()
-            };
+            let ledger = if separate_handles { Ledger::open(&path).unwrap() } else { ledger.clone() };
             std::thread::spawn(move || {
                 (0..PER_THREAD)
                     .map(|index| {
                         let chip = format!("{thread:02x}{index:04x}");
                         let allocated = ledger
-                            .allocate_identity(&identity_request(
-                                &chip,
-                                ReworkPolicy::ReuseIdentity,
-                            ))
+                            .allocate_identity(&identity_request(&chip, ReworkPolicy::ReuseIdentity))
                             .unwrap();
-                        let receipt = ledger
-                            .record_run(&sample_run(index + 1, Some(&allocated.identity)))
-                            .unwrap();
+                        let receipt =
+                            ledger.record_run(&sample_run(index + 1, Some(&allocated.identity))).unwrap();
                         (allocated.identity.serial, receipt.station_sequence)
                     })
                     .collect::<Vec<_>>()
             })
         })
         .collect();
-    let results: Vec<(String, u64)> = threads
-        .into_iter()
-        .flat_map(|thread| thread.join().unwrap())
-        .collect();
+    let results: Vec<(String, u64)> = threads.into_iter().flat_map(|thread| thread.join().unwrap()).collect();
     let serials: BTreeSet<&String> = results.iter().map(|(serial, _)| serial).collect();
     let total = THREADS * PER_THREAD;
     assert_eq!(serials.len() as u64, total, "a serial was issued twice");
     let expected: BTreeSet<String> = (1..=total).map(|value| format!("SN{value:06}")).collect();
-    assert_eq!(
-        serials,
-        expected.iter().collect(),
-        "serials are not 1..={total}"
-    );
+    assert_eq!(serials, expected.iter().collect(), "serials are not 1..={total}");
     let sequences: BTreeSet<u64> = results.iter().map(|(_, sequence)| *sequence).collect();
-    assert_eq!(
-        sequences,
-        (1..=total).collect(),
-        "station sequences have gaps or repeats"
-    );
+    assert_eq!(sequences, (1..=total).collect(), "station sequences have gaps or repeats");
     let report = ledger.verify(&Default::default()).unwrap();
     assert!(report.is_intact(), "{:?}", report.problem);
     assert_eq!(report.records_checked, total);
@@ -1390,9 +1069,7 @@ fn a_killed_process_loses_nothing_it_committed() {
                     ReworkPolicy::ReuseIdentity,
                 ))
                 .unwrap();
-            ledger
-                .record_run(&sample_run(index, Some(&allocated.identity)))
-                .unwrap();
+            ledger.record_run(&sample_run(index, Some(&allocated.identity))).unwrap();
             println!("committed {}", allocated.identity.serial);
         }
         return;
@@ -1400,12 +1077,7 @@ fn a_killed_process_loses_nothing_it_committed() {
     let directory = tempfile::tempdir().unwrap();
     let database = directory.path().join("ledger.db");
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "a_killed_process_loses_nothing_it_committed",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .args(["a_killed_process_loses_nothing_it_committed", "--exact", "--nocapture", "--test-threads=1"])
         .env(CRASH_CHILD_VARIABLE, &database)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -1423,9 +1095,7 @@ fn a_killed_process_loses_nothing_it_committed() {
     child.wait().unwrap();
     // Serials the child printed between our last read and the kill are committed too.
     committed.extend(
-        lines
-            .map_while(Result::ok)
-            .filter_map(|line| line.strip_prefix("committed ").map(str::to_owned)),
+        lines.map_while(Result::ok).filter_map(|line| line.strip_prefix("committed ").map(str::to_owned)),
     );
 
     assert_eq!(sqlite3(&database, "PRAGMA integrity_check").trim(), "ok");
@@ -1440,39 +1110,18 @@ fn a_killed_process_loses_nothing_it_committed() {
         .collect::<Result<_, _>>()
         .unwrap();
     for serial in &committed {
-        assert!(
-            units.contains(serial),
-            "committed serial {serial} is missing"
-        );
+        assert!(units.contains(serial), "committed serial {serial} is missing");
     }
     let next_value: i64 = connection
-        .query_row(
-            "SELECT next_value FROM serial_counters WHERE prefix = 'SN'",
-            [],
-            |row| row.get(0),
-        )
+        .query_row("SELECT next_value FROM serial_counters WHERE prefix = 'SN'", [], |row| row.get(0))
         .unwrap();
-    assert!(
-        units.len() < 100_000,
-        "the child finished before it was killed"
-    );
-    assert_eq!(
-        next_value as usize,
-        units.len() + 1,
-        "a serial was burnt or reused"
-    );
-    let runs: usize = connection
-        .query_row("SELECT count(*) FROM runs", [], |row| row.get::<_, i64>(0))
-        .unwrap() as usize;
-    assert!(
-        runs == units.len() || runs + 1 == units.len(),
-        "runs {runs}, units {}",
-        units.len()
-    );
+    assert!(units.len() < 100_000, "the child finished before it was killed");
+    assert_eq!(next_value as usize, units.len() + 1, "a serial was burnt or reused");
+    let runs: usize =
+        connection.query_row("SELECT count(*) FROM runs", [], |row| row.get::<_, i64>(0)).unwrap() as usize;
+    assert!(runs == units.len() || runs + 1 == units.len(), "runs {runs}, units {}", units.len());
     // The station carries on where it stopped.
-    let next = ledger
-        .allocate_identity(&identity_request("beef0001", ReworkPolicy::ReuseIdentity))
-        .unwrap();
+    let next = ledger.allocate_identity(&identity_request("beef0001", ReworkPolicy::ReuseIdentity)).unwrap();
     assert_eq!(next.identity.serial, format!("SN{:06}", units.len() + 1));
 }
 
@@ -1501,9 +1150,7 @@ fn a_committed_golden_export_still_verifies_and_hashes_the_same() {
         let built = build_ledger();
         let ledger = Ledger::open_read_only(&built.database).unwrap();
         let mut file = std::fs::File::create(&golden).unwrap();
-        ledger
-            .export(ExportFormat::Jsonl, &ExportFilter::default(), &mut file)
-            .unwrap();
+        ledger.export(ExportFormat::Jsonl, &ExportFilter::default(), &mut file).unwrap();
     }
     let output = imprint(&["log", "verify", golden.to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));

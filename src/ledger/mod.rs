@@ -48,23 +48,21 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use rusqlite::{Connection, TransactionBehavior};
 
 pub use canonical::{
-    GENESIS_HASH, RUN_ENCODING, RecordedImage, RecordedRun, RecordedStep, canonical_json,
-    chain_hash, ecmascript_number, format_timestamp, parse_hash_hex, parse_time_bound,
+    GENESIS_HASH, RUN_ENCODING, RecordedImage, RecordedRun, RecordedStep, canonical_json, chain_hash,
+    ecmascript_number, format_timestamp, parse_hash_hex, parse_time_bound,
 };
 pub use error::LedgerError;
 pub use export::{
-    CSV_COLUMNS, ChainHead, EXPORT_FORMAT_VERSION, ExportFilter, ExportFormat, ExportHeader,
-    ExportSummary, ExportTrailer,
+    CSV_COLUMNS, ChainHead, EXPORT_FORMAT_VERSION, ExportFilter, ExportFormat, ExportHeader, ExportSummary,
+    ExportTrailer,
 };
 pub use model::{
-    AllocatedIdentity, IdentityRequest, ReworkPolicy, RunReceipt, RunRecord, RunResult,
-    SerialScheme, StepRecord, StepStatus, UnitIdentity,
+    AllocatedIdentity, IdentityRequest, ReworkPolicy, RunReceipt, RunRecord, RunResult, SerialScheme,
+    StepRecord, StepStatus, UnitIdentity,
 };
 pub use query::{LedgerStats, RetiredIdentity, StepStats, UnitHistory, UnitRow};
 pub use schema::{BUSY_TIMEOUT, current_version as schema_version};
-pub use verify::{
-    ChainProblem, HeadMatch, ProblemKind, VerifyOptions, VerifyReport, verify_export_file,
-};
+pub use verify::{ChainProblem, HeadMatch, ProblemKind, VerifyOptions, VerifyReport, verify_export_file};
 
 // The station hands clones of one `Ledger` to a worker thread per slot.
 const _: () = {
@@ -102,14 +100,9 @@ impl Ledger {
     /// Opens the ledger read-write, creating the file (and its directory) and migrating the
     /// schema as needed.
     pub fn open(path: &Path) -> Result<Ledger, LedgerError> {
-        if let Some(directory) = path
-            .parent()
-            .filter(|parent| !parent.as_os_str().is_empty())
-        {
-            std::fs::create_dir_all(directory).map_err(|source| LedgerError::CreateDirectory {
-                path: directory.to_owned(),
-                source,
-            })?;
+        if let Some(directory) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+            std::fs::create_dir_all(directory)
+                .map_err(|source| LedgerError::CreateDirectory { path: directory.to_owned(), source })?;
         }
         let writer = schema::open_writer(path)?;
         Ok(Ledger {
@@ -156,10 +149,7 @@ impl Ledger {
     /// Gives the chip on the fixture its identity, in one transaction (see the module docs):
     /// rework check by policy, next serial from the counter (or the scanned one), unit row,
     /// and for [`ReworkPolicy::IssueNew`] the retired identity in `identity_history`.
-    pub fn allocate_identity(
-        &self,
-        request: &IdentityRequest,
-    ) -> Result<AllocatedIdentity, LedgerError> {
+    pub fn allocate_identity(&self, request: &IdentityRequest) -> Result<AllocatedIdentity, LedgerError> {
         let allocated = self.write("allocating an identity", |transaction, path| {
             write::allocate_identity(transaction, path, request)
         })?;
@@ -176,9 +166,8 @@ impl Ledger {
     /// Commits one run with its steps as the next link of its station's chain; returns after
     /// the commit is on disk.
     pub fn record_run(&self, run: &RunRecord) -> Result<RunReceipt, LedgerError> {
-        let receipt = self.write("recording a run", |transaction, path| {
-            write::record_run(transaction, path, run)
-        })?;
+        let receipt =
+            self.write("recording a run", |transaction, path| write::record_run(transaction, path, run))?;
         tracing::debug!(
             station = %run.station,
             station_sequence = receipt.station_sequence,
@@ -193,9 +182,7 @@ impl Ledger {
     /// Commits many runs in one transaction (all or none), in order.
     pub fn record_runs(&self, runs: &[RunRecord]) -> Result<Vec<RunReceipt>, LedgerError> {
         self.write("recording runs", |transaction, path| {
-            runs.iter()
-                .map(|run| write::record_run(transaction, path, run))
-                .collect()
+            runs.iter().map(|run| write::record_run(transaction, path, run)).collect()
         })
     }
 
@@ -211,27 +198,18 @@ impl Ledger {
             .shared
             .writer
             .as_ref()
-            .ok_or_else(|| LedgerError::ReadOnly {
-                path: path.to_owned(),
-                operation,
-            })?;
+            .ok_or_else(|| LedgerError::ReadOnly { path: path.to_owned(), operation })?;
         let mut connection = lock(writer);
         let transaction = connection
             .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|source| LedgerError::Database {
-                path: path.to_owned(),
-                operation,
-                source,
-            })?;
+            .map_err(|source| LedgerError::Database { path: path.to_owned(), operation, source })?;
         // Dropping the transaction on the error path rolls it back.
         let value = body(&transaction, path)?;
-        transaction
-            .commit()
-            .map_err(|source| LedgerError::Database {
-                path: path.to_owned(),
-                operation,
-                source,
-            })?;
+        transaction.commit().map_err(|source| LedgerError::Database {
+            path: path.to_owned(),
+            operation,
+            source,
+        })?;
         Ok(value)
     }
 
@@ -247,23 +225,18 @@ impl Ledger {
             None => schema::open_reader(path)?,
         };
         let outcome = (|| {
-            let transaction =
-                connection
-                    .unchecked_transaction()
-                    .map_err(|source| LedgerError::Database {
-                        path: path.to_owned(),
-                        operation: "starting a read transaction",
-                        source,
-                    })?;
+            let transaction = connection.unchecked_transaction().map_err(|source| LedgerError::Database {
+                path: path.to_owned(),
+                operation: "starting a read transaction",
+                source,
+            })?;
             let value = body(&transaction, path)?;
             // Ending a read transaction writes nothing; committing just releases the snapshot.
-            transaction
-                .commit()
-                .map_err(|source| LedgerError::Database {
-                    path: path.to_owned(),
-                    operation: "ending a read transaction",
-                    source,
-                })?;
+            transaction.commit().map_err(|source| LedgerError::Database {
+                path: path.to_owned(),
+                operation: "ending a read transaction",
+                source,
+            })?;
             Ok(value)
         })();
         let mut idle = lock(&self.shared.idle_readers);
@@ -277,9 +250,7 @@ impl Ledger {
 /// Locks a mutex even if a thread panicked while holding it: the guarded connection is still
 /// consistent, because a panicking writer drops its transaction, which rolls it back.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Maps a rusqlite error to [`LedgerError::Database`] for `operation`.
@@ -287,9 +258,5 @@ fn database_error<'path>(
     path: &'path Path,
     operation: &'static str,
 ) -> impl FnOnce(rusqlite::Error) -> LedgerError + 'path {
-    move |source| LedgerError::Database {
-        path: path.to_owned(),
-        operation,
-        source,
-    }
+    move |source| LedgerError::Database { path: path.to_owned(), operation, source }
 }

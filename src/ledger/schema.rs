@@ -224,9 +224,7 @@ mod tests {
         let connection = open_writer(&path).unwrap();
         let pragma = |name: &str| -> String {
             connection
-                .query_row(&format!("PRAGMA {name}"), [], |row| {
-                    row.get::<_, rusqlite::types::Value>(0)
-                })
+                .query_row(&format!("PRAGMA {name}"), [], |row| row.get::<_, rusqlite::types::Value>(0))
                 .map(|value| format!("{value:?}"))
                 .unwrap()
         };
@@ -248,27 +246,15 @@ mod tests {
         let path = directory.path().join("ledger.db");
         // An empty file has version 0: a reader refuses it, a writer migrates it.
         drop(Connection::open(&path).unwrap());
-        assert!(matches!(
-            open_reader(&path),
-            Err(LedgerError::SchemaOutdated { found: 0, .. })
-        ));
+        assert!(matches!(open_reader(&path), Err(LedgerError::SchemaOutdated { found: 0, .. })));
         drop(open_writer(&path).unwrap());
         // Migrating twice is a no-op.
         drop(open_writer(&path).unwrap());
         assert!(open_reader(&path).is_ok());
         // A file from a newer imprint is refused by both.
-        Connection::open(&path)
-            .unwrap()
-            .pragma_update(None, "user_version", current_version() + 1)
-            .unwrap();
-        assert!(matches!(
-            open_writer(&path),
-            Err(LedgerError::SchemaTooNew { .. })
-        ));
-        assert!(matches!(
-            open_reader(&path),
-            Err(LedgerError::SchemaTooNew { .. })
-        ));
+        Connection::open(&path).unwrap().pragma_update(None, "user_version", current_version() + 1).unwrap();
+        assert!(matches!(open_writer(&path), Err(LedgerError::SchemaTooNew { .. })));
+        assert!(matches!(open_reader(&path), Err(LedgerError::SchemaTooNew { .. })));
         assert!(matches!(
             open_reader(&directory.path().join("missing.db")),
             Err(LedgerError::Missing { .. })

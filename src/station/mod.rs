@@ -17,7 +17,7 @@ pub mod line;
 pub mod sectors;
 pub mod self_test;
 
-pub use events::{EventKind, EventSink, StationEvent, UnitResult};
+pub use events::{DiscardEvents, EventKind, EventSink, StationEvent, UnitResult};
 pub use job::{CancelToken, StationContext, StepName, UnitOutcome, provision_unit};
 pub use line::{LineSummary, run_line};
 pub use self_test::SelfTestMaterial;
