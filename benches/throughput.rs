@@ -253,6 +253,17 @@ fn large_application_profile(directory: &Path) -> Profile {
             &format!("{}/firmware-blobs/demo/application-1.0.1.bin", repo().display()),
             &directory.join("app-512k-1.0.1.bin").display().to_string(),
         )
+        // Room for 512 KiB slots: a 2 MiB part with the same sector geometry.
+        .replace("size = 0x10_0000 }", "size = 0x20_0000 }")
+        .replace(
+            "application = { address = 0x0000_8000, size = 0x7_8000",
+            "application = { address = 0x0000_8000, size = 0x9_0000",
+        )
+        .replace(
+            "candidate   = { address = 0x0008_0000, size = 0x7_8000",
+            "candidate   = { address = 0x0009_8000, size = 0x9_0000",
+        )
+        .replace("config      = { address = 0x000F_8000", "config      = { address = 0x0012_8000")
         // A rework reaches an unlocked unit (a locked one would need a mass erase first).
         .replace("[lock]\nenabled = true", "[lock]\nenabled = false");
     let path = directory.join("large-app.toml");

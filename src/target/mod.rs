@@ -99,6 +99,13 @@ pub trait Target: Send {
     fn is_locked(&mut self) -> Result<bool, TargetError>;
     /// Mass-erases a locked chip to regain debug access (destroys all flash contents).
     fn unlock_by_mass_erase(&mut self) -> Result<(), TargetError>;
+    /// CRC-32 of `[address, address + length)` computed on the target side (as GDB's `qCRC`
+    /// and J-Link's compare do), without moving the bytes over the probe; `None` when this target
+    /// cannot. The station uses it only to decide what to skip; verification of written bytes
+    /// is always a full read-back. The CRC is [`crc32_of`]'s.
+    fn checksum_crc32(&mut self, _address: u64, _length: u64) -> Result<Option<u32>, TargetError> {
+        Ok(None)
+    }
     /// Lines the device printed on its console since the last call; `None` when this target has
     /// no console.
     fn take_console_lines(&mut self) -> Option<Vec<String>> {
@@ -107,6 +114,12 @@ pub trait Target: Send {
     /// Tells the backend which pipeline step is running, for its own logs and for the sim's
     /// fault injection. Backends that do not care ignore it.
     fn note_step(&mut self, _step_name: &str) {}
+}
+
+/// The CRC-32 that [`Target::checksum_crc32`] returns: CRC-32/MPEG-2 (polynomial 0x04C11DB7,
+/// initial value 0xFFFFFFFF, not reflected, no final XOR), the one GDB's `qCRC` packet uses.
+pub fn crc32_of(bytes: &[u8]) -> u32 {
+    crc::Crc::<u32>::new(&crc::CRC_32_MPEG_2).checksum(bytes)
 }
 
 /// A place where units arrive: one probe on a bed of nails, or a simulated fixture.
