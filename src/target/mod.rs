@@ -8,6 +8,7 @@
 //! **Invariant:** the trait talks in addresses and bytes; it knows nothing of profiles, steps'
 //! order, manifests or the ledger. Optional capabilities (a console) return `None`.
 
+pub mod probe_rs;
 pub mod sim;
 
 use crate::identity::ChipUid;
