@@ -6,6 +6,7 @@
 mod dev;
 mod log;
 mod manifest;
+mod probes;
 mod profile;
 mod run;
 
@@ -49,6 +50,8 @@ enum Command {
     /// Query, export and verify the audit ledger.
     #[command(subcommand)]
     Log(log::LogCommand),
+    /// List attached debug probes, GDB endpoints and the simulator, with their selectors.
+    Probes(probes::ProbesArgs),
 }
 
 /// Parses the command line, sets up diagnostics and runs the command.
@@ -61,6 +64,7 @@ pub fn main() -> ExitCode {
         Command::Dev(command) => dev::run(command),
         Command::Run(args) => run::run(args),
         Command::Log(command) => log::run(command),
+        Command::Probes(args) => probes::run(args),
     };
     match outcome {
         Ok(code) => code,

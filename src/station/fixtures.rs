@@ -5,6 +5,7 @@
 
 use crate::profile::{Profile, SimTiming};
 use crate::target::Fixture;
+use crate::target::probe_rs::{ProbeRsConfig, ProbeRsError, ProbeRsFixture, ProbeSlotSpec, SelectorError};
 use crate::target::sim::{FaultSchedule, SimFixture};
 
 /// One slot's fixture, as the user selected it.
@@ -12,6 +13,8 @@ use crate::target::sim::{FaultSchedule, SimFixture};
 pub enum FixtureSelector {
     /// A simulated fixture (the embedded default).
     Sim,
+    /// A real probe through probe-rs: `probe-rs:VID:PID[:SERIAL][,console=PORT][,baud=N][,swap=no]`.
+    ProbeRs { selector: ProbeSlotSpec },
 }
 
 /// Why a selection could not be opened.
@@ -20,16 +23,32 @@ pub enum FixtureError {
     /// The selector text is not understood.
     #[error("probe selector {selector:?}: {reason}")]
     BadSelector { selector: String, reason: String },
+    /// A probe-rs slot could not be opened (no such probe, ambiguous, unknown chip, ...).
+    #[error("probe selector {selector:?}: {error}")]
+    ProbeRs { selector: String, error: ProbeRsError },
 }
 
 impl FixtureSelector {
-    /// Parses a `--probe` value: `sim`.
+    /// Parses a `--probe` value: `sim`, or `probe-rs:VID:PID[:SERIAL]` with optional
+    /// `,console=PORT`, `,baud=N`, `,swap=no` (docs/probes.md).
     pub fn parse(selector: &str) -> Result<FixtureSelector, FixtureError> {
         match selector {
             "sim" => Ok(FixtureSelector::Sim),
+            probe_rs if probe_rs.starts_with("probe-rs:") => {
+                ProbeSlotSpec::parse(&probe_rs["probe-rs:".len()..])
+                    .map(|selector| FixtureSelector::ProbeRs { selector })
+                    .map_err(|error| FixtureError::BadSelector {
+                        selector: selector.to_string(),
+                        reason: match error {
+                            SelectorError::Malformed { reason, .. } => reason,
+                            other => other.to_string(),
+                        },
+                    })
+            }
             _ => Err(FixtureError::BadSelector {
                 selector: selector.to_string(),
-                reason: "expected \"sim\"".to_string(),
+                reason: "expected \"sim\" or \"probe-rs:VID:PID[:SERIAL]\" (see `imprint probes`)"
+                    .to_string(),
             }),
         }
     }
@@ -67,6 +86,14 @@ pub fn open_fixtures(
                     let (_, schedule) = sim_options.fault_schedules.swap_remove(index);
                     fixture = fixture.with_fault_schedule(schedule);
                 }
+                fixtures.push(Box::new(fixture));
+            }
+            FixtureSelector::ProbeRs { selector } => {
+                let config = ProbeRsConfig::from_profile(profile);
+                let fixture =
+                    ProbeRsFixture::open(&format!("probe-rs-{slot}"), selector.clone(), config).map_err(
+                        |error| FixtureError::ProbeRs { selector: format!("probe-rs:{selector}"), error },
+                    )?;
                 fixtures.push(Box::new(fixture));
             }
         }

@@ -84,7 +84,9 @@ impl ProbeRsFixture {
         config: ProbeRsConfig,
     ) -> Result<ProbeRsFixture, ProbeRsError> {
         let listing = list_probes();
-        let probe = choose_probe(&spec.probe, &listing.probes)?.clone();
+        let probe = choose_probe(&spec.probe, &listing.probes)
+            .map_err(|error| ProbeRsError::Selector { error, notes: listing.notes.clone() })?
+            .clone();
         if config.lock_enabled && config.lock_recipe.is_none() {
             return Err(ProbeRsError::NoLockRecipe { chip_name: config.chip_name.clone() });
         }

@@ -39,9 +39,10 @@ use chip::ChipIdCheck;
 /// Why a probe-rs slot could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeRsError {
-    /// The selector names no probe, several, or one we may not open.
-    #[error(transparent)]
-    Selector(#[from] SelectorError),
+    /// The selector names no probe, several, or one we may not open (with the listing's notes,
+    /// e.g. that no USB bus is visible).
+    #[error("{error}{}", notes.iter().map(|note| format!(" (note: {note})")).collect::<String>())]
+    Selector { error: SelectorError, notes: Vec<String> },
     /// The chip cannot be resolved to a probe-rs target description.
     #[error(transparent)]
     Chip(#[from] ChipDescriptionError),
@@ -127,7 +128,12 @@ pub struct ProbeListingReport {
 /// an empty list with a note.
 pub fn list_probes() -> ProbeListingReport {
     let mut report = ProbeListingReport::default();
-    report.notes.extend(usb_visibility_note(Path::new("/sys/bus/usb/devices")));
+    if let Some(note) = usb_visibility_note(Path::new("/sys/bus/usb/devices")) {
+        // Every probe-rs driver enumerates through sysfs on Linux; asking them would only add a
+        // warning per driver to the note.
+        report.notes.push(note);
+        return report;
+    }
     let items = probe_rs::probe::list::Lister::new().list_all_with_access();
     for item in items {
         let accessible = item.accessibility == probe_rs::probe::list::Accessibility::Accessible;
