@@ -19,6 +19,9 @@ use imprint::target::probe_rs::chip::{
     ChipIdCheck, UniqueIdRead, plan_unique_id_read, reported_chip_name, unique_id_bytes_from_words,
     unique_id_from_bytes,
 };
+use imprint::target::probe_rs::console_port::{
+    ConsolePortError, SerialPortListing, UsbSerialIdentity, choose_console_port, open_console,
+};
 use imprint::target::probe_rs::fixture::{ArrivalDecision, ArrivalTracker, poll_backoff};
 use imprint::target::probe_rs::lock::{
     LockRecipe, LockStateCheck, RegisterBus, RegisterStep, UnlockMethod, judge_lock_proof,
@@ -213,6 +216,84 @@ fn fixture_selectors_name_probe_rs_slots() {
         other => panic!("expected a bad selector, got {other:?}"),
     }
     assert!(FixtureSelector::parse("stlink").unwrap_err().to_string().contains("probe-rs:VID:PID[:SERIAL]"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Console ports
+
+fn serial_port(name: &str, usb: Option<(u16, u16, Option<&str>)>) -> SerialPortListing {
+    SerialPortListing {
+        port_name: name.to_string(),
+        usb: usb.map(|(vendor_id, product_id, serial)| UsbSerialIdentity {
+            vendor_id,
+            product_id,
+            serial_number: serial.map(str::to_string),
+        }),
+    }
+}
+
+#[test]
+fn console_ports_are_found_by_name_usb_identity_or_as_the_probes_own() {
+    let ports = vec![
+        serial_port("/dev/ttyS0", None),
+        serial_port("/dev/ttyACM0", Some((0x0483, 0x374b, Some("066DFF485550755187121931")))),
+        serial_port("/dev/ttyACM1", Some((0x0483, 0x374b, Some("0670FF555051897267154525")))),
+        serial_port("/dev/ttyUSB0", Some((0x0403, 0x6001, Some("A50285BI")))),
+        serial_port("/dev/ttyUSB1", Some((0x0403, 0x6001, Some("A9XQ2C1M")))),
+    ];
+    let nucleo = listing("STLink V2-1", 0x0483, 0x374b, Some("0670FF555051897267154525"));
+    let choose = |selector: ConsolePortSelector| choose_console_port(&selector, &nucleo, &ports);
+
+    assert_eq!(choose(ConsolePortSelector::ProbeVirtualComPort).unwrap(), "/dev/ttyACM1");
+    assert_eq!(choose(ConsolePortSelector::Name("/dev/ttyS0".into())).unwrap(), "/dev/ttyS0");
+    let usb = |text: &str| ConsolePortSelector::Usb(ProbeSelector::parse(text).unwrap());
+    assert_eq!(choose(usb("0403:6001:a9xq2c1m")).unwrap(), "/dev/ttyUSB1");
+    match choose(usb("0403:6001")) {
+        Err(error @ ConsolePortError::Ambiguous { .. }) => {
+            let message = error.to_string();
+            assert!(message.contains("/dev/ttyUSB0") && message.contains("/dev/ttyUSB1"), "{message}");
+        }
+        other => panic!("expected ambiguity, got {other:?}"),
+    }
+    match choose(usb("10c4:ea60")) {
+        Err(error @ ConsolePortError::NoMatch { .. }) => {
+            assert!(error.to_string().contains("/dev/ttyACM0"), "{error}")
+        }
+        other => panic!("expected no match, got {other:?}"),
+    }
+    // A probe without a virtual COM port (a J-Link without VCOM enabled).
+    let jlink = listing("J-Link", 0x1366, 0x0101, Some("000260012345"));
+    assert!(matches!(
+        choose_console_port(&ConsolePortSelector::ProbeVirtualComPort, &jlink, &ports),
+        Err(ConsolePortError::NoMatch { .. })
+    ));
+}
+
+#[test]
+fn a_named_console_port_is_read_through_the_shared_console() {
+    // A pty pair stands in for the USB-UART: the device writes to one end, the slot's console
+    // opens the other by name, as `console=/dev/pts/N` would.
+    use serialport::SerialPort;
+    use std::io::Write;
+    let (mut device_end, station_end) = serialport::TTYPort::pair().expect("a pty pair");
+    let port_name = station_end.name().expect("the pty has a name");
+    let probe = listing("STLink V2-1", 0x0483, 0x374b, Some("066D"));
+    let console = open_console(&ConsolePortSelector::Name(port_name.clone()), &probe, 115_200).unwrap();
+    assert_eq!(console.port_name(), port_name);
+    device_end.write_all(b"imprint: self-test report\r\npartial").unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let mut lines = Vec::new();
+    while lines.is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+        lines = console.take_lines();
+    }
+    assert_eq!(lines, vec!["imprint: self-test report".to_string()]);
+
+    let missing =
+        open_console(&ConsolePortSelector::Name("/dev/imprint-no-such-port".into()), &probe, 115_200);
+    assert!(
+        matches!(missing, Err(ConsolePortError::Open(reason)) if reason.contains("/dev/imprint-no-such-port"))
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -9,7 +9,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use imprint::target::probe_rs::{ProbeListing, list_probes};
+use imprint::target::probe_rs::console_port::{SerialPortListing, choose_console_port, list_serial_ports};
+use imprint::target::probe_rs::{ConsolePortSelector, ProbeListing, list_probes};
 use serde::Serialize;
 
 /// How long to wait for a GDB endpoint to accept a connection.
@@ -42,6 +43,8 @@ struct ProbeRow {
     interface: Option<u8>,
     driver: String,
     accessible: bool,
+    /// The probe's own virtual COM port (`console=probe`), when it has one.
+    console_port: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -66,7 +69,7 @@ struct ProbesReport {
     notes: Vec<String>,
 }
 
-fn probe_row(listing: &ProbeListing) -> ProbeRow {
+fn probe_row(listing: &ProbeListing, serial_ports: &[SerialPortListing]) -> ProbeRow {
     ProbeRow {
         selector: format!("probe-rs:{}", listing.exact_selector()),
         identifier: listing.identifier.clone(),
@@ -75,6 +78,8 @@ fn probe_row(listing: &ProbeListing) -> ProbeRow {
         interface: listing.interface,
         driver: listing.driver.clone(),
         accessible: listing.accessible,
+        console_port: choose_console_port(&ConsolePortSelector::ProbeVirtualComPort, listing, serial_ports)
+            .ok(),
     }
 }
 
@@ -100,6 +105,7 @@ fn check_gdb_endpoint(endpoint: &str) -> anyhow::Result<GdbRow> {
 
 pub fn run(args: ProbesArgs) -> anyhow::Result<ExitCode> {
     let listing = list_probes();
+    let serial_ports = if listing.probes.is_empty() { Vec::new() } else { list_serial_ports() };
     let gdb_endpoints = args
         .gdb_endpoints
         .iter()
@@ -108,7 +114,7 @@ pub fn run(args: ProbesArgs) -> anyhow::Result<ExitCode> {
         .map(check_gdb_endpoint)
         .collect::<anyhow::Result<Vec<_>>>()?;
     let report = ProbesReport {
-        probes: listing.probes.iter().map(probe_row).collect(),
+        probes: listing.probes.iter().map(|probe| probe_row(probe, &serial_ports)).collect(),
         gdb_endpoints,
         simulator: SimulatorRow { selector: "sim", available: true },
         notes: listing.notes.clone(),
@@ -125,12 +131,13 @@ pub fn run(args: ProbesArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn print_table(report: &ProbesReport) {
-    let mut rows: Vec<[String; 6]> = vec![[
+    let mut rows: Vec<[String; 7]> = vec![[
         "KIND".into(),
         "SELECTOR".into(),
         "IDENTIFIER".into(),
         "VID:PID".into(),
         "SERIAL".into(),
+        "CONSOLE".into(),
         "STATUS".into(),
     ]];
     for probe in &report.probes {
@@ -140,6 +147,7 @@ fn print_table(report: &ProbesReport) {
             format!("{} ({})", probe.identifier, probe.driver),
             probe.vid_pid.clone(),
             probe.serial_number.clone().unwrap_or_else(|| "-".into()),
+            probe.console_port.clone().unwrap_or_else(|| "-".into()),
             if probe.accessible { "ready".into() } else { "no access (udev rules?)".into() },
         ]);
     }
@@ -148,6 +156,7 @@ fn print_table(report: &ProbesReport) {
             "gdb".into(),
             endpoint.selector.clone(),
             endpoint.endpoint.clone(),
+            "-".into(),
             "-".into(),
             "-".into(),
             endpoint.status.clone(),
@@ -159,10 +168,11 @@ fn print_table(report: &ProbesReport) {
         "simulated device".into(),
         "-".into(),
         "-".into(),
+        "-".into(),
         "ready".into(),
     ]);
     let widths: Vec<usize> =
-        (0..6).map(|column| rows.iter().map(|row| row[column].chars().count()).max().unwrap_or(0)).collect();
+        (0..7).map(|column| rows.iter().map(|row| row[column].chars().count()).max().unwrap_or(0)).collect();
     for row in &rows {
         let line: Vec<String> =
             row.iter().zip(&widths).map(|(cell, width)| format!("{cell:<width$}", width = *width)).collect();

@@ -13,9 +13,11 @@ use std::time::{Duration, Instant};
 
 use probe_rs::probe::DebugProbeSelector;
 
+use super::console_port::{choose_console_port, list_serial_ports};
 use super::selector::{ProbeSlotSpec, UnitArrival, choose_probe, describe_listing};
 use super::session::{AttachPlan, ProbeRsTarget};
 use super::{ProbeRsConfig, ProbeRsError, list_probes};
+use crate::target::console::SerialConsole;
 use crate::target::{Fixture, Target, TargetError};
 
 /// What to do with the outcome of one attach attempt.
@@ -72,6 +74,8 @@ pub struct ProbeRsFixture {
     spec: ProbeSlotSpec,
     plan: Arc<AttachPlan>,
     probe_identifier: String,
+    /// The console's port name and baud rate, resolved when the fixture opened.
+    console_port: Option<(String, u32)>,
     tracker: ArrivalTracker,
 }
 
@@ -98,6 +102,13 @@ impl ProbeRsFixture {
             interface: probe.interface,
             serial_number: Some(probe.serial_number.clone().unwrap_or_default()),
         };
+        let console_port = match &spec.console {
+            Some(selector) => {
+                let port_name = choose_console_port(selector, &probe, &list_serial_ports())?;
+                Some((port_name, spec.console_baud_rate))
+            }
+            None => None,
+        };
         let probe_identifier = describe_listing(&probe);
         tracing::info!(slot = name, probe = %probe_identifier, chip = %target.name, "probe-rs fixture opened");
         Ok(ProbeRsFixture {
@@ -106,6 +117,7 @@ impl ProbeRsFixture {
             spec,
             plan: Arc::new(AttachPlan { probe_selector, target, config: Arc::new(config) }),
             probe_identifier,
+            console_port,
         })
     }
 
@@ -144,7 +156,13 @@ impl Fixture for ProbeRsFixture {
             };
             match (self.tracker.observe(present), attempt) {
                 (ArrivalDecision::HandOut, Ok(target)) => {
-                    // The console (when the slot has one) is attached in `super::console_for`.
+                    let target = match &self.console_port {
+                        Some((port_name, baud_rate)) => target.with_console(
+                            SerialConsole::open(port_name, *baud_rate)
+                                .map_err(|error| TargetError::Other(format!("device console: {error}")))?,
+                        ),
+                        None => target,
+                    };
                     return Ok(Some(Box::new(target)));
                 }
                 (ArrivalDecision::AwaitRemoval, _) => {

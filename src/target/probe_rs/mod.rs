@@ -14,6 +14,7 @@
 //! no probe and says why ([`ProbeListingReport::notes`]).
 
 pub mod chip;
+pub mod console_port;
 pub mod errors;
 pub mod fixture;
 pub mod lock;
@@ -46,6 +47,9 @@ pub enum ProbeRsError {
     /// The chip cannot be resolved to a probe-rs target description.
     #[error(transparent)]
     Chip(#[from] ChipDescriptionError),
+    /// The slot's console port cannot be found.
+    #[error("device console: {0}")]
+    Console(#[from] console_port::ConsolePortError),
     /// The profile locks units but there is no recipe for this chip.
     #[error(
         "the profile locks units (lock.enabled) but there is no lock recipe for chip {chip_name}; set [lock] recipe (one of nrf52-approtect, stm32f4-rdp1, stm32l4-rdp1) or declare [[lock.writes]]"

@@ -28,6 +28,7 @@ use super::lock::{
 use super::progress::{FlashEvent, FlashPhase, FlashProgressTally};
 use super::worker::{ProgressReporter, SessionWorker};
 use crate::identity::ChipUid;
+use crate::target::console::SerialConsole;
 use crate::target::{ChipDescription, Target, TargetError};
 
 /// What the worker thread needs to (re)attach.
@@ -281,6 +282,7 @@ pub struct ProbeRsTarget {
     worker: SessionWorker<SessionState>,
     config: Arc<ProbeRsConfig>,
     probe_identifier: String,
+    console: Option<SerialConsole>,
 }
 
 impl ProbeRsTarget {
@@ -292,7 +294,14 @@ impl ProbeRsTarget {
         let config = plan.config.clone();
         let timeout = Duration::from_millis(config.timeouts.attach_ms);
         let worker = SessionWorker::start(probe_identifier, timeout, move || SessionState::open(plan))?;
-        Ok(ProbeRsTarget { worker, config, probe_identifier: probe_identifier.to_string() })
+        Ok(ProbeRsTarget { worker, config, probe_identifier: probe_identifier.to_string(), console: None })
+    }
+
+    /// Gives the target the device's console (the station reads self-test reports from it when
+    /// the profile says `report = "console"`).
+    pub fn with_console(mut self, console: SerialConsole) -> ProbeRsTarget {
+        self.console = Some(console);
+        self
     }
 
     fn memory_timeout(&self) -> Duration {
@@ -460,6 +469,14 @@ impl Target for ProbeRsTarget {
                 .map(|_| ())
                 .map_err(|error| map_probe_rs_error(&error, "halt", None))
         })
+    }
+
+    fn take_console_lines(&mut self) -> Option<Vec<String>> {
+        let console = self.console.as_ref()?;
+        if let Some(reason) = console.stopped_because() {
+            tracing::warn!(port = console.port_name(), %reason, "the console stopped reading");
+        }
+        Some(console.take_lines())
     }
 
     fn lock(&mut self) -> Result<(), TargetError> {
