@@ -134,10 +134,11 @@ impl SessionState {
         }
         let check = self.config().lock_recipe.as_ref().map(|recipe| recipe.lock_state.clone());
         match check {
-            None => {
-                self.session()?;
-                Ok(false)
-            }
+            None => match self.session() {
+                Ok(_) => Ok(false),
+                Err(TargetError::Locked) => Ok(true),
+                Err(other) => Err(other),
+            },
             Some(LockStateCheck::NordicCtrlAp) => {
                 let session = match self.session() {
                     Ok(session) => session,
