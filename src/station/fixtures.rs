@@ -82,7 +82,9 @@ pub fn open_fixtures(
                     sim_options.timing,
                     sim_options.uid_seed,
                 );
-                if let Some(index) = sim_options.fault_schedules.iter().position(|(fault_slot, _)| *fault_slot == slot) {
+                if let Some(index) =
+                    sim_options.fault_schedules.iter().position(|(fault_slot, _)| *fault_slot == slot)
+                {
                     let (_, schedule) = sim_options.fault_schedules.swap_remove(index);
                     fixture = fixture.with_fault_schedule(schedule);
                 }

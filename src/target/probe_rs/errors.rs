@@ -135,22 +135,14 @@ fn classify_layer(layer: &(dyn StdError + 'static), saw_flash_error: &mut bool) 
     None
 }
 
-/// USB I/O errors: the kinds a vanished device produces on Linux, macOS and Windows.
+/// I/O errors below a probe error come from the USB link. A timeout or a refusal to open are
+/// told apart; anything else (ENODEV, ESHUTDOWN, EPROTO from usbfs for an unplugged device, a
+/// broken pipe) means the link to the probe is gone.
 fn classify_io_error(error: &std::io::Error) -> ProbeFailureKind {
     use std::io::ErrorKind;
-    // ENODEV (19), ESHUTDOWN (108), EPROTO (71) are what usbfs returns for a device that was
-    // unplugged during a transfer.
-    const ENODEV: i32 = 19;
-    const EPROTO: i32 = 71;
-    const ESHUTDOWN: i32 = 108;
     match error.kind() {
         ErrorKind::TimedOut => ProbeFailureKind::Timeout,
         ErrorKind::PermissionDenied | ErrorKind::ResourceBusy => ProbeFailureKind::ProbeUnavailable,
-        _ if matches!(error.raw_os_error(), Some(ENODEV | EPROTO | ESHUTDOWN)) => ProbeFailureKind::ProbeGone,
-        ErrorKind::NotFound
-        | ErrorKind::BrokenPipe
-        | ErrorKind::ConnectionReset
-        | ErrorKind::NotConnected => ProbeFailureKind::ProbeGone,
         _ => ProbeFailureKind::ProbeGone,
     }
 }
