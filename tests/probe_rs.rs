@@ -22,7 +22,7 @@ use imprint::target::probe_rs::chip::{
 use imprint::target::probe_rs::console_port::{
     ConsolePortError, SerialPortListing, UsbSerialIdentity, choose_console_port, open_console,
 };
-use imprint::target::probe_rs::fixture::{ArrivalDecision, ArrivalTracker, poll_backoff};
+use imprint::target::probe_rs::fixture::{ArrivalDecision, ArrivalTracker, find_shared_probe, poll_backoff};
 use imprint::target::probe_rs::lock::{
     LockRecipe, LockStateCheck, RegisterBus, RegisterStep, UnlockMethod, judge_lock_proof,
     run_register_steps, steps_time_bound_ms,
@@ -142,6 +142,19 @@ fn choosing_a_probe_refuses_none_ambiguity_and_no_access() {
         choose_probe(&ProbeSelector::parse("1366:1015").unwrap(), &locked_down),
         Err(SelectorError::NoAccess { .. })
     ));
+}
+
+#[test]
+fn two_slots_never_share_a_probe() {
+    let first = listing("STLink V2-1", 0x0483, 0x374b, Some("066DFF485550755187121931"));
+    let second = listing("STLink V2-1", 0x0483, 0x374b, Some("0670FF555051897267154525"));
+    assert_eq!(find_shared_probe(&[(0, &first), (1, &second)]), None);
+    // Slot 2 resolved (e.g. through a differently spelled selector) to slot 0's probe.
+    assert_eq!(find_shared_probe(&[(0, &first), (1, &second), (2, &first.clone())]), Some((0, 2)));
+    // The other interface of a composite probe is another probe.
+    let mut other_interface = first.clone();
+    other_interface.interface = Some(1);
+    assert_eq!(find_shared_probe(&[(0, &first), (1, &other_interface)]), None);
 }
 
 #[test]

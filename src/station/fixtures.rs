@@ -5,7 +5,10 @@
 
 use crate::profile::{Profile, SimTiming};
 use crate::target::Fixture;
-use crate::target::probe_rs::{ProbeRsConfig, ProbeRsError, ProbeRsFixture, ProbeSlotSpec, SelectorError};
+use crate::target::probe_rs::fixture::find_shared_probe;
+use crate::target::probe_rs::{
+    ProbeListing, ProbeRsConfig, ProbeRsError, ProbeRsFixture, ProbeSlotSpec, SelectorError,
+};
 use crate::target::sim::{FaultSchedule, SimFixture};
 
 /// One slot's fixture, as the user selected it.
@@ -72,6 +75,8 @@ pub fn open_fixtures(
     mut sim_options: SimOptions,
 ) -> Result<Vec<Box<dyn Fixture>>, FixtureError> {
     let mut fixtures: Vec<Box<dyn Fixture>> = Vec::with_capacity(selectors.len());
+    // Each slot owns its probe: the probes probe-rs slots resolved to, by slot.
+    let mut probe_owners: Vec<(usize, ProbeListing)> = Vec::new();
     for (slot, selector) in selectors.iter().enumerate() {
         match selector {
             FixtureSelector::Sim => {
@@ -96,6 +101,17 @@ pub fn open_fixtures(
                     ProbeRsFixture::open(&format!("probe-rs-{slot}"), selector.clone(), config).map_err(
                         |error| FixtureError::ProbeRs { selector: format!("probe-rs:{selector}"), error },
                     )?;
+                probe_owners.push((slot, fixture.probe().clone()));
+                let owners: Vec<(usize, &ProbeListing)> =
+                    probe_owners.iter().map(|(slot, probe)| (*slot, probe)).collect();
+                if let Some((earlier_slot, _)) = find_shared_probe(&owners) {
+                    return Err(FixtureError::BadSelector {
+                        selector: format!("probe-rs:{selector}"),
+                        reason: format!(
+                            "slot {slot} names the probe slot {earlier_slot} already owns; each slot needs its own probe"
+                        ),
+                    });
+                }
                 fixtures.push(Box::new(fixture));
             }
         }

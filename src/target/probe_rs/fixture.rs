@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use probe_rs::probe::DebugProbeSelector;
 
 use super::console_port::{choose_console_port, list_serial_ports};
-use super::selector::{ProbeSlotSpec, UnitArrival, choose_probe, describe_listing};
+use super::selector::{ProbeListing, ProbeSlotSpec, UnitArrival, choose_probe, describe_listing};
 use super::session::{AttachPlan, ProbeRsTarget};
 use super::{ProbeRsConfig, ProbeRsError, list_probes};
 use crate::target::console::SerialConsole;
@@ -68,10 +68,27 @@ pub fn poll_backoff(fruitless_polls: u32) -> Duration {
     Duration::from_millis((100u64 << fruitless_polls.min(4)).min(1_000))
 }
 
+/// Each slot of a line owns its probe: finds the first slot whose probe an earlier slot already
+/// has (`(earlier slot, later slot)`), given each slot's resolved probe.
+pub fn find_shared_probe(slots: &[(usize, &ProbeListing)]) -> Option<(usize, usize)> {
+    slots.iter().enumerate().find_map(|(index, (slot, probe))| {
+        slots[..index]
+            .iter()
+            .find(|(_, earlier)| {
+                earlier.vendor_id == probe.vendor_id
+                    && earlier.product_id == probe.product_id
+                    && earlier.serial_number == probe.serial_number
+                    && earlier.interface == probe.interface
+            })
+            .map(|(earlier_slot, _)| (*earlier_slot, *slot))
+    })
+}
+
 /// One slot's probe and the settings to attach with.
 pub struct ProbeRsFixture {
     name: String,
     spec: ProbeSlotSpec,
+    probe: ProbeListing,
     plan: Arc<AttachPlan>,
     probe_identifier: String,
     /// The console's port name and baud rate, resolved when the fixture opened.
@@ -113,12 +130,18 @@ impl ProbeRsFixture {
         tracing::info!(slot = name, probe = %probe_identifier, chip = %target.name, "probe-rs fixture opened");
         Ok(ProbeRsFixture {
             name: name.to_string(),
+            probe,
             tracker: ArrivalTracker::new(spec.unit_arrival),
             spec,
             plan: Arc::new(AttachPlan { probe_selector, target, config: Arc::new(config) }),
             probe_identifier,
             console_port,
         })
+    }
+
+    /// The probe this slot owns.
+    pub fn probe(&self) -> &ProbeListing {
+        &self.probe
     }
 
     /// The slot specification this fixture was opened with.
