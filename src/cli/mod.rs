@@ -7,6 +7,7 @@ mod dev;
 mod keys;
 mod log;
 mod manifest;
+mod probes;
 mod profile;
 mod run;
 
@@ -53,6 +54,8 @@ enum Command {
     /// Query, export and verify the audit ledger.
     #[command(subcommand)]
     Log(log::LogCommand),
+    /// List attached debug probes, GDB endpoints and the simulator, with their selectors.
+    Probes(probes::ProbesArgs),
 }
 
 /// Parses the command line, sets up diagnostics and runs the command.
@@ -66,6 +69,7 @@ pub fn main() -> ExitCode {
         Command::Keys(command) => keys::run(command),
         Command::Run(args) => run::run(args),
         Command::Log(command) => log::run(command),
+        Command::Probes(args) => probes::run(args),
     };
     match outcome {
         Ok(code) => code,

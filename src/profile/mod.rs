@@ -46,6 +46,13 @@ pub struct Profile {
     pub chip_name: String,
     /// Where debug-port backends read the chip's unique ID (the sim knows its own).
     pub unique_id_location: Option<RamSpan>,
+    /// A custom probe-rs target description for the chip (`chip.target_description`).
+    pub chip_target_description: Option<ChipTargetDescription>,
+    /// A register that identifies the chip (`chip.id_register`); probe-rs backends check it.
+    pub chip_id_check: Option<crate::target::probe_rs::chip::ChipIdCheck>,
+    /// How probe-rs backends lock (and recover) the chip: the profile's `lock.recipe` or
+    /// `[[lock.writes]]`, else the built-in recipe for the chip's family, if there is one.
+    pub lock_recipe: Option<crate::target::probe_rs::LockRecipe>,
     /// Where everything goes on the chip.
     pub memory: MemoryMap,
     /// The bootloader image, checked to lie inside the bootloader region.
@@ -88,6 +95,15 @@ impl std::fmt::Debug for Profile {
             .field("signer", &self.signer.describe())
             .finish_non_exhaustive()
     }
+}
+
+/// A probe-rs target family file the profile ships for its chip, checked to define the chip.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChipTargetDescription {
+    /// Where it was read from.
+    pub path: PathBuf,
+    /// Its text (YAML), loaded into a probe-rs registry when a probe-rs slot opens.
+    pub yaml: String,
 }
 
 /// A region of NOR flash the profile assigns a purpose to.

@@ -45,6 +45,21 @@ pub struct RawChip {
     /// Where the chip's factory-programmed unique ID is read from (debug-port backends).
     #[serde(default)]
     pub unique_id: Option<RawSpan>,
+    /// A probe-rs target family file (YAML) defining the chip, for chips probe-rs does not know.
+    #[serde(default)]
+    pub target_description: Option<String>,
+    /// A register that identifies the chip (probe-rs backends refuse a different chip).
+    #[serde(default)]
+    pub id_register: Option<RawIdRegister>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIdRegister {
+    pub address: u64,
+    #[serde(default)]
+    pub mask: Option<u32>,
+    pub value: u32,
 }
 
 #[derive(Debug, Deserialize)]
@@ -204,6 +219,47 @@ pub struct RawLock {
     pub enabled: Option<bool>,
     #[serde(default)]
     pub allow_unlock_by_mass_erase: Option<bool>,
+    /// A built-in lock recipe for probe-rs backends (`nrf52-approtect`, `stm32f4-rdp1`,
+    /// `stm32l4-rdp1`).
+    #[serde(default)]
+    pub recipe: Option<String>,
+    /// A declared lock recipe: register steps.
+    #[serde(default)]
+    pub writes: Option<Vec<RawRegisterStep>>,
+    /// For a declared recipe: the register state that means unlocked.
+    #[serde(default)]
+    pub unlocked_when: Option<RawUnlockedWhen>,
+    /// For a declared recipe: the register steps that recover a locked chip by mass erase.
+    #[serde(default)]
+    pub unlock_writes: Option<Vec<RawRegisterStep>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRegisterStep {
+    #[serde(default)]
+    pub op: Option<String>,
+    #[serde(default)]
+    pub address: Option<u64>,
+    #[serde(default)]
+    pub value: Option<u32>,
+    #[serde(default)]
+    pub mask: Option<u32>,
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+    #[serde(default)]
+    pub duration_ms: Option<u64>,
+    #[serde(default)]
+    pub link_may_drop: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUnlockedWhen {
+    pub address: u64,
+    #[serde(default)]
+    pub mask: Option<u32>,
+    pub value: u32,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -5,6 +5,10 @@
 
 use crate::profile::{Profile, SimTiming};
 use crate::target::Fixture;
+use crate::target::probe_rs::fixture::find_shared_probe;
+use crate::target::probe_rs::{
+    ProbeListing, ProbeRsConfig, ProbeRsError, ProbeRsFixture, ProbeSlotSpec, SelectorError,
+};
 use crate::target::sim::{FaultSchedule, SimFixture};
 
 /// One slot's fixture, as the user selected it.
@@ -12,6 +16,8 @@ use crate::target::sim::{FaultSchedule, SimFixture};
 pub enum FixtureSelector {
     /// A simulated fixture (the embedded default).
     Sim,
+    /// A real probe through probe-rs: `probe-rs:VID:PID[:SERIAL][,console=PORT][,baud=N][,swap=no]`.
+    ProbeRs { selector: ProbeSlotSpec },
 }
 
 /// Why a selection could not be opened.
@@ -20,16 +26,32 @@ pub enum FixtureError {
     /// The selector text is not understood.
     #[error("probe selector {selector:?}: {reason}")]
     BadSelector { selector: String, reason: String },
+    /// A probe-rs slot could not be opened (no such probe, ambiguous, unknown chip, ...).
+    #[error("probe selector {selector:?}: {error}")]
+    ProbeRs { selector: String, error: ProbeRsError },
 }
 
 impl FixtureSelector {
-    /// Parses a `--probe` value: `sim`.
+    /// Parses a `--probe` value: `sim`, or `probe-rs:VID:PID[:SERIAL]` with optional
+    /// `,console=PORT`, `,baud=N`, `,swap=no` (docs/probes.md).
     pub fn parse(selector: &str) -> Result<FixtureSelector, FixtureError> {
         match selector {
             "sim" => Ok(FixtureSelector::Sim),
+            probe_rs if probe_rs.starts_with("probe-rs:") => {
+                ProbeSlotSpec::parse(&probe_rs["probe-rs:".len()..])
+                    .map(|selector| FixtureSelector::ProbeRs { selector })
+                    .map_err(|error| FixtureError::BadSelector {
+                        selector: selector.to_string(),
+                        reason: match error {
+                            SelectorError::Malformed { reason, .. } => reason,
+                            other => other.to_string(),
+                        },
+                    })
+            }
             _ => Err(FixtureError::BadSelector {
                 selector: selector.to_string(),
-                reason: "expected \"sim\"".to_string(),
+                reason: "expected \"sim\" or \"probe-rs:VID:PID[:SERIAL]\" (see `imprint probes`)"
+                    .to_string(),
             }),
         }
     }
@@ -53,6 +75,8 @@ pub fn open_fixtures(
     mut sim_options: SimOptions,
 ) -> Result<Vec<Box<dyn Fixture>>, FixtureError> {
     let mut fixtures: Vec<Box<dyn Fixture>> = Vec::with_capacity(selectors.len());
+    // Each slot owns its probe: the probes probe-rs slots resolved to, by slot.
+    let mut probe_owners: Vec<(usize, ProbeListing)> = Vec::new();
     for (slot, selector) in selectors.iter().enumerate() {
         match selector {
             FixtureSelector::Sim => {
@@ -68,6 +92,25 @@ pub fn open_fixtures(
                 {
                     let (_, schedule) = sim_options.fault_schedules.swap_remove(index);
                     fixture = fixture.with_fault_schedule(schedule);
+                }
+                fixtures.push(Box::new(fixture));
+            }
+            FixtureSelector::ProbeRs { selector } => {
+                let config = ProbeRsConfig::from_profile(profile);
+                let fixture =
+                    ProbeRsFixture::open(&format!("probe-rs-{slot}"), selector.clone(), config).map_err(
+                        |error| FixtureError::ProbeRs { selector: format!("probe-rs:{selector}"), error },
+                    )?;
+                probe_owners.push((slot, fixture.probe().clone()));
+                let owners: Vec<(usize, &ProbeListing)> =
+                    probe_owners.iter().map(|(slot, probe)| (*slot, probe)).collect();
+                if let Some((earlier_slot, _)) = find_shared_probe(&owners) {
+                    return Err(FixtureError::BadSelector {
+                        selector: format!("probe-rs:{selector}"),
+                        reason: format!(
+                            "slot {slot} names the probe slot {earlier_slot} already owns; each slot needs its own probe"
+                        ),
+                    });
                 }
                 fixtures.push(Box::new(fixture));
             }

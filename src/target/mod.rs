@@ -1,13 +1,20 @@
 //! The hardware seam: the one [`Target`] trait through which the station reaches a device.
 //!
 //! Station code knows nothing else about a device. Backends live in submodules: [`sim`] (the
-//! in-process virtual MCU, the embedded default); later the GDB remote backend and probe-rs.
+//! in-process virtual MCU, the embedded default), [`gdb`] (the GDB remote serial protocol:
+//! QEMU, OpenOCD, J-Link, pyOCD, Black Magic Probe), with [`qemu`] starting emulated units for
+//! it; [`probe_rs`] (real debug probes through probe-rs). [`console`] reads a device's UART for
+//! any backend.
 //! A [`Fixture`] is a place where units arrive (a probe on a bed of nails, a simulated fixture);
 //! it hands out one [`Target`] per unit.
 //!
 //! **Invariant:** the trait talks in addresses and bytes; it knows nothing of profiles, steps'
 //! order, manifests or the ledger. Optional capabilities (a console) return `None`.
 
+pub mod console;
+pub mod gdb;
+pub mod probe_rs;
+pub mod qemu;
 pub mod sim;
 
 use crate::identity::ChipUid;

@@ -1,0 +1,254 @@
+//! A device's console on a serial port: a USB-UART on a real fixture, or the pseudo-terminal
+//! QEMU connects the emulated UART0 to. Every backend with a console uses this one reader.
+//!
+//! Devices print whenever they like, and a UART drops bytes nobody reads, so a background
+//! thread reads the port continuously and splits the stream into lines; the station takes the
+//! complete lines whenever it wants ([`SerialConsole::take_lines`]) without ever blocking on
+//! the port. Partial lines stay buffered until their newline arrives.
+//!
+//! **Invariant:** the reader thread never holds the line buffer's lock while reading the port,
+//! and it stops (and is joined) when the console is dropped.
+
+use std::io::Read;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// How long one port read waits; bounds how long dropping the console takes.
+const READ_POLL_INTERVAL: Duration = Duration::from_millis(20);
+/// Lines kept before the oldest are dropped (a chatty device must not grow memory without end).
+const LINE_CAPACITY: usize = 10_000;
+/// A "line" longer than this is cut, so binary noise cannot grow the partial-line buffer.
+const LINE_LENGTH_LIMIT_BYTES: usize = 64 * 1024;
+
+/// Why a console could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsoleError {
+    /// The port could not be opened or configured.
+    #[error("cannot open console port {port_name}: {reason}")]
+    Open { port_name: String, reason: String },
+    /// The reader thread could not be started.
+    #[error("cannot start the reader thread for console {port_name}: {source}")]
+    Thread {
+        port_name: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+#[derive(Default)]
+struct LineBuffer {
+    complete: std::collections::VecDeque<String>,
+    partial: Vec<u8>,
+    dropped_lines: u64,
+    /// Why the reader stopped, if it did (the port vanished, QEMU exited).
+    stopped_because: Option<String>,
+}
+
+impl LineBuffer {
+    fn push_bytes(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            match byte {
+                b'\n' => self.finish_line(),
+                _ => {
+                    self.partial.push(*byte);
+                    if self.partial.len() >= LINE_LENGTH_LIMIT_BYTES {
+                        self.finish_line();
+                    }
+                }
+            }
+        }
+    }
+
+    fn finish_line(&mut self) {
+        // Devices end lines with "\r\n" as often as with "\n".
+        if self.partial.last() == Some(&b'\r') {
+            self.partial.pop();
+        }
+        let line = String::from_utf8_lossy(&self.partial).into_owned();
+        self.partial.clear();
+        if self.complete.len() >= LINE_CAPACITY {
+            self.complete.pop_front();
+            self.dropped_lines += 1;
+        }
+        self.complete.push_back(line);
+    }
+}
+
+/// A console port with its background reader.
+pub struct SerialConsole {
+    port_name: String,
+    buffer: Arc<Mutex<LineBuffer>>,
+    stop: Arc<AtomicBool>,
+    reader: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for SerialConsole {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("SerialConsole").field("port_name", &self.port_name).finish_non_exhaustive()
+    }
+}
+
+impl SerialConsole {
+    /// Opens `port_name` (`/dev/ttyUSB0`, `/dev/pts/3`, `COM4`) at `baud_rate` (8N1, no flow
+    /// control) and starts reading.
+    pub fn open(port_name: &str, baud_rate: u32) -> Result<SerialConsole, ConsoleError> {
+        let port =
+            serialport::new(port_name, baud_rate).timeout(READ_POLL_INTERVAL).open().map_err(|error| {
+                ConsoleError::Open { port_name: port_name.to_string(), reason: error.to_string() }
+            })?;
+        SerialConsole::from_port(port, port_name)
+    }
+
+    /// Starts reading an already open port (a pty pair end in tests).
+    pub fn from_port(
+        mut port: Box<dyn serialport::SerialPort>,
+        port_name: &str,
+    ) -> Result<SerialConsole, ConsoleError> {
+        port.set_timeout(READ_POLL_INTERVAL).map_err(|error| ConsoleError::Open {
+            port_name: port_name.to_string(),
+            reason: error.to_string(),
+        })?;
+        let buffer = Arc::new(Mutex::new(LineBuffer::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let reader = {
+            let buffer = buffer.clone();
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name(format!("console {port_name}"))
+                .spawn(move || read_until_stopped(port, &buffer, &stop))
+                .map_err(|source| ConsoleError::Thread { port_name: port_name.to_string(), source })?
+        };
+        Ok(SerialConsole { port_name: port_name.to_string(), buffer, stop, reader: Some(reader) })
+    }
+
+    /// The port's name.
+    pub fn port_name(&self) -> &str {
+        &self.port_name
+    }
+
+    /// The complete lines received since the last call (line endings removed), oldest first.
+    pub fn take_lines(&self) -> Vec<String> {
+        let mut buffer = self.buffer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        buffer.complete.drain(..).collect()
+    }
+
+    /// Lines dropped because nobody took them before the buffer filled.
+    pub fn dropped_lines(&self) -> u64 {
+        self.buffer.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).dropped_lines
+    }
+
+    /// Why the reader stopped (the port closed or failed), if it has.
+    pub fn stopped_because(&self) -> Option<String> {
+        self.buffer.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).stopped_because.clone()
+    }
+}
+
+impl Drop for SerialConsole {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(reader) = self.reader.take() {
+            // The reader wakes at least every READ_POLL_INTERVAL; a panic in it has nothing left
+            // to clean up.
+            let _ = reader.join();
+        }
+    }
+}
+
+fn read_until_stopped(
+    mut port: Box<dyn serialport::SerialPort>,
+    buffer: &Mutex<LineBuffer>,
+    stop: &AtomicBool,
+) {
+    let mut chunk = vec![0u8; 4096];
+    while !stop.load(Ordering::SeqCst) {
+        match port.read(&mut chunk) {
+            Ok(0) => std::thread::sleep(READ_POLL_INTERVAL),
+            Ok(length) => {
+                buffer.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push_bytes(&chunk[..length]);
+            }
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::Interrupted
+                ) => {}
+            Err(error) => {
+                buffer.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).stopped_because =
+                    Some(error.to_string());
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::time::Instant;
+
+    use super::*;
+
+    /// `TTYPort::pair` is not thread-safe: pty tests take this lock.
+    static PTY_PAIR_LOCK: Mutex<()> = Mutex::new(());
+
+    fn lines_within(console: &SerialConsole, count: usize, timeout: Duration) -> Vec<String> {
+        let deadline = Instant::now() + timeout;
+        let mut lines = Vec::new();
+        while lines.len() < count && Instant::now() < deadline {
+            lines.extend(console.take_lines());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        lines
+    }
+
+    /// Writes `chunks` to one end of a pty pair and checks the lines the console sees.
+    fn check(chunks: &[&[u8]], expected: &[&str]) {
+        let _guard = PTY_PAIR_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (mut device_side, station_side) = serialport::TTYPort::pair().unwrap();
+        let console = SerialConsole::from_port(Box::new(station_side), "pty-pair").unwrap();
+        for chunk in chunks {
+            device_side.write_all(chunk).unwrap();
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let lines = lines_within(&console, expected.len(), Duration::from_secs(5));
+        assert_eq!(lines, expected, "chunks {chunks:?}");
+        // Nothing more arrives: a trailing partial line stays buffered.
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(console.take_lines().is_empty());
+    }
+
+    #[test]
+    fn lines_from_a_pty() {
+        check(&[b"hello\n"], &["hello"]);
+        check(
+            &[b"IMPRINT-REP", b"ORT nonce=1\r\n", b"boot\nsecond line\npart"],
+            &["IMPRINT-REPORT nonce=1", "boot", "second line"],
+        );
+        check(&[b"\n\n"], &["", ""]);
+        check(&[b"caf\xc3\xa9 \xff\n"], &["caf\u{e9} \u{fffd}"]);
+    }
+
+    #[test]
+    fn long_lines_are_cut_and_capacity_is_bounded() {
+        let mut buffer = LineBuffer::default();
+        buffer.push_bytes(&vec![b'x'; LINE_LENGTH_LIMIT_BYTES + 10]);
+        buffer.push_bytes(b"\n");
+        assert_eq!(buffer.complete.len(), 2);
+        assert_eq!(buffer.complete[0].len(), LINE_LENGTH_LIMIT_BYTES);
+        assert_eq!(buffer.complete[1], "x".repeat(10));
+        for index in 0..LINE_CAPACITY + 5 {
+            buffer.push_bytes(format!("{index}\n").as_bytes());
+        }
+        assert_eq!(buffer.complete.len(), LINE_CAPACITY);
+        assert_eq!(buffer.dropped_lines, 7);
+    }
+
+    #[test]
+    fn open_names_the_port_when_it_does_not_exist() {
+        let error = SerialConsole::open("/dev/imprint-no-such-port", 115_200).unwrap_err();
+        assert!(error.to_string().contains("/dev/imprint-no-such-port"), "{error}");
+    }
+}

@@ -1,0 +1,188 @@
+//! The QEMU harness and the GDB backend against a real QEMU (`qemu-system-arm -M mps2-an385`,
+//! installed by scripts/test): units start with a programmed unique ID, run code loaded through
+//! the stub, print on the console pty, stop at breakpoints, keep NOR rules, and several run at
+//! once. `tests/data/qemu/hello.bin` (made with GNU binutils, see its README) is the code.
+
+#[path = "support/reference_board.rs"]
+mod reference_board;
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use imprint::target::gdb::{BreakpointKind, GdbTarget, RunState, StopReason};
+use imprint::target::qemu::{QemuFixture, QemuOptions, qemu_version};
+use imprint::target::{Fixture, Target, TargetError};
+
+const HELLO_LINE: &str = "HELLO-FROM-STUB";
+/// `done:` in hello.S, where the program spins after printing.
+const HELLO_DONE_ADDRESS: u64 = 0x22;
+
+fn hello_program() -> Vec<u8> {
+    let mut bytes =
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/qemu/hello.bin")).unwrap();
+    bytes.resize(bytes.len().next_multiple_of(4), 0xFF);
+    bytes
+}
+
+fn fixture(name: &str) -> QemuFixture {
+    QemuFixture::new(name, reference_board::target_config(), QemuOptions::default()).unwrap_or_else(|error| {
+        panic!("the QEMU harness needs qemu-system-arm (scripts/test installs it): {error}")
+    })
+}
+
+fn unit(name: &str) -> GdbTarget {
+    fixture(name).start_unit().unwrap()
+}
+
+fn wait_for_line(target: &mut GdbTarget, wanted: &str, timeout: Duration) -> Vec<String> {
+    let deadline = Instant::now() + timeout;
+    let mut seen = Vec::new();
+    while Instant::now() < deadline {
+        seen.extend(target.take_console_lines().unwrap());
+        if seen.iter().any(|line| line == wanted) {
+            return seen;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    panic!("no console line {wanted:?} within {timeout:?}; saw {seen:?}");
+}
+
+fn load_hello(target: &mut GdbTarget) {
+    let program = hello_program();
+    target.erase_flash(0, 0x1000, &mut |_| {}).unwrap();
+    target.program_flash(0, &program, &mut |_| {}).unwrap();
+}
+
+#[test]
+fn qemu_is_installed() {
+    let version = qemu_version(Path::new("qemu-system-arm")).unwrap();
+    assert!(version.contains("QEMU emulator version"), "{version}");
+}
+
+#[test]
+fn units_get_distinct_programmed_unique_ids_and_run_side_by_side() {
+    // Three fixtures at once, as three slots of a line would run them.
+    let handles: Vec<_> = (0..3)
+        .map(|slot| {
+            std::thread::spawn(move || {
+                let mut fixture = fixture(&format!("qemu-{slot}"));
+                let mut target = fixture.next_unit(&|| true).unwrap().unwrap();
+                let chip = target.connect().unwrap();
+                assert_eq!(chip.chip_name, "mps2-an385");
+                assert!(!target.is_locked().unwrap());
+                let unique_id = target.read_unique_id().unwrap();
+                assert_eq!(unique_id.as_bytes().len(), 12);
+                (unique_id.to_hex(), target.probe_identifier())
+            })
+        })
+        .collect();
+    let results: Vec<(String, String)> = handles.into_iter().map(|handle| handle.join().unwrap()).collect();
+    let unique_ids: HashSet<&String> = results.iter().map(|(unique_id, _)| unique_id).collect();
+    assert_eq!(unique_ids.len(), 3, "{results:?}");
+    assert!(results.iter().all(|(_, probe)| probe.contains("qemu pid")), "{results:?}");
+}
+
+#[test]
+fn seeded_unique_ids_repeat() {
+    let read = |seed| {
+        let mut fixture = fixture("qemu-seeded").with_uid_seed(seed);
+        fixture.start_unit().unwrap().read_unique_id().unwrap()
+    };
+    assert_eq!(read(7), read(7));
+    assert_ne!(read(7), read(8));
+}
+
+#[test]
+fn the_process_is_killed_with_its_unit() {
+    let target = unit("qemu-kill");
+    let probe = target.probe_identifier();
+    let process_id: u32 =
+        probe.split("qemu pid ").nth(1).unwrap().split(',').next().unwrap().parse().unwrap();
+    let process_path = format!("/proc/{process_id}");
+    assert!(Path::new(&process_path).exists());
+    drop(target);
+    // Killed and reaped on drop: the process entry is gone.
+    assert!(!Path::new(&process_path).exists(), "qemu pid {process_id} still exists");
+}
+
+#[test]
+fn code_loaded_through_the_stub_prints_on_the_console() {
+    let mut target = unit("qemu-hello");
+    target.connect().unwrap();
+    load_hello(&mut target);
+    // Nothing runs until reset: QEMU was started halted and with nothing loaded.
+    assert!(target.take_console_lines().unwrap().is_empty());
+    target.reset_and_run().unwrap();
+    wait_for_line(&mut target, HELLO_LINE, Duration::from_secs(5));
+    // A debug read of a running core interrupts it, reads, and lets it run on.
+    let mut vectors = [0u8; 8];
+    target.read_memory(0, &mut vectors).unwrap();
+    assert_eq!(&vectors, &hello_program()[..8]);
+    assert_eq!(target.client().run_state(), &RunState::Running);
+    // Reset again: the program prints again; RAM survives system_reset (the mailbox relies on it).
+    target.write_ram(0x2000_0100, b"kept").unwrap();
+    target.reset_and_run().unwrap();
+    wait_for_line(&mut target, HELLO_LINE, Duration::from_secs(5));
+    let mut kept = [0u8; 4];
+    target.read_memory(0x2000_0100, &mut kept).unwrap();
+    assert_eq!(&kept, b"kept");
+}
+
+#[test]
+fn breakpoints_registers_and_interrupts() {
+    let mut target = unit("qemu-break");
+    load_hello(&mut target);
+    let client = target.client();
+    client.reset_halt().unwrap();
+    // After reset the core sits at the reset vector, as the vector table says.
+    assert_eq!(client.read_register_u32("pc").unwrap(), 0x08);
+    assert_eq!(client.read_register_u32("sp").unwrap(), 0x2000_1000);
+    client.insert_breakpoint(BreakpointKind::Hardware, HELLO_DONE_ADDRESS, 2).unwrap();
+    client.continue_execution().unwrap();
+    let stop = client.wait_for_stop(Duration::from_secs(5)).unwrap().expect("stops at the breakpoint");
+    assert_eq!(stop.reason, StopReason::Signal(5), "{stop:?}");
+    assert_eq!(client.read_register_u32("pc").unwrap() as u64, HELLO_DONE_ADDRESS);
+    client.remove_breakpoint(BreakpointKind::Hardware, HELLO_DONE_ADDRESS, 2).unwrap();
+    // r1 was the string's terminating zero when the loop ended.
+    assert_eq!(client.read_register_u32("r1").unwrap(), 0);
+    client.write_register_u32("r7", 0x1234_5678).unwrap();
+    assert_eq!(client.read_register_u32("r7").unwrap(), 0x1234_5678);
+    assert_eq!(client.read_registers().unwrap()[28..32], 0x1234_5678u32.to_le_bytes());
+    // Spinning at `done`: an interrupt stops it with SIGINT.
+    client.continue_execution().unwrap();
+    assert_eq!(client.wait_for_stop(Duration::from_millis(100)).unwrap(), None);
+    let stop = client.interrupt().unwrap();
+    assert_eq!(stop.reason, StopReason::Signal(2), "{stop:?}");
+    assert_eq!(client.read_register_u32("pc").unwrap() as u64, HELLO_DONE_ADDRESS);
+    assert!(client.monitor("info version").unwrap().contains("7."), "monitor output");
+    wait_for_line(&mut target, HELLO_LINE, Duration::from_secs(2));
+}
+
+#[test]
+fn ram_backed_code_memory_keeps_nor_rules() {
+    let mut target = unit("qemu-nor");
+    let application = reference_board::memory_map().application;
+    let data: Vec<u8> = (0..0x3000u32).map(|index| (index * 13) as u8).collect();
+    target.erase_flash(application.address, 0x3000, &mut |_| {}).unwrap();
+    target.program_flash(application.address, &data, &mut |_| {}).unwrap();
+    let mut read = vec![0u8; data.len()];
+    target.read_memory(application.address, &mut read).unwrap();
+    assert_eq!(read, data);
+    let refused = target.program_flash(application.address + 0x100, &[0; 4], &mut |_| {}).unwrap_err();
+    assert!(
+        matches!(&refused, TargetError::Refused { reason, .. } if reason.contains("not erased")),
+        "{refused}"
+    );
+    let misaligned = target.program_flash(application.address + 0x3002, &[0; 4], &mut |_| {}).unwrap_err();
+    assert!(misaligned.to_string().contains("alignment"), "{misaligned}");
+    let outside = target.write_ram(application.address, &[0; 4]).unwrap_err();
+    assert!(outside.to_string().contains("not RAM"), "{outside}");
+    // QEMU starts with code memory zeroed, not erased: programming a fresh unit without
+    // erasing is refused, as on a part whose flash holds something.
+    let candidate = reference_board::memory_map().candidate;
+    let unerased = target.program_flash(candidate.address, &[1, 2, 3, 4], &mut |_| {}).unwrap_err();
+    assert!(unerased.to_string().contains("not erased (reads 0x00)"), "{unerased}");
+    let lock = target.lock().unwrap_err();
+    assert!(lock.to_string().contains("skip = [\"lock\"]"), "{lock}");
+}
