@@ -90,6 +90,11 @@ impl SimDevice {
         self.power_cut_after_operations = Some(self.flash_operation_count + operations);
     }
 
+    /// Whether debug access is locked (readout protection set).
+    pub fn is_locked(&self) -> bool {
+        self.is_locked
+    }
+
     /// Whether the unit has power.
     pub fn is_powered(&self) -> bool {
         self.is_powered
