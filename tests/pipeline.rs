@@ -397,3 +397,47 @@ fn a_power_cut_while_erasing_a_reworked_unit_fails_at_erase() {
     let outcome = provision_unit(&station.context, &mut again, 0, 2);
     assert_eq!(outcome.failing_step, Some("erase"), "{outcome:?}");
 }
+
+#[test]
+fn probe_lost_at_every_step_fails_that_unit_and_the_slot_recovers() {
+    use imprint::station::StepName;
+    for step in StepName::ALL {
+        let station = station();
+        let lose_probe = vec![(
+            0,
+            FaultPlan { probe_lost_at_step: Some(step.as_str().to_string()), ..Default::default() },
+        )];
+        let fixtures =
+            vec![fixture(&station, "flaky", 11, lose_probe), fixture(&station, "steady", 12, vec![])];
+        let summary = run_line(station.context.clone(), fixtures, Some(6));
+        let events = station.events.0.lock().unwrap();
+        let finished: Vec<(usize, UnitResult, Option<String>)> = events
+            .iter()
+            .filter_map(|event| match &event.kind {
+                EventKind::UnitFinished { result, failing_step, .. } => {
+                    Some((event.slot, *result, failing_step.clone()))
+                }
+                _ => None,
+            })
+            .collect();
+        let flaky: Vec<_> = finished.iter().filter(|(slot, ..)| *slot == 0).collect();
+        if step == StepName::Record {
+            // Recording does not use the probe: losing it then costs nothing.
+            assert_eq!(summary.failed(), 0, "{step:?}");
+            continue;
+        }
+        // allocate-identity talks only to the ledger: the loss shows at the next probe step.
+        let expected_step = if step == StepName::AllocateIdentity { StepName::WriteConfig } else { step };
+        assert_eq!(summary.failed(), 1, "{step:?}: {finished:?}");
+        assert_eq!(flaky[0].1, UnitResult::Fail, "{step:?}");
+        assert_eq!(flaky[0].2.as_deref(), Some(expected_step.as_str()), "{step:?}");
+        // The probe is back for the slot's next unit, which passes; the other slot never stopped.
+        assert!(
+            flaky.len() >= 2 && flaky[1..].iter().all(|(_, result, _)| *result == UnitResult::Pass),
+            "{step:?}: {flaky:?}"
+        );
+        assert!(
+            finished.iter().filter(|(slot, ..)| *slot == 1).all(|(_, result, _)| *result == UnitResult::Pass)
+        );
+    }
+}

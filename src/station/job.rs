@@ -6,8 +6,8 @@
 //! committed its record. Transient probe errors get a bounded retry; any other failure ends the
 //! unit as FAIL with the step and the reason.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::json;
@@ -207,6 +207,7 @@ pub fn provision_unit(
         identity: None,
         written_ranges: Vec::new(),
         planned_images: Vec::new(),
+        last_progress_emit: Arc::new(Mutex::new(None)),
         probe: String::new(),
     };
     job.probe = job.target.probe_identifier();
@@ -229,7 +230,39 @@ struct UnitJob<'a> {
     written_ranges: Vec<(u64, Vec<u8>)>,
     /// The image writes the erase step planned, for the program steps.
     planned_images: Vec<PlannedWrite>,
+    /// When the running step last sent a progress event (shared with progress callbacks).
+    last_progress_emit: Arc<Mutex<Option<Instant>>>,
     probe: String,
+}
+
+/// The shortest time between two progress events of one step: a steady trickle for the GUI and
+/// JSON consumers rather than one event per flash page.
+const PROGRESS_EVENT_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Sends a step's progress events, at most one per [`PROGRESS_EVENT_INTERVAL`] (the first and
+/// the completing one always go out).
+struct ProgressReporter {
+    events: Arc<dyn EventSink>,
+    slot: usize,
+    unit: u64,
+    step: StepName,
+    last_emit: Arc<Mutex<Option<Instant>>>,
+}
+
+impl ProgressReporter {
+    fn report(&self, bytes_done: u64, bytes_total: u64) {
+        let mut last_emit = self.last_emit.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let now = Instant::now();
+        let is_due = last_emit.is_none_or(|last| now.duration_since(last) >= PROGRESS_EVENT_INTERVAL);
+        if is_due || bytes_done >= bytes_total {
+            *last_emit = Some(now);
+            self.events.emit(StationEvent::now(
+                self.slot,
+                self.unit,
+                EventKind::StepProgress { step: self.step.as_str().to_string(), bytes_done, bytes_total },
+            ));
+        }
+    }
 }
 
 /// A write the station planned sector by sector.
@@ -259,7 +292,17 @@ impl<'a> UnitJob<'a> {
     }
 
     fn progress(&self, step: StepName, bytes_done: u64, bytes_total: u64) {
-        self.emit(EventKind::StepProgress { step: step.as_str().to_string(), bytes_done, bytes_total });
+        self.reporter(step).report(bytes_done, bytes_total);
+    }
+
+    fn reporter(&self, step: StepName) -> ProgressReporter {
+        ProgressReporter {
+            events: self.context.events.clone(),
+            slot: self.slot,
+            unit: self.unit,
+            step,
+            last_emit: self.last_progress_emit.clone(),
+        }
     }
 
     fn run_steps(&mut self) -> Result<(), JobFailure> {
@@ -297,6 +340,7 @@ impl<'a> UnitJob<'a> {
 
     fn run_step(&mut self, step: StepName) -> Result<(), JobFailure> {
         self.target.note_step(step.as_str());
+        *self.last_progress_emit.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
         self.emit(EventKind::StepStarted { step: step.as_str().to_string() });
         let started_at = SystemTime::now();
         let started = Instant::now();
@@ -510,20 +554,9 @@ impl<'a> UnitJob<'a> {
         let total: u64 = spans.iter().map(|(_, size)| size).sum();
         let mut done_before = 0;
         for (address, size) in spans {
-            let events = self.context.events.clone();
-            let (slot, unit) = (self.slot, self.unit);
+            let reporter = self.reporter(step);
             self.retry(|target| {
-                target.erase_flash(address, size, &mut |bytes| {
-                    events.emit(StationEvent::now(
-                        slot,
-                        unit,
-                        EventKind::StepProgress {
-                            step: step.as_str().to_string(),
-                            bytes_done: done_before + bytes,
-                            bytes_total: total,
-                        },
-                    ))
-                })
+                target.erase_flash(address, size, &mut |bytes| reporter.report(done_before + bytes, total))
             })?;
             done_before += size;
         }
@@ -572,20 +605,9 @@ impl<'a> UnitJob<'a> {
         done_before: u64,
         total: u64,
     ) -> Result<(), StepFailure> {
-        let events = self.context.events.clone();
-        let (slot, unit) = (self.slot, self.unit);
+        let reporter = self.reporter(step);
         self.retry(|target| {
-            target.program_flash(address, data, &mut |bytes| {
-                events.emit(StationEvent::now(
-                    slot,
-                    unit,
-                    EventKind::StepProgress {
-                        step: step.as_str().to_string(),
-                        bytes_done: done_before + bytes,
-                        bytes_total: total,
-                    },
-                ))
-            })
+            target.program_flash(address, data, &mut |bytes| reporter.report(done_before + bytes, total))
         })?;
         self.written_ranges.push((address, data.to_vec()));
         Ok(())
