@@ -390,3 +390,272 @@ fn two_stations_at_once_never_issue_the_same_serial() {
         eprintln!("{}", stderr.lines().filter(|line| line.starts_with("central:")).collect::<Vec<_>>().join("\n"));
     }
 }
+
+/// Waits for `count` more events matching `wanted` from `station` (other events pass by).
+fn wait_for(
+    receiver: &mpsc::Receiver<(&'static str, serde_json::Value)>,
+    passes: &mut BTreeMap<&'static str, usize>,
+    until: impl Fn(&BTreeMap<&'static str, usize>) -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !until(passes) {
+        assert!(Instant::now() < deadline, "timed out; passes so far {passes:?}");
+        let (station, event) = receiver.recv_timeout(Duration::from_secs(60)).expect("the stations stopped emitting events");
+        if is_pass(&event) {
+            *passes.entry(station).or_default() += 1;
+        }
+    }
+}
+
+#[test]
+fn stopping_postgres_mid_run_loses_and_duplicates_nothing() {
+    let server = PostgresServer::start(ServerTls::Off);
+    let directory = tempfile::tempdir().expect("temp dir");
+    let url = server.url(ROLE, "sslmode=disable");
+    let (db_a, db_b) = (directory.path().join("a.db"), directory.path().join("b.db"));
+    let (sender, receiver) = mpsc::channel();
+    let mut children = Vec::new();
+    for (station, db) in [("line-a", &db_a), ("line-b", &db_b)] {
+        let stderr = std::fs::File::create(directory.path().join(format!("{station}.stderr"))).expect("stderr file");
+        let mut child = station_command(db, station, &url, 60, &["--json", "--central-block-size", "30"])
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("start a station");
+        forward_events(&mut child, station, sender.clone());
+        children.push(child);
+    }
+    drop(sender);
+    let mut passes = BTreeMap::new();
+    wait_for(&receiver, &mut passes, |passes| passes.len() == 2 && passes.values().all(|count| *count >= 8));
+    server.stop_server();
+    let at_stop = passes.clone();
+    // Both stations go on provisioning from their blocks while the database is down.
+    wait_for(&receiver, &mut passes, |passes| {
+        passes.iter().all(|(station, count)| *count >= at_stop[station] + 10)
+    });
+    let during_outage: Vec<usize> = passes.iter().map(|(station, count)| count - at_stop[station]).collect();
+    server.start_server();
+    for mut child in children {
+        let status = child.wait().expect("station exit");
+        assert!(status.success(), "a station failed: {status}");
+    }
+    for event in receiver.try_iter() {
+        if is_pass(&event.1) {
+            *passes.entry(event.0).or_default() += 1;
+        }
+    }
+    assert_eq!(passes.values().copied().collect::<Vec<_>>(), vec![60, 60], "passes per station");
+    eprintln!("units passed while PostgreSQL was down: {during_outage:?}");
+    check_central_matches(&server, ROLE, &[("line-a", &db_a), ("line-b", &db_b)]);
+    let serials = server.psql("SELECT count(*) || ' ' || count(DISTINCT serial) FROM imprint.issued_serials");
+    assert_eq!(serials, "120 120");
+    for station in ["line-a", "line-b"] {
+        let stderr = std::fs::read_to_string(directory.path().join(format!("{station}.stderr"))).unwrap_or_default();
+        assert!(stderr.contains("0 pending"), "{station} did not drain its outbox:\n{stderr}");
+    }
+}
+
+#[test]
+fn killing_a_station_mid_upload_loses_and_duplicates_nothing() {
+    let server = PostgresServer::start(ServerTls::Off);
+    let directory = tempfile::tempdir().expect("temp dir");
+    let url = server.url(ROLE, "sslmode=disable");
+    let db = directory.path().join("station.db");
+    let blocks = ["--central-block-size", "300", "--central-batch-size", "10"];
+    let first = station_command(&db, "line-k", &url, 1, &blocks).output().expect("first run");
+    assert!(first.status.success(), "{}", output_text(&first));
+    // A backlog: 120 runs provisioned offline from the leased block.
+    server.stop_server();
+    let offline = station_command(&db, "line-k", &url, 120, &[&blocks[..], &["--central-drain-timeout-ms", "0"]].concat())
+        .output()
+        .expect("offline run");
+    assert!(offline.status.success(), "{}", output_text(&offline));
+    assert_eq!(sqlite3(&db, "SELECT count(*) FROM runs WHERE shipped_at IS NULL"), "120");
+    server.start_server();
+
+    // The station ships the backlog in batches of 10 while provisioning more; SIGKILL it
+    // right after its first central commit.
+    let mut child = station_command(&db, "line-k", &url, 100_000, &blocks)
+        .env("IMPRINT_LOG", "imprint::central=debug")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the station");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    loop {
+        let line = lines.next().expect("the station ended before shipping").expect("read stderr");
+        if line.contains("shipped a batch") {
+            break;
+        }
+    }
+    child.kill().expect("SIGKILL the station");
+    child.wait().expect("reap the station");
+    let local = local_runs(&db);
+    let central = central_runs(&server, ROLE, "line-k");
+    assert!(central.len() < local.len(), "the kill landed after the upload finished ({} of {})", central.len(), local.len());
+    assert_eq!(central, local[..central.len()], "the central rows are not a prefix of the local chain");
+    eprintln!("killed with {} of {} runs shipped", central.len(), local.len());
+
+    // After a restart everything is shipped, once.
+    let restart = station_command(&db, "line-k", &url, 2, &blocks).output().expect("restart");
+    assert!(restart.status.success(), "{}", output_text(&restart));
+    check_central_matches(&server, ROLE, &[("line-k", &db)]);
+    assert_eq!(sqlite3(&db, "PRAGMA integrity_check"), "ok");
+    // Every serial in a local run is issued centrally, to the same chip (units killed before
+    // their run was recorded have an identity but no run: nothing to ship for them).
+    let central_serials = server.psql("SELECT string_agg(serial || ':' || chip_uid, ' ' ORDER BY serial) FROM imprint.issued_serials");
+    let local_serials = sqlite3(
+        &db,
+        "SELECT group_concat(serial || ':' || chip_uid, ' ') FROM (SELECT DISTINCT serial, chip_uid FROM runs WHERE serial IS NOT NULL ORDER BY serial)",
+    );
+    assert_eq!(central_serials, local_serials);
+}
+
+#[test]
+fn redelivery_is_harmless_and_a_different_record_under_a_shipped_sequence_is_an_alarm() {
+    let server = PostgresServer::start(ServerTls::Off);
+    let directory = tempfile::tempdir().expect("temp dir");
+    let url = server.url(ROLE, "sslmode=disable");
+    let db = directory.path().join("station.db");
+    let run = station_command(&db, "line-r", &url, 6, &[]).output().expect("run");
+    assert!(run.status.success(), "{}", output_text(&run));
+    check_central_matches(&server, ROLE, &[("line-r", &db)]);
+    let ship = || imprint_central().args(["log", "ship", "--db"]).arg(&db).args(["--central", &url]).output().expect("log ship");
+
+    // The crash window: the central commit happened, the local mark did not.
+    sqlite3(&db, "UPDATE runs SET shipped_at = NULL");
+    let redelivered = ship();
+    assert!(redelivered.status.success(), "{}", output_text(&redelivered));
+    assert!(String::from_utf8_lossy(&redelivered.stdout).contains("(6 were already in the central database)"), "{}", output_text(&redelivered));
+    check_central_matches(&server, ROLE, &[("line-r", &db)]);
+
+    // A different record under a sequence the central database already holds.
+    server.psql("UPDATE imprint.runs SET record_hash = sha256('forged') WHERE station = 'line-r' AND station_sequence = 4");
+    sqlite3(&db, "UPDATE runs SET shipped_at = NULL WHERE station_sequence >= 4");
+    let alarmed = ship();
+    assert_eq!(alarmed.status.code(), Some(1), "{}", output_text(&alarmed));
+    let stderr = String::from_utf8_lossy(&alarmed.stderr);
+    assert!(stderr.contains("ALARM duplicate-mismatch") && stderr.contains("sequence 4"), "{stderr}");
+    assert_eq!(server.psql("SELECT kind || ' ' || station_sequence FROM imprint.alarms"), "duplicate-mismatch 4");
+    assert_eq!(sqlite3(&db, "SELECT count(*) FROM runs WHERE shipped_at IS NULL"), "3", "alarmed runs stay in the outbox");
+}
+
+#[test]
+fn tls_works_and_a_server_requiring_it_refuses_plain_connections_clearly() {
+    let server = PostgresServer::start(ServerTls::Required);
+    let directory = tempfile::tempdir().expect("temp dir");
+    let db = directory.path().join("station.db");
+    let ca = server.path("ca.crt");
+    let verify_full = server.url(ROLE, &format!("sslmode=verify-full&sslrootcert={}", ca.display()));
+    // The password from a 0600 password file this time.
+    let password_file = directory.path().join("pgpass");
+    let port = server.port;
+    std::fs::write(&password_file, format!("127.0.0.1:{port}:{ROLE}:{ROLE}:{PASSWORD}\nlocalhost:{port}:*:{ROLE}:{PASSWORD}\n"))
+        .expect("pgpass");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&password_file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    let with_password_file = |mut command: Command| {
+        command.env_remove("PGPASSWORD").env("PGPASSFILE", &password_file);
+        command
+    };
+
+    let run = with_password_file(station_command(&db, "line-t", &verify_full, 4, &[])).output().expect("run");
+    assert!(run.status.success(), "{}", output_text(&run));
+    let verify = |url: &str| {
+        let mut command = imprint_central();
+        command.args(["log", "verify", "--central", url]);
+        with_password_file(command).output().expect("log verify")
+    };
+    let verified = verify(&verify_full);
+    assert!(verified.status.success(), "{}", output_text(&verified));
+    let localhost = format!("postgresql://{ROLE}@localhost:{}/{ROLE}?sslmode=verify-full&sslrootcert={}", server.port, ca.display());
+    let by_name = verify(&localhost);
+    assert!(by_name.status.success(), "verify-full by host name: {}", output_text(&by_name));
+    assert!(server.server_log().contains("SSL enabled"), "the server logged no TLS connection:\n{}", server.server_log());
+    assert_eq!(server.psql("SELECT count(*) FROM imprint.runs"), "4");
+
+    let check_refused = |url: String, fragments: &[&str]| {
+        let refused = verify(&url);
+        assert_eq!(refused.status.code(), Some(2), "{url}: {}", output_text(&refused));
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        eprintln!("refused as expected: {stderr}");
+        for fragment in fragments {
+            assert!(stderr.contains(fragment), "{url}: {stderr:?} lacks {fragment:?}");
+        }
+        assert!(!stderr.contains(PASSWORD), "the password leaked into an error: {stderr}");
+    };
+    check_refused(server.url(ROLE, "sslmode=disable"), &["no encryption", "accepts only TLS"]);
+    check_refused(
+        server.url(ROLE, &format!("sslmode=verify-full&sslrootcert={}", server.path("other-ca.crt").display())),
+        &["cannot connect", "certificate"],
+    );
+    std::fs::set_permissions(&password_file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    check_refused(verify_full.clone(), &["chmod 600"]);
+}
+
+#[test]
+fn tampering_with_a_central_row_is_detected_and_named() {
+    let server = PostgresServer::start(ServerTls::Off);
+    let directory = tempfile::tempdir().expect("temp dir");
+    let check = |case: usize, sql: &str, fragments: &[&str]| {
+        let database = format!("tamper{case}");
+        server.create_database(&database);
+        let url = server.url(&database, "sslmode=disable");
+        let db = directory.path().join(format!("{database}.db"));
+        let run = station_command(&db, "line-x", &url, 5, &[]).output().expect("run");
+        assert!(run.status.success(), "{}", output_text(&run));
+        let verify = || imprint_central().args(["log", "verify", "--central", &url]).output().expect("log verify");
+        let intact = verify();
+        assert!(intact.status.success(), "before tampering: {}", output_text(&intact));
+        server.psql_database(&database, sql);
+        let tampered = verify();
+        assert_eq!(tampered.status.code(), Some(1), "{sql}: {}", output_text(&tampered));
+        let stdout = String::from_utf8_lossy(&tampered.stdout);
+        for fragment in fragments {
+            assert!(stdout.contains(fragment), "{sql}: {stdout:?} lacks {fragment:?}");
+        }
+    };
+    check(1, "UPDATE imprint.runs SET operator = 'mallory' WHERE station_sequence = 3", &["TAMPERED", "sequence 3", "hash mismatch"]);
+    check(
+        2,
+        "UPDATE imprint.runs SET canonical_record = replace(canonical_record, 'tester', 'mallory') WHERE station_sequence = 2",
+        &["TAMPERED", "canonical_record", "sequence 2", "hash mismatch"],
+    );
+    check(3, "DELETE FROM imprint.runs WHERE station_sequence = 4", &["TAMPERED", "sequence 5", "missing record"]);
+    check(4, "DELETE FROM imprint.runs WHERE station_sequence = 5", &["TAMPERED", "truncated"]);
+}
+
+#[test]
+fn an_offline_station_out_of_serials_fails_units_at_allocate_identity() {
+    let server = PostgresServer::start(ServerTls::Off);
+    let directory = tempfile::tempdir().expect("temp dir");
+    let url = server.url(ROLE, "sslmode=disable");
+    let db = directory.path().join("station.db");
+    let small = ["--central-block-size", "3", "--central-lease-ahead", "1"];
+    let first = station_command(&db, "line-o", &url, 1, &small).output().expect("first run");
+    assert!(first.status.success(), "{}", output_text(&first));
+    server.stop_server();
+    let offline = station_command(&db, "line-o", &url, 5, &[&small[..], &["--json", "--central-drain-timeout-ms", "0"]].concat())
+        .output()
+        .expect("offline run");
+    assert_eq!(offline.status.code(), Some(1), "{}", output_text(&offline));
+    let finished: Vec<serde_json::Value> = String::from_utf8_lossy(&offline.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|event| event["event"] == "unit-finished")
+        .collect();
+    let passed = finished.iter().filter(|event| event["result"] == "pass").count();
+    assert_eq!((passed, finished.len()), (2, 5), "{}", output_text(&offline));
+    for failed in finished.iter().filter(|event| event["result"] == "fail") {
+        assert_eq!(failed["failing_step"], "allocate-identity", "{failed}");
+        let reason = failed["reason"].as_str().unwrap_or_default();
+        assert!(reason.contains("no serial number left") && reason.contains("reachable"), "{reason}");
+    }
+    server.start_server();
+    let back = station_command(&db, "line-o", &url, 2, &small).output().expect("run after the outage");
+    assert!(back.status.success(), "{}", output_text(&back));
+    assert_eq!(sqlite3(&db, "SELECT group_concat(serial, ' ') FROM (SELECT serial FROM units ORDER BY serial)"), "DS1-000001 DS1-000002 DS1-000003 DS1-000004 DS1-000005");
+    check_central_matches(&server, ROLE, &[("line-o", &db)]);
+}

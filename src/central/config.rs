@@ -248,8 +248,8 @@ impl CentralConfig {
     /// Opens a connection (TLS as configured). Fails within [`CONNECT_TIMEOUT`] when the
     /// server cannot be reached.
     pub fn connect(&self) -> Result<postgres::Client, CentralError> {
-        let connect_error = |source: postgres::Error| {
-            let text = source.to_string();
+        let connect_error = |error: postgres::Error| {
+            let text = super::error_text(&error);
             let hint = if text.contains("no encryption") {
                 " (the server accepts only TLS connections: use sslmode=require, verify-ca or verify-full)"
             } else if text.contains("password authentication failed") {
@@ -264,7 +264,7 @@ impl CentralConfig {
             CentralError::Connect {
                 target: self.target.clone(),
                 ssl_mode: self.ssl_mode.as_str(),
-                source,
+                cause: text,
                 hint,
             }
         };

@@ -62,11 +62,11 @@ pub enum CentralError {
     )]
     PasswordFilePermissions { path: PathBuf, mode: u32 },
 
-    #[error("cannot connect to the central database {target} (sslmode {ssl_mode}): {source}{hint}")]
-    Connect { target: String, ssl_mode: &'static str, source: postgres::Error, hint: &'static str },
+    #[error("cannot connect to the central database {target} (sslmode {ssl_mode}): {cause}{hint}")]
+    Connect { target: String, ssl_mode: &'static str, cause: String, hint: &'static str },
 
-    #[error("central database {target}: {operation} failed: {source}")]
-    Query { target: String, operation: &'static str, source: postgres::Error },
+    #[error("central database {target}: {operation} failed: {cause}")]
+    Query { target: String, operation: &'static str, cause: String },
 
     #[error("central database {target} has no imprint schema yet: no station has connected to it")]
     SchemaMissing { target: String },
@@ -103,5 +103,18 @@ pub(crate) fn query_failed<'target>(
     target: &'target str,
     operation: &'static str,
 ) -> impl FnOnce(postgres::Error) -> CentralError + 'target {
-    move |source| CentralError::Query { target: target.to_owned(), operation, source }
+    move |error| CentralError::Query { target: target.to_owned(), operation, cause: error_text(&error) }
+}
+
+/// The client error with its causes (`db error: ERROR: ...`): the client's own message is
+/// only the kind of error, and the server's words are in the cause.
+pub(crate) fn error_text(error: &postgres::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = std::error::Error::source(error);
+    while let Some(inner) = cause {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    text
 }

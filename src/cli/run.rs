@@ -74,6 +74,9 @@ pub struct RunArgs {
     /// block size]: how many units the station can provision offline.
     #[arg(long, value_name = "N", env = "IMPRINT_CENTRAL_LEASE_AHEAD")]
     central_lease_ahead: Option<u64>,
+    /// Runs per central transaction when shipping the outbox.
+    #[arg(long, value_name = "N", default_value_t = imprint::central::DEFAULT_BATCH_SIZE)]
+    central_batch_size: usize,
     /// After the last unit, how long to keep shipping the outbox before exiting (what is left
     /// ships at the next start).
     #[arg(long, value_name = "MS", default_value_t = 10_000)]
@@ -177,6 +180,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             &profile.serial_scheme,
             args.central_block_size,
             args.central_lease_ahead,
+            args.central_batch_size,
         )?),
         None => None,
     };
@@ -253,9 +257,13 @@ fn start_central_link(
     serial_scheme: &SerialScheme,
     block_size: u64,
     lease_ahead: Option<u64>,
+    batch_size: usize,
 ) -> anyhow::Result<CentralLink> {
     if block_size == 0 {
         bail!("--central-block-size: expected at least 1");
+    }
+    if batch_size == 0 {
+        bail!("--central-batch-size: expected at least 1");
     }
     let config = CentralConfig::from_url(url).context("--central")?;
     let serial_counters = match serial_scheme {
@@ -269,6 +277,7 @@ fn start_central_link(
     let mut settings = LinkSettings::new(station_name.to_owned(), serial_counters.clone());
     settings.block_size = block_size;
     settings.low_water = lease_ahead.unwrap_or(block_size);
+    settings.batch_size = batch_size;
     let target = config.target().to_owned();
     let link = CentralLink::start(ledger.clone(), config, settings).context("starting the central link")?;
     let status = link.wait_until_ready(CENTRAL_READY_TIMEOUT);
