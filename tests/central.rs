@@ -86,16 +86,23 @@ impl PostgresServer {
             server.make_certificates();
         }
         if as_postgres_user {
-            run_checked(Command::new("chown").arg("-R").arg("postgres:postgres").arg(server.directory.path()));
+            run_checked(
+                Command::new("chown").arg("-R").arg("postgres:postgres").arg(server.directory.path()),
+            );
         }
-        run_checked(server.server_command("initdb").args([
-            "--username=postgres",
-            "--auth-local=trust",
-            "--auth-host=scram-sha-256",
-            "--encoding=UTF8",
-            "--no-sync",
-            "-D",
-        ]).arg(server.data_directory()));
+        run_checked(
+            server
+                .server_command("initdb")
+                .args([
+                    "--username=postgres",
+                    "--auth-local=trust",
+                    "--auth-host=scram-sha-256",
+                    "--encoding=UTF8",
+                    "--no-sync",
+                    "-D",
+                ])
+                .arg(server.data_directory()),
+        );
         let mut settings = format!(
             "listen_addresses = '127.0.0.1'\nport = {}\nunix_socket_directories = '{}'\nlog_connections = on\nmax_connections = 40\n",
             server.port,
@@ -158,20 +165,77 @@ impl PostgresServer {
         let openssl = |arguments: &[&str]| {
             run_checked(Command::new("openssl").args(arguments).current_dir(self.directory.path()));
         };
-        openssl(&["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=imprint test CA"]);
-        openssl(&["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1"]);
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=imprint test CA",
+        ]);
+        openssl(&[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ]);
         std::fs::write(
             self.path("server.ext"),
             "basicConstraints = critical, CA:FALSE\nkeyUsage = critical, digitalSignature\nextendedKeyUsage = serverAuth\nsubjectAltName = IP:127.0.0.1, DNS:localhost\n",
         )
         .expect("write server.ext");
-        openssl(&["x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-            "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "server.ext"]);
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ]);
         // A second, unrelated authority: a client trusting only it must refuse the server.
-        openssl(&["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-keyout", "other-ca.key", "-out", "other-ca.crt", "-days", "2", "-subj", "/CN=unrelated CA"]);
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "other-ca.key",
+            "-out",
+            "other-ca.crt",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=unrelated CA",
+        ]);
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(self.path("server.key"), std::fs::Permissions::from_mode(0o600))
             .expect("chmod server.key");
@@ -190,7 +254,10 @@ impl PostgresServer {
 
     fn stop_server(&self) {
         run_checked(
-            self.server_command("pg_ctl").arg("-D").arg(self.data_directory()).args(["-w", "-m", "fast", "stop"]),
+            self.server_command("pg_ctl")
+                .arg("-D")
+                .arg(self.data_directory())
+                .args(["-w", "-m", "fast", "stop"]),
         );
     }
 
@@ -262,7 +329,11 @@ fn station_command(db: &Path, station: &str, url: &str, count: u64, extra: &[&st
 }
 
 fn output_text(output: &Output) -> String {
-    format!("stdout:\n{}\nstderr:\n{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+    format!(
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
 }
 
 fn sqlite3(db: &Path, sql: &str) -> String {
@@ -299,8 +370,16 @@ fn check_central_matches(server: &PostgresServer, database: &str, ledgers: &[(&s
     for (station, db) in ledgers {
         let local = local_runs(db);
         assert!(!local.is_empty(), "station {station} recorded no runs");
-        assert_eq!(central_runs(server, database, station), local, "station {station}: central vs local runs");
-        assert_eq!(sqlite3(db, "SELECT count(*) FROM runs WHERE shipped_at IS NULL"), "0", "{station}: outbox");
+        assert_eq!(
+            central_runs(server, database, station),
+            local,
+            "station {station}: central vs local runs"
+        );
+        assert_eq!(
+            sqlite3(db, "SELECT count(*) FROM runs WHERE shipped_at IS NULL"),
+            "0",
+            "{station}: outbox"
+        );
     }
     let total: usize = ledgers.iter().map(|(_, db)| local_runs(db).len()).sum();
     assert_eq!(server.psql_database(database, "SELECT count(*) FROM imprint.runs"), total.to_string());
@@ -314,12 +393,19 @@ fn check_central_matches(server: &PostgresServer, database: &str, ledgers: &[(&s
         "PostgreSQL's sha256() disagrees with a stored record_hash"
     );
     assert_eq!(server.psql_database(database, "SELECT count(*) FROM imprint.alarms"), "0", "alarms raised");
-    let verify = imprint_central().args(["log", "verify", "--central", &server.url(database, "sslmode=disable")]).output().expect("log verify");
+    let verify = imprint_central()
+        .args(["log", "verify", "--central", &server.url(database, "sslmode=disable")])
+        .output()
+        .expect("log verify");
     assert!(verify.status.success(), "log verify --central: {}", output_text(&verify));
 }
 
 /// Reads `imprint run --json` events of a child on a thread; sends (station, event).
-fn forward_events(child: &mut Child, station: &'static str, sender: mpsc::Sender<(&'static str, serde_json::Value)>) {
+fn forward_events(
+    child: &mut Child,
+    station: &'static str,
+    sender: mpsc::Sender<(&'static str, serde_json::Value)>,
+) {
     let stdout = child.stdout.take().expect("piped stdout");
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
@@ -358,12 +444,17 @@ fn two_stations_at_once_never_issue_the_same_serial() {
     assert!(output_a.status.success(), "station a: {}", output_text(&output_a));
     assert!(output_b.status.success(), "station b: {}", output_text(&output_b));
 
-    let serials_a: BTreeSet<String> = sqlite3(&db_a, "SELECT serial FROM units").lines().map(str::to_owned).collect();
-    let serials_b: BTreeSet<String> = sqlite3(&db_b, "SELECT serial FROM units").lines().map(str::to_owned).collect();
+    let serials_a: BTreeSet<String> =
+        sqlite3(&db_a, "SELECT serial FROM units").lines().map(str::to_owned).collect();
+    let serials_b: BTreeSet<String> =
+        sqlite3(&db_b, "SELECT serial FROM units").lines().map(str::to_owned).collect();
     assert_eq!((serials_a.len(), serials_b.len()), (40, 40));
     let shared: Vec<&String> = serials_a.intersection(&serials_b).collect();
     assert!(shared.is_empty(), "both stations issued {shared:?}");
-    assert_eq!(server.psql("SELECT count(*) || ' ' || count(DISTINCT serial) FROM imprint.issued_serials"), "80 80");
+    assert_eq!(
+        server.psql("SELECT count(*) || ' ' || count(DISTINCT serial) FROM imprint.issued_serials"),
+        "80 80"
+    );
     // No two blocks overlap (the exclusion constraint says so; check it independently).
     assert_eq!(
         server.psql(
@@ -381,13 +472,17 @@ fn two_stations_at_once_never_issue_the_same_serial() {
         ));
         assert_eq!(outside, "0", "{station} issued serials outside its blocks");
         let local_blocks = sqlite3(db, "SELECT count(*) FROM serial_blocks");
-        let central_blocks = server.psql(&format!("SELECT count(*) FROM imprint.serial_blocks WHERE station = '{station}'"));
+        let central_blocks =
+            server.psql(&format!("SELECT count(*) FROM imprint.serial_blocks WHERE station = '{station}'"));
         assert_eq!(local_blocks, central_blocks, "{station}: blocks recorded locally vs leased");
     }
     check_central_matches(&server, ROLE, &[("line-a", &db_a), ("line-b", &db_b)]);
     for output in [&output_a, &output_b] {
         let stderr = String::from_utf8_lossy(&output.stderr);
-        eprintln!("{}", stderr.lines().filter(|line| line.starts_with("central:")).collect::<Vec<_>>().join("\n"));
+        eprintln!(
+            "{}",
+            stderr.lines().filter(|line| line.starts_with("central:")).collect::<Vec<_>>().join("\n")
+        );
     }
 }
 
@@ -400,7 +495,8 @@ fn wait_for(
     let deadline = Instant::now() + Duration::from_secs(120);
     while !until(passes) {
         assert!(Instant::now() < deadline, "timed out; passes so far {passes:?}");
-        let (station, event) = receiver.recv_timeout(Duration::from_secs(60)).expect("the stations stopped emitting events");
+        let (station, event) =
+            receiver.recv_timeout(Duration::from_secs(60)).expect("the stations stopped emitting events");
         if is_pass(&event) {
             *passes.entry(station).or_default() += 1;
         }
@@ -416,8 +512,9 @@ fn stopping_postgres_mid_run_loses_and_duplicates_nothing() {
     let (sender, receiver) = mpsc::channel();
     let mut children = Vec::new();
     for (station, db) in [("line-a", &db_a), ("line-b", &db_b)] {
-        let stderr = std::fs::File::create(directory.path().join(format!("{station}.stderr"))).expect("stderr file");
-        let mut child = station_command(db, station, &url, 60, &["--json", "--central-block-size", "30"])
+        let stderr =
+            std::fs::File::create(directory.path().join(format!("{station}.stderr"))).expect("stderr file");
+        let mut child = station_command(db, station, &url, 100, &["--json", "--central-block-size", "30"])
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()
@@ -445,13 +542,14 @@ fn stopping_postgres_mid_run_loses_and_duplicates_nothing() {
             *passes.entry(event.0).or_default() += 1;
         }
     }
-    assert_eq!(passes.values().copied().collect::<Vec<_>>(), vec![60, 60], "passes per station");
+    assert_eq!(passes.values().copied().collect::<Vec<_>>(), vec![100, 100], "passes per station");
     eprintln!("units passed while PostgreSQL was down: {during_outage:?}");
     check_central_matches(&server, ROLE, &[("line-a", &db_a), ("line-b", &db_b)]);
     let serials = server.psql("SELECT count(*) || ' ' || count(DISTINCT serial) FROM imprint.issued_serials");
-    assert_eq!(serials, "120 120");
+    assert_eq!(serials, "200 200");
     for station in ["line-a", "line-b"] {
-        let stderr = std::fs::read_to_string(directory.path().join(format!("{station}.stderr"))).unwrap_or_default();
+        let stderr =
+            std::fs::read_to_string(directory.path().join(format!("{station}.stderr"))).unwrap_or_default();
         assert!(stderr.contains("0 pending"), "{station} did not drain its outbox:\n{stderr}");
     }
 }
@@ -467,9 +565,15 @@ fn killing_a_station_mid_upload_loses_and_duplicates_nothing() {
     assert!(first.status.success(), "{}", output_text(&first));
     // A backlog: 120 runs provisioned offline from the leased block.
     server.stop_server();
-    let offline = station_command(&db, "line-k", &url, 120, &[&blocks[..], &["--central-drain-timeout-ms", "0"]].concat())
-        .output()
-        .expect("offline run");
+    let offline = station_command(
+        &db,
+        "line-k",
+        &url,
+        120,
+        &[&blocks[..], &["--central-drain-timeout-ms", "0"]].concat(),
+    )
+    .output()
+    .expect("offline run");
     assert!(offline.status.success(), "{}", output_text(&offline));
     assert_eq!(sqlite3(&db, "SELECT count(*) FROM runs WHERE shipped_at IS NULL"), "120");
     server.start_server();
@@ -494,7 +598,12 @@ fn killing_a_station_mid_upload_loses_and_duplicates_nothing() {
     child.wait().expect("reap the station");
     let local = local_runs(&db);
     let central = central_runs(&server, ROLE, "line-k");
-    assert!(central.len() < local.len(), "the kill landed after the upload finished ({} of {})", central.len(), local.len());
+    assert!(
+        central.len() < local.len(),
+        "the kill landed after the upload finished ({} of {})",
+        central.len(),
+        local.len()
+    );
     assert_eq!(central, local[..central.len()], "the central rows are not a prefix of the local chain");
     eprintln!("killed with {} of {} runs shipped", central.len(), local.len());
 
@@ -505,7 +614,9 @@ fn killing_a_station_mid_upload_loses_and_duplicates_nothing() {
     assert_eq!(sqlite3(&db, "PRAGMA integrity_check"), "ok");
     // Every serial in a local run is issued centrally, to the same chip (units killed before
     // their run was recorded have an identity but no run: nothing to ship for them).
-    let central_serials = server.psql("SELECT string_agg(serial || ':' || chip_uid, ' ' ORDER BY serial) FROM imprint.issued_serials");
+    let central_serials = server.psql(
+        "SELECT string_agg(serial || ':' || chip_uid, ' ' ORDER BY serial) FROM imprint.issued_serials",
+    );
     let local_serials = sqlite3(
         &db,
         "SELECT group_concat(serial || ':' || chip_uid, ' ') FROM (SELECT DISTINCT serial, chip_uid FROM runs WHERE serial IS NOT NULL ORDER BY serial)",
@@ -522,13 +633,24 @@ fn redelivery_is_harmless_and_a_different_record_under_a_shipped_sequence_is_an_
     let run = station_command(&db, "line-r", &url, 6, &[]).output().expect("run");
     assert!(run.status.success(), "{}", output_text(&run));
     check_central_matches(&server, ROLE, &[("line-r", &db)]);
-    let ship = || imprint_central().args(["log", "ship", "--db"]).arg(&db).args(["--central", &url]).output().expect("log ship");
+    let ship = || {
+        imprint_central()
+            .args(["log", "ship", "--db"])
+            .arg(&db)
+            .args(["--central", &url])
+            .output()
+            .expect("log ship")
+    };
 
     // The crash window: the central commit happened, the local mark did not.
     sqlite3(&db, "UPDATE runs SET shipped_at = NULL");
     let redelivered = ship();
     assert!(redelivered.status.success(), "{}", output_text(&redelivered));
-    assert!(String::from_utf8_lossy(&redelivered.stdout).contains("(6 were already in the central database)"), "{}", output_text(&redelivered));
+    assert!(
+        String::from_utf8_lossy(&redelivered.stdout).contains("(6 were already in the central database)"),
+        "{}",
+        output_text(&redelivered)
+    );
     check_central_matches(&server, ROLE, &[("line-r", &db)]);
 
     // A different record under a sequence the central database already holds.
@@ -538,8 +660,15 @@ fn redelivery_is_harmless_and_a_different_record_under_a_shipped_sequence_is_an_
     assert_eq!(alarmed.status.code(), Some(1), "{}", output_text(&alarmed));
     let stderr = String::from_utf8_lossy(&alarmed.stderr);
     assert!(stderr.contains("ALARM duplicate-mismatch") && stderr.contains("sequence 4"), "{stderr}");
-    assert_eq!(server.psql("SELECT kind || ' ' || station_sequence FROM imprint.alarms"), "duplicate-mismatch 4");
-    assert_eq!(sqlite3(&db, "SELECT count(*) FROM runs WHERE shipped_at IS NULL"), "3", "alarmed runs stay in the outbox");
+    assert_eq!(
+        server.psql("SELECT kind || ' ' || station_sequence FROM imprint.alarms"),
+        "duplicate-mismatch 4"
+    );
+    assert_eq!(
+        sqlite3(&db, "SELECT count(*) FROM runs WHERE shipped_at IS NULL"),
+        "3",
+        "alarmed runs stay in the outbox"
+    );
 }
 
 #[test]
@@ -552,8 +681,11 @@ fn tls_works_and_a_server_requiring_it_refuses_plain_connections_clearly() {
     // The password from a 0600 password file this time.
     let password_file = directory.path().join("pgpass");
     let port = server.port;
-    std::fs::write(&password_file, format!("127.0.0.1:{port}:{ROLE}:{ROLE}:{PASSWORD}\nlocalhost:{port}:*:{ROLE}:{PASSWORD}\n"))
-        .expect("pgpass");
+    std::fs::write(
+        &password_file,
+        format!("127.0.0.1:{port}:{ROLE}:{ROLE}:{PASSWORD}\nlocalhost:{port}:*:{ROLE}:{PASSWORD}\n"),
+    )
+    .expect("pgpass");
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&password_file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     let with_password_file = |mut command: Command| {
@@ -570,10 +702,18 @@ fn tls_works_and_a_server_requiring_it_refuses_plain_connections_clearly() {
     };
     let verified = verify(&verify_full);
     assert!(verified.status.success(), "{}", output_text(&verified));
-    let localhost = format!("postgresql://{ROLE}@localhost:{}/{ROLE}?sslmode=verify-full&sslrootcert={}", server.port, ca.display());
+    let localhost = format!(
+        "postgresql://{ROLE}@localhost:{}/{ROLE}?sslmode=verify-full&sslrootcert={}",
+        server.port,
+        ca.display()
+    );
     let by_name = verify(&localhost);
     assert!(by_name.status.success(), "verify-full by host name: {}", output_text(&by_name));
-    assert!(server.server_log().contains("SSL enabled"), "the server logged no TLS connection:\n{}", server.server_log());
+    assert!(
+        server.server_log().contains("SSL enabled"),
+        "the server logged no TLS connection:\n{}",
+        server.server_log()
+    );
     assert_eq!(server.psql("SELECT count(*) FROM imprint.runs"), "4");
 
     let check_refused = |url: String, fragments: &[&str]| {
@@ -588,7 +728,8 @@ fn tls_works_and_a_server_requiring_it_refuses_plain_connections_clearly() {
     };
     check_refused(server.url(ROLE, "sslmode=disable"), &["no encryption", "accepts only TLS"]);
     check_refused(
-        server.url(ROLE, &format!("sslmode=verify-full&sslrootcert={}", server.path("other-ca.crt").display())),
+        server
+            .url(ROLE, &format!("sslmode=verify-full&sslrootcert={}", server.path("other-ca.crt").display())),
         &["cannot connect", "certificate"],
     );
     std::fs::set_permissions(&password_file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
@@ -606,7 +747,8 @@ fn tampering_with_a_central_row_is_detected_and_named() {
         let db = directory.path().join(format!("{database}.db"));
         let run = station_command(&db, "line-x", &url, 5, &[]).output().expect("run");
         assert!(run.status.success(), "{}", output_text(&run));
-        let verify = || imprint_central().args(["log", "verify", "--central", &url]).output().expect("log verify");
+        let verify =
+            || imprint_central().args(["log", "verify", "--central", &url]).output().expect("log verify");
         let intact = verify();
         assert!(intact.status.success(), "before tampering: {}", output_text(&intact));
         server.psql_database(&database, sql);
@@ -617,13 +759,21 @@ fn tampering_with_a_central_row_is_detected_and_named() {
             assert!(stdout.contains(fragment), "{sql}: {stdout:?} lacks {fragment:?}");
         }
     };
-    check(1, "UPDATE imprint.runs SET operator = 'mallory' WHERE station_sequence = 3", &["TAMPERED", "sequence 3", "hash mismatch"]);
+    check(
+        1,
+        "UPDATE imprint.runs SET operator = 'mallory' WHERE station_sequence = 3",
+        &["TAMPERED", "sequence 3", "hash mismatch"],
+    );
     check(
         2,
         "UPDATE imprint.runs SET canonical_record = replace(canonical_record, 'tester', 'mallory') WHERE station_sequence = 2",
         &["TAMPERED", "canonical_record", "sequence 2", "hash mismatch"],
     );
-    check(3, "DELETE FROM imprint.runs WHERE station_sequence = 4", &["TAMPERED", "sequence 5", "missing record"]);
+    check(
+        3,
+        "DELETE FROM imprint.runs WHERE station_sequence = 4",
+        &["TAMPERED", "sequence 5", "missing record"],
+    );
     check(4, "DELETE FROM imprint.runs WHERE station_sequence = 5", &["TAMPERED", "truncated"]);
 }
 
@@ -637,9 +787,15 @@ fn an_offline_station_out_of_serials_fails_units_at_allocate_identity() {
     let first = station_command(&db, "line-o", &url, 1, &small).output().expect("first run");
     assert!(first.status.success(), "{}", output_text(&first));
     server.stop_server();
-    let offline = station_command(&db, "line-o", &url, 5, &[&small[..], &["--json", "--central-drain-timeout-ms", "0"]].concat())
-        .output()
-        .expect("offline run");
+    let offline = station_command(
+        &db,
+        "line-o",
+        &url,
+        5,
+        &[&small[..], &["--json", "--central-drain-timeout-ms", "0"]].concat(),
+    )
+    .output()
+    .expect("offline run");
     assert_eq!(offline.status.code(), Some(1), "{}", output_text(&offline));
     let finished: Vec<serde_json::Value> = String::from_utf8_lossy(&offline.stdout)
         .lines()
@@ -656,6 +812,9 @@ fn an_offline_station_out_of_serials_fails_units_at_allocate_identity() {
     server.start_server();
     let back = station_command(&db, "line-o", &url, 2, &small).output().expect("run after the outage");
     assert!(back.status.success(), "{}", output_text(&back));
-    assert_eq!(sqlite3(&db, "SELECT group_concat(serial, ' ') FROM (SELECT serial FROM units ORDER BY serial)"), "DS1-000001 DS1-000002 DS1-000003 DS1-000004 DS1-000005");
+    assert_eq!(
+        sqlite3(&db, "SELECT group_concat(serial, ' ') FROM (SELECT serial FROM units ORDER BY serial)"),
+        "DS1-000001 DS1-000002 DS1-000003 DS1-000004 DS1-000005"
+    );
     check_central_matches(&server, ROLE, &[("line-o", &db)]);
 }

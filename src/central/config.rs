@@ -293,9 +293,9 @@ impl CentralConfig {
                 let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
                     .build()
                     .map_err(|error| CentralError::RootCertificate {
-                        path: self.root_certificate.clone().unwrap_or_default(),
-                        reason: error.to_string(),
-                    })?;
+                    path: self.root_certificate.clone().unwrap_or_default(),
+                    reason: error.to_string(),
+                })?;
                 builder
                     .dangerous()
                     .with_custom_certificate_verifier(Arc::new(ChainOnlyVerifier { webpki }))
@@ -527,9 +527,8 @@ mod tests {
     use super::*;
 
     fn check(url: &str, variables: &[(&str, &str)], expected: Result<(&str, SslMode, PasswordSource), &str>) {
-        let environment = |name: &str| {
-            variables.iter().find(|(key, _)| *key == name).map(|(_, value)| (*value).to_owned())
-        };
+        let environment =
+            |name: &str| variables.iter().find(|(key, _)| *key == name).map(|(_, value)| (*value).to_owned());
         let parsed = CentralConfig::from_url_with_environment(url, &environment);
         match (parsed, expected) {
             (Ok(config), Ok((target, ssl_mode, source))) => {
@@ -574,10 +573,18 @@ mod tests {
             &[("USER", "line3"), ("PGSSLMODE", "disable")],
             Ok(("line3@db.example:5432/factory", SslMode::Disable, PasswordSource::None)),
         );
-        check("postgresql://imprint@db.example/factory?sslmode=verify-ca", &[], Err("needs a root certificate"));
+        check(
+            "postgresql://imprint@db.example/factory?sslmode=verify-ca",
+            &[],
+            Err("needs a root certificate"),
+        );
         check("postgresql://imprint:secret@db.example/factory?sslmode=tight", &[], Err("sslmode \"tight\""));
         check("mysql://imprint:secret@db.example/factory", &[], Err("expected postgresql://"));
-        check("postgresql://imprint:secret@db.example/factory?bogus=1", &[], Err("invalid central database url"));
+        check(
+            "postgresql://imprint:secret@db.example/factory?bogus=1",
+            &[],
+            Err("invalid central database url"),
+        );
     }
 
     #[test]
@@ -594,26 +601,23 @@ mod tests {
         {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-            check(
-                "postgresql://imprint@db.example/factory",
-                &[("PGPASSFILE", path_text)],
-                Err("chmod 600"),
-            );
+            check("postgresql://imprint@db.example/factory", &[("PGPASSFILE", path_text)], Err("chmod 600"));
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         }
         check(
             "postgresql://imprint@db.example/factory",
             &[("PGPASSFILE", path_text)],
-            Ok(("imprint@db.example:5432/factory", SslMode::Prefer, PasswordSource::PasswordFile(path.clone()))),
+            Ok((
+                "imprint@db.example:5432/factory",
+                SslMode::Prefer,
+                PasswordSource::PasswordFile(path.clone()),
+            )),
         );
         assert_eq!(
             read_password_file(&path, "db.example", 5432, "factory", "imprint").unwrap().as_deref(),
             Some("secret:with colon")
         );
-        assert_eq!(
-            read_password_file(&path, "elsewhere", 1, "x", "y").unwrap().as_deref(),
-            Some("fallback")
-        );
+        assert_eq!(read_password_file(&path, "elsewhere", 1, "x", "y").unwrap().as_deref(), Some("fallback"));
         assert_eq!(redact_url("postgresql://u:secret@h:1/d?x=y"), "postgresql://u:***@h:1/d?x=y");
     }
 }

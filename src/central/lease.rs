@@ -26,7 +26,9 @@ pub struct SerialCounterSpec {
 impl SerialCounterSpec {
     /// The largest value that fits in the counter width (and in PostgreSQL's bigint).
     fn max_value(&self) -> u64 {
-        10u64.checked_pow(self.counter_width).map_or(i64::MAX as u64, |limit| (limit - 1).min(i64::MAX as u64))
+        10u64
+            .checked_pow(self.counter_width)
+            .map_or(i64::MAX as u64, |limit| (limit - 1).min(i64::MAX as u64))
     }
 }
 
@@ -91,7 +93,10 @@ pub fn lease_block(
         .map_err(query_failed(target, "creating the serial counter"))?;
     // The row lock makes concurrent leases of a prefix take turns.
     let next_value: i64 = transaction
-        .query_one("SELECT next_value FROM imprint.serial_counters WHERE prefix = $1 FOR UPDATE", &[&spec.prefix])
+        .query_one(
+            "SELECT next_value FROM imprint.serial_counters WHERE prefix = $1 FOR UPDATE",
+            &[&spec.prefix],
+        )
         .and_then(|row| row.try_get(0))
         .map_err(query_failed(target, "locking the serial counter"))?;
     let first_value = next_value.max(first_value_wanted).max(0) as u64;

@@ -187,11 +187,15 @@ impl CentralLink {
     /// returns the final status. Runs not shipped stay in the outbox for the next start.
     pub fn finish(mut self, drain_timeout: Duration) -> LinkStatus {
         let deadline = Instant::now() + drain_timeout;
+        let failures_before = self.status().connection_failures;
         self.wake();
         loop {
             let pending = self.ledger.unshipped_count().unwrap_or(u64::MAX);
             let status = self.status();
-            if pending == 0 || status.alarm.is_some() || Instant::now() >= deadline {
+            // Offline, a failed reconnection during the drain ends it: the outbox keeps the
+            // runs for the next start, and the operator need not wait out the timeout.
+            let is_offline = !status.is_connected && status.connection_failures > failures_before;
+            if pending == 0 || status.alarm.is_some() || is_offline || Instant::now() >= deadline {
                 break;
             }
             let guard = lock(&self.shared.status);

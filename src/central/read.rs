@@ -16,8 +16,8 @@ use postgres::{IsolationLevel, Row, Transaction};
 use super::schema::check_schema;
 use super::{CentralConfig, CentralError, query_failed};
 use crate::ledger::{
-    ChainHead, ChainProblem, ChainVerifier, ExportFilter, ExportFormat, ExportHeader, ExportSummary, LedgerError,
-    ProblemKind, RecordedRun, RunResult, VerifyOptions, VerifyReport, chain_hash, write_export,
+    ChainHead, ChainProblem, ChainVerifier, ExportFilter, ExportFormat, ExportHeader, ExportSummary,
+    LedgerError, ProblemKind, RecordedRun, RunResult, VerifyOptions, VerifyReport, chain_hash, write_export,
 };
 
 const RUN_SELECT: &str = "SELECT station, station_sequence, local_run_id, operator, probe, profile,
@@ -39,8 +39,10 @@ fn run_from_row(row: &Row) -> Result<CentralRun, String> {
     let optional = |index: usize| row.try_get::<_, Option<String>>(index).map_err(|error| error.to_string());
     let bytes = |index: usize| row.try_get::<_, Vec<u8>>(index).map_err(|error| error.to_string());
     let sequence: i64 = row.try_get(1).map_err(|error| error.to_string())?;
-    let images = serde_json::from_str(&text(7)?).map_err(|error| format!("column images is not valid: {error}"))?;
-    let steps = serde_json::from_str(&text(16)?).map_err(|error| format!("column steps is not valid: {error}"))?;
+    let images =
+        serde_json::from_str(&text(7)?).map_err(|error| format!("column images is not valid: {error}"))?;
+    let steps =
+        serde_json::from_str(&text(16)?).map_err(|error| format!("column steps is not valid: {error}"))?;
     let prev_hash = bytes(17)?;
     let record_hash = bytes(18)?;
     Ok(CentralRun {
@@ -125,7 +127,10 @@ pub fn verify_central(config: &CentralConfig, options: &VerifyOptions) -> Result
                     verifier.report(ChainProblem {
                         location,
                         station: row.try_get(0).ok(),
-                        station_sequence: row.try_get::<_, i64>(1).ok().and_then(|value| u64::try_from(value).ok()),
+                        station_sequence: row
+                            .try_get::<_, i64>(1)
+                            .ok()
+                            .and_then(|value| u64::try_from(value).ok()),
                         serial: row.try_get(9).ok().flatten(),
                         kind: ProblemKind::Malformed { reason },
                     });

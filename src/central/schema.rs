@@ -12,7 +12,7 @@ use super::{CentralError, query_failed};
 pub const CENTRAL_SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
 
 /// Any fixed number, shared by every station: the advisory lock that serialises migrations.
-const MIGRATION_LOCK_KEY: i64 = 0x696d_7072_696e_74;
+const MIGRATION_LOCK_KEY: i64 = 0x0069_6d70_7269_6e74;
 
 /// `MIGRATIONS[i]` takes the schema from version `i` to `i + 1`. Never edit a released step.
 const MIGRATIONS: &[&str] = &[r#"

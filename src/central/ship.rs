@@ -195,7 +195,9 @@ pub fn ship_batch(
                     Some(_) => {}
                 }
             }
-            if let (Some(chip_uid), Some(serial), Some(device_id)) = (&run.chip_uid, &run.serial, &run.device_id) {
+            if let (Some(chip_uid), Some(serial), Some(device_id)) =
+                (&run.chip_uid, &run.serial, &run.device_id)
+            {
                 transaction
                     .execute(
                         "INSERT INTO imprint.units (chip_uid, serial, device_id, profile, station,
@@ -206,7 +208,15 @@ pub fn ship_batch(
                              station = EXCLUDED.station, station_sequence = EXCLUDED.station_sequence,
                              finished_at = EXCLUDED.finished_at
                          WHERE imprint.units.finished_at <= EXCLUDED.finished_at",
-                        &[chip_uid, serial, device_id, &run.profile, &run.station, &sequence, &run.finished_at],
+                        &[
+                            chip_uid,
+                            serial,
+                            device_id,
+                            &run.profile,
+                            &run.station,
+                            &sequence,
+                            &run.finished_at,
+                        ],
                     )
                     .map_err(query_failed(target, "recording the unit"))?;
                 let issued = transaction
@@ -223,7 +233,8 @@ pub fn ship_batch(
                             &[serial],
                         )
                         .map_err(query_failed(target, "reading the issued serial"))?;
-                    let owner_chip: String = row.try_get(0).map_err(query_failed(target, "reading the issued serial"))?;
+                    let owner_chip: String =
+                        row.try_get(0).map_err(query_failed(target, "reading the issued serial"))?;
                     if owner_chip != *chip_uid {
                         let owner_station: String =
                             row.try_get(1).map_err(query_failed(target, "reading the issued serial"))?;

@@ -286,7 +286,9 @@ fn start_central_link(
     }
     if !status.serials_stocked {
         let reason = status.last_error.as_deref().unwrap_or("no answer yet");
-        eprintln!("warning: central database {target} not reachable ({reason}); provisioning from the serial blocks already leased:");
+        eprintln!(
+            "warning: central database {target} not reachable ({reason}); provisioning from the serial blocks already leased:"
+        );
         for spec in &serial_counters {
             let remaining = ledger.leased_serials_remaining(&spec.prefix)?;
             eprintln!("  prefix {:?}: {remaining} serial numbers left", spec.prefix);
@@ -307,7 +309,11 @@ fn print_central_summary(status: &LinkStatus) {
         status.outbox_pending,
         status.blocks_leased,
         median.map_or_else(String::new, |ms| format!(" (median lease {ms:.1} ms)")),
-        if status.blocks_adopted > 0 { format!(", adopted {}", status.blocks_adopted) } else { String::new() }
+        if status.blocks_adopted > 0 {
+            format!(", adopted {}", status.blocks_adopted)
+        } else {
+            String::new()
+        }
     );
     if let Some(alarm) = &status.alarm {
         eprintln!("central: {alarm}");

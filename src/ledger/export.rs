@@ -196,16 +196,22 @@ fn export(
     let where_sql =
         if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
     let chain_head = chain_heads(connection, path)?;
-    write_export(format, header, chain_head, out, |visit: &mut dyn FnMut(RecordedRun) -> Result<bool, LedgerError>| {
-        for_each_run(
-            connection,
-            path,
-            &where_sql,
-            "r.station_id, r.station_sequence, st.ordinal",
-            &parameters,
-            visit,
-        )
-    })
+    write_export(
+        format,
+        header,
+        chain_head,
+        out,
+        |visit: &mut dyn FnMut(RecordedRun) -> Result<bool, LedgerError>| {
+            for_each_run(
+                connection,
+                path,
+                &where_sql,
+                "r.station_id, r.station_sequence, st.ordinal",
+                &parameters,
+                visit,
+            )
+        },
+    )
 }
 
 /// Writes an export in `format` from any source of runs, streaming: the header, every run

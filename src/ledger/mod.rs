@@ -28,6 +28,9 @@
 //!   (`prev_hash`, `record_hash`, next station sequence) and the station's new chain head. It
 //!   returns only after the commit is durable (`synchronous = FULL`).
 //! - [`Ledger::record_runs`]: the same for many runs in one transaction (bulk import, benchmarks).
+//! - [`Ledger::record_serial_block`] (a block leased from the central database) and
+//!   [`Ledger::mark_runs_shipped`] (the outbox acknowledgement): one short transaction each;
+//!   see `outbox.rs` and docs/central.md.
 //! - Readers ([`Ledger::export`], [`Ledger::verify`], [`Ledger::unit_history`], [`Ledger::stats`])
 //!   each run in one read transaction: a consistent snapshot while the station keeps writing.
 //!
@@ -55,8 +58,8 @@ pub use canonical::{
 };
 pub use error::LedgerError;
 pub use export::{
-    CSV_COLUMNS, write_export, ChainHead, EXPORT_FORMAT_VERSION, ExportFilter, ExportFormat, ExportHeader, ExportSummary,
-    ExportTrailer,
+    CSV_COLUMNS, ChainHead, EXPORT_FORMAT_VERSION, ExportFilter, ExportFormat, ExportHeader, ExportSummary,
+    ExportTrailer, write_export,
 };
 pub use model::{
     AllocatedIdentity, IdentityRequest, ReworkPolicy, RunReceipt, RunRecord, RunResult, SerialScheme,

@@ -190,7 +190,9 @@ impl Ledger {
                 )
                 .and_then(|mut statement| {
                     statement
-                        .query_row([block.central_block_id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+                        .query_row([block.central_block_id], |row| {
+                            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                        })
                         .optional()
                 })
                 .map_err(database_error(path, "looking up the serial block"))?;
@@ -258,5 +260,169 @@ impl Ledger {
     /// Serial values left to issue for `prefix` across its leased blocks.
     pub fn leased_serials_remaining(&self, prefix: &str) -> Result<u64, LedgerError> {
         Ok(self.serial_blocks(Some(prefix))?.iter().map(SerialBlock::remaining).sum())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+    use crate::ledger::{IdentityRequest, ReworkPolicy, RunRecord, RunResult, SerialScheme};
+
+    fn open() -> (tempfile::TempDir, Ledger) {
+        let directory = tempfile::tempdir().unwrap();
+        let ledger = Ledger::open(&directory.path().join("ledger.db")).unwrap();
+        (directory, ledger)
+    }
+
+    fn block(central_block_id: i64, first_value: u64, last_value: u64) -> LeasedSerialBlock {
+        LeasedSerialBlock { central_block_id, prefix: "SN".into(), first_value, last_value }
+    }
+
+    /// What one step of a scenario does, and what it must give.
+    enum Step {
+        /// Record a leased block; expect "newly recorded" or an error message fragment.
+        Lease(LeasedSerialBlock, Result<bool, &'static str>),
+        /// Allocate an identity for a new chip; expect the serial or an error message fragment.
+        Allocate(Result<&'static str, &'static str>),
+        /// From now on serials must come from leased blocks.
+        RequireBlocks,
+    }
+
+    fn check(steps: &[Step]) {
+        let (_directory, ledger) = open();
+        for (index, step) in steps.iter().enumerate() {
+            match step {
+                Step::Lease(leased, expected) => {
+                    let outcome = ledger.record_serial_block(leased).map_err(|error| error.to_string());
+                    match (outcome, expected) {
+                        (Ok(recorded), Ok(wanted)) => assert_eq!(recorded, *wanted, "step {index}"),
+                        (Err(message), Err(fragment)) => {
+                            assert!(
+                                message.contains(fragment),
+                                "step {index}: {message:?} lacks {fragment:?}"
+                            )
+                        }
+                        (outcome, expected) => panic!("step {index}: {outcome:?}, expected {expected:?}"),
+                    }
+                }
+                Step::Allocate(expected) => {
+                    let request = IdentityRequest {
+                        chip_uid_hex: format!("{:024x}", index + 1),
+                        profile_name: "demo".into(),
+                        device_id: uuid::Uuid::new_v4(),
+                        serial_scheme: SerialScheme::Counter {
+                            prefix: "SN".into(),
+                            counter_width: 6,
+                            first_value: 1,
+                        },
+                        scanned_serial: None,
+                        rework_policy: ReworkPolicy::ReuseIdentity,
+                    };
+                    let outcome = ledger
+                        .allocate_identity(&request)
+                        .map(|allocated| allocated.identity.serial)
+                        .map_err(|error| error.to_string());
+                    match (outcome, expected) {
+                        (Ok(serial), Ok(wanted)) => assert_eq!(serial, *wanted, "step {index}"),
+                        (Err(message), Err(fragment)) => {
+                            assert!(
+                                message.contains(fragment),
+                                "step {index}: {message:?} lacks {fragment:?}"
+                            )
+                        }
+                        (outcome, expected) => panic!("step {index}: {outcome:?}, expected {expected:?}"),
+                    }
+                }
+                Step::RequireBlocks => ledger.require_leased_serial_blocks(),
+            }
+        }
+    }
+
+    #[test]
+    fn check_serial_blocks() {
+        use Step::*;
+        // Without blocks and without the central rule, the local counter serves.
+        check(&[Allocate(Ok("SN000001")), Allocate(Ok("SN000002"))]);
+        // With the central rule and no block: a clear failure, never the local counter.
+        check(&[RequireBlocks, Allocate(Err("no serial number left for prefix \"SN\""))]);
+        // Blocks are used oldest value first, then the station runs dry; a later block refills.
+        check(&[
+            Lease(block(7, 20, 21), Ok(true)),
+            Lease(block(3, 5, 5), Ok(true)),
+            Allocate(Ok("SN000005")),
+            Allocate(Ok("SN000020")),
+            Allocate(Ok("SN000021")),
+            Allocate(Err("no serial number left")),
+            Lease(block(9, 40, 40), Ok(true)),
+            Allocate(Ok("SN000040")),
+        ]);
+        // Recording is idempotent by central id; a different range under a known id is refused.
+        check(&[
+            Lease(block(1, 1, 3), Ok(true)),
+            Lease(block(1, 1, 3), Ok(false)),
+            Lease(block(1, 1, 4), Err("already recorded as 1..=3")),
+            Lease(block(2, 9, 8), Err("first_value <= last_value")),
+        ]);
+        // A value that outgrows the counter width is refused, not widened.
+        check(&[
+            RequireBlocks,
+            Lease(block(4, 999_999, 1_000_000), Ok(true)),
+            Allocate(Ok("SN999999")),
+            Allocate(Err("exhausted")),
+        ]);
+    }
+
+    #[test]
+    fn check_block_rows_only_move_forward() {
+        let (directory, ledger) = open();
+        ledger.record_serial_block(&block(1, 1, 10)).unwrap();
+        let connection = rusqlite::Connection::open(directory.path().join("ledger.db")).unwrap();
+        for sql in [
+            "UPDATE serial_blocks SET next_value = 0",
+            "UPDATE serial_blocks SET last_value = 11",
+            "DELETE FROM serial_blocks",
+        ] {
+            assert!(connection.execute(sql, []).is_err(), "{sql} was allowed");
+        }
+        assert!(connection.execute("UPDATE serial_blocks SET next_value = 4", []).is_ok());
+        assert_eq!(ledger.leased_serials_remaining("SN").unwrap(), 7);
+    }
+
+    #[test]
+    fn check_outbox() {
+        let (_directory, ledger) = open();
+        let run = |seconds: u64| RunRecord {
+            station: "line-1".into(),
+            operator: "tester".into(),
+            probe: "sim:0".into(),
+            profile_name: "demo".into(),
+            profile_sha256: "ab".repeat(32),
+            image_sha256s: vec![("bootloader".into(), "cd".repeat(32))],
+            chip_uid_hex: None,
+            serial: None,
+            device_id: None,
+            started_at: SystemTime::UNIX_EPOCH + Duration::from_secs(seconds),
+            finished_at: SystemTime::UNIX_EPOCH + Duration::from_secs(seconds + 1),
+            result: RunResult::Fail,
+            failing_step: Some("connect".into()),
+            reason: Some("no probe".into()),
+            steps: Vec::new(),
+        };
+        let receipts =
+            ledger.record_runs(&[run(1_800_000_000), run(1_800_000_060), run(1_800_000_120)]).unwrap();
+        assert_eq!(ledger.unshipped_count().unwrap(), 3);
+        let first_two = ledger.unshipped_runs(2).unwrap();
+        assert_eq!(first_two.iter().map(|run| run.station_sequence).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(first_two[1].record_hash, hex::encode(receipts[1].record_hash));
+        assert_eq!(ledger.mark_runs_shipped(&[receipts[0].run_id, receipts[1].run_id]).unwrap(), 2);
+        assert_eq!(ledger.mark_runs_shipped(&[receipts[0].run_id]).unwrap(), 0, "marked twice");
+        let rest = ledger.unshipped_runs(10).unwrap();
+        assert_eq!(rest.iter().map(|run| run.station_sequence).collect::<Vec<_>>(), [3]);
+        assert_eq!(ledger.unshipped_count().unwrap(), 1);
+        // Marking shipped leaves the chain intact (shipped_at is not hashed).
+        assert!(ledger.verify(&crate::ledger::VerifyOptions::default()).unwrap().is_intact());
+        assert_eq!(ledger.ledger_id().unwrap().len(), 32);
     }
 }

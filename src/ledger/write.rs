@@ -313,7 +313,11 @@ fn issue_serial(
 }
 
 /// Refuses a malformed serial or one that was ever issued before, current or retired.
-fn check_new_serial(transaction: &Transaction<'_>, path: &Path, serial: String) -> Result<String, LedgerError> {
+fn check_new_serial(
+    transaction: &Transaction<'_>,
+    path: &Path,
+    serial: String,
+) -> Result<String, LedgerError> {
     check_serial_text("serial", &serial)?;
     let previous_owner: Option<String> = transaction
         .prepare_cached(
