@@ -272,11 +272,18 @@ impl Worker {
         let mut session: Option<Session> = None;
         let mut backoff = self.settings.backoff_initial;
         let mut reported_alarm = false;
+        // Warn once when the database goes away, not at every retry of a long outage.
+        let mut reported_offline = false;
         while !self.stopping() {
             if session.is_none() {
                 match self.connect() {
                     Ok(connected) => {
-                        tracing::info!(target = %self.config.target(), "connected to the central database");
+                        if reported_offline {
+                            tracing::warn!(target = %self.config.target(), "central database reachable again");
+                        } else {
+                            tracing::info!(target = %self.config.target(), "connected to the central database");
+                        }
+                        reported_offline = false;
                         self.update(|status| {
                             status.is_connected = true;
                             status.connections += 1;
@@ -285,7 +292,12 @@ impl Worker {
                         session = Some(connected);
                     }
                     Err(error) => {
-                        tracing::warn!(%error, "central database unreachable; working from the local ledger");
+                        if reported_offline {
+                            tracing::debug!(%error, "central database still unreachable");
+                        } else {
+                            tracing::warn!(%error, "central database unreachable; working from the local ledger");
+                            reported_offline = true;
+                        }
                         self.update(|status| {
                             status.is_connected = false;
                             status.connection_failures += 1;
@@ -306,8 +318,9 @@ impl Worker {
                     if is_alarm && !reported_alarm {
                         tracing::error!(%error, "central ledger alarm");
                         reported_alarm = true;
-                    } else if !is_alarm {
+                    } else if !is_alarm && !reported_offline {
                         tracing::warn!(%error, "central database link failed; reconnecting");
+                        reported_offline = true;
                     }
                     self.update(|status| {
                         status.is_connected = false;
