@@ -400,6 +400,63 @@ fn check_central_matches(server: &PostgresServer, database: &str, ledgers: &[(&s
     assert!(verify.status.success(), "log verify --central: {}", output_text(&verify));
 }
 
+/// The runs of a JSON lines export, without `shipped_at` (the local mark time locally, the
+/// arrival time centrally), keyed by (station, sequence).
+fn export_runs(path: &Path) -> BTreeMap<(String, u64), serde_json::Value> {
+    std::fs::read_to_string(path)
+        .expect("read export")
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|record| record.get("record_hash").is_some())
+        .map(|mut record| {
+            record.as_object_mut().expect("object").remove("shipped_at");
+            let key = (
+                record["station"].as_str().unwrap_or_default().to_owned(),
+                record["station_sequence"].as_u64().unwrap_or(0),
+            );
+            (key, record)
+        })
+        .collect()
+}
+
+/// `imprint log export --central` in every format verifies (with imprint and with the
+/// standalone Python verifier), and holds exactly the local ledgers' runs, field for field.
+fn check_central_export(url: &str, ledgers: &[&Path], directory: &Path) {
+    for format in ["csv", "json", "jsonl"] {
+        let file = directory.join(format!("central.{format}"));
+        let exported = imprint_central()
+            .args(["log", "export", "--central", url, "--format", format, "-o"])
+            .arg(&file)
+            .output()
+            .expect("log export");
+        assert!(exported.status.success(), "{}", output_text(&exported));
+        let verified = imprint().args(["log", "verify"]).arg(&file).output().expect("log verify FILE");
+        assert!(verified.status.success(), "{format}: {}", output_text(&verified));
+        let python = Command::new("python3")
+            .arg(repo_root().join("tests/data/ledger/verify_export.py"))
+            .arg(&file)
+            .output()
+            .expect("python3 verifier");
+        assert!(python.status.success(), "{format}: python verifier: {}", output_text(&python));
+    }
+    let mut local = BTreeMap::new();
+    for (index, db) in ledgers.iter().enumerate() {
+        let file = directory.join(format!("local-{index}.jsonl"));
+        let exported = imprint()
+            .args(["log", "export", "--format", "jsonl", "--db"])
+            .arg(db)
+            .arg("-o")
+            .arg(&file)
+            .output()
+            .expect("export");
+        assert!(exported.status.success(), "{}", output_text(&exported));
+        local.extend(export_runs(&file));
+    }
+    let central = export_runs(&directory.join("central.jsonl"));
+    assert_eq!(central.len(), local.len());
+    assert!(central == local, "the central export differs from the local ledgers' exports");
+}
+
 /// Reads `imprint run --json` events of a child on a thread; sends (station, event).
 fn forward_events(
     child: &mut Child,
@@ -477,6 +534,23 @@ fn two_stations_at_once_never_issue_the_same_serial() {
         assert_eq!(local_blocks, central_blocks, "{station}: blocks recorded locally vs leased");
     }
     check_central_matches(&server, ROLE, &[("line-a", &db_a), ("line-b", &db_b)]);
+    // One place to look a unit up, whichever station made it: by serial and by chip UID.
+    for (db, station) in [(&db_a, "line-a"), (&db_b, "line-b")] {
+        let unit = sqlite3(db, "SELECT serial || ' ' || chip_uid FROM units ORDER BY serial LIMIT 1");
+        let (serial, chip_uid) = unit.split_once(' ').expect("a unit");
+        for key in [serial, chip_uid] {
+            let shown = imprint_central()
+                .args(["log", "show", "--json", "--central", &url, key])
+                .output()
+                .expect("log show");
+            assert!(shown.status.success(), "{}", output_text(&shown));
+            let history: serde_json::Value = serde_json::from_slice(&shown.stdout).expect("history JSON");
+            assert_eq!(history["chip_uid"], chip_uid);
+            assert_eq!(history["current"]["serial"], serial);
+            assert_eq!(history["runs"][0]["station"], station);
+        }
+    }
+    check_central_export(&url, &[&db_a, &db_b], directory.path());
     for output in [&output_a, &output_b] {
         let stderr = String::from_utf8_lossy(&output.stderr);
         eprintln!(

@@ -30,7 +30,7 @@ use std::path::PathBuf;
 pub use config::{CONNECT_TIMEOUT, CentralConfig, PasswordSource, SslMode};
 pub use lease::{SerialCounterSpec, lease_block};
 pub use link::{CentralLink, DEFAULT_BATCH_SIZE, DEFAULT_BLOCK_SIZE, LinkSettings, LinkStatus};
-pub use read::{export_central, verify_central};
+pub use read::{export_central, unit_history_central, verify_central};
 pub use schema::{CENTRAL_SCHEMA_VERSION, migrate};
 pub use ship::{ShipOutcome, ship_batch};
 

@@ -1,5 +1,5 @@
-//! Reading the central database back: verifying every station's chain there, and exporting
-//! runs across all stations in the local export formats.
+//! Reading the central database back: verifying every station's chain there, exporting runs
+//! across all stations in the local export formats, and one unit's history across stations.
 //!
 //! Both read one consistent snapshot (a read-only `REPEATABLE READ` transaction) and stream
 //! the runs, so memory does not grow with the database. Verification rebuilds each run from
@@ -17,7 +17,8 @@ use super::schema::check_schema;
 use super::{CentralConfig, CentralError, query_failed};
 use crate::ledger::{
     ChainHead, ChainProblem, ChainVerifier, ExportFilter, ExportFormat, ExportHeader, ExportSummary,
-    LedgerError, ProblemKind, RecordedRun, RunResult, VerifyOptions, VerifyReport, chain_hash, write_export,
+    LedgerError, ProblemKind, RecordedRun, RetiredIdentity, RunResult, UnitHistory, UnitRow, VerifyOptions,
+    VerifyReport, chain_hash, write_export,
 };
 
 const RUN_SELECT: &str = "SELECT station, station_sequence, local_run_id, operator, probe, profile,
@@ -227,4 +228,83 @@ pub fn export_central(
     )?;
     transaction.commit().map_err(query_failed(target, "ending the read snapshot"))?;
     Ok(summary)
+}
+
+/// A unit's history across all stations, found by serial (current or earlier) or chip UID:
+/// its latest identity (`imprint.units`), earlier serials of the chip, and every run of the
+/// chip from every station, oldest first. The central database knows identities only through
+/// runs, so an identity's `created_at` is the start of the first run that carried it, and an
+/// earlier serial's `retired_at` is the end of the last run that carried it.
+pub fn unit_history_central(config: &CentralConfig, key: &str) -> Result<Option<UnitHistory>, CentralError> {
+    let target = config.target();
+    let mut client = config.connect()?;
+    check_schema(&mut client, target)?;
+    let mut transaction = snapshot(&mut client, target)?;
+    let lowercase_key = key.to_ascii_lowercase();
+    let chip_uid: Option<String> = transaction
+        .query_opt(
+            "SELECT chip_uid FROM imprint.issued_serials WHERE serial = $1
+             UNION ALL SELECT chip_uid FROM imprint.runs WHERE chip_uid = $2
+             LIMIT 1",
+            &[&key, &lowercase_key],
+        )
+        .and_then(|row| row.map(|row| row.try_get(0)).transpose())
+        .map_err(query_failed(target, "finding the unit"))?;
+    let Some(chip_uid) = chip_uid else {
+        transaction.commit().map_err(query_failed(target, "ending the read snapshot"))?;
+        return Ok(None);
+    };
+    let mut runs = Vec::new();
+    let rows = transaction
+        .query(
+            &format!("{RUN_SELECT} WHERE chip_uid = $1 ORDER BY started_at, station, station_sequence"),
+            &[&chip_uid],
+        )
+        .map_err(query_failed(target, "reading the unit's runs"))?;
+    for row in &rows {
+        let central = run_from_row(row)
+            .map_err(|reason| LedgerError::invalid("central run row", "a run imprint stored", reason))?;
+        runs.push(central.run);
+    }
+    let current = transaction
+        .query_opt("SELECT serial, device_id, profile FROM imprint.units WHERE chip_uid = $1", &[&chip_uid])
+        .map_err(query_failed(target, "reading the unit"))?
+        .map(|row| -> Result<UnitRow, postgres::Error> {
+            let serial: String = row.try_get(0)?;
+            let created_at = runs
+                .iter()
+                .find(|run| run.serial.as_deref() == Some(serial.as_str()))
+                .map(|run| run.started_at.clone())
+                .unwrap_or_default();
+            Ok(UnitRow { serial, device_id: row.try_get(1)?, profile: row.try_get(2)?, created_at })
+        })
+        .transpose()
+        .map_err(query_failed(target, "reading the unit"))?;
+    let mut retired = Vec::new();
+    if let Some(current) = &current {
+        let mut seen = Vec::new();
+        for run in &runs {
+            let (Some(serial), Some(device_id)) = (&run.serial, &run.device_id) else { continue };
+            if *serial == current.serial || seen.contains(serial) {
+                continue;
+            }
+            seen.push(serial.clone());
+            let last_finished = runs
+                .iter()
+                .filter(|other| other.serial.as_ref() == Some(serial))
+                .map(|other| other.finished_at.clone())
+                .max()
+                .unwrap_or_default();
+            retired.push(RetiredIdentity {
+                serial: serial.clone(),
+                device_id: device_id.clone(),
+                profile: run.profile.clone(),
+                created_at: run.started_at.clone(),
+                retired_at: last_finished,
+                replaced_by_serial: current.serial.clone(),
+            });
+        }
+    }
+    transaction.commit().map_err(query_failed(target, "ending the read snapshot"))?;
+    Ok(Some(UnitHistory { chip_uid, current, retired, runs }))
 }

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use imprint::central::{CentralConfig, export_central, migrate, ship_batch, verify_central};
+use imprint::central::{
+    CentralConfig, export_central, migrate, ship_batch, unit_history_central, verify_central,
+};
 use imprint::ledger::{
     ExportFilter, ExportFormat, Ledger, LedgerStats, RecordedRun, RunResult, UnitHistory, VerifyOptions,
     VerifyReport, parse_hash_hex, parse_time_bound, verify_export_file,
@@ -56,7 +58,7 @@ pub enum LogCommand {
     Ship(ShipArgs),
     /// Show a unit's whole history: identity, retired identities, every run with its steps.
     #[command(
-        after_help = "Examples:\n  imprint log show SN000123\n  imprint log show 0f3a5c77e1d2a4b89c001122\n  imprint log show SN000123 --json"
+        after_help = "Examples:\n  imprint log show SN000123\n  imprint log show SN000123 --central 'postgresql://imprint@db.example/factory'\n  imprint log show 0f3a5c77e1d2a4b89c001122\n  imprint log show SN000123 --json"
     )]
     Show(ShowArgs),
     /// Units, runs, pass/fail, first-pass yield and median cycle time per step.
@@ -142,6 +144,10 @@ pub struct ShowArgs {
     /// A serial number (current or retired) or a chip UID in hex.
     #[arg(value_name = "SERIAL|UID")]
     unit: String,
+    /// Look the unit up in the central PostgreSQL ledger, across all stations, instead of a
+    /// local ledger (docs/central.md; password from PGPASSWORD or ~/.pgpass).
+    #[arg(long, value_name = "URL")]
+    central: Option<String>,
     /// Print the history as JSON.
     #[arg(long)]
     json: bool,
@@ -344,6 +350,24 @@ fn print_verify_report(source: &str, report: &VerifyReport) {
 }
 
 fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
+    if let Some(url) = &args.central {
+        let config = CentralConfig::from_url(url).context("--central")?;
+        let Some(history) = unit_history_central(&config, &args.unit)
+            .with_context(|| format!("reading the central ledger {}", config.target()))?
+        else {
+            bail!(
+                "no unit with serial or chip uid {:?} in the central ledger {}",
+                args.unit,
+                config.target()
+            );
+        };
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&history)?);
+        } else {
+            print_history(&history);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let ledger = args.database.open()?;
     let Some(history) = ledger
         .unit_history(&args.unit)
