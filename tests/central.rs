@@ -104,7 +104,7 @@ impl PostgresServer {
                 .arg(server.data_directory()),
         );
         let mut settings = format!(
-            "listen_addresses = '127.0.0.1'\nport = {}\nunix_socket_directories = '{}'\nlog_connections = on\nmax_connections = 40\n",
+            "listen_addresses = '127.0.0.1'\nport = {}\nunix_socket_directories = '{}'\nlog_connections = on\nmax_connections = 40\nshared_buffers = 16MB\n",
             server.port,
             server.socket_directory().display()
         );
