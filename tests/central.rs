@@ -743,6 +743,19 @@ fn redelivery_is_harmless_and_a_different_record_under_a_shipped_sequence_is_an_
         "3",
         "alarmed runs stay in the outbox"
     );
+
+    // Another ledger under the same station name gets no serials and ships nothing.
+    let impostor = directory.path().join("impostor.db");
+    let refused = station_command(&impostor, "line-r", &url, 1, &["--central-drain-timeout-ms", "500"])
+        .output()
+        .expect("run");
+    assert_eq!(refused.status.code(), Some(1), "{}", output_text(&refused));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("station name \"line-r\" is registered in the central database to ledger"),
+        "{stderr}"
+    );
+    assert_eq!(server.psql("SELECT count(*) FROM imprint.runs"), "6");
 }
 
 #[test]

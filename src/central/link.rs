@@ -157,12 +157,12 @@ impl CentralLink {
         lock(&self.shared.status).clone()
     }
 
-    /// Waits until the serial blocks are stocked, or the first connection attempt failed (the
-    /// station then works from the blocks it has), or `timeout` passed. Returns the status.
+    /// Waits until the serial blocks are stocked, or the first attempt failed (the station
+    /// then works from the blocks it has), or `timeout` passed. Returns the status.
     pub fn wait_until_ready(&self, timeout: Duration) -> LinkStatus {
         let deadline = Instant::now() + timeout;
         let mut status = lock(&self.shared.status);
-        while !(status.serials_stocked || status.connection_failures > 0 || status.alarm.is_some()) {
+        while !(status.serials_stocked || status.connection_failures > 0 || status.last_error.is_some()) {
             let now = Instant::now();
             if now >= deadline {
                 break;

@@ -287,7 +287,7 @@ fn start_central_link(
     if !status.serials_stocked {
         let reason = status.last_error.as_deref().unwrap_or("no answer yet");
         eprintln!(
-            "warning: central database {target} not reachable ({reason}); provisioning from the serial blocks already leased:"
+            "warning: no serial block from the central database {target} ({reason}); provisioning from the serial blocks already leased:"
         );
         for spec in &serial_counters {
             let remaining = ledger.leased_serials_remaining(&spec.prefix)?;
