@@ -8,8 +8,10 @@
 //!   [`manifest`], [`store`];
 //! - the hardware seam: [`target`] (one `Target` trait, backends in submodules);
 //! - the station: [`station`] (one unit through the steps, a line of slots, events);
-//! - the audit record: [`ledger`] (the only module that touches SQLite).
+//! - the audit record: [`ledger`] (the only module that touches SQLite), and [`central`], the
+//!   shared PostgreSQL record many stations feed (the only module that touches PostgreSQL).
 
+pub mod central;
 pub mod contract;
 pub mod identity;
 pub mod image;

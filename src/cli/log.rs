@@ -1,12 +1,16 @@
 //! `imprint log ...`: export, verify, show and summarise the audit ledger. Thin glue over
 //! [`imprint::ledger`]; every command opens the ledger read-only, so it can run beside a
-//! station that is writing.
+//! station that is writing. `export` and `verify` also read the central PostgreSQL ledger
+//! (`--central URL`, [`imprint::central`]), and `ship` drains a ledger's outbox into it.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
+use imprint::central::{
+    CentralConfig, export_central, migrate, ship_batch, unit_history_central, verify_central,
+};
 use imprint::ledger::{
     ExportFilter, ExportFormat, Ledger, LedgerStats, RecordedRun, RunResult, UnitHistory, VerifyOptions,
     VerifyReport, parse_hash_hex, parse_time_bound, verify_export_file,
@@ -39,17 +43,22 @@ impl DatabaseArgs {
 pub enum LogCommand {
     /// Export runs with every recorded field, their steps and hashes, plus the chain head.
     #[command(
-        after_help = "Examples:\n  imprint log export --format csv -o runs.csv\n  imprint log export --format jsonl --since 2026-11-01 --until 2026-11-30 --result fail\n  imprint log export --db /var/lib/imprint/ledger.db --format json --profile demo -o demo.json"
+        after_help = "Examples:\n  imprint log export --format csv -o runs.csv\n  imprint log export --central 'postgresql://imprint@db.example/factory' --format jsonl -o all-stations.jsonl\n  imprint log export --format jsonl --since 2026-11-01 --until 2026-11-30 --result fail\n  imprint log export --db /var/lib/imprint/ledger.db --format json --profile demo -o demo.json"
     )]
     Export(ExportArgs),
     /// Check the hash chain of a ledger or an export file; exit 1 when it was tampered with.
     #[command(
-        after_help = "Examples:\n  imprint log verify\n  imprint log verify --db station-3.db --head 5f1c...e9\n  imprint log verify runs.jsonl --head 5f1c...e9\n\nExit status: 0 intact, 1 tampering found (the first bad record is printed), 2 bad input."
+        after_help = "Examples:\n  imprint log verify\n  imprint log verify --central 'postgresql://imprint@db.example/factory?sslmode=verify-full&sslrootcert=ca.pem'\n  imprint log verify --db station-3.db --head 5f1c...e9\n  imprint log verify runs.jsonl --head 5f1c...e9\n\nExit status: 0 intact, 1 tampering found (the first bad record is printed), 2 bad input."
     )]
     Verify(VerifyArgs),
+    /// Ship the ledger's outbox (runs not yet in the central database) now, then exit.
+    #[command(
+        after_help = "Examples:\n  PGPASSWORD=... imprint log ship --db station-3.db --central 'postgresql://imprint@db.example/factory?sslmode=verify-full&sslrootcert=ca.pem'\n\nA station running `imprint run --central URL` ships by itself; this is for a station that stopped with runs still in its outbox.\nExit status: 0 when the outbox is empty, 1 when an alarm stopped shipping, 2 bad input or database unreachable."
+    )]
+    Ship(ShipArgs),
     /// Show a unit's whole history: identity, retired identities, every run with its steps.
     #[command(
-        after_help = "Examples:\n  imprint log show SN000123\n  imprint log show 0f3a5c77e1d2a4b89c001122\n  imprint log show SN000123 --json"
+        after_help = "Examples:\n  imprint log show SN000123\n  imprint log show SN000123 --central 'postgresql://imprint@db.example/factory'\n  imprint log show 0f3a5c77e1d2a4b89c001122\n  imprint log show SN000123 --json"
     )]
     Show(ShowArgs),
     /// Units, runs, pass/fail, first-pass yield and median cycle time per step.
@@ -92,6 +101,19 @@ pub struct ExportArgs {
     /// Output file [default: standard output].
     #[arg(short = 'o', long, value_name = "FILE")]
     output: Option<PathBuf>,
+    /// Export every station's runs from the central PostgreSQL ledger instead of a local
+    /// ledger (docs/central.md; password from PGPASSWORD or ~/.pgpass).
+    #[arg(long, value_name = "URL")]
+    central: Option<String>,
+}
+
+#[derive(clap::Args)]
+pub struct ShipArgs {
+    #[command(flatten)]
+    database: DatabaseArgs,
+    /// The central PostgreSQL ledger (docs/central.md; password from PGPASSWORD or ~/.pgpass).
+    #[arg(long, value_name = "URL", env = "IMPRINT_CENTRAL_URL")]
+    central: String,
 }
 
 #[derive(clap::Args)]
@@ -109,6 +131,10 @@ pub struct VerifyArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// Verify every station's chain in the central PostgreSQL ledger instead of a local
+    /// ledger (docs/central.md; password from PGPASSWORD or ~/.pgpass).
+    #[arg(long, value_name = "URL")]
+    central: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -118,6 +144,10 @@ pub struct ShowArgs {
     /// A serial number (current or retired) or a chip UID in hex.
     #[arg(value_name = "SERIAL|UID")]
     unit: String,
+    /// Look the unit up in the central PostgreSQL ledger, across all stations, instead of a
+    /// local ledger (docs/central.md; password from PGPASSWORD or ~/.pgpass).
+    #[arg(long, value_name = "URL")]
+    central: Option<String>,
     /// Print the history as JSON.
     #[arg(long)]
     json: bool,
@@ -136,6 +166,7 @@ pub fn run(command: LogCommand) -> anyhow::Result<ExitCode> {
     match command {
         LogCommand::Export(args) => export(args),
         LogCommand::Verify(args) => verify(args),
+        LogCommand::Ship(args) => ship(args),
         LogCommand::Show(args) => show(args),
         LogCommand::Stats(args) => stats(args),
     }
@@ -156,12 +187,23 @@ fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
         FormatArg::Json => ExportFormat::Json,
         FormatArg::Jsonl => ExportFormat::Jsonl,
     };
-    let ledger = args.database.open()?;
+    let central = args.central.as_deref().map(CentralConfig::from_url).transpose().context("--central")?;
+    let ledger = match &central {
+        Some(_) => None,
+        None => Some(args.database.open()?),
+    };
+    let export_to = |out: &mut dyn Write| -> anyhow::Result<imprint::ledger::ExportSummary> {
+        match (&central, &ledger) {
+            (Some(config), _) => Ok(export_central(config, format, &filter, out)?),
+            (None, Some(ledger)) => Ok(ledger.export(format, &filter, out)?),
+            (None, None) => bail!("no ledger to export"),
+        }
+    };
     let summary = match &args.output {
         Some(output) => {
             let mut file = std::fs::File::create(output)
                 .with_context(|| format!("creating export file {}", output.display()))?;
-            let outcome = ledger.export(format, &filter, &mut file).and_then(|summary| {
+            let outcome = export_to(&mut file).and_then(|summary| {
                 file.sync_all().map_err(|source| imprint::ledger::LedgerError::ExportWrite { source })?;
                 Ok(summary)
             });
@@ -174,7 +216,7 @@ fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
         None => {
             let stdout = std::io::stdout();
             let mut lock = stdout.lock();
-            ledger.export(format, &filter, &mut lock).context("exporting to standard output")?
+            export_to(&mut lock).context("exporting to standard output")?
         }
     };
     for head in &summary.chain_heads {
@@ -205,6 +247,20 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     if args.file.is_some() && args.db.is_some() && args.db != database_from_environment {
         bail!("give either --db PATH or an export FILE to verify, not both");
     }
+    if let Some(url) = &args.central {
+        if args.file.is_some() {
+            bail!("give either --central URL or an export FILE to verify, not both");
+        }
+        let config = CentralConfig::from_url(url).context("--central")?;
+        let report = verify_central(&config, &options)
+            .with_context(|| format!("verifying the central ledger {}", config.target()))?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            print_verify_report(&format!("central {}", config.target()), &report);
+        }
+        return Ok(if report.is_intact() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_UNITS_FAILED) });
+    }
     let (source, report) = match &args.file {
         Some(file) => (
             file.display().to_string(),
@@ -226,6 +282,39 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         print_verify_report(&source, &report);
     }
     Ok(if report.is_intact() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_UNITS_FAILED) })
+}
+
+fn ship(args: ShipArgs) -> anyhow::Result<ExitCode> {
+    let path = args.database.path()?;
+    let ledger = Ledger::open(&path).with_context(|| format!("opening ledger {}", path.display()))?;
+    let config = CentralConfig::from_url(&args.central).context("--central")?;
+    let target = config.target().to_owned();
+    let ledger_id = ledger.ledger_id()?;
+    let mut client = config.connect()?;
+    migrate(&mut client, &target)?;
+    let mut shipped = 0usize;
+    let mut already_present = 0usize;
+    let started = std::time::Instant::now();
+    loop {
+        match ship_batch(&mut client, &target, &ledger, &ledger_id, imprint::central::DEFAULT_BATCH_SIZE) {
+            Ok(outcome) if outcome.runs_acknowledged() == 0 => break,
+            Ok(outcome) => {
+                shipped += outcome.runs_acknowledged();
+                already_present += outcome.runs_already_present;
+            }
+            Err(error @ imprint::central::CentralError::Alarm { .. }) => {
+                eprintln!("{error}");
+                eprintln!("shipped {shipped} runs before the alarm");
+                return Ok(ExitCode::from(EXIT_UNITS_FAILED));
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+    println!(
+        "shipped {shipped} runs ({already_present} were already in the central database) to {target} in {:.1} s; outbox empty",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn print_verify_report(source: &str, report: &VerifyReport) {
@@ -261,6 +350,24 @@ fn print_verify_report(source: &str, report: &VerifyReport) {
 }
 
 fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
+    if let Some(url) = &args.central {
+        let config = CentralConfig::from_url(url).context("--central")?;
+        let Some(history) = unit_history_central(&config, &args.unit)
+            .with_context(|| format!("reading the central ledger {}", config.target()))?
+        else {
+            bail!(
+                "no unit with serial or chip uid {:?} in the central ledger {}",
+                args.unit,
+                config.target()
+            );
+        };
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&history)?);
+        } else {
+            print_history(&history);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let ledger = args.database.open()?;
     let Some(history) = ledger
         .unit_history(&args.unit)

@@ -4,9 +4,11 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, bail};
-use imprint::ledger::Ledger;
+use imprint::central::{CentralConfig, CentralLink, LinkSettings, LinkStatus, SerialCounterSpec};
+use imprint::ledger::{Ledger, SerialScheme};
 use imprint::profile::{Profile, SimTiming};
 use imprint::station::fixtures::{FixtureSelector, SimOptions, open_fixtures};
 use imprint::station::{
@@ -23,6 +25,8 @@ use super::{EXIT_UNITS_FAILED, station_identity};
   imprint run --profile profiles/demo.toml --sim 4 --count 20
   imprint run --profile profiles/demo.toml --sim 2 --count 5 --json > events.jsonl
   imprint run --profile profiles/demo.toml --sim 2 --count 6 --sim-fault 1.2:probe-lost=erase
+  PGPASSWORD=... imprint run --profile profiles/demo.toml --sim 4 --station line1-a \
+      --central 'postgresql://imprint@db.example/factory?sslmode=verify-full&sslrootcert=ca.pem'
 
 Exit status: 0 when every unit passed, 1 when any unit failed, 2 for bad usage or configuration.")]
 pub struct RunArgs {
@@ -58,6 +62,25 @@ pub struct RunArgs {
     /// Derive simulated unique IDs from this seed (repeatable runs) instead of randomly.
     #[arg(long, value_name = "SEED")]
     sim_uid_seed: Option<u64>,
+    /// Feed a central PostgreSQL ledger (docs/central.md): serial numbers come from blocks
+    /// leased from it, and every run is shipped to it in the background. Give the password
+    /// through PGPASSWORD or a ~/.pgpass file, not in the URL.
+    #[arg(long, value_name = "URL", env = "IMPRINT_CENTRAL_URL")]
+    central: Option<String>,
+    /// Serial numbers per block leased from the central database.
+    #[arg(long, value_name = "N", env = "IMPRINT_CENTRAL_BLOCK_SIZE", default_value_t = imprint::central::DEFAULT_BLOCK_SIZE)]
+    central_block_size: u64,
+    /// Lease the next block ahead of time when fewer serials than this remain [default: the
+    /// block size]: how many units the station can provision offline.
+    #[arg(long, value_name = "N", env = "IMPRINT_CENTRAL_LEASE_AHEAD")]
+    central_lease_ahead: Option<u64>,
+    /// Runs per central transaction when shipping the outbox.
+    #[arg(long, value_name = "N", default_value_t = imprint::central::DEFAULT_BATCH_SIZE)]
+    central_batch_size: usize,
+    /// After the last unit, how long to keep shipping the outbox before exiting (what is left
+    /// ships at the next start).
+    #[arg(long, value_name = "MS", default_value_t = 10_000)]
+    central_drain_timeout_ms: u64,
     /// Inject a fault into a simulated unit: SLOT.UNIT:KIND[=VALUE], where UNIT counts the
     /// slot's units from 1 and KIND is power-cut (=flash operations), probe-lost (=step),
     /// hang (=step: the probe stops answering), uid-read-fails, flip-bit (=address) or transient
@@ -149,6 +172,18 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         Ledger::open(&db_path).with_context(|| format!("cannot open the ledger {}", db_path.display()))?;
     let self_test = SelfTestMaterial::prepare(&profile)?;
     let (station_name, operator) = station_identity(args.station, args.operator);
+    let central_link = match &args.central {
+        Some(url) => Some(start_central_link(
+            url,
+            &ledger,
+            &station_name,
+            &profile.serial_scheme,
+            args.central_block_size,
+            args.central_lease_ahead,
+            args.central_batch_size,
+        )?),
+        None => None,
+    };
 
     let sim_timing = if args.sim_timing == "zero" { SimTiming::default() } else { profile.sim_timing };
     let fault_schedules = (0..slot_count)
@@ -204,7 +239,89 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if !args.json {
         print_summary(&summary, &db_path);
     }
+    if let Some(link) = central_link {
+        let status = link.finish(Duration::from_millis(args.central_drain_timeout_ms));
+        print_central_summary(&status);
+    }
     Ok(if summary.failed() == 0 { ExitCode::SUCCESS } else { ExitCode::from(EXIT_UNITS_FAILED) })
+}
+
+/// How long `imprint run` waits at start for its first serial block before it begins with
+/// whatever blocks the ledger holds.
+const CENTRAL_READY_TIMEOUT: Duration = Duration::from_secs(15);
+
+fn start_central_link(
+    url: &str,
+    ledger: &Ledger,
+    station_name: &str,
+    serial_scheme: &SerialScheme,
+    block_size: u64,
+    lease_ahead: Option<u64>,
+    batch_size: usize,
+) -> anyhow::Result<CentralLink> {
+    if block_size == 0 {
+        bail!("--central-block-size: expected at least 1");
+    }
+    if batch_size == 0 {
+        bail!("--central-batch-size: expected at least 1");
+    }
+    let config = CentralConfig::from_url(url).context("--central")?;
+    let serial_counters = match serial_scheme {
+        SerialScheme::Counter { prefix, counter_width, first_value } => vec![SerialCounterSpec {
+            prefix: prefix.clone(),
+            counter_width: *counter_width,
+            first_value: *first_value,
+        }],
+        SerialScheme::Scanned => Vec::new(),
+    };
+    let mut settings = LinkSettings::new(station_name.to_owned(), serial_counters.clone());
+    settings.block_size = block_size;
+    settings.low_water = lease_ahead.unwrap_or(block_size);
+    settings.batch_size = batch_size;
+    let target = config.target().to_owned();
+    let link = CentralLink::start(ledger.clone(), config, settings).context("starting the central link")?;
+    let status = link.wait_until_ready(CENTRAL_READY_TIMEOUT);
+    if let Some(alarm) = &status.alarm {
+        eprintln!("central {target}: {alarm}");
+    }
+    if !status.serials_stocked {
+        let reason = status.last_error.as_deref().unwrap_or("no answer yet");
+        eprintln!(
+            "warning: no serial block from the central database {target} ({reason}); provisioning from the serial blocks already leased:"
+        );
+        for spec in &serial_counters {
+            let remaining = ledger.leased_serials_remaining(&spec.prefix)?;
+            eprintln!("  prefix {:?}: {remaining} serial numbers left", spec.prefix);
+        }
+    }
+    Ok(link)
+}
+
+fn print_central_summary(status: &LinkStatus) {
+    let mut latencies = status.lease_latencies_ms.clone();
+    latencies.sort_by(f64::total_cmp);
+    let median = latencies.get(latencies.len().saturating_sub(1) / 2).copied();
+    eprintln!(
+        "central: shipped {} runs in {} batches ({} already present), {} pending; leased {} serial blocks{}{}",
+        status.runs_shipped,
+        status.batches_shipped,
+        status.runs_already_present,
+        status.outbox_pending,
+        status.blocks_leased,
+        median.map_or_else(String::new, |ms| format!(" (median lease {ms:.1} ms)")),
+        if status.blocks_adopted > 0 {
+            format!(", adopted {}", status.blocks_adopted)
+        } else {
+            String::new()
+        }
+    );
+    if let Some(alarm) = &status.alarm {
+        eprintln!("central: {alarm}");
+    } else if status.outbox_pending > 0
+        && let Some(error) = &status.last_error
+    {
+        eprintln!("central: last error: {error}");
+    }
 }
 
 fn show_progress(receiver: crossbeam_channel::Receiver<StationEvent>, slot_count: usize) {

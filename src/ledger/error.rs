@@ -59,6 +59,23 @@ pub enum LedgerError {
     #[error("serial {serial} was already issued (to chip {chip_uid}); a serial is never issued twice")]
     SerialAlreadyIssued { serial: String, chip_uid: String },
 
+    #[error(
+        "no serial number left for prefix {prefix:?} in the blocks leased from the central database; a new block must be leased first (is the central database reachable?) — a station never issues a serial outside its leased blocks"
+    )]
+    SerialBlocksExhausted { prefix: String },
+
+    #[error(
+        "serial block {central_block_id} for prefix {prefix:?} is already recorded as {recorded_first}..={recorded_last}, not {first_value}..={last_value}"
+    )]
+    SerialBlockConflict {
+        central_block_id: i64,
+        prefix: String,
+        first_value: u64,
+        last_value: u64,
+        recorded_first: u64,
+        recorded_last: u64,
+    },
+
     #[error("scanned serial {scanned} does not match serial {serial} already issued to chip {chip_uid}")]
     ScannedSerialMismatch { chip_uid: String, serial: String, scanned: String },
 

@@ -116,6 +116,17 @@ pub const CSV_COLUMNS: [&str; 22] = [
     "export",
 ];
 
+impl ExportHeader {
+    /// The header of an export made now with `filter`.
+    pub fn now(filter: &ExportFilter) -> Result<ExportHeader, LedgerError> {
+        Ok(ExportHeader {
+            imprint_ledger_export: EXPORT_FORMAT_VERSION,
+            exported_at: format_timestamp("exported_at", SystemTime::now())?,
+            filter: filter.clone(),
+        })
+    }
+}
+
 impl Ledger {
     /// Writes the runs selected by `filter` to `out` in `format`, oldest first per station,
     /// from one consistent snapshot of the ledger.
@@ -185,7 +196,36 @@ fn export(
     let where_sql =
         if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
     let chain_head = chain_heads(connection, path)?;
+    write_export(
+        format,
+        header,
+        chain_head,
+        out,
+        |visit: &mut dyn FnMut(RecordedRun) -> Result<bool, LedgerError>| {
+            for_each_run(
+                connection,
+                path,
+                &where_sql,
+                "r.station_id, r.station_sequence, st.ordinal",
+                &parameters,
+                visit,
+            )
+        },
+    )
+}
 
+/// Writes an export in `format` from any source of runs, streaming: the header, every run
+/// `for_each_run` hands to its visitor (in chain order: per station, by sequence), then the
+/// trailer with `chain_heads` and the count. The local ledger and the central database
+/// (`crate::central`) both export through this, so their files are the same format.
+pub fn write_export<E: From<LedgerError>>(
+    format: ExportFormat,
+    header: &ExportHeader,
+    chain_heads: Vec<ChainHead>,
+    out: &mut dyn Write,
+    for_each_run: impl FnOnce(&mut dyn FnMut(RecordedRun) -> Result<bool, LedgerError>) -> Result<(), E>,
+) -> Result<ExportSummary, E> {
+    let chain_head = chain_heads;
     let write_error = |source| LedgerError::ExportWrite { source };
     let json_error =
         |error: serde_json::Error| LedgerError::ExportWrite { source: std::io::Error::other(error) };
@@ -198,19 +238,12 @@ fn export(
                 buffered.write_all(b"[\n").map_err(write_error)?;
             }
             serde_json::to_writer(&mut buffered, header).map_err(json_error)?;
-            for_each_run(
-                connection,
-                path,
-                &where_sql,
-                "r.station_id, r.station_sequence, st.ordinal",
-                &parameters,
-                |run| {
-                    buffered.write_all(separator).map_err(write_error)?;
-                    serde_json::to_writer(&mut buffered, &run).map_err(json_error)?;
-                    record_count += 1;
-                    Ok(true)
-                },
-            )?;
+            for_each_run(&mut |run| {
+                buffered.write_all(separator).map_err(write_error)?;
+                serde_json::to_writer(&mut buffered, &run).map_err(json_error)?;
+                record_count += 1;
+                Ok(true)
+            })?;
             buffered.write_all(separator).map_err(write_error)?;
             let trailer = ExportTrailer { chain_head: chain_head.clone(), record_count };
             serde_json::to_writer(&mut buffered, &trailer).map_err(json_error)?;
@@ -224,18 +257,11 @@ fn export(
             writer.write_record(CSV_COLUMNS).map_err(csv_error)?;
             let header_json = serde_json::to_string(header).map_err(json_error)?;
             writer.write_record(meta_row("export", &header_json)).map_err(csv_error)?;
-            for_each_run(
-                connection,
-                path,
-                &where_sql,
-                "r.station_id, r.station_sequence, st.ordinal",
-                &parameters,
-                |run| {
-                    writer.write_record(csv_row(&run)).map_err(csv_error)?;
-                    record_count += 1;
-                    Ok(true)
-                },
-            )?;
+            for_each_run(&mut |run| {
+                writer.write_record(csv_row(&run)).map_err(csv_error)?;
+                record_count += 1;
+                Ok(true)
+            })?;
             let trailer = ExportTrailer { chain_head: chain_head.clone(), record_count };
             let trailer_json = serde_json::to_string(&trailer).map_err(json_error)?;
             writer.write_record(meta_row("trailer", &trailer_json)).map_err(csv_error)?;

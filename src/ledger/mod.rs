@@ -28,6 +28,9 @@
 //!   (`prev_hash`, `record_hash`, next station sequence) and the station's new chain head. It
 //!   returns only after the commit is durable (`synchronous = FULL`).
 //! - [`Ledger::record_runs`]: the same for many runs in one transaction (bulk import, benchmarks).
+//! - [`Ledger::record_serial_block`] (a block leased from the central database) and
+//!   [`Ledger::mark_runs_shipped`] (the outbox acknowledgement): one short transaction each;
+//!   see `outbox.rs` and docs/central.md.
 //! - Readers ([`Ledger::export`], [`Ledger::verify`], [`Ledger::unit_history`], [`Ledger::stats`])
 //!   each run in one read transaction: a consistent snapshot while the station keeps writing.
 //!
@@ -37,12 +40,14 @@ mod canonical;
 mod error;
 mod export;
 mod model;
+mod outbox;
 mod query;
 mod schema;
 mod verify;
 mod write;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::{Connection, TransactionBehavior};
@@ -54,15 +59,18 @@ pub use canonical::{
 pub use error::LedgerError;
 pub use export::{
     CSV_COLUMNS, ChainHead, EXPORT_FORMAT_VERSION, ExportFilter, ExportFormat, ExportHeader, ExportSummary,
-    ExportTrailer,
+    ExportTrailer, write_export,
 };
 pub use model::{
     AllocatedIdentity, IdentityRequest, ReworkPolicy, RunReceipt, RunRecord, RunResult, SerialScheme,
     StepRecord, StepStatus, UnitIdentity,
 };
+pub use outbox::{LeasedSerialBlock, SerialBlock};
 pub use query::{LedgerStats, RetiredIdentity, StepStats, UnitHistory, UnitRow};
 pub use schema::{BUSY_TIMEOUT, current_version as schema_version};
-pub use verify::{ChainProblem, HeadMatch, ProblemKind, VerifyOptions, VerifyReport, verify_export_file};
+pub use verify::{
+    ChainProblem, ChainVerifier, HeadMatch, ProblemKind, VerifyOptions, VerifyReport, verify_export_file,
+};
 
 // The station hands clones of one `Ledger` to a worker thread per slot.
 const _: () = {
@@ -84,6 +92,9 @@ struct Shared {
     /// `None` for a ledger opened with [`Ledger::open_read_only`].
     writer: Option<Mutex<Connection>>,
     idle_readers: Mutex<Vec<Connection>>,
+    /// Set by [`Ledger::require_leased_serial_blocks`]: counter serials come only from blocks
+    /// leased from the central database (see `outbox.rs`).
+    leased_blocks_required: AtomicBool,
 }
 
 impl std::fmt::Debug for Ledger {
@@ -110,6 +121,7 @@ impl Ledger {
                 path: path.to_owned(),
                 writer: Some(Mutex::new(writer)),
                 idle_readers: Mutex::new(Vec::new()),
+                leased_blocks_required: AtomicBool::new(false),
             }),
         })
     }
@@ -124,6 +136,7 @@ impl Ledger {
                 path: path.to_owned(),
                 writer: None,
                 idle_readers: Mutex::new(vec![reader]),
+                leased_blocks_required: AtomicBool::new(false),
             }),
         })
     }
@@ -150,8 +163,9 @@ impl Ledger {
     /// rework check by policy, next serial from the counter (or the scanned one), unit row,
     /// and for [`ReworkPolicy::IssueNew`] the retired identity in `identity_history`.
     pub fn allocate_identity(&self, request: &IdentityRequest) -> Result<AllocatedIdentity, LedgerError> {
+        let leased_blocks_required = self.shared.leased_blocks_required.load(Ordering::SeqCst);
         let allocated = self.write("allocating an identity", |transaction, path| {
-            write::allocate_identity(transaction, path, request)
+            write::allocate_identity(transaction, path, request, leased_blocks_required)
         })?;
         tracing::debug!(
             chip_uid = %allocated.identity.chip_uid_hex,
@@ -161,6 +175,15 @@ impl Ledger {
             "identity committed"
         );
         Ok(allocated)
+    }
+
+    /// From now on (for this handle and its clones), counter serials come only from blocks
+    /// leased from the central database ([`Ledger::record_serial_block`]); with none left an
+    /// allocation fails with [`LedgerError::SerialBlocksExhausted`] rather than fall back to
+    /// the local counter, which could collide with another station's block. A ledger that
+    /// ever recorded a block for a prefix keeps to blocks for it even without this call.
+    pub fn require_leased_serial_blocks(&self) {
+        self.shared.leased_blocks_required.store(true, Ordering::SeqCst);
     }
 
     /// Commits one run with its steps as the next link of its station's chain; returns after

@@ -114,6 +114,42 @@ BEGIN SELECT RAISE(ABORT, 'steps are append-only'); END;
 CREATE TRIGGER steps_append_only_delete BEFORE DELETE ON steps
 BEGIN SELECT RAISE(ABORT, 'steps are append-only'); END;
 "#,
+    // Version 2: what a station needs to feed a central PostgreSQL ledger (docs/central.md).
+    // `ledger_instance` names this file, so the central database can tell two ledgers that
+    // claim the same station name apart; `serial_blocks` holds the serial ranges leased from
+    // the central database, with the next value to issue from each; `runs_unshipped` keeps the
+    // outbox query (runs whose `shipped_at` is NULL) cheap however long the ledger grows.
+    r#"
+CREATE TABLE ledger_instance (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    ledger_id TEXT NOT NULL CHECK (length(ledger_id) = 32)
+) STRICT;
+INSERT INTO ledger_instance (id, ledger_id) VALUES (1, lower(hex(randomblob(16))));
+
+CREATE TABLE serial_blocks (
+    id INTEGER PRIMARY KEY,
+    central_block_id INTEGER NOT NULL UNIQUE,
+    prefix TEXT NOT NULL,
+    first_value INTEGER NOT NULL CHECK (first_value >= 0),
+    last_value INTEGER NOT NULL CHECK (last_value >= first_value),
+    next_value INTEGER NOT NULL,
+    leased_at TEXT NOT NULL,
+    CHECK (next_value >= first_value AND next_value <= last_value + 1)
+) STRICT;
+CREATE INDEX serial_blocks_by_prefix ON serial_blocks (prefix, first_value);
+
+-- A block's range never changes and it is never removed: only next_value moves, forward.
+CREATE TRIGGER serial_blocks_fixed_range BEFORE UPDATE OF central_block_id, prefix, first_value, last_value
+    ON serial_blocks
+BEGIN SELECT RAISE(ABORT, 'serial block ranges are fixed'); END;
+CREATE TRIGGER serial_blocks_forward_only BEFORE UPDATE OF next_value ON serial_blocks
+    WHEN NEW.next_value < OLD.next_value
+BEGIN SELECT RAISE(ABORT, 'a serial block never goes back'); END;
+CREATE TRIGGER serial_blocks_kept BEFORE DELETE ON serial_blocks
+BEGIN SELECT RAISE(ABORT, 'serial blocks are kept'); END;
+
+CREATE INDEX runs_unshipped ON runs (station_id, station_sequence) WHERE shipped_at IS NULL;
+"#,
 ];
 
 /// The schema version this build writes and reads.
@@ -234,7 +270,7 @@ mod tests {
             ("synchronous", "Integer(2)"),
             ("foreign_keys", "Integer(1)"),
             ("busy_timeout", "Integer(10000)"),
-            ("user_version", "Integer(1)"),
+            ("user_version", "Integer(2)"),
         ] {
             assert_eq!(pragma(name), expected, "PRAGMA {name}");
         }

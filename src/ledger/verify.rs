@@ -207,6 +207,42 @@ impl fmt::Display for ProblemKind {
     }
 }
 
+/// The chain check of [`Ledger::verify`] for records that live elsewhere (the central
+/// database): feed runs in chain order (per station, by sequence) with [`ChainVerifier::check`],
+/// then compare the ends with the recorded heads in [`ChainVerifier::finish`]. The same code
+/// checks a local ledger, an export and the central copy, so all three agree on what intact means.
+pub struct ChainVerifier {
+    checker: ChainChecker,
+}
+
+impl ChainVerifier {
+    /// A verifier for complete chains (no gaps expected).
+    pub fn new(options: &VerifyOptions) -> ChainVerifier {
+        ChainVerifier { checker: ChainChecker::new(false, options) }
+    }
+
+    /// Checks the next record: its link to the station's previous record and its hash. Returns
+    /// false once a problem was found (this one or an earlier one).
+    pub fn check(&mut self, location: String, run: &RecordedRun) -> bool {
+        self.checker.check(location, run)
+    }
+
+    /// Records a problem found outside the chain check (the first one reported wins).
+    pub fn report(&mut self, problem: ChainProblem) {
+        self.checker.fail(problem);
+    }
+
+    /// Whether a problem was found so far.
+    pub fn has_problem(&self) -> bool {
+        self.checker.problem.is_some()
+    }
+
+    /// Compares every station's last record with its recorded head and ends the check.
+    pub fn finish(self, chain_heads: Vec<ChainHead>) -> VerifyReport {
+        self.checker.finish(chain_heads, None)
+    }
+}
+
 struct StationProgress {
     last_sequence: u64,
     last_hash: [u8; 32],

@@ -74,6 +74,7 @@ pub(crate) fn allocate_identity(
     transaction: &Transaction<'_>,
     path: &Path,
     request: &IdentityRequest,
+    leased_blocks_required: bool,
 ) -> Result<AllocatedIdentity, LedgerError> {
     let chip_uid = normalize_chip_uid("chip_uid_hex", &request.chip_uid_hex)?;
     check_not_empty("profile_name", &request.profile_name)?;
@@ -116,7 +117,7 @@ pub(crate) fn allocate_identity(
         .map_err(database_error(path, "looking up the chip's unit"))?;
 
     let Some(existing) = existing else {
-        let serial = issue_serial(transaction, path, request)?;
+        let serial = issue_serial(transaction, path, request, leased_blocks_required)?;
         ensure_device_id_free(transaction, path, &device_id_text, None)?;
         transaction
             .prepare_cached(
@@ -175,7 +176,7 @@ pub(crate) fn allocate_identity(
             })
         }
         ReworkPolicy::IssueNew => {
-            let serial = issue_serial(transaction, path, request)?;
+            let serial = issue_serial(transaction, path, request, leased_blocks_required)?;
             ensure_device_id_free(transaction, path, &device_id_text, Some(existing.id))?;
             transaction
                 .prepare_cached(
@@ -227,10 +228,16 @@ pub(crate) fn allocate_identity(
 
 /// Makes the new serial: the next counter value (and advances the counter) or the scanned one;
 /// refuses a serial that was ever issued before, current or retired.
+///
+/// A counter takes its values from the blocks leased from a central database when
+/// `leased_blocks_required` is set (the station runs with a central database) or when any
+/// block was ever leased for the prefix: once a station has joined the central numbering,
+/// going back to its local counter could hand out a value another station's block holds.
 fn issue_serial(
     transaction: &Transaction<'_>,
     path: &Path,
     request: &IdentityRequest,
+    leased_blocks_required: bool,
 ) -> Result<String, LedgerError> {
     let serial = match &request.serial_scheme {
         SerialScheme::Scanned => request.scanned_serial.clone().unwrap_or_default(),
@@ -256,6 +263,19 @@ fn issue_serial(
                     first_value.to_string(),
                 )
             })?;
+            if leased_blocks_required || super::outbox::has_serial_blocks(transaction, path, prefix)? {
+                let value = super::outbox::take_leased_serial(transaction, path, prefix)?;
+                let digits = value.to_string();
+                if digits.len() > *counter_width as usize {
+                    return Err(LedgerError::SerialCounterExhausted {
+                        prefix: prefix.clone(),
+                        counter_width: *counter_width,
+                        value,
+                    });
+                }
+                let serial = format!("{prefix}{digits:0>width$}", width = *counter_width as usize);
+                return check_new_serial(transaction, path, serial);
+            }
             transaction
                 .prepare_cached(
                     "INSERT INTO serial_counters (prefix, next_value) VALUES (?1, ?2)
@@ -289,6 +309,15 @@ fn issue_serial(
             format!("{prefix}{digits:0>width$}", width = *counter_width as usize)
         }
     };
+    check_new_serial(transaction, path, serial)
+}
+
+/// Refuses a malformed serial or one that was ever issued before, current or retired.
+fn check_new_serial(
+    transaction: &Transaction<'_>,
+    path: &Path,
+    serial: String,
+) -> Result<String, LedgerError> {
     check_serial_text("serial", &serial)?;
     let previous_owner: Option<String> = transaction
         .prepare_cached(
