@@ -587,6 +587,21 @@ fn check_trust(
     {
         checker.problem_in(&certificate_path, "trust.certificate", error.to_string());
     }
+    // A certificate outside its validity period would be injected into every unit; refuse it.
+    let now = std::time::SystemTime::now();
+    if let Some(certificate) = &certificate
+        && (certificate.not_after() < now || certificate.not_before() > now)
+    {
+        checker.problem_in(
+            &certificate_path,
+            "trust.certificate",
+            format!(
+                "expected a certificate valid now, found one valid from {} to {}",
+                time::OffsetDateTime::from(certificate.not_before()).date(),
+                time::OffsetDateTime::from(certificate.not_after()).date()
+            ),
+        );
+    }
     let signer: Option<Arc<dyn Signer>> = match key_source? {
         KeySource::File(key_path) => match trust::load_signing_key(&key_path) {
             Ok(signer) => Some(Arc::new(signer)),
