@@ -42,7 +42,8 @@ pub struct CreateArgs {
     /// Version the payload installs: MAJOR.MINOR.PATCH, each 0..=999, at least 0.0.1.
     #[arg(long, value_name = "X.Y.Z")]
     payload_version: SemanticVersion,
-    /// ECDSA P-256 private key (PKCS#8 or SEC1, PEM or DER) that signs the manifest.
+    /// ECDSA P-256 private key that signs the manifest: a file (PKCS#8 or SEC1, PEM or DER) or a
+    /// PKCS#11 URI (`pkcs11:token=...;object=...?module-path=...&pin-source=env:VAR`).
     #[arg(long, value_name = "KEY")]
     key: PathBuf,
     /// Vendor UUID (hyphenated or 32 hex digits), as stored in the device's mbed.VendorId.
@@ -103,7 +104,12 @@ fn read_file(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
 
 fn create(args: CreateArgs) -> anyhow::Result<ExitCode> {
     let payload = read_file(&args.payload, "payload")?;
-    let signer = trust::load_signing_key(&args.key)?;
+    let key_text = args.key.to_string_lossy();
+    let signer: Box<dyn trust::Signer> = if trust::is_pkcs11_uri(&key_text) {
+        Box::new(trust::Pkcs11Signer::open_uri(&key_text)?)
+    } else {
+        Box::new(trust::load_signing_key(&args.key)?)
+    };
     let vendor_data = args.vendor_data.as_deref().map(|path| read_file(path, "vendor data")).transpose()?;
     let payload_uri = match args.payload_uri {
         Some(uri) => uri,
@@ -126,7 +132,7 @@ fn create(args: CreateArgs) -> anyhow::Result<ExitCode> {
         payload_uri,
         vendor_data,
     };
-    let manifest_der = manifest::create_manifest(&request, &signer)
+    let manifest_der = manifest::create_manifest(&request, signer.as_ref())
         .with_context(|| format!("cannot create a manifest for {}", args.payload.display()))?;
     std::fs::write(&args.output, &manifest_der)
         .with_context(|| format!("cannot write manifest {}", args.output.display()))?;
