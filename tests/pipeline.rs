@@ -441,3 +441,52 @@ fn probe_lost_at_every_step_fails_that_unit_and_the_slot_recovers() {
         );
     }
 }
+
+#[test]
+fn a_delegated_trust_model_provisions_and_refuses_forgeries() {
+    use imprint::trust::{self, CertificateRequest, Signer};
+    let directory = tempfile::tempdir().unwrap();
+    let ca_key = trust::generate_signing_key();
+    let ca = trust::self_signed_certificate(
+        &ca_key,
+        &CertificateRequest::certificate_authority("Demo Update CA", 7300),
+    )
+    .unwrap();
+    let delegate_key = trust::generate_signing_key();
+    let delegate = trust::issue_certificate(
+        &ca_key,
+        &ca,
+        &delegate_key.verifying_key(),
+        &CertificateRequest::update_authority("Demo release signer", 3650),
+    )
+    .unwrap();
+    std::fs::write(directory.path().join("ca.der"), ca.der()).unwrap();
+    std::fs::write(directory.path().join("delegate.der"), delegate.der()).unwrap();
+    trust::write_signing_key_pem(&delegate_key, &directory.path().join("delegate.pem")).unwrap();
+    let profiles = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles");
+    let text = std::fs::read_to_string(profiles.join("demo.toml"))
+        .unwrap()
+        .replace("\"../", &format!("\"{}/../", profiles.display()))
+        .replace("\"demo-credentials/dev.cert.der\"", "\"ca.der\"\ndelegate_certificate = \"delegate.der\"")
+        .replace("\"demo-credentials/dev.key.pem\"", "\"delegate.pem\"");
+    let path = directory.path().join("delegated.toml");
+    std::fs::write(&path, text).unwrap();
+    let profile = Profile::load(&path).unwrap();
+    assert!(profile.delegate_certificate.is_some());
+    let station = station_for(profile.clone(), &profile);
+    let mut target = sim_target(&station, 0x4A, FaultPlan::default());
+    let outcome = provision_unit(&station.context, &mut target, 0, 1);
+    assert_eq!(outcome.result, UnitResult::Pass, "{outcome:?}");
+    // The device stores the CA, reports its fingerprint, and refused the manifest signed by a key
+    // the delegate certificate does not name.
+    let events = station.events.0.lock().unwrap();
+    let detail = |wanted: &str| {
+        events.iter().find_map(|event| match &event.kind {
+            EventKind::StepFinished { step, detail, .. } if step == wanted => Some(detail.clone()),
+            _ => None,
+        })
+    };
+    assert_eq!(detail("self-test").unwrap()["certificate_fingerprint"], hex::encode(ca.fingerprint_sha256()));
+    let refused = detail("negative-self-test").unwrap();
+    assert_eq!(refused["refused"][0]["reason_code"], 0x14);
+}

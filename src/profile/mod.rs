@@ -71,7 +71,11 @@ pub struct Profile {
     pub rework_policy: ReworkPolicy,
     /// The update-authenticity certificate injected into every unit.
     pub update_certificate: Certificate,
-    /// The key that signs self-test manifests; matches `update_certificate`.
+    /// With trust delegation: the certificate of the signing key, issued by `update_certificate`
+    /// (then a CA), shipped with every staged candidate.
+    pub delegate_certificate: Option<Certificate>,
+    /// The key that signs self-test manifests; matches `delegate_certificate` when there is one,
+    /// else `update_certificate`.
     pub signer: Arc<dyn Signer>,
     /// Self-test settings.
     pub self_test: SelfTestSettings,

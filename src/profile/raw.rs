@@ -147,6 +147,10 @@ pub struct RawTrust {
     /// A key file path, a `pkcs11:` URI, or a table naming a key in a PKCS#11 token.
     #[serde(default)]
     pub signing_key: Option<RawSigningKey>,
+    /// Trust delegation: a certificate issued by `certificate` (then a CA) for the signing key;
+    /// it travels with every staged candidate.
+    #[serde(default)]
+    pub delegate_certificate: Option<String>,
     /// A `manifest-dev-tool init` directory (holding `.manifest-dev-tool/dev.cfg.yaml`), as an
     /// alternative to `certificate` + `signing_key`.
     #[serde(default)]

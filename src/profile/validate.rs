@@ -247,7 +247,7 @@ fn validate(raw: RawProfile, base: &Path, checker: &mut Checker, file_sha256: [u
     };
     let sim_timing = check_sim_timing(&raw, checker);
 
-    let (update_certificate, signer) = trust?;
+    let (update_certificate, signer, delegate_certificate) = trust?;
     Some(Profile {
         path: checker.profile_path.clone(),
         file_sha256,
@@ -270,6 +270,7 @@ fn validate(raw: RawProfile, base: &Path, checker: &mut Checker, file_sha256: [u
         serial_scheme: serial_scheme?,
         rework_policy: rework_policy?,
         update_certificate,
+        delegate_certificate,
         signer,
         self_test: SelfTestSettings {
             payload: payload?,
@@ -550,7 +551,7 @@ fn check_trust(
     base: &Path,
     checker: &mut Checker,
     warnings: &mut Vec<String>,
-) -> Option<(Certificate, Arc<dyn Signer>)> {
+) -> Option<(Certificate, Arc<dyn Signer>, Option<Certificate>)> {
     let (certificate_path, key_source) = match (
         &raw.trust.manifest_dev_tool,
         &raw.trust.certificate,
@@ -621,21 +622,66 @@ fn check_trust(
         },
     };
     let (certificate, signer) = (certificate?, signer?);
-    if !trust::key_matches_certificate(signer.as_ref(), &certificate) {
+    let delegate = check_delegate(raw, base, checker, &certificate)?;
+    let (signing_certificate, signing_certificate_path) = match &delegate {
+        Some((delegate, delegate_path)) => (delegate, delegate_path.clone()),
+        None => (&certificate, certificate_path.clone()),
+    };
+    if !trust::key_matches_certificate(signer.as_ref(), signing_certificate) {
         checker.problem(
             "trust.signing_key",
             format!(
                 "the key {} does not match the certificate {}",
                 signer.describe(),
-                certificate_path.display()
+                signing_certificate_path.display()
             ),
         );
         return None;
     }
-    for warning in trust::check_update_certificate(&certificate) {
-        warnings.push(format!("{}: trust.certificate: {warning}", certificate_path.display()));
+    if delegate.is_none() {
+        for warning in trust::check_update_certificate(&certificate) {
+            warnings.push(format!("{}: trust.certificate: {warning}", certificate_path.display()));
+        }
     }
-    Some((certificate, signer))
+    Some((certificate, signer, delegate.map(|(delegate, _)| delegate)))
+}
+
+/// Trust delegation: when `trust.delegate_certificate` is given, `trust.certificate` is the CA
+/// stored on the device (the ultimate source of trust) and the delegate certificate, issued by
+/// it, travels with each candidate; the signing key must then match the delegate.
+/// `Ok(None)` without delegation; `None` (after recording a problem) when it is broken.
+fn check_delegate(
+    raw: &RawProfile,
+    base: &Path,
+    checker: &mut Checker,
+    certificate: &Certificate,
+) -> Option<Option<(Certificate, PathBuf)>> {
+    let Some(delegate_path) = raw.trust.delegate_certificate.as_ref().map(|path| resolve(base, path)) else {
+        return Some(None);
+    };
+    if !certificate.is_ca() {
+        checker.problem(
+            "trust.certificate",
+            "with trust.delegate_certificate, expected a CA certificate (basicConstraints CA:TRUE) to store on the device",
+        );
+        return None;
+    }
+    let delegate = match Certificate::load(&delegate_path) {
+        Ok(delegate) => delegate,
+        Err(error) => {
+            checker.problem_in(&delegate_path, "trust.delegate_certificate", error.to_string());
+            return None;
+        }
+    };
+    if let Err(error) = trust::verify_chain(&delegate, certificate, std::time::SystemTime::now()) {
+        checker.problem_in(
+            &delegate_path,
+            "trust.delegate_certificate",
+            format!("expected a certificate issued by trust.certificate: {error}"),
+        );
+        return None;
+    }
+    Some(Some((delegate, delegate_path)))
 }
 
 /// Where the signing key lives: a file, or a PKCS#11 token.

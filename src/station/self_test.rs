@@ -68,7 +68,11 @@ impl SelfTestMaterial {
         let candidate = |name, manifest_der: Vec<u8>, expected_status| StagedCandidate {
             name,
             manifest_sha256: Sha256::digest(&manifest_der).into(),
-            candidate_bytes: encode_candidate(&manifest_der, None, &payload),
+            candidate_bytes: encode_candidate(
+                &manifest_der,
+                profile.delegate_certificate.as_ref().map(|certificate| certificate.der()),
+                &payload,
+            ),
             expected_status,
         };
         let signed_manifest =
