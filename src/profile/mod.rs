@@ -232,6 +232,19 @@ pub fn check_endpoint_template(template: &str) -> Result<Vec<&str>, String> {
     }
 }
 
+impl std::fmt::Debug for Profile {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Profile")
+            .field("path", &self.path)
+            .field("name", &self.name)
+            .field("chip_name", &self.chip_name)
+            .field("signer", &self.signer.describe())
+            .field("device_identity", &self.device_identity)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A probe-rs target family file the profile ships for its chip, checked to define the chip.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChipTargetDescription {
