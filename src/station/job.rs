@@ -1,4 +1,7 @@
 //! One unit through the steps: connect, identify, flash, inject, self-test, lock, record.
+//! Profiles with a `[device_identity]` add the identity steps: the device's key and CSR
+//! (device-made keys), the certificate from the factory CA, and after injection the check that
+//! the device holds the key its certificate names (docs/device-identity.md).
 //!
 //! Steps are data ([`StepName`]); the profile decides which ones run, and the run record says
 //! which were skipped. Every step emits started / progress / finished-or-failed events; every
