@@ -870,6 +870,36 @@ mod tests {
         assert_eq!(refusal(short), Some(IdentityStatus::BadParameters));
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(10_000))]
+
+        /// The device decodes whatever RAM holds, and the station whatever the device wrote:
+        /// neither decoder may panic or read past the mailbox.
+        #[test]
+        fn identity_decoders_never_panic(
+            mailbox in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..1100),
+            command in 0u32..4,
+            name_length in 0u32..200,
+        ) {
+            let _ = IdentityMailboxRequest::decode(&mailbox);
+            let _ = IdentityResponse::decode_mailbox(&mailbox);
+            // The same bytes with a request header and a plausible command and name length.
+            let mut shaped = mailbox.clone();
+            shaped.resize(shaped.len().max(IDENTITY_RESPONSE_OFFSET_BYTES + 24), 0);
+            shaped[0..4].copy_from_slice(&REQUEST_MAGIC);
+            shaped[8..12].copy_from_slice(&command.to_le_bytes());
+            shaped[IDENTITY_PARAMETERS_OFFSET_BYTES..IDENTITY_PARAMETERS_OFFSET_BYTES + 4]
+                .copy_from_slice(&name_length.to_le_bytes());
+            shaped[IDENTITY_RESPONSE_OFFSET_BYTES..IDENTITY_RESPONSE_OFFSET_BYTES + 4]
+                .copy_from_slice(&IDENTITY_RESPONSE_MAGIC);
+            shaped[IDENTITY_RESPONSE_OFFSET_BYTES + 4] = 1;
+            shaped[IDENTITY_RESPONSE_OFFSET_BYTES + 5] = 0;
+            let _ = IdentityMailboxRequest::decode(&shaped);
+            let _ = IdentityResponse::decode_mailbox(&shaped);
+            let _ = crate::trust::verify_certificate_request(&mailbox);
+        }
+    }
+
     #[test]
     fn the_challenge_digest_is_domain_separated() {
         let challenge = [0x5A; 32];

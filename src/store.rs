@@ -401,6 +401,17 @@ mod tests {
     }
 
     #[test]
+    fn secret_items_are_not_shown_by_debug() {
+        let mut store = sample_store();
+        store.set(StoreItem::binary(keys::BOOTSTRAP_DEVICE_PRIVATE_KEY, &[0xA5; 40]));
+        let shown = format!("{store:?}");
+        assert!(shown.contains("<40 secret bytes>"), "{shown}");
+        assert!(!shown.contains("165, 165"), "{shown}");
+        // Everything else is still shown, keys by name.
+        assert!(shown.contains("mbed.SerialNumber") && shown.contains("83, 78, 45"), "{shown}");
+    }
+
+    #[test]
     fn round_trip_and_padding() {
         let store = sample_store();
         let bytes = store.encode(CHIP_UID, &LAYOUT).unwrap();

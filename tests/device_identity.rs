@@ -426,7 +426,7 @@ fn check_identity_fault(
             .unwrap()
             .certificate_count
     };
-    assert_eq!(bundle_count(CertificateSelection::LatestPassedPerUnit), 0, "a failed unit is not registered");
+    assert_eq!(bundle_count(CertificateSelection::ProvisionedUnits), 0, "a failed unit is not registered");
     assert_eq!(bundle_count(CertificateSelection::EveryIssued), u64::from(certificate_issued));
 }
 
@@ -468,6 +468,49 @@ fn identity_faults_fail_at_the_right_step_with_a_reason() {
         "probe lost",
         false,
     );
+}
+
+/// The fingerprints of the certificates in a bundle, in order.
+fn bundle_fingerprints(ledger: &Ledger, selection: CertificateSelection) -> Vec<String> {
+    let mut bundle = Vec::new();
+    ledger.export_device_certificates(selection, &ExportFilter::default(), &mut bundle).unwrap();
+    text(&bundle)
+        .split_inclusive("-----END CERTIFICATE-----\n")
+        .map(|block| Certificate::from_pem(block).unwrap().fingerprint_hex())
+        .collect()
+}
+
+#[test]
+fn the_bundle_holds_the_certificate_each_provisioned_unit_holds_now() {
+    let station = station("station", "");
+    // Unit 0x81 passes twice (a rework with a new certificate); unit 0x82 passes, then its
+    // rework fails after a new certificate was issued.
+    for (uid_byte, faults, result) in [
+        (0x81, FaultPlan::default(), UnitResult::Pass),
+        (0x81, FaultPlan::default(), UnitResult::Pass),
+        (0x82, FaultPlan::default(), UnitResult::Pass),
+        (0x82, FaultPlan { bad_challenge_signature: true, ..Default::default() }, UnitResult::Fail),
+    ] {
+        let mut target = sim_target(&station, uid_byte, faults);
+        assert_eq!(provision_unit(&station.context, &mut target, 0, 1).result, result);
+    }
+    let issued: Vec<String> = station
+        .events
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|event| match &event.kind {
+            EventKind::StepFinished { step, detail, .. } if step == "issue-identity" => {
+                Some(detail["certificate_fingerprint"].as_str().unwrap().to_string())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(issued.len(), 4);
+    let ledger = &station.context.ledger;
+    assert_eq!(bundle_fingerprints(ledger, CertificateSelection::EveryIssued), issued);
+    assert_eq!(bundle_fingerprints(ledger, CertificateSelection::ProvisionedUnits), vec![issued[1].clone()]);
 }
 
 /// Every form a private key's secret bytes could take in a file or a text: the PKCS#8 DER, and
@@ -522,7 +565,10 @@ fn a_station_made_private_key_is_only_in_the_device() {
             store.get(keys::ENDPOINT_NAME.as_bytes()).unwrap().value,
             outcome.device_id.unwrap().hyphenated().to_string().into_bytes()
         );
-        assert!(!format!("{store:?}").contains(&hex::encode(&private_key)), "Debug shows the key");
+        let store_debug = format!("{store:?}");
+        let key_debug = format!("{private_key:?}");
+        assert!(!store_debug.contains(&key_debug[1..key_debug.len() - 1]), "Debug shows the key");
+        assert!(store_debug.contains(&format!("<{} secret bytes>", private_key.len())), "{store_debug}");
         // openssl agrees the stored key is the certificate's key.
         let directory = station.directory.path();
         std::fs::write(directory.join("device.key.der"), &private_key).unwrap();
@@ -544,7 +590,7 @@ fn a_station_made_private_key_is_only_in_the_device() {
         ledger.export(format, &ExportFilter::default(), &mut exported).unwrap();
         outputs.push((format!("the {name} export"), exported));
     }
-    for selection in [CertificateSelection::LatestPassedPerUnit, CertificateSelection::EveryIssued] {
+    for selection in [CertificateSelection::ProvisionedUnits, CertificateSelection::EveryIssued] {
         let mut bundle = Vec::new();
         ledger.export_device_certificates(selection, &ExportFilter::default(), &mut bundle).unwrap();
         assert_eq!(text(&bundle).matches("BEGIN CERTIFICATE").count(), 3);

@@ -55,7 +55,7 @@ pub enum LogCommand {
     /// Write the device identity certificates the factory CA issued as a PEM bundle (to register
     /// devices with a cloud service).
     #[command(
-        after_help = "Examples:\n  imprint log certificates -o devices.pem\n  imprint log certificates --profile demo-sensor --since 2026-11-01 -o november.pem\n  imprint log certificates --all -o every-issued.pem\n\nBy default: per unit, the certificate of its latest passed run (the one the device holds).\nWith --all: every certificate issued, in chain order, whether its run passed or not.\nEach certificate is checked against the fingerprint its run recorded."
+        after_help = "Examples:\n  imprint log certificates -o devices.pem\n  imprint log certificates --profile demo-sensor --since 2026-11-01 -o november.pem\n  imprint log certificates --all -o every-issued.pem\n\nBy default: for each unit whose latest run passed, the certificate that run issued (the one the\ndevice holds); units whose latest run failed are left out.\nWith --all: every certificate issued, in chain order, whether its run passed or not.\nEach certificate is checked against the fingerprint its run recorded."
     )]
     Certificates(CertificatesArgs),
     /// Units, runs, pass/fail, first-pass yield and median cycle time per step.
@@ -113,8 +113,8 @@ pub struct CertificatesArgs {
     /// Only runs of this profile.
     #[arg(long, value_name = "NAME")]
     profile: Option<String>,
-    /// Every certificate issued (failed and superseded runs too), not just each unit's latest
-    /// passed one.
+    /// Every certificate issued (failed and superseded runs too), not just those of the units
+    /// whose latest run passed.
     #[arg(long)]
     all: bool,
     /// Output file [default: standard output].
@@ -178,7 +178,7 @@ fn certificates(args: CertificatesArgs) -> anyhow::Result<ExitCode> {
         result: None,
     };
     let selection =
-        if args.all { CertificateSelection::EveryIssued } else { CertificateSelection::LatestPassedPerUnit };
+        if args.all { CertificateSelection::EveryIssued } else { CertificateSelection::ProvisionedUnits };
     let ledger = args.database.open()?;
     let summary = match &args.output {
         Some(output) => {
@@ -208,7 +208,7 @@ fn certificates(args: CertificatesArgs) -> anyhow::Result<ExitCode> {
         summary.certificate_count,
         if summary.certificate_count == 1 { "" } else { "s" },
         match selection {
-            CertificateSelection::LatestPassedPerUnit => "each unit's latest passed run",
+            CertificateSelection::ProvisionedUnits => "units whose latest run passed",
             CertificateSelection::EveryIssued => "every certificate issued",
         }
     );

@@ -291,9 +291,10 @@ fn filter_conditions<'a>(
 /// Which identity certificates a bundle holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CertificateSelection {
-    /// Per unit (chip), the certificate of its latest passed run: the one the device holds,
-    /// what a cloud service should register.
-    LatestPassedPerUnit,
+    /// Per unit (chip) whose latest run passed, the certificate that run issued: the one the
+    /// device holds, what a cloud service should register. A unit whose latest run failed (a
+    /// rework that did not finish) is left out: it is not ready to ship.
+    ProvisionedUnits,
     /// Every certificate the factory CA issued, in chain order, passed run or not (an audit of
     /// the CA's issuance).
     EveryIssued,
@@ -328,23 +329,27 @@ fn export_device_certificates(
     out: &mut dyn Write,
 ) -> Result<CertificateBundleSummary, LedgerError> {
     let result_text = match selection {
-        CertificateSelection::LatestPassedPerUnit => Some(RunResult::Pass.as_str()),
+        CertificateSelection::ProvisionedUnits => None,
         CertificateSelection::EveryIssued => filter.result.map(RunResult::as_str),
     };
     let (mut conditions, parameters) = filter_conditions(filter, &result_text);
-    conditions.push(format!(
-        "EXISTS (SELECT 1 FROM steps x WHERE x.run_id = r.id AND x.name = '{ISSUE_IDENTITY_STEP}' AND x.status = 'passed')"
-    ));
-    let where_sql = format!("WHERE {}", conditions.join(" AND "));
     let order_sql = match selection {
-        // A unit's runs together, latest last: the last one seen per chip is written.
-        CertificateSelection::LatestPassedPerUnit => "r.chip_uid, r.finished_at, r.id, st.ordinal",
-        CertificateSelection::EveryIssued => "r.station_id, r.station_sequence, st.ordinal",
+        // Every run of a unit, latest last: only a unit's last run decides.
+        CertificateSelection::ProvisionedUnits => {
+            conditions.push("r.chip_uid IS NOT NULL".to_owned());
+            "r.chip_uid, r.finished_at, r.id, st.ordinal"
+        }
+        CertificateSelection::EveryIssued => {
+            conditions.push(format!(
+                "EXISTS (SELECT 1 FROM steps x WHERE x.run_id = r.id AND x.name = '{ISSUE_IDENTITY_STEP}' AND x.status = 'passed')"
+            ));
+            "r.station_id, r.station_sequence, st.ordinal"
+        }
     };
+    let where_sql = format!("WHERE {}", conditions.join(" AND "));
     let write_error = |source| LedgerError::ExportWrite { source };
     let mut buffered = std::io::BufWriter::with_capacity(1 << 16, out);
     let mut certificate_count = 0u64;
-    let mut pending: Option<(Option<String>, String)> = None;
     let mut write_pem = |pem: &str| -> Result<(), LedgerError> {
         buffered.write_all(pem.as_bytes()).map_err(write_error)?;
         if !pem.ends_with('\n') {
@@ -353,23 +358,32 @@ fn export_device_certificates(
         certificate_count += 1;
         Ok(())
     };
+    // ProvisionedUnits: the latest run seen of the current chip, and its certificate if that
+    // run passed and issued one.
+    let mut latest: Option<(Option<String>, Option<String>)> = None;
     for_each_run(connection, path, &where_sql, order_sql, &parameters, |run| {
-        let pem = checked_certificate_pem(&run, path)?;
         match selection {
-            CertificateSelection::EveryIssued => write_pem(&pem)?,
-            CertificateSelection::LatestPassedPerUnit => {
-                if let Some((chip, previous)) = pending.take()
+            CertificateSelection::EveryIssued => write_pem(&checked_certificate_pem(&run, path)?)?,
+            CertificateSelection::ProvisionedUnits => {
+                if let Some((chip, certificate)) = latest.take()
                     && chip != run.chip_uid
+                    && let Some(pem) = certificate
                 {
-                    write_pem(&previous)?;
+                    write_pem(&pem)?;
                 }
-                pending = Some((run.chip_uid.clone(), pem));
+                let certificate =
+                    if run.result == RunResult::Pass.as_str() && run.device_certificate_pem().is_some() {
+                        Some(checked_certificate_pem(&run, path)?)
+                    } else {
+                        None
+                    };
+                latest = Some((run.chip_uid.clone(), certificate));
             }
         }
         Ok(true)
     })?;
-    if let Some((_, last)) = pending {
-        write_pem(&last)?;
+    if let Some((_, Some(pem))) = latest {
+        write_pem(&pem)?;
     }
     buffered.flush().map_err(write_error)?;
     Ok(CertificateBundleSummary { certificate_count })

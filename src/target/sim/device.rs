@@ -62,7 +62,7 @@ pub(super) struct IdentityFaults {
 }
 
 /// Magic of the simulated device's key record in its device-key sector ("IMPK").
-pub const DEVICE_KEY_RECORD_MAGIC: [u8; 4] = *b"IMPK";
+pub(super) const DEVICE_KEY_RECORD_MAGIC: [u8; 4] = *b"IMPK";
 /// Size of the key record: magic, version, reserved, the 32-byte scalar, a SHA-256 over the rest.
 const DEVICE_KEY_RECORD_SIZE_BYTES: usize = 8 + trust::DEVICE_KEY_SCALAR_SIZE_BYTES + 32;
 
