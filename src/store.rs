@@ -47,6 +47,19 @@ pub mod keys {
     /// Version of the application flashed at the factory, UTF-8 text "major.minor.patch";
     /// the bootloader's rollback reference until it has installed an update itself.
     pub const FACTORY_APP_VERSION: &str = "imprint.FactoryAppVersion";
+    /// The device's identity certificate (X.509, DER), issued by the factory CA; its subject CN
+    /// is the device ID or the endpoint name (docs/device-identity.md).
+    pub const BOOTSTRAP_DEVICE_CERT: &str = "mbed.BootstrapDeviceCert";
+    /// The device's identity private key (PKCS#8 DER, P-256), only when the station made the
+    /// key. A secret: it goes into the device's protected store and nowhere else.
+    pub const BOOTSTRAP_DEVICE_PRIVATE_KEY: &str = "mbed.BootstrapDevicePrivateKey";
+    /// The factory CA's certificate (DER), the default name for it (a profile may choose another).
+    pub const BOOTSTRAP_SERVER_CA_CERT: &str = "mbed.BootstrapServerCACert";
+    /// The device's endpoint name, UTF-8 text: the identity certificate's subject CN.
+    pub const ENDPOINT_NAME: &str = "mbed.EndpointName";
+
+    /// Items whose values are secrets: their bytes are never shown by `Debug`.
+    pub const SECRET_KEYS: [&str; 1] = [BOOTSTRAP_DEVICE_PRIVATE_KEY];
 }
 
 /// The value type of an item, as stored in its header.
@@ -60,7 +73,7 @@ pub enum ItemKind {
 }
 
 /// One key/value pair of the store.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct StoreItem {
     /// The key bytes: a KCM name in ASCII, or a certificate fingerprint.
     pub key: Vec<u8>,
@@ -70,7 +83,26 @@ pub struct StoreItem {
     pub value: Vec<u8>,
 }
 
+impl std::fmt::Debug for StoreItem {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut debug = formatter.debug_struct("StoreItem");
+        debug.field("key", &display_key(&self.key)).field("kind", &self.kind);
+        // A private key in the store must not reach a log through `{:?}` of a store.
+        if self.is_secret() {
+            debug.field("value", &format_args!("<{} secret bytes>", self.value.len()));
+        } else {
+            debug.field("value", &self.value);
+        }
+        debug.finish()
+    }
+}
+
 impl StoreItem {
+    /// Whether the value is a secret (a private key) that must never be shown.
+    pub fn is_secret(&self) -> bool {
+        keys::SECRET_KEYS.iter().any(|key| key.as_bytes() == self.key.as_slice())
+    }
+
     /// A text item under a KCM name.
     pub fn text(key: &str, value: &str) -> Self {
         Self { key: key.as_bytes().to_vec(), kind: ItemKind::Text, value: value.as_bytes().to_vec() }
@@ -366,6 +398,17 @@ mod tests {
         store.set(StoreItem::text(keys::SERIAL_NUMBER, "SN-000001"));
         store.set_update_certificate(b"not really a certificate, but bytes");
         store
+    }
+
+    #[test]
+    fn secret_items_are_not_shown_by_debug() {
+        let mut store = sample_store();
+        store.set(StoreItem::binary(keys::BOOTSTRAP_DEVICE_PRIVATE_KEY, &[0xA5; 40]));
+        let shown = format!("{store:?}");
+        assert!(shown.contains("<40 secret bytes>"), "{shown}");
+        assert!(!shown.contains("165, 165"), "{shown}");
+        // Everything else is still shown, keys by name.
+        assert!(shown.contains("mbed.SerialNumber") && shown.contains("83, 78, 45"), "{shown}");
     }
 
     #[test]

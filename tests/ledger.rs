@@ -462,7 +462,11 @@ impl ExportLines {
         };
         let json = serde_json::to_string(&trailer).unwrap();
         self.trailer = Some(match self.format {
-            Format::Csv => format!("trailer{}\"{}\"", ",".repeat(21), json.replace('"', "\"\"")),
+            Format::Csv => format!(
+                "trailer{}\"{}\"",
+                ",".repeat(imprint::ledger::CSV_COLUMNS.len() - 1),
+                json.replace('"', "\"\"")
+            ),
             Format::Json | Format::Jsonl => json,
         });
     }

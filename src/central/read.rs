@@ -46,33 +46,32 @@ fn run_from_row(row: &Row) -> Result<CentralRun, String> {
         serde_json::from_str(&text(16)?).map_err(|error| format!("column steps is not valid: {error}"))?;
     let prev_hash = bytes(17)?;
     let record_hash = bytes(18)?;
-    Ok(CentralRun {
-        run: RecordedRun {
-            station: text(0)?,
-            station_sequence: u64::try_from(sequence).unwrap_or(0),
-            run_id: row.try_get(2).map_err(|error| error.to_string())?,
-            operator: text(3)?,
-            probe: text(4)?,
-            profile: text(5)?,
-            profile_sha256: text(6)?,
-            images,
-            chip_uid: optional(8)?,
-            serial: optional(9)?,
-            device_id: optional(10)?,
-            started_at: text(11)?,
-            finished_at: text(12)?,
-            result: text(13)?,
-            failing_step: optional(14)?,
-            reason: optional(15)?,
-            steps,
-            prev_hash: hex::encode(&prev_hash),
-            record_hash: hex::encode(&record_hash),
-            shipped_at: optional(20)?,
-        },
-        canonical_record: text(19)?,
-        prev_hash,
-        record_hash,
-    })
+    let mut run = RecordedRun {
+        station: text(0)?,
+        station_sequence: u64::try_from(sequence).unwrap_or(0),
+        run_id: row.try_get(2).map_err(|error| error.to_string())?,
+        operator: text(3)?,
+        probe: text(4)?,
+        profile: text(5)?,
+        profile_sha256: text(6)?,
+        images,
+        chip_uid: optional(8)?,
+        serial: optional(9)?,
+        device_id: optional(10)?,
+        device_certificate_fingerprint: None,
+        device_certificate_serial: None,
+        started_at: text(11)?,
+        finished_at: text(12)?,
+        result: text(13)?,
+        failing_step: optional(14)?,
+        reason: optional(15)?,
+        steps,
+        prev_hash: hex::encode(&prev_hash),
+        record_hash: hex::encode(&record_hash),
+        shipped_at: optional(20)?,
+    };
+    run.fill_derived_fields();
+    Ok(CentralRun { run, canonical_record: text(19)?, prev_hash, record_hash })
 }
 
 fn snapshot<'client>(

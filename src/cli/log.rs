@@ -12,8 +12,8 @@ use imprint::central::{
     CentralConfig, export_central, migrate, ship_batch, unit_history_central, verify_central,
 };
 use imprint::ledger::{
-    ExportFilter, ExportFormat, Ledger, LedgerStats, RecordedRun, RunResult, UnitHistory, VerifyOptions,
-    VerifyReport, parse_hash_hex, parse_time_bound, verify_export_file,
+    CertificateSelection, ExportFilter, ExportFormat, Ledger, LedgerStats, RecordedRun, RunResult,
+    UnitHistory, VerifyOptions, VerifyReport, parse_hash_hex, parse_time_bound, verify_export_file,
 };
 
 use super::EXIT_UNITS_FAILED;
@@ -61,6 +61,12 @@ pub enum LogCommand {
         after_help = "Examples:\n  imprint log show SN000123\n  imprint log show SN000123 --central 'postgresql://imprint@db.example/factory'\n  imprint log show 0f3a5c77e1d2a4b89c001122\n  imprint log show SN000123 --json"
     )]
     Show(ShowArgs),
+    /// Write the device identity certificates the factory CA issued as a PEM bundle (to register
+    /// devices with a cloud service).
+    #[command(
+        after_help = "Examples:\n  imprint log certificates -o devices.pem\n  imprint log certificates --profile demo-sensor --since 2026-11-01 -o november.pem\n  imprint log certificates --all -o every-issued.pem\n\nBy default: for each unit whose latest run passed, the certificate that run issued (the one the\ndevice holds); units whose latest run failed are left out.\nWith --all: every certificate issued, in chain order, whether its run passed or not.\nEach certificate is checked against the fingerprint its run recorded."
+    )]
+    Certificates(CertificatesArgs),
     /// Units, runs, pass/fail, first-pass yield and median cycle time per step.
     #[command(after_help = "Examples:\n  imprint log stats\n  imprint log stats --db station-3.db --json")]
     Stats(StatsArgs),
@@ -117,6 +123,28 @@ pub struct ShipArgs {
 }
 
 #[derive(clap::Args)]
+pub struct CertificatesArgs {
+    #[command(flatten)]
+    database: DatabaseArgs,
+    /// Only runs started at or after T (RFC 3339, or YYYY-MM-DD for midnight UTC).
+    #[arg(long, value_name = "T")]
+    since: Option<String>,
+    /// Only runs started before T (RFC 3339, or YYYY-MM-DD meaning the end of that day, UTC).
+    #[arg(long, value_name = "T")]
+    until: Option<String>,
+    /// Only runs of this profile.
+    #[arg(long, value_name = "NAME")]
+    profile: Option<String>,
+    /// Every certificate issued (failed and superseded runs too), not just those of the units
+    /// whose latest run passed.
+    #[arg(long)]
+    all: bool,
+    /// Output file [default: standard output].
+    #[arg(short = 'o', long, value_name = "FILE")]
+    output: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
 pub struct VerifyArgs {
     /// Ledger database to verify [default: the platform data directory's imprint/ledger.db].
     #[arg(long, value_name = "PATH", env = "IMPRINT_DB")]
@@ -168,8 +196,54 @@ pub fn run(command: LogCommand) -> anyhow::Result<ExitCode> {
         LogCommand::Verify(args) => verify(args),
         LogCommand::Ship(args) => ship(args),
         LogCommand::Show(args) => show(args),
+        LogCommand::Certificates(args) => certificates(args),
         LogCommand::Stats(args) => stats(args),
     }
+}
+
+fn certificates(args: CertificatesArgs) -> anyhow::Result<ExitCode> {
+    let filter = ExportFilter {
+        since: args.since.as_deref().map(|text| parse_time_bound("--since", text, false)).transpose()?,
+        until: args.until.as_deref().map(|text| parse_time_bound("--until", text, true)).transpose()?,
+        profile: args.profile,
+        result: None,
+    };
+    let selection =
+        if args.all { CertificateSelection::EveryIssued } else { CertificateSelection::ProvisionedUnits };
+    let ledger = args.database.open()?;
+    let summary = match &args.output {
+        Some(output) => {
+            let mut file = std::fs::File::create(output)
+                .with_context(|| format!("creating certificate bundle {}", output.display()))?;
+            let outcome =
+                ledger.export_device_certificates(selection, &filter, &mut file).and_then(|summary| {
+                    file.sync_all().map_err(|source| imprint::ledger::LedgerError::ExportWrite { source })?;
+                    Ok(summary)
+                });
+            if outcome.is_err() {
+                // Leave no half-written bundle behind that could pass for a complete one.
+                let _ = std::fs::remove_file(output);
+            }
+            outcome.with_context(|| format!("exporting certificates to {}", output.display()))?
+        }
+        None => {
+            let stdout = std::io::stdout();
+            let mut lock = stdout.lock();
+            ledger
+                .export_device_certificates(selection, &filter, &mut lock)
+                .context("exporting certificates to standard output")?
+        }
+    };
+    eprintln!(
+        "exported {} device certificate{} ({})",
+        summary.certificate_count,
+        if summary.certificate_count == 1 { "" } else { "s" },
+        match selection {
+            CertificateSelection::ProvisionedUnits => "units whose latest run passed",
+            CertificateSelection::EveryIssued => "every certificate issued",
+        }
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
@@ -429,6 +503,12 @@ fn print_run(run: &RecordedRun) {
         run.profile,
         run.profile_sha256
     );
+    if let Some(fingerprint) = &run.device_certificate_fingerprint {
+        println!(
+            "    device certificate sha256 {fingerprint}  serial {}",
+            run.device_certificate_serial.as_deref().unwrap_or("-")
+        );
+    }
     for image in &run.images {
         println!("    image {} sha256 {}", image.name, image.sha256);
     }

@@ -45,6 +45,14 @@ pub struct RecordedRun {
     pub chip_uid: Option<String>,
     pub serial: Option<String>,
     pub device_id: Option<String>,
+    /// SHA-256 fingerprint (hex) of the identity certificate issued in this run. Derived from
+    /// the hashed `issue-identity` step detail, so not hashed on its own; verification checks
+    /// that it agrees with the steps. Absent from version 1 exports.
+    #[serde(default)]
+    pub device_certificate_fingerprint: Option<String>,
+    /// Serial number (hex) of that certificate; derived the same way.
+    #[serde(default)]
+    pub device_certificate_serial: Option<String>,
     pub started_at: String,
     pub finished_at: String,
     pub result: String,
@@ -76,7 +84,41 @@ pub struct RecordedStep {
     pub detail: Value,
 }
 
+/// The step whose detail records the identity certificate a run issued.
+pub const ISSUE_IDENTITY_STEP: &str = "issue-identity";
+
 impl RecordedRun {
+    /// The identity certificate's `(fingerprint, serial)` as the hashed steps record them: the
+    /// detail of the passed `issue-identity` step, if the run has one.
+    pub fn device_certificate_from_steps(&self) -> (Option<String>, Option<String>) {
+        let detail = self
+            .steps
+            .iter()
+            .rev()
+            .find(|step| step.name == ISSUE_IDENTITY_STEP && step.status == "passed")
+            .map(|step| &step.detail);
+        let text =
+            |key: &str| detail.and_then(|detail| detail.get(key)).and_then(Value::as_str).map(str::to_owned);
+        (text("certificate_fingerprint"), text("certificate_serial"))
+    }
+
+    /// Sets the derived certificate fields from the steps.
+    pub fn fill_derived_fields(&mut self) {
+        let (fingerprint, serial) = self.device_certificate_from_steps();
+        self.device_certificate_fingerprint = fingerprint;
+        self.device_certificate_serial = serial;
+    }
+
+    /// The identity certificate (PEM) the hashed `issue-identity` step recorded, if any.
+    pub fn device_certificate_pem(&self) -> Option<&str> {
+        self.steps
+            .iter()
+            .rev()
+            .find(|step| step.name == ISSUE_IDENTITY_STEP && step.status == "passed")
+            .and_then(|step| step.detail.get("certificate_pem"))
+            .and_then(Value::as_str)
+    }
+
     /// The hashed part of the run as a JSON value (everything but `run_id`, `prev_hash`,
     /// `record_hash` and `shipped_at`, plus the `encoding` marker).
     pub fn canonical_value(&self) -> Value {

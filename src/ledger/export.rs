@@ -14,13 +14,19 @@ use std::time::SystemTime;
 use rusqlite::{Connection, ToSql};
 use serde::{Deserialize, Serialize};
 
-use super::canonical::{RecordedRun, RecordedStep, canonical_json, format_timestamp};
+use sha2::Digest;
+
+use super::canonical::{ISSUE_IDENTITY_STEP, RecordedRun, RecordedStep, canonical_json, format_timestamp};
 use super::model::RunResult;
 use super::query::for_each_run;
 use super::{Ledger, LedgerError, database_error};
 
-/// The `imprint_ledger_export` value of the header this build writes and reads.
-pub const EXPORT_FORMAT_VERSION: u32 = 1;
+/// The `imprint_ledger_export` value of the header this build writes. Version 2 added the
+/// derived `device_certificate_fingerprint` and `device_certificate_serial` fields (CSV columns);
+/// version 1 exports still verify.
+pub const EXPORT_FORMAT_VERSION: u32 = 2;
+/// The oldest export format version this build reads.
+pub const OLDEST_READABLE_EXPORT_FORMAT_VERSION: u32 = 1;
 
 /// The export file formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,7 +97,35 @@ pub struct ExportSummary {
 }
 
 /// The CSV columns, in order.
-pub const CSV_COLUMNS: [&str; 22] = [
+pub const CSV_COLUMNS: [&str; 24] = [
+    "record_type",
+    "station",
+    "station_sequence",
+    "run_id",
+    "started_at",
+    "finished_at",
+    "result",
+    "failing_step",
+    "reason",
+    "operator",
+    "probe",
+    "profile",
+    "profile_sha256",
+    "images",
+    "chip_uid",
+    "serial",
+    "device_id",
+    "device_certificate_fingerprint",
+    "device_certificate_serial",
+    "steps",
+    "prev_hash",
+    "record_hash",
+    "shipped_at",
+    "export",
+];
+
+/// The CSV columns of a version 1 export (without the device certificate columns).
+pub const CSV_COLUMNS_V1: [&str; 22] = [
     "record_type",
     "station",
     "station_sequence",
@@ -173,26 +207,8 @@ fn export(
     header: &ExportHeader,
     out: &mut dyn Write,
 ) -> Result<ExportSummary, LedgerError> {
-    let mut conditions = Vec::new();
-    let mut parameters: Vec<&dyn ToSql> = Vec::new();
-    let filter = &header.filter;
-    let result_text = filter.result.map(RunResult::as_str);
-    if let Some(since) = &filter.since {
-        parameters.push(since);
-        conditions.push(format!("r.started_at >= ?{}", parameters.len()));
-    }
-    if let Some(until) = &filter.until {
-        parameters.push(until);
-        conditions.push(format!("r.started_at < ?{}", parameters.len()));
-    }
-    if let Some(profile) = &filter.profile {
-        parameters.push(profile);
-        conditions.push(format!("p.name = ?{}", parameters.len()));
-    }
-    if let Some(result) = &result_text {
-        parameters.push(result);
-        conditions.push(format!("r.result = ?{}", parameters.len()));
-    }
+    let result_text = header.filter.result.map(RunResult::as_str);
+    let (conditions, parameters) = filter_conditions(&header.filter, &result_text);
     let where_sql =
         if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
     let chain_head = chain_heads(connection, path)?;
@@ -272,6 +288,161 @@ pub fn write_export<E: From<LedgerError>>(
     Ok(ExportSummary { record_count, chain_heads: chain_head })
 }
 
+/// SQL conditions (on `runs r` and `profiles p`) and their parameters for a filter.
+fn filter_conditions<'a>(
+    filter: &'a ExportFilter,
+    result_text: &'a Option<&'static str>,
+) -> (Vec<String>, Vec<&'a dyn ToSql>) {
+    let mut conditions = Vec::new();
+    let mut parameters: Vec<&dyn ToSql> = Vec::new();
+    if let Some(since) = &filter.since {
+        parameters.push(since);
+        conditions.push(format!("r.started_at >= ?{}", parameters.len()));
+    }
+    if let Some(until) = &filter.until {
+        parameters.push(until);
+        conditions.push(format!("r.started_at < ?{}", parameters.len()));
+    }
+    if let Some(profile) = &filter.profile {
+        parameters.push(profile);
+        conditions.push(format!("p.name = ?{}", parameters.len()));
+    }
+    if let Some(result) = result_text {
+        parameters.push(result);
+        conditions.push(format!("r.result = ?{}", parameters.len()));
+    }
+    (conditions, parameters)
+}
+
+/// Which identity certificates a bundle holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CertificateSelection {
+    /// Per unit (chip) whose latest run passed, the certificate that run issued: the one the
+    /// device holds, what a cloud service should register. A unit whose latest run failed (a
+    /// rework that did not finish) is left out: it is not ready to ship.
+    ProvisionedUnits,
+    /// Every certificate the factory CA issued, in chain order, passed run or not (an audit of
+    /// the CA's issuance).
+    EveryIssued,
+}
+
+/// What a certificate bundle export wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateBundleSummary {
+    /// Certificates written.
+    pub certificate_count: u64,
+}
+
+impl Ledger {
+    /// Writes the identity certificates the runs selected by `filter` issued (as recorded in
+    /// their hashed `issue-identity` step) to `out` as concatenated PEM "CERTIFICATE" blocks.
+    /// Each certificate is checked against the fingerprint its run recorded.
+    pub fn export_device_certificates(
+        &self,
+        selection: CertificateSelection,
+        filter: &ExportFilter,
+        out: &mut dyn Write,
+    ) -> Result<CertificateBundleSummary, LedgerError> {
+        self.read(|connection, path| export_device_certificates(connection, path, selection, filter, out))
+    }
+}
+
+fn export_device_certificates(
+    connection: &Connection,
+    path: &Path,
+    selection: CertificateSelection,
+    filter: &ExportFilter,
+    out: &mut dyn Write,
+) -> Result<CertificateBundleSummary, LedgerError> {
+    let result_text = match selection {
+        CertificateSelection::ProvisionedUnits => None,
+        CertificateSelection::EveryIssued => filter.result.map(RunResult::as_str),
+    };
+    let (mut conditions, parameters) = filter_conditions(filter, &result_text);
+    let order_sql = match selection {
+        // Every run of a unit, latest last: only a unit's last run decides.
+        CertificateSelection::ProvisionedUnits => {
+            conditions.push("r.chip_uid IS NOT NULL".to_owned());
+            "r.chip_uid, r.finished_at, r.id, st.ordinal"
+        }
+        CertificateSelection::EveryIssued => {
+            conditions.push(format!(
+                "EXISTS (SELECT 1 FROM steps x WHERE x.run_id = r.id AND x.name = '{ISSUE_IDENTITY_STEP}' AND x.status = 'passed')"
+            ));
+            "r.station_id, r.station_sequence, st.ordinal"
+        }
+    };
+    let where_sql = format!("WHERE {}", conditions.join(" AND "));
+    let write_error = |source| LedgerError::ExportWrite { source };
+    let mut buffered = std::io::BufWriter::with_capacity(1 << 16, out);
+    let mut certificate_count = 0u64;
+    let mut write_pem = |pem: &str| -> Result<(), LedgerError> {
+        buffered.write_all(pem.as_bytes()).map_err(write_error)?;
+        if !pem.ends_with('\n') {
+            buffered.write_all(b"\n").map_err(write_error)?;
+        }
+        certificate_count += 1;
+        Ok(())
+    };
+    // ProvisionedUnits: the latest run seen of the current chip, and its certificate if that
+    // run passed and issued one.
+    let mut latest: Option<(Option<String>, Option<String>)> = None;
+    for_each_run(connection, path, &where_sql, order_sql, &parameters, |run| {
+        match selection {
+            CertificateSelection::EveryIssued => write_pem(&checked_certificate_pem(&run, path)?)?,
+            CertificateSelection::ProvisionedUnits => {
+                if let Some((chip, certificate)) = latest.take()
+                    && chip != run.chip_uid
+                    && let Some(pem) = certificate
+                {
+                    write_pem(&pem)?;
+                }
+                let certificate =
+                    if run.result == RunResult::Pass.as_str() && run.device_certificate_pem().is_some() {
+                        Some(checked_certificate_pem(&run, path)?)
+                    } else {
+                        None
+                    };
+                latest = Some((run.chip_uid.clone(), certificate));
+            }
+        }
+        Ok(true)
+    })?;
+    if let Some((_, Some(pem))) = latest {
+        write_pem(&pem)?;
+    }
+    buffered.flush().map_err(write_error)?;
+    Ok(CertificateBundleSummary { certificate_count })
+}
+
+/// The PEM certificate a run's `issue-identity` step recorded, checked against the fingerprint
+/// recorded beside it (both are hashed into the chain; a mismatch means the record is corrupt).
+fn checked_certificate_pem(run: &RecordedRun, path: &Path) -> Result<String, LedgerError> {
+    let corrupt = |what: String| LedgerError::Corrupt {
+        path: path.to_owned(),
+        what: format!(
+            "run {} (station {:?} sequence {}): {what}",
+            run.run_id, run.station, run.station_sequence
+        ),
+    };
+    let pem = run
+        .device_certificate_pem()
+        .ok_or_else(|| corrupt("the issue-identity step records no certificate_pem".to_owned()))?;
+    let (label, der_bytes) = der::pem::decode_vec(pem.as_bytes())
+        .map_err(|error| corrupt(format!("the recorded certificate is not PEM: {error}")))?;
+    if label != "CERTIFICATE" {
+        return Err(corrupt(format!("the recorded PEM block is {label:?}, expected \"CERTIFICATE\"")));
+    }
+    let fingerprint = hex::encode(sha2::Sha256::digest(&der_bytes));
+    if run.device_certificate_fingerprint.as_deref() != Some(fingerprint.as_str()) {
+        return Err(corrupt(format!(
+            "the recorded certificate hashes to {fingerprint}, but the run records fingerprint {}",
+            run.device_certificate_fingerprint.as_deref().unwrap_or("none")
+        )));
+    }
+    Ok(pem.to_owned())
+}
+
 fn meta_row(record_type: &str, json: &str) -> Vec<String> {
     let mut row = vec![String::new(); CSV_COLUMNS.len()];
     row[0] = record_type.to_owned();
@@ -301,6 +472,8 @@ fn csv_row(run: &RecordedRun) -> Vec<String> {
         optional(&run.chip_uid),
         optional(&run.serial),
         optional(&run.device_id),
+        optional(&run.device_certificate_fingerprint),
+        optional(&run.device_certificate_serial),
         steps,
         run.prev_hash.clone(),
         run.record_hash.clone(),
@@ -309,42 +482,47 @@ fn csv_row(run: &RecordedRun) -> Vec<String> {
     ]
 }
 
-/// Rebuilds a run from a CSV row written by [`csv_row`]; `Err` says which column is unreadable.
-pub(crate) fn run_from_csv_row(row: &csv::StringRecord) -> Result<RecordedRun, String> {
-    let column = |index: usize| row.get(index).unwrap_or_default().to_owned();
-    let optional = |index: usize| Some(column(index)).filter(|text| !text.is_empty());
-    let number = |index: usize| {
-        column(index)
-            .parse::<u64>()
-            .map_err(|_| format!("column {} is not a number: {:?}", CSV_COLUMNS[index], column(index)))
-    };
-    if row.len() != CSV_COLUMNS.len() {
-        return Err(format!("expected {} columns, found {}", CSV_COLUMNS.len(), row.len()));
+/// Rebuilds a run from a CSV row written by [`csv_row`] (or by a version 1 export, whose
+/// `columns` lack the certificate columns); `Err` says which column is unreadable.
+pub(crate) fn run_from_csv_row(row: &csv::StringRecord, columns: &[&str]) -> Result<RecordedRun, String> {
+    if row.len() != columns.len() {
+        return Err(format!("expected {} columns, found {}", columns.len(), row.len()));
     }
-    let images =
-        serde_json::from_str(&column(13)).map_err(|error| format!("column images is not valid: {error}"))?;
-    let steps: Vec<RecordedStep> =
-        serde_json::from_str(&column(17)).map_err(|error| format!("column steps is not valid: {error}"))?;
+    let column = |name: &str| {
+        columns.iter().position(|column| *column == name).and_then(|index| row.get(index)).unwrap_or_default()
+    };
+    let optional = |name: &str| Some(column(name).to_owned()).filter(|text| !text.is_empty());
+    let number = |name: &str| {
+        column(name).parse::<u64>().map_err(|_| format!("column {name} is not a number: {:?}", column(name)))
+    };
+    let images = serde_json::from_str(column("images"))
+        .map_err(|error| format!("column images is not valid: {error}"))?;
+    let steps: Vec<RecordedStep> = serde_json::from_str(column("steps"))
+        .map_err(|error| format!("column steps is not valid: {error}"))?;
     Ok(RecordedRun {
-        station: column(1),
-        station_sequence: number(2)?,
-        run_id: column(3).parse().map_err(|_| format!("column run_id is not a number: {:?}", column(3)))?,
-        started_at: column(4),
-        finished_at: column(5),
-        result: column(6),
-        failing_step: optional(7),
-        reason: optional(8),
-        operator: column(9),
-        probe: column(10),
-        profile: column(11),
-        profile_sha256: column(12),
+        station: column("station").to_owned(),
+        station_sequence: number("station_sequence")?,
+        run_id: column("run_id")
+            .parse()
+            .map_err(|_| format!("column run_id is not a number: {:?}", column("run_id")))?,
+        started_at: column("started_at").to_owned(),
+        finished_at: column("finished_at").to_owned(),
+        result: column("result").to_owned(),
+        failing_step: optional("failing_step"),
+        reason: optional("reason"),
+        operator: column("operator").to_owned(),
+        probe: column("probe").to_owned(),
+        profile: column("profile").to_owned(),
+        profile_sha256: column("profile_sha256").to_owned(),
         images,
-        chip_uid: optional(14),
-        serial: optional(15),
-        device_id: optional(16),
+        chip_uid: optional("chip_uid"),
+        serial: optional("serial"),
+        device_id: optional("device_id"),
+        device_certificate_fingerprint: optional("device_certificate_fingerprint"),
+        device_certificate_serial: optional("device_certificate_serial"),
         steps,
-        prev_hash: column(18),
-        record_hash: column(19),
-        shipped_at: optional(20),
+        prev_hash: column("prev_hash").to_owned(),
+        record_hash: column("record_hash").to_owned(),
+        shipped_at: optional("shipped_at"),
     })
 }

@@ -53,13 +53,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use rusqlite::{Connection, TransactionBehavior};
 
 pub use canonical::{
-    GENESIS_HASH, RUN_ENCODING, RecordedImage, RecordedRun, RecordedStep, canonical_json, chain_hash,
-    ecmascript_number, format_timestamp, parse_hash_hex, parse_time_bound,
+    GENESIS_HASH, ISSUE_IDENTITY_STEP, RUN_ENCODING, RecordedImage, RecordedRun, RecordedStep,
+    canonical_json, chain_hash, ecmascript_number, format_timestamp, parse_hash_hex, parse_time_bound,
 };
 pub use error::LedgerError;
 pub use export::{
-    CSV_COLUMNS, ChainHead, EXPORT_FORMAT_VERSION, ExportFilter, ExportFormat, ExportHeader, ExportSummary,
-    ExportTrailer, write_export,
+    CSV_COLUMNS, CSV_COLUMNS_V1, CertificateBundleSummary, CertificateSelection, ChainHead,
+    EXPORT_FORMAT_VERSION, ExportFilter, ExportFormat, ExportHeader, ExportSummary, ExportTrailer,
+    OLDEST_READABLE_EXPORT_FORMAT_VERSION, write_export,
 };
 pub use model::{
     AllocatedIdentity, IdentityRequest, ReworkPolicy, RunReceipt, RunRecord, RunResult, SerialScheme,

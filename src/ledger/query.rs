@@ -44,10 +44,12 @@ pub(crate) fn for_each_run(
             |source| LedgerError::Database { path: path.to_owned(), operation: "reading a run row", source };
         let run_id: i64 = row.get(0).map_err(read)?;
         if current.as_ref().is_some_and(|run| run.run_id != run_id)
-            && let Some(finished) = current.take()
-            && !visit(finished)?
+            && let Some(mut finished) = current.take()
         {
-            return Ok(());
+            finished.fill_derived_fields();
+            if !visit(finished)? {
+                return Ok(());
+            }
         }
         if current.is_none() {
             let station: String = row.get(1).map_err(read)?;
@@ -81,6 +83,8 @@ pub(crate) fn for_each_run(
                 chip_uid: row.get(8).map_err(read)?,
                 serial: row.get(9).map_err(read)?,
                 device_id: row.get(10).map_err(read)?,
+                device_certificate_fingerprint: None,
+                device_certificate_serial: None,
                 started_at: row.get(11).map_err(read)?,
                 finished_at: row.get(12).map_err(read)?,
                 result: row.get(13).map_err(read)?,
@@ -113,7 +117,8 @@ pub(crate) fn for_each_run(
             });
         }
     }
-    if let Some(finished) = current {
+    if let Some(mut finished) = current {
+        finished.fill_derived_fields();
         visit(finished)?;
     }
     Ok(())

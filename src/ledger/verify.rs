@@ -18,7 +18,8 @@ use serde_json::Value;
 
 use super::canonical::{GENESIS_HASH, RecordedRun, parse_hash_hex};
 use super::export::{
-    CSV_COLUMNS, ChainHead, EXPORT_FORMAT_VERSION, ExportHeader, ExportTrailer, chain_heads, run_from_csv_row,
+    CSV_COLUMNS, CSV_COLUMNS_V1, ChainHead, EXPORT_FORMAT_VERSION, ExportHeader, ExportTrailer,
+    OLDEST_READABLE_EXPORT_FORMAT_VERSION, chain_heads, run_from_csv_row,
 };
 use super::query::for_each_run;
 use super::{Ledger, LedgerError};
@@ -100,6 +101,9 @@ pub enum ProblemKind {
     CountMismatch { declared: u64, found: u64 },
     /// The export ends without its trailer.
     MissingTrailer,
+    /// A field derived from the hashed steps (the device certificate's fingerprint or serial)
+    /// disagrees with them: the export's column was edited.
+    DerivedFieldMismatch { field: String, found: Option<String>, from_steps: Option<String> },
     /// A record that cannot be read at all.
     Malformed { reason: String },
 }
@@ -202,6 +206,12 @@ impl fmt::Display for ProblemKind {
             ProblemKind::MissingTrailer => {
                 write!(formatter, "truncated: the export ends without its trailer")
             }
+            ProblemKind::DerivedFieldMismatch { field, found, from_steps } => write!(
+                formatter,
+                "altered field: {field} is {} but the hashed steps record {} (the export was edited)",
+                found.as_deref().unwrap_or("empty"),
+                from_steps.as_deref().unwrap_or("none")
+            ),
             ProblemKind::Malformed { reason } => write!(formatter, "unreadable record: {reason}"),
         }
     }
@@ -218,7 +228,9 @@ pub struct ChainVerifier {
 impl ChainVerifier {
     /// A verifier for complete chains (no gaps expected).
     pub fn new(options: &VerifyOptions) -> ChainVerifier {
-        ChainVerifier { checker: ChainChecker::new(false, options) }
+        // Central records are rebuilt from their columns (the derived certificate fields are
+        // filled from the hashed steps), so there are no separately stored derived fields to check.
+        ChainVerifier { checker: ChainChecker::new(false, false, options) }
     }
 
     /// Checks the next record: its link to the station's previous record and its hash. Returns
@@ -252,6 +264,8 @@ struct StationProgress {
 /// Checks records fed in chain order; stops at the first problem.
 struct ChainChecker {
     is_filtered: bool,
+    /// Whether records carry the derived certificate fields (exports from version 2 on).
+    checks_derived_fields: bool,
     expected_heads: Vec<[u8; 32]>,
     expected_heads_found: Vec<HeadMatch>,
     stations: HashMap<String, StationProgress>,
@@ -260,9 +274,10 @@ struct ChainChecker {
 }
 
 impl ChainChecker {
-    fn new(is_filtered: bool, options: &VerifyOptions) -> ChainChecker {
+    fn new(is_filtered: bool, checks_derived_fields: bool, options: &VerifyOptions) -> ChainChecker {
         ChainChecker {
             is_filtered,
+            checks_derived_fields,
             expected_heads: options.expected_heads.clone(),
             expected_heads_found: Vec::new(),
             stations: HashMap::new(),
@@ -341,6 +356,22 @@ impl ChainChecker {
                 recomputed: hex::encode(recomputed),
             }));
             return false;
+        }
+        if self.checks_derived_fields {
+            let (fingerprint, serial) = run.device_certificate_from_steps();
+            for (field, found, from_steps) in [
+                ("device_certificate_fingerprint", &run.device_certificate_fingerprint, fingerprint),
+                ("device_certificate_serial", &run.device_certificate_serial, serial),
+            ] {
+                if *found != from_steps {
+                    self.fail(problem(ProblemKind::DerivedFieldMismatch {
+                        field: field.to_owned(),
+                        found: found.clone(),
+                        from_steps,
+                    }));
+                    return false;
+                }
+            }
         }
         if self.expected_heads.contains(&stored_hash) {
             self.expected_heads_found.push(HeadMatch {
@@ -496,7 +527,7 @@ impl Ledger {
     /// not an error; errors are for a database that cannot be read at all.
     pub fn verify(&self, options: &VerifyOptions) -> Result<VerifyReport, LedgerError> {
         self.read(|connection, path| {
-            let mut checker = ChainChecker::new(false, options);
+            let mut checker = ChainChecker::new(false, true, options);
             let walked = for_each_run(
                 connection,
                 path,
@@ -545,11 +576,13 @@ fn check_header(path: &Path, header: Result<ExportHeader, String>) -> Result<Exp
         path: path.to_owned(),
         reason: format!("the first record is not an export header: {reason}"),
     })?;
-    if header.imprint_ledger_export != EXPORT_FORMAT_VERSION {
+    if !(OLDEST_READABLE_EXPORT_FORMAT_VERSION..=EXPORT_FORMAT_VERSION)
+        .contains(&header.imprint_ledger_export)
+    {
         return Err(LedgerError::NotAnExport {
             path: path.to_owned(),
             reason: format!(
-                "export format version {} (this imprint reads version {EXPORT_FORMAT_VERSION})",
+                "export format version {} (this imprint reads versions {OLDEST_READABLE_EXPORT_FORMAT_VERSION} to {EXPORT_FORMAT_VERSION})",
                 header.imprint_ledger_export
             ),
         });
@@ -649,8 +682,10 @@ fn verify_jsonl(
         path,
         serde_json::from_str::<ExportHeader>(&first_line).map_err(|error| error.to_string()),
     )?;
-    let mut check =
-        ExportCheck { checker: ChainChecker::new(header.filter.is_filtered(), options), trailer: None };
+    let mut check = ExportCheck {
+        checker: ChainChecker::new(header.filter.is_filtered(), header.imprint_ledger_export >= 2, options),
+        trailer: None,
+    };
     for (index, line) in lines.enumerate() {
         let line = line.map_err(read_error)?;
         if line.trim().is_empty() {
@@ -693,7 +728,11 @@ fn verify_json(path: &Path, reader: impl Read, options: &VerifyOptions) -> Resul
                 }
             };
             let check = self.check.insert(ExportCheck {
-                checker: ChainChecker::new(header.filter.is_filtered(), self.options),
+                checker: ChainChecker::new(
+                    header.filter.is_filtered(),
+                    header.imprint_ledger_export >= 2,
+                    self.options,
+                ),
                 trailer: None,
             });
             loop {
@@ -759,14 +798,18 @@ fn verify_csv(path: &Path, reader: impl Read, options: &VerifyOptions) -> Result
     let not_an_export = |reason: String| LedgerError::NotAnExport { path: path.to_owned(), reason };
     let columns =
         csv_reader.headers().map_err(|error| not_an_export(format!("no CSV header row: {error}")))?.clone();
-    if columns.iter().ne(CSV_COLUMNS) {
+    let (column_names, column_version): (&[&str], u32) = if columns.iter().eq(CSV_COLUMNS) {
+        (&CSV_COLUMNS, 2)
+    } else if columns.iter().eq(CSV_COLUMNS_V1) {
+        (&CSV_COLUMNS_V1, 1)
+    } else {
         return Err(not_an_export(format!(
-            "the CSV columns are {:?}, expected {CSV_COLUMNS:?}",
+            "the CSV columns are {:?}, expected {CSV_COLUMNS:?} (or those of version 1, {CSV_COLUMNS_V1:?})",
             columns.iter().collect::<Vec<_>>()
         )));
-    }
+    };
     let mut records = csv_reader.records();
-    let export_column = CSV_COLUMNS.len() - 1;
+    let export_column = column_names.len() - 1;
     let first = records.next().transpose().map_err(|error| not_an_export(error.to_string()))?;
     let header = first
         .filter(|row| row.get(0) == Some("export"))
@@ -776,8 +819,16 @@ fn verify_csv(path: &Path, reader: impl Read, options: &VerifyOptions) -> Result
                 .map_err(|error| error.to_string())
         });
     let header = check_header(path, header)?;
-    let mut check =
-        ExportCheck { checker: ChainChecker::new(header.filter.is_filtered(), options), trailer: None };
+    if (header.imprint_ledger_export >= 2) != (column_version >= 2) {
+        return Err(not_an_export(format!(
+            "the header says export format version {} but the CSV has the columns of version {column_version}",
+            header.imprint_ledger_export
+        )));
+    }
+    let mut check = ExportCheck {
+        checker: ChainChecker::new(header.filter.is_filtered(), column_version >= 2, options),
+        trailer: None,
+    };
     for (index, row) in records.enumerate() {
         // Row 1 is the column names, row 2 the export header.
         let location = format!("row {}", index + 3);
@@ -789,7 +840,7 @@ fn verify_csv(path: &Path, reader: impl Read, options: &VerifyOptions) -> Result
             }
         };
         let keep_going = match row.get(0) {
-            Some("run") => match run_from_csv_row(&row) {
+            Some("run") => match run_from_csv_row(&row, column_names) {
                 Ok(run) => {
                     if check.trailer.is_some() {
                         check.element(location, Err("a run after the trailer".to_owned()))

@@ -431,7 +431,7 @@ fn recorded_form(run: &RunRecord) -> Result<RecordedRun, LedgerError> {
             })
         })
         .collect::<Result<Vec<_>, LedgerError>>()?;
-    Ok(RecordedRun {
+    let mut recorded = RecordedRun {
         station: run.station.clone(),
         station_sequence: 0,
         run_id: 0,
@@ -443,6 +443,8 @@ fn recorded_form(run: &RunRecord) -> Result<RecordedRun, LedgerError> {
         chip_uid,
         serial: run.serial.clone(),
         device_id: run.device_id.map(|id| id.hyphenated().to_string()),
+        device_certificate_fingerprint: None,
+        device_certificate_serial: None,
         started_at: format_timestamp("started_at", run.started_at)?,
         finished_at: format_timestamp("finished_at", run.finished_at)?,
         result: run.result.as_str().to_owned(),
@@ -452,7 +454,9 @@ fn recorded_form(run: &RunRecord) -> Result<RecordedRun, LedgerError> {
         prev_hash: String::new(),
         record_hash: String::new(),
         shipped_at: None,
-    })
+    };
+    recorded.fill_derived_fields();
+    Ok(recorded)
 }
 
 pub(crate) fn record_run(

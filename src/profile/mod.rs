@@ -87,6 +87,153 @@ pub struct Profile {
     pub sim_timing: SimTiming,
     /// Warnings found while loading (shown by `profile check`, logged by `run`).
     pub warnings: Vec<String>,
+    /// A per-device identity certificate from the factory CA (`[device_identity]`), if asked for.
+    pub device_identity: Option<DeviceIdentitySettings>,
+}
+
+/// Where a unit's identity key is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeyOrigin {
+    /// The station makes the key and writes it into the config store with the certificate.
+    Station,
+    /// The device makes the key (it needs an entropy source) and hands the station a CSR; the
+    /// private key never leaves the device.
+    Device,
+}
+
+impl KeyOrigin {
+    /// The profile's spelling.
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyOrigin::Station => "station",
+            KeyOrigin::Device => "device",
+        }
+    }
+}
+
+/// What the identity certificate's subject CN is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubjectCommonName {
+    /// The device ID, as a lowercase hyphenated UUID.
+    DeviceId,
+    /// The endpoint name made from the profile's template.
+    EndpointName {
+        /// Literal text and `{serial}`, `{device_id}`, `{device_id_hex}`, `{chip_uid}`.
+        template: String,
+    },
+}
+
+/// The profile's `[device_identity]`, validated: the CA is loaded and its key opened and
+/// matched.
+#[derive(Clone)]
+pub struct DeviceIdentitySettings {
+    /// Station-made or device-made keys.
+    pub key_origin: KeyOrigin,
+    /// The factory CA that issues the certificates (CA:TRUE, ECDSA P-256).
+    pub ca_certificate: Certificate,
+    /// Its key (a file or a PKCS#11 token); matches `ca_certificate`.
+    pub ca_signer: Arc<dyn Signer>,
+    /// What the subject CN is.
+    pub subject_common_name: SubjectCommonName,
+    /// The subject O, if any.
+    pub organization: Option<String>,
+    /// Validity of each certificate, from the moment it is issued.
+    pub validity_days: u32,
+    /// The config store item the CA certificate is stored under.
+    pub ca_certificate_item: String,
+}
+
+impl std::fmt::Debug for DeviceIdentitySettings {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("DeviceIdentitySettings")
+            .field("key_origin", &self.key_origin)
+            .field("ca_certificate", &self.ca_certificate)
+            .field("ca_signer", &self.ca_signer.describe())
+            .field("subject_common_name", &self.subject_common_name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The placeholders an endpoint name template may use.
+pub const ENDPOINT_NAME_PLACEHOLDERS: [&str; 4] = ["serial", "device_id", "device_id_hex", "chip_uid"];
+
+impl DeviceIdentitySettings {
+    /// The subject CN of one unit's certificate (also its `mbed.EndpointName`).
+    pub fn common_name_for(&self, serial: &str, device_id: Uuid, chip_uid_hex: &str) -> String {
+        match &self.subject_common_name {
+            SubjectCommonName::DeviceId => device_id.hyphenated().to_string(),
+            SubjectCommonName::EndpointName { template } => {
+                expand_endpoint_template(template, serial, device_id, chip_uid_hex)
+            }
+        }
+    }
+}
+
+/// Replaces the placeholders of an endpoint name template in one pass (a serial that happens
+/// to contain `{chip_uid}` stays as it is). Unknown placeholders and unbalanced braces are kept
+/// literally; the profile check refuses them before any unit is touched.
+pub fn expand_endpoint_template(template: &str, serial: &str, device_id: Uuid, chip_uid_hex: &str) -> String {
+    let mut expanded = String::with_capacity(template.len() + 64);
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        expanded.push_str(&rest[..open]);
+        let after_open = &rest[open + 1..];
+        let Some(close) = after_open.find('}') else {
+            expanded.push_str(&rest[open..]);
+            return expanded;
+        };
+        match &after_open[..close] {
+            "serial" => expanded.push_str(serial),
+            "device_id" => expanded.push_str(&device_id.hyphenated().to_string()),
+            "device_id_hex" => expanded.push_str(&device_id.simple().to_string()),
+            "chip_uid" => expanded.push_str(chip_uid_hex),
+            other => {
+                expanded.push('{');
+                expanded.push_str(other);
+                expanded.push('}');
+            }
+        }
+        rest = &after_open[close + 1..];
+    }
+    expanded.push_str(rest);
+    expanded
+}
+
+/// Checks an endpoint name template: braces only around known placeholders, literal text of
+/// printable ASCII. Returns the placeholders used, in order.
+pub fn check_endpoint_template(template: &str) -> Result<Vec<&str>, String> {
+    let mut used = Vec::new();
+    let mut rest = template;
+    if template.is_empty() {
+        return Err("expected a template such as \"{serial}\", found an empty text".to_string());
+    }
+    loop {
+        let literal_end = rest.find(['{', '}']).unwrap_or(rest.len());
+        if let Some(bad) = rest[..literal_end].chars().find(|character| !character.is_ascii_graphic()) {
+            return Err(format!("expected printable ASCII without spaces, found {bad:?}"));
+        }
+        rest = &rest[literal_end..];
+        if rest.is_empty() {
+            return Ok(used);
+        }
+        if rest.starts_with('}') {
+            return Err("found a '}' without its '{'".to_string());
+        }
+        let Some(close) = rest.find('}') else {
+            return Err("found a '{' without its '}'".to_string());
+        };
+        let name = &rest[1..close];
+        if !ENDPOINT_NAME_PLACEHOLDERS.contains(&name) {
+            return Err(format!(
+                "found placeholder {{{name}}}, expected one of {}",
+                ENDPOINT_NAME_PLACEHOLDERS.map(|known| format!("{{{known}}}")).join(", ")
+            ));
+        }
+        used.push(name);
+        rest = &rest[close + 1..];
+    }
 }
 
 impl std::fmt::Debug for Profile {
@@ -97,6 +244,7 @@ impl std::fmt::Debug for Profile {
             .field("name", &self.name)
             .field("chip_name", &self.chip_name)
             .field("signer", &self.signer.describe())
+            .field("device_identity", &self.device_identity)
             .finish_non_exhaustive()
     }
 }
@@ -202,6 +350,22 @@ impl MemoryMap {
     pub fn boot_state_address(&self) -> u64 {
         self.config.end_address() - self.config.sector_size_bytes
     }
+
+    /// Address of the device-key sector (the config region's second-to-last sector): where a
+    /// device that makes its own identity key may keep it. The station never writes it when the
+    /// profile's device identity uses device-made keys (docs/device-contract.md, section 6.3).
+    pub fn device_key_sector_address(&self) -> u64 {
+        self.boot_state_address() - self.config.sector_size_bytes
+    }
+
+    /// The store's layout when the device-key sector is reserved: the config region less its
+    /// last two sectors.
+    pub fn store_layout_reserving_device_key_sector(&self) -> crate::store::StoreLayout {
+        crate::store::StoreLayout {
+            capacity_bytes: (self.config.size_bytes - 2 * self.config.sector_size_bytes) as usize,
+            ..self.store_layout()
+        }
+    }
 }
 
 /// How the device reports its self-test result.
@@ -290,8 +454,56 @@ impl Profile {
         self.skipped_steps.contains(&step)
     }
 
+    /// Whether the station leaves the config region's device-key sector alone (device-made
+    /// identity keys).
+    pub fn reserves_device_key_sector(&self) -> bool {
+        self.device_identity.as_ref().is_some_and(|identity| identity.key_origin == KeyOrigin::Device)
+    }
+
+    /// Where the station writes the config store: the config region less its boot-state
+    /// sector, and less the device-key sector when the device keeps its key there.
+    pub fn store_layout(&self) -> crate::store::StoreLayout {
+        if self.reserves_device_key_sector() {
+            self.memory.store_layout_reserving_device_key_sector()
+        } else {
+            self.memory.store_layout()
+        }
+    }
+
     /// The profile's SHA-256 in lowercase hex.
     pub fn file_sha256_hex(&self) -> String {
         hex::encode(self.file_sha256)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(template: &str, expected: Result<&str, &str>) {
+        let device_id = Uuid::parse_str("0f8fad5b-d9cb-469f-a165-70867728950e").unwrap();
+        match (check_endpoint_template(template), expected) {
+            (Ok(_), Ok(expanded)) => {
+                assert_eq!(
+                    expand_endpoint_template(template, "DS1-{chip_uid}", device_id, "c0ffee"),
+                    expanded
+                )
+            }
+            (Err(error), Err(fragment)) => assert!(error.contains(fragment), "{template}: {error}"),
+            (outcome, expected) => panic!("{template}: got {outcome:?}, expected {expected:?}"),
+        }
+    }
+
+    #[test]
+    fn endpoint_templates_expand_placeholders_once() {
+        check("{serial}", Ok("DS1-{chip_uid}"));
+        check("sensor-{device_id_hex}", Ok("sensor-0f8fad5bd9cb469fa16570867728950e"));
+        check("{device_id}", Ok("0f8fad5b-d9cb-469f-a165-70867728950e"));
+        check("{chip_uid}.{serial}", Ok("c0ffee.DS1-{chip_uid}"));
+        check("", Err("empty"));
+        check("{model}", Err("found placeholder {model}"));
+        check("a{serial", Err("without its '}'"));
+        check("a}b", Err("without its '{'"));
+        check("two words", Err("printable ASCII"));
     }
 }

@@ -22,6 +22,8 @@ pub struct RawProfile {
     pub steps: RawSteps,
     #[serde(default)]
     pub sim: RawSim,
+    #[serde(default)]
+    pub device_identity: Option<RawDeviceIdentity>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -204,6 +206,30 @@ impl<'de> Deserialize<'de> for RawSigningKey {
         }
         deserializer.deserialize_any(SigningKeyVisitor)
     }
+}
+
+/// `[device_identity]`: a per-device key and certificate from the factory CA.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDeviceIdentity {
+    /// `"station"` or `"device"`.
+    pub key_origin: String,
+    /// The factory CA's certificate file (DER or PEM).
+    pub ca_certificate: String,
+    /// The CA's key: a file, a `pkcs11:` URI or a table (as `trust.signing_key`).
+    pub ca_key: RawSigningKey,
+    /// `"device-id"` (the default) or `"endpoint-name"`.
+    #[serde(default)]
+    pub subject_common_name: Option<String>,
+    /// The endpoint name template, e.g. `"{serial}"`.
+    #[serde(default)]
+    pub endpoint_name: Option<String>,
+    #[serde(default)]
+    pub organization: Option<String>,
+    pub validity_days: u32,
+    /// The config store item name for the CA certificate.
+    #[serde(default)]
+    pub ca_certificate_item: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -7,10 +7,13 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
-use super::raw::{RawFlashRegion, RawImage, RawProfile, RawRegisterStep, RawSigningKey, RawSpan};
+use super::raw::{
+    RawDeviceIdentity, RawFlashRegion, RawImage, RawProfile, RawRegisterStep, RawSigningKey, RawSpan,
+};
 use super::{
-    ChipTargetDescription, FlashRegion, LockSettings, MemoryMap, Profile, RamSpan, ReportChannel,
-    SelfTestSettings, SimTiming, SkippableStep,
+    ChipTargetDescription, DeviceIdentitySettings, FlashRegion, KeyOrigin, LockSettings, MemoryMap, Profile,
+    RamSpan, ReportChannel, SelfTestSettings, SimTiming, SkippableStep, SubjectCommonName,
+    check_endpoint_template, expand_endpoint_template,
 };
 use crate::image::{FirmwareImage, ImageFormat};
 use crate::ledger::{ReworkPolicy, SerialScheme};
@@ -246,6 +249,16 @@ fn validate(raw: RawProfile, base: &Path, checker: &mut Checker, file_sha256: [u
         allow_unlock_by_mass_erase: raw.lock.allow_unlock_by_mass_erase.unwrap_or(false),
     };
     let sim_timing = check_sim_timing(&raw, checker);
+    let device_identity = raw.device_identity.as_ref().map(|raw_identity| {
+        check_device_identity(
+            raw_identity,
+            base,
+            checker,
+            &mut warnings,
+            memory.as_ref(),
+            serial_scheme.as_ref(),
+        )
+    });
 
     let (update_certificate, signer, delegate_certificate) = trust?;
     Some(Profile {
@@ -282,6 +295,10 @@ fn validate(raw: RawProfile, base: &Path, checker: &mut Checker, file_sha256: [u
         skipped_steps,
         sim_timing,
         warnings,
+        device_identity: match device_identity {
+            Some(checked) => Some(checked?),
+            None => None,
+        },
     })
 }
 
@@ -567,7 +584,9 @@ fn check_trust(
                 return None;
             }
         },
-        (None, Some(certificate), Some(key)) => (resolve(base, certificate), key_source(key, base, checker)),
+        (None, Some(certificate), Some(key)) => {
+            (resolve(base, certificate), key_source(key, base, checker, "trust.signing_key"))
+        }
         _ => {
             checker.problem(
                 "trust",
@@ -603,24 +622,7 @@ fn check_trust(
             ),
         );
     }
-    let signer: Option<Arc<dyn Signer>> = match key_source? {
-        KeySource::File(key_path) => match trust::load_signing_key(&key_path) {
-            Ok(signer) => Some(Arc::new(signer)),
-            Err(error) => {
-                checker.problem_in(&key_path, "trust.signing_key", error.to_string());
-                None
-            }
-        },
-        // Opening the token logs in (one PIN attempt) and reads the key's public half, so a
-        // wrong PIN or a missing key is a profile problem, found before any unit is touched.
-        KeySource::Pkcs11(config) => match trust::Pkcs11Signer::open(&config) {
-            Ok(signer) => Some(Arc::new(signer)),
-            Err(error) => {
-                checker.problem("trust.signing_key", error.to_string());
-                None
-            }
-        },
-    };
+    let signer = open_signer(key_source?, checker, "trust.signing_key");
     let (certificate, signer) = (certificate?, signer?);
     let delegate = check_delegate(raw, base, checker, &certificate)?;
     let (signing_certificate, signing_certificate_path) = match &delegate {
@@ -684,15 +686,250 @@ fn check_delegate(
     Some(Some((delegate, delegate_path)))
 }
 
+/// The longest identity certificate validity accepted (100 years).
+const MAX_DEVICE_CERTIFICATE_VALIDITY_DAYS: u32 = 36_500;
+
+/// Store item names the station writes itself; the CA certificate may not take one of them.
+const STATION_STORE_ITEMS: [&str; 13] = [
+    crate::store::keys::VENDOR_ID,
+    crate::store::keys::CLASS_ID,
+    crate::store::keys::UPDATE_AUTH_CERT,
+    crate::store::keys::SERIAL_NUMBER,
+    crate::store::keys::MANUFACTURER_NAME,
+    crate::store::keys::MODEL_NUMBER,
+    crate::store::keys::DEVICE_TYPE,
+    crate::store::keys::HARDWARE_VERSION,
+    crate::store::keys::DEVICE_ID,
+    crate::store::keys::FACTORY_APP_VERSION,
+    crate::store::keys::BOOTSTRAP_DEVICE_CERT,
+    crate::store::keys::BOOTSTRAP_DEVICE_PRIVATE_KEY,
+    crate::store::keys::ENDPOINT_NAME,
+];
+
+/// Checks `[device_identity]`: the CA certificate and its key (file or PKCS#11, like
+/// `trust.signing_key`), the subject name rule, validity, the store item name, and that the
+/// memory map leaves room for the identity mailbox (and the device-key sector).
+fn check_device_identity(
+    raw: &RawDeviceIdentity,
+    base: &Path,
+    checker: &mut Checker,
+    warnings: &mut Vec<String>,
+    memory: Option<&MemoryMap>,
+    serial_scheme: Option<&SerialScheme>,
+) -> Option<DeviceIdentitySettings> {
+    let problems_before = checker.problems.len();
+    let key_origin = match raw.key_origin.as_str() {
+        "station" => Some(KeyOrigin::Station),
+        "device" => Some(KeyOrigin::Device),
+        other => {
+            checker.problem(
+                "device_identity.key_origin",
+                format!("expected \"station\" or \"device\", found \"{other}\""),
+            );
+            None
+        }
+    };
+    let subject_common_name = match (
+        raw.subject_common_name.as_deref().unwrap_or("device-id"),
+        &raw.endpoint_name,
+    ) {
+        ("device-id", None) => Some(SubjectCommonName::DeviceId),
+        ("device-id", Some(_)) => {
+            checker.problem(
+                "device_identity.endpoint_name",
+                "only used with subject_common_name = \"endpoint-name\"",
+            );
+            None
+        }
+        ("endpoint-name", Some(template)) => match check_endpoint_template(template) {
+            Ok(_) => {
+                // The CN must fit X.520's 64 characters (and the identity request). A counter
+                // serial has a known length; a scanned serial and the chip UID are checked per
+                // unit, when the name is made.
+                if let Some(SerialScheme::Counter { prefix, counter_width, .. }) = serial_scheme {
+                    let serial = format!("{prefix}{}", "9".repeat(*counter_width as usize));
+                    let longest = expand_endpoint_template(template, &serial, uuid::Uuid::max(), "");
+                    if longest.len() > crate::contract::IDENTITY_SUBJECT_CAPACITY_BYTES {
+                        checker.problem(
+                            "device_identity.endpoint_name",
+                            format!(
+                                "expands to {} characters (e.g. {longest:?}), expected at most {}",
+                                longest.len(),
+                                crate::contract::IDENTITY_SUBJECT_CAPACITY_BYTES
+                            ),
+                        );
+                    }
+                }
+                Some(SubjectCommonName::EndpointName { template: template.clone() })
+            }
+            Err(message) => {
+                checker.problem("device_identity.endpoint_name", message);
+                None
+            }
+        },
+        ("endpoint-name", None) => {
+            checker.problem(
+                "device_identity.endpoint_name",
+                "expected an endpoint name template such as \"{serial}\" for subject_common_name = \"endpoint-name\"",
+            );
+            None
+        }
+        (other, _) => {
+            checker.problem(
+                "device_identity.subject_common_name",
+                format!("expected \"device-id\" or \"endpoint-name\", found \"{other}\""),
+            );
+            None
+        }
+    };
+    if let Some(organization) = &raw.organization
+        && organization.trim().is_empty()
+    {
+        checker.problem("device_identity.organization", "expected a non-empty text, or leave it out");
+    }
+    if !(1..=MAX_DEVICE_CERTIFICATE_VALIDITY_DAYS).contains(&raw.validity_days) {
+        checker.problem(
+            "device_identity.validity_days",
+            format!("expected 1 to {MAX_DEVICE_CERTIFICATE_VALIDITY_DAYS} days, found {}", raw.validity_days),
+        );
+    }
+    let ca_certificate_item = raw
+        .ca_certificate_item
+        .clone()
+        .unwrap_or_else(|| crate::store::keys::BOOTSTRAP_SERVER_CA_CERT.to_string());
+    if ca_certificate_item.is_empty()
+        || STATION_STORE_ITEMS.contains(&ca_certificate_item.as_str())
+        || !ca_certificate_item.bytes().all(|byte| byte.is_ascii_graphic())
+        || ca_certificate_item.len() > 64
+    {
+        checker.problem(
+            "device_identity.ca_certificate_item",
+            format!(
+                "expected a store item name (1 to 64 printable ASCII characters) the station does not use for anything else, found {ca_certificate_item:?}"
+            ),
+        );
+    }
+    if let Some(memory) = memory {
+        let needed = crate::contract::IDENTITY_MAILBOX_SIZE_BYTES as u64;
+        if memory.mailbox.size_bytes < needed {
+            checker.problem(
+                "memory.mailbox.size",
+                format!(
+                    "expected at least {needed} bytes with [device_identity] (the identity requests and responses of the device contract, section 6), found {}",
+                    memory.mailbox.size_bytes
+                ),
+            );
+        }
+        if key_origin == Some(KeyOrigin::Device)
+            && memory.config.size_bytes < 3 * memory.config.sector_size_bytes
+        {
+            checker.problem(
+                "memory.config.size",
+                "expected at least three sectors with device-made keys (the store, the device-key sector, the boot-state sector)",
+            );
+        }
+    }
+
+    let certificate_path = resolve(base, &raw.ca_certificate);
+    let ca_certificate = match Certificate::load(&certificate_path) {
+        Ok(certificate) => Some(certificate),
+        Err(error) => {
+            checker.problem_in(&certificate_path, "device_identity.ca_certificate", error.to_string());
+            None
+        }
+    };
+    if let Some(certificate) = &ca_certificate {
+        if !certificate.is_ca() {
+            checker.problem_in(
+                &certificate_path,
+                "device_identity.ca_certificate",
+                format!(
+                    "certificate {} is not a CA (expected basicConstraints CA:TRUE)",
+                    certificate.subject()
+                ),
+            );
+        }
+        if let Err(error) = certificate.verifying_key() {
+            checker.problem_in(&certificate_path, "device_identity.ca_certificate", error.to_string());
+        }
+        let now = std::time::SystemTime::now();
+        if now > certificate.not_after() {
+            checker.problem_in(
+                &certificate_path,
+                "device_identity.ca_certificate",
+                format!("the CA certificate {} has expired", certificate.subject()),
+            );
+        } else if now + std::time::Duration::from_secs(u64::from(raw.validity_days) * 86_400)
+            > certificate.not_after()
+        {
+            warnings.push(format!(
+                "{}: device_identity.ca_certificate: the CA certificate {} expires before device certificates valid for {} days would; they stop chaining when it does",
+                certificate_path.display(),
+                certificate.subject(),
+                raw.validity_days
+            ));
+        }
+    }
+    let ca_signer = key_source(&raw.ca_key, base, checker, "device_identity.ca_key")
+        .and_then(|source| open_signer(source, checker, "device_identity.ca_key"));
+    if let (Some(certificate), Some(signer)) = (&ca_certificate, &ca_signer)
+        && !trust::key_matches_certificate(signer.as_ref(), certificate)
+    {
+        checker.problem(
+            "device_identity.ca_key",
+            format!(
+                "the key {} does not match the CA certificate {}",
+                signer.describe(),
+                certificate_path.display()
+            ),
+        );
+    }
+    if checker.problems.len() != problems_before {
+        return None;
+    }
+    Some(DeviceIdentitySettings {
+        key_origin: key_origin?,
+        ca_certificate: ca_certificate?,
+        ca_signer: ca_signer?,
+        subject_common_name: subject_common_name?,
+        organization: raw.organization.clone(),
+        validity_days: raw.validity_days,
+        ca_certificate_item,
+    })
+}
+
 /// Where the signing key lives: a file, or a PKCS#11 token.
 enum KeySource {
     File(PathBuf),
     Pkcs11(trust::Pkcs11KeyConfig),
 }
 
-/// Reads `trust.signing_key` (a path, a `pkcs11:` URI or a table); relative module and PIN file
-/// paths are relative to the profile, like every other path in it.
-fn key_source(raw: &RawSigningKey, base: &Path, checker: &mut Checker) -> Option<KeySource> {
+/// Opens a key source as a signer; a problem names `field`.
+fn open_signer(source: KeySource, checker: &mut Checker, field: &str) -> Option<Arc<dyn Signer>> {
+    match source {
+        KeySource::File(key_path) => match trust::load_signing_key(&key_path) {
+            Ok(signer) => Some(Arc::new(signer)),
+            Err(error) => {
+                checker.problem_in(&key_path, field, error.to_string());
+                None
+            }
+        },
+        // Opening the token logs in (one PIN attempt) and reads the key's public half, so a
+        // wrong PIN or a missing key is a profile problem, found before any unit is touched.
+        KeySource::Pkcs11(config) => match trust::Pkcs11Signer::open(&config) {
+            Ok(signer) => Some(Arc::new(signer)),
+            Err(error) => {
+                checker.problem(field, error.to_string());
+                None
+            }
+        },
+    }
+}
+
+/// Reads a key setting such as `trust.signing_key` (a path, a `pkcs11:` URI or a table); relative
+/// module and PIN file paths are relative to the profile, like every other path in it. Problems
+/// name `field`.
+fn key_source(raw: &RawSigningKey, base: &Path, checker: &mut Checker, field: &str) -> Option<KeySource> {
     let mut config = match raw {
         RawSigningKey::Text(text) if !trust::is_pkcs11_uri(text) => {
             return Some(KeySource::File(resolve(base, text)));
@@ -700,7 +937,7 @@ fn key_source(raw: &RawSigningKey, base: &Path, checker: &mut Checker) -> Option
         RawSigningKey::Text(uri) => match trust::Pkcs11KeyConfig::from_uri(uri) {
             Ok(config) => config,
             Err(error) => {
-                checker.problem("trust.signing_key", error.to_string());
+                checker.problem(field, error.to_string());
                 return None;
             }
         },
@@ -709,7 +946,7 @@ fn key_source(raw: &RawSigningKey, base: &Path, checker: &mut Checker) -> Option
                 Ok(key_id) => key_id,
                 Err(error) => {
                     checker.problem(
-                        "trust.signing_key.id",
+                        &format!("{field}.id"),
                         format!("expected the key's CKA_ID in hex ({error})"),
                     );
                     return None;
@@ -718,13 +955,12 @@ fn key_source(raw: &RawSigningKey, base: &Path, checker: &mut Checker) -> Option
             let pin_source = match table.pin_source.as_deref().map(trust::PinSource::parse).transpose() {
                 Ok(pin_source) => pin_source.unwrap_or(trust::PinSource::Prompt),
                 Err(error) => {
-                    checker.problem("trust.signing_key.pin_source", error.to_string());
+                    checker.problem(&format!("{field}.pin_source"), error.to_string());
                     return None;
                 }
             };
             if table.object.is_none() && key_id.is_none() {
-                checker
-                    .problem("trust.signing_key", "expected object (the key's label) or id, found neither");
+                checker.problem(field, "expected object (the key's label) or id, found neither");
                 return None;
             }
             trust::Pkcs11KeyConfig {

@@ -1,4 +1,7 @@
 //! One unit through the steps: connect, identify, flash, inject, self-test, lock, record.
+//! Profiles with a `[device_identity]` add the identity steps: the device's key and CSR
+//! (device-made keys), the certificate from the factory CA, and after injection the check that
+//! the device holds the key its certificate names (docs/device-identity.md).
 //!
 //! Steps are data ([`StepName`]); the profile decides which ones run, and the run record says
 //! which were skipped. Every step emits started / progress / finished-or-failed events; every
@@ -16,15 +19,22 @@ use sha2::{Digest, Sha256};
 use super::events::{EventKind, EventSink, StationEvent, UnitResult};
 use super::sectors::{self, SectorAction, SectorPlan};
 use super::self_test::{SelfTestMaterial, StagedCandidate};
-use crate::contract::{self, MailboxRequest, SelfTestReport, StoreStatus};
+use der::zeroize::Zeroizing;
+use p256::ecdsa::VerifyingKey;
+
+use crate::contract::{
+    self, IdentityCommand, IdentityMailboxRequest, IdentityResponse, IdentityStatus, MailboxRequest,
+    SelfTestReport, StoreStatus,
+};
 use crate::identity::{self, ChipUid};
 use crate::image::FirmwareImage;
 use crate::ledger::{
     AllocatedIdentity, IdentityRequest, Ledger, ReworkPolicy, RunRecord, RunResult, StepRecord, StepStatus,
 };
-use crate::profile::{FlashRegion, Profile, ReportChannel, SkippableStep};
+use crate::profile::{DeviceIdentitySettings, FlashRegion, KeyOrigin, Profile, ReportChannel, SkippableStep};
 use crate::store::{ConfigStore, StoreItem, keys};
 use crate::target::{Target, TargetError};
+use crate::trust::{self, Certificate, CertificateRequest, Signer};
 
 /// How many times a step's device operation is tried when the probe reports a transient error.
 pub const TRANSIENT_RETRY_ATTEMPTS: u32 = 3;
@@ -50,10 +60,20 @@ pub enum StepName {
     VerifyFlash,
     /// Allocate (or reuse) the serial number and device ID in the ledger.
     AllocateIdentity,
+    /// Device-made identity keys only: the device makes its key pair and hands over a CSR,
+    /// whose signature is checked.
+    DeviceKey,
+    /// Issue the unit's identity certificate from the factory CA (for a key the station makes
+    /// now, or the device's key from its CSR).
+    IssueIdentity,
     /// Build the config store and write it to the config region.
     WriteConfig,
     /// Read the config store back and decode it.
     VerifyConfig,
+    /// Check the identity as the device-side verification does (chain, validity, subject) and
+    /// that the device holds the key: it signs a fresh challenge that verifies with the
+    /// certificate.
+    VerifyIdentity,
     /// Stage a signed update, reset, and check the device's report.
     SelfTest,
     /// Stage forged updates and check that each is refused.
@@ -67,8 +87,10 @@ pub enum StepName {
 }
 
 impl StepName {
-    /// Every step in pipeline order.
-    pub const ALL: [StepName; 14] = [
+    /// Every step in pipeline order. The identity steps run only for profiles with a
+    /// `[device_identity]` (and `device-key` only for device-made keys); for other profiles
+    /// they are not part of the pipeline at all (not recorded as skipped).
+    pub const ALL: [StepName; 17] = [
         StepName::Connect,
         StepName::Identify,
         StepName::Erase,
@@ -76,8 +98,11 @@ impl StepName {
         StepName::ProgramApplication,
         StepName::VerifyFlash,
         StepName::AllocateIdentity,
+        StepName::DeviceKey,
+        StepName::IssueIdentity,
         StepName::WriteConfig,
         StepName::VerifyConfig,
+        StepName::VerifyIdentity,
         StepName::SelfTest,
         StepName::NegativeSelfTest,
         StepName::Lock,
@@ -95,13 +120,28 @@ impl StepName {
             StepName::ProgramApplication => "program-application",
             StepName::VerifyFlash => "verify-flash",
             StepName::AllocateIdentity => "allocate-identity",
+            StepName::DeviceKey => "device-key",
+            StepName::IssueIdentity => "issue-identity",
             StepName::WriteConfig => "write-config",
             StepName::VerifyConfig => "verify-config",
+            StepName::VerifyIdentity => "verify-identity",
             StepName::SelfTest => "self-test",
             StepName::NegativeSelfTest => "negative-self-test",
             StepName::Lock => "lock",
             StepName::VerifyLock => "verify-lock",
             StepName::Record => "record",
+        }
+    }
+
+    /// Whether the step is part of this profile's pipeline at all.
+    pub fn applies_to(self, profile: &Profile) -> bool {
+        match self {
+            StepName::DeviceKey => profile
+                .device_identity
+                .as_ref()
+                .is_some_and(|identity| identity.key_origin == KeyOrigin::Device),
+            StepName::IssueIdentity | StepName::VerifyIdentity => profile.device_identity.is_some(),
+            _ => true,
         }
     }
 
@@ -205,6 +245,10 @@ pub fn provision_unit(
         steps: Vec::new(),
         chip_uid: None,
         identity: None,
+        identity_common_name: None,
+        device_public_key: None,
+        issued_identity: None,
+        is_writing_secret: false,
         written_ranges: Vec::new(),
         planned_images: Vec::new(),
         last_progress_emit: Arc::new(Mutex::new(None)),
@@ -226,8 +270,17 @@ struct UnitJob<'a> {
     steps: Vec<StepRecord>,
     chip_uid: Option<ChipUid>,
     identity: Option<AllocatedIdentity>,
+    /// The identity certificate's subject CN (device ID or endpoint name), once made.
+    identity_common_name: Option<String>,
+    /// The device's public key from its verified CSR (device-made keys).
+    device_public_key: Option<VerifyingKey>,
+    /// The identity certificate issued for this unit (and the station-made key).
+    issued_identity: Option<IssuedIdentity>,
+    /// Set while writing a config store that holds a private key: a read-back mismatch then
+    /// names the address but never the bytes.
+    is_writing_secret: bool,
     /// Every flash range this job programmed and has not verified yet, with its bytes.
-    written_ranges: Vec<(u64, Vec<u8>)>,
+    written_ranges: Vec<WrittenRange>,
     /// The image writes the erase step planned, for the program steps.
     planned_images: Vec<PlannedWrite>,
     /// When the running step last sent a progress event (shared with progress callbacks).
@@ -276,6 +329,23 @@ struct PlannedWrite {
     plans: Vec<SectorPlan>,
 }
 
+/// A range programmed and not yet verified.
+struct WrittenRange {
+    address: u64,
+    data: Vec<u8>,
+    /// The bytes include a private key: mismatch reports must not quote them.
+    holds_secret: bool,
+}
+
+/// The identity certificate issued for a unit.
+#[derive(Clone)]
+struct IssuedIdentity {
+    certificate: Certificate,
+    /// Station-made keys only: the PKCS#8 DER for `mbed.BootstrapDevicePrivateKey`. It goes into
+    /// the config store and nowhere else (never into details, events, errors or the ledger).
+    private_key_pkcs8: Option<Zeroizing<Vec<u8>>>,
+}
+
 /// A failed step: which one, and why.
 struct JobFailure {
     step: StepName,
@@ -309,6 +379,9 @@ impl<'a> UnitJob<'a> {
         for step in StepName::ALL {
             if step == StepName::Record {
                 break;
+            }
+            if !step.applies_to(self.profile()) {
+                continue;
             }
             if let Some(skippable) = step.skipped_by()
                 && (self.profile().skips(skippable)
@@ -354,8 +427,11 @@ impl<'a> UnitJob<'a> {
             }
             StepName::VerifyFlash => self.verify_written(step),
             StepName::AllocateIdentity => self.allocate_identity(),
+            StepName::DeviceKey => self.device_key(),
+            StepName::IssueIdentity => self.issue_identity(),
             StepName::WriteConfig => self.write_config(),
             StepName::VerifyConfig => self.verify_config(),
+            StepName::VerifyIdentity => self.verify_identity(),
             StepName::SelfTest => self.self_test(),
             StepName::NegativeSelfTest => self.negative_self_test(),
             StepName::Lock => self.lock(),
@@ -609,7 +685,11 @@ impl<'a> UnitJob<'a> {
         self.retry(|target| {
             target.program_flash(address, data, &mut |bytes| reporter.report(done_before + bytes, total))
         })?;
-        self.written_ranges.push((address, data.to_vec()));
+        self.written_ranges.push(WrittenRange {
+            address,
+            data: data.to_vec(),
+            holds_secret: self.is_writing_secret,
+        });
         Ok(())
     }
 
@@ -638,10 +718,10 @@ impl<'a> UnitJob<'a> {
     /// Verifies every range programmed so far (and not yet verified) by an independent read-back.
     fn verify_written(&mut self, step: StepName) -> StepResult {
         let ranges = std::mem::take(&mut self.written_ranges);
-        let total: u64 = ranges.iter().map(|(_, data)| data.len() as u64).sum();
+        let total: u64 = ranges.iter().map(|range| range.data.len() as u64).sum();
         let mut done = 0;
         let mut verified = Vec::new();
-        for (address, written) in &ranges {
+        for WrittenRange { address, data: written, holds_secret } in &ranges {
             let read = self.read_back(step, *address, written.len(), done, total)?;
             let expected: [u8; 32] = Sha256::digest(written).into();
             let actual: [u8; 32] = Sha256::digest(&read).into();
@@ -651,7 +731,7 @@ impl<'a> UnitJob<'a> {
                     written.len(),
                     hex::encode(actual),
                     hex::encode(expected),
-                    first_difference(&read, *address, written)
+                    first_difference(&read, *address, written, *holds_secret)
                 )));
             }
             done += written.len() as u64;
@@ -685,6 +765,186 @@ impl<'a> UnitJob<'a> {
         Ok(detail)
     }
 
+    /// The identity certificate's subject CN for this unit (device ID or endpoint name).
+    fn identity_common_name(&mut self) -> Result<String, StepFailure> {
+        if let Some(common_name) = &self.identity_common_name {
+            return Ok(common_name.clone());
+        }
+        let settings = self.identity_settings()?;
+        let identity =
+            self.identity.as_ref().ok_or_else(|| StepFailure("no identity was allocated".to_string()))?;
+        let chip_uid_hex = self.chip_uid.as_ref().map(ChipUid::to_hex).unwrap_or_default();
+        let common_name =
+            settings.common_name_for(&identity.identity.serial, identity.identity.device_id, &chip_uid_hex);
+        if common_name.is_empty() || common_name.len() > contract::IDENTITY_SUBJECT_CAPACITY_BYTES {
+            return Err(StepFailure(format!(
+                "the identity certificate's subject name {common_name:?} has {} characters, expected 1 to {} (device_identity.endpoint_name)",
+                common_name.len(),
+                contract::IDENTITY_SUBJECT_CAPACITY_BYTES
+            )));
+        }
+        self.identity_common_name = Some(common_name.clone());
+        Ok(common_name)
+    }
+
+    fn identity_settings(&self) -> Result<&'a DeviceIdentitySettings, StepFailure> {
+        self.profile()
+            .device_identity
+            .as_ref()
+            .ok_or_else(|| StepFailure("the profile has no [device_identity]".to_string()))
+    }
+
+    /// Writes an identity request into the mailbox, resets, and waits for the device's answer
+    /// (echoing the nonce and command); a refusal is a failure naming the device's reason.
+    fn identity_exchange(&mut self, command: IdentityCommand) -> Result<Vec<u8>, StepFailure> {
+        let mut nonce_bytes = [0u8; 4];
+        getrandom::fill(&mut nonce_bytes)
+            .map_err(|error| StepFailure(format!("no randomness for the mailbox nonce: {error}")))?;
+        let request = IdentityMailboxRequest { nonce: u32::from_le_bytes(nonce_bytes) | 1, command };
+        let mailbox = self.profile().memory.mailbox;
+        let mailbox_image = request.encode_mailbox();
+        self.retry(|target| target.write_ram(mailbox.address, &mailbox_image))?;
+        self.retry(|target| target.reset_and_run())?;
+        let timeout_ms = self.profile().self_test.report_timeout_ms;
+        let deadline = Instant::now() + Duration::from_millis(timeout_ms);
+        let command_name = request.command.name();
+        loop {
+            let mut bytes = vec![0u8; contract::IDENTITY_MAILBOX_SIZE_BYTES];
+            self.retry(|target| target.read_memory(mailbox.address, &mut bytes))?;
+            if let Some(response) = IdentityResponse::decode_mailbox(&bytes)
+                && response.nonce == request.nonce
+                && response.command_code == request.command.code()
+            {
+                if response.status != IdentityStatus::Done {
+                    return Err(StepFailure(format!(
+                        "the device refused {command_name}: {} (identity status {})",
+                        response.status.describe(),
+                        response.status.code()
+                    )));
+                }
+                return Ok(response.data);
+            }
+            if Instant::now() >= deadline {
+                return Err(StepFailure(format!(
+                    "no answer to the identity request {command_name} within {timeout_ms} ms (self_test.report_timeout_ms); does the firmware implement the identity commands of the device contract, section 6?"
+                )));
+            }
+            std::thread::sleep(REPORT_POLL_INTERVAL);
+        }
+    }
+
+    /// Device-made keys: the device makes its key pair and answers with a CSR; the CSR must be
+    /// signed by the key it carries and ask for this unit's subject name.
+    fn device_key(&mut self) -> StepResult {
+        let common_name = self.identity_common_name()?;
+        let request_der = self
+            .identity_exchange(IdentityCommand::MakeKeyAndCsr { subject_common_name: common_name.clone() })?;
+        let verified = trust::verify_certificate_request(&request_der)
+            .map_err(|error| StepFailure(format!("the device's CSR is refused: {error}")))?;
+        if verified.subject_common_name.as_deref() != Some(common_name.as_str()) {
+            return Err(StepFailure(format!(
+                "the device's CSR asks for subject {:?}, expected CN={common_name}",
+                verified.subject
+            )));
+        }
+        let public_key_sha256 =
+            trust::public_key_sha256(&verified.public_key).map_err(|error| StepFailure(error.to_string()))?;
+        self.device_public_key = Some(verified.public_key);
+        Ok(json!({
+            "key_origin": KeyOrigin::Device.name(),
+            "csr_sha256": hex::encode(verified.request_sha256),
+            "csr_bytes": request_der.len(),
+            "subject": verified.subject,
+            "public_key_sha256": hex::encode(public_key_sha256),
+        }))
+    }
+
+    /// Issues the unit's identity certificate from the factory CA, for a key the station makes
+    /// now or for the device's key from its CSR.
+    fn issue_identity(&mut self) -> StepResult {
+        let settings = self.identity_settings()?;
+        let common_name = self.identity_common_name()?;
+        let (public_key, private_key_pkcs8) = match settings.key_origin {
+            KeyOrigin::Station => {
+                let key = trust::generate_device_key().map_err(|error| StepFailure(error.to_string()))?;
+                let pkcs8 =
+                    trust::device_key_pkcs8_der(&key).map_err(|error| StepFailure(error.to_string()))?;
+                (key.verifying_key(), Some(pkcs8))
+            }
+            KeyOrigin::Device => {
+                let public_key = self
+                    .device_public_key
+                    .ok_or_else(|| StepFailure("the device gave no public key (device-key)".to_string()))?;
+                (public_key, None)
+            }
+        };
+        let mut request = CertificateRequest::device_identity(common_name.clone(), settings.validity_days);
+        request.organization = settings.organization.clone();
+        let certificate = trust::issue_certificate(
+            settings.ca_signer.as_ref(),
+            &settings.ca_certificate,
+            &public_key,
+            &request,
+        )
+        .map_err(|error| StepFailure(format!("the factory CA did not issue the certificate: {error}")))?;
+        let public_key_sha256 =
+            trust::public_key_sha256(&public_key).map_err(|error| StepFailure(error.to_string()))?;
+        let validity = certificate.parsed().tbs_certificate().validity();
+        let detail = json!({
+            "key_origin": settings.key_origin.name(),
+            "subject": certificate.subject(),
+            "issuer": certificate.issuer(),
+            "certificate_fingerprint": certificate.fingerprint_hex(),
+            "certificate_serial": certificate.serial_hex(),
+            "not_before": validity.not_before.to_string(),
+            "not_after": validity.not_after.to_string(),
+            "public_key_sha256": hex::encode(public_key_sha256),
+            "ca_fingerprint": settings.ca_certificate.fingerprint_hex(),
+            "certificate_pem": certificate.to_pem(),
+        });
+        self.issued_identity = Some(IssuedIdentity { certificate, private_key_pkcs8 });
+        Ok(detail)
+    }
+
+    /// After injection: the checks of the device-side verification (chain to the CA, validity,
+    /// subject name) and proof that the device holds the certificate's key.
+    fn verify_identity(&mut self) -> StepResult {
+        let settings = self.identity_settings()?;
+        let common_name = self.identity_common_name()?;
+        let issued = self
+            .issued_identity
+            .clone()
+            .ok_or_else(|| StepFailure("no identity certificate was issued".to_string()))?;
+        let certificate = &issued.certificate;
+        trust::check_device_certificate(
+            certificate,
+            &settings.ca_certificate,
+            &common_name,
+            SystemTime::now(),
+        )
+        .map_err(|error| {
+            StepFailure(format!("the identity certificate fails the device-side checks: {error}"))
+        })?;
+        let mut challenge = [0u8; contract::IDENTITY_CHALLENGE_SIZE_BYTES];
+        getrandom::fill(&mut challenge)
+            .map_err(|error| StepFailure(format!("no randomness for the identity challenge: {error}")))?;
+        let signature = self.identity_exchange(IdentityCommand::SignChallenge { challenge })?;
+        let digest = contract::identity_challenge_digest(&challenge);
+        trust::verify_challenge_signature(certificate, &digest, &signature).map_err(|error| {
+            StepFailure(format!("the device does not prove it holds the certificate's key: {error}"))
+        })?;
+        Ok(json!({
+            "key_origin": settings.key_origin.name(),
+            "common_name": common_name,
+            "certificate_fingerprint": certificate.fingerprint_hex(),
+            "certificate_serial": certificate.serial_hex(),
+            "chains_to": settings.ca_certificate.subject(),
+            "not_after": certificate.parsed().tbs_certificate().validity().not_after.to_string(),
+            "challenge": hex::encode(challenge),
+            "challenge_signature_verified": true,
+        }))
+    }
+
     fn config_store(&self) -> Result<ConfigStore, StepFailure> {
         let profile = self.profile();
         let identity =
@@ -704,6 +964,19 @@ impl<'a> UnitJob<'a> {
         }
         store.set(StoreItem::text(keys::FACTORY_APP_VERSION, &profile.application_version.to_string()));
         store.set_update_certificate(profile.update_certificate.der());
+        if let Some(settings) = &profile.device_identity {
+            let issued = self
+                .issued_identity
+                .as_ref()
+                .ok_or_else(|| StepFailure("no identity certificate was issued".to_string()))?;
+            let common_name = self.identity_common_name.as_deref().unwrap_or_default();
+            store.set(StoreItem::text(keys::ENDPOINT_NAME, common_name));
+            store.set(StoreItem::binary(keys::BOOTSTRAP_DEVICE_CERT, issued.certificate.der()));
+            if let Some(private_key) = &issued.private_key_pkcs8 {
+                store.set(StoreItem::binary(keys::BOOTSTRAP_DEVICE_PRIVATE_KEY, private_key));
+            }
+            store.set(StoreItem::binary(&settings.ca_certificate_item, settings.ca_certificate.der()));
+        }
         Ok(store)
     }
 
@@ -711,31 +984,56 @@ impl<'a> UnitJob<'a> {
         let store = self.config_store()?;
         let chip_uid =
             self.chip_uid.clone().ok_or_else(|| StepFailure("no unique ID was read".to_string()))?;
-        let memory = self.profile().memory.clone();
-        let encoded = store
-            .encode(chip_uid.as_bytes(), &memory.store_layout())
-            .map_err(|error| StepFailure(format!("cannot build the config store: {error}")))?;
-        // The whole config region is written: the store, then erased bytes up to the end, so the
-        // boot-state sector is erased too and a fresh store starts from the factory version.
-        let config = memory.config;
-        let mut region_image = encoded.clone();
-        region_image.resize(config.size_bytes as usize, config.erased_value);
-        let write_detail =
-            self.write_skipping_unchanged(StepName::WriteConfig, config, config.address, region_image)?;
-        Ok(json!({
+        let profile = self.profile();
+        let layout = profile.store_layout();
+        let encoded = Zeroizing::new(
+            store
+                .encode(chip_uid.as_bytes(), &layout)
+                .map_err(|error| StepFailure(format!("cannot build the config store: {error}")))?,
+        );
+        let config = profile.memory.config;
+        self.is_writing_secret = store.items.iter().any(StoreItem::is_secret);
+        let written = if profile.reserves_device_key_sector() {
+            // The device keeps its own key in the device-key sector: write the store area and
+            // erase the boot-state sector, but never touch the sector in between.
+            let mut store_area = encoded.to_vec();
+            store_area.resize(layout.capacity_bytes, config.erased_value);
+            self.write_skipping_unchanged(StepName::WriteConfig, config, config.address, store_area).and_then(
+                |store_detail| {
+                    let boot_state = vec![config.erased_value; config.sector_size_bytes as usize];
+                    let boot_state_address = profile.memory.boot_state_address();
+                    self.write_skipping_unchanged(StepName::WriteConfig, config, boot_state_address, boot_state)
+                        .map(|boot_state_detail| json!({ "store_area": store_detail, "boot_state": boot_state_detail }))
+                },
+            )
+        } else {
+            // The whole config region is written: the store, then erased bytes up to the end, so
+            // the boot-state sector is erased too and a fresh store starts from the factory version.
+            let mut region_image = encoded.to_vec();
+            region_image.resize(config.size_bytes as usize, config.erased_value);
+            self.write_skipping_unchanged(StepName::WriteConfig, config, config.address, region_image)
+        };
+        self.is_writing_secret = false;
+        let write_detail = written?;
+        let mut detail = json!({
             "store_bytes": encoded.len(),
             "flash": write_detail,
-            "store_sha256": hex::encode(Sha256::digest(&encoded)),
-            "certificate_fingerprint": hex::encode(self.profile().update_certificate.fingerprint_sha256()),
+            "store_sha256": hex::encode(Sha256::digest(&encoded[..])),
+            "certificate_fingerprint": hex::encode(profile.update_certificate.fingerprint_sha256()),
             "items": store.items.len(),
-        }))
+        });
+        if let Some(issued) = &self.issued_identity {
+            detail["device_certificate_fingerprint"] = json!(issued.certificate.fingerprint_hex());
+            detail["device_private_key_in_store"] = json!(issued.private_key_pkcs8.is_some());
+        }
+        Ok(detail)
     }
 
     fn verify_config(&mut self) -> StepResult {
         let mut detail = self.verify_written(StepName::VerifyConfig)?;
         let chip_uid =
             self.chip_uid.clone().ok_or_else(|| StepFailure("no unique ID was read".to_string()))?;
-        let layout = self.profile().memory.store_layout();
+        let layout = self.profile().store_layout();
         let address = self.profile().memory.config.address;
         let read = self.read_back(
             StepName::VerifyConfig,
@@ -1062,11 +1360,15 @@ fn sector_chunks(image: &FirmwareImage, region: &FlashRegion) -> Vec<(u64, Vec<u
     chunks
 }
 
-fn first_difference(read: &[u8], address: u64, expected: &[u8]) -> String {
+fn first_difference(read: &[u8], address: u64, expected: &[u8], holds_secret: bool) -> String {
     read.iter()
         .zip(expected)
         .position(|(actual, wanted)| actual != wanted)
         .map(|offset| {
+            if holds_secret {
+                // The range holds a private key: name the place, never the bytes.
+                return format!("; first difference at {:#010x}", address + offset as u64);
+            }
             format!(
                 "; first difference at {:#010x}: read {:#04x}, wrote {:#04x}",
                 address + offset as u64,

@@ -14,7 +14,10 @@ use sha2::{Digest, Sha256};
 use x509_cert::ext::pkix::{BasicConstraints, ExtendedKeyUsage};
 
 use super::error::TrustError;
-use super::oid::{ECDSA_WITH_SHA256, EKU_CODE_SIGNING, ID_EC_PUBLIC_KEY, PRIME256V1, describe_oid};
+use super::oid::{
+    COMMON_NAME, ECDSA_WITH_SHA256, EKU_CLIENT_AUTH, EKU_CODE_SIGNING, ID_EC_PUBLIC_KEY, PRIME256V1,
+    describe_oid,
+};
 use super::pem::{encode_pem, looks_like_pem, pem_blocks};
 use super::signer::Signer;
 
@@ -164,6 +167,20 @@ impl Certificate {
         )
     }
 
+    /// True when an extendedKeyUsage extension lists id-kp-clientAuth.
+    pub fn has_client_auth_eku(&self) -> bool {
+        matches!(
+            self.parsed.tbs_certificate().get_extension::<ExtendedKeyUsage>(),
+            Ok(Some((_, usages))) if usages.0.contains(&EKU_CLIENT_AUTH)
+        )
+    }
+
+    /// The subject's common name (the most specific, i.e. last, CN attribute), when the subject
+    /// has one whose value is a text string.
+    pub fn subject_common_name(&self) -> Option<String> {
+        common_name(self.parsed.tbs_certificate().subject())
+    }
+
     /// True when basicConstraints says CA:TRUE.
     pub fn is_ca(&self) -> bool {
         matches!(
@@ -181,6 +198,26 @@ impl Certificate {
     pub(crate) fn signature_algorithm_name(&self) -> String {
         describe_oid(&self.parsed.signature_algorithm().oid)
     }
+}
+
+/// The most specific (last) common name of a name, when its value is a text string.
+pub(crate) fn common_name(name: &x509_cert::name::Name) -> Option<String> {
+    name.iter()
+        .filter(|attribute| attribute.oid == COMMON_NAME)
+        .filter_map(|attribute| attribute_text(&attribute.value))
+        .last()
+}
+
+/// The text of a directory string attribute value (UTF8String, PrintableString, IA5String).
+pub(crate) fn attribute_text(value: &der::Any) -> Option<String> {
+    use der::asn1::{Ia5StringRef, PrintableStringRef, Utf8StringRef};
+    if let Ok(text) = value.decode_as::<Utf8StringRef<'_>>() {
+        return Some(text.as_str().to_string());
+    }
+    if let Ok(text) = value.decode_as::<PrintableStringRef<'_>>() {
+        return Some(text.as_str().to_string());
+    }
+    value.decode_as::<Ia5StringRef<'_>>().ok().map(|text| text.as_str().to_string())
 }
 
 impl std::fmt::Debug for Certificate {

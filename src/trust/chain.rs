@@ -17,11 +17,12 @@ use super::error::TrustError;
 
 /// A certificate cut into its three parts without re-encoding the TBS, because a signature
 /// covers the exact bytes that were signed.
+/// PKCS#10 requests have the same three-part shape, so CSR checks reuse it.
 #[derive(Sequence)]
-struct SignedParts<'a> {
-    tbs_certificate: AnyRef<'a>,
-    signature_algorithm: AnyRef<'a>,
-    signature: BitStringRef<'a>,
+pub(super) struct SignedParts<'a> {
+    pub(super) tbs_certificate: AnyRef<'a>,
+    pub(super) signature_algorithm: AnyRef<'a>,
+    pub(super) signature: BitStringRef<'a>,
 }
 
 /// Checks that `leaf` was issued by `ca` and that both are valid at `at`.

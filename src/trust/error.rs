@@ -72,4 +72,19 @@ pub enum TrustError {
     /// A request (subject, validity, serial) is invalid.
     #[error("invalid certificate request: {reason}")]
     InvalidRequest { reason: String },
+    /// A PKCS#10 certificate signing request (from a device) is malformed or its signature does
+    /// not verify with the public key it carries.
+    #[error(
+        "certificate signing request: expected a PKCS#10 request signed with ECDSA P-256 / SHA-256 by the key it carries, {found}"
+    )]
+    SigningRequest { found: String },
+    /// A certificate's subject CN is not the name the unit must carry.
+    #[error("certificate {subject}: expected subject common name {expected:?}, found {found}")]
+    CommonNameMismatch { subject: String, expected: String, found: String },
+    /// A device's challenge signature does not verify with its certificate's public key.
+    #[error("certificate {subject}: the device's challenge signature {reason}")]
+    ChallengeSignature { subject: String, reason: String },
+    /// The operating system gave no randomness.
+    #[error("no randomness for {purpose}: {reason}")]
+    Randomness { purpose: &'static str, reason: String },
 }

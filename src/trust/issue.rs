@@ -33,10 +33,9 @@ use x509_cert::time::{Time, Validity};
 
 use super::certificate::{Certificate, key_matches_certificate};
 use super::error::TrustError;
-use super::oid::{ECDSA_WITH_SHA256, EKU_CODE_SIGNING};
+use super::oid::{COMMON_NAME, ECDSA_WITH_SHA256, EKU_CLIENT_AUTH, EKU_CODE_SIGNING};
 use super::signer::{SignError, Signer};
 
-const COMMON_NAME: der::asn1::ObjectIdentifier = der::asn1::ObjectIdentifier::new_unwrap("2.5.4.3");
 const ORGANIZATION: der::asn1::ObjectIdentifier = der::asn1::ObjectIdentifier::new_unwrap("2.5.4.10");
 const SECONDS_PER_DAY: u64 = 24 * 60 * 60;
 /// Length of generated serial numbers (RFC 5280 allows up to 20; 16 random bytes are plenty).
@@ -56,6 +55,9 @@ pub struct CertificateRequest {
     pub is_ca: bool,
     /// Adds extendedKeyUsage codeSigning (what update authenticity certificates carry).
     pub code_signing: bool,
+    /// Adds extendedKeyUsage clientAuth (what device identity certificates carry: the device
+    /// authenticates itself to a cloud service with TLS client authentication).
+    pub client_auth: bool,
     /// Serial number as big-endian bytes (a positive integer); random 16 bytes when `None`.
     pub serial: Option<Vec<u8>>,
     /// Start of validity; the current time when `None`.
@@ -71,6 +73,7 @@ impl CertificateRequest {
             validity_days,
             is_ca: false,
             code_signing: true,
+            client_auth: false,
             serial: None,
             not_before: None,
         }
@@ -84,38 +87,28 @@ impl CertificateRequest {
             validity_days,
             is_ca: true,
             code_signing: false,
+            client_auth: false,
+            serial: None,
+            not_before: None,
+        }
+    }
+
+    /// A device identity certificate: digitalSignature, clientAuth, CA:FALSE.
+    pub fn device_identity(subject_common_name: impl Into<String>, validity_days: u32) -> Self {
+        Self {
+            subject_common_name: subject_common_name.into(),
+            organization: None,
+            validity_days,
+            is_ca: false,
+            code_signing: false,
+            client_auth: true,
             serial: None,
             not_before: None,
         }
     }
 
     fn subject_name(&self) -> Result<Name, TrustError> {
-        let invalid = |reason: String| TrustError::InvalidRequest { reason };
-        if self.subject_common_name.trim().is_empty() {
-            return Err(invalid("the subject common name is empty".to_string()));
-        }
-        // Most significant attribute first in DER; it displays as "CN=...,O=...".
-        let mut attributes = Vec::new();
-        if let Some(organization) = &self.organization {
-            attributes.push((ORGANIZATION, organization.as_str()));
-        }
-        attributes.push((COMMON_NAME, self.subject_common_name.as_str()));
-        let mut relative_names = Vec::new();
-        for (oid, text) in attributes {
-            let value = Utf8StringRef::new(text)
-                .and_then(|utf8| Any::new(Tag::Utf8String, utf8.as_bytes()))
-                .map_err(|error| invalid(format!("name attribute {text:?}: {error}")))?;
-            let relative_name =
-                RelativeDistinguishedName::try_from(vec![AttributeTypeAndValue { oid, value }])
-                    .map_err(|error| invalid(format!("name attribute {text:?}: {error}")))?;
-            relative_names.push(relative_name);
-        }
-        // `Name` has no public constructor outside "hazmat"; its DER is the RDN sequence's.
-        let sequence_der = RdnSequence::from(relative_names)
-            .to_der()
-            .map_err(|error| invalid(format!("subject name does not encode: {error}")))?;
-        Name::from_der(&sequence_der)
-            .map_err(|error| invalid(format!("subject name does not decode: {error}")))
+        subject_name(&self.subject_common_name, self.organization.as_deref())
     }
 
     fn validity(&self) -> Result<Validity, TrustError> {
@@ -157,6 +150,35 @@ impl CertificateRequest {
     }
 }
 
+/// The name `O=<organization>,CN=<common name>` (UTF8String values), as certificates and
+/// certificate requests carry it.
+pub(super) fn subject_name(common_name: &str, organization: Option<&str>) -> Result<Name, TrustError> {
+    let invalid = |reason: String| TrustError::InvalidRequest { reason };
+    if common_name.trim().is_empty() {
+        return Err(invalid("the subject common name is empty".to_string()));
+    }
+    // Most significant attribute first in DER; it displays as "CN=...,O=...".
+    let mut attributes = Vec::new();
+    if let Some(organization) = organization {
+        attributes.push((ORGANIZATION, organization));
+    }
+    attributes.push((COMMON_NAME, common_name));
+    let mut relative_names = Vec::new();
+    for (oid, text) in attributes {
+        let value = Utf8StringRef::new(text)
+            .and_then(|utf8| Any::new(Tag::Utf8String, utf8.as_bytes()))
+            .map_err(|error| invalid(format!("name attribute {text:?}: {error}")))?;
+        let relative_name = RelativeDistinguishedName::try_from(vec![AttributeTypeAndValue { oid, value }])
+            .map_err(|error| invalid(format!("name attribute {text:?}: {error}")))?;
+        relative_names.push(relative_name);
+    }
+    // `Name` has no public constructor outside "hazmat"; its DER is the RDN sequence's.
+    let sequence_der = RdnSequence::from(relative_names)
+        .to_der()
+        .map_err(|error| invalid(format!("subject name does not encode: {error}")))?;
+    Name::from_der(&sequence_der).map_err(|error| invalid(format!("subject name does not decode: {error}")))
+}
+
 /// 16 random bytes forming a positive integer that needs all 16 bytes (top bits 01).
 fn random_serial_bytes() -> Result<Vec<u8>, TrustError> {
     let mut bytes = vec![0_u8; SERIAL_SIZE_BYTES];
@@ -180,6 +202,7 @@ pub fn self_signed_certificate(
         subject,
         is_ca: request.is_ca,
         code_signing: request.code_signing,
+        client_auth: request.client_auth,
         authority_key_identifier: subject_key_identifier,
     };
     build(signer, profile, &verifying_key, request)
@@ -217,6 +240,7 @@ pub fn issue_certificate(
         subject: request.subject_name()?,
         is_ca: request.is_ca,
         code_signing: request.code_signing,
+        client_auth: request.client_auth,
         authority_key_identifier,
     };
     build(issuer_signer, profile, subject_public_key, request)
@@ -284,6 +308,7 @@ struct ImprintProfile {
     issuer: Name,
     is_ca: bool,
     code_signing: bool,
+    client_auth: bool,
     authority_key_identifier: Vec<u8>,
 }
 
@@ -311,8 +336,15 @@ impl BuilderProfile for ImprintProfile {
             extension(BasicConstraints { ca: self.is_ca, path_len_constraint: None }, true)?,
             extension(KeyUsage(key_usage), true)?,
         ];
+        let mut extended_key_usages = Vec::new();
         if self.code_signing {
-            extensions.push(extension(ExtendedKeyUsage(vec![EKU_CODE_SIGNING]), false)?);
+            extended_key_usages.push(EKU_CODE_SIGNING);
+        }
+        if self.client_auth {
+            extended_key_usages.push(EKU_CLIENT_AUTH);
+        }
+        if !extended_key_usages.is_empty() {
+            extensions.push(extension(ExtendedKeyUsage(extended_key_usages), false)?);
         }
         extensions.push(extension(
             SubjectKeyIdentifier(OctetString::new(key_identifier(subject_public_key_info))?),

@@ -7,7 +7,8 @@
 //! Map: `key` (load, generate, write P-256 keys), `certificate` (parsed certificate with exact
 //! DER and fingerprint), `issue` (self-signed and CA-issued certificates through any [`Signer`]),
 //! `chain` (one-level chain checks, update-certificate warnings), `dev` (developer credentials
-//! compatible with `manifest-dev-tool init`), `pkcs11` (keys in hardware tokens, [`Pkcs11Signer`]),
+//! compatible with `manifest-dev-tool init`), `device_identity` (per-device keys, CSRs, device
+//! certificate checks), `pkcs11` (keys in hardware tokens, [`Pkcs11Signer`]),
 //! `error` ([`TrustError`]).
 //!
 //! **Invariant:** no device I/O and no database access here.
@@ -15,6 +16,7 @@
 mod certificate;
 mod chain;
 mod dev;
+mod device_identity;
 mod error;
 mod issue;
 mod key;
@@ -28,6 +30,12 @@ pub use chain::{check_update_certificate, check_update_certificate_at, verify_ch
 pub use dev::{
     DEV_C_SOURCE_FILE, DEV_CERTIFICATE_FILE, DEV_SIGNING_KEY_FILE, DEV_SUMMARY_FILE, DevCredentials,
     DevEnvironment, DevInitOptions, DevSummary, dev_init, import_manifest_dev_tool_env,
+};
+pub use device_identity::{
+    DEVICE_KEY_SCALAR_SIZE_BYTES, VerifiedCertificateRequest, build_certificate_request,
+    check_device_certificate, device_key_from_pkcs8_der, device_key_from_scalar, device_key_pkcs8_der,
+    device_key_scalar, generate_device_key, public_key_sha256, verify_certificate_request,
+    verify_challenge_signature,
 };
 pub use error::TrustError;
 pub use issue::{CertificateRequest, issue_certificate, self_signed_certificate};

@@ -2,19 +2,30 @@
 //! firmware behaviour (bootloader with the update client, then the application's self-test
 //! report), following `docs/device-contract.md` through [`crate::contract`].
 //!
-//! Flash operations the device performs on its own (installing an update) count towards the
-//! power-cut fault exactly like the station's, so a cut can land in the middle of an install.
+//! Flash operations the device performs on its own (installing an update, storing a key it
+//! made) count towards the power-cut fault exactly like the station's, so a cut can land in the
+//! middle of an install.
+//!
+//! Identity commands (contract section 6): asked to make a key, the device draws it from the
+//! host's random number generator (its "entropy source"), keeps the private scalar in its
+//! device-key sector (the config region's second-to-last sector, which the station leaves alone
+//! when the profile uses device-made keys) and answers with a CSR; asked to sign a challenge, it
+//! uses `mbed.BootstrapDevicePrivateKey` from its store when the station put one there, else
+//! the key it made itself.
 
 use std::time::{Duration, SystemTime};
 
+use sha2::{Digest, Sha256};
+
 use crate::contract::{
-    self, BootState, CandidateVerdict, MailboxRequest, SelfTestReport, StoreStatus, UpdateClientInputs,
-    UpdateStatus,
+    self, BootState, CandidateVerdict, IdentityCommand, IdentityMailboxRequest, IdentityResponse,
+    IdentityStatus, MailboxRequest, SelfTestReport, StoreStatus, UpdateClientInputs, UpdateStatus,
 };
 use crate::manifest::SemanticVersion;
 use crate::profile::{FlashRegion, MemoryMap, SimTiming};
 use crate::store::{ConfigStore, keys};
 use crate::target::TargetError;
+use crate::trust::{self, Signer, SoftwareSigner};
 
 use super::flash::NorFlash;
 
@@ -38,6 +49,29 @@ pub struct SimDevice {
     /// The time the modelled hardware has spent busy (flash operations, transfers, boots):
     /// the physical minimum the station's wall time is compared with.
     pub(super) modeled_busy: Duration,
+    /// Identity misbehaviour injected by a fault plan.
+    pub(super) identity_faults: IdentityFaults,
+}
+
+/// How the device's identity commands misbehave (all off by default).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct IdentityFaults {
+    pub(super) bad_csr_signature: bool,
+    pub(super) bad_challenge_signature: bool,
+    pub(super) no_entropy_source: bool,
+}
+
+/// Magic of the simulated device's key record in its device-key sector ("IMPK").
+pub(super) const DEVICE_KEY_RECORD_MAGIC: [u8; 4] = *b"IMPK";
+/// Size of the key record: magic, version, reserved, the 32-byte scalar, a SHA-256 over the rest.
+const DEVICE_KEY_RECORD_SIZE_BYTES: usize = 8 + trust::DEVICE_KEY_SCALAR_SIZE_BYTES + 32;
+
+/// Why an identity command produced no data.
+enum IdentityFailure {
+    /// Refused, with the status to report.
+    Status(IdentityStatus),
+    /// Power failed during a flash operation: no response.
+    PowerLost,
 }
 
 /// The page size used to count program operations (each page is one flash operation).
@@ -58,6 +92,7 @@ impl SimDevice {
             console_lines: Vec::new(),
             timing: SimTiming::default(),
             modeled_busy: Duration::ZERO,
+            identity_faults: IdentityFaults::default(),
         }
     }
 
@@ -210,6 +245,111 @@ impl SimDevice {
         let report_start = mailbox_offset + contract::REPORT_OFFSET_BYTES;
         self.ram[report_start..report_start + encoded.len()].copy_from_slice(&encoded);
         self.console_lines.push(report.console_line());
+        self.answer_identity_request(mailbox_offset);
+    }
+
+    /// The application's identity commands: answers a request found in the mailbox, if any.
+    fn answer_identity_request(&mut self, mailbox_offset: usize) {
+        let mailbox_end = (mailbox_offset + self.memory.mailbox.size_bytes as usize).min(self.ram.len());
+        let Some(request) = IdentityMailboxRequest::decode(&self.ram[mailbox_offset..mailbox_end]) else {
+            return;
+        };
+        let response = match request {
+            Err(refusal) => refusal,
+            Ok(request) => {
+                let (status, data) = match self.identity_command(&request.command) {
+                    Ok(data) => (IdentityStatus::Done, data),
+                    Err(IdentityFailure::Status(status)) => (status, Vec::new()),
+                    // Power failed while storing the key: nothing more happens.
+                    Err(IdentityFailure::PowerLost) => return,
+                };
+                IdentityResponse { nonce: request.nonce, command_code: request.command.code(), status, data }
+            }
+        };
+        let Some(encoded) = response.encode() else { return };
+        let start = mailbox_offset + contract::IDENTITY_RESPONSE_OFFSET_BYTES;
+        if start + encoded.len() <= mailbox_end {
+            self.ram[start..start + encoded.len()].copy_from_slice(&encoded);
+        }
+    }
+
+    fn identity_command(&mut self, command: &IdentityCommand) -> Result<Vec<u8>, IdentityFailure> {
+        match command {
+            IdentityCommand::MakeKeyAndCsr { subject_common_name } => {
+                if self.identity_faults.no_entropy_source {
+                    return Err(IdentityFailure::Status(IdentityStatus::NoEntropy));
+                }
+                let key = trust::generate_device_key()
+                    .map_err(|_| IdentityFailure::Status(IdentityStatus::NoEntropy))?;
+                self.store_device_key(&key)?;
+                let mut request = trust::build_certificate_request(&key, subject_common_name)
+                    .map_err(|_| IdentityFailure::Status(IdentityStatus::KeyStorageFailed))?;
+                if self.identity_faults.bad_csr_signature
+                    && let Some(last) = request.last_mut()
+                {
+                    // The last byte lies inside the signature's s: the DER stays valid.
+                    *last ^= 0x01;
+                }
+                Ok(request)
+            }
+            IdentityCommand::SignChallenge { challenge } => {
+                let key = self.identity_key().ok_or(IdentityFailure::Status(IdentityStatus::NoKey))?;
+                let mut digest = contract::identity_challenge_digest(challenge);
+                if self.identity_faults.bad_challenge_signature {
+                    digest[0] ^= 0x01;
+                }
+                let signature =
+                    key.sign_digest(&digest).map_err(|_| IdentityFailure::Status(IdentityStatus::NoKey))?;
+                Ok(signature.to_bytes().to_vec())
+            }
+        }
+    }
+
+    /// The identity key: the station's (in the store) when there is one, else the device's own.
+    fn identity_key(&self) -> Option<SoftwareSigner> {
+        if let Ok(store) = ConfigStore::decode(self.store_region(), &self.unique_id)
+            && let Some(item) = store.get(keys::BOOTSTRAP_DEVICE_PRIVATE_KEY.as_bytes())
+        {
+            return trust::device_key_from_pkcs8_der(&item.value, keys::BOOTSTRAP_DEVICE_PRIVATE_KEY).ok();
+        }
+        self.own_device_key()
+    }
+
+    /// The key this device made, from its device-key sector (checked by its digest).
+    fn own_device_key(&self) -> Option<SoftwareSigner> {
+        let record = self.flash.slice(self.memory.device_key_sector_address(), DEVICE_KEY_RECORD_SIZE_BYTES);
+        if record[0..4] != DEVICE_KEY_RECORD_MAGIC || record[4..6] != 1u16.to_le_bytes() {
+            return None;
+        }
+        let digest_offset = DEVICE_KEY_RECORD_SIZE_BYTES - 32;
+        if Sha256::digest(&record[..digest_offset]).as_slice() != &record[digest_offset..] {
+            return None;
+        }
+        trust::device_key_from_scalar(&record[8..digest_offset], "device-key sector")
+    }
+
+    /// Keeps a new key in the device-key sector: erase, then program the record.
+    fn store_device_key(&mut self, key: &SoftwareSigner) -> Result<(), IdentityFailure> {
+        let config = self.memory.config;
+        let address = self.memory.device_key_sector_address();
+        let mut record = der::zeroize::Zeroizing::new(Vec::with_capacity(DEVICE_KEY_RECORD_SIZE_BYTES));
+        record.extend_from_slice(&DEVICE_KEY_RECORD_MAGIC);
+        record.extend_from_slice(&1u16.to_le_bytes());
+        record.extend_from_slice(&[0, 0]);
+        record.extend_from_slice(&trust::device_key_scalar(key)[..]);
+        let digest = Sha256::digest(&record[..]);
+        record.extend_from_slice(&digest);
+        let padded = der::zeroize::Zeroizing::new(contract::pad_to_alignment(
+            &record,
+            config.write_alignment_bytes as usize,
+            config.erased_value,
+        ));
+        let lost = |error: TargetError| match error {
+            TargetError::PowerLost => IdentityFailure::PowerLost,
+            _ => IdentityFailure::Status(IdentityStatus::KeyStorageFailed),
+        };
+        self.erase(address, config.sector_size_bytes, &mut |_| {}).map_err(lost)?;
+        self.program(address, &padded, &mut |_| {}).map_err(lost)
     }
 
     fn region_is_blank(&self, region: &FlashRegion) -> bool {

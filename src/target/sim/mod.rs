@@ -3,7 +3,8 @@
 //! A [`SimFixture`] presents fresh virtual units one after another; each is a [`SimTarget`]
 //! wrapping a [`SimDevice`] shaped by the profile's memory map: honest NOR flash
 //! ([`flash::NorFlash`]), a RAM mailbox, a unique ID, a debug lock, and the device-side
-//! bootloader and update client of `docs/device-contract.md`. An optional timing model makes
+//! bootloader and update client of `docs/device-contract.md`, and the application's identity
+//! commands (make a key and a CSR, sign a challenge). An optional timing model makes
 //! operations take the time real probes and flash take, and a [`FaultPlan`] injects the
 //! failures of a real line (power cuts, lost probes, unreadable IDs, flipped bits).
 
@@ -41,6 +42,14 @@ pub struct FaultPlan {
     /// The probe stops answering when the station enters this step: every call then blocks
     /// for the probe's command timeout and fails with a timeout.
     pub hang_at_step: Option<String>,
+    /// The device's CSRs carry a signature that does not verify (a broken key generator or
+    /// signer in the firmware): the station must refuse to issue a certificate.
+    pub bad_csr_signature: bool,
+    /// The device signs identity challenges wrongly (its key does not match its certificate):
+    /// the station's identity check must fail.
+    pub bad_challenge_signature: bool,
+    /// The device has no entropy source: it refuses to make a key (device-made keys need one).
+    pub no_entropy_source: bool,
 }
 
 /// How fast the simulated chip computes a CRC over its own flash (timing model only).
@@ -76,6 +85,11 @@ impl SimTarget {
         if let Some(operations) = faults.power_cut_after_flash_operations {
             device.cut_power_after(operations);
         }
+        device.identity_faults = device::IdentityFaults {
+            bad_csr_signature: faults.bad_csr_signature,
+            bad_challenge_signature: faults.bad_challenge_signature,
+            no_entropy_source: faults.no_entropy_source,
+        };
         SimTarget {
             device,
             chip_name: chip_name.to_string(),
