@@ -180,3 +180,53 @@ fn ram_backed_code_memory_keeps_nor_rules() {
     let lock = target.lock().unwrap_err();
     assert!(lock.to_string().contains("skip = [\"lock\"]"), "{lock}");
 }
+
+#[test]
+fn imprint_run_provisions_three_qemu_units_and_the_uart_report_names_them() {
+    let directory = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_imprint"))
+        .args(["run", "--profile", "profiles/qemu-mps2-an385.toml", "--count", "3", "--json"])
+        .arg("--db")
+        .arg(directory.path().join("ledger.db"))
+        .args(["--log", "warn,imprint::console=info"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "exit {:?}\n{stdout}\n{stderr}", output.status);
+    let events: Vec<serde_json::Value> = stdout.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    let finished: Vec<&serde_json::Value> = events.iter().filter(|event| event["event"] == "unit-finished").collect();
+    assert_eq!(finished.len(), 3, "{stdout}");
+    for unit in &finished {
+        assert_eq!(unit["result"], "pass", "{unit}");
+        let serial = unit["serial"].as_str().unwrap();
+        let device_id = unit["device_id"].as_str().unwrap();
+        // The station read the report from the firmware's UART (report = "console").
+        let self_test = events
+            .iter()
+            .find(|event| event["event"] == "step-finished" && event["step"] == "self-test" && event["unit"] == unit["unit"])
+            .unwrap();
+        assert_eq!(self_test["detail"]["reported_serial"], serial);
+        assert_eq!(self_test["detail"]["reported_device_id"], device_id);
+        assert_eq!(self_test["detail"]["installed_version"], "1.0.1");
+        // And the UART line itself, as logged, carries the identifiers.
+        let device_hex = device_id.replace('-', "");
+        assert!(
+            stderr.lines().any(|line| line.contains("IMPRINT-REPORT")
+                && line.contains("update=0x01")
+                && line.contains(&format!("device={device_hex}"))
+                && line.contains(&format!("serial={serial}"))),
+            "no UART report for {serial} in the log:\n{stderr}"
+        );
+        let skipped: Vec<&str> = events
+            .iter()
+            .filter(|event| event["event"] == "step-skipped" && event["unit"] == unit["unit"])
+            .map(|event| event["step"].as_str().unwrap())
+            .collect();
+        assert_eq!(skipped, ["lock", "verify-lock"]);
+    }
+    let probes: HashSet<&str> =
+        events.iter().filter(|event| event["event"] == "unit-started").map(|event| event["probe"].as_str().unwrap()).collect();
+    assert_eq!(probes.len(), 3, "each unit is a fresh QEMU process: {probes:?}");
+}

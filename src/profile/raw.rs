@@ -22,6 +22,8 @@ pub struct RawProfile {
     pub steps: RawSteps,
     #[serde(default)]
     pub sim: RawSim,
+    #[serde(default)]
+    pub fixture: RawFixture,
 }
 
 #[derive(Debug, Deserialize)]
@@ -176,4 +178,12 @@ pub struct RawSim {
     pub page_size: Option<u64>,
     #[serde(default)]
     pub boot_ms: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFixture {
+    /// The fixture `imprint run` uses when neither --sim nor --probe is given.
+    #[serde(default)]
+    pub default: Option<String>,
 }

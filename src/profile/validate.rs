@@ -238,6 +238,7 @@ fn validate(raw: RawProfile, base: &Path, checker: &mut Checker, file_sha256: [u
         allow_unlock_by_mass_erase: raw.lock.allow_unlock_by_mass_erase.unwrap_or(false),
     };
     let sim_timing = check_sim_timing(&raw, checker);
+    let default_fixture = check_default_fixture(&raw, checker);
 
     let (update_certificate, signer) = trust?;
     Some(Profile {
@@ -269,6 +270,7 @@ fn validate(raw: RawProfile, base: &Path, checker: &mut Checker, file_sha256: [u
         lock,
         skipped_steps,
         sim_timing,
+        default_fixture,
         warnings,
     })
 }
@@ -597,6 +599,22 @@ fn check_trust(
         warnings.push(format!("{}: trust.certificate: {warning}", certificate_path.display()));
     }
     Some((certificate, Arc::new(signer)))
+}
+
+/// `[fixture] default`: the selector syntax only (`station::fixtures` opens it; the profile
+/// layer does not know the backends).
+fn check_default_fixture(raw: &RawProfile, checker: &mut Checker) -> Option<String> {
+    let selector = raw.fixture.default.as_ref()?;
+    let is_known = matches!(selector.as_str(), "sim" | "qemu")
+        || selector.strip_prefix("gdb:").is_some_and(|address| !address.trim().is_empty());
+    if !is_known {
+        checker.problem(
+            "fixture.default",
+            format!("expected \"sim\", \"qemu\" or \"gdb:HOST:PORT\", found \"{selector}\""),
+        );
+        return None;
+    }
+    Some(selector.clone())
 }
 
 fn check_sim_timing(raw: &RawProfile, checker: &mut Checker) -> SimTiming {
