@@ -59,7 +59,11 @@ fn flat(image: &imprint::image::FirmwareImage) -> (u64, Vec<u8>) {
 }
 
 fn images(profile: &Profile) -> Images {
-    assert_eq!(profile.memory, reference_board::memory_map(), "the QEMU profile's memory map is the reference board's");
+    assert_eq!(
+        profile.memory,
+        reference_board::memory_map(),
+        "the QEMU profile's memory map is the reference board's"
+    );
     assert_eq!(profile.application_version, FACTORY_VERSION);
     Images {
         bootloader: flat(&profile.bootloader_image),
@@ -87,11 +91,15 @@ struct Trust {
 
 fn trust() -> Trust {
     let update_key = generate_signing_key();
-    let update_certificate =
-        self_signed_certificate(&update_key, &CertificateRequest::update_authority("conformance update", 3650)).unwrap();
+    let update_certificate = self_signed_certificate(
+        &update_key,
+        &CertificateRequest::update_authority("conformance update", 3650),
+    )
+    .unwrap();
     let ca_key = generate_signing_key();
     let ca_certificate =
-        self_signed_certificate(&ca_key, &CertificateRequest::certificate_authority("conformance CA", 3650)).unwrap();
+        self_signed_certificate(&ca_key, &CertificateRequest::certificate_authority("conformance CA", 3650))
+            .unwrap();
     let delegate_key = generate_signing_key();
     let delegate_certificate = issue_certificate(
         &ca_key,
@@ -101,9 +109,11 @@ fn trust() -> Trust {
     )
     .unwrap();
     let foreign_ca_key = generate_signing_key();
-    let foreign_ca_certificate =
-        self_signed_certificate(&foreign_ca_key, &CertificateRequest::certificate_authority("conformance CA", 3650))
-            .unwrap();
+    let foreign_ca_certificate = self_signed_certificate(
+        &foreign_ca_key,
+        &CertificateRequest::certificate_authority("conformance CA", 3650),
+    )
+    .unwrap();
     let foreign_delegate_key = generate_signing_key();
     let foreign_delegate_certificate = issue_certificate(
         &foreign_ca_key,
@@ -212,7 +222,9 @@ fn der_element(bytes: &[u8], offset: usize) -> (u8, usize, usize) {
         (first, 2)
     } else {
         let count = first & 0x7f;
-        let length = bytes[offset + 2..offset + 2 + count].iter().fold(0usize, |value, byte| value << 8 | *byte as usize);
+        let length = bytes[offset + 2..offset + 2 + count]
+            .iter()
+            .fold(0usize, |value, byte| value << 8 | *byte as usize);
         (length, 2 + count)
     };
     (tag, offset + header, offset + header + length)
@@ -247,7 +259,8 @@ fn cases(trust: &Trust, images: &Images) -> Vec<Case> {
     let payload = &images.payload;
     let newer = images.payload_version;
     let signed = manifest_for(trust, &trust.update_key, payload, newer);
-    let case = |name: &str, store, candidate, expected| Case { name: name.to_string(), store, candidate, expected };
+    let case =
+        |name: &str, store, candidate, expected| Case { name: name.to_string(), store, candidate, expected };
     let mut cases = vec![
         case("signed", StoreKind::Direct, encode_candidate(&signed, None, payload), UpdateStatus::Installed),
         case(
@@ -300,14 +313,22 @@ fn cases(trust: &Trust, images: &Images) -> Vec<Case> {
     cases.push(case(
         "wrong-vendor-id",
         StoreKind::Direct,
-        encode_candidate(&manifest_with(&trust.update_key, other_vendor, trust.class_id, payload, newer), None, payload),
+        encode_candidate(
+            &manifest_with(&trust.update_key, other_vendor, trust.class_id, payload, newer),
+            None,
+            payload,
+        ),
         UpdateStatus::VendorIdMismatch,
     ));
     let other_class = identity::class_id_from_model(trust.vendor_id, "Not This Board");
     cases.push(case(
         "wrong-class-id",
         StoreKind::Direct,
-        encode_candidate(&manifest_with(&trust.update_key, trust.vendor_id, other_class, payload, newer), None, payload),
+        encode_candidate(
+            &manifest_with(&trust.update_key, trust.vendor_id, other_class, payload, newer),
+            None,
+            payload,
+        ),
         UpdateStatus::ClassIdMismatch,
     ));
     let mut tampered = payload.clone();
@@ -345,14 +366,23 @@ fn cases(trust: &Trust, images: &Images) -> Vec<Case> {
     cases.push(case(
         "payload-larger-than-slot",
         StoreKind::Direct,
-        encode_candidate(&manifest_for(trust, &trust.update_key, &oversized, newer), None, &oversized[..4096]),
+        encode_candidate(
+            &manifest_for(trust, &trust.update_key, &oversized, newer),
+            None,
+            &oversized[..4096],
+        ),
         UpdateStatus::PayloadTooLarge,
     ));
     cases.push(case(
         "version-older-than-installed",
         StoreKind::Direct,
         encode_candidate(
-            &manifest_for(trust, &trust.update_key, payload, SemanticVersion { major: 0, minor: 9, patch: 0 }),
+            &manifest_for(
+                trust,
+                &trust.update_key,
+                payload,
+                SemanticVersion { major: 0, minor: 9, patch: 0 },
+            ),
             None,
             payload,
         ),
@@ -364,7 +394,8 @@ fn cases(trust: &Trust, images: &Images) -> Vec<Case> {
         encode_candidate(&manifest_for(trust, &trust.update_key, payload, FACTORY_VERSION), None, payload),
         UpdateStatus::VersionRollback,
     ));
-    let garbage: Vec<u8> = (0..4096u32).map(|index| (index.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let garbage: Vec<u8> =
+        (0..4096u32).map(|index| (index.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
     cases.push(case("garbage-in-candidate-slot", StoreKind::Direct, garbage, UpdateStatus::CandidateGarbage));
     cases.push(case(
         "unprovisioned-store",
@@ -411,7 +442,8 @@ fn store_bytes(trust: &Trust, kind: StoreKind, chip_uid: &ChipUid, memory: &Memo
     store.set(StoreItem::text(keys::MANUFACTURER_NAME, "Imprint Conformance"));
     store.set(StoreItem::text(keys::MODEL_NUMBER, "Conformance Board"));
     store.set(StoreItem::text(keys::FACTORY_APP_VERSION, &FACTORY_VERSION.to_string()));
-    let certificate = if kind == StoreKind::Delegated { &trust.ca_certificate } else { &trust.update_certificate };
+    let certificate =
+        if kind == StoreKind::Delegated { &trust.ca_certificate } else { &trust.update_certificate };
     store.set_update_certificate(certificate.der());
     let mut bytes = store.encode(chip_uid.as_bytes(), &memory.store_layout()).unwrap();
     if kind == StoreKind::Corrupt {
@@ -445,7 +477,9 @@ fn run_case(target: &mut dyn Target, case: &Case, trust: &Trust, images: &Images
     erase_and_program(target, images.application.0, &images.application.1, &memory);
     let config = memory.config;
     target.erase_flash(config.address, config.size_bytes, &mut |_| {}).unwrap();
-    target.program_flash(config.address, &store_bytes(trust, case.store, &chip_uid, &memory), &mut |_| {}).unwrap();
+    target
+        .program_flash(config.address, &store_bytes(trust, case.store, &chip_uid, &memory), &mut |_| {})
+        .unwrap();
     erase_and_program(target, memory.candidate.address, &case.candidate, &memory);
 
     let nonce = u32::from_le_bytes(Sha256::digest(case.name.as_bytes())[..4].try_into().unwrap()) | 1;
@@ -456,10 +490,15 @@ fn run_case(target: &mut dyn Target, case: &Case, trust: &Trust, images: &Images
     let deadline = Instant::now() + REPORT_TIMEOUT;
     let report = loop {
         let mailbox = read(target, memory.mailbox.address, contract::MAILBOX_SIZE_BYTES);
-        if let Some(report) = SelfTestReport::decode_mailbox(&mailbox).filter(|report| report.nonce == nonce) {
+        if let Some(report) = SelfTestReport::decode_mailbox(&mailbox).filter(|report| report.nonce == nonce)
+        {
             break report;
         }
-        assert!(Instant::now() < deadline, "{device}: case {}: no report within {REPORT_TIMEOUT:?}", case.name);
+        assert!(
+            Instant::now() < deadline,
+            "{device}: case {}: no report within {REPORT_TIMEOUT:?}",
+            case.name
+        );
         std::thread::sleep(Duration::from_millis(10));
     };
     let mut console_lines = Vec::new();
@@ -478,7 +517,8 @@ fn run_case(target: &mut dyn Target, case: &Case, trust: &Trust, images: &Images
 
     let provisioned = case.store != StoreKind::Corrupt;
     let device_id = identity::device_id_from_chip_uid(trust.class_id, &chip_uid);
-    let certificate = if case.store == StoreKind::Delegated { &trust.ca_certificate } else { &trust.update_certificate };
+    let certificate =
+        if case.store == StoreKind::Delegated { &trust.ca_certificate } else { &trust.update_certificate };
     let identifiers_as_expected = if provisioned {
         report.vendor_id == *trust.vendor_id.as_bytes()
             && report.class_id == *trust.class_id.as_bytes()
@@ -535,7 +575,13 @@ fn run_suite(
 fn sim_unit(index: u64) -> Box<dyn Target> {
     let unique_id = Sha256::digest(index.to_le_bytes())[..12].to_vec();
     let device = SimDevice::new(&reference_board::memory_map(), unique_id);
-    Box::new(SimTarget::new(device, "mps2-an385", "sim-conformance", SimTiming::default(), FaultPlan::default()))
+    Box::new(SimTarget::new(
+        device,
+        "mps2-an385",
+        "sim-conformance",
+        SimTiming::default(),
+        FaultPlan::default(),
+    ))
 }
 
 /// Checks every device's verdicts against each case's expectation (and so against each other).
@@ -608,8 +654,11 @@ fn sim_and_qemu_firmware_give_identical_verdicts() {
         sim_unit(sim_units)
     });
 
-    let mut fixture = QemuFixture::new("qemu-conformance", reference_board::target_config(), QemuOptions::default())
-        .unwrap_or_else(|error| panic!("the QEMU half needs qemu-system-arm (scripts/test installs it): {error}"));
+    let mut fixture =
+        QemuFixture::new("qemu-conformance", reference_board::target_config(), QemuOptions::default())
+            .unwrap_or_else(|error| {
+                panic!("the QEMU half needs qemu-system-arm (scripts/test installs it): {error}")
+            });
     let qemu = run_suite("qemu", &cases, &trust, &images, &mut || Box::new(fixture.start_unit().unwrap()));
 
     check(&cases, &images, &[("sim", sim), ("qemu", qemu)]);

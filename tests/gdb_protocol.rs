@@ -16,9 +16,12 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use imprint::profile::{FlashRegion, MemoryMap, RamSpan};
-use imprint::target::gdb::protocol::{Incoming, PacketParser, checksum, escape_binary, frame_packet, unescape_binary};
+use imprint::target::gdb::protocol::{
+    Incoming, PacketParser, checksum, escape_binary, frame_packet, push_run_length_encoded, unescape_binary,
+};
 use imprint::target::gdb::{
-    BreakpointKind, GdbClient, GdbError, GdbOptions, GdbTarget, GdbTargetConfig, RunState, StopReason, TcpTransport,
+    BreakpointKind, GdbClient, GdbError, GdbOptions, GdbTarget, GdbTargetConfig, RunState, StopReason,
+    TcpTransport,
 };
 use imprint::target::{Target, TargetError};
 
@@ -66,6 +69,41 @@ fn parser_handles_acks_run_lengths_and_damage() {
     check_parse(&framed, &[Incoming::DamagedPacket { carried: checksum(b"* "), computed: checksum(b"* ") }]);
     // Noise between packets is skipped; a '$' inside a payload restarts the packet.
     check_parse(b"xx\r\n$O$OK#9a", &[Incoming::Packet(b"OK".to_vec())]);
+}
+
+/// Run-length encodes `text`, frames it, and checks the parser (which decodes run lengths as
+/// GDB and QEMU do) gets `text` back, and that the encoding is `expected_length` long.
+fn check_run_length(text: &[u8], expected_length: usize) {
+    let mut encoded = Vec::new();
+    push_run_length_encoded(text, &mut encoded);
+    assert_eq!(
+        encoded.len(),
+        expected_length,
+        "{:?} -> {:?}",
+        String::from_utf8_lossy(text),
+        String::from_utf8_lossy(&encoded)
+    );
+    assert!(!encoded.iter().any(|byte| matches!(byte, b'#' | b'$')), "{encoded:?}");
+    let mut framed = Vec::new();
+    frame_packet(&encoded, &mut framed);
+    check_parse(&framed, &[Incoming::Packet(text.to_vec())]);
+}
+
+#[test]
+fn run_length_encoding_round_trips() {
+    check_run_length(b"", 0);
+    check_run_length(b"0123456789abcdef", 16);
+    check_run_length(b"000", 3);
+    // "0000" is "0* " (the manual's example).
+    check_run_length(b"0000", 3);
+    // Six and seven repeats would be '#' and '$': sent as five repeats and the rest.
+    check_run_length(&[b'f'; 7], 4);
+    check_run_length(&[b'f'; 8], 5);
+    check_run_length(&[b'f'; 98], 3);
+    check_run_length(&[b'f'; 99], 4);
+    check_run_length(&[b'f'; 4064], 3 * 41 + 3);
+    let mixed: Vec<u8> = b"ab".iter().chain(&[b'0'; 50]).chain(b"cd").chain(&[b'f'; 9]).copied().collect();
+    check_run_length(&mixed, 2 + 3 + 2 + 3);
 }
 
 #[test]
@@ -203,7 +241,12 @@ fn hex_number(text: &str) -> u64 {
 }
 
 impl Session {
-    fn new(stream: TcpStream, behaviour: Behaviour, log: Arc<Mutex<Log>>, memory: Arc<Mutex<Vec<u8>>>) -> Session {
+    fn new(
+        stream: TcpStream,
+        behaviour: Behaviour,
+        log: Arc<Mutex<Log>>,
+        memory: Arc<Mutex<Vec<u8>>>,
+    ) -> Session {
         Session {
             stream,
             behaviour,
@@ -228,7 +271,8 @@ impl Session {
         let mut framed = b"$".to_vec();
         framed.extend_from_slice(payload);
         let sum = payload.iter().fold(0u8, |sum, byte| sum.wrapping_add(*byte));
-        framed.extend_from_slice(format!("#{:02x}", if damage { sum.wrapping_add(1) } else { sum }).as_bytes());
+        framed
+            .extend_from_slice(format!("#{:02x}", if damage { sum.wrapping_add(1) } else { sum }).as_bytes());
         self.send_raw(&framed);
         // Keep the intact form for a retransmission after '-'.
         let mut intact = b"$".to_vec();
@@ -250,8 +294,7 @@ impl Session {
                 self.log.lock().unwrap().multi_packet_reads += 1;
             }
             // An independent reader: '+', '-', 0x03, or "$...#xx".
-            loop {
-                let Some(&first) = pending.first() else { break };
+            while let Some(&first) = pending.first() {
                 match first {
                     b'+' => {
                         let mut log = self.log.lock().unwrap();
@@ -282,14 +325,19 @@ impl Session {
                             break;
                         }
                         let payload = pending[1..hash].to_vec();
-                        let carried = u8::from_str_radix(std::str::from_utf8(&pending[hash + 1..hash + 3]).unwrap(), 16).unwrap();
+                        let carried = u8::from_str_radix(
+                            std::str::from_utf8(&pending[hash + 1..hash + 3]).unwrap(),
+                            16,
+                        )
+                        .unwrap();
                         pending.drain(..hash + 3);
                         let sum = payload.iter().fold(0u8, |sum, byte| sum.wrapping_add(*byte));
                         if sum != carried {
                             self.send_raw(b"-");
                             continue;
                         }
-                        if self.behaviour.close_on.iter().any(|prefix| payload.starts_with(prefix.as_bytes())) {
+                        if self.behaviour.close_on.iter().any(|prefix| payload.starts_with(prefix.as_bytes()))
+                        {
                             return;
                         }
                         self.handle(&payload);
@@ -326,7 +374,11 @@ impl Session {
         if self.behaviour.ignore.iter().any(|prefix| text.starts_with(prefix)) {
             return;
         }
-        let damage = Session::first_time(&mut self.damaged_prefixes, &self.behaviour.damage_first_reply.clone(), &text);
+        let damage = Session::first_time(
+            &mut self.damaged_prefixes,
+            &self.behaviour.damage_first_reply.clone(),
+            &text,
+        );
         let reply: Option<Vec<u8>> = self.answer(payload, &text);
         if let Some(reply) = reply {
             self.reply(&reply, damage);
@@ -338,9 +390,11 @@ impl Session {
     }
 
     fn answer(&mut self, payload: &[u8], text: &str) -> Option<Vec<u8>> {
-        let hex = |bytes: &[u8]| bytes.iter().map(|byte| format!("{byte:02x}")).collect::<String>().into_bytes();
+        let hex =
+            |bytes: &[u8]| bytes.iter().map(|byte| format!("{byte:02x}")).collect::<String>().into_bytes();
         if text.starts_with("qSupported") {
-            let mut features = format!("PacketSize={:x};qXfer:features:read+;multiprocess+", self.behaviour.packet_size);
+            let mut features =
+                format!("PacketSize={:x};qXfer:features:read+;multiprocess+", self.behaviour.packet_size);
             if self.behaviour.offer_no_ack {
                 features.push_str(";QStartNoAckMode+");
             }
@@ -385,7 +439,8 @@ impl Session {
         if let Some(rest) = text.strip_prefix('M') {
             let (header, data) = rest.split_once(':').unwrap();
             let address = hex_number(header.split_once(',').unwrap().0) as usize;
-            let bytes: Vec<u8> = (0..data.len()).step_by(2).map(|index| hex_number(&data[index..index + 2]) as u8).collect();
+            let bytes: Vec<u8> =
+                (0..data.len()).step_by(2).map(|index| hex_number(&data[index..index + 2]) as u8).collect();
             let mut memory = self.memory.lock().unwrap();
             if address + bytes.len() > memory.len() {
                 return Some(b"E14".to_vec());
@@ -442,7 +497,8 @@ impl Session {
         }
         if let Some(rest) = text.strip_prefix('P') {
             let (number, value) = rest.split_once('=').unwrap();
-            let bytes: Vec<u8> = (0..8).step_by(2).map(|index| hex_number(&value[index..index + 2]) as u8).collect();
+            let bytes: Vec<u8> =
+                (0..8).step_by(2).map(|index| hex_number(&value[index..index + 2]) as u8).collect();
             self.registers[hex_number(number) as usize] = u32::from_le_bytes(bytes.try_into().unwrap());
             return Some(b"OK".to_vec());
         }
@@ -451,10 +507,15 @@ impl Session {
             return None;
         }
         if text.starts_with('Z') || text.starts_with('z') {
-            return Some(if text.starts_with("Z0") || text.starts_with("z0") { b"OK".to_vec() } else { Vec::new() });
+            return Some(if text.starts_with("Z0") || text.starts_with("z0") {
+                b"OK".to_vec()
+            } else {
+                Vec::new()
+            });
         }
         if let Some(rest) = text.strip_prefix("qRcmd,") {
-            let command: Vec<u8> = (0..rest.len()).step_by(2).map(|index| hex_number(&rest[index..index + 2]) as u8).collect();
+            let command: Vec<u8> =
+                (0..rest.len()).step_by(2).map(|index| hex_number(&rest[index..index + 2]) as u8).collect();
             let mut output = b"O".to_vec();
             output.extend(hex(format!("ran {}\n", String::from_utf8_lossy(&command)).as_bytes()));
             self.reply(&output, false);
@@ -533,7 +594,10 @@ fn memory_round_trips_in_every_mode() {
     assert!(log.multi_packet_reads > 0, "pipelined requests arrive together");
     // Binary writes with every byte value (escapes included).
     let log = check_round_trip(Behaviour { offer_binary_writes: true, ..behaviour() }, options(1), 5_000);
-    assert!(log.packets.iter().any(|packet| packet.starts_with('X') && packet != "X0,0:"), "X writes when offered");
+    assert!(
+        log.packets.iter().any(|packet| packet.starts_with('X') && packet != "X0,0:"),
+        "X writes when offered"
+    );
     assert!(!log.packets.iter().any(|packet| packet.starts_with('M')));
     // Run-length encoded replies.
     check_round_trip(Behaviour { run_length_replies: true, ..behaviour() }, options(1), 3_000);
@@ -566,7 +630,11 @@ fn damaged_replies_are_naked_and_retransmitted() {
 
 #[test]
 fn damaged_replies_in_a_pipeline_are_asked_again() {
-    let server = FakeServer::start(Behaviour { offer_no_ack: true, damage_first_reply: vec!["m1000,"], ..behaviour() });
+    let server = FakeServer::start(Behaviour {
+        offer_no_ack: true,
+        damage_first_reply: vec!["m1000,"],
+        ..behaviour()
+    });
     let mut client = server.client(options(8)).unwrap();
     let data = pattern(16_000);
     server.memory.lock().unwrap()[..data.len()].copy_from_slice(&data);
@@ -612,7 +680,10 @@ fn server_errors_are_refusals_with_the_address() {
     let server = FakeServer::start(behaviour());
     let mut client = server.client(options(1)).unwrap();
     let error = client.read_memory(MEMORY_SIZE_BYTES as u64, &mut [0u8; 4]).unwrap_err();
-    assert!(matches!(error, GdbError::Refused { operation: "read", address, .. } if address == MEMORY_SIZE_BYTES as u64), "{error}");
+    assert!(
+        matches!(error, GdbError::Refused { operation: "read", address, .. } if address == MEMORY_SIZE_BYTES as u64),
+        "{error}"
+    );
 }
 
 #[test]
@@ -692,7 +763,8 @@ fn flash_target(server: &FakeServer, options: GdbOptions) -> GdbTarget {
 
 #[test]
 fn flash_goes_through_vflash_where_the_server_maps_flash() {
-    let server = FakeServer::start(Behaviour { offer_memory_map: true, offer_binary_writes: true, ..behaviour() });
+    let server =
+        FakeServer::start(Behaviour { offer_memory_map: true, offer_binary_writes: true, ..behaviour() });
     let mut target = flash_target(&server, options(1));
     server.memory.lock().unwrap()[FLASH_START as usize..(FLASH_START + FLASH_SIZE_BYTES) as usize].fill(0x00);
     target.erase_flash(FLASH_START, 0x2000, &mut |_| {}).unwrap();
@@ -713,10 +785,20 @@ fn ram_backed_flash_keeps_nor_rules() {
     let mut progress = Vec::new();
     target.erase_flash(0x2000, 0x2000, &mut |bytes| progress.push(bytes)).unwrap();
     assert_eq!(progress.last(), Some(&0x2000));
-    assert!(server.memory.lock().unwrap()[0x2000..0x4000].iter().all(|byte| *byte == 0xFF));
+    let writes_before = server.count_packets("M");
     let reads_before = server.count_packets("m");
     target.program_flash(0x2000, &pattern(0x100), &mut |_| {}).unwrap();
     assert_eq!(server.count_packets("m"), reads_before, "erased by the backend itself: no read needed");
+    // The erase is deferred: the programmed bytes crossed the link once, and the rest of the
+    // erased range is written when something could see it (this read).
+    assert_eq!(server.count_packets("M2000,"), 1);
+    assert!(server.memory.lock().unwrap()[0x2100..0x4000].iter().all(|byte| *byte == 0x00));
+    let mut read = vec![0u8; 0x2000];
+    target.read_memory(0x2000, &mut read).unwrap();
+    assert_eq!(&read[..0x100], &pattern(0x100)[..]);
+    assert!(read[0x100..].iter().all(|byte| *byte == 0xFF));
+    assert!(server.memory.lock().unwrap()[0x2100..0x4000].iter().all(|byte| *byte == 0xFF));
+    assert!(server.count_packets("M") > writes_before + 1);
     for (address, length, expected_reason) in [
         (0x2000, 4, "is not erased"),
         (0x2102, 4, "write alignment"),
@@ -725,7 +807,10 @@ fn ram_backed_flash_keeps_nor_rules() {
         (0xC000, 4, "no flash region"),
     ] {
         let error = target.program_flash(address, &vec![0u8; length], &mut |_| {}).unwrap_err();
-        assert!(matches!(&error, TargetError::Refused { reason, .. } if reason.contains(expected_reason)), "{address:#x}: {error}");
+        assert!(
+            matches!(&error, TargetError::Refused { reason, .. } if reason.contains(expected_reason)),
+            "{address:#x}: {error}"
+        );
     }
     let error = target.erase_flash(0x2800, 0x1000, &mut |_| {}).unwrap_err();
     assert!(error.to_string().contains("sector size"), "{error}");
@@ -735,5 +820,6 @@ fn ram_backed_flash_keeps_nor_rules() {
     assert!(server.count_packets("m4000,4") == 1, "unknown bytes are read before programming");
     assert!(matches!(target.lock(), Err(TargetError::Other(reason)) if reason.contains("not supported")));
     assert!(!target.is_locked().unwrap());
-    assert_eq!(target.read_unique_id().unwrap_err().to_string().contains("never programmed"), true);
+    let unprogrammed = target.read_unique_id().unwrap_err();
+    assert!(unprogrammed.to_string().contains("never programmed"), "{unprogrammed}");
 }

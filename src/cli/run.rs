@@ -8,11 +8,11 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use imprint::ledger::Ledger;
 use imprint::profile::{Profile, SimTiming};
+use imprint::station::fixtures::{FixtureSelector, SimOptions, open_fixtures};
 use imprint::station::{
     CancelToken, EventKind, EventSink, LineSummary, SelfTestMaterial, StationContext, StationEvent,
     UnitResult, run_line,
 };
-use imprint::station::fixtures::{FixtureSelector, SimOptions, open_fixtures};
 use imprint::target::sim::{FaultPlan, FaultSchedule};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 

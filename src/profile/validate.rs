@@ -113,7 +113,10 @@ fn validate(raw: RawProfile, base: &Path, checker: &mut Checker, file_sha256: [u
     let unique_id_location = raw.chip.unique_id.as_ref().map(|span| {
         let location = check_span(checker, "chip.unique_id", span);
         if !(1..=64).contains(&location.size_bytes) {
-            checker.problem("chip.unique_id.size", format!("expected 1 to 64 bytes, found {}", location.size_bytes));
+            checker.problem(
+                "chip.unique_id.size",
+                format!("expected 1 to 64 bytes, found {}", location.size_bytes),
+            );
         }
         location
     });

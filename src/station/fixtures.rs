@@ -49,7 +49,7 @@ impl FixtureSelector {
                     Ok(FixtureSelector::Gdb { address: address.to_string() })
                 }
                 None => Err(bad(
-                    "expected \"sim\", \"qemu\", \"gdb:HOST:PORT\" or \"gdb:/dev/ttyACM0\"".to_string(),
+                    "expected \"sim\", \"qemu\", \"gdb:HOST:PORT\" or \"gdb:/dev/ttyACM0\"".to_string()
                 )),
             },
         }
@@ -84,7 +84,9 @@ pub fn open_fixtures(
                     sim_options.timing,
                     sim_options.uid_seed,
                 );
-                if let Some(index) = sim_options.fault_schedules.iter().position(|(fault_slot, _)| *fault_slot == slot) {
+                if let Some(index) =
+                    sim_options.fault_schedules.iter().position(|(fault_slot, _)| *fault_slot == slot)
+                {
                     let (_, schedule) = sim_options.fault_schedules.swap_remove(index);
                     fixture = fixture.with_fault_schedule(schedule);
                 }

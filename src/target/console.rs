@@ -94,9 +94,10 @@ impl SerialConsole {
     /// Opens `port_name` (`/dev/ttyUSB0`, `/dev/pts/3`, `COM4`) at `baud_rate` (8N1, no flow
     /// control) and starts reading.
     pub fn open(port_name: &str, baud_rate: u32) -> Result<SerialConsole, ConsoleError> {
-        let port = serialport::new(port_name, baud_rate).timeout(READ_POLL_INTERVAL).open().map_err(|error| {
-            ConsoleError::Open { port_name: port_name.to_string(), reason: error.to_string() }
-        })?;
+        let port =
+            serialport::new(port_name, baud_rate).timeout(READ_POLL_INTERVAL).open().map_err(|error| {
+                ConsoleError::Open { port_name: port_name.to_string(), reason: error.to_string() }
+            })?;
         SerialConsole::from_port(port, port_name)
     }
 
@@ -105,8 +106,10 @@ impl SerialConsole {
         mut port: Box<dyn serialport::SerialPort>,
         port_name: &str,
     ) -> Result<SerialConsole, ConsoleError> {
-        port.set_timeout(READ_POLL_INTERVAL)
-            .map_err(|error| ConsoleError::Open { port_name: port_name.to_string(), reason: error.to_string() })?;
+        port.set_timeout(READ_POLL_INTERVAL).map_err(|error| ConsoleError::Open {
+            port_name: port_name.to_string(),
+            reason: error.to_string(),
+        })?;
         let buffer = Arc::new(Mutex::new(LineBuffer::default()));
         let stop = Arc::new(AtomicBool::new(false));
         let reader = {
@@ -153,7 +156,11 @@ impl Drop for SerialConsole {
     }
 }
 
-fn read_until_stopped(mut port: Box<dyn serialport::SerialPort>, buffer: &Mutex<LineBuffer>, stop: &AtomicBool) {
+fn read_until_stopped(
+    mut port: Box<dyn serialport::SerialPort>,
+    buffer: &Mutex<LineBuffer>,
+    stop: &AtomicBool,
+) {
     let mut chunk = vec![0u8; 4096];
     while !stop.load(Ordering::SeqCst) {
         match port.read(&mut chunk) {
@@ -164,7 +171,9 @@ fn read_until_stopped(mut port: Box<dyn serialport::SerialPort>, buffer: &Mutex<
             Err(error)
                 if matches!(
                     error.kind(),
-                    std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                    std::io::ErrorKind::TimedOut
+                        | std::io::ErrorKind::WouldBlock
+                        | std::io::ErrorKind::Interrupted
                 ) => {}
             Err(error) => {
                 buffer.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).stopped_because =
@@ -214,11 +223,10 @@ mod tests {
     #[test]
     fn lines_from_a_pty() {
         check(&[b"hello\n"], &["hello"]);
-        check(&[b"IMPRINT-REP", b"ORT nonce=1\r\n", b"boot\nsecond line\npart"], &[
-            "IMPRINT-REPORT nonce=1",
-            "boot",
-            "second line",
-        ]);
+        check(
+            &[b"IMPRINT-REP", b"ORT nonce=1\r\n", b"boot\nsecond line\npart"],
+            &["IMPRINT-REPORT nonce=1", "boot", "second line"],
+        );
         check(&[b"\n\n"], &["", ""]);
         check(&[b"caf\xc3\xa9 \xff\n"], &["caf\u{e9} \u{fffd}"]);
     }

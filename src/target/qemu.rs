@@ -137,7 +137,8 @@ impl QemuInstance {
             reason,
             output_tail,
         };
-        let gdb_port = free_loopback_port().map_err(|error| startup(format!("no free port: {error}"), Vec::new()))?;
+        let gdb_port =
+            free_loopback_port().map_err(|error| startup(format!("no free port: {error}"), Vec::new()))?;
         let mut child = Command::new(&options.executable)
             .args(["-M", QEMU_MACHINE, "-S", "-nographic", "-monitor", "none", "-serial", "pty"])
             .args(["-gdb", &format!("tcp:127.0.0.1:{gdb_port}")])
@@ -145,14 +146,23 @@ impl QemuInstance {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|error| QemuError::NotInstalled { executable: executable.clone(), reason: error.to_string() })?;
+            .map_err(|error| QemuError::NotInstalled {
+                executable: executable.clone(),
+                reason: error.to_string(),
+            })?;
         let output_tail = Arc::new(Mutex::new(VecDeque::new()));
         let (pty_sender, pty_receiver) = crossbeam_channel::bounded::<String>(1);
         // QEMU names the pty on stdout and reports errors on stderr. Both are drained for the
         // process's whole life (a full pipe would stall QEMU).
         let streams: [(&str, Option<Box<dyn std::io::Read + Send>>); 2] = [
-            ("qemu stdout", child.stdout.take().map(|stream| Box::new(stream) as Box<dyn std::io::Read + Send>)),
-            ("qemu stderr", child.stderr.take().map(|stream| Box::new(stream) as Box<dyn std::io::Read + Send>)),
+            (
+                "qemu stdout",
+                child.stdout.take().map(|stream| Box::new(stream) as Box<dyn std::io::Read + Send>),
+            ),
+            (
+                "qemu stderr",
+                child.stderr.take().map(|stream| Box::new(stream) as Box<dyn std::io::Read + Send>),
+            ),
         ];
         for (thread_name, stream) in streams {
             let Some(stream) = stream else { continue };
@@ -187,7 +197,10 @@ impl QemuInstance {
                 Err(_) if instance.is_running() && Instant::now() < deadline => {}
                 Err(_) => {
                     let reason = if instance.is_running() {
-                        format!("no \"char device redirected to /dev/pts/N\" line within {:?}", options.startup_timeout)
+                        format!(
+                            "no \"char device redirected to /dev/pts/N\" line within {:?}",
+                            options.startup_timeout
+                        )
                     } else {
                         "qemu exited during start-up".to_string()
                     };
@@ -247,7 +260,8 @@ impl QemuInstance {
                 }
             }
         };
-        GdbClient::connect(Box::new(transport), options.gdb.clone()).map_err(|source| QemuError::Gdb { address, source })
+        GdbClient::connect(Box::new(transport), options.gdb.clone())
+            .map_err(|source| QemuError::Gdb { address, source })
     }
 }
 
@@ -277,7 +291,10 @@ fn free_loopback_port() -> std::io::Result<u16> {
 pub fn qemu_version(executable: &std::path::Path) -> Result<String, QemuError> {
     let not_installed =
         |reason: String| QemuError::NotInstalled { executable: executable.display().to_string(), reason };
-    let output = Command::new(executable).arg("--version").output().map_err(|error| not_installed(error.to_string()))?;
+    let output = Command::new(executable)
+        .arg("--version")
+        .output()
+        .map_err(|error| not_installed(error.to_string()))?;
     if !output.status.success() {
         return Err(not_installed(format!("--version exited with {}", output.status)));
     }
@@ -300,7 +317,8 @@ impl QemuFixture {
         qemu_version(&options.executable)?;
         let Some(location) = config.unique_id_location else {
             return Err(QemuError::UniqueId {
-                reason: "the profile names no chip.unique_id (docs/device-contract.md, reference board)".to_string(),
+                reason: "the profile names no chip.unique_id (docs/device-contract.md, reference board)"
+                    .to_string(),
             });
         };
         if location.size_bytes as usize != QEMU_UNIQUE_ID_SIZE_BYTES {
@@ -366,7 +384,9 @@ impl QemuFixture {
         }
         let probe_name = format!("{} (qemu pid {}, gdb {})", self.name, instance.process_id(), address);
         tracing::debug!(%probe_name, pty = instance.pty_path(), uid = %hex::encode(&unique_id), "qemu unit ready");
-        Ok(GdbTarget::new(client, self.config.clone(), &probe_name).with_console(console).keep_alive(Box::new(instance)))
+        Ok(GdbTarget::new(client, self.config.clone(), &probe_name)
+            .with_console(console)
+            .keep_alive(Box::new(instance)))
     }
 }
 

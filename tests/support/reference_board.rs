@@ -9,7 +9,13 @@ use imprint::target::gdb::GdbTargetConfig;
 pub const UNIQUE_ID_ADDRESS: u64 = 0x003F_F000;
 
 fn region(address: u64, size_bytes: u64) -> FlashRegion {
-    FlashRegion { address, size_bytes, sector_size_bytes: 0x1000, write_alignment_bytes: 4, erased_value: 0xFF }
+    FlashRegion {
+        address,
+        size_bytes,
+        sector_size_bytes: 0x1000,
+        write_alignment_bytes: 4,
+        erased_value: 0xFF,
+    }
 }
 
 /// The memory map of `profiles/qemu-mps2-an385.toml`.

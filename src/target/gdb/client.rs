@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use super::error::GdbError;
 use super::features::{DescriptionBuilder, MemoryKind, MemoryMapRegion, TargetDescription, parse_memory_map};
 use super::protocol::{
-    Connection, ConnectionSettings, ConnectionStatistics, decode_hex, decode_hex_into, escape_binary, parse_hex_u64,
-    push_hex, unescape_binary,
+    Connection, ConnectionSettings, ConnectionStatistics, decode_hex, decode_hex_into, escape_binary,
+    parse_hex_u64, push_hex, push_run_length_encoded, unescape_binary,
 };
 use super::transport::Transport;
 
@@ -45,6 +45,9 @@ pub struct GdbOptions {
     pub server_ignores_acks: bool,
     /// Ask for `QStartNoAckMode` when the server offers it.
     pub request_no_ack_mode: bool,
+    /// Run-length encode the hex data of `M` requests. The protocol defines run-length encoding
+    /// for replies only; QEMU's stub decodes it in requests too.
+    pub run_length_encode_requests: bool,
     /// The monitor command that resets the chip and leaves it halted (`reset halt` for OpenOCD
     /// and pyOCD, `reset` for J-Link, `system_reset` for QEMU).
     pub reset_monitor_command: String,
@@ -59,6 +62,7 @@ impl Default for GdbOptions {
             pipeline_window: 16,
             server_ignores_acks: false,
             request_no_ack_mode: true,
+            run_length_encode_requests: false,
             reset_monitor_command: "reset halt".to_string(),
         }
     }
@@ -69,6 +73,7 @@ impl GdbOptions {
     pub fn qemu() -> GdbOptions {
         GdbOptions {
             server_ignores_acks: true,
+            run_length_encode_requests: true,
             reset_monitor_command: "system_reset".to_string(),
             ..GdbOptions::default()
         }
@@ -87,7 +92,8 @@ pub struct ServerFeatures {
 impl ServerFeatures {
     /// Parses `PacketSize=1000;qXfer:features:read+;...`.
     pub fn parse(reply: &[u8]) -> ServerFeatures {
-        let mut features = ServerFeatures { packet_size_bytes: DEFAULT_PACKET_SIZE_BYTES, offered: Vec::new() };
+        let mut features =
+            ServerFeatures { packet_size_bytes: DEFAULT_PACKET_SIZE_BYTES, offered: Vec::new() };
         for item in String::from_utf8_lossy(reply).split(';') {
             if let Some(value) = item.strip_prefix("PacketSize=") {
                 if let Some(size) = parse_hex_u64(value.as_bytes()) {
@@ -233,10 +239,16 @@ impl GdbClient {
         // GDB starts every session with a `+`, which also flushes a half-sent packet out of the
         // server's parser.
         connection.send_ack("start")?;
-        let reply = connection.request(
+        connection.send_packet(
             b"qSupported:multiprocess+;swbreak+;hwbreak+;xmlRegisters=arm;vContSupported+",
             "qSupported",
         )?;
+        // A server whose target was running when we connected may announce that it stopped it
+        // (QEMU sends "T02..." on connect then): that is not the answer to qSupported.
+        let mut reply = connection.receive_packet("qSupported")?;
+        while StopReply::parse(&reply).is_some() {
+            reply = connection.receive_packet("qSupported")?;
+        }
         let features = ServerFeatures::parse(&reply);
         if options.request_no_ack_mode && features.offers("QStartNoAckMode") {
             let reply = connection.request(b"QStartNoAckMode", "QStartNoAckMode")?;
@@ -286,7 +298,10 @@ impl GdbClient {
 
     /// The flash region covering `[address, address + length)`, if the server's map has one.
     pub fn flash_region(&self, address: u64, length: u64) -> Option<MemoryMapRegion> {
-        self.memory_map.iter().copied().find(|region| region.kind == MemoryKind::Flash && region.contains(address, length))
+        self.memory_map
+            .iter()
+            .copied()
+            .find(|region| region.kind == MemoryKind::Flash && region.contains(address, length))
     }
 
     /// Whether binary `X` writes are used.
@@ -339,7 +354,8 @@ impl GdbClient {
 
     fn request_stop_reason(&mut self) -> Result<StopReply, GdbError> {
         let reply = self.connection.request(b"?", "stop reason (?)")?;
-        StopReply::parse(&reply).ok_or_else(|| GdbError::unexpected("stop reason (?)", "a stop reply", &reply))
+        StopReply::parse(&reply)
+            .ok_or_else(|| GdbError::unexpected("stop reason (?)", "a stop reply", &reply))
     }
 
     fn probe_binary_writes(&mut self) -> Result<bool, GdbError> {
@@ -368,7 +384,10 @@ impl GdbClient {
                 }
                 None => return Err(GdbError::Unsupported { operation, request }),
                 _ if is_error_reply(&reply) => {
-                    return Err(GdbError::ServerError { operation, code: String::from_utf8_lossy(&reply).into_owned() });
+                    return Err(GdbError::ServerError {
+                        operation,
+                        code: String::from_utf8_lossy(&reply).into_owned(),
+                    });
                 }
                 _ => return Err(GdbError::unexpected(&operation, "'l' or 'm' and data", &reply)),
             }
@@ -463,10 +482,17 @@ impl GdbClient {
             let chunk = self.write_chunk_bytes();
             let mut requests = Vec::with_capacity(data.len() / chunk + 1);
             let mut addresses = Vec::with_capacity(requests.capacity());
+            let mut hex = Vec::with_capacity(chunk * 2);
             for (index, piece) in data.chunks(chunk).enumerate() {
                 let chunk_address = address + (index * chunk) as u64;
                 let mut request = format!("M{chunk_address:x},{:x}:", piece.len()).into_bytes();
-                push_hex(piece, &mut request);
+                if self.options.run_length_encode_requests {
+                    hex.clear();
+                    push_hex(piece, &mut hex);
+                    push_run_length_encoded(&hex, &mut request);
+                } else {
+                    push_hex(piece, &mut request);
+                }
                 requests.push(request);
                 addresses.push(chunk_address);
             }
@@ -630,9 +656,11 @@ impl GdbClient {
     pub fn read_register_u32(&mut self, name: &str) -> Result<u32, GdbError> {
         let number = self.register_number(name)?;
         let bytes = self.read_register(number)?;
-        let bytes: [u8; 4] = bytes.get(..4).and_then(|slice| slice.try_into().ok()).ok_or_else(|| {
-            GdbError::Malformed { what: format!("register {name}"), reason: format!("{} bytes, expected 4", bytes.len()) }
-        })?;
+        let bytes: [u8; 4] =
+            bytes.get(..4).and_then(|slice| slice.try_into().ok()).ok_or_else(|| GdbError::Malformed {
+                what: format!("register {name}"),
+                reason: format!("{} bytes, expected 4", bytes.len()),
+            })?;
         Ok(u32::from_le_bytes(bytes))
     }
 
@@ -644,7 +672,12 @@ impl GdbClient {
 
     /// Sets a breakpoint or watchpoint (`Z`). `kind` is the breakpoint size (2 for Thumb) or
     /// the watched length.
-    pub fn insert_breakpoint(&mut self, breakpoint: BreakpointKind, address: u64, kind: u32) -> Result<(), GdbError> {
+    pub fn insert_breakpoint(
+        &mut self,
+        breakpoint: BreakpointKind,
+        address: u64,
+        kind: u32,
+    ) -> Result<(), GdbError> {
         self.require_halted("insert breakpoint (Z)")?;
         let request = format!("Z{},{address:x},{kind:x}", breakpoint.digit());
         let reply = self.connection.request(request.as_bytes(), "insert breakpoint (Z)")?;
@@ -652,7 +685,12 @@ impl GdbClient {
     }
 
     /// Removes a breakpoint or watchpoint (`z`).
-    pub fn remove_breakpoint(&mut self, breakpoint: BreakpointKind, address: u64, kind: u32) -> Result<(), GdbError> {
+    pub fn remove_breakpoint(
+        &mut self,
+        breakpoint: BreakpointKind,
+        address: u64,
+        kind: u32,
+    ) -> Result<(), GdbError> {
         self.require_halted("remove breakpoint (z)")?;
         let request = format!("z{},{address:x},{kind:x}", breakpoint.digit());
         let reply = self.connection.request(request.as_bytes(), "remove breakpoint (z)")?;
@@ -673,7 +711,10 @@ impl GdbClient {
                 b"OK" => break,
                 b"" => return Err(GdbError::Unsupported { operation, request: "qRcmd".to_string() }),
                 _ if is_error_reply(&reply) => {
-                    return Err(GdbError::ServerError { operation, code: String::from_utf8_lossy(&reply).into_owned() });
+                    return Err(GdbError::ServerError {
+                        operation,
+                        code: String::from_utf8_lossy(&reply).into_owned(),
+                    });
                 }
                 [b'O', hex @ ..] => output.extend_from_slice(&decode_hex(hex)?),
                 // Some servers answer with the output as bare hex and no OK.
@@ -736,8 +777,8 @@ impl GdbClient {
             self.console_output.extend_from_slice(&decode_hex(hex)?);
             return Ok(None);
         }
-        let stop =
-            StopReply::parse(packet).ok_or_else(|| GdbError::unexpected("wait for stop", "a stop reply", packet))?;
+        let stop = StopReply::parse(packet)
+            .ok_or_else(|| GdbError::unexpected("wait for stop", "a stop reply", packet))?;
         self.run_state = match stop.reason {
             StopReason::Signal(_) => RunState::Halted(stop.clone()),
             StopReason::Exited(_) | StopReason::Terminated(_) => RunState::Gone(stop.clone()),
@@ -760,7 +801,10 @@ impl GdbClient {
         let timeout = self.connection.timeout();
         match self.wait_for_stop(timeout)? {
             Some(stop) => Ok(stop),
-            None => Err(GdbError::Timeout { operation: "interrupt".to_string(), timeout_ms: timeout.as_millis() as u64 }),
+            None => Err(GdbError::Timeout {
+                operation: "interrupt".to_string(),
+                timeout_ms: timeout.as_millis() as u64,
+            }),
         }
     }
 

@@ -53,14 +53,20 @@ impl GdbError {
         if found.len() > SHOWN_BYTES {
             text.push_str("...");
         }
-        GdbError::UnexpectedReply { operation: operation.to_string(), expected: expected.to_string(), found: text }
+        GdbError::UnexpectedReply {
+            operation: operation.to_string(),
+            expected: expected.to_string(),
+            found: text,
+        }
     }
 }
 
 impl From<GdbError> for TargetError {
     fn from(error: GdbError) -> TargetError {
         match error {
-            GdbError::Timeout { timeout_ms, .. } => TargetError::Timeout { operation: "gdb request", timeout_ms },
+            GdbError::Timeout { timeout_ms, .. } => {
+                TargetError::Timeout { operation: "gdb request", timeout_ms }
+            }
             // A damaged link may heal: the station retries these a bounded number of times.
             GdbError::RetransmitLimit { .. } | GdbError::DamagedReply { .. } => {
                 TargetError::Transient { reason: error.to_string() }
@@ -68,7 +74,9 @@ impl From<GdbError> for TargetError {
             GdbError::Io { .. } | GdbError::Disconnected { .. } | GdbError::TargetGone { .. } => {
                 TargetError::ProbeLost { reason: error.to_string() }
             }
-            GdbError::Refused { operation, address, reason } => TargetError::Refused { operation, address, reason },
+            GdbError::Refused { operation, address, reason } => {
+                TargetError::Refused { operation, address, reason }
+            }
             other => TargetError::Other(format!("gdb: {other}")),
         }
     }

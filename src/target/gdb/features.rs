@@ -94,7 +94,11 @@ fn malformed(what: &str, reason: impl Into<String>) -> GdbError {
 }
 
 fn unescape_entities(text: &str) -> String {
-    text.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&apos;", "'").replace("&amp;", "&")
+    text.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&amp;", "&")
 }
 
 /// Scans `document` into tags (comments, declarations and processing instructions skipped).
@@ -134,7 +138,9 @@ fn parse_attributes<'a>(mut text: &'a str, what: &str) -> Result<Vec<(&'a str, S
         if text.is_empty() {
             return Ok(attributes);
         }
-        let equals = text.find('=').ok_or_else(|| malformed(what, format!("attribute without a value in {text:?}")))?;
+        let equals = text
+            .find('=')
+            .ok_or_else(|| malformed(what, format!("attribute without a value in {text:?}")))?;
         let key = text[..equals].trim();
         let value_part = text[equals + 1..].trim_start();
         let quote = value_part.chars().next().filter(|quote| *quote == '"' || *quote == '\'');
@@ -197,7 +203,8 @@ impl DescriptionBuilder {
                     }
                 }
                 "xi:include" => {
-                    let href = tag.attribute("href").ok_or_else(|| malformed(&what, "xi:include without href"))?;
+                    let href =
+                        tag.attribute("href").ok_or_else(|| malformed(&what, "xi:include without href"))?;
                     if depth_left == 0 {
                         return Err(malformed(&what, format!("includes nest too deeply at {href}")));
                     }
@@ -207,7 +214,8 @@ impl DescriptionBuilder {
                 "reg" => {
                     let name = tag.attribute("name").ok_or_else(|| malformed(&what, "reg without name"))?;
                     let size_bits = parse_number(
-                        tag.attribute("bitsize").ok_or_else(|| malformed(&what, format!("reg {name} without bitsize")))?,
+                        tag.attribute("bitsize")
+                            .ok_or_else(|| malformed(&what, format!("reg {name} without bitsize")))?,
                         &what,
                         "bitsize",
                     )?;
@@ -247,7 +255,12 @@ pub fn parse_memory_map(document: &str) -> Result<Vec<MemoryMapRegion>, GdbError
                     Some("ram") => MemoryKind::Ram,
                     Some("rom") => MemoryKind::Rom,
                     Some("flash") => MemoryKind::Flash,
-                    other => return Err(malformed(what, format!("memory type {other:?}: expected ram, rom or flash"))),
+                    other => {
+                        return Err(malformed(
+                            what,
+                            format!("memory type {other:?}: expected ram, rom or flash"),
+                        ));
+                    }
                 };
                 let start = parse_number(tag.attribute("start").unwrap_or_default(), what, "start")?;
                 let length = parse_number(tag.attribute("length").unwrap_or_default(), what, "length")?;
@@ -264,7 +277,9 @@ pub fn parse_memory_map(document: &str) -> Result<Vec<MemoryMapRegion>, GdbError
             _ => {}
         }
     }
-    if let Some(region) = regions.iter().find(|region| region.kind == MemoryKind::Flash && region.block_size_bytes.is_none_or(|size| size == 0)) {
+    if let Some(region) = regions.iter().find(|region| {
+        region.kind == MemoryKind::Flash && region.block_size_bytes.is_none_or(|size| size == 0)
+    }) {
         return Err(malformed(what, format!("flash region at {:#x} has no blocksize", region.start)));
     }
     Ok(regions)
@@ -274,7 +289,11 @@ pub fn parse_memory_map(document: &str) -> Result<Vec<MemoryMapRegion>, GdbError
 mod tests {
     use super::*;
 
-    fn check_description(documents: &[(&str, &str)], expected_registers: &[(&str, u32, u32)], expected_features: &[&str]) {
+    fn check_description(
+        documents: &[(&str, &str)],
+        expected_registers: &[(&str, u32, u32)],
+        expected_features: &[&str],
+    ) {
         let mut builder = DescriptionBuilder::new();
         let mut fetch = |annex: &str| -> Result<String, GdbError> {
             documents
@@ -314,16 +333,25 @@ mod tests {
   <reg name="xpsr" bitsize="32" regnum="25"/>
 </feature>"#,
                 ),
-                ("system-registers.xml", r#"<feature name="org.qemu.gdb.arm.m-profile"><reg name='msp' bitsize="32"/></feature>"#),
+                (
+                    "system-registers.xml",
+                    r#"<feature name="org.qemu.gdb.arm.m-profile"><reg name='msp' bitsize="32"/></feature>"#,
+                ),
             ],
             &[("r0", 0, 32), ("sp", 1, 32), ("pc", 2, 32), ("xpsr", 25, 32), ("msp", 26, 32)],
             &["org.gnu.gdb.arm.m-profile", "org.qemu.gdb.arm.m-profile"],
         );
     }
 
-    fn check_memory_map(document: &str, expected: Result<Vec<(MemoryKind, u64, u64, Option<u64>)>, ()>) {
+    /// `(kind, start, length, block size)` of each region, or `Err(())` for a rejected document.
+    type Regions = Result<Vec<(MemoryKind, u64, u64, Option<u64>)>, ()>;
+
+    fn check_memory_map(document: &str, expected: Regions) {
         let parsed = parse_memory_map(document).map(|regions| {
-            regions.iter().map(|region| (region.kind, region.start, region.length, region.block_size_bytes)).collect::<Vec<_>>()
+            regions
+                .iter()
+                .map(|region| (region.kind, region.start, region.length, region.block_size_bytes))
+                .collect::<Vec<_>>()
         });
         assert_eq!(parsed.map_err(|_| ()), expected, "{document}");
     }
@@ -347,9 +375,21 @@ mod tests {
                 (MemoryKind::Flash, 0x1000_0000, 0x1000, Some(4096)),
             ]),
         );
-        check_memory_map(r#"<memory-map><memory type="flash" start="0x0" length="0x100"/></memory-map>"#, Err(()));
-        check_memory_map(r#"<memory-map><memory type="eeprom" start="0x0" length="0x100"/></memory-map>"#, Err(()));
-        check_memory_map(r#"<memory-map><memory type="ram" start="zero" length="0x100"/></memory-map>"#, Err(()));
-        check_memory_map(r#"<memory-map><memory type="ram" start="0x0" length="0x100"</memory-map>"#, Err(()));
+        check_memory_map(
+            r#"<memory-map><memory type="flash" start="0x0" length="0x100"/></memory-map>"#,
+            Err(()),
+        );
+        check_memory_map(
+            r#"<memory-map><memory type="eeprom" start="0x0" length="0x100"/></memory-map>"#,
+            Err(()),
+        );
+        check_memory_map(
+            r#"<memory-map><memory type="ram" start="zero" length="0x100"/></memory-map>"#,
+            Err(()),
+        );
+        check_memory_map(
+            r#"<memory-map><memory type="ram" start="0x0" length="0x100"</memory-map>"#,
+            Err(()),
+        );
     }
 }

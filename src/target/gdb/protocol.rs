@@ -72,6 +72,37 @@ pub fn unescape_binary(data: &[u8]) -> Result<Vec<u8>, GdbError> {
     Ok(out)
 }
 
+/// Appends `text` run-length encoded: a run of a character is sent once, followed by `*` and
+/// the number of further repeats plus 29. Counts that would be `#` or `$` (6 and 7 repeats) are
+/// avoided, as the protocol requires. The protocol defines this for replies; QEMU also accepts
+/// it in requests, which makes the fill patterns of firmware images (and erases) cheap to send.
+pub fn push_run_length_encoded(text: &[u8], out: &mut Vec<u8>) {
+    /// The largest count: `~` (126) - 29.
+    const MAX_REPEATS: usize = 97;
+    let mut index = 0;
+    while index < text.len() {
+        let character = text[index];
+        let mut run = 1;
+        while index + run < text.len() && text[index + run] == character && run <= MAX_REPEATS {
+            run += 1;
+        }
+        // Encoding costs three bytes; below four characters it does not pay.
+        let mut repeats = run - 1;
+        if repeats == 6 || repeats == 7 {
+            repeats = 5;
+        }
+        if repeats >= 3 {
+            out.push(character);
+            out.push(b'*');
+            out.push(repeats as u8 + RUN_LENGTH_BIAS);
+            index += repeats + 1;
+        } else {
+            out.push(character);
+            index += 1;
+        }
+    }
+}
+
 /// Appends the lowercase hex digits of `data`.
 pub fn push_hex(data: &[u8], out: &mut Vec<u8>) {
     out.reserve(data.len() * 2);
@@ -242,7 +273,10 @@ impl PacketParser {
             ParserState::ChecksumLow(high) => {
                 self.state = ParserState::Idle;
                 let Some(low) = hex_value(byte) else {
-                    return Some(Incoming::DamagedPacket { carried: high << 4, computed: self.running_checksum });
+                    return Some(Incoming::DamagedPacket {
+                        carried: high << 4,
+                        computed: self.running_checksum,
+                    });
                 };
                 let carried = high << 4 | low;
                 if carried != self.running_checksum || self.malformed {
@@ -286,6 +320,9 @@ pub struct ConnectionStatistics {
     /// Transport reads.
     pub reads: u64,
 }
+
+/// Receives each pipelined reply with the index of its request.
+pub type ReplyHandler<'a> = dyn FnMut(usize, &[u8]) -> Result<(), GdbError> + 'a;
 
 /// A byte stream to a GDB server, speaking packets.
 pub struct Connection {
@@ -395,10 +432,7 @@ impl Connection {
                 Incoming::Nak => {
                     attempts += 1;
                     if attempts > self.settings.retransmit_limit {
-                        return Err(GdbError::RetransmitLimit {
-                            operation: operation.to_string(),
-                            attempts,
-                        });
+                        return Err(GdbError::RetransmitLimit { operation: operation.to_string(), attempts });
                     }
                     self.statistics.retransmissions += 1;
                 }
@@ -437,7 +471,11 @@ impl Connection {
                     self.statistics.damaged_packets_received += 1;
                     damaged += 1;
                     if !self.ack_mode || damaged > self.settings.retransmit_limit {
-                        return Err(GdbError::DamagedReply { operation: operation.to_string(), carried, computed });
+                        return Err(GdbError::DamagedReply {
+                            operation: operation.to_string(),
+                            carried,
+                            computed,
+                        });
                     }
                     self.write(b"-", operation)?;
                 }
@@ -529,7 +567,7 @@ impl Connection {
         requests: &[Vec<u8>],
         window: usize,
         operation: &str,
-        on_reply: &mut dyn FnMut(usize, &[u8]) -> Result<(), GdbError>,
+        on_reply: &mut ReplyHandler<'_>,
     ) -> Result<(), GdbError> {
         let window = window.max(1);
         // Requests sent whose acknowledgement (ack mode) has not arrived yet.

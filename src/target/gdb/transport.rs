@@ -35,7 +35,8 @@ impl TcpTransport {
     /// Connects to `host:port`, waiting at most `timeout`.
     pub fn connect(address: &str, timeout: Duration) -> Result<TcpTransport, GdbError> {
         let endpoint = format!("tcp:{address}");
-        let io_error = |source| GdbError::Io { operation: "connect".to_string(), endpoint: endpoint.clone(), source };
+        let io_error =
+            |source| GdbError::Io { operation: "connect".to_string(), endpoint: endpoint.clone(), source };
         let mut last_error = None;
         for socket_address in address.to_socket_addrs().map_err(io_error)? {
             match TcpStream::connect_timeout(&socket_address, timeout) {
