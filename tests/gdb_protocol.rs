@@ -182,6 +182,9 @@ impl FakeServer {
             let memory = memory.clone();
             std::thread::spawn(move || {
                 if let Ok((stream, _)) = listener.accept() {
+                    // Like QEMU, the fake writes '+' and the reply separately; without this,
+                    // Nagle's algorithm would hold every reply back for a delayed ACK.
+                    stream.set_nodelay(true).unwrap();
                     Session::new(stream, behaviour, log, memory).run();
                 }
             })
