@@ -323,3 +323,47 @@ fn gdb_multiarch_agrees_with_the_backend_about_memory() {
         );
     }
 }
+
+#[test]
+fn a_gdb_selector_provisions_a_qemu_started_outside_the_harness() {
+    use imprint::target::qemu::QemuInstance;
+
+    // QEMU as a user would run any GDB server, with a unique ID programmed "at the factory".
+    let (instance, mut client) = QemuInstance::start(&QemuOptions::default()).unwrap();
+    client.write_memory(reference_board::UNIQUE_ID_ADDRESS, &[0x5A; 12]).unwrap();
+    drop(client);
+    // The reference profile, reading the report from the mailbox: a `gdb:` fixture has no console.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let profiles = root.join("profiles");
+    let text = std::fs::read_to_string(profiles.join("qemu-mps2-an385.toml")).unwrap();
+    let text = text
+        .replace("\"../firmware-blobs/", &format!("\"{}/firmware-blobs/", root.display()))
+        .replace("\"demo-credentials/", &format!("\"{}/demo-credentials/", profiles.display()))
+        .replace("report = \"console\"", "report = \"mailbox\"");
+    let directory = tempfile::tempdir().unwrap();
+    let profile = directory.path().join("qemu-over-gdb.toml");
+    std::fs::write(&profile, text).unwrap();
+    let selector = format!("gdb:{}", instance.gdb_address());
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_imprint"))
+        .args(["run", "--count", "1", "--json", "--probe", &selector])
+        .arg("--profile")
+        .arg(&profile)
+        .arg("--db")
+        .arg(directory.path().join("ledger.db"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let events: Vec<serde_json::Value> =
+        stdout.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    let finished = events.iter().find(|event| event["event"] == "unit-finished").unwrap();
+    assert_eq!(finished["result"], "pass", "{finished}");
+    assert_eq!(finished["chip_uid"], "5a".repeat(12));
+    let started = events.iter().find(|event| event["event"] == "unit-started").unwrap();
+    assert_eq!(started["probe"], selector.as_str());
+    let self_test = events
+        .iter()
+        .find(|event| event["event"] == "step-finished" && event["step"] == "self-test")
+        .unwrap();
+    assert_eq!(self_test["detail"]["reported_serial"], finished["serial"]);
+}

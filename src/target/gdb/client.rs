@@ -29,6 +29,17 @@ const PACKET_HEADER_ROOM_BYTES: usize = 32;
 /// Nesting limit for `xi:include` in target descriptions.
 const INCLUDE_DEPTH_LIMIT: u32 = 4;
 
+/// Monitor commands that reset and halt, by server: OpenOCD and pyOCD, J-Link GDB Server,
+/// QEMU. Tried in this order after the configured one.
+pub const RESET_MONITOR_COMMANDS: [&str; 3] = ["reset halt", "reset", "system_reset"];
+
+/// Whether a monitor command's text output says the server did not take the command (QEMU:
+/// "unknown command", OpenOCD: "invalid command name").
+fn monitor_output_refuses(output: &str) -> bool {
+    let lowercase = output.to_ascii_lowercase();
+    lowercase.contains("unknown command") || lowercase.contains("invalid command")
+}
+
 /// How the client behaves.
 #[derive(Debug, Clone)]
 pub struct GdbOptions {
@@ -727,14 +738,44 @@ impl GdbClient {
         Ok(String::from_utf8_lossy(&output).into_owned())
     }
 
-    /// Resets the chip with the configured monitor command; the target stays halted.
+    /// Resets the chip and leaves it halted: the configured monitor command first, then the
+    /// other servers' spellings ([`RESET_MONITOR_COMMANDS`]) when the server does not know it
+    /// (servers answer unknown monitor commands with text, not an error). The command that
+    /// worked is kept for the next reset.
     pub fn reset_halt(&mut self) -> Result<String, GdbError> {
-        let command = self.options.reset_monitor_command.clone();
-        let output = self.monitor(&command)?;
-        // Some servers report a fresh stop after a reset; asking keeps the state truthful.
-        let stop = self.request_stop_reason()?;
-        self.run_state = RunState::Halted(stop);
-        Ok(output)
+        let configured = self.options.reset_monitor_command.clone();
+        let mut candidates = vec![configured.clone()];
+        candidates.extend(
+            RESET_MONITOR_COMMANDS
+                .iter()
+                .filter(|command| **command != configured)
+                .map(|command| command.to_string()),
+        );
+        let mut refusals = Vec::new();
+        for command in candidates {
+            let output = match self.monitor(&command) {
+                Ok(output) if !monitor_output_refuses(&output) => output,
+                Ok(output) => {
+                    refusals.push(format!("{command:?}: {}", output.trim()));
+                    continue;
+                }
+                Err(GdbError::ServerError { code, .. }) => {
+                    refusals.push(format!("{command:?}: error {code}"));
+                    continue;
+                }
+                Err(other) => return Err(other),
+            };
+            self.options.reset_monitor_command = command;
+            // Some servers report a fresh stop after a reset; asking keeps the state truthful.
+            let stop = self.request_stop_reason()?;
+            self.run_state = RunState::Halted(stop);
+            return Ok(output);
+        }
+        Err(GdbError::UnexpectedReply {
+            operation: "reset".to_string(),
+            expected: "a monitor command that resets the chip".to_string(),
+            found: refusals.join("; "),
+        })
     }
 
     /// Lets the target run (`c`). Returns once the server took the request; the stop reply
