@@ -622,7 +622,10 @@ fn check_round_trip(behaviour: Behaviour, options: GdbOptions, length: usize) ->
     client.read_memory(0x100, &mut read).unwrap();
     assert_eq!(read, data);
     drop(client);
-    std::mem::take(&mut *server.log())
+    // Let the session read everything the client sent before looking at the log.
+    let log = server.log.clone();
+    drop(server);
+    std::mem::take(&mut *log.lock().unwrap())
 }
 
 #[test]
@@ -635,6 +638,13 @@ fn memory_round_trips_in_every_mode() {
     let log = check_round_trip(Behaviour { offer_no_ack: true, ..behaviour() }, options(16), 40_000);
     assert!(log.packets.contains(&"QStartNoAckMode".to_string()));
     assert_eq!(log.acks_after_no_ack, 0, "no '+' after no-ack mode started");
+    assert!(log.multi_packet_reads > 0, "pipelined requests arrive together");
+    // Acknowledged mode, pipelined (as with QEMU, whose stub never waits for acknowledgements):
+    // every reply is still acknowledged, several to a write.
+    let log = check_round_trip(behaviour(), GdbOptions { server_ignores_acks: true, ..options(16) }, 40_000);
+    // One '+' opens the session; then one per reply.
+    let replies = log.packets.len();
+    assert_eq!(log.acks_received as usize, replies + 1, "{} acks for {replies} replies", log.acks_received);
     assert!(log.multi_packet_reads > 0, "pipelined requests arrive together");
     // Binary writes with every byte value (escapes included).
     let log = check_round_trip(Behaviour { offer_binary_writes: true, ..behaviour() }, options(1), 5_000);

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use super::error::GdbError;
 use super::features::{DescriptionBuilder, MemoryKind, MemoryMapRegion, TargetDescription, parse_memory_map};
 use super::protocol::{
-    Connection, ConnectionSettings, ConnectionStatistics, decode_hex, decode_hex_into, escape_binary,
-    parse_hex_u64, push_hex, push_run_length_encoded, unescape_binary,
+    Connection, ConnectionSettings, ConnectionStatistics, ReplyHandler, RequestMaker, decode_hex,
+    decode_hex_into, escape_binary, parse_hex_u64, push_hex, push_run_length_encoded, unescape_binary,
 };
 use super::transport::Transport;
 
@@ -444,17 +444,16 @@ impl GdbClient {
     pub fn read_memory(&mut self, address: u64, buffer: &mut [u8]) -> Result<(), GdbError> {
         self.require_halted("read memory")?;
         let chunk = self.read_chunk_bytes();
-        let requests: Vec<Vec<u8>> = (0..buffer.len())
-            .step_by(chunk)
-            .map(|offset| {
-                let length = chunk.min(buffer.len() - offset);
-                format!("m{:x},{length:x}", address + offset as u64).into_bytes()
-            })
-            .collect();
-        let window = if self.pipelines() { self.options.pipeline_window } else { 1 };
+        let total = buffer.len();
+        let request_count = total.div_ceil(chunk);
+        let mut make_request = |index: usize, out: &mut Vec<u8>| {
+            let offset = index * chunk;
+            let length = chunk.min(total - offset);
+            out.extend_from_slice(format!("m{:x},{length:x}", address + offset as u64).as_bytes());
+        };
         let mut on_reply = |index: usize, reply: &[u8]| -> Result<(), GdbError> {
             let offset = index * chunk;
-            let length = chunk.min(buffer.len() - offset);
+            let length = chunk.min(total - offset);
             let chunk_address = address + offset as u64;
             if is_error_reply(reply) {
                 return Err(GdbError::Refused {
@@ -472,64 +471,69 @@ impl GdbClient {
             }
             decode_hex_into(reply, &mut buffer[offset..offset + length])
         };
-        if window > 1 {
-            self.connection.pipeline(&requests, window, "read memory (m)", &mut on_reply)
-        } else {
-            for (index, request) in requests.iter().enumerate() {
-                let reply = self.connection.request(request, "read memory (m)")?;
-                on_reply(index, &reply)?;
-            }
-            Ok(())
+        self.run_requests(request_count, &mut make_request, "read memory (m)", &mut on_reply)
+    }
+
+    /// Sends requests pipelined when this connection allows it, else one at a time.
+    fn run_requests(
+        &mut self,
+        request_count: usize,
+        make_request: &mut RequestMaker<'_>,
+        operation: &str,
+        on_reply: &mut ReplyHandler<'_>,
+    ) -> Result<(), GdbError> {
+        if self.pipelines() {
+            let window = self.options.pipeline_window;
+            return self.connection.pipeline(request_count, make_request, window, operation, on_reply);
         }
+        let mut payload = Vec::new();
+        for index in 0..request_count {
+            payload.clear();
+            make_request(index, &mut payload);
+            let reply = self.connection.request(&payload, operation)?;
+            on_reply(index, &reply)?;
+        }
+        Ok(())
     }
 
     /// Writes target memory (`X` when the server takes binary, else `M`; pipelined when
     /// possible).
     pub fn write_memory(&mut self, address: u64, data: &[u8]) -> Result<(), GdbError> {
         self.require_halted("write memory")?;
-        let (requests, chunk_addresses) = if self.binary_writes {
-            self.binary_requests("X", address, data)
-        } else {
-            let chunk = self.write_chunk_bytes();
-            let mut requests = Vec::with_capacity(data.len() / chunk + 1);
-            let mut addresses = Vec::with_capacity(requests.capacity());
-            let mut hex = Vec::with_capacity(chunk * 2);
-            for (index, piece) in data.chunks(chunk).enumerate() {
-                let chunk_address = address + (index * chunk) as u64;
-                let mut request = format!("M{chunk_address:x},{:x}:", piece.len()).into_bytes();
-                if self.options.run_length_encode_requests {
-                    hex.clear();
-                    push_hex(piece, &mut hex);
-                    push_run_length_encoded(&hex, &mut request);
-                } else {
-                    push_hex(piece, &mut request);
-                }
-                requests.push(request);
-                addresses.push(chunk_address);
-            }
-            (requests, addresses)
-        };
-        let window = if self.pipelines() { self.options.pipeline_window } else { 1 };
-        let mut on_reply = |index: usize, reply: &[u8]| -> Result<(), GdbError> {
+        let on_reply_for = |chunk_address: u64, reply: &[u8]| -> Result<(), GdbError> {
             match reply {
                 b"OK" => Ok(()),
                 _ if is_error_reply(reply) => Err(GdbError::Refused {
                     operation: "write",
-                    address: chunk_addresses[index],
+                    address: chunk_address,
                     reason: format!("the server answered {}", String::from_utf8_lossy(reply)),
                 }),
                 _ => Err(GdbError::unexpected("write memory", "OK", reply)),
             }
         };
-        if window > 1 {
-            self.connection.pipeline(&requests, window, "write memory", &mut on_reply)
-        } else {
-            for (index, request) in requests.iter().enumerate() {
-                let reply = self.connection.request(request, "write memory")?;
-                on_reply(index, &reply)?;
-            }
-            Ok(())
+        if self.binary_writes {
+            let (requests, addresses) = self.binary_requests("X", address, data);
+            let mut make_request = |index: usize, out: &mut Vec<u8>| out.extend_from_slice(&requests[index]);
+            let mut on_reply = |index: usize, reply: &[u8]| on_reply_for(addresses[index], reply);
+            return self.run_requests(requests.len(), &mut make_request, "write memory (X)", &mut on_reply);
         }
+        let chunk = self.write_chunk_bytes();
+        let run_length = self.options.run_length_encode_requests;
+        let mut hex = Vec::with_capacity(chunk * 2);
+        let mut make_request = |index: usize, out: &mut Vec<u8>| {
+            let offset = index * chunk;
+            let piece = &data[offset..data.len().min(offset + chunk)];
+            out.extend_from_slice(format!("M{:x},{:x}:", address + offset as u64, piece.len()).as_bytes());
+            if run_length {
+                hex.clear();
+                push_hex(piece, &mut hex);
+                push_run_length_encoded(&hex, out);
+            } else {
+                push_hex(piece, out);
+            }
+        };
+        let mut on_reply = |index: usize, reply: &[u8]| on_reply_for(address + (index * chunk) as u64, reply);
+        self.run_requests(data.len().div_ceil(chunk), &mut make_request, "write memory (M)", &mut on_reply)
     }
 
     /// Splits `data` into `PREFIXaddr,len:escaped` requests filling the packet size.
