@@ -26,7 +26,8 @@ use imprint::store::{ConfigStore, StoreItem, StoreLayout, keys};
 use imprint::target::Target;
 use imprint::target::sim::{FaultPlan, SimDevice, SimTarget};
 use imprint::trust::{
-    Certificate, CertificateRequest, SignError, Signer, SoftwareSigner, issue_certificate, self_signed_certificate,
+    Certificate, CertificateRequest, SignError, Signer, SoftwareSigner, issue_certificate,
+    self_signed_certificate,
 };
 use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
 
@@ -111,8 +112,10 @@ fn build_world(blob_dir: &Path) -> Outcome<World> {
     let class_id = identity::class_id_from_model(vendor_id, "QEMU Reference Board");
     let device_id = identity::device_id_from_chip_uid(class_id, &ChipUid::new(UNIQUE_ID.to_vec())?);
     let update_signer = signer(0x11, "fixture update key");
-    let update_certificate =
-        self_signed_certificate(&update_signer, &CertificateRequest::update_authority("Fixture update", 3650))?;
+    let update_certificate = self_signed_certificate(
+        &update_signer,
+        &CertificateRequest::update_authority("Fixture update", 3650),
+    )?;
     let ca_signer = signer(0x33, "fixture CA key");
     let ca_certificate =
         self_signed_certificate(&ca_signer, &CertificateRequest::certificate_authority("Fixture CA", 7300))?;
@@ -122,16 +125,20 @@ fn build_world(blob_dir: &Path) -> Outcome<World> {
         issue_certificate(&ca_signer, &ca_certificate, &delegate_signer.verifying_key(), &delegate_request)?;
     // A CA the device does not know, under another name, and one that copies the known CA's name.
     let unknown_ca_signer = signer(0x55, "fixture unknown CA key");
-    let unknown_ca_certificate =
-        self_signed_certificate(&unknown_ca_signer, &CertificateRequest::certificate_authority("Unknown CA", 7300))?;
+    let unknown_ca_certificate = self_signed_certificate(
+        &unknown_ca_signer,
+        &CertificateRequest::certificate_authority("Unknown CA", 7300),
+    )?;
     let unknown_ca_delegate_certificate = issue_certificate(
         &unknown_ca_signer,
         &unknown_ca_certificate,
         &delegate_signer.verifying_key(),
         &delegate_request,
     )?;
-    let forger_certificate =
-        self_signed_certificate(&unknown_ca_signer, &CertificateRequest::certificate_authority("Fixture CA", 7300))?;
+    let forger_certificate = self_signed_certificate(
+        &unknown_ca_signer,
+        &CertificateRequest::certificate_authority("Fixture CA", 7300),
+    )?;
     let forged_delegate_certificate = issue_certificate(
         &unknown_ca_signer,
         &forger_certificate,
@@ -143,7 +150,8 @@ fn build_world(blob_dir: &Path) -> Outcome<World> {
     let expired_delegate_certificate =
         issue_certificate(&ca_signer, &ca_certificate, &delegate_signer.verifying_key(), &expired_request)?;
     let payload_path = blob_dir.join("application-1.0.1.bin");
-    let payload = std::fs::read(&payload_path).map_err(|error| format!("{}: {error}", payload_path.display()))?;
+    let payload =
+        std::fs::read(&payload_path).map_err(|error| format!("{}: {error}", payload_path.display()))?;
     Ok(World {
         vendor_id,
         class_id,
@@ -178,7 +186,13 @@ impl World {
     }
 
     fn manifest_request(&self, version: SemanticVersion) -> ManifestRequest<'_> {
-        ManifestRequest::new(self.vendor_id, self.class_id, version, &self.payload, "file:///application-1.0.1.bin")
+        ManifestRequest::new(
+            self.vendor_id,
+            self.class_id,
+            version,
+            &self.payload,
+            "file:///application-1.0.1.bin",
+        )
     }
 
     fn manifest(&self, request: &ManifestRequest, signer: &dyn Signer) -> Vec<u8> {
@@ -223,7 +237,13 @@ fn snapshot(name: &str, address: u64, size_bytes: usize) -> Step {
 }
 
 /// The station's flashing, then the candidate, a request and a reset; then the snapshots.
-fn case_with(name: &str, expected: u32, store: Vec<u8>, candidate: Option<Vec<u8>>, extra: Vec<Step>) -> Case {
+fn case_with(
+    name: &str,
+    expected: u32,
+    store: Vec<u8>,
+    candidate: Option<Vec<u8>>,
+    extra: Vec<Step>,
+) -> Case {
     let mut steps = vec![program(0x001E_0000, "store.bin", store)];
     if let Some(candidate) = candidate {
         steps.push(program(0x0010_0000, "candidate.bin", contract::pad_to_alignment(&candidate, 4, 0xFF)));
@@ -239,10 +259,42 @@ fn case_with(name: &str, expected: u32, store: Vec<u8>, candidate: Option<Vec<u8
 
 /// Flips one bit inside the first occurrence of `needle` in `bytes` (at `offset` within it).
 fn flip_inside(bytes: &[u8], needle: &[u8], offset: usize) -> Vec<u8> {
-    let position = bytes.windows(needle.len()).position(|window| window == needle).expect("needle is present");
+    let position =
+        bytes.windows(needle.len()).position(|window| window == needle).expect("needle is present");
     let mut flipped = bytes.to_vec();
     flipped[position + offset] ^= 0x01;
     flipped
+}
+
+/// The manifest with its `payload-format` ENUMERATED (`0A 01 01`, raw-binary) set to `format`,
+/// re-signed by `signer` (the raw r||s signature is the last 64 bytes of the SignedResource).
+fn with_payload_format(manifest_der: &[u8], format: u8, signer: &dyn Signer) -> Vec<u8> {
+    let signed_bytes = manifest::decode_manifest(manifest_der).expect("a valid manifest").signed_bytes;
+    let manifest_start = manifest_der
+        .windows(signed_bytes.len())
+        .position(|window| window == signed_bytes.as_slice())
+        .expect("the Manifest is inside the SignedResource");
+    let mut modified = manifest_der.to_vec();
+    let format_offset = flip_target(&signed_bytes, &[0x0A, 0x01, 0x01]) + 2;
+    modified[manifest_start + format_offset] = format;
+    let new_signed_bytes = &modified[manifest_start..manifest_start + signed_bytes.len()];
+    let digest: [u8; 32] = sha2::Digest::finalize(sha2::Digest::chain_update(
+        <sha2::Sha256 as sha2::Digest>::new(),
+        new_signed_bytes,
+    ))
+    .into();
+    let signature = signer.sign_digest(&digest).expect("the fixture key signs").to_bytes();
+    let signature_start = modified.len() - 64;
+    modified[signature_start..].copy_from_slice(&signature);
+    modified
+}
+
+/// Offset of the only occurrence of `needle` in `bytes`.
+fn flip_target(bytes: &[u8], needle: &[u8]) -> usize {
+    let mut positions = bytes.windows(needle.len()).enumerate().filter(|(_, window)| *window == needle);
+    let (position, _) = positions.next().expect("needle is present");
+    assert!(positions.next().is_none(), "needle {needle:02x?} is not unique");
+    position
 }
 
 fn cases(world: &World) -> Vec<Case> {
@@ -284,7 +336,13 @@ fn cases(world: &World) -> Vec<Case> {
     ];
     for (field, needle, offset) in signed_fields {
         let flipped = flip_inside(&good_manifest, &needle, offset);
-        cases.push(case_with(&format!("flipped-{field}"), 0x14, direct_store.clone(), candidate(&flipped), vec![]));
+        cases.push(case_with(
+            &format!("flipped-{field}"),
+            0x14,
+            direct_store.clone(),
+            candidate(&flipped),
+            vec![],
+        ));
     }
     let payload_digest: [u8; 32] = sha2::Digest::finalize(sha2::Digest::chain_update(
         <sha2::Sha256 as sha2::Digest>::new(),
@@ -292,8 +350,15 @@ fn cases(world: &World) -> Vec<Case> {
     ))
     .into();
     let flipped_digest = flip_inside(&good_manifest, &payload_digest, 17);
-    cases.push(case_with("flipped-payload-digest", 0x14, direct_store.clone(), candidate(&flipped_digest), vec![]));
-    let untrusted = world.manifest(&world.manifest_request(SemanticVersion::new(1, 0, 1)), &world.other_signer);
+    cases.push(case_with(
+        "flipped-payload-digest",
+        0x14,
+        direct_store.clone(),
+        candidate(&flipped_digest),
+        vec![],
+    ));
+    let untrusted =
+        world.manifest(&world.manifest_request(SemanticVersion::new(1, 0, 1)), &world.other_signer);
     cases.push(case_with("untrusted-key", 0x14, direct_store.clone(), candidate(&untrusted), vec![]));
     let bad_installed_signer = BadInstalledSignatureSigner {
         inner: signer(0x11, "fixture update key"),
@@ -301,7 +366,24 @@ fn cases(world: &World) -> Vec<Case> {
     };
     let bad_installed =
         world.manifest(&world.manifest_request(SemanticVersion::new(1, 0, 1)), &bad_installed_signer);
-    cases.push(case_with("installed-signature-invalid", 0x1C, direct_store.clone(), candidate(&bad_installed), vec![]));
+    cases.push(case_with(
+        "installed-signature-invalid",
+        0x1C,
+        direct_store.clone(),
+        candidate(&bad_installed),
+        vec![],
+    ));
+
+    // Payload formats the station cannot make: the good manifest with payload-format rewritten
+    // in place (same length) and the outer signature made again over the new bytes.
+    for (name, format, expected) in [
+        ("payload-format-combined", 6u8, 0x1B),
+        ("payload-format-patch-without-metadata", 5, 0x14),
+        ("payload-format-unknown", 7, 0x11),
+    ] {
+        let manifest = with_payload_format(&good_manifest, format, &world.update_signer);
+        cases.push(case_with(name, expected, direct_store.clone(), candidate(&manifest), vec![]));
+    }
 
     // Identity.
     let mut request = world.manifest_request(SemanticVersion::new(1, 0, 1));
@@ -351,10 +433,17 @@ fn cases(world: &World) -> Vec<Case> {
     let huge_manifest = world.manifest(&huge_request, &world.update_signer);
     let mut huge_candidate = contract::encode_candidate(&huge_manifest, None, &huge_payload);
     huge_candidate.truncate(0xE_0000);
-    cases.push(case_with("payload-larger-than-slot", 0x19, direct_store.clone(), Some(huge_candidate), vec![]));
+    cases.push(case_with(
+        "payload-larger-than-slot",
+        0x19,
+        direct_store.clone(),
+        Some(huge_candidate),
+        vec![],
+    ));
 
     // Manifest shape and candidate header.
-    let mut truncated = contract::encode_candidate(&good_manifest[..good_manifest.len() - 10], None, &world.payload);
+    let mut truncated =
+        contract::encode_candidate(&good_manifest[..good_manifest.len() - 10], None, &world.payload);
     truncated[8..12].copy_from_slice(&((good_manifest.len() - 10) as u32).to_le_bytes());
     cases.push(case_with("truncated-manifest", 0x11, direct_store.clone(), Some(truncated), vec![]));
     let mut manifest_past_slot = good_candidate.clone();
@@ -364,10 +453,18 @@ fn cases(world: &World) -> Vec<Case> {
     cases.push(case_with("candidate-garbage", 0x10, direct_store.clone(), Some(garbage), vec![]));
     let mut wrong_header_version = good_candidate.clone();
     wrong_header_version[4] = 2;
-    cases.push(case_with("candidate-header-version", 0x10, direct_store.clone(), Some(wrong_header_version), vec![]));
+    cases.push(case_with(
+        "candidate-header-version",
+        0x10,
+        direct_store.clone(),
+        Some(wrong_header_version),
+        vec![],
+    ));
 
     // Version policy.
-    for (name, version) in [("version-equal", SemanticVersion::new(1, 0, 0)), ("version-older", SemanticVersion::new(0, 9, 9))] {
+    for (name, version) in
+        [("version-equal", SemanticVersion::new(1, 0, 0)), ("version-older", SemanticVersion::new(0, 9, 9))]
+    {
         let manifest = world.manifest(&world.manifest_request(version), &world.update_signer);
         cases.push(case_with(name, 0x1A, direct_store.clone(), candidate(&manifest), vec![]));
     }
@@ -378,9 +475,21 @@ fn cases(world: &World) -> Vec<Case> {
     cases.push(case_with("store-corrupt", 0x12, corrupt_store.clone(), Some(good_candidate.clone()), vec![]));
     cases.push(case_with("store-corrupt-no-candidate", 0x00, corrupt_store, None, vec![]));
     let other_chip_store = encode_store(&world.store(Some(&world.update_certificate)), &[0x99; 12]);
-    cases.push(case_with("store-for-another-chip", 0x12, other_chip_store, Some(good_candidate.clone()), vec![]));
+    cases.push(case_with(
+        "store-for-another-chip",
+        0x12,
+        other_chip_store,
+        Some(good_candidate.clone()),
+        vec![],
+    ));
     let no_certificate_store = encode_store(&world.store(None), &UNIQUE_ID);
-    cases.push(case_with("certificate-missing", 0x13, no_certificate_store, Some(good_candidate.clone()), vec![]));
+    cases.push(case_with(
+        "certificate-missing",
+        0x13,
+        no_certificate_store,
+        Some(good_candidate.clone()),
+        vec![],
+    ));
     let mut no_vendor = world.store(Some(&world.update_certificate));
     no_vendor.items.retain(|item| item.key != keys::VENDOR_ID.as_bytes());
     cases.push(case_with(
@@ -433,6 +542,14 @@ fn cases(world: &World) -> Vec<Case> {
         delegated(&world.delegate_certificate, &good_manifest),
         vec![],
     ));
+    let oversized_delegate = vec![0x30u8; 20 * 1024];
+    cases.push(case_with(
+        "delegate-oversized",
+        0x1E,
+        ca_store.clone(),
+        Some(contract::encode_candidate(&delegate_manifest, Some(&oversized_delegate), &world.payload)),
+        vec![],
+    ));
     let mut garbage_delegate = world.delegate_certificate.der().to_vec();
     garbage_delegate.truncate(garbage_delegate.len() - 3);
     cases.push(case_with(
@@ -460,7 +577,8 @@ fn base_steps(blob_dir: &Path) -> Outcome<Vec<Step>> {
 fn run_case(case_dir: &Path, base: &[Step], case: &Case) -> Outcome<u32> {
     let memory = memory_map();
     let device = SimDevice::new(&memory, UNIQUE_ID.to_vec());
-    let mut target = SimTarget::new(device, "mps2-an385", "fixture", SimTiming::default(), FaultPlan::default());
+    let mut target =
+        SimTarget::new(device, "mps2-an385", "fixture", SimTiming::default(), FaultPlan::default());
     let mut script = String::new();
     writeln!(script, "# {}: written by examples/firmware_fixture.rs", case.name)?;
     writeln!(script, "uid {:#010x} ../uid.bin", UNIQUE_ID_ADDRESS)?;
@@ -479,7 +597,8 @@ fn run_case(case_dir: &Path, base: &[Step], case: &Case) -> Outcome<u32> {
                 writeln!(script, "program {address:#010x} {file}")?;
             }
             Step::Request { nonce } => {
-                target.write_ram(memory.mailbox.address, &MailboxRequest { nonce: *nonce }.encode_mailbox())?;
+                target
+                    .write_ram(memory.mailbox.address, &MailboxRequest { nonce: *nonce }.encode_mailbox())?;
                 writeln!(script, "request {nonce:#010x}")?;
             }
             Step::Reset => {

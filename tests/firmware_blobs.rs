@@ -23,7 +23,7 @@ const EXPECTED_BLOBS: [&str; 6] = [
 const BOOTLOADER_REGION: (u64, u64) = (0x0000_0000, 0x2_0000);
 const APPLICATION_REGION: (u64, u64) = (0x0002_0000, 0xE_0000);
 /// The firmware's own RAM window (above the mailbox and the handoff word).
-const FIRMWARE_RAM: (u64, u64) = (0x2000_1000, 0x2008_0000);
+const FIRMWARE_RAM: (u64, u64) = (0x2000_1000, 0x2040_0000);
 
 fn blob_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("firmware-blobs/mps2-an385")
@@ -88,7 +88,8 @@ fn check(stem: &str, region: (u64, u64)) -> FirmwareImage {
     assert_eq!(bin.content_sha256(), elf.content_sha256(), "{stem}: the BIN is not the ELF's bytes");
 
     let vectors = &elf.segments[0].data;
-    let word = |index: usize| u32::from_le_bytes(vectors[index * 4..index * 4 + 4].try_into().expect("4 bytes"));
+    let word =
+        |index: usize| u32::from_le_bytes(vectors[index * 4..index * 4 + 4].try_into().expect("4 bytes"));
     let initial_stack_pointer = u64::from(word(0));
     assert!(
         (FIRMWARE_RAM.0..=FIRMWARE_RAM.1).contains(&initial_stack_pointer),
@@ -108,12 +109,17 @@ fn images_load_inside_their_regions() {
     check("bootloader", BOOTLOADER_REGION);
     let factory = check("application-1.0.0", APPLICATION_REGION);
     let update = check("application-1.0.1", APPLICATION_REGION);
-    assert_ne!(factory.content_sha256(), update.content_sha256(), "the update must differ from the factory image");
+    assert_ne!(
+        factory.content_sha256(),
+        update.content_sha256(),
+        "the update must differ from the factory image"
+    );
     for (image, version) in [(&factory, "1.0.0"), (&update, "1.0.1")] {
         let bytes = &image.segments[0].data;
         assert!(
-            bytes.windows(version.len() + 1).any(|window| window[..version.len()] == *version.as_bytes()
-                && window[version.len()] == 0),
+            bytes
+                .windows(version.len() + 1)
+                .any(|window| window[..version.len()] == *version.as_bytes() && window[version.len()] == 0),
             "application image does not embed its version {version}"
         );
     }

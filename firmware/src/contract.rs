@@ -138,7 +138,10 @@ pub fn request_nonce(mailbox: &[u8]) -> u32 {
 
 /// The installed version: the boot state's when its magic is present, else the store's
 /// `imprint.FactoryAppVersion` (contract section 4); `None` when neither is known.
-pub fn installed_version(boot_state_bytes: &[u8], store: Option<&crate::store::ConfigStore>) -> Option<Version> {
+pub fn installed_version(
+    boot_state_bytes: &[u8],
+    store: Option<&crate::store::ConfigStore>,
+) -> Option<Version> {
     if let Some(boot_state) = BootState::decode(boot_state_bytes) {
         return Some(boot_state.installed_version);
     }
