@@ -4,6 +4,7 @@
 #
 #   firmware/build.sh            # build and write the blobs
 #   firmware/build.sh --check    # build into a temp dir and compare with the committed blobs
+#   firmware/build.sh --clippy   # lint the firmware with the same toolchain's clippy (-D warnings)
 #
 # Toolchain: Debian bookworm's rustc-web/cargo-web 1.96 (with rust-web-src for -Zbuild-std),
 # unpacked with dpkg -x under a fixed path (/opt/imprint-firmware-toolchain), and GNU ld from
@@ -22,10 +23,11 @@ REPO_DIR="$(dirname "$FIRMWARE_DIR")"
 OUTPUT_DIR="$REPO_DIR/firmware-blobs/mps2-an385"
 APPLICATION_VERSIONS=("1.0.0" "1.0.1")
 
-check_only=false
-if [[ "${1:-}" == "--check" ]]; then
-    check_only=true
-fi
+mode="${1:-build}"
+case "$mode" in
+    build | --check | --clippy) ;;
+    *) echo "usage: $0 [--check | --clippy]" >&2; exit 2 ;;
+esac
 
 need_apt_update=true
 apt_install() {
@@ -43,7 +45,7 @@ apt_install() {
 apt_install binutils-arm-none-eabi libgit2-1.5 coreutils
 
 # The Rust toolchain, unpacked once at a fixed path.
-if [[ ! -x "$TOOLCHAIN_DIR/usr/bin/cargo" ]]; then
+if [[ ! -x "$TOOLCHAIN_DIR/usr/bin/cargo" || ! -x "$TOOLCHAIN_DIR/usr/bin/clippy-driver" ]]; then
     echo "build.sh: unpacking Debian Rust $RUST_DEBIAN_VERSION into $TOOLCHAIN_DIR"
     download_dir="$(mktemp -d)"
     (
@@ -52,12 +54,14 @@ if [[ ! -x "$TOOLCHAIN_DIR/usr/bin/cargo" ]]; then
         apt-get download -qq \
             "rustc-web=$RUST_DEBIAN_VERSION" "cargo-web=$RUST_DEBIAN_VERSION" \
             "rust-web-src=$RUST_DEBIAN_VERSION" "libstd-rust-web-1.96=$RUST_DEBIAN_VERSION" \
-            "libstd-rust-web-dev=$RUST_DEBIAN_VERSION" "libllvm22=$LLVM_DEBIAN_VERSION" 2>&1 \
+            "libstd-rust-web-dev=$RUST_DEBIAN_VERSION" "rust-web-clippy=$RUST_DEBIAN_VERSION" \
+            "libllvm22=$LLVM_DEBIAN_VERSION" 2>&1 \
             | grep -v 'unsandboxed' || true
         staging="$TOOLCHAIN_DIR.partial"
         rm -rf "$staging"
         mkdir -p "$staging"
         for package in ./*.deb; do dpkg -x "$package" "$staging"; done
+        rm -rf "$TOOLCHAIN_DIR"
         mv "$staging" "$TOOLCHAIN_DIR"
     )
     rm -rf "$download_dir"
@@ -89,6 +93,13 @@ remap_config="target.thumbv7m-none-eabi.rustflags=["
 for flag in "${remap[@]}"; do remap_config+="\"$flag\","; done
 remap_config="${remap_config%,}]"
 
+if [[ "$mode" == "--clippy" ]]; then
+    (cd "$BUILD_DIR/src" && IMPRINT_APP_VERSION="1.0.0" cargo clippy --release --locked \
+        --target-dir "$BUILD_DIR/target-clippy" --lib --bins -- -D warnings)
+    echo "build.sh: clippy found nothing"
+    exit 0
+fi
+
 out="$BUILD_DIR/out"
 mkdir -p "$out"
 # One target directory: changing IMPRINT_APP_VERSION rebuilds only this crate, not core/alloc
@@ -118,7 +129,7 @@ write_sums() {
 }
 write_sums "$out"
 
-if $check_only; then
+if [[ "$mode" == "--check" ]]; then
     if diff -u "$OUTPUT_DIR/SHA256SUMS" "$out/SHA256SUMS"; then
         echo "build.sh: the rebuilt blobs are identical to firmware-blobs/mps2-an385"
     else

@@ -23,7 +23,7 @@ const EXPECTED_BLOBS: [&str; 6] = [
 const BOOTLOADER_REGION: (u64, u64) = (0x0000_0000, 0x2_0000);
 const APPLICATION_REGION: (u64, u64) = (0x0002_0000, 0xE_0000);
 /// The firmware's own RAM window (above the mailbox and the handoff word).
-const FIRMWARE_RAM: (u64, u64) = (0x2000_1000, 0x2008_0000);
+const FIRMWARE_RAM: (u64, u64) = (0x2000_1000, 0x2040_0000);
 
 fn blob_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("firmware-blobs/mps2-an385")

@@ -118,7 +118,9 @@ impl Uart {
         for byte in bytes {
             // SAFETY: UART0's registers on this board.
             unsafe {
-                while ptr::read_volatile((UART0_ADDRESS + UART_STATE) as *const u32) & UART_STATE_TX_FULL != 0 {}
+                while ptr::read_volatile((UART0_ADDRESS + UART_STATE) as *const u32) & UART_STATE_TX_FULL != 0
+                {
+                }
                 ptr::write_volatile((UART0_ADDRESS + UART_DATA) as *mut u32, u32::from(*byte));
             }
         }
@@ -283,9 +285,13 @@ pub static EXCEPTIONS: [Vector; 15] = [
 ];
 
 /// Heap for the DER and X.509 decoders (which need `alloc`). A bump allocator: the bootloader
-/// verifies one candidate per boot and then leaves, so memory is never reused; freeing the most
-/// recent allocation gives it back, which covers the decoders' temporary vectors.
-const HEAP_SIZE_BYTES: usize = 256 * 1024;
+/// verifies one candidate per boot and then leaves, so memory is never reused; freeing or
+/// growing the most recent allocation works in place, which covers the decoders' temporary
+/// vectors. 3 MiB (of the board's 4 MiB RAM) holds the worst case with room to spare: a
+/// manifest filling the candidate slot is copied about once, the stored certificate is at most
+/// the store's 60 KiB, and delegated certificates are bounded before parsing
+/// (`update_client::DELEGATE_CERTIFICATE_MAX_SIZE_BYTES`).
+const HEAP_SIZE_BYTES: usize = 3 * 1024 * 1024;
 
 struct BumpHeap {
     arena: UnsafeCell<[u8; HEAP_SIZE_BYTES]>,

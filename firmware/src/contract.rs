@@ -60,8 +60,11 @@ pub const CANDIDATE_MAGIC: [u8; 4] = *b"IMPC";
 pub const CANDIDATE_HEADER_SIZE_BYTES: usize = 24;
 /// Boot-state magic ("IMPB").
 pub const BOOT_STATE_MAGIC: [u8; 4] = *b"IMPB";
-/// Boot-state record size.
+/// Boot-state record size as read (the station's constant; the record's fields end at 52).
 pub const BOOT_STATE_SIZE_BYTES: usize = 56;
+/// Bytes of the record the bootloader programs (magic, version, size, digest); the rest of the
+/// sector stays erased, as the station's reference implementation leaves it.
+pub const BOOT_STATE_ENCODED_SIZE_BYTES: usize = 52;
 /// Request magic ("IMPQ").
 pub const REQUEST_MAGIC: [u8; 4] = *b"IMPQ";
 /// Report magic ("IMPR").
@@ -96,9 +99,9 @@ pub struct BootState {
 }
 
 impl BootState {
-    /// Encodes the record (56 bytes, already a multiple of the write alignment).
-    pub fn encode(&self) -> [u8; BOOT_STATE_SIZE_BYTES] {
-        let mut bytes = [0u8; BOOT_STATE_SIZE_BYTES];
+    /// Encodes the record (52 bytes, already a multiple of the write alignment).
+    pub fn encode(&self) -> [u8; BOOT_STATE_ENCODED_SIZE_BYTES] {
+        let mut bytes = [0u8; BOOT_STATE_ENCODED_SIZE_BYTES];
         bytes[0..4].copy_from_slice(&BOOT_STATE_MAGIC);
         bytes[4..8].copy_from_slice(&self.installed_version.major.to_le_bytes());
         bytes[8..12].copy_from_slice(&self.installed_version.minor.to_le_bytes());
@@ -135,7 +138,10 @@ pub fn request_nonce(mailbox: &[u8]) -> u32 {
 
 /// The installed version: the boot state's when its magic is present, else the store's
 /// `imprint.FactoryAppVersion` (contract section 4); `None` when neither is known.
-pub fn installed_version(boot_state_bytes: &[u8], store: Option<&crate::store::ConfigStore>) -> Option<Version> {
+pub fn installed_version(
+    boot_state_bytes: &[u8],
+    store: Option<&crate::store::ConfigStore>,
+) -> Option<Version> {
     if let Some(boot_state) = BootState::decode(boot_state_bytes) {
         return Some(boot_state.installed_version);
     }

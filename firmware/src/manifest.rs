@@ -188,8 +188,8 @@ pub fn verify_manifest(decoded: &DecodedManifest, key: &VerifyingKey) -> Result<
         } else {
             &decoded.payload_digest
         };
-        let installed_signature =
-            Signature::from_slice(&decoded.installed_signature).map_err(|_| VerifyError::InstalledSignature)?;
+        let installed_signature = Signature::from_slice(&decoded.installed_signature)
+            .map_err(|_| VerifyError::InstalledSignature)?;
         key.verify_prehash(installed_digest, &installed_signature)
             .map_err(|_| VerifyError::InstalledSignature)?;
     }

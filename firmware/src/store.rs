@@ -167,7 +167,8 @@ impl<'a> ConfigStore<'a> {
     pub fn update_certificate(&self) -> Option<([u8; 32], &'a [u8])> {
         let fingerprint: [u8; 32] = self.get(keys::UPDATE_AUTH_CERT)?.value.try_into().ok()?;
         let certificate = self.get(&fingerprint)?;
-        (Sha256::digest(certificate.value).as_slice() == fingerprint).then_some((fingerprint, certificate.value))
+        (Sha256::digest(certificate.value).as_slice() == fingerprint)
+            .then_some((fingerprint, certificate.value))
     }
 }
 

@@ -22,6 +22,13 @@ use crate::manifest::{self, PAYLOAD_FORMAT_RAW_BINARY, VerifyError};
 use crate::store::{ConfigStore, keys};
 use crate::version::Version;
 
+/// The largest delegated certificate the bootloader parses. Decoding X.509 expands the DER
+/// several times over in memory (every name attribute and extension becomes its own
+/// allocation), so an unbounded certificate from the unauthenticated candidate slot could exhaust
+/// the heap and hang the boot; a larger one is refused as delegate-untrusted (0x1E) without
+/// parsing. Real delegated certificates are under 1 KiB.
+pub const DELEGATE_CERTIFICATE_MAX_SIZE_BYTES: u32 = 16 * 1024;
+
 /// The device's notion of the earliest possible "now": 2026-11-01T00:00:00Z.
 pub const TIME_FLOOR_UNIX_SECONDS: u64 = 1_793_491_200;
 
@@ -85,18 +92,23 @@ fn check_candidate(inputs: &Inputs, header: &contract::CandidateHeader) -> Resul
         .checked_add(header.delegate_certificate_size_bytes as usize)
         .filter(|end| *end <= slot.len())
         .ok_or(UpdateStatus::ManifestMalformed)?;
-    let decoded =
-        manifest::decode_manifest(&slot[manifest_start..manifest_end]).ok_or(UpdateStatus::ManifestMalformed)?;
+    let decoded = manifest::decode_manifest(&slot[manifest_start..manifest_end])
+        .ok_or(UpdateStatus::ManifestMalformed)?;
 
     let (_, certificate_der) = store.update_certificate().ok_or(UpdateStatus::CertificateMissing)?;
-    let stored_certificate = Certificate::from_der(certificate_der).map_err(|_| UpdateStatus::CertificateMissing)?;
+    let stored_certificate =
+        Certificate::from_der(certificate_der).map_err(|_| UpdateStatus::CertificateMissing)?;
     let delegate_certificate;
     let signing_certificate = if is_ca(&stored_certificate) {
         if header.delegate_certificate_size_bytes == 0 {
             return Err(UpdateStatus::DelegateMissing);
         }
+        if header.delegate_certificate_size_bytes > DELEGATE_CERTIFICATE_MAX_SIZE_BYTES {
+            return Err(UpdateStatus::DelegateUntrusted);
+        }
         let delegate_der = &slot[manifest_end..delegate_end];
-        delegate_certificate = Certificate::from_der(delegate_der).map_err(|_| UpdateStatus::DelegateUntrusted)?;
+        delegate_certificate =
+            Certificate::from_der(delegate_der).map_err(|_| UpdateStatus::DelegateUntrusted)?;
         verify_chain(&delegate_certificate, delegate_der, &stored_certificate)
             .ok_or(UpdateStatus::DelegateUntrusted)?;
         &delegate_certificate

@@ -43,8 +43,10 @@ fn firmware_main() -> ! {
     let chip_uid = board::unique_id();
     let store = ConfigStore::decode(board::store_region(), &chip_uid);
     // SAFETY: the boot-state sector is mapped and nothing writes it while the application runs.
-    let boot_state_bytes = unsafe { board::memory(board::BOOT_STATE_ADDRESS, contract::BOOT_STATE_SIZE_BYTES) };
-    let running_version = contract::installed_version(boot_state_bytes, store.as_ref()).unwrap_or(Version::UNKNOWN);
+    let boot_state_bytes =
+        unsafe { board::memory(board::BOOT_STATE_ADDRESS, contract::BOOT_STATE_SIZE_BYTES) };
+    let running_version =
+        contract::installed_version(boot_state_bytes, store.as_ref()).unwrap_or(Version::UNKNOWN);
     let mut report = SelfTestReport {
         nonce,
         update_status,

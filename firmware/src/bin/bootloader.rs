@@ -54,7 +54,10 @@ fn run_update_client() -> UpdateStatus {
         Verdict::Install { payload_range, boot_state } => {
             let payload = &candidate_slot[payload_range];
             // 1. the application sectors covering the payload, then the payload (padded).
-            board::erase(board::APPLICATION_ADDRESS, payload.len().next_multiple_of(board::WRITE_ALIGNMENT_BYTES));
+            board::erase(
+                board::APPLICATION_ADDRESS,
+                payload.len().next_multiple_of(board::WRITE_ALIGNMENT_BYTES),
+            );
             board::program(board::APPLICATION_ADDRESS, payload);
             // 2. the boot-state sector, then the new record.
             board::erase(board::BOOT_STATE_ADDRESS, board::SECTOR_SIZE_BYTES);
