@@ -447,6 +447,8 @@ impl Target for GdbTarget {
 
     fn reset_and_run(&mut self) -> Result<(), TargetError> {
         self.halt_core()?;
+        // Before the reset: the core fetches its vector table from memory as it comes out of it.
+        self.flush_pending_erase()?;
         self.client.reset_halt()?;
         self.resume()
     }
