@@ -367,3 +367,24 @@ fn a_gdb_selector_provisions_a_qemu_started_outside_the_harness() {
         .unwrap();
     assert_eq!(self_test["detail"]["reported_serial"], finished["serial"]);
 }
+
+#[test]
+fn a_bad_default_fixture_is_a_profile_error() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let profiles = root.join("profiles");
+    let text = std::fs::read_to_string(profiles.join("qemu-mps2-an385.toml"))
+        .unwrap()
+        .replace("default = \"qemu\"", "default = \"jtag\"");
+    let profile = profiles.join(format!("test-bad-fixture-{}.toml", std::process::id()));
+    std::fs::write(&profile, text).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_imprint"))
+        .arg("profile")
+        .arg("check")
+        .arg(&profile)
+        .output();
+    std::fs::remove_file(&profile).unwrap();
+    let output = output.unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("fixture.default") && stderr.contains("\"jtag\""), "{stderr}");
+}
