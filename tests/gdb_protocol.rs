@@ -17,11 +17,11 @@ use std::time::{Duration, Instant};
 
 use imprint::profile::{FlashRegion, MemoryMap, RamSpan};
 use imprint::target::gdb::protocol::{
-    Incoming, PacketParser, checksum, escape_binary, frame_packet, unescape_binary,
+    Incoming, PacketParser, checksum, escape_binary, frame_packet, push_run_length_encoded, unescape_binary,
 };
 use imprint::target::gdb::{
-    BreakpointKind, GdbClient, GdbError, GdbOptions, GdbTarget, GdbTargetConfig, RunState, StopReason,
-    TcpTransport,
+    BreakpointKind, GdbClient, GdbError, GdbOptions, GdbTarget, GdbTargetConfig, RunState, SerialTransport,
+    StopReason, TcpTransport,
 };
 use imprint::target::{Target, TargetError};
 
@@ -69,6 +69,41 @@ fn parser_handles_acks_run_lengths_and_damage() {
     check_parse(&framed, &[Incoming::DamagedPacket { carried: checksum(b"* "), computed: checksum(b"* ") }]);
     // Noise between packets is skipped; a '$' inside a payload restarts the packet.
     check_parse(b"xx\r\n$O$OK#9a", &[Incoming::Packet(b"OK".to_vec())]);
+}
+
+/// Run-length encodes `text`, frames it, and checks the parser (which decodes run lengths as
+/// GDB and QEMU do) gets `text` back, and that the encoding is `expected_length` long.
+fn check_run_length(text: &[u8], expected_length: usize) {
+    let mut encoded = Vec::new();
+    push_run_length_encoded(text, &mut encoded);
+    assert_eq!(
+        encoded.len(),
+        expected_length,
+        "{:?} -> {:?}",
+        String::from_utf8_lossy(text),
+        String::from_utf8_lossy(&encoded)
+    );
+    assert!(!encoded.iter().any(|byte| matches!(byte, b'#' | b'$')), "{encoded:?}");
+    let mut framed = Vec::new();
+    frame_packet(&encoded, &mut framed);
+    check_parse(&framed, &[Incoming::Packet(text.to_vec())]);
+}
+
+#[test]
+fn run_length_encoding_round_trips() {
+    check_run_length(b"", 0);
+    check_run_length(b"0123456789abcdef", 16);
+    check_run_length(b"000", 3);
+    // "0000" is "0* " (the manual's example).
+    check_run_length(b"0000", 3);
+    // Six and seven repeats would be '#' and '$': sent as five repeats and the rest.
+    check_run_length(&[b'f'; 7], 4);
+    check_run_length(&[b'f'; 8], 5);
+    check_run_length(&[b'f'; 98], 3);
+    check_run_length(&[b'f'; 99], 4);
+    check_run_length(&[b'f'; 4064], 3 * 41 + 3);
+    let mixed: Vec<u8> = b"ab".iter().chain(&[b'0'; 50]).chain(b"cd").chain(&[b'f'; 9]).copied().collect();
+    check_run_length(&mixed, 2 + 3 + 2 + 3);
 }
 
 #[test]
@@ -133,29 +168,67 @@ struct FakeServer {
     port: u16,
     log: Arc<Mutex<Log>>,
     memory: Arc<Mutex<Vec<u8>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
+/// The fake server's side of a connection: TCP or one end of a pty pair.
+trait Stream: Read + Write + Send {}
+impl<T: Read + Write + Send> Stream for T {}
+
+/// `TTYPort::pair` is not thread-safe: tests that make pty pairs hold this.
+static PTY_PAIR_LOCK: Mutex<()> = Mutex::new(());
+
 impl FakeServer {
+    /// A server on a loopback port; it serves one connection after another (a GDB fixture
+    /// reconnects for every unit), each session sharing memory and log.
     fn start(behaviour: Behaviour) -> FakeServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let log = Arc::new(Mutex::new(Log::default()));
         let memory = Arc::new(Mutex::new(vec![0u8; MEMORY_SIZE_BYTES]));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let thread = {
-            let log = log.clone();
-            let memory = memory.clone();
+            let (log, memory, stop) = (log.clone(), memory.clone(), stop.clone());
             std::thread::spawn(move || {
-                if let Ok((stream, _)) = listener.accept() {
-                    Session::new(stream, behaviour, log, memory).run();
+                while let Ok((stream, _)) = listener.accept() {
+                    if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        return;
+                    }
+                    // Like QEMU, the fake writes '+' and the reply separately; without this,
+                    // Nagle's algorithm would hold every reply back for a delayed ACK.
+                    stream.set_nodelay(true).unwrap();
+                    Session::new(Box::new(stream), behaviour.clone(), log.clone(), memory.clone()).run();
                 }
             })
         };
-        FakeServer { port, log, memory, thread: Some(thread) }
+        FakeServer { port, log, memory, stop, thread: Some(thread) }
+    }
+
+    /// A server on one end of a pty pair; returns the other end for the client.
+    fn start_serial(behaviour: Behaviour) -> (FakeServer, serialport::TTYPort) {
+        let (server_end, client_end) = {
+            let _guard = PTY_PAIR_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            serialport::TTYPort::pair().unwrap()
+        };
+        let mut server_end = server_end;
+        serialport::SerialPort::set_timeout(&mut server_end, Duration::from_secs(30)).unwrap();
+        let log = Arc::new(Mutex::new(Log::default()));
+        let memory = Arc::new(Mutex::new(vec![0u8; MEMORY_SIZE_BYTES]));
+        let thread = {
+            let (log, memory) = (log.clone(), memory.clone());
+            std::thread::spawn(move || Session::new(Box::new(server_end), behaviour, log, memory).run())
+        };
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        (FakeServer { port: 0, log, memory, stop, thread: Some(thread) }, client_end)
+    }
+
+    fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
     }
 
     fn client(&self, options: GdbOptions) -> Result<GdbClient, GdbError> {
-        let transport = TcpTransport::connect(&format!("127.0.0.1:{}", self.port), Duration::from_secs(2))?;
+        let transport = TcpTransport::connect(&self.address(), Duration::from_secs(2))?;
         GdbClient::connect(Box::new(transport), options)
     }
 
@@ -171,14 +244,18 @@ impl FakeServer {
 impl Drop for FakeServer {
     fn drop(&mut self) {
         if let Some(thread) = self.thread.take() {
-            // The session ends when the client closes its socket.
+            // A session ends when its client goes away; a connection after the stop flag ends
+            // the accept loop.
+            if !self.stop.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                let _ = TcpStream::connect(self.address());
+            }
             let _ = thread.join();
         }
     }
 }
 
 struct Session {
-    stream: TcpStream,
+    stream: Box<dyn Stream>,
     behaviour: Behaviour,
     log: Arc<Mutex<Log>>,
     memory: Arc<Mutex<Vec<u8>>>,
@@ -207,7 +284,7 @@ fn hex_number(text: &str) -> u64 {
 
 impl Session {
     fn new(
-        stream: TcpStream,
+        stream: Box<dyn Stream>,
         behaviour: Behaviour,
         log: Arc<Mutex<Log>>,
         memory: Arc<Mutex<Vec<u8>>>,
@@ -251,16 +328,17 @@ impl Session {
         let mut pending: Vec<u8> = Vec::new();
         loop {
             let length = match self.stream.read(&mut buffer) {
-                Ok(0) | Err(_) => return,
+                Ok(0) => return,
                 Ok(length) => length,
+                Err(error) if error.kind() == std::io::ErrorKind::TimedOut => continue,
+                Err(_) => return,
             };
             pending.extend_from_slice(&buffer[..length]);
             if buffer[..length].iter().filter(|byte| **byte == b'$').count() > 1 {
                 self.log.lock().unwrap().multi_packet_reads += 1;
             }
             // An independent reader: '+', '-', 0x03, or "$...#xx".
-            loop {
-                let Some(&first) = pending.first() else { break };
+            while let Some(&first) = pending.first() {
                 match first {
                     b'+' => {
                         let mut log = self.log.lock().unwrap();
@@ -544,7 +622,10 @@ fn check_round_trip(behaviour: Behaviour, options: GdbOptions, length: usize) ->
     client.read_memory(0x100, &mut read).unwrap();
     assert_eq!(read, data);
     drop(client);
-    std::mem::take(&mut *server.log())
+    // Let the session read everything the client sent before looking at the log.
+    let log = server.log.clone();
+    drop(server);
+    std::mem::take(&mut *log.lock().unwrap())
 }
 
 #[test]
@@ -557,6 +638,13 @@ fn memory_round_trips_in_every_mode() {
     let log = check_round_trip(Behaviour { offer_no_ack: true, ..behaviour() }, options(16), 40_000);
     assert!(log.packets.contains(&"QStartNoAckMode".to_string()));
     assert_eq!(log.acks_after_no_ack, 0, "no '+' after no-ack mode started");
+    assert!(log.multi_packet_reads > 0, "pipelined requests arrive together");
+    // Acknowledged mode, pipelined (as with QEMU, whose stub never waits for acknowledgements):
+    // every reply is still acknowledged, several to a write.
+    let log = check_round_trip(behaviour(), GdbOptions { server_ignores_acks: true, ..options(16) }, 40_000);
+    // One '+' opens the session; then one per reply.
+    let replies = log.packets.len();
+    assert_eq!(log.acks_received as usize, replies + 1, "{} acks for {replies} replies", log.acks_received);
     assert!(log.multi_packet_reads > 0, "pipelined requests arrive together");
     // Binary writes with every byte value (escapes included).
     let log = check_round_trip(Behaviour { offer_binary_writes: true, ..behaviour() }, options(1), 5_000);
@@ -702,7 +790,7 @@ fn execution_breakpoints_monitor_and_detach() {
     assert!(server.count_packets("Z0,1234,2") == 1 && server.count_packets("z0,1234,2") == 1);
 }
 
-fn flash_target(server: &FakeServer, options: GdbOptions) -> GdbTarget {
+fn flash_target_config() -> GdbTargetConfig {
     let region = |address: u64, size_bytes: u64| FlashRegion {
         address,
         size_bytes,
@@ -719,12 +807,15 @@ fn flash_target(server: &FakeServer, options: GdbOptions) -> GdbTarget {
         config: region(FLASH_START + 0x2000, 0x2000),
         mailbox: RamSpan { address: 0xF000, size_bytes: 0x100 },
     };
-    let config = GdbTargetConfig {
+    GdbTargetConfig {
         chip_name: "fake".to_string(),
         memory,
         unique_id_location: Some(RamSpan { address: 0xFF00, size_bytes: 12 }),
-    };
-    GdbTarget::new(server.client(options).unwrap(), config, "fake-server")
+    }
+}
+
+fn flash_target(server: &FakeServer, options: GdbOptions) -> GdbTarget {
+    GdbTarget::new(server.client(options).unwrap(), flash_target_config(), "fake-server")
 }
 
 #[test]
@@ -751,10 +842,20 @@ fn ram_backed_flash_keeps_nor_rules() {
     let mut progress = Vec::new();
     target.erase_flash(0x2000, 0x2000, &mut |bytes| progress.push(bytes)).unwrap();
     assert_eq!(progress.last(), Some(&0x2000));
-    assert!(server.memory.lock().unwrap()[0x2000..0x4000].iter().all(|byte| *byte == 0xFF));
+    let writes_before = server.count_packets("M");
     let reads_before = server.count_packets("m");
     target.program_flash(0x2000, &pattern(0x100), &mut |_| {}).unwrap();
     assert_eq!(server.count_packets("m"), reads_before, "erased by the backend itself: no read needed");
+    // The erase is deferred: the programmed bytes crossed the link once, and the rest of the
+    // erased range is written when something could see it (this read).
+    assert_eq!(server.count_packets("M2000,"), 1);
+    assert!(server.memory.lock().unwrap()[0x2100..0x4000].iter().all(|byte| *byte == 0x00));
+    let mut read = vec![0u8; 0x2000];
+    target.read_memory(0x2000, &mut read).unwrap();
+    assert_eq!(&read[..0x100], &pattern(0x100)[..]);
+    assert!(read[0x100..].iter().all(|byte| *byte == 0xFF));
+    assert!(server.memory.lock().unwrap()[0x2100..0x4000].iter().all(|byte| *byte == 0xFF));
+    assert!(server.count_packets("M") > writes_before + 1);
     for (address, length, expected_reason) in [
         (0x2000, 4, "is not erased"),
         (0x2102, 4, "write alignment"),
@@ -776,5 +877,48 @@ fn ram_backed_flash_keeps_nor_rules() {
     assert!(server.count_packets("m4000,4") == 1, "unknown bytes are read before programming");
     assert!(matches!(target.lock(), Err(TargetError::Other(reason)) if reason.contains("not supported")));
     assert!(!target.is_locked().unwrap());
-    assert_eq!(target.read_unique_id().unwrap_err().to_string().contains("never programmed"), true);
+    let unprogrammed = target.read_unique_id().unwrap_err();
+    assert!(unprogrammed.to_string().contains("never programmed"), "{unprogrammed}");
+}
+
+#[test]
+fn the_client_works_over_a_serial_line() {
+    let (server, client_end) =
+        FakeServer::start_serial(Behaviour { damage_first_reply: vec!["m"], ..behaviour() });
+    let transport = SerialTransport::from_port(Box::new(client_end), "serial:pty-pair".to_string());
+    let mut client = GdbClient::connect(Box::new(transport), options(16)).unwrap();
+    assert!(!client.pipelines(), "a serial line is not reliable enough to pipeline");
+    let data = pattern(6_000);
+    client.write_memory(0x200, &data).unwrap();
+    let mut read = vec![0u8; data.len()];
+    client.read_memory(0x200, &mut read).unwrap();
+    assert_eq!(read, data);
+    assert_eq!(server.log().naks_received, 1, "the damaged reply was NAKed and sent again");
+    assert_eq!(client.endpoint(), "serial:pty-pair");
+    drop(client);
+}
+
+#[test]
+fn a_gdb_fixture_presents_a_new_unit_when_the_unique_id_changes() {
+    use imprint::target::Fixture;
+    use imprint::target::gdb::{GdbAddress, GdbFixture};
+
+    let server = FakeServer::start(behaviour());
+    server.memory.lock().unwrap()[0xFF00..0xFF0C].copy_from_slice(&[0x11; 12]);
+    let config = flash_target_config();
+    let mut fixture = GdbFixture::new(GdbAddress::parse(&server.address()).unwrap(), options(1), config);
+    assert_eq!(fixture.name(), format!("gdb:{}", server.address()));
+    let mut first = fixture.next_unit(&|| true).unwrap().expect("the unit on the fixture");
+    assert_eq!(first.read_unique_id().unwrap().as_bytes(), &[0x11; 12]);
+    drop(first);
+    // The same unit is still there: the fixture keeps looking until told to stop.
+    let polls = std::sync::atomic::AtomicU32::new(0);
+    let keep_waiting = || polls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 2;
+    assert!(fixture.next_unit(&keep_waiting).unwrap().is_none());
+    assert!(polls.load(std::sync::atomic::Ordering::SeqCst) >= 3);
+    // A different unit arrives.
+    server.memory.lock().unwrap()[0xFF00..0xFF0C].copy_from_slice(&[0x22; 12]);
+    let mut second = fixture.next_unit(&|| true).unwrap().expect("the new unit");
+    assert_eq!(second.read_unique_id().unwrap().as_bytes(), &[0x22; 12]);
+    assert_eq!(second.probe_identifier(), format!("gdb:{}", server.address()));
 }

@@ -34,6 +34,9 @@ struct Hil {
 
 type CaseResult = Result<String, String>;
 
+/// One hardware-in-the-loop case: a name and the check to run.
+type HilCase = fn(&Hil) -> CaseResult;
+
 fn main() -> ExitCode {
     let probe = std::env::var("IMPRINT_HIL_PROBE").ok().filter(|value| !value.is_empty());
     let profile = std::env::var("IMPRINT_HIL_PROFILE").ok().filter(|value| !value.is_empty());
@@ -77,7 +80,7 @@ fn main() -> ExitCode {
     }
     let hil = Hil { spec, profile, lock_allowed };
 
-    let mut cases: Vec<(&str, fn(&Hil) -> CaseResult)> = vec![
+    let mut cases: Vec<(&str, HilCase)> = vec![
         ("probe is listed exactly once", probe_is_listed),
         ("attach, chip identity, unique id", attach_and_identify),
         ("ram write and read back", ram_round_trip),

@@ -119,7 +119,7 @@ fn code_loaded_through_the_stub_prints_on_the_console() {
     let mut vectors = [0u8; 8];
     target.read_memory(0, &mut vectors).unwrap();
     assert_eq!(&vectors, &hello_program()[..8]);
-    assert_eq!(target.client().run_state(), &RunState::Running);
+    assert_eq!(target.client().unwrap().run_state(), &RunState::Running);
     // Reset again: the program prints again; RAM survives system_reset (the mailbox relies on it).
     target.write_ram(0x2000_0100, b"kept").unwrap();
     target.reset_and_run().unwrap();
@@ -133,7 +133,7 @@ fn code_loaded_through_the_stub_prints_on_the_console() {
 fn breakpoints_registers_and_interrupts() {
     let mut target = unit("qemu-break");
     load_hello(&mut target);
-    let client = target.client();
+    let client = target.client().unwrap();
     client.reset_halt().unwrap();
     // After reset the core sits at the reset vector, as the vector table says.
     assert_eq!(client.read_register_u32("pc").unwrap(), 0x08);
@@ -185,4 +185,206 @@ fn ram_backed_code_memory_keeps_nor_rules() {
     assert!(unerased.to_string().contains("not erased (reads 0x00)"), "{unerased}");
     let lock = target.lock().unwrap_err();
     assert!(lock.to_string().contains("skip = [\"lock\"]"), "{lock}");
+}
+
+#[test]
+fn imprint_run_provisions_three_qemu_units_and_the_uart_report_names_them() {
+    let directory = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_imprint"))
+        .args(["run", "--profile", "profiles/qemu-mps2-an385.toml", "--count", "3", "--json"])
+        .arg("--db")
+        .arg(directory.path().join("ledger.db"))
+        .args(["--log", "warn,imprint::console=info"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "exit {:?}\n{stdout}\n{stderr}", output.status);
+    let events: Vec<serde_json::Value> =
+        stdout.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    let finished: Vec<&serde_json::Value> =
+        events.iter().filter(|event| event["event"] == "unit-finished").collect();
+    assert_eq!(finished.len(), 3, "{stdout}");
+    for unit in &finished {
+        assert_eq!(unit["result"], "pass", "{unit}");
+        let serial = unit["serial"].as_str().unwrap();
+        let device_id = unit["device_id"].as_str().unwrap();
+        // The station read the report from the firmware's UART (report = "console").
+        let self_test = events
+            .iter()
+            .find(|event| {
+                event["event"] == "step-finished"
+                    && event["step"] == "self-test"
+                    && event["unit"] == unit["unit"]
+            })
+            .unwrap();
+        assert_eq!(self_test["detail"]["reported_serial"], serial);
+        assert_eq!(self_test["detail"]["reported_device_id"], device_id);
+        assert_eq!(self_test["detail"]["installed_version"], "1.0.1");
+        // And the UART line itself, as logged, carries the identifiers.
+        let device_hex = device_id.replace('-', "");
+        assert!(
+            stderr.lines().any(|line| line.contains("IMPRINT-REPORT")
+                && line.contains("update=0x01")
+                && line.contains(&format!("device={device_hex}"))
+                && line.contains(&format!("serial={serial}"))),
+            "no UART report for {serial} in the log:\n{stderr}"
+        );
+        let skipped: Vec<&str> = events
+            .iter()
+            .filter(|event| event["event"] == "step-skipped" && event["unit"] == unit["unit"])
+            .map(|event| event["step"].as_str().unwrap())
+            .collect();
+        assert_eq!(skipped, ["lock", "verify-lock"]);
+    }
+    let probes: HashSet<&str> = events
+        .iter()
+        .filter(|event| event["event"] == "unit-started")
+        .map(|event| event["probe"].as_str().unwrap())
+        .collect();
+    assert_eq!(probes.len(), 3, "each unit is a fresh QEMU process: {probes:?}");
+}
+
+#[test]
+fn run_length_encoded_writes_reach_qemu_intact() {
+    let mut target = unit("qemu-rle");
+    assert!(
+        target.client().unwrap().options().run_length_encode_requests,
+        "QEMU options use run-length encoding"
+    );
+    // Runs of every length around the encoding's corner cases (3, 6 and 7 repeats, 97+).
+    let mut data = Vec::new();
+    for (index, run) in [1usize, 2, 3, 4, 5, 6, 7, 8, 9, 50, 97, 98, 99, 200, 4100].iter().enumerate() {
+        data.extend(std::iter::repeat_n([0x00u8, 0xFF, 0x11, 0xA5][index % 4], *run));
+    }
+    data.resize(data.len().next_multiple_of(4), 0xFF);
+    let address = reference_board::memory_map().candidate.address;
+    target.erase_flash(address, 0x2000, &mut |_| {}).unwrap();
+    target.program_flash(address, &data, &mut |_| {}).unwrap();
+    let mut read = vec![0u8; 0x2000];
+    target.read_memory(address, &mut read).unwrap();
+    assert_eq!(&read[..data.len()], &data[..]);
+    assert!(read[data.len()..].iter().all(|byte| *byte == 0xFF), "the deferred erase reached the rest");
+}
+
+/// Runs gdb-multiarch against a QEMU stub with `commands`, leaving without detaching.
+fn gdb_multiarch(gdb_address: &str, commands: &[String]) -> String {
+    let mut command = std::process::Command::new("gdb-multiarch");
+    command.args(["-nx", "-batch", "-ex", &format!("target remote {gdb_address}")]);
+    for line in commands {
+        command.args(["-ex", line]);
+    }
+    let output = command
+        .args(["-ex", "disconnect"])
+        .output()
+        .unwrap_or_else(|error| panic!("gdb-multiarch is needed (scripts/test installs it): {error}"));
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr)
+}
+
+#[test]
+fn gdb_multiarch_agrees_with_the_backend_about_memory() {
+    use imprint::image::{FirmwareImage, ImageFormat};
+    use imprint::target::gdb::{GdbClient, GdbTarget, TcpTransport};
+    use imprint::target::qemu::QemuInstance;
+
+    let options = QemuOptions::default();
+    let (instance, client) = QemuInstance::start(&options).unwrap();
+    let connect =
+        |client| GdbTarget::new(client, reference_board::target_config(), "interop").without_detach_on_drop();
+    // The backend writes; gdb-multiarch reads it back with `dump binary memory`.
+    let mut target = connect(client);
+    let data: Vec<u8> = (0..0x3000u32).map(|index| (index ^ index >> 7) as u8).collect();
+    target.erase_flash(0x2_0000, 0x3000, &mut |_| {}).unwrap();
+    target.program_flash(0x2_0000, &data, &mut |_| {}).unwrap();
+    drop(target);
+    let directory = tempfile::tempdir().unwrap();
+    let dump = directory.path().join("dump.bin");
+    gdb_multiarch(
+        &instance.gdb_address(),
+        &[format!("dump binary memory {} 0x20000 0x23000", dump.display())],
+    );
+    assert_eq!(std::fs::read(&dump).unwrap(), data, "gdb-multiarch reads what the backend wrote");
+    // gdb-multiarch loads the reference bootloader; the backend reads it back.
+    let elf = Path::new(env!("CARGO_MANIFEST_DIR")).join("firmware-blobs/mps2-an385/bootloader.elf");
+    let loaded = gdb_multiarch(&instance.gdb_address(), &[format!("load {}", elf.display())]);
+    assert!(loaded.contains("Transfer rate"), "{loaded}");
+    let transport = TcpTransport::connect(&instance.gdb_address(), Duration::from_secs(2)).unwrap();
+    let mut target = connect(GdbClient::connect(Box::new(transport), options.gdb.clone()).unwrap());
+    let image = FirmwareImage::load(&elf, ImageFormat::Elf, None).unwrap();
+    for segment in &image.segments {
+        let mut read = vec![0u8; segment.data.len()];
+        target.read_memory(segment.address, &mut read).unwrap();
+        assert!(
+            read == segment.data,
+            "segment at {:#x} differs from what gdb-multiarch loaded",
+            segment.address
+        );
+    }
+}
+
+#[test]
+fn a_gdb_selector_provisions_a_qemu_started_outside_the_harness() {
+    use imprint::target::qemu::QemuInstance;
+
+    // QEMU as a user would run any GDB server, with a unique ID programmed "at the factory".
+    let (instance, mut client) = QemuInstance::start(&QemuOptions::default()).unwrap();
+    client.write_memory(reference_board::UNIQUE_ID_ADDRESS, &[0x5A; 12]).unwrap();
+    drop(client);
+    // The reference profile, reading the report from the mailbox: a `gdb:` fixture has no console.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let profiles = root.join("profiles");
+    let text = std::fs::read_to_string(profiles.join("qemu-mps2-an385.toml")).unwrap();
+    let text = text
+        .replace("\"../firmware-blobs/", &format!("\"{}/firmware-blobs/", root.display()))
+        .replace("\"demo-credentials/", &format!("\"{}/demo-credentials/", profiles.display()))
+        .replace("report = \"console\"", "report = \"mailbox\"");
+    let directory = tempfile::tempdir().unwrap();
+    let profile = directory.path().join("qemu-over-gdb.toml");
+    std::fs::write(&profile, text).unwrap();
+    let selector = format!("gdb:{}", instance.gdb_address());
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_imprint"))
+        .args(["run", "--count", "1", "--json", "--probe", &selector])
+        .arg("--profile")
+        .arg(&profile)
+        .arg("--db")
+        .arg(directory.path().join("ledger.db"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let events: Vec<serde_json::Value> =
+        stdout.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    let finished = events.iter().find(|event| event["event"] == "unit-finished").unwrap();
+    assert_eq!(finished["result"], "pass", "{finished}");
+    assert_eq!(finished["chip_uid"], "5a".repeat(12));
+    let started = events.iter().find(|event| event["event"] == "unit-started").unwrap();
+    assert_eq!(started["probe"], selector.as_str());
+    let self_test = events
+        .iter()
+        .find(|event| event["event"] == "step-finished" && event["step"] == "self-test")
+        .unwrap();
+    assert_eq!(self_test["detail"]["reported_serial"], finished["serial"]);
+}
+
+#[test]
+fn a_bad_default_fixture_is_a_profile_error() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let profiles = root.join("profiles");
+    let text = std::fs::read_to_string(profiles.join("qemu-mps2-an385.toml"))
+        .unwrap()
+        .replace("default = \"qemu\"", "default = \"jtag\"");
+    let profile = profiles.join(format!("test-bad-fixture-{}.toml", std::process::id()));
+    std::fs::write(&profile, text).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_imprint"))
+        .arg("profile")
+        .arg("check")
+        .arg(&profile)
+        .output();
+    std::fs::remove_file(&profile).unwrap();
+    let output = output.unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("fixture.default") && stderr.contains("\"jtag\""), "{stderr}");
 }

@@ -27,6 +27,9 @@ use super::{EXIT_UNITS_FAILED, station_identity};
   imprint run --profile profiles/demo.toml --sim 2 --count 6 --sim-fault 1.2:probe-lost=erase
   PGPASSWORD=... imprint run --profile profiles/demo.toml --sim 4 --station line1-a \
       --central 'postgresql://imprint@db.example/factory?sslmode=verify-full&sslrootcert=ca.pem'
+  imprint run --profile profiles/qemu-mps2-an385.toml --count 3     (QEMU units: [fixture] default)
+  imprint run --profile profiles/qemu-mps2-an385.toml --probe qemu --probe qemu --count 4
+  imprint run --profile PRODUCT.toml --probe gdb:127.0.0.1:3333 --count 1   (OpenOCD, pyOCD, J-Link)
 
 Exit status: 0 when every unit passed, 1 when any unit failed, 2 for bad usage or configuration.")]
 pub struct RunArgs {
@@ -158,7 +161,19 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         args.sim_fault.iter().map(|spec| parse_sim_fault(spec)).collect::<anyhow::Result<Vec<_>>>()?;
     let mut selectors =
         args.probe.iter().map(|text| FixtureSelector::parse(text)).collect::<Result<Vec<_>, _>>()?;
-    let sim_count = args.sim.unwrap_or(if args.probe.is_empty() { 1 } else { 0 });
+    // Without --sim or --probe, the profile's `[fixture] default` (else one simulated slot).
+    let sim_count = match (args.sim, args.probe.is_empty(), &profile.default_fixture) {
+        (Some(count), _, _) => count,
+        (None, true, Some(default)) => {
+            selectors.push(
+                FixtureSelector::parse(default)
+                    .with_context(|| format!("{}: fixture.default", profile.path.display()))?,
+            );
+            0
+        }
+        (None, true, None) => 1,
+        (None, false, _) => 0,
+    };
     selectors.extend(std::iter::repeat_n(FixtureSelector::Sim, sim_count));
     let slot_count = selectors.len();
     if let Some(fault) = faults.iter().find(|fault| fault.slot >= slot_count) {

@@ -85,6 +85,9 @@ pub struct Profile {
     pub skipped_steps: Vec<SkippableStep>,
     /// The simulated device's timing model for this product.
     pub sim_timing: SimTiming,
+    /// The fixture selector `imprint run` uses when neither --sim nor --probe is given
+    /// (`[fixture] default`, e.g. `qemu`); syntax-checked, opened by `station::fixtures`.
+    pub default_fixture: Option<String>,
     /// Warnings found while loading (shown by `profile check`, logged by `run`).
     pub warnings: Vec<String>,
     /// A per-device identity certificate from the factory CA (`[device_identity]`), if asked for.

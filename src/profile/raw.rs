@@ -24,6 +24,8 @@ pub struct RawProfile {
     pub sim: RawSim,
     #[serde(default)]
     pub device_identity: Option<RawDeviceIdentity>,
+    #[serde(default)]
+    pub fixture: RawFixture,
 }
 
 #[derive(Debug, Deserialize)]
@@ -312,4 +314,12 @@ pub struct RawSim {
     pub page_size: Option<u64>,
     #[serde(default)]
     pub boot_ms: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFixture {
+    /// The fixture `imprint run` uses when neither --sim nor --probe is given.
+    #[serde(default)]
+    pub default: Option<String>,
 }

@@ -259,6 +259,7 @@ fn validate(raw: RawProfile, base: &Path, checker: &mut Checker, file_sha256: [u
             serial_scheme.as_ref(),
         )
     });
+    let default_fixture = check_default_fixture(&raw, checker);
 
     let (update_certificate, signer, delegate_certificate) = trust?;
     Some(Profile {
@@ -294,6 +295,7 @@ fn validate(raw: RawProfile, base: &Path, checker: &mut Checker, file_sha256: [u
         lock,
         skipped_steps,
         sim_timing,
+        default_fixture,
         warnings,
         device_identity: match device_identity {
             Some(checked) => Some(checked?),
@@ -982,6 +984,22 @@ fn key_source(raw: &RawSigningKey, base: &Path, checker: &mut Checker, field: &s
         *path = base.join(&*path);
     }
     Some(KeySource::Pkcs11(config))
+}
+
+/// `[fixture] default`: the selector syntax only (`station::fixtures` opens it; the profile
+/// layer does not know the backends).
+fn check_default_fixture(raw: &RawProfile, checker: &mut Checker) -> Option<String> {
+    let selector = raw.fixture.default.as_ref()?;
+    let is_known = matches!(selector.as_str(), "sim" | "qemu")
+        || selector.strip_prefix("gdb:").is_some_and(|address| !address.trim().is_empty());
+    if !is_known {
+        checker.problem(
+            "fixture.default",
+            format!("expected \"sim\", \"qemu\" or \"gdb:HOST:PORT\", found \"{selector}\""),
+        );
+        return None;
+    }
+    Some(selector.clone())
 }
 
 fn check_sim_timing(raw: &RawProfile, checker: &mut Checker) -> SimTiming {

@@ -2,13 +2,20 @@
 //!
 //! This is the one place that knows every backend's name; the CLI and the GUI both open their
 //! slots through [`open_fixtures`], so a new backend is added here and nowhere else.
+//!
+//! Selectors: `sim`; `qemu` (a fresh QEMU `mps2-an385` per unit, see `target::qemu`);
+//! `gdb:HOST:PORT` and `gdb:/dev/ttyACM0` (a GDB server in front of a fixture; a new unit is
+//! recognised by a unique ID different from the last one); `probe-rs:VID:PID[:SERIAL]` (a real
+//! probe through probe-rs, see `target::probe_rs`).
 
 use crate::profile::{Profile, SimTiming};
 use crate::target::Fixture;
+use crate::target::gdb::{GdbAddress, GdbFixture, GdbOptions, GdbTargetConfig};
 use crate::target::probe_rs::fixture::find_shared_probe;
 use crate::target::probe_rs::{
     ProbeListing, ProbeRsConfig, ProbeRsError, ProbeRsFixture, ProbeSlotSpec, SelectorError,
 };
+use crate::target::qemu::{QemuFixture, QemuOptions};
 use crate::target::sim::{FaultSchedule, SimFixture};
 
 /// One slot's fixture, as the user selected it.
@@ -18,6 +25,11 @@ pub enum FixtureSelector {
     Sim,
     /// A real probe through probe-rs: `probe-rs:VID:PID[:SERIAL][,console=PORT][,baud=N][,swap=no]`.
     ProbeRs { selector: ProbeSlotSpec },
+    /// A GDB server: `gdb:HOST:PORT` (OpenOCD, J-Link GDB Server, pyOCD, QEMU) or
+    /// `gdb:/dev/ttyACM0` (a Black Magic Probe's GDB port); `address` is what follows `gdb:`.
+    Gdb { address: String },
+    /// A QEMU `mps2-an385` virtual fixture: every unit a fresh emulator process.
+    Qemu,
 }
 
 /// Why a selection could not be opened.
@@ -29,12 +41,17 @@ pub enum FixtureError {
     /// A probe-rs slot could not be opened (no such probe, ambiguous, unknown chip, ...).
     #[error("probe selector {selector:?}: {error}")]
     ProbeRs { selector: String, error: ProbeRsError },
+    /// The selected fixture cannot be used (a tool is missing, the profile lacks a setting).
+    #[error("fixture {selector:?}: {reason}")]
+    Unavailable { selector: String, reason: String },
 }
 
 impl FixtureSelector {
-    /// Parses a `--probe` value: `sim`, or `probe-rs:VID:PID[:SERIAL]` with optional
-    /// `,console=PORT`, `,baud=N`, `,swap=no` (docs/probes.md).
+    /// Parses a `--probe` value: `sim`, `qemu`, `gdb:HOST:PORT`, `gdb:SERIAL-PORT`, or
+    /// `probe-rs:VID:PID[:SERIAL]` with optional `,console=PORT`, `,baud=N`, `,swap=no`
+    /// (docs/probes.md).
     pub fn parse(selector: &str) -> Result<FixtureSelector, FixtureError> {
+        let bad = |reason: String| FixtureError::BadSelector { selector: selector.to_string(), reason };
         match selector {
             "sim" => Ok(FixtureSelector::Sim),
             probe_rs if probe_rs.starts_with("probe-rs:") => {
@@ -48,11 +65,16 @@ impl FixtureSelector {
                         },
                     })
             }
-            _ => Err(FixtureError::BadSelector {
-                selector: selector.to_string(),
-                reason: "expected \"sim\" or \"probe-rs:VID:PID[:SERIAL]\" (see `imprint probes`)"
-                    .to_string(),
-            }),
+            "qemu" => Ok(FixtureSelector::Qemu),
+            _ => match selector.strip_prefix("gdb:") {
+                Some(address) => {
+                    GdbAddress::parse(address).map_err(bad)?;
+                    Ok(FixtureSelector::Gdb { address: address.to_string() })
+                }
+                None => Err(bad(
+                    "expected \"sim\", \"qemu\", \"gdb:HOST:PORT\", \"gdb:/dev/ttyACM0\" or \"probe-rs:VID:PID[:SERIAL]\" (see `imprint probes`)".to_string()
+                )),
+            },
         }
     }
 }
@@ -62,7 +84,7 @@ impl FixtureSelector {
 pub struct SimOptions {
     /// The timing model (the profile's, or zero).
     pub timing: SimTiming,
-    /// Repeatable unique IDs from this seed; random when `None`.
+    /// Repeatable unique IDs from this seed; random when `None` (also used by QEMU fixtures).
     pub uid_seed: Option<u64>,
     /// Per-slot fault schedules (slot index -> schedule).
     pub fault_schedules: Vec<(usize, FaultSchedule)>,
@@ -114,7 +136,52 @@ pub fn open_fixtures(
                 }
                 fixtures.push(Box::new(fixture));
             }
+            FixtureSelector::Gdb { address } => {
+                let parsed = GdbAddress::parse(address).map_err(|reason| FixtureError::BadSelector {
+                    selector: format!("gdb:{address}"),
+                    reason,
+                })?;
+                let fixture =
+                    GdbFixture::new(parsed, GdbOptions::default(), GdbTargetConfig::from_profile(profile));
+                fixtures.push(Box::new(fixture));
+            }
+            FixtureSelector::Qemu => {
+                let fixture = QemuFixture::new(
+                    &format!("qemu-{slot}"),
+                    GdbTargetConfig::from_profile(profile),
+                    QemuOptions::default(),
+                )
+                .map_err(|error| FixtureError::Unavailable {
+                    selector: "qemu".to_string(),
+                    reason: error.to_string(),
+                })?;
+                let fixture = match sim_options.uid_seed {
+                    Some(seed) => fixture.with_uid_seed(seed),
+                    None => fixture,
+                };
+                fixtures.push(Box::new(fixture));
+            }
         }
     }
     Ok(fixtures)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(selector: &str, expected: Option<FixtureSelector>) {
+        assert_eq!(FixtureSelector::parse(selector).ok(), expected, "{selector}");
+    }
+
+    #[test]
+    fn selectors() {
+        check("sim", Some(FixtureSelector::Sim));
+        check("qemu", Some(FixtureSelector::Qemu));
+        check("gdb:127.0.0.1:3333", Some(FixtureSelector::Gdb { address: "127.0.0.1:3333".to_string() }));
+        check("gdb:/dev/ttyACM0", Some(FixtureSelector::Gdb { address: "/dev/ttyACM0".to_string() }));
+        check("gdb:", None);
+        check("gdb:localhost", None);
+        check("jlink", None);
+    }
 }

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use super::error::GdbError;
 use super::features::{DescriptionBuilder, MemoryKind, MemoryMapRegion, TargetDescription, parse_memory_map};
 use super::protocol::{
-    Connection, ConnectionSettings, ConnectionStatistics, decode_hex, decode_hex_into, escape_binary,
-    parse_hex_u64, push_hex, unescape_binary,
+    Connection, ConnectionSettings, ConnectionStatistics, ReplyHandler, RequestMaker, decode_hex,
+    decode_hex_into, escape_binary, parse_hex_u64, push_hex, push_run_length_encoded, unescape_binary,
 };
 use super::transport::Transport;
 
@@ -28,6 +28,17 @@ const DEFAULT_PACKET_SIZE_BYTES: usize = 400;
 const PACKET_HEADER_ROOM_BYTES: usize = 32;
 /// Nesting limit for `xi:include` in target descriptions.
 const INCLUDE_DEPTH_LIMIT: u32 = 4;
+
+/// Monitor commands that reset and halt, by server: OpenOCD and pyOCD, J-Link GDB Server,
+/// QEMU. Tried in this order after the configured one.
+pub const RESET_MONITOR_COMMANDS: [&str; 3] = ["reset halt", "reset", "system_reset"];
+
+/// Whether a monitor command's text output says the server did not take the command (QEMU:
+/// "unknown command", OpenOCD: "invalid command name").
+fn monitor_output_refuses(output: &str) -> bool {
+    let lowercase = output.to_ascii_lowercase();
+    lowercase.contains("unknown command") || lowercase.contains("invalid command")
+}
 
 /// How the client behaves.
 #[derive(Debug, Clone)]
@@ -45,6 +56,9 @@ pub struct GdbOptions {
     pub server_ignores_acks: bool,
     /// Ask for `QStartNoAckMode` when the server offers it.
     pub request_no_ack_mode: bool,
+    /// Run-length encode the hex data of `M` requests. The protocol defines run-length encoding
+    /// for replies only; QEMU's stub decodes it in requests too.
+    pub run_length_encode_requests: bool,
     /// The monitor command that resets the chip and leaves it halted (`reset halt` for OpenOCD
     /// and pyOCD, `reset` for J-Link, `system_reset` for QEMU).
     pub reset_monitor_command: String,
@@ -59,6 +73,7 @@ impl Default for GdbOptions {
             pipeline_window: 16,
             server_ignores_acks: false,
             request_no_ack_mode: true,
+            run_length_encode_requests: false,
             reset_monitor_command: "reset halt".to_string(),
         }
     }
@@ -69,6 +84,7 @@ impl GdbOptions {
     pub fn qemu() -> GdbOptions {
         GdbOptions {
             server_ignores_acks: true,
+            run_length_encode_requests: true,
             reset_monitor_command: "system_reset".to_string(),
             ..GdbOptions::default()
         }
@@ -234,10 +250,16 @@ impl GdbClient {
         // GDB starts every session with a `+`, which also flushes a half-sent packet out of the
         // server's parser.
         connection.send_ack("start")?;
-        let reply = connection.request(
+        connection.send_packet(
             b"qSupported:multiprocess+;swbreak+;hwbreak+;xmlRegisters=arm;vContSupported+",
             "qSupported",
         )?;
+        // A server whose target was running when we connected may announce that it stopped it
+        // (QEMU sends "T02..." on connect then): that is not the answer to qSupported.
+        let mut reply = connection.receive_packet("qSupported")?;
+        while StopReply::parse(&reply).is_some() {
+            reply = connection.receive_packet("qSupported")?;
+        }
         let features = ServerFeatures::parse(&reply);
         if options.request_no_ack_mode && features.offers("QStartNoAckMode") {
             let reply = connection.request(b"QStartNoAckMode", "QStartNoAckMode")?;
@@ -422,17 +444,16 @@ impl GdbClient {
     pub fn read_memory(&mut self, address: u64, buffer: &mut [u8]) -> Result<(), GdbError> {
         self.require_halted("read memory")?;
         let chunk = self.read_chunk_bytes();
-        let requests: Vec<Vec<u8>> = (0..buffer.len())
-            .step_by(chunk)
-            .map(|offset| {
-                let length = chunk.min(buffer.len() - offset);
-                format!("m{:x},{length:x}", address + offset as u64).into_bytes()
-            })
-            .collect();
-        let window = if self.pipelines() { self.options.pipeline_window } else { 1 };
+        let total = buffer.len();
+        let request_count = total.div_ceil(chunk);
+        let mut make_request = |index: usize, out: &mut Vec<u8>| {
+            let offset = index * chunk;
+            let length = chunk.min(total - offset);
+            out.extend_from_slice(format!("m{:x},{length:x}", address + offset as u64).as_bytes());
+        };
         let mut on_reply = |index: usize, reply: &[u8]| -> Result<(), GdbError> {
             let offset = index * chunk;
-            let length = chunk.min(buffer.len() - offset);
+            let length = chunk.min(total - offset);
             let chunk_address = address + offset as u64;
             if is_error_reply(reply) {
                 return Err(GdbError::Refused {
@@ -450,57 +471,69 @@ impl GdbClient {
             }
             decode_hex_into(reply, &mut buffer[offset..offset + length])
         };
-        if window > 1 {
-            self.connection.pipeline(&requests, window, "read memory (m)", &mut on_reply)
-        } else {
-            for (index, request) in requests.iter().enumerate() {
-                let reply = self.connection.request(request, "read memory (m)")?;
-                on_reply(index, &reply)?;
-            }
-            Ok(())
+        self.run_requests(request_count, &mut make_request, "read memory (m)", &mut on_reply)
+    }
+
+    /// Sends requests pipelined when this connection allows it, else one at a time.
+    fn run_requests(
+        &mut self,
+        request_count: usize,
+        make_request: &mut RequestMaker<'_>,
+        operation: &str,
+        on_reply: &mut ReplyHandler<'_>,
+    ) -> Result<(), GdbError> {
+        if self.pipelines() {
+            let window = self.options.pipeline_window;
+            return self.connection.pipeline(request_count, make_request, window, operation, on_reply);
         }
+        let mut payload = Vec::new();
+        for index in 0..request_count {
+            payload.clear();
+            make_request(index, &mut payload);
+            let reply = self.connection.request(&payload, operation)?;
+            on_reply(index, &reply)?;
+        }
+        Ok(())
     }
 
     /// Writes target memory (`X` when the server takes binary, else `M`; pipelined when
     /// possible).
     pub fn write_memory(&mut self, address: u64, data: &[u8]) -> Result<(), GdbError> {
         self.require_halted("write memory")?;
-        let (requests, chunk_addresses) = if self.binary_writes {
-            self.binary_requests("X", address, data)
-        } else {
-            let chunk = self.write_chunk_bytes();
-            let mut requests = Vec::with_capacity(data.len() / chunk + 1);
-            let mut addresses = Vec::with_capacity(requests.capacity());
-            for (index, piece) in data.chunks(chunk).enumerate() {
-                let chunk_address = address + (index * chunk) as u64;
-                let mut request = format!("M{chunk_address:x},{:x}:", piece.len()).into_bytes();
-                push_hex(piece, &mut request);
-                requests.push(request);
-                addresses.push(chunk_address);
-            }
-            (requests, addresses)
-        };
-        let window = if self.pipelines() { self.options.pipeline_window } else { 1 };
-        let mut on_reply = |index: usize, reply: &[u8]| -> Result<(), GdbError> {
+        let on_reply_for = |chunk_address: u64, reply: &[u8]| -> Result<(), GdbError> {
             match reply {
                 b"OK" => Ok(()),
                 _ if is_error_reply(reply) => Err(GdbError::Refused {
                     operation: "write",
-                    address: chunk_addresses[index],
+                    address: chunk_address,
                     reason: format!("the server answered {}", String::from_utf8_lossy(reply)),
                 }),
                 _ => Err(GdbError::unexpected("write memory", "OK", reply)),
             }
         };
-        if window > 1 {
-            self.connection.pipeline(&requests, window, "write memory", &mut on_reply)
-        } else {
-            for (index, request) in requests.iter().enumerate() {
-                let reply = self.connection.request(request, "write memory")?;
-                on_reply(index, &reply)?;
-            }
-            Ok(())
+        if self.binary_writes {
+            let (requests, addresses) = self.binary_requests("X", address, data);
+            let mut make_request = |index: usize, out: &mut Vec<u8>| out.extend_from_slice(&requests[index]);
+            let mut on_reply = |index: usize, reply: &[u8]| on_reply_for(addresses[index], reply);
+            return self.run_requests(requests.len(), &mut make_request, "write memory (X)", &mut on_reply);
         }
+        let chunk = self.write_chunk_bytes();
+        let run_length = self.options.run_length_encode_requests;
+        let mut hex = Vec::with_capacity(chunk * 2);
+        let mut make_request = |index: usize, out: &mut Vec<u8>| {
+            let offset = index * chunk;
+            let piece = &data[offset..data.len().min(offset + chunk)];
+            out.extend_from_slice(format!("M{:x},{:x}:", address + offset as u64, piece.len()).as_bytes());
+            if run_length {
+                hex.clear();
+                push_hex(piece, &mut hex);
+                push_run_length_encoded(&hex, out);
+            } else {
+                push_hex(piece, out);
+            }
+        };
+        let mut on_reply = |index: usize, reply: &[u8]| on_reply_for(address + (index * chunk) as u64, reply);
+        self.run_requests(data.len().div_ceil(chunk), &mut make_request, "write memory (M)", &mut on_reply)
     }
 
     /// Splits `data` into `PREFIXaddr,len:escaped` requests filling the packet size.
@@ -709,14 +742,44 @@ impl GdbClient {
         Ok(String::from_utf8_lossy(&output).into_owned())
     }
 
-    /// Resets the chip with the configured monitor command; the target stays halted.
+    /// Resets the chip and leaves it halted: the configured monitor command first, then the
+    /// other servers' spellings ([`RESET_MONITOR_COMMANDS`]) when the server does not know it
+    /// (servers answer unknown monitor commands with text, not an error). The command that
+    /// worked is kept for the next reset.
     pub fn reset_halt(&mut self) -> Result<String, GdbError> {
-        let command = self.options.reset_monitor_command.clone();
-        let output = self.monitor(&command)?;
-        // Some servers report a fresh stop after a reset; asking keeps the state truthful.
-        let stop = self.request_stop_reason()?;
-        self.run_state = RunState::Halted(stop);
-        Ok(output)
+        let configured = self.options.reset_monitor_command.clone();
+        let mut candidates = vec![configured.clone()];
+        candidates.extend(
+            RESET_MONITOR_COMMANDS
+                .iter()
+                .filter(|command| **command != configured)
+                .map(|command| command.to_string()),
+        );
+        let mut refusals = Vec::new();
+        for command in candidates {
+            let output = match self.monitor(&command) {
+                Ok(output) if !monitor_output_refuses(&output) => output,
+                Ok(output) => {
+                    refusals.push(format!("{command:?}: {}", output.trim()));
+                    continue;
+                }
+                Err(GdbError::ServerError { code, .. }) => {
+                    refusals.push(format!("{command:?}: error {code}"));
+                    continue;
+                }
+                Err(other) => return Err(other),
+            };
+            self.options.reset_monitor_command = command;
+            // Some servers report a fresh stop after a reset; asking keeps the state truthful.
+            let stop = self.request_stop_reason()?;
+            self.run_state = RunState::Halted(stop);
+            return Ok(output);
+        }
+        Err(GdbError::UnexpectedReply {
+            operation: "reset".to_string(),
+            expected: "a monitor command that resets the chip".to_string(),
+            found: refusals.join("; "),
+        })
     }
 
     /// Lets the target run (`c`). Returns once the server took the request; the stop reply

@@ -343,7 +343,10 @@ mod tests {
         );
     }
 
-    fn check_memory_map(document: &str, expected: Result<Vec<(MemoryKind, u64, u64, Option<u64>)>, ()>) {
+    /// `(kind, start, length, block size)` of each region, or `Err(())` for a rejected document.
+    type Regions = Result<Vec<(MemoryKind, u64, u64, Option<u64>)>, ()>;
+
+    fn check_memory_map(document: &str, expected: Regions) {
         let parsed = parse_memory_map(document).map(|regions| {
             regions
                 .iter()

@@ -72,18 +72,64 @@ pub fn unescape_binary(data: &[u8]) -> Result<Vec<u8>, GdbError> {
     Ok(out)
 }
 
+/// Appends `text` run-length encoded: a run of a character is sent once, followed by `*` and
+/// the number of further repeats plus 29. Counts that would be `#` or `$` (6 and 7 repeats) are
+/// avoided, as the protocol requires. The protocol defines this for replies; QEMU also accepts
+/// it in requests, which makes the fill patterns of firmware images (and erases) cheap to send.
+pub fn push_run_length_encoded(text: &[u8], out: &mut Vec<u8>) {
+    /// The largest count: `~` (126) - 29.
+    const MAX_REPEATS: usize = 97;
+    out.reserve(text.len());
+    let mut literal_start = 0;
+    let mut index = 0;
+    while index + 3 < text.len() {
+        let character = text[index];
+        // Encoding costs three bytes; below four equal characters it does not pay. Most
+        // positions fail the first comparison, so literal text costs one compare per byte.
+        if text[index + 1] != character || text[index + 2] != character || text[index + 3] != character {
+            index += 1;
+            continue;
+        }
+        out.extend_from_slice(&text[literal_start..index]);
+        let mut run = 4;
+        while index + run < text.len() && text[index + run] == character && run <= MAX_REPEATS {
+            run += 1;
+        }
+        let mut repeats = run - 1;
+        // Six and seven repeats would be encoded as '#' and '$'.
+        if repeats == 6 || repeats == 7 {
+            repeats = 5;
+        }
+        out.extend_from_slice(&[character, b'*', repeats as u8 + RUN_LENGTH_BIAS]);
+        index += repeats + 1;
+        literal_start = index;
+    }
+    out.extend_from_slice(&text[literal_start..]);
+}
+
+/// The two lowercase hex digits of every byte value.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut pairs = [[0u8; 2]; 256];
+    let mut value = 0;
+    while value < 256 {
+        pairs[value] = [DIGITS[value >> 4], DIGITS[value & 0x0f]];
+        value += 1;
+    }
+    pairs
+};
+
 /// Appends the lowercase hex digits of `data`.
 pub fn push_hex(data: &[u8], out: &mut Vec<u8>) {
-    out.reserve(data.len() * 2);
-    for byte in data {
-        push_hex_byte(*byte, out);
+    let start = out.len();
+    out.resize(start + data.len() * 2, 0);
+    for (pair, byte) in out[start..].chunks_exact_mut(2).zip(data) {
+        pair.copy_from_slice(&HEX_PAIRS[usize::from(*byte)]);
     }
 }
 
 fn push_hex_byte(byte: u8, out: &mut Vec<u8>) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    out.push(DIGITS[usize::from(byte >> 4)]);
-    out.push(DIGITS[usize::from(byte & 0x0f)]);
+    out.extend_from_slice(&HEX_PAIRS[usize::from(byte)]);
 }
 
 fn hex_value(digit: u8) -> Option<u8> {
@@ -289,6 +335,12 @@ pub struct ConnectionStatistics {
     /// Transport reads.
     pub reads: u64,
 }
+
+/// Appends the payload of pipelined request `index` to the buffer.
+pub type RequestMaker<'a> = dyn FnMut(usize, &mut Vec<u8>) + 'a;
+
+/// Receives each pipelined reply with the index of its request.
+pub type ReplyHandler<'a> = dyn FnMut(usize, &[u8]) -> Result<(), GdbError> + 'a;
 
 /// A byte stream to a GDB server, speaking packets.
 pub struct Connection {
@@ -520,20 +572,24 @@ impl Connection {
         }
     }
 
-    /// Sends every request with up to `window` in flight and hands each reply, in request
-    /// order, to `on_reply(index, reply)`.
+    /// Sends `request_count` requests with up to `window` in flight and hands each reply, in
+    /// request order, to `on_reply(index, reply)`. `make_request(index, out)` appends request
+    /// `index`'s payload to `out`; requests are made as the window opens, so encoding overlaps
+    /// the server's work and no transfer is held in memory twice.
     ///
     /// Only for idempotent requests (`m`, `M`, `X`) on a reliable stream, and only to servers
     /// that read requests while replies are unacknowledged (no-ack mode, or QEMU, which never
     /// waits for acknowledgements). A request the server NAKed, or whose reply arrived damaged,
     /// is sent again on its own after the window drains, so one bad packet costs one round trip
-    /// instead of a resynchronisation of the whole stream.
+    /// instead of a resynchronisation of the whole stream. Acknowledgements of replies ride
+    /// along with the next write instead of costing a write each.
     pub fn pipeline(
         &mut self,
-        requests: &[Vec<u8>],
+        request_count: usize,
+        make_request: &mut RequestMaker<'_>,
         window: usize,
         operation: &str,
-        on_reply: &mut dyn FnMut(usize, &[u8]) -> Result<(), GdbError>,
+        on_reply: &mut ReplyHandler<'_>,
     ) -> Result<(), GdbError> {
         let window = window.max(1);
         // Requests sent whose acknowledgement (ack mode) has not arrived yet.
@@ -542,12 +598,19 @@ impl Connection {
         let mut awaiting_reply: VecDeque<usize> = VecDeque::new();
         let mut to_resend: Vec<usize> = Vec::new();
         let mut next_to_send = 0;
+        let mut acks_owed = 0usize;
         let mut batch = std::mem::take(&mut self.write_buffer);
         let result = (|| {
-            while next_to_send < requests.len() || !awaiting_ack.is_empty() || !awaiting_reply.is_empty() {
+            while next_to_send < request_count || !awaiting_ack.is_empty() || !awaiting_reply.is_empty() {
                 batch.clear();
-                while next_to_send < requests.len() && awaiting_ack.len() + awaiting_reply.len() < window {
-                    frame_packet(&requests[next_to_send], &mut batch);
+                batch.extend(std::iter::repeat_n(b'+', acks_owed));
+                while next_to_send < request_count && awaiting_ack.len() + awaiting_reply.len() < window {
+                    batch.push(b'$');
+                    let payload_start = batch.len();
+                    make_request(next_to_send, &mut batch);
+                    let sum = checksum(&batch[payload_start..]);
+                    batch.push(b'#');
+                    push_hex_byte(sum, &mut batch);
                     if self.ack_mode {
                         awaiting_ack.push_back(next_to_send);
                     } else {
@@ -556,8 +619,13 @@ impl Connection {
                     self.statistics.packets_sent += 1;
                     next_to_send += 1;
                 }
-                if !batch.is_empty() {
+                // Owed acknowledgements wait for the next request unless nothing is left to send.
+                if batch.len() > acks_owed || (next_to_send == request_count && acks_owed > 0) {
                     self.write(&batch, operation)?;
+                    acks_owed = 0;
+                }
+                if awaiting_ack.is_empty() && awaiting_reply.is_empty() {
+                    continue;
                 }
                 match self.next_incoming(operation)? {
                     Incoming::Ack => {
@@ -578,7 +646,7 @@ impl Connection {
                             found: String::from_utf8_lossy(&payload).into_owned(),
                         })?;
                         if self.ack_mode {
-                            self.write(b"+", operation)?;
+                            acks_owed += 1;
                         }
                         on_reply(index, &payload)?;
                     }
@@ -587,7 +655,7 @@ impl Connection {
                         // A NAK would make the server resend its *latest* reply, which is not
                         // this one when several are in flight: acknowledge and ask again later.
                         if self.ack_mode {
-                            self.write(b"+", operation)?;
+                            acks_owed += 1;
                         }
                         if let Some(index) = awaiting_reply.pop_front() {
                             to_resend.push(index);
@@ -595,12 +663,20 @@ impl Connection {
                     }
                 }
             }
+            if acks_owed > 0 {
+                batch.clear();
+                batch.extend(std::iter::repeat_n(b'+', acks_owed));
+                self.write(&batch, operation)?;
+            }
             Ok(())
         })();
         self.write_buffer = batch;
         result?;
+        let mut payload = Vec::new();
         for index in to_resend {
-            let reply = self.request(&requests[index], operation)?;
+            payload.clear();
+            make_request(index, &mut payload);
+            let reply = self.request(&payload, operation)?;
             on_reply(index, &reply)?;
         }
         Ok(())

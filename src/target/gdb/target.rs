@@ -10,7 +10,10 @@
 //!
 //! Checking "erased" costs a read. While the core is halted nothing but the station writes
 //! memory, so the backend remembers which ranges it erased itself since the core last ran and
-//! reads only what it cannot vouch for.
+//! reads only what it cannot vouch for. For the same reason an erase of RAM-backed memory is
+//! deferred: the erased value is written only to the bytes that are still erased when anything
+//! could observe them (a read, or the core running), so bytes erased and then programmed cross
+//! the link once instead of twice. What the station and the device see is the same.
 
 use super::client::{GdbClient, RunState};
 use super::error::GdbError;
@@ -46,17 +49,27 @@ impl GdbTargetConfig {
     }
 }
 
-/// Disjoint, sorted address ranges `[start, end)` the backend erased itself since the core
-/// last ran.
+/// Disjoint, sorted address ranges `[start, end)`: what the backend erased itself since the
+/// core last ran, and what it has yet to write the erased value to.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct KnownErased {
+pub struct RangeSet {
     ranges: Vec<(u64, u64)>,
 }
 
-impl KnownErased {
-    /// Forgets everything (the core ran and may have written flash).
+impl RangeSet {
+    /// Forgets everything.
     pub fn clear(&mut self) {
         self.ranges.clear();
+    }
+
+    /// The ranges, sorted.
+    pub fn ranges(&self) -> &[(u64, u64)] {
+        &self.ranges
+    }
+
+    /// Whether no range is held.
+    pub fn is_empty(&self) -> bool {
+        self.ranges.is_empty()
     }
 
     /// Adds `[start, end)`, merging with neighbours.
@@ -127,7 +140,10 @@ pub struct GdbTarget {
     config: GdbTargetConfig,
     probe_name: String,
     console: Option<SerialConsole>,
-    known_erased: KnownErased,
+    known_erased: RangeSet,
+    /// RAM-backed ranges erased but not yet filled with the erased value.
+    pending_erase: RangeSet,
+    detach_on_drop: bool,
     /// Resources that must outlive the connection (the QEMU process); dropped last.
     keep_alive: Vec<Box<dyn Send>>,
 }
@@ -150,7 +166,9 @@ impl GdbTarget {
             config,
             probe_name: probe_name.to_string(),
             console: None,
-            known_erased: KnownErased::default(),
+            known_erased: RangeSet::default(),
+            pending_erase: RangeSet::default(),
+            detach_on_drop: true,
             keep_alive: Vec::new(),
         }
     }
@@ -167,10 +185,44 @@ impl GdbTarget {
         self
     }
 
+    /// Closes the connection on drop without detaching, leaving the core halted (QEMU keeps a
+    /// halted VM halted when the client goes away; a detach would let it run whatever memory
+    /// holds).
+    pub fn without_detach_on_drop(mut self) -> GdbTarget {
+        self.detach_on_drop = false;
+        self
+    }
+
     /// The client, for operations the [`Target`] trait does not cover (registers,
-    /// breakpoints, monitor commands).
-    pub fn client(&mut self) -> &mut GdbClient {
-        &mut self.client
+    /// breakpoints, monitor commands). Deferred erases are written first, so the client sees
+    /// memory as the station left it.
+    pub fn client(&mut self) -> Result<&mut GdbClient, TargetError> {
+        self.flush_pending_erase()?;
+        Ok(&mut self.client)
+    }
+
+    /// Writes the erased value to every deferred-erase range.
+    fn flush_pending_erase(&mut self) -> Result<(), TargetError> {
+        if self.pending_erase.is_empty() {
+            return Ok(());
+        }
+        let pending = std::mem::take(&mut self.pending_erase);
+        for (_, region) in self.config.memory.flash_regions() {
+            for &(start, end) in pending.ranges() {
+                let (start, end) = (start.max(region.address), end.min(region.end_address()));
+                if start >= end {
+                    continue;
+                }
+                let erased = vec![region.erased_value; (FLASH_CHUNK_BYTES as u64).min(end - start) as usize];
+                let mut address = start;
+                while address < end {
+                    let length = (erased.len() as u64).min(end - address);
+                    self.client.write_memory(address, &erased[..length as usize])?;
+                    address += length;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The console, if one is attached.
@@ -185,6 +237,7 @@ impl GdbTarget {
         operation: impl FnOnce(&mut GdbClient) -> Result<T, GdbError>,
     ) -> Result<T, TargetError> {
         let was_running = self.halt_core()?;
+        self.flush_pending_erase()?;
         let result = operation(&mut self.client);
         if was_running {
             self.resume()?;
@@ -207,6 +260,7 @@ impl GdbTarget {
     }
 
     fn resume(&mut self) -> Result<(), TargetError> {
+        self.flush_pending_erase()?;
         // Once the core runs, its code may write flash: what we erased is no longer known.
         self.known_erased.clear();
         self.client.continue_execution().map_err(TargetError::from)
@@ -271,8 +325,12 @@ impl GdbTarget {
 
 impl Drop for GdbTarget {
     fn drop(&mut self) {
+        // The erase the station asked for happened, as far as anyone can tell later.
+        if let Err(error) = self.flush_pending_erase() {
+            tracing::debug!(probe = %self.probe_name, %error, "writing deferred erases on drop failed");
+        }
         // Detaching lets a real board run on; a server that is gone costs a short timeout.
-        if !matches!(self.client.run_state(), RunState::Gone(_)) {
+        if self.detach_on_drop && !matches!(self.client.run_state(), RunState::Gone(_)) {
             self.client.set_reply_timeout_ms(DETACH_TIMEOUT_MS);
             if let Err(error) = self.client.detach() {
                 tracing::debug!(probe = %self.probe_name, %error, "detach on drop failed");
@@ -350,15 +408,9 @@ impl Target for GdbTarget {
             self.client.flash_done()?;
             progress(size_bytes);
         } else {
-            let chunk_bytes = (FLASH_CHUNK_BYTES as u64).next_multiple_of(region.sector_size_bytes);
-            let erased = vec![region.erased_value; chunk_bytes.min(size_bytes) as usize];
-            let mut done = 0;
-            while done < size_bytes {
-                let length = chunk_bytes.min(size_bytes - done);
-                self.client.write_memory(address + done, &erased[..length as usize])?;
-                done += length;
-                progress(done);
-            }
+            // RAM-backed: the erased value is written when it can first be observed.
+            self.pending_erase.insert(address, address + size_bytes);
+            progress(size_bytes);
         }
         self.known_erased.insert(address, address + size_bytes);
         Ok(())
@@ -389,11 +441,14 @@ impl Target for GdbTarget {
             self.client.flash_done()?;
         }
         self.known_erased.remove(address, address + data.len() as u64);
+        self.pending_erase.remove(address, address + data.len() as u64);
         Ok(())
     }
 
     fn reset_and_run(&mut self) -> Result<(), TargetError> {
         self.halt_core()?;
+        // Before the reset: the core fetches its vector table from memory as it comes out of it.
+        self.flush_pending_erase()?;
         self.client.reset_halt()?;
         self.resume()
     }
@@ -454,7 +509,7 @@ mod tests {
         expected_ranges: &[(u64, u64)],
         expected_gaps: &[(u64, u64)],
     ) {
-        let mut known = KnownErased::default();
+        let mut known = RangeSet::default();
         for (operation, start, end) in operations {
             match *operation {
                 "insert" => known.insert(*start, *end),
