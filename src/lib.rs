@@ -8,9 +8,11 @@
 //!   [`manifest`], [`store`];
 //! - the hardware seam: [`target`] (one `Target` trait, backends in submodules);
 //! - the station: [`station`] (one unit through the steps, a line of slots, events);
-//! - the audit record: [`ledger`] (the only module that touches SQLite).
+//! - the audit record: [`ledger`] (the only module that touches SQLite);
+//! - the operator window: [`gui`] (the only module that touches egui).
 
 pub mod contract;
+pub mod gui;
 pub mod identity;
 pub mod image;
 pub mod ledger;

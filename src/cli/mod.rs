@@ -4,6 +4,7 @@
 //! 2 for bad usage, bad input or bad configuration (nothing was written to a device or the ledger).
 
 mod dev;
+mod gui;
 mod log;
 mod manifest;
 mod profile;
@@ -49,18 +50,24 @@ enum Command {
     /// Query, export and verify the audit ledger.
     #[command(subcommand)]
     Log(log::LogCommand),
+    /// The operator's window: slots, statistics, history, export, log.
+    Gui(gui::GuiArgs),
 }
 
 /// Parses the command line, sets up diagnostics and runs the command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(&cli.log);
+    // The GUI installs its own subscriber: stderr as here, plus its log panel.
+    if !matches!(cli.command, Command::Gui(_)) {
+        init_tracing(&cli.log);
+    }
     let outcome = match cli.command {
         Command::Profile(command) => profile::run(command),
         Command::Manifest(command) => manifest::run(command),
         Command::Dev(command) => dev::run(command),
         Command::Run(args) => run::run(args),
         Command::Log(command) => log::run(command),
+        Command::Gui(args) => gui::run(args, &cli.log),
     };
     match outcome {
         Ok(code) => code,
