@@ -43,9 +43,11 @@ work="$(mktemp -d)"
 trap 'kill "${gui_pid:-}" 2>/dev/null || true; rm -rf "$work"' EXIT
 frame_stats="${FRAME_STATS:-$work/frames.json}"
 
-# The fault hits slot 3's third unit (or the last slot's) at program-application, so the shot
-# shows a FAIL with its reason next to slots still programming their units.
+# The fault hits slot 3's (or the last slot's) unit in the last full round at
+# program-application, so the shot shows a FAIL with its reason next to slots still programming
+# their units.
 fault_slot=$(( slots > 3 ? 3 : slots - 1 ))
+fault_unit=$(( units / slots > 1 ? units / slots : 1 ))
 "$IMPRINT_BIN" --log info gui \
   --profile "$repo/profiles/demo.toml" \
   --db "$work/ledger.db" \
@@ -53,7 +55,7 @@ fault_slot=$(( slots > 3 ? 3 : slots - 1 ))
   --station line-1-station-3 \
   --operator operator-17 \
   --sim-uid-seed 7 \
-  --sim-fault "$fault_slot.3:probe-lost=program-application" \
+  --sim-fault "$fault_slot.$fault_unit:probe-lost=program-application" \
   --exit-after-units "$units" \
   --linger-ms 500 \
   --frame-stats "$frame_stats" \

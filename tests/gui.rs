@@ -240,6 +240,7 @@ fn export_from_the_window_passes_imprint_log_verify() {
     let mut gui = gui(2, |_| {});
     gui.wait_for_label("slot 0 state: IDLE");
     gui.run_one_unit_per_slot(2, |gui| gui.click("Start line"));
+    gui.wait_until("both runs in the history", |harness| harness.query_by_label("history: 2 rows").is_some());
 
     let csv_path = gui.directory.path().join("runs.csv");
     retype(&mut gui, "Export to", &csv_path.display().to_string());
@@ -269,8 +270,12 @@ fn export_from_the_window_passes_imprint_log_verify() {
 }
 
 #[test]
-fn every_input_widget_has_an_accessible_name() {
-    let mut gui = gui(4, |_| {});
+fn out_of_the_box_it_picks_the_demo_profile_and_names_every_input() {
+    // No profile given: the window lists the profiles folder and picks demo.toml.
+    let mut gui = gui(4, |options| {
+        options.profile = None;
+        options.profiles_directory = Some(demo_profile().parent().unwrap().to_owned());
+    });
     gui.wait_for_label_containing("demo-sensor");
     gui.harness.check_accessibility();
     gui.harness.get_by_label("Start line");

@@ -17,11 +17,18 @@ use super::panels::{self, Forms};
 use super::settings::{GuiOptions, Settings};
 use super::store::{HistoryStore, LineStatus, LineStore, LogStore, ProfilesStore, UnitDetails};
 use super::workers::{
-    ChoreReply, ChoreRequest, ChoreWorker, LineMessage, LineRequest, RunningLine, UiSender, start_line,
+    ChoreReply, ChoreRequest, ChoreWorker, HISTORY_ROWS_MAX, LineMessage, LineRequest, RunningLine, UiSender,
+    start_line,
 };
 
 /// How often the history table is refreshed at most while units finish.
 const HISTORY_REFRESH_INTERVAL: Duration = Duration::from_millis(500);
+/// How often the ledger's totals are recomputed at most while units finish (they scan the
+/// whole ledger).
+const STATS_REFRESH_INTERVAL: Duration = Duration::from_secs(10);
+/// An incremental history refresh re-reads runs started this long before the previous request
+/// (covers units whose start the window had not heard of yet).
+const HISTORY_OVERLAP: Duration = Duration::from_secs(10);
 /// How often the window repaints while the line runs even without events (clocks tick).
 const RUNNING_REPAINT_INTERVAL: Duration = Duration::from_millis(100);
 /// At most this many station events are folded per frame, so a flood cannot stall a frame;
@@ -50,6 +57,7 @@ pub struct ImprintApp {
     work_order: Option<String>,
     history_is_stale: bool,
     history_requested_at: Option<Instant>,
+    stats_requested_at: Option<Instant>,
     autostart_pending: bool,
     /// Close the window once the line has stopped (close requested while it ran).
     close_when_stopped: bool,
@@ -102,6 +110,7 @@ impl ImprintApp {
             work_order: None,
             history_is_stale: true,
             history_requested_at: None,
+            stats_requested_at: None,
             close_when_stopped: false,
             close_at: None,
         };
@@ -167,7 +176,7 @@ impl ImprintApp {
                     self.apply(Command::StartUnit { slot });
                 }
             }
-            Command::RefreshHistory => self.request_history(),
+            Command::RefreshHistory => self.request_history(true),
             Command::OpenUnit(key) => {
                 self.history.details = Some(UnitDetails::Loading { key: key.clone() });
                 self.chores.request(ChoreRequest::UnitDetails {
@@ -227,17 +236,37 @@ impl ImprintApp {
             Some(start_line(request, UiSender::new(self.line_sender.clone(), self.repaint.clone())));
     }
 
-    fn request_history(&mut self) {
+    /// Asks for the history rows: in full (search, scope or refresh), or only what finished
+    /// since the rows shown (units finished meanwhile). The ledger's totals follow, at most
+    /// every [`STATS_REFRESH_INTERVAL`] unless `full`.
+    fn request_history(&mut self, full: bool) {
+        let now = Instant::now();
+        let search_unchanged = self.forms.search.trim() == self.history.shown_search.trim();
+        let started_since = if full || !search_unchanged { None } else { self.history.incremental_since() };
+        let overlap_start = SystemTime::now().checked_sub(HISTORY_OVERLAP).unwrap_or(SystemTime::UNIX_EPOCH);
+        match crate::ledger::format_timestamp("since", overlap_start) {
+            Ok(bound) => self
+                .history
+                .requested(bound, self.line.slots.iter().filter_map(|slot| slot.unit_started_time.clone())),
+            Err(_) => self.history.refresh_bound = None,
+        }
         self.history.is_loading = true;
         self.history_is_stale = false;
-        self.history_requested_at = Some(Instant::now());
+        self.history_requested_at = Some(now);
         self.chores.request(ChoreRequest::History {
             ledger_path: self.options.ledger_path.clone(),
             search: self.forms.search.clone(),
             scope: self.settings.history_scope,
             session_started: self.session_started,
+            started_since,
         });
-        self.chores.request(ChoreRequest::Stats { ledger_path: self.options.ledger_path.clone() });
+        let stats_due = self
+            .stats_requested_at
+            .is_none_or(|requested| now.duration_since(requested) >= STATS_REFRESH_INTERVAL);
+        if full || stats_due || !self.line.is_active() {
+            self.stats_requested_at = Some(now);
+            self.chores.request(ChoreRequest::Stats { ledger_path: self.options.ledger_path.clone() });
+        }
     }
 
     /// Folds what the workers sent since the last frame into the stores.
@@ -313,7 +342,7 @@ impl ImprintApp {
             .history_requested_at
             .is_none_or(|requested| now.duration_since(requested) >= HISTORY_REFRESH_INTERVAL);
         if self.history_is_stale && history_due {
-            self.request_history();
+            self.request_history(false);
         } else if self.history_is_stale {
             self.repaint.request_repaint_after(HISTORY_REFRESH_INTERVAL);
         }
@@ -344,15 +373,24 @@ impl ImprintApp {
                 }
                 self.profiles.checked = Some((path, result));
             }
-            ChoreReply::History { search, result } => {
+            ChoreReply::History { search, is_incremental, result } => {
                 self.history.is_loading = false;
                 match result {
+                    Ok(rows) if is_incremental => {
+                        self.history.merge(rows, HISTORY_ROWS_MAX);
+                        self.history.error = None;
+                    }
                     Ok(rows) => {
                         self.history.rows = rows;
                         self.history.shown_search = search;
+                        self.history.is_full = true;
                         self.history.error = None;
                     }
-                    Err(error) => self.history.error = Some(error),
+                    Err(error) => {
+                        // The rows may now miss runs: the next refresh reads in full.
+                        self.history.is_full = false;
+                        self.history.error = Some(error);
+                    }
                 }
             }
             ChoreReply::UnitDetails { key, result } => {

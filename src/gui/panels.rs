@@ -116,12 +116,14 @@ pub fn app_ui(
         log_ui(ui, view.log, settings);
     });
     egui::Panel::right("side").resizable(true).default_size(450.0).min_size(300.0).show(ui, |ui| {
+        // Each section gets its own id scope: the history's rows come and go, and must not
+        // shift the ids (and so the keyboard focus) of the widgets below them.
         egui::ScrollArea::vertical().id_salt("side_scroll").auto_shrink(false).show(ui, |ui| {
-            push(commands, history_ui(ui, view, settings, forms));
+            push(commands, ui.push_id("history", |ui| history_ui(ui, view, settings, forms)).inner);
             ui.separator();
-            push(commands, export_ui(ui, view.history, settings));
+            push(commands, ui.push_id("export", |ui| export_ui(ui, view.history, settings)).inner);
             ui.separator();
-            push(commands, simulator_ui(ui, view, settings, forms));
+            push(commands, ui.push_id("simulator", |ui| simulator_ui(ui, view, settings, forms)).inner);
         });
     });
     egui::CentralPanel::default().show(ui, |ui| {
@@ -174,6 +176,7 @@ fn toolbar_ui(ui: &mut Ui, view: &View<'_>, settings: &mut Settings, forms: &mut
             let operator_label = ui.label("Operator ID");
             let operator = ui.add(
                 egui::TextEdit::singleline(&mut settings.operator)
+                    .id_salt("operator")
                     .hint_text("scan badge")
                     .desired_width(110.0),
             );
@@ -381,7 +384,8 @@ fn step_title(step: &str) -> String {
 }
 
 /// One slot: the state in large type with its icon and colour, the step's progress, the
-/// unit's serial and chip ID, the cycle time and the slot's tallies.
+/// unit's serial and chip ID, the cycle time and the slot's tallies. Small cards (many slots)
+/// drop the less important lines rather than overflow.
 fn slot_card_ui(ui: &mut Ui, index: usize, slot: &SlotState, manual_start: bool, now: Instant) -> Command {
     let mut command = Command::Nothing;
     let look = match slot.phase {
@@ -391,10 +395,11 @@ fn slot_card_ui(ui: &mut Ui, index: usize, slot: &SlotState, manual_start: bool,
         SlotPhase::Passed => StateLook::Pass,
         SlotPhase::Failed { .. } => StateLook::Fail,
     };
+    ui.set_clip_rect(ui.max_rect().intersect(ui.clip_rect()));
     let card_height = ui.max_rect().height();
     let big = theme::state_text_size(card_height);
-    let medium = (big * 0.5).clamp(13.0, 22.0);
-    let small = (big * 0.36).clamp(12.0, 15.0);
+    let medium = (big * 0.5).clamp(12.0, 22.0);
+    let small = (big * 0.4).clamp(11.0, 15.0);
     let (word, spoken) = match &slot.phase {
         SlotPhase::Idle => ("IDLE".to_string(), "IDLE".to_string()),
         SlotPhase::WaitingForStart => ("WAITING".to_string(), "WAITING for start".to_string()),
@@ -404,15 +409,18 @@ fn slot_card_ui(ui: &mut Ui, index: usize, slot: &SlotState, manual_start: bool,
         SlotPhase::Passed => ("PASS".to_string(), "PASS".to_string()),
         SlotPhase::Failed { step, reason } => ("FAIL".to_string(), format!("FAIL at {step}: {reason}")),
     };
+    let margin = if card_height < 150.0 { 6 } else { 10 };
     egui::Frame::new()
         .fill(look.background())
         .stroke(Stroke::new(2.0, look.colour()))
         .corner_radius(8.0)
-        .inner_margin(egui::Margin::same(10))
+        .inner_margin(egui::Margin::same(margin))
         .show(ui, |ui| {
             let inner = ui.available_size();
             ui.set_min_size(inner);
             ui.set_max_size(inner);
+            ui.spacing_mut().item_spacing.y = (card_height * 0.02).clamp(2.0, 6.0);
+            let has_room = |ui: &Ui, height: f32| ui.available_height() >= height;
             ui.horizontal(|ui| {
                 ui.label(RichText::new(format!("SLOT {index}")).size(small + 1.0).strong());
                 ui.label(RichText::new(&slot.fixture_name).size(small).weak());
@@ -444,33 +452,33 @@ fn slot_card_ui(ui: &mut Ui, index: usize, slot: &SlotState, manual_start: bool,
                                 .time_left()
                                 .map(|left| format!(" · {} left", seconds(left)))
                                 .unwrap_or_default();
-                            (
-                                progress.fraction(),
-                                format!(
-                                    "{} / {}{left}",
-                                    byte_size(progress.bytes_done),
-                                    byte_size(progress.bytes_total)
-                                ),
-                            )
+                            let done = format!(
+                                "{} / {}{left}",
+                                byte_size(progress.bytes_done),
+                                byte_size(progress.bytes_total)
+                            );
+                            (progress.fraction(), done)
                         }
                         None => (
                             (*step_number as f32 - 1.0) / StepName::ALL.len() as f32,
                             format!("step {step_number} of {}", StepName::ALL.len()),
                         ),
                     };
+                    // White on Okabe-Ito blue and on the dark track alike.
                     let bar = ui.add(
                         egui::ProgressBar::new(fraction)
-                            .text(RichText::new(&text).size(small).color(Color32::BLACK))
-                            .fill(theme::RUNNING_COLOUR)
-                            .desired_height(small + 8.0),
+                            .text(RichText::new(&text).size(small).color(Color32::WHITE))
+                            .fill(theme::PROGRESS_COLOUR)
+                            .desired_height(small + 6.0),
                     );
                     accessible(&bar, Role::ProgressIndicator, &format!("slot {index} progress: {text}"));
                 }
                 SlotPhase::Failed { step, reason } => {
+                    let reason_size = if card_height < 150.0 { small } else { medium };
                     let reason_label = ui.add(
                         egui::Label::new(
                             RichText::new(format!("{}: {reason}", step_title(step)))
-                                .size(medium)
+                                .size(reason_size)
                                 .color(theme::FAIL_COLOUR),
                         )
                         .wrap(),
@@ -489,39 +497,42 @@ fn slot_card_ui(ui: &mut Ui, index: usize, slot: &SlotState, manual_start: bool,
                     command = Command::StartUnit { slot: index };
                 }
             }
-            let serial = slot.serial.as_deref().unwrap_or("–");
-            let chip = slot.chip_uid.as_deref().map(short_chip).unwrap_or_else(|| "–".to_string());
-            let identity = ui.add(
-                egui::Label::new(RichText::new(format!("{serial} · chip {chip}")).size(medium).monospace())
+            if has_room(ui, medium + 4.0) {
+                let serial = slot.serial.as_deref().unwrap_or("–");
+                let chip = slot.chip_uid.as_deref().map(short_chip).unwrap_or_else(|| "–".to_string());
+                let identity = ui.add(
+                    egui::Label::new(
+                        RichText::new(format!("{serial} · chip {chip}")).size(medium).monospace(),
+                    )
                     .truncate(),
-            );
-            accessible(
-                &identity,
-                Role::Label,
-                &format!(
-                    "slot {index} unit: serial {serial}, chip {}",
-                    slot.chip_uid.as_deref().unwrap_or("–")
-                ),
-            );
-            ui.horizontal(|ui| {
-                if let Some(cycle) = slot.cycle_time(now) {
-                    let cycle_label =
-                        ui.label(RichText::new(format!("cycle {}", seconds(cycle))).size(small));
-                    accessible(
-                        &cycle_label,
-                        Role::Label,
-                        &format!("slot {index} cycle time: {}", seconds(cycle)),
-                    );
-                }
-                ui.label(
-                    RichText::new(format!("✔ {}  ✖ {}", slot.units_passed, slot.units_failed))
-                        .size(small)
-                        .weak(),
                 );
-            });
-            if let (Some(last), SlotPhase::Running { .. } | SlotPhase::WaitingForStart) =
-                (&slot.last_finished, &slot.phase)
-            {
+                let full_chip = slot.chip_uid.as_deref().unwrap_or("–");
+                accessible(
+                    &identity,
+                    Role::Label,
+                    &format!("slot {index} unit: serial {serial}, chip {full_chip}"),
+                );
+            }
+            if has_room(ui, small + 4.0) {
+                ui.horizontal(|ui| {
+                    if let Some(cycle) = slot.cycle_time(now) {
+                        let cycle_label =
+                            ui.label(RichText::new(format!("cycle {}", seconds(cycle))).size(small));
+                        accessible(
+                            &cycle_label,
+                            Role::Label,
+                            &format!("slot {index} cycle time: {}", seconds(cycle)),
+                        );
+                    }
+                    ui.label(
+                        RichText::new(format!("✔ {}  ✖ {}", slot.units_passed, slot.units_failed))
+                            .size(small)
+                            .weak(),
+                    );
+                });
+            }
+            let is_busy = matches!(slot.phase, SlotPhase::Running { .. } | SlotPhase::WaitingForStart);
+            if let (Some(last), true) = (&slot.last_finished, is_busy && has_room(ui, small + 4.0)) {
                 let (icon, colour) = match last.result {
                     UnitResult::Pass => ("✔", theme::PASS_COLOUR),
                     UnitResult::Fail => ("✖", theme::FAIL_COLOUR),
@@ -563,6 +574,7 @@ fn history_ui(ui: &mut Ui, view: &View<'_>, settings: &mut Settings, forms: &mut
         let search = ui
             .add(
                 egui::TextEdit::singleline(&mut forms.search)
+                    .id_salt("search")
                     .hint_text("serial or chip ID")
                     .desired_width(170.0),
             )
@@ -607,7 +619,8 @@ fn history_ui(ui: &mut Ui, view: &View<'_>, settings: &mut Settings, forms: &mut
     egui::ScrollArea::vertical()
         .id_salt("history_rows")
         .max_height(260.0)
-        .auto_shrink([false, true])
+        .min_scrolled_height(260.0)
+        .auto_shrink(false)
         .show_rows(ui, row_height, history.rows.len(), |ui, range| {
             for row in &history.rows[range] {
                 if let Some(key) = history_row_ui(ui, row, &widths, row_height) {
@@ -617,20 +630,22 @@ fn history_ui(ui: &mut Ui, view: &View<'_>, settings: &mut Settings, forms: &mut
         });
     let summary_label = ui.label(RichText::new(summary).weak());
     accessible(&summary_label, Role::Label, &format!("history: {} rows", history.rows.len()));
-    if let Some(stats) = &history.ledger_stats {
-        let yield_text = stats
-            .first_pass_yield_percent
-            .map_or_else(|| "–".to_string(), |percent| format!("{percent:.1} %"));
-        let median =
-            stats.median_run_ms.map_or_else(|| "–".to_string(), |ms| seconds(Duration::from_millis(ms)));
-        ui.label(
-            RichText::new(format!(
+    // Always one line, so the sections below never jump when the totals arrive.
+    let totals = match &history.ledger_stats {
+        Some(stats) => {
+            let yield_text = stats
+                .first_pass_yield_percent
+                .map_or_else(|| "–".to_string(), |percent| format!("{percent:.1} %"));
+            let median =
+                stats.median_run_ms.map_or_else(|| "–".to_string(), |ms| seconds(Duration::from_millis(ms)));
+            format!(
                 "ledger: {} units · {} runs ({} pass, {} fail) · first-pass yield {yield_text} · median run {median}",
                 stats.units, stats.runs, stats.runs_passed, stats.runs_failed
-            ))
-            .weak(),
-        );
-    }
+            )
+        }
+        None => "ledger: no runs yet".to_string(),
+    };
+    ui.add(egui::Label::new(RichText::new(totals).weak()).truncate());
     command
 }
 
@@ -689,8 +704,10 @@ fn export_ui(ui: &mut Ui, history: &HistoryStore, settings: &mut Settings) -> Co
     ui.heading("Export");
     ui.horizontal(|ui| {
         let label = ui.label("Export to");
-        ui.add(egui::TextEdit::singleline(&mut settings.export_path).desired_width(180.0))
-            .labelled_by(label.id);
+        ui.add(
+            egui::TextEdit::singleline(&mut settings.export_path).id_salt("export_path").desired_width(180.0),
+        )
+        .labelled_by(label.id);
         let format_before = settings.export_format;
         let format = egui::ComboBox::from_id_salt("export_format")
             .selected_text(settings.export_format.label())
@@ -806,7 +823,11 @@ fn simulator_ui(ui: &mut Ui, view: &View<'_>, settings: &mut Settings, forms: &m
         ui.horizontal(|ui| {
             let label = ui.label("Profiles folder");
             let folder = ui
-                .add(egui::TextEdit::singleline(&mut forms.profiles_directory).desired_width(180.0))
+                .add(
+                    egui::TextEdit::singleline(&mut forms.profiles_directory)
+                        .id_salt("profiles_directory")
+                        .desired_width(180.0),
+                )
                 .labelled_by(label.id);
             if ui.button("Rescan").clicked()
                 || (folder.lost_focus() && ui.input(|input| input.key_pressed(Key::Enter)))

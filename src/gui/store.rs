@@ -94,6 +94,8 @@ pub struct SlotState {
     pub chip_uid: Option<String>,
     /// When the current unit started.
     pub unit_started_at: Option<Instant>,
+    /// The same as the event stream stamped it (the ledger's time format).
+    pub unit_started_time: Option<String>,
     /// Progress of the running step, when it reports bytes.
     pub progress: Option<StepProgress>,
     /// The last unit this slot finished.
@@ -115,6 +117,7 @@ impl SlotState {
             serial: None,
             chip_uid: None,
             unit_started_at: None,
+            unit_started_time: None,
             progress: None,
             last_finished: None,
             slot_error: None,
@@ -298,6 +301,7 @@ impl LineStore {
                 slot.progress = None;
                 slot.is_waiting_for_start = false;
                 slot.unit_started_at = Some(now);
+                slot.unit_started_time = Some(event.time.clone());
                 slot.phase = SlotPhase::Running { step: "connect".to_string(), step_number: 1 };
                 if let Some(seen) = self.seen_before.get_mut(event.slot) {
                     *seen = None;
@@ -351,6 +355,7 @@ impl LineStore {
             } => {
                 slot.progress = None;
                 slot.unit_started_at = None;
+                slot.unit_started_time = None;
                 slot.serial = serial.clone().or(slot.serial.take());
                 slot.chip_uid = chip_uid.clone().or(slot.chip_uid.take());
                 slot.last_finished = Some(FinishedUnit {
@@ -425,6 +430,8 @@ impl HistoryScope {
 /// One row of the history table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HistoryRow {
+    /// The ledger's row id (distinguishes runs when refreshes overlap).
+    pub run_id: i64,
     pub started_at: String,
     pub serial: Option<String>,
     pub chip_uid: Option<String>,
@@ -440,6 +447,7 @@ impl HistoryRow {
     /// The row for a recorded run.
     pub fn from_run(run: &RecordedRun) -> HistoryRow {
         HistoryRow {
+            run_id: run.run_id,
             started_at: run.started_at.clone(),
             serial: run.serial.clone(),
             chip_uid: run.chip_uid.clone(),
@@ -471,6 +479,11 @@ pub struct HistoryStore {
     pub error: Option<String>,
     /// The ledger's totals.
     pub ledger_stats: Option<LedgerStats>,
+    /// The rows were read in full once (not only incrementally) and hold no search result.
+    pub is_full: bool,
+    /// The earliest start a run not yet listed can have (as of the last request): the next
+    /// incremental refresh reads from here.
+    pub refresh_bound: Option<String>,
     /// The unit whose details are open.
     pub details: Option<UnitDetails>,
     /// The last export's outcome, for the status line.
@@ -500,6 +513,35 @@ pub struct ProfilesStore {
 impl Default for ProfilesStore {
     fn default() -> Self {
         ProfilesStore { directory: std::path::PathBuf::new(), listed: Ok(Vec::new()), checked: None }
+    }
+}
+
+impl HistoryStore {
+    /// Merges the rows of an incremental refresh: newest first, each run once, at most `limit`.
+    pub fn merge(&mut self, newer: Vec<HistoryRow>, limit: usize) {
+        let mut rows = newer;
+        rows.extend(self.rows.drain(..));
+        rows.sort_by(|left, right| {
+            right.started_at.cmp(&left.started_at).then(right.run_id.cmp(&left.run_id))
+        });
+        rows.dedup_by_key(|row| row.run_id);
+        rows.truncate(limit);
+        self.rows = rows;
+    }
+
+    /// Where an incremental refresh may start, or `None` when only a full refresh will do.
+    pub fn incremental_since(&self) -> Option<String> {
+        if !self.is_full || !self.shown_search.trim().is_empty() {
+            return None;
+        }
+        self.refresh_bound.clone()
+    }
+
+    /// Notes a request made now: a run it does not return finishes after the request, so it
+    /// started after `now_minus_margin` or belongs to a unit already running (`running_unit_starts`).
+    pub fn requested(&mut self, now_minus_margin: String, running_unit_starts: impl Iterator<Item = String>) {
+        self.refresh_bound =
+            Some(running_unit_starts.fold(now_minus_margin, |earliest, start| earliest.min(start)));
     }
 }
 
@@ -628,6 +670,43 @@ mod tests {
         assert_eq!(store.first_slot_waiting(), Some(0));
         store.apply(&event(0, 2, EventKind::UnitStarted { probe: "sim-0".into() }), now);
         assert_eq!(store.first_slot_waiting(), Some(1));
+    }
+
+    fn row(run_id: i64, started_at: &str) -> HistoryRow {
+        HistoryRow {
+            run_id,
+            started_at: started_at.to_string(),
+            serial: None,
+            chip_uid: None,
+            result: "pass".to_string(),
+            failing_step: None,
+            reason: None,
+            probe: "sim-0".to_string(),
+            operator: "tester".to_string(),
+            duration_ms: 0,
+        }
+    }
+
+    #[test]
+    fn incremental_history_merges_newest_first_without_repeats() {
+        let mut history = HistoryStore::default();
+        history.requested("2026-01-01T00:00:05.000Z".into(), std::iter::empty());
+        assert_eq!(history.incremental_since(), None, "nothing read in full yet");
+        history.rows = vec![row(2, "2026-01-01T00:00:02.000Z"), row(1, "2026-01-01T00:00:01.000Z")];
+        history.is_full = true;
+        assert_eq!(history.incremental_since().as_deref(), Some("2026-01-01T00:00:05.000Z"));
+        // A unit running at the time of the request moves the bound back to its start.
+        let running = ["2026-01-01T00:00:00.500Z".to_string()];
+        history.requested("2026-01-01T00:00:05.000Z".into(), running.into_iter());
+        assert_eq!(history.incremental_since().as_deref(), Some("2026-01-01T00:00:00.500Z"));
+        history.merge(vec![row(3, "2026-01-01T00:00:00.500Z"), row(2, "2026-01-01T00:00:02.000Z")], 3);
+        let ids: Vec<i64> = history.rows.iter().map(|row| row.run_id).collect();
+        assert_eq!(ids, [2, 1, 3]);
+        history.merge(vec![row(4, "2026-01-01T00:00:03.000Z")], 3);
+        let ids: Vec<i64> = history.rows.iter().map(|row| row.run_id).collect();
+        assert_eq!(ids, [4, 2, 1]);
+        history.shown_search = "DS1".to_string();
+        assert_eq!(history.incremental_since(), None, "search results refresh in full");
     }
 
     #[test]

@@ -13,6 +13,8 @@ pub const PASS_COLOUR: Color32 = Color32::from_rgb(0x00, 0x9E, 0x73);
 pub const FAIL_COLOUR: Color32 = Color32::from_rgb(0xD5, 0x5E, 0x00);
 /// Okabe-Ito sky blue: a step is running.
 pub const RUNNING_COLOUR: Color32 = Color32::from_rgb(0x56, 0xB4, 0xE9);
+/// Okabe-Ito blue: the progress bar (white text reads on it and on the dark track).
+pub const PROGRESS_COLOUR: Color32 = Color32::from_rgb(0x00, 0x72, 0xB2);
 /// Okabe-Ito orange: waiting for the operator.
 pub const WAITING_COLOUR: Color32 = Color32::from_rgb(0xE6, 0x9F, 0x00);
 /// Okabe-Ito yellow: warnings in the log.

@@ -251,8 +251,16 @@ pub enum ChoreRequest {
     /// Load and check one profile.
     CheckProfile { path: PathBuf },
     /// Rows for the history table: `search` (a serial or chip ID; a part of one filters the
-    /// scope's runs) or, when empty, the scope's most recent runs.
-    History { ledger_path: PathBuf, search: String, scope: HistoryScope, session_started: SystemTime },
+    /// scope's runs) or, when empty, the scope's most recent runs. With `started_since` (the
+    /// stored time form) only runs started since then: an incremental refresh, so a long
+    /// history is not re-read every time a unit finishes.
+    History {
+        ledger_path: PathBuf,
+        search: String,
+        scope: HistoryScope,
+        session_started: SystemTime,
+        started_since: Option<String>,
+    },
     /// A unit's identities and runs with their steps.
     UnitDetails { ledger_path: PathBuf, key: String },
     /// The ledger's totals.
@@ -266,7 +274,7 @@ pub enum ChoreRequest {
 pub enum ChoreReply {
     Profiles { directory: PathBuf, result: Result<Vec<PathBuf>, String> },
     ProfileChecked { path: PathBuf, result: Result<ProfileSummary, String> },
-    History { search: String, result: Result<Vec<HistoryRow>, String> },
+    History { search: String, is_incremental: bool, result: Result<Vec<HistoryRow>, String> },
     UnitDetails { key: String, result: Result<Option<Box<UnitHistory>>, String> },
     Stats(Result<Option<LedgerStats>, String>),
     Exported { path: PathBuf, result: Result<u64, String> },
@@ -310,14 +318,22 @@ impl ChoreWorker {
     }
 }
 
-/// Keeps only the newest history and statistics request of a batch, and drops duplicates.
+/// Keeps only the newest history and statistics request of a batch, and drops duplicates. The
+/// kept history request becomes a full one if any request it replaces was full.
 fn coalesce(batch: Vec<ChoreRequest>) -> Vec<ChoreRequest> {
     let last_history = batch.iter().rposition(|request| matches!(request, ChoreRequest::History { .. }));
     let last_stats = batch.iter().rposition(|request| matches!(request, ChoreRequest::Stats { .. }));
+    let any_full_history =
+        batch.iter().any(|request| matches!(request, ChoreRequest::History { started_since: None, .. }));
     let mut kept: Vec<ChoreRequest> = Vec::with_capacity(batch.len());
-    for (index, request) in batch.into_iter().enumerate() {
-        let stale = match request {
-            ChoreRequest::History { .. } => Some(index) != last_history,
+    for (index, mut request) in batch.into_iter().enumerate() {
+        let stale = match &mut request {
+            ChoreRequest::History { started_since, .. } => {
+                if any_full_history {
+                    *started_since = None;
+                }
+                Some(index) != last_history
+            }
             ChoreRequest::Stats { .. } => Some(index) != last_stats,
             _ => kept.contains(&request),
         };
@@ -367,12 +383,13 @@ fn answer(request: ChoreRequest, ledgers: &mut LedgerCache) -> ChoreReply {
                 .map_err(|error| error.to_string());
             ChoreReply::ProfileChecked { path, result }
         }
-        ChoreRequest::History { ledger_path, search, scope, session_started } => {
+        ChoreRequest::History { ledger_path, search, scope, session_started, started_since } => {
+            let is_incremental = started_since.is_some();
             let result = ledgers.get(&ledger_path).and_then(|ledger| match ledger {
-                Some(ledger) => history(&ledger, search.trim(), scope, session_started),
+                Some(ledger) => history(&ledger, search.trim(), scope, session_started, started_since),
                 None => Ok(Vec::new()),
             });
-            ChoreReply::History { search, result }
+            ChoreReply::History { search, is_incremental, result }
         }
         ChoreRequest::UnitDetails { ledger_path, key } => {
             let result = ledgers.get(&ledger_path).and_then(|ledger| match ledger {
@@ -418,8 +435,9 @@ fn history(
     search: &str,
     scope: HistoryScope,
     session_started: SystemTime,
+    started_since: Option<String>,
 ) -> Result<Vec<HistoryRow>, String> {
-    if !search.is_empty() {
+    if !search.is_empty() && started_since.is_none() {
         // An exact serial or chip ID: the unit's whole history, whatever the scope.
         if let Some(unit) = ledger.unit_history(search).map_err(|error| error.to_string())? {
             let mut rows: Vec<HistoryRow> = unit.runs.iter().map(HistoryRow::from_run).collect();
@@ -432,13 +450,14 @@ fn history(
         HistoryScope::LastDay => SystemTime::now().checked_sub(Duration::from_secs(24 * 3600)),
         HistoryScope::All => None,
     };
-    let filter = ExportFilter {
-        since: since
-            .map(|time| format_timestamp("since", time))
-            .transpose()
-            .map_err(|error| error.to_string())?,
-        ..ExportFilter::default()
+    let scope_since =
+        since.map(|time| format_timestamp("since", time)).transpose().map_err(|error| error.to_string())?;
+    // Stored times compare as text, so the later bound is the larger string.
+    let since = match (scope_since, started_since) {
+        (Some(scope), Some(incremental)) => Some(scope.max(incremental)),
+        (scope, incremental) => scope.or(incremental),
     };
+    let filter = ExportFilter { since, ..ExportFilter::default() };
     let needle = search.to_ascii_lowercase();
     let mut collector = RunCollector::new(move |run: &RecordedRun| {
         needle.is_empty()
@@ -557,6 +576,17 @@ mod tests {
             search: search.into(),
             scope: HistoryScope::All,
             session_started: SystemTime::UNIX_EPOCH,
+            started_since: None,
+        }
+    }
+
+    fn incremental_history_request(since: &str) -> ChoreRequest {
+        ChoreRequest::History {
+            ledger_path: "l.db".into(),
+            search: String::new(),
+            scope: HistoryScope::All,
+            session_started: SystemTime::UNIX_EPOCH,
+            started_since: Some(since.into()),
         }
     }
 
@@ -575,5 +605,14 @@ mod tests {
         );
         check(vec![export.clone(), export.clone()], vec![export.clone()]);
         check(vec![export.clone(), history_request("")], vec![export, history_request("")]);
+        // A full refresh is never lost behind a later incremental one.
+        check(
+            vec![history_request(""), incremental_history_request("2026-11-26T10:00:00.000Z")],
+            vec![history_request("")],
+        );
+        check(
+            vec![incremental_history_request("a"), incremental_history_request("b")],
+            vec![incremental_history_request("b")],
+        );
     }
 }
