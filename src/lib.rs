@@ -9,10 +9,12 @@
 //! - the hardware seam: [`target`] (one `Target` trait, backends in submodules);
 //! - the station: [`station`] (one unit through the steps, a line of slots, events);
 //! - the audit record: [`ledger`] (the only module that touches SQLite), and [`central`], the
-//!   shared PostgreSQL record many stations feed (the only module that touches PostgreSQL).
+//!   shared PostgreSQL record many stations feed (the only module that touches PostgreSQL);
+//! - the operator window: [`gui`] (the only module that touches egui).
 
 pub mod central;
 pub mod contract;
+pub mod gui;
 pub mod identity;
 pub mod image;
 pub mod ledger;

@@ -4,6 +4,7 @@
 //! 2 for bad usage, bad input or bad configuration (nothing was written to a device or the ledger).
 
 mod dev;
+mod gui;
 mod keys;
 mod log;
 mod manifest;
@@ -56,12 +57,17 @@ enum Command {
     Log(log::LogCommand),
     /// List attached debug probes, GDB endpoints and the simulator, with their selectors.
     Probes(probes::ProbesArgs),
+    /// The operator's window: slots, statistics, history, export, log.
+    Gui(gui::GuiArgs),
 }
 
 /// Parses the command line, sets up diagnostics and runs the command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(&cli.log);
+    // The GUI installs its own subscriber: stderr as here, plus its log panel.
+    if !matches!(cli.command, Command::Gui(_)) {
+        init_tracing(&cli.log);
+    }
     let outcome = match cli.command {
         Command::Profile(command) => profile::run(command),
         Command::Manifest(command) => manifest::run(command),
@@ -70,6 +76,7 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::Log(command) => log::run(command),
         Command::Probes(args) => probes::run(args),
+        Command::Gui(args) => gui::run(args, &cli.log),
     };
     match outcome {
         Ok(code) => code,

@@ -1,0 +1,163 @@
+//! `imprint gui`: the operator's window. Parses the flags into [`GuiOptions`], sets up logging
+//! (stderr plus the window's log panel) and opens the window; everything else is in
+//! `imprint::gui`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use imprint::gui::{FaultChoice, GuiOptions};
+use imprint::ledger::Ledger;
+use tracing_subscriber::Layer;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+use super::station_identity;
+
+#[derive(clap::Args)]
+#[command(after_help = "Examples:
+  imprint gui
+  imprint gui --profile profiles/demo.toml --sim 8 --operator alice
+  imprint gui --sim 4 --autostart --exit-after-units 12 --frame-stats frames.json
+  imprint gui --sim 2 --sim-fault 1.2:probe-lost=erase
+
+Without flags the window opens on profiles/demo.toml (or the profile used last) with 4
+simulated slots. Keys: F5 start the line, F6 stop it, Ctrl+E export the ledger.")]
+pub struct GuiArgs {
+    /// The product profile to select (default: the one used last, else profiles/demo.toml).
+    #[arg(long, value_name = "FILE")]
+    profile: Option<PathBuf>,
+    /// The folder the profile picker lists (default: the profile's folder, else `profiles`).
+    #[arg(long, value_name = "DIR")]
+    profiles_dir: Option<PathBuf>,
+    /// Number of simulated slots (default: the number used last, else 4).
+    #[arg(long, value_name = "N")]
+    sim: Option<usize>,
+    /// Operator ID (default: the one used last, else the login name).
+    #[arg(long, env = "IMPRINT_OPERATOR")]
+    operator: Option<String>,
+    /// Station name recorded with every run (default: the host name).
+    #[arg(long, env = "IMPRINT_STATION")]
+    station: Option<String>,
+    /// The ledger database (default: ledger.db in the platform's data directory).
+    #[arg(long, value_name = "PATH", env = "IMPRINT_DB")]
+    db: Option<PathBuf>,
+    /// `zero` ignores the profile's simulated timing model (as fast as the host allows).
+    #[arg(long, value_name = "MODEL", value_parser = ["profile", "zero"])]
+    sim_timing: Option<String>,
+    /// Derive simulated unique IDs from this seed (repeatable runs) instead of randomly.
+    #[arg(long, value_name = "SEED")]
+    sim_uid_seed: Option<u64>,
+    /// Inject a fault into a simulated unit: SLOT.UNIT:KIND[=VALUE] as for `imprint run`.
+    /// Repeatable.
+    #[arg(long, value_name = "SPEC")]
+    sim_fault: Vec<String>,
+    /// Each unit waits for the operator (Start unit button, or Enter in the scanner field).
+    #[arg(long)]
+    manual_start: bool,
+    /// Automatic start: pause between units on a slot (board swap time) in milliseconds.
+    #[arg(long, value_name = "MS")]
+    unit_change_delay_ms: Option<u64>,
+    /// Start the line as soon as the window opens.
+    #[arg(long)]
+    autostart: bool,
+    /// Unattended: start the line, provision N units in all, then close the window.
+    #[arg(long, value_name = "N")]
+    exit_after_units: Option<u64>,
+    /// With --exit-after-units: how long the window stays open after the last unit.
+    #[arg(long, value_name = "MS", default_value_t = 1500)]
+    linger_ms: u64,
+    /// Write frame timing (UI closure p50/p99, frame intervals while running) as JSON at exit.
+    #[arg(long, value_name = "FILE")]
+    frame_stats: Option<PathBuf>,
+    /// Neither read nor write remembered settings and window layout.
+    #[arg(long)]
+    fresh_settings: bool,
+}
+
+pub fn run(args: GuiArgs, log_filter: &str) -> anyhow::Result<ExitCode> {
+    if args.sim == Some(0) {
+        bail!("--sim: expected at least 1 simulated slot");
+    }
+    if args.exit_after_units == Some(0) {
+        bail!("--exit-after-units: expected at least 1 unit");
+    }
+    let ledger_path = match args.db {
+        Some(path) => path,
+        None => Ledger::default_path()?,
+    };
+    // The operator flag (or IMPRINT_OPERATOR) wins over the remembered operator; without it
+    // the window keeps the one used last.
+    let operator = args.operator.clone();
+    let (station_name, _) = station_identity(args.station, args.operator);
+    let mut options = GuiOptions::new(ledger_path, station_name);
+    options.profile = args.profile;
+    options.profiles_directory = args.profiles_dir;
+    options.operator = operator;
+    options.sim_slot_count = args.sim;
+    options.sim_timing_zero = args.sim_timing.map(|model| model == "zero");
+    options.sim_uid_seed = args.sim_uid_seed;
+    options.sim_faults =
+        args.sim_fault.iter().map(|spec| parse_sim_fault(spec)).collect::<anyhow::Result<_>>()?;
+    options.manual_start = args.manual_start.then_some(true);
+    options.unit_change_delay_ms = args.unit_change_delay_ms;
+    options.autostart = args.autostart || args.exit_after_units.is_some();
+    options.unit_limit = args.exit_after_units;
+    options.exit_after_line_finished = args.exit_after_units.map(|_| Duration::from_millis(args.linger_ms));
+    options.frame_stats_path = args.frame_stats;
+    options.remember_settings = !args.fresh_settings;
+    if let Some(slots) = options.sim_slot_count
+        && let Some((slot, _, _)) = options.sim_faults.iter().find(|(slot, _, _)| *slot >= slots)
+    {
+        bail!("--sim-fault: slot {slot} does not exist (slots are 0..{})", slots - 1);
+    }
+
+    let (log_layer, log_receiver) = imprint::gui::log_channel();
+    let stderr_filter = tracing_subscriber::EnvFilter::try_new(log_filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let panel_filter = tracing_subscriber::filter::Targets::new()
+        .with_default(tracing::Level::INFO)
+        .with_target("imprint", tracing::Level::DEBUG);
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(stderr_filter))
+        .with(log_layer.with_filter(panel_filter))
+        .init();
+
+    imprint::gui::run(options, Some(log_receiver))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `SLOT.UNIT:KIND[=VALUE]` -> (slot, 0-based unit index, fault).
+fn parse_sim_fault(spec: &str) -> anyhow::Result<(usize, u64, FaultChoice)> {
+    let expected = "expected SLOT.UNIT:KIND[=VALUE], e.g. 0.2:probe-lost=erase";
+    let (position, fault) =
+        spec.split_once(':').with_context(|| format!("--sim-fault {spec}: {expected}"))?;
+    let (slot, unit) = position.split_once('.').with_context(|| format!("--sim-fault {spec}: {expected}"))?;
+    let slot: usize = slot.parse().with_context(|| format!("--sim-fault {spec}: slot must be a number"))?;
+    let unit: u64 =
+        unit.parse().with_context(|| format!("--sim-fault {spec}: unit must be a number from 1"))?;
+    if unit == 0 {
+        bail!("--sim-fault {spec}: units count from 1");
+    }
+    let fault = FaultChoice::parse(fault).map_err(|error| anyhow::anyhow!("--sim-fault {spec}: {error}"))?;
+    Ok((slot, unit - 1, fault))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(spec: &str, expected: Option<(usize, u64, FaultChoice)>) {
+        assert_eq!(parse_sim_fault(spec).ok(), expected, "{spec}");
+    }
+
+    #[test]
+    fn sim_fault_specs() {
+        check("1.2:probe-lost=erase", Some((1, 1, FaultChoice::ProbeLostAtStep("erase".into()))));
+        check("0.1:uid-read-fails", Some((0, 0, FaultChoice::UniqueIdReadFails)));
+        check("0.0:uid-read-fails", None);
+        check("0:uid-read-fails", None);
+        check("0.1:melt", None);
+    }
+}

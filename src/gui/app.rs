@@ -1,0 +1,516 @@
+//! The application: owns the stores, the workers and the settings; each frame it folds what
+//! the workers sent into the stores, lets the panels draw and collect [`Command`]s, and applies
+//! those commands here, in one place.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
+
+use eframe::egui;
+
+use crate::station::{EventKind, UnitResult};
+
+use super::command::Command;
+use super::fixture::{FaultInjector, StartMode};
+use super::frame_timing::FrameTimer;
+use super::log_layer::LogReceiver;
+use super::panels::{self, Forms};
+use super::settings::{GuiOptions, Settings};
+use super::store::{HistoryStore, LineStatus, LineStore, LogStore, ProfilesStore, UnitDetails};
+use super::workers::{
+    ChoreReply, ChoreRequest, ChoreWorker, HISTORY_ROWS_MAX, LineMessage, LineRequest, RunningLine, UiSender,
+    start_line,
+};
+
+/// How often the history table is refreshed at most while units finish.
+const HISTORY_REFRESH_INTERVAL: Duration = Duration::from_millis(500);
+/// How often the ledger's totals are recomputed at most while units finish (they scan the
+/// whole ledger).
+const STATS_REFRESH_INTERVAL: Duration = Duration::from_secs(10);
+/// An incremental history refresh re-reads runs started this long before the previous request
+/// (covers units whose start the window had not heard of yet).
+const HISTORY_OVERLAP: Duration = Duration::from_secs(10);
+/// How often the window repaints while the line runs even without events (clocks tick).
+const RUNNING_REPAINT_INTERVAL: Duration = Duration::from_millis(100);
+/// At most this many station events are folded per frame, so a flood cannot stall a frame;
+/// the rest wait for the next one.
+const EVENTS_PER_FRAME_MAX: usize = 20_000;
+
+/// The operator GUI.
+pub struct ImprintApp {
+    options: GuiOptions,
+    settings: Settings,
+    forms: Forms,
+    line: LineStore,
+    history: HistoryStore,
+    log: LogStore,
+    profiles: ProfilesStore,
+    line_sender: crossbeam_channel::Sender<LineMessage>,
+    line_receiver: crossbeam_channel::Receiver<LineMessage>,
+    running_line: Option<RunningLine>,
+    chores: ChoreWorker,
+    log_receiver: Option<LogReceiver>,
+    faults: FaultInjector,
+    frame_timer: FrameTimer,
+    repaint: egui::Context,
+    session_started: SystemTime,
+    /// The last work order (or serial) scanned.
+    work_order: Option<String>,
+    history_is_stale: bool,
+    history_requested_at: Option<Instant>,
+    stats_requested_at: Option<Instant>,
+    autostart_pending: bool,
+    /// Close the window once the line has stopped (close requested while it ran).
+    close_when_stopped: bool,
+    /// Close the window at this time (unattended runs).
+    close_at: Option<Instant>,
+}
+
+impl ImprintApp {
+    /// The app for eframe's creation context: remembered settings (when `options` allow)
+    /// with the command line's choices on top.
+    pub fn new(
+        creation: &eframe::CreationContext<'_>,
+        options: GuiOptions,
+        log_receiver: Option<LogReceiver>,
+    ) -> ImprintApp {
+        let remembered = creation
+            .storage
+            .filter(|_| options.remember_settings)
+            .and_then(|storage| eframe::get_value::<Settings>(storage, eframe::APP_KEY))
+            .unwrap_or_default();
+        let settings = options.apply_to(remembered);
+        let repaint = creation.egui_ctx.clone();
+        panels::set_up_style(&repaint);
+        if let Some(receiver) = &log_receiver {
+            receiver.set_repaint(&repaint);
+        }
+        let faults = FaultInjector::with_schedule(
+            options.sim_faults.iter().map(|(slot, unit, fault)| (*slot, *unit, fault.plan())).collect(),
+        );
+        let (line_sender, line_receiver) = crossbeam_channel::unbounded();
+        let chores = ChoreWorker::start(repaint.clone());
+        let mut app = ImprintApp {
+            forms: Forms::new(&settings),
+            autostart_pending: options.autostart,
+            options,
+            settings,
+            line: LineStore::default(),
+            history: HistoryStore::default(),
+            log: LogStore::default(),
+            profiles: ProfilesStore::default(),
+            line_sender,
+            line_receiver,
+            running_line: None,
+            chores,
+            log_receiver,
+            faults,
+            frame_timer: FrameTimer::default(),
+            repaint,
+            session_started: SystemTime::now(),
+            work_order: None,
+            history_is_stale: true,
+            history_requested_at: None,
+            stats_requested_at: None,
+            close_when_stopped: false,
+            close_at: None,
+        };
+        app.line.preview_slots(app.settings.sim_slot_count);
+        app.apply(Command::RescanProfiles);
+        if let Some(profile) = app.settings.last_profile.clone() {
+            app.apply(Command::SelectProfile(profile));
+        }
+        app
+    }
+
+    /// The frame timing collected so far.
+    pub fn frame_timer(&self) -> &FrameTimer {
+        &self.frame_timer
+    }
+
+    /// The line's store (for tests and the frame report).
+    pub fn line(&self) -> &LineStore {
+        &self.line
+    }
+
+    /// Applies one command: the only place the app's state changes because of the operator.
+    fn apply(&mut self, command: Command) {
+        match command {
+            Command::Nothing => {}
+            Command::RescanProfiles => {
+                self.settings.profiles_directory = PathBuf::from(self.forms.profiles_directory.trim());
+                self.chores.request(ChoreRequest::ScanProfiles {
+                    directory: self.settings.profiles_directory.clone(),
+                });
+            }
+            Command::SelectProfile(path) => {
+                self.settings.last_profile = Some(path.clone());
+                self.profiles.checked = None;
+                self.chores.request(ChoreRequest::CheckProfile { path });
+            }
+            Command::SetSlotCount(count) => {
+                self.settings.sim_slot_count = count.clamp(1, panels::SLOTS_MAX);
+                self.line.preview_slots(self.settings.sim_slot_count);
+            }
+            Command::StartLine => self.start_line(),
+            Command::StopLine => {
+                if let Some(line) = &self.running_line {
+                    tracing::info!("stop requested: each slot finishes its current step");
+                    line.stop();
+                    self.line.stopping();
+                }
+            }
+            Command::StartUnit { slot } => {
+                if let Some(gate) = self.running_line.as_ref().and_then(|line| line.gates.get(slot)) {
+                    gate.press();
+                }
+            }
+            Command::Scanned(text) => {
+                let text = text.trim().to_string();
+                if !text.is_empty() {
+                    tracing::info!(scan = %text, "scanned");
+                    self.work_order = Some(text);
+                }
+                if self.settings.manual_start
+                    && let Some(slot) = self.line.first_slot_waiting()
+                {
+                    self.apply(Command::StartUnit { slot });
+                }
+            }
+            Command::RefreshHistory => self.request_history(true),
+            Command::OpenUnit(key) => {
+                self.history.details = Some(UnitDetails::Loading { key: key.clone() });
+                self.chores.request(ChoreRequest::UnitDetails {
+                    ledger_path: self.options.ledger_path.clone(),
+                    key,
+                });
+            }
+            Command::CloseUnit => self.history.details = None,
+            Command::Export => {
+                let path = PathBuf::from(self.settings.export_path.trim());
+                if path.as_os_str().is_empty() {
+                    self.history.export_message =
+                        Some("export: expected a file name, found nothing".to_string());
+                } else {
+                    self.history.export_message = Some(format!("exporting to {} …", path.display()));
+                    self.chores.request(ChoreRequest::Export {
+                        ledger_path: self.options.ledger_path.clone(),
+                        path,
+                        format: self.settings.export_format,
+                    });
+                }
+            }
+            Command::ArmFault { slot, fault } => {
+                tracing::info!(slot, fault = %fault.describe(), "fault armed for the slot's next unit");
+                self.faults.arm(slot, fault.plan());
+            }
+        }
+    }
+
+    fn start_line(&mut self) {
+        if self.line.is_active() {
+            return;
+        }
+        let Some(profile_path) = self.settings.last_profile.clone() else {
+            self.line.start_failed("choose a profile first".to_string());
+            return;
+        };
+        let start_mode = if self.settings.manual_start {
+            StartMode::Manual
+        } else {
+            StartMode::Automatic { unit_change_delay: self.settings.unit_change_delay() }
+        };
+        let request = LineRequest {
+            profile_path,
+            ledger_path: self.options.ledger_path.clone(),
+            station_name: self.options.station_name.clone(),
+            operator: self.settings.operator.clone(),
+            sim_slot_count: self.settings.sim_slot_count,
+            sim_timing_zero: self.settings.sim_timing_zero,
+            sim_uid_seed: self.options.sim_uid_seed,
+            unit_limit: self.options.unit_limit,
+            start_mode,
+            faults: self.faults.clone(),
+        };
+        self.line.starting();
+        self.running_line =
+            Some(start_line(request, UiSender::new(self.line_sender.clone(), self.repaint.clone())));
+    }
+
+    /// Asks for the history rows: in full (search, scope or refresh), or only what finished
+    /// since the rows shown (units finished meanwhile). The ledger's totals follow, at most
+    /// every [`STATS_REFRESH_INTERVAL`] unless `full`.
+    fn request_history(&mut self, full: bool) {
+        let now = Instant::now();
+        let search_unchanged = self.forms.search.trim() == self.history.shown_search.trim();
+        let started_since = if full || !search_unchanged { None } else { self.history.incremental_since() };
+        let overlap_start = SystemTime::now().checked_sub(HISTORY_OVERLAP).unwrap_or(SystemTime::UNIX_EPOCH);
+        match crate::ledger::format_timestamp("since", overlap_start) {
+            Ok(bound) => self
+                .history
+                .requested(bound, self.line.slots.iter().filter_map(|slot| slot.unit_started_time.clone())),
+            Err(_) => self.history.refresh_bound = None,
+        }
+        self.history.is_loading = true;
+        self.history_is_stale = false;
+        self.history_requested_at = Some(now);
+        self.chores.request(ChoreRequest::History {
+            ledger_path: self.options.ledger_path.clone(),
+            search: self.forms.search.clone(),
+            scope: self.settings.history_scope,
+            session_started: self.session_started,
+            started_since,
+        });
+        let stats_due = self
+            .stats_requested_at
+            .is_none_or(|requested| now.duration_since(requested) >= STATS_REFRESH_INTERVAL);
+        if full || stats_due || !self.line.is_active() {
+            self.stats_requested_at = Some(now);
+            self.chores.request(ChoreRequest::Stats { ledger_path: self.options.ledger_path.clone() });
+        }
+    }
+
+    /// Folds what the workers sent since the last frame into the stores.
+    fn receive(&mut self, now: Instant) {
+        let mut events = 0u64;
+        while let Ok(message) = self.line_receiver.try_recv() {
+            match message {
+                LineMessage::Started { fixture_names } => self.line.started(fixture_names, now),
+                LineMessage::StartFailed { reason } => self.line.start_failed(reason),
+                LineMessage::SlotWaiting { slot } => self.line.slot_waiting(slot),
+                LineMessage::Event(event) => {
+                    events += 1;
+                    self.line.apply(&event, now);
+                    match &event.kind {
+                        EventKind::UnitFinished { result, serial, failing_step, reason, .. } => {
+                            self.history_is_stale = true;
+                            let serial = serial.as_deref().unwrap_or("-");
+                            match result {
+                                UnitResult::Pass => {
+                                    tracing::info!(
+                                        slot = event.slot,
+                                        unit = event.unit,
+                                        serial,
+                                        "unit passed"
+                                    )
+                                }
+                                UnitResult::Fail => tracing::warn!(
+                                    slot = event.slot,
+                                    unit = event.unit,
+                                    serial,
+                                    step = failing_step.as_deref().unwrap_or("-"),
+                                    reason = reason.as_deref().unwrap_or("-"),
+                                    "unit failed"
+                                ),
+                            }
+                        }
+                        EventKind::SlotError { reason } => {
+                            tracing::warn!(slot = event.slot, %reason, "slot could not get a unit")
+                        }
+                        EventKind::LineFinished { .. } => self.history_is_stale = true,
+                        _ => {}
+                    }
+                    if events as usize >= EVENTS_PER_FRAME_MAX {
+                        self.repaint.request_repaint();
+                        break;
+                    }
+                }
+                LineMessage::Ended => {
+                    self.running_line = None;
+                    if self.line.is_active() {
+                        self.line.start_failed("the line stopped".to_string());
+                    }
+                    if let Some(delay) = self.options.exit_after_line_finished {
+                        println!("imprint gui: line finished, {} units", self.line.stats.units);
+                        self.close_at = Some(now + delay);
+                    }
+                }
+            }
+        }
+        self.frame_timer.count_events(events);
+
+        while let Ok(reply) = self.chores.replies.try_recv() {
+            self.receive_chore(reply);
+        }
+        if let Some(receiver) = &self.log_receiver {
+            receiver.drain_into(&mut self.log);
+        }
+        if self.autostart_pending && self.profiles.checked.is_some() {
+            self.autostart_pending = false;
+            self.apply(Command::StartLine);
+        }
+        let history_due = self
+            .history_requested_at
+            .is_none_or(|requested| now.duration_since(requested) >= HISTORY_REFRESH_INTERVAL);
+        if self.history_is_stale && history_due {
+            self.request_history(false);
+        } else if self.history_is_stale {
+            self.repaint.request_repaint_after(HISTORY_REFRESH_INTERVAL);
+        }
+    }
+
+    fn receive_chore(&mut self, reply: ChoreReply) {
+        match reply {
+            ChoreReply::Profiles { directory, result } => {
+                if self.settings.last_profile.is_none()
+                    && let Ok(profiles) = &result
+                {
+                    // First run: the demo profile if the folder has it, else the first one.
+                    let preferred = profiles
+                        .iter()
+                        .find(|path| path.file_name().is_some_and(|name| name == "demo.toml"))
+                        .or_else(|| profiles.first())
+                        .cloned();
+                    if let Some(profile) = preferred {
+                        self.apply(Command::SelectProfile(profile));
+                    }
+                }
+                self.profiles.directory = directory;
+                self.profiles.listed = result;
+            }
+            ChoreReply::ProfileChecked { path, result } => {
+                if let Err(problems) = &result {
+                    tracing::warn!(profile = %path.display(), "{problems}");
+                }
+                self.profiles.checked = Some((path, result));
+            }
+            ChoreReply::History { search, is_incremental, result } => {
+                self.history.is_loading = false;
+                match result {
+                    Ok(rows) if is_incremental => {
+                        self.history.merge(rows, HISTORY_ROWS_MAX);
+                        self.history.error = None;
+                    }
+                    Ok(rows) => {
+                        self.history.rows = rows;
+                        self.history.shown_search = search;
+                        self.history.is_full = true;
+                        self.history.error = None;
+                    }
+                    Err(error) => {
+                        // The rows may now miss runs: the next refresh reads in full.
+                        self.history.is_full = false;
+                        self.history.error = Some(error);
+                    }
+                }
+            }
+            ChoreReply::UnitDetails { key, result } => {
+                // A reply for a window that was closed meanwhile is dropped.
+                if self.history.details.is_some() {
+                    self.history.details = Some(match result {
+                        Ok(Some(unit)) => UnitDetails::Found(unit),
+                        Ok(None) => UnitDetails::NotFound { key },
+                        Err(error) => UnitDetails::Failed { key, error },
+                    });
+                }
+            }
+            ChoreReply::Stats(result) => match result {
+                Ok(stats) => self.history.ledger_stats = stats,
+                Err(error) => self.history.error = Some(error),
+            },
+            ChoreReply::Exported { path, result } => {
+                self.history.export_message = Some(match result {
+                    Ok(count) => {
+                        tracing::info!(path = %path.display(), runs = count, "ledger exported");
+                        format!("exported {count} runs to {}", path.display())
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "export failed");
+                        format!("export failed: {error}")
+                    }
+                });
+            }
+        }
+    }
+
+    /// Keyboard shortcuts, read before the panels so text fields cannot swallow them.
+    fn shortcuts(&mut self, context: &egui::Context) -> Vec<Command> {
+        let mut commands = Vec::new();
+        context.input_mut(|input| {
+            if input.consume_shortcut(&panels::START_SHORTCUT) {
+                commands.push(Command::StartLine);
+            }
+            if input.consume_shortcut(&panels::STOP_SHORTCUT) {
+                commands.push(Command::StopLine);
+            }
+            if input.consume_shortcut(&panels::EXPORT_SHORTCUT) {
+                commands.push(Command::Export);
+            }
+        });
+        commands
+    }
+
+    /// Closing while the line runs stops the line first and closes when it has stopped, so no
+    /// unit is cut off half-way through a step.
+    fn handle_close(&mut self, context: &egui::Context, now: Instant) {
+        if context.input(|input| input.viewport().close_requested()) && self.line.is_active() {
+            context.send_viewport_cmd(egui::ViewportCommand::CancelClose);
+            self.close_when_stopped = true;
+            self.apply(Command::StopLine);
+        }
+        let closing_after_stop = self.close_when_stopped && !self.line.is_active();
+        let closing_on_schedule = self.close_at.is_some_and(|at| now >= at);
+        if closing_after_stop || closing_on_schedule {
+            context.send_viewport_cmd(egui::ViewportCommand::Close);
+        } else if let Some(at) = self.close_at {
+            context.request_repaint_after(at.saturating_duration_since(now));
+        }
+    }
+
+    fn write_frame_stats(&self) {
+        let Some(path) = &self.options.frame_stats_path else {
+            return;
+        };
+        let stats = self.frame_timer.stats(self.line.slots.len());
+        let written = serde_json::to_string_pretty(&stats)
+            .map_err(std::io::Error::other)
+            .and_then(|text| std::fs::write(path, text + "\n"));
+        if let Err(error) = written {
+            tracing::error!(path = %path.display(), %error, "cannot write the frame timing report");
+        }
+    }
+}
+
+impl eframe::App for ImprintApp {
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        let frame_started = Instant::now();
+        self.frame_timer.frame_started(frame_started, self.line.status == LineStatus::Running);
+        let context = ui.ctx().clone();
+        self.receive(frame_started);
+
+        let mut commands = self.shortcuts(&context);
+        let view = panels::View {
+            line: &self.line,
+            history: &self.history,
+            log: &self.log,
+            profiles: &self.profiles,
+            station_name: &self.options.station_name,
+            ledger_path: &self.options.ledger_path,
+            work_order: self.work_order.as_deref(),
+            faults: &self.faults,
+            frame_timer: &self.frame_timer,
+            now: frame_started,
+        };
+        panels::app_ui(ui, &view, &mut self.settings, &mut self.forms, &mut commands);
+        for command in commands {
+            self.apply(command);
+        }
+        self.handle_close(&context, frame_started);
+        if self.line.is_active() {
+            context.request_repaint_after(RUNNING_REPAINT_INTERVAL);
+        }
+        self.frame_timer.frame_finished(frame_started.elapsed());
+    }
+
+    fn save(&mut self, storage: &mut dyn eframe::Storage) {
+        if self.options.remember_settings {
+            eframe::set_value(storage, eframe::APP_KEY, &self.settings);
+        }
+    }
+
+    fn on_exit(&mut self) {
+        if let Some(line) = &self.running_line {
+            line.stop();
+        }
+        self.write_frame_stats();
+    }
+}

@@ -1,0 +1,39 @@
+//! What the panels ask for. Panels draw and return a [`Command`]; the app applies every
+//! command in one place ([`super::app::ImprintApp`]), so what a click does is never scattered
+//! through drawing code (egui_demo_app's `Command`, rerun's command queue).
+
+use std::path::PathBuf;
+
+use super::fixture::FaultChoice;
+
+/// An operator action.
+#[must_use]
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Nothing was asked this frame.
+    Nothing,
+    /// List the profiles folder (the one typed in the folder field) again.
+    RescanProfiles,
+    /// Use this profile for the next start.
+    SelectProfile(PathBuf),
+    /// Show this many simulated slots (only while the line is stopped).
+    SetSlotCount(usize),
+    /// Start the line.
+    StartLine,
+    /// Stop the line after each slot's current step.
+    StopLine,
+    /// Manual start: take the next unit on this slot.
+    StartUnit { slot: usize },
+    /// The scanner field got text and Enter.
+    Scanned(String),
+    /// Query the history again (search text or scope changed, or the refresh button).
+    RefreshHistory,
+    /// Open a unit's details (by serial or chip ID).
+    OpenUnit(String),
+    /// Close the unit's details.
+    CloseUnit,
+    /// Export the ledger to the chosen file.
+    Export,
+    /// Simulator: give the slot's next unit this fault.
+    ArmFault { slot: usize, fault: FaultChoice },
+}

@@ -1,0 +1,66 @@
+//! The operator GUI (`imprint gui`): the line operator's window, built with eframe/egui.
+//!
+//! It is a second view of the same event stream as `imprint run` and adds nothing to the
+//! station's logic: the line runs through [`crate::station::run_line`] on a worker thread with
+//! the same fixtures ([`crate::station::fixtures::open_fixtures`]), and the window folds the
+//! [`crate::station::StationEvent`]s it receives into its stores. The ledger is read through its
+//! public API on another worker thread.
+//!
+//! Shape (after rerun and egui_demo_app):
+//! - [`store`]: what the window shows, plain data with no UI code, fed by events and replies;
+//! - [`panels`]: `*_ui` functions that draw the stores and return [`command::Command`]s;
+//! - [`app`]: owns stores, settings and workers; applies every command in one place;
+//! - [`workers`]: the line thread and the chore thread (profiles, ledger queries, export);
+//!   they send through channels and call `request_repaint`;
+//! - [`fixture`]: manual start and fault injection as a thin wrapper around the fixtures;
+//! - [`log_layer`]: a `tracing` layer that forwards log events to the log panel;
+//! - [`frame_timing`]: measured frame times (docs/performance.md).
+//!
+//! **Invariants:** this is the only module that imports egui/eframe; the UI thread never
+//! waits on a probe, the disk or the database.
+
+pub mod app;
+pub mod command;
+pub mod fixture;
+pub mod frame_timing;
+pub mod log_layer;
+pub mod panels;
+pub mod settings;
+pub mod store;
+pub mod theme;
+pub mod workers;
+
+pub use app::ImprintApp;
+pub use fixture::FaultChoice;
+pub use frame_timing::FrameStats;
+pub use log_layer::{GuiLogLayer, LogReceiver, log_channel};
+pub use settings::{GuiOptions, Settings};
+
+/// The window's title and eframe's application name (its settings file is named after it).
+pub const APP_NAME: &str = "Imprint";
+
+/// Why the window could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum GuiError {
+    /// eframe could not open a window or set up rendering (no display, no GPU driver).
+    #[error("cannot open the window (is DISPLAY or WAYLAND_DISPLAY set, and Mesa installed?): {reason}")]
+    Window { reason: String },
+}
+
+/// Opens the window and runs until it is closed.
+pub fn run(options: GuiOptions, log_receiver: Option<LogReceiver>) -> Result<(), GuiError> {
+    let native_options = eframe::NativeOptions {
+        viewport: eframe::egui::ViewportBuilder::default()
+            .with_title("Imprint — provisioning station")
+            .with_inner_size([1280.0, 800.0])
+            .with_min_inner_size([800.0, 520.0]),
+        persist_window: options.remember_settings,
+        ..Default::default()
+    };
+    eframe::run_native(
+        APP_NAME,
+        native_options,
+        Box::new(move |creation| Ok(Box::new(ImprintApp::new(creation, options, log_receiver)))),
+    )
+    .map_err(|error| GuiError::Window { reason: error.to_string() })
+}

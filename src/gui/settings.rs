@@ -1,0 +1,210 @@
+//! What the GUI remembers between runs ([`Settings`], kept in eframe's storage) and what the
+//! command line decides for one run ([`GuiOptions`], which wins over the remembered settings).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::store::HistoryScope;
+use super::workers::ExportChoice;
+
+/// The log panel's level filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub enum LogLevelFilter {
+    Error,
+    Warn,
+    #[default]
+    Info,
+    Debug,
+}
+
+impl LogLevelFilter {
+    pub const ALL: [LogLevelFilter; 4] =
+        [LogLevelFilter::Error, LogLevelFilter::Warn, LogLevelFilter::Info, LogLevelFilter::Debug];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            LogLevelFilter::Error => "ERROR",
+            LogLevelFilter::Warn => "WARN",
+            LogLevelFilter::Info => "INFO",
+            LogLevelFilter::Debug => "DEBUG",
+        }
+    }
+
+    /// Whether a line at `level` is shown.
+    pub fn shows(self, level: tracing::Level) -> bool {
+        let most_verbose = match self {
+            LogLevelFilter::Error => tracing::Level::ERROR,
+            LogLevelFilter::Warn => tracing::Level::WARN,
+            LogLevelFilter::Info => tracing::Level::INFO,
+            LogLevelFilter::Debug => tracing::Level::DEBUG,
+        };
+        // In `tracing`, more verbose levels compare greater.
+        level <= most_verbose
+    }
+}
+
+/// Remembered between runs (eframe storage, key [`eframe::APP_KEY`]). Window position and
+/// panel sizes are remembered by eframe and egui themselves.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Settings {
+    /// Where the profile picker looks for `*.toml` profiles.
+    pub profiles_directory: PathBuf,
+    /// The profile picked last.
+    pub last_profile: Option<PathBuf>,
+    /// The operator ID entered or scanned last.
+    pub operator: String,
+    /// Simulated slots.
+    pub sim_slot_count: usize,
+    /// Each unit waits for the operator's start (the profile format has no such setting yet,
+    /// so it lives here).
+    pub manual_start: bool,
+    /// Automatic start: pause between units, as if an operator swapped boards.
+    pub unit_change_delay_ms: u64,
+    /// Ignore the profile's simulated timing model.
+    pub sim_timing_zero: bool,
+    pub export_path: String,
+    pub export_format: ExportChoice,
+    pub log_level: LogLevelFilter,
+    pub history_scope: HistoryScope,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            profiles_directory: PathBuf::from("profiles"),
+            last_profile: None,
+            operator: std::env::var("USER").unwrap_or_default(),
+            sim_slot_count: 4,
+            manual_start: false,
+            unit_change_delay_ms: 800,
+            sim_timing_zero: false,
+            export_path: "imprint-export.csv".to_string(),
+            export_format: ExportChoice::Csv,
+            log_level: LogLevelFilter::Info,
+            history_scope: HistoryScope::LastDay,
+        }
+    }
+}
+
+impl Settings {
+    /// The pause between units in automatic mode.
+    pub fn unit_change_delay(&self) -> Duration {
+        Duration::from_millis(self.unit_change_delay_ms)
+    }
+}
+
+/// One run's choices from the command line (or a test). `None` keeps the remembered setting.
+#[derive(Debug, Clone)]
+pub struct GuiOptions {
+    /// The ledger database.
+    pub ledger_path: PathBuf,
+    /// This station's name in every record.
+    pub station_name: String,
+    pub profiles_directory: Option<PathBuf>,
+    pub profile: Option<PathBuf>,
+    pub operator: Option<String>,
+    pub sim_slot_count: Option<usize>,
+    pub sim_timing_zero: Option<bool>,
+    pub manual_start: Option<bool>,
+    pub unit_change_delay_ms: Option<u64>,
+    /// Repeatable simulated unique IDs.
+    pub sim_uid_seed: Option<u64>,
+    /// Faults for chosen units: (slot, 0-based unit index on that slot, fault).
+    pub sim_faults: Vec<(usize, u64, super::fixture::FaultChoice)>,
+    /// Units to attempt in all per start; `None` runs until stopped.
+    pub unit_limit: Option<u64>,
+    /// Start the line as soon as the window opens.
+    pub autostart: bool,
+    /// Close the window this long after the line finished by itself (unattended runs).
+    pub exit_after_line_finished: Option<Duration>,
+    /// Write the frame timing report (JSON) here at exit.
+    pub frame_stats_path: Option<PathBuf>,
+    /// Read and write settings in eframe's storage (false: defaults and options only).
+    pub remember_settings: bool,
+}
+
+impl GuiOptions {
+    /// Options that change nothing but the ledger and station name.
+    pub fn new(ledger_path: PathBuf, station_name: String) -> GuiOptions {
+        GuiOptions {
+            ledger_path,
+            station_name,
+            profiles_directory: None,
+            profile: None,
+            operator: None,
+            sim_slot_count: None,
+            sim_timing_zero: None,
+            manual_start: None,
+            unit_change_delay_ms: None,
+            sim_uid_seed: None,
+            sim_faults: Vec::new(),
+            unit_limit: None,
+            autostart: false,
+            exit_after_line_finished: None,
+            frame_stats_path: None,
+            remember_settings: true,
+        }
+    }
+
+    /// The remembered settings with this run's choices applied.
+    pub fn apply_to(&self, mut settings: Settings) -> Settings {
+        if let Some(directory) = &self.profiles_directory {
+            settings.profiles_directory = directory.clone();
+        }
+        if let Some(profile) = &self.profile {
+            settings.last_profile = Some(profile.clone());
+            if self.profiles_directory.is_none()
+                && let Some(parent) = profile.parent().filter(|parent| !parent.as_os_str().is_empty())
+            {
+                settings.profiles_directory = parent.to_owned();
+            }
+        }
+        if let Some(operator) = &self.operator {
+            settings.operator = operator.clone();
+        }
+        if let Some(count) = self.sim_slot_count {
+            settings.sim_slot_count = count;
+        }
+        if let Some(zero) = self.sim_timing_zero {
+            settings.sim_timing_zero = zero;
+        }
+        if let Some(manual) = self.manual_start {
+            settings.manual_start = manual;
+        }
+        if let Some(delay) = self.unit_change_delay_ms {
+            settings.unit_change_delay_ms = delay;
+        }
+        settings
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_line_choices_win_over_remembered_settings() {
+        let remembered = Settings { operator: "alice".into(), sim_slot_count: 8, ..Settings::default() };
+        let mut options = GuiOptions::new("l.db".into(), "s".into());
+        assert_eq!(options.apply_to(remembered.clone()), remembered);
+        options.operator = Some("bob".into());
+        options.profile = Some("elsewhere/product.toml".into());
+        let applied = options.apply_to(remembered);
+        assert_eq!(applied.operator, "bob");
+        assert_eq!(applied.sim_slot_count, 8);
+        assert_eq!(applied.profiles_directory, PathBuf::from("elsewhere"));
+        assert_eq!(applied.last_profile, Some(PathBuf::from("elsewhere/product.toml")));
+    }
+
+    #[test]
+    fn level_filter_shows_its_level_and_more_severe() {
+        assert!(LogLevelFilter::Warn.shows(tracing::Level::ERROR));
+        assert!(LogLevelFilter::Warn.shows(tracing::Level::WARN));
+        assert!(!LogLevelFilter::Warn.shows(tracing::Level::INFO));
+        assert!(LogLevelFilter::Debug.shows(tracing::Level::DEBUG));
+        assert!(!LogLevelFilter::Debug.shows(tracing::Level::TRACE));
+    }
+}

@@ -1,0 +1,728 @@
+//! The GUI's stores: what the window shows, built from the station's event stream and the
+//! ledger's answers. Plain data with no UI code (rerun's "stores have no UI code"), so they are
+//! tested without a window and the panels only read them.
+//!
+//! [`LineStore`] folds [`StationEvent`]s into one [`SlotState`] per slot plus the session's
+//! [`LineStats`]; [`HistoryStore`] holds the ledger's rows; [`LogStore`] the captured log lines.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use crate::ledger::{LedgerStats, RecordedRun, UnitHistory};
+use crate::station::{EventKind, StationEvent, UnitResult};
+
+use super::log_layer::LogLine;
+
+/// What a slot is doing, as the operator sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SlotPhase {
+    /// Nothing on the fixture (line stopped, or between units).
+    Idle,
+    /// Manual start, before the slot's first unit: the slot waits for the operator's go.
+    /// (After a unit the slot keeps showing its result; see [`SlotState::is_waiting_for_start`].)
+    WaitingForStart,
+    /// A unit is being provisioned; `step` is running.
+    Running {
+        /// The step's name.
+        step: String,
+        /// 1-based position of the step in the pipeline.
+        step_number: usize,
+    },
+    /// The last unit passed (its record is committed).
+    Passed,
+    /// The last unit failed at `step` because of `reason`.
+    Failed {
+        /// The failing step (empty when the unit failed before a step began).
+        step: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Byte progress within the running step.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepProgress {
+    pub bytes_done: u64,
+    pub bytes_total: u64,
+    /// When the first progress report of this step arrived (for the transfer rate).
+    pub first_report_at: Instant,
+    /// Bytes done at the first report.
+    pub first_report_bytes: u64,
+    /// When the latest report arrived.
+    pub latest_report_at: Instant,
+}
+
+impl StepProgress {
+    /// Fraction done, 0..=1.
+    pub fn fraction(&self) -> f32 {
+        if self.bytes_total == 0 { 0.0 } else { (self.bytes_done as f64 / self.bytes_total as f64) as f32 }
+    }
+
+    /// Time left at the rate seen so far in this step; `None` until two reports came in.
+    pub fn time_left(&self) -> Option<Duration> {
+        let elapsed = self.latest_report_at.duration_since(self.first_report_at).as_secs_f64();
+        let moved = self.bytes_done.saturating_sub(self.first_report_bytes) as f64;
+        if elapsed <= 0.0 || moved <= 0.0 {
+            return None;
+        }
+        let remaining = self.bytes_total.saturating_sub(self.bytes_done) as f64;
+        Some(Duration::from_secs_f64(remaining * elapsed / moved))
+    }
+}
+
+/// The most recent finished unit of a slot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FinishedUnit {
+    pub unit: u64,
+    pub result: UnitResult,
+    pub serial: Option<String>,
+    pub chip_uid: Option<String>,
+    pub cycle_time_ms: u64,
+}
+
+/// One slot's panel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlotState {
+    /// The fixture's name (the `probe` of records).
+    pub fixture_name: String,
+    pub phase: SlotPhase,
+    /// The unit attempt number on this line (0 before the first).
+    pub unit: u64,
+    /// Serial of the unit on the fixture (once allocated).
+    pub serial: Option<String>,
+    /// Chip unique ID (hex) of the unit on the fixture (once read).
+    pub chip_uid: Option<String>,
+    /// When the current unit started.
+    pub unit_started_at: Option<Instant>,
+    /// The same as the event stream stamped it (the ledger's time format).
+    pub unit_started_time: Option<String>,
+    /// Progress of the running step, when it reports bytes.
+    pub progress: Option<StepProgress>,
+    /// The last unit this slot finished.
+    pub last_finished: Option<FinishedUnit>,
+    /// Fixture trouble reported since the last unit started.
+    pub slot_error: Option<String>,
+    /// Manual start: the slot waits for the operator before taking its next unit.
+    pub is_waiting_for_start: bool,
+    pub units_passed: u64,
+    pub units_failed: u64,
+}
+
+impl SlotState {
+    fn new(fixture_name: String) -> SlotState {
+        SlotState {
+            fixture_name,
+            phase: SlotPhase::Idle,
+            unit: 0,
+            serial: None,
+            chip_uid: None,
+            unit_started_at: None,
+            unit_started_time: None,
+            progress: None,
+            last_finished: None,
+            slot_error: None,
+            is_waiting_for_start: false,
+            units_passed: 0,
+            units_failed: 0,
+        }
+    }
+
+    /// How long the current unit has been running, or the last unit's cycle time.
+    pub fn cycle_time(&self, now: Instant) -> Option<Duration> {
+        match (&self.phase, self.unit_started_at) {
+            (SlotPhase::Running { .. }, Some(started)) => Some(now.duration_since(started)),
+            _ => self.last_finished.as_ref().map(|finished| Duration::from_millis(finished.cycle_time_ms)),
+        }
+    }
+}
+
+/// The session's numbers (since the window opened), from the event stream.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LineStats {
+    pub units: u64,
+    pub passed: u64,
+    pub failed: u64,
+    /// Units whose chip the ledger had not seen before this attempt (or that failed before
+    /// the chip was identified): the denominator of first-pass yield.
+    pub first_attempts: u64,
+    /// First attempts that passed.
+    pub first_attempts_passed: u64,
+    /// Time the line has been running, summed over starts and stops.
+    pub running_time: Duration,
+}
+
+impl LineStats {
+    /// First-pass yield in percent, `None` before the first unit.
+    pub fn first_pass_yield_percent(&self) -> Option<f64> {
+        (self.first_attempts > 0)
+            .then(|| 100.0 * self.first_attempts_passed as f64 / self.first_attempts as f64)
+    }
+
+    /// Units per hour over the running time, `None` before the line ran a second.
+    pub fn units_per_hour(&self) -> Option<f64> {
+        let seconds = self.running_time.as_secs_f64();
+        (seconds >= 1.0).then(|| self.units as f64 * 3600.0 / seconds)
+    }
+}
+
+/// Whether the line runs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LineStatus {
+    /// Not running; the message says how the last run ended (or why it could not start).
+    Stopped { message: String },
+    /// Loading the profile, preparing the self-test material, opening the ledger and fixtures.
+    Starting,
+    /// Slots are provisioning.
+    Running,
+    /// Stop requested: each slot finishes its current step.
+    Stopping,
+}
+
+/// The line: its status, its slots and the session's statistics.
+#[derive(Debug, Clone)]
+pub struct LineStore {
+    pub status: LineStatus,
+    pub slots: Vec<SlotState>,
+    pub stats: LineStats,
+    /// When the current run started (for the running time).
+    running_since: Option<Instant>,
+    /// Per slot: whether the unit on it was seen before (from the identify step).
+    seen_before: Vec<Option<bool>>,
+    /// Units finished since the store was made (every run).
+    pub units_finished_total: u64,
+}
+
+impl Default for LineStore {
+    fn default() -> Self {
+        LineStore {
+            status: LineStatus::Stopped { message: "stopped".to_string() },
+            slots: Vec::new(),
+            stats: LineStats::default(),
+            running_since: None,
+            seen_before: Vec::new(),
+            units_finished_total: 0,
+        }
+    }
+}
+
+impl LineStore {
+    /// Shows `count` idle slots named `sim-0..` before a line runs (a preview of the layout).
+    pub fn preview_slots(&mut self, count: usize) {
+        if self.is_active() {
+            return;
+        }
+        self.slots = (0..count).map(|slot| SlotState::new(format!("sim-{slot}"))).collect();
+        self.seen_before = vec![None; count];
+    }
+
+    /// True while starting, running or stopping.
+    pub fn is_active(&self) -> bool {
+        !matches!(self.status, LineStatus::Stopped { .. })
+    }
+
+    /// A start was requested.
+    pub fn starting(&mut self) {
+        self.status = LineStatus::Starting;
+    }
+
+    /// The line's fixtures are open and the slots run.
+    pub fn started(&mut self, fixture_names: Vec<String>, now: Instant) {
+        self.seen_before = vec![None; fixture_names.len()];
+        self.slots = fixture_names.into_iter().map(SlotState::new).collect();
+        self.status = LineStatus::Running;
+        self.running_since = Some(now);
+    }
+
+    /// The line could not start.
+    pub fn start_failed(&mut self, message: String) {
+        self.status = LineStatus::Stopped { message };
+    }
+
+    /// A stop was requested.
+    pub fn stopping(&mut self) {
+        if self.is_active() {
+            self.status = LineStatus::Stopping;
+        }
+    }
+
+    /// The running time including the current run.
+    pub fn running_time(&self, now: Instant) -> Duration {
+        self.stats.running_time
+            + self.running_since.map(|since| now.duration_since(since)).unwrap_or_default()
+    }
+
+    /// Manual start: the slot waits for the operator. A slot that has a result keeps showing
+    /// it until the next unit starts.
+    pub fn slot_waiting(&mut self, slot: usize) {
+        if let Some(state) = self.slots.get_mut(slot) {
+            state.is_waiting_for_start = true;
+            if state.phase == SlotPhase::Idle {
+                state.phase = SlotPhase::WaitingForStart;
+            }
+        }
+    }
+
+    /// The first slot waiting for the operator's start.
+    pub fn first_slot_waiting(&self) -> Option<usize> {
+        self.slots.iter().position(|slot| slot.is_waiting_for_start)
+    }
+
+    /// Folds one station event into the slots and statistics.
+    pub fn apply(&mut self, event: &StationEvent, now: Instant) {
+        if let EventKind::LineFinished { units, passed, failed, elapsed_ms } = &event.kind {
+            if let Some(since) = self.running_since.take() {
+                self.stats.running_time += now.duration_since(since);
+            }
+            for slot in &mut self.slots {
+                if matches!(slot.phase, SlotPhase::WaitingForStart | SlotPhase::Running { .. }) {
+                    slot.phase = SlotPhase::Idle;
+                }
+                slot.progress = None;
+                slot.is_waiting_for_start = false;
+            }
+            self.status = LineStatus::Stopped {
+                message: format!(
+                    "line finished: {units} units, {passed} pass, {failed} fail in {:.1} s",
+                    *elapsed_ms as f64 / 1000.0
+                ),
+            };
+            return;
+        }
+        let Some(slot) = self.slots.get_mut(event.slot) else {
+            return;
+        };
+        match &event.kind {
+            EventKind::UnitStarted { probe } => {
+                slot.fixture_name.clone_from(probe);
+                slot.unit = event.unit;
+                slot.serial = None;
+                slot.chip_uid = None;
+                slot.slot_error = None;
+                slot.progress = None;
+                slot.is_waiting_for_start = false;
+                slot.unit_started_at = Some(now);
+                slot.unit_started_time = Some(event.time.clone());
+                slot.phase = SlotPhase::Running { step: "connect".to_string(), step_number: 1 };
+                if let Some(seen) = self.seen_before.get_mut(event.slot) {
+                    *seen = None;
+                }
+            }
+            EventKind::StepStarted { step } => {
+                slot.progress = None;
+                slot.phase = SlotPhase::Running { step: step.clone(), step_number: step_number(step) };
+            }
+            EventKind::StepProgress { bytes_done, bytes_total, .. } => {
+                slot.progress = Some(match slot.progress {
+                    Some(progress) => StepProgress {
+                        bytes_done: *bytes_done,
+                        bytes_total: *bytes_total,
+                        latest_report_at: now,
+                        ..progress
+                    },
+                    None => StepProgress {
+                        bytes_done: *bytes_done,
+                        bytes_total: *bytes_total,
+                        first_report_at: now,
+                        first_report_bytes: *bytes_done,
+                        latest_report_at: now,
+                    },
+                });
+            }
+            EventKind::StepFinished { step, detail, .. } => {
+                slot.progress = None;
+                if step == "identify" {
+                    if let Some(chip_uid) = detail.get("chip_uid").and_then(|value| value.as_str()) {
+                        slot.chip_uid = Some(chip_uid.to_string());
+                    }
+                    if let (Some(seen), Some(seen_before)) = (
+                        detail.get("seen_before").and_then(|value| value.as_bool()),
+                        self.seen_before.get_mut(event.slot),
+                    ) {
+                        *seen_before = Some(seen);
+                    }
+                }
+                if step == "allocate-identity"
+                    && let Some(serial) = detail.get("serial").and_then(|value| value.as_str())
+                {
+                    slot.serial = Some(serial.to_string());
+                }
+            }
+            EventKind::StepSkipped { .. } | EventKind::StepFailed { .. } => {
+                slot.progress = None;
+            }
+            EventKind::UnitFinished {
+                result, chip_uid, serial, failing_step, reason, cycle_time_ms, ..
+            } => {
+                slot.progress = None;
+                slot.unit_started_at = None;
+                slot.unit_started_time = None;
+                slot.serial = serial.clone().or(slot.serial.take());
+                slot.chip_uid = chip_uid.clone().or(slot.chip_uid.take());
+                slot.last_finished = Some(FinishedUnit {
+                    unit: event.unit,
+                    result: *result,
+                    serial: slot.serial.clone(),
+                    chip_uid: slot.chip_uid.clone(),
+                    cycle_time_ms: *cycle_time_ms,
+                });
+                let is_first_attempt = self.seen_before.get(event.slot).copied().flatten() != Some(true);
+                self.stats.units += 1;
+                self.units_finished_total += 1;
+                if is_first_attempt {
+                    self.stats.first_attempts += 1;
+                }
+                match result {
+                    UnitResult::Pass => {
+                        slot.units_passed += 1;
+                        self.stats.passed += 1;
+                        if is_first_attempt {
+                            self.stats.first_attempts_passed += 1;
+                        }
+                        slot.phase = SlotPhase::Passed;
+                    }
+                    UnitResult::Fail => {
+                        slot.units_failed += 1;
+                        self.stats.failed += 1;
+                        slot.phase = SlotPhase::Failed {
+                            step: failing_step.clone().unwrap_or_default(),
+                            reason: reason.clone().unwrap_or_else(|| "no reason given".to_string()),
+                        };
+                    }
+                }
+            }
+            EventKind::SlotError { reason } => {
+                slot.slot_error = Some(reason.clone());
+            }
+            EventKind::LineFinished { .. } => {}
+        }
+    }
+}
+
+/// 1-based position of a step in the pipeline (0 when unknown).
+fn step_number(step: &str) -> usize {
+    crate::station::StepName::ALL.iter().position(|name| name.as_str() == step).map_or(0, |index| index + 1)
+}
+
+/// Which runs the history table lists when no search is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub enum HistoryScope {
+    /// Runs started since the window opened.
+    Session,
+    /// Runs started in the last 24 hours.
+    #[default]
+    LastDay,
+    /// Every run in the ledger.
+    All,
+}
+
+impl HistoryScope {
+    pub const ALL: [HistoryScope; 3] = [HistoryScope::Session, HistoryScope::LastDay, HistoryScope::All];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            HistoryScope::Session => "this session",
+            HistoryScope::LastDay => "last 24 h",
+            HistoryScope::All => "all runs",
+        }
+    }
+}
+
+/// One row of the history table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryRow {
+    /// The ledger's row id (distinguishes runs when refreshes overlap).
+    pub run_id: i64,
+    pub started_at: String,
+    pub serial: Option<String>,
+    pub chip_uid: Option<String>,
+    pub result: String,
+    pub failing_step: Option<String>,
+    pub reason: Option<String>,
+    pub probe: String,
+    pub operator: String,
+    pub duration_ms: u64,
+}
+
+impl HistoryRow {
+    /// The row for a recorded run.
+    pub fn from_run(run: &RecordedRun) -> HistoryRow {
+        HistoryRow {
+            run_id: run.run_id,
+            started_at: run.started_at.clone(),
+            serial: run.serial.clone(),
+            chip_uid: run.chip_uid.clone(),
+            result: run.result.clone(),
+            failing_step: run.failing_step.clone(),
+            reason: run.reason.clone(),
+            probe: run.probe.clone(),
+            operator: run.operator.clone(),
+            duration_ms: run.steps.iter().map(|step| step.duration_ms).sum(),
+        }
+    }
+
+    /// The key a unit's details are looked up by: its serial, else its chip UID.
+    pub fn lookup_key(&self) -> Option<&str> {
+        self.serial.as_deref().or(self.chip_uid.as_deref())
+    }
+}
+
+/// The history panel's data.
+#[derive(Debug, Clone, Default)]
+pub struct HistoryStore {
+    /// Newest first.
+    pub rows: Vec<HistoryRow>,
+    /// What the rows answer: the search text, or empty for the scope's recent runs.
+    pub shown_search: String,
+    /// True while a query is on its way.
+    pub is_loading: bool,
+    /// The last query's error.
+    pub error: Option<String>,
+    /// The ledger's totals.
+    pub ledger_stats: Option<LedgerStats>,
+    /// The rows were read in full once (not only incrementally) and hold no search result.
+    pub is_full: bool,
+    /// The earliest start a run not yet listed can have (as of the last request): the next
+    /// incremental refresh reads from here.
+    pub refresh_bound: Option<String>,
+    /// The unit whose details are open.
+    pub details: Option<UnitDetails>,
+    /// The last export's outcome, for the status line.
+    pub export_message: Option<String>,
+}
+
+/// A unit's details window.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UnitDetails {
+    Loading { key: String },
+    Found(Box<UnitHistory>),
+    NotFound { key: String },
+    Failed { key: String, error: String },
+}
+
+/// The profile picker's data.
+#[derive(Debug, Clone)]
+pub struct ProfilesStore {
+    /// The folder the list came from.
+    pub directory: std::path::PathBuf,
+    /// The `*.toml` files found there, or why the folder could not be read.
+    pub listed: Result<Vec<std::path::PathBuf>, String>,
+    /// The chosen profile checked: its summary, or its problems.
+    pub checked: Option<(std::path::PathBuf, Result<super::workers::ProfileSummary, String>)>,
+}
+
+impl Default for ProfilesStore {
+    fn default() -> Self {
+        ProfilesStore { directory: std::path::PathBuf::new(), listed: Ok(Vec::new()), checked: None }
+    }
+}
+
+impl HistoryStore {
+    /// Merges the rows of an incremental refresh: newest first, each run once, at most `limit`.
+    pub fn merge(&mut self, newer: Vec<HistoryRow>, limit: usize) {
+        let mut rows = newer;
+        rows.extend(self.rows.drain(..));
+        rows.sort_by(|left, right| {
+            right.started_at.cmp(&left.started_at).then(right.run_id.cmp(&left.run_id))
+        });
+        rows.dedup_by_key(|row| row.run_id);
+        rows.truncate(limit);
+        self.rows = rows;
+    }
+
+    /// Where an incremental refresh may start, or `None` when only a full refresh will do.
+    pub fn incremental_since(&self) -> Option<String> {
+        if !self.is_full || !self.shown_search.trim().is_empty() {
+            return None;
+        }
+        self.refresh_bound.clone()
+    }
+
+    /// Notes a request made now: a run it does not return finishes after the request, so it
+    /// started after `now_minus_margin` or belongs to a unit already running (`running_unit_starts`).
+    pub fn requested(&mut self, now_minus_margin: String, running_unit_starts: impl Iterator<Item = String>) {
+        self.refresh_bound =
+            Some(running_unit_starts.fold(now_minus_margin, |earliest, start| earliest.min(start)));
+    }
+}
+
+/// The captured log lines, newest last, at most [`LogStore::CAPACITY`].
+#[derive(Debug, Clone, Default)]
+pub struct LogStore {
+    pub lines: VecDeque<LogLine>,
+    /// Lines dropped because the capture channel was full.
+    pub dropped: u64,
+}
+
+impl LogStore {
+    pub const CAPACITY: usize = 5_000;
+
+    pub fn push(&mut self, line: LogLine) {
+        if self.lines.len() == LogStore::CAPACITY {
+            self.lines.pop_front();
+        }
+        self.lines.push_back(line);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn event(slot: usize, unit: u64, kind: EventKind) -> StationEvent {
+        StationEvent::now(slot, unit, kind)
+    }
+
+    fn finished(result: UnitResult, failing_step: Option<&str>, reason: Option<&str>) -> EventKind {
+        EventKind::UnitFinished {
+            result,
+            chip_uid: Some("0a0b".to_string()),
+            serial: Some("DS1-000001".to_string()),
+            device_id: None,
+            failing_step: failing_step.map(str::to_string),
+            reason: reason.map(str::to_string),
+            cycle_time_ms: 1234,
+            record_hash: None,
+        }
+    }
+
+    /// Runs `events` through a two-slot store and compares slot 0's phase and the stats.
+    fn check(
+        events: Vec<StationEvent>,
+        expected_phase: SlotPhase,
+        expected_stats: (u64, u64, u64, Option<f64>),
+    ) {
+        let mut store = LineStore::default();
+        let now = Instant::now();
+        store.started(vec!["sim-0".into(), "sim-1".into()], now);
+        for event in &events {
+            store.apply(event, now);
+        }
+        assert_eq!(store.slots[0].phase, expected_phase);
+        let stats = &store.stats;
+        assert_eq!(
+            (stats.units, stats.passed, stats.failed, stats.first_pass_yield_percent()),
+            expected_stats
+        );
+    }
+
+    #[test]
+    fn events_drive_slot_phases_and_stats() {
+        check(vec![], SlotPhase::Idle, (0, 0, 0, None));
+        check(
+            vec![
+                event(0, 1, EventKind::UnitStarted { probe: "sim-0".into() }),
+                event(0, 1, EventKind::StepStarted { step: "erase".into() }),
+            ],
+            SlotPhase::Running { step: "erase".into(), step_number: 3 },
+            (0, 0, 0, None),
+        );
+        check(
+            vec![
+                event(0, 1, EventKind::UnitStarted { probe: "sim-0".into() }),
+                event(0, 1, finished(UnitResult::Pass, None, None)),
+            ],
+            SlotPhase::Passed,
+            (1, 1, 0, Some(100.0)),
+        );
+        check(
+            vec![
+                event(0, 1, EventKind::UnitStarted { probe: "sim-0".into() }),
+                event(0, 1, finished(UnitResult::Fail, Some("erase"), Some("probe lost: gone"))),
+            ],
+            SlotPhase::Failed { step: "erase".into(), reason: "probe lost: gone".into() },
+            (1, 0, 1, Some(0.0)),
+        );
+        // A rework (chip seen before) that passes counts as a unit but not as a first attempt.
+        check(
+            vec![
+                event(1, 1, EventKind::UnitStarted { probe: "sim-1".into() }),
+                event(1, 1, finished(UnitResult::Fail, Some("erase"), Some("x"))),
+                event(0, 2, EventKind::UnitStarted { probe: "sim-0".into() }),
+                event(
+                    0,
+                    2,
+                    EventKind::StepFinished {
+                        step: "identify".into(),
+                        duration_ms: 1,
+                        detail: json!({"chip_uid": "0a0b", "seen_before": true}),
+                    },
+                ),
+                event(0, 2, finished(UnitResult::Pass, None, None)),
+            ],
+            SlotPhase::Passed,
+            (2, 1, 1, Some(0.0)),
+        );
+    }
+
+    #[test]
+    fn a_slot_waiting_for_the_operator_keeps_showing_its_result() {
+        let mut store = LineStore::default();
+        let now = Instant::now();
+        store.started(vec!["sim-0".into(), "sim-1".into()], now);
+        store.slot_waiting(1);
+        assert_eq!(store.slots[1].phase, SlotPhase::WaitingForStart);
+        assert_eq!(store.first_slot_waiting(), Some(1));
+        store.apply(&event(0, 1, EventKind::UnitStarted { probe: "sim-0".into() }), now);
+        store.apply(&event(0, 1, finished(UnitResult::Pass, None, None)), now);
+        store.slot_waiting(0);
+        assert_eq!(store.slots[0].phase, SlotPhase::Passed);
+        assert_eq!(store.first_slot_waiting(), Some(0));
+        store.apply(&event(0, 2, EventKind::UnitStarted { probe: "sim-0".into() }), now);
+        assert_eq!(store.first_slot_waiting(), Some(1));
+    }
+
+    fn row(run_id: i64, started_at: &str) -> HistoryRow {
+        HistoryRow {
+            run_id,
+            started_at: started_at.to_string(),
+            serial: None,
+            chip_uid: None,
+            result: "pass".to_string(),
+            failing_step: None,
+            reason: None,
+            probe: "sim-0".to_string(),
+            operator: "tester".to_string(),
+            duration_ms: 0,
+        }
+    }
+
+    #[test]
+    fn incremental_history_merges_newest_first_without_repeats() {
+        let mut history = HistoryStore::default();
+        history.requested("2026-01-01T00:00:05.000Z".into(), std::iter::empty());
+        assert_eq!(history.incremental_since(), None, "nothing read in full yet");
+        history.rows = vec![row(2, "2026-01-01T00:00:02.000Z"), row(1, "2026-01-01T00:00:01.000Z")];
+        history.is_full = true;
+        assert_eq!(history.incremental_since().as_deref(), Some("2026-01-01T00:00:05.000Z"));
+        // A unit running at the time of the request moves the bound back to its start.
+        let running = ["2026-01-01T00:00:00.500Z".to_string()];
+        history.requested("2026-01-01T00:00:05.000Z".into(), running.into_iter());
+        assert_eq!(history.incremental_since().as_deref(), Some("2026-01-01T00:00:00.500Z"));
+        history.merge(vec![row(3, "2026-01-01T00:00:00.500Z"), row(2, "2026-01-01T00:00:02.000Z")], 3);
+        let ids: Vec<i64> = history.rows.iter().map(|row| row.run_id).collect();
+        assert_eq!(ids, [2, 1, 3]);
+        history.merge(vec![row(4, "2026-01-01T00:00:03.000Z")], 3);
+        let ids: Vec<i64> = history.rows.iter().map(|row| row.run_id).collect();
+        assert_eq!(ids, [4, 2, 1]);
+        history.shown_search = "DS1".to_string();
+        assert_eq!(history.incremental_since(), None, "search results refresh in full");
+    }
+
+    #[test]
+    fn progress_estimates_time_left_from_the_rate_seen() {
+        let start = Instant::now();
+        let progress = StepProgress {
+            bytes_done: 300,
+            bytes_total: 1000,
+            first_report_at: start,
+            first_report_bytes: 100,
+            latest_report_at: start + Duration::from_secs(2),
+        };
+        // 200 bytes in 2 s; 700 left -> 7 s.
+        assert_eq!(progress.time_left(), Some(Duration::from_secs(7)));
+        assert!((progress.fraction() - 0.3).abs() < 1e-6);
+        let first = StepProgress { latest_report_at: start, ..progress };
+        assert_eq!(first.time_left(), None);
+    }
+}

@@ -1,0 +1,618 @@
+//! The GUI's worker threads: the UI thread never waits on a probe, the disk or the database.
+//!
+//! - [`start_line`] runs the line on its own thread: it loads the profile, signs the self-test
+//!   material, opens the ledger and the fixtures (the same [`open_fixtures`] as `imprint run`)
+//!   and calls [`run_line`]; station events come back through [`ChannelEventSink`], which
+//!   wakes the UI with `request_repaint`.
+//! - [`ChoreWorker`] answers everything else that touches the disk: listing and checking
+//!   profiles, and the ledger's read API (history, a unit's runs, statistics, export). Requests
+//!   that a newer one makes stale (history, statistics) are coalesced, so a busy line finishing
+//!   units quickly does not queue up queries.
+
+use std::collections::VecDeque;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use eframe::egui;
+
+use crate::ledger::{
+    ExportFilter, ExportFormat, Ledger, LedgerStats, RecordedRun, UnitHistory, format_timestamp,
+};
+use crate::profile::{Profile, SimTiming};
+use crate::station::fixtures::{FixtureSelector, SimOptions, open_fixtures};
+use crate::station::{CancelToken, EventSink, SelfTestMaterial, StationContext, StationEvent, run_line};
+use crate::target::Fixture;
+
+use super::fixture::{FaultInjector, GatedFixture, StartGate, StartMode};
+use super::store::{HistoryRow, HistoryScope};
+
+/// The most rows the history table holds when listing recent runs.
+pub const HISTORY_ROWS_MAX: usize = 500;
+
+/// Everything a line run needs, chosen in the window.
+#[derive(Debug, Clone)]
+pub struct LineRequest {
+    pub profile_path: PathBuf,
+    pub ledger_path: PathBuf,
+    pub station_name: String,
+    pub operator: String,
+    pub sim_slot_count: usize,
+    /// Ignore the profile's simulated timing (as fast as the host allows).
+    pub sim_timing_zero: bool,
+    pub sim_uid_seed: Option<u64>,
+    /// Units to attempt in all; `None` runs until stopped.
+    pub unit_limit: Option<u64>,
+    pub start_mode: StartMode,
+    pub faults: FaultInjector,
+}
+
+/// What the line thread tells the UI.
+#[derive(Debug, Clone)]
+pub enum LineMessage {
+    /// The fixtures are open; the slots run.
+    Started { fixture_names: Vec<String> },
+    /// The line could not start (nothing was written to a device or the ledger).
+    StartFailed { reason: String },
+    /// Manual start: the slot waits for the operator.
+    SlotWaiting { slot: usize },
+    /// A station event.
+    Event(StationEvent),
+    /// The line thread ended (after the line's `line-finished` event, or after `StartFailed`).
+    Ended,
+}
+
+/// Sends messages to the UI and wakes it.
+#[derive(Clone)]
+pub struct UiSender {
+    sender: crossbeam_channel::Sender<LineMessage>,
+    repaint: egui::Context,
+}
+
+impl UiSender {
+    pub fn new(sender: crossbeam_channel::Sender<LineMessage>, repaint: egui::Context) -> UiSender {
+        UiSender { sender, repaint }
+    }
+
+    fn send(&self, message: LineMessage) {
+        // A closed receiver means the window is gone; the line carries on to its end.
+        let _ = self.sender.send(message);
+        self.repaint.request_repaint();
+    }
+}
+
+/// The station's [`EventSink`] for the GUI: a channel to the UI thread plus a repaint request.
+pub struct ChannelEventSink(UiSender);
+
+impl EventSink for ChannelEventSink {
+    fn emit(&self, event: StationEvent) {
+        self.0.send(LineMessage::Event(event));
+    }
+}
+
+/// A line running on its thread.
+pub struct RunningLine {
+    pub cancel: CancelToken,
+    /// One start button per slot (manual start).
+    pub gates: Vec<Arc<StartGate>>,
+}
+
+impl RunningLine {
+    /// Asks every slot to stop after its current step.
+    pub fn stop(&self) {
+        self.cancel.cancel();
+        for gate in &self.gates {
+            gate.wake();
+        }
+    }
+}
+
+/// Starts the line on a new thread.
+pub fn start_line(request: LineRequest, ui: UiSender) -> RunningLine {
+    let cancel = CancelToken::default();
+    let gates: Vec<Arc<StartGate>> =
+        (0..request.sim_slot_count).map(|_| Arc::new(StartGate::default())).collect();
+    let running = RunningLine { cancel: cancel.clone(), gates: gates.clone() };
+    let thread_ui = ui.clone();
+    let spawned = std::thread::Builder::new().name("line".to_string()).spawn(move || {
+        match prepare_line(&request, cancel, gates, &thread_ui) {
+            Ok((context, fixtures)) => {
+                let fixture_names = fixtures.iter().map(|fixture| fixture.name()).collect();
+                thread_ui.send(LineMessage::Started { fixture_names });
+                tracing::info!(
+                    slots = request.sim_slot_count,
+                    profile = %request.profile_path.display(),
+                    operator = %request.operator,
+                    "line started"
+                );
+                let summary = run_line(context, fixtures, request.unit_limit);
+                tracing::info!(
+                    units = summary.outcomes.len(),
+                    passed = summary.passed(),
+                    failed = summary.failed(),
+                    "line stopped"
+                );
+            }
+            Err(reason) => {
+                tracing::error!(%reason, "the line could not start");
+                thread_ui.send(LineMessage::StartFailed { reason });
+            }
+        }
+        thread_ui.send(LineMessage::Ended);
+    });
+    if let Err(error) = spawned {
+        ui.send(LineMessage::StartFailed { reason: format!("cannot start the line thread: {error}") });
+        ui.send(LineMessage::Ended);
+    }
+    running
+}
+
+type PreparedLine = (Arc<StationContext>, Vec<Box<dyn Fixture>>);
+
+fn prepare_line(
+    request: &LineRequest,
+    cancel: CancelToken,
+    gates: Vec<Arc<StartGate>>,
+    ui: &UiSender,
+) -> Result<PreparedLine, String> {
+    if request.operator.trim().is_empty() {
+        return Err("operator ID: expected an ID (type or scan it), found nothing".to_string());
+    }
+    if request.sim_slot_count == 0 {
+        return Err("simulated slots: expected at least 1".to_string());
+    }
+    let profile = Profile::load(&request.profile_path).map_err(|error| error.to_string())?;
+    for warning in &profile.warnings {
+        tracing::warn!(profile = %request.profile_path.display(), "{warning}");
+    }
+    let self_test = SelfTestMaterial::prepare(&profile).map_err(|error| error.to_string())?;
+    let ledger = Ledger::open(&request.ledger_path)
+        .map_err(|error| format!("cannot open the ledger {}: {error}", request.ledger_path.display()))?;
+    let timing = if request.sim_timing_zero { SimTiming::default() } else { profile.sim_timing };
+    let fault_schedules =
+        (0..request.sim_slot_count).map(|slot| (slot, request.faults.schedule(slot))).collect();
+    let selectors = vec![FixtureSelector::Sim; request.sim_slot_count];
+    let sim_options = SimOptions { timing, uid_seed: request.sim_uid_seed, fault_schedules };
+    let fixtures = open_fixtures(&selectors, &profile, sim_options).map_err(|error| error.to_string())?;
+    let fixtures: Vec<Box<dyn Fixture>> = fixtures
+        .into_iter()
+        .zip(gates)
+        .enumerate()
+        .map(|(slot, (fixture, gate))| {
+            let waiting_ui = ui.clone();
+            let on_waiting = Box::new(move || waiting_ui.send(LineMessage::SlotWaiting { slot }));
+            Box::new(GatedFixture::new(fixture, request.start_mode, gate, on_waiting)) as Box<dyn Fixture>
+        })
+        .collect();
+    let context = Arc::new(StationContext {
+        profile: Arc::new(profile),
+        self_test: Arc::new(self_test),
+        ledger,
+        station_name: request.station_name.clone(),
+        operator: request.operator.trim().to_string(),
+        events: Arc::new(ChannelEventSink(ui.clone())),
+        cancel,
+    });
+    Ok((context, fixtures))
+}
+
+/// The export file formats the window offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub enum ExportChoice {
+    #[default]
+    Csv,
+    Json,
+    Jsonl,
+}
+
+impl ExportChoice {
+    pub const ALL: [ExportChoice; 3] = [ExportChoice::Csv, ExportChoice::Json, ExportChoice::Jsonl];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ExportChoice::Csv => "CSV",
+            ExportChoice::Json => "JSON",
+            ExportChoice::Jsonl => "JSON lines",
+        }
+    }
+
+    pub fn extension(self) -> &'static str {
+        match self {
+            ExportChoice::Csv => "csv",
+            ExportChoice::Json => "json",
+            ExportChoice::Jsonl => "jsonl",
+        }
+    }
+
+    fn format(self) -> ExportFormat {
+        match self {
+            ExportChoice::Csv => ExportFormat::Csv,
+            ExportChoice::Json => ExportFormat::Json,
+            ExportChoice::Jsonl => ExportFormat::Jsonl,
+        }
+    }
+}
+
+/// What a checked profile looks like in the window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProfileSummary {
+    pub name: String,
+    pub model_name: String,
+    pub chip_name: String,
+    pub warnings: Vec<String>,
+}
+
+/// Work for the chore thread.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChoreRequest {
+    /// List the `*.toml` files of a folder.
+    ScanProfiles { directory: PathBuf },
+    /// Load and check one profile.
+    CheckProfile { path: PathBuf },
+    /// Rows for the history table: `search` (a serial or chip ID; a part of one filters the
+    /// scope's runs) or, when empty, the scope's most recent runs. With `started_since` (the
+    /// stored time form) only runs started since then: an incremental refresh, so a long
+    /// history is not re-read every time a unit finishes.
+    History {
+        ledger_path: PathBuf,
+        search: String,
+        scope: HistoryScope,
+        session_started: SystemTime,
+        started_since: Option<String>,
+    },
+    /// A unit's identities and runs with their steps.
+    UnitDetails { ledger_path: PathBuf, key: String },
+    /// The ledger's totals.
+    Stats { ledger_path: PathBuf },
+    /// Export every run to a file.
+    Export { ledger_path: PathBuf, path: PathBuf, format: ExportChoice },
+}
+
+/// Answers from the chore thread.
+#[derive(Debug, Clone)]
+pub enum ChoreReply {
+    Profiles { directory: PathBuf, result: Result<Vec<PathBuf>, String> },
+    ProfileChecked { path: PathBuf, result: Result<ProfileSummary, String> },
+    History { search: String, is_incremental: bool, result: Result<Vec<HistoryRow>, String> },
+    UnitDetails { key: String, result: Result<Option<Box<UnitHistory>>, String> },
+    Stats(Result<Option<LedgerStats>, String>),
+    Exported { path: PathBuf, result: Result<u64, String> },
+}
+
+/// The chore thread's handle: send requests, receive replies.
+pub struct ChoreWorker {
+    requests: crossbeam_channel::Sender<ChoreRequest>,
+    pub replies: crossbeam_channel::Receiver<ChoreReply>,
+}
+
+impl ChoreWorker {
+    /// Starts the thread; replies wake `repaint`.
+    pub fn start(repaint: egui::Context) -> ChoreWorker {
+        let (requests, request_receiver) = crossbeam_channel::unbounded::<ChoreRequest>();
+        let (reply_sender, replies) = crossbeam_channel::unbounded::<ChoreReply>();
+        let spawned = std::thread::Builder::new().name("chores".to_string()).spawn(move || {
+            let mut ledgers = LedgerCache::default();
+            while let Ok(first) = request_receiver.recv() {
+                let mut batch = vec![first];
+                batch.extend(request_receiver.try_iter());
+                for request in coalesce(batch) {
+                    let reply = answer(request, &mut ledgers);
+                    if reply_sender.send(reply).is_err() {
+                        return;
+                    }
+                    repaint.request_repaint();
+                }
+            }
+        });
+        if let Err(error) = spawned {
+            tracing::error!(%error, "cannot start the chore thread: profiles and history will not load");
+        }
+        ChoreWorker { requests, replies }
+    }
+
+    /// Queues a request (never blocks).
+    pub fn request(&self, request: ChoreRequest) {
+        // The thread only stops when this handle is dropped.
+        let _ = self.requests.send(request);
+    }
+}
+
+/// Keeps only the newest history and statistics request of a batch, and drops duplicates. The
+/// kept history request becomes a full one if any request it replaces was full.
+fn coalesce(batch: Vec<ChoreRequest>) -> Vec<ChoreRequest> {
+    let last_history = batch.iter().rposition(|request| matches!(request, ChoreRequest::History { .. }));
+    let last_stats = batch.iter().rposition(|request| matches!(request, ChoreRequest::Stats { .. }));
+    let any_full_history =
+        batch.iter().any(|request| matches!(request, ChoreRequest::History { started_since: None, .. }));
+    let mut kept: Vec<ChoreRequest> = Vec::with_capacity(batch.len());
+    for (index, mut request) in batch.into_iter().enumerate() {
+        let stale = match &mut request {
+            ChoreRequest::History { started_since, .. } => {
+                if any_full_history {
+                    *started_since = None;
+                }
+                Some(index) != last_history
+            }
+            ChoreRequest::Stats { .. } => Some(index) != last_stats,
+            _ => kept.contains(&request),
+        };
+        if !stale {
+            kept.push(request);
+        }
+    }
+    kept
+}
+
+/// Read-only ledger handles by path, opened once each (only once the file exists, so looking
+/// at the history never creates a ledger).
+#[derive(Default)]
+struct LedgerCache {
+    open: Vec<(PathBuf, Ledger)>,
+}
+
+impl LedgerCache {
+    fn get(&mut self, path: &Path) -> Result<Option<Ledger>, String> {
+        if let Some((_, ledger)) = self.open.iter().find(|(open_path, _)| open_path == path) {
+            return Ok(Some(ledger.clone()));
+        }
+        if !path.exists() {
+            return Ok(None);
+        }
+        let ledger = Ledger::open_read_only(path)
+            .map_err(|error| format!("cannot open the ledger {}: {error}", path.display()))?;
+        self.open.push((path.to_owned(), ledger.clone()));
+        Ok(Some(ledger))
+    }
+}
+
+fn answer(request: ChoreRequest, ledgers: &mut LedgerCache) -> ChoreReply {
+    match request {
+        ChoreRequest::ScanProfiles { directory } => {
+            let result = scan_profiles(&directory);
+            ChoreReply::Profiles { directory, result }
+        }
+        ChoreRequest::CheckProfile { path } => {
+            let result = Profile::load(&path)
+                .map(|profile| ProfileSummary {
+                    name: profile.name.clone(),
+                    model_name: profile.model_name.clone(),
+                    chip_name: profile.chip_name.clone(),
+                    warnings: profile.warnings.clone(),
+                })
+                .map_err(|error| error.to_string());
+            ChoreReply::ProfileChecked { path, result }
+        }
+        ChoreRequest::History { ledger_path, search, scope, session_started, started_since } => {
+            let is_incremental = started_since.is_some();
+            let result = ledgers.get(&ledger_path).and_then(|ledger| match ledger {
+                Some(ledger) => history(&ledger, search.trim(), scope, session_started, started_since),
+                None => Ok(Vec::new()),
+            });
+            ChoreReply::History { search, is_incremental, result }
+        }
+        ChoreRequest::UnitDetails { ledger_path, key } => {
+            let result = ledgers.get(&ledger_path).and_then(|ledger| match ledger {
+                Some(ledger) => ledger
+                    .unit_history(key.trim())
+                    .map(|found| found.map(Box::new))
+                    .map_err(|error| error.to_string()),
+                None => Ok(None),
+            });
+            ChoreReply::UnitDetails { key, result }
+        }
+        ChoreRequest::Stats { ledger_path } => {
+            let result = ledgers.get(&ledger_path).and_then(|ledger| match ledger {
+                Some(ledger) => ledger.stats().map(Some).map_err(|error| error.to_string()),
+                None => Ok(None),
+            });
+            ChoreReply::Stats(result)
+        }
+        ChoreRequest::Export { ledger_path, path, format } => {
+            let result = ledgers.get(&ledger_path).and_then(|ledger| match ledger {
+                Some(ledger) => export(&ledger, &path, format),
+                None => Err(format!("the ledger {} holds no runs yet", ledger_path.display())),
+            });
+            ChoreReply::Exported { path, result }
+        }
+    }
+}
+
+fn scan_profiles(directory: &Path) -> Result<Vec<PathBuf>, String> {
+    let entries = std::fs::read_dir(directory)
+        .map_err(|error| format!("cannot list profiles in {}: {error}", directory.display()))?;
+    let mut profiles: Vec<PathBuf> = entries
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| path.extension().is_some_and(|extension| extension == "toml") && path.is_file())
+        .collect();
+    profiles.sort();
+    Ok(profiles)
+}
+
+/// The history rows, newest first.
+fn history(
+    ledger: &Ledger,
+    search: &str,
+    scope: HistoryScope,
+    session_started: SystemTime,
+    started_since: Option<String>,
+) -> Result<Vec<HistoryRow>, String> {
+    if !search.is_empty() && started_since.is_none() {
+        // An exact serial or chip ID: the unit's whole history, whatever the scope.
+        if let Some(unit) = ledger.unit_history(search).map_err(|error| error.to_string())? {
+            let mut rows: Vec<HistoryRow> = unit.runs.iter().map(HistoryRow::from_run).collect();
+            rows.reverse();
+            return Ok(rows);
+        }
+    }
+    let since = match scope {
+        HistoryScope::Session => Some(session_started),
+        HistoryScope::LastDay => SystemTime::now().checked_sub(Duration::from_secs(24 * 3600)),
+        HistoryScope::All => None,
+    };
+    let scope_since =
+        since.map(|time| format_timestamp("since", time)).transpose().map_err(|error| error.to_string())?;
+    // Stored times compare as text, so the later bound is the larger string.
+    let since = match (scope_since, started_since) {
+        (Some(scope), Some(incremental)) => Some(scope.max(incremental)),
+        (scope, incremental) => scope.or(incremental),
+    };
+    let filter = ExportFilter { since, ..ExportFilter::default() };
+    let needle = search.to_ascii_lowercase();
+    let mut collector = RunCollector::new(move |run: &RecordedRun| {
+        needle.is_empty()
+            || [&run.serial, &run.chip_uid]
+                .into_iter()
+                .flatten()
+                .any(|value| value.to_ascii_lowercase().contains(&needle))
+    });
+    ledger.export(ExportFormat::Jsonl, &filter, &mut collector).map_err(|error| error.to_string())?;
+    collector.finish()
+}
+
+/// Turns the ledger's streaming JSON-lines export into the newest [`HISTORY_ROWS_MAX`] rows
+/// that pass a filter, one line at a time (memory stays bounded for any ledger size).
+struct RunCollector<F> {
+    keep: F,
+    pending: Vec<u8>,
+    rows: VecDeque<HistoryRow>,
+    error: Option<String>,
+}
+
+impl<F: FnMut(&RecordedRun) -> bool> RunCollector<F> {
+    fn new(keep: F) -> Self {
+        RunCollector { keep, pending: Vec::new(), rows: VecDeque::new(), error: None }
+    }
+
+    fn line(&mut self, line: &[u8]) {
+        if line.is_empty() || self.error.is_some() {
+            return;
+        }
+        let value: serde_json::Value = match serde_json::from_slice(line) {
+            Ok(value) => value,
+            Err(error) => {
+                self.error = Some(format!("the ledger export is not valid JSON lines: {error}"));
+                return;
+            }
+        };
+        // The header and the trailer carry no run.
+        if value.get("record_hash").is_none() || value.get("run_id").is_none() {
+            return;
+        }
+        match serde_json::from_value::<RecordedRun>(value) {
+            Ok(run) if (self.keep)(&run) => {
+                if self.rows.len() == HISTORY_ROWS_MAX {
+                    self.rows.pop_front();
+                }
+                self.rows.push_back(HistoryRow::from_run(&run));
+            }
+            Ok(_) => {}
+            Err(error) => self.error = Some(format!("a run in the ledger export is not readable: {error}")),
+        }
+    }
+
+    fn finish(mut self) -> Result<Vec<HistoryRow>, String> {
+        let rest = std::mem::take(&mut self.pending);
+        self.line(&rest);
+        if let Some(error) = self.error {
+            return Err(error);
+        }
+        let mut rows: Vec<HistoryRow> = self.rows.into();
+        rows.sort_by(|left, right| right.started_at.cmp(&left.started_at));
+        Ok(rows)
+    }
+}
+
+impl<F: FnMut(&RecordedRun) -> bool> Write for RunCollector<F> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.pending.extend_from_slice(bytes);
+        while let Some(end) = self.pending.iter().position(|&byte| byte == b'\n') {
+            let line: Vec<u8> = self.pending.drain(..=end).collect();
+            self.line(&line[..end]);
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Exports every run to `path` (through a `.partial` file renamed at the end, so a reader
+/// never sees half an export); returns the number of runs written.
+fn export(ledger: &Ledger, path: &Path, format: ExportChoice) -> Result<u64, String> {
+    let mut partial_name = path.as_os_str().to_owned();
+    partial_name.push(".partial");
+    let partial = PathBuf::from(partial_name);
+    let write = || -> Result<u64, String> {
+        let mut file = std::fs::File::create(&partial)
+            .map_err(|error| format!("cannot create {}: {error}", partial.display()))?;
+        let summary = ledger
+            .export(format.format(), &ExportFilter::default(), &mut file)
+            .map_err(|error| format!("exporting to {}: {error}", partial.display()))?;
+        file.sync_all().map_err(|error| format!("cannot write {}: {error}", partial.display()))?;
+        std::fs::rename(&partial, path)
+            .map_err(|error| format!("cannot rename {} to {}: {error}", partial.display(), path.display()))?;
+        Ok(summary.record_count)
+    };
+    let result = write();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(batch: Vec<ChoreRequest>, expected: Vec<ChoreRequest>) {
+        assert_eq!(coalesce(batch), expected);
+    }
+
+    fn history_request(search: &str) -> ChoreRequest {
+        ChoreRequest::History {
+            ledger_path: "l.db".into(),
+            search: search.into(),
+            scope: HistoryScope::All,
+            session_started: SystemTime::UNIX_EPOCH,
+            started_since: None,
+        }
+    }
+
+    fn incremental_history_request(since: &str) -> ChoreRequest {
+        ChoreRequest::History {
+            ledger_path: "l.db".into(),
+            search: String::new(),
+            scope: HistoryScope::All,
+            session_started: SystemTime::UNIX_EPOCH,
+            started_since: Some(since.into()),
+        }
+    }
+
+    #[test]
+    fn stale_history_and_stats_requests_are_dropped() {
+        let stats = ChoreRequest::Stats { ledger_path: "l.db".into() };
+        let export = ChoreRequest::Export {
+            ledger_path: "l.db".into(),
+            path: "a.csv".into(),
+            format: ExportChoice::Csv,
+        };
+        check(vec![], vec![]);
+        check(
+            vec![history_request("a"), stats.clone(), history_request("b"), stats.clone()],
+            vec![history_request("b"), stats.clone()],
+        );
+        check(vec![export.clone(), export.clone()], vec![export.clone()]);
+        check(vec![export.clone(), history_request("")], vec![export, history_request("")]);
+        // A full refresh is never lost behind a later incremental one.
+        check(
+            vec![history_request(""), incremental_history_request("2026-11-26T10:00:00.000Z")],
+            vec![history_request("")],
+        );
+        check(
+            vec![incremental_history_request("a"), incremental_history_request("b")],
+            vec![incremental_history_request("b")],
+        );
+    }
+}

@@ -1,0 +1,344 @@
+//! The operator GUI driven like an operator would, through egui_kittest and the widgets'
+//! accessibility labels (the names a screen reader speaks): the real app, the real line on
+//! simulated slots, the real ledger in a temp dir. An export made from the window is checked by
+//! the real `imprint log verify`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use eframe::egui::{self, Key, Modifiers};
+use egui_kittest::Harness;
+use egui_kittest::kittest::{NodeT, Queryable};
+use imprint::gui::{GuiOptions, ImprintApp, log_channel};
+use tracing_subscriber::layer::SubscriberExt;
+
+/// How long a test waits for the line or the ledger before it fails.
+const PATIENCE: Duration = Duration::from_secs(90);
+
+struct Gui {
+    harness: Harness<'static, ImprintApp>,
+    ledger_path: PathBuf,
+    directory: tempfile::TempDir,
+}
+
+fn demo_profile() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/demo.toml")
+}
+
+/// The window on `slots` simulated slots at full speed, with a fresh ledger. Each slot waits a
+/// minute between units, so after its first unit a slot holds its result until the test stops
+/// the line: what the slots show is decided by the test, not by thread timing.
+fn gui(slots: usize, configure: impl FnOnce(&mut GuiOptions)) -> Gui {
+    gui_with_log(slots, configure, None)
+}
+
+fn gui_with_log(
+    slots: usize,
+    configure: impl FnOnce(&mut GuiOptions),
+    log_receiver: Option<imprint::gui::LogReceiver>,
+) -> Gui {
+    let directory = tempfile::tempdir().unwrap();
+    let ledger_path = directory.path().join("ledger.db");
+    let mut options = GuiOptions::new(ledger_path.clone(), "test-station".to_string());
+    options.profile = Some(demo_profile());
+    options.operator = Some("tester".to_string());
+    options.sim_slot_count = Some(slots);
+    options.sim_timing_zero = Some(true);
+    options.unit_change_delay_ms = Some(60_000);
+    options.sim_uid_seed = Some(11);
+    options.remember_settings = false;
+    configure(&mut options);
+    let harness = Harness::builder()
+        .with_size(egui::Vec2::new(1280.0, 800.0))
+        .build_eframe(move |creation| ImprintApp::new(creation, options, log_receiver));
+    Gui { harness, ledger_path, directory }
+}
+
+impl Gui {
+    /// Steps frames until `ready` holds; fails naming `what` after [`PATIENCE`].
+    fn wait_until(&mut self, what: &str, ready: impl Fn(&Harness<'static, ImprintApp>) -> bool) {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            self.harness.step();
+            if ready(&self.harness) {
+                return;
+            }
+            if Instant::now() > deadline {
+                let labels: Vec<String> = self
+                    .harness
+                    .root()
+                    .children_recursive()
+                    .filter_map(|node| node.accesskit_node().label().or(node.accesskit_node().value()))
+                    .collect();
+                panic!("waited {PATIENCE:?} for {what}; the window shows: {labels:#?}");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn wait_for_label(&mut self, label: &str) {
+        let label = label.to_string();
+        self.wait_until(&format!("a widget labelled {label:?}"), |harness| {
+            harness.query_by_label(&label).is_some()
+        });
+    }
+
+    fn wait_for_label_containing(&mut self, part: &str) {
+        let part = part.to_string();
+        self.wait_until(&format!("a widget whose label contains {part:?}"), |harness| {
+            harness.query_by_label_contains(&part).is_some()
+        });
+    }
+
+    fn click(&mut self, label: &str) {
+        self.harness.get_by_label(label).click();
+        self.harness.step();
+    }
+
+    /// Starts the line, waits until every slot finished one unit, stops the line and waits
+    /// until it has stopped.
+    fn run_one_unit_per_slot(&mut self, slots: usize, start: impl FnOnce(&mut Gui)) {
+        start(self);
+        self.wait_until("every slot to finish its first unit", |harness| {
+            (0..slots).all(|slot| {
+                harness.query_by_label(&format!("slot {slot} state: PASS")).is_some()
+                    || harness.query_by_label_contains(&format!("slot {slot} state: FAIL")).is_some()
+            })
+        });
+        self.click("Stop line");
+        self.wait_for_label_containing("line status: line finished");
+    }
+
+    fn history_labels(&self) -> Vec<String> {
+        let mut labels: Vec<String> = self
+            .harness
+            .query_all_by_label_contains("history: ")
+            .filter_map(|node| node.accesskit_node().label())
+            .filter(|label| label.ends_with(" pass") || label.ends_with(" fail"))
+            .collect();
+        labels.sort();
+        labels
+    }
+}
+
+#[test]
+fn two_slots_run_to_pass_and_the_units_appear_in_the_history() {
+    let mut gui = gui(2, |_| {});
+    gui.wait_for_label("slot 0 state: IDLE");
+    gui.wait_for_label_containing("demo-sensor");
+    gui.run_one_unit_per_slot(2, |gui| gui.click("Start line"));
+
+    gui.harness.get_by_label("slot 0 state: PASS");
+    gui.harness.get_by_label("slot 1 state: PASS");
+    gui.harness.get_by_label_contains("slot 0 unit: serial DS1-00000");
+    gui.harness.get_by_label("units: 2");
+    gui.harness.get_by_label("pass: 2");
+    gui.harness.get_by_label("fail: 0");
+    gui.harness.get_by_label("first-pass yield: 100.0 %");
+    gui.wait_until("both units in the history table", |harness| {
+        harness.query_by_label("history: 2 rows").is_some()
+    });
+    assert_eq!(gui.history_labels(), ["history: DS1-000001 pass", "history: DS1-000002 pass"]);
+
+    // A click on a row opens the unit's whole step history from the ledger.
+    gui.click("history: DS1-000001 pass");
+    gui.wait_for_label("step verify-lock: passed");
+    for step in
+        ["connect", "identify", "erase", "verify-flash", "allocate-identity", "self-test", "verify-lock"]
+    {
+        gui.harness.get_by_label(&format!("step {step}: passed"));
+    }
+
+    // The search finds a unit by serial and by chip ID.
+    let chip_uid = imprint::ledger::Ledger::open_read_only(&gui.ledger_path)
+        .unwrap()
+        .unit_history("DS1-000002")
+        .unwrap()
+        .unwrap()
+        .chip_uid;
+    for search in ["DS1-000002", chip_uid.as_str()] {
+        let field = gui.harness.get_by_label("Search");
+        field.focus();
+        gui.harness.key_press_modifiers(Modifiers::COMMAND, Key::A);
+        gui.harness.get_by_label("Search").type_text(search);
+        gui.harness.key_press(Key::Enter);
+        gui.wait_until("the search result", |harness| harness.query_by_label("history: 1 rows").is_some());
+        assert_eq!(gui.history_labels(), ["history: DS1-000002 pass"], "search {search}");
+    }
+}
+
+#[test]
+fn an_injected_fault_shows_fail_with_its_reason_in_the_slot_and_the_log() {
+    let (layer, receiver) = log_channel();
+    // The window logs unit results on its own thread, which is this test's thread.
+    let _subscriber = tracing::subscriber::set_default(tracing_subscriber::registry().with(layer));
+    let mut gui = gui_with_log(2, |_| {}, Some(receiver));
+    gui.wait_for_label("slot 1 state: IDLE");
+    // The simulator panel arms its default fault (probe lost at erase) for slot 0's next unit.
+    gui.click("Inject fault");
+    // F5 starts the line.
+    gui.run_one_unit_per_slot(2, |gui| gui.harness.key_press(Key::F5));
+
+    gui.harness.get_by_label("slot 0 state: FAIL at erase: probe lost: sim-0 stopped answering");
+    gui.harness.get_by_label("slot 0 reason: probe lost: sim-0 stopped answering");
+    gui.harness.get_by_label("slot 1 state: PASS");
+    gui.harness.get_by_label("units: 2");
+    gui.harness.get_by_label("fail: 1");
+    gui.harness.get_by_label("first-pass yield: 50.0 %");
+    gui.wait_for_label_containing("log: WARN unit failed");
+    gui.harness.get_by_label_contains("reason=probe lost: sim-0 stopped answering");
+    // Filtered to errors only, the warning disappears from the log panel.
+    gui.click("log level ERROR");
+    assert!(gui.harness.query_by_label_contains("log: WARN unit failed").is_none());
+    gui.wait_until("the failed run in the history", |harness| {
+        harness.query_by_label("history: 2 rows").is_some()
+    });
+    assert_eq!(gui.history_labels().len(), 2);
+}
+
+#[test]
+fn manual_start_waits_for_the_operator_and_the_scanner_starts_a_unit() {
+    let mut gui = gui(2, |options| options.manual_start = Some(true));
+    gui.click("Start line");
+    gui.wait_for_label("slot 0 state: WAITING for start");
+    gui.wait_for_label("slot 1 state: WAITING for start");
+    gui.click("Start unit on slot 1");
+    gui.wait_for_label("slot 1 state: PASS");
+    gui.harness.get_by_label("slot 0 state: WAITING for start");
+    // A keyboard-wedge scanner types into the focused scanner field and presses Enter.
+    gui.wait_until("the scanner field to hold the focus", |harness| {
+        harness.get_by_label("Scanner").is_focused()
+    });
+    gui.harness.get_by_label("Scanner").type_text("WO-2026-0042");
+    gui.harness.key_press(Key::Enter);
+    gui.wait_for_label("work order: WO-2026-0042");
+    gui.wait_for_label("slot 0 state: PASS");
+    gui.click("Stop line");
+    gui.wait_for_label_containing("line status: line finished: 2 units, 2 pass");
+}
+
+/// Replaces a text field's content the way an operator does: select all, type.
+fn retype(gui: &mut Gui, label: &str, text: &str) {
+    gui.harness.get_by_label(label).focus();
+    gui.harness.step();
+    gui.harness.key_press_modifiers(Modifiers::COMMAND, Key::A);
+    gui.harness.get_by_label(label).type_text(text);
+    gui.harness.step();
+}
+
+fn imprint_log_verify(file: &Path) -> (bool, String) {
+    let output =
+        Command::new(env!("CARGO_BIN_EXE_imprint")).args(["log", "verify"]).arg(file).output().unwrap();
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    (output.status.success(), text)
+}
+
+#[test]
+fn export_from_the_window_passes_imprint_log_verify() {
+    let mut gui = gui(2, |_| {});
+    gui.wait_for_label("slot 0 state: IDLE");
+    gui.run_one_unit_per_slot(2, |gui| gui.click("Start line"));
+    gui.wait_until("both runs in the history", |harness| harness.query_by_label("history: 2 rows").is_some());
+
+    let csv_path = gui.directory.path().join("runs.csv");
+    retype(&mut gui, "Export to", &csv_path.display().to_string());
+    gui.click("Export ledger");
+    gui.wait_for_label(&format!("export status: exported 2 runs to {}", csv_path.display()));
+
+    // JSON through the format list (the file name follows) and the Ctrl+E shortcut.
+    gui.click("Export format");
+    gui.wait_for_label("JSON");
+    gui.click("JSON");
+    let json_path = gui.directory.path().join("runs.json");
+    gui.harness.key_press_modifiers(Modifiers::COMMAND, Key::E);
+    gui.wait_for_label(&format!("export status: exported 2 runs to {}", json_path.display()));
+
+    for path in [&csv_path, &json_path] {
+        let (accepted, report) = imprint_log_verify(path);
+        assert!(accepted, "imprint log verify refused {}:\n{report}", path.display());
+        assert!(report.contains("2 runs") || report.contains("2 run"), "{report}");
+    }
+    // The check can fail: an export with one byte of a serial changed is refused.
+    let tampered = gui.directory.path().join("tampered.json");
+    let text = std::fs::read_to_string(&json_path).unwrap();
+    assert!(text.contains("DS1-000002"));
+    std::fs::write(&tampered, text.replacen("DS1-000002", "DS1-000003", 1)).unwrap();
+    let (accepted, report) = imprint_log_verify(&tampered);
+    assert!(!accepted, "a tampered export was accepted:\n{report}");
+}
+
+#[test]
+fn out_of_the_box_it_picks_the_demo_profile_and_names_every_input() {
+    // No profile given: the window lists the profiles folder and picks demo.toml.
+    let mut gui = gui(4, |options| {
+        options.profile = None;
+        options.profiles_directory = Some(demo_profile().parent().unwrap().to_owned());
+    });
+    gui.wait_for_label_containing("demo-sensor");
+    gui.harness.check_accessibility();
+    gui.harness.get_by_label("Start line");
+    gui.harness.get_by_label("Operator ID");
+    gui.harness.get_by_label("Scanner");
+    gui.harness.get_by_label("Export ledger");
+    gui.harness.get_by_label("station: test-station");
+    for slot in 0..4 {
+        gui.harness.get_by_label(&format!("slot {slot} state: IDLE"));
+    }
+}
+
+/// An in-memory eframe storage.
+#[derive(Default)]
+struct MemoryStorage(std::collections::HashMap<String, String>);
+
+impl eframe::Storage for MemoryStorage {
+    fn get_string(&self, key: &str) -> Option<String> {
+        self.0.get(key).cloned()
+    }
+
+    fn set_string(&mut self, key: &str, value: String) {
+        self.0.insert(key.to_string(), value);
+    }
+
+    fn remove_string(&mut self, key: &str) {
+        self.0.remove(key);
+    }
+
+    fn flush(&mut self) {}
+}
+
+#[test]
+fn settings_are_remembered_between_runs() {
+    let directory = tempfile::tempdir().unwrap();
+    let options = || {
+        let mut options = GuiOptions::new(directory.path().join("ledger.db"), "test-station".to_string());
+        options.profile = Some(demo_profile());
+        options
+    };
+    let first_options = options();
+    let mut first =
+        Harness::builder().build_eframe(move |creation| ImprintApp::new(creation, first_options, None));
+    first.get_by_label("Operator ID").focus();
+    first.step();
+    first.key_press_modifiers(Modifiers::COMMAND, Key::A);
+    first.get_by_label("Operator ID").type_text("operator-17");
+    first.get_by_label("Manual start").click();
+    first.step();
+    let mut storage = MemoryStorage::default();
+    eframe::App::save(first.state_mut(), &mut storage);
+
+    // Leaked so the creation context may borrow it for the harness's lifetime.
+    let storage: &'static MemoryStorage = Box::leak(Box::new(storage));
+    let second_options = options();
+    let mut second = Harness::builder().build_eframe(move |creation| {
+        creation.storage = Some(storage);
+        ImprintApp::new(creation, second_options, None)
+    });
+    second.step();
+    assert_eq!(second.get_by_label("Operator ID").value().as_deref(), Some("operator-17"));
+    assert_eq!(
+        second.get_by_label("Manual start").accesskit_node().toggled(),
+        Some(egui::accesskit::Toggled::True)
+    );
+}
