@@ -8,7 +8,8 @@
 #   SLOTS=16 UNITS=160 SCREENSHOT=none FRAME_STATS=frames.json scripts/gui-screenshot.sh
 #                                             # the frame-time measurement of docs/performance.md
 #
-# Environment: SLOTS, UNITS (units in all), SCREENSHOT (output path, `none` for no picture),
+# Environment: SLOTS, UNITS (units in all), SIM_TIMING (`profile` or `zero`: as fast as the
+# host allows), SCREENSHOT (output path, `none` for no picture),
 # FRAME_STATS (where the window writes its frame timing JSON), IMPRINT_BIN (a prebuilt binary;
 # default: `cargo build` and target/debug/imprint).
 set -euo pipefail
@@ -38,6 +39,7 @@ fi
 # Inside the virtual display from here on.
 slots="${SLOTS:-4}"
 units="${UNITS:-12}"
+sim_timing="${SIM_TIMING:-profile}"
 screenshot="${SCREENSHOT:-$repo/docs/screenshot.png}"
 work="$(mktemp -d)"
 trap 'kill "${gui_pid:-}" 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -52,6 +54,7 @@ fault_unit=$(( units / slots > 1 ? units / slots : 1 ))
   --profile "$repo/profiles/demo.toml" \
   --db "$work/ledger.db" \
   --sim "$slots" \
+  --sim-timing "$sim_timing" \
   --station line-1-station-3 \
   --operator operator-17 \
   --sim-uid-seed 7 \
@@ -77,7 +80,7 @@ if [ "$screenshot" != none ]; then
     exit 1
   fi
   # Let the window paint the failure and the history refresh.
-  sleep 1.2
+  sleep 0.6
   import -window root "$work/shot.png"
 fi
 

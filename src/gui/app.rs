@@ -23,9 +23,12 @@ use super::workers::{
 
 /// How often the history table is refreshed at most while units finish.
 const HISTORY_REFRESH_INTERVAL: Duration = Duration::from_millis(500);
-/// How often the ledger's totals are recomputed at most while units finish (they scan the
-/// whole ledger).
-const STATS_REFRESH_INTERVAL: Duration = Duration::from_secs(10);
+/// The ledger's totals scan the whole ledger: while units finish they are recomputed at most
+/// every this many times as long as the last computation took (about 5 % of the chore
+/// thread), but no more often than [`STATS_INTERVAL_MIN`] and no less than [`STATS_INTERVAL_MAX`].
+const STATS_INTERVAL_FACTOR: u32 = 20;
+const STATS_INTERVAL_MIN: Duration = Duration::from_secs(1);
+const STATS_INTERVAL_MAX: Duration = Duration::from_secs(60);
 /// An incremental history refresh re-reads runs started this long before the previous request
 /// (covers units whose start the window had not heard of yet).
 const HISTORY_OVERLAP: Duration = Duration::from_secs(10);
@@ -58,6 +61,8 @@ pub struct ImprintApp {
     history_is_stale: bool,
     history_requested_at: Option<Instant>,
     stats_requested_at: Option<Instant>,
+    stats_interval: Duration,
+    stats_is_stale: bool,
     autostart_pending: bool,
     /// Close the window once the line has stopped (close requested while it ran).
     close_when_stopped: bool,
@@ -111,6 +116,8 @@ impl ImprintApp {
             history_is_stale: true,
             history_requested_at: None,
             stats_requested_at: None,
+            stats_interval: STATS_INTERVAL_MIN,
+            stats_is_stale: true,
             close_when_stopped: false,
             close_at: None,
         };
@@ -237,8 +244,7 @@ impl ImprintApp {
     }
 
     /// Asks for the history rows: in full (search, scope or refresh), or only what finished
-    /// since the rows shown (units finished meanwhile). The ledger's totals follow, at most
-    /// every [`STATS_REFRESH_INTERVAL`] unless `full`.
+    /// since the rows shown (units finished meanwhile). The ledger's totals follow when due.
     fn request_history(&mut self, full: bool) {
         let now = Instant::now();
         let search_unchanged = self.forms.search.trim() == self.history.shown_search.trim();
@@ -260,12 +266,20 @@ impl ImprintApp {
             session_started: self.session_started,
             started_since,
         });
-        let stats_due = self
+        self.stats_is_stale = true;
+        self.request_stats_when_due(now, full || !self.line.is_active());
+    }
+
+    fn request_stats_when_due(&mut self, now: Instant, now_anyway: bool) {
+        let due = self
             .stats_requested_at
-            .is_none_or(|requested| now.duration_since(requested) >= STATS_REFRESH_INTERVAL);
-        if full || stats_due || !self.line.is_active() {
+            .is_none_or(|requested| now.duration_since(requested) >= self.stats_interval);
+        if self.stats_is_stale && (due || now_anyway) {
+            self.stats_is_stale = false;
             self.stats_requested_at = Some(now);
             self.chores.request(ChoreRequest::Stats { ledger_path: self.options.ledger_path.clone() });
+        } else if self.stats_is_stale {
+            self.repaint.request_repaint_after(self.stats_interval);
         }
     }
 
@@ -341,6 +355,7 @@ impl ImprintApp {
         let history_due = self
             .history_requested_at
             .is_none_or(|requested| now.duration_since(requested) >= HISTORY_REFRESH_INTERVAL);
+        self.request_stats_when_due(now, false);
         if self.history_is_stale && history_due {
             self.request_history(false);
         } else if self.history_is_stale {
@@ -403,10 +418,14 @@ impl ImprintApp {
                     });
                 }
             }
-            ChoreReply::Stats(result) => match result {
-                Ok(stats) => self.history.ledger_stats = stats,
-                Err(error) => self.history.error = Some(error),
-            },
+            ChoreReply::Stats { result, took } => {
+                self.stats_interval =
+                    (took * STATS_INTERVAL_FACTOR).clamp(STATS_INTERVAL_MIN, STATS_INTERVAL_MAX);
+                match result {
+                    Ok(stats) => self.history.ledger_stats = stats,
+                    Err(error) => self.history.error = Some(error),
+                }
+            }
             ChoreReply::Exported { path, result } => {
                 self.history.export_message = Some(match result {
                     Ok(count) => {
@@ -471,9 +490,14 @@ impl ImprintApp {
 }
 
 impl eframe::App for ImprintApp {
-    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+    fn ui(&mut self, ui: &mut egui::Ui, frame: &mut eframe::Frame) {
         let frame_started = Instant::now();
-        self.frame_timer.frame_started(frame_started, self.line.status == LineStatus::Running);
+        let previous_frame_cpu = frame.info().cpu_usage.map(Duration::from_secs_f32);
+        self.frame_timer.frame_started(
+            frame_started,
+            self.line.status == LineStatus::Running,
+            previous_frame_cpu,
+        );
         let context = ui.ctx().clone();
         self.receive(frame_started);
 

@@ -2,10 +2,11 @@
 //! measured in the running app (not estimated), so "the UI stays responsive with 16 slots"
 //! is a number in docs/performance.md.
 //!
-//! Two series are kept: the duration of each `App::ui` call (our layout and event folding,
-//! without the renderer) and the interval between the starts of consecutive frames while the
-//! line runs (everything: events, layout, tessellation, painting, presenting). Intervals are
-//! only counted while the line runs, because an idle egui app paints only on input.
+//! Three series are kept while the line runs (an idle egui app paints only on input, so idle
+//! frames say nothing about load): the duration of each `App::ui` call (event folding and
+//! layout, without the renderer); eframe's own measure of each frame's CPU time (`App::ui` plus
+//! tessellation and rendering, without waiting for vsync); and the interval between the starts
+//! of consecutive frames (everything, as the operator sees it).
 
 use std::time::{Duration, Instant};
 
@@ -26,13 +27,16 @@ pub struct Percentiles {
     pub max_ms: f64,
 }
 
-/// What the app reports at exit (`imprint gui --frame-stats FILE`).
+/// What the app reports at exit (`imprint gui --frame-stats FILE`). Every series covers the
+/// frames painted while the line ran.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FrameStats {
-    /// Duration of the UI closure (`App::ui`), every frame.
+    /// Duration of the UI closure (`App::ui`).
     pub ui_closure: Option<Percentiles>,
-    /// Interval between frame starts while the line ran.
-    pub frame_interval_while_running: Option<Percentiles>,
+    /// eframe's CPU time of a whole frame (UI closure, tessellation, rendering; no vsync wait).
+    pub whole_frame_cpu: Option<Percentiles>,
+    /// Interval between frame starts.
+    pub frame_interval: Option<Percentiles>,
     /// Frames painted in all.
     pub frames: u64,
     /// Slots on the line when the report was made.
@@ -45,28 +49,39 @@ pub struct FrameStats {
 #[derive(Debug, Default)]
 pub struct FrameTimer {
     ui_closure_ms: Vec<f32>,
+    whole_frame_cpu_ms: Vec<f32>,
     intervals_ms: Vec<f32>,
     recent_ui_closure_ms: std::collections::VecDeque<f32>,
     frames: u64,
     events: u64,
     previous_frame_start: Option<Instant>,
+    /// Whether the frame being drawn counts (the line runs).
+    is_counting: bool,
 }
 
 impl FrameTimer {
-    /// Call at the start of a frame; `line_running` says whether the interval counts.
-    pub fn frame_started(&mut self, now: Instant, line_running: bool) {
-        if let Some(previous) = self.previous_frame_start
-            && line_running
-        {
-            push_bounded(&mut self.intervals_ms, self.frames, millis(now.duration_since(previous)));
+    /// Call at the start of a frame; `line_running` says whether the frame counts, and
+    /// `previous_frame_cpu` is eframe's CPU time of the previous frame.
+    pub fn frame_started(&mut self, now: Instant, line_running: bool, previous_frame_cpu: Option<Duration>) {
+        // Both samples describe the previous frame: they count if that frame did.
+        if self.is_counting {
+            if let Some(previous) = self.previous_frame_start {
+                push_bounded(&mut self.intervals_ms, self.frames, millis(now.duration_since(previous)));
+            }
+            if let Some(cpu) = previous_frame_cpu {
+                push_bounded(&mut self.whole_frame_cpu_ms, self.frames, millis(cpu));
+            }
         }
+        self.is_counting = line_running;
         self.previous_frame_start = Some(now);
     }
 
     /// Call at the end of the UI closure with its duration.
     pub fn frame_finished(&mut self, ui_closure: Duration) {
         let ms = millis(ui_closure);
-        push_bounded(&mut self.ui_closure_ms, self.frames, ms);
+        if self.is_counting {
+            push_bounded(&mut self.ui_closure_ms, self.frames, ms);
+        }
         if self.recent_ui_closure_ms.len() == RECENT_FRAMES {
             self.recent_ui_closure_ms.pop_front();
         }
@@ -88,7 +103,8 @@ impl FrameTimer {
     pub fn stats(&self, slots: usize) -> FrameStats {
         FrameStats {
             ui_closure: percentiles(self.ui_closure_ms.clone()),
-            frame_interval_while_running: percentiles(self.intervals_ms.clone()),
+            whole_frame_cpu: percentiles(self.whole_frame_cpu_ms.clone()),
+            frame_interval: percentiles(self.intervals_ms.clone()),
             frames: self.frames,
             slots,
             events: self.events,
@@ -146,18 +162,26 @@ mod tests {
     }
 
     #[test]
-    fn intervals_count_only_while_the_line_runs() {
+    fn only_frames_while_the_line_runs_count() {
         let mut timer = FrameTimer::default();
         let start = Instant::now();
-        timer.frame_started(start, false);
-        timer.frame_finished(Duration::from_millis(2));
-        timer.frame_started(start + Duration::from_millis(500), false);
-        timer.frame_finished(Duration::from_millis(2));
-        timer.frame_started(start + Duration::from_millis(516), true);
-        timer.frame_finished(Duration::from_millis(4));
+        let ms = Duration::from_millis;
+        timer.frame_started(start, false, None);
+        timer.frame_finished(ms(9));
+        timer.frame_started(start + ms(500), true, Some(ms(10)));
+        timer.frame_finished(ms(2));
+        timer.frame_started(start + ms(516), true, Some(ms(5)));
+        timer.frame_finished(ms(4));
+        timer.frame_started(start + ms(900), false, Some(ms(6)));
+        timer.frame_finished(ms(8));
         let stats = timer.stats(1);
-        assert_eq!(stats.frames, 3);
-        assert_eq!(stats.frame_interval_while_running.map(|interval| interval.samples), Some(1));
-        assert_eq!(stats.ui_closure.map(|closure| closure.max_ms), Some(4.0));
+        assert_eq!(stats.frames, 4);
+        // Intervals and frame CPU need a counted frame before them: 500 -> 516 and 516 -> 900.
+        assert_eq!(
+            stats.frame_interval.map(|interval| (interval.samples, interval.max_ms)),
+            Some((2, 384.0))
+        );
+        assert_eq!(stats.whole_frame_cpu.map(|cpu| (cpu.samples, cpu.max_ms)), Some((2, 6.0)));
+        assert_eq!(stats.ui_closure.map(|closure| (closure.samples, closure.max_ms)), Some((2, 4.0)));
     }
 }

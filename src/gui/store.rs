@@ -520,7 +520,7 @@ impl HistoryStore {
     /// Merges the rows of an incremental refresh: newest first, each run once, at most `limit`.
     pub fn merge(&mut self, newer: Vec<HistoryRow>, limit: usize) {
         let mut rows = newer;
-        rows.extend(self.rows.drain(..));
+        rows.append(&mut self.rows);
         rows.sort_by(|left, right| {
             right.started_at.cmp(&left.started_at).then(right.run_id.cmp(&left.run_id))
         });

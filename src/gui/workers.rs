@@ -272,12 +272,32 @@ pub enum ChoreRequest {
 /// Answers from the chore thread.
 #[derive(Debug, Clone)]
 pub enum ChoreReply {
-    Profiles { directory: PathBuf, result: Result<Vec<PathBuf>, String> },
-    ProfileChecked { path: PathBuf, result: Result<ProfileSummary, String> },
-    History { search: String, is_incremental: bool, result: Result<Vec<HistoryRow>, String> },
-    UnitDetails { key: String, result: Result<Option<Box<UnitHistory>>, String> },
-    Stats(Result<Option<LedgerStats>, String>),
-    Exported { path: PathBuf, result: Result<u64, String> },
+    Profiles {
+        directory: PathBuf,
+        result: Result<Vec<PathBuf>, String>,
+    },
+    ProfileChecked {
+        path: PathBuf,
+        result: Result<ProfileSummary, String>,
+    },
+    History {
+        search: String,
+        is_incremental: bool,
+        result: Result<Vec<HistoryRow>, String>,
+    },
+    UnitDetails {
+        key: String,
+        result: Result<Option<Box<UnitHistory>>, String>,
+    },
+    /// The totals and how long computing them took (the app spaces its requests by it).
+    Stats {
+        result: Result<Option<LedgerStats>, String>,
+        took: Duration,
+    },
+    Exported {
+        path: PathBuf,
+        result: Result<u64, String>,
+    },
 }
 
 /// The chore thread's handle: send requests, receive replies.
@@ -402,11 +422,12 @@ fn answer(request: ChoreRequest, ledgers: &mut LedgerCache) -> ChoreReply {
             ChoreReply::UnitDetails { key, result }
         }
         ChoreRequest::Stats { ledger_path } => {
+            let started = std::time::Instant::now();
             let result = ledgers.get(&ledger_path).and_then(|ledger| match ledger {
                 Some(ledger) => ledger.stats().map(Some).map_err(|error| error.to_string()),
                 None => Ok(None),
             });
-            ChoreReply::Stats(result)
+            ChoreReply::Stats { result, took: started.elapsed() }
         }
         ChoreRequest::Export { ledger_path, path, format } => {
             let result = ledgers.get(&ledger_path).and_then(|ledger| match ledger {
