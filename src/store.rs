@@ -325,7 +325,9 @@ impl ConfigStore {
         let mut store = ConfigStore::default();
         let mut offset = STORE_HEADER_SIZE_BYTES;
         for _ in 0..item_count {
-            if digest_offset - offset < 8 {
+            // The previous item's padding may end past an unaligned digest offset: compare
+            // before subtracting (found by fuzz/fuzz_targets/store_decode.rs).
+            if offset > digest_offset || digest_offset - offset < 8 {
                 return Err(StoreError::Malformed { offset, reason: "item header runs past the digest" });
             }
             let key_length = read_u16(bytes, offset) as usize;
@@ -443,6 +445,47 @@ mod tests {
     fn too_large_for_region() {
         let layout = StoreLayout { capacity_bytes: 64, ..LAYOUT };
         assert!(matches!(sample_store().encode(CHIP_UID, &layout), Err(StoreError::TooLarge { .. })));
+    }
+
+    /// Header fields and items as given, then the correct digest over them for `CHIP_UID`.
+    fn store_with_digest(item_count: u16, items: &[u8]) -> Vec<u8> {
+        let total_length = (STORE_HEADER_SIZE_BYTES + items.len() + STORE_DIGEST_SIZE_BYTES) as u32;
+        let mut bytes = STORE_MAGIC.to_vec();
+        bytes.extend_from_slice(&STORE_FORMAT_VERSION.to_le_bytes());
+        bytes.extend_from_slice(&item_count.to_le_bytes());
+        bytes.extend_from_slice(&total_length.to_le_bytes());
+        bytes.extend_from_slice(&[0; 4]);
+        bytes.extend_from_slice(items);
+        let digest = store_digest(&bytes, CHIP_UID);
+        bytes.extend_from_slice(&digest);
+        bytes
+    }
+
+    #[test]
+    fn item_padding_past_an_unaligned_digest_is_malformed() {
+        // Found by the store_decode fuzz target: a 1-byte key with a 0-byte value ends 1 byte
+        // before an unaligned digest; its padding runs past it, and the second item's header
+        // check subtracted past zero (a panic with overflow checks, an out-of-bounds read or a
+        // read of the digest as items without).
+        let mut items = Vec::new();
+        items.extend_from_slice(&1u16.to_le_bytes());
+        items.extend_from_slice(&(ItemKind::Binary as u16).to_le_bytes());
+        items.extend_from_slice(&0u32.to_le_bytes());
+        items.push(b'k');
+        for item_count in [1, 2, 3] {
+            let bytes = store_with_digest(item_count, &items);
+            assert!(
+                matches!(ConfigStore::decode(&bytes, CHIP_UID), Err(StoreError::Malformed { .. })),
+                "{item_count} items"
+            );
+        }
+        // The same item with its padding is a valid one-item store.
+        items.extend_from_slice(&[0; 3]);
+        let store = ConfigStore::decode(&store_with_digest(1, &items), CHIP_UID).unwrap();
+        assert_eq!(
+            store.items,
+            vec![StoreItem { key: b"k".to_vec(), kind: ItemKind::Binary, value: Vec::new() }]
+        );
     }
 
     #[test]

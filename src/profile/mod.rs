@@ -452,6 +452,14 @@ impl Profile {
         validate::load(path)
     }
 
+    /// Validates a profile's bytes as if they had been read from `profile_path`: problems name
+    /// that path and the files the profile points at resolve against its directory, exactly as
+    /// [`Profile::load`] does; nothing is read at `profile_path` itself. For profiles that do
+    /// not live in a file of their own (the fuzzer, tests, a profile received over the wire).
+    pub fn from_toml_bytes(bytes: &[u8], profile_path: &std::path::Path) -> Result<Profile, ProfileError> {
+        validate::parse(bytes, profile_path)
+    }
+
     /// Whether the profile skips `step`.
     pub fn skips(&self, step: SkippableStep) -> bool {
         self.skipped_steps.contains(&step)
@@ -508,5 +516,50 @@ mod tests {
         check("a{serial", Err("without its '}'"));
         check("a}b", Err("without its '{'"));
         check("two words", Err("printable ASCII"));
+    }
+}
+
+#[cfg(test)]
+mod from_toml_bytes_tests {
+    use std::path::Path;
+
+    use super::Profile;
+
+    /// `from_toml_bytes` is `load` without the read: same profile, same problems, named after the
+    /// given path, files resolved against its directory.
+    fn check(replacements: &[(&str, &str)], expected_problem_fields: &[&str]) {
+        let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/profiles/demo.toml"));
+        let mut text = std::fs::read_to_string(path).unwrap();
+        for (old, new) in replacements {
+            assert!(text.contains(old), "the demo profile no longer contains {old:?}");
+            text = text.replace(old, new);
+        }
+        match Profile::from_toml_bytes(text.as_bytes(), path) {
+            Ok(profile) => {
+                assert!(expected_problem_fields.is_empty(), "accepted; expected {expected_problem_fields:?}");
+                let loaded = Profile::load(path).unwrap();
+                assert_eq!(profile.file_sha256, loaded.file_sha256);
+                assert_eq!(profile.path, loaded.path);
+                assert_eq!(
+                    profile.bootloader_image.content_sha256(),
+                    loaded.bootloader_image.content_sha256()
+                );
+            }
+            Err(error) => {
+                let fields: Vec<&str> = error.problems.iter().map(|problem| problem.field.as_str()).collect();
+                assert_eq!(fields, expected_problem_fields, "{error}");
+                assert!(
+                    error.problems.iter().all(|problem| problem.file.starts_with(path.parent().unwrap()))
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn profiles_from_bytes() {
+        check(&[], &[]);
+        check(&[("[product]", "[product")], &["(toml)"]);
+        check(&[("name = \"demo-sensor\"", "name = \"\"")], &["product.name"]);
+        check(&[("application-1.0.1.bin", "no-such-payload.bin")], &["self_test.payload"]);
     }
 }

@@ -87,8 +87,17 @@ pub(super) fn load(path: &Path) -> Result<Profile, ProfileError> {
     };
     let bytes =
         std::fs::read(path).map_err(|error| single("(file)", format!("cannot read the profile: {error}")))?;
+    parse(&bytes, path)
+}
+
+/// Validates a profile's bytes as if read from `path`: problems name `path`, and the files the
+/// profile points at are resolved against `path`'s directory. Nothing is read at `path` itself.
+pub(super) fn parse(bytes: &[u8], path: &Path) -> Result<Profile, ProfileError> {
+    let single = |field: &str, message: String| ProfileError {
+        problems: vec![ProfileProblem { file: path.to_path_buf(), field: field.to_string(), message }],
+    };
     let text =
-        std::str::from_utf8(&bytes).map_err(|_| single("(file)", "expected UTF-8 TOML text".to_string()))?;
+        std::str::from_utf8(bytes).map_err(|_| single("(file)", "expected UTF-8 TOML text".to_string()))?;
     let raw: RawProfile = toml::from_str(text).map_err(|error| {
         let location =
             error.span().map(|span| line_of(text, span.start)).map(|line| format!(" (line {line})"));
@@ -96,7 +105,7 @@ pub(super) fn load(path: &Path) -> Result<Profile, ProfileError> {
     })?;
     let mut checker = Checker { profile_path: path.to_path_buf(), problems: Vec::new() };
     let base_directory = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let profile = validate(raw, &base_directory, &mut checker, Sha256::digest(&bytes).into());
+    let profile = validate(raw, &base_directory, &mut checker, Sha256::digest(bytes).into());
     match profile {
         Some(profile) if checker.problems.is_empty() => Ok(profile),
         _ => Err(ProfileError { problems: checker.problems }),
