@@ -79,8 +79,8 @@ if [ "$screenshot" != none ]; then
     cat "$work/stderr.txt" >&2
     exit 1
   fi
-  # Let the window paint the failure and the history refresh.
-  sleep 0.6
+  # Let the window paint the failure, the history refresh and the ledger totals.
+  sleep 1.5
   import -window root "$work/shot.png"
 fi
 

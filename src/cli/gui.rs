@@ -68,7 +68,8 @@ pub struct GuiArgs {
     /// With --exit-after-units: how long the window stays open after the last unit.
     #[arg(long, value_name = "MS", default_value_t = 1500)]
     linger_ms: u64,
-    /// Write frame timing (UI closure p50/p99, frame intervals while running) as JSON at exit.
+    /// Write frame timing as JSON at exit: p50/p99/max of the UI closure, of each frame's CPU
+    /// time and of the interval between frames, over the frames painted while the line ran.
     #[arg(long, value_name = "FILE")]
     frame_stats: Option<PathBuf>,
     /// Neither read nor write remembered settings and window layout.
@@ -116,8 +117,10 @@ pub fn run(args: GuiArgs, log_filter: &str) -> anyhow::Result<ExitCode> {
     let (log_layer, log_receiver) = imprint::gui::log_channel();
     let stderr_filter = tracing_subscriber::EnvFilter::try_new(log_filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    // The operator's log panel: the station and the window in detail, other crates (the
+    // graphics stack, windowing) only when something is broken. stderr still gets --log.
     let panel_filter = tracing_subscriber::filter::Targets::new()
-        .with_default(tracing::Level::INFO)
+        .with_default(tracing::Level::ERROR)
         .with_target("imprint", tracing::Level::DEBUG);
     tracing_subscriber::registry()
         .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(stderr_filter))

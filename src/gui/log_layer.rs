@@ -162,6 +162,10 @@ impl Visit for FieldText {
 
 impl FieldText {
     fn push_field(&mut self, field: &Field, value: std::fmt::Arguments<'_>) {
+        // Records bridged from the `log` crate carry their origin as `log.*` fields: noise here.
+        if field.name().starts_with("log.") {
+            return;
+        }
         if !self.fields.is_empty() {
             self.fields.push(' ');
         }
