@@ -38,6 +38,9 @@ use super::signer::{SignError, Signer};
 
 const ORGANIZATION: der::asn1::ObjectIdentifier = der::asn1::ObjectIdentifier::new_unwrap("2.5.4.10");
 const SECONDS_PER_DAY: u64 = 24 * 60 * 60;
+/// How far before the moment of issue a new certificate's validity starts.
+const NOT_BEFORE_BACKDATE: Duration = Duration::from_secs(300);
+
 /// Length of generated serial numbers (RFC 5280 allows up to 20; 16 random bytes are plenty).
 const SERIAL_SIZE_BYTES: usize = 16;
 
@@ -116,7 +119,11 @@ impl CertificateRequest {
         if self.validity_days == 0 {
             return Err(invalid("validity_days is 0, expected at least 1".to_string()));
         }
-        let start = self.not_before.unwrap_or_else(SystemTime::now);
+        // Backdated a little, as CAs do: a certificate checked right after it was issued, or by a
+        // device whose clock runs a few minutes behind, is already valid.
+        let start = self.not_before.unwrap_or_else(|| {
+            SystemTime::now().checked_sub(NOT_BEFORE_BACKDATE).unwrap_or(SystemTime::UNIX_EPOCH)
+        });
         // X.509 times have whole seconds; truncate so the encoding is exact.
         let start_seconds = start
             .duration_since(SystemTime::UNIX_EPOCH)
