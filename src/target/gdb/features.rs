@@ -219,11 +219,27 @@ impl DescriptionBuilder {
                         &what,
                         "bitsize",
                     )?;
+                    // Register numbers are u32 and the next register is numbered one up: a
+                    // server's regnum at or past u32::MAX is refused, not truncated or
+                    // overflowed (found by fuzz/fuzz_targets/gdb_xml.rs).
                     let number = match tag.attribute("regnum") {
-                        Some(text) => parse_number(text, &what, "regnum")? as u32,
+                        Some(text) => {
+                            let number = parse_number(text, &what, "regnum")?;
+                            u32::try_from(number).map_err(|_| {
+                                malformed(
+                                    &what,
+                                    format!("reg {name} regnum {number} is larger than {}", u32::MAX),
+                                )
+                            })?
+                        }
                         None => self.next_register_number,
                     };
-                    self.next_register_number = number + 1;
+                    self.next_register_number = number.checked_add(1).ok_or_else(|| {
+                        malformed(
+                            &what,
+                            format!("reg {name} regnum {number} leaves no number for the next register"),
+                        )
+                    })?;
                     self.description.registers.push(RegisterDescription {
                         name: name.to_string(),
                         number,
@@ -343,7 +359,27 @@ mod tests {
         );
     }
 
-    fn check_memory_map(document: &str, expected: Result<Vec<(MemoryKind, u64, u64, Option<u64>)>, ()>) {
+    #[test]
+    fn register_numbers_at_the_end_of_u32_are_refused() {
+        // Found by the gdb_xml fuzz target: `regnum` at u32::MAX overflowed the next number,
+        // and one above it was silently truncated.
+        for regnum in ["4294967295", "0xffffffff", "4294967296", "0x1ffffffff"] {
+            let document = format!(r#"<target><reg name="x" bitsize="32" regnum="{regnum}"/></target>"#);
+            let mut fetch = |annex: &str| -> Result<String, GdbError> { Err(malformed("test", annex)) };
+            let result = DescriptionBuilder::new().feed(&document, "target.xml", &mut fetch, 4);
+            assert!(matches!(result, Err(GdbError::Malformed { .. })), "regnum {regnum}: {result:?}");
+        }
+        check_description(
+            &[("target.xml", r#"<target><reg name="x" bitsize="32" regnum="4294967294"/></target>"#)],
+            &[("x", u32::MAX - 1, 32)],
+            &[],
+        );
+    }
+
+    /// Regions as (kind, start, length, block size), or `Err(())` for a refused map.
+    type ExpectedRegions = Result<Vec<(MemoryKind, u64, u64, Option<u64>)>, ()>;
+
+    fn check_memory_map(document: &str, expected: ExpectedRegions) {
         let parsed = parse_memory_map(document).map(|regions| {
             regions
                 .iter()
