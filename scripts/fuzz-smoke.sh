@@ -19,6 +19,9 @@
 # libFuzzer needs -Zsanitizer and -Cpasses flags that only nightly accepts; RUSTC_BOOTSTRAP=1
 # lets the stable toolchain take them (the project has no nightly toolchain).
 set -euo pipefail
+# The whole script is one block, parsed before it runs: editing the file during a long run cannot
+# change what the run does.
+{
 cd "$(dirname "$0")/.."
 
 seconds_per_target="${FUZZ_SECONDS_PER_TARGET:-20}"
@@ -98,3 +101,5 @@ if [ "$failed" -ne 0 ]; then
   exit 1
 fi
 echo "fuzz: every target ran ${seconds_per_target}s without a crash"
+exit 0
+}

@@ -187,3 +187,10 @@ write(directory, "hex.bin", b"\x01" + b"0123456789abcdef" + b"\0E01\0")
 directory = target_dir("gdb_xml")
 write(directory, "description.xml", target_xml[1:] + b"\0" + core_xml[1:])
 write(directory, "memory-map.xml", memory_map[1:])
+# Boundary values a server may send: the last u32 register number (and one past it).
+write(
+    directory,
+    "regnum-limits.xml",
+    b'<target><reg name="a" bitsize="32" regnum="4294967294"/><reg name="b" bitsize="32"/>'
+    b'<reg name="c" bitsize="64" regnum="0x1ffffffff"/></target>',
+)
