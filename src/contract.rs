@@ -28,7 +28,7 @@ pub const CANDIDATE_HEADER_SIZE_BYTES: usize = 24;
 /// Magic of the bootloader's boot-state record ("IMPB").
 pub const BOOT_STATE_MAGIC: [u8; 4] = *b"IMPB";
 /// Size of the boot-state record.
-pub const BOOT_STATE_SIZE_BYTES: usize = 56;
+pub const BOOT_STATE_SIZE_BYTES: usize = 52;
 /// Magic of the station's mailbox request ("IMPQ").
 pub const REQUEST_MAGIC: [u8; 4] = *b"IMPQ";
 /// Magic of the device's self-test report ("IMPR").
@@ -169,7 +169,7 @@ pub struct BootState {
 }
 
 impl BootState {
-    /// Encodes the record (56 bytes; callers pad to the write alignment).
+    /// Encodes the record (52 bytes; callers pad to the write alignment).
     pub fn encode(&self) -> Vec<u8> {
         let mut bytes = Vec::with_capacity(BOOT_STATE_SIZE_BYTES);
         bytes.extend_from_slice(&BOOT_STATE_MAGIC);
