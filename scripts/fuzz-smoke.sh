@@ -46,7 +46,14 @@ echo "fuzz: building ${targets//$'\n'/ }"
 for target in $targets; do
   cargo fuzz build "$target"
 done
-binary_dir=fuzz/target/x86_64-unknown-linux-gnu/release
+# cargo fuzz builds where cargo would: $CARGO_TARGET_DIR when set (CI sets it), else fuzz/target.
+binary_dir="${CARGO_TARGET_DIR:-fuzz/target}/x86_64-unknown-linux-gnu/release"
+for target in $targets; do
+  if [ ! -x "$binary_dir/$target" ]; then
+    echo "fuzz: the built target $target is not at $binary_dir/$target" >&2
+    exit 1
+  fi
+done
 
 log_dir=fuzz/artifacts/logs
 mkdir -p "$log_dir"
@@ -76,12 +83,12 @@ for entry in "${pending[@]}"; do
   if wait "${entry%%:*}"; then status[${entry#*:}]=ok; else status[${entry#*:}]=CRASH; fi
 done
 
-stat() { grep -m1 "^stat::$2:" "$log_dir/$1.log" | awk '{print $2}'; }
+stat() { grep -m1 "^stat::$2:" "$log_dir/$1.log" | awk '{print $2}' || true; }
 summary="| target | seconds | executions | exec/s | corpus (inputs) | cov | ft | result |
 |---|---|---|---|---|---|---|---|"
 failed=0
 for target in $targets; do
-  last=$(grep -E '^#[0-9]+' "$log_dir/$target.log" | tail -1)
+  last=$(grep -E '^#[0-9]+' "$log_dir/$target.log" | tail -1 || true)
   cov=$(sed -nE 's/.* cov: ([0-9]+).*/\1/p' <<<"$last")
   ft=$(sed -nE 's/.* ft: ([0-9]+).*/\1/p' <<<"$last")
   corpus=$(find "fuzz/corpus/$target" -type f | wc -l)
