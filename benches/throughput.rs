@@ -41,6 +41,7 @@ fn context(profile: Profile, directory: &Path) -> Arc<StationContext> {
         operator: "bench".to_string(),
         events: Arc::new(DiscardEvents),
         cancel: CancelToken::default(),
+        labels: Default::default(),
     })
 }
 

@@ -213,3 +213,163 @@ fn a_manifest_dev_tool_environment_is_a_trust_source() {
     let (code, _) = run_json(&["--profile", profile.to_str().unwrap(), "--count", "2"], &db);
     assert_eq!(code, 0);
 }
+
+/// The demo profile with `serial.scheme = "scanned"`: serials come from the units' labels.
+fn scanned_serials_profile(directory: &std::path::Path) -> std::path::PathBuf {
+    let text = demo_profile_text()
+        .replace("scheme = \"counter\"\nprefix = \"DS1-\"\ncounter_width = 6\n", "scheme = \"scanned\"\n");
+    assert!(text.contains("scheme = \"scanned\""), "the demo profile's [serial] section changed");
+    write_profile(directory, "labelled.toml", &text)
+}
+
+fn finished_units(events: &[serde_json::Value]) -> Vec<&serde_json::Value> {
+    events.iter().filter(|event| event["event"] == "unit-finished").collect()
+}
+
+#[test]
+fn serials_scanned_from_labels_become_the_units_serials_with_the_work_order_recorded() {
+    let directory = tempfile::tempdir().unwrap();
+    let db = directory.path().join("ledger.db");
+    let profile = scanned_serials_profile(directory.path());
+    let serials = directory.path().join("serials.txt");
+    std::fs::write(&serials, "# labels printed for WO-77\nLBL-0001\n\n  LBL-0002  \nLBL-0003\n").unwrap();
+    let arguments = [
+        "--profile",
+        profile.to_str().unwrap(),
+        "--sim",
+        "2",
+        "--serials",
+        serials.to_str().unwrap(),
+        "--work-order",
+        "WO-77",
+    ];
+    let (code, events) = run_json(&arguments, &db);
+    assert_eq!(code, 0, "{events:#?}");
+    let units = finished_units(&events);
+    let issued: BTreeSet<&str> = units.iter().map(|unit| unit["serial"].as_str().unwrap()).collect();
+    assert_eq!(issued, BTreeSet::from(["LBL-0001", "LBL-0002", "LBL-0003"]), "--count defaults to the file");
+    assert!(units.iter().all(|unit| unit["result"] == "pass"));
+    let allocations: Vec<_> = events
+        .iter()
+        .filter(|event| event["event"] == "step-finished" && event["step"] == "allocate-identity")
+        .collect();
+    assert_eq!(allocations.len(), 3);
+    assert!(allocations.iter().all(|event| event["detail"]["work_order"] == "WO-77"), "{allocations:#?}");
+    let export = directory.path().join("export.jsonl");
+    let exported = imprint()
+        .args(["log", "export", "--format", "jsonl", "--db"])
+        .arg(&db)
+        .arg("--output")
+        .arg(&export)
+        .output()
+        .unwrap();
+    assert!(exported.status.success(), "{}", String::from_utf8_lossy(&exported.stderr));
+    assert_eq!(
+        std::fs::read_to_string(&export).unwrap().matches("WO-77").count(),
+        3,
+        "the work order is exported"
+    );
+}
+
+#[test]
+fn a_label_serial_issued_before_fails_that_unit_only() {
+    let directory = tempfile::tempdir().unwrap();
+    let db = directory.path().join("ledger.db");
+    let profile = scanned_serials_profile(directory.path());
+    let first = directory.path().join("first.txt");
+    std::fs::write(&first, "LBL-0001\n").unwrap();
+    let (code, _) =
+        run_json(&["--profile", profile.to_str().unwrap(), "--serials", first.to_str().unwrap()], &db);
+    assert_eq!(code, 0);
+    // A label printed twice: a new chip scanned with a serial already issued.
+    let second = directory.path().join("second.txt");
+    std::fs::write(&second, "LBL-0001\nLBL-0002\n").unwrap();
+    let (code, events) =
+        run_json(&["--profile", profile.to_str().unwrap(), "--serials", second.to_str().unwrap()], &db);
+    assert_eq!(code, 1);
+    let units = finished_units(&events);
+    assert_eq!(units.len(), 2);
+    let failed: Vec<_> = units.iter().filter(|unit| unit["result"] == "fail").collect();
+    assert_eq!(failed.len(), 1, "{units:#?}");
+    assert_eq!(failed[0]["failing_step"], "allocate-identity");
+    let reason = failed[0]["reason"].as_str().unwrap();
+    assert!(reason.contains("LBL-0001") && reason.contains("already"), "{reason}");
+    assert!(units.iter().any(|unit| unit["result"] == "pass" && unit["serial"] == "LBL-0002"));
+}
+
+#[test]
+fn serials_read_from_standard_input_as_they_are_scanned() {
+    use std::io::Write;
+    let directory = tempfile::tempdir().unwrap();
+    let db = directory.path().join("ledger.db");
+    let profile = scanned_serials_profile(directory.path());
+    let mut child = imprint()
+        .args(["run", "--json", "--sim-timing", "zero", "--sim", "2", "--serials", "-", "--db"])
+        .arg(&db)
+        .arg("--profile")
+        .arg(&profile)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    for serial in ["STDIN-1", "STDIN-2", "STDIN-3"] {
+        writeln!(stdin, "{serial}").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    // The end of input ends the line: the slots waiting for a scan stop, no unit fails.
+    drop(stdin);
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0));
+    let events: Vec<serde_json::Value> = String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let issued: BTreeSet<&str> =
+        finished_units(&events).iter().map(|unit| unit["serial"].as_str().unwrap()).collect();
+    assert_eq!(issued, BTreeSet::from(["STDIN-1", "STDIN-2", "STDIN-3"]));
+}
+
+#[test]
+fn bad_serial_sources_give_exit_code_2_naming_the_file_and_line() {
+    let directory = tempfile::tempdir().unwrap();
+    let db = directory.path().join("ledger.db");
+    let scanned = scanned_serials_profile(directory.path());
+    let scanned = scanned.to_str().unwrap();
+    let counter = repo_root().join("profiles/demo.toml");
+    let counter = counter.to_str().unwrap();
+    let file = |name: &str, text: &str| {
+        let path = directory.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let duplicate = file("duplicate.txt", "LBL-1\nLBL-2\nLBL-1\n");
+    let spaced = file("spaced.txt", "LBL-1\nLBL 2\n");
+    let empty = file("empty.txt", "# nothing printed yet\n");
+    let two = file("two.txt", "LBL-1\nLBL-2\n");
+    for (arguments, expected) in [
+        (vec!["--profile", scanned], "give the units' serials with --serials FILE"),
+        (vec!["--profile", counter, "--serials", &two], "--serials is for \"scanned\" profiles"),
+        (
+            vec!["--profile", scanned, "--serials", &duplicate],
+            "duplicate.txt:3: serial LBL-1 is also on line 1",
+        ),
+        (vec!["--profile", scanned, "--serials", &spaced], "spaced.txt:2"),
+        (vec!["--profile", scanned, "--serials", &empty], "found none"),
+        (vec!["--profile", scanned, "--serials", &two, "--count", "3"], "holds only 2 serials"),
+        (vec!["--profile", scanned, "--serials", &two, "--work-order", " "], "--work-order"),
+    ] {
+        let output = imprint()
+            .args(["run", "--json", "--sim-timing", "zero", "--db"])
+            .arg(&db)
+            .args(&arguments)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{arguments:?}: {stderr}");
+        assert!(stderr.contains(expected), "{arguments:?}: expected {expected:?} in {stderr}");
+        assert!(output.stdout.is_empty(), "{arguments:?} started units");
+        assert!(!db.exists(), "{arguments:?} created the ledger");
+    }
+}

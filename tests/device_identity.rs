@@ -372,6 +372,7 @@ fn station(key_origin: &str, extra: &str) -> Station {
         operator: "tester".to_string(),
         events: events.clone(),
         cancel: CancelToken::default(),
+        labels: Default::default(),
     });
     Station { context, events, directory }
 }

@@ -218,6 +218,48 @@ fn manual_start_waits_for_the_operator_and_the_scanner_starts_a_unit() {
     gui.wait_for_label_containing("line status: line finished: 2 units, 2 pass");
 }
 
+#[test]
+fn with_a_scanned_serial_profile_each_scan_starts_the_waiting_slot_with_that_serial() {
+    let directory = tempfile::tempdir().unwrap();
+    let demo = std::fs::read_to_string(demo_profile()).unwrap();
+    let profiles = demo_profile().parent().unwrap().to_path_buf();
+    let text = demo
+        .replace("\"../", &format!("\"{}/", profiles.parent().unwrap().display()))
+        .replace("\"demo-credentials/", &format!("\"{}/demo-credentials/", profiles.display()))
+        .replace("scheme = \"counter\"\nprefix = \"DS1-\"\ncounter_width = 6\n", "scheme = \"scanned\"\n");
+    assert!(text.contains("scheme = \"scanned\""));
+    let profile = directory.path().join("labelled.toml");
+    std::fs::write(&profile, text).unwrap();
+    let mut gui = gui(2, |options| {
+        options.manual_start = Some(true);
+        options.profile = Some(profile);
+    });
+    gui.click("Start line");
+    gui.wait_for_label("slot 0 state: WAITING for start");
+    gui.wait_for_label("slot 1 state: WAITING for start");
+    let scan = |gui: &mut Gui, serial: &str| {
+        gui.wait_until("the scanner field to hold the focus", |harness| {
+            harness.get_by_label("Scanner").is_focused()
+        });
+        gui.harness.get_by_label("Scanner").type_text(serial);
+        gui.harness.key_press(Key::Enter);
+    };
+    // A scan starts the first slot waiting for its start, with the scanned serial.
+    scan(&mut gui, "LBL-7001");
+    gui.wait_for_label("slot 0 state: PASS");
+    gui.harness.get_by_label_contains("slot 0 unit: serial LBL-7001");
+    gui.harness.get_by_label("slot 1 state: WAITING for start");
+    // A slot started by its button waits for the unit's label; the next scan is its serial.
+    gui.click("Start unit on slot 1");
+    gui.wait_for_label("slot 1 state: WAITING for serial scan");
+    scan(&mut gui, "LBL-7002");
+    gui.wait_for_label("slot 1 state: PASS");
+    gui.harness.get_by_label_contains("slot 1 unit: serial LBL-7002");
+    gui.click("Stop line");
+    gui.wait_for_label_containing("line status: line finished: 2 units, 2 pass");
+    drop(directory);
+}
+
 /// Replaces a text field's content the way an operator does: select all, type.
 fn retype(gui: &mut Gui, label: &str, text: &str) {
     gui.harness.get_by_label(label).focus();

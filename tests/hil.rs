@@ -246,6 +246,7 @@ fn whole_pipeline(hil: &Hil) -> CaseResult {
         operator: "hil".to_string(),
         events: Arc::new(PrintEvents),
         cancel: CancelToken::default(),
+        labels: Default::default(),
     };
     let mut target = unit(hil)?;
     let outcome = provision_unit(&context, target.as_mut(), 0, 1);

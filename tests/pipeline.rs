@@ -48,6 +48,7 @@ fn station_for(profile: Profile, self_test_profile: &Profile) -> Station {
         operator: "tester".to_string(),
         events: events.clone(),
         cancel: CancelToken::default(),
+        labels: Default::default(),
     });
     Station { context, events, _directory: directory }
 }

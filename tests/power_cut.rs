@@ -44,6 +44,7 @@ fn context(profile: &Profile, directory: &std::path::Path) -> StationContext {
         operator: "campaign".to_string(),
         events: Arc::new(DiscardEvents),
         cancel: CancelToken::default(),
+        labels: Default::default(),
     }
 }
 

@@ -63,6 +63,7 @@ fn a_reset_at_any_point_of_an_install_leaves_a_bootable_application() {
         operator: "campaign".to_string(),
         events: Arc::new(DiscardEvents),
         cancel: CancelToken::default(),
+        labels: Default::default(),
     };
     let memory = profile.memory.clone();
     let application = memory.application;

@@ -13,7 +13,7 @@ use imprint::profile::{Profile, SimTiming};
 use imprint::station::fixtures::{FixtureSelector, SimOptions, open_fixtures};
 use imprint::station::{
     CancelToken, EventKind, EventSink, LineSummary, SelfTestMaterial, StationContext, StationEvent,
-    UnitResult, run_line,
+    UnitLabels, UnitResult, run_line,
 };
 use imprint::target::sim::{FaultPlan, FaultSchedule};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
@@ -30,6 +30,8 @@ use super::{EXIT_UNITS_FAILED, station_identity};
   imprint run --profile profiles/qemu-mps2-an385.toml --count 3     (QEMU units: [fixture] default)
   imprint run --profile profiles/qemu-mps2-an385.toml --probe qemu --probe qemu --count 4
   imprint run --profile PRODUCT.toml --probe gdb:127.0.0.1:3333 --count 1   (OpenOCD, pyOCD, J-Link)
+  imprint run --profile SCANNED.toml --serials serials.txt --work-order WO-1234
+  scanner-reader | imprint run --profile SCANNED.toml --serials -      (serials as they are scanned)
 
 Exit status: 0 when every unit passed, 1 when any unit failed, 2 for bad usage or configuration.")]
 pub struct RunArgs {
@@ -90,6 +92,103 @@ pub struct RunArgs {
     /// (=count). Repeatable.
     #[arg(long, value_name = "SPEC")]
     sim_fault: Vec<String>,
+    /// Serial numbers read from the units' labels, one per line (blank lines and `#` comments
+    /// skipped), for a profile whose `serial.scheme` is "scanned"; `-` reads them from standard
+    /// input as they are scanned. With a file, --count defaults to the number of serials.
+    #[arg(long, value_name = "FILE")]
+    serials: Option<PathBuf>,
+    /// The work order the units are provisioned for, recorded with each unit (in its
+    /// allocate-identity step).
+    #[arg(long, value_name = "ID", env = "IMPRINT_WORK_ORDER")]
+    work_order: Option<String>,
+}
+
+/// Checks `--work-order`: printable text, as it goes into every unit's record.
+fn checked_work_order(work_order: Option<&str>) -> anyhow::Result<Option<String>> {
+    let Some(work_order) = work_order.map(str::trim) else {
+        return Ok(None);
+    };
+    if work_order.is_empty()
+        || work_order.len() > WORK_ORDER_LENGTH_MAX
+        || work_order.chars().any(char::is_control)
+    {
+        bail!("--work-order {work_order:?}: expected 1 to {WORK_ORDER_LENGTH_MAX} printable characters");
+    }
+    Ok(Some(work_order.to_string()))
+}
+
+/// The longest work order accepted.
+const WORK_ORDER_LENGTH_MAX: usize = 128;
+
+/// Feeds `--serials` into `labels`: a file is read and checked at once (its serial count is
+/// returned); `-` is read line by line in the background as serials are scanned. A profile
+/// with `serial.scheme = "scanned"` needs it; a counter profile refuses it.
+fn feed_scanned_serials(
+    source: Option<&std::path::Path>,
+    profile: &Profile,
+    labels: &Arc<UnitLabels>,
+) -> anyhow::Result<Option<u64>> {
+    let is_scanned = matches!(profile.serial_scheme, SerialScheme::Scanned);
+    let source = match (source, is_scanned) {
+        (Some(source), true) => source,
+        (None, false) => return Ok(None),
+        (None, true) => bail!(
+            "{}: serial.scheme is \"scanned\": give the units' serials with --serials FILE (one per line, - for standard input)",
+            profile.path.display()
+        ),
+        (Some(_), false) => bail!(
+            "--serials: {} allocates serials from a counter (serial.scheme); --serials is for \"scanned\" profiles",
+            profile.path.display()
+        ),
+    };
+    if source == std::path::Path::new("-") {
+        let labels = labels.clone();
+        std::thread::Builder::new()
+            .name("serials-stdin".to_string())
+            .spawn(move || {
+                for line in std::io::stdin().lines() {
+                    let Ok(line) = line else { break };
+                    match parse_serial_line(&line) {
+                        Ok(Some(serial)) => labels.push_serial(None, serial),
+                        Ok(None) => {}
+                        Err(error) => eprintln!("--serials -: {error}; line ignored"),
+                    }
+                }
+                labels.close_serials();
+            })
+            .context("cannot start the thread reading serials from standard input")?;
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(source)
+        .with_context(|| format!("--serials {}: cannot read the file", source.display()))?;
+    let mut first_line_of = std::collections::HashMap::new();
+    for (index, line) in text.lines().enumerate() {
+        let line_number = index + 1;
+        let Some(serial) =
+            parse_serial_line(line).with_context(|| format!("{}:{line_number}", source.display()))?
+        else {
+            continue;
+        };
+        if let Some(first) = first_line_of.insert(serial.clone(), line_number) {
+            bail!("{}:{line_number}: serial {serial} is also on line {first}", source.display());
+        }
+        labels.push_serial(None, serial);
+    }
+    labels.close_serials();
+    if first_line_of.is_empty() {
+        bail!("--serials {}: expected one serial per line, found none", source.display());
+    }
+    Ok(Some(first_line_of.len() as u64))
+}
+
+/// One line of a serials source: `None` for a blank line or a `#` comment.
+fn parse_serial_line(line: &str) -> anyhow::Result<Option<String>> {
+    let serial = line.trim();
+    if serial.is_empty() || serial.starts_with('#') {
+        return Ok(None);
+    }
+    imprint::ledger::check_serial_text("serial", serial)?;
+    Ok(Some(serial.to_string()))
 }
 
 /// One `--sim-fault` entry.
@@ -176,6 +275,16 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     selectors.extend(std::iter::repeat_n(FixtureSelector::Sim, sim_count));
     let slot_count = selectors.len();
+    let labels = Arc::new(UnitLabels::with_work_order(checked_work_order(args.work_order.as_deref())?));
+    let serials_given = feed_scanned_serials(args.serials.as_deref(), &profile, &labels)?;
+    let unit_limit = match (args.count, serials_given) {
+        (Some(count), Some(given)) if count > given => bail!(
+            "--count {count}: {} holds only {given} serials",
+            args.serials.as_deref().unwrap_or_else(|| std::path::Path::new("-")).display()
+        ),
+        (Some(count), _) => Some(count),
+        (None, given) => given,
+    };
     if let Some(fault) = faults.iter().find(|fault| fault.slot >= slot_count) {
         bail!("--sim-fault: slot {} does not exist (slots are 0..{})", fault.slot, slot_count - 1);
     }
@@ -235,9 +344,9 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         operator,
         events: Arc::new(sender) as Arc<dyn EventSink>,
         cancel,
+        labels,
     });
     let line_context = context.clone();
-    let unit_limit = args.count;
     let line = std::thread::spawn(move || run_line(line_context, fixtures, unit_limit));
     drop(context);
 

@@ -56,8 +56,10 @@ pub struct ImprintApp {
     frame_timer: FrameTimer,
     repaint: egui::Context,
     session_started: SystemTime,
-    /// The last work order (or serial) scanned.
+    /// The last work order scanned (recorded with each unit).
     work_order: Option<String>,
+    /// The running line's profile scans serials: the scanner field takes serials.
+    serials_are_scanned: bool,
     history_is_stale: bool,
     history_requested_at: Option<Instant>,
     stats_requested_at: Option<Instant>,
@@ -113,6 +115,7 @@ impl ImprintApp {
             repaint,
             session_started: SystemTime::now(),
             work_order: None,
+            serials_are_scanned: false,
             history_is_stale: true,
             history_requested_at: None,
             stats_requested_at: None,
@@ -171,18 +174,7 @@ impl ImprintApp {
                     gate.press();
                 }
             }
-            Command::Scanned(text) => {
-                let text = text.trim().to_string();
-                if !text.is_empty() {
-                    tracing::info!(scan = %text, "scanned");
-                    self.work_order = Some(text);
-                }
-                if self.settings.manual_start
-                    && let Some(slot) = self.line.first_slot_waiting()
-                {
-                    self.apply(Command::StartUnit { slot });
-                }
-            }
+            Command::Scanned(text) => self.scanned(text.trim()),
             Command::RefreshHistory => self.request_history(true),
             Command::OpenUnit(key) => {
                 self.history.details = Some(UnitDetails::Loading { key: key.clone() });
@@ -237,10 +229,57 @@ impl ImprintApp {
             unit_limit: self.options.unit_limit,
             start_mode,
             faults: self.faults.clone(),
+            work_order: self.work_order.clone(),
         };
         self.line.starting();
         self.running_line =
             Some(start_line(request, UiSender::new(self.line_sender.clone(), self.repaint.clone())));
+    }
+
+    /// The scanner field's Enter. A line whose profile scans serials (`serial.scheme =
+    /// "scanned"`) takes the text as the serial of the next unit (of the slot waiting for its
+    /// start, in manual mode); otherwise it is the work order recorded with the units from now
+    /// on. In manual mode the scan also starts the first waiting slot.
+    fn scanned(&mut self, text: &str) {
+        let mut slot_to_start =
+            if self.settings.manual_start { self.line.first_slot_waiting() } else { None };
+        match &self.running_line {
+            Some(line) if self.serials_are_scanned && !text.is_empty() => {
+                if let Err(error) = crate::ledger::check_serial_text("scanned serial", text) {
+                    tracing::error!("{error}; scan again");
+                    return;
+                }
+                // A unit already started (and waiting for its label) takes the scan first.
+                let slot = match line.labels.first_slot_waiting_for_serial() {
+                    Some(slot) => {
+                        slot_to_start = None;
+                        Some(slot)
+                    }
+                    None => slot_to_start,
+                };
+                match slot {
+                    Some(slot) => tracing::info!(serial = %text, slot, "serial scanned"),
+                    None => tracing::info!(serial = %text, "serial scanned; it goes to the next unit"),
+                }
+                line.labels.push_serial(slot, text.to_string());
+            }
+            Some(_) if self.serials_are_scanned => {}
+            None if self.serials_are_scanned && !text.is_empty() => {
+                tracing::warn!(serial = %text, "serial scanned while the line is stopped: start the line first");
+                return;
+            }
+            _ if !text.is_empty() => {
+                tracing::info!(work_order = %text, "work order scanned");
+                if let Some(line) = &self.running_line {
+                    line.labels.set_work_order(Some(text.to_string()));
+                }
+                self.work_order = Some(text.to_string());
+            }
+            _ => {}
+        }
+        if let Some(slot) = slot_to_start {
+            self.apply(Command::StartUnit { slot });
+        }
     }
 
     /// Asks for the history rows: in full (search, scope or refresh), or only what finished
@@ -288,7 +327,10 @@ impl ImprintApp {
         let mut events = 0u64;
         while let Ok(message) = self.line_receiver.try_recv() {
             match message {
-                LineMessage::Started { fixture_names } => self.line.started(fixture_names, now),
+                LineMessage::Started { fixture_names, serials_are_scanned } => {
+                    self.serials_are_scanned = serials_are_scanned;
+                    self.line.started(fixture_names, now);
+                }
                 LineMessage::StartFailed { reason } => self.line.start_failed(reason),
                 LineMessage::SlotWaiting { slot } => self.line.slot_waiting(slot),
                 LineMessage::Event(event) => {
@@ -356,6 +398,9 @@ impl ImprintApp {
             .history_requested_at
             .is_none_or(|requested| now.duration_since(requested) >= HISTORY_REFRESH_INTERVAL);
         self.request_stats_when_due(now, false);
+        if let Some(line) = self.running_line.as_ref().filter(|_| self.serials_are_scanned) {
+            self.line.slots_waiting_for_scan(&line.labels.slots_waiting_for_serial());
+        }
         if self.history_is_stale && history_due {
             self.request_history(false);
         } else if self.history_is_stale {
@@ -510,6 +555,7 @@ impl eframe::App for ImprintApp {
             station_name: &self.options.station_name,
             ledger_path: &self.options.ledger_path,
             work_order: self.work_order.as_deref(),
+            serials_are_scanned: self.serials_are_scanned && self.line.is_active(),
             faults: &self.faults,
             frame_timer: &self.frame_timer,
             now: frame_started,

@@ -44,6 +44,8 @@ pub struct View<'a> {
     pub station_name: &'a str,
     pub ledger_path: &'a Path,
     pub work_order: Option<&'a str>,
+    /// The running line takes each unit's serial from the scanner.
+    pub serials_are_scanned: bool,
     pub faults: &'a FaultInjector,
     pub frame_timer: &'a FrameTimer,
     pub now: Instant,
@@ -242,7 +244,11 @@ fn scanner_ui(ui: &mut Ui, view: &View<'_>, forms: &mut Forms) -> Command {
             .add(
                 egui::TextEdit::singleline(&mut forms.scanner)
                     .id(egui::Id::unique("scanner"))
-                    .hint_text("scan a work order or serial, then Enter")
+                    .hint_text(if view.serials_are_scanned {
+                        "scan the unit's serial label, then Enter"
+                    } else {
+                        "scan a work order or serial, then Enter"
+                    })
                     .desired_width(300.0),
             )
             .labelled_by(label.id);
@@ -390,7 +396,7 @@ fn slot_card_ui(ui: &mut Ui, index: usize, slot: &SlotState, manual_start: bool,
     let mut command = Command::Nothing;
     let look = match slot.phase {
         SlotPhase::Idle => StateLook::Idle,
-        SlotPhase::WaitingForStart => StateLook::Waiting,
+        SlotPhase::WaitingForStart | SlotPhase::WaitingForScan => StateLook::Waiting,
         SlotPhase::Running { .. } => StateLook::Running,
         SlotPhase::Passed => StateLook::Pass,
         SlotPhase::Failed { .. } => StateLook::Fail,
@@ -403,6 +409,7 @@ fn slot_card_ui(ui: &mut Ui, index: usize, slot: &SlotState, manual_start: bool,
     let (word, spoken) = match &slot.phase {
         SlotPhase::Idle => ("IDLE".to_string(), "IDLE".to_string()),
         SlotPhase::WaitingForStart => ("WAITING".to_string(), "WAITING for start".to_string()),
+        SlotPhase::WaitingForScan => ("SCAN LABEL".to_string(), "WAITING for serial scan".to_string()),
         SlotPhase::Running { step, step_number } => {
             (step_title(step), format!("{step} (step {step_number} of {})", StepName::ALL.len()))
         }
@@ -531,7 +538,10 @@ fn slot_card_ui(ui: &mut Ui, index: usize, slot: &SlotState, manual_start: bool,
                     );
                 });
             }
-            let is_busy = matches!(slot.phase, SlotPhase::Running { .. } | SlotPhase::WaitingForStart);
+            let is_busy = matches!(
+                slot.phase,
+                SlotPhase::Running { .. } | SlotPhase::WaitingForStart | SlotPhase::WaitingForScan
+            );
             if let (Some(last), true) = (&slot.last_finished, is_busy && has_room(ui, small + 4.0)) {
                 let (icon, colour) = match last.result {
                     UnitResult::Pass => ("✔", theme::PASS_COLOUR),

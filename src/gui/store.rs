@@ -21,6 +21,9 @@ pub enum SlotPhase {
     /// Manual start, before the slot's first unit: the slot waits for the operator's go.
     /// (After a unit the slot keeps showing its result; see [`SlotState::is_waiting_for_start`].)
     WaitingForStart,
+    /// The unit is present and waits for its serial label to be scanned (profiles with
+    /// `serial.scheme = "scanned"`).
+    WaitingForScan,
     /// A unit is being provisioned; `step` is running.
     Running {
         /// The step's name.
@@ -262,6 +265,16 @@ impl LineStore {
         }
     }
 
+    /// Shows `slots` as waiting for their unit's serial scan (their start was given).
+    pub fn slots_waiting_for_scan(&mut self, slots: &[usize]) {
+        for &slot in slots {
+            if let Some(state) = self.slots.get_mut(slot) {
+                state.phase = SlotPhase::WaitingForScan;
+                state.is_waiting_for_start = false;
+            }
+        }
+    }
+
     /// The first slot waiting for the operator's start.
     pub fn first_slot_waiting(&self) -> Option<usize> {
         self.slots.iter().position(|slot| slot.is_waiting_for_start)
@@ -274,7 +287,10 @@ impl LineStore {
                 self.stats.running_time += now.duration_since(since);
             }
             for slot in &mut self.slots {
-                if matches!(slot.phase, SlotPhase::WaitingForStart | SlotPhase::Running { .. }) {
+                if matches!(
+                    slot.phase,
+                    SlotPhase::WaitingForStart | SlotPhase::WaitingForScan | SlotPhase::Running { .. }
+                ) {
                     slot.phase = SlotPhase::Idle;
                 }
                 slot.progress = None;

@@ -18,11 +18,13 @@ use std::time::{Duration, SystemTime};
 use eframe::egui;
 
 use crate::ledger::{
-    ExportFilter, ExportFormat, Ledger, LedgerStats, RecordedRun, UnitHistory, format_timestamp,
+    ExportFilter, ExportFormat, Ledger, LedgerStats, RecordedRun, SerialScheme, UnitHistory, format_timestamp,
 };
 use crate::profile::{Profile, SimTiming};
 use crate::station::fixtures::{FixtureSelector, SimOptions, open_fixtures};
-use crate::station::{CancelToken, EventSink, SelfTestMaterial, StationContext, StationEvent, run_line};
+use crate::station::{
+    CancelToken, EventSink, SelfTestMaterial, StationContext, StationEvent, UnitLabels, run_line,
+};
 use crate::target::Fixture;
 
 use super::fixture::{FaultInjector, GatedFixture, StartGate, StartMode};
@@ -46,13 +48,16 @@ pub struct LineRequest {
     pub unit_limit: Option<u64>,
     pub start_mode: StartMode,
     pub faults: FaultInjector,
+    /// The work order scanned last (recorded with each unit).
+    pub work_order: Option<String>,
 }
 
 /// What the line thread tells the UI.
 #[derive(Debug, Clone)]
 pub enum LineMessage {
-    /// The fixtures are open; the slots run.
-    Started { fixture_names: Vec<String> },
+    /// The fixtures are open; the slots run. With `serials_are_scanned` (the profile's
+    /// `serial.scheme = "scanned"`) each unit waits for its serial label to be scanned.
+    Started { fixture_names: Vec<String>, serials_are_scanned: bool },
     /// The line could not start (nothing was written to a device or the ledger).
     StartFailed { reason: String },
     /// Manual start: the slot waits for the operator.
@@ -96,6 +101,8 @@ pub struct RunningLine {
     pub cancel: CancelToken,
     /// One start button per slot (manual start).
     pub gates: Vec<Arc<StartGate>>,
+    /// Where the scanner field's serials and work orders go.
+    pub labels: Arc<UnitLabels>,
 }
 
 impl RunningLine {
@@ -113,13 +120,15 @@ pub fn start_line(request: LineRequest, ui: UiSender) -> RunningLine {
     let cancel = CancelToken::default();
     let gates: Vec<Arc<StartGate>> =
         (0..request.sim_slot_count).map(|_| Arc::new(StartGate::default())).collect();
-    let running = RunningLine { cancel: cancel.clone(), gates: gates.clone() };
+    let labels = Arc::new(UnitLabels::with_work_order(request.work_order.clone()));
+    let running = RunningLine { cancel: cancel.clone(), gates: gates.clone(), labels: labels.clone() };
     let thread_ui = ui.clone();
     let spawned = std::thread::Builder::new().name("line".to_string()).spawn(move || {
-        match prepare_line(&request, cancel, gates, &thread_ui) {
+        match prepare_line(&request, cancel, gates, labels, &thread_ui) {
             Ok((context, fixtures)) => {
                 let fixture_names = fixtures.iter().map(|fixture| fixture.name()).collect();
-                thread_ui.send(LineMessage::Started { fixture_names });
+                let serials_are_scanned = matches!(context.profile.serial_scheme, SerialScheme::Scanned);
+                thread_ui.send(LineMessage::Started { fixture_names, serials_are_scanned });
                 tracing::info!(
                     slots = request.sim_slot_count,
                     profile = %request.profile_path.display(),
@@ -154,6 +163,7 @@ fn prepare_line(
     request: &LineRequest,
     cancel: CancelToken,
     gates: Vec<Arc<StartGate>>,
+    labels: Arc<UnitLabels>,
     ui: &UiSender,
 ) -> Result<PreparedLine, String> {
     if request.operator.trim().is_empty() {
@@ -193,6 +203,7 @@ fn prepare_line(
         operator: request.operator.trim().to_string(),
         events: Arc::new(ChannelEventSink(ui.clone())),
         cancel,
+        labels,
     });
     Ok((context, fixtures))
 }

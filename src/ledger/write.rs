@@ -34,7 +34,9 @@ pub(crate) fn normalize_chip_uid(field: &str, chip_uid_hex: &str) -> Result<Stri
     Ok(chip_uid_hex.to_ascii_lowercase())
 }
 
-fn check_serial_text(field: &str, serial: &str) -> Result<(), LedgerError> {
+/// Checks a serial number's text: 1 to 64 printable ASCII characters without spaces (`field`
+/// names where it came from in the error).
+pub fn check_serial_text(field: &str, serial: &str) -> Result<(), LedgerError> {
     let is_valid = !serial.is_empty()
         && serial.len() <= SERIAL_LENGTH_MAX
         && serial.bytes().all(|byte| byte.is_ascii_graphic());

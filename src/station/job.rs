@@ -17,6 +17,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::events::{EventKind, EventSink, StationEvent, UnitResult};
+use super::labels::{SerialWait, UnitLabels};
 use super::sectors::{self, SectorAction, SectorPlan};
 use super::self_test::{SelfTestMaterial, StagedCandidate};
 use der::zeroize::Zeroizing;
@@ -29,7 +30,8 @@ use crate::contract::{
 use crate::identity::{self, ChipUid};
 use crate::image::FirmwareImage;
 use crate::ledger::{
-    AllocatedIdentity, IdentityRequest, Ledger, ReworkPolicy, RunRecord, RunResult, StepRecord, StepStatus,
+    AllocatedIdentity, IdentityRequest, Ledger, ReworkPolicy, RunRecord, RunResult, SerialScheme, StepRecord,
+    StepStatus,
 };
 use crate::profile::{DeviceIdentitySettings, FlashRegion, KeyOrigin, Profile, ReportChannel, SkippableStep};
 use crate::store::{ConfigStore, StoreItem, keys};
@@ -188,6 +190,8 @@ pub struct StationContext {
     pub events: Arc<dyn EventSink>,
     /// Stop request.
     pub cancel: CancelToken,
+    /// Serials scanned from the units' labels and the work order (see [`UnitLabels`]).
+    pub labels: Arc<UnitLabels>,
 }
 
 /// How one unit ended.
@@ -287,6 +291,9 @@ struct UnitJob<'a> {
     last_progress_emit: Arc<Mutex<Option<Instant>>>,
     probe: String,
 }
+
+/// How long `allocate-identity` waits for the operator to scan a unit's serial label.
+const SCANNED_SERIAL_WAIT: Duration = Duration::from_secs(600);
 
 /// The shortest time between two progress events of one step: a steady trickle for the GUI and
 /// JSON consumers rather than one event per flash page.
@@ -747,22 +754,50 @@ impl<'a> UnitJob<'a> {
         };
         let profile = self.profile();
         let device_id = identity::device_id_from_chip_uid(profile.class_id, &chip_uid);
+        let scanned_serial = match profile.serial_scheme {
+            SerialScheme::Scanned => Some(self.wait_for_scanned_serial()?),
+            SerialScheme::Counter { .. } => None,
+        };
         let allocated = self.context.ledger.allocate_identity(&IdentityRequest {
             chip_uid_hex: chip_uid.to_hex(),
             profile_name: profile.name.clone(),
             device_id,
             serial_scheme: profile.serial_scheme.clone(),
-            scanned_serial: None,
+            scanned_serial,
             rework_policy: profile.rework_policy,
         })?;
-        let detail = json!({
+        let mut detail = json!({
             "serial": allocated.identity.serial,
             "device_id": allocated.identity.device_id.to_string(),
             "is_rework": allocated.is_rework,
             "retired_serial": allocated.retired_serial,
         });
+        if let Some(work_order) = self.context.labels.work_order() {
+            detail["work_order"] = json!(work_order);
+        }
         self.identity = Some(allocated);
         Ok(detail)
+    }
+
+    /// The serial scanned from this unit's label (profiles with `serial.scheme = "scanned"`):
+    /// waits for the scan, up to [`SCANNED_SERIAL_WAIT`].
+    fn wait_for_scanned_serial(&self) -> Result<String, StepFailure> {
+        let cancel = &self.context.cancel;
+        match self.context.labels.take_serial(self.slot, &|| !cancel.is_cancelled(), SCANNED_SERIAL_WAIT) {
+            SerialWait::Serial(serial) => Ok(serial),
+            SerialWait::Exhausted => Err(StepFailure(
+                "no scanned serial left for this unit (the profile's serial scheme is \"scanned\"; \
+                 every serial given was used)"
+                    .to_string(),
+            )),
+            SerialWait::Stopped => {
+                Err(StepFailure("the line was stopped while waiting for a serial scan".to_string()))
+            }
+            SerialWait::TimedOut => Err(StepFailure(format!(
+                "no serial was scanned within {} s (the profile's serial scheme is \"scanned\")",
+                SCANNED_SERIAL_WAIT.as_secs()
+            ))),
+        }
     }
 
     /// The identity certificate's subject CN for this unit (device ID or endpoint name).

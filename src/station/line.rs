@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use super::events::{EventKind, StationEvent, UnitResult};
 use super::job::{StationContext, UnitOutcome, provision_unit};
+use crate::ledger::SerialScheme;
 use crate::target::Fixture;
 
 /// How long a slot waits before asking a failing fixture for a unit again.
@@ -123,6 +124,13 @@ fn run_slot(
         let Some(target) = target.as_deref_mut() else {
             break;
         };
+        // A profile whose serials are scanned from the units' labels: the unit starts once its
+        // scan is in (a source that ended ends the slot, the unit untouched).
+        if matches!(context.profile.serial_scheme, SerialScheme::Scanned)
+            && !context.labels.reserve_serial(slot, &keep_waiting)
+        {
+            break;
+        }
         let _unit_span = tracing::info_span!("unit", unit).entered();
         outcomes.push(provision_unit(context, target, slot, unit));
     }

@@ -2,6 +2,7 @@
 //!
 //! - [`job`]: one unit through the steps (connect ... record), with retries and verification.
 //! - [`line`]: many slots at once, one worker thread each.
+//! - [`labels`]: serials scanned from unit labels and the work order, fed to the line.
 //! - [`sectors`]: skip-unchanged flashing, decided sector by sector.
 //! - [`self_test`]: the signed and forged candidates a line stages.
 //! - [`fixtures`]: which backends the slots use (`--probe`, `--sim`), opened in one place.
@@ -13,11 +14,13 @@
 pub mod events;
 pub mod fixtures;
 pub mod job;
+pub mod labels;
 pub mod line;
 pub mod sectors;
 pub mod self_test;
 
 pub use events::{DiscardEvents, EventKind, EventSink, StationEvent, UnitResult};
 pub use job::{CancelToken, StationContext, StepName, UnitOutcome, provision_unit};
+pub use labels::{SerialWait, UnitLabels};
 pub use line::{LineSummary, run_line};
 pub use self_test::SelfTestMaterial;
