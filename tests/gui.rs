@@ -260,6 +260,26 @@ fn with_a_scanned_serial_profile_each_scan_starts_the_waiting_slot_with_that_ser
     drop(directory);
 }
 
+#[test]
+fn the_window_runs_units_on_qemu_fixtures_given_as_probes_and_from_the_profile() {
+    let qemu_profile = Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/qemu-mps2-an385.toml");
+    // `--probe qemu --probe qemu`: two slots, each unit a fresh QEMU running the reference
+    // firmware, driven over the GDB remote protocol.
+    let mut gui = gui(2, |options| {
+        options.profile = Some(qemu_profile.clone());
+        options.probes = vec!["qemu".to_string(), "qemu".to_string()];
+    });
+    gui.wait_for_label("Slots 2 (--probe)");
+    gui.run_one_unit_per_slot(2, |gui| gui.click("Start line"));
+    gui.harness.get_by_label("slot 0 state: PASS");
+    gui.harness.get_by_label("slot 1 state: PASS");
+    // Without --probe the profile's `[fixture] default = "qemu"` decides, one slot here.
+    let mut gui = self::gui(1, |options| options.profile = Some(qemu_profile));
+    gui.run_one_unit_per_slot(1, |gui| gui.click("Start line"));
+    gui.harness.get_by_label("slot 0 state: PASS");
+    gui.harness.get_by_label("units: 1");
+}
+
 /// Replaces a text field's content the way an operator does: select all, type.
 fn retype(gui: &mut Gui, label: &str, text: &str) {
     gui.harness.get_by_label(label).focus();

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use imprint::gui::{FaultChoice, GuiOptions};
 use imprint::ledger::Ledger;
+use imprint::station::fixtures::FixtureSelector;
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -21,6 +22,9 @@ use super::station_identity;
   imprint gui --profile profiles/demo.toml --sim 8 --operator alice
   imprint gui --sim 4 --autostart --exit-after-units 12 --frame-stats frames.json
   imprint gui --sim 2 --sim-fault 1.2:probe-lost=erase
+  imprint gui --profile profiles/nrf52840-dk.toml --probe probe-rs:1366:1015:000683000000 \
+      --probe probe-rs:1366:1015:000683000001
+  imprint gui --profile profiles/qemu-mps2-an385.toml --sim 2     (two QEMU slots: [fixture] default)
 
 Without flags the window opens on profiles/demo.toml (or the profile used last) with 4
 simulated slots. Keys: F5 start the line, F6 stop it, Ctrl+E export the ledger.")]
@@ -31,9 +35,15 @@ pub struct GuiArgs {
     /// The folder the profile picker lists (default: the profile's folder, else `profiles`).
     #[arg(long, value_name = "DIR")]
     profiles_dir: Option<PathBuf>,
-    /// Number of simulated slots (default: the number used last, else 4).
+    /// Number of simulated slots (default: the number used last, else 4). Also the number of
+    /// QEMU slots when the profile's `[fixture] default` is `qemu`.
     #[arg(long, value_name = "N")]
     sim: Option<usize>,
+    /// A fixture to run a slot on, once per slot, as for `imprint run` (see `imprint probes`):
+    /// probe-rs:VID:PID[:SERIAL], gdb:HOST:PORT, qemu or sim. Without it the slots are the
+    /// profile's `[fixture] default`, else simulated.
+    #[arg(long, value_name = "SELECTOR")]
+    probe: Vec<String>,
     /// Operator ID (default: the one used last, else the login name).
     #[arg(long, env = "IMPRINT_OPERATOR")]
     operator: Option<String>,
@@ -97,6 +107,13 @@ pub fn run(args: GuiArgs, log_filter: &str) -> anyhow::Result<ExitCode> {
     options.profiles_directory = args.profiles_dir;
     options.operator = operator;
     options.sim_slot_count = args.sim;
+    for selector in &args.probe {
+        FixtureSelector::parse(selector)?;
+    }
+    if args.probe.len() > imprint::gui::SLOTS_MAX {
+        bail!("--probe: at most {} slots, found {}", imprint::gui::SLOTS_MAX, args.probe.len());
+    }
+    options.probes = args.probe;
     options.sim_timing_zero = args.sim_timing.map(|model| model == "zero");
     options.sim_uid_seed = args.sim_uid_seed;
     options.sim_faults =

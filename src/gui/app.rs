@@ -124,7 +124,7 @@ impl ImprintApp {
             close_when_stopped: false,
             close_at: None,
         };
-        app.line.preview_slots(app.settings.sim_slot_count);
+        app.preview_slots();
         app.apply(Command::RescanProfiles);
         if let Some(profile) = app.settings.last_profile.clone() {
             app.apply(Command::SelectProfile(profile));
@@ -159,7 +159,7 @@ impl ImprintApp {
             }
             Command::SetSlotCount(count) => {
                 self.settings.sim_slot_count = count.clamp(1, panels::SLOTS_MAX);
-                self.line.preview_slots(self.settings.sim_slot_count);
+                self.preview_slots();
             }
             Command::StartLine => self.start_line(),
             Command::StopLine => {
@@ -224,6 +224,7 @@ impl ImprintApp {
             station_name: self.options.station_name.clone(),
             operator: self.settings.operator.clone(),
             sim_slot_count: self.settings.sim_slot_count,
+            probes: self.options.probes.clone(),
             sim_timing_zero: self.settings.sim_timing_zero,
             sim_uid_seed: self.options.sim_uid_seed,
             unit_limit: self.options.unit_limit,
@@ -234,6 +235,16 @@ impl ImprintApp {
         self.line.starting();
         self.running_line =
             Some(start_line(request, UiSender::new(self.line_sender.clone(), self.repaint.clone())));
+    }
+
+    /// Idle cards for the slots the next start will have: the `--probe` fixtures, else the
+    /// window's number of simulated slots.
+    fn preview_slots(&mut self) {
+        if self.options.probes.is_empty() {
+            self.line.preview_slots(self.settings.sim_slot_count);
+        } else {
+            self.line.preview_named_slots(self.options.probes.clone());
+        }
     }
 
     /// The scanner field's Enter. A line whose profile scans serials (`serial.scheme =
@@ -556,6 +567,7 @@ impl eframe::App for ImprintApp {
             ledger_path: &self.options.ledger_path,
             work_order: self.work_order.as_deref(),
             serials_are_scanned: self.serials_are_scanned && self.line.is_active(),
+            probes: &self.options.probes,
             faults: &self.faults,
             frame_timer: &self.frame_timer,
             now: frame_started,

@@ -34,6 +34,7 @@ pub use app::ImprintApp;
 pub use fixture::FaultChoice;
 pub use frame_timing::FrameStats;
 pub use log_layer::{GuiLogLayer, LogReceiver, log_channel};
+pub use panels::SLOTS_MAX;
 pub use settings::{GuiOptions, Settings};
 
 /// The window's title and eframe's application name (its settings file is named after it).

@@ -46,6 +46,8 @@ pub struct View<'a> {
     pub work_order: Option<&'a str>,
     /// The running line takes each unit's serial from the scanner.
     pub serials_are_scanned: bool,
+    /// The `--probe` fixtures (empty: simulated slots, or the profile's default fixture).
+    pub probes: &'a [String],
     pub faults: &'a FaultInjector,
     pub frame_timer: &'a FrameTimer,
     pub now: Instant,
@@ -184,11 +186,16 @@ fn toolbar_ui(ui: &mut Ui, view: &View<'_>, settings: &mut Settings, forms: &mut
             );
             operator.labelled_by(operator_label.id);
 
-            let slots_label = ui.label("Slots");
-            let slots = ui.add(egui::DragValue::new(&mut forms.slot_count).range(1..=SLOTS_MAX));
-            slots.labelled_by(slots_label.id);
-            if forms.slot_count != settings.sim_slot_count {
-                command = Command::SetSlotCount(forms.slot_count);
+            if view.probes.is_empty() {
+                let slots_label = ui.label("Slots");
+                let slots = ui.add(egui::DragValue::new(&mut forms.slot_count).range(1..=SLOTS_MAX));
+                slots.labelled_by(slots_label.id);
+                if forms.slot_count != settings.sim_slot_count {
+                    command = Command::SetSlotCount(forms.slot_count);
+                }
+            } else {
+                ui.label(format!("Slots {} (--probe)", view.probes.len()))
+                    .on_hover_text(view.probes.join("\n"));
             }
             ui.checkbox(&mut settings.manual_start, "Manual start")
                 .on_hover_text("each unit waits for Start unit (or Enter in the scanner field)");

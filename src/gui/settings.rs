@@ -107,6 +107,10 @@ pub struct GuiOptions {
     pub profile: Option<PathBuf>,
     pub operator: Option<String>,
     pub sim_slot_count: Option<usize>,
+    /// The slots' fixtures as `imprint run --probe` selectors (`probe-rs:...`, `gdb:...`,
+    /// `qemu`, `sim`), one slot each; empty: the profile's `[fixture] default`, else simulated
+    /// slots.
+    pub probes: Vec<String>,
     pub sim_timing_zero: Option<bool>,
     pub manual_start: Option<bool>,
     pub unit_change_delay_ms: Option<u64>,
@@ -136,6 +140,7 @@ impl GuiOptions {
             profile: None,
             operator: None,
             sim_slot_count: None,
+            probes: Vec::new(),
             sim_timing_zero: None,
             manual_start: None,
             unit_change_delay_ms: None,

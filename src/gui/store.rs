@@ -211,11 +211,16 @@ impl Default for LineStore {
 impl LineStore {
     /// Shows `count` idle slots named `sim-0..` before a line runs (a preview of the layout).
     pub fn preview_slots(&mut self, count: usize) {
+        self.preview_named_slots((0..count).map(|slot| format!("sim-{slot}")).collect());
+    }
+
+    /// Shows one idle slot per name (the `--probe` selectors) before a line runs.
+    pub fn preview_named_slots(&mut self, names: Vec<String>) {
         if self.is_active() {
             return;
         }
-        self.slots = (0..count).map(|slot| SlotState::new(format!("sim-{slot}"))).collect();
-        self.seen_before = vec![None; count];
+        self.seen_before = vec![None; names.len()];
+        self.slots = names.into_iter().map(SlotState::new).collect();
     }
 
     /// True while starting, running or stopping.

@@ -28,6 +28,7 @@ use crate::station::{
 use crate::target::Fixture;
 
 use super::fixture::{FaultInjector, GatedFixture, StartGate, StartMode};
+use super::panels::SLOTS_MAX;
 use super::store::{HistoryRow, HistoryScope};
 
 /// The most rows the history table holds when listing recent runs.
@@ -41,6 +42,8 @@ pub struct LineRequest {
     pub station_name: String,
     pub operator: String,
     pub sim_slot_count: usize,
+    /// `--probe` selectors, one slot each (see [`slot_selectors`]).
+    pub probes: Vec<String>,
     /// Ignore the profile's simulated timing (as fast as the host allows).
     pub sim_timing_zero: bool,
     pub sim_uid_seed: Option<u64>,
@@ -118,8 +121,9 @@ impl RunningLine {
 /// Starts the line on a new thread.
 pub fn start_line(request: LineRequest, ui: UiSender) -> RunningLine {
     let cancel = CancelToken::default();
-    let gates: Vec<Arc<StartGate>> =
-        (0..request.sim_slot_count).map(|_| Arc::new(StartGate::default())).collect();
+    // One start button per possible slot: how many slots the line has is known only once the
+    // line thread has read the profile (its `[fixture] default`).
+    let gates: Vec<Arc<StartGate>> = (0..SLOTS_MAX).map(|_| Arc::new(StartGate::default())).collect();
     let labels = Arc::new(UnitLabels::with_work_order(request.work_order.clone()));
     let running = RunningLine { cancel: cancel.clone(), gates: gates.clone(), labels: labels.clone() };
     let thread_ui = ui.clone();
@@ -130,7 +134,7 @@ pub fn start_line(request: LineRequest, ui: UiSender) -> RunningLine {
                 let serials_are_scanned = matches!(context.profile.serial_scheme, SerialScheme::Scanned);
                 thread_ui.send(LineMessage::Started { fixture_names, serials_are_scanned });
                 tracing::info!(
-                    slots = request.sim_slot_count,
+                    slots = fixtures.len(),
                     profile = %request.profile_path.display(),
                     operator = %request.operator,
                     "line started"
@@ -159,6 +163,29 @@ pub fn start_line(request: LineRequest, ui: UiSender) -> RunningLine {
 
 type PreparedLine = (Arc<StationContext>, Vec<Box<dyn Fixture>>);
 
+/// Which fixture each slot runs, as `imprint run` decides it: the `--probe` selectors when
+/// given; else the profile's `[fixture] default` (`sim` and `qemu` make the window's number of
+/// slots, a single device one slot); else that many simulated slots.
+pub fn slot_selectors(request: &LineRequest, profile: &Profile) -> Result<Vec<FixtureSelector>, String> {
+    let parse = |text: &str| FixtureSelector::parse(text).map_err(|error| error.to_string());
+    let selectors = if !request.probes.is_empty() {
+        request.probes.iter().map(|text| parse(text)).collect::<Result<Vec<_>, _>>()?
+    } else if let Some(default) = &profile.default_fixture {
+        let selector = parse(default)
+            .map_err(|error| format!("{}: fixture.default: {error}", profile.path.display()))?;
+        match selector {
+            FixtureSelector::Sim | FixtureSelector::Qemu => vec![selector; request.sim_slot_count],
+            FixtureSelector::Gdb { .. } | FixtureSelector::ProbeRs { .. } => vec![selector],
+        }
+    } else {
+        vec![FixtureSelector::Sim; request.sim_slot_count]
+    };
+    if selectors.len() > SLOTS_MAX {
+        return Err(format!("{} slots: the window shows at most {SLOTS_MAX}", selectors.len()));
+    }
+    Ok(selectors)
+}
+
 fn prepare_line(
     request: &LineRequest,
     cancel: CancelToken,
@@ -173,6 +200,7 @@ fn prepare_line(
         return Err("simulated slots: expected at least 1".to_string());
     }
     let profile = Profile::load(&request.profile_path).map_err(|error| error.to_string())?;
+    let selectors = slot_selectors(request, &profile)?;
     for warning in &profile.warnings {
         tracing::warn!(profile = %request.profile_path.display(), "{warning}");
     }
@@ -180,9 +208,7 @@ fn prepare_line(
     let ledger = Ledger::open(&request.ledger_path)
         .map_err(|error| format!("cannot open the ledger {}: {error}", request.ledger_path.display()))?;
     let timing = if request.sim_timing_zero { SimTiming::default() } else { profile.sim_timing };
-    let fault_schedules =
-        (0..request.sim_slot_count).map(|slot| (slot, request.faults.schedule(slot))).collect();
-    let selectors = vec![FixtureSelector::Sim; request.sim_slot_count];
+    let fault_schedules = (0..selectors.len()).map(|slot| (slot, request.faults.schedule(slot))).collect();
     let sim_options = SimOptions { timing, uid_seed: request.sim_uid_seed, fault_schedules };
     let fixtures = open_fixtures(&selectors, &profile, sim_options).map_err(|error| error.to_string())?;
     let fixtures: Vec<Box<dyn Fixture>> = fixtures
