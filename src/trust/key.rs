@@ -33,14 +33,30 @@ struct Sec1KeyOutline<'a> {
 /// Loads a P-256 private key from a PKCS#8 or SEC1 file, PEM or DER.
 ///
 /// On Unix, warns (through `tracing`) when the file is readable by group or others, because a
-/// signing key that anyone on the station can copy is no longer a secret.
+/// signing key that anyone on the station can copy is no longer a secret. The one exception is
+/// the demo key shipped in `profiles/demo-credentials/` (git checks it out readable by all): it
+/// is public by design, so it gets a reminder that it is for development only instead.
 pub fn load_signing_key(path: &Path) -> Result<SoftwareSigner, TrustError> {
     let bytes = Zeroizing::new(
         std::fs::read(path).map_err(|source| TrustError::Read { path: path.to_path_buf(), source })?,
     );
-    warn_if_readable_by_others(path);
     let signing_key = decode_signing_key(&bytes, path)?;
+    if is_public_demo_key(&signing_key) {
+        tracing::info!(path = %path.display(), "the public demo signing key: development only, never for real devices");
+    } else {
+        warn_if_readable_by_others(path);
+    }
     Ok(SoftwareSigner::new(signing_key, path.display().to_string()))
+}
+
+/// SHA-256 of the uncompressed SEC1 public key of `profiles/demo-credentials/dev.key.pem`.
+const DEMO_PUBLIC_KEY_SHA256: &str = "39e112ed64892fb84d651aae95cd2d0a25e42905c26639517548dab3d5307c3e";
+
+/// True for the demo key whose private half is published with Imprint.
+fn is_public_demo_key(signing_key: &SigningKey) -> bool {
+    use sha2::Digest;
+    let point = signing_key.verifying_key().to_sec1_point(false);
+    hex::encode(sha2::Sha256::digest(point.as_bytes())) == DEMO_PUBLIC_KEY_SHA256
 }
 
 /// Decodes key bytes already read from `path` (the path is only used in errors).
@@ -253,5 +269,13 @@ mod tests {
         check(0o640, true);
         check(0o604, true);
         check(0o644, true);
+    }
+
+    #[test]
+    fn the_published_demo_key_is_recognised_and_no_other() {
+        let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/demo-credentials/dev.key.pem");
+        let demo_key = decode_signing_key(&std::fs::read(&demo).unwrap(), &demo).unwrap();
+        assert!(is_public_demo_key(&demo_key));
+        assert!(!is_public_demo_key(generate_signing_key().signing_key()));
     }
 }
