@@ -14,6 +14,7 @@
 
 pub mod central;
 pub mod contract;
+#[cfg(feature = "gui")]
 pub mod gui;
 pub mod identity;
 pub mod image;

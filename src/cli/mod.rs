@@ -4,6 +4,7 @@
 //! 2 for bad usage, bad input or bad configuration (nothing was written to a device or the ledger).
 
 mod dev;
+#[cfg(feature = "gui")]
 mod gui;
 mod keys;
 mod log;
@@ -58,6 +59,7 @@ enum Command {
     /// List attached debug probes, GDB endpoints and the simulator, with their selectors.
     Probes(probes::ProbesArgs),
     /// The operator's window: slots, statistics, history, export, log.
+    #[cfg(feature = "gui")]
     Gui(gui::GuiArgs),
 }
 
@@ -65,7 +67,11 @@ enum Command {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     // The GUI installs its own subscriber: stderr as here, plus its log panel.
-    if !matches!(cli.command, Command::Gui(_)) {
+    #[cfg(feature = "gui")]
+    let has_own_subscriber = matches!(cli.command, Command::Gui(_));
+    #[cfg(not(feature = "gui"))]
+    let has_own_subscriber = false;
+    if !has_own_subscriber {
         init_tracing(&cli.log);
     }
     let outcome = match cli.command {
@@ -76,6 +82,7 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::Log(command) => log::run(command),
         Command::Probes(args) => probes::run(args),
+        #[cfg(feature = "gui")]
         Command::Gui(args) => gui::run(args, &cli.log),
     };
     match outcome {
