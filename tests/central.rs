@@ -4,7 +4,8 @@
 //! since PostgreSQL refuses to run as root), drives real `imprint run` processes against it,
 //! and checks the outcome with outside tools: `psql` for the central rows (including
 //! PostgreSQL's own `sha256()` re-hashing every stored record), `sqlite3` for the local
-//! ledgers, `openssl` for the TLS certificates. The server is stopped and removed by a Drop
+//! ledgers, `openssl` for the TLS certificates. The operator window (`imprint gui`) is checked
+//! the same way, driven headless through egui_kittest. The server is stopped and removed by a Drop
 //! guard, also when a test fails.
 
 mod common;
@@ -904,4 +905,70 @@ fn an_offline_station_out_of_serials_fails_units_at_allocate_identity() {
         "DS1-000001 DS1-000002 DS1-000003 DS1-000004 DS1-000005"
     );
     check_central_matches(&server, ROLE, &[("line-o", &db)]);
+}
+
+/// The operator window is a station like `imprint run`: with a central URL its line takes
+/// serials from blocks leased from PostgreSQL and ships every run there, so a headless station
+/// and a window station never issue the same serial and one central record holds both.
+#[cfg(feature = "gui")]
+#[test]
+fn the_operator_window_leases_serials_and_ships_its_runs_like_imprint_run() {
+    use eframe::egui;
+    use egui_kittest::Harness;
+    use egui_kittest::kittest::Queryable;
+    use imprint::gui::{GuiOptions, ImprintApp};
+
+    let server = PostgresServer::start(ServerTls::Off);
+    let directory = tempfile::tempdir().expect("temp dir");
+    let url = server.url(ROLE, "sslmode=disable");
+    let (db_a, db_b) = (directory.path().join("a.db"), directory.path().join("b.db"));
+    let output =
+        station_command(&db_a, "line-a", &url, 6, &["--central-block-size", "4"]).output().expect("run");
+    assert!(output.status.success(), "{}", output_text(&output));
+
+    // The window's password comes from a libpq password file named in the URL (0600).
+    let passfile = directory.path().join("pgpass");
+    std::fs::write(&passfile, format!("*:*:*:{ROLE}:{PASSWORD}\n")).expect("pgpass");
+    std::fs::set_permissions(&passfile, std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("chmod");
+    let mut options = GuiOptions::new(db_b.clone(), "gui-b".to_string());
+    options.profile = Some(demo_profile());
+    options.operator = Some("tester".to_string());
+    options.sim_slot_count = Some(2);
+    options.sim_timing_zero = Some(true);
+    options.unit_change_delay_ms = Some(0);
+    options.remember_settings = false;
+    options.central_url = Some(format!("{url}&passfile={}", passfile.display()));
+    options.unit_limit = Some(5);
+    options.autostart = true;
+    let mut harness = Harness::builder()
+        .with_size(egui::Vec2::new(1280.0, 800.0))
+        .build_eframe(move |creation| ImprintApp::new(creation, options, None));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while harness.query_by_label_contains("line status: line finished: 5 units, 5 pass").is_none() {
+        assert!(Instant::now() < deadline, "the window's line did not finish 5 passing units");
+        harness.step();
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The line ships what is left while it closes; wait for the central copy.
+    while central_runs(&server, ROLE, "gui-b").len() < 5
+        || !sqlite3(&db_b, "SELECT count(*) FROM runs WHERE shipped_at IS NULL").eq("0")
+    {
+        assert!(Instant::now() < deadline, "the window's runs were not shipped");
+        harness.step();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let serials = |db: &Path| -> BTreeSet<String> {
+        sqlite3(db, "SELECT serial FROM units").lines().map(str::to_owned).collect()
+    };
+    let (serials_a, serials_b) = (serials(&db_a), serials(&db_b));
+    assert_eq!((serials_a.len(), serials_b.len()), (6, 5));
+    assert!(serials_a.is_disjoint(&serials_b), "{serials_a:?} and {serials_b:?} share serials");
+    let outside = server.psql(
+        "SELECT count(*) FROM imprint.issued_serials s WHERE s.station = 'gui-b' AND NOT EXISTS (
+             SELECT 1 FROM imprint.serial_blocks b WHERE b.station = s.station
+             AND substr(s.serial, length(b.prefix) + 1)::bigint BETWEEN b.first_value AND b.last_value)",
+    );
+    assert_eq!(outside, "0", "the window issued serials outside its blocks");
+    check_central_matches(&server, ROLE, &[("line-a", &db_a), ("gui-b", &db_b)]);
 }

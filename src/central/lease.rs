@@ -24,6 +24,21 @@ pub struct SerialCounterSpec {
 }
 
 impl SerialCounterSpec {
+    /// The counters a profile's serial scheme needs leased: its counter, or none for serials
+    /// scanned from labels.
+    pub fn for_scheme(scheme: &crate::ledger::SerialScheme) -> Vec<SerialCounterSpec> {
+        match scheme {
+            crate::ledger::SerialScheme::Counter { prefix, counter_width, first_value } => {
+                vec![SerialCounterSpec {
+                    prefix: prefix.clone(),
+                    counter_width: *counter_width,
+                    first_value: *first_value,
+                }]
+            }
+            crate::ledger::SerialScheme::Scanned => Vec::new(),
+        }
+    }
+
     /// The largest value that fits in the counter width (and in PostgreSQL's bigint).
     fn max_value(&self) -> u64 {
         10u64

@@ -44,6 +44,11 @@ pub struct GuiArgs {
     /// profile's `[fixture] default`, else simulated.
     #[arg(long, value_name = "SELECTOR")]
     probe: Vec<String>,
+    /// Feed a central PostgreSQL ledger (docs/central.md), as `imprint run --central`: serials
+    /// from leased blocks, every run shipped in the background. Password through PGPASSWORD or
+    /// a password file, not in the URL.
+    #[arg(long, value_name = "URL", env = "IMPRINT_CENTRAL_URL")]
+    central: Option<String>,
     /// Operator ID (default: the one used last, else the login name).
     #[arg(long, env = "IMPRINT_OPERATOR")]
     operator: Option<String>,
@@ -114,6 +119,10 @@ pub fn run(args: GuiArgs, log_filter: &str) -> anyhow::Result<ExitCode> {
         bail!("--probe: at most {} slots, found {}", imprint::gui::SLOTS_MAX, args.probe.len());
     }
     options.probes = args.probe;
+    if let Some(url) = &args.central {
+        imprint::central::CentralConfig::from_url(url).context("--central")?;
+    }
+    options.central_url = args.central;
     options.sim_timing_zero = args.sim_timing.map(|model| model == "zero");
     options.sim_uid_seed = args.sim_uid_seed;
     options.sim_faults =

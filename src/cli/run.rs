@@ -390,14 +390,7 @@ fn start_central_link(
         bail!("--central-batch-size: expected at least 1");
     }
     let config = CentralConfig::from_url(url).context("--central")?;
-    let serial_counters = match serial_scheme {
-        SerialScheme::Counter { prefix, counter_width, first_value } => vec![SerialCounterSpec {
-            prefix: prefix.clone(),
-            counter_width: *counter_width,
-            first_value: *first_value,
-        }],
-        SerialScheme::Scanned => Vec::new(),
-    };
+    let serial_counters = SerialCounterSpec::for_scheme(serial_scheme);
     let mut settings = LinkSettings::new(station_name.to_owned(), serial_counters.clone());
     settings.block_size = block_size;
     settings.low_water = lease_ahead.unwrap_or(block_size);

@@ -231,6 +231,7 @@ impl ImprintApp {
             start_mode,
             faults: self.faults.clone(),
             work_order: self.work_order.clone(),
+            central_url: self.options.central_url.clone(),
         };
         self.line.starting();
         self.running_line =

@@ -111,6 +111,9 @@ pub struct GuiOptions {
     /// `qemu`, `sim`), one slot each; empty: the profile's `[fixture] default`, else simulated
     /// slots.
     pub probes: Vec<String>,
+    /// The central PostgreSQL ledger's URL (docs/central.md), from `--central` or
+    /// `IMPRINT_CENTRAL_URL`: the station's configuration, not the profile's.
+    pub central_url: Option<String>,
     pub sim_timing_zero: Option<bool>,
     pub manual_start: Option<bool>,
     pub unit_change_delay_ms: Option<u64>,
@@ -141,6 +144,7 @@ impl GuiOptions {
             operator: None,
             sim_slot_count: None,
             probes: Vec::new(),
+            central_url: None,
             sim_timing_zero: None,
             manual_start: None,
             unit_change_delay_ms: None,

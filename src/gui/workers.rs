@@ -17,6 +17,7 @@ use std::time::{Duration, SystemTime};
 
 use eframe::egui;
 
+use crate::central::{CentralConfig, CentralLink, LinkSettings, SerialCounterSpec};
 use crate::ledger::{
     ExportFilter, ExportFormat, Ledger, LedgerStats, RecordedRun, SerialScheme, UnitHistory, format_timestamp,
 };
@@ -53,6 +54,9 @@ pub struct LineRequest {
     pub faults: FaultInjector,
     /// The work order scanned last (recorded with each unit).
     pub work_order: Option<String>,
+    /// The central PostgreSQL ledger (docs/central.md): serials from leased blocks, every run
+    /// shipped in the background while the line runs.
+    pub central_url: Option<String>,
 }
 
 /// What the line thread tells the UI.
@@ -129,7 +133,7 @@ pub fn start_line(request: LineRequest, ui: UiSender) -> RunningLine {
     let thread_ui = ui.clone();
     let spawned = std::thread::Builder::new().name("line".to_string()).spawn(move || {
         match prepare_line(&request, cancel, gates, labels, &thread_ui) {
-            Ok((context, fixtures)) => {
+            Ok((context, fixtures, central)) => {
                 let fixture_names = fixtures.iter().map(|fixture| fixture.name()).collect();
                 let serials_are_scanned = matches!(context.profile.serial_scheme, SerialScheme::Scanned);
                 thread_ui.send(LineMessage::Started { fixture_names, serials_are_scanned });
@@ -146,6 +150,20 @@ pub fn start_line(request: LineRequest, ui: UiSender) -> RunningLine {
                     failed = summary.failed(),
                     "line stopped"
                 );
+                if let Some(link) = central {
+                    let status = link.finish(CENTRAL_DRAIN_TIMEOUT);
+                    tracing::info!(
+                        shipped = status.runs_shipped,
+                        pending = status.outbox_pending,
+                        blocks_leased = status.blocks_leased,
+                        "central database: {} runs shipped, {} left for the next start",
+                        status.runs_shipped,
+                        status.outbox_pending
+                    );
+                    if let Some(alarm) = &status.alarm {
+                        tracing::error!("central database: {alarm}");
+                    }
+                }
             }
             Err(reason) => {
                 tracing::error!(%reason, "the line could not start");
@@ -161,7 +179,43 @@ pub fn start_line(request: LineRequest, ui: UiSender) -> RunningLine {
     running
 }
 
-type PreparedLine = (Arc<StationContext>, Vec<Box<dyn Fixture>>);
+type PreparedLine = (Arc<StationContext>, Vec<Box<dyn Fixture>>, Option<CentralLink>);
+
+/// How long a line start waits for its first serial block from the central database before it
+/// goes on with the blocks the ledger already holds.
+const CENTRAL_READY_TIMEOUT: Duration = Duration::from_secs(15);
+/// After the line stops, how long the outbox keeps shipping before the link closes (what is left
+/// ships at the next start).
+const CENTRAL_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Starts the central link for a line: leases the profile's serial blocks and ships the outbox.
+fn start_central_link(
+    url: &str,
+    ledger: &Ledger,
+    station_name: &str,
+    profile: &Profile,
+) -> Result<CentralLink, String> {
+    let config = CentralConfig::from_url(url).map_err(|error| format!("central database: {error}"))?;
+    let target = config.target().to_owned();
+    let settings =
+        LinkSettings::new(station_name.to_owned(), SerialCounterSpec::for_scheme(&profile.serial_scheme));
+    let link = CentralLink::start(ledger.clone(), config, settings)
+        .map_err(|error| format!("central database {target}: {error}"))?;
+    let status = link.wait_until_ready(CENTRAL_READY_TIMEOUT);
+    if let Some(alarm) = &status.alarm {
+        tracing::error!(central = %target, "{alarm}");
+    }
+    if status.serials_stocked {
+        tracing::info!(central = %target, "central database connected: serial blocks leased");
+    } else {
+        let reason = status.last_error.as_deref().unwrap_or("no answer yet");
+        tracing::warn!(
+            central = %target,
+            "no serial block from the central database ({reason}); provisioning from the blocks already leased"
+        );
+    }
+    Ok(link)
+}
 
 /// Which fixture each slot runs, as `imprint run` decides it: the `--probe` selectors when
 /// given; else the profile's `[fixture] default` (`sim` and `qemu` make the window's number of
@@ -207,6 +261,10 @@ fn prepare_line(
     let self_test = SelfTestMaterial::prepare(&profile).map_err(|error| error.to_string())?;
     let ledger = Ledger::open(&request.ledger_path)
         .map_err(|error| format!("cannot open the ledger {}: {error}", request.ledger_path.display()))?;
+    let central = match &request.central_url {
+        Some(url) => Some(start_central_link(url, &ledger, &request.station_name, &profile)?),
+        None => None,
+    };
     let timing = if request.sim_timing_zero { SimTiming::default() } else { profile.sim_timing };
     let fault_schedules = (0..selectors.len()).map(|slot| (slot, request.faults.schedule(slot))).collect();
     let sim_options = SimOptions { timing, uid_seed: request.sim_uid_seed, fault_schedules };
@@ -231,7 +289,7 @@ fn prepare_line(
         cancel,
         labels,
     });
-    Ok((context, fixtures))
+    Ok((context, fixtures, central))
 }
 
 /// The export file formats the window offers.
