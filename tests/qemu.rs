@@ -388,3 +388,247 @@ fn a_bad_default_fixture_is_a_profile_error() {
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("fixture.default") && stderr.contains("\"jtag\""), "{stderr}");
 }
+
+/// `profiles/qemu-mps2-an385-identity.toml`'s factory CA (development only).
+const DEMO_FACTORY_CA: &str = "profiles/demo-credentials/factory-ca.pem";
+
+fn run_imprint(args: &[&str], database: &Path) -> (std::process::Output, Vec<serde_json::Value>) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_imprint"))
+        .args(args)
+        .arg("--db")
+        .arg(database)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let events = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect();
+    (output, events)
+}
+
+#[test]
+fn imprint_run_gives_qemu_units_station_made_identities_the_firmware_proves() {
+    let directory = tempfile::tempdir().unwrap();
+    let database = directory.path().join("ledger.db");
+    let (output, events) = run_imprint(
+        &[
+            "run",
+            "--profile",
+            "profiles/qemu-mps2-an385-identity.toml",
+            "--count",
+            "2",
+            "--json",
+            "--log",
+            "warn,imprint::console=info",
+        ],
+        &database,
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "exit {:?}\n{stdout}\n{stderr}", output.status);
+    let finished: Vec<&serde_json::Value> =
+        events.iter().filter(|event| event["event"] == "unit-finished").collect();
+    assert_eq!(finished.len(), 2, "{stdout}");
+    let mut fingerprints = Vec::new();
+    for unit in &finished {
+        assert_eq!(unit["result"], "pass", "{unit}");
+        let step = |name: &str| {
+            events
+                .iter()
+                .find(|event| {
+                    event["event"] == "step-finished"
+                        && event["step"] == name
+                        && event["unit"] == unit["unit"]
+                })
+                .unwrap_or_else(|| panic!("no step-finished {name} for {unit}"))
+        };
+        let issued = &step("issue-identity")["detail"];
+        assert_eq!(issued["key_origin"], "station");
+        // The firmware in QEMU signed the station's challenge with the key from its store.
+        let verified = &step("verify-identity")["detail"];
+        assert_eq!(verified["key_origin"], "station", "{verified}");
+        assert_eq!(verified["challenge_signature_verified"], true, "{verified}");
+        assert_eq!(verified["common_name"], unit["device_id"], "{verified}");
+        assert_eq!(verified["certificate_fingerprint"], issued["certificate_fingerprint"]);
+        assert_eq!(verified["challenge"].as_str().unwrap().len(), 64, "{verified}");
+        fingerprints.push(issued["certificate_fingerprint"].as_str().unwrap().to_string());
+    }
+    assert!(
+        stderr
+            .lines()
+            .filter(|line| line.contains("imprint application: identity command 2 status 0"))
+            .count()
+            >= 2,
+        "the firmware's UART shows each sign-challenge answered:\n{stderr}"
+    );
+    // The bundle: each certificate the units hold, accepted by openssl against the factory CA.
+    let bundle = directory.path().join("devices.pem");
+    let (output, _) = run_imprint(&["log", "certificates", "-o", bundle.to_str().unwrap()], &database);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let bundle_text = std::fs::read_to_string(&bundle).unwrap();
+    let ca = Path::new(env!("CARGO_MANIFEST_DIR")).join(DEMO_FACTORY_CA);
+    let mut bundled = Vec::new();
+    for (index, block) in bundle_text.split_inclusive("-----END CERTIFICATE-----\n").enumerate() {
+        let path = directory.path().join(format!("device-{index}.pem"));
+        std::fs::write(&path, block).unwrap();
+        let verify = std::process::Command::new("openssl")
+            .arg("verify")
+            .arg("-CAfile")
+            .arg(&ca)
+            .arg(&path)
+            .output()
+            .expect("openssl (scripts/test installs it)");
+        assert!(
+            verify.status.success() && String::from_utf8_lossy(&verify.stdout).contains(": OK"),
+            "openssl verify: {}{}",
+            String::from_utf8_lossy(&verify.stdout),
+            String::from_utf8_lossy(&verify.stderr)
+        );
+        let certificate = imprint::trust::Certificate::from_pem(block).unwrap();
+        bundled.push(certificate.fingerprint_hex());
+    }
+    bundled.sort();
+    fingerprints.sort();
+    assert_eq!(bundled, fingerprints, "the bundle holds exactly the issued certificates");
+}
+
+#[test]
+fn device_made_keys_on_qemu_fail_at_device_key_for_want_of_entropy() {
+    // mps2-an385 has no TRNG: the firmware answers make-key-and-csr with status 3 (no-entropy)
+    // rather than make a predictable key.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let profiles = root.join("profiles");
+    let text = std::fs::read_to_string(profiles.join("qemu-mps2-an385-identity.toml"))
+        .unwrap()
+        .replace("\"../firmware-blobs/", &format!("\"{}/firmware-blobs/", root.display()))
+        .replace("\"demo-credentials/", &format!("\"{}/demo-credentials/", profiles.display()))
+        .replace("key_origin = \"station\"", "key_origin = \"device\"");
+    let directory = tempfile::tempdir().unwrap();
+    let profile = directory.path().join("qemu-device-keys.toml");
+    std::fs::write(&profile, text).unwrap();
+    let (output, events) = run_imprint(
+        &["run", "--profile", profile.to_str().unwrap(), "--count", "1", "--json"],
+        &directory.path().join("ledger.db"),
+    );
+    assert!(!output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
+    let finished = events.iter().find(|event| event["event"] == "unit-finished").unwrap();
+    assert_eq!(finished["result"], "fail", "{finished}");
+    assert_eq!(finished["failing_step"], "device-key", "{finished}");
+    let reason = finished["reason"].as_str().unwrap();
+    assert!(reason.contains("no entropy source") && reason.contains("identity status 3"), "{reason}");
+}
+
+/// Sends one identity request to a running reference firmware and returns its response.
+fn identity_exchange(
+    target: &mut GdbTarget,
+    command_code: u32,
+    parameters: &[u8],
+) -> imprint::contract::IdentityResponse {
+    use imprint::contract::{self, IdentityResponse};
+
+    let nonce = 0x5EED_0001 + command_code;
+    let mut mailbox = vec![0u8; contract::IDENTITY_MAILBOX_SIZE_BYTES];
+    mailbox[0..4].copy_from_slice(b"IMPQ");
+    mailbox[4..8].copy_from_slice(&nonce.to_le_bytes());
+    mailbox[8..12].copy_from_slice(&command_code.to_le_bytes());
+    let start = contract::IDENTITY_PARAMETERS_OFFSET_BYTES;
+    mailbox[start..start + parameters.len()].copy_from_slice(parameters);
+    let mailbox_address = reference_board::memory_map().mailbox.address;
+    target.write_ram(mailbox_address, &mailbox).unwrap();
+    target.reset_and_run().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut bytes = vec![0u8; contract::IDENTITY_MAILBOX_SIZE_BYTES];
+        target.read_memory(mailbox_address, &mut bytes).unwrap();
+        if let Some(response) = IdentityResponse::decode_mailbox(&bytes)
+            && response.nonce == nonce
+        {
+            assert_eq!(response.command_code, command_code);
+            return response;
+        }
+        assert!(Instant::now() < deadline, "no identity response to command {command_code}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn the_firmware_signs_a_challenge_with_the_key_in_its_store_and_only_that_key() {
+    use imprint::contract::{self, IdentityStatus};
+    use imprint::store::{ConfigStore, StoreItem, keys};
+    use imprint::trust::{self, Certificate, CertificateRequest, Signer};
+
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let memory = reference_board::memory_map();
+    let mut target = unit("qemu-identity");
+    target.connect().unwrap();
+    let chip_uid = target.read_unique_id().unwrap();
+    for (file, region) in
+        [("bootloader.bin", memory.bootloader), ("application-1.0.0.bin", memory.application)]
+    {
+        let mut image = std::fs::read(root.join("firmware-blobs/mps2-an385").join(file)).unwrap();
+        image.resize(image.len().next_multiple_of(4), 0xFF);
+        target
+            .erase_flash(
+                region.address,
+                (image.len() as u64).next_multiple_of(region.sector_size_bytes),
+                &mut |_| {},
+            )
+            .unwrap();
+        target.program_flash(region.address, &image, &mut |_| {}).unwrap();
+    }
+    for region in [memory.candidate, memory.config] {
+        target.erase_flash(region.address, region.size_bytes, &mut |_| {}).unwrap();
+    }
+    let write_store = |target: &mut GdbTarget, private_key: Option<&[u8]>| {
+        let mut store = ConfigStore::default();
+        store.set(StoreItem::text(keys::SERIAL_NUMBER, "QRB-IDENTITY"));
+        if let Some(private_key) = private_key {
+            store.set(StoreItem::binary(keys::BOOTSTRAP_DEVICE_PRIVATE_KEY, private_key));
+        }
+        let bytes = store.encode(chip_uid.as_bytes(), &memory.store_layout()).unwrap();
+        target.erase_flash(memory.config.address, memory.config.size_bytes, &mut |_| {}).unwrap();
+        target.program_flash(memory.config.address, &bytes, &mut |_| {}).unwrap();
+    };
+
+    // The station's key in the store: the device signs with it, the same 64 bytes the station's
+    // own signer (and so the simulated device) makes: RFC 6979 nonces, low s.
+    let stored_key = trust::generate_device_key().unwrap();
+    write_store(&mut target, Some(&trust::device_key_pkcs8_der(&stored_key).unwrap()));
+    let challenge: [u8; 32] = std::array::from_fn(|index| (index * 7 + 1) as u8);
+    let response = identity_exchange(&mut target, contract::COMMAND_SIGN_CHALLENGE, &challenge);
+    assert_eq!(response.status, IdentityStatus::Done);
+    let digest = contract::identity_challenge_digest(&challenge);
+    assert_eq!(response.data, stored_key.sign_digest(&digest).unwrap().to_bytes().to_vec());
+
+    // What verify-identity checks: the signature verifies with the certificate issued for the
+    // stored key, and not with a certificate issued for another key (a unit whose stored key
+    // does not match its certificate fails the step).
+    let ca_certificate = Certificate::load(&root.join(DEMO_FACTORY_CA)).unwrap();
+    let ca_key = trust::load_signing_key(&root.join("profiles/demo-credentials/factory-ca.key.pem")).unwrap();
+    let issue = |key: &dyn Signer| {
+        let request = CertificateRequest::device_identity("qemu-identity-test", 30);
+        trust::issue_certificate(&ca_key, &ca_certificate, &key.verifying_key(), &request).unwrap()
+    };
+    trust::verify_challenge_signature(&issue(&stored_key), &digest, &response.data).unwrap();
+    let other_key = trust::generate_device_key().unwrap();
+    let mismatch =
+        trust::verify_challenge_signature(&issue(&other_key), &digest, &response.data).unwrap_err();
+    assert!(mismatch.to_string().contains("does not verify"), "{mismatch}");
+
+    // No key in the store: no-key. Make-key: no-entropy. An unknown command: unsupported.
+    write_store(&mut target, None);
+    assert_eq!(
+        identity_exchange(&mut target, contract::COMMAND_SIGN_CHALLENGE, &challenge).status,
+        IdentityStatus::NoKey
+    );
+    let mut name = 5u32.to_le_bytes().to_vec();
+    name.extend_from_slice(b"qemu1");
+    let refused = identity_exchange(&mut target, contract::COMMAND_MAKE_KEY_AND_CSR, &name);
+    assert_eq!((refused.status, refused.data.len()), (IdentityStatus::NoEntropy, 0));
+    assert_eq!(
+        identity_exchange(&mut target, contract::COMMAND_MAKE_KEY_AND_CSR, &0u32.to_le_bytes()).status,
+        IdentityStatus::BadParameters
+    );
+    assert_eq!(identity_exchange(&mut target, 7, &[]).status, IdentityStatus::UnsupportedCommand);
+}

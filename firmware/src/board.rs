@@ -36,10 +36,15 @@ pub const BOOT_STATE_ADDRESS: usize = CONFIG_ADDRESS + CONFIG_SIZE_BYTES - SECTO
 pub const UNIQUE_ID_ADDRESS: usize = 0x003F_F000;
 /// Length of the chip unique ID.
 pub const UNIQUE_ID_SIZE_BYTES: usize = 12;
-/// The RAM mailbox: request at +0, report at +32 (contract section 5).
+/// The RAM mailbox: request at +0, report at +32 (contract section 5); with a device identity
+/// also the identity parameters at +256 and the identity response at +352 (section 6).
 pub const MAILBOX_ADDRESS: usize = 0x2000_0000;
-/// The bootloader-to-application handoff, just above the mailbox.
-pub const HANDOFF_ADDRESS: usize = 0x2000_0100;
+/// The mailbox size the firmware reserves: the 1024 bytes a profile with a device identity
+/// uses (a profile without one uses only the first 256).
+pub const MAILBOX_SIZE_BYTES: usize = 0x400;
+/// The bootloader-to-application handoff, just above the (1 KiB) mailbox: the identity
+/// parameters the station writes at mailbox +256 must survive the bootloader.
+pub const HANDOFF_ADDRESS: usize = MAILBOX_ADDRESS + MAILBOX_SIZE_BYTES;
 
 const UART0_ADDRESS: usize = 0x4000_4000;
 const UART_DATA: usize = 0x00;

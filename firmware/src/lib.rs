@@ -2,8 +2,8 @@
 //!
 //! Two binaries share this library: the bootloader (`src/bin/bootloader.rs`), which runs the
 //! update client at every reset and then starts the application, and the application
-//! (`src/bin/application.rs`), which writes the self-test report to the RAM mailbox and prints
-//! it on UART0. The modules mirror the station's reference implementation (`src/contract.rs`,
+//! (`src/bin/application.rs`), which writes the self-test report to the RAM mailbox, prints it
+//! on UART0 and answers the station's identity requests (`src/identity.rs`). The modules mirror the station's reference implementation (`src/contract.rs`,
 //! `src/store.rs`, `src/manifest.rs`, `src/trust/`) closely, with the same RustCrypto crates, so
 //! that the simulated device and this firmware give identical verdicts for the same bytes.
 //!
@@ -16,6 +16,7 @@ extern crate alloc;
 pub mod board;
 pub mod console;
 pub mod contract;
+pub mod identity;
 pub mod manifest;
 pub mod store;
 pub mod update_client;

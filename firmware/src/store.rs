@@ -29,6 +29,8 @@ pub mod keys {
     pub const FACTORY_APP_VERSION: &[u8] = b"imprint.FactoryAppVersion";
     /// SHA-256 fingerprint of the update-authenticity certificate.
     pub const UPDATE_AUTH_CERT: &[u8] = b"mbed.UpdateAuthCert";
+    /// The identity private key the station made (PKCS#8 DER, ECDSA P-256): a secret.
+    pub const BOOTSTRAP_DEVICE_PRIVATE_KEY: &[u8] = b"mbed.BootstrapDevicePrivateKey";
 }
 
 /// One item: key and value borrowed from the store bytes.

@@ -1,5 +1,8 @@
 //! The application: reads the config store and writes the self-test report (contract section
-//! 5.2) into the RAM mailbox, prints its console form (5.3) on UART0, then sleeps.
+//! 5.2) into the RAM mailbox, prints its console form (5.3) on UART0, answers an identity
+//! request found in the mailbox (section 6: command 2 signs the station's challenge with the
+//! store's `mbed.BootstrapDevicePrivateKey`; command 1 is refused with no-entropy, this board has
+//! no TRNG), then sleeps.
 //!
 //! The factory application (1.0.0) and the self-test payload (1.0.1) are this same code built
 //! with a different `IMPRINT_APP_VERSION`; the version *reported* is the installed one (boot
@@ -11,6 +14,7 @@ use core::fmt::Write;
 
 use imprint_firmware::board::{self, Handoff, Uart};
 use imprint_firmware::contract::{self, REPORT_OFFSET_BYTES, SelfTestReport};
+use imprint_firmware::identity::{self, IdentityStatus};
 use imprint_firmware::store::{ConfigStore, keys};
 use imprint_firmware::version::Version;
 
@@ -81,5 +85,33 @@ fn firmware_main() -> ! {
     let _ = write!(uart, "\r\n");
     let _ = report.write_console_line(&mut uart);
     let _ = write!(uart, "\r\n");
+    answer_identity_request(store.as_ref(), &mut uart);
     board::halt()
+}
+
+/// Answers the identity request in the mailbox, if any (contract section 6.1): the response
+/// header and data at mailbox +352, the `IMPI` magic last, as with the report. Prints the
+/// command and status on UART0 (never key material).
+fn answer_identity_request(store: Option<&ConfigStore<'_>>, uart: &mut Uart) {
+    let request = {
+        // SAFETY: the 1 KiB mailbox is mapped RAM below our window; the station does not write
+        // it while the device runs, and the slice ends with this block, before the response is
+        // written.
+        let mailbox = unsafe { board::memory(board::MAILBOX_ADDRESS, board::MAILBOX_SIZE_BYTES) };
+        identity::decode_request(mailbox)
+    };
+    let Some((nonce, command_code, command)) = request else { return };
+    let (status, signature) = match command {
+        Ok(command) => identity::answer(command, store),
+        Err(status) => (status, [0; identity::SIGNATURE_SIZE_BYTES]),
+    };
+    let data: &[u8] = if status == IdentityStatus::Done { &signature } else { &[] };
+    let header = identity::encode_response_header(nonce, command_code, status, data.len());
+    let response_address = board::MAILBOX_ADDRESS + identity::RESPONSE_OFFSET_BYTES;
+    let bytes = |index: usize| if index < header.len() { header[index] } else { data[index - header.len()] };
+    for index in (4..header.len() + data.len()).chain(0..4) {
+        // SAFETY: the response area of the mailbox (RAM below our window).
+        unsafe { core::ptr::write_volatile((response_address + index) as *mut u8, bytes(index)) };
+    }
+    let _ = write!(uart, "imprint application: identity command {command_code} status {}\r\n", status as u32);
 }
