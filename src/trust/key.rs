@@ -34,8 +34,8 @@ struct Sec1KeyOutline<'a> {
 ///
 /// On Unix, warns (through `tracing`) when the file is readable by group or others, because a
 /// signing key that anyone on the station can copy is no longer a secret. The one exception is
-/// the demo key shipped in `profiles/demo-credentials/` (git checks it out readable by all): it
-/// is public by design, so it gets a reminder that it is for development only instead.
+/// the demo keys shipped in `profiles/demo-credentials/` (git checks them out readable by all):
+/// they are public by design, so they get a reminder that they are for development only instead.
 pub fn load_signing_key(path: &Path) -> Result<SoftwareSigner, TrustError> {
     let bytes = Zeroizing::new(
         std::fs::read(path).map_err(|source| TrustError::Read { path: path.to_path_buf(), source })?,
@@ -49,14 +49,20 @@ pub fn load_signing_key(path: &Path) -> Result<SoftwareSigner, TrustError> {
     Ok(SoftwareSigner::new(signing_key, path.display().to_string()))
 }
 
-/// SHA-256 of the uncompressed SEC1 public key of `profiles/demo-credentials/dev.key.pem`.
-const DEMO_PUBLIC_KEY_SHA256: &str = "39e112ed64892fb84d651aae95cd2d0a25e42905c26639517548dab3d5307c3e";
+/// SHA-256 of the uncompressed SEC1 public keys of the keys published in
+/// `profiles/demo-credentials/`: `dev.key.pem` (the demo update signer) and `factory-ca.key.pem`
+/// (the demo factory CA for device identities).
+const DEMO_PUBLIC_KEYS_SHA256: [&str; 2] = [
+    "39e112ed64892fb84d651aae95cd2d0a25e42905c26639517548dab3d5307c3e",
+    "238f5c624243096f85e50158322d9808ef2af1d28f2fef1d4dcb918b94d7fa4c",
+];
 
-/// True for the demo key whose private half is published with Imprint.
+/// True for a demo key whose private half is published with Imprint.
 fn is_public_demo_key(signing_key: &SigningKey) -> bool {
     use sha2::Digest;
     let point = signing_key.verifying_key().to_sec1_point(false);
-    hex::encode(sha2::Sha256::digest(point.as_bytes())) == DEMO_PUBLIC_KEY_SHA256
+    let fingerprint = hex::encode(sha2::Sha256::digest(point.as_bytes()));
+    DEMO_PUBLIC_KEYS_SHA256.contains(&fingerprint.as_str())
 }
 
 /// Decodes key bytes already read from `path` (the path is only used in errors).
@@ -273,9 +279,11 @@ mod tests {
 
     #[test]
     fn the_published_demo_key_is_recognised_and_no_other() {
-        let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/demo-credentials/dev.key.pem");
-        let demo_key = decode_signing_key(&std::fs::read(&demo).unwrap(), &demo).unwrap();
-        assert!(is_public_demo_key(&demo_key));
+        for name in ["dev.key.pem", "factory-ca.key.pem"] {
+            let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/demo-credentials").join(name);
+            let demo_key = decode_signing_key(&std::fs::read(&demo).unwrap(), &demo).unwrap();
+            assert!(is_public_demo_key(&demo_key), "{name}");
+        }
         assert!(!is_public_demo_key(generate_signing_key().signing_key()));
     }
 }
