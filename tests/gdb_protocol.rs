@@ -661,6 +661,20 @@ fn memory_round_trips_in_every_mode() {
 }
 
 #[test]
+fn an_absurd_packet_size_is_capped_rather_than_allocated() {
+    // A faulty server announcing PacketSize=fffffffff0 once made the client allocate a 64 GiB
+    // request buffer (found by the gdb_client fuzz target): the size is capped at 1 MiB.
+    let server = FakeServer::start(Behaviour { packet_size: 0xff_ffff_fff0, ..behaviour() });
+    let mut client = server.client(options(1)).unwrap();
+    assert_eq!(client.features().packet_size_bytes, 0x10_0000);
+    let data = pattern(3_000);
+    client.write_memory(0x100, &data).unwrap();
+    let mut read = vec![0u8; data.len()];
+    client.read_memory(0x100, &mut read).unwrap();
+    assert_eq!(read, data);
+}
+
+#[test]
 fn zeros_read_back_through_run_lengths() {
     let server = FakeServer::start(Behaviour { run_length_replies: true, ..behaviour() });
     let mut client = server.client(options(1)).unwrap();

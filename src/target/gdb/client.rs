@@ -24,6 +24,10 @@ use super::transport::Transport;
 
 /// The packet size assumed when the server does not say (GDB's historical default).
 const DEFAULT_PACKET_SIZE_BYTES: usize = 400;
+/// The largest packet size taken from a server's `qSupported`: what real stubs announce is far
+/// below (OpenOCD 0x3fff, QEMU 0x20000), and a larger one would only make the client allocate
+/// request buffers of whatever size a faulty server names (found by the gdb_client fuzz target).
+const PACKET_SIZE_MAX_BYTES: usize = 0x10_0000;
 /// Room left in a packet for the command, address and length before the data.
 const PACKET_HEADER_ROOM_BYTES: usize = 32;
 /// Nesting limit for `xi:include` in target descriptions.
@@ -108,7 +112,8 @@ impl ServerFeatures {
         for item in String::from_utf8_lossy(reply).split(';') {
             if let Some(value) = item.strip_prefix("PacketSize=") {
                 if let Some(size) = parse_hex_u64(value.as_bytes()) {
-                    features.packet_size_bytes = size as usize;
+                    features.packet_size_bytes =
+                        usize::try_from(size).unwrap_or(usize::MAX).min(PACKET_SIZE_MAX_BYTES);
                 }
             } else if let Some(name) = item.strip_suffix('+') {
                 features.offered.push(name.to_string());
