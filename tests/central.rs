@@ -18,7 +18,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{imprint, repo_root};
+use common::{imprint, repo_root, run_checked};
 
 const ROLE: &str = "imprint";
 const PASSWORD: &str = "imprint-test-secret";
@@ -62,18 +62,6 @@ fn postgres_binaries() -> PathBuf {
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").expect("bind a loopback port").local_addr().expect("port").port()
-}
-
-fn run_checked(command: &mut Command) -> Output {
-    let output = command.output().unwrap_or_else(|error| panic!("cannot run {command:?}: {error}"));
-    assert!(
-        output.status.success(),
-        "{command:?} failed ({}):\n{}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
 }
 
 impl PostgresServer {

@@ -6,7 +6,9 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::{demo_profile_text, imprint, manifest_tool_bin, repo_root, write_profile};
+use common::{
+    demo_profile_text, imprint, manifest_tool_bin, repo_root, scanned_serials_profile_text, write_profile,
+};
 
 const ALL_STEPS: [&str; 14] = [
     "connect",
@@ -216,10 +218,7 @@ fn a_manifest_dev_tool_environment_is_a_trust_source() {
 
 /// The demo profile with `serial.scheme = "scanned"`: serials come from the units' labels.
 fn scanned_serials_profile(directory: &std::path::Path) -> std::path::PathBuf {
-    let text = demo_profile_text()
-        .replace("scheme = \"counter\"\nprefix = \"DS1-\"\ncounter_width = 6\n", "scheme = \"scanned\"\n");
-    assert!(text.contains("scheme = \"scanned\""), "the demo profile's [serial] section changed");
-    write_profile(directory, "labelled.toml", &text)
+    write_profile(directory, "labelled.toml", &scanned_serials_profile_text())
 }
 
 fn finished_units(events: &[serde_json::Value]) -> Vec<&serde_json::Value> {

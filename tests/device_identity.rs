@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 
-use common::{demo_profile_text, imprint, write_profile};
+use common::{demo_profile_text, imprint, openssl, openssl_ok, text, write_profile};
 use imprint::ledger::{CertificateSelection, ExportFilter, ExportFormat, Ledger};
 use imprint::profile::{Profile, SimTiming};
 use imprint::station::{
@@ -26,24 +26,6 @@ use imprint::trust::{self, Certificate, Signer};
 const USER_PIN: &str = "1234";
 const SO_PIN: &str = "5678";
 const PIN_VARIABLE: &str = "IMPRINT_TEST_PKCS11_PIN";
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn openssl(args: &[&str], directory: &Path) -> Output {
-    Command::new("openssl")
-        .args(args)
-        .current_dir(directory)
-        .output()
-        .unwrap_or_else(|error| panic!("cannot run openssl ({error}); scripts/test installs it"))
-}
-
-fn openssl_ok(args: &[&str], directory: &Path) -> String {
-    let output = openssl(args, directory);
-    assert!(output.status.success(), "openssl {args:?} failed:\n{}", text(&output.stderr));
-    text(&output.stdout)
-}
 
 /// A factory CA made by openssl (the outside oracle): `ca.pem` and its PKCS#8 key `ca.key.pem`.
 fn openssl_factory_ca(directory: &Path) {

@@ -3,6 +3,8 @@
 //! simulated slots, the real ledger in a temp dir. An export made from the window is checked by
 //! the real `imprint log verify`.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -221,15 +223,8 @@ fn manual_start_waits_for_the_operator_and_the_scanner_starts_a_unit() {
 #[test]
 fn with_a_scanned_serial_profile_each_scan_starts_the_waiting_slot_with_that_serial() {
     let directory = tempfile::tempdir().unwrap();
-    let demo = std::fs::read_to_string(demo_profile()).unwrap();
-    let profiles = demo_profile().parent().unwrap().to_path_buf();
-    let text = demo
-        .replace("\"../", &format!("\"{}/", profiles.parent().unwrap().display()))
-        .replace("\"demo-credentials/", &format!("\"{}/demo-credentials/", profiles.display()))
-        .replace("scheme = \"counter\"\nprefix = \"DS1-\"\ncounter_width = 6\n", "scheme = \"scanned\"\n");
-    assert!(text.contains("scheme = \"scanned\""));
     let profile = directory.path().join("labelled.toml");
-    std::fs::write(&profile, text).unwrap();
+    std::fs::write(&profile, common::scanned_serials_profile_text()).unwrap();
     let mut gui = gui(2, |options| {
         options.manual_start = Some(true);
         options.profile = Some(profile);

@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use common::{openssl, openssl_ok, text};
+
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11};
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHandle};
 use cryptoki::session::{Session, SessionState, UserType};
@@ -272,24 +274,6 @@ impl Drop for RawToken {
             let _ = context.finalize();
         }
     }
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn openssl(args: &[&str], directory: &Path) -> Output {
-    Command::new("openssl")
-        .args(args)
-        .current_dir(directory)
-        .output()
-        .unwrap_or_else(|error| panic!("cannot run openssl ({error}); scripts/test installs it"))
-}
-
-fn openssl_ok(args: &[&str], directory: &Path) -> String {
-    let output = openssl(args, directory);
-    assert!(output.status.success(), "openssl {args:?} failed:\n{}", text(&output.stderr));
-    text(&output.stdout)
 }
 
 /// The certificate's SHA-256 fingerprint as openssl computes it, lowercase hex without colons.

@@ -14,7 +14,7 @@ use tracing_subscriber::Layer;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-use super::station_identity;
+use super::{split_sim_fault, station_identity};
 
 #[derive(clap::Args)]
 #[command(after_help = "Examples:
@@ -159,16 +159,7 @@ pub fn run(args: GuiArgs, log_filter: &str) -> anyhow::Result<ExitCode> {
 
 /// `SLOT.UNIT:KIND[=VALUE]` -> (slot, 0-based unit index, fault).
 fn parse_sim_fault(spec: &str) -> anyhow::Result<(usize, u64, FaultChoice)> {
-    let expected = "expected SLOT.UNIT:KIND[=VALUE], e.g. 0.2:probe-lost=erase";
-    let (position, fault) =
-        spec.split_once(':').with_context(|| format!("--sim-fault {spec}: {expected}"))?;
-    let (slot, unit) = position.split_once('.').with_context(|| format!("--sim-fault {spec}: {expected}"))?;
-    let slot: usize = slot.parse().with_context(|| format!("--sim-fault {spec}: slot must be a number"))?;
-    let unit: u64 =
-        unit.parse().with_context(|| format!("--sim-fault {spec}: unit must be a number from 1"))?;
-    if unit == 0 {
-        bail!("--sim-fault {spec}: units count from 1");
-    }
+    let (slot, unit, fault) = split_sim_fault(spec)?;
     let fault = FaultChoice::parse(fault).map_err(|error| anyhow::anyhow!("--sim-fault {spec}: {error}"))?;
     Ok((slot, unit - 1, fault))
 }

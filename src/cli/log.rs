@@ -211,29 +211,9 @@ fn certificates(args: CertificatesArgs) -> anyhow::Result<ExitCode> {
     let selection =
         if args.all { CertificateSelection::EveryIssued } else { CertificateSelection::ProvisionedUnits };
     let ledger = args.database.open()?;
-    let summary = match &args.output {
-        Some(output) => {
-            let mut file = std::fs::File::create(output)
-                .with_context(|| format!("creating certificate bundle {}", output.display()))?;
-            let outcome =
-                ledger.export_device_certificates(selection, &filter, &mut file).and_then(|summary| {
-                    file.sync_all().map_err(|source| imprint::ledger::LedgerError::ExportWrite { source })?;
-                    Ok(summary)
-                });
-            if outcome.is_err() {
-                // Leave no half-written bundle behind that could pass for a complete one.
-                let _ = std::fs::remove_file(output);
-            }
-            outcome.with_context(|| format!("exporting certificates to {}", output.display()))?
-        }
-        None => {
-            let stdout = std::io::stdout();
-            let mut lock = stdout.lock();
-            ledger
-                .export_device_certificates(selection, &filter, &mut lock)
-                .context("exporting certificates to standard output")?
-        }
-    };
+    let summary = write_output(args.output.as_deref(), "certificate bundle", |out| {
+        Ok(ledger.export_device_certificates(selection, &filter, out)?)
+    })?;
     eprintln!(
         "exported {} device certificate{} ({})",
         summary.certificate_count,
@@ -244,6 +224,29 @@ fn certificates(args: CertificatesArgs) -> anyhow::Result<ExitCode> {
         }
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes with `write` to the file `output` (synced to disk, and removed again when writing
+/// failed, so no half-written `what` can pass for a complete one) or to standard output.
+fn write_output<T>(
+    output: Option<&Path>,
+    what: &str,
+    write: impl FnOnce(&mut dyn Write) -> anyhow::Result<T>,
+) -> anyhow::Result<T> {
+    let Some(output) = output else {
+        let stdout = std::io::stdout();
+        return write(&mut stdout.lock()).with_context(|| format!("writing the {what} to standard output"));
+    };
+    let mut file = std::fs::File::create(output)
+        .with_context(|| format!("creating {what} file {}", output.display()))?;
+    let outcome = write(&mut file).and_then(|value| {
+        file.sync_all().map_err(|source| imprint::ledger::LedgerError::ExportWrite { source })?;
+        Ok(value)
+    });
+    if outcome.is_err() {
+        let _ = std::fs::remove_file(output);
+    }
+    outcome.with_context(|| format!("writing the {what} to {}", output.display()))
 }
 
 fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
@@ -273,26 +276,7 @@ fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
             (None, None) => bail!("no ledger to export"),
         }
     };
-    let summary = match &args.output {
-        Some(output) => {
-            let mut file = std::fs::File::create(output)
-                .with_context(|| format!("creating export file {}", output.display()))?;
-            let outcome = export_to(&mut file).and_then(|summary| {
-                file.sync_all().map_err(|source| imprint::ledger::LedgerError::ExportWrite { source })?;
-                Ok(summary)
-            });
-            if outcome.is_err() {
-                // Leave no half-written export behind that could pass for a complete one.
-                let _ = std::fs::remove_file(output);
-            }
-            outcome.with_context(|| format!("exporting to {}", output.display()))?
-        }
-        None => {
-            let stdout = std::io::stdout();
-            let mut lock = stdout.lock();
-            export_to(&mut lock).context("exporting to standard output")?
-        }
-    };
+    let summary = write_output(args.output.as_deref(), "export", export_to)?;
     for head in &summary.chain_heads {
         eprintln!(
             "exported {} runs; chain head of station {:?}: sequence {} {}",

@@ -108,6 +108,23 @@ pub fn station_identity(station: Option<String>, operator: Option<String>) -> (S
     (station, operator)
 }
 
+/// Splits a `--sim-fault` value `SLOT.UNIT:FAULT` (as `imprint run` and `imprint gui` take it)
+/// into the slot, the unit counted from 1 on that slot, and the fault text after the colon.
+pub fn split_sim_fault(spec: &str) -> anyhow::Result<(usize, u64, &str)> {
+    use anyhow::Context;
+    let expected = "expected SLOT.UNIT:KIND[=VALUE], e.g. 0.2:probe-lost=erase";
+    let (position, fault) =
+        spec.split_once(':').with_context(|| format!("--sim-fault {spec}: {expected}"))?;
+    let (slot, unit) = position.split_once('.').with_context(|| format!("--sim-fault {spec}: {expected}"))?;
+    let slot: usize = slot.parse().with_context(|| format!("--sim-fault {spec}: slot must be a number"))?;
+    let unit: u64 =
+        unit.parse().with_context(|| format!("--sim-fault {spec}: unit must be a number from 1"))?;
+    if unit == 0 {
+        anyhow::bail!("--sim-fault {spec}: units count from 1");
+    }
+    Ok((slot, unit, fault))
+}
+
 fn init_tracing(filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));

@@ -18,7 +18,7 @@ use imprint::station::{
 use imprint::target::sim::{FaultPlan, FaultSchedule};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
-use super::{EXIT_UNITS_FAILED, station_identity};
+use super::{EXIT_UNITS_FAILED, split_sim_fault, station_identity};
 
 #[derive(clap::Args)]
 #[command(after_help = "Examples:
@@ -200,16 +200,7 @@ struct SimFaultSpec {
 }
 
 fn parse_sim_fault(spec: &str) -> anyhow::Result<SimFaultSpec> {
-    let expected = "expected SLOT.UNIT:KIND[=VALUE], e.g. 0.2:probe-lost=erase";
-    let (position, fault) =
-        spec.split_once(':').with_context(|| format!("--sim-fault {spec}: {expected}"))?;
-    let (slot, unit) = position.split_once('.').with_context(|| format!("--sim-fault {spec}: {expected}"))?;
-    let slot: usize = slot.parse().with_context(|| format!("--sim-fault {spec}: slot must be a number"))?;
-    let unit: u64 =
-        unit.parse().with_context(|| format!("--sim-fault {spec}: unit must be a number from 1"))?;
-    if unit == 0 {
-        bail!("--sim-fault {spec}: units count from 1");
-    }
+    let (slot, unit, fault) = split_sim_fault(spec)?;
     let (kind, value) = match fault.split_once('=') {
         Some((kind, value)) => (kind, Some(value)),
         None => (fault, None),

@@ -267,15 +267,7 @@ fn issue_serial(
             })?;
             if leased_blocks_required || super::outbox::has_serial_blocks(transaction, path, prefix)? {
                 let value = super::outbox::take_leased_serial(transaction, path, prefix)?;
-                let digits = value.to_string();
-                if digits.len() > *counter_width as usize {
-                    return Err(LedgerError::SerialCounterExhausted {
-                        prefix: prefix.clone(),
-                        counter_width: *counter_width,
-                        value,
-                    });
-                }
-                let serial = format!("{prefix}{digits:0>width$}", width = *counter_width as usize);
+                let serial = counter_serial(prefix, *counter_width, value)?;
                 return check_new_serial(transaction, path, serial);
             }
             transaction
@@ -291,14 +283,7 @@ fn issue_serial(
                 .map_err(database_error(path, "reading the serial counter"))?;
             // A profile may raise first_value later (a new range): honour it, never go back.
             let value = stored_next.max(first_value_stored) as u64;
-            let digits = value.to_string();
-            if digits.len() > *counter_width as usize {
-                return Err(LedgerError::SerialCounterExhausted {
-                    prefix: prefix.clone(),
-                    counter_width: *counter_width,
-                    value,
-                });
-            }
+            let serial = counter_serial(prefix, *counter_width, value)?;
             let next_value = i64::try_from(value + 1).map_err(|_| LedgerError::SerialCounterExhausted {
                 prefix: prefix.clone(),
                 counter_width: *counter_width,
@@ -308,10 +293,20 @@ fn issue_serial(
                 .prepare_cached("UPDATE serial_counters SET next_value = ?2 WHERE prefix = ?1")
                 .and_then(|mut statement| statement.execute(params![prefix, next_value]))
                 .map_err(database_error(path, "advancing the serial counter"))?;
-            format!("{prefix}{digits:0>width$}", width = *counter_width as usize)
+            serial
         }
     };
     check_new_serial(transaction, path, serial)
+}
+
+/// `prefix` + `value` zero-padded to `counter_width` digits; a value with more digits than the
+/// width means the counter is used up.
+fn counter_serial(prefix: &str, counter_width: u32, value: u64) -> Result<String, LedgerError> {
+    let digits = value.to_string();
+    if digits.len() > counter_width as usize {
+        return Err(LedgerError::SerialCounterExhausted { prefix: prefix.to_owned(), counter_width, value });
+    }
+    Ok(format!("{prefix}{digits:0>width$}", width = counter_width as usize))
 }
 
 /// Refuses a malformed serial or one that was ever issued before, current or retired.

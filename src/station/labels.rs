@@ -73,11 +73,6 @@ impl UnitLabels {
         lock(&self.serials).slots_waiting.iter().copied().collect()
     }
 
-    /// Serials scanned and not taken yet.
-    pub fn pending_serials(&self) -> usize {
-        lock(&self.serials).pending.len()
-    }
-
     /// Reserves a serial for `slot`'s next unit, waiting for a scan while `keep_waiting` says
     /// so: true when one is reserved (one already meant for the slot, else the oldest meant for
     /// any slot); false when the source ended with nothing left for the slot, or on a stop.

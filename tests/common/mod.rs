@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 use std::sync::Mutex;
 
 /// The manifest-tool version the tests compare against.
@@ -40,8 +40,8 @@ pub fn manifest_tool_bin(name: &str) -> PathBuf {
     lock_file.lock().expect("lock manifest-tool venv");
     // Another process may have finished the install while we waited for the lock.
     if !(marker.is_file() && executable.is_file()) {
-        run_or_panic(Command::new("python3").arg("-m").arg("venv").arg(&venv));
-        run_or_panic(
+        run_checked(Command::new("python3").arg("-m").arg("venv").arg(&venv));
+        run_checked(
             Command::new(venv.join("bin").join("pip"))
                 .args(["install", "--quiet", "--disable-pip-version-check"])
                 .arg(format!("manifest-tool=={MANIFEST_TOOL_VERSION}")),
@@ -64,7 +64,8 @@ pub fn target_dir() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"))
 }
 
-fn run_or_panic(command: &mut Command) {
+/// Runs `command` and returns its output; panics with both streams when it fails.
+pub fn run_checked(command: &mut Command) -> Output {
     let output = command.output().unwrap_or_else(|error| panic!("cannot run {command:?}: {error}"));
     assert!(
         output.status.success(),
@@ -73,6 +74,37 @@ fn run_or_panic(command: &mut Command) {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+    output
+}
+
+/// Bytes as text, invalid UTF-8 replaced.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Runs `openssl` (the outside oracle) in `directory`.
+pub fn openssl(args: &[&str], directory: &Path) -> Output {
+    Command::new("openssl")
+        .args(args)
+        .current_dir(directory)
+        .output()
+        .unwrap_or_else(|error| panic!("cannot run openssl ({error}); scripts/test installs it"))
+}
+
+/// Runs `openssl` in `directory`, which must succeed; returns its standard output.
+pub fn openssl_ok(args: &[&str], directory: &Path) -> String {
+    let output = openssl(args, directory);
+    assert!(output.status.success(), "openssl {args:?} failed:\n{}", text(&output.stderr));
+    text(&output.stdout)
+}
+
+/// profiles/demo.toml (paths made absolute) with `serial.scheme = "scanned"`: each unit's serial
+/// comes from its label.
+pub fn scanned_serials_profile_text() -> String {
+    let text = demo_profile_text()
+        .replace("scheme = \"counter\"\nprefix = \"DS1-\"\ncounter_width = 6\n", "scheme = \"scanned\"\n");
+    assert!(text.contains("scheme = \"scanned\""), "the demo profile's [serial] section changed");
+    text
 }
 
 /// The repository root (where Cargo.toml is).
