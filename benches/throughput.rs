@@ -21,8 +21,8 @@ use imprint::profile::{Profile, SimTiming};
 use imprint::station::{
     CancelToken, DiscardEvents, SelfTestMaterial, StationContext, UnitResult, provision_unit, run_line,
 };
-use imprint::target::sim::{FaultPlan, SimDevice, SimFixture, SimTarget};
-use imprint::target::{ChipDescription, Fixture, Target, TargetError};
+use imprint::device::sim::{FaultPlan, SimDevice, SimFixture, SimTarget};
+use imprint::device::{ChipDescription, Fixture, Target, TargetError};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

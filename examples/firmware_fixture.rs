@@ -4,7 +4,7 @@
 //!
 //! Each case is a directory with `steps.txt` (what a station would do: write images, a config
 //! store and a candidate, write the mailbox request, reset, dump memory) and the files it names;
-//! this program also executes the steps on the station's simulated device (`target::sim`, whose
+//! this program also executes the steps on the station's simulated device (`device::sim`, whose
 //! update client is `contract::evaluate_candidate`) and writes the results beside them as
 //! `*.sim.*` files. Keys are fixed test scalars: nothing here is secret.
 //!
@@ -23,8 +23,8 @@ use imprint::identity::{self, ChipUid};
 use imprint::manifest::{self, ManifestRequest, SemanticVersion};
 use imprint::profile::{FlashRegion, MemoryMap, RamSpan, SimTiming};
 use imprint::store::{ConfigStore, StoreItem, StoreLayout, keys};
-use imprint::target::Target;
-use imprint::target::sim::{FaultPlan, SimDevice, SimTarget};
+use imprint::device::Target;
+use imprint::device::sim::{FaultPlan, SimDevice, SimTarget};
 use imprint::trust::{
     Certificate, CertificateRequest, SignError, Signer, SoftwareSigner, issue_certificate,
     self_signed_certificate,

@@ -21,9 +21,9 @@ use std::time::{Duration, Instant};
 
 use imprint::image::{FirmwareImage, ImageFormat};
 use imprint::profile::{FlashRegion, MemoryMap, RamSpan};
-use imprint::target::Target;
-use imprint::target::gdb::{GdbClient, GdbTarget, GdbTargetConfig, TcpTransport};
-use imprint::target::qemu::{QemuInstance, QemuOptions, qemu_version};
+use imprint::device::Target;
+use imprint::device::gdb::{GdbClient, GdbTarget, GdbTargetConfig, TcpTransport};
+use imprint::device::qemu::{QemuInstance, QemuOptions, qemu_version};
 
 const APPLICATION_SLOT_ADDRESS: u64 = 0x2_0000;
 const APPLICATION_SLOT_SIZE_BYTES: usize = 0xE_0000;

@@ -23,5 +23,5 @@ pub mod manifest;
 pub mod profile;
 pub mod station;
 pub mod store;
-pub mod target;
+pub mod device;
 pub mod trust;

@@ -26,9 +26,9 @@ use imprint::manifest::{self, ManifestRequest, SemanticVersion};
 use imprint::profile::{MemoryMap, Profile, SimTiming};
 use imprint::station::self_test::flatten_image;
 use imprint::store::{ConfigStore, StoreItem, keys};
-use imprint::target::Target;
-use imprint::target::qemu::{QemuFixture, QemuOptions};
-use imprint::target::sim::{FaultPlan, SimDevice, SimTarget};
+use imprint::device::Target;
+use imprint::device::qemu::{QemuFixture, QemuOptions};
+use imprint::device::sim::{FaultPlan, SimDevice, SimTarget};
 use imprint::trust::{
     Certificate, CertificateRequest, Signer, SoftwareSigner, generate_signing_key, issue_certificate,
     self_signed_certificate,

@@ -20,7 +20,7 @@ use imprint::station::{
     provision_unit,
 };
 use imprint::store::{ConfigStore, keys};
-use imprint::target::sim::{FaultPlan, SimDevice, SimTarget};
+use imprint::device::sim::{FaultPlan, SimDevice, SimTarget};
 use imprint::trust::{self, Certificate, Signer};
 
 const USER_PIN: &str = "1234";

@@ -16,14 +16,14 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use imprint::profile::{FlashRegion, MemoryMap, RamSpan};
-use imprint::target::gdb::protocol::{
+use imprint::device::gdb::protocol::{
     Incoming, PacketParser, checksum, escape_binary, frame_packet, push_run_length_encoded, unescape_binary,
 };
-use imprint::target::gdb::{
+use imprint::device::gdb::{
     BreakpointKind, GdbClient, GdbError, GdbOptions, GdbTarget, GdbTargetConfig, RunState, SerialTransport,
     StopReason, TcpTransport,
 };
-use imprint::target::{Target, TargetError};
+use imprint::device::{Target, TargetError};
 
 // ---------------------------------------------------------------------------------------------
 // Wire-format vectors.
@@ -914,8 +914,8 @@ fn the_client_works_over_a_serial_line() {
 
 #[test]
 fn a_gdb_fixture_presents_a_new_unit_when_the_unique_id_changes() {
-    use imprint::target::Fixture;
-    use imprint::target::gdb::{GdbAddress, GdbFixture};
+    use imprint::device::Fixture;
+    use imprint::device::gdb::{GdbAddress, GdbFixture};
 
     let server = FakeServer::start(behaviour());
     server.memory.lock().unwrap()[0xFF00..0xFF0C].copy_from_slice(&[0x11; 12]);

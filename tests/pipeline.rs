@@ -13,8 +13,8 @@ use imprint::station::{
     CancelToken, EventKind, EventSink, SelfTestMaterial, StationContext, StationEvent, UnitResult,
     provision_unit, run_line,
 };
-use imprint::target::sim::{FaultPlan, SimDevice, SimFixture, SimTarget};
-use imprint::target::{ChipDescription, Fixture, Target, TargetError};
+use imprint::device::sim::{FaultPlan, SimDevice, SimFixture, SimTarget};
+use imprint::device::{ChipDescription, Fixture, Target, TargetError};
 
 /// Collects events for inspection.
 #[derive(Default)]
@@ -345,7 +345,7 @@ fn a_hung_slot_times_out_while_the_other_slots_keep_producing() {
     );
     assert!(
         started.elapsed()
-            >= std::time::Duration::from_millis(imprint::target::sim::SIM_PROBE_COMMAND_TIMEOUT_MS)
+            >= std::time::Duration::from_millis(imprint::device::sim::SIM_PROBE_COMMAND_TIMEOUT_MS)
     );
 }
 

@@ -16,7 +16,7 @@ use imprint::station::{
     CancelToken, DiscardEvents, SelfTestMaterial, StationContext, UnitResult, provision_unit,
 };
 use imprint::store::ConfigStore;
-use imprint::target::sim::{FaultPlan, SimDevice, SimTarget};
+use imprint::device::sim::{FaultPlan, SimDevice, SimTarget};
 use sha2::{Digest, Sha256};
 
 /// A profile variant: every flash region with this erased value and write alignment.

@@ -14,25 +14,25 @@ use std::time::Duration;
 
 use imprint::profile::{Profile, RamSpan};
 use imprint::station::fixtures::{FixtureError, FixtureSelector};
-use imprint::target::TargetError;
-use imprint::target::probe_rs::chip::{
+use imprint::device::TargetError;
+use imprint::device::probe_rs::chip::{
     ChipIdCheck, UniqueIdRead, plan_unique_id_read, reported_chip_name, unique_id_bytes_from_words,
     unique_id_from_bytes,
 };
-use imprint::target::probe_rs::console_port::{
+use imprint::device::probe_rs::console_port::{
     ConsolePortError, SerialPortListing, UsbSerialIdentity, choose_console_port, open_console,
 };
-use imprint::target::probe_rs::fixture::{ArrivalDecision, ArrivalTracker, find_shared_probe, poll_backoff};
-use imprint::target::probe_rs::lock::{
+use imprint::device::probe_rs::fixture::{ArrivalDecision, ArrivalTracker, find_shared_probe, poll_backoff};
+use imprint::device::probe_rs::lock::{
     LockRecipe, LockStateCheck, RegisterBus, RegisterStep, UnlockMethod, judge_lock_proof,
     run_register_steps, steps_time_bound_ms,
 };
-use imprint::target::probe_rs::progress::{FlashEvent, FlashPhase, FlashProgressTally};
-use imprint::target::probe_rs::registry::{ChipDescriptionError, check_target_description, resolve_target};
-use imprint::target::probe_rs::selector::{
+use imprint::device::probe_rs::progress::{FlashEvent, FlashPhase, FlashProgressTally};
+use imprint::device::probe_rs::registry::{ChipDescriptionError, check_target_description, resolve_target};
+use imprint::device::probe_rs::selector::{
     ConsolePortSelector, ProbeListing, ProbeSelector, ProbeSlotSpec, SelectorError, UnitArrival, choose_probe,
 };
-use imprint::target::probe_rs::{ProbeRsConfig, usb_visibility_note};
+use imprint::device::probe_rs::{ProbeRsConfig, usb_visibility_note};
 
 fn repository() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -10,9 +10,9 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use imprint::target::gdb::{BreakpointKind, GdbTarget, RunState, StopReason};
-use imprint::target::qemu::{QemuFixture, QemuOptions, qemu_version};
-use imprint::target::{Fixture, Target, TargetError};
+use imprint::device::gdb::{BreakpointKind, GdbTarget, RunState, StopReason};
+use imprint::device::qemu::{QemuFixture, QemuOptions, qemu_version};
+use imprint::device::{Fixture, Target, TargetError};
 
 const HELLO_LINE: &str = "HELLO-FROM-STUB";
 /// `done:` in hello.S, where the program spins after printing.
@@ -286,8 +286,8 @@ fn gdb_multiarch(gdb_address: &str, commands: &[String]) -> String {
 #[test]
 fn gdb_multiarch_agrees_with_the_backend_about_memory() {
     use imprint::image::{FirmwareImage, ImageFormat};
-    use imprint::target::gdb::{GdbClient, GdbTarget, TcpTransport};
-    use imprint::target::qemu::QemuInstance;
+    use imprint::device::gdb::{GdbClient, GdbTarget, TcpTransport};
+    use imprint::device::qemu::QemuInstance;
 
     let options = QemuOptions::default();
     let (instance, client) = QemuInstance::start(&options).unwrap();
@@ -326,7 +326,7 @@ fn gdb_multiarch_agrees_with_the_backend_about_memory() {
 
 #[test]
 fn a_gdb_selector_provisions_a_qemu_started_outside_the_harness() {
-    use imprint::target::qemu::QemuInstance;
+    use imprint::device::qemu::QemuInstance;
 
     // QEMU as a user would run any GDB server, with a unique ID programmed "at the factory".
     let (instance, mut client) = QemuInstance::start(&QemuOptions::default()).unwrap();

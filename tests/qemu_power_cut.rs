@@ -18,9 +18,9 @@ use imprint::profile::Profile;
 use imprint::station::{
     CancelToken, DiscardEvents, SelfTestMaterial, StationContext, UnitResult, provision_unit,
 };
-use imprint::target::Target;
-use imprint::target::gdb::{BreakpointKind, GdbTargetConfig};
-use imprint::target::qemu::{QemuFixture, QemuOptions};
+use imprint::device::Target;
+use imprint::device::gdb::{BreakpointKind, GdbTargetConfig};
+use imprint::device::qemu::{QemuFixture, QemuOptions};
 
 fn read(target: &mut dyn Target, address: u64, length: usize) -> Vec<u8> {
     let mut bytes = vec![0u8; length];

@@ -3,7 +3,7 @@
 //! station-made key from the config store (`mbed.BootstrapDevicePrivateKey`, PKCS#8 DER) and the
 //! challenge signature (6.4). Mirrors the station's `src/contract.rs` (`IdentityMailboxRequest`,
 //! `IdentityResponse`, `identity_challenge_digest`) and the simulated device
-//! (`src/target/sim/device.rs`).
+//! (`src/device/sim/device.rs`).
 //!
 //! This board has no entropy source (QEMU's `mps2-an385` emulates no TRNG), so command 1
 //! (make a key and a CSR) is always answered with status 3, no-entropy: a key made without

@@ -8,7 +8,7 @@
 //! loop must end).
 #![no_main]
 
-use imprint::target::gdb::client::{GdbClient, GdbOptions};
+use imprint::device::gdb::client::{GdbClient, GdbOptions};
 use imprint_fuzz::{ScriptedTransport, gdb_server_script};
 use libfuzzer_sys::fuzz_target;
 

@@ -1,4 +1,4 @@
-//! Fuzz target: the GDB remote protocol's wire layer (src/target/gdb/protocol.rs): the
+//! Fuzz target: the GDB remote protocol's wire layer (src/device/gdb/protocol.rs): the
 //! byte-at-a-time packet parser (`PacketParser`: framing, checksums, run-length encoding,
 //! acknowledgements, noise), the binary-escape and hex decoders, and a `Connection` reading
 //! requests' replies from a server that sends arbitrary bytes.
@@ -11,8 +11,8 @@
 
 use std::time::Duration;
 
-use imprint::target::gdb::client::{ServerFeatures, StopReply};
-use imprint::target::gdb::protocol::{
+use imprint::device::gdb::client::{ServerFeatures, StopReply};
+use imprint::device::gdb::protocol::{
     Connection, ConnectionSettings, Incoming, PacketParser, decode_hex, escape_binary, frame_packet,
     parse_hex_u64, push_hex, unescape_binary,
 };

@@ -1,4 +1,4 @@
-//! Fuzz target: the GDB target-description and memory-map readers (src/target/gdb/features.rs),
+//! Fuzz target: the GDB target-description and memory-map readers (src/device/gdb/features.rs),
 //! fed directly rather than through `qXfer` packets so the fuzzer spends its time in the XML.
 //!
 //! The input is split at NUL bytes into documents: the first is `target.xml` and the memory
@@ -6,8 +6,8 @@
 //! and cycle. Neither reader may panic; includes stop at the client's depth limit.
 #![no_main]
 
-use imprint::target::gdb::error::GdbError;
-use imprint::target::gdb::features::{DescriptionBuilder, parse_memory_map};
+use imprint::device::gdb::error::GdbError;
+use imprint::device::gdb::features::{DescriptionBuilder, parse_memory_map};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -120,7 +120,7 @@ impl ScriptedTransport {
     }
 }
 
-impl imprint::target::gdb::transport::Transport for ScriptedTransport {
+impl imprint::device::gdb::transport::Transport for ScriptedTransport {
     fn read(&mut self, buffer: &mut [u8], _timeout: std::time::Duration) -> std::io::Result<usize> {
         const PIECE_LENGTHS: [usize; 7] = [1, 7, 64, 3, 4096, 2, 31];
         let remaining = self.script.len() - self.position;
@@ -156,7 +156,7 @@ pub fn gdb_server_script(data: &[u8]) -> Vec<u8> {
     let mut script = Vec::with_capacity(rest.len() * 2);
     for payload in rest.split(|byte| *byte == 0) {
         script.push(b'+');
-        imprint::target::gdb::protocol::frame_packet(payload, &mut script);
+        imprint::device::gdb::protocol::frame_packet(payload, &mut script);
     }
     script
 }

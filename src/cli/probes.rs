@@ -9,8 +9,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use imprint::target::probe_rs::console_port::{SerialPortListing, choose_console_port, list_serial_ports};
-use imprint::target::probe_rs::{ConsolePortSelector, ProbeListing, list_probes};
+use imprint::device::probe_rs::console_port::{SerialPortListing, choose_console_port, list_serial_ports};
+use imprint::device::probe_rs::{ConsolePortSelector, ProbeListing, list_probes};
 use serde::Serialize;
 
 /// How long to wait for a GDB endpoint to accept a connection.

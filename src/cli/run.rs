@@ -15,7 +15,7 @@ use imprint::station::{
     CancelToken, EventKind, EventSink, LineSummary, SelfTestMaterial, StationContext, StationEvent,
     UnitLabels, UnitResult, run_line,
 };
-use imprint::target::sim::{FaultPlan, FaultSchedule};
+use imprint::device::sim::{FaultPlan, FaultSchedule};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use super::{EXIT_UNITS_FAILED, split_sim_fault, station_identity};

@@ -6,8 +6,8 @@
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::target::sim::{FaultPlan, FaultSchedule};
-use crate::target::{Fixture, Target, TargetError};
+use crate::device::sim::{FaultPlan, FaultSchedule};
+use crate::device::{Fixture, Target, TargetError};
 
 /// How often a waiting slot re-checks whether the line was stopped.
 const WAIT_POLL: Duration = Duration::from_millis(50);

@@ -26,7 +26,7 @@ use crate::station::fixtures::{FixtureSelector, SimOptions, open_fixtures};
 use crate::station::{
     CancelToken, EventSink, SelfTestMaterial, StationContext, StationEvent, UnitLabels, run_line,
 };
-use crate::target::Fixture;
+use crate::device::Fixture;
 
 use super::fixture::{FaultInjector, GatedFixture, StartGate, StartMode};
 use super::panels::SLOTS_MAX;

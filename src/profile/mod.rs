@@ -49,10 +49,10 @@ pub struct Profile {
     /// A custom probe-rs target description for the chip (`chip.target_description`).
     pub chip_target_description: Option<ChipTargetDescription>,
     /// A register that identifies the chip (`chip.id_register`); probe-rs backends check it.
-    pub chip_id_check: Option<crate::target::probe_rs::chip::ChipIdCheck>,
+    pub chip_id_check: Option<crate::device::probe_rs::chip::ChipIdCheck>,
     /// How probe-rs backends lock (and recover) the chip: the profile's `lock.recipe` or
     /// `[[lock.writes]]`, else the built-in recipe for the chip's family, if there is one.
-    pub lock_recipe: Option<crate::target::probe_rs::LockRecipe>,
+    pub lock_recipe: Option<crate::device::probe_rs::LockRecipe>,
     /// Where everything goes on the chip.
     pub memory: MemoryMap,
     /// The bootloader image, checked to lie inside the bootloader region.

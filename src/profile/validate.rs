@@ -18,8 +18,8 @@ use super::{
 use crate::image::{FirmwareImage, ImageFormat};
 use crate::ledger::{ReworkPolicy, SerialScheme};
 use crate::manifest::SemanticVersion;
-use crate::target::probe_rs::chip::ChipIdCheck;
-use crate::target::probe_rs::lock::{LockRecipe, LockStateCheck, RegisterStep, UnlockMethod};
+use crate::device::probe_rs::chip::ChipIdCheck;
+use crate::device::probe_rs::lock::{LockRecipe, LockStateCheck, RegisterStep, UnlockMethod};
 use crate::trust::{self, Certificate, Signer};
 
 /// One thing wrong with a profile.
@@ -1052,7 +1052,7 @@ fn check_target_description(
             return None;
         }
     };
-    if let Err(error) = crate::target::probe_rs::check_target_description(&yaml, &raw.chip.name) {
+    if let Err(error) = crate::device::probe_rs::check_target_description(&yaml, &raw.chip.name) {
         checker.problem_in(&path, "chip.target_description", error.to_string());
         return None;
     }
@@ -1195,7 +1195,7 @@ fn check_lock_recipe(raw: &RawProfile, checker: &mut Checker) -> Option<LockReci
                     "lock.recipe",
                     format!(
                         "expected one of {}, found \"{name}\"",
-                        crate::target::probe_rs::lock::BUILTIN_RECIPE_NAMES.join(", ")
+                        crate::device::probe_rs::lock::BUILTIN_RECIPE_NAMES.join(", ")
                     ),
                 );
             }

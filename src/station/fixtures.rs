@@ -3,20 +3,20 @@
 //! This is the one place that knows every backend's name; the CLI and the GUI both open their
 //! slots through [`open_fixtures`], so a new backend is added here and nowhere else.
 //!
-//! Selectors: `sim`; `qemu` (a fresh QEMU `mps2-an385` per unit, see `target::qemu`);
+//! Selectors: `sim`; `qemu` (a fresh QEMU `mps2-an385` per unit, see `device::qemu`);
 //! `gdb:HOST:PORT` and `gdb:/dev/ttyACM0` (a GDB server in front of a fixture; a new unit is
 //! recognised by a unique ID different from the last one); `probe-rs:VID:PID[:SERIAL]` (a real
-//! probe through probe-rs, see `target::probe_rs`).
+//! probe through probe-rs, see `device::probe_rs`).
 
 use crate::profile::{Profile, SimTiming};
-use crate::target::Fixture;
-use crate::target::gdb::{GdbAddress, GdbFixture, GdbOptions, GdbTargetConfig};
-use crate::target::probe_rs::fixture::find_shared_probe;
-use crate::target::probe_rs::{
+use crate::device::Fixture;
+use crate::device::gdb::{GdbAddress, GdbFixture, GdbOptions, GdbTargetConfig};
+use crate::device::probe_rs::fixture::find_shared_probe;
+use crate::device::probe_rs::{
     ProbeListing, ProbeRsConfig, ProbeRsError, ProbeRsFixture, ProbeSlotSpec, SelectorError,
 };
-use crate::target::qemu::{QemuFixture, QemuOptions};
-use crate::target::sim::{FaultSchedule, SimFixture};
+use crate::device::qemu::{QemuFixture, QemuOptions};
+use crate::device::sim::{FaultSchedule, SimFixture};
 
 /// One slot's fixture, as the user selected it.
 #[derive(Debug, Clone, PartialEq, Eq)]

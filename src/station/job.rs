@@ -35,7 +35,7 @@ use crate::ledger::{
 };
 use crate::profile::{DeviceIdentitySettings, FlashRegion, KeyOrigin, Profile, ReportChannel, SkippableStep};
 use crate::store::{ConfigStore, StoreItem, keys};
-use crate::target::{Target, TargetError};
+use crate::device::{Target, TargetError};
 use crate::trust::{self, Certificate, CertificateRequest, Signer};
 
 /// How many times a step's device operation is tried when the probe reports a transient error.
@@ -601,12 +601,12 @@ impl<'a> UnitJob<'a> {
         let total = touched.len() as u64 * sector_size;
         let mut plans = Vec::with_capacity(touched.len());
         let erased_sector = vec![region.erased_value; sector_size as usize];
-        let erased_crc = crate::target::crc32_of(&erased_sector);
+        let erased_crc = crate::device::crc32_of(&erased_sector);
         for (index, (sector_address, data_range)) in touched.into_iter().enumerate() {
             let expected = sectors::expected_sector(&region, sector_address, address, data);
             // Compare on the target when it can (no transfer), else read the sector back.
             let action = match self.retry(|target| target.checksum_crc32(sector_address, sector_size))? {
-                Some(crc) if crc == crate::target::crc32_of(&expected) => SectorAction::Unchanged,
+                Some(crc) if crc == crate::device::crc32_of(&expected) => SectorAction::Unchanged,
                 Some(crc) if crc == erased_crc => SectorAction::Program,
                 Some(_) => SectorAction::EraseAndProgram,
                 None => {

@@ -8,7 +8,7 @@
 //! - [`fixtures`]: which backends the slots use (`--probe`, `--sim`), opened in one place.
 //! - [`events`]: the event stream every front end and the ledger are fed from.
 //!
-//! **Invariant:** station code drives devices only through [`crate::target::Target`] and never
+//! **Invariant:** station code drives devices only through [`crate::device::Target`] and never
 //! knows which backend it has; it reaches SQLite only through [`crate::ledger`].
 
 pub mod events;

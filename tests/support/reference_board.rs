@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use imprint::profile::{FlashRegion, MemoryMap, RamSpan};
-use imprint::target::gdb::GdbTargetConfig;
+use imprint::device::gdb::GdbTargetConfig;
 
 /// Where the fixture programs the 12-byte unique ID.
 pub const UNIQUE_ID_ADDRESS: u64 = 0x003F_F000;

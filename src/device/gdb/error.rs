@@ -1,6 +1,6 @@
 //! Errors of the GDB remote backend, and how each maps onto the station's [`TargetError`].
 
-use crate::target::TargetError;
+use crate::device::TargetError;
 
 /// What went wrong talking to a GDB server.
 #[derive(Debug, thiserror::Error)]

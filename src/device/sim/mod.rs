@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 
 use crate::identity::ChipUid;
 use crate::profile::{MemoryMap, SimTiming};
-use crate::target::{ChipDescription, Fixture, Target, TargetError};
+use crate::device::{ChipDescription, Fixture, Target, TargetError};
 
 pub use device::SimDevice;
 
@@ -264,7 +264,7 @@ impl Target for SimTarget {
         }
         // An on-target CRC loop reads flash at about 32 MB/s on a 64 MHz Cortex-M4.
         self.device.spend(length as f64 * 1000.0 / SIM_ON_TARGET_CRC_BYTES_PER_SECOND);
-        Ok(Some(crate::target::crc32_of(self.device.flash.slice(address, length as usize))))
+        Ok(Some(crate::device::crc32_of(self.device.flash.slice(address, length as usize))))
     }
 
     fn take_console_lines(&mut self) -> Option<Vec<String>> {

@@ -9,13 +9,13 @@
 //! [`GdbFixture`] serves `--probe gdb:HOST:PORT` and `--probe gdb:/dev/ttyACM0`.
 //!
 //! **Invariant:** nothing here knows about QEMU beyond [`GdbOptions::qemu`]; the QEMU harness
-//! (`target::qemu`) is one user of this backend, not part of it.
+//! (`device::qemu`) is one user of this backend, not part of it.
 
 pub mod client;
 pub mod error;
 pub mod features;
 pub mod protocol;
-pub mod target;
+pub mod device;
 pub mod transport;
 
 use std::time::Duration;
@@ -26,7 +26,7 @@ pub use target::{GdbTarget, GdbTargetConfig};
 pub use transport::{SerialTransport, TcpTransport, Transport};
 
 use crate::identity::ChipUid;
-use crate::target::{Fixture, Target, TargetError};
+use crate::device::{Fixture, Target, TargetError};
 
 /// Baud rate for serial GDB ports (USB CDC ports such as the Black Magic Probe ignore it).
 const SERIAL_BAUD_RATE: u32 = 115_200;

@@ -17,8 +17,8 @@ use super::console_port::{choose_console_port, list_serial_ports};
 use super::selector::{ProbeListing, ProbeSlotSpec, UnitArrival, choose_probe, describe_listing};
 use super::session::{AttachPlan, ProbeRsTarget};
 use super::{ProbeRsConfig, ProbeRsError, list_probes};
-use crate::target::console::SerialConsole;
-use crate::target::{Fixture, Target, TargetError};
+use crate::device::console::SerialConsole;
+use crate::device::{Fixture, Target, TargetError};
 
 /// What to do with the outcome of one attach attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

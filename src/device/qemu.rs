@@ -25,9 +25,9 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use crate::target::console::{ConsoleError, SerialConsole};
-use crate::target::gdb::{GdbClient, GdbError, GdbOptions, GdbTarget, GdbTargetConfig, TcpTransport};
-use crate::target::{Fixture, Target, TargetError};
+use crate::device::console::{ConsoleError, SerialConsole};
+use crate::device::gdb::{GdbClient, GdbError, GdbOptions, GdbTarget, GdbTargetConfig, TcpTransport};
+use crate::device::{Fixture, Target, TargetError};
 
 /// The board QEMU emulates (Cortex-M3, RAM-backed code memory at 0, RAM at 0x2000_0000).
 pub const QEMU_MACHINE: &str = "mps2-an385";

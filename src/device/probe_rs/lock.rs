@@ -20,7 +20,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::target::TargetError;
+use crate::device::TargetError;
 
 /// One step of a register recipe. All accesses are 32-bit.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
-use crate::target::TargetError;
+use crate::device::TargetError;
 
 /// A job: runs on the worker thread with the state; returns false when the state can no longer
 /// be trusted (the job panicked) and the thread must end.

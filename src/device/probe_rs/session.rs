@@ -28,8 +28,8 @@ use super::lock::{
 use super::progress::{FlashEvent, FlashPhase, FlashProgressTally};
 use super::worker::{ProgressReporter, SessionWorker};
 use crate::identity::ChipUid;
-use crate::target::console::SerialConsole;
-use crate::target::{ChipDescription, Target, TargetError};
+use crate::device::console::SerialConsole;
+use crate::device::{ChipDescription, Target, TargetError};
 
 /// What the worker thread needs to (re)attach.
 pub(crate) struct AttachPlan {

@@ -19,8 +19,8 @@ use super::client::{GdbClient, RunState};
 use super::error::GdbError;
 use crate::identity::ChipUid;
 use crate::profile::{FlashRegion, MemoryMap, Profile, RamSpan};
-use crate::target::console::SerialConsole;
-use crate::target::{ChipDescription, Target, TargetError};
+use crate::device::console::SerialConsole;
+use crate::device::{ChipDescription, Target, TargetError};
 
 /// Bytes per erase or program request handed to the client (and per progress report).
 const FLASH_CHUNK_BYTES: usize = 64 * 1024;

@@ -1,5 +1,5 @@
 //! Which serial port is a probe-rs slot's device console, and opening it through the shared
-//! console reader ([`crate::target::console::SerialConsole`]).
+//! console reader ([`crate::device::console::SerialConsole`]).
 //!
 //! Fixtures name the port three ways: by name (`/dev/ttyACM0`), by the USB-UART's
 //! `VID:PID[:SERIAL]` (port names change with plug order; USB serial numbers do not), or as the
@@ -11,7 +11,7 @@
 use std::path::Path;
 
 use super::selector::{ConsolePortSelector, ProbeListing, ProbeSelector};
-use crate::target::console::SerialConsole;
+use crate::device::console::SerialConsole;
 
 /// One serial port as listed.
 #[derive(Debug, Clone, PartialEq, Eq)]

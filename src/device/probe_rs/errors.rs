@@ -15,7 +15,7 @@ use probe_rs::config::RegistryError;
 use probe_rs::flashing::FlashError;
 use probe_rs::probe::{DebugProbeError, ProbeCreationError};
 
-use crate::target::TargetError;
+use crate::device::TargetError;
 
 /// What a probe-rs failure means on a factory line, most telling first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -6,7 +6,7 @@
 //! overwrite protection does; addresses and lengths must respect the write alignment.
 
 use crate::profile::{FlashRegion, MemoryMap};
-use crate::target::TargetError;
+use crate::device::TargetError;
 
 /// The chip's flash: one byte array over the chip's flash span, with sector geometry taken
 /// from the profile's regions (erase and program outside them are refused).

@@ -4,7 +4,7 @@
 
 use crate::identity::ChipUid;
 use crate::profile::RamSpan;
-use crate::target::TargetError;
+use crate::device::TargetError;
 
 /// An identification register the attached chip must match, e.g. an STM32's DBGMCU_IDCODE
 /// (`0xE0042000`, DEV_ID in bits 11:0) or an nRF52's FICR INFO.PART (`0x10000100`). probe-rs

@@ -24,7 +24,7 @@ use crate::contract::{
 use crate::manifest::SemanticVersion;
 use crate::profile::{FlashRegion, MemoryMap, SimTiming};
 use crate::store::{ConfigStore, keys};
-use crate::target::TargetError;
+use crate::device::TargetError;
 use crate::trust::{self, Signer, SoftwareSigner};
 
 use super::flash::NorFlash;

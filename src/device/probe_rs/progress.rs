@@ -1,7 +1,7 @@
 //! Turning the probe-rs flash loader's progress events into the station's byte counts.
 //!
 //! The flash loader reports phases (fill, erase, program, verify), each started, advanced by a
-//! sector's or page's size, and finished or failed. The station's [`crate::target::Target`]
+//! sector's or page's size, and finished or failed. The station's [`crate::device::Target`]
 //! calls take one callback each: "bytes erased so far" for an erase, "bytes programmed so far"
 //! for a program. [`FlashProgressTally`] follows one call's events, reports the tracked phase's
 //! running total (monotonic, never above the request: pages are larger than the data in them),
@@ -11,7 +11,7 @@
 //!
 //! Pure: the probe-rs event type is converted in `session.rs`.
 
-use crate::target::TargetError;
+use crate::device::TargetError;
 
 /// A phase of the flash loader.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -1,5 +1,5 @@
 //! The probe-rs backend: real debug probes (CMSIS-DAP, ST-Link, J-Link, ...) behind the
-//! [`crate::target::Target`] and [`crate::target::Fixture`] traits.
+//! [`crate::device::Target`] and [`crate::device::Fixture`] traits.
 //!
 //! **Invariant:** this is the only module that imports probe-rs. Its probe-rs code is kept thin
 //! (`session.rs`, `fixture.rs`, the listing below), because probe-rs's fake probe cannot stand in
