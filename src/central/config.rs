@@ -29,6 +29,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 use super::CentralError;
+use super::preflight::{ConnectFailure, is_passing};
 
 /// How long a connection attempt may take before the station treats the database as offline.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -248,6 +249,14 @@ impl CentralConfig {
     /// Opens a connection (TLS as configured). Fails within [`CONNECT_TIMEOUT`] when the
     /// server cannot be reached.
     pub fn connect(&self) -> Result<postgres::Client, CentralError> {
+        self.connect_classified().map_err(|failure| match failure {
+            ConnectFailure::Passing(error) | ConnectFailure::Permanent(error) => error,
+        })
+    }
+
+    /// [`CentralConfig::connect`], with the failure sorted into passing (the network or the
+    /// server is away) and permanent (the server will keep refusing this station).
+    pub(crate) fn connect_classified(&self) -> Result<postgres::Client, ConnectFailure> {
         let connect_error = |error: postgres::Error| {
             let text = super::error_text(&error);
             let hint = if text.contains("no encryption") {
@@ -261,17 +270,23 @@ impl CentralConfig {
             } else {
                 ""
             };
-            CentralError::Connect {
+            let central_error = CentralError::Connect {
                 target: self.target.clone(),
                 ssl_mode: self.ssl_mode.as_str(),
                 cause: text,
                 hint,
+            };
+            if is_passing(&error) {
+                ConnectFailure::Passing(central_error)
+            } else {
+                ConnectFailure::Permanent(central_error)
             }
         };
         match self.ssl_mode {
             SslMode::Disable => self.client_config.connect(postgres::NoTls).map_err(connect_error),
             _ => {
-                let tls = tokio_postgres_rustls::MakeRustlsConnect::new(self.tls_config()?);
+                let tls_config = self.tls_config().map_err(ConnectFailure::Permanent)?;
+                let tls = tokio_postgres_rustls::MakeRustlsConnect::new(tls_config);
                 self.client_config.connect(tls).map_err(connect_error)
             }
         }

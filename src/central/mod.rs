@@ -12,6 +12,9 @@
 //!   central commit;
 //! - **the link** ([`link`]): a background thread that does both, with reconnection backoff,
 //!   so the line never waits on the network;
+//! - **the start-of-line check** ([`preflight`]): a database that will never accept this
+//!   station (credentials, TLS, pg_hba, a station name bound to another ledger) stops the line
+//!   before a unit is touched; one that is only away lets it start offline;
 //! - **reading** ([`read`]): verifying every station's chain in the database with the same
 //!   checker as the local ledger, and exporting across stations in the local export formats.
 //!
@@ -21,6 +24,7 @@
 mod config;
 mod lease;
 mod link;
+mod preflight;
 mod read;
 mod schema;
 mod ship;
@@ -30,6 +34,7 @@ use std::path::PathBuf;
 pub use config::{CONNECT_TIMEOUT, CentralConfig, PasswordSource, SslMode};
 pub use lease::{SerialCounterSpec, lease_block};
 pub use link::{CentralLink, DEFAULT_BATCH_SIZE, DEFAULT_BLOCK_SIZE, LinkSettings, LinkStatus};
+pub use preflight::{Preflight, preflight};
 pub use read::{export_central, unit_history_central, verify_central};
 pub use schema::{CENTRAL_SCHEMA_VERSION, migrate};
 pub use ship::{ShipOutcome, ship_batch};
