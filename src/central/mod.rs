@@ -82,7 +82,7 @@ pub enum CentralError {
     SchemaTooNew { target: String, found: i32, supported: i32 },
 
     #[error(
-        "station name {station:?} is registered in the central database to ledger {registered_ledger_id}, not to this ledger {ledger_id}; every station needs its own name"
+        "station name {station:?} is registered in the central database to ledger {registered_ledger_id}, not to this ledger {ledger_id}; every station needs its own name: start it with --station NEW-NAME (recovery of a renamed or restored ledger: docs/central.md)"
     )]
     StationNameTaken { station: String, registered_ledger_id: String, ledger_id: String },
 
