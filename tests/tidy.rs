@@ -31,17 +31,8 @@ struct Rule {
 const EVERYWHERE: &[&str] = &[""];
 
 /// The format modules: pure data and checks, no device I/O, no station, no ledger.
-const FORMAT_MODULES: &[&str] = &[
-    "profile/",
-    "image.rs",
-    "identity",
-    "manifest",
-    "store.rs",
-    "contract",
-    "chip",
-    "mbed_header",
-    "fcc/",
-];
+const FORMAT_MODULES: &[&str] =
+    &["profile/", "image.rs", "identity", "manifest", "store.rs", "contract", "chip", "mbed_header", "fcc/"];
 
 const RULES: &[Rule] = &[
     Rule {
@@ -135,8 +126,10 @@ fn source_files() -> Vec<(String, String)> {
             if path.is_dir() {
                 walk(&path, root, files);
             } else if path.extension().is_some_and(|extension| extension == "rs") {
-                let relative = path.strip_prefix(root).expect("under src").to_string_lossy().replace('\\', "/");
-                let text = std::fs::read_to_string(&path).unwrap_or_else(|error| panic!("read {}: {error}", path.display()));
+                let relative =
+                    path.strip_prefix(root).expect("under src").to_string_lossy().replace('\\', "/");
+                let text = std::fs::read_to_string(&path)
+                    .unwrap_or_else(|error| panic!("read {}: {error}", path.display()));
                 files.push((relative, text));
             }
         }
@@ -184,7 +177,10 @@ fn code_only(source: &str) -> String {
                     index += 1;
                 }
             }
-        } else if byte == b'r' && matches!(next, Some(b'"') | Some(b'#')) && !is_ident_byte(out.last().copied()) {
+        } else if byte == b'r'
+            && matches!(next, Some(b'"') | Some(b'#'))
+            && !is_ident_byte(out.last().copied())
+        {
             // Raw string: r"..." or r#"..."#.
             let mut hashes = 0;
             let mut cursor = index + 1;
@@ -338,15 +334,22 @@ fn import_violations(relative_path: &str, source: &str) -> Vec<String> {
             // Report the first line that names it, for a precise message.
             for (line_index, line) in code.lines().enumerate() {
                 if names_path(line, root) {
-                    problems.push(format!("src/{relative_path}:{}: names `{root}` ({})", line_index + 1, rule.why));
+                    problems.push(format!(
+                        "src/{relative_path}:{}: names `{root}` ({})",
+                        line_index + 1,
+                        rule.why
+                    ));
                     break;
                 }
             }
             // Grouped imports spanning lines: check the whole file too.
-            if !problems.iter().any(|problem| problem.starts_with(&format!("src/{relative_path}:")) && problem.contains(&format!("`{root}`")))
-                && names_path(&code, root)
+            if !problems.iter().any(|problem| {
+                problem.starts_with(&format!("src/{relative_path}:"))
+                    && problem.contains(&format!("`{root}`"))
+            }) && names_path(&code, root)
             {
-                problems.push(format!("src/{relative_path}: names `{root}` in a grouped import ({})", rule.why));
+                problems
+                    .push(format!("src/{relative_path}: names `{root}` in a grouped import ({})", rule.why));
             }
         }
     }
@@ -357,14 +360,26 @@ fn import_violations(relative_path: &str, source: &str) -> Vec<String> {
 fn long_functions(relative_path: &str, source: &str) -> Vec<String> {
     let code = code_only(source);
     let lines: Vec<&str> = code.lines().collect();
-    let test_start = lines.iter().position(|line| line.trim_start().starts_with("#[cfg(test)]")).unwrap_or(lines.len());
+    let test_start =
+        lines.iter().position(|line| line.trim_start().starts_with("#[cfg(test)]")).unwrap_or(lines.len());
     let mut problems = Vec::new();
     let mut index = 0;
     while index < test_start {
         let trimmed = lines[index].trim_start();
-        let is_fn = ["fn ", "pub fn ", "pub(crate) fn ", "pub(super) fn ", "async fn ", "pub async fn ", "const fn ", "pub const fn ", "unsafe fn ", "pub unsafe fn "]
-            .iter()
-            .any(|prefix| trimmed.starts_with(prefix));
+        let is_fn = [
+            "fn ",
+            "pub fn ",
+            "pub(crate) fn ",
+            "pub(super) fn ",
+            "async fn ",
+            "pub async fn ",
+            "const fn ",
+            "pub const fn ",
+            "unsafe fn ",
+            "pub unsafe fn ",
+        ]
+        .iter()
+        .any(|prefix| trimmed.starts_with(prefix));
         if !is_fn {
             index += 1;
             continue;
@@ -403,7 +418,10 @@ fn long_functions(relative_path: &str, source: &str) -> Vec<String> {
             Some(end) => {
                 let length = end - index + 1;
                 if length > MAX_FUNCTION_LINES {
-                    problems.push(format!("src/{relative_path}:{}: fn {name} is {length} lines (limit {MAX_FUNCTION_LINES})", index + 1));
+                    problems.push(format!(
+                        "src/{relative_path}:{}: fn {name} is {length} lines (limit {MAX_FUNCTION_LINES})",
+                        index + 1
+                    ));
                 }
                 // Nested functions are counted inside their parent only.
                 index = end + 1;
@@ -442,8 +460,11 @@ fn no_function_outside_tests_is_longer_than_the_limit() {
 fn every_module_is_named_in_architecture_md() {
     let map = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("ARCHITECTURE.md"))
         .expect("read ARCHITECTURE.md");
-    let missing: Vec<String> =
-        source_files().iter().map(|(path, _)| path.clone()).filter(|path| !is_named_in_map(&map, path)).collect();
+    let missing: Vec<String> = source_files()
+        .iter()
+        .map(|(path, _)| path.clone())
+        .filter(|path| !is_named_in_map(&map, path))
+        .collect();
     assert!(missing.is_empty(), "source files ARCHITECTURE.md does not name:\n{}", missing.join("\n"));
 }
 
@@ -461,7 +482,8 @@ fn is_named_in_map(map: &str, path: &str) -> bool {
     let (folder, token) = if file_name == "mod.rs" {
         let module_folder = Path::new(&folder);
         let last = module_folder.file_name().expect("folder name").to_string_lossy().into_owned();
-        let parent = module_folder.parent().map(|parent| parent.to_string_lossy().into_owned()).unwrap_or_default();
+        let parent =
+            module_folder.parent().map(|parent| parent.to_string_lossy().into_owned()).unwrap_or_default();
         (parent, format!("{last}/"))
     } else {
         (folder, file_name)
@@ -478,7 +500,8 @@ fn is_named_in_map(map: &str, path: &str) -> bool {
 
 #[test]
 fn the_map_check_wants_each_file_in_its_own_folders_section() {
-    let map = "### `src/trust/` — keys\n`error.rs`, `key.rs`\n\n### `src/device/` — seam\n`gdb/`: `client.rs`\n";
+    let map =
+        "### `src/trust/` — keys\n`error.rs`, `key.rs`\n\n### `src/device/` — seam\n`gdb/`: `client.rs`\n";
     assert!(is_named_in_map(map, "trust/error.rs"));
     assert!(is_named_in_map(map, "device/gdb/client.rs"));
     assert!(is_named_in_map(map, "device/gdb/mod.rs"));
@@ -492,13 +515,22 @@ fn the_map_check_wants_each_file_in_its_own_folders_section() {
 fn the_checker_flags_probe_rs_in_the_ledger() {
     let problems = import_violations("ledger/write.rs", "use probe_rs::Session;\nfn main() {}\n");
     assert_eq!(problems.len(), 1, "{problems:?}");
-    assert!(problems[0].contains("src/ledger/write.rs:1") && problems[0].contains("probe_rs"), "{problems:?}");
+    assert!(
+        problems[0].contains("src/ledger/write.rs:1") && problems[0].contains("probe_rs"),
+        "{problems:?}"
+    );
 }
 
 #[test]
 fn the_checker_flags_qualified_paths_and_grouped_imports() {
-    assert!(!import_violations("station/line.rs", "fn f() { let _ = rusqlite::Connection::open(\"x\"); }").is_empty());
-    assert!(!import_violations("profile/raw.rs", "use crate::{identity::Serial,\n    device::probe_rs::chip};").is_empty());
+    assert!(
+        !import_violations("station/line.rs", "fn f() { let _ = rusqlite::Connection::open(\"x\"); }")
+            .is_empty()
+    );
+    assert!(
+        !import_violations("profile/raw.rs", "use crate::{identity::Serial,\n    device::probe_rs::chip};")
+            .is_empty()
+    );
     assert!(!import_violations("store.rs", "use crate::ledger::Ledger;").is_empty());
     assert!(!import_violations("device/sim/mod.rs", "use crate::station::events::EventSink;").is_empty());
 }
@@ -522,7 +554,9 @@ fn the_checker_allows_each_home_its_own_crate() {
 #[test]
 fn the_function_length_check_counts_bodies_and_skips_tests() {
     let long_body: String = (0..130).map(|index| format!("    let _x{index} = {index};\n")).collect();
-    let source = format!("fn short() {{ let _ = 1; }}\nfn long() {{\n{long_body}}}\n#[cfg(test)]\nmod tests {{\n    fn also_long() {{\n{long_body}    }}\n}}\n");
+    let source = format!(
+        "fn short() {{ let _ = 1; }}\nfn long() {{\n{long_body}}}\n#[cfg(test)]\nmod tests {{\n    fn also_long() {{\n{long_body}    }}\n}}\n"
+    );
     let problems = long_functions("station/job.rs", &source);
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert!(problems[0].contains("fn long is 132 lines"), "{problems:?}");

@@ -32,7 +32,9 @@ pub fn preflight(ledger: &Ledger, config: &CentralConfig, station: &str) -> Resu
     let target = config.target().to_owned();
     let mut client = match config.connect_classified() {
         Ok(client) => client,
-        Err(ConnectFailure::Passing(error)) => return Ok(Preflight::Unreachable { cause: error.to_string() }),
+        Err(ConnectFailure::Passing(error)) => {
+            return Ok(Preflight::Unreachable { cause: error.to_string() });
+        }
         Err(ConnectFailure::Permanent(error)) => return Err(error),
     };
     migrate(&mut client, &target)?;
@@ -99,7 +101,9 @@ mod tests {
             Err(ConnectFailure::Passing(error)) => {
                 assert!(error.to_string().contains("127.0.0.1:1"), "{error}")
             }
-            Err(ConnectFailure::Permanent(error)) => panic!("expected a passing failure, got a permanent one: {error}"),
+            Err(ConnectFailure::Permanent(error)) => {
+                panic!("expected a passing failure, got a permanent one: {error}")
+            }
             Ok(_) => panic!("expected no server on 127.0.0.1:1"),
         }
     }

@@ -7,11 +7,13 @@
 //! - [`self_test`]: the signed and forged candidates a line stages.
 //! - [`fixtures`]: which backends the slots use (`--probe`, `--sim`), opened in one place.
 //! - [`events`]: the event stream every front end and the ledger are fed from.
+//! - [`failure`]: what a failure means on the floor: an `error_code` and an operator instruction.
 //!
 //! **Invariant:** station code drives devices only through [`crate::device::Target`] and never
 //! knows which backend it has; it reaches SQLite only through [`crate::ledger`].
 
 pub mod events;
+pub mod failure;
 pub mod fixtures;
 pub mod job;
 pub mod labels;
@@ -20,6 +22,7 @@ pub mod sectors;
 pub mod self_test;
 
 pub use events::{DiscardEvents, EventKind, EventSink, StationEvent, UnitResult};
+pub use failure::{FailureCategory, OperatorAction};
 pub use job::{CancelToken, StationContext, StepName, UnitOutcome, provision_unit};
 pub use labels::{SerialWait, UnitLabels};
 pub use line::{LineSummary, run_line};
