@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use imprint::central::{CentralConfig, CentralLink, LinkSettings, LinkStatus, SerialCounterSpec};
+use imprint::device::sim::{FaultPlan, FaultSchedule};
 use imprint::ledger::{Ledger, SerialScheme};
 use imprint::profile::{Profile, SimTiming};
 use imprint::station::fixtures::{FixtureSelector, SimOptions, open_fixtures};
@@ -15,7 +16,6 @@ use imprint::station::{
     CancelToken, EventKind, EventSink, LineSummary, SelfTestMaterial, StationContext, StationEvent,
     UnitLabels, UnitResult, run_line,
 };
-use imprint::device::sim::{FaultPlan, FaultSchedule};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use super::{EXIT_UNITS_FAILED, split_sim_fault, station_identity};
@@ -464,11 +464,9 @@ fn show_progress(receiver: crossbeam_channel::Receiver<StationEvent>, slot_count
                 bar.set_length(bytes_total.max(1));
                 bar.set_position(bytes_done);
             }
-            EventKind::StepFinished { step, detail, .. } => {
-                if step == "allocate-identity"
-                    && let Some(serial) = detail.get("serial").and_then(|value| value.as_str())
-                {
-                    serial_by_slot[event.slot] = serial.to_string();
+            EventKind::StepFinished { facts, .. } => {
+                if let Some(serial) = facts.serial {
+                    serial_by_slot[event.slot] = serial;
                 }
                 bar.set_position(bar.length().unwrap_or(1));
             }

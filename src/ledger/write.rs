@@ -22,6 +22,34 @@ const SERIAL_LENGTH_MAX: usize = 64;
 /// Widest counter: u64 has at most 20 decimal digits.
 const COUNTER_WIDTH_MAX: u32 = 20;
 
+/// What allocation does for a chip that already has an identity, as the rework policy decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReworkAction {
+    /// Keep the identity the chip has ([`ReworkPolicy::ReuseIdentity`]).
+    ReuseIdentity,
+    /// Retire it into the history and issue a new one ([`ReworkPolicy::IssueNew`]).
+    IssueNew,
+}
+
+/// The one place the rework policy is decided: what to do with chip `chip_uid_hex`, which
+/// already has serial `existing_serial`. [`ReworkPolicy::Refuse`] answers
+/// [`LedgerError::ReworkRefused`]. The station asks when it identifies the chip (so a refused
+/// unit is not flashed); the allocation asks again inside its transaction.
+pub fn decide_rework(
+    policy: ReworkPolicy,
+    chip_uid_hex: &str,
+    existing_serial: &str,
+) -> Result<ReworkAction, LedgerError> {
+    match policy {
+        ReworkPolicy::Refuse => Err(LedgerError::ReworkRefused {
+            chip_uid: chip_uid_hex.to_string(),
+            serial: existing_serial.to_string(),
+        }),
+        ReworkPolicy::ReuseIdentity => Ok(ReworkAction::ReuseIdentity),
+        ReworkPolicy::IssueNew => Ok(ReworkAction::IssueNew),
+    }
+}
+
 /// Checks a chip UID (hex, whole bytes) and returns it lowercase, the stored form.
 pub(crate) fn normalize_chip_uid(field: &str, chip_uid_hex: &str) -> Result<String, LedgerError> {
     let is_valid = !chip_uid_hex.is_empty()
@@ -142,9 +170,8 @@ pub(crate) fn allocate_identity(
         });
     };
 
-    match request.rework_policy {
-        ReworkPolicy::Refuse => Err(LedgerError::ReworkRefused { chip_uid, serial: existing.serial }),
-        ReworkPolicy::ReuseIdentity => {
+    match decide_rework(request.rework_policy, &chip_uid, &existing.serial)? {
+        ReworkAction::ReuseIdentity => {
             if existing.profile != request.profile_name {
                 return Err(LedgerError::ReworkProfileChanged {
                     chip_uid,
@@ -177,7 +204,7 @@ pub(crate) fn allocate_identity(
                 retired_serial: None,
             })
         }
-        ReworkPolicy::IssueNew => {
+        ReworkAction::IssueNew => {
             let serial = issue_serial(transaction, path, request, leased_blocks_required)?;
             ensure_device_id_free(transaction, path, &device_id_text, Some(existing.id))?;
             transaction
