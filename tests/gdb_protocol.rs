@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use imprint::profile::{FlashRegion, MemoryMap, RamSpan};
 use imprint::device::gdb::protocol::{
     Incoming, PacketParser, checksum, escape_binary, frame_packet, push_run_length_encoded, unescape_binary,
 };
@@ -23,7 +24,6 @@ use imprint::device::gdb::{
     StopReason, TcpTransport,
 };
 use imprint::device::{Target, TargetError};
-use imprint::profile::{FlashRegion, MemoryMap, RamSpan};
 
 // ---------------------------------------------------------------------------------------------
 // Wire-format vectors.
