@@ -3,6 +3,8 @@
 //! concurrency, policy and a killed process, the file as the `sqlite3` shell sees it, and the
 //! `imprint log` commands through the real binary.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -21,11 +23,7 @@ const STATION: &str = "line-1";
 const RUN_COUNT: u64 = 36;
 
 fn imprint(arguments: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_imprint"))
-        .args(arguments)
-        .env_remove("IMPRINT_DB")
-        .output()
-        .expect("running the imprint binary")
+    common::imprint().args(arguments).output().expect("running the imprint binary")
 }
 
 fn text(output: &Output) -> String {
@@ -648,7 +646,7 @@ fn filtered_exports_select_runs_and_still_verify() {
         let runs = exported.lines().count() - 2;
         assert_eq!(runs, *expected_runs, "{filter:?}");
         // An IMPRINT_DB in the environment does not get in the way of verifying a file.
-        let verified = Command::new(env!("CARGO_BIN_EXE_imprint"))
+        let verified = common::imprint()
             .args(["log", "verify", file.to_str().unwrap()])
             .env("IMPRINT_DB", "/nonexistent/ledger.db")
             .output()

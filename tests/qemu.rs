@@ -3,6 +3,7 @@
 //! the stub, print on the console pty, stop at breakpoints, keep NOR rules, and several run at
 //! once. `tests/data/qemu/hello.bin` (made with GNU binutils, see its README) is the code.
 
+mod common;
 #[path = "support/reference_board.rs"]
 mod reference_board;
 
@@ -190,7 +191,7 @@ fn ram_backed_code_memory_keeps_nor_rules() {
 #[test]
 fn imprint_run_provisions_three_qemu_units_and_the_uart_report_names_them() {
     let directory = tempfile::tempdir().unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_imprint"))
+    let output = common::imprint()
         .args(["run", "--profile", "profiles/qemu-mps2-an385.toml", "--count", "3", "--json"])
         .arg("--db")
         .arg(directory.path().join("ledger.db"))
@@ -344,7 +345,7 @@ fn a_gdb_selector_provisions_a_qemu_started_outside_the_harness() {
     let profile = directory.path().join("qemu-over-gdb.toml");
     std::fs::write(&profile, text).unwrap();
     let selector = format!("gdb:{}", instance.gdb_address());
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_imprint"))
+    let output = common::imprint()
         .args(["run", "--count", "1", "--json", "--probe", &selector])
         .arg("--profile")
         .arg(&profile)
@@ -377,7 +378,7 @@ fn a_bad_default_fixture_is_a_profile_error() {
         .replace("default = \"qemu\"", "default = \"jtag\"");
     let profile = profiles.join(format!("test-bad-fixture-{}.toml", std::process::id()));
     std::fs::write(&profile, text).unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_imprint"))
+    let output = common::imprint()
         .arg("profile")
         .arg("check")
         .arg(&profile)
@@ -393,7 +394,7 @@ fn a_bad_default_fixture_is_a_profile_error() {
 const DEMO_FACTORY_CA: &str = "profiles/demo-credentials/factory-ca.pem";
 
 fn run_imprint(args: &[&str], database: &Path) -> (std::process::Output, Vec<serde_json::Value>) {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_imprint"))
+    let output = common::imprint()
         .args(args)
         .arg("--db")
         .arg(database)

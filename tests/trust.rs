@@ -570,7 +570,7 @@ fn update_certificate_warnings_follow_the_factory_tool() {
 // Developer credentials: `imprint dev init` through the real binary, and manifest-dev-tool.
 
 fn imprint(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_imprint")).args(args).output().expect("run imprint")
+    common::imprint().args(args).output().expect("run imprint")
 }
 
 /// The bytes of `const uint8_t NAME[] = { 0x.., ... };` in generated C source.
