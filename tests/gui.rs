@@ -284,8 +284,7 @@ fn retype(gui: &mut Gui, label: &str, text: &str) {
 }
 
 fn imprint_log_verify(file: &Path) -> (bool, String) {
-    let output =
-        common::imprint().args(["log", "verify"]).arg(file).output().unwrap();
+    let output = common::imprint().args(["log", "verify"]).arg(file).output().unwrap();
     let text =
         format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     (output.status.success(), text)

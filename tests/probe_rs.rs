@@ -1151,11 +1151,7 @@ fn the_nucleo_regions_sit_on_the_chips_real_sectors() {
 // The binary
 
 fn imprint(arguments: &[&str]) -> std::process::Output {
-    common::imprint()
-        .args(arguments)
-        .env_remove("IMPRINT_GDB_ENDPOINTS")
-        .output()
-        .unwrap()
+    common::imprint().args(arguments).env_remove("IMPRINT_GDB_ENDPOINTS").output().unwrap()
 }
 
 #[test]

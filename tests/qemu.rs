@@ -378,11 +378,7 @@ fn a_bad_default_fixture_is_a_profile_error() {
         .replace("default = \"qemu\"", "default = \"jtag\"");
     let profile = profiles.join(format!("test-bad-fixture-{}.toml", std::process::id()));
     std::fs::write(&profile, text).unwrap();
-    let output = common::imprint()
-        .arg("profile")
-        .arg("check")
-        .arg(&profile)
-        .output();
+    let output = common::imprint().arg("profile").arg("check").arg(&profile).output();
     std::fs::remove_file(&profile).unwrap();
     let output = output.unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);

@@ -82,7 +82,7 @@ impl UnitJob<'_> {
     }
 
     /// Reads back every sector a write of `data` at `address` touches and decides what each needs.
-    pub(super) fn plan_write(
+    fn plan_write(
         &mut self,
         step: StepName,
         region: FlashRegion,
@@ -120,7 +120,7 @@ impl UnitJob<'_> {
     }
 
     /// Erases the planned sectors that hold other data; returns the bytes erased.
-    pub(super) fn erase_planned<'p>(
+    fn erase_planned<'p>(
         &mut self,
         step: StepName,
         plans: impl Iterator<Item = &'p SectorPlan>,
@@ -140,7 +140,7 @@ impl UnitJob<'_> {
     }
 
     /// Programs what a planned write needs; returns the bytes programmed.
-    pub(super) fn program_planned(
+    fn program_planned(
         &mut self,
         step: StepName,
         write: &PlannedWrite,
@@ -177,7 +177,7 @@ impl UnitJob<'_> {
         }))
     }
 
-    pub(super) fn program_verified_later(
+    fn program_verified_later(
         &mut self,
         step: StepName,
         address: u64,

@@ -61,7 +61,7 @@ impl<'a> UnitJob<'a> {
 
     /// The serial scanned from this unit's label (profiles with `serial.scheme = "scanned"`):
     /// waits for the scan, up to [`SCANNED_SERIAL_WAIT`].
-    pub(super) fn wait_for_scanned_serial(&self) -> Result<String, StepFailure> {
+    fn wait_for_scanned_serial(&self) -> Result<String, StepFailure> {
         let cancel = &self.context.cancel;
         match self.context.labels.take_serial(self.slot, &|| !cancel.is_cancelled(), SCANNED_SERIAL_WAIT) {
             SerialWait::Serial(serial) => Ok(serial),
@@ -81,7 +81,7 @@ impl<'a> UnitJob<'a> {
     }
 
     /// The identity certificate's subject CN for this unit (device ID or endpoint name).
-    pub(super) fn identity_common_name(&mut self) -> Result<String, StepFailure> {
+    fn identity_common_name(&mut self) -> Result<String, StepFailure> {
         if let Some(common_name) = &self.facts.identity_common_name {
             return Ok(common_name.clone());
         }
@@ -101,7 +101,7 @@ impl<'a> UnitJob<'a> {
         Ok(common_name)
     }
 
-    pub(super) fn identity_settings(&self) -> Result<&'a DeviceIdentitySettings, StepFailure> {
+    fn identity_settings(&self) -> Result<&'a DeviceIdentitySettings, StepFailure> {
         self.profile()
             .device_identity
             .as_ref()
@@ -110,7 +110,7 @@ impl<'a> UnitJob<'a> {
 
     /// Writes an identity request into the mailbox, resets, and waits for the device's answer
     /// (echoing the nonce and command); a refusal is a failure naming the device's reason.
-    pub(super) fn identity_exchange(&mut self, command: IdentityCommand) -> Result<Vec<u8>, StepFailure> {
+    fn identity_exchange(&mut self, command: IdentityCommand) -> Result<Vec<u8>, StepFailure> {
         let mut nonce_bytes = [0u8; 4];
         getrandom::fill(&mut nonce_bytes)
             .map_err(|error| StepFailure(format!("no randomness for the mailbox nonce: {error}")))?;
