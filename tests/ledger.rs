@@ -31,7 +31,7 @@ fn text(output: &Output) -> String {
 }
 
 fn python_verifier() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/ledger/verify_export.py")
+    common::repo_root().join("tests/data/ledger/verify_export.py")
 }
 
 /// Runs the independent Python verifier; fails loudly when python3 is missing.
@@ -753,7 +753,7 @@ fn sqlite3(database: &Path, sql: &str) -> String {
 /// Tables and their columns as docs/ledger.md documents them (`### \`table\`` headings under
 /// `## Tables`, one `| \`column\` |` row per column).
 fn documented_schema() -> BTreeMap<String, Vec<String>> {
-    let docs = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/ledger.md")).unwrap();
+    let docs = std::fs::read_to_string(common::repo_root().join("docs/ledger.md")).unwrap();
     let mut tables = BTreeMap::new();
     let mut in_tables = false;
     let mut current: Option<String> = None;
@@ -1130,10 +1130,9 @@ fn a_killed_process_loses_nothing_it_committed() {
 #[test]
 fn numbers_are_canonical_like_ecmascript() {
     // Reference output of Node.js JSON.stringify; see ecmascript_numbers.js for the command.
-    let reference = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/ledger/ecmascript_numbers.txt"),
-    )
-    .unwrap();
+    let reference =
+        std::fs::read_to_string(common::repo_root().join("tests/data/ledger/ecmascript_numbers.txt"))
+            .unwrap();
     let mut checked = 0;
     for line in reference.lines() {
         let (bits, expected) = line.split_once(' ').unwrap();
@@ -1146,7 +1145,7 @@ fn numbers_are_canonical_like_ecmascript() {
 
 #[test]
 fn a_committed_golden_export_still_verifies_and_hashes_the_same() {
-    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/ledger/golden.jsonl");
+    let golden = common::repo_root().join("tests/data/ledger/golden.jsonl");
     if std::env::var_os("IMPRINT_LEDGER_WRITE_GOLDEN").is_some() {
         // Regenerate (only when the encoding deliberately changes; see the README beside it).
         let built = build_ledger();

@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 // Helpers
 
 fn fixture_path(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/manifest").join(name)
+    common::repo_root().join("tests/data/manifest").join(name)
 }
 
 fn fixture(name: &str) -> Vec<u8> {

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use imprint::trust::{self, Certificate, Signer, TrustError};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/trust").join(name)
+    common::repo_root().join("tests/data/trust").join(name)
 }
 
 /// Loads a key fixture and compares the outcome with what we expect: `Ok(())` means the key must
