@@ -140,11 +140,7 @@ impl UnitJob<'_> {
     }
 
     /// Programs what a planned write needs; returns the bytes programmed.
-    fn program_planned(
-        &mut self,
-        step: StepName,
-        write: &PlannedWrite,
-    ) -> Result<u64, StepFailure> {
+    fn program_planned(&mut self, step: StepName, write: &PlannedWrite) -> Result<u64, StepFailure> {
         let ranges = sectors::program_ranges(&write.plans, &write.data, &write.region);
         let total: u64 = ranges.iter().map(|range| range.len() as u64).sum();
         let mut done_before = 0;
