@@ -372,3 +372,50 @@ fn bad_serial_sources_give_exit_code_2_naming_the_file_and_line() {
         assert!(!db.exists(), "{arguments:?} created the ledger");
     }
 }
+
+/// The JSON stream carries what front ends read as typed fields beside `detail`: `identify`
+/// gives the chip UID and whether the ledger knew the chip, `allocate-identity` the serial and
+/// device ID; they agree with `unit-finished`, and no other step carries them. A second run on
+/// the same chips (same UID seed, same ledger) sees every chip before.
+#[test]
+fn json_stream_carries_typed_step_facts() {
+    let directory = tempfile::tempdir().unwrap();
+    let db = directory.path().join("ledger.db");
+    let profile = repo_root().join("profiles/demo.toml");
+    let arguments = ["--profile", profile.to_str().unwrap(), "--count", "2", "--sim-uid-seed", "41"];
+    for expected_seen_before in [false, true] {
+        let (code, events) = run_json(&arguments, &db);
+        assert_eq!(code, 0);
+        let finished: BTreeMap<u64, &serde_json::Value> = events
+            .iter()
+            .filter(|event| event["event"] == "unit-finished")
+            .map(|event| (event["unit"].as_u64().unwrap(), event))
+            .collect();
+        assert_eq!(finished.len(), 2);
+        let mut typed_steps = 0;
+        for event in events.iter().filter(|event| event["event"] == "step-finished") {
+            let unit_finished = finished[&event["unit"].as_u64().unwrap()];
+            let facts: BTreeSet<&str> = ["chip_uid", "seen_before", "serial", "device_id"]
+                .into_iter()
+                .filter(|field| event.get(*field).is_some())
+                .collect();
+            match event["step"].as_str().unwrap() {
+                "identify" => {
+                    assert_eq!(facts, BTreeSet::from(["chip_uid", "seen_before"]), "{event}");
+                    assert_eq!(event["chip_uid"], unit_finished["chip_uid"]);
+                    assert_eq!(event["chip_uid"], event["detail"]["chip_uid"]);
+                    assert_eq!(event["seen_before"], expected_seen_before, "{event}");
+                    typed_steps += 1;
+                }
+                "allocate-identity" => {
+                    assert_eq!(facts, BTreeSet::from(["serial", "device_id"]), "{event}");
+                    assert_eq!(event["serial"], unit_finished["serial"]);
+                    assert_eq!(event["device_id"], unit_finished["device_id"]);
+                    typed_steps += 1;
+                }
+                _ => assert!(facts.is_empty(), "{event}"),
+            }
+        }
+        assert_eq!(typed_steps, 4);
+    }
+}

@@ -12,10 +12,11 @@
 //! Stores are built with `imprint::store`, candidates with `imprint::contract`,
 //! `imprint::manifest` and `imprint::trust`; the firmware images come from the QEMU profile.
 
+mod common;
+
 #[path = "support/reference_board.rs"]
 mod reference_board;
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
@@ -40,7 +41,7 @@ const SERIAL: &str = "CONF-000042";
 const REPORT_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn profile() -> Profile {
-    Profile::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/qemu-mps2-an385.toml")).unwrap()
+    Profile::load(&common::repo_root().join("profiles/qemu-mps2-an385.toml")).unwrap()
 }
 
 /// The firmware images, flattened and padded to the write alignment.

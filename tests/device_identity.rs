@@ -389,7 +389,7 @@ fn check_identity_fault(
         .unwrap()
         .iter()
         .filter_map(|event| match &event.kind {
-            EventKind::StepFailed { step, .. } => Some(step.clone()),
+            EventKind::StepFailed { step, .. } => Some(step.to_string()),
             _ => None,
         })
         .collect();

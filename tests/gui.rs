@@ -6,7 +6,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use eframe::egui::{self, Key, Modifiers};
@@ -285,8 +284,7 @@ fn retype(gui: &mut Gui, label: &str, text: &str) {
 }
 
 fn imprint_log_verify(file: &Path) -> (bool, String) {
-    let output =
-        Command::new(env!("CARGO_BIN_EXE_imprint")).args(["log", "verify"]).arg(file).output().unwrap();
+    let output = common::imprint().args(["log", "verify"]).arg(file).output().unwrap();
     let text =
         format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     (output.status.success(), text)

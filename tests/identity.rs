@@ -2,8 +2,9 @@
 //! and from manifest-tool 2.6.2's own code (committed, see tests/data/identity/README.md), and
 //! a live comparison with `python3` over random names and chip UIDs.
 
+mod common;
+
 use std::io::Write;
-use std::path::Path;
 use std::process::{Command, Stdio};
 
 use imprint::identity::{
@@ -25,7 +26,7 @@ fn text<'a>(entry: &'a Value, key: &str) -> &'a str {
 }
 
 fn load_vectors() -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/identity/uuid5_vectors.json");
+    let path = common::repo_root().join("tests/data/identity/uuid5_vectors.json");
     let bytes = std::fs::read(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()));
     serde_json::from_slice(&bytes).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
 }

@@ -3,6 +3,8 @@
 //! property tests: Intel HEX written by the `ihex` crate round-trips, and no input makes a
 //! decoder panic.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 
@@ -10,7 +12,7 @@ use imprint::image::{FirmwareImage, ImageError, ImageFormat, ImageSegment};
 use proptest::prelude::*;
 
 fn fixture_path(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/image").join(name)
+    common::repo_root().join("tests/data/image").join(name)
 }
 
 fn fixture(name: &str) -> Vec<u8> {

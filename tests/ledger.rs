@@ -3,6 +3,8 @@
 //! concurrency, policy and a killed process, the file as the `sqlite3` shell sees it, and the
 //! `imprint log` commands through the real binary.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -21,11 +23,7 @@ const STATION: &str = "line-1";
 const RUN_COUNT: u64 = 36;
 
 fn imprint(arguments: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_imprint"))
-        .args(arguments)
-        .env_remove("IMPRINT_DB")
-        .output()
-        .expect("running the imprint binary")
+    common::imprint().args(arguments).output().expect("running the imprint binary")
 }
 
 fn text(output: &Output) -> String {
@@ -33,7 +31,7 @@ fn text(output: &Output) -> String {
 }
 
 fn python_verifier() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/ledger/verify_export.py")
+    common::repo_root().join("tests/data/ledger/verify_export.py")
 }
 
 /// Runs the independent Python verifier; fails loudly when python3 is missing.
@@ -648,7 +646,7 @@ fn filtered_exports_select_runs_and_still_verify() {
         let runs = exported.lines().count() - 2;
         assert_eq!(runs, *expected_runs, "{filter:?}");
         // An IMPRINT_DB in the environment does not get in the way of verifying a file.
-        let verified = Command::new(env!("CARGO_BIN_EXE_imprint"))
+        let verified = common::imprint()
             .args(["log", "verify", file.to_str().unwrap()])
             .env("IMPRINT_DB", "/nonexistent/ledger.db")
             .output()
@@ -755,7 +753,7 @@ fn sqlite3(database: &Path, sql: &str) -> String {
 /// Tables and their columns as docs/ledger.md documents them (`### \`table\`` headings under
 /// `## Tables`, one `| \`column\` |` row per column).
 fn documented_schema() -> BTreeMap<String, Vec<String>> {
-    let docs = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/ledger.md")).unwrap();
+    let docs = std::fs::read_to_string(common::repo_root().join("docs/ledger.md")).unwrap();
     let mut tables = BTreeMap::new();
     let mut in_tables = false;
     let mut current: Option<String> = None;
@@ -1132,10 +1130,9 @@ fn a_killed_process_loses_nothing_it_committed() {
 #[test]
 fn numbers_are_canonical_like_ecmascript() {
     // Reference output of Node.js JSON.stringify; see ecmascript_numbers.js for the command.
-    let reference = std::fs::read_to_string(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/ledger/ecmascript_numbers.txt"),
-    )
-    .unwrap();
+    let reference =
+        std::fs::read_to_string(common::repo_root().join("tests/data/ledger/ecmascript_numbers.txt"))
+            .unwrap();
     let mut checked = 0;
     for line in reference.lines() {
         let (bits, expected) = line.split_once(' ').unwrap();
@@ -1148,7 +1145,7 @@ fn numbers_are_canonical_like_ecmascript() {
 
 #[test]
 fn a_committed_golden_export_still_verifies_and_hashes_the_same() {
-    let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/ledger/golden.jsonl");
+    let golden = common::repo_root().join("tests/data/ledger/golden.jsonl");
     if std::env::var_os("IMPRINT_LEDGER_WRITE_GOLDEN").is_some() {
         // Regenerate (only when the encoding deliberately changes; see the README beside it).
         let built = build_ledger();

@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::{imprint, text};
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -22,7 +24,7 @@ use sha2::{Digest, Sha256};
 // Helpers
 
 fn fixture_path(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/manifest").join(name)
+    common::repo_root().join("tests/data/manifest").join(name)
 }
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -163,14 +165,6 @@ fn check_every_bit_flip_fails(der: &[u8], key: &VerifyingKey) {
 
 fn run(command: &mut Command) -> Output {
     command.output().unwrap_or_else(|error| panic!("running {command:?}: {error}"))
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn imprint() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_imprint"))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -2,8 +2,9 @@
 //! line; each injected fault FAILs the unit at the right step with a reason, leaves no PASS
 //! record, and leaves the other slots producing.
 
+mod common;
+
 use std::collections::HashSet;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use imprint::device::sim::{FaultPlan, SimDevice, SimFixture, SimTarget};
@@ -27,7 +28,7 @@ impl EventSink for RecordedEvents {
 }
 
 fn demo_profile() -> Profile {
-    Profile::load(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/profiles/demo.toml"))).unwrap()
+    Profile::load(&common::repo_root().join("profiles/demo.toml")).unwrap()
 }
 
 struct Station {
@@ -465,7 +466,7 @@ fn a_delegated_trust_model_provisions_and_refuses_forgeries() {
     std::fs::write(directory.path().join("ca.der"), ca.der()).unwrap();
     std::fs::write(directory.path().join("delegate.der"), delegate.der()).unwrap();
     trust::write_signing_key_pem(&delegate_key, &directory.path().join("delegate.pem")).unwrap();
-    let profiles = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles");
+    let profiles = common::repo_root().join("profiles");
     let text = std::fs::read_to_string(profiles.join("demo.toml"))
         .unwrap()
         .replace("\"../", &format!("\"{}/../", profiles.display()))

@@ -138,7 +138,7 @@ impl SoftHsm {
 
     /// Runs `imprint` with `pin` in the PIN variable (unset when `None`).
     fn imprint_with_pin(&self, args: &[&str], pin: Option<&str>) -> Output {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_imprint"));
+        let mut command = common::imprint();
         command.args(args).current_dir(self.directory.path()).env("SOFTHSM2_CONF", &self.config_path);
         match pin {
             Some(pin) => command.env(PIN_VARIABLE, pin),

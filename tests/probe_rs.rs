@@ -7,9 +7,10 @@
 //!
 //! What needs a chip (attach, flash, lock proof on silicon) is in tests/hil.rs.
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use imprint::device::TargetError;
@@ -1150,11 +1151,7 @@ fn the_nucleo_regions_sit_on_the_chips_real_sectors() {
 // The binary
 
 fn imprint(arguments: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_imprint"))
-        .args(arguments)
-        .env_remove("IMPRINT_GDB_ENDPOINTS")
-        .output()
-        .unwrap()
+    common::imprint().args(arguments).env_remove("IMPRINT_GDB_ENDPOINTS").output().unwrap()
 }
 
 #[test]

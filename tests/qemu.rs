@@ -3,6 +3,7 @@
 //! the stub, print on the console pty, stop at breakpoints, keep NOR rules, and several run at
 //! once. `tests/data/qemu/hello.bin` (made with GNU binutils, see its README) is the code.
 
+mod common;
 #[path = "support/reference_board.rs"]
 mod reference_board;
 
@@ -19,8 +20,7 @@ const HELLO_LINE: &str = "HELLO-FROM-STUB";
 const HELLO_DONE_ADDRESS: u64 = 0x22;
 
 fn hello_program() -> Vec<u8> {
-    let mut bytes =
-        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/qemu/hello.bin")).unwrap();
+    let mut bytes = std::fs::read(common::repo_root().join("tests/data/qemu/hello.bin")).unwrap();
     bytes.resize(bytes.len().next_multiple_of(4), 0xFF);
     bytes
 }
@@ -190,12 +190,12 @@ fn ram_backed_code_memory_keeps_nor_rules() {
 #[test]
 fn imprint_run_provisions_three_qemu_units_and_the_uart_report_names_them() {
     let directory = tempfile::tempdir().unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_imprint"))
+    let output = common::imprint()
         .args(["run", "--profile", "profiles/qemu-mps2-an385.toml", "--count", "3", "--json"])
         .arg("--db")
         .arg(directory.path().join("ledger.db"))
         .args(["--log", "warn,imprint::console=info"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .current_dir(common::repo_root())
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -307,7 +307,7 @@ fn gdb_multiarch_agrees_with_the_backend_about_memory() {
     );
     assert_eq!(std::fs::read(&dump).unwrap(), data, "gdb-multiarch reads what the backend wrote");
     // gdb-multiarch loads the reference bootloader; the backend reads it back.
-    let elf = Path::new(env!("CARGO_MANIFEST_DIR")).join("firmware-blobs/mps2-an385/bootloader.elf");
+    let elf = common::repo_root().join("firmware-blobs/mps2-an385/bootloader.elf");
     let loaded = gdb_multiarch(&instance.gdb_address(), &[format!("load {}", elf.display())]);
     assert!(loaded.contains("Transfer rate"), "{loaded}");
     let transport = TcpTransport::connect(&instance.gdb_address(), Duration::from_secs(2)).unwrap();
@@ -333,7 +333,7 @@ fn a_gdb_selector_provisions_a_qemu_started_outside_the_harness() {
     client.write_memory(reference_board::UNIQUE_ID_ADDRESS, &[0x5A; 12]).unwrap();
     drop(client);
     // The reference profile, reading the report from the mailbox: a `gdb:` fixture has no console.
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = common::repo_root();
     let profiles = root.join("profiles");
     let text = std::fs::read_to_string(profiles.join("qemu-mps2-an385.toml")).unwrap();
     let text = text
@@ -344,7 +344,7 @@ fn a_gdb_selector_provisions_a_qemu_started_outside_the_harness() {
     let profile = directory.path().join("qemu-over-gdb.toml");
     std::fs::write(&profile, text).unwrap();
     let selector = format!("gdb:{}", instance.gdb_address());
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_imprint"))
+    let output = common::imprint()
         .args(["run", "--count", "1", "--json", "--probe", &selector])
         .arg("--profile")
         .arg(&profile)
@@ -370,18 +370,14 @@ fn a_gdb_selector_provisions_a_qemu_started_outside_the_harness() {
 
 #[test]
 fn a_bad_default_fixture_is_a_profile_error() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = common::repo_root();
     let profiles = root.join("profiles");
     let text = std::fs::read_to_string(profiles.join("qemu-mps2-an385.toml"))
         .unwrap()
         .replace("default = \"qemu\"", "default = \"jtag\"");
     let profile = profiles.join(format!("test-bad-fixture-{}.toml", std::process::id()));
     std::fs::write(&profile, text).unwrap();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_imprint"))
-        .arg("profile")
-        .arg("check")
-        .arg(&profile)
-        .output();
+    let output = common::imprint().arg("profile").arg("check").arg(&profile).output();
     std::fs::remove_file(&profile).unwrap();
     let output = output.unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -393,11 +389,11 @@ fn a_bad_default_fixture_is_a_profile_error() {
 const DEMO_FACTORY_CA: &str = "profiles/demo-credentials/factory-ca.pem";
 
 fn run_imprint(args: &[&str], database: &Path) -> (std::process::Output, Vec<serde_json::Value>) {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_imprint"))
+    let output = common::imprint()
         .args(args)
         .arg("--db")
         .arg(database)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .current_dir(common::repo_root())
         .output()
         .unwrap();
     let events = String::from_utf8_lossy(&output.stdout)
@@ -467,7 +463,7 @@ fn imprint_run_gives_qemu_units_station_made_identities_the_firmware_proves() {
     let (output, _) = run_imprint(&["log", "certificates", "-o", bundle.to_str().unwrap()], &database);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let bundle_text = std::fs::read_to_string(&bundle).unwrap();
-    let ca = Path::new(env!("CARGO_MANIFEST_DIR")).join(DEMO_FACTORY_CA);
+    let ca = common::repo_root().join(DEMO_FACTORY_CA);
     let mut bundled = Vec::new();
     for (index, block) in bundle_text.split_inclusive("-----END CERTIFICATE-----\n").enumerate() {
         let path = directory.path().join(format!("device-{index}.pem"));
@@ -497,7 +493,7 @@ fn imprint_run_gives_qemu_units_station_made_identities_the_firmware_proves() {
 fn device_made_keys_on_qemu_fail_at_device_key_for_want_of_entropy() {
     // mps2-an385 has no TRNG: the firmware answers make-key-and-csr with status 3 (no-entropy)
     // rather than make a predictable key.
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = common::repo_root();
     let profiles = root.join("profiles");
     let text = std::fs::read_to_string(profiles.join("qemu-mps2-an385-identity.toml"))
         .unwrap()
@@ -558,7 +554,7 @@ fn the_firmware_signs_a_challenge_with_the_key_in_its_store_and_only_that_key() 
     use imprint::store::{ConfigStore, StoreItem, keys};
     use imprint::trust::{self, Certificate, CertificateRequest, Signer};
 
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = common::repo_root();
     let memory = reference_board::memory_map();
     let mut target = unit("qemu-identity");
     target.connect().unwrap();

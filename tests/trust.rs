@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use imprint::trust::{self, Certificate, Signer, TrustError};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/trust").join(name)
+    common::repo_root().join("tests/data/trust").join(name)
 }
 
 /// Loads a key fixture and compares the outcome with what we expect: `Ok(())` means the key must
@@ -570,7 +570,7 @@ fn update_certificate_warnings_follow_the_factory_tool() {
 // Developer credentials: `imprint dev init` through the real binary, and manifest-dev-tool.
 
 fn imprint(args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_imprint")).args(args).output().expect("run imprint")
+    common::imprint().args(args).output().expect("run imprint")
 }
 
 /// The bytes of `const uint8_t NAME[] = { 0x.., ... };` in generated C source.

@@ -464,11 +464,9 @@ fn show_progress(receiver: crossbeam_channel::Receiver<StationEvent>, slot_count
                 bar.set_length(bytes_total.max(1));
                 bar.set_position(bytes_done);
             }
-            EventKind::StepFinished { step, detail, .. } => {
-                if step == "allocate-identity"
-                    && let Some(serial) = detail.get("serial").and_then(|value| value.as_str())
-                {
-                    serial_by_slot[event.slot] = serial.to_string();
+            EventKind::StepFinished { facts, .. } => {
+                if let Some(serial) = facts.serial {
+                    serial_by_slot[event.slot] = serial;
                 }
                 bar.set_position(bar.length().unwrap_or(1));
             }

@@ -330,7 +330,8 @@ impl LineStore {
             }
             EventKind::StepStarted { step } => {
                 slot.progress = None;
-                slot.phase = SlotPhase::Running { step: step.clone(), step_number: step_number(step) };
+                slot.phase =
+                    SlotPhase::Running { step: step.to_string(), step_number: step_number(step.as_str()) };
             }
             EventKind::StepProgress { bytes_done, bytes_total, .. } => {
                 slot.progress = Some(match slot.progress {
@@ -349,23 +350,18 @@ impl LineStore {
                     },
                 });
             }
-            EventKind::StepFinished { step, detail, .. } => {
+            EventKind::StepFinished { facts, .. } => {
                 slot.progress = None;
-                if step == "identify" {
-                    if let Some(chip_uid) = detail.get("chip_uid").and_then(|value| value.as_str()) {
-                        slot.chip_uid = Some(chip_uid.to_string());
-                    }
-                    if let (Some(seen), Some(seen_before)) = (
-                        detail.get("seen_before").and_then(|value| value.as_bool()),
-                        self.seen_before.get_mut(event.slot),
-                    ) {
-                        *seen_before = Some(seen);
-                    }
+                if let Some(chip_uid) = &facts.chip_uid {
+                    slot.chip_uid = Some(chip_uid.clone());
                 }
-                if step == "allocate-identity"
-                    && let Some(serial) = detail.get("serial").and_then(|value| value.as_str())
+                if let (Some(seen), Some(seen_before)) =
+                    (facts.seen_before, self.seen_before.get_mut(event.slot))
                 {
-                    slot.serial = Some(serial.to_string());
+                    *seen_before = Some(seen);
+                }
+                if let Some(serial) = &facts.serial {
+                    slot.serial = Some(serial.clone());
                 }
             }
             EventKind::StepSkipped { .. } | EventKind::StepFailed { .. } => {
@@ -588,6 +584,7 @@ impl LogStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::station::{StepFacts, StepName};
     use serde_json::json;
 
     fn event(slot: usize, unit: u64, kind: EventKind) -> StationEvent {
@@ -633,7 +630,7 @@ mod tests {
         check(
             vec![
                 event(0, 1, EventKind::UnitStarted { probe: "sim-0".into() }),
-                event(0, 1, EventKind::StepStarted { step: "erase".into() }),
+                event(0, 1, EventKind::StepStarted { step: StepName::Erase }),
             ],
             SlotPhase::Running { step: "erase".into(), step_number: 3 },
             (0, 0, 0, None),
@@ -664,9 +661,14 @@ mod tests {
                     0,
                     2,
                     EventKind::StepFinished {
-                        step: "identify".into(),
+                        step: StepName::Identify,
                         duration_ms: 1,
                         detail: json!({"chip_uid": "0a0b", "seen_before": true}),
+                        facts: StepFacts {
+                            chip_uid: Some("0a0b".to_string()),
+                            seen_before: Some(true),
+                            ..StepFacts::default()
+                        },
                     },
                 ),
                 event(0, 2, finished(UnitResult::Pass, None, None)),

@@ -72,7 +72,7 @@ pub use schema::{BUSY_TIMEOUT, current_version as schema_version};
 pub use verify::{
     ChainProblem, ChainVerifier, HeadMatch, ProblemKind, VerifyOptions, VerifyReport, verify_export_file,
 };
-pub use write::check_serial_text;
+pub use write::{ReworkAction, check_serial_text, decide_rework};
 
 // The station hands clones of one `Ledger` to a worker thread per slot.
 const _: () = {

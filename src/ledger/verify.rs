@@ -244,11 +244,6 @@ impl ChainVerifier {
         self.checker.fail(problem);
     }
 
-    /// Whether a problem was found so far.
-    pub fn has_problem(&self) -> bool {
-        self.checker.problem.is_some()
-    }
-
     /// Compares every station's last record with its recorded head and ends the check.
     pub fn finish(self, chain_heads: Vec<ChainHead>) -> VerifyReport {
         self.checker.finish(chain_heads, None)

@@ -22,6 +22,34 @@ const SERIAL_LENGTH_MAX: usize = 64;
 /// Widest counter: u64 has at most 20 decimal digits.
 const COUNTER_WIDTH_MAX: u32 = 20;
 
+/// What allocation does for a chip that already has an identity, as the rework policy decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReworkAction {
+    /// Keep the identity the chip has ([`ReworkPolicy::ReuseIdentity`]).
+    ReuseIdentity,
+    /// Retire it into the history and issue a new one ([`ReworkPolicy::IssueNew`]).
+    IssueNew,
+}
+
+/// The one place the rework policy is decided: what to do with chip `chip_uid_hex`, which
+/// already has serial `existing_serial`. [`ReworkPolicy::Refuse`] answers
+/// [`LedgerError::ReworkRefused`]. The station asks when it identifies the chip (so a refused
+/// unit is not flashed); the allocation asks again inside its transaction.
+pub fn decide_rework(
+    policy: ReworkPolicy,
+    chip_uid_hex: &str,
+    existing_serial: &str,
+) -> Result<ReworkAction, LedgerError> {
+    match policy {
+        ReworkPolicy::Refuse => Err(LedgerError::ReworkRefused {
+            chip_uid: chip_uid_hex.to_string(),
+            serial: existing_serial.to_string(),
+        }),
+        ReworkPolicy::ReuseIdentity => Ok(ReworkAction::ReuseIdentity),
+        ReworkPolicy::IssueNew => Ok(ReworkAction::IssueNew),
+    }
+}
+
 /// Checks a chip UID (hex, whole bytes) and returns it lowercase, the stored form.
 pub(crate) fn normalize_chip_uid(field: &str, chip_uid_hex: &str) -> Result<String, LedgerError> {
     let is_valid = !chip_uid_hex.is_empty()
@@ -142,90 +170,114 @@ pub(crate) fn allocate_identity(
         });
     };
 
-    match request.rework_policy {
-        ReworkPolicy::Refuse => Err(LedgerError::ReworkRefused { chip_uid, serial: existing.serial }),
-        ReworkPolicy::ReuseIdentity => {
-            if existing.profile != request.profile_name {
-                return Err(LedgerError::ReworkProfileChanged {
-                    chip_uid,
-                    serial: existing.serial,
-                    issued_profile: existing.profile,
-                    requested_profile: request.profile_name.clone(),
-                });
-            }
-            if let Some(scanned) = &request.scanned_serial
-                && *scanned != existing.serial
-            {
-                return Err(LedgerError::ScannedSerialMismatch {
-                    chip_uid,
-                    serial: existing.serial,
-                    scanned: scanned.clone(),
-                });
-            }
-            let device_id = uuid::Uuid::parse_str(&existing.device_id).map_err(|_| LedgerError::Corrupt {
-                path: path.to_owned(),
-                what: format!("unit {} has device_id {:?}, not a UUID", existing.serial, existing.device_id),
-            })?;
-            Ok(AllocatedIdentity {
-                identity: UnitIdentity {
-                    chip_uid_hex: chip_uid,
-                    serial: existing.serial,
-                    device_id,
-                    profile_name: existing.profile,
-                },
-                is_rework: true,
-                retired_serial: None,
-            })
-        }
-        ReworkPolicy::IssueNew => {
-            let serial = issue_serial(transaction, path, request, leased_blocks_required)?;
-            ensure_device_id_free(transaction, path, &device_id_text, Some(existing.id))?;
-            transaction
-                .prepare_cached(
-                    "INSERT INTO identity_history (unit_id, chip_uid, serial, device_id, profile,
-                         created_at, retired_at, replaced_by_serial)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                )
-                .and_then(|mut statement| {
-                    statement.execute(params![
-                        existing.id,
-                        chip_uid,
-                        existing.serial,
-                        existing.device_id,
-                        existing.profile,
-                        existing.created_at,
-                        created_at,
-                        serial
-                    ])
-                })
-                .map_err(database_error(path, "retiring the old identity"))?;
-            transaction
-                .prepare_cached(
-                    "UPDATE units SET serial = ?2, device_id = ?3, profile = ?4, created_at = ?5
-                     WHERE id = ?1",
-                )
-                .and_then(|mut statement| {
-                    statement.execute(params![
-                        existing.id,
-                        serial,
-                        device_id_text,
-                        request.profile_name,
-                        created_at
-                    ])
-                })
-                .map_err(database_error(path, "updating the unit's identity"))?;
-            Ok(AllocatedIdentity {
-                identity: UnitIdentity {
-                    chip_uid_hex: chip_uid,
-                    serial,
-                    device_id: request.device_id,
-                    profile_name: request.profile_name.clone(),
-                },
-                is_rework: true,
-                retired_serial: Some(existing.serial),
-            })
+    match decide_rework(request.rework_policy, &chip_uid, &existing.serial)? {
+        ReworkAction::ReuseIdentity => reuse_identity(path, request, chip_uid, existing),
+        ReworkAction::IssueNew => {
+            let rework = Rework { chip_uid, existing, device_id_text, created_at };
+            issue_new_identity(transaction, path, request, leased_blocks_required, rework)
         }
     }
+}
+
+/// Policy `reuse-identity`: the chip keeps the identity it has, if it comes back under the
+/// same profile and (with scanned serials) with the same label.
+fn reuse_identity(
+    path: &Path,
+    request: &IdentityRequest,
+    chip_uid: String,
+    existing: ExistingUnit,
+) -> Result<AllocatedIdentity, LedgerError> {
+    if existing.profile != request.profile_name {
+        return Err(LedgerError::ReworkProfileChanged {
+            chip_uid,
+            serial: existing.serial,
+            issued_profile: existing.profile,
+            requested_profile: request.profile_name.clone(),
+        });
+    }
+    if let Some(scanned) = &request.scanned_serial
+        && *scanned != existing.serial
+    {
+        return Err(LedgerError::ScannedSerialMismatch {
+            chip_uid,
+            serial: existing.serial,
+            scanned: scanned.clone(),
+        });
+    }
+    let device_id = uuid::Uuid::parse_str(&existing.device_id).map_err(|_| LedgerError::Corrupt {
+        path: path.to_owned(),
+        what: format!("unit {} has device_id {:?}, not a UUID", existing.serial, existing.device_id),
+    })?;
+    Ok(AllocatedIdentity {
+        identity: UnitIdentity {
+            chip_uid_hex: chip_uid,
+            serial: existing.serial,
+            device_id,
+            profile_name: existing.profile,
+        },
+        is_rework: true,
+        retired_serial: None,
+    })
+}
+
+/// A chip coming back under policy `issue-new`, with what the allocation already read.
+struct Rework {
+    chip_uid: String,
+    existing: ExistingUnit,
+    device_id_text: String,
+    created_at: String,
+}
+
+/// Policy `issue-new`: the old identity goes into `identity_history` and the unit gets a new
+/// serial and device ID.
+fn issue_new_identity(
+    transaction: &Transaction<'_>,
+    path: &Path,
+    request: &IdentityRequest,
+    leased_blocks_required: bool,
+    rework: Rework,
+) -> Result<AllocatedIdentity, LedgerError> {
+    let Rework { chip_uid, existing, device_id_text, created_at } = rework;
+    let serial = issue_serial(transaction, path, request, leased_blocks_required)?;
+    ensure_device_id_free(transaction, path, &device_id_text, Some(existing.id))?;
+    transaction
+        .prepare_cached(
+            "INSERT INTO identity_history (unit_id, chip_uid, serial, device_id, profile,
+                     created_at, retired_at, replaced_by_serial)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )
+        .and_then(|mut statement| {
+            statement.execute(params![
+                existing.id,
+                chip_uid,
+                existing.serial,
+                existing.device_id,
+                existing.profile,
+                existing.created_at,
+                created_at,
+                serial
+            ])
+        })
+        .map_err(database_error(path, "retiring the old identity"))?;
+    transaction
+        .prepare_cached(
+            "UPDATE units SET serial = ?2, device_id = ?3, profile = ?4, created_at = ?5
+                 WHERE id = ?1",
+        )
+        .and_then(|mut statement| {
+            statement.execute(params![existing.id, serial, device_id_text, request.profile_name, created_at])
+        })
+        .map_err(database_error(path, "updating the unit's identity"))?;
+    Ok(AllocatedIdentity {
+        identity: UnitIdentity {
+            chip_uid_hex: chip_uid,
+            serial,
+            device_id: request.device_id,
+            profile_name: request.profile_name.clone(),
+        },
+        is_rework: true,
+        retired_serial: Some(existing.serial),
+    })
 }
 
 /// Makes the new serial: the next counter value (and advances the counter) or the scanned one;

@@ -3,12 +3,20 @@
 //! One stream feeds every view: the terminal progress bars and `--json` lines of `imprint run`,
 //! the GUI, and (through the job's run record) the ledger. The JSON form is documented in
 //! `docs/events.md`; its field names are stable and carry [`EVENT_SCHEMA_VERSION`].
+//!
+//! What front ends and fixture controllers act on is typed: the step as its [`StepName`]
+//! (serialized by name) and, on `step-finished`, the [`StepFacts`] the step learned (chip UID,
+//! seen before, serial, device ID). A step's `detail` object is for the record and for people;
+//! nothing should have to fish in it by key.
 
 use std::time::SystemTime;
 
 use serde::Serialize;
 
-/// Version of the JSON event schema; bumped on any incompatible change.
+pub use super::steps::StepName;
+
+/// Version of the JSON event schema; bumped on any incompatible change. Adding fields is not
+/// one (the typed step facts on `step-finished` were added within version 1).
 pub const EVENT_SCHEMA_VERSION: u32 = 1;
 
 /// One thing that happened on the line.
@@ -38,13 +46,13 @@ pub enum EventKind {
     },
     /// A step began.
     StepStarted {
-        /// The step's name.
-        step: String,
+        /// The step.
+        step: StepName,
     },
     /// Progress within a step.
     StepProgress {
-        /// The step's name.
-        step: String,
+        /// The step.
+        step: StepName,
         /// Bytes done so far.
         bytes_done: u64,
         /// Bytes the step will move in all.
@@ -52,24 +60,28 @@ pub enum EventKind {
     },
     /// A step finished successfully.
     StepFinished {
-        /// The step's name.
-        step: String,
+        /// The step.
+        step: StepName,
         /// How long it took.
         duration_ms: u64,
         /// Step-specific facts: bytes written, hashes, fingerprints, identifiers.
         detail: serde_json::Value,
+        /// What the step learned about the unit that front ends read, typed (fields absent
+        /// when the step learned none of them).
+        #[serde(flatten)]
+        facts: StepFacts,
     },
     /// The profile skips this step.
     StepSkipped {
-        /// The step's name.
-        step: String,
+        /// The step.
+        step: StepName,
         /// Why.
         reason: String,
     },
     /// A step failed; the unit fails with it.
     StepFailed {
-        /// The step's name.
-        step: String,
+        /// The step.
+        step: StepName,
         /// How long it ran.
         duration_ms: u64,
         /// What went wrong.
@@ -110,6 +122,26 @@ pub enum EventKind {
         /// Wall time of the whole run.
         elapsed_ms: u64,
     },
+}
+
+/// What a step learned about the unit, as typed fields of its `step-finished` event:
+/// `identify` sets `chip_uid` and `seen_before`, `allocate-identity` sets `serial` and
+/// `device_id`. In JSON they sit beside `detail`, and a field the step did not learn is left
+/// out.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct StepFacts {
+    /// The chip's unique ID (lowercase hex).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chip_uid: Option<String>,
+    /// Whether the ledger knew the chip before this run (a rework).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seen_before: Option<bool>,
+    /// The unit's serial number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub serial: Option<String>,
+    /// The unit's device ID.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_id: Option<uuid::Uuid>,
 }
 
 /// A unit's result.

@@ -11,7 +11,7 @@
 
 use serde::Serialize;
 
-use super::job::StepName;
+use super::steps::StepName;
 
 /// Why a unit did not pass, as a stable machine-readable class.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]

@@ -1,6 +1,8 @@
 //! The station: units through the pipeline, slots side by side, and the events they emit.
 //!
-//! - [`job`]: one unit through the steps (connect ... record), with retries and verification.
+//! - [`steps`]: the pipeline's steps as data ([`StepName`]), shared by the job and the events.
+//! - [`job`]: one unit through the steps (connect ... record), with retries and verification;
+//!   one file per step family under `job/`.
 //! - [`line`]: many slots at once, one worker thread each.
 //! - [`labels`]: serials scanned from unit labels and the work order, fed to the line.
 //! - [`sectors`]: skip-unchanged flashing, decided sector by sector.
@@ -20,10 +22,12 @@ pub mod labels;
 pub mod line;
 pub mod sectors;
 pub mod self_test;
+pub mod steps;
 
-pub use events::{DiscardEvents, EventKind, EventSink, StationEvent, UnitResult};
+pub use events::{DiscardEvents, EventKind, EventSink, StationEvent, StepFacts, UnitResult};
 pub use failure::{FailureCategory, OperatorAction};
-pub use job::{CancelToken, StationContext, StepName, UnitOutcome, provision_unit};
+pub use job::{CancelToken, StationContext, UnitOutcome, provision_unit};
 pub use labels::{SerialWait, UnitLabels};
 pub use line::{LineSummary, run_line};
 pub use self_test::SelfTestMaterial;
+pub use steps::StepName;

@@ -320,11 +320,6 @@ impl GdbClient {
             .find(|region| region.kind == MemoryKind::Flash && region.contains(address, length))
     }
 
-    /// Whether binary `X` writes are used.
-    pub fn uses_binary_writes(&self) -> bool {
-        self.binary_writes
-    }
-
     /// Whether memory requests are pipelined on this connection.
     pub fn pipelines(&self) -> bool {
         self.options.pipeline_window > 1

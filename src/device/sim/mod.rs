@@ -11,7 +11,6 @@
 mod device;
 mod flash;
 
-use std::collections::VecDeque;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -293,7 +292,6 @@ pub struct SimFixture {
     uid_seed: Option<u64>,
     units_presented: u64,
     fault_schedule: Option<FaultSchedule>,
-    queued_devices: VecDeque<SimDevice>,
 }
 
 impl SimFixture {
@@ -314,7 +312,6 @@ impl SimFixture {
             uid_seed,
             units_presented: 0,
             fault_schedule: None,
-            queued_devices: VecDeque::new(),
         }
     }
 
@@ -322,11 +319,6 @@ impl SimFixture {
     pub fn with_fault_schedule(mut self, schedule: FaultSchedule) -> SimFixture {
         self.fault_schedule = Some(schedule);
         self
-    }
-
-    /// Puts a particular device on the fixture next (a reworked or power-cycled unit).
-    pub fn present_next(&mut self, device: SimDevice) {
-        self.queued_devices.push_back(device);
     }
 
     fn fresh_unique_id(&self) -> Vec<u8> {
@@ -364,10 +356,7 @@ impl Fixture for SimFixture {
         if !keep_waiting() {
             return Ok(None);
         }
-        let device = match self.queued_devices.pop_front() {
-            Some(device) => device,
-            None => SimDevice::new(&self.memory, self.fresh_unique_id()),
-        };
+        let device = SimDevice::new(&self.memory, self.fresh_unique_id());
         let faults =
             self.fault_schedule.as_ref().map(|schedule| schedule(self.units_presented)).unwrap_or_default();
         self.units_presented += 1;

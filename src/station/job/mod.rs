@@ -1,0 +1,429 @@
+//! One unit through the steps: connect, identify, flash, inject, self-test, lock, record.
+//! Profiles with a `[device_identity]` add the identity steps: the device's key and CSR
+//! (device-made keys), the certificate from the factory CA, and after injection the check that
+//! the device holds the key its certificate names (docs/device-identity.md).
+//!
+//! Steps are data ([`StepName`]); the profile decides which ones run, and the run record says
+//! which were skipped. Every step emits started / progress / finished-or-failed events; every
+//! byte written is verified by an independent read-back; a unit is PASS only after the ledger
+//! committed its record. Transient probe errors get a bounded retry; any other failure ends the
+//! unit as FAIL with the step and the reason.
+//!
+//! This file is the runner and the record: [`provision_unit`] walks the steps, emits their
+//! events, retries transient errors and commits the run. The steps live by family:
+//! [`connect`] (attach, unique ID), [`flash`] (erase, program, verify by read-back),
+//! [`identity`] (serial and device ID, the device's key and certificate), [`config`] (the
+//! config store), [`self_test`] (signed and forged updates), [`lock`]. What earlier steps
+//! learned is one [`facts::UnitFacts`] value, which says in one place when a step ran out of
+//! order.
+
+mod config;
+mod connect;
+mod facts;
+mod flash;
+mod identity;
+mod lock;
+mod self_test;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::json;
+
+use super::events::{EventKind, EventSink, StationEvent, StepFacts, UnitResult};
+use super::labels::UnitLabels;
+use super::self_test::SelfTestMaterial;
+pub use super::steps::StepName;
+use facts::UnitFacts;
+use flash::WrittenRange;
+
+use crate::device::{Target, TargetError};
+use crate::identity::ChipUid;
+use crate::ledger::{Ledger, RunRecord, RunResult, StepRecord, StepStatus};
+use crate::profile::{Profile, SkippableStep};
+
+/// How many times a step's device operation is tried when the probe reports a transient error.
+pub const TRANSIENT_RETRY_ATTEMPTS: u32 = 3;
+/// How often the mailbox is polled while waiting for a report.
+const REPORT_POLL_INTERVAL: Duration = Duration::from_millis(2);
+
+/// A shared flag that asks every slot to stop after its current step.
+#[derive(Debug, Clone, Default)]
+pub struct CancelToken(Arc<AtomicBool>);
+
+impl CancelToken {
+    /// Asks for a stop.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether a stop was asked for.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// What every unit of a line shares.
+pub struct StationContext {
+    /// The product.
+    pub profile: Arc<Profile>,
+    /// Signed and forged candidates, prepared once.
+    pub self_test: Arc<SelfTestMaterial>,
+    /// The audit ledger.
+    pub ledger: Ledger,
+    /// This station's name.
+    pub station_name: String,
+    /// Who runs the line.
+    pub operator: String,
+    /// Where events go.
+    pub events: Arc<dyn EventSink>,
+    /// Stop request.
+    pub cancel: CancelToken,
+    /// Serials scanned from the units' labels and the work order (see [`UnitLabels`]).
+    pub labels: Arc<UnitLabels>,
+}
+
+/// How one unit ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnitOutcome {
+    /// PASS only when the ledger committed the record.
+    pub result: UnitResult,
+    /// The chip's unique ID, if it was read.
+    pub chip_uid: Option<String>,
+    /// The serial number, if allocated.
+    pub serial: Option<String>,
+    /// The device ID, if derived.
+    pub device_id: Option<uuid::Uuid>,
+    /// The failing step.
+    pub failing_step: Option<&'static str>,
+    /// Why it failed.
+    pub reason: Option<String>,
+    /// Time from start to end.
+    pub cycle_time: Duration,
+}
+
+/// Why a step failed: a sentence for the operator and the record.
+#[derive(Debug, Clone)]
+struct StepFailure(String);
+
+impl From<TargetError> for StepFailure {
+    fn from(error: TargetError) -> Self {
+        StepFailure(error.to_string())
+    }
+}
+
+impl From<crate::ledger::LedgerError> for StepFailure {
+    fn from(error: crate::ledger::LedgerError) -> Self {
+        StepFailure(format!("ledger: {error}"))
+    }
+}
+
+type StepResult = Result<serde_json::Value, StepFailure>;
+
+/// Provisions the unit behind `target`. Never panics on device or ledger trouble: every failure
+/// becomes a FAIL outcome with the step and the reason (and is recorded when the ledger allows).
+pub fn provision_unit(
+    context: &StationContext,
+    target: &mut dyn Target,
+    slot: usize,
+    unit: u64,
+) -> UnitOutcome {
+    let probe = target.probe_identifier();
+    let mut job = UnitJob {
+        context,
+        target,
+        slot,
+        unit,
+        started: Instant::now(),
+        started_at: SystemTime::now(),
+        steps: Vec::new(),
+        facts: UnitFacts::default(),
+        is_writing_secret: false,
+        written_ranges: Vec::new(),
+        last_progress_emit: Arc::new(Mutex::new(None)),
+        probe,
+    };
+    job.emit(EventKind::UnitStarted { probe: job.probe.clone() });
+    let failure = job.run_steps().err();
+    job.finish(failure)
+}
+
+struct UnitJob<'a> {
+    context: &'a StationContext,
+    target: &'a mut dyn Target,
+    slot: usize,
+    unit: u64,
+    started: Instant,
+    started_at: SystemTime,
+    steps: Vec<StepRecord>,
+    /// What the steps so far learned about the unit (chip UID, identity, certificate, plans).
+    facts: UnitFacts,
+    /// Set while writing a config store that holds a private key: a read-back mismatch then
+    /// names the address but never the bytes.
+    is_writing_secret: bool,
+    /// Every flash range this job programmed and has not verified yet, with its bytes.
+    written_ranges: Vec<WrittenRange>,
+    /// When the running step last sent a progress event (shared with progress callbacks).
+    last_progress_emit: Arc<Mutex<Option<Instant>>>,
+    probe: String,
+}
+
+/// The shortest time between two progress events of one step: a steady trickle for the GUI and
+/// JSON consumers rather than one event per flash page.
+const PROGRESS_EVENT_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Sends a step's progress events, at most one per [`PROGRESS_EVENT_INTERVAL`] (the first and
+/// the completing one always go out).
+struct ProgressReporter {
+    events: Arc<dyn EventSink>,
+    slot: usize,
+    unit: u64,
+    step: StepName,
+    last_emit: Arc<Mutex<Option<Instant>>>,
+}
+
+impl ProgressReporter {
+    fn report(&self, bytes_done: u64, bytes_total: u64) {
+        let mut last_emit = self.last_emit.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let now = Instant::now();
+        let is_due = last_emit.is_none_or(|last| now.duration_since(last) >= PROGRESS_EVENT_INTERVAL);
+        if is_due || bytes_done >= bytes_total {
+            *last_emit = Some(now);
+            self.events.emit(StationEvent::now(
+                self.slot,
+                self.unit,
+                EventKind::StepProgress { step: self.step, bytes_done, bytes_total },
+            ));
+        }
+    }
+}
+
+/// A failed step: which one, and why.
+struct JobFailure {
+    step: StepName,
+    reason: String,
+}
+
+impl<'a> UnitJob<'a> {
+    fn profile(&self) -> &'a Profile {
+        &self.context.profile
+    }
+
+    fn emit(&self, kind: EventKind) {
+        self.context.events.emit(StationEvent::now(self.slot, self.unit, kind));
+    }
+
+    fn progress(&self, step: StepName, bytes_done: u64, bytes_total: u64) {
+        self.reporter(step).report(bytes_done, bytes_total);
+    }
+
+    fn reporter(&self, step: StepName) -> ProgressReporter {
+        ProgressReporter {
+            events: self.context.events.clone(),
+            slot: self.slot,
+            unit: self.unit,
+            step,
+            last_emit: self.last_progress_emit.clone(),
+        }
+    }
+
+    fn run_steps(&mut self) -> Result<(), JobFailure> {
+        for step in StepName::ALL {
+            if step == StepName::Record {
+                break;
+            }
+            if !step.applies_to(self.profile()) {
+                continue;
+            }
+            if let Some(skippable) = step.skipped_by()
+                && (self.profile().skips(skippable)
+                    || (skippable == SkippableStep::NegativeSelfTest
+                        && self.profile().skips(SkippableStep::SelfTest))
+                    || (skippable == SkippableStep::Lock && !self.profile().lock.enabled))
+            {
+                self.skip(step, format!("profile skips {}", skippable.name()));
+                continue;
+            }
+            if self.context.cancel.is_cancelled() {
+                return Err(JobFailure { step, reason: "cancelled by the operator".to_string() });
+            }
+            self.run_step(step)?;
+        }
+        Ok(())
+    }
+
+    fn skip(&mut self, step: StepName, reason: String) {
+        self.emit(EventKind::StepSkipped { step, reason: reason.clone() });
+        self.steps.push(StepRecord {
+            name: step.as_str().to_string(),
+            status: StepStatus::Skipped,
+            started_at: SystemTime::now(),
+            duration_ms: 0,
+            detail: json!({ "reason": reason }),
+        });
+    }
+
+    fn run_step(&mut self, step: StepName) -> Result<(), JobFailure> {
+        self.target.note_step(step.as_str());
+        *self.last_progress_emit.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = None;
+        self.emit(EventKind::StepStarted { step });
+        let started_at = SystemTime::now();
+        let started = Instant::now();
+        let result = match step {
+            StepName::Connect => self.connect(),
+            StepName::Identify => self.identify(),
+            StepName::Erase => self.erase(),
+            StepName::ProgramBootloader => self.program_image(step, self.profile().bootloader_image.clone()),
+            StepName::ProgramApplication => {
+                self.program_image(step, self.profile().application_image.clone())
+            }
+            StepName::VerifyFlash => self.verify_written(step),
+            StepName::AllocateIdentity => self.allocate_identity(),
+            StepName::DeviceKey => self.device_key(),
+            StepName::IssueIdentity => self.issue_identity(),
+            StepName::WriteConfig => self.write_config(),
+            StepName::VerifyConfig => self.verify_config(),
+            StepName::VerifyIdentity => self.verify_identity(),
+            StepName::SelfTest => self.self_test(),
+            StepName::NegativeSelfTest => self.negative_self_test(),
+            StepName::Lock => self.lock(),
+            StepName::VerifyLock => self.verify_lock(),
+            StepName::Record => Ok(json!({})),
+        };
+        let duration_ms = started.elapsed().as_millis() as u64;
+        match result {
+            Ok(detail) => {
+                self.emit(EventKind::StepFinished {
+                    step,
+                    duration_ms,
+                    detail: detail.clone(),
+                    facts: self.facts.announced_by(step),
+                });
+                self.steps.push(StepRecord {
+                    name: step.as_str().to_string(),
+                    status: StepStatus::Passed,
+                    started_at,
+                    duration_ms,
+                    detail,
+                });
+                Ok(())
+            }
+            Err(StepFailure(reason)) => {
+                self.emit(EventKind::StepFailed { step, duration_ms, reason: reason.clone() });
+                self.steps.push(StepRecord {
+                    name: step.as_str().to_string(),
+                    status: StepStatus::Failed,
+                    started_at,
+                    duration_ms,
+                    detail: json!({ "reason": reason }),
+                });
+                Err(JobFailure { step, reason })
+            }
+        }
+    }
+
+    /// Runs a device operation, retrying transient probe errors a bounded number of times.
+    fn retry<T>(
+        &mut self,
+        mut operation: impl FnMut(&mut dyn Target) -> Result<T, TargetError>,
+    ) -> Result<T, TargetError> {
+        let mut attempt = 1;
+        loop {
+            match operation(&mut *self.target) {
+                Err(error) if error.is_transient() && attempt < TRANSIENT_RETRY_ATTEMPTS => {
+                    tracing::debug!(attempt, %error, "retrying after a transient probe error");
+                    std::thread::sleep(Duration::from_millis(5 * u64::from(attempt)));
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Records the run, then reports the outcome (PASS only after the commit).
+    fn finish(mut self, failure: Option<JobFailure>) -> UnitOutcome {
+        let record_started = Instant::now();
+        if failure.is_none() {
+            self.target.note_step(StepName::Record.as_str());
+            self.emit(EventKind::StepStarted { step: StepName::Record });
+        }
+        let (failing_step, reason) = match &failure {
+            Some(failure) => (Some(failure.step.as_str()), Some(failure.reason.clone())),
+            None => (None, None),
+        };
+        let identity = self.facts.identity.as_ref().map(|allocated| allocated.identity.clone());
+        let profile = self.profile();
+        let record = RunRecord {
+            station: self.context.station_name.clone(),
+            operator: self.context.operator.clone(),
+            probe: self.probe.clone(),
+            profile_name: profile.name.clone(),
+            profile_sha256: profile.file_sha256_hex(),
+            image_sha256s: vec![
+                ("bootloader".to_string(), hex::encode(profile.bootloader_image.file_sha256)),
+                ("application".to_string(), hex::encode(profile.application_image.file_sha256)),
+                ("self-test-payload".to_string(), hex::encode(profile.self_test.payload.file_sha256)),
+            ],
+            chip_uid_hex: self.facts.chip_uid.as_ref().map(ChipUid::to_hex),
+            serial: identity.as_ref().map(|identity| identity.serial.clone()),
+            device_id: identity.as_ref().map(|identity| identity.device_id),
+            started_at: self.started_at,
+            finished_at: SystemTime::now(),
+            result: if failure.is_none() { RunResult::Pass } else { RunResult::Fail },
+            failing_step: failing_step.map(str::to_string),
+            reason: reason.clone(),
+            steps: std::mem::take(&mut self.steps),
+        };
+        let receipt = self.context.ledger.record_run(&record);
+        let (result, failing_step, reason, record_hash) = match (receipt, failure) {
+            (Ok(receipt), None) => {
+                self.emit(EventKind::StepFinished {
+                    step: StepName::Record,
+                    facts: StepFacts::default(),
+                    duration_ms: record_started.elapsed().as_millis() as u64,
+                    detail: json!({ "run_id": receipt.run_id, "station_sequence": receipt.station_sequence, "record_hash": hex::encode(receipt.record_hash) }),
+                });
+                (UnitResult::Pass, None, None, Some(hex::encode(receipt.record_hash)))
+            }
+            (Ok(receipt), Some(_)) => {
+                (UnitResult::Fail, failing_step, reason, Some(hex::encode(receipt.record_hash)))
+            }
+            (Err(error), failure) => {
+                let record_reason = format!("the ledger did not commit the run: {error}");
+                if failure.is_none() {
+                    self.emit(EventKind::StepFailed {
+                        step: StepName::Record,
+                        duration_ms: record_started.elapsed().as_millis() as u64,
+                        reason: record_reason.clone(),
+                    });
+                }
+                let reason = match reason {
+                    Some(reason) => format!("{reason} (and {record_reason})"),
+                    None => record_reason,
+                };
+                (UnitResult::Fail, failing_step.or(Some(StepName::Record.as_str())), Some(reason), None)
+            }
+        };
+        let cycle_time = self.started.elapsed();
+        self.emit(EventKind::UnitFinished {
+            result,
+            chip_uid: record.chip_uid_hex.clone(),
+            serial: record.serial.clone(),
+            device_id: record.device_id.map(|id| id.to_string()),
+            failing_step: failing_step.map(str::to_string),
+            reason: reason.clone(),
+            cycle_time_ms: cycle_time.as_millis() as u64,
+            record_hash,
+        });
+        UnitOutcome {
+            result,
+            chip_uid: record.chip_uid_hex,
+            serial: record.serial,
+            device_id: record.device_id,
+            failing_step,
+            reason,
+            cycle_time,
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! The pipeline's steps as data: their order, their names in events, records and profiles, and
+//! which profiles they apply to. The job runs them ([`super::job`]); events carry them typed
+//! ([`super::events`]) and serialize them by name, so the JSON stream keeps its strings.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::profile::{KeyOrigin, Profile, SkippableStep};
+
+/// The pipeline's steps, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StepName {
+    /// Attach to the chip (and unlock a locked one by mass erase, when the profile allows).
+    Connect,
+    /// Read the unique ID; look the chip up in the ledger.
+    Identify,
+    /// Erase the sectors the images go to.
+    Erase,
+    /// Program the bootloader image.
+    ProgramBootloader,
+    /// Program the application image.
+    ProgramApplication,
+    /// Read back every programmed range and compare hashes.
+    VerifyFlash,
+    /// Allocate (or reuse) the serial number and device ID in the ledger.
+    AllocateIdentity,
+    /// Device-made identity keys only: the device makes its key pair and hands over a CSR,
+    /// whose signature is checked.
+    DeviceKey,
+    /// Issue the unit's identity certificate from the factory CA (for a key the station makes
+    /// now, or the device's key from its CSR).
+    IssueIdentity,
+    /// Build the config store and write it to the config region.
+    WriteConfig,
+    /// Read the config store back and decode it.
+    VerifyConfig,
+    /// Check the identity as the device-side verification does (chain, validity, subject) and
+    /// that the device holds the key: it signs a fresh challenge that verifies with the
+    /// certificate.
+    VerifyIdentity,
+    /// Stage a signed update, reset, and check the device's report.
+    SelfTest,
+    /// Stage forged updates and check that each is refused.
+    NegativeSelfTest,
+    /// Enable readout/debug protection.
+    Lock,
+    /// Prove that a debug read now fails.
+    VerifyLock,
+    /// Commit the run to the ledger.
+    Record,
+}
+
+impl StepName {
+    /// Every step in pipeline order. The identity steps run only for profiles with a
+    /// `[device_identity]` (and `device-key` only for device-made keys); for other profiles
+    /// they are not part of the pipeline at all (not recorded as skipped).
+    pub const ALL: [StepName; 17] = [
+        StepName::Connect,
+        StepName::Identify,
+        StepName::Erase,
+        StepName::ProgramBootloader,
+        StepName::ProgramApplication,
+        StepName::VerifyFlash,
+        StepName::AllocateIdentity,
+        StepName::DeviceKey,
+        StepName::IssueIdentity,
+        StepName::WriteConfig,
+        StepName::VerifyConfig,
+        StepName::VerifyIdentity,
+        StepName::SelfTest,
+        StepName::NegativeSelfTest,
+        StepName::Lock,
+        StepName::VerifyLock,
+        StepName::Record,
+    ];
+
+    /// The step's name in events, records and profiles.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepName::Connect => "connect",
+            StepName::Identify => "identify",
+            StepName::Erase => "erase",
+            StepName::ProgramBootloader => "program-bootloader",
+            StepName::ProgramApplication => "program-application",
+            StepName::VerifyFlash => "verify-flash",
+            StepName::AllocateIdentity => "allocate-identity",
+            StepName::DeviceKey => "device-key",
+            StepName::IssueIdentity => "issue-identity",
+            StepName::WriteConfig => "write-config",
+            StepName::VerifyConfig => "verify-config",
+            StepName::VerifyIdentity => "verify-identity",
+            StepName::SelfTest => "self-test",
+            StepName::NegativeSelfTest => "negative-self-test",
+            StepName::Lock => "lock",
+            StepName::VerifyLock => "verify-lock",
+            StepName::Record => "record",
+        }
+    }
+
+    /// The step with this name (as [`StepName::as_str`] writes it), if there is one.
+    pub fn from_name(name: &str) -> Option<StepName> {
+        StepName::ALL.into_iter().find(|step| step.as_str() == name)
+    }
+
+    /// Whether the step is part of this profile's pipeline at all.
+    pub fn applies_to(self, profile: &Profile) -> bool {
+        match self {
+            StepName::DeviceKey => profile
+                .device_identity
+                .as_ref()
+                .is_some_and(|identity| identity.key_origin == KeyOrigin::Device),
+            StepName::IssueIdentity | StepName::VerifyIdentity => profile.device_identity.is_some(),
+            _ => true,
+        }
+    }
+
+    /// The profile setting that skips this step, if any.
+    pub(crate) fn skipped_by(self) -> Option<SkippableStep> {
+        match self {
+            StepName::SelfTest => Some(SkippableStep::SelfTest),
+            StepName::NegativeSelfTest => Some(SkippableStep::NegativeSelfTest),
+            StepName::Lock | StepName::VerifyLock => Some(SkippableStep::Lock),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for StepName {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(self.as_str())
+    }
+}
+
+/// A step compares equal to its name, so readers of events can write `step == "identify"`.
+impl PartialEq<str> for StepName {
+    fn eq(&self, name: &str) -> bool {
+        self.as_str() == name
+    }
+}
+
+impl PartialEq<&str> for StepName {
+    fn eq(&self, name: &&str) -> bool {
+        self.as_str() == *name
+    }
+}
+
+impl Serialize for StepName {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for StepName {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<StepName, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        StepName::from_name(&name).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "unknown step {name:?}, expected one of {}",
+                StepName::ALL.map(StepName::as_str).join(", ")
+            ))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_step_round_trips_through_its_name() {
+        for step in StepName::ALL {
+            assert_eq!(StepName::from_name(step.as_str()), Some(step));
+            let json = serde_json::to_string(&step).unwrap();
+            assert_eq!(json, format!("\"{}\"", step.as_str()));
+            assert_eq!(serde_json::from_str::<StepName>(&json).unwrap(), step);
+        }
+        assert_eq!(StepName::from_name("flash"), None);
+        assert!(serde_json::from_str::<StepName>("\"flash\"").is_err());
+    }
+}
