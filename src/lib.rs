@@ -13,7 +13,9 @@
 //! - the operator window: [`gui`] (the only module that touches egui).
 
 pub mod central;
+pub mod chip;
 pub mod contract;
+pub mod device;
 #[cfg(feature = "gui")]
 pub mod gui;
 pub mod identity;
@@ -23,5 +25,4 @@ pub mod manifest;
 pub mod profile;
 pub mod station;
 pub mod store;
-pub mod device;
 pub mod trust;

@@ -49,10 +49,10 @@ pub struct Profile {
     /// A custom probe-rs target description for the chip (`chip.target_description`).
     pub chip_target_description: Option<ChipTargetDescription>,
     /// A register that identifies the chip (`chip.id_register`); probe-rs backends check it.
-    pub chip_id_check: Option<crate::device::probe_rs::chip::ChipIdCheck>,
+    pub chip_id_check: Option<crate::chip::ChipIdCheck>,
     /// How probe-rs backends lock (and recover) the chip: the profile's `lock.recipe` or
     /// `[[lock.writes]]`, else the built-in recipe for the chip's family, if there is one.
-    pub lock_recipe: Option<crate::device::probe_rs::LockRecipe>,
+    pub lock_recipe: Option<crate::chip::LockRecipe>,
     /// Where everything goes on the chip.
     pub memory: MemoryMap,
     /// The bootloader image, checked to lie inside the bootloader region.
@@ -252,12 +252,13 @@ impl std::fmt::Debug for Profile {
     }
 }
 
-/// A probe-rs target family file the profile ships for its chip, checked to define the chip.
+/// A probe-rs target family file the profile ships for its chip (read, not interpreted here).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChipTargetDescription {
     /// Where it was read from.
     pub path: PathBuf,
-    /// Its text (YAML), loaded into a probe-rs registry when a probe-rs slot opens.
+    /// Its text (YAML), loaded into a probe-rs registry (and checked to define the chip) when a
+    /// probe-rs slot opens.
     pub yaml: String,
 }
 
