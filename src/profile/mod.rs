@@ -18,10 +18,10 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
+use crate::identity::{ReworkPolicy, SerialScheme};
 use crate::image::FirmwareImage;
-use crate::ledger::{ReworkPolicy, SerialScheme};
 use crate::manifest::SemanticVersion;
-use crate::trust::{Certificate, Signer};
+use crate::trust::{Certificate, KeySource, KeySourceError, Signer};
 
 pub use validate::{ProfileError, ProfileProblem};
 
@@ -76,7 +76,9 @@ pub struct Profile {
     pub delegate_certificate: Option<Certificate>,
     /// The key that signs self-test manifests; matches `delegate_certificate` when there is one,
     /// else `update_certificate`.
-    pub signer: Arc<dyn Signer>,
+    /// It is named here, not opened: a token key opens when a line starts
+    /// ([`Profile::open_signers`]), or at its first signature.
+    pub signer: Arc<KeySource>,
     /// Self-test settings.
     pub self_test: SelfTestSettings,
     /// Lock settings.
@@ -135,8 +137,9 @@ pub struct DeviceIdentitySettings {
     pub key_origin: KeyOrigin,
     /// The factory CA that issues the certificates (CA:TRUE, ECDSA P-256).
     pub ca_certificate: Certificate,
-    /// Its key (a file or a PKCS#11 token); matches `ca_certificate`.
-    pub ca_signer: Arc<dyn Signer>,
+    /// Its key (a file or a PKCS#11 token); matches `ca_certificate` (a token key is proven to
+    /// when it opens).
+    pub ca_signer: Arc<KeySource>,
     /// What the subject CN is.
     pub subject_common_name: SubjectCommonName,
     /// The subject O, if any.
@@ -480,6 +483,27 @@ impl Profile {
         } else {
             self.memory.store_layout()
         }
+    }
+
+    /// Opens every key the profile names (the signing key, and the factory CA's key with
+    /// `[device_identity]`): what a line does before its first unit, so that a wrong PIN or a
+    /// missing token stops it with the profile file and field named. A token is logged into
+    /// once per loaded profile; later calls (and signatures) reuse it.
+    pub fn open_signers(&self) -> Result<(), KeySourceError> {
+        self.signer.open_signer()?;
+        if let Some(identity) = &self.device_identity {
+            identity.ca_signer.open_signer()?;
+        }
+        Ok(())
+    }
+
+    /// The keys the profile names, with the field that names each.
+    pub fn key_sources(&self) -> Vec<&KeySource> {
+        let mut sources = vec![self.signer.as_ref()];
+        if let Some(identity) = &self.device_identity {
+            sources.push(identity.ca_signer.as_ref());
+        }
+        sources
     }
 
     /// The profile's SHA-256 in lowercase hex.
