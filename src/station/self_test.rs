@@ -49,7 +49,7 @@ pub enum SelfTestMaterialError {
     #[error("cannot sign the self-test manifest: {0}")]
     Manifest(#[from] manifest::ManifestError),
     /// A key the profile names could not be opened (a token's PIN, a missing key).
-    #[error("cannot open the profile's keys: {0}")]
+    #[error(transparent)]
     Keys(#[from] crate::trust::KeySourceError),
 }
 
