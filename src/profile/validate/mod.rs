@@ -421,9 +421,24 @@ fn check_flash_region(
     region
 }
 
+/// The largest chip flash or RAM a profile may declare (256 MiB): far above any
+/// microcontroller's, and small enough that the simulator can hold it in memory.
+const CHIP_MEMORY_SIZE_MAX_BYTES: u64 = 256 * 1024 * 1024;
+
 fn check_memory(raw: &RawProfile, checker: &mut Checker) -> Option<MemoryMap> {
     let chip_flash = check_span(checker, "chip.flash", &raw.chip.flash);
     let chip_ram = check_span(checker, "chip.ram", &raw.chip.ram);
+    for (field, span) in [("chip.flash.size", chip_flash), ("chip.ram.size", chip_ram)] {
+        if span.size_bytes > CHIP_MEMORY_SIZE_MAX_BYTES {
+            checker.problem(
+                field,
+                format!(
+                    "expected at most {CHIP_MEMORY_SIZE_MAX_BYTES} bytes (256 MiB), found {}",
+                    span.size_bytes
+                ),
+            );
+        }
+    }
     let problems_before = checker.problems.len();
     let memory = MemoryMap {
         chip_flash,
@@ -602,6 +617,12 @@ fn check_default_fixture(raw: &RawProfile, checker: &mut Checker) -> Option<Stri
     Some(selector.clone())
 }
 
+/// The longest simulated time a profile may ask for (one minute): slot threads sleep for it, and
+/// a time that does not fit a `Duration` would panic them.
+const SIM_TIME_MAX_MS: f64 = 60_000.0;
+/// The largest simulated program page.
+const SIM_PAGE_SIZE_MAX_BYTES: u64 = 1024 * 1024;
+
 fn check_sim_timing(raw: &RawProfile, checker: &mut Checker) -> SimTiming {
     let timing = SimTiming {
         probe_bytes_per_second: raw.sim.probe_bytes_per_second.unwrap_or(0),
@@ -615,12 +636,15 @@ fn check_sim_timing(raw: &RawProfile, checker: &mut Checker) -> SimTiming {
         ("sim.page_program_ms", timing.page_program_ms),
         ("sim.boot_ms", timing.boot_ms),
     ] {
-        if !(value.is_finite() && value >= 0.0) {
-            checker.problem(field, format!("expected a time of 0 ms or more, found {value}"));
+        if !(value.is_finite() && (0.0..=SIM_TIME_MAX_MS).contains(&value)) {
+            checker.problem(field, format!("expected a time of 0 to {SIM_TIME_MAX_MS} ms, found {value:?}"));
         }
     }
-    if timing.page_size_bytes == 0 {
-        checker.problem("sim.page_size", "expected a page size above 0");
+    if !(1..=SIM_PAGE_SIZE_MAX_BYTES).contains(&timing.page_size_bytes) {
+        checker.problem(
+            "sim.page_size",
+            format!("expected a page size of 1 to {SIM_PAGE_SIZE_MAX_BYTES} bytes, found {}", timing.page_size_bytes),
+        );
     }
     timing
 }
