@@ -784,7 +784,9 @@ fn loading_a_profile_opens_no_token_and_a_run_opens_it_once() {
     // (the prompt would fail without a terminal) nor logged in (there was no PIN to log in with).
     let prompt_profile = write_token_profile(
         &hsm,
-        &format!("[trust.signing_key]\nmodule_path = {module:?}\ntoken = \"line\"\nobject = \"signer\"\npin_source = \"prompt\""),
+        &format!(
+            "[trust.signing_key]\nmodule_path = {module:?}\ntoken = \"line\"\nobject = \"signer\"\npin_source = \"prompt\""
+        ),
     );
     let prompt_arg = prompt_profile.to_str().expect("path");
     let output = imprint_without_terminal(&hsm, &["profile", "check", prompt_arg]);
@@ -797,10 +799,24 @@ fn loading_a_profile_opens_no_token_and_a_run_opens_it_once() {
     // a terminal, so the line stops with exit 2 naming the profile and field, no unit touched.
     let database = hsm.path("prompt-ledger.db");
     let run_args = |profile: &'static str, database: &'static str| {
-        vec!["run", "--profile", profile, "--sim", "2", "--count", "4", "--sim-timing", "zero", "--db", database, "--json"]
+        vec![
+            "run",
+            "--profile",
+            profile,
+            "--sim",
+            "2",
+            "--count",
+            "4",
+            "--sim-timing",
+            "zero",
+            "--db",
+            database,
+            "--json",
+        ]
     };
     let leak = |text: &str| -> &'static str { Box::leak(text.to_string().into_boxed_str()) };
-    let output = imprint_without_terminal(&hsm, &run_args(leak(prompt_arg), leak(database.to_str().expect("path"))));
+    let output =
+        imprint_without_terminal(&hsm, &run_args(leak(prompt_arg), leak(database.to_str().expect("path"))));
     let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
     assert_eq!(output.status.code(), Some(2), "{stdout}\n{stderr}");
     assert_eq!(stderr.matches("cannot prompt for the PIN").count(), 1, "{stderr}");
@@ -814,7 +830,9 @@ fn loading_a_profile_opens_no_token_and_a_run_opens_it_once() {
     assert!(made.success());
     let fifo_profile = write_token_profile(
         &hsm,
-        &format!("[trust.signing_key]\nmodule_path = {module:?}\ntoken = \"line\"\nobject = \"signer\"\npin_source = \"file:pin.fifo\""),
+        &format!(
+            "[trust.signing_key]\nmodule_path = {module:?}\ntoken = \"line\"\nobject = \"signer\"\npin_source = \"file:pin.fifo\""
+        ),
     );
     let fifo_arg = leak(fifo_profile.to_str().expect("path"));
     let count_pin_reads = |args: &[&str]| -> (Output, usize) {

@@ -156,94 +156,11 @@ fn validate(raw: RawProfile, base: &Path, checker: &mut Checker, file_sha256: [u
         }
     };
 
-    let vendor_id = match (&raw.identity.vendor_id, &raw.identity.vendor_domain) {
-        (Some(text), None) => parse_uuid(checker, "identity.vendor_id", text),
-        (None, Some(domain)) if !domain.trim().is_empty() => {
-            Some(crate::identity::vendor_id_from_domain(domain))
-        }
-        (Some(_), Some(_)) => {
-            checker.problem("identity", "give either vendor_id or vendor_domain, not both");
-            None
-        }
-        _ => {
-            checker.problem(
-                "identity.vendor_domain",
-                "expected vendor_domain (e.g. \"example.com\") or vendor_id",
-            );
-            None
-        }
-    };
-    let class_id = match (&raw.identity.class_id, vendor_id) {
-        (Some(text), _) => parse_uuid(checker, "identity.class_id", text),
-        (None, Some(vendor_id)) => {
-            Some(crate::identity::class_id_from_model(vendor_id, &raw.product.model_name))
-        }
-        (None, None) => None,
-    };
-
+    let (vendor_id, class_id) = check_ids(&raw, checker);
     let (serial_scheme, rework_policy) = check_serial(&raw, checker);
     let trust = check_trust(&raw, base, checker, &mut warnings);
 
-    let payload = load_image(checker, base, "self_test.payload", &raw.self_test.payload);
-    let payload_version = match &raw.self_test.payload.version {
-        Some(text) => parse_version(checker, "self_test.payload.version", text),
-        None => {
-            checker.problem(
-                "self_test.payload.version",
-                "expected the self-test payload's version, e.g. \"1.0.1\"",
-            );
-            None
-        }
-    };
-    if let (Some(payload_version), Some(application_version)) = (payload_version, application_version)
-        && payload_version <= application_version
-    {
-        checker.problem(
-            "self_test.payload.version",
-            format!("expected a version newer than the application's {application_version}, found {payload_version}"),
-        );
-    }
-    if let (Some(memory), Some(payload)) = (&memory, &payload)
-        && payload.start_address() != memory.application.address
-    {
-        checker.problem(
-            "self_test.payload",
-            format!(
-                "expected the payload to start at the application slot {:#x} (the device installs it there), found {:#x}",
-                memory.application.address,
-                payload.start_address()
-            ),
-        );
-    }
-    if let (Some(memory), Some(payload)) = (&memory, &payload) {
-        let room = memory.candidate.size_bytes.min(memory.application.size_bytes);
-        if payload.size_bytes() + 4096 > room {
-            checker.problem(
-                "self_test.payload",
-                format!(
-                    "payload of {} bytes does not fit the candidate and application slots ({} bytes, less room for the manifest)",
-                    payload.size_bytes(),
-                    room
-                ),
-            );
-        }
-    }
-    let report_channel = match raw.self_test.report.as_deref().unwrap_or("mailbox") {
-        "mailbox" => Some(ReportChannel::Mailbox),
-        "console" => Some(ReportChannel::Console),
-        other => {
-            checker.problem(
-                "self_test.report",
-                format!("expected \"mailbox\" or \"console\", found \"{other}\""),
-            );
-            None
-        }
-    };
-    let report_timeout_ms = raw.self_test.report_timeout_ms.unwrap_or(5_000);
-    if report_timeout_ms == 0 {
-        checker.problem("self_test.report_timeout_ms", "expected a timeout above 0 ms");
-    }
-
+    let self_test = check_self_test(&raw, base, checker, memory.as_ref(), application_version);
     let mut skipped_steps = Vec::new();
     for (index, name) in raw.steps.skip.iter().enumerate() {
         match SkippableStep::from_name(name) {
@@ -296,12 +213,7 @@ fn validate(raw: RawProfile, base: &Path, checker: &mut Checker, file_sha256: [u
         update_certificate,
         delegate_certificate,
         signer,
-        self_test: SelfTestSettings {
-            payload: payload?,
-            payload_version: payload_version?,
-            report_channel: report_channel?,
-            report_timeout_ms,
-        },
+        self_test: self_test?,
         lock,
         skipped_steps,
         sim_timing,
@@ -643,8 +555,119 @@ fn check_sim_timing(raw: &RawProfile, checker: &mut Checker) -> SimTiming {
     if !(1..=SIM_PAGE_SIZE_MAX_BYTES).contains(&timing.page_size_bytes) {
         checker.problem(
             "sim.page_size",
-            format!("expected a page size of 1 to {SIM_PAGE_SIZE_MAX_BYTES} bytes, found {}", timing.page_size_bytes),
+            format!(
+                "expected a page size of 1 to {SIM_PAGE_SIZE_MAX_BYTES} bytes, found {}",
+                timing.page_size_bytes
+            ),
         );
     }
     timing
+}
+
+/// `identity`: the vendor ID (explicit, or derived from the vendor's domain) and the class ID
+/// (explicit, or derived from the model name).
+fn check_ids(raw: &RawProfile, checker: &mut Checker) -> (Option<uuid::Uuid>, Option<uuid::Uuid>) {
+    let vendor_id = match (&raw.identity.vendor_id, &raw.identity.vendor_domain) {
+        (Some(text), None) => parse_uuid(checker, "identity.vendor_id", text),
+        (None, Some(domain)) if !domain.trim().is_empty() => {
+            Some(crate::identity::vendor_id_from_domain(domain))
+        }
+        (Some(_), Some(_)) => {
+            checker.problem("identity", "give either vendor_id or vendor_domain, not both");
+            None
+        }
+        _ => {
+            checker.problem(
+                "identity.vendor_domain",
+                "expected vendor_domain (e.g. \"example.com\") or vendor_id",
+            );
+            None
+        }
+    };
+    let class_id = match (&raw.identity.class_id, vendor_id) {
+        (Some(text), _) => parse_uuid(checker, "identity.class_id", text),
+        (None, Some(vendor_id)) => {
+            Some(crate::identity::class_id_from_model(vendor_id, &raw.product.model_name))
+        }
+        (None, None) => None,
+    };
+
+    (vendor_id, class_id)
+}
+
+/// `self_test`: the payload (newer than the application, starting at the application slot,
+/// fitting both slots with its manifest), the report channel and its timeout.
+fn check_self_test(
+    raw: &RawProfile,
+    base: &Path,
+    checker: &mut Checker,
+    memory: Option<&MemoryMap>,
+    application_version: Option<SemanticVersion>,
+) -> Option<SelfTestSettings> {
+    let payload = load_image(checker, base, "self_test.payload", &raw.self_test.payload);
+    let payload_version = match &raw.self_test.payload.version {
+        Some(text) => parse_version(checker, "self_test.payload.version", text),
+        None => {
+            checker.problem(
+                "self_test.payload.version",
+                "expected the self-test payload's version, e.g. \"1.0.1\"",
+            );
+            None
+        }
+    };
+    if let (Some(payload_version), Some(application_version)) = (payload_version, application_version)
+        && payload_version <= application_version
+    {
+        checker.problem(
+            "self_test.payload.version",
+            format!("expected a version newer than the application's {application_version}, found {payload_version}"),
+        );
+    }
+    if let (Some(memory), Some(payload)) = (memory, &payload)
+        && payload.start_address() != memory.application.address
+    {
+        checker.problem(
+            "self_test.payload",
+            format!(
+                "expected the payload to start at the application slot {:#x} (the device installs it there), found {:#x}",
+                memory.application.address,
+                payload.start_address()
+            ),
+        );
+    }
+    if let (Some(memory), Some(payload)) = (memory, &payload) {
+        let room = memory.candidate.size_bytes.min(memory.application.size_bytes);
+        if payload.size_bytes() + 4096 > room {
+            checker.problem(
+                "self_test.payload",
+                format!(
+                    "payload of {} bytes does not fit the candidate and application slots ({} bytes, less room for the manifest)",
+                    payload.size_bytes(),
+                    room
+                ),
+            );
+        }
+    }
+    let report_channel = match raw.self_test.report.as_deref().unwrap_or("mailbox") {
+        "mailbox" => Some(ReportChannel::Mailbox),
+        "console" => Some(ReportChannel::Console),
+        other => {
+            checker.problem(
+                "self_test.report",
+                format!("expected \"mailbox\" or \"console\", found \"{other}\""),
+            );
+            None
+        }
+    };
+    let report_timeout_ms = raw.self_test.report_timeout_ms.unwrap_or(5_000);
+    if report_timeout_ms == 0 {
+        checker.problem("self_test.report_timeout_ms", "expected a timeout above 0 ms");
+    }
+
+    Some(SelfTestSettings {
+        payload: payload?,
+        payload_version: payload_version?,
+        report_channel: report_channel?,
+        report_timeout_ms,
+    })
 }
