@@ -4,7 +4,7 @@
 //! `src/cli/`) only parses arguments and calls in here. See ARCHITECTURE.md for the code map.
 //!
 //! Layers, bottom up:
-//! - formats (pure, no device I/O): [`profile`], [`image`], [`identity`], [`trust`],
+//! - formats (pure, no device I/O): [`profile`], [`image`], [`identity`], [`trust`], [`chip`],
 //!   [`manifest`], [`store`];
 //! - the hardware seam: [`target`] (one `Target` trait, backends in submodules);
 //! - the station: [`station`] (one unit through the steps, a line of slots, events);

@@ -1002,8 +1002,7 @@ fn profiles_may_name_an_id_register_and_ship_a_target_description() {
         load_variant(directory, &demo_profile_text("target_description = \"custom-chip.yaml\"", "", ""))
             .expect("the profile layer does not ask probe-rs");
     let error = resolve_configured_target(&ProbeRsConfig::from_profile(&wrong_chip))
-        .err()
-        .expect("a description without the profile's chip is refused when the slot opens");
+        .expect_err("a description without the profile's chip is refused when the slot opens");
     let message = error.to_string();
     for fragment in [
         wrong_chip.path.to_str().unwrap(),

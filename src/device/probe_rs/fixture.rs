@@ -206,7 +206,7 @@ pub fn resolve_configured_target(config: &ProbeRsConfig) -> Result<probe_rs::Tar
     let chip_error = |error| ProbeRsError::Chip {
         profile_path: config.profile_path.clone(),
         description_path: config.target_description_path.clone(),
-        error,
+        error: Box::new(error),
     };
     if let Some(yaml) = &config.target_description_yaml {
         super::registry::check_target_description(yaml, &config.chip_name).map_err(chip_error)?;

@@ -45,7 +45,7 @@ pub enum ProbeRsError {
     /// The chip cannot be resolved to a probe-rs target description (checked when the slot
     /// opens, not when the profile loads: the profile layer does not know probe-rs).
     #[error("{}: {error}{}", profile_path.display(), description_path.as_ref().map(|path| format!(" (in {})", path.display())).unwrap_or_default())]
-    Chip { profile_path: PathBuf, description_path: Option<PathBuf>, error: ChipDescriptionError },
+    Chip { profile_path: PathBuf, description_path: Option<PathBuf>, error: Box<ChipDescriptionError> },
     /// The slot's console port cannot be found.
     #[error("device console: {0}")]
     Console(#[from] console_port::ConsolePortError),
