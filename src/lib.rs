@@ -4,7 +4,7 @@
 //! `src/cli/`) only parses arguments and calls in here. See ARCHITECTURE.md for the code map.
 //!
 //! Layers, bottom up:
-//! - formats (pure, no device I/O): [`profile`], [`image`], [`identity`], [`trust`],
+//! - formats (pure, no device I/O): [`profile`], [`image`], [`identity`], [`trust`], [`chip`],
 //!   [`manifest`], [`store`];
 //! - the hardware seam: [`target`] (one `Target` trait, backends in submodules);
 //! - the station: [`station`] (one unit through the steps, a line of slots, events);
@@ -13,6 +13,7 @@
 //! - the operator window: [`gui`] (the only module that touches egui).
 
 pub mod central;
+pub mod chip;
 pub mod contract;
 pub mod device;
 #[cfg(feature = "gui")]

@@ -729,3 +729,126 @@ fn a_whole_run_signs_its_self_test_manifests_through_the_token() {
     assert!(text(&output.stderr).contains("wrong PIN"), "{}", text(&output.stderr));
     assert!(!text(&output.stdout).contains("unit-started"), "{}", text(&output.stdout));
 }
+
+/// Serves `pin` through the FIFO at `path` to every reader that opens it, counting the reads,
+/// until `stop` is set: how many times a process asked its PIN source for the PIN.
+fn serve_pin_through_fifo(
+    path: PathBuf,
+    pin: &'static str,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<usize> {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::sync::atomic::Ordering;
+    /// Linux's O_NONBLOCK: opening a FIFO for writing then fails unless a reader has it open.
+    const O_NONBLOCK: i32 = 0o4000;
+    std::thread::spawn(move || {
+        let mut reads = 0;
+        while !stop.load(Ordering::SeqCst) {
+            match std::fs::OpenOptions::new().write(true).custom_flags(O_NONBLOCK).open(&path) {
+                Ok(mut writer) => {
+                    writer.write_all(format!("{pin}\n").as_bytes()).expect("write the PIN");
+                    drop(writer);
+                    reads += 1;
+                    // Let the reader see the end of the file and close it before looking again.
+                    std::thread::sleep(std::time::Duration::from_millis(300));
+                }
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(5)),
+            }
+        }
+        reads
+    })
+}
+
+/// Runs `imprint` in a new session: no controlling terminal, stdin closed. A PIN prompt then
+/// fails at once instead of waiting for someone to type.
+fn imprint_without_terminal(hsm: &SoftHsm, args: &[&str]) -> Output {
+    let mut command = Command::new("setsid");
+    command
+        .arg(env!("CARGO_BIN_EXE_imprint"))
+        .args(args)
+        .current_dir(hsm.directory.path())
+        .env("SOFTHSM2_CONF", &hsm.config_path)
+        .env_remove(PIN_VARIABLE)
+        .stdin(std::process::Stdio::null());
+    command.output().expect("run imprint through setsid")
+}
+
+#[test]
+fn loading_a_profile_opens_no_token_and_a_run_opens_it_once() {
+    let hsm = SoftHsm::new();
+    hsm.init_token("line");
+    hsm.generate_key("line", "signer", &["--common-name", "Line Update Signer"]);
+    let module = hsm.module.display().to_string();
+
+    // pin-source=prompt, no terminal: `profile check` succeeds, so it neither asked for the PIN
+    // (the prompt would fail without a terminal) nor logged in (there was no PIN to log in with).
+    let prompt_profile = write_token_profile(
+        &hsm,
+        &format!(
+            "[trust.signing_key]\nmodule_path = {module:?}\ntoken = \"line\"\nobject = \"signer\"\npin_source = \"prompt\""
+        ),
+    );
+    let prompt_arg = prompt_profile.to_str().expect("path");
+    let output = imprint_without_terminal(&hsm, &["profile", "check", prompt_arg]);
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    assert_eq!(output.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("not opened: pin-source=prompt"), "{stdout}");
+    assert!(!stderr.contains("PIN"), "{stderr}");
+
+    // `run` on it opens the token when the line starts: exactly one prompt, which fails without
+    // a terminal, so the line stops with exit 2 naming the profile and field, no unit touched.
+    let database = hsm.path("prompt-ledger.db");
+    let run_args = |profile: &'static str, database: &'static str| {
+        vec![
+            "run",
+            "--profile",
+            profile,
+            "--sim",
+            "2",
+            "--count",
+            "4",
+            "--sim-timing",
+            "zero",
+            "--db",
+            database,
+            "--json",
+        ]
+    };
+    let leak = |text: &str| -> &'static str { Box::leak(text.to_string().into_boxed_str()) };
+    let output =
+        imprint_without_terminal(&hsm, &run_args(leak(prompt_arg), leak(database.to_str().expect("path"))));
+    let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
+    assert_eq!(output.status.code(), Some(2), "{stdout}\n{stderr}");
+    assert_eq!(stderr.matches("cannot prompt for the PIN").count(), 1, "{stderr}");
+    assert!(stderr.contains(prompt_arg) && stderr.contains("trust.signing_key"), "{stderr}");
+    assert!(!stdout.contains("unit-started"), "{stdout}");
+
+    // With the PIN served through a FIFO, the reads are counted: none while checking with
+    // --skip-keys, exactly one for a whole run of four units on two slots.
+    let fifo = hsm.path("pin.fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status().expect("run mkfifo");
+    assert!(made.success());
+    let fifo_profile = write_token_profile(
+        &hsm,
+        &format!(
+            "[trust.signing_key]\nmodule_path = {module:?}\ntoken = \"line\"\nobject = \"signer\"\npin_source = \"file:pin.fifo\""
+        ),
+    );
+    let fifo_arg = leak(fifo_profile.to_str().expect("path"));
+    let count_pin_reads = |args: &[&str]| -> (Output, usize) {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let server = serve_pin_through_fifo(fifo.clone(), USER_PIN, stop.clone());
+        let output = imprint_without_terminal(&hsm, args);
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        (output, server.join().expect("PIN server"))
+    };
+    let (output, reads) = count_pin_reads(&["profile", "check", "--skip-keys", fifo_arg]);
+    assert_eq!((output.status.code(), reads), (Some(0), 0), "{}", text(&output.stderr));
+    assert!(text(&output.stdout).contains("not opened: --skip-keys"), "{}", text(&output.stdout));
+    let database = leak(hsm.path("fifo-ledger.db").to_str().expect("path"));
+    let (output, reads) = count_pin_reads(&run_args(fifo_arg, database));
+    let events = text(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{events}\n{}", text(&output.stderr));
+    assert_eq!(events.matches("\"result\":\"pass\"").count(), 4, "{events}");
+    assert_eq!(reads, 1, "the token was logged into {reads} times for one line");
+}

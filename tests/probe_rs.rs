@@ -13,18 +13,20 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use imprint::chip::ChipIdCheck;
+use imprint::chip::lock::{
+    LockRecipe, LockStateCheck, RegisterBus, RegisterStep, UnlockMethod, judge_lock_proof,
+    run_register_steps, steps_time_bound_ms,
+};
 use imprint::device::TargetError;
 use imprint::device::probe_rs::chip::{
-    ChipIdCheck, UniqueIdRead, plan_unique_id_read, reported_chip_name, unique_id_bytes_from_words,
-    unique_id_from_bytes,
+    UniqueIdRead, plan_unique_id_read, reported_chip_name, unique_id_bytes_from_words, unique_id_from_bytes,
 };
 use imprint::device::probe_rs::console_port::{
     ConsolePortError, SerialPortListing, UsbSerialIdentity, choose_console_port, open_console,
 };
-use imprint::device::probe_rs::fixture::{ArrivalDecision, ArrivalTracker, find_shared_probe, poll_backoff};
-use imprint::device::probe_rs::lock::{
-    LockRecipe, LockStateCheck, RegisterBus, RegisterStep, UnlockMethod, judge_lock_proof,
-    run_register_steps, steps_time_bound_ms,
+use imprint::device::probe_rs::fixture::{
+    ArrivalDecision, ArrivalTracker, find_shared_probe, poll_backoff, resolve_configured_target,
 };
 use imprint::device::probe_rs::progress::{FlashEvent, FlashPhase, FlashProgressTally};
 use imprint::device::probe_rs::registry::{ChipDescriptionError, check_target_description, resolve_target};
@@ -995,13 +997,24 @@ fn profiles_may_name_an_id_register_and_ship_a_target_description() {
     assert_eq!(config.target_description_yaml.as_deref(), Some(description.yaml.as_str()));
     assert_eq!(config.lock_recipe, None, "no built-in recipe for an unknown family");
 
-    // The description must define the profile's chip, and must exist.
-    check_profile_problem(
-        directory,
-        &demo_profile_text("target_description = \"custom-chip.yaml\"", "", ""),
+    // The description must define the profile's chip: probe-rs judges that when a probe-rs
+    // slot opens (loading a profile runs no backend), naming the profile file and the field.
+    let wrong_chip =
+        load_variant(directory, &demo_profile_text("target_description = \"custom-chip.yaml\"", "", ""))
+            .expect("the profile layer does not ask probe-rs");
+    let error = resolve_configured_target(&ProbeRsConfig::from_profile(&wrong_chip))
+        .expect_err("a description without the profile's chip is refused when the slot opens");
+    let message = error.to_string();
+    for fragment in [
+        wrong_chip.path.to_str().unwrap(),
         "chip.target_description",
         "has no chip \"nRF52840_xxAA\"",
-    );
+        "custom-chip.yaml",
+    ] {
+        assert!(message.contains(fragment), "expected {fragment:?} in {message}");
+    }
+    assert!(resolve_configured_target(&ProbeRsConfig::from_profile(&profile)).is_ok());
+    // It must exist (reading it is the profile's own file I/O).
     check_profile_problem(
         directory,
         &demo_profile_text("target_description = \"missing.yaml\"", "", ""),

@@ -26,24 +26,24 @@ pub struct SerialCounterSpec {
 impl SerialCounterSpec {
     /// The counters a profile's serial scheme needs leased: its counter, or none for serials
     /// scanned from labels.
-    pub fn for_scheme(scheme: &crate::ledger::SerialScheme) -> Vec<SerialCounterSpec> {
+    pub fn for_scheme(scheme: &crate::identity::SerialScheme) -> Vec<SerialCounterSpec> {
         match scheme {
-            crate::ledger::SerialScheme::Counter { prefix, counter_width, first_value } => {
+            crate::identity::SerialScheme::Counter { prefix, counter_width, first_value } => {
                 vec![SerialCounterSpec {
                     prefix: prefix.clone(),
                     counter_width: *counter_width,
                     first_value: *first_value,
                 }]
             }
-            crate::ledger::SerialScheme::Scanned => Vec::new(),
+            crate::identity::SerialScheme::Scanned => Vec::new(),
         }
     }
 
-    /// The largest value that fits in the counter width (and in PostgreSQL's bigint).
+    /// The largest value that fits in the counter width and that a ledger stores (PostgreSQL's
+    /// bigint and SQLite's integer, with the value after it): the one rule of
+    /// [`crate::identity::serial::counter_value_max`].
     fn max_value(&self) -> u64 {
-        10u64
-            .checked_pow(self.counter_width)
-            .map_or(i64::MAX as u64, |limit| (limit - 1).min(i64::MAX as u64))
+        crate::identity::serial::counter_value_max(self.counter_width)
     }
 }
 

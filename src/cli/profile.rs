@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use std::time::UNIX_EPOCH;
 
 use imprint::profile::{FlashRegion, Profile};
+use imprint::trust::{KeyLocation, KeySource, Signer};
 
 use super::EXIT_BAD_INPUT;
 
@@ -13,21 +14,30 @@ pub enum ProfileCommand {
     /// Validate a profile: print a summary, or every problem found (file and field).
     #[command(after_help = "Examples:
   imprint profile check profiles/demo.toml
+  imprint profile check --skip-keys profiles/token.toml
+
+Keys in a PKCS#11 token whose PIN comes from pin-source=env:... or file:... are opened (one
+login) to prove the PIN, the key and its match to the certificate; a token key with
+pin-source=prompt is never opened here (no PIN is asked for): `imprint run` opens it when the
+line starts.
 
 Exit status: 0 when the profile is valid, 2 when it has problems (each printed on its own line).")]
     Check {
         /// The profile (TOML).
         file: PathBuf,
+        /// Open no token at all (the profile is still checked completely).
+        #[arg(long)]
+        skip_keys: bool,
     },
 }
 
 pub fn run(command: ProfileCommand) -> anyhow::Result<ExitCode> {
     match command {
-        ProfileCommand::Check { file } => check(&file),
+        ProfileCommand::Check { file, skip_keys } => check(&file, skip_keys),
     }
 }
 
-fn check(file: &std::path::Path) -> anyhow::Result<ExitCode> {
+fn check(file: &std::path::Path, skip_keys: bool) -> anyhow::Result<ExitCode> {
     let profile = match Profile::load(file) {
         Ok(profile) => profile,
         Err(error) => {
@@ -35,6 +45,18 @@ fn check(file: &std::path::Path) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(EXIT_BAD_INPUT));
         }
     };
+    // Loading opened no token. Open those that need nobody at the terminal, unless asked not to.
+    if !skip_keys {
+        for source in profile.key_sources() {
+            if source.asks_for_pin() {
+                continue;
+            }
+            if let Err(error) = source.open_signer() {
+                eprintln!("error: {error}");
+                return Ok(ExitCode::from(EXIT_BAD_INPUT));
+            }
+        }
+    }
     print_summary(&profile);
     Ok(ExitCode::SUCCESS)
 }
@@ -85,7 +107,11 @@ fn print_summary(profile: &Profile) {
         format_date(certificate.not_before()),
         format_date(certificate.not_after())
     );
-    println!("signing key  {}", profile.signer.describe());
+    println!("signing key  {}{}", profile.signer.describe(), key_state(&profile.signer));
+    if let Some(identity) = &profile.device_identity {
+        println!("factory CA   {}", identity.ca_certificate.subject());
+        println!("  key          {}{}", identity.ca_signer.describe(), key_state(&identity.ca_signer));
+    }
     let skipped: Vec<&str> = profile.skipped_steps.iter().map(|step| step.name()).collect();
     println!("lock         {}", if profile.lock.enabled { "enabled" } else { "disabled" });
     if !skipped.is_empty() {
@@ -93,6 +119,18 @@ fn print_summary(profile: &Profile) {
     }
     for warning in &profile.warnings {
         println!("warning: {warning}");
+    }
+}
+
+/// Whether a token key was opened by this check, or is left for the line to open.
+fn key_state(source: &KeySource) -> &'static str {
+    match source.location() {
+        KeyLocation::File { .. } => "",
+        KeyLocation::Pkcs11(_) if source.is_open() => " (opened: PIN, key and certificate match checked)",
+        KeyLocation::Pkcs11(_) if source.asks_for_pin() => {
+            " (not opened: pin-source=prompt; opened when a line starts)"
+        }
+        KeyLocation::Pkcs11(_) => " (not opened: --skip-keys)",
     }
 }
 

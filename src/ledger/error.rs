@@ -53,8 +53,13 @@ pub enum LedgerError {
         requested_profile: String,
     },
 
-    #[error("serial counter {prefix:?} is exhausted: value {value} does not fit in {counter_width} digits")]
-    SerialCounterExhausted { prefix: String, counter_width: u32, value: u64 },
+    /// `reason` says which limit: the counter's digits, or the largest value a ledger stores.
+    #[error("serial counter {prefix:?} is exhausted: value {value} {reason}")]
+    SerialCounterExhausted { prefix: String, counter_width: u32, value: u64, reason: String },
+
+    /// A serial or serial scheme outside what `crate::identity::serial` accepts.
+    #[error("serial_scheme.{0}")]
+    InvalidSerialScheme(crate::identity::SerialSchemeError),
 
     #[error("serial {serial} was already issued (to chip {chip_uid}); a serial is never issued twice")]
     SerialAlreadyIssued { serial: String, chip_uid: String },

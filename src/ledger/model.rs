@@ -22,29 +22,7 @@ pub struct IdentityRequest {
     pub rework_policy: ReworkPolicy,
 }
 
-/// How a new serial number is made.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SerialScheme {
-    /// `prefix` followed by a decimal counter zero-padded to `counter_width` digits. The counter
-    /// is kept per prefix in the ledger and starts at `first_value` (or later if it already
-    /// passed it). A value needing more than `counter_width` digits is an error, not a wider serial.
-    Counter { prefix: String, counter_width: u32, first_value: u64 },
-    /// The serial is the one scanned from the unit's label ([`IdentityRequest::scanned_serial`]).
-    Scanned,
-}
-
-/// What to do when a chip that already has an identity comes back to the station.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ReworkPolicy {
-    /// Give the unit the identity it already has (same serial and device ID).
-    #[default]
-    ReuseIdentity,
-    /// Stop: the unit must not be provisioned again ([`crate::ledger::LedgerError::ReworkRefused`]).
-    Refuse,
-    /// Retire the old identity into the history and issue a new serial.
-    IssueNew,
-}
+pub use crate::identity::serial::{ReworkPolicy, SerialScheme};
 
 /// A unit's current identity.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

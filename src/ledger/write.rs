@@ -14,13 +14,10 @@ use super::model::{
     AllocatedIdentity, IdentityRequest, ReworkPolicy, RunReceipt, RunRecord, SerialScheme, UnitIdentity,
 };
 use super::{LedgerError, database_error};
+use crate::identity::serial::{SerialSchemeError, format_counter_serial};
 
 /// Longest chip UID accepted, in hex digits (64 bytes; real UIDs are 8 to 16 bytes).
 const CHIP_UID_HEX_DIGITS_MAX: usize = 128;
-/// Longest serial accepted, in characters.
-const SERIAL_LENGTH_MAX: usize = 64;
-/// Widest counter: u64 has at most 20 decimal digits.
-const COUNTER_WIDTH_MAX: u32 = 20;
 
 /// What allocation does for a chip that already has an identity, as the rework policy decides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,15 +60,19 @@ pub(crate) fn normalize_chip_uid(field: &str, chip_uid_hex: &str) -> Result<Stri
 }
 
 /// Checks a serial number's text: 1 to 64 printable ASCII characters without spaces (`field`
-/// names where it came from in the error).
+/// names where it came from in the error); the rule is [`crate::identity::serial`]'s.
 pub fn check_serial_text(field: &str, serial: &str) -> Result<(), LedgerError> {
-    let is_valid = !serial.is_empty()
-        && serial.len() <= SERIAL_LENGTH_MAX
-        && serial.bytes().all(|byte| byte.is_ascii_graphic());
-    if is_valid {
-        Ok(())
-    } else {
-        Err(LedgerError::invalid(field, "1 to 64 printable ASCII characters without spaces", serial))
+    crate::identity::serial::check_serial_text("serial", serial)
+        .map_err(|_| LedgerError::invalid(field, "1 to 64 printable ASCII characters without spaces", serial))
+}
+
+/// A serial-scheme refusal as a ledger error.
+fn serial_error(error: SerialSchemeError) -> LedgerError {
+    match error {
+        SerialSchemeError::Exhausted { prefix, counter_width, value, reason } => {
+            LedgerError::SerialCounterExhausted { prefix, counter_width, value, reason }
+        }
+        invalid @ SerialSchemeError::Invalid { .. } => LedgerError::InvalidSerialScheme(invalid),
     }
 }
 
@@ -296,20 +297,9 @@ fn issue_serial(
     let serial = match &request.serial_scheme {
         SerialScheme::Scanned => request.scanned_serial.clone().unwrap_or_default(),
         SerialScheme::Counter { prefix, counter_width, first_value } => {
-            if !prefix.bytes().all(|byte| byte.is_ascii_graphic()) {
-                return Err(LedgerError::invalid(
-                    "serial_scheme.prefix",
-                    "printable ASCII characters without spaces",
-                    prefix.as_str(),
-                ));
-            }
-            if !(1..=COUNTER_WIDTH_MAX).contains(counter_width) {
-                return Err(LedgerError::invalid(
-                    "serial_scheme.counter_width",
-                    "a width of 1 to 20 digits",
-                    counter_width.to_string(),
-                ));
-            }
+            // The whole scheme is checked where the profile is (exit 2 before a unit is touched);
+            // a request that bypassed the profile is refused here the same way.
+            request.serial_scheme.check().map_err(serial_error)?;
             let first_value_stored = i64::try_from(*first_value).map_err(|_| {
                 LedgerError::invalid(
                     "serial_scheme.first_value",
@@ -336,10 +326,14 @@ fn issue_serial(
             // A profile may raise first_value later (a new range): honour it, never go back.
             let value = stored_next.max(first_value_stored) as u64;
             let serial = counter_serial(prefix, *counter_width, value)?;
-            let next_value = i64::try_from(value + 1).map_err(|_| LedgerError::SerialCounterExhausted {
-                prefix: prefix.clone(),
-                counter_width: *counter_width,
-                value,
+            // `counter_serial` refused every value above 2^63 - 2, so the next value is stored.
+            let next_value = i64::try_from(value + 1).map_err(|_| {
+                serial_error(SerialSchemeError::Exhausted {
+                    prefix: prefix.clone(),
+                    counter_width: *counter_width,
+                    value,
+                    reason: "has no next value a ledger stores".to_string(),
+                })
             })?;
             transaction
                 .prepare_cached("UPDATE serial_counters SET next_value = ?2 WHERE prefix = ?1")
@@ -351,14 +345,9 @@ fn issue_serial(
     check_new_serial(transaction, path, serial)
 }
 
-/// `prefix` + `value` zero-padded to `counter_width` digits; a value with more digits than the
-/// width means the counter is used up.
+/// `prefix` + `value` zero-padded to `counter_width` digits ([`format_counter_serial`]).
 fn counter_serial(prefix: &str, counter_width: u32, value: u64) -> Result<String, LedgerError> {
-    let digits = value.to_string();
-    if digits.len() > counter_width as usize {
-        return Err(LedgerError::SerialCounterExhausted { prefix: prefix.to_owned(), counter_width, value });
-    }
-    Ok(format!("{prefix}{digits:0>width$}", width = counter_width as usize))
+    format_counter_serial(prefix, counter_width, value).map_err(serial_error)
 }
 
 /// Refuses a malformed serial or one that was ever issued before, current or retired.

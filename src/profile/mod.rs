@@ -18,10 +18,10 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
+use crate::identity::{ReworkPolicy, SerialScheme};
 use crate::image::FirmwareImage;
-use crate::ledger::{ReworkPolicy, SerialScheme};
 use crate::manifest::SemanticVersion;
-use crate::trust::{Certificate, Signer};
+use crate::trust::{Certificate, KeySource, KeySourceError, Signer};
 
 pub use validate::{ProfileError, ProfileProblem};
 
@@ -49,10 +49,10 @@ pub struct Profile {
     /// A custom probe-rs target description for the chip (`chip.target_description`).
     pub chip_target_description: Option<ChipTargetDescription>,
     /// A register that identifies the chip (`chip.id_register`); probe-rs backends check it.
-    pub chip_id_check: Option<crate::device::probe_rs::chip::ChipIdCheck>,
+    pub chip_id_check: Option<crate::chip::ChipIdCheck>,
     /// How probe-rs backends lock (and recover) the chip: the profile's `lock.recipe` or
     /// `[[lock.writes]]`, else the built-in recipe for the chip's family, if there is one.
-    pub lock_recipe: Option<crate::device::probe_rs::LockRecipe>,
+    pub lock_recipe: Option<crate::chip::LockRecipe>,
     /// Where everything goes on the chip.
     pub memory: MemoryMap,
     /// The bootloader image, checked to lie inside the bootloader region.
@@ -76,7 +76,9 @@ pub struct Profile {
     pub delegate_certificate: Option<Certificate>,
     /// The key that signs self-test manifests; matches `delegate_certificate` when there is one,
     /// else `update_certificate`.
-    pub signer: Arc<dyn Signer>,
+    /// It is named here, not opened: a token key opens when a line starts
+    /// ([`Profile::open_signers`]), or at its first signature.
+    pub signer: Arc<KeySource>,
     /// Self-test settings.
     pub self_test: SelfTestSettings,
     /// Lock settings.
@@ -135,8 +137,9 @@ pub struct DeviceIdentitySettings {
     pub key_origin: KeyOrigin,
     /// The factory CA that issues the certificates (CA:TRUE, ECDSA P-256).
     pub ca_certificate: Certificate,
-    /// Its key (a file or a PKCS#11 token); matches `ca_certificate`.
-    pub ca_signer: Arc<dyn Signer>,
+    /// Its key (a file or a PKCS#11 token); matches `ca_certificate` (a token key is proven to
+    /// when it opens).
+    pub ca_signer: Arc<KeySource>,
     /// What the subject CN is.
     pub subject_common_name: SubjectCommonName,
     /// The subject O, if any.
@@ -252,12 +255,13 @@ impl std::fmt::Debug for Profile {
     }
 }
 
-/// A probe-rs target family file the profile ships for its chip, checked to define the chip.
+/// A probe-rs target family file the profile ships for its chip (read, not interpreted here).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChipTargetDescription {
     /// Where it was read from.
     pub path: PathBuf,
-    /// Its text (YAML), loaded into a probe-rs registry when a probe-rs slot opens.
+    /// Its text (YAML), loaded into a probe-rs registry (and checked to define the chip) when a
+    /// probe-rs slot opens.
     pub yaml: String,
 }
 
@@ -479,6 +483,27 @@ impl Profile {
         } else {
             self.memory.store_layout()
         }
+    }
+
+    /// Opens every key the profile names (the signing key, and the factory CA's key with
+    /// `[device_identity]`): what a line does before its first unit, so that a wrong PIN or a
+    /// missing token stops it with the profile file and field named. A token is logged into
+    /// once per loaded profile; later calls (and signatures) reuse it.
+    pub fn open_signers(&self) -> Result<(), KeySourceError> {
+        self.signer.open_signer()?;
+        if let Some(identity) = &self.device_identity {
+            identity.ca_signer.open_signer()?;
+        }
+        Ok(())
+    }
+
+    /// The keys the profile names, with the field that names each.
+    pub fn key_sources(&self) -> Vec<&KeySource> {
+        let mut sources = vec![self.signer.as_ref()];
+        if let Some(identity) = &self.device_identity {
+            sources.push(identity.ca_signer.as_ref());
+        }
+        sources
     }
 
     /// The profile's SHA-256 in lowercase hex.

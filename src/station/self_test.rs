@@ -48,11 +48,16 @@ pub enum SelfTestMaterialError {
     /// Signing the manifest failed.
     #[error("cannot sign the self-test manifest: {0}")]
     Manifest(#[from] manifest::ManifestError),
+    /// A key the profile names could not be opened (a token's PIN, a missing key).
+    #[error(transparent)]
+    Keys(#[from] crate::trust::KeySourceError),
 }
 
 impl SelfTestMaterial {
-    /// Signs the self-test manifests for `profile`.
+    /// Opens the profile's keys (once: a token logs in here, when the line starts) and signs
+    /// the self-test manifests for `profile`.
     pub fn prepare(profile: &Profile) -> Result<SelfTestMaterial, SelfTestMaterialError> {
+        profile.open_signers()?;
         let payload = flatten_image(&profile.self_test.payload, profile.memory.application.erased_value);
         let payload_version = profile.self_test.payload_version;
         let request = |class_id: uuid::Uuid, version: SemanticVersion| ManifestRequest {

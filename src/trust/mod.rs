@@ -11,7 +11,8 @@
 //! certificate checks), `pkcs11` (keys in hardware tokens, [`Pkcs11Signer`]),
 //! `error` ([`TrustError`]).
 //!
-//! **Invariant:** no device I/O and no database access here.
+//! **Invariant:** no device I/O and no database access here, except that [`Pkcs11Signer`] talks to
+//! a token when (and only when) it is opened or signs.
 
 mod certificate;
 mod chain;
@@ -20,6 +21,7 @@ mod device_identity;
 mod error;
 mod issue;
 mod key;
+mod key_source;
 mod oid;
 mod pem;
 mod pkcs11;
@@ -40,6 +42,7 @@ pub use device_identity::{
 pub use error::TrustError;
 pub use issue::{CertificateRequest, issue_certificate, self_signed_certificate};
 pub use key::{generate_signing_key, load_signing_key, write_signing_key_pem};
+pub use key_source::{KeyLocation, KeySource, KeySourceError};
 pub use pkcs11::{
     PKCS11_URI_SCHEME, PinSource, Pkcs11Error, Pkcs11KeyConfig, Pkcs11KeyProtection, Pkcs11Signer,
     is_pkcs11_uri,

@@ -1,41 +1,10 @@
-//! Facts about the chip that the probe-rs target checks or reads, as pure functions: that the
-//! attached chip is the profile's (an identification register), its unique ID (where the profile
-//! says, in 32-bit words where possible), and the name it is reported under.
+//! Facts about the chip that the probe-rs target reads, as pure functions: its unique ID (where
+//! the profile says, in 32-bit words where possible), and the name it is reported under. The
+//! identification-register check itself is backend-neutral and lives in [`crate::chip`].
 
 use crate::device::TargetError;
 use crate::identity::ChipUid;
 use crate::profile::RamSpan;
-
-/// An identification register the attached chip must match, e.g. an STM32's DBGMCU_IDCODE
-/// (`0xE0042000`, DEV_ID in bits 11:0) or an nRF52's FICR INFO.PART (`0x10000100`). probe-rs
-/// attaches with whatever chip name it is given, so without this check an STM32F446 on a line
-/// set up for an STM32F429 would be flashed with the wrong layout.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ChipIdCheck {
-    /// The register's address (4-byte aligned).
-    pub address: u64,
-    /// The bits that identify the chip.
-    pub mask: u32,
-    /// What those bits must read.
-    pub value: u32,
-}
-
-impl ChipIdCheck {
-    /// Compares a register value; a mismatch is [`TargetError::WrongChip`] naming both values.
-    pub fn check(&self, chip_name: &str, register_value: u32) -> Result<(), TargetError> {
-        let found = register_value & self.mask;
-        if found == self.value {
-            return Ok(());
-        }
-        Err(TargetError::WrongChip {
-            expected: format!(
-                "{chip_name} (id register {:#010x} & {:#x} = {:#x})",
-                self.address, self.mask, self.value
-            ),
-            found: format!("id register value {found:#x}"),
-        })
-    }
-}
 
 /// How to read a unique ID: whole 32-bit words when the location allows (ID registers are
 /// often only word-readable), bytes otherwise.

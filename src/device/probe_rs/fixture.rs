@@ -104,15 +104,16 @@ impl ProbeRsFixture {
         spec: ProbeSlotSpec,
         config: ProbeRsConfig,
     ) -> Result<ProbeRsFixture, ProbeRsError> {
+        // The chip is checked first: a profile whose chip probe-rs cannot resolve is refused
+        // whether or not a probe is attached.
+        let target = resolve_configured_target(&config)?;
+        if config.lock_enabled && config.lock_recipe.is_none() {
+            return Err(ProbeRsError::NoLockRecipe { chip_name: config.chip_name.clone() });
+        }
         let listing = list_probes();
         let probe = choose_probe(&spec.probe, &listing.probes)
             .map_err(|error| ProbeRsError::Selector { error, notes: listing.notes.clone() })?
             .clone();
-        if config.lock_enabled && config.lock_recipe.is_none() {
-            return Err(ProbeRsError::NoLockRecipe { chip_name: config.chip_name.clone() });
-        }
-        let target =
-            super::registry::resolve_target(&config.chip_name, config.target_description_yaml.as_deref())?;
         let probe_selector = DebugProbeSelector {
             vendor_id: probe.vendor_id,
             product_id: probe.product_id,
@@ -197,4 +198,19 @@ impl Fixture for ProbeRsFixture {
             fruitless_polls = fruitless_polls.saturating_add(1);
         }
     }
+}
+
+/// The probe-rs target for a slot's profile: the profile's own target description (which must
+/// parse and define the chip) or probe-rs's built-in one. Errors name the profile file and field.
+pub fn resolve_configured_target(config: &ProbeRsConfig) -> Result<probe_rs::Target, ProbeRsError> {
+    let chip_error = |error| ProbeRsError::Chip {
+        profile_path: config.profile_path.clone(),
+        description_path: config.target_description_path.clone(),
+        error: Box::new(error),
+    };
+    if let Some(yaml) = &config.target_description_yaml {
+        super::registry::check_target_description(yaml, &config.chip_name).map_err(chip_error)?;
+    }
+    super::registry::resolve_target(&config.chip_name, config.target_description_yaml.as_deref())
+        .map_err(chip_error)
 }

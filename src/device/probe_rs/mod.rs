@@ -4,8 +4,8 @@
 //! **Invariant:** this is the only module that imports probe-rs. Its probe-rs code is kept thin
 //! (`session.rs`, `fixture.rs`, the listing below), because probe-rs's fake probe cannot stand in
 //! for a chip; everything that decides something is a pure, tested function: selectors and
-//! ambiguity ([`selector`]), flash progress ([`progress`]), lock recipes ([`lock`]), error
-//! mapping ([`errors`]), chip identity and unique IDs ([`chip`]), and the watchdog thread every
+//! ambiguity ([`selector`]), flash progress ([`progress`]), lock recipes (run from [`crate::chip::lock`]), error
+//! mapping ([`errors`]), unique IDs ([`chip`]), and the watchdog thread every
 //! probe call runs on ([`worker`]), which turns a stuck probe into a timeout instead of a hang.
 //!
 //! probe-rs is built without its default features: the CMSIS-DAP v1 (HID) backend uses hidapi's
@@ -17,25 +17,23 @@ pub mod chip;
 pub mod console_port;
 pub mod errors;
 pub mod fixture;
-pub mod lock;
 pub mod progress;
 pub mod registry;
 pub mod selector;
 mod session;
 pub mod worker;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub use fixture::ProbeRsFixture;
-pub use lock::LockRecipe;
 pub use registry::{ChipDescriptionError, check_target_description};
 pub use selector::{
     ConsolePortSelector, ProbeListing, ProbeSelector, ProbeSlotSpec, SelectorError, UnitArrival,
 };
 pub use session::ProbeRsTarget;
 
+use crate::chip::{ChipIdCheck, LockRecipe};
 use crate::profile::{Profile, RamSpan};
-use chip::ChipIdCheck;
 
 /// Why a probe-rs slot could not be opened.
 #[derive(Debug, thiserror::Error)]
@@ -44,9 +42,10 @@ pub enum ProbeRsError {
     /// e.g. that no USB bus is visible).
     #[error("{error}{}", notes.iter().map(|note| format!(" (note: {note})")).collect::<String>())]
     Selector { error: SelectorError, notes: Vec<String> },
-    /// The chip cannot be resolved to a probe-rs target description.
-    #[error(transparent)]
-    Chip(#[from] ChipDescriptionError),
+    /// The chip cannot be resolved to a probe-rs target description (checked when the slot
+    /// opens, not when the profile loads: the profile layer does not know probe-rs).
+    #[error("{}: {error}{}", profile_path.display(), description_path.as_ref().map(|path| format!(" (in {})", path.display())).unwrap_or_default())]
+    Chip { profile_path: PathBuf, description_path: Option<PathBuf>, error: Box<ChipDescriptionError> },
     /// The slot's console port cannot be found.
     #[error("device console: {0}")]
     Console(#[from] console_port::ConsolePortError),
@@ -79,6 +78,10 @@ impl Default for ProbeTimeouts {
 /// What a probe-rs slot needs from the profile, resolved once.
 #[derive(Debug, Clone)]
 pub struct ProbeRsConfig {
+    /// The profile file, named in errors about its chip settings.
+    pub profile_path: PathBuf,
+    /// Where the custom target description was read from, if any.
+    pub target_description_path: Option<PathBuf>,
     /// The chip, as probe-rs names it.
     pub chip_name: String,
     /// The profile's custom target description (YAML text), if any.
@@ -103,6 +106,11 @@ impl ProbeRsConfig {
     /// The settings of a validated profile.
     pub fn from_profile(profile: &Profile) -> ProbeRsConfig {
         ProbeRsConfig {
+            profile_path: profile.path.clone(),
+            target_description_path: profile
+                .chip_target_description
+                .as_ref()
+                .map(|description| description.path.clone()),
             chip_name: profile.chip_name.clone(),
             target_description_yaml: profile
                 .chip_target_description

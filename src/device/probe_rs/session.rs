@@ -21,12 +21,12 @@ use super::chip::{
     UniqueIdRead, plan_unique_id_read, reported_chip_name, unique_id_bytes_from_words, unique_id_from_bytes,
 };
 use super::errors::{ProbeFailureKind, classify, map_probe_rs_error};
-use super::lock::{
+use super::progress::{FlashEvent, FlashPhase, FlashProgressTally};
+use super::worker::{ProgressReporter, SessionWorker};
+use crate::chip::lock::{
     LockRecipe, LockStateCheck, RegisterBus, UnlockMethod, judge_lock_proof, run_register_steps,
     steps_time_bound_ms,
 };
-use super::progress::{FlashEvent, FlashPhase, FlashProgressTally};
-use super::worker::{ProgressReporter, SessionWorker};
 use crate::device::console::SerialConsole;
 use crate::device::{ChipDescription, Target, TargetError};
 use crate::identity::ChipUid;
@@ -512,7 +512,7 @@ impl Target for ProbeRsTarget {
         let unlock = self.config.lock_recipe.as_ref().map(|recipe| recipe.unlock.clone());
         let bound = match &unlock {
             Some(UnlockMethod::Steps(steps)) => steps_time_bound_ms(steps),
-            _ => super::lock::PROBE_RS_ERASE_ALL_BOUND_MS,
+            _ => crate::chip::lock::PROBE_RS_ERASE_ALL_BOUND_MS,
         };
         let timeout = Duration::from_millis(self.config.timeouts.attach_ms * 2 + bound);
         let probe = self.probe_identifier.clone();

@@ -21,10 +21,18 @@
 //! version-5 UUID of the chip's unique ID, written as lowercase hex, in the class ID's
 //! namespace. It is stable for a chip, distinct across classes, and reveals nothing about the
 //! raw unique ID beyond what SHA-1 leaks.
+//!
+//! Serial numbers live here too ([`serial`]): the schemes, the rework policy, what a serial and
+//! a counter prefix may contain, and how a counter value becomes a serial. The profile checks a
+//! scheme with it, the ledger and the central lease issue serials with it.
+
+pub mod serial;
 
 use std::fmt;
 
 use uuid::Uuid;
+
+pub use serial::{ReworkPolicy, SerialScheme, SerialSchemeError};
 
 /// Why an identifier could not be parsed or built.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -1,0 +1,673 @@
+//! Stage two of profile loading: check everything in [`super::raw::RawProfile`] and load what it
+//! points at, collecting every problem (file + field + what was expected) instead of stopping at
+//! the first.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+mod chip;
+mod device_identity;
+mod keys;
+
+use chip::{check_id_register, check_lock_recipe, check_target_description};
+use device_identity::check_device_identity;
+use keys::check_trust;
+
+use super::raw::{RawFlashRegion, RawImage, RawProfile, RawSpan};
+use super::{
+    FlashRegion, LockSettings, MemoryMap, Profile, RamSpan, ReportChannel, SelfTestSettings, SimTiming,
+    SkippableStep,
+};
+use crate::identity::{ReworkPolicy, SerialScheme, SerialSchemeError};
+use crate::image::{FirmwareImage, ImageFormat};
+use crate::manifest::SemanticVersion;
+
+/// One thing wrong with a profile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileProblem {
+    /// The file the problem is in (the profile, or a file it names).
+    pub file: PathBuf,
+    /// The profile field, dotted (`memory.config.sector_size`).
+    pub field: String,
+    /// What was expected and what was found.
+    pub message: String,
+}
+
+impl std::fmt::Display for ProfileProblem {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "{}: {}: {}", self.file.display(), self.field, self.message)
+    }
+}
+
+/// Every problem found in a profile.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ProfileError {
+    /// The problems, in the order the fields appear.
+    pub problems: Vec<ProfileProblem>,
+}
+
+impl std::fmt::Display for ProfileError {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let count = self.problems.len();
+        write!(formatter, "profile has {count} problem{}", if count == 1 { "" } else { "s" })?;
+        for problem in &self.problems {
+            write!(formatter, "\n  {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Collects problems while validating.
+struct Checker {
+    profile_path: PathBuf,
+    problems: Vec<ProfileProblem>,
+}
+
+impl Checker {
+    fn problem(&mut self, field: &str, message: impl Into<String>) {
+        self.problems.push(ProfileProblem {
+            file: self.profile_path.clone(),
+            field: field.to_string(),
+            message: message.into(),
+        });
+    }
+
+    fn problem_in(&mut self, file: &Path, field: &str, message: impl Into<String>) {
+        self.problems.push(ProfileProblem {
+            file: file.to_path_buf(),
+            field: field.to_string(),
+            message: message.into(),
+        });
+    }
+}
+
+pub(super) fn load(path: &Path) -> Result<Profile, ProfileError> {
+    let single = |field: &str, message: String| ProfileError {
+        problems: vec![ProfileProblem { file: path.to_path_buf(), field: field.to_string(), message }],
+    };
+    let bytes =
+        std::fs::read(path).map_err(|error| single("(file)", format!("cannot read the profile: {error}")))?;
+    parse(&bytes, path)
+}
+
+/// Validates a profile's bytes as if read from `path`: problems name `path`, and the files the
+/// profile points at are resolved against `path`'s directory. Nothing is read at `path` itself.
+pub(super) fn parse(bytes: &[u8], path: &Path) -> Result<Profile, ProfileError> {
+    let single = |field: &str, message: String| ProfileError {
+        problems: vec![ProfileProblem { file: path.to_path_buf(), field: field.to_string(), message }],
+    };
+    let text =
+        std::str::from_utf8(bytes).map_err(|_| single("(file)", "expected UTF-8 TOML text".to_string()))?;
+    let raw: RawProfile = toml::from_str(text).map_err(|error| {
+        let location =
+            error.span().map(|span| line_of(text, span.start)).map(|line| format!(" (line {line})"));
+        single("(toml)", format!("{}{}", error.message(), location.unwrap_or_default()))
+    })?;
+    let mut checker = Checker { profile_path: path.to_path_buf(), problems: Vec::new() };
+    let base_directory = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let profile = validate(raw, &base_directory, &mut checker, Sha256::digest(bytes).into());
+    match profile {
+        Some(profile) if checker.problems.is_empty() => Ok(profile),
+        _ => Err(ProfileError { problems: checker.problems }),
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+fn validate(raw: RawProfile, base: &Path, checker: &mut Checker, file_sha256: [u8; 32]) -> Option<Profile> {
+    let mut warnings = Vec::new();
+    require_text(checker, "product.name", &raw.product.name);
+    require_text(checker, "product.manufacturer", &raw.product.manufacturer);
+    require_text(checker, "product.model_name", &raw.product.model_name);
+    require_text(checker, "chip.name", &raw.chip.name);
+
+    let memory = check_memory(&raw, checker);
+    let unique_id_location = raw.chip.unique_id.as_ref().map(|span| {
+        let location = check_span(checker, "chip.unique_id", span);
+        if !(1..=64).contains(&location.size_bytes) {
+            checker.problem(
+                "chip.unique_id.size",
+                format!("expected 1 to 64 bytes, found {}", location.size_bytes),
+            );
+        }
+        location
+    });
+    let chip_target_description = check_target_description(&raw, base, checker);
+    let chip_id_check = check_id_register(&raw, checker);
+    let lock_recipe = check_lock_recipe(&raw, checker);
+
+    let bootloader_image = load_image(checker, base, "images.bootloader", &raw.images.bootloader);
+    let application_image = load_image(checker, base, "images.application", &raw.images.application);
+    if let (Some(memory), Some(image)) = (&memory, &bootloader_image) {
+        check_image_placement(checker, "images.bootloader", image, &memory.bootloader);
+    }
+    if let (Some(memory), Some(image)) = (&memory, &application_image) {
+        check_image_placement(checker, "images.application", image, &memory.application);
+    }
+    let application_version = match &raw.images.application.version {
+        Some(text) => parse_version(checker, "images.application.version", text),
+        None => {
+            checker
+                .problem("images.application.version", "expected the application's version, e.g. \"1.0.0\"");
+            None
+        }
+    };
+
+    let (vendor_id, class_id) = check_ids(&raw, checker);
+    let (serial_scheme, rework_policy) = check_serial(&raw, checker);
+    let trust = check_trust(&raw, base, checker, &mut warnings);
+
+    let self_test = check_self_test(&raw, base, checker, memory.as_ref(), application_version);
+    let mut skipped_steps = Vec::new();
+    for (index, name) in raw.steps.skip.iter().enumerate() {
+        match SkippableStep::from_name(name) {
+            Some(step) => skipped_steps.push(step),
+            None => checker.problem(
+                &format!("steps.skip[{index}]"),
+                format!("expected one of \"self-test\", \"negative-self-test\", \"lock\", found \"{name}\""),
+            ),
+        }
+    }
+    let lock = LockSettings {
+        enabled: raw.lock.enabled.unwrap_or(true) && !skipped_steps.contains(&SkippableStep::Lock),
+        allow_unlock_by_mass_erase: raw.lock.allow_unlock_by_mass_erase.unwrap_or(false),
+    };
+    let sim_timing = check_sim_timing(&raw, checker);
+    let device_identity = raw.device_identity.as_ref().map(|raw_identity| {
+        check_device_identity(
+            raw_identity,
+            base,
+            checker,
+            &mut warnings,
+            memory.as_ref(),
+            serial_scheme.as_ref(),
+        )
+    });
+    let default_fixture = check_default_fixture(&raw, checker);
+
+    let (update_certificate, signer, delegate_certificate) = trust?;
+    Some(Profile {
+        path: checker.profile_path.clone(),
+        file_sha256,
+        name: raw.product.name,
+        manufacturer: raw.product.manufacturer,
+        model_name: raw.product.model_name,
+        device_type: raw.product.device_type,
+        hardware_version: raw.product.hardware_version,
+        chip_name: raw.chip.name,
+        unique_id_location,
+        chip_target_description,
+        chip_id_check,
+        lock_recipe,
+        memory: memory?,
+        bootloader_image: bootloader_image?,
+        application_image: application_image?,
+        application_version: application_version?,
+        vendor_id: vendor_id?,
+        class_id: class_id?,
+        serial_scheme: serial_scheme?,
+        rework_policy: rework_policy?,
+        update_certificate,
+        delegate_certificate,
+        signer,
+        self_test: self_test?,
+        lock,
+        skipped_steps,
+        sim_timing,
+        default_fixture,
+        warnings,
+        device_identity: match device_identity {
+            Some(checked) => Some(checked?),
+            None => None,
+        },
+    })
+}
+
+fn require_text(checker: &mut Checker, field: &str, value: &str) {
+    if value.trim().is_empty() {
+        checker.problem(field, "expected a non-empty text");
+    }
+}
+
+fn parse_uuid(checker: &mut Checker, field: &str, text: &str) -> Option<uuid::Uuid> {
+    match crate::identity::parse_uuid(text, field) {
+        Ok(uuid) => Some(uuid),
+        Err(error) => {
+            checker.problem(field, error.to_string());
+            None
+        }
+    }
+}
+
+fn parse_version(checker: &mut Checker, field: &str, text: &str) -> Option<SemanticVersion> {
+    match text.parse::<SemanticVersion>() {
+        Ok(version) => Some(version),
+        Err(_) => {
+            checker.problem(field, format!("expected a version \"major.minor.patch\", found \"{text}\""));
+            None
+        }
+    }
+}
+
+fn check_span(checker: &mut Checker, field: &str, span: &RawSpan) -> RamSpan {
+    if span.size == 0 {
+        checker.problem(&format!("{field}.size"), "expected a size above 0");
+    }
+    if span.address.checked_add(span.size).is_none() {
+        checker.problem(field, "address + size overflows");
+    }
+    RamSpan { address: span.address, size_bytes: span.size }
+}
+
+fn check_flash_region(
+    checker: &mut Checker,
+    field: &str,
+    raw: &RawFlashRegion,
+    chip_flash: &RamSpan,
+) -> FlashRegion {
+    let region = FlashRegion {
+        address: raw.address,
+        size_bytes: raw.size,
+        sector_size_bytes: raw.sector_size,
+        write_alignment_bytes: raw.write_alignment,
+        erased_value: raw.erased_value,
+    };
+    if raw.sector_size == 0 || !raw.sector_size.is_power_of_two() {
+        checker.problem(
+            &format!("{field}.sector_size"),
+            format!("expected a power of two, found {}", raw.sector_size),
+        );
+        return region;
+    }
+    if raw.write_alignment == 0
+        || !raw.write_alignment.is_power_of_two()
+        || raw.write_alignment > raw.sector_size
+    {
+        checker.problem(
+            &format!("{field}.write_alignment"),
+            format!("expected a power of two no larger than the sector size, found {}", raw.write_alignment),
+        );
+    }
+    if raw.erased_value != 0xFF && raw.erased_value != 0x00 {
+        checker.problem(
+            &format!("{field}.erased_value"),
+            format!("expected 0xFF or 0x00 (NOR flash), found {:#04x}", raw.erased_value),
+        );
+    }
+    if !raw.address.is_multiple_of(raw.sector_size) {
+        checker.problem(
+            &format!("{field}.address"),
+            format!(
+                "expected a multiple of the sector size {:#x}, found {:#x}",
+                raw.sector_size, raw.address
+            ),
+        );
+    }
+    if raw.size == 0 || !raw.size.is_multiple_of(raw.sector_size) {
+        checker.problem(
+            &format!("{field}.size"),
+            format!(
+                "expected a non-zero multiple of the sector size {:#x}, found {:#x}",
+                raw.sector_size, raw.size
+            ),
+        );
+    }
+    let end = raw.address.checked_add(raw.size);
+    if raw.address < chip_flash.address
+        || end.is_none_or(|end| end > chip_flash.address + chip_flash.size_bytes)
+    {
+        checker.problem(
+            field,
+            format!(
+                "region {:#x}..{:#x} is outside the chip's flash {:#x}..{:#x}",
+                raw.address,
+                end.unwrap_or(u64::MAX),
+                chip_flash.address,
+                chip_flash.address + chip_flash.size_bytes
+            ),
+        );
+    }
+    region
+}
+
+/// The largest chip flash or RAM a profile may declare (256 MiB): far above any
+/// microcontroller's, and small enough that the simulator can hold it in memory.
+const CHIP_MEMORY_SIZE_MAX_BYTES: u64 = 256 * 1024 * 1024;
+
+fn check_memory(raw: &RawProfile, checker: &mut Checker) -> Option<MemoryMap> {
+    let chip_flash = check_span(checker, "chip.flash", &raw.chip.flash);
+    let chip_ram = check_span(checker, "chip.ram", &raw.chip.ram);
+    for (field, span) in [("chip.flash.size", chip_flash), ("chip.ram.size", chip_ram)] {
+        if span.size_bytes > CHIP_MEMORY_SIZE_MAX_BYTES {
+            checker.problem(
+                field,
+                format!(
+                    "expected at most {CHIP_MEMORY_SIZE_MAX_BYTES} bytes (256 MiB), found {}",
+                    span.size_bytes
+                ),
+            );
+        }
+    }
+    let problems_before = checker.problems.len();
+    let memory = MemoryMap {
+        chip_flash,
+        chip_ram,
+        bootloader: check_flash_region(checker, "memory.bootloader", &raw.memory.bootloader, &chip_flash),
+        application: check_flash_region(checker, "memory.application", &raw.memory.application, &chip_flash),
+        candidate: check_flash_region(checker, "memory.candidate", &raw.memory.candidate, &chip_flash),
+        config: check_flash_region(checker, "memory.config", &raw.memory.config, &chip_flash),
+        mailbox: check_span(checker, "memory.mailbox", &raw.memory.mailbox),
+    };
+    let regions = memory.flash_regions();
+    for (index, (first_name, first)) in regions.iter().enumerate() {
+        for (second_name, second) in &regions[index + 1..] {
+            if first.address < second.end_address() && second.address < first.end_address() {
+                checker.problem(
+                    &format!("memory.{second_name}"),
+                    format!(
+                        "overlaps memory.{first_name} ({:#x}..{:#x} and {:#x}..{:#x})",
+                        first.address,
+                        first.end_address(),
+                        second.address,
+                        second.end_address()
+                    ),
+                );
+            }
+        }
+    }
+    if memory.config.sector_size_bytes != 0 && memory.config.size_bytes < 2 * memory.config.sector_size_bytes
+    {
+        checker.problem(
+            "memory.config.size",
+            "expected at least two sectors (the store, and the bootloader's boot-state sector)",
+        );
+    }
+    let mailbox_end = memory.mailbox.address.saturating_add(memory.mailbox.size_bytes);
+    if memory.mailbox.address < chip_ram.address
+        || mailbox_end > chip_ram.address.saturating_add(chip_ram.size_bytes)
+    {
+        checker.problem("memory.mailbox", "expected the mailbox inside the chip's RAM");
+    }
+    if memory.mailbox.size_bytes < crate::contract::MAILBOX_SIZE_BYTES as u64 {
+        checker.problem(
+            "memory.mailbox.size",
+            format!(
+                "expected at least {} bytes (device contract), found {}",
+                crate::contract::MAILBOX_SIZE_BYTES,
+                memory.mailbox.size_bytes
+            ),
+        );
+    }
+    (checker.problems.len() == problems_before).then_some(memory)
+}
+
+fn resolve(base: &Path, relative: &str) -> PathBuf {
+    base.join(relative)
+}
+
+fn load_image(checker: &mut Checker, base: &Path, field: &str, raw: &RawImage) -> Option<FirmwareImage> {
+    let path = resolve(base, &raw.path);
+    let format = match raw.format.as_deref() {
+        Some("elf") => Some(ImageFormat::Elf),
+        Some("hex") => Some(ImageFormat::IntelHex),
+        Some("bin") => Some(ImageFormat::Bin),
+        Some(other) => {
+            checker.problem(
+                &format!("{field}.format"),
+                format!("expected \"elf\", \"hex\" or \"bin\", found \"{other}\""),
+            );
+            return None;
+        }
+        None => ImageFormat::from_path(&path),
+    };
+    let Some(format) = format else {
+        checker.problem(
+            &format!("{field}.format"),
+            "cannot tell the format from the file name: give format = \"elf\", \"hex\" or \"bin\"",
+        );
+        return None;
+    };
+    match FirmwareImage::load(&path, format, raw.base_address) {
+        Ok(image) => Some(image),
+        Err(error) => {
+            checker.problem_in(&path, field, error.to_string());
+            None
+        }
+    }
+}
+
+fn check_image_placement(checker: &mut Checker, field: &str, image: &FirmwareImage, region: &FlashRegion) {
+    if let Err(error) = image.check_inside(region.address, region.size_bytes) {
+        checker.problem(field, error.to_string());
+        return;
+    }
+    if let Some(segment) =
+        image.segments.iter().find(|segment| segment.address % region.write_alignment_bytes != 0)
+    {
+        checker.problem(
+            field,
+            format!(
+                "segment at {:#x} is not aligned to the region's write alignment of {} bytes",
+                segment.address, region.write_alignment_bytes
+            ),
+        );
+    }
+}
+
+fn check_serial(raw: &RawProfile, checker: &mut Checker) -> (Option<SerialScheme>, Option<ReworkPolicy>) {
+    let scheme = match raw.serial.scheme.as_str() {
+        "counter" => match (&raw.serial.prefix, raw.serial.counter_width) {
+            (Some(prefix), Some(counter_width)) => {
+                let scheme = SerialScheme::Counter {
+                    prefix: prefix.clone(),
+                    counter_width,
+                    first_value: raw.serial.first_value.unwrap_or(1),
+                };
+                // The identity module's rule is the ledger's: what passes here can be issued.
+                match scheme.check() {
+                    Ok(()) => Some(scheme),
+                    Err(SerialSchemeError::Invalid { field, expected, found }) => {
+                        checker.problem(
+                            &format!("serial.{field}"),
+                            format!("expected {expected}, found {found:?}"),
+                        );
+                        None
+                    }
+                    Err(other) => {
+                        checker.problem("serial", other.to_string());
+                        None
+                    }
+                }
+            }
+            (None, _) => {
+                checker.problem("serial.prefix", "expected a prefix for the counter scheme (may be \"\")");
+                None
+            }
+            (_, None) => {
+                checker.problem("serial.counter_width", "expected the number of counter digits");
+                None
+            }
+        },
+        "scanned" => Some(SerialScheme::Scanned),
+        other => {
+            checker
+                .problem("serial.scheme", format!("expected \"counter\" or \"scanned\", found \"{other}\""));
+            None
+        }
+    };
+    let rework = match raw.serial.rework.as_deref().unwrap_or("reuse-identity") {
+        "reuse-identity" => Some(ReworkPolicy::ReuseIdentity),
+        "refuse" => Some(ReworkPolicy::Refuse),
+        "issue-new" => Some(ReworkPolicy::IssueNew),
+        other => {
+            checker.problem(
+                "serial.rework",
+                format!("expected \"reuse-identity\", \"refuse\" or \"issue-new\", found \"{other}\""),
+            );
+            None
+        }
+    };
+    (scheme, rework)
+}
+
+/// `[fixture] default`: the selector syntax only (`station::fixtures` opens it; the profile
+/// layer does not know the backends).
+fn check_default_fixture(raw: &RawProfile, checker: &mut Checker) -> Option<String> {
+    let selector = raw.fixture.default.as_ref()?;
+    let is_known = matches!(selector.as_str(), "sim" | "qemu")
+        || selector.strip_prefix("gdb:").is_some_and(|address| !address.trim().is_empty());
+    if !is_known {
+        checker.problem(
+            "fixture.default",
+            format!("expected \"sim\", \"qemu\" or \"gdb:HOST:PORT\", found \"{selector}\""),
+        );
+        return None;
+    }
+    Some(selector.clone())
+}
+
+/// The longest simulated time a profile may ask for (one minute): slot threads sleep for it, and
+/// a time that does not fit a `Duration` would panic them.
+const SIM_TIME_MAX_MS: f64 = 60_000.0;
+/// The largest simulated program page.
+const SIM_PAGE_SIZE_MAX_BYTES: u64 = 1024 * 1024;
+
+fn check_sim_timing(raw: &RawProfile, checker: &mut Checker) -> SimTiming {
+    let timing = SimTiming {
+        probe_bytes_per_second: raw.sim.probe_bytes_per_second.unwrap_or(0),
+        sector_erase_ms: raw.sim.sector_erase_ms.unwrap_or(0.0),
+        page_program_ms: raw.sim.page_program_ms.unwrap_or(0.0),
+        page_size_bytes: raw.sim.page_size.unwrap_or(256),
+        boot_ms: raw.sim.boot_ms.unwrap_or(0.0),
+    };
+    for (field, value) in [
+        ("sim.sector_erase_ms", timing.sector_erase_ms),
+        ("sim.page_program_ms", timing.page_program_ms),
+        ("sim.boot_ms", timing.boot_ms),
+    ] {
+        if !(value.is_finite() && (0.0..=SIM_TIME_MAX_MS).contains(&value)) {
+            checker.problem(field, format!("expected a time of 0 to {SIM_TIME_MAX_MS} ms, found {value:?}"));
+        }
+    }
+    if !(1..=SIM_PAGE_SIZE_MAX_BYTES).contains(&timing.page_size_bytes) {
+        checker.problem(
+            "sim.page_size",
+            format!(
+                "expected a page size of 1 to {SIM_PAGE_SIZE_MAX_BYTES} bytes, found {}",
+                timing.page_size_bytes
+            ),
+        );
+    }
+    timing
+}
+
+/// `identity`: the vendor ID (explicit, or derived from the vendor's domain) and the class ID
+/// (explicit, or derived from the model name).
+fn check_ids(raw: &RawProfile, checker: &mut Checker) -> (Option<uuid::Uuid>, Option<uuid::Uuid>) {
+    let vendor_id = match (&raw.identity.vendor_id, &raw.identity.vendor_domain) {
+        (Some(text), None) => parse_uuid(checker, "identity.vendor_id", text),
+        (None, Some(domain)) if !domain.trim().is_empty() => {
+            Some(crate::identity::vendor_id_from_domain(domain))
+        }
+        (Some(_), Some(_)) => {
+            checker.problem("identity", "give either vendor_id or vendor_domain, not both");
+            None
+        }
+        _ => {
+            checker.problem(
+                "identity.vendor_domain",
+                "expected vendor_domain (e.g. \"example.com\") or vendor_id",
+            );
+            None
+        }
+    };
+    let class_id = match (&raw.identity.class_id, vendor_id) {
+        (Some(text), _) => parse_uuid(checker, "identity.class_id", text),
+        (None, Some(vendor_id)) => {
+            Some(crate::identity::class_id_from_model(vendor_id, &raw.product.model_name))
+        }
+        (None, None) => None,
+    };
+
+    (vendor_id, class_id)
+}
+
+/// `self_test`: the payload (newer than the application, starting at the application slot,
+/// fitting both slots with its manifest), the report channel and its timeout.
+fn check_self_test(
+    raw: &RawProfile,
+    base: &Path,
+    checker: &mut Checker,
+    memory: Option<&MemoryMap>,
+    application_version: Option<SemanticVersion>,
+) -> Option<SelfTestSettings> {
+    let payload = load_image(checker, base, "self_test.payload", &raw.self_test.payload);
+    let payload_version = match &raw.self_test.payload.version {
+        Some(text) => parse_version(checker, "self_test.payload.version", text),
+        None => {
+            checker.problem(
+                "self_test.payload.version",
+                "expected the self-test payload's version, e.g. \"1.0.1\"",
+            );
+            None
+        }
+    };
+    if let (Some(payload_version), Some(application_version)) = (payload_version, application_version)
+        && payload_version <= application_version
+    {
+        checker.problem(
+            "self_test.payload.version",
+            format!("expected a version newer than the application's {application_version}, found {payload_version}"),
+        );
+    }
+    if let (Some(memory), Some(payload)) = (memory, &payload)
+        && payload.start_address() != memory.application.address
+    {
+        checker.problem(
+            "self_test.payload",
+            format!(
+                "expected the payload to start at the application slot {:#x} (the device installs it there), found {:#x}",
+                memory.application.address,
+                payload.start_address()
+            ),
+        );
+    }
+    if let (Some(memory), Some(payload)) = (memory, &payload) {
+        let room = memory.candidate.size_bytes.min(memory.application.size_bytes);
+        if payload.size_bytes() + 4096 > room {
+            checker.problem(
+                "self_test.payload",
+                format!(
+                    "payload of {} bytes does not fit the candidate and application slots ({} bytes, less room for the manifest)",
+                    payload.size_bytes(),
+                    room
+                ),
+            );
+        }
+    }
+    let report_channel = match raw.self_test.report.as_deref().unwrap_or("mailbox") {
+        "mailbox" => Some(ReportChannel::Mailbox),
+        "console" => Some(ReportChannel::Console),
+        other => {
+            checker.problem(
+                "self_test.report",
+                format!("expected \"mailbox\" or \"console\", found \"{other}\""),
+            );
+            None
+        }
+    };
+    let report_timeout_ms = raw.self_test.report_timeout_ms.unwrap_or(5_000);
+    if report_timeout_ms == 0 {
+        checker.problem("self_test.report_timeout_ms", "expected a timeout above 0 ms");
+    }
+
+    Some(SelfTestSettings {
+        payload: payload?,
+        payload_version: payload_version?,
+        report_channel: report_channel?,
+        report_timeout_ms,
+    })
+}
