@@ -14,6 +14,7 @@
 
 pub mod central;
 pub mod contract;
+pub mod device;
 #[cfg(feature = "gui")]
 pub mod gui;
 pub mod identity;
@@ -23,5 +24,4 @@ pub mod manifest;
 pub mod profile;
 pub mod station;
 pub mod store;
-pub mod device;
 pub mod trust;

@@ -16,15 +16,14 @@ use eframe::egui::{
 use crate::station::{StepName, UnitResult};
 
 use super::command::Command;
-use super::fixture::{FaultChoice, FaultInjector};
 use super::frame_timing::FrameTimer;
-use super::settings::{LogLevelFilter, Settings};
+use super::settings::{ExportChoice, LogLevelFilter, Settings};
 use super::store::{
     HistoryRow, HistoryScope, HistoryStore, LineStatus, LineStore, LogStore, ProfilesStore, SlotPhase,
     SlotState, UnitDetails,
 };
 use super::theme::{self, StateLook};
-use super::workers::ExportChoice;
+use crate::station::session::{FaultInjector, SLOTS_MAX, SimFault};
 
 /// Start the line.
 pub const START_SHORTCUT: KeyboardShortcut = KeyboardShortcut::new(Modifiers::NONE, Key::F5);
@@ -32,9 +31,6 @@ pub const START_SHORTCUT: KeyboardShortcut = KeyboardShortcut::new(Modifiers::NO
 pub const STOP_SHORTCUT: KeyboardShortcut = KeyboardShortcut::new(Modifiers::NONE, Key::F6);
 /// Export the ledger.
 pub const EXPORT_SHORTCUT: KeyboardShortcut = KeyboardShortcut::new(Modifiers::COMMAND, Key::E);
-/// The most simulated slots the window offers.
-pub const SLOTS_MAX: usize = 64;
-
 /// What the panels read.
 pub struct View<'a> {
     pub line: &'a LineStore,
@@ -48,6 +44,8 @@ pub struct View<'a> {
     pub serials_are_scanned: bool,
     /// The `--probe` fixtures (empty: simulated slots, or the profile's default fixture).
     pub probes: &'a [String],
+    /// Simulated slots after the `--probe` ones (`--sim`).
+    pub sim_slots_after_probes: usize,
     pub faults: &'a FaultInjector,
     pub frame_timer: &'a FrameTimer,
     pub now: Instant,
@@ -61,7 +59,7 @@ pub struct Forms {
     pub profiles_directory: String,
     pub slot_count: usize,
     pub fault_slot: usize,
-    pub fault: FaultChoice,
+    pub fault: SimFault,
 }
 
 impl Forms {
@@ -72,7 +70,7 @@ impl Forms {
             profiles_directory: settings.profiles_directory.display().to_string(),
             slot_count: settings.sim_slot_count,
             fault_slot: 0,
-            fault: FaultChoice::default(),
+            fault: SimFault::default(),
         }
     }
 }
@@ -194,8 +192,15 @@ fn toolbar_ui(ui: &mut Ui, view: &View<'_>, settings: &mut Settings, forms: &mut
                     command = Command::SetSlotCount(forms.slot_count);
                 }
             } else {
-                ui.label(format!("Slots {} (--probe)", view.probes.len()))
-                    .on_hover_text(view.probes.join("\n"));
+                let sims_after_probes = view.sim_slots_after_probes;
+                let hover = view.probes.join("\n")
+                    + &if sims_after_probes > 0 {
+                        format!("\n{sims_after_probes} × sim")
+                    } else {
+                        String::new()
+                    };
+                ui.label(format!("Slots {} (--probe)", view.probes.len() + sims_after_probes))
+                    .on_hover_text(hover);
             }
             ui.checkbox(&mut settings.manual_start, "Manual start")
                 .on_hover_text("each unit waits for Start unit (or Enter in the scanner field)");
@@ -437,7 +442,8 @@ fn slot_card_ui(ui: &mut Ui, index: usize, slot: &SlotState, manual_start: bool,
             let has_room = |ui: &Ui, height: f32| ui.available_height() >= height;
             ui.horizontal(|ui| {
                 ui.label(RichText::new(format!("SLOT {index}")).size(small + 1.0).strong());
-                ui.label(RichText::new(&slot.fixture_name).size(small).weak());
+                let fixture = ui.label(RichText::new(&slot.fixture_name).size(small).weak());
+                accessible(&fixture, Role::Label, &format!("slot {index} fixture: {}", slot.fixture_name));
                 ui.with_layout(Layout::right_to_left(Align::Center), |ui| {
                     if slot.unit > 0 {
                         ui.label(RichText::new(format!("unit {}", slot.unit)).size(small).weak());
@@ -786,7 +792,7 @@ fn simulator_ui(ui: &mut Ui, view: &View<'_>, settings: &mut Settings, forms: &m
             let kind_choice = egui::ComboBox::from_id_salt("fault_kind")
                 .selected_text(forms.fault.kind_label())
                 .show_ui(ui, |ui| {
-                    for kind in FaultChoice::kinds() {
+                    for kind in SimFault::kinds() {
                         let selected = std::mem::discriminant(&kind) == std::mem::discriminant(&forms.fault);
                         if ui.selectable_label(selected, kind.kind_label()).clicked() && !selected {
                             forms.fault = kind;
@@ -795,7 +801,7 @@ fn simulator_ui(ui: &mut Ui, view: &View<'_>, settings: &mut Settings, forms: &m
                 });
             accessible(&kind_choice.response, Role::ComboBox, "Fault kind");
             let parameter = match &mut forms.fault {
-                FaultChoice::ProbeLostAtStep(step) => Some(
+                SimFault::ProbeLostAtStep(step) | SimFault::HangAtStep(step) => Some(
                     egui::ComboBox::from_id_salt("fault_step")
                         .selected_text(step.as_str())
                         .show_ui(ui, |ui| {
@@ -805,16 +811,14 @@ fn simulator_ui(ui: &mut Ui, view: &View<'_>, settings: &mut Settings, forms: &m
                         })
                         .response,
                 ),
-                FaultChoice::PowerCutAfterFlashOperations(count) => {
+                SimFault::PowerCutAfterFlashOperations(count) => {
                     Some(ui.add(egui::DragValue::new(count).range(1..=100_000)))
                 }
-                FaultChoice::FlipBitAtAddress(address) => {
+                SimFault::FlipBitAtAddress(address) => {
                     Some(ui.add(egui::DragValue::new(address).hexadecimal(8, false, true)))
                 }
-                FaultChoice::TransientErrors(count) => {
-                    Some(ui.add(egui::DragValue::new(count).range(1..=10)))
-                }
-                FaultChoice::UniqueIdReadFails => None,
+                SimFault::TransientErrors(count) => Some(ui.add(egui::DragValue::new(count).range(1..=10))),
+                SimFault::UniqueIdReadFails => None,
             };
             if let Some(parameter) = parameter {
                 accessible(&parameter, parameter_role(&forms.fault), "Fault parameter");
@@ -1066,8 +1070,12 @@ fn unit_details_ui(context: &egui::Context, history: &HistoryStore) -> Command {
 }
 
 /// The fault parameter's widget kind: a step list or a number.
-fn parameter_role(fault: &FaultChoice) -> Role {
-    if matches!(fault, FaultChoice::ProbeLostAtStep(_)) { Role::ComboBox } else { Role::SpinButton }
+fn parameter_role(fault: &SimFault) -> Role {
+    if matches!(fault, SimFault::ProbeLostAtStep(_) | SimFault::HangAtStep(_)) {
+        Role::ComboBox
+    } else {
+        Role::SpinButton
+    }
 }
 
 fn file_name(path: &Path) -> String {

@@ -11,8 +11,6 @@ use std::time::{Duration, Instant};
 use crate::ledger::{LedgerStats, RecordedRun, UnitHistory};
 use crate::station::{EventKind, StationEvent, UnitResult};
 
-use super::log_layer::LogLine;
-
 /// What a slot is doing, as the operator sees it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SlotPhase {
@@ -528,7 +526,7 @@ pub struct ProfilesStore {
     /// The `*.toml` files found there, or why the folder could not be read.
     pub listed: Result<Vec<std::path::PathBuf>, String>,
     /// The chosen profile checked: its summary, or its problems.
-    pub checked: Option<(std::path::PathBuf, Result<super::workers::ProfileSummary, String>)>,
+    pub checked: Option<(std::path::PathBuf, Result<ProfileSummary, String>)>,
 }
 
 impl Default for ProfilesStore {
@@ -564,6 +562,27 @@ impl HistoryStore {
         self.refresh_bound =
             Some(running_unit_starts.fold(now_minus_margin, |earliest, start| earliest.min(start)));
     }
+}
+
+/// One captured log event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    /// Wall-clock time, RFC 3339 UTC with milliseconds.
+    pub time: String,
+    pub level: tracing::Level,
+    /// The event's target (usually its module path).
+    pub target: String,
+    /// Span context, message and fields, e.g. `slot{slot=0}: retrying attempt=1`.
+    pub text: String,
+}
+
+/// What a checked profile looks like in the window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProfileSummary {
+    pub name: String,
+    pub model_name: String,
+    pub chip_name: String,
+    pub warnings: Vec<String>,
 }
 
 /// The captured log lines, newest last, at most [`LogStore::CAPACITY`].
