@@ -403,14 +403,16 @@ fn settings_are_remembered_between_runs() {
     );
 }
 
-/// The slot's fixture names as the window shows them, by slot.
+/// The slots' fixture names as the window shows them, by slot.
 fn window_slot_fixtures(gui: &Gui, slots: usize) -> std::collections::BTreeMap<u64, String> {
     (0..slots)
         .map(|slot| {
             let prefix = format!("slot {slot} fixture: ");
-            let label =
-                gui.harness.get_by_label_contains(&prefix).accesskit_node().label().unwrap_or_default();
-            (slot as u64, label.trim_start_matches(&prefix).to_string())
+            let node = gui.harness.get_by_label_contains(&prefix);
+            let label = node.accesskit_node().label().or(node.accesskit_node().value()).unwrap_or_default();
+            // After a unit started the card names its probe: `qemu-0 (qemu pid ...)`.
+            let name = label.trim_start_matches(&prefix).split(' ').next().unwrap_or_default();
+            (slot as u64, name.to_string())
         })
         .collect()
 }
