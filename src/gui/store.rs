@@ -283,28 +283,33 @@ impl LineStore {
         self.slots.iter().position(|slot| slot.is_waiting_for_start)
     }
 
+    /// The line ended: waiting and running slots go idle, the status says what the line did.
+    fn line_finished(&mut self, units: u64, passed: u64, failed: u64, elapsed_ms: u64, now: Instant) {
+        if let Some(since) = self.running_since.take() {
+            self.stats.running_time += now.duration_since(since);
+        }
+        for slot in &mut self.slots {
+            if matches!(
+                slot.phase,
+                SlotPhase::WaitingForStart | SlotPhase::WaitingForScan | SlotPhase::Running { .. }
+            ) {
+                slot.phase = SlotPhase::Idle;
+            }
+            slot.progress = None;
+            slot.is_waiting_for_start = false;
+        }
+        self.status = LineStatus::Stopped {
+            message: format!(
+                "line finished: {units} units, {passed} pass, {failed} fail in {:.1} s",
+                elapsed_ms as f64 / 1000.0
+            ),
+        };
+    }
+
     /// Folds one station event into the slots and statistics.
     pub fn apply(&mut self, event: &StationEvent, now: Instant) {
         if let EventKind::LineFinished { units, passed, failed, elapsed_ms } = &event.kind {
-            if let Some(since) = self.running_since.take() {
-                self.stats.running_time += now.duration_since(since);
-            }
-            for slot in &mut self.slots {
-                if matches!(
-                    slot.phase,
-                    SlotPhase::WaitingForStart | SlotPhase::WaitingForScan | SlotPhase::Running { .. }
-                ) {
-                    slot.phase = SlotPhase::Idle;
-                }
-                slot.progress = None;
-                slot.is_waiting_for_start = false;
-            }
-            self.status = LineStatus::Stopped {
-                message: format!(
-                    "line finished: {units} units, {passed} pass, {failed} fail in {:.1} s",
-                    *elapsed_ms as f64 / 1000.0
-                ),
-            };
+            self.line_finished(*units, *passed, *failed, *elapsed_ms, now);
             return;
         }
         let Some(slot) = self.slots.get_mut(event.slot) else {
