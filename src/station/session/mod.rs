@@ -48,7 +48,7 @@ pub enum SessionError {
     #[error(transparent)]
     SelfTest(#[from] SelfTestMaterialError),
     #[error("cannot open the ledger {path}: {source}")]
-    Ledger { path: PathBuf, source: LedgerError },
+    Ledger { path: PathBuf, source: Box<LedgerError> },
     #[error("central database: {reason}")]
     Central { reason: String },
     /// The scanned serials or the work order.
@@ -156,8 +156,10 @@ impl LineSession {
             (None, given) => given,
         };
         let self_test = prepare_self_test(&profile)?;
-        let ledger = Ledger::open(&plan.ledger_path)
-            .map_err(|source| SessionError::Ledger { path: plan.ledger_path.clone(), source })?;
+        let ledger = Ledger::open(&plan.ledger_path).map_err(|source| SessionError::Ledger {
+            path: plan.ledger_path.clone(),
+            source: Box::new(source),
+        })?;
         let central = match &plan.central {
             Some(settings) => Some(central::start_central_link(
                 settings,
