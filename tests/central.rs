@@ -905,6 +905,7 @@ fn the_operator_window_leases_serials_and_ships_its_runs_like_imprint_run() {
     use egui_kittest::Harness;
     use egui_kittest::kittest::Queryable;
     use imprint::gui::{GuiOptions, ImprintApp};
+    use imprint::station::session::CentralSettings;
 
     let server = PostgresServer::start(ServerTls::Off);
     let directory = tempfile::tempdir().expect("temp dir");
@@ -925,7 +926,12 @@ fn the_operator_window_leases_serials_and_ships_its_runs_like_imprint_run() {
     options.sim_timing_zero = Some(true);
     options.unit_change_delay_ms = Some(0);
     options.remember_settings = false;
-    options.central_url = Some(format!("{url}&passfile={}", passfile.display()));
+    // The same central settings as `imprint run --central-block-size 4` above.
+    let mut central = CentralSettings::new(format!("{url}&passfile={}", passfile.display()));
+    central.block_size = 4;
+    central.lease_ahead = Some(2);
+    central.batch_size = 2;
+    options.central = Some(central);
     options.unit_limit = Some(5);
     options.autostart = true;
     let mut harness = Harness::builder()
@@ -958,5 +964,11 @@ fn the_operator_window_leases_serials_and_ships_its_runs_like_imprint_run() {
              AND substr(s.serial, length(b.prefix) + 1)::bigint BETWEEN b.first_value AND b.last_value)",
     );
     assert_eq!(outside, "0", "the window issued serials outside its blocks");
+    // Both front ends leased blocks of the size they were given.
+    let block_sizes = server.psql(
+        "SELECT station || ':' || string_agg(DISTINCT (last_value - first_value + 1)::text, ',') \
+         FROM imprint.serial_blocks GROUP BY station ORDER BY station",
+    );
+    assert_eq!(block_sizes, "gui-b:4\nline-a:4", "block sizes by station");
     check_central_matches(&server, ROLE, &[("line-a", &db_a), ("gui-b", &db_b)]);
 }

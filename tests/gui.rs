@@ -12,6 +12,7 @@ use eframe::egui::{self, Key, Modifiers};
 use egui_kittest::Harness;
 use egui_kittest::kittest::{NodeT, Queryable};
 use imprint::gui::{GuiOptions, ImprintApp, log_channel};
+use imprint::station::session::SimFaultSpec;
 use tracing_subscriber::layer::SubscriberExt;
 
 /// How long a test waits for the line or the ledger before it fails.
@@ -262,6 +263,8 @@ fn the_window_runs_units_on_qemu_fixtures_given_as_probes_and_from_the_profile()
     let mut gui = gui(2, |options| {
         options.profile = Some(qemu_profile.clone());
         options.probes = vec!["qemu".to_string(), "qemu".to_string()];
+        // No `--sim`: no simulated slots after the probes (the one slot rule).
+        options.sim_slot_count = None;
     });
     gui.wait_for_label("Slots 2 (--probe)");
     gui.run_one_unit_per_slot(2, |gui| gui.click("Start line"));
@@ -396,4 +399,79 @@ fn settings_are_remembered_between_runs() {
         second.get_by_label("Manual start").accesskit_node().toggled(),
         Some(egui::accesskit::Toggled::True)
     );
+}
+
+/// The slots' fixture names as the window shows them, by slot.
+fn window_slot_fixtures(gui: &Gui, slots: usize) -> std::collections::BTreeMap<u64, String> {
+    (0..slots)
+        .map(|slot| {
+            let prefix = format!("slot {slot} fixture: ");
+            let node = gui.harness.get_by_label_contains(&prefix);
+            let label = node.accesskit_node().label().or(node.accesskit_node().value()).unwrap_or_default();
+            // After a unit started the card names its probe: `qemu-0 (qemu pid ...)`.
+            let name = label.trim_start_matches(&prefix).split(' ').next().unwrap_or_default();
+            (slot as u64, name.to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn the_window_and_imprint_run_open_the_same_slots_for_the_same_flags_and_profile() {
+    let qemu_profile = common::repo_root().join("profiles/qemu-mps2-an385.toml");
+    let demo = demo_profile();
+    // (profile, --probe selectors, --sim N, the slots the one rule gives)
+    let cases: [(&Path, &[&str], usize, &[&str]); 3] = [
+        // No `[fixture] default`: N simulated slots.
+        (&demo, &[], 3, &["sim-0", "sim-1", "sim-2"]),
+        // `[fixture] default = "qemu"`: N QEMU slots.
+        (&qemu_profile, &[], 2, &["qemu-0", "qemu-1"]),
+        // `--probe` and `--sim`: the probe's slot, then N simulated slots.
+        (&qemu_profile, &["qemu"], 2, &["qemu-0", "sim-1", "sim-2"]),
+    ];
+    for (profile, probes, sim, expected) in cases {
+        let case = format!("{} --probe {probes:?} --sim {sim}", profile.display());
+        let expected: std::collections::BTreeMap<u64, String> =
+            expected.iter().enumerate().map(|(slot, name)| (slot as u64, name.to_string())).collect();
+        let directory = tempfile::tempdir().unwrap();
+        let (sim_text, count_text) = (sim.to_string(), expected.len().to_string());
+        let mut arguments =
+            vec!["--profile", profile.to_str().unwrap(), "--sim", &sim_text, "--count", &count_text];
+        for probe in probes {
+            arguments.extend(["--probe", probe]);
+        }
+        let (code, events) = common::run_json_events(&arguments, &directory.path().join("cli.db"));
+        assert_eq!(code, 0, "{case}: imprint run failed: {events:?}");
+        assert_eq!(common::slot_fixtures(&events), expected, "{case}: imprint run");
+
+        let mut gui = gui(sim, |options| {
+            options.profile = Some(profile.to_path_buf());
+            options.probes = probes.iter().map(|probe| probe.to_string()).collect();
+        });
+        gui.run_one_unit_per_slot(expected.len(), |gui| gui.click("Start line"));
+        assert_eq!(window_slot_fixtures(&gui, expected.len()), expected, "{case}: imprint gui");
+        gui.harness.get_by_label(&format!("pass: {}", expected.len()));
+    }
+}
+
+#[test]
+fn the_window_and_imprint_run_take_the_same_fault_grammar() {
+    // `hang=STEP`: the probe stops answering when the step begins; the step times out.
+    let spec = "0.1:hang=erase";
+    let directory = tempfile::tempdir().unwrap();
+    let demo = demo_profile();
+    let arguments = ["--profile", demo.to_str().unwrap(), "--sim", "2", "--count", "2", "--sim-fault", spec];
+    let (code, events) = common::run_json_events(&arguments, &directory.path().join("cli.db"));
+    assert_eq!(code, 1, "one unit fails: {events:?}");
+    let failed = common::failed_units(&events);
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    let (slot, step, reason) = &failed[0];
+    assert_eq!((*slot, step.as_str()), (0, "erase"));
+    assert!(reason.contains("timed out"), "{reason}");
+
+    let mut gui = gui(2, |options| {
+        options.sim_faults = vec![SimFaultSpec::parse(spec).expect("the station's grammar takes hang=STEP")];
+    });
+    gui.run_one_unit_per_slot(2, |gui| gui.click("Start line"));
+    gui.harness.get_by_label(&format!("slot 0 state: FAIL at erase: {reason}"));
+    gui.harness.get_by_label("slot 1 state: PASS");
 }

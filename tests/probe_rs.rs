@@ -19,6 +19,7 @@ use imprint::chip::lock::{
     run_register_steps, steps_time_bound_ms,
 };
 use imprint::device::TargetError;
+use imprint::device::factory::{FixtureError, FixtureSelector};
 use imprint::device::probe_rs::chip::{
     UniqueIdRead, plan_unique_id_read, reported_chip_name, unique_id_bytes_from_words, unique_id_from_bytes,
 };
@@ -35,7 +36,6 @@ use imprint::device::probe_rs::selector::{
 };
 use imprint::device::probe_rs::{ProbeRsConfig, usb_visibility_note};
 use imprint::profile::{Profile, RamSpan};
-use imprint::station::fixtures::{FixtureError, FixtureSelector};
 
 fn repository() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -6,15 +6,15 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
-use imprint::gui::{FaultChoice, GuiOptions};
+use anyhow::bail;
+use imprint::device::factory::FixtureSelector;
+use imprint::gui::GuiOptions;
 use imprint::ledger::Ledger;
-use imprint::station::fixtures::FixtureSelector;
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-use super::{split_sim_fault, station_identity};
+use super::{CentralArgs, parse_sim_faults, station_identity};
 
 #[derive(clap::Args)]
 #[command(after_help = "Examples:
@@ -35,8 +35,9 @@ pub struct GuiArgs {
     /// The folder the profile picker lists (default: the profile's folder, else `profiles`).
     #[arg(long, value_name = "DIR")]
     profiles_dir: Option<PathBuf>,
-    /// Number of simulated slots (default: the number used last, else 4). Also the number of
-    /// QEMU slots when the profile's `[fixture] default` is `qemu`.
+    /// Number of slots, as for `imprint run`: after --probe slots, that many simulated slots;
+    /// without --probe, that many slots of the profile's `[fixture] default` when it makes
+    /// fresh units (`sim`, `qemu`), else simulated (default: the number used last, else 4).
     #[arg(long, value_name = "N")]
     sim: Option<usize>,
     /// A fixture to run a slot on, once per slot, as for `imprint run` (see `imprint probes`):
@@ -44,11 +45,8 @@ pub struct GuiArgs {
     /// profile's `[fixture] default`, else simulated.
     #[arg(long, value_name = "SELECTOR")]
     probe: Vec<String>,
-    /// Feed a central PostgreSQL ledger (docs/central.md), as `imprint run --central`: serials
-    /// from leased blocks, every run shipped in the background. Password through PGPASSWORD or
-    /// a password file, not in the URL.
-    #[arg(long, value_name = "URL", env = "IMPRINT_CENTRAL_URL")]
-    central: Option<String>,
+    #[command(flatten)]
+    central: CentralArgs,
     /// Operator ID (default: the one used last, else the login name).
     #[arg(long, env = "IMPRINT_OPERATOR")]
     operator: Option<String>,
@@ -115,18 +113,15 @@ pub fn run(args: GuiArgs, log_filter: &str) -> anyhow::Result<ExitCode> {
     for selector in &args.probe {
         FixtureSelector::parse(selector)?;
     }
-    if args.probe.len() > imprint::gui::SLOTS_MAX {
-        bail!("--probe: at most {} slots, found {}", imprint::gui::SLOTS_MAX, args.probe.len());
+    let slots_asked = args.probe.len() + if args.probe.is_empty() { 0 } else { args.sim.unwrap_or(0) };
+    if slots_asked > imprint::gui::SLOTS_MAX {
+        bail!("--probe, --sim: at most {} slots, found {slots_asked}", imprint::gui::SLOTS_MAX);
     }
     options.probes = args.probe;
-    if let Some(url) = &args.central {
-        imprint::central::CentralConfig::from_url(url).context("--central")?;
-    }
-    options.central_url = args.central;
+    options.central = args.central.settings()?;
     options.sim_timing_zero = args.sim_timing.map(|model| model == "zero");
     options.sim_uid_seed = args.sim_uid_seed;
-    options.sim_faults =
-        args.sim_fault.iter().map(|spec| parse_sim_fault(spec)).collect::<anyhow::Result<_>>()?;
+    options.sim_faults = parse_sim_faults(&args.sim_fault)?;
     options.manual_start = args.manual_start.then_some(true);
     options.unit_change_delay_ms = args.unit_change_delay_ms;
     options.autostart = args.autostart || args.exit_after_units.is_some();
@@ -135,9 +130,10 @@ pub fn run(args: GuiArgs, log_filter: &str) -> anyhow::Result<ExitCode> {
     options.frame_stats_path = args.frame_stats;
     options.remember_settings = !args.fresh_settings;
     if let Some(slots) = options.sim_slot_count
-        && let Some((slot, _, _)) = options.sim_faults.iter().find(|(slot, _, _)| *slot >= slots)
+        && options.probes.is_empty()
+        && let Some(spec) = options.sim_faults.iter().find(|spec| spec.slot >= slots)
     {
-        bail!("--sim-fault: slot {slot} does not exist (slots are 0..{})", slots - 1);
+        bail!("--sim-fault: slot {} does not exist (slots are 0..{})", spec.slot, slots - 1);
     }
 
     let (log_layer, log_receiver) = imprint::gui::log_channel();
@@ -155,29 +151,4 @@ pub fn run(args: GuiArgs, log_filter: &str) -> anyhow::Result<ExitCode> {
 
     imprint::gui::run(options, Some(log_receiver))?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// `SLOT.UNIT:KIND[=VALUE]` -> (slot, 0-based unit index, fault).
-fn parse_sim_fault(spec: &str) -> anyhow::Result<(usize, u64, FaultChoice)> {
-    let (slot, unit, fault) = split_sim_fault(spec)?;
-    let fault = FaultChoice::parse(fault).map_err(|error| anyhow::anyhow!("--sim-fault {spec}: {error}"))?;
-    Ok((slot, unit - 1, fault))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn check(spec: &str, expected: Option<(usize, u64, FaultChoice)>) {
-        assert_eq!(parse_sim_fault(spec).ok(), expected, "{spec}");
-    }
-
-    #[test]
-    fn sim_fault_specs() {
-        check("1.2:probe-lost=erase", Some((1, 1, FaultChoice::ProbeLostAtStep("erase".into()))));
-        check("0.1:uid-read-fails", Some((0, 0, FaultChoice::UniqueIdReadFails)));
-        check("0.0:uid-read-fails", None);
-        check("0:uid-read-fails", None);
-        check("0.1:melt", None);
-    }
 }

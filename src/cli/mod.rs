@@ -108,21 +108,62 @@ pub fn station_identity(station: Option<String>, operator: Option<String>) -> (S
     (station, operator)
 }
 
-/// Splits a `--sim-fault` value `SLOT.UNIT:FAULT` (as `imprint run` and `imprint gui` take it)
-/// into the slot, the unit counted from 1 on that slot, and the fault text after the colon.
-pub fn split_sim_fault(spec: &str) -> anyhow::Result<(usize, u64, &str)> {
-    use anyhow::Context;
-    let expected = "expected SLOT.UNIT:KIND[=VALUE], e.g. 0.2:probe-lost=erase";
-    let (position, fault) =
-        spec.split_once(':').with_context(|| format!("--sim-fault {spec}: {expected}"))?;
-    let (slot, unit) = position.split_once('.').with_context(|| format!("--sim-fault {spec}: {expected}"))?;
-    let slot: usize = slot.parse().with_context(|| format!("--sim-fault {spec}: slot must be a number"))?;
-    let unit: u64 =
-        unit.parse().with_context(|| format!("--sim-fault {spec}: unit must be a number from 1"))?;
-    if unit == 0 {
-        anyhow::bail!("--sim-fault {spec}: units count from 1");
+/// The central database flags `imprint run` and `imprint gui` share (docs/central.md).
+#[derive(clap::Args)]
+pub struct CentralArgs {
+    /// Feed a central PostgreSQL ledger (docs/central.md): serial numbers come from blocks
+    /// leased from it, and every run is shipped to it in the background. Give the password
+    /// through PGPASSWORD or a ~/.pgpass file, not in the URL.
+    #[arg(long, value_name = "URL", env = "IMPRINT_CENTRAL_URL")]
+    central: Option<String>,
+    /// Serial numbers per block leased from the central database.
+    #[arg(long, value_name = "N", env = "IMPRINT_CENTRAL_BLOCK_SIZE", default_value_t = imprint::central::DEFAULT_BLOCK_SIZE)]
+    central_block_size: u64,
+    /// Lease the next block ahead of time when fewer serials than this remain [default: the
+    /// block size]: how many units the station can provision offline.
+    #[arg(long, value_name = "N", env = "IMPRINT_CENTRAL_LEASE_AHEAD")]
+    central_lease_ahead: Option<u64>,
+    /// Runs per central transaction when shipping the outbox.
+    #[arg(long, value_name = "N", default_value_t = imprint::central::DEFAULT_BATCH_SIZE)]
+    central_batch_size: usize,
+    /// After the last unit, how long to keep shipping the outbox before the line ends (what is
+    /// left ships at the next start).
+    #[arg(long, value_name = "MS", default_value_t = 10_000)]
+    central_drain_timeout_ms: u64,
+}
+
+impl CentralArgs {
+    /// The settings, checked (without connecting); `None` without `--central`.
+    pub fn settings(self) -> anyhow::Result<Option<imprint::station::session::CentralSettings>> {
+        use anyhow::Context;
+        if self.central_block_size == 0 {
+            anyhow::bail!("--central-block-size: expected at least 1");
+        }
+        if self.central_batch_size == 0 {
+            anyhow::bail!("--central-batch-size: expected at least 1");
+        }
+        let Some(url) = self.central else { return Ok(None) };
+        let settings = imprint::station::session::CentralSettings {
+            url,
+            block_size: self.central_block_size,
+            lease_ahead: self.central_lease_ahead,
+            batch_size: self.central_batch_size,
+            drain_timeout: std::time::Duration::from_millis(self.central_drain_timeout_ms),
+        };
+        settings.check().context("--central")?;
+        Ok(Some(settings))
     }
-    Ok((slot, unit, fault))
+}
+
+/// Parses `--sim-fault` values (the station's one grammar, the same for `run` and `gui`).
+pub fn parse_sim_faults(specs: &[String]) -> anyhow::Result<Vec<imprint::station::session::SimFaultSpec>> {
+    specs
+        .iter()
+        .map(|spec| {
+            imprint::station::session::SimFaultSpec::parse(spec)
+                .map_err(|error| anyhow::anyhow!("--sim-fault: {error}"))
+        })
+        .collect()
 }
 
 fn init_tracing(filter: &str) {

@@ -4,7 +4,7 @@
 //! in-process virtual MCU, the embedded default), [`gdb`] (the GDB remote serial protocol:
 //! QEMU, OpenOCD, J-Link, pyOCD, Black Magic Probe), with [`qemu`] starting emulated units for
 //! it; [`probe_rs`] (real debug probes through probe-rs). [`console`] reads a device's UART for
-//! any backend.
+//! any backend. [`factory`] names every backend: it parses slot selectors and opens fixtures.
 //! A [`Fixture`] is a place where units arrive (a probe on a bed of nails, a simulated fixture);
 //! it hands out one [`Target`] per unit.
 //!
@@ -12,6 +12,7 @@
 //! order, manifests or the ledger. Optional capabilities (a console) return `None`.
 
 pub mod console;
+pub mod factory;
 pub mod gdb;
 pub mod probe_rs;
 pub mod qemu;

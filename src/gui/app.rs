@@ -7,10 +7,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use eframe::egui;
 
-use crate::station::{EventKind, UnitResult};
+use crate::station::session::{FaultInjector, SLOTS_MAX, SerialSource};
+use crate::station::{EventKind, LinePlan, UnitResult};
 
 use super::command::Command;
-use super::fixture::{FaultInjector, StartMode};
+use super::fixture::StartMode;
 use super::frame_timing::FrameTimer;
 use super::log_layer::LogReceiver;
 use super::panels::{self, Forms};
@@ -91,9 +92,7 @@ impl ImprintApp {
         if let Some(receiver) = &log_receiver {
             receiver.set_repaint(&repaint);
         }
-        let faults = FaultInjector::with_schedule(
-            options.sim_faults.iter().map(|(slot, unit, fault)| (*slot, *unit, fault.plan())).collect(),
-        );
+        let faults = FaultInjector::with_schedule(options.sim_faults.clone());
         let (line_sender, line_receiver) = crossbeam_channel::unbounded();
         let chores = ChoreWorker::start(repaint.clone());
         let mut app = ImprintApp {
@@ -158,7 +157,7 @@ impl ImprintApp {
                 self.chores.request(ChoreRequest::CheckProfile { path });
             }
             Command::SetSlotCount(count) => {
-                self.settings.sim_slot_count = count.clamp(1, panels::SLOTS_MAX);
+                self.settings.sim_slot_count = count.clamp(1, SLOTS_MAX);
                 self.preview_slots();
             }
             Command::StartLine => self.start_line(),
@@ -218,33 +217,38 @@ impl ImprintApp {
         } else {
             StartMode::Automatic { unit_change_delay: self.settings.unit_change_delay() }
         };
-        let request = LineRequest {
+        let plan = LinePlan {
             profile_path,
-            ledger_path: self.options.ledger_path.clone(),
+            slots: self.options.slot_choice(&self.settings),
             station_name: self.options.station_name.clone(),
             operator: self.settings.operator.clone(),
-            sim_slot_count: self.settings.sim_slot_count,
-            probes: self.options.probes.clone(),
+            ledger_path: self.options.ledger_path.clone(),
+            create_ledger: true,
+            central: self.options.central.clone(),
+            serials: SerialSource::NotGiven,
+            work_order: self.work_order.clone(),
+            faults: self.faults.clone(),
+            unit_limit: self.options.unit_limit,
             sim_timing_zero: self.settings.sim_timing_zero,
             sim_uid_seed: self.options.sim_uid_seed,
-            unit_limit: self.options.unit_limit,
-            start_mode,
-            faults: self.faults.clone(),
-            work_order: self.work_order.clone(),
-            central_url: self.options.central_url.clone(),
         };
+        let request = LineRequest { plan, start_mode };
         self.line.starting();
         self.running_line =
             Some(start_line(request, UiSender::new(self.line_sender.clone(), self.repaint.clone())));
     }
 
-    /// Idle cards for the slots the next start will have: the `--probe` fixtures, else the
-    /// window's number of simulated slots.
+    /// Idle cards for the slots the next start will have: the `--probe` fixtures (and the
+    /// `--sim` slots after them), else the window's number of slots.
     fn preview_slots(&mut self) {
-        if self.options.probes.is_empty() {
+        let choice = self.options.slot_choice(&self.settings);
+        if choice.probes.is_empty() {
             self.line.preview_slots(self.settings.sim_slot_count);
         } else {
-            self.line.preview_named_slots(self.options.probes.clone());
+            let first_sim = choice.probes.len();
+            let sims =
+                (first_sim..first_sim + choice.slot_count.unwrap_or(0)).map(|slot| format!("sim-{slot}"));
+            self.line.preview_named_slots(choice.probes.into_iter().chain(sims).collect());
         }
     }
 
@@ -569,6 +573,11 @@ impl eframe::App for ImprintApp {
             work_order: self.work_order.as_deref(),
             serials_are_scanned: self.serials_are_scanned && self.line.is_active(),
             probes: &self.options.probes,
+            sim_slots_after_probes: if self.options.probes.is_empty() {
+                0
+            } else {
+                self.options.sim_slot_count.unwrap_or(0)
+            },
             faults: &self.faults,
             frame_timer: &self.frame_timer,
             now: frame_started,

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use super::fixture::FaultChoice;
+use crate::station::session::SimFault;
 
 /// An operator action.
 #[must_use]
@@ -35,5 +35,5 @@ pub enum Command {
     /// Export the ledger to the chosen file.
     Export,
     /// Simulator: give the slot's next unit this fault.
-    ArmFault { slot: usize, fault: FaultChoice },
+    ArmFault { slot: usize, fault: SimFault },
 }

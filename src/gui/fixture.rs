@@ -1,12 +1,11 @@
 //! How units reach the slots when the GUI runs the line: a thin [`Fixture`] wrapper that adds
-//! the operator's part (manual start, the pause while a board is swapped) and the simulator's
-//! fault injection from the window. The station's steps are untouched: the wrapper only decides
+//! the operator's part (manual start, the pause while a board is swapped). The simulator's
+//! faults are the station's ([`crate::station::session::FaultInjector`]). The station's steps are untouched: the wrapper only decides
 //! *when* the wrapped fixture is asked for its next unit.
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::device::sim::{FaultPlan, FaultSchedule};
 use crate::device::{Fixture, Target, TargetError};
 
 /// How often a waiting slot re-checks whether the line was stopped.
@@ -124,162 +123,8 @@ fn sleep_while(duration: Duration, keep_waiting: &dyn Fn() -> bool) -> bool {
     }
 }
 
-/// Faults for simulated units: armed from the window (one per slot, for the slot's next
-/// unit) or scheduled from the command line (for a slot's n-th unit).
-#[derive(Debug, Clone, Default)]
-pub struct FaultInjector {
-    armed: Arc<Mutex<Vec<Option<FaultPlan>>>>,
-    /// (slot, 0-based unit index on the slot, fault).
-    scheduled: Arc<Vec<(usize, u64, FaultPlan)>>,
-}
-
-impl FaultInjector {
-    /// An injector with faults for chosen units: (slot, 0-based unit index, fault).
-    pub fn with_schedule(scheduled: Vec<(usize, u64, FaultPlan)>) -> FaultInjector {
-        FaultInjector { armed: Arc::default(), scheduled: Arc::new(scheduled) }
-    }
-
-    /// Arms `plan` for the next unit `slot` takes (replacing a fault armed before).
-    pub fn arm(&self, slot: usize, plan: FaultPlan) {
-        let mut armed = lock(&self.armed);
-        if armed.len() <= slot {
-            armed.resize(slot + 1, None);
-        }
-        armed[slot] = Some(plan);
-    }
-
-    /// The fault armed for `slot`, if any.
-    pub fn armed(&self, slot: usize) -> Option<FaultPlan> {
-        lock(&self.armed).get(slot).cloned().flatten()
-    }
-
-    /// A simulated fixture's schedule: a unit gets its scheduled fault, else it takes (and
-    /// disarms) the slot's armed one.
-    pub fn schedule(&self, slot: usize) -> FaultSchedule {
-        let armed = self.armed.clone();
-        let scheduled = self.scheduled.clone();
-        Box::new(move |unit_index| {
-            let planned = scheduled
-                .iter()
-                .find(|(fault_slot, fault_unit, _)| *fault_slot == slot && *fault_unit == unit_index)
-                .map(|(_, _, plan)| plan.clone());
-            planned.or_else(|| lock(&armed).get_mut(slot).and_then(Option::take)).unwrap_or_default()
-        })
-    }
-}
-
-/// A fault the window offers, with its parameter.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum FaultChoice {
-    /// The probe stops answering when this step begins.
-    ProbeLostAtStep(String),
-    /// Power is cut after this many flash operations.
-    PowerCutAfterFlashOperations(u64),
-    /// Reading the unique ID fails.
-    UniqueIdReadFails,
-    /// A bit flips at this address after programming (read-back must catch it).
-    FlipBitAtAddress(u64),
-    /// This many transient probe errors (the station retries them).
-    TransientErrors(u32),
-}
-
-impl Default for FaultChoice {
-    fn default() -> Self {
-        FaultChoice::ProbeLostAtStep("erase".to_string())
-    }
-}
-
-impl FaultChoice {
-    /// The kinds in the order the window lists them, with default parameters.
-    pub fn kinds() -> [FaultChoice; 5] {
-        [
-            FaultChoice::ProbeLostAtStep("erase".to_string()),
-            FaultChoice::PowerCutAfterFlashOperations(40),
-            FaultChoice::UniqueIdReadFails,
-            FaultChoice::FlipBitAtAddress(0x8000),
-            FaultChoice::TransientErrors(2),
-        ]
-    }
-
-    /// The kind's name in the window.
-    pub fn kind_label(&self) -> &'static str {
-        match self {
-            FaultChoice::ProbeLostAtStep(_) => "probe lost at step",
-            FaultChoice::PowerCutAfterFlashOperations(_) => "power cut after flash operations",
-            FaultChoice::UniqueIdReadFails => "unique ID read fails",
-            FaultChoice::FlipBitAtAddress(_) => "bit flip at address",
-            FaultChoice::TransientErrors(_) => "transient probe errors",
-        }
-    }
-
-    /// A short description with the parameter.
-    pub fn describe(&self) -> String {
-        match self {
-            FaultChoice::ProbeLostAtStep(step) => format!("probe lost at {step}"),
-            FaultChoice::PowerCutAfterFlashOperations(count) => format!("power cut after {count} flash ops"),
-            FaultChoice::UniqueIdReadFails => "unique ID read fails".to_string(),
-            FaultChoice::FlipBitAtAddress(address) => format!("bit flip at {address:#x}"),
-            FaultChoice::TransientErrors(count) => format!("{count} transient errors"),
-        }
-    }
-
-    /// Parses `KIND[=VALUE]` as `imprint run --sim-fault` spells it: `power-cut=OPS`,
-    /// `probe-lost=STEP`, `uid-read-fails`, `flip-bit=ADDRESS` (decimal or 0x hex) or
-    /// `transient=COUNT`.
-    pub fn parse(text: &str) -> Result<FaultChoice, String> {
-        let (kind, value) = match text.split_once('=') {
-            Some((kind, value)) => (kind, Some(value)),
-            None => (text, None),
-        };
-        let number = |value: Option<&str>| -> Result<u64, String> {
-            let value = value.ok_or_else(|| format!("fault {text}: {kind} needs =VALUE"))?;
-            let parsed = match value.strip_prefix("0x") {
-                Some(hex) => u64::from_str_radix(hex, 16),
-                None => value.parse(),
-            };
-            parsed.map_err(|_| format!("fault {text}: expected a number, found {value}"))
-        };
-        match kind {
-            "power-cut" => Ok(FaultChoice::PowerCutAfterFlashOperations(number(value)?)),
-            "probe-lost" => {
-                let step = value.ok_or_else(|| format!("fault {text}: probe-lost needs =STEP"))?;
-                if !crate::station::StepName::ALL.iter().any(|name| name.as_str() == step) {
-                    return Err(format!("fault {text}: unknown step {step}"));
-                }
-                Ok(FaultChoice::ProbeLostAtStep(step.to_string()))
-            }
-            "uid-read-fails" => Ok(FaultChoice::UniqueIdReadFails),
-            "flip-bit" => Ok(FaultChoice::FlipBitAtAddress(number(value)?)),
-            "transient" => {
-                let count = number(value)?;
-                u32::try_from(count)
-                    .map(FaultChoice::TransientErrors)
-                    .map_err(|_| format!("fault {text}: count {count} is too large"))
-            }
-            other => Err(format!(
-                "fault {text}: unknown kind {other}; expected power-cut, probe-lost, uid-read-fails, flip-bit or transient"
-            )),
-        }
-    }
-
-    /// The simulator's fault plan.
-    pub fn plan(&self) -> FaultPlan {
-        let mut plan = FaultPlan::default();
-        match self {
-            FaultChoice::ProbeLostAtStep(step) => plan.probe_lost_at_step = Some(step.clone()),
-            FaultChoice::PowerCutAfterFlashOperations(count) => {
-                plan.power_cut_after_flash_operations = Some(*count)
-            }
-            FaultChoice::UniqueIdReadFails => plan.unique_id_read_fails = true,
-            FaultChoice::FlipBitAtAddress(address) => plan.flip_bit_at_address = Some(*address),
-            FaultChoice::TransientErrors(count) => plan.transient_errors = *count,
-        }
-        plan
-    }
-}
-
 /// Locks a mutex even if a thread panicked while holding it: the guarded values are plain
-/// counters and options that stay consistent.
+/// counters that stay consistent.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
@@ -332,42 +177,5 @@ mod tests {
         assert!(fixture.next_unit(&keep_waiting).unwrap().is_none());
         assert_eq!(asked.load(Ordering::SeqCst), 1, "a stop while waiting asks the fixture for nothing");
         assert_eq!(waiting_notices.load(Ordering::SeqCst), 2);
-    }
-
-    #[test]
-    fn armed_faults_go_to_the_next_unit_only() {
-        let injector = FaultInjector::default();
-        let schedule = injector.schedule(1);
-        assert_eq!(schedule(0), FaultPlan::default());
-        injector.arm(1, FaultChoice::UniqueIdReadFails.plan());
-        assert!(injector.armed(1).is_some());
-        assert!(injector.armed(0).is_none());
-        assert!(schedule(1).unique_id_read_fails);
-        assert_eq!(schedule(2), FaultPlan::default());
-        let scheduled = FaultInjector::with_schedule(vec![(0, 1, FaultChoice::TransientErrors(2).plan())]);
-        let slot_zero = scheduled.schedule(0);
-        assert_eq!(slot_zero(0), FaultPlan::default());
-        assert_eq!(slot_zero(1).transient_errors, 2);
-        assert_eq!(scheduled.schedule(1)(1), FaultPlan::default());
-        for choice in FaultChoice::kinds() {
-            assert_ne!(choice.plan(), FaultPlan::default(), "{}", choice.describe());
-        }
-    }
-
-    fn check_parse(text: &str, expected: Option<FaultChoice>) {
-        assert_eq!(FaultChoice::parse(text).ok(), expected, "{text}");
-    }
-
-    #[test]
-    fn fault_specs_parse_like_imprint_run() {
-        check_parse("probe-lost=erase", Some(FaultChoice::ProbeLostAtStep("erase".into())));
-        check_parse("power-cut=40", Some(FaultChoice::PowerCutAfterFlashOperations(40)));
-        check_parse("flip-bit=0x8000", Some(FaultChoice::FlipBitAtAddress(0x8000)));
-        check_parse("uid-read-fails", Some(FaultChoice::UniqueIdReadFails));
-        check_parse("transient=3", Some(FaultChoice::TransientErrors(3)));
-        check_parse("probe-lost=nowhere", None);
-        check_parse("power-cut", None);
-        check_parse("transient=99999999999", None);
-        check_parse("melt", None);
     }
 }

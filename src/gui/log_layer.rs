@@ -12,27 +12,15 @@ use std::sync::{Arc, OnceLock};
 use eframe::egui;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
-use tracing::{Event, Level, Subscriber};
+use tracing::{Event, Subscriber};
 use tracing_subscriber::Layer;
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 
-use super::store::LogStore;
+use super::store::{LogLine, LogStore};
 
 /// How many lines may wait in the channel for the UI.
 const CHANNEL_CAPACITY: usize = 10_000;
-
-/// One captured log event.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LogLine {
-    /// Wall-clock time, RFC 3339 UTC with milliseconds.
-    pub time: String,
-    pub level: Level,
-    /// The event's target (usually its module path).
-    pub target: String,
-    /// Span context, message and fields, e.g. `slot{slot=0}: retrying attempt=1`.
-    pub text: String,
-}
 
 /// The layer half: install it in the subscriber.
 pub struct GuiLogLayer {
@@ -176,6 +164,7 @@ impl FieldText {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tracing::Level;
     use tracing_subscriber::layer::SubscriberExt;
 
     fn check(emit: impl FnOnce(), expected: &[(Level, &str)]) {

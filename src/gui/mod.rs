@@ -1,8 +1,8 @@
 //! The operator GUI (`imprint gui`): the line operator's window, built with eframe/egui.
 //!
 //! It is a second view of the same event stream as `imprint run` and adds nothing to the
-//! station's logic: the line runs through [`crate::station::run_line`] on a worker thread with
-//! the same fixtures ([`crate::station::fixtures::open_fixtures`]), and the window folds the
+//! station's logic: the line runs through the same [`crate::station::LineSession`] on a worker
+//! thread (same slot rule, fault grammar and central settings), and the window folds the
 //! [`crate::station::StationEvent`]s it receives into its stores. The ledger is read through its
 //! public API on another worker thread.
 //!
@@ -12,7 +12,7 @@
 //! - [`app`]: owns stores, settings and workers; applies every command in one place;
 //! - [`workers`]: the line thread and the chore thread (profiles, ledger queries, export);
 //!   they send through channels and call `request_repaint`;
-//! - [`fixture`]: manual start and fault injection as a thin wrapper around the fixtures;
+//! - [`fixture`]: manual start as a thin wrapper around the fixtures;
 //! - [`log_layer`]: a `tracing` layer that forwards log events to the log panel;
 //! - [`frame_timing`]: measured frame times (docs/performance.md).
 //!
@@ -30,11 +30,10 @@ pub mod store;
 pub mod theme;
 pub mod workers;
 
+pub use crate::station::session::SLOTS_MAX;
 pub use app::ImprintApp;
-pub use fixture::FaultChoice;
 pub use frame_timing::FrameStats;
 pub use log_layer::{GuiLogLayer, LogReceiver, log_channel};
-pub use panels::SLOTS_MAX;
 pub use settings::{GuiOptions, Settings};
 
 /// The window's title and eframe's application name (its settings file is named after it).

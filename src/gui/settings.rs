@@ -7,7 +7,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::store::HistoryScope;
-use super::workers::ExportChoice;
+use crate::ledger::ExportFormat;
+use crate::station::session::{CentralSettings, SimFaultSpec, SlotChoice};
 
 /// The log panel's level filter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -42,6 +43,44 @@ impl LogLevelFilter {
         };
         // In `tracing`, more verbose levels compare greater.
         level <= most_verbose
+    }
+}
+
+/// The export file formats the window offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub enum ExportChoice {
+    #[default]
+    Csv,
+    Json,
+    Jsonl,
+}
+
+impl ExportChoice {
+    pub const ALL: [ExportChoice; 3] = [ExportChoice::Csv, ExportChoice::Json, ExportChoice::Jsonl];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ExportChoice::Csv => "CSV",
+            ExportChoice::Json => "JSON",
+            ExportChoice::Jsonl => "JSON lines",
+        }
+    }
+
+    pub fn extension(self) -> &'static str {
+        match self {
+            ExportChoice::Csv => "csv",
+            ExportChoice::Json => "json",
+            ExportChoice::Jsonl => "jsonl",
+        }
+    }
+
+    /// The ledger's export format.
+    pub fn format(self) -> ExportFormat {
+        match self {
+            ExportChoice::Csv => ExportFormat::Csv,
+            ExportChoice::Json => ExportFormat::Json,
+            ExportChoice::Jsonl => ExportFormat::Jsonl,
+        }
     }
 }
 
@@ -111,16 +150,17 @@ pub struct GuiOptions {
     /// `qemu`, `sim`), one slot each; empty: the profile's `[fixture] default`, else simulated
     /// slots.
     pub probes: Vec<String>,
-    /// The central PostgreSQL ledger's URL (docs/central.md), from `--central` or
-    /// `IMPRINT_CENTRAL_URL`: the station's configuration, not the profile's.
-    pub central_url: Option<String>,
+    /// The central PostgreSQL ledger (docs/central.md), from `--central` (or
+    /// `IMPRINT_CENTRAL_URL`) and its block size, lease-ahead and batch size, as
+    /// `imprint run` takes them: the station's configuration, not the profile's.
+    pub central: Option<CentralSettings>,
     pub sim_timing_zero: Option<bool>,
     pub manual_start: Option<bool>,
     pub unit_change_delay_ms: Option<u64>,
     /// Repeatable simulated unique IDs.
     pub sim_uid_seed: Option<u64>,
-    /// Faults for chosen units: (slot, 0-based unit index on that slot, fault).
-    pub sim_faults: Vec<(usize, u64, super::fixture::FaultChoice)>,
+    /// Faults for chosen units (`--sim-fault`).
+    pub sim_faults: Vec<SimFaultSpec>,
     /// Units to attempt in all per start; `None` runs until stopped.
     pub unit_limit: Option<u64>,
     /// Start the line as soon as the window opens.
@@ -144,7 +184,7 @@ impl GuiOptions {
             operator: None,
             sim_slot_count: None,
             probes: Vec::new(),
-            central_url: None,
+            central: None,
             sim_timing_zero: None,
             manual_start: None,
             unit_change_delay_ms: None,
@@ -155,6 +195,16 @@ impl GuiOptions {
             exit_after_line_finished: None,
             frame_stats_path: None,
             remember_settings: true,
+        }
+    }
+
+    /// The slots a start asks for (the station's one slot rule decides): the `--probe`
+    /// selectors with the `--sim` slots after them; without `--probe`, the window's slot count.
+    pub fn slot_choice(&self, settings: &Settings) -> SlotChoice {
+        if self.probes.is_empty() {
+            SlotChoice { probes: Vec::new(), slot_count: Some(settings.sim_slot_count) }
+        } else {
+            SlotChoice { probes: self.probes.clone(), slot_count: self.sim_slot_count }
         }
     }
 

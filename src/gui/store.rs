@@ -11,8 +11,6 @@ use std::time::{Duration, Instant};
 use crate::ledger::{LedgerStats, RecordedRun, UnitHistory};
 use crate::station::{EventKind, StationEvent, UnitResult};
 
-use super::log_layer::LogLine;
-
 /// What a slot is doing, as the operator sees it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SlotPhase {
@@ -285,28 +283,33 @@ impl LineStore {
         self.slots.iter().position(|slot| slot.is_waiting_for_start)
     }
 
+    /// The line ended: waiting and running slots go idle, the status says what the line did.
+    fn line_finished(&mut self, units: u64, passed: u64, failed: u64, elapsed_ms: u64, now: Instant) {
+        if let Some(since) = self.running_since.take() {
+            self.stats.running_time += now.duration_since(since);
+        }
+        for slot in &mut self.slots {
+            if matches!(
+                slot.phase,
+                SlotPhase::WaitingForStart | SlotPhase::WaitingForScan | SlotPhase::Running { .. }
+            ) {
+                slot.phase = SlotPhase::Idle;
+            }
+            slot.progress = None;
+            slot.is_waiting_for_start = false;
+        }
+        self.status = LineStatus::Stopped {
+            message: format!(
+                "line finished: {units} units, {passed} pass, {failed} fail in {:.1} s",
+                elapsed_ms as f64 / 1000.0
+            ),
+        };
+    }
+
     /// Folds one station event into the slots and statistics.
     pub fn apply(&mut self, event: &StationEvent, now: Instant) {
         if let EventKind::LineFinished { units, passed, failed, elapsed_ms } = &event.kind {
-            if let Some(since) = self.running_since.take() {
-                self.stats.running_time += now.duration_since(since);
-            }
-            for slot in &mut self.slots {
-                if matches!(
-                    slot.phase,
-                    SlotPhase::WaitingForStart | SlotPhase::WaitingForScan | SlotPhase::Running { .. }
-                ) {
-                    slot.phase = SlotPhase::Idle;
-                }
-                slot.progress = None;
-                slot.is_waiting_for_start = false;
-            }
-            self.status = LineStatus::Stopped {
-                message: format!(
-                    "line finished: {units} units, {passed} pass, {failed} fail in {:.1} s",
-                    *elapsed_ms as f64 / 1000.0
-                ),
-            };
+            self.line_finished(*units, *passed, *failed, *elapsed_ms, now);
             return;
         }
         let Some(slot) = self.slots.get_mut(event.slot) else {
@@ -524,7 +527,7 @@ pub struct ProfilesStore {
     /// The `*.toml` files found there, or why the folder could not be read.
     pub listed: Result<Vec<std::path::PathBuf>, String>,
     /// The chosen profile checked: its summary, or its problems.
-    pub checked: Option<(std::path::PathBuf, Result<super::workers::ProfileSummary, String>)>,
+    pub checked: Option<(std::path::PathBuf, Result<ProfileSummary, String>)>,
 }
 
 impl Default for ProfilesStore {
@@ -560,6 +563,27 @@ impl HistoryStore {
         self.refresh_bound =
             Some(running_unit_starts.fold(now_minus_margin, |earliest, start| earliest.min(start)));
     }
+}
+
+/// One captured log event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    /// Wall-clock time, RFC 3339 UTC with milliseconds.
+    pub time: String,
+    pub level: tracing::Level,
+    /// The event's target (usually its module path).
+    pub target: String,
+    /// Span context, message and fields, e.g. `slot{slot=0}: retrying attempt=1`.
+    pub text: String,
+}
+
+/// What a checked profile looks like in the window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProfileSummary {
+    pub name: String,
+    pub model_name: String,
+    pub chip_name: String,
+    pub warnings: Vec<String>,
 }
 
 /// The captured log lines, newest last, at most [`LogStore::CAPACITY`].

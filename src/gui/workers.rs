@@ -1,9 +1,9 @@
 //! The GUI's worker threads: the UI thread never waits on a probe, the disk or the database.
 //!
-//! - [`start_line`] runs the line on its own thread: it loads the profile, signs the self-test
-//!   material, opens the ledger and the fixtures (the same [`open_fixtures`] as `imprint run`)
-//!   and calls [`run_line`]; station events come back through [`ChannelEventSink`], which
-//!   wakes the UI with `request_repaint`.
+//! - [`start_line`] runs the line on its own thread: it opens the station's
+//!   [`LineSession`] (the same one `imprint run` opens), puts each slot behind its start gate
+//!   and runs it; station events come back through [`ChannelEventSink`], which wakes the UI
+//!   with `request_repaint`.
 //! - [`ChoreWorker`] answers everything else that touches the disk: listing and checking
 //!   profiles, and the ledger's read API (history, a unit's runs, statistics, export). Requests
 //!   that a newer one makes stale (history, statistics) are coalesced, so a busy line finishing
@@ -17,46 +17,26 @@ use std::time::{Duration, SystemTime};
 
 use eframe::egui;
 
-use crate::central::{CentralConfig, CentralLink, LinkSettings, SerialCounterSpec};
-use crate::device::Fixture;
 use crate::ledger::{
     ExportFilter, ExportFormat, Ledger, LedgerStats, RecordedRun, SerialScheme, UnitHistory, format_timestamp,
 };
-use crate::profile::{Profile, SimTiming};
-use crate::station::fixtures::{FixtureSelector, SimOptions, open_fixtures};
-use crate::station::{
-    CancelToken, EventSink, SelfTestMaterial, StationContext, StationEvent, UnitLabels, run_line,
-};
+use crate::profile::Profile;
+use crate::station::session::{CentralStart, SLOTS_MAX, SerialSource};
+use crate::station::{CancelToken, EventSink, LinePlan, LineReport, LineSession, StationEvent, UnitLabels};
 
-use super::fixture::{FaultInjector, GatedFixture, StartGate, StartMode};
-use super::panels::SLOTS_MAX;
-use super::store::{HistoryRow, HistoryScope};
+use super::fixture::{GatedFixture, StartGate, StartMode};
+use super::settings::ExportChoice;
+use super::store::{HistoryRow, HistoryScope, ProfileSummary};
 
 /// The most rows the history table holds when listing recent runs.
 pub const HISTORY_ROWS_MAX: usize = 500;
 
-/// Everything a line run needs, chosen in the window.
+/// Everything a line run needs, chosen in the window: the station's plan plus the operator's
+/// start behaviour. The plan's labels are made by [`start_line`] (the scanner field feeds them).
 #[derive(Debug, Clone)]
 pub struct LineRequest {
-    pub profile_path: PathBuf,
-    pub ledger_path: PathBuf,
-    pub station_name: String,
-    pub operator: String,
-    pub sim_slot_count: usize,
-    /// `--probe` selectors, one slot each (see [`slot_selectors`]).
-    pub probes: Vec<String>,
-    /// Ignore the profile's simulated timing (as fast as the host allows).
-    pub sim_timing_zero: bool,
-    pub sim_uid_seed: Option<u64>,
-    /// Units to attempt in all; `None` runs until stopped.
-    pub unit_limit: Option<u64>,
+    pub plan: LinePlan,
     pub start_mode: StartMode,
-    pub faults: FaultInjector,
-    /// The work order scanned last (recorded with each unit).
-    pub work_order: Option<String>,
-    /// The central PostgreSQL ledger (docs/central.md): serials from leased blocks, every run
-    /// shipped in the background while the line runs.
-    pub central_url: Option<String>,
 }
 
 /// What the line thread tells the UI.
@@ -123,47 +103,25 @@ impl RunningLine {
 }
 
 /// Starts the line on a new thread.
-pub fn start_line(request: LineRequest, ui: UiSender) -> RunningLine {
+pub fn start_line(mut request: LineRequest, ui: UiSender) -> RunningLine {
     let cancel = CancelToken::default();
     // One start button per possible slot: how many slots the line has is known only once the
     // line thread has read the profile (its `[fixture] default`).
     let gates: Vec<Arc<StartGate>> = (0..SLOTS_MAX).map(|_| Arc::new(StartGate::default())).collect();
-    let labels = Arc::new(UnitLabels::with_work_order(request.work_order.clone()));
-    let running = RunningLine { cancel: cancel.clone(), gates: gates.clone(), labels: labels.clone() };
+    let labels = Arc::new(UnitLabels::with_work_order(request.plan.work_order.clone()));
+    request.plan.serials = SerialSource::Scanner(labels.clone());
+    let running = RunningLine { cancel: cancel.clone(), gates: gates.clone(), labels };
     let thread_ui = ui.clone();
     let spawned = std::thread::Builder::new().name("line".to_string()).spawn(move || {
-        match prepare_line(&request, cancel, gates, labels, &thread_ui) {
-            Ok((context, fixtures, central)) => {
-                let fixture_names = fixtures.iter().map(|fixture| fixture.name()).collect();
-                let serials_are_scanned = matches!(context.profile.serial_scheme, SerialScheme::Scanned);
+        let operator = request.plan.operator.clone();
+        match open_line(request, gates, &thread_ui) {
+            Ok(session) => {
+                let serials_are_scanned = matches!(session.profile().serial_scheme, SerialScheme::Scanned);
+                let fixture_names = session.fixture_names();
+                tracing::info!(slots = fixture_names.len(), %operator, "line started");
                 thread_ui.send(LineMessage::Started { fixture_names, serials_are_scanned });
-                tracing::info!(
-                    slots = fixtures.len(),
-                    profile = %request.profile_path.display(),
-                    operator = %request.operator,
-                    "line started"
-                );
-                let summary = run_line(context, fixtures, request.unit_limit);
-                tracing::info!(
-                    units = summary.outcomes.len(),
-                    passed = summary.passed(),
-                    failed = summary.failed(),
-                    "line stopped"
-                );
-                if let Some(link) = central {
-                    let status = link.finish(CENTRAL_DRAIN_TIMEOUT);
-                    tracing::info!(
-                        shipped = status.runs_shipped,
-                        pending = status.outbox_pending,
-                        blocks_leased = status.blocks_leased,
-                        "central database: {} runs shipped, {} left for the next start",
-                        status.runs_shipped,
-                        status.outbox_pending
-                    );
-                    if let Some(alarm) = &status.alarm {
-                        tracing::error!("central database: {alarm}");
-                    }
-                }
+                let report = session.run(Arc::new(ChannelEventSink(thread_ui.clone())), cancel);
+                log_report(&report);
             }
             Err(reason) => {
                 tracing::error!(%reason, "the line could not start");
@@ -179,163 +137,64 @@ pub fn start_line(request: LineRequest, ui: UiSender) -> RunningLine {
     running
 }
 
-type PreparedLine = (Arc<StationContext>, Vec<Box<dyn Fixture>>, Option<CentralLink>);
-
-/// How long a line start waits for its first serial block from the central database before it
-/// goes on with the blocks the ledger already holds.
-const CENTRAL_READY_TIMEOUT: Duration = Duration::from_secs(15);
-/// After the line stops, how long the outbox keeps shipping before the link closes (what is left
-/// ships at the next start).
-const CENTRAL_DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Starts the central link for a line: leases the profile's serial blocks and ships the outbox.
-fn start_central_link(
-    url: &str,
-    ledger: &Ledger,
-    station_name: &str,
-    profile: &Profile,
-) -> Result<CentralLink, String> {
-    let config = CentralConfig::from_url(url).map_err(|error| format!("central database: {error}"))?;
-    let target = config.target().to_owned();
-    let settings =
-        LinkSettings::new(station_name.to_owned(), SerialCounterSpec::for_scheme(&profile.serial_scheme));
-    let link = CentralLink::start(ledger.clone(), config, settings)
-        .map_err(|error| format!("central database {target}: {error}"))?;
-    let status = link.wait_until_ready(CENTRAL_READY_TIMEOUT);
-    if let Some(alarm) = &status.alarm {
-        tracing::error!(central = %target, "{alarm}");
+/// Opens the line session and puts each slot behind its start gate.
+fn open_line(request: LineRequest, gates: Vec<Arc<StartGate>>, ui: &UiSender) -> Result<LineSession, String> {
+    let profile_path = request.plan.profile_path.clone();
+    let mut session = LineSession::open(request.plan).map_err(|error| error.to_string())?;
+    for warning in &session.profile().warnings {
+        tracing::warn!(profile = %profile_path.display(), "{warning}");
     }
-    if status.serials_stocked {
-        tracing::info!(central = %target, "central database connected: serial blocks leased");
+    if let Some(start) = session.central_start() {
+        log_central_start(start);
+    }
+    let mut gates = gates.into_iter();
+    session.wrap_fixtures(|slot, fixture| {
+        let gate = gates.next().unwrap_or_default();
+        let waiting_ui = ui.clone();
+        let on_waiting = Box::new(move || waiting_ui.send(LineMessage::SlotWaiting { slot }));
+        Box::new(GatedFixture::new(fixture, request.start_mode, gate, on_waiting))
+    });
+    Ok(session)
+}
+
+/// The central link at start, in the window's log.
+fn log_central_start(start: &CentralStart) {
+    if let Some(alarm) = &start.alarm {
+        tracing::error!(central = %start.target, "{alarm}");
+    }
+    if start.serials_stocked {
+        tracing::info!(central = %start.target, "central database connected: serial blocks leased");
     } else {
-        let reason = status.last_error.as_deref().unwrap_or("no answer yet");
+        let reason = start.last_error.as_deref().unwrap_or("no answer yet");
         tracing::warn!(
-            central = %target,
+            central = %start.target,
             "no serial block from the central database ({reason}); provisioning from the blocks already leased"
         );
     }
-    Ok(link)
 }
 
-/// Which fixture each slot runs, as `imprint run` decides it: the `--probe` selectors when
-/// given; else the profile's `[fixture] default` (`sim` and `qemu` make the window's number of
-/// slots, a single device one slot); else that many simulated slots.
-pub fn slot_selectors(request: &LineRequest, profile: &Profile) -> Result<Vec<FixtureSelector>, String> {
-    let parse = |text: &str| FixtureSelector::parse(text).map_err(|error| error.to_string());
-    let selectors = if !request.probes.is_empty() {
-        request.probes.iter().map(|text| parse(text)).collect::<Result<Vec<_>, _>>()?
-    } else if let Some(default) = &profile.default_fixture {
-        let selector = parse(default)
-            .map_err(|error| format!("{}: fixture.default: {error}", profile.path.display()))?;
-        match selector {
-            FixtureSelector::Sim | FixtureSelector::Qemu => vec![selector; request.sim_slot_count],
-            FixtureSelector::Gdb { .. } | FixtureSelector::ProbeRs { .. } => vec![selector],
-        }
-    } else {
-        vec![FixtureSelector::Sim; request.sim_slot_count]
-    };
-    if selectors.len() > SLOTS_MAX {
-        return Err(format!("{} slots: the window shows at most {SLOTS_MAX}", selectors.len()));
-    }
-    Ok(selectors)
-}
-
-fn prepare_line(
-    request: &LineRequest,
-    cancel: CancelToken,
-    gates: Vec<Arc<StartGate>>,
-    labels: Arc<UnitLabels>,
-    ui: &UiSender,
-) -> Result<PreparedLine, String> {
-    if request.operator.trim().is_empty() {
-        return Err("operator ID: expected an ID (type or scan it), found nothing".to_string());
-    }
-    if request.sim_slot_count == 0 {
-        return Err("simulated slots: expected at least 1".to_string());
-    }
-    let profile = Profile::load(&request.profile_path).map_err(|error| error.to_string())?;
-    let selectors = slot_selectors(request, &profile)?;
-    for warning in &profile.warnings {
-        tracing::warn!(profile = %request.profile_path.display(), "{warning}");
-    }
-    let self_test = SelfTestMaterial::prepare(&profile).map_err(|error| error.to_string())?;
-    let ledger = Ledger::open(&request.ledger_path)
-        .map_err(|error| format!("cannot open the ledger {}: {error}", request.ledger_path.display()))?;
-    let central = match &request.central_url {
-        Some(url) => Some(start_central_link(url, &ledger, &request.station_name, &profile)?),
-        None => None,
-    };
-    let timing = if request.sim_timing_zero { SimTiming::default() } else { profile.sim_timing };
-    let fault_schedules = (0..selectors.len()).map(|slot| (slot, request.faults.schedule(slot))).collect();
-    let sim_options = SimOptions { timing, uid_seed: request.sim_uid_seed, fault_schedules };
-    let fixtures = open_fixtures(&selectors, &profile, sim_options).map_err(|error| error.to_string())?;
-    let fixtures: Vec<Box<dyn Fixture>> = fixtures
-        .into_iter()
-        .zip(gates)
-        .enumerate()
-        .map(|(slot, (fixture, gate))| {
-            let waiting_ui = ui.clone();
-            let on_waiting = Box::new(move || waiting_ui.send(LineMessage::SlotWaiting { slot }));
-            Box::new(GatedFixture::new(fixture, request.start_mode, gate, on_waiting)) as Box<dyn Fixture>
-        })
-        .collect();
-    let context = Arc::new(StationContext {
-        profile: Arc::new(profile),
-        self_test: Arc::new(self_test),
-        ledger,
-        station_name: request.station_name.clone(),
-        operator: request.operator.trim().to_string(),
-        events: Arc::new(ChannelEventSink(ui.clone())),
-        cancel,
-        labels,
-    });
-    Ok((context, fixtures, central))
-}
-
-/// The export file formats the window offers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-pub enum ExportChoice {
-    #[default]
-    Csv,
-    Json,
-    Jsonl,
-}
-
-impl ExportChoice {
-    pub const ALL: [ExportChoice; 3] = [ExportChoice::Csv, ExportChoice::Json, ExportChoice::Jsonl];
-
-    pub fn label(self) -> &'static str {
-        match self {
-            ExportChoice::Csv => "CSV",
-            ExportChoice::Json => "JSON",
-            ExportChoice::Jsonl => "JSON lines",
+/// The line's end, in the window's log.
+fn log_report(report: &LineReport) {
+    let summary = &report.summary;
+    tracing::info!(
+        units = summary.outcomes.len(),
+        passed = summary.passed(),
+        failed = summary.failed(),
+        "line stopped"
+    );
+    if let Some(status) = &report.central {
+        tracing::info!(
+            shipped = status.runs_shipped,
+            pending = status.outbox_pending,
+            blocks_leased = status.blocks_leased,
+            "central database: {} runs shipped, {} left for the next start",
+            status.runs_shipped,
+            status.outbox_pending
+        );
+        if let Some(alarm) = &status.alarm {
+            tracing::error!("central database: {alarm}");
         }
     }
-
-    pub fn extension(self) -> &'static str {
-        match self {
-            ExportChoice::Csv => "csv",
-            ExportChoice::Json => "json",
-            ExportChoice::Jsonl => "jsonl",
-        }
-    }
-
-    fn format(self) -> ExportFormat {
-        match self {
-            ExportChoice::Csv => ExportFormat::Csv,
-            ExportChoice::Json => ExportFormat::Json,
-            ExportChoice::Jsonl => ExportFormat::Jsonl,
-        }
-    }
-}
-
-/// What a checked profile looks like in the window.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ProfileSummary {
-    pub name: String,
-    pub model_name: String,
-    pub chip_name: String,
-    pub warnings: Vec<String>,
 }
 
 /// Work for the chore thread.

@@ -7,7 +7,8 @@
 //! - [`labels`]: serials scanned from unit labels and the work order, fed to the line.
 //! - [`sectors`]: skip-unchanged flashing, decided sector by sector.
 //! - [`self_test`]: the signed and forged candidates a line stages.
-//! - [`fixtures`]: which backends the slots use (`--probe`, `--sim`), opened in one place.
+//! - [`session`]: one line session both front ends drive: plan in, slots by one rule,
+//!   fixtures through [`crate::device::factory`], one report out; the simulator-fault grammar.
 //! - [`events`]: the event stream every front end and the ledger are fed from.
 //! - [`failure`]: what a failure means on the floor: an `error_code` and an operator instruction.
 //!
@@ -16,12 +17,12 @@
 
 pub mod events;
 pub mod failure;
-pub mod fixtures;
 pub mod job;
 pub mod labels;
 pub mod line;
 pub mod sectors;
 pub mod self_test;
+pub mod session;
 pub mod steps;
 
 pub use events::{DiscardEvents, EventKind, EventSink, StationEvent, StepFacts, UnitResult};
@@ -30,4 +31,5 @@ pub use job::{CancelToken, StationContext, UnitOutcome, provision_unit};
 pub use labels::{SerialWait, UnitLabels};
 pub use line::{LineSummary, run_line};
 pub use self_test::SelfTestMaterial;
+pub use session::{LinePlan, LineReport, LineSession, SessionError};
 pub use steps::StepName;

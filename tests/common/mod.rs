@@ -144,3 +144,49 @@ pub fn write_profile(directory: &Path, name: &str, text: &str) -> PathBuf {
     std::fs::write(&path, text).expect("write profile");
     path
 }
+
+/// Runs `imprint run --json --sim-timing zero --db DB ARGUMENTS...`; returns the exit code and
+/// the events.
+pub fn run_json_events(arguments: &[&str], db: &Path) -> (i32, Vec<serde_json::Value>) {
+    let output = imprint()
+        .args(["run", "--json", "--sim-timing", "zero", "--db"])
+        .arg(db)
+        .args(arguments)
+        .output()
+        .expect("run imprint");
+    let stdout = String::from_utf8(output.stdout).expect("utf-8 stdout");
+    let events = stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|error| panic!("not JSON: {line}: {error}")))
+        .collect();
+    (output.status.code().expect("exit code"), events)
+}
+
+/// The fixture each slot ran its units on, from `unit-started` events: slot -> fixture name
+/// (the probe text up to its first space: `sim-1`, `qemu-0 (qemu pid ...)` -> `qemu-0`).
+pub fn slot_fixtures(events: &[serde_json::Value]) -> std::collections::BTreeMap<u64, String> {
+    events
+        .iter()
+        .filter(|event| event["event"] == "unit-started")
+        .map(|event| {
+            let probe = event["probe"].as_str().expect("unit-started has a probe");
+            let name = probe.split(' ').next().unwrap_or(probe).to_string();
+            (event["slot"].as_u64().expect("slot"), name)
+        })
+        .collect()
+}
+
+/// `unit-finished` events that failed: (slot, failing step, reason).
+pub fn failed_units(events: &[serde_json::Value]) -> Vec<(u64, String, String)> {
+    events
+        .iter()
+        .filter(|event| event["event"] == "unit-finished" && event["result"] == "fail")
+        .map(|event| {
+            (
+                event["slot"].as_u64().expect("slot"),
+                event["failing_step"].as_str().unwrap_or_default().to_string(),
+                event["reason"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}

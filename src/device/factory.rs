@@ -1,7 +1,8 @@
-//! Which fixtures a line runs: parsing `--probe`/`--sim` selections and opening them.
+//! The backend factory: parsing slot selectors (`--probe`, a profile's `[fixture] default`) and
+//! opening fixtures for them.
 //!
-//! This is the one place that knows every backend's name; the CLI and the GUI both open their
-//! slots through [`open_fixtures`], so a new backend is added here and nowhere else.
+//! This is the one place that knows every backend's name; the station's line session opens
+//! every slot through [`open_fixtures`], so a new backend is added here and nowhere else.
 //!
 //! Selectors: `sim`; `qemu` (a fresh QEMU `mps2-an385` per unit, see `device::qemu`);
 //! `gdb:HOST:PORT` and `gdb:/dev/ttyACM0` (a GDB server in front of a fixture; a new unit is

@@ -1,0 +1,413 @@
+//! The panels: `*_ui` functions that draw the stores and return the operator's [`Command`]s.
+//! They change nothing but the form fields they edit; everything else is a command for the app.
+//!
+//! Widgets an operator or a test looks for carry deliberate accessibility labels (the names a
+//! screen reader speaks and `egui_kittest` finds): "Start line", "slot 0 state: PASS",
+//! "history: DS1-000001 pass", "Export", and so on (docs/gui.md lists them).
+
+mod history;
+mod log;
+mod simulator;
+mod slots;
+
+use history::{export_ui, history_ui, unit_details_ui};
+use log::log_ui;
+use simulator::simulator_ui;
+use slots::slots_ui;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use eframe::egui::{
+    self, Align, Color32, FontId, Key, KeyboardShortcut, Layout, Modifiers, RichText, Role, Sense, Stroke,
+    TextStyle, Ui, UiBuilder, Vec2, WidgetInfo,
+};
+
+use crate::station::{StepName, UnitResult};
+
+use super::command::Command;
+use super::frame_timing::FrameTimer;
+use super::settings::{ExportChoice, LogLevelFilter, Settings};
+use super::store::{
+    HistoryRow, HistoryScope, HistoryStore, LineStatus, LineStore, LogStore, ProfilesStore, SlotPhase,
+    SlotState, UnitDetails,
+};
+use super::theme::{self, StateLook};
+use crate::station::session::{FaultInjector, SLOTS_MAX, SimFault};
+
+/// Start the line.
+pub const START_SHORTCUT: KeyboardShortcut = KeyboardShortcut::new(Modifiers::NONE, Key::F5);
+/// Stop the line.
+pub const STOP_SHORTCUT: KeyboardShortcut = KeyboardShortcut::new(Modifiers::NONE, Key::F6);
+/// Export the ledger.
+pub const EXPORT_SHORTCUT: KeyboardShortcut = KeyboardShortcut::new(Modifiers::COMMAND, Key::E);
+/// What the panels read.
+pub struct View<'a> {
+    pub line: &'a LineStore,
+    pub history: &'a HistoryStore,
+    pub log: &'a LogStore,
+    pub profiles: &'a ProfilesStore,
+    pub station_name: &'a str,
+    pub ledger_path: &'a Path,
+    pub work_order: Option<&'a str>,
+    /// The running line takes each unit's serial from the scanner.
+    pub serials_are_scanned: bool,
+    /// The `--probe` fixtures (empty: simulated slots, or the profile's default fixture).
+    pub probes: &'a [String],
+    /// Simulated slots after the `--probe` ones (`--sim`).
+    pub sim_slots_after_probes: usize,
+    pub faults: &'a FaultInjector,
+    pub frame_timer: &'a FrameTimer,
+    pub now: Instant,
+}
+
+/// Text being typed and choices being made, before they become commands.
+#[derive(Debug, Clone)]
+pub struct Forms {
+    pub scanner: String,
+    pub search: String,
+    pub profiles_directory: String,
+    pub slot_count: usize,
+    pub fault_slot: usize,
+    pub fault: SimFault,
+}
+
+impl Forms {
+    pub fn new(settings: &Settings) -> Forms {
+        Forms {
+            scanner: String::new(),
+            search: String::new(),
+            profiles_directory: settings.profiles_directory.display().to_string(),
+            slot_count: settings.sim_slot_count,
+            fault_slot: 0,
+            fault: SimFault::default(),
+        }
+    }
+}
+
+/// Larger text than egui's defaults (the station is read at arm's length or further) and
+/// labels that do not take clicks (so a whole history row is one click target).
+pub fn set_up_style(context: &egui::Context) {
+    context.all_styles_mut(|style| {
+        style.text_styles.insert(TextStyle::Heading, FontId::proportional(21.0));
+        style.text_styles.insert(TextStyle::Body, FontId::proportional(15.0));
+        style.text_styles.insert(TextStyle::Button, FontId::proportional(15.0));
+        style.text_styles.insert(TextStyle::Monospace, FontId::monospace(13.0));
+        style.text_styles.insert(TextStyle::Small, FontId::proportional(12.0));
+        style.interaction.selectable_labels = false;
+        style.spacing.item_spacing = Vec2::new(8.0, 5.0);
+    });
+}
+
+/// Gives a widget the accessible name an operator's screen reader (and the tests) use.
+fn accessible(response: &egui::Response, role: Role, label: &str) {
+    let enabled = response.enabled();
+    response.widget_info(|| WidgetInfo::labeled(role, enabled, label));
+}
+
+fn push(commands: &mut Vec<Command>, command: Command) {
+    if command != Command::Nothing {
+        commands.push(command);
+    }
+}
+
+/// The whole window.
+pub fn app_ui(
+    ui: &mut Ui,
+    view: &View<'_>,
+    settings: &mut Settings,
+    forms: &mut Forms,
+    commands: &mut Vec<Command>,
+) {
+    egui::Panel::top("toolbar").show(ui, |ui| {
+        push(commands, toolbar_ui(ui, view, settings, forms));
+        push(commands, scanner_ui(ui, view, forms));
+    });
+    egui::Panel::bottom("status_bar").show(ui, |ui| status_bar_ui(ui, view));
+    egui::Panel::bottom("log").resizable(true).default_size(150.0).min_size(60.0).show(ui, |ui| {
+        log_ui(ui, view.log, settings);
+    });
+    egui::Panel::right("side").resizable(true).default_size(450.0).min_size(300.0).show(ui, |ui| {
+        // Each section gets its own id scope: the history's rows come and go, and must not
+        // shift the ids (and so the keyboard focus) of the widgets below them.
+        egui::ScrollArea::vertical().id_salt("side_scroll").auto_shrink(false).show(ui, |ui| {
+            push(commands, ui.push_id("history", |ui| history_ui(ui, view, settings, forms)).inner);
+            ui.separator();
+            push(commands, ui.push_id("export", |ui| export_ui(ui, view.history, settings)).inner);
+            ui.separator();
+            push(commands, ui.push_id("simulator", |ui| simulator_ui(ui, view, settings, forms)).inner);
+        });
+    });
+    egui::CentralPanel::default().show(ui, |ui| {
+        stats_ui(ui, view);
+        ui.add_space(8.0);
+        push(commands, slots_ui(ui, view, settings.manual_start));
+    });
+    push(commands, unit_details_ui(ui.ctx(), view.history));
+}
+
+/// Title, station, profile, operator, slots, start mode, start/stop and the line's status.
+fn toolbar_ui(ui: &mut Ui, view: &View<'_>, settings: &mut Settings, forms: &mut Forms) -> Command {
+    let mut command = Command::Nothing;
+    let line_active = view.line.is_active();
+    ui.add_space(4.0);
+    ui.horizontal_wrapped(|ui| {
+        ui.label(RichText::new("IMPRINT").size(22.0).strong().color(theme::RUNNING_COLOUR));
+        let station = ui.label(RichText::new(format!("station {}", view.station_name)).strong());
+        accessible(&station, Role::Label, &format!("station: {}", view.station_name));
+        ui.separator();
+
+        ui.add_enabled_ui(!line_active, |ui| {
+            let profile_label = ui.label("Profile");
+            let chosen = settings
+                .last_profile
+                .as_deref()
+                .map(file_name)
+                .unwrap_or_else(|| "choose a profile".to_string());
+            let combo = egui::ComboBox::from_id_salt("profile").selected_text(chosen).width(150.0).show_ui(
+                ui,
+                |ui| match &view.profiles.listed {
+                    Ok(paths) if paths.is_empty() => {
+                        ui.label(format!("no *.toml in {}", view.profiles.directory.display()));
+                    }
+                    Ok(paths) => {
+                        for path in paths {
+                            let selected = settings.last_profile.as_deref() == Some(path.as_path());
+                            if ui.selectable_label(selected, file_name(path)).clicked() {
+                                command = Command::SelectProfile(path.clone());
+                            }
+                        }
+                    }
+                    Err(error) => {
+                        ui.colored_label(theme::FAIL_COLOUR, error);
+                    }
+                },
+            );
+            combo.response.labelled_by(profile_label.id);
+
+            let operator_label = ui.label("Operator ID");
+            let operator = ui.add(
+                egui::TextEdit::singleline(&mut settings.operator)
+                    .id_salt("operator")
+                    .hint_text("scan badge")
+                    .desired_width(110.0),
+            );
+            operator.labelled_by(operator_label.id);
+
+            if view.probes.is_empty() {
+                let slots_label = ui.label("Slots");
+                let slots = ui.add(egui::DragValue::new(&mut forms.slot_count).range(1..=SLOTS_MAX));
+                slots.labelled_by(slots_label.id);
+                if forms.slot_count != settings.sim_slot_count {
+                    command = Command::SetSlotCount(forms.slot_count);
+                }
+            } else {
+                let sims_after_probes = view.sim_slots_after_probes;
+                let hover = view.probes.join("\n")
+                    + &if sims_after_probes > 0 {
+                        format!("\n{sims_after_probes} × sim")
+                    } else {
+                        String::new()
+                    };
+                ui.label(format!("Slots {} (--probe)", view.probes.len() + sims_after_probes))
+                    .on_hover_text(hover);
+            }
+            ui.checkbox(&mut settings.manual_start, "Manual start")
+                .on_hover_text("each unit waits for Start unit (or Enter in the scanner field)");
+        });
+        ui.separator();
+
+        let (text, label, fill, next) = if line_active {
+            ("⏹  STOP LINE", "Stop line", theme::FAIL_COLOUR, Command::StopLine)
+        } else {
+            ("▶  START LINE", "Start line", theme::PASS_COLOUR, Command::StartLine)
+        };
+        let can_start =
+            line_active || (settings.last_profile.is_some() && !settings.operator.trim().is_empty());
+        let shortcut = if line_active { STOP_SHORTCUT } else { START_SHORTCUT };
+        let button = ui.add_enabled(
+            can_start && view.line.status != LineStatus::Stopping,
+            egui::Button::new(RichText::new(text).size(18.0).strong().color(Color32::BLACK))
+                .fill(fill)
+                .min_size(Vec2::new(170.0, 34.0))
+                .shortcut_text(RichText::new(ui.ctx().format_shortcut(&shortcut)).color(Color32::BLACK)),
+        );
+        accessible(&button, Role::Button, label);
+        if button.clicked() {
+            command = next;
+        }
+        let button = if settings.operator.trim().is_empty() {
+            button.on_disabled_hover_text("enter or scan an operator ID first")
+        } else {
+            button
+        };
+        let _ = button;
+
+        let (status_text, status_colour) = match &view.line.status {
+            LineStatus::Stopped { message } => (message.clone(), ui.visuals().text_color()),
+            LineStatus::Starting => ("starting…".to_string(), theme::WAITING_COLOUR),
+            LineStatus::Running => ("running".to_string(), theme::RUNNING_COLOUR),
+            LineStatus::Stopping => ("stopping after the current steps…".to_string(), theme::WAITING_COLOUR),
+        };
+        let status = ui.label(RichText::new(&status_text).color(status_colour));
+        accessible(&status, Role::Label, &format!("line status: {status_text}"));
+    });
+    ui.add_space(2.0);
+    command
+}
+
+/// The scanner field (it keeps the keyboard focus while the line runs, so a keyboard-wedge
+/// scanner's text always lands there), the last work order and the chosen profile.
+fn scanner_ui(ui: &mut Ui, view: &View<'_>, forms: &mut Forms) -> Command {
+    let mut command = Command::Nothing;
+    ui.horizontal_wrapped(|ui| {
+        let label = ui.label(RichText::new("Scanner").strong());
+        let scanner = ui
+            .add(
+                egui::TextEdit::singleline(&mut forms.scanner)
+                    .id(egui::Id::unique("scanner"))
+                    .hint_text(if view.serials_are_scanned {
+                        "scan the unit's serial label, then Enter"
+                    } else {
+                        "scan a work order or serial, then Enter"
+                    })
+                    .desired_width(300.0),
+            )
+            .labelled_by(label.id);
+        if scanner.lost_focus() && ui.input(|input| input.key_pressed(Key::Enter)) {
+            command = Command::Scanned(std::mem::take(&mut forms.scanner));
+        }
+        let nothing_focused = ui.ctx().memory(|memory| memory.focused().is_none());
+        if view.line.is_active() && nothing_focused {
+            scanner.request_focus();
+        }
+        if let Some(work_order) = view.work_order {
+            let order = ui.label(RichText::new(format!("work order {work_order}")).strong());
+            accessible(&order, Role::Label, &format!("work order: {work_order}"));
+        }
+        ui.separator();
+        profile_summary_ui(ui, view);
+    });
+    ui.add_space(2.0);
+    command
+}
+
+fn profile_summary_ui(ui: &mut Ui, view: &View<'_>) {
+    let Some((path, result)) = &view.profiles.checked else {
+        ui.label(RichText::new("checking the profile…").weak());
+        return;
+    };
+    match result {
+        Ok(summary) => {
+            let text = format!("{} · {} · {}", summary.name, summary.model_name, summary.chip_name);
+            ui.label(RichText::new(text).weak()).on_hover_text(path.display().to_string());
+            for warning in &summary.warnings {
+                ui.colored_label(theme::WARNING_COLOUR, format!("⚠ {warning}"));
+            }
+        }
+        Err(problems) => {
+            let problem = ui.colored_label(theme::FAIL_COLOUR, format!("✖ {}: {problems}", path.display()));
+            accessible(&problem, Role::Label, &format!("profile problem: {problems}"));
+        }
+    }
+}
+
+/// The session's figures as tiles: units, pass, fail, first-pass yield, units per hour.
+fn stats_ui(ui: &mut Ui, view: &View<'_>) {
+    let stats = &view.line.stats;
+    let running_time = view.line.running_time(view.now);
+    let units_per_hour = {
+        let seconds = running_time.as_secs_f64();
+        (seconds >= 1.0).then(|| stats.units as f64 * 3600.0 / seconds)
+    };
+    let first_pass_yield =
+        stats.first_pass_yield_percent().map_or_else(|| "–".to_string(), |percent| format!("{percent:.1} %"));
+    let rate = units_per_hour.map_or_else(|| "–".to_string(), |rate| format!("{rate:.0}"));
+    let figures: [(&str, String, &str, Color32); 5] = [
+        ("units", stats.units.to_string(), "Units", ui.visuals().strong_text_color()),
+        ("pass", stats.passed.to_string(), "✔ Pass", theme::PASS_COLOUR),
+        ("fail", stats.failed.to_string(), "✖ Fail", theme::FAIL_COLOUR),
+        ("first-pass yield", first_pass_yield, "First-pass yield", ui.visuals().strong_text_color()),
+        ("units per hour", rate, "Units/hour", ui.visuals().strong_text_color()),
+    ];
+    let gap = ui.spacing().item_spacing.x;
+    let tile_width =
+        ((ui.available_width() - gap * (figures.len() - 1) as f32) / figures.len() as f32).max(90.0);
+    ui.horizontal(|ui| {
+        for (name, value, caption, colour) in figures {
+            let tile = egui::Frame::new()
+                .fill(ui.visuals().faint_bg_color)
+                .stroke(Stroke::new(1.0, ui.visuals().widgets.noninteractive.bg_stroke.color))
+                .corner_radius(6.0)
+                .inner_margin(egui::Margin::symmetric(10, 4))
+                .show(ui, |ui| {
+                    ui.set_width(tile_width - 22.0);
+                    ui.vertical(|ui| {
+                        ui.label(RichText::new(caption).color(colour));
+                        ui.label(RichText::new(&value).size(26.0).strong().color(colour));
+                    });
+                });
+            accessible(&tile.response, Role::Label, &format!("{name}: {value}"));
+        }
+    });
+}
+
+fn status_bar_ui(ui: &mut Ui, view: &View<'_>) {
+    ui.horizontal(|ui| {
+        let frame = view.frame_timer.recent_ui_closure().map_or_else(String::new, |recent| {
+            format!("UI {:.1} ms p50 · {:.1} ms p99", recent.p50_ms, recent.p99_ms)
+        });
+        ui.label(RichText::new(frame).small().weak());
+        ui.separator();
+        ui.label(
+            RichText::new(format!(
+                "{} start · {} stop · {} export · ledger {}",
+                ui.ctx().format_shortcut(&START_SHORTCUT),
+                ui.ctx().format_shortcut(&STOP_SHORTCUT),
+                ui.ctx().format_shortcut(&EXPORT_SHORTCUT),
+                view.ledger_path.display()
+            ))
+            .small()
+            .weak(),
+        );
+    });
+}
+
+pub(super) fn file_name(path: &Path) -> String {
+    path.file_name().map_or_else(|| path.display().to_string(), |name| name.to_string_lossy().into_owned())
+}
+
+/// The first and last bytes of a long chip ID (the full one is in the accessible label and
+/// the unit's details).
+pub(super) fn short_chip(chip_uid: &str) -> String {
+    if chip_uid.len() <= 12 {
+        chip_uid.to_string()
+    } else {
+        format!("{}…{}", &chip_uid[..6], &chip_uid[chip_uid.len() - 4..])
+    }
+}
+
+pub(super) fn byte_size(bytes: u64) -> String {
+    if bytes >= 1 << 20 {
+        format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20))
+    } else if bytes >= 1 << 10 {
+        format!("{:.0} KiB", bytes as f64 / 1024.0)
+    } else {
+        format!("{bytes} B")
+    }
+}
+
+pub(super) fn seconds(duration: Duration) -> String {
+    format!("{:.1} s", duration.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_for_the_operator() {
+        assert_eq!(short_chip("0123456789abcdef01234567"), "012345…4567");
+        assert_eq!(byte_size(491_520), "480 KiB");
+    }
+}

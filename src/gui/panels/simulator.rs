@@ -1,0 +1,120 @@
+//! The simulator panel: fault injection for demos (the station's fault grammar) and the
+//! station's less frequent settings.
+
+use super::*;
+
+/// Simulator tools (fault injection for demos) and the station's less frequent settings.
+pub(super) fn simulator_ui(
+    ui: &mut Ui,
+    view: &View<'_>,
+    settings: &mut Settings,
+    forms: &mut Forms,
+) -> Command {
+    let mut command = Command::Nothing;
+    egui::CollapsingHeader::new("Simulator: inject a fault").default_open(true).show(ui, |ui| {
+        let slot_count = view.line.slots.len().max(1);
+        forms.fault_slot = forms.fault_slot.min(slot_count - 1);
+        ui.horizontal_wrapped(|ui| {
+            ui.label("Slot");
+            let slot_choice = egui::ComboBox::from_id_salt("fault_slot")
+                .selected_text(forms.fault_slot.to_string())
+                .width(50.0)
+                .show_ui(ui, |ui| {
+                    for slot in 0..slot_count {
+                        ui.selectable_value(&mut forms.fault_slot, slot, slot.to_string());
+                    }
+                });
+            accessible(&slot_choice.response, Role::ComboBox, "Fault slot");
+            let kind_choice = egui::ComboBox::from_id_salt("fault_kind")
+                .selected_text(forms.fault.kind_label())
+                .show_ui(ui, |ui| {
+                    for kind in SimFault::kinds() {
+                        let selected = std::mem::discriminant(&kind) == std::mem::discriminant(&forms.fault);
+                        if ui.selectable_label(selected, kind.kind_label()).clicked() && !selected {
+                            forms.fault = kind;
+                        }
+                    }
+                });
+            accessible(&kind_choice.response, Role::ComboBox, "Fault kind");
+            let parameter = match &mut forms.fault {
+                SimFault::ProbeLostAtStep(step) | SimFault::HangAtStep(step) => Some(
+                    egui::ComboBox::from_id_salt("fault_step")
+                        .selected_text(step.as_str())
+                        .show_ui(ui, |ui| {
+                            for name in StepName::ALL {
+                                ui.selectable_value(step, name.as_str().to_string(), name.as_str());
+                            }
+                        })
+                        .response,
+                ),
+                SimFault::PowerCutAfterFlashOperations(count) => {
+                    Some(ui.add(egui::DragValue::new(count).range(1..=100_000)))
+                }
+                SimFault::FlipBitAtAddress(address) => {
+                    Some(ui.add(egui::DragValue::new(address).hexadecimal(8, false, true)))
+                }
+                SimFault::TransientErrors(count) => Some(ui.add(egui::DragValue::new(count).range(1..=10))),
+                SimFault::UniqueIdReadFails => None,
+            };
+            if let Some(parameter) = parameter {
+                accessible(&parameter, parameter_role(&forms.fault), "Fault parameter");
+            }
+            let button = ui.button("Inject fault");
+            accessible(&button, Role::Button, "Inject fault");
+            if button.clicked() {
+                command = Command::ArmFault { slot: forms.fault_slot, fault: forms.fault.clone() };
+            }
+        });
+        let armed: Vec<String> = (0..slot_count)
+            .filter(|slot| view.faults.armed(*slot).is_some())
+            .map(|slot| format!("slot {slot}"))
+            .collect();
+        if !armed.is_empty() {
+            ui.colored_label(
+                theme::WAITING_COLOUR,
+                format!("armed for the next unit on {}", armed.join(", ")),
+            );
+        }
+    });
+    egui::CollapsingHeader::new("Station settings").default_open(false).show(ui, |ui| {
+        ui.horizontal(|ui| {
+            let label = ui.label("Profiles folder");
+            let folder = ui
+                .add(
+                    egui::TextEdit::singleline(&mut forms.profiles_directory)
+                        .id_salt("profiles_directory")
+                        .desired_width(180.0),
+                )
+                .labelled_by(label.id);
+            if ui.button("Rescan").clicked()
+                || (folder.lost_focus() && ui.input(|input| input.key_pressed(Key::Enter)))
+            {
+                command = Command::RescanProfiles;
+            }
+        });
+        ui.add_enabled_ui(!view.line.is_active(), |ui| {
+            ui.checkbox(
+                &mut settings.sim_timing_zero,
+                "Simulator at full speed (ignore the profile's timing)",
+            );
+            ui.horizontal(|ui| {
+                ui.label("Pause between units");
+                let pause = ui.add(
+                    egui::DragValue::new(&mut settings.unit_change_delay_ms).range(0..=10_000).suffix(" ms"),
+                );
+                accessible(&pause, Role::SpinButton, "Pause between units");
+            });
+        });
+        ui.label(RichText::new(format!("ledger {}", view.ledger_path.display())).weak());
+    });
+    command
+}
+
+/// The fault parameter's widget kind: a step list or a number.
+pub(super) fn parameter_role(fault: &SimFault) -> Role {
+    if matches!(fault, SimFault::ProbeLostAtStep(_) | SimFault::HangAtStep(_)) {
+        Role::ComboBox
+    } else {
+        Role::SpinButton
+    }
+}
