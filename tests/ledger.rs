@@ -24,6 +24,7 @@ fn imprint(arguments: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_imprint"))
         .args(arguments)
         .env_remove("IMPRINT_DB")
+        .env_remove("IMPRINT_LEDGER")
         .output()
         .expect("running the imprint binary")
 }
@@ -723,8 +724,8 @@ fn bad_input_exits_2_and_writes_nothing() {
     let missing = directory.path().join("missing.db");
     let missing = missing.to_str().unwrap();
     let cases: &[(&[&str], &str)] = &[
-        (&["log", "verify", "--db", missing], "does not exist"),
-        (&["log", "stats", "--db", missing], "does not exist"),
+        (&["log", "verify", "--db", missing], "no ledger at"),
+        (&["log", "stats", "--db", missing], "no ledger at"),
         (&["log", "verify", "--db", missing, "--head", "xyz"], "--head"),
         (&["log", "verify", "/nonexistent/export.jsonl"], "export.jsonl"),
     ];
@@ -1169,4 +1170,226 @@ fn a_committed_golden_export_still_verifies_and_hashes_the_same() {
         .map(|run| run.record_hash)
         .collect();
     assert_eq!(golden_hashes, built.record_hashes[1..].to_vec());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Output paths, backups and checkpoints, creating and refusing ledgers (issue 19).
+
+/// The bytes of the ledger file and of its `-wal`, for before/after comparisons.
+fn ledger_bytes(database: &Path) -> (Vec<u8>, Option<Vec<u8>>) {
+    let mut wal = database.as_os_str().to_owned();
+    wal.push("-wal");
+    (std::fs::read(database).unwrap(), std::fs::read(PathBuf::from(wal)).ok())
+}
+
+#[test]
+fn an_output_over_the_ledger_or_its_companions_is_refused() {
+    let built = build_ledger();
+    let database = built.database.to_str().unwrap();
+    let directory = built.database.parent().unwrap();
+    let hard_link = directory.join("also-the-ledger.db");
+    std::fs::hard_link(&built.database, &hard_link).unwrap();
+    let symlink = directory.join("link.db");
+    std::os::unix::fs::symlink(&built.database, &symlink).unwrap();
+    let wal = format!("{database}-wal");
+    let before = ledger_bytes(&built.database);
+    let mut tried = 0;
+    for output in [database, hard_link.to_str().unwrap(), symlink.to_str().unwrap(), wal.as_str()] {
+        for command in [
+            vec!["log", "export", "--db", database, "-o", output],
+            vec!["log", "export", "--db", database, "--format", "csv", "-o", output],
+            vec!["log", "certificates", "--db", database, "--all", "-o", output],
+            vec!["log", "backup", "--db", database, "-o", output],
+        ] {
+            let result = imprint(&command);
+            assert_eq!(result.status.code(), Some(2), "{command:?}: {}", text(&result));
+            assert!(text(&result).contains("refusing to write"), "{command:?}: {}", text(&result));
+            tried += 1;
+        }
+    }
+    assert_eq!(tried, 16);
+    assert_eq!(ledger_bytes(&built.database).0, before.0, "the ledger file changed");
+    let verify = imprint(&["log", "verify", "--db", database, "--head", &built.head()]);
+    assert!(verify.status.success(), "{}", text(&verify));
+}
+
+#[test]
+fn an_export_streams_into_a_fifo_and_leaves_it_in_place() {
+    let built = build_ledger();
+    let directory = built.database.parent().unwrap();
+    let fifo = directory.join("export.fifo");
+    let status = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(status.success());
+    for format in ["jsonl", "csv", "json"] {
+        let reader_path = fifo.clone();
+        let reader = std::thread::spawn(move || std::fs::read(reader_path).unwrap());
+        let output = imprint(&[
+            "log",
+            "export",
+            "--db",
+            built.database.to_str().unwrap(),
+            "--format",
+            format,
+            "-o",
+            fifo.to_str().unwrap(),
+        ]);
+        let received = reader.join().unwrap();
+        assert!(output.status.success(), "{format}: {}", text(&output));
+        use std::os::unix::fs::FileTypeExt;
+        assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo(), "{format}: the FIFO is gone");
+        let copy = directory.join(format!("received.{format}"));
+        std::fs::write(&copy, &received).unwrap();
+        let verify = imprint(&["log", "verify", copy.to_str().unwrap(), "--head", &built.head()]);
+        assert!(verify.status.success(), "{format}: {}", text(&verify));
+    }
+}
+
+/// `/dev/null` is tried in a private mount namespace whose `/dev` is a fresh tmpfs holding a
+/// `mknod` copy of the null device: the machine's own `/dev/null` is never at risk.
+#[test]
+fn an_export_to_dev_null_succeeds_and_dev_null_survives() {
+    let built = build_ledger();
+    let script = r#"set -e
+mount -t tmpfs -o size=64k,mode=755 imprint-test-dev /dev
+mknod -m 666 /dev/null c 1 3
+mknod -m 666 /dev/urandom c 1 9
+set +e
+status=0
+for format in jsonl csv json; do
+    "$0" log export --db "$1" --format "$format" -o /dev/null || status=$?
+    test -c /dev/null || { echo "/dev/null is gone after $format"; exit 99; }
+done
+"$0" log certificates --db "$1" --all -o /dev/null || status=$?
+test -c /dev/null || { echo "/dev/null is gone after certificates"; exit 99; }
+exit $status"#;
+    let output = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", script])
+        .arg(env!("CARGO_BIN_EXE_imprint"))
+        .arg(&built.database)
+        .env_remove("IMPRINT_DB")
+        .env_remove("IMPRINT_LEDGER")
+        .output()
+        .expect("unshare (util-linux; the tests run as root, as CI does)");
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(text(&output).contains("exported 36 runs"), "{}", text(&output));
+}
+
+#[test]
+fn a_backup_of_a_live_ledger_is_complete_and_verifies() {
+    let built = build_ledger();
+    // A station still has the ledger open and keeps writing.
+    let live = Ledger::open_existing(&built.database).unwrap();
+    let identity = live.allocate_identity(&identity_request(&chip_of(999), ReworkPolicy::Refuse)).unwrap();
+    let receipt = live.record_run(&sample_run(RUN_COUNT + 1, Some(&identity.identity))).unwrap();
+    let directory = built.database.parent().unwrap();
+    let copy = directory.join("backup").join("copy.db");
+    std::fs::create_dir(copy.parent().unwrap()).unwrap();
+    let output = imprint(&[
+        "log",
+        "backup",
+        "--db",
+        built.database.to_str().unwrap(),
+        "-o",
+        copy.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", text(&output));
+    let names: Vec<_> = std::fs::read_dir(copy.parent().unwrap()).unwrap().map(|entry| entry.unwrap().file_name()).collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("copy.db")], "the backup is one file");
+    let head = hex::encode(receipt.record_hash);
+    let verify = imprint(&["log", "verify", "--db", copy.to_str().unwrap(), "--head", &head]);
+    assert!(verify.status.success(), "{}", text(&verify));
+    assert!(text(&verify).contains(&format!("{} runs checked", RUN_COUNT + 1)), "{}", text(&verify));
+    drop(live);
+}
+
+#[test]
+fn a_copy_of_the_database_file_alone_holds_every_run_after_a_checkpoint() {
+    let directory = tempfile::tempdir().unwrap();
+    let database = directory.path().join("ledger.db");
+    let copy_directory = directory.path().join("copies");
+    std::fs::create_dir(&copy_directory).unwrap();
+    let ledger = Ledger::create(&database).unwrap();
+    for index in 1..=5 {
+        ledger.record_run(&sample_run(index, None)).unwrap();
+    }
+    // While the station runs, the latest runs live in the -wal; a line end checkpoints.
+    assert!(ledger.checkpoint().unwrap(), "the checkpoint was blocked");
+    let copy = copy_directory.join("after-checkpoint.db");
+    std::fs::copy(&database, &copy).unwrap();
+    assert_eq!(Ledger::open_read_only(&copy).unwrap().verify(&Default::default()).unwrap().records_checked, 5);
+    // Closing the ledger checkpoints too.
+    ledger.record_run(&sample_run(6, None)).unwrap();
+    drop(ledger);
+    let copy = copy_directory.join("after-close.db");
+    std::fs::copy(&database, &copy).unwrap();
+    assert_eq!(Ledger::open_read_only(&copy).unwrap().verify(&Default::default()).unwrap().records_checked, 6);
+}
+
+#[test]
+fn a_ledger_is_created_only_when_asked() {
+    let directory = tempfile::tempdir().unwrap();
+    let mistyped = directory.path().join("no-such-directory").join("ledger.db");
+    assert!(matches!(Ledger::open_existing(&mistyped), Err(LedgerError::Missing { .. })));
+    assert!(!mistyped.parent().unwrap().exists(), "opening an existing ledger created a directory");
+    let mistyped = mistyped.to_str().unwrap();
+    let ship = imprint(&["log", "ship", "--db", mistyped, "--central", "postgresql://nobody@127.0.0.1:1/none"]);
+    assert_eq!(ship.status.code(), Some(2), "{}", text(&ship));
+    assert!(text(&ship).contains("no ledger at") && text(&ship).contains(mistyped), "{}", text(&ship));
+    assert!(!Path::new(mistyped).parent().unwrap().exists());
+    // The default location is named when nothing is given.
+    let default = Command::new(env!("CARGO_BIN_EXE_imprint"))
+        .args(["log", "stats"])
+        .env_remove("IMPRINT_DB")
+        .env("IMPRINT_LEDGER", directory.path().join("station.db"))
+        .output()
+        .unwrap();
+    assert_eq!(default.status.code(), Some(2));
+    assert!(text(&default).contains("station.db") && text(&default).contains("$IMPRINT_LEDGER"), "{}", text(&default));
+    // `log init` creates it (and its directory), and is idempotent.
+    let init = imprint(&["log", "init", "--db", mistyped]);
+    assert!(init.status.success() && text(&init).contains("created ledger"), "{}", text(&init));
+    let again = imprint(&["log", "init", "--db", mistyped]);
+    assert!(again.status.success() && text(&again).contains("already exists"), "{}", text(&again));
+    assert!(imprint(&["log", "verify", "--db", mistyped]).status.success());
+    assert!(Ledger::open_existing(Path::new(mistyped)).is_ok());
+}
+
+/// Another application's database, a ledger of a future schema and an empty file: each is
+/// refused (or, for `log init` on an empty file, initialised) and a refused file keeps every byte.
+#[test]
+fn a_database_that_is_not_a_ledger_is_refused_untouched() {
+    let directory = tempfile::tempdir().unwrap();
+    let foreign = directory.path().join("inventory.db");
+    sqlite3(&foreign, "PRAGMA journal_mode = DELETE; CREATE TABLE parts (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO parts (name) VALUES ('resistor');");
+    let future = directory.path().join("future.db");
+    drop(Ledger::create(&future).unwrap());
+    sqlite3(&future, "PRAGMA journal_mode = DELETE; PRAGMA user_version = 99;");
+    let mut tried = 0;
+    for (file, expected) in [(&foreign, "not an imprint ledger"), (&future, "schema version 99")] {
+        let before = std::fs::read(file).unwrap();
+        let path = file.to_str().unwrap();
+        for command in [
+            vec!["log", "init", "--db", path],
+            vec!["log", "verify", "--db", path],
+            vec!["log", "export", "--db", path],
+            vec!["log", "ship", "--db", path, "--central", "postgresql://nobody@127.0.0.1:1/none"],
+        ] {
+            let output = imprint(&command);
+            assert_eq!(output.status.code(), Some(2), "{command:?}: {}", text(&output));
+            assert!(text(&output).contains(expected), "{command:?}: {}", text(&output));
+            tried += 1;
+        }
+        assert!(Ledger::open(file).is_err());
+        assert_eq!(std::fs::read(file).unwrap(), before, "{path} was modified");
+        let mut wal = file.as_os_str().to_owned();
+        wal.push("-wal");
+        assert!(!Path::new(&wal).exists(), "{path} was switched to WAL");
+    }
+    assert_eq!(tried, 8);
+    // A ledger made before application ids (schema 2) is still a ledger: migrated, then marked.
+    let old = directory.path().join("old.db");
+    drop(Ledger::create(&old).unwrap());
+    sqlite3(&old, "PRAGMA application_id = 0; PRAGMA user_version = 2; DROP INDEX units_by_serial_nocase; DROP INDEX identity_history_by_serial_nocase; DROP INDEX runs_by_serial_nocase;");
+    drop(Ledger::open_existing(&old).unwrap());
+    assert_eq!(sqlite3(&old, "PRAGMA application_id").trim(), imprint::ledger::APPLICATION_ID.to_string());
 }
