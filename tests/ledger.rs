@@ -1317,8 +1317,10 @@ fn a_copy_of_the_database_file_alone_holds_every_run_after_a_checkpoint() {
     let copy = copy_directory.join("after-checkpoint.db");
     std::fs::copy(&database, &copy).unwrap();
     assert_eq!(Ledger::open_read_only(&copy).unwrap().verify(&Default::default()).unwrap().records_checked, 5);
-    // Closing the ledger checkpoints too.
+    // Closing the ledger checkpoints too, even when a pooled read-only connection (which
+    // cannot checkpoint) is the last to close.
     ledger.record_run(&sample_run(6, None)).unwrap();
+    assert_eq!(ledger.verify(&Default::default()).unwrap().records_checked, 6);
     drop(ledger);
     let copy = copy_directory.join("after-close.db");
     std::fs::copy(&database, &copy).unwrap();
@@ -1392,4 +1394,122 @@ fn a_database_that_is_not_a_ledger_is_refused_untouched() {
     sqlite3(&old, "PRAGMA application_id = 0; PRAGMA user_version = 2; DROP INDEX units_by_serial_nocase; DROP INDEX identity_history_by_serial_nocase; DROP INDEX runs_by_serial_nocase;");
     drop(Ledger::open_existing(&old).unwrap());
     assert_eq!(sqlite3(&old, "PRAGMA application_id").trim(), imprint::ledger::APPLICATION_ID.to_string());
+}
+
+/// Exports the sample ledger in `format`, applies `tamper`, and returns what
+/// `imprint log verify FILE [--head HEAD]` says (exit code, output).
+fn verify_tampered_export(
+    built: &Built,
+    format: Format,
+    tamper: &dyn Fn(&mut ExportLines),
+    head: Option<&str>,
+) -> (Option<i32>, String) {
+    let format_argument = match format {
+        Format::Jsonl => "jsonl",
+        Format::Json => "json",
+        Format::Csv => "csv",
+    };
+    let export =
+        imprint(&["log", "export", "--db", built.database.to_str().unwrap(), "--format", format_argument]);
+    assert!(export.status.success(), "{}", text(&export));
+    let mut lines = ExportLines::parse(format, &String::from_utf8(export.stdout).unwrap());
+    tamper(&mut lines);
+    let file = built._directory.path().join(format!("tampered.{format_argument}"));
+    std::fs::write(&file, lines.render()).unwrap();
+    let mut arguments = vec!["log", "verify", file.to_str().unwrap()];
+    if let Some(head) = head {
+        arguments.extend(["--head", head]);
+    }
+    let output = imprint(&arguments);
+    (output.status.code(), text(&output))
+}
+
+/// Issue 19: the header's filter and format version are bound to what is verified, `--head`
+/// needs an unbroken chain up to the head, and repeated JSON keys are refused.
+#[test]
+fn export_headers_versions_and_duplicate_keys_cannot_weaken_the_check() {
+    let built = build_ledger();
+    let head = built.head();
+    let all_formats = [Format::Jsonl, Format::Json, Format::Csv];
+    let json_formats = [Format::Jsonl, Format::Json];
+    // A JSON text in a CSV cell has its quotes doubled.
+    let quoted = |lines: &ExportLines, text: &str| {
+        if lines.format == Format::Csv { text.replace('"', "\"\"") } else { text.to_owned() }
+    };
+    let delete_run_10_and_fix_count = |lines: &mut ExportLines| {
+        lines.runs.remove(9);
+        let trailer = lines.trailer.take().unwrap();
+        let count = |count: u64| quoted(lines, &format!("\"record_count\":{count}"));
+        lines.trailer = Some(trailer.replace(&count(RUN_COUNT), &count(RUN_COUNT - 1)));
+    };
+    let set_since = |lines: &mut ExportLines, since: &str| {
+        let header = lines.header.last_mut().unwrap();
+        let (from, to) = (
+            "\"since\":null".to_owned(),
+            format!("\"since\":\"{since}\""),
+        );
+        let (from, to) = if lines.format == Format::Csv {
+            (from.replace('"', "\"\""), to.replace('"', "\"\""))
+        } else {
+            (from, to)
+        };
+        assert!(header.contains(&from), "{header}");
+        *header = header.replacen(&from, &to, 1);
+    };
+    // (case, formats, tamper, --head, expected text)
+    type Tamper<'a> = Box<dyn Fn(&mut ExportLines) + 'a>;
+    let cases: Vec<(&str, &[Format], Tamper, Option<&str>, &str)> = vec![
+        (
+            "header since set, run 10 deleted, count fixed, with --head",
+            &all_formats,
+            Box::new(|lines: &mut ExportLines| {
+                set_since(lines, "2020-01-01T00:00:00.000Z");
+                delete_run_10_and_fix_count(lines);
+            }),
+            Some(head.as_str()),
+            "missing record",
+        ),
+        (
+            "header since set after runs it holds",
+            &all_formats,
+            Box::new(|lines: &mut ExportLines| set_since(lines, "2026-09-21T14:23:20.000Z")),
+            None,
+            "header filter",
+        ),
+        (
+            // Version 1 did not check the certificate fields: its records have none.
+            "header version 2 -> 1 over records with the certificate fields",
+            &json_formats,
+            Box::new(|lines: &mut ExportLines| {
+                let header = lines.header.last_mut().unwrap();
+                *header = header.replacen("\"imprint_ledger_export\":2", "\"imprint_ledger_export\":1", 1);
+            }),
+            None,
+            "declares export format version 1",
+        ),
+        (
+            "a repeated key in a run",
+            &json_formats,
+            Box::new(|lines: &mut ExportLines| {
+                let run = &mut lines.runs[4];
+                let at = run.rfind('}').unwrap();
+                run.insert_str(at, ",\"result\":\"pass\"");
+            }),
+            None,
+            "duplicate key",
+        ),
+    ];
+    let mut tried = 0;
+    for (case, formats, tamper, head, expected) in &cases {
+        for format in formats.iter() {
+            let (code, output) = verify_tampered_export(&built, *format, tamper.as_ref(), *head);
+            assert_eq!(code, Some(1), "{case} ({format:?}): {output}");
+            assert!(output.contains(expected), "{case} ({format:?}): expected {expected:?} in {output}");
+            tried += 1;
+        }
+    }
+    assert_eq!(tried, 10);
+    // An honest filtered export still verifies; with --head it cannot prove the chain up to it.
+    let (code, output) = verify_tampered_export(&built, Format::Jsonl, &|_| {}, Some(&head));
+    assert_eq!(code, Some(0), "{output}");
 }

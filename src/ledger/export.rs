@@ -57,6 +57,15 @@ impl ExportFilter {
     pub fn is_filtered(&self) -> bool {
         *self != ExportFilter::default()
     }
+
+    /// Whether `run` is one this filter selects (the same conditions as the export's SQL; times
+    /// compare as the stored text, which is one fixed UTC format).
+    pub fn matches(&self, run: &RecordedRun) -> bool {
+        self.since.as_ref().is_none_or(|since| run.started_at.as_str() >= since.as_str())
+            && self.until.as_ref().is_none_or(|until| run.started_at.as_str() < until.as_str())
+            && self.profile.as_ref().is_none_or(|profile| run.profile == *profile)
+            && self.result.is_none_or(|result| run.result == result.as_str())
+    }
 }
 
 /// The first record of every export.
@@ -495,9 +504,11 @@ pub(crate) fn run_from_csv_row(row: &csv::StringRecord, columns: &[&str]) -> Res
     let number = |name: &str| {
         column(name).parse::<u64>().map_err(|_| format!("column {name} is not a number: {:?}", column(name)))
     };
-    let images = serde_json::from_str(column("images"))
+    let images = super::strict_json::parse_strict(column("images"))
+        .and_then(serde_json::from_value)
         .map_err(|error| format!("column images is not valid: {error}"))?;
-    let steps: Vec<RecordedStep> = serde_json::from_str(column("steps"))
+    let steps: Vec<RecordedStep> = super::strict_json::parse_strict(column("steps"))
+        .and_then(serde_json::from_value)
         .map_err(|error| format!("column steps is not valid: {error}"))?;
     Ok(RecordedRun {
         station: column("station").to_owned(),

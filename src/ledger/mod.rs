@@ -44,8 +44,10 @@ mod error;
 mod export;
 mod model;
 mod outbox;
+mod problem_text;
 mod query;
 mod schema;
+mod strict_json;
 mod verify;
 mod write;
 
