@@ -674,7 +674,7 @@ fn show_and_stats_report_units_and_runs() {
     drop(ledger);
     let database = built.database.to_str().unwrap();
 
-    for key in [old_serial.clone(), reworked.identity.serial.clone(), chip_of(3), chip_of(3).to_uppercase()] {
+    for key in [old_serial.clone(), old_serial.to_lowercase(), reworked.identity.serial.clone(), chip_of(3), chip_of(3).to_uppercase()] {
         let output = imprint(&["log", "show", "--db", database, &key, "--json"]);
         assert!(output.status.success(), "{key}: {}", text(&output));
         let history: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
@@ -1512,4 +1512,29 @@ fn export_headers_versions_and_duplicate_keys_cannot_weaken_the_check() {
     // An honest filtered export still verifies; with --head it cannot prove the chain up to it.
     let (code, output) = verify_tampered_export(&built, Format::Jsonl, &|_| {}, Some(&head));
     assert_eq!(code, Some(0), "{output}");
+}
+
+#[test]
+fn names_with_control_or_escape_characters_are_refused_before_storing() {
+    let directory = tempfile::tempdir().unwrap();
+    let ledger = Ledger::create(&directory.path().join("ledger.db")).unwrap();
+    let mut tried = 0;
+    for bad in ["\u{1b}[31mred", "line\nbreak", "bell\u{7}", "", "del\u{7f}", "c1\u{9b}31m"] {
+        for field in ["operator", "station"] {
+            let mut run = sample_run(1, None);
+            match field {
+                "operator" => run.operator = bad.to_owned(),
+                _ => run.station = bad.to_owned(),
+            }
+            let refused = ledger.record_run(&run);
+            assert!(
+                matches!(&refused, Err(LedgerError::InvalidField { field: name, .. }) if name == field),
+                "{field} {bad:?}: {refused:?}"
+            );
+            tried += 1;
+        }
+    }
+    assert_eq!(tried, 12);
+    assert_eq!(ledger.stats().unwrap().runs, 0);
+    ledger.record_run(&sample_run(1, None)).unwrap();
 }

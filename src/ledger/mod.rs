@@ -77,7 +77,7 @@ pub use schema::{APPLICATION_ID, BUSY_TIMEOUT, current_version as schema_version
 pub use verify::{
     ChainProblem, ChainVerifier, HeadMatch, ProblemKind, VerifyOptions, VerifyReport, verify_export_file,
 };
-pub use write::check_serial_text;
+pub use write::{check_name_text, check_serial_text};
 
 // The station hands clones of one `Ledger` to a worker thread per slot.
 const _: () = {
