@@ -1538,3 +1538,29 @@ fn names_with_control_or_escape_characters_are_refused_before_storing() {
     assert_eq!(ledger.stats().unwrap().runs, 0);
     ledger.record_run(&sample_run(1, None)).unwrap();
 }
+
+/// The CSV export writes its `images` and `steps` cells without building JSON values (its
+/// inner loop): they must still be exactly the canonical JSON docs/ledger.md promises.
+#[test]
+fn csv_json_cells_are_canonical_json() {
+    let built = build_ledger();
+    let export = imprint(&["log", "export", "--db", built.database.to_str().unwrap(), "--format", "csv"]);
+    assert!(export.status.success(), "{}", text(&export));
+    let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(export.stdout.as_slice());
+    let columns = reader.headers().unwrap().clone();
+    let column = |name: &str| columns.iter().position(|column| column == name).unwrap();
+    let mut checked = 0;
+    for row in reader.records() {
+        let row = row.unwrap();
+        if row.get(0) != Some("run") {
+            continue;
+        }
+        for name in ["images", "steps"] {
+            let cell = row.get(column(name)).unwrap();
+            let value: serde_json::Value = serde_json::from_str(cell).unwrap();
+            assert_eq!(cell, imprint::ledger::canonical_json(&value), "{name}");
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, RUN_COUNT);
+}
