@@ -1391,7 +1391,7 @@ fn a_database_that_is_not_a_ledger_is_refused_untouched() {
     // A ledger made before application ids (schema 2) is still a ledger: migrated, then marked.
     let old = directory.path().join("old.db");
     drop(Ledger::create(&old).unwrap());
-    sqlite3(&old, "PRAGMA application_id = 0; PRAGMA user_version = 2; DROP INDEX units_by_serial_nocase; DROP INDEX identity_history_by_serial_nocase; DROP INDEX runs_by_serial_nocase;");
+    sqlite3(&old, "PRAGMA application_id = 0; PRAGMA user_version = 2; DROP INDEX units_by_serial_nocase; DROP INDEX identity_history_by_serial_nocase; DROP INDEX runs_by_serial_nocase; DROP INDEX runs_by_serial;");
     drop(Ledger::open_existing(&old).unwrap());
     assert_eq!(sqlite3(&old, "PRAGMA application_id").trim(), imprint::ledger::APPLICATION_ID.to_string());
 }
@@ -1563,4 +1563,30 @@ fn csv_json_cells_are_canonical_json() {
         checked += 1;
     }
     assert_eq!(checked, RUN_COUNT);
+}
+
+/// Issue 19: the identity tables are covered by `log verify` through the hashed runs: an edit of
+/// a unit's serial, device ID or chip UID is found.
+#[test]
+fn an_edited_identity_is_found_by_verify() {
+    let built = build_ledger();
+    let serial = built.serials[3].clone().unwrap();
+    let edits = [
+        format!("UPDATE units SET serial = 'DS1-999999' WHERE serial = '{serial}'"),
+        format!("UPDATE units SET device_id = '00000000-0000-0000-0000-000000000001' WHERE serial = '{serial}'"),
+        format!("UPDATE units SET chip_uid = 'ffffffffffffffff' WHERE serial = '{serial}'"),
+    ];
+    let mut tried = 0;
+    for edit in &edits {
+        let copy = built._directory.path().join(format!("edited-{tried}.db"));
+        std::fs::copy(&built.database, &copy).unwrap();
+        sqlite3(&copy, edit);
+        let output = imprint(&["log", "verify", "--db", copy.to_str().unwrap()]);
+        assert_eq!(output.status.code(), Some(1), "{edit}: {}", text(&output));
+        assert!(text(&output).contains("identity altered"), "{edit}: {}", text(&output));
+        tried += 1;
+    }
+    assert_eq!(tried, 3);
+    let intact = imprint(&["log", "verify", "--db", built.database.to_str().unwrap()]);
+    assert!(intact.status.success(), "{}", text(&intact));
 }

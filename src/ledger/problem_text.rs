@@ -101,6 +101,10 @@ impl fmt::Display for ProblemKind {
                 formatter,
                 "the header declares export format version {declared_version}, but {reason} (the version was edited to weaken the check)"
             ),
+            ProblemKind::IdentityMismatch { chip_uid, unit_serial, run_serial } => write!(
+                formatter,
+                "identity altered: unit {unit_serial} (chip {chip_uid}) does not match the hashed run recording serial {run_serial} with its chip and device id (the units table was edited)"
+            ),
             ProblemKind::Malformed { reason } => write!(formatter, "unreadable record: {reason}"),
         }
     }

@@ -156,6 +156,7 @@ CREATE INDEX runs_unshipped ON runs (station_id, station_sequence) WHERE shipped
 CREATE INDEX units_by_serial_nocase ON units (serial COLLATE NOCASE);
 CREATE INDEX identity_history_by_serial_nocase ON identity_history (serial COLLATE NOCASE);
 CREATE INDEX runs_by_serial_nocase ON runs (serial COLLATE NOCASE);
+CREATE INDEX runs_by_serial ON runs (serial);
 "#,
 ];
 

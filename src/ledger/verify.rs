@@ -109,6 +109,9 @@ pub enum ProblemKind {
     OutsideFilter { filter: String },
     /// The document claims an older format than its content has (which would check it less).
     Downgraded { declared_version: u32, reason: String },
+    /// A current identity (`units`) disagrees with the hashed runs of its chip or serial: the
+    /// identity table was edited.
+    IdentityMismatch { chip_uid: String, unit_serial: String, run_serial: String },
     /// A record that cannot be read at all.
     Malformed { reason: String },
 }
@@ -474,9 +477,54 @@ impl Ledger {
                 Err(error) => return Err(error),
             }
             let heads = chain_heads(connection, path)?;
-            Ok(checker.finish(heads, None))
+            let mut report = checker.finish(heads, None);
+            if report.problem.is_none() {
+                report.problem = identity_problem(connection, path)?;
+            }
+            Ok(report)
         })
     }
+}
+
+/// Cross-checks the identity tables against the hashed runs: every run that names a chip and a
+/// serial must match the chip's current identity (`units`: chip, serial, device ID) or one of
+/// its retired ones (`identity_history`), for every unit row that shares the run's chip or
+/// serial. An edit of a unit's serial, device ID or chip UID is then found as soon as the unit
+/// has a recorded run (docs/ledger.md; an identity whose run was never recorded has nothing
+/// hashed to compare with).
+fn identity_problem(connection: &rusqlite::Connection, path: &Path) -> Result<Option<ChainProblem>, LedgerError> {
+    use rusqlite::OptionalExtension;
+    let mismatch = |join: &str| {
+        format!(
+            "SELECT r.id, st.name, r.station_sequence, u.chip_uid, u.serial, r.chip_uid, r.serial
+             FROM units u JOIN runs r ON {join} JOIN stations st ON st.id = r.station_id
+             WHERE r.serial IS NOT NULL AND r.chip_uid IS NOT NULL
+               AND NOT (r.chip_uid = u.chip_uid AND r.serial = u.serial AND r.device_id IS u.device_id)
+               AND NOT EXISTS (SELECT 1 FROM identity_history h WHERE h.chip_uid = r.chip_uid
+                               AND h.serial = r.serial AND h.device_id IS r.device_id)"
+        )
+    };
+    let sql = format!("{} UNION ALL {} LIMIT 1", mismatch("r.chip_uid = u.chip_uid"), mismatch("r.serial = u.serial"));
+    let found = connection
+        .query_row(&sql, [], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, i64>(2)?,
+                row.get::<_, String>(3)?,
+                row.get::<_, String>(4)?,
+                row.get::<_, String>(6)?,
+            ))
+        })
+        .optional()
+        .map_err(super::database_error(path, "cross-checking identities against the runs"))?;
+    Ok(found.map(|(run_id, station, sequence, chip_uid, unit_serial, run_serial)| ChainProblem {
+        location: format!("units (against run id {run_id})"),
+        station: Some(station),
+        station_sequence: u64::try_from(sequence).ok(),
+        serial: Some(unit_serial.clone()),
+        kind: ProblemKind::IdentityMismatch { chip_uid, unit_serial, run_serial },
+    }))
 }
 
 /// Verifies an export file (CSV, JSON or JSON lines, told apart by their first byte) against
