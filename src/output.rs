@@ -26,7 +26,9 @@ use std::path::{Path, PathBuf};
 /// Why an output could not be written.
 #[derive(Debug, thiserror::Error)]
 pub enum OutputError {
-    #[error("refusing to write to {output}: it is {input}, an input of this command (choose another output path)")]
+    #[error(
+        "refusing to write to {output}: it is {input}, an input of this command (choose another output path)"
+    )]
     IsAnInput { output: PathBuf, input: PathBuf },
 
     #[error("refusing to write to {path}: it is a directory")]
@@ -101,12 +103,22 @@ impl OutputFile {
                         || metadata.file_type().is_socket()
                 );
                 let file = OpenOptions::new().write(true).open(path).map_err(open_error)?;
-                Ok(OutputFile { path: path.to_owned(), file, temporary_path: None, final_path: path.to_owned() })
+                Ok(OutputFile {
+                    path: path.to_owned(),
+                    file,
+                    temporary_path: None,
+                    final_path: path.to_owned(),
+                })
             }
             _ => {
                 let final_path = resolved_path(path);
                 let (temporary_path, file) = create_temporary_beside(&final_path).map_err(open_error)?;
-                Ok(OutputFile { path: path.to_owned(), file, temporary_path: Some(temporary_path), final_path })
+                Ok(OutputFile {
+                    path: path.to_owned(),
+                    file,
+                    temporary_path: Some(temporary_path),
+                    final_path,
+                })
             }
         }
     }
@@ -222,7 +234,11 @@ mod tests {
         assert!(failed.is_err());
         assert_eq!(std::fs::read(&output).unwrap(), b"yesterday");
         assert_eq!(std::fs::read_dir(directory.path()).unwrap().count(), 1, "a temporary file was left");
-        write_output_file::<(), OutputError>(&output, &[], |out| Ok(out.write_all(b"today").unwrap())).unwrap();
+        write_output_file::<(), OutputError>(&output, &[], |out| {
+            out.write_all(b"today").unwrap();
+            Ok(())
+        })
+        .unwrap();
         assert_eq!(std::fs::read(&output).unwrap(), b"today");
         assert_eq!(std::fs::read_dir(directory.path()).unwrap().count(), 1);
     }

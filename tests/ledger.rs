@@ -674,7 +674,13 @@ fn show_and_stats_report_units_and_runs() {
     drop(ledger);
     let database = built.database.to_str().unwrap();
 
-    for key in [old_serial.clone(), old_serial.to_lowercase(), reworked.identity.serial.clone(), chip_of(3), chip_of(3).to_uppercase()] {
+    for key in [
+        old_serial.clone(),
+        old_serial.to_lowercase(),
+        reworked.identity.serial.clone(),
+        chip_of(3),
+        chip_of(3).to_uppercase(),
+    ] {
         let output = imprint(&["log", "show", "--db", database, &key, "--json"]);
         assert!(output.status.success(), "{key}: {}", text(&output));
         let history: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
@@ -1284,16 +1290,11 @@ fn a_backup_of_a_live_ledger_is_complete_and_verifies() {
     let directory = built.database.parent().unwrap();
     let copy = directory.join("backup").join("copy.db");
     std::fs::create_dir(copy.parent().unwrap()).unwrap();
-    let output = imprint(&[
-        "log",
-        "backup",
-        "--db",
-        built.database.to_str().unwrap(),
-        "-o",
-        copy.to_str().unwrap(),
-    ]);
+    let output =
+        imprint(&["log", "backup", "--db", built.database.to_str().unwrap(), "-o", copy.to_str().unwrap()]);
     assert!(output.status.success(), "{}", text(&output));
-    let names: Vec<_> = std::fs::read_dir(copy.parent().unwrap()).unwrap().map(|entry| entry.unwrap().file_name()).collect();
+    let names: Vec<_> =
+        std::fs::read_dir(copy.parent().unwrap()).unwrap().map(|entry| entry.unwrap().file_name()).collect();
     assert_eq!(names, vec![std::ffi::OsString::from("copy.db")], "the backup is one file");
     let head = hex::encode(receipt.record_hash);
     let verify = imprint(&["log", "verify", "--db", copy.to_str().unwrap(), "--head", &head]);
@@ -1316,7 +1317,10 @@ fn a_copy_of_the_database_file_alone_holds_every_run_after_a_checkpoint() {
     assert!(ledger.checkpoint().unwrap(), "the checkpoint was blocked");
     let copy = copy_directory.join("after-checkpoint.db");
     std::fs::copy(&database, &copy).unwrap();
-    assert_eq!(Ledger::open_read_only(&copy).unwrap().verify(&Default::default()).unwrap().records_checked, 5);
+    assert_eq!(
+        Ledger::open_read_only(&copy).unwrap().verify(&Default::default()).unwrap().records_checked,
+        5
+    );
     // Closing the ledger checkpoints too, even when a pooled read-only connection (which
     // cannot checkpoint) is the last to close.
     ledger.record_run(&sample_run(6, None)).unwrap();
@@ -1324,7 +1328,10 @@ fn a_copy_of_the_database_file_alone_holds_every_run_after_a_checkpoint() {
     drop(ledger);
     let copy = copy_directory.join("after-close.db");
     std::fs::copy(&database, &copy).unwrap();
-    assert_eq!(Ledger::open_read_only(&copy).unwrap().verify(&Default::default()).unwrap().records_checked, 6);
+    assert_eq!(
+        Ledger::open_read_only(&copy).unwrap().verify(&Default::default()).unwrap().records_checked,
+        6
+    );
 }
 
 #[test]
@@ -1334,7 +1341,8 @@ fn a_ledger_is_created_only_when_asked() {
     assert!(matches!(Ledger::open_existing(&mistyped), Err(LedgerError::Missing { .. })));
     assert!(!mistyped.parent().unwrap().exists(), "opening an existing ledger created a directory");
     let mistyped = mistyped.to_str().unwrap();
-    let ship = imprint(&["log", "ship", "--db", mistyped, "--central", "postgresql://nobody@127.0.0.1:1/none"]);
+    let ship =
+        imprint(&["log", "ship", "--db", mistyped, "--central", "postgresql://nobody@127.0.0.1:1/none"]);
     assert_eq!(ship.status.code(), Some(2), "{}", text(&ship));
     assert!(text(&ship).contains("no ledger at") && text(&ship).contains(mistyped), "{}", text(&ship));
     assert!(!Path::new(mistyped).parent().unwrap().exists());
@@ -1346,7 +1354,11 @@ fn a_ledger_is_created_only_when_asked() {
         .output()
         .unwrap();
     assert_eq!(default.status.code(), Some(2));
-    assert!(text(&default).contains("station.db") && text(&default).contains("$IMPRINT_LEDGER"), "{}", text(&default));
+    assert!(
+        text(&default).contains("station.db") && text(&default).contains("$IMPRINT_LEDGER"),
+        "{}",
+        text(&default)
+    );
     // `log init` creates it (and its directory), and is idempotent.
     let init = imprint(&["log", "init", "--db", mistyped]);
     assert!(init.status.success() && text(&init).contains("created ledger"), "{}", text(&init));
@@ -1362,7 +1374,10 @@ fn a_ledger_is_created_only_when_asked() {
 fn a_database_that_is_not_a_ledger_is_refused_untouched() {
     let directory = tempfile::tempdir().unwrap();
     let foreign = directory.path().join("inventory.db");
-    sqlite3(&foreign, "PRAGMA journal_mode = DELETE; CREATE TABLE parts (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO parts (name) VALUES ('resistor');");
+    sqlite3(
+        &foreign,
+        "PRAGMA journal_mode = DELETE; CREATE TABLE parts (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO parts (name) VALUES ('resistor');",
+    );
     let future = directory.path().join("future.db");
     drop(Ledger::create(&future).unwrap());
     sqlite3(&future, "PRAGMA journal_mode = DELETE; PRAGMA user_version = 99;");
@@ -1391,7 +1406,10 @@ fn a_database_that_is_not_a_ledger_is_refused_untouched() {
     // A ledger made before application ids (schema 2) is still a ledger: migrated, then marked.
     let old = directory.path().join("old.db");
     drop(Ledger::create(&old).unwrap());
-    sqlite3(&old, "PRAGMA application_id = 0; PRAGMA user_version = 2; DROP INDEX units_by_serial_nocase; DROP INDEX identity_history_by_serial_nocase; DROP INDEX runs_by_serial_nocase; DROP INDEX runs_by_serial;");
+    sqlite3(
+        &old,
+        "PRAGMA application_id = 0; PRAGMA user_version = 2; DROP INDEX units_by_serial_nocase; DROP INDEX identity_history_by_serial_nocase; DROP INDEX runs_by_serial_nocase; DROP INDEX runs_by_serial;",
+    );
     drop(Ledger::open_existing(&old).unwrap());
     assert_eq!(sqlite3(&old, "PRAGMA application_id").trim(), imprint::ledger::APPLICATION_ID.to_string());
 }
@@ -1444,10 +1462,7 @@ fn export_headers_versions_and_duplicate_keys_cannot_weaken_the_check() {
     };
     let set_since = |lines: &mut ExportLines, since: &str| {
         let header = lines.header.last_mut().unwrap();
-        let (from, to) = (
-            "\"since\":null".to_owned(),
-            format!("\"since\":\"{since}\""),
-        );
+        let (from, to) = ("\"since\":null".to_owned(), format!("\"since\":\"{since}\""));
         let (from, to) = if lines.format == Format::Csv {
             (from.replace('"', "\"\""), to.replace('"', "\"\""))
         } else {
@@ -1458,7 +1473,8 @@ fn export_headers_versions_and_duplicate_keys_cannot_weaken_the_check() {
     };
     // (case, formats, tamper, --head, expected text)
     type Tamper<'a> = Box<dyn Fn(&mut ExportLines) + 'a>;
-    let cases: Vec<(&str, &[Format], Tamper, Option<&str>, &str)> = vec![
+    type Case<'a> = (&'a str, &'a [Format], Tamper<'a>, Option<&'a str>, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "header since set, run 10 deleted, count fixed, with --head",
             &all_formats,
@@ -1573,7 +1589,9 @@ fn an_edited_identity_is_found_by_verify() {
     let serial = built.serials[3].clone().unwrap();
     let edits = [
         format!("UPDATE units SET serial = 'DS1-999999' WHERE serial = '{serial}'"),
-        format!("UPDATE units SET device_id = '00000000-0000-0000-0000-000000000001' WHERE serial = '{serial}'"),
+        format!(
+            "UPDATE units SET device_id = '00000000-0000-0000-0000-000000000001' WHERE serial = '{serial}'"
+        ),
         format!("UPDATE units SET chip_uid = 'ffffffffffffffff' WHERE serial = '{serial}'"),
     ];
     let mut tried = 0;

@@ -41,7 +41,9 @@ impl DatabaseArgs {
         }
         match std::env::var_os(LEDGER_ENVIRONMENT_VARIABLE) {
             Some(value) if !value.is_empty() => format!("${LEDGER_ENVIRONMENT_VARIABLE}"),
-            _ => format!("the station default {STATION_DEFAULT_LEDGER} (no --db, IMPRINT_DB or ${LEDGER_ENVIRONMENT_VARIABLE})"),
+            _ => format!(
+                "the station default {STATION_DEFAULT_LEDGER} (no --db, IMPRINT_DB or ${LEDGER_ENVIRONMENT_VARIABLE})"
+            ),
         }
     }
 

@@ -38,7 +38,8 @@ pub(crate) fn copy(source: &Connection, path: &Path, destination: &Path) -> Resu
     let io_error = |source: std::io::Error| LedgerError::BackupTarget {
         message: format!("writing {}: {source}", destination.display()),
     };
-    let directory = destination.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let directory =
+        destination.parent().filter(|parent| !parent.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = destination.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
     let temporary = directory.join(format!(".{name}.imprint-backup-{}.tmp", std::process::id()));
     let remove_temporary = || {
@@ -66,7 +67,10 @@ pub(crate) fn copy(source: &Connection, path: &Path, destination: &Path) -> Resu
                     _ if started.elapsed() < super::BUSY_TIMEOUT => std::thread::sleep(PAUSE_BETWEEN_STEPS),
                     other => {
                         return Err(LedgerError::BackupTarget {
-                            message: format!("the copy did not finish within {:?} ({other:?})", super::BUSY_TIMEOUT),
+                            message: format!(
+                                "the copy did not finish within {:?} ({other:?})",
+                                super::BUSY_TIMEOUT
+                            ),
                         });
                     }
                 }

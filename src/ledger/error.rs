@@ -16,12 +16,12 @@ pub enum LedgerError {
     )]
     Missing { path: PathBuf },
 
-    #[error(
-        "{path} is not an imprint ledger ({found}); refusing to use it (nothing was written to it)"
-    )]
+    #[error("{path} is not an imprint ledger ({found}); refusing to use it (nothing was written to it)")]
     NotALedger { path: PathBuf, found: String },
 
-    #[error("ledger {path} cannot be written: {source} (check the file's and its directory's permissions, the mount, free space)")]
+    #[error(
+        "ledger {path} cannot be written: {source} (check the file's and its directory's permissions, the mount, free space)"
+    )]
     NotWritable { path: PathBuf, source: rusqlite::Error },
 
     #[error("cannot write the backup: {message}")]

@@ -171,9 +171,7 @@ impl Ledger {
             return Err(LedgerError::Missing { path: path.to_owned() });
         }
         schema::inspect(path)?;
-        if may_create
-            && let Some(directory) = path.parent().filter(|parent| !parent.as_os_str().is_empty())
-        {
+        if may_create && let Some(directory) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
             std::fs::create_dir_all(directory)
                 .map_err(|source| LedgerError::CreateDirectory { path: directory.to_owned(), source })?;
         }
@@ -220,11 +218,10 @@ impl Ledger {
     /// file, directory or mount, or a ledger opened with [`Ledger::open_read_only`].
     pub fn check_writable(&self) -> Result<(), LedgerError> {
         let path = self.path();
-        let writer = self
-            .shared
-            .writer
-            .as_ref()
-            .ok_or_else(|| LedgerError::ReadOnly { path: path.to_owned(), operation: "checking it is writable" })?;
+        let writer = self.shared.writer.as_ref().ok_or_else(|| LedgerError::ReadOnly {
+            path: path.to_owned(),
+            operation: "checking it is writable",
+        })?;
         let mut connection = lock(writer);
         let not_writable = |source| LedgerError::NotWritable { path: path.to_owned(), source };
         let transaction =

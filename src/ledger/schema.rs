@@ -214,10 +214,16 @@ pub fn inspect(path: &Path) -> Result<FileContent, LedgerError> {
     classify(path, application_id, version, &tables)
 }
 
-fn classify(path: &Path, application_id: i32, version: i64, tables: &[String]) -> Result<FileContent, LedgerError> {
+fn classify(
+    path: &Path,
+    application_id: i32,
+    version: i64,
+    tables: &[String],
+) -> Result<FileContent, LedgerError> {
     let supported = current_version();
     let has_ledger_tables = LEDGER_TABLES.iter().all(|table| tables.iter().any(|name| name == table));
-    let is_ledger = application_id == APPLICATION_ID || (application_id == 0 && version >= 1 && has_ledger_tables);
+    let is_ledger =
+        application_id == APPLICATION_ID || (application_id == 0 && version >= 1 && has_ledger_tables);
     if is_ledger {
         if version > supported {
             return Err(LedgerError::SchemaTooNew { path: path.to_owned(), found: version, supported });

@@ -492,7 +492,10 @@ impl Ledger {
 /// serial. An edit of a unit's serial, device ID or chip UID is then found as soon as the unit
 /// has a recorded run (docs/ledger.md; an identity whose run was never recorded has nothing
 /// hashed to compare with).
-fn identity_problem(connection: &rusqlite::Connection, path: &Path) -> Result<Option<ChainProblem>, LedgerError> {
+fn identity_problem(
+    connection: &rusqlite::Connection,
+    path: &Path,
+) -> Result<Option<ChainProblem>, LedgerError> {
     use rusqlite::OptionalExtension;
     let mismatch = |join: &str| {
         format!(
@@ -504,7 +507,11 @@ fn identity_problem(connection: &rusqlite::Connection, path: &Path) -> Result<Op
                                AND h.serial = r.serial AND h.device_id IS r.device_id)"
         )
     };
-    let sql = format!("{} UNION ALL {} LIMIT 1", mismatch("r.chip_uid = u.chip_uid"), mismatch("r.serial = u.serial"));
+    let sql = format!(
+        "{} UNION ALL {} LIMIT 1",
+        mismatch("r.chip_uid = u.chip_uid"),
+        mismatch("r.serial = u.serial")
+    );
     let found = connection
         .query_row(&sql, [], |row| {
             Ok((
@@ -718,7 +725,8 @@ fn verify_json(path: &Path, reader: impl Read, options: &VerifyOptions) -> Resul
             formatter.write_str("a JSON array of export records")
         }
         fn visit_seq<A: SeqAccess<'de>>(self, mut sequence: A) -> Result<(), A::Error> {
-            let header: Option<Value> = sequence.next_element::<StrictValue>()?.map(|StrictValue(value)| value);
+            let header: Option<Value> =
+                sequence.next_element::<StrictValue>()?.map(|StrictValue(value)| value);
             *self.elements_seen = 1;
             let header = header.ok_or_else(|| "the array is empty".to_owned()).and_then(|value| {
                 serde_json::from_value::<ExportHeader>(value).map_err(|error| error.to_string())
