@@ -116,6 +116,17 @@ fn file_size_mib(path: &std::path::Path) -> f64 {
     (main + wal) as f64 / (1024.0 * 1024.0)
 }
 
+/// What the sqlite3 shell dumps as the CSV peer: the rows `imprint log export --format csv`
+/// writes (each run's columns, its profile, and its steps as one JSON array), in chain order.
+const SQLITE3_CSV_QUERY: &str = "SELECT 'run', s.name, r.station_sequence, r.id, r.started_at, r.finished_at, r.result, \
+    r.failing_step, r.reason, o.name, r.probe, p.name, p.profile_sha256, p.images, r.chip_uid, r.serial, r.device_id, \
+    (SELECT json_group_array(json_object('detail', json(st.detail), 'duration_ms', st.duration_ms, 'name', st.name, \
+        'ordinal', st.ordinal, 'started_at', st.started_at, 'status', st.status)) \
+     FROM (SELECT * FROM steps WHERE run_id = r.id ORDER BY ordinal) st), \
+    hex(r.prev_hash), hex(r.record_hash), r.shipped_at \
+    FROM runs r JOIN stations s ON s.id = r.station_id JOIN operators o ON o.id = r.operator_id \
+    JOIN profiles p ON p.id = r.profile_id ORDER BY r.station_id, r.station_sequence";
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let options = parse_options()?;
     let directory = options
@@ -182,18 +193,40 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         peak_rss_mib()
     );
 
+    // CSV beside its peer: the sqlite3 shell dumping the same rows (every run with its steps
+    // as a JSON array, in chain order) as CSV, timed in the same run on the same file.
+    ledger.checkpoint()?;
     let csv_path = directory.join("bench.csv");
     let started = Instant::now();
     let mut file = std::io::BufWriter::new(std::fs::File::create(&csv_path)?);
     ledger.export(ExportFormat::Csv, &ExportFilter::default(), &mut file)?;
     drop(file);
-    let elapsed = started.elapsed();
+    let csv_elapsed = started.elapsed();
     println!(
         "export:  {} runs to CSV in {:.1} s, {:.0} MiB; peak RSS {}",
         total_runs,
-        elapsed.as_secs_f64(),
+        csv_elapsed.as_secs_f64(),
         file_size_mib(&csv_path),
         peak_rss_mib()
+    );
+    let peer_path = directory.join("bench-sqlite3.csv");
+    let started = Instant::now();
+    let peer = std::process::Command::new("sqlite3")
+        .arg("-csv")
+        .arg("-readonly")
+        .arg(&database)
+        .arg(SQLITE3_CSV_QUERY)
+        .stdout(std::fs::File::create(&peer_path)?)
+        .status()?;
+    let peer_elapsed = started.elapsed();
+    if !peer.success() {
+        return Err("sqlite3 -csv failed (is the sqlite3 shell installed?)".into());
+    }
+    println!(
+        "peer:    sqlite3 -csv, the same runs with their steps in {:.1} s, {:.0} MiB; imprint CSV / sqlite3 = {:.2}",
+        peer_elapsed.as_secs_f64(),
+        file_size_mib(&peer_path),
+        csv_elapsed.as_secs_f64() / peer_elapsed.as_secs_f64()
     );
 
     let started = Instant::now();

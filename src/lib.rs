@@ -22,6 +22,7 @@ pub mod identity;
 pub mod image;
 pub mod ledger;
 pub mod manifest;
+pub mod output;
 pub mod profile;
 pub mod station;
 pub mod store;

@@ -129,3 +129,62 @@ fn a_disk_that_fills_mid_run_fails_units_but_keeps_every_acknowledged_one() {
         sqlite(&db, &format!("SELECT count(*) FROM runs WHERE result = 'pass' AND serial IN ({list});"));
     assert_eq!(found, passed.len().to_string(), "an acknowledged unit is missing");
 }
+
+/// Issue 19: another application's database, a ledger of a future schema and a read-only
+/// ledger stop the line at start (exit 2, before any unit), and a refused file keeps every byte.
+#[test]
+fn a_foreign_or_future_database_is_refused_before_any_unit_and_untouched() {
+    let directory = tempfile::tempdir().unwrap();
+    let foreign = directory.path().join("inventory.db");
+    sqlite(&foreign, "PRAGMA journal_mode = DELETE; CREATE TABLE parts (id INTEGER PRIMARY KEY, name TEXT);");
+    let future = directory.path().join("future.db");
+    assert_eq!(run(&future, "1").0, 0);
+    sqlite(&future, "PRAGMA journal_mode = DELETE; PRAGMA user_version = 99;");
+    for (db, expected) in [(&foreign, "not an imprint ledger"), (&future, "schema version 99")] {
+        let before = std::fs::read(db).unwrap();
+        let (code, stdout, stderr) = run(db, "2");
+        assert_eq!(code, 2, "{stderr}");
+        assert!(stderr.contains(expected) && stderr.contains(&db.display().to_string()), "{stderr}");
+        assert!(!stdout.contains("unit-started"), "a unit started");
+        assert_eq!(std::fs::read(db).unwrap(), before, "{} was modified", db.display());
+    }
+}
+
+#[test]
+fn a_read_only_ledger_is_refused_before_any_unit() {
+    let directory = tempfile::tempdir().unwrap();
+    let db = directory.path().join("ledger.db");
+    assert_eq!(run(&db, "1").0, 0);
+    // As root, permissions do not stop a write: make the file read-only with a read-only bind
+    // mount in a private mount namespace (nothing outside the test sees it).
+    let output = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c"])
+        .arg(r#"mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && exec "$0" run --json --sim-timing zero --sim 2 --count 2 --profile "$2" --db "$1""#)
+        .arg(env!("CARGO_BIN_EXE_imprint"))
+        .arg(&db)
+        .arg(repo_root().join("profiles/demo.toml"))
+        .env_remove("IMPRINT_DB")
+        .env_remove("IMPRINT_LEDGER")
+        .output()
+        .expect("unshare (util-linux; the tests run as root, as CI does)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stdout}{stderr}");
+    assert!(stderr.contains("cannot be written") && stderr.contains("ledger.db"), "{stderr}");
+    assert!(!stdout.contains("unit-started"), "a unit started against a read-only ledger");
+}
+
+#[test]
+fn after_a_run_a_copy_of_the_database_file_alone_holds_every_run() {
+    let directory = tempfile::tempdir().unwrap();
+    let db = directory.path().join("ledger.db");
+    let (code, ..) = run(&db, "6");
+    assert_eq!(code, 0);
+    let copies = directory.path().join("copies");
+    std::fs::create_dir(&copies).unwrap();
+    let copy = copies.join("ledger.db");
+    std::fs::copy(&db, &copy).unwrap();
+    assert_eq!(sqlite(&copy, "SELECT count(*) FROM runs;"), "6");
+    let verify = imprint().args(["log", "verify", "--db"]).arg(&copy).output().unwrap();
+    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stdout));
+}

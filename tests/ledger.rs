@@ -671,7 +671,13 @@ fn show_and_stats_report_units_and_runs() {
     drop(ledger);
     let database = built.database.to_str().unwrap();
 
-    for key in [old_serial.clone(), reworked.identity.serial.clone(), chip_of(3), chip_of(3).to_uppercase()] {
+    for key in [
+        old_serial.clone(),
+        old_serial.to_lowercase(),
+        reworked.identity.serial.clone(),
+        chip_of(3),
+        chip_of(3).to_uppercase(),
+    ] {
         let output = imprint(&["log", "show", "--db", database, &key, "--json"]);
         assert!(output.status.success(), "{key}: {}", text(&output));
         let history: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
@@ -721,8 +727,8 @@ fn bad_input_exits_2_and_writes_nothing() {
     let missing = directory.path().join("missing.db");
     let missing = missing.to_str().unwrap();
     let cases: &[(&[&str], &str)] = &[
-        (&["log", "verify", "--db", missing], "does not exist"),
-        (&["log", "stats", "--db", missing], "does not exist"),
+        (&["log", "verify", "--db", missing], "no ledger at"),
+        (&["log", "stats", "--db", missing], "no ledger at"),
         (&["log", "verify", "--db", missing, "--head", "xyz"], "--head"),
         (&["log", "verify", "/nonexistent/export.jsonl"], "export.jsonl"),
     ];
@@ -1166,4 +1172,435 @@ fn a_committed_golden_export_still_verifies_and_hashes_the_same() {
         .map(|run| run.record_hash)
         .collect();
     assert_eq!(golden_hashes, built.record_hashes[1..].to_vec());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Output paths, backups and checkpoints, creating and refusing ledgers (issue 19).
+
+/// The bytes of the ledger file and of its `-wal`, for before/after comparisons.
+fn ledger_bytes(database: &Path) -> (Vec<u8>, Option<Vec<u8>>) {
+    let mut wal = database.as_os_str().to_owned();
+    wal.push("-wal");
+    (std::fs::read(database).unwrap(), std::fs::read(PathBuf::from(wal)).ok())
+}
+
+#[test]
+fn an_output_over_the_ledger_or_its_companions_is_refused() {
+    let built = build_ledger();
+    let database = built.database.to_str().unwrap();
+    let directory = built.database.parent().unwrap();
+    let hard_link = directory.join("also-the-ledger.db");
+    std::fs::hard_link(&built.database, &hard_link).unwrap();
+    let symlink = directory.join("link.db");
+    std::os::unix::fs::symlink(&built.database, &symlink).unwrap();
+    let wal = format!("{database}-wal");
+    let before = ledger_bytes(&built.database);
+    let mut tried = 0;
+    for output in [database, hard_link.to_str().unwrap(), symlink.to_str().unwrap(), wal.as_str()] {
+        for command in [
+            vec!["log", "export", "--db", database, "-o", output],
+            vec!["log", "export", "--db", database, "--format", "csv", "-o", output],
+            vec!["log", "certificates", "--db", database, "--all", "-o", output],
+            vec!["log", "backup", "--db", database, "-o", output],
+        ] {
+            let result = imprint(&command);
+            assert_eq!(result.status.code(), Some(2), "{command:?}: {}", text(&result));
+            assert!(text(&result).contains("refusing to write"), "{command:?}: {}", text(&result));
+            tried += 1;
+        }
+    }
+    assert_eq!(tried, 16);
+    assert_eq!(ledger_bytes(&built.database).0, before.0, "the ledger file changed");
+    let verify = imprint(&["log", "verify", "--db", database, "--head", &built.head()]);
+    assert!(verify.status.success(), "{}", text(&verify));
+}
+
+#[test]
+fn an_export_streams_into_a_fifo_and_leaves_it_in_place() {
+    let built = build_ledger();
+    let directory = built.database.parent().unwrap();
+    let fifo = directory.join("export.fifo");
+    let status = Command::new("mkfifo").arg(&fifo).status().expect("mkfifo");
+    assert!(status.success());
+    for format in ["jsonl", "csv", "json"] {
+        let reader_path = fifo.clone();
+        let reader = std::thread::spawn(move || std::fs::read(reader_path).unwrap());
+        let output = imprint(&[
+            "log",
+            "export",
+            "--db",
+            built.database.to_str().unwrap(),
+            "--format",
+            format,
+            "-o",
+            fifo.to_str().unwrap(),
+        ]);
+        let received = reader.join().unwrap();
+        assert!(output.status.success(), "{format}: {}", text(&output));
+        use std::os::unix::fs::FileTypeExt;
+        assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo(), "{format}: the FIFO is gone");
+        let copy = directory.join(format!("received.{format}"));
+        std::fs::write(&copy, &received).unwrap();
+        let verify = imprint(&["log", "verify", copy.to_str().unwrap(), "--head", &built.head()]);
+        assert!(verify.status.success(), "{format}: {}", text(&verify));
+    }
+}
+
+/// `/dev/null` is tried in a private mount namespace whose `/dev` is a fresh tmpfs holding a
+/// `mknod` copy of the null device: the machine's own `/dev/null` is never at risk.
+#[test]
+fn an_export_to_dev_null_succeeds_and_dev_null_survives() {
+    let built = build_ledger();
+    let script = r#"set -e
+mount -t tmpfs -o size=64k,mode=755 imprint-test-dev /dev
+mknod -m 666 /dev/null c 1 3
+mknod -m 666 /dev/urandom c 1 9
+set +e
+status=0
+for format in jsonl csv json; do
+    "$0" log export --db "$1" --format "$format" -o /dev/null || status=$?
+    test -c /dev/null || { echo "/dev/null is gone after $format"; exit 99; }
+done
+"$0" log certificates --db "$1" --all -o /dev/null || status=$?
+test -c /dev/null || { echo "/dev/null is gone after certificates"; exit 99; }
+exit $status"#;
+    let output = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", script])
+        .arg(env!("CARGO_BIN_EXE_imprint"))
+        .arg(&built.database)
+        .env_remove("IMPRINT_DB")
+        .env_remove("IMPRINT_LEDGER")
+        .output()
+        .expect("unshare (util-linux; the tests run as root, as CI does)");
+    assert!(output.status.success(), "{}", text(&output));
+    assert!(text(&output).contains("exported 36 runs"), "{}", text(&output));
+}
+
+#[test]
+fn a_backup_of_a_live_ledger_is_complete_and_verifies() {
+    let built = build_ledger();
+    // A station still has the ledger open and keeps writing.
+    let live = Ledger::open_existing(&built.database).unwrap();
+    let identity = live.allocate_identity(&identity_request(&chip_of(999), ReworkPolicy::Refuse)).unwrap();
+    let receipt = live.record_run(&sample_run(RUN_COUNT + 1, Some(&identity.identity))).unwrap();
+    let directory = built.database.parent().unwrap();
+    let copy = directory.join("backup").join("copy.db");
+    std::fs::create_dir(copy.parent().unwrap()).unwrap();
+    let output =
+        imprint(&["log", "backup", "--db", built.database.to_str().unwrap(), "-o", copy.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", text(&output));
+    let names: Vec<_> =
+        std::fs::read_dir(copy.parent().unwrap()).unwrap().map(|entry| entry.unwrap().file_name()).collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("copy.db")], "the backup is one file");
+    let head = hex::encode(receipt.record_hash);
+    let verify = imprint(&["log", "verify", "--db", copy.to_str().unwrap(), "--head", &head]);
+    assert!(verify.status.success(), "{}", text(&verify));
+    assert!(text(&verify).contains(&format!("{} runs checked", RUN_COUNT + 1)), "{}", text(&verify));
+    drop(live);
+}
+
+#[test]
+fn a_copy_of_the_database_file_alone_holds_every_run_after_a_checkpoint() {
+    let directory = tempfile::tempdir().unwrap();
+    let database = directory.path().join("ledger.db");
+    let copy_directory = directory.path().join("copies");
+    std::fs::create_dir(&copy_directory).unwrap();
+    let ledger = Ledger::create(&database).unwrap();
+    for index in 1..=5 {
+        ledger.record_run(&sample_run(index, None)).unwrap();
+    }
+    // While the station runs, the latest runs live in the -wal; a line end checkpoints.
+    assert!(ledger.checkpoint().unwrap(), "the checkpoint was blocked");
+    let copy = copy_directory.join("after-checkpoint.db");
+    std::fs::copy(&database, &copy).unwrap();
+    assert_eq!(
+        Ledger::open_read_only(&copy).unwrap().verify(&Default::default()).unwrap().records_checked,
+        5
+    );
+    // Closing the ledger checkpoints too, even when a pooled read-only connection (which
+    // cannot checkpoint) is the last to close.
+    ledger.record_run(&sample_run(6, None)).unwrap();
+    assert_eq!(ledger.verify(&Default::default()).unwrap().records_checked, 6);
+    drop(ledger);
+    let copy = copy_directory.join("after-close.db");
+    std::fs::copy(&database, &copy).unwrap();
+    assert_eq!(
+        Ledger::open_read_only(&copy).unwrap().verify(&Default::default()).unwrap().records_checked,
+        6
+    );
+}
+
+#[test]
+fn a_ledger_is_created_only_when_asked() {
+    let directory = tempfile::tempdir().unwrap();
+    let mistyped = directory.path().join("no-such-directory").join("ledger.db");
+    assert!(matches!(Ledger::open_existing(&mistyped), Err(LedgerError::Missing { .. })));
+    assert!(!mistyped.parent().unwrap().exists(), "opening an existing ledger created a directory");
+    let mistyped = mistyped.to_str().unwrap();
+    let ship =
+        imprint(&["log", "ship", "--db", mistyped, "--central", "postgresql://nobody@127.0.0.1:1/none"]);
+    assert_eq!(ship.status.code(), Some(2), "{}", text(&ship));
+    assert!(text(&ship).contains("no ledger at") && text(&ship).contains(mistyped), "{}", text(&ship));
+    assert!(!Path::new(mistyped).parent().unwrap().exists());
+    // The default location is named when nothing is given.
+    let default = Command::new(env!("CARGO_BIN_EXE_imprint"))
+        .args(["log", "stats"])
+        .env_remove("IMPRINT_DB")
+        .env("IMPRINT_LEDGER", directory.path().join("station.db"))
+        .output()
+        .unwrap();
+    assert_eq!(default.status.code(), Some(2));
+    assert!(
+        text(&default).contains("station.db") && text(&default).contains("$IMPRINT_LEDGER"),
+        "{}",
+        text(&default)
+    );
+    // `log init` creates it (and its directory), and is idempotent.
+    let init = imprint(&["log", "init", "--db", mistyped]);
+    assert!(init.status.success() && text(&init).contains("created ledger"), "{}", text(&init));
+    let again = imprint(&["log", "init", "--db", mistyped]);
+    assert!(again.status.success() && text(&again).contains("already exists"), "{}", text(&again));
+    assert!(imprint(&["log", "verify", "--db", mistyped]).status.success());
+    assert!(Ledger::open_existing(Path::new(mistyped)).is_ok());
+}
+
+/// Another application's database, a ledger of a future schema and an empty file: each is
+/// refused (or, for `log init` on an empty file, initialised) and a refused file keeps every byte.
+#[test]
+fn a_database_that_is_not_a_ledger_is_refused_untouched() {
+    let directory = tempfile::tempdir().unwrap();
+    let foreign = directory.path().join("inventory.db");
+    sqlite3(
+        &foreign,
+        "PRAGMA journal_mode = DELETE; CREATE TABLE parts (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO parts (name) VALUES ('resistor');",
+    );
+    let future = directory.path().join("future.db");
+    drop(Ledger::create(&future).unwrap());
+    sqlite3(&future, "PRAGMA journal_mode = DELETE; PRAGMA user_version = 99;");
+    let mut tried = 0;
+    for (file, expected) in [(&foreign, "not an imprint ledger"), (&future, "schema version 99")] {
+        let before = std::fs::read(file).unwrap();
+        let path = file.to_str().unwrap();
+        for command in [
+            vec!["log", "init", "--db", path],
+            vec!["log", "verify", "--db", path],
+            vec!["log", "export", "--db", path],
+            vec!["log", "ship", "--db", path, "--central", "postgresql://nobody@127.0.0.1:1/none"],
+        ] {
+            let output = imprint(&command);
+            assert_eq!(output.status.code(), Some(2), "{command:?}: {}", text(&output));
+            assert!(text(&output).contains(expected), "{command:?}: {}", text(&output));
+            tried += 1;
+        }
+        assert!(Ledger::open(file).is_err());
+        assert_eq!(std::fs::read(file).unwrap(), before, "{path} was modified");
+        let mut wal = file.as_os_str().to_owned();
+        wal.push("-wal");
+        assert!(!Path::new(&wal).exists(), "{path} was switched to WAL");
+    }
+    assert_eq!(tried, 8);
+    // A ledger made before application ids (schema 2) is still a ledger: migrated, then marked.
+    let old = directory.path().join("old.db");
+    drop(Ledger::create(&old).unwrap());
+    sqlite3(
+        &old,
+        "PRAGMA application_id = 0; PRAGMA user_version = 2; DROP INDEX units_by_serial_nocase; DROP INDEX identity_history_by_serial_nocase; DROP INDEX runs_by_serial_nocase; DROP INDEX runs_by_serial;",
+    );
+    drop(Ledger::open_existing(&old).unwrap());
+    assert_eq!(sqlite3(&old, "PRAGMA application_id").trim(), imprint::ledger::APPLICATION_ID.to_string());
+}
+
+/// Exports the sample ledger in `format`, applies `tamper`, and returns what
+/// `imprint log verify FILE [--head HEAD]` says (exit code, output).
+fn verify_tampered_export(
+    built: &Built,
+    format: Format,
+    tamper: &dyn Fn(&mut ExportLines),
+    head: Option<&str>,
+) -> (Option<i32>, String) {
+    let format_argument = match format {
+        Format::Jsonl => "jsonl",
+        Format::Json => "json",
+        Format::Csv => "csv",
+    };
+    let export =
+        imprint(&["log", "export", "--db", built.database.to_str().unwrap(), "--format", format_argument]);
+    assert!(export.status.success(), "{}", text(&export));
+    let mut lines = ExportLines::parse(format, &String::from_utf8(export.stdout).unwrap());
+    tamper(&mut lines);
+    let file = built._directory.path().join(format!("tampered.{format_argument}"));
+    std::fs::write(&file, lines.render()).unwrap();
+    let mut arguments = vec!["log", "verify", file.to_str().unwrap()];
+    if let Some(head) = head {
+        arguments.extend(["--head", head]);
+    }
+    let output = imprint(&arguments);
+    (output.status.code(), text(&output))
+}
+
+/// Issue 19: the header's filter and format version are bound to what is verified, `--head`
+/// needs an unbroken chain up to the head, and repeated JSON keys are refused.
+#[test]
+fn export_headers_versions_and_duplicate_keys_cannot_weaken_the_check() {
+    let built = build_ledger();
+    let head = built.head();
+    let all_formats = [Format::Jsonl, Format::Json, Format::Csv];
+    let json_formats = [Format::Jsonl, Format::Json];
+    // A JSON text in a CSV cell has its quotes doubled.
+    let quoted = |lines: &ExportLines, text: &str| {
+        if lines.format == Format::Csv { text.replace('"', "\"\"") } else { text.to_owned() }
+    };
+    let delete_run_10_and_fix_count = |lines: &mut ExportLines| {
+        lines.runs.remove(9);
+        let trailer = lines.trailer.take().unwrap();
+        let count = |count: u64| quoted(lines, &format!("\"record_count\":{count}"));
+        lines.trailer = Some(trailer.replace(&count(RUN_COUNT), &count(RUN_COUNT - 1)));
+    };
+    let set_since = |lines: &mut ExportLines, since: &str| {
+        let header = lines.header.last_mut().unwrap();
+        let (from, to) = ("\"since\":null".to_owned(), format!("\"since\":\"{since}\""));
+        let (from, to) = if lines.format == Format::Csv {
+            (from.replace('"', "\"\""), to.replace('"', "\"\""))
+        } else {
+            (from, to)
+        };
+        assert!(header.contains(&from), "{header}");
+        *header = header.replacen(&from, &to, 1);
+    };
+    // (case, formats, tamper, --head, expected text)
+    type Tamper<'a> = Box<dyn Fn(&mut ExportLines) + 'a>;
+    type Case<'a> = (&'a str, &'a [Format], Tamper<'a>, Option<&'a str>, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            "header since set, run 10 deleted, count fixed, with --head",
+            &all_formats,
+            Box::new(|lines: &mut ExportLines| {
+                set_since(lines, "2020-01-01T00:00:00.000Z");
+                delete_run_10_and_fix_count(lines);
+            }),
+            Some(head.as_str()),
+            "missing record",
+        ),
+        (
+            "header since set after runs it holds",
+            &all_formats,
+            Box::new(|lines: &mut ExportLines| set_since(lines, "2026-09-21T14:23:20.000Z")),
+            None,
+            "header filter",
+        ),
+        (
+            // Version 1 did not check the certificate fields: its records have none.
+            "header version 2 -> 1 over records with the certificate fields",
+            &json_formats,
+            Box::new(|lines: &mut ExportLines| {
+                let header = lines.header.last_mut().unwrap();
+                *header = header.replacen("\"imprint_ledger_export\":2", "\"imprint_ledger_export\":1", 1);
+            }),
+            None,
+            "declares export format version 1",
+        ),
+        (
+            "a repeated key in a run",
+            &json_formats,
+            Box::new(|lines: &mut ExportLines| {
+                let run = &mut lines.runs[4];
+                let at = run.rfind('}').unwrap();
+                run.insert_str(at, ",\"result\":\"pass\"");
+            }),
+            None,
+            "duplicate key",
+        ),
+    ];
+    let mut tried = 0;
+    for (case, formats, tamper, head, expected) in &cases {
+        for format in formats.iter() {
+            let (code, output) = verify_tampered_export(&built, *format, tamper.as_ref(), *head);
+            assert_eq!(code, Some(1), "{case} ({format:?}): {output}");
+            assert!(output.contains(expected), "{case} ({format:?}): expected {expected:?} in {output}");
+            tried += 1;
+        }
+    }
+    assert_eq!(tried, 10);
+    // An honest filtered export still verifies; with --head it cannot prove the chain up to it.
+    let (code, output) = verify_tampered_export(&built, Format::Jsonl, &|_| {}, Some(&head));
+    assert_eq!(code, Some(0), "{output}");
+}
+
+#[test]
+fn names_with_control_or_escape_characters_are_refused_before_storing() {
+    let directory = tempfile::tempdir().unwrap();
+    let ledger = Ledger::create(&directory.path().join("ledger.db")).unwrap();
+    let mut tried = 0;
+    for bad in ["\u{1b}[31mred", "line\nbreak", "bell\u{7}", "", "del\u{7f}", "c1\u{9b}31m"] {
+        for field in ["operator", "station"] {
+            let mut run = sample_run(1, None);
+            match field {
+                "operator" => run.operator = bad.to_owned(),
+                _ => run.station = bad.to_owned(),
+            }
+            let refused = ledger.record_run(&run);
+            assert!(
+                matches!(&refused, Err(LedgerError::InvalidField { field: name, .. }) if name == field),
+                "{field} {bad:?}: {refused:?}"
+            );
+            tried += 1;
+        }
+    }
+    assert_eq!(tried, 12);
+    assert_eq!(ledger.stats().unwrap().runs, 0);
+    ledger.record_run(&sample_run(1, None)).unwrap();
+}
+
+/// The CSV export writes its `images` and `steps` cells without building JSON values (its
+/// inner loop): they must still be exactly the canonical JSON docs/ledger.md promises.
+#[test]
+fn csv_json_cells_are_canonical_json() {
+    let built = build_ledger();
+    let export = imprint(&["log", "export", "--db", built.database.to_str().unwrap(), "--format", "csv"]);
+    assert!(export.status.success(), "{}", text(&export));
+    let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(export.stdout.as_slice());
+    let columns = reader.headers().unwrap().clone();
+    let column = |name: &str| columns.iter().position(|column| column == name).unwrap();
+    let mut checked = 0;
+    for row in reader.records() {
+        let row = row.unwrap();
+        if row.get(0) != Some("run") {
+            continue;
+        }
+        for name in ["images", "steps"] {
+            let cell = row.get(column(name)).unwrap();
+            let value: serde_json::Value = serde_json::from_str(cell).unwrap();
+            assert_eq!(cell, imprint::ledger::canonical_json(&value), "{name}");
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, RUN_COUNT);
+}
+
+/// Issue 19: the identity tables are covered by `log verify` through the hashed runs: an edit of
+/// a unit's serial, device ID or chip UID is found.
+#[test]
+fn an_edited_identity_is_found_by_verify() {
+    let built = build_ledger();
+    let serial = built.serials[3].clone().unwrap();
+    let edits = [
+        format!("UPDATE units SET serial = 'DS1-999999' WHERE serial = '{serial}'"),
+        format!(
+            "UPDATE units SET device_id = '00000000-0000-0000-0000-000000000001' WHERE serial = '{serial}'"
+        ),
+        format!("UPDATE units SET chip_uid = 'ffffffffffffffff' WHERE serial = '{serial}'"),
+    ];
+    let mut tried = 0;
+    for edit in &edits {
+        let copy = built._directory.path().join(format!("edited-{tried}.db"));
+        std::fs::copy(&built.database, &copy).unwrap();
+        sqlite3(&copy, edit);
+        let output = imprint(&["log", "verify", "--db", copy.to_str().unwrap()]);
+        assert_eq!(output.status.code(), Some(1), "{edit}: {}", text(&output));
+        assert!(text(&output).contains("identity altered"), "{edit}: {}", text(&output));
+        tried += 1;
+    }
+    assert_eq!(tried, 3);
+    let intact = imprint(&["log", "verify", "--db", built.database.to_str().unwrap()]);
+    assert!(intact.status.success(), "{}", text(&intact));
 }

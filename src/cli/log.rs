@@ -12,15 +12,16 @@ use imprint::central::{
     CentralConfig, export_central, migrate, ship_batch, unit_history_central, verify_central,
 };
 use imprint::ledger::{
-    CertificateSelection, ExportFilter, ExportFormat, Ledger, LedgerStats, RecordedRun, RunResult,
-    UnitHistory, VerifyOptions, VerifyReport, parse_hash_hex, parse_time_bound, verify_export_file,
+    CertificateSelection, ExportFilter, ExportFormat, LEDGER_ENVIRONMENT_VARIABLE, Ledger, LedgerStats,
+    RecordedRun, RunResult, STATION_DEFAULT_LEDGER, UnitHistory, VerifyOptions, VerifyReport, ledger_files,
+    parse_hash_hex, parse_time_bound, verify_export_file,
 };
 
 use super::EXIT_UNITS_FAILED;
 
 #[derive(clap::Args)]
 pub struct DatabaseArgs {
-    /// Ledger database file [default: the platform data directory's imprint/ledger.db].
+    /// Ledger database file [default: $IMPRINT_LEDGER, else /var/lib/imprint/ledger.db].
     #[arg(long, value_name = "PATH", env = "IMPRINT_DB")]
     db: Option<PathBuf>,
 }
@@ -33,9 +34,30 @@ impl DatabaseArgs {
         }
     }
 
+    /// Where the path came from, for errors that must name the paths looked at.
+    fn path_source(&self) -> String {
+        if self.db.is_some() {
+            return "--db (or IMPRINT_DB)".to_owned();
+        }
+        match std::env::var_os(LEDGER_ENVIRONMENT_VARIABLE) {
+            Some(value) if !value.is_empty() => format!("${LEDGER_ENVIRONMENT_VARIABLE}"),
+            _ => format!(
+                "the station default {STATION_DEFAULT_LEDGER} (no --db, IMPRINT_DB or ${LEDGER_ENVIRONMENT_VARIABLE})"
+            ),
+        }
+    }
+
     fn open(&self) -> anyhow::Result<Ledger> {
         let path = self.path()?;
-        Ledger::open_read_only(&path).with_context(|| format!("opening ledger {}", path.display()))
+        Ledger::open_read_only(&path)
+            .with_context(|| format!("opening ledger {} (from {})", path.display(), self.path_source()))
+    }
+
+    /// Opens the existing ledger read-write (never creates one).
+    fn open_for_writing(&self) -> anyhow::Result<Ledger> {
+        let path = self.path()?;
+        Ledger::open_existing(&path)
+            .with_context(|| format!("opening ledger {} (from {})", path.display(), self.path_source()))
     }
 }
 
@@ -67,6 +89,16 @@ pub enum LogCommand {
         after_help = "Examples:\n  imprint log certificates -o devices.pem\n  imprint log certificates --profile demo-sensor --since 2026-11-01 -o november.pem\n  imprint log certificates --all -o every-issued.pem\n\nBy default: for each unit whose latest run passed, the certificate that run issued (the one the\ndevice holds); units whose latest run failed are left out.\nWith --all: every certificate issued, in chain order, whether its run passed or not.\nEach certificate is checked against the fingerprint its run recorded."
     )]
     Certificates(CertificatesArgs),
+    /// Create a new, empty ledger (the only way besides --create-ledger; idempotent).
+    #[command(
+        after_help = "Examples:\n  sudo imprint log init\n  imprint log init --db /srv/line-3/ledger.db\n\nWithout --db: $IMPRINT_LEDGER, else the station-wide /var/lib/imprint/ledger.db (shared by every\naccount of the station; make it writable for the accounts that run the line)."
+    )]
+    Init(InitArgs),
+    /// Copy a live ledger consistently (SQLite's online backup API) to one self-contained file.
+    #[command(
+        after_help = "Examples:\n  imprint log backup -o /backup/ledger-2026-12-02.db\n  imprint log backup --db station-3.db -o station-3-copy.db && imprint log verify --db station-3-copy.db\n\nSafe while a station is writing. A plain copy of ledger.db alone is complete only when no\nstation has the ledger open (stations checkpoint it when a line ends)."
+    )]
+    Backup(BackupArgs),
     /// Units, runs, pass/fail, first-pass yield and median cycle time per step.
     #[command(after_help = "Examples:\n  imprint log stats\n  imprint log stats --db station-3.db --json")]
     Stats(StatsArgs),
@@ -111,6 +143,21 @@ pub struct ExportArgs {
     /// ledger (docs/central.md; password from PGPASSWORD or ~/.pgpass).
     #[arg(long, value_name = "URL")]
     central: Option<String>,
+}
+
+#[derive(clap::Args)]
+pub struct InitArgs {
+    #[command(flatten)]
+    database: DatabaseArgs,
+}
+
+#[derive(clap::Args)]
+pub struct BackupArgs {
+    #[command(flatten)]
+    database: DatabaseArgs,
+    /// The copy to write (replaced only once the copy is complete).
+    #[arg(short = 'o', long, value_name = "FILE")]
+    output: PathBuf,
 }
 
 #[derive(clap::Args)]
@@ -198,7 +245,28 @@ pub fn run(command: LogCommand) -> anyhow::Result<ExitCode> {
         LogCommand::Show(args) => show(args),
         LogCommand::Certificates(args) => certificates(args),
         LogCommand::Stats(args) => stats(args),
+        LogCommand::Init(args) => init(args),
+        LogCommand::Backup(args) => backup(args),
     }
+}
+
+fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
+    let path = args.database.path()?;
+    let existed = path.exists();
+    let ledger = Ledger::create(&path).with_context(|| format!("creating ledger {}", path.display()))?;
+    if existed {
+        println!("ledger {} already exists; left as it was", ledger.path().display());
+    } else {
+        println!("created ledger {}", ledger.path().display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
+    let ledger = args.database.open()?;
+    ledger.backup_to(&args.output)?;
+    eprintln!("backed up ledger {} to {}", ledger.path().display(), args.output.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 fn certificates(args: CertificatesArgs) -> anyhow::Result<ExitCode> {
@@ -211,7 +279,8 @@ fn certificates(args: CertificatesArgs) -> anyhow::Result<ExitCode> {
     let selection =
         if args.all { CertificateSelection::EveryIssued } else { CertificateSelection::ProvisionedUnits };
     let ledger = args.database.open()?;
-    let summary = write_output(args.output.as_deref(), "certificate bundle", |out| {
+    let protected = ledger_files(ledger.path());
+    let summary = write_output(args.output.as_deref(), &protected, "certificate bundle", |out| {
         Ok(ledger.export_device_certificates(selection, &filter, out)?)
     })?;
     eprintln!(
@@ -226,10 +295,12 @@ fn certificates(args: CertificatesArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Writes with `write` to the file `output` (synced to disk, and removed again when writing
-/// failed, so no half-written `what` can pass for a complete one) or to standard output.
+/// Writes with `write` to the file `output` through [`imprint::output`] (never over one of
+/// `protected_inputs`; a regular file replaced only when complete; a device or FIFO streamed
+/// to and never removed) or to standard output.
 fn write_output<T>(
     output: Option<&Path>,
+    protected_inputs: &[PathBuf],
     what: &str,
     write: impl FnOnce(&mut dyn Write) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
@@ -237,16 +308,8 @@ fn write_output<T>(
         let stdout = std::io::stdout();
         return write(&mut stdout.lock()).with_context(|| format!("writing the {what} to standard output"));
     };
-    let mut file = std::fs::File::create(output)
-        .with_context(|| format!("creating {what} file {}", output.display()))?;
-    let outcome = write(&mut file).and_then(|value| {
-        file.sync_all().map_err(|source| imprint::ledger::LedgerError::ExportWrite { source })?;
-        Ok(value)
-    });
-    if outcome.is_err() {
-        let _ = std::fs::remove_file(output);
-    }
-    outcome.with_context(|| format!("writing the {what} to {}", output.display()))
+    imprint::output::write_output_file(output, protected_inputs, write)
+        .with_context(|| format!("writing the {what} to {}", output.display()))
 }
 
 fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
@@ -276,7 +339,8 @@ fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
             (None, None) => bail!("no ledger to export"),
         }
     };
-    let summary = write_output(args.output.as_deref(), "export", export_to)?;
+    let protected = ledger.as_ref().map(|ledger| ledger_files(ledger.path())).unwrap_or_default();
+    let summary = write_output(args.output.as_deref(), &protected, "export", export_to)?;
     for head in &summary.chain_heads {
         eprintln!(
             "exported {} runs; chain head of station {:?}: sequence {} {}",
@@ -343,8 +407,7 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn ship(args: ShipArgs) -> anyhow::Result<ExitCode> {
-    let path = args.database.path()?;
-    let ledger = Ledger::open(&path).with_context(|| format!("opening ledger {}", path.display()))?;
+    let ledger = args.database.open_for_writing()?;
     let config = CentralConfig::from_url(&args.central).context("--central")?;
     let target = config.target().to_owned();
     let ledger_id = ledger.ledger_id()?;

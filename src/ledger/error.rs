@@ -6,14 +6,29 @@ use std::path::PathBuf;
 /// and what was found.
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
-    #[error("no platform data directory for the ledger (is HOME set?); pass the ledger path explicitly")]
-    NoDataDirectory,
-
-    #[error("cannot create directory {path} for the ledger: {source}")]
+    #[error(
+        "cannot create directory {path} for the ledger: {source} (choose a writable place with --db PATH or IMPRINT_LEDGER)"
+    )]
     CreateDirectory { path: PathBuf, source: std::io::Error },
 
-    #[error("ledger {path} does not exist")]
+    #[error(
+        "no ledger at {path}; a station only creates a ledger when asked: `imprint log init --db {path}`, or --create-ledger"
+    )]
     Missing { path: PathBuf },
+
+    #[error("{path} is not an imprint ledger ({found}); refusing to use it (nothing was written to it)")]
+    NotALedger { path: PathBuf, found: String },
+
+    #[error(
+        "ledger {path} cannot be written: {source} (check the file's and its directory's permissions, the mount, free space)"
+    )]
+    NotWritable { path: PathBuf, source: rusqlite::Error },
+
+    #[error("cannot write the backup: {message}")]
+    BackupTarget { message: String },
+
+    #[error("cannot back up ledger {path} to {destination}: {source}")]
+    Backup { path: PathBuf, destination: PathBuf, source: rusqlite::Error },
 
     #[error("cannot open ledger {path}: {source}")]
     Open { path: PathBuf, source: rusqlite::Error },

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use sha2::Digest;
 
-use super::canonical::{ISSUE_IDENTITY_STEP, RecordedRun, RecordedStep, canonical_json, format_timestamp};
+use super::canonical::{ISSUE_IDENTITY_STEP, RecordedRun, RecordedStep, format_timestamp};
 use super::model::RunResult;
 use super::query::for_each_run;
 use super::{Ledger, LedgerError, database_error};
@@ -56,6 +56,15 @@ impl ExportFilter {
     /// True when some runs may be left out, so gaps in a station's sequence are expected.
     pub fn is_filtered(&self) -> bool {
         *self != ExportFilter::default()
+    }
+
+    /// Whether `run` is one this filter selects (the same conditions as the export's SQL; times
+    /// compare as the stored text, which is one fixed UTC format).
+    pub fn matches(&self, run: &RecordedRun) -> bool {
+        self.since.as_ref().is_none_or(|since| run.started_at.as_str() >= since.as_str())
+            && self.until.as_ref().is_none_or(|until| run.started_at.as_str() < until.as_str())
+            && self.profile.as_ref().is_none_or(|profile| run.profile == *profile)
+            && self.result.is_none_or(|result| run.result == result.as_str())
     }
 }
 
@@ -273,8 +282,9 @@ pub fn write_export<E: From<LedgerError>>(
             writer.write_record(CSV_COLUMNS).map_err(csv_error)?;
             let header_json = serde_json::to_string(header).map_err(json_error)?;
             writer.write_record(meta_row("export", &header_json)).map_err(csv_error)?;
+            let mut row_buffers = CsvRowBuffers::default();
             for_each_run(&mut |run| {
-                writer.write_record(csv_row(&run)).map_err(csv_error)?;
+                write_csv_row(&mut writer, &mut row_buffers, &run)?;
                 record_count += 1;
                 Ok(true)
             })?;
@@ -450,36 +460,101 @@ fn meta_row(record_type: &str, json: &str) -> Vec<String> {
     row
 }
 
-fn csv_row(run: &RecordedRun) -> Vec<String> {
-    let optional = |value: &Option<String>| value.clone().unwrap_or_default();
-    let images = canonical_json(&serde_json::to_value(&run.images).unwrap_or_default());
-    let steps = canonical_json(&serde_json::to_value(&run.steps).unwrap_or_default());
-    vec![
-        "run".to_owned(),
-        run.station.clone(),
-        run.station_sequence.to_string(),
-        run.run_id.to_string(),
-        run.started_at.clone(),
-        run.finished_at.clone(),
-        run.result.clone(),
+/// A step with its fields in canonical (sorted) key order, so serializing it straight from the
+/// record gives the canonical JSON of the step without building a `Value` and sorting it (the
+/// detail's object keys are already sorted: serde_json's map is ordered).
+#[derive(Serialize)]
+struct SortedStep<'a> {
+    detail: &'a serde_json::Value,
+    duration_ms: u64,
+    name: &'a str,
+    ordinal: u32,
+    started_at: &'a str,
+    status: &'a str,
+}
+
+/// The image the same way.
+#[derive(Serialize)]
+struct SortedImage<'a> {
+    name: &'a str,
+    sha256: &'a str,
+}
+
+/// Reused buffers for [`write_csv_row`]: the JSON cells of one row.
+#[derive(Default)]
+struct CsvRowBuffers {
+    images: Vec<u8>,
+    steps: Vec<u8>,
+    station_sequence: String,
+    run_id: String,
+}
+
+/// Writes one run as a CSV row, borrowing every cell from the run (no per-cell allocation:
+/// this is the export's inner loop).
+fn write_csv_row<W: Write>(
+    writer: &mut csv::Writer<W>,
+    buffers: &mut CsvRowBuffers,
+    run: &RecordedRun,
+) -> Result<(), LedgerError> {
+    use std::fmt::Write as _;
+    let json_error =
+        |error: serde_json::Error| LedgerError::ExportWrite { source: std::io::Error::other(error) };
+    buffers.images.clear();
+    let images = run.images.iter().map(|image| SortedImage { name: &image.name, sha256: &image.sha256 });
+    serde_json::to_writer(&mut buffers.images, &images.collect::<Vec<_>>()).map_err(json_error)?;
+    buffers.steps.clear();
+    buffers.steps.push(b'[');
+    for (index, step) in run.steps.iter().enumerate() {
+        if index > 0 {
+            buffers.steps.push(b',');
+        }
+        let sorted = SortedStep {
+            detail: &step.detail,
+            duration_ms: step.duration_ms,
+            name: &step.name,
+            ordinal: step.ordinal,
+            started_at: &step.started_at,
+            status: &step.status,
+        };
+        serde_json::to_writer(&mut buffers.steps, &sorted).map_err(json_error)?;
+    }
+    buffers.steps.push(b']');
+    buffers.station_sequence.clear();
+    let _ = write!(buffers.station_sequence, "{}", run.station_sequence);
+    buffers.run_id.clear();
+    let _ = write!(buffers.run_id, "{}", run.run_id);
+    fn optional(value: &Option<String>) -> &[u8] {
+        value.as_deref().unwrap_or_default().as_bytes()
+    }
+    let cells: [&[u8]; 24] = [
+        b"run",
+        run.station.as_bytes(),
+        buffers.station_sequence.as_bytes(),
+        buffers.run_id.as_bytes(),
+        run.started_at.as_bytes(),
+        run.finished_at.as_bytes(),
+        run.result.as_bytes(),
         optional(&run.failing_step),
         optional(&run.reason),
-        run.operator.clone(),
-        run.probe.clone(),
-        run.profile.clone(),
-        run.profile_sha256.clone(),
-        images,
+        run.operator.as_bytes(),
+        run.probe.as_bytes(),
+        run.profile.as_bytes(),
+        run.profile_sha256.as_bytes(),
+        &buffers.images,
         optional(&run.chip_uid),
         optional(&run.serial),
         optional(&run.device_id),
         optional(&run.device_certificate_fingerprint),
         optional(&run.device_certificate_serial),
-        steps,
-        run.prev_hash.clone(),
-        run.record_hash.clone(),
+        &buffers.steps,
+        run.prev_hash.as_bytes(),
+        run.record_hash.as_bytes(),
         optional(&run.shipped_at),
-        String::new(),
-    ]
+        b"",
+    ];
+    writer
+        .write_record(cells)
+        .map_err(|error| LedgerError::ExportWrite { source: std::io::Error::other(error) })
 }
 
 /// Rebuilds a run from a CSV row written by [`csv_row`] (or by a version 1 export, whose
@@ -495,9 +570,11 @@ pub(crate) fn run_from_csv_row(row: &csv::StringRecord, columns: &[&str]) -> Res
     let number = |name: &str| {
         column(name).parse::<u64>().map_err(|_| format!("column {name} is not a number: {:?}", column(name)))
     };
-    let images = serde_json::from_str(column("images"))
+    let images = super::strict_json::parse_strict(column("images"))
+        .and_then(serde_json::from_value)
         .map_err(|error| format!("column images is not valid: {error}"))?;
-    let steps: Vec<RecordedStep> = serde_json::from_str(column("steps"))
+    let steps: Vec<RecordedStep> = super::strict_json::parse_strict(column("steps"))
+        .and_then(serde_json::from_value)
         .map_err(|error| format!("column steps is not valid: {error}"))?;
     Ok(RecordedRun {
         station: column("station").to_owned(),

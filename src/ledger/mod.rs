@@ -17,7 +17,9 @@
 //!
 //! # Transaction boundaries
 //!
-//! - [`Ledger::open`]: each schema migration step is one transaction together with its
+//! - [`Ledger::open_with`] (and [`Ledger::open_existing`], [`Ledger::create`]): the file is
+//!   inspected read-only first (another application's database, a newer schema: refused
+//!   untouched); then each schema migration step is one transaction together with its
 //!   `user_version` bump.
 //! - [`Ledger::allocate_identity`]: one transaction holding the rework check, the serial counter
 //!   increment, the unit row insert or update and the identity-history row. Either all of it is
@@ -36,13 +38,16 @@
 //!
 //! **Invariant:** this is the only module that imports `rusqlite`.
 
+mod backup;
 mod canonical;
 mod error;
 mod export;
 mod model;
 mod outbox;
+mod problem_text;
 mod query;
 mod schema;
+mod strict_json;
 mod verify;
 mod write;
 
@@ -68,11 +73,11 @@ pub use model::{
 };
 pub use outbox::{LeasedSerialBlock, SerialBlock};
 pub use query::{LedgerStats, RetiredIdentity, StepStats, UnitHistory, UnitRow};
-pub use schema::{BUSY_TIMEOUT, current_version as schema_version};
+pub use schema::{APPLICATION_ID, BUSY_TIMEOUT, current_version as schema_version};
 pub use verify::{
     ChainProblem, ChainVerifier, HeadMatch, ProblemKind, VerifyOptions, VerifyReport, verify_export_file,
 };
-pub use write::{ReworkAction, check_serial_text, decide_rework};
+pub use write::{ReworkAction, check_name_text, check_serial_text, decide_rework};
 
 // The station hands clones of one `Ledger` to a worker thread per slot.
 const _: () = {
@@ -109,23 +114,78 @@ impl std::fmt::Debug for Ledger {
     }
 }
 
+/// How a read-write open treats a missing file (see [`Ledger::open_with`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// The ledger must exist: a missing file is [`LedgerError::Missing`], and nothing (no file,
+    /// no directory) is created. What a station does unless told to create its ledger.
+    Existing,
+    /// Create the ledger (and its directory) when missing; open it when it exists. Idempotent:
+    /// `imprint log init` and `--create-ledger`.
+    CreateIfMissing,
+}
+
+/// The environment variable naming the station's ledger when no `--db` is given.
+pub const LEDGER_ENVIRONMENT_VARIABLE: &str = "IMPRINT_LEDGER";
+
+/// The station-wide default ledger, shared by every account of the station.
+pub const STATION_DEFAULT_LEDGER: &str = "/var/lib/imprint/ledger.db";
+
+/// The files SQLite keeps for a ledger at `path`: the database and its `-wal`, `-shm` and
+/// `-journal` companions. No command may write its output over any of them.
+pub fn ledger_files(path: &Path) -> Vec<PathBuf> {
+    let mut files = vec![path.to_owned()];
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        files.push(PathBuf::from(name));
+    }
+    files
+}
+
 impl Ledger {
-    /// Opens the ledger read-write, creating the file (and its directory) and migrating the
-    /// schema as needed.
+    /// Opens the ledger read-write, creating it when missing: the same as
+    /// [`Ledger::create`]. A station should choose explicitly with [`Ledger::open_existing`]
+    /// or [`Ledger::create`] (a mistyped path must not start a new ledger).
     pub fn open(path: &Path) -> Result<Ledger, LedgerError> {
-        if let Some(directory) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+        Ledger::open_with(path, OpenMode::CreateIfMissing)
+    }
+
+    /// Opens an existing ledger read-write; refuses a missing one without creating anything.
+    pub fn open_existing(path: &Path) -> Result<Ledger, LedgerError> {
+        Ledger::open_with(path, OpenMode::Existing)
+    }
+
+    /// Creates the ledger (and its directory) when missing, or opens the existing one.
+    pub fn create(path: &Path) -> Result<Ledger, LedgerError> {
+        Ledger::open_with(path, OpenMode::CreateIfMissing)
+    }
+
+    /// Opens the ledger read-write. Before anything is written the file is inspected
+    /// read-only: another application's database or a ledger of a newer schema is refused
+    /// untouched. Then the schema is migrated and [`Ledger::check_writable`] proves the file
+    /// can take a write, so a read-only ledger is found out here, not at the first unit.
+    pub fn open_with(path: &Path, mode: OpenMode) -> Result<Ledger, LedgerError> {
+        let may_create = mode == OpenMode::CreateIfMissing;
+        if !may_create && !path.exists() {
+            return Err(LedgerError::Missing { path: path.to_owned() });
+        }
+        schema::inspect(path)?;
+        if may_create && let Some(directory) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
             std::fs::create_dir_all(directory)
                 .map_err(|source| LedgerError::CreateDirectory { path: directory.to_owned(), source })?;
         }
-        let writer = schema::open_writer(path)?;
-        Ok(Ledger {
+        let writer = schema::open_writer(path, may_create)?;
+        let ledger = Ledger {
             shared: Arc::new(Shared {
                 path: path.to_owned(),
                 writer: Some(Mutex::new(writer)),
                 idle_readers: Mutex::new(Vec::new()),
                 leased_blocks_required: AtomicBool::new(false),
             }),
-        })
+        };
+        ledger.check_writable()?;
+        Ok(ledger)
     }
 
     /// Opens an existing ledger for reading only (exports, verification, queries): never
@@ -143,11 +203,55 @@ impl Ledger {
         })
     }
 
-    /// `<platform data dir>/ledger.db`, e.g. `~/.local/share/imprint/ledger.db` on Linux.
+    /// `$IMPRINT_LEDGER` when set, else the station-wide [`STATION_DEFAULT_LEDGER`]
+    /// (`/var/lib/imprint/ledger.db`): one ledger for every account of the station, so a GUI
+    /// run by one account and a script run by another never issue the same serials.
     pub fn default_path() -> Result<PathBuf, LedgerError> {
-        let directories = directories::ProjectDirs::from("org", "imprint", "imprint")
-            .ok_or(LedgerError::NoDataDirectory)?;
-        Ok(directories.data_dir().join("ledger.db"))
+        match std::env::var_os(LEDGER_ENVIRONMENT_VARIABLE) {
+            Some(path) if !path.is_empty() => Ok(PathBuf::from(path)),
+            _ => Ok(PathBuf::from(STATION_DEFAULT_LEDGER)),
+        }
+    }
+
+    /// Proves the ledger can take a write now: `BEGIN IMMEDIATE`, rewrite the schema version
+    /// with its own value, roll back. Fails with [`LedgerError::NotWritable`] for a read-only
+    /// file, directory or mount, or a ledger opened with [`Ledger::open_read_only`].
+    pub fn check_writable(&self) -> Result<(), LedgerError> {
+        let path = self.path();
+        let writer = self.shared.writer.as_ref().ok_or_else(|| LedgerError::ReadOnly {
+            path: path.to_owned(),
+            operation: "checking it is writable",
+        })?;
+        let mut connection = lock(writer);
+        let not_writable = |source| LedgerError::NotWritable { path: path.to_owned(), source };
+        let transaction =
+            connection.transaction_with_behavior(TransactionBehavior::Immediate).map_err(not_writable)?;
+        transaction.pragma_update(None, "user_version", schema::current_version()).map_err(not_writable)?;
+        // Dropping the transaction rolls the rewrite back.
+        transaction.rollback().map_err(not_writable)?;
+        Ok(())
+    }
+
+    /// Copies everything committed in the write-ahead log into the database file and empties
+    /// the log (`PRAGMA wal_checkpoint(TRUNCATE)`), so that a copy of the database file alone
+    /// is complete. A station calls it when a line ends; dropping the last handle does too.
+    /// Returns false when a reader kept the log from being emptied entirely.
+    pub fn checkpoint(&self) -> Result<bool, LedgerError> {
+        let path = self.path();
+        let writer = self
+            .shared
+            .writer
+            .as_ref()
+            .ok_or_else(|| LedgerError::ReadOnly { path: path.to_owned(), operation: "checkpointing" })?;
+        checkpoint_connection(&lock(writer), path)
+    }
+
+    /// Writes a consistent copy of the ledger to `destination` through SQLite's online backup
+    /// API, while stations may keep writing: the copy holds every run committed when the copy
+    /// finished, as one self-contained file (no `-wal`). An existing `destination` is replaced
+    /// only once the copy is complete.
+    pub fn backup_to(&self, destination: &Path) -> Result<(), LedgerError> {
+        self.read(|connection, path| backup::copy(connection, path, destination))
     }
 
     /// The ledger file.
@@ -269,6 +373,27 @@ impl Ledger {
             idle.push(connection);
         }
         outcome
+    }
+}
+
+/// Checkpoints (TRUNCATE) the database behind `connection`; see [`Ledger::checkpoint`].
+fn checkpoint_connection(connection: &Connection, path: &Path) -> Result<bool, LedgerError> {
+    let busy: i64 = connection
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| row.get(0))
+        .map_err(database_error(path, "checkpointing the write-ahead log"))?;
+    Ok(busy == 0)
+}
+
+impl Drop for Shared {
+    /// The last handle on a ledger checkpoints it, so the database file alone is complete
+    /// whenever no station has it open (a failure here only leaves the log for the next open).
+    fn drop(&mut self) {
+        if let Some(writer) = &self.writer {
+            let connection = lock(writer);
+            if let Err(error) = checkpoint_connection(&connection, &self.path) {
+                tracing::warn!(%error, "checkpoint when closing the ledger failed");
+            }
+        }
     }
 }
 

@@ -227,13 +227,18 @@ impl Ledger {
 
 fn find_chip(connection: &Connection, path: &Path, key: &str) -> Result<Option<String>, LedgerError> {
     let lowercase = key.to_ascii_lowercase();
-    let candidates: [(&str, &str); 6] = [
+    // Exact matches first; then serials ignoring case (serials are ASCII; `sn000123` finds
+    // `SN000123`), through the NOCASE indexes of schema version 3.
+    let candidates: [(&str, &str); 9] = [
         ("SELECT chip_uid FROM units WHERE serial = ?1", key),
         ("SELECT chip_uid FROM identity_history WHERE serial = ?1", key),
         ("SELECT chip_uid FROM units WHERE chip_uid = ?1", &lowercase),
         ("SELECT chip_uid FROM identity_history WHERE chip_uid = ?1", &lowercase),
         ("SELECT chip_uid FROM runs WHERE chip_uid = ?1", &lowercase),
         ("SELECT chip_uid FROM runs WHERE serial = ?1 AND chip_uid IS NOT NULL", key),
+        ("SELECT chip_uid FROM units WHERE serial = ?1 COLLATE NOCASE", key),
+        ("SELECT chip_uid FROM identity_history WHERE serial = ?1 COLLATE NOCASE", key),
+        ("SELECT chip_uid FROM runs WHERE serial = ?1 COLLATE NOCASE AND chip_uid IS NOT NULL", key),
     ];
     for (sql, parameter) in candidates {
         let found: Option<String> = connection

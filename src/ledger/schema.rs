@@ -150,21 +150,110 @@ BEGIN SELECT RAISE(ABORT, 'serial blocks are kept'); END;
 
 CREATE INDEX runs_unshipped ON runs (station_id, station_sequence) WHERE shipped_at IS NULL;
 "#,
+    // Version 3: `PRAGMA application_id` marks the file as an Imprint ledger (set by the
+    // migration loop with every step); serial lookups ignore case (`imprint log show sn000123`).
+    r#"
+CREATE INDEX units_by_serial_nocase ON units (serial COLLATE NOCASE);
+CREATE INDEX identity_history_by_serial_nocase ON identity_history (serial COLLATE NOCASE);
+CREATE INDEX runs_by_serial_nocase ON runs (serial COLLATE NOCASE);
+CREATE INDEX runs_by_serial ON runs (serial);
+"#,
 ];
+
+/// `PRAGMA application_id` of an Imprint ledger: "IMPR" in ASCII. It marks the file as a
+/// ledger in the SQLite header, where `file(1)` and other tools can see it; ledgers made before
+/// schema version 3 get it from migration 3.
+pub const APPLICATION_ID: i32 = 0x494D_5052;
+
+/// The tables every Imprint ledger has had since schema version 1: how a ledger made before the
+/// application id was set is told apart from another application's database.
+const LEDGER_TABLES: [&str; 4] = ["stations", "runs", "steps", "units"];
 
 /// The schema version this build writes and reads.
 pub fn current_version() -> i64 {
     MIGRATIONS.len() as i64
 }
 
-/// Opens the read-write connection: creates the file, switches it to WAL, migrates it.
-pub fn open_writer(path: &Path) -> Result<Connection, LedgerError> {
+/// What a file holds, found out read-only before anything is written to it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileContent {
+    /// No file, or an empty database (no tables, no version, no application id): a new ledger
+    /// may be made here.
+    Empty,
+    /// An Imprint ledger of this schema version (or older: it will be migrated).
+    Ledger { version: i64 },
+}
+
+/// Reads the header and table list of `path` through a read-only connection (which never
+/// writes, not even a journal-mode switch) and says whether it is an Imprint ledger; another
+/// application's database and a ledger of a future schema are refused here.
+pub fn inspect(path: &Path) -> Result<FileContent, LedgerError> {
+    match std::fs::metadata(path) {
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(FileContent::Empty),
+        Ok(metadata) if metadata.len() == 0 => return Ok(FileContent::Empty),
+        Ok(metadata) if !metadata.is_file() => {
+            return Err(LedgerError::NotALedger {
+                path: path.to_owned(),
+                found: "not a regular file".to_owned(),
+            });
+        }
+        _ => {}
+    }
+    let connection =
+        Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .map_err(|source| LedgerError::Open { path: path.to_owned(), source })?;
+    connection.busy_timeout(BUSY_TIMEOUT).map_err(database_error(path, "setting busy_timeout"))?;
+    let application_id: i32 = connection
+        .query_row("PRAGMA application_id", [], |row| row.get(0))
+        .map_err(|source| LedgerError::Open { path: path.to_owned(), source })?;
+    let version = user_version(&connection, path)?;
+    let tables: Vec<String> = connection
+        .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name")
+        .and_then(|mut statement| statement.query_map([], |row| row.get(0))?.collect())
+        .map_err(database_error(path, "listing the tables"))?;
+    classify(path, application_id, version, &tables)
+}
+
+fn classify(
+    path: &Path,
+    application_id: i32,
+    version: i64,
+    tables: &[String],
+) -> Result<FileContent, LedgerError> {
+    let supported = current_version();
+    let has_ledger_tables = LEDGER_TABLES.iter().all(|table| tables.iter().any(|name| name == table));
+    let is_ledger =
+        application_id == APPLICATION_ID || (application_id == 0 && version >= 1 && has_ledger_tables);
+    if is_ledger {
+        if version > supported {
+            return Err(LedgerError::SchemaTooNew { path: path.to_owned(), found: version, supported });
+        }
+        return Ok(FileContent::Ledger { version });
+    }
+    if application_id == 0 && version == 0 && tables.is_empty() {
+        return Ok(FileContent::Empty);
+    }
+    let mut found = format!("application_id {application_id:#010x}, user_version {version}");
+    if tables.is_empty() {
+        found.push_str(", no tables");
+    } else {
+        found.push_str(&format!(", tables {}", tables.join(", ")));
+    }
+    Err(LedgerError::NotALedger { path: path.to_owned(), found })
+}
+
+/// Opens the read-write connection to a file [`inspect`] accepted: switches it to WAL and
+/// migrates it. `may_create` lets SQLite create a missing file.
+pub fn open_writer(path: &Path, may_create: bool) -> Result<Connection, LedgerError> {
+    inspect(path)?;
     let open_error = |source| LedgerError::Open { path: path.to_owned(), source };
-    let mut connection = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(open_error)?;
+    let mut flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    if may_create {
+        flags |= OpenFlags::SQLITE_OPEN_CREATE;
+    } else if !path.exists() {
+        return Err(LedgerError::Missing { path: path.to_owned() });
+    }
+    let mut connection = Connection::open_with_flags(path, flags).map_err(open_error)?;
     configure(&connection, path)?;
     // WAL lets readers (exports, the GUI) run while the station commits; the mode is stored
     // in the file, so setting it once per open is enough and idempotent.
@@ -190,8 +279,19 @@ pub fn open_reader(path: &Path) -> Result<Connection, LedgerError> {
         Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
             .map_err(|source| LedgerError::Open { path: path.to_owned(), source })?;
     configure(&connection, path)?;
+    let application_id: i32 = connection
+        .query_row("PRAGMA application_id", [], |row| row.get(0))
+        .map_err(database_error(path, "reading application_id"))?;
     let version = user_version(&connection, path)?;
     let expected = current_version();
+    if application_id != APPLICATION_ID {
+        // A ledger from before application ids (version 1 or 2), an empty file or a foreign one.
+        let tables: Vec<String> = connection
+            .prepare("SELECT name FROM sqlite_schema WHERE type = 'table'")
+            .and_then(|mut statement| statement.query_map([], |row| row.get(0))?.collect())
+            .map_err(database_error(path, "listing the tables"))?;
+        classify(path, application_id, version, &tables)?;
+    }
     if version > expected {
         return Err(LedgerError::SchemaTooNew { path: path.to_owned(), found: version, supported: expected });
     }
@@ -244,6 +344,7 @@ fn migrate(connection: &mut Connection, path: &Path) -> Result<(), LedgerError> 
         let migration_error =
             |source| LedgerError::Migration { path: path.to_owned(), version: next_version, source };
         transaction.execute_batch(MIGRATIONS[version as usize]).map_err(migration_error)?;
+        transaction.pragma_update(None, "application_id", APPLICATION_ID).map_err(migration_error)?;
         transaction.pragma_update(None, "user_version", next_version).map_err(migration_error)?;
         transaction.commit().map_err(migration_error)?;
     }
@@ -257,7 +358,7 @@ mod tests {
     fn check_writer_settings() {
         let directory = tempfile::tempdir().unwrap();
         let path = directory.path().join("ledger.db");
-        let connection = open_writer(&path).unwrap();
+        let connection = open_writer(&path, true).unwrap();
         let pragma = |name: &str| -> String {
             connection
                 .query_row(&format!("PRAGMA {name}"), [], |row| row.get::<_, rusqlite::types::Value>(0))
@@ -270,7 +371,8 @@ mod tests {
             ("synchronous", "Integer(2)"),
             ("foreign_keys", "Integer(1)"),
             ("busy_timeout", "Integer(10000)"),
-            ("user_version", "Integer(2)"),
+            ("user_version", "Integer(3)"),
+            ("application_id", "Integer(1229803602)"),
         ] {
             assert_eq!(pragma(name), expected, "PRAGMA {name}");
         }
@@ -283,13 +385,13 @@ mod tests {
         // An empty file has version 0: a reader refuses it, a writer migrates it.
         drop(Connection::open(&path).unwrap());
         assert!(matches!(open_reader(&path), Err(LedgerError::SchemaOutdated { found: 0, .. })));
-        drop(open_writer(&path).unwrap());
+        drop(open_writer(&path, true).unwrap());
         // Migrating twice is a no-op.
-        drop(open_writer(&path).unwrap());
+        drop(open_writer(&path, true).unwrap());
         assert!(open_reader(&path).is_ok());
         // A file from a newer imprint is refused by both.
         Connection::open(&path).unwrap().pragma_update(None, "user_version", current_version() + 1).unwrap();
-        assert!(matches!(open_writer(&path), Err(LedgerError::SchemaTooNew { .. })));
+        assert!(matches!(open_writer(&path, true), Err(LedgerError::SchemaTooNew { .. })));
         assert!(matches!(open_reader(&path), Err(LedgerError::SchemaTooNew { .. })));
         assert!(matches!(
             open_reader(&directory.path().join("missing.db")),

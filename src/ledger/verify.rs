@@ -18,10 +18,11 @@ use serde_json::Value;
 
 use super::canonical::{GENESIS_HASH, RecordedRun, parse_hash_hex};
 use super::export::{
-    CSV_COLUMNS, CSV_COLUMNS_V1, ChainHead, EXPORT_FORMAT_VERSION, ExportHeader, ExportTrailer,
+    CSV_COLUMNS, CSV_COLUMNS_V1, ChainHead, EXPORT_FORMAT_VERSION, ExportFilter, ExportHeader, ExportTrailer,
     OLDEST_READABLE_EXPORT_FORMAT_VERSION, chain_heads, run_from_csv_row,
 };
 use super::query::for_each_run;
+use super::strict_json::{StrictValue, parse_strict};
 use super::{Ledger, LedgerError};
 
 /// What to check beyond the chain's own consistency.
@@ -104,6 +105,13 @@ pub enum ProblemKind {
     /// A field derived from the hashed steps (the device certificate's fingerprint or serial)
     /// disagrees with them: the export's column was edited.
     DerivedFieldMismatch { field: String, found: Option<String>, from_steps: Option<String> },
+    /// A record the export's header filter does not select: the header was edited.
+    OutsideFilter { filter: String },
+    /// The document claims an older format than its content has (which would check it less).
+    Downgraded { declared_version: u32, reason: String },
+    /// A current identity (`units`) disagrees with the hashed runs of its chip or serial: the
+    /// identity table was edited.
+    IdentityMismatch { chip_uid: String, unit_serial: String, run_serial: String },
     /// A record that cannot be read at all.
     Malformed { reason: String },
 }
@@ -121,99 +129,6 @@ impl fmt::Display for ChainProblem {
             write!(formatter, " (serial {serial})")?;
         }
         write!(formatter, ": {}", self.kind)
-    }
-}
-
-impl fmt::Display for ProblemKind {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ProblemKind::HashMismatch { stored, recomputed } => write!(
-                formatter,
-                "hash mismatch: record_hash is {stored} but the content hashes to {recomputed} (the record was altered)"
-            ),
-            ProblemKind::BrokenLink { previous_sequence, expected_prev_hash, found_prev_hash } => write!(
-                formatter,
-                "broken link: prev_hash is {found_prev_hash}, expected the record_hash {expected_prev_hash} of sequence {previous_sequence} (that record was rewritten or replaced)"
-            ),
-            ProblemKind::BadGenesis { found_prev_hash } => write!(
-                formatter,
-                "broken link: the first record's prev_hash is {found_prev_hash}, expected 64 zeros"
-            ),
-            ProblemKind::SequenceGap { previous_sequence, first_missing, last_missing } => {
-                let range = if first_missing == last_missing {
-                    format!("record {first_missing} is")
-                } else {
-                    format!("records {first_missing} to {last_missing} are")
-                };
-                match previous_sequence {
-                    Some(previous) => write!(
-                        formatter,
-                        "missing record: the sequence jumps from {previous} to {}; {range} missing (deleted or reordered)",
-                        last_missing + 1
-                    ),
-                    None => write!(
-                        formatter,
-                        "missing record: the chain starts at sequence {}; {range} missing (deleted or reordered)",
-                        last_missing + 1
-                    ),
-                }
-            }
-            ProblemKind::OutOfOrder { previous_sequence } => write!(
-                formatter,
-                "reordered: comes after sequence {previous_sequence} (records reordered or duplicated)"
-            ),
-            ProblemKind::Truncated { last_present, head_sequence, head_hash } => {
-                let first_missing = last_present.map_or(1, |last| last + 1);
-                write!(
-                    formatter,
-                    "truncated: the chain ends at sequence {} but the recorded head is sequence {head_sequence} ({head_hash}); records {first_missing} to {head_sequence} are missing at the end",
-                    last_present.map_or_else(|| "0 (no records)".to_owned(), |last| last.to_string())
-                )
-            }
-            ProblemKind::HeadMismatch { head_hash, found_hash } => write!(
-                formatter,
-                "head mismatch: the last record's hash is {found_hash}, the recorded head is {head_hash}"
-            ),
-            ProblemKind::BeyondHead { head_sequence, last_present } => write!(
-                formatter,
-                "the chain goes on to sequence {last_present} past its recorded head {head_sequence} (records added outside imprint, or the head was rewound)"
-            ),
-            ProblemKind::MissingHead => {
-                write!(formatter, "the station has runs but no recorded chain head")
-            }
-            ProblemKind::ExpectedHeadNotFound { expected, chain_ends } => {
-                write!(
-                    formatter,
-                    "truncated or rewritten: the expected head {expected} is not a record of the chain; the chain ends at"
-                )?;
-                if chain_ends.is_empty() {
-                    write!(formatter, " nothing (no records)")?;
-                }
-                for (index, end) in chain_ends.iter().enumerate() {
-                    let separator = if index == 0 { "" } else { "," };
-                    write!(
-                        formatter,
-                        "{separator} station {:?} sequence {} ({})",
-                        end.station, end.station_sequence, end.record_hash
-                    )?;
-                }
-                Ok(())
-            }
-            ProblemKind::CountMismatch { declared, found } => write!(
-                formatter,
-                "record count mismatch: the trailer counts {declared} runs, the export holds {found} (runs deleted or added)"
-            ),
-            ProblemKind::MissingTrailer => {
-                write!(formatter, "truncated: the export ends without its trailer")
-            }
-            ProblemKind::DerivedFieldMismatch { field, found, from_steps } => write!(
-                formatter,
-                "altered field: {field} is {} but the hashed steps record {} (the export was edited)",
-                found.as_deref().unwrap_or("empty"),
-                from_steps.as_deref().unwrap_or("none")
-            ),
-            ProblemKind::Malformed { reason } => write!(formatter, "unreadable record: {reason}"),
-        }
     }
 }
 
@@ -258,7 +173,10 @@ struct StationProgress {
 
 /// Checks records fed in chain order; stops at the first problem.
 struct ChainChecker {
+    /// Gaps in a station's sequence are tolerated: a filtered export without `--head`.
     is_filtered: bool,
+    /// The export's filter: every record must be one it selects (an edited header is found).
+    filter: Option<ExportFilter>,
     /// Whether records carry the derived certificate fields (exports from version 2 on).
     checks_derived_fields: bool,
     expected_heads: Vec<[u8; 32]>,
@@ -269,9 +187,12 @@ struct ChainChecker {
 }
 
 impl ChainChecker {
+    /// `is_filtered` tolerates gaps, except when the auditor supplied heads: a head proves
+    /// what comes before it only through an unbroken chain, so then every gap is reported.
     fn new(is_filtered: bool, checks_derived_fields: bool, options: &VerifyOptions) -> ChainChecker {
         ChainChecker {
-            is_filtered,
+            is_filtered: is_filtered && options.expected_heads.is_empty(),
+            filter: None,
             checks_derived_fields,
             expected_heads: options.expected_heads.clone(),
             expected_heads_found: Vec::new(),
@@ -311,6 +232,14 @@ impl ChainChecker {
             }));
             return false;
         };
+        if let Some(filter) = &self.filter
+            && !filter.matches(run)
+        {
+            self.fail(problem(ProblemKind::OutsideFilter {
+                filter: serde_json::to_string(filter).unwrap_or_default(),
+            }));
+            return false;
+        }
         let sequence = run.station_sequence;
         let progress = self.stations.get(&run.station);
         let link_problem = match progress {
@@ -543,9 +472,61 @@ impl Ledger {
                 Err(error) => return Err(error),
             }
             let heads = chain_heads(connection, path)?;
-            Ok(checker.finish(heads, None))
+            let mut report = checker.finish(heads, None);
+            if report.problem.is_none() {
+                report.problem = identity_problem(connection, path)?;
+            }
+            Ok(report)
         })
     }
+}
+
+/// Cross-checks the identity tables against the hashed runs: every run that names a chip and a
+/// serial must match the chip's current identity (`units`: chip, serial, device ID) or one of
+/// its retired ones (`identity_history`), for every unit row that shares the run's chip or
+/// serial. An edit of a unit's serial, device ID or chip UID is then found as soon as the unit
+/// has a recorded run (docs/ledger.md; an identity whose run was never recorded has nothing
+/// hashed to compare with).
+fn identity_problem(
+    connection: &rusqlite::Connection,
+    path: &Path,
+) -> Result<Option<ChainProblem>, LedgerError> {
+    use rusqlite::OptionalExtension;
+    let mismatch = |join: &str| {
+        format!(
+            "SELECT r.id, st.name, r.station_sequence, u.chip_uid, u.serial, r.chip_uid, r.serial
+             FROM units u JOIN runs r ON {join} JOIN stations st ON st.id = r.station_id
+             WHERE r.serial IS NOT NULL AND r.chip_uid IS NOT NULL
+               AND NOT (r.chip_uid = u.chip_uid AND r.serial = u.serial AND r.device_id IS u.device_id)
+               AND NOT EXISTS (SELECT 1 FROM identity_history h WHERE h.chip_uid = r.chip_uid
+                               AND h.serial = r.serial AND h.device_id IS r.device_id)"
+        )
+    };
+    let sql = format!(
+        "{} UNION ALL {} LIMIT 1",
+        mismatch("r.chip_uid = u.chip_uid"),
+        mismatch("r.serial = u.serial")
+    );
+    let found = connection
+        .query_row(&sql, [], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, i64>(2)?,
+                row.get::<_, String>(3)?,
+                row.get::<_, String>(4)?,
+                row.get::<_, String>(6)?,
+            ))
+        })
+        .optional()
+        .map_err(super::database_error(path, "cross-checking identities against the runs"))?;
+    Ok(found.map(|(run_id, station, sequence, chip_uid, unit_serial, run_serial)| ChainProblem {
+        location: format!("units (against run id {run_id})"),
+        station: Some(station),
+        station_sequence: u64::try_from(sequence).ok(),
+        serial: Some(unit_serial.clone()),
+        kind: ProblemKind::IdentityMismatch { chip_uid, unit_serial, run_serial },
+    }))
 }
 
 /// Verifies an export file (CSV, JSON or JSON lines, told apart by their first byte) against
@@ -618,7 +599,22 @@ fn classify(value: Value) -> Result<Element, (Value, String)> {
 struct ExportCheck {
     checker: ChainChecker,
     trailer: Option<ExportTrailer>,
+    /// The format version the header declares.
+    declared_version: u32,
 }
+
+impl ExportCheck {
+    /// The check of an export with `header`; the header's filter is bound to every record.
+    fn new(header: &ExportHeader, checks_derived_fields: bool, options: &VerifyOptions) -> ExportCheck {
+        let mut checker = ChainChecker::new(header.filter.is_filtered(), checks_derived_fields, options);
+        checker.filter = Some(header.filter.clone());
+        ExportCheck { checker, trailer: None, declared_version: header.imprint_ledger_export }
+    }
+}
+
+/// The fields version 2 added to every run: present in a record, they make it a version 2
+/// record whatever the header says.
+const VERSION_2_RUN_FIELDS: [&str; 2] = ["device_certificate_fingerprint", "device_certificate_serial"];
 
 impl ExportCheck {
     /// Feeds one element; returns false when verification can stop.
@@ -632,6 +628,22 @@ impl ExportCheck {
                 element.as_ref().ok(),
                 "a record after the trailer".to_owned(),
             ));
+            return false;
+        }
+        if let Ok(value) = &element
+            && self.declared_version < 2
+            && let Some(field) = VERSION_2_RUN_FIELDS.iter().find(|field| value.get(**field).is_some())
+        {
+            self.checker.fail(ChainProblem {
+                location,
+                station: value.get("station").and_then(Value::as_str).map(str::to_owned),
+                station_sequence: value.get("station_sequence").and_then(Value::as_u64),
+                serial: value.get("serial").and_then(Value::as_str).map(str::to_owned),
+                kind: ProblemKind::Downgraded {
+                    declared_version: self.declared_version,
+                    reason: format!("its records carry {field}, a field of version 2"),
+                },
+            });
             return false;
         }
         match element.map_err(|reason| (Value::Null, reason)).and_then(classify) {
@@ -648,7 +660,7 @@ impl ExportCheck {
     }
 
     fn finish(self) -> VerifyReport {
-        let ExportCheck { mut checker, trailer } = self;
+        let ExportCheck { mut checker, trailer, .. } = self;
         match trailer {
             Some(trailer) => checker.finish(trailer.chain_head, Some(trailer.record_count)),
             None => {
@@ -675,18 +687,17 @@ fn verify_jsonl(
     let first_line = lines.next().transpose().map_err(read_error)?.unwrap_or_default();
     let header = check_header(
         path,
-        serde_json::from_str::<ExportHeader>(&first_line).map_err(|error| error.to_string()),
+        parse_strict(&first_line)
+            .and_then(serde_json::from_value::<ExportHeader>)
+            .map_err(|error| error.to_string()),
     )?;
-    let mut check = ExportCheck {
-        checker: ChainChecker::new(header.filter.is_filtered(), header.imprint_ledger_export >= 2, options),
-        trailer: None,
-    };
+    let mut check = ExportCheck::new(&header, header.imprint_ledger_export >= 2, options);
     for (index, line) in lines.enumerate() {
         let line = line.map_err(read_error)?;
         if line.trim().is_empty() {
             continue;
         }
-        let element = serde_json::from_str::<Value>(&line).map_err(|error| error.to_string());
+        let element = parse_strict(&line).map_err(|error| error.to_string());
         if !check.element(format!("line {}", index + 2), element) {
             break;
         }
@@ -709,7 +720,8 @@ fn verify_json(path: &Path, reader: impl Read, options: &VerifyOptions) -> Resul
             formatter.write_str("a JSON array of export records")
         }
         fn visit_seq<A: SeqAccess<'de>>(self, mut sequence: A) -> Result<(), A::Error> {
-            let header: Option<Value> = sequence.next_element()?;
+            let header: Option<Value> =
+                sequence.next_element::<StrictValue>()?.map(|StrictValue(value)| value);
             *self.elements_seen = 1;
             let header = header.ok_or_else(|| "the array is empty".to_owned()).and_then(|value| {
                 serde_json::from_value::<ExportHeader>(value).map_err(|error| error.to_string())
@@ -722,16 +734,11 @@ fn verify_json(path: &Path, reader: impl Read, options: &VerifyOptions) -> Resul
                     return Ok(());
                 }
             };
-            let check = self.check.insert(ExportCheck {
-                checker: ChainChecker::new(
-                    header.filter.is_filtered(),
-                    header.imprint_ledger_export >= 2,
-                    self.options,
-                ),
-                trailer: None,
-            });
+            let check =
+                self.check.insert(ExportCheck::new(&header, header.imprint_ledger_export >= 2, self.options));
             loop {
-                let element: Option<Value> = sequence.next_element()?;
+                let element: Option<Value> =
+                    sequence.next_element::<StrictValue>()?.map(|StrictValue(value)| value);
                 let Some(element) = element else { break };
                 *self.elements_seen += 1;
                 if !check.element(format!("element {}", *self.elements_seen), Ok(element)) {
@@ -810,7 +817,8 @@ fn verify_csv(path: &Path, reader: impl Read, options: &VerifyOptions) -> Result
         .filter(|row| row.get(0) == Some("export"))
         .ok_or_else(|| "the first row is not record_type export".to_owned())
         .and_then(|row| {
-            serde_json::from_str::<ExportHeader>(row.get(export_column).unwrap_or_default())
+            parse_strict(row.get(export_column).unwrap_or_default())
+                .and_then(serde_json::from_value::<ExportHeader>)
                 .map_err(|error| error.to_string())
         });
     let header = check_header(path, header)?;
@@ -820,10 +828,7 @@ fn verify_csv(path: &Path, reader: impl Read, options: &VerifyOptions) -> Result
             header.imprint_ledger_export
         )));
     }
-    let mut check = ExportCheck {
-        checker: ChainChecker::new(header.filter.is_filtered(), column_version >= 2, options),
-        trailer: None,
-    };
+    let mut check = ExportCheck::new(&header, column_version >= 2, options);
     for (index, row) in records.enumerate() {
         // Row 1 is the column names, row 2 the export header.
         let location = format!("row {}", index + 3);
@@ -854,7 +859,7 @@ fn verify_csv(path: &Path, reader: impl Read, options: &VerifyOptions) -> Result
                 }
             },
             Some("trailer") => {
-                let trailer = serde_json::from_str::<Value>(row.get(export_column).unwrap_or_default())
+                let trailer = parse_strict(row.get(export_column).unwrap_or_default())
                     .map_err(|error| error.to_string());
                 check.element(location, trailer)
             }

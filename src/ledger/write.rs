@@ -84,6 +84,17 @@ fn normalize_sha256(field: &str, sha256_hex: &str) -> Result<String, LedgerError
     }
 }
 
+/// Checks a name that goes into the record and onto operators' terminals (station, operator,
+/// probe): not empty, and no control characters (an escape sequence in an operator name would
+/// be replayed by every terminal that shows the ledger).
+pub fn check_name_text(field: &str, value: &str) -> Result<(), LedgerError> {
+    if value.is_empty() || value.chars().any(char::is_control) {
+        Err(LedgerError::invalid(field, "a non-empty name without control or escape characters", value))
+    } else {
+        Ok(())
+    }
+}
+
 fn check_not_empty(field: &str, value: &str) -> Result<(), LedgerError> {
     if value.is_empty() { Err(LedgerError::invalid(field, "a non-empty name", value)) } else { Ok(()) }
 }
@@ -502,6 +513,9 @@ pub(crate) fn record_run(
     path: &Path,
     run: &RunRecord,
 ) -> Result<RunReceipt, LedgerError> {
+    check_name_text("station", &run.station)?;
+    check_name_text("operator", &run.operator)?;
+    check_name_text("probe", &run.probe)?;
     let mut recorded = recorded_form(run)?;
     let station_id = name_id(transaction, path, "stations", &recorded.station)?;
     let operator_id = name_id(transaction, path, "operators", &recorded.operator)?;

@@ -117,10 +117,18 @@ pub fn imprint() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_imprint"));
     command
         .env_remove("IMPRINT_DB")
+        .env_remove("IMPRINT_LEDGER")
         .env_remove("IMPRINT_LOG")
         .env_remove("IMPRINT_OPERATOR")
         .env_remove("IMPRINT_STATION");
     command
+}
+
+/// Creates an empty ledger at `path` with `imprint log init --db PATH`: a station never creates
+/// its ledger unasked, so a test that runs a line on a new ledger makes it first (or passes
+/// `--create-ledger` to `imprint run` / `imprint gui`).
+pub fn create_ledger(path: &Path) {
+    run_checked(imprint().args(["log", "init", "--db"]).arg(path));
 }
 
 /// profiles/demo.toml with its relative paths made absolute, so an edited copy can live in a
