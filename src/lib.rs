@@ -24,4 +24,5 @@ pub mod profile;
 pub mod station;
 pub mod store;
 pub mod device;
+pub mod fcc;
 pub mod trust;
