@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Builds the real FCC test device (docs/fcc.md): the unmodified upstream
-# factory-configurator-client-example application and Imprint's fcc-verify tool, both around the
-# real Factory Configurator Client library, from the sources named by IMPRINT_FCC_SOURCE (a
+# factory-configurator-client-example application and Imprint's fcc-verify and fcc-serve tools,
+# all around the real Factory Configurator Client library, from the sources named by IMPRINT_FCC_SOURCE (a
 # directory holding mbed-cloud-client/ and factory-configurator-client-example/).
 #
 #   scripts/fcc-device.sh [BUILD_DIR]
 #
 # BUILD_DIR defaults to $CARGO_TARGET_DIR/fcc-device (target/fcc-device without it). Idempotent:
 # installs cmake, g++ and libmbedtls-dev with apt-get only when missing, and rebuilds only what
-# changed. Several callers may run it at once (a lock serialises them). Prints the two binaries'
+# changed. Several callers may run it at once (a lock serialises them). Prints the three binaries'
 # paths on its last lines.
 set -euo pipefail
 repository="$(cd "$(dirname "$0")/.." && pwd)"
@@ -59,3 +59,4 @@ cmake --build "$build_dir" -j 2 >"$build_dir/build.log" 2>&1 || {
 }
 echo "$build_dir/factory-configurator-client-example"
 echo "$build_dir/fcc-verify"
+echo "$build_dir/fcc-serve"
