@@ -15,14 +15,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use imprint::device::sim::{FaultPlan, SimDevice, SimFixture, SimTarget};
+use imprint::device::{ChipDescription, Fixture, Target, TargetError};
 use imprint::identity::ChipUid;
 use imprint::ledger::{Ledger, RunRecord, RunResult, StepRecord, StepStatus};
 use imprint::profile::{Profile, SimTiming};
 use imprint::station::{
     CancelToken, DiscardEvents, SelfTestMaterial, StationContext, UnitResult, provision_unit, run_line,
 };
-use imprint::device::sim::{FaultPlan, SimDevice, SimFixture, SimTarget};
-use imprint::device::{ChipDescription, Fixture, Target, TargetError};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

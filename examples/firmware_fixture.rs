@@ -19,12 +19,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use imprint::contract::{self, MailboxRequest};
+use imprint::device::Target;
+use imprint::device::sim::{FaultPlan, SimDevice, SimTarget};
 use imprint::identity::{self, ChipUid};
 use imprint::manifest::{self, ManifestRequest, SemanticVersion};
 use imprint::profile::{FlashRegion, MemoryMap, RamSpan, SimTiming};
 use imprint::store::{ConfigStore, StoreItem, StoreLayout, keys};
-use imprint::device::Target;
-use imprint::device::sim::{FaultPlan, SimDevice, SimTarget};
 use imprint::trust::{
     Certificate, CertificateRequest, SignError, Signer, SoftwareSigner, issue_certificate,
     self_signed_certificate,

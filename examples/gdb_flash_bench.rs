@@ -19,11 +19,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use imprint::image::{FirmwareImage, ImageFormat};
-use imprint::profile::{FlashRegion, MemoryMap, RamSpan};
 use imprint::device::Target;
 use imprint::device::gdb::{GdbClient, GdbTarget, GdbTargetConfig, TcpTransport};
 use imprint::device::qemu::{QemuInstance, QemuOptions, qemu_version};
+use imprint::image::{FirmwareImage, ImageFormat};
+use imprint::profile::{FlashRegion, MemoryMap, RamSpan};
 
 const APPLICATION_SLOT_ADDRESS: u64 = 0x2_0000;
 const APPLICATION_SLOT_SIZE_BYTES: usize = 0xE_0000;

@@ -14,6 +14,8 @@
 
 pub mod central;
 pub mod contract;
+pub mod device;
+pub mod fcc;
 #[cfg(feature = "gui")]
 pub mod gui;
 pub mod identity;
@@ -23,6 +25,4 @@ pub mod manifest;
 pub mod profile;
 pub mod station;
 pub mod store;
-pub mod device;
-pub mod fcc;
 pub mod trust;

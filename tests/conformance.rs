@@ -21,14 +21,14 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 use imprint::contract::{self, MailboxRequest, SelfTestReport, StoreStatus, UpdateStatus, encode_candidate};
+use imprint::device::Target;
+use imprint::device::qemu::{QemuFixture, QemuOptions};
+use imprint::device::sim::{FaultPlan, SimDevice, SimTarget};
 use imprint::identity::{self, ChipUid};
 use imprint::manifest::{self, ManifestRequest, SemanticVersion};
 use imprint::profile::{MemoryMap, Profile, SimTiming};
 use imprint::station::self_test::flatten_image;
 use imprint::store::{ConfigStore, StoreItem, keys};
-use imprint::device::Target;
-use imprint::device::qemu::{QemuFixture, QemuOptions};
-use imprint::device::sim::{FaultPlan, SimDevice, SimTarget};
 use imprint::trust::{
     Certificate, CertificateRequest, Signer, SoftwareSigner, generate_signing_key, issue_certificate,
     self_signed_certificate,

@@ -13,6 +13,7 @@ use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 
 use common::{demo_profile_text, imprint, openssl, openssl_ok, text, write_profile};
+use imprint::device::sim::{FaultPlan, SimDevice, SimTarget};
 use imprint::ledger::{CertificateSelection, ExportFilter, ExportFormat, Ledger};
 use imprint::profile::{Profile, SimTiming};
 use imprint::station::{
@@ -20,7 +21,6 @@ use imprint::station::{
     provision_unit,
 };
 use imprint::store::{ConfigStore, keys};
-use imprint::device::sim::{FaultPlan, SimDevice, SimTarget};
 use imprint::trust::{self, Certificate, Signer};
 
 const USER_PIN: &str = "1234";

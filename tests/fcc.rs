@@ -7,133 +7,18 @@
 mod common;
 
 use std::net::{TcpListener, TcpStream};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use common::fcc::{FccDevice, start_fcc_devices};
+use common::fcc::{
+    DevelopmentCredentials, FccDevice, Unit, full_bundle, identity_bundle, identity_bundle_with_vendor_id,
+    start_fcc_devices, with_station_made_key,
+};
 use imprint::fcc::{
-    ConfigValue, CsrRequest, FCC_CSR_EXTENDED_KEY_USAGE_CLIENT_AUTH, FCC_CSR_KEY_USAGE_DIGITAL_SIGNATURE, FccBundle,
-    FccError, FccResponse, FccSession, FccStatus, FccTimeouts, FtcdStatus, KeyType, connect_tcp,
+    ConfigValue, CsrRequest, FCC_CSR_EXTENDED_KEY_USAGE_CLIENT_AUTH, FCC_CSR_KEY_USAGE_DIGITAL_SIGNATURE,
+    FccBundle, FccError, FccResponse, FccSession, FccStatus, FccTimeouts, FtcdStatus, connect_tcp,
     encode_request_frame,
 };
-use imprint::trust::{
-    Certificate, CertificateRequest, SoftwareSigner, device_key_pkcs8_der, generate_device_key, generate_signing_key,
-    Signer, issue_certificate, self_signed_certificate, verify_certificate_request,
-};
-
-/// Development credentials made for the test with the project's trust module.
-struct DevelopmentCredentials {
-    factory_ca_key: SoftwareSigner,
-    factory_ca: Certificate,
-    bootstrap_server_ca: Certificate,
-    update_auth: Certificate,
-}
-
-impl DevelopmentCredentials {
-    fn new() -> Self {
-        let factory_ca_key = generate_signing_key();
-        let factory_ca =
-            self_signed_certificate(&factory_ca_key, &CertificateRequest::certificate_authority("Imprint test factory CA", 3650))
-                .expect("factory CA");
-        let bootstrap_key = generate_signing_key();
-        let bootstrap_server_ca = self_signed_certificate(
-            &bootstrap_key,
-            &CertificateRequest::certificate_authority("Imprint test bootstrap server CA", 3650),
-        )
-        .expect("bootstrap server CA");
-        let update_key = generate_signing_key();
-        let update_auth =
-            self_signed_certificate(&update_key, &CertificateRequest::update_authority("Imprint test update authority", 3650))
-                .expect("update certificate");
-        DevelopmentCredentials {
-            factory_ca_key,
-            factory_ca,
-            bootstrap_server_ca,
-            update_auth,
-        }
-    }
-
-    fn issue_device_certificate(&self, public_key: &p256::ecdsa::VerifyingKey, endpoint_name: &str) -> Certificate {
-        issue_certificate(
-            &self.factory_ca_key,
-            &self.factory_ca,
-            public_key,
-            &CertificateRequest::device_identity(endpoint_name, 3650),
-        )
-        .expect("device certificate")
-    }
-}
-
-/// One unit's identity.
-struct Unit {
-    endpoint_name: String,
-    serial_number: String,
-}
-
-impl Unit {
-    fn new(index: usize) -> Unit {
-        Unit {
-            endpoint_name: uuid::Uuid::new_v4().to_string(),
-            serial_number: format!("IMP-FCC-{index:06}"),
-        }
-    }
-}
-
-fn vendor_id() -> Vec<u8> {
-    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_DNS, b"imprint.example").as_bytes().to_vec()
-}
-
-fn class_id() -> Vec<u8> {
-    uuid::Uuid::new_v5(&uuid::Uuid::from_slice(&vendor_id()).expect("uuid"), b"fcc-linux").as_bytes().to_vec()
-}
-
-/// Everything of the README's full bundle except the device certificate and key.
-fn identity_bundle(credentials: &DevelopmentCredentials, unit: &Unit) -> FccBundle {
-    identity_bundle_with_vendor_id(credentials, unit, vendor_id())
-}
-
-fn identity_bundle_with_vendor_id(credentials: &DevelopmentCredentials, unit: &Unit, vendor_id: Vec<u8>) -> FccBundle {
-    let now_seconds = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs();
-    FccBundle::new()
-        .config_param("mbed.UseBootstrap", ConfigValue::Unsigned(1))
-        .config_param(
-            "mbed.BootstrapServerURI",
-            ConfigValue::Text("coaps://bootstrap.imprint.example:5684?aid=0123456789abcdef0123456789abcdef".to_string()),
-        )
-        .config_param("mbed.Manufacturer", ConfigValue::Text("Imprint Example Ltd".to_string()))
-        .config_param("mbed.ModelNumber", ConfigValue::Text("fcc-linux".to_string()))
-        .config_param("mbed.DeviceType", ConfigValue::Text("gateway".to_string()))
-        .config_param("mbed.HardwareVersion", ConfigValue::Text("1.0".to_string()))
-        .config_param("mbed.MemoryTotalKB", ConfigValue::Unsigned(512))
-        .config_param("mbed.SerialNumber", ConfigValue::Text(unit.serial_number.clone()))
-        .config_param("mbed.CurrentTime", ConfigValue::Unsigned(now_seconds))
-        .config_param("mbed.EndpointName", ConfigValue::Text(unit.endpoint_name.clone()))
-        .config_param("mbed.VendorId", ConfigValue::Bytes(vendor_id))
-        .config_param("mbed.ClassId", ConfigValue::Bytes(class_id()))
-        .certificate("mbed.BootstrapServerCACert", credentials.bootstrap_server_ca.der().to_vec())
-        .certificate("mbed.UpdateAuthCert", credentials.update_auth.der().to_vec())
-}
-
-/// The README's full bundle: identity, a station-made device key and its certificate, Verify.
-fn full_bundle(credentials: &DevelopmentCredentials, unit: &Unit) -> FccBundle {
-    with_station_made_key(credentials, unit, identity_bundle(credentials, unit))
-}
-
-/// Adds a station-made device key and its certificate from the factory CA, and Verify.
-fn with_station_made_key(credentials: &DevelopmentCredentials, unit: &Unit, bundle: FccBundle) -> FccBundle {
-    let device_key = generate_device_key().expect("device key");
-    let device_certificate = credentials.issue_device_certificate(&device_key.verifying_key(), &unit.endpoint_name);
-    bundle
-        .key(
-            "mbed.BootstrapDevicePrivateKey",
-            KeyType::EccPrivate,
-            device_key_pkcs8_der(&device_key).expect("key DER"),
-        )
-        .certificate("mbed.BootstrapDeviceCert", device_certificate.der().to_vec())
-        .verify(true)
-}
+use imprint::trust::verify_certificate_request;
 
 fn open_session(device: &FccDevice, session_id: &str) -> FccSession<TcpStream> {
     let connection = connect_tcp(&device.endpoint(), FccTimeouts::default()).expect("connect to the device");
@@ -274,10 +159,7 @@ fn a_device_that_never_answers_times_out() {
         std::thread::sleep(Duration::from_secs(2));
         drop(stream);
     });
-    let timeouts = FccTimeouts {
-        connect: Duration::from_secs(2),
-        response: Duration::from_millis(300),
-    };
+    let timeouts = FccTimeouts { connect: Duration::from_secs(2), response: Duration::from_millis(300) };
     let mut session = FccSession::new(connect_tcp(&endpoint, timeouts).expect("connect"), "sid-silent");
     let started = std::time::Instant::now();
     let error = session.send(&FccBundle::new()).expect_err("silence");
@@ -308,26 +190,68 @@ fn csr_flow_device_key_certificate_issued_and_verified() {
     let unit = Unit::new(4);
     let mut device = FccDevice::start();
     let mut session = open_session(&device, "sid-csr");
-    let csr_message = FccBundle::new()
-        .keep_alive(true)
-        .verify(false)
-        .csr_request(CsrRequest {
-            private_key_name: "mbed.BootstrapDevicePrivateKey".to_string(),
-            subject: format!("CN={}", unit.endpoint_name),
-            key_usage: FCC_CSR_KEY_USAGE_DIGITAL_SIGNATURE,
-            extended_key_usage: FCC_CSR_EXTENDED_KEY_USAGE_CLIENT_AUTH,
-        });
+    let csr_message = FccBundle::new().keep_alive(true).verify(false).csr_request(CsrRequest {
+        private_key_name: "mbed.BootstrapDevicePrivateKey".to_string(),
+        subject: format!("CN={}", unit.endpoint_name),
+        key_usage: FCC_CSR_KEY_USAGE_DIGITAL_SIGNATURE,
+        extended_key_usage: FCC_CSR_EXTENDED_KEY_USAGE_CLIENT_AUTH,
+    });
     let response = session.send(&csr_message).expect("CSR message");
     assert_status(&response, FccStatus::SUCCESS, &device);
     assert_eq!(response.csrs.len(), 1, "{response:?}");
     assert_eq!(response.csrs[0].private_key_name, "mbed.BootstrapDevicePrivateKey");
-    let verified = verify_certificate_request(&response.csrs[0].request_der).expect("the device's CSR verifies");
+    let verified =
+        verify_certificate_request(&response.csrs[0].request_der).expect("the device's CSR verifies");
     assert_eq!(verified.subject_common_name.as_deref(), Some(unit.endpoint_name.as_str()));
     let certificate = credentials.issue_device_certificate(&verified.public_key, &unit.endpoint_name);
     let final_message = identity_bundle(&credentials, &unit)
         .certificate("mbed.BootstrapDeviceCert", certificate.der().to_vec())
         .verify(true);
     let response = session.send(&final_message).expect("certificate message");
+    assert_status(&response, FccStatus::SUCCESS, &device);
+    let report = device.verify_stored();
+    assert!(report.success && report.status == 0, "fcc-verify: {report:?}");
+}
+
+/// The serial transport: the station's end of a pty pair; the other end is bridged to the real
+/// device's socket, with console text before the response (as a UART console prints around its
+/// frames), which the reader skips up to the "mbedprov" token.
+#[test]
+fn full_bundle_over_a_serial_port() {
+    use serialport::SerialPort;
+    use std::io::{Read, Write};
+    let credentials = DevelopmentCredentials::new();
+    let unit = Unit::new(6);
+    let mut device = FccDevice::start();
+    let (device_end, station_end) = serialport::TTYPort::pair().expect("a pty pair");
+    let socket = TcpStream::connect(device.endpoint()).expect("connect");
+    let mut socket_reader = socket.try_clone().expect("socket clone");
+    let mut socket_writer = socket;
+    let mut pty_reader = device_end.try_clone_native().expect("pty clone");
+    let mut pty_writer = device_end;
+    pty_reader.set_timeout(Duration::from_secs(60)).expect("pty timeout");
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 4096];
+        while let Ok(count) = pty_reader.read(&mut buffer) {
+            if count == 0 || socket_writer.write_all(&buffer[..count]).is_err() {
+                break;
+            }
+        }
+    });
+    std::thread::spawn(move || {
+        let _ = pty_writer.write_all(b"[INFO][fce ]: console output before the frame\r\nmbed");
+        let mut buffer = [0u8; 4096];
+        while let Ok(count) = socket_reader.read(&mut buffer) {
+            if count == 0 || pty_writer.write_all(&buffer[..count]).is_err() {
+                break;
+            }
+        }
+    });
+    let station_port: Box<dyn serialport::SerialPort> = Box::new(station_end);
+    let connection =
+        imprint::fcc::FccConnection::new(station_port, "pty".to_string(), FccTimeouts::default());
+    let mut session = FccSession::new(connection, "sid-serial");
+    let response = session.send(&full_bundle(&credentials, &unit)).expect("exchange over the pty");
     assert_status(&response, FccStatus::SUCCESS, &device);
     let report = device.verify_stored();
     assert!(report.success && report.status == 0, "fcc-verify: {report:?}");
@@ -359,12 +283,13 @@ fn status_names_match_the_upstream_header() {
     let header = std::path::Path::new(&source).join(
         "mbed-cloud-client/factory-configurator-client/factory-configurator-client/factory-configurator-client/fcc_status.h",
     );
-    let text = std::fs::read_to_string(&header).unwrap_or_else(|error| panic!("{}: {error}", header.display()));
+    let text =
+        std::fs::read_to_string(&header).unwrap_or_else(|error| panic!("{}: {error}", header.display()));
     let names: Vec<&str> = text
         .lines()
         .map(str::trim)
         .filter(|line| line.starts_with("FCC_STATUS_"))
-        .map(|line| line.split(|character: char| character == ',' || character == ' ').next().unwrap_or(""))
+        .map(|line| line.split([',', ' ']).next().unwrap_or(""))
         .collect();
     let ours: Vec<&str> = FccStatus::all().map(FccStatus::name).collect();
     assert_eq!(ours, names);

@@ -15,7 +15,6 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use imprint::profile::{FlashRegion, MemoryMap, RamSpan};
 use imprint::device::gdb::protocol::{
     Incoming, PacketParser, checksum, escape_binary, frame_packet, push_run_length_encoded, unescape_binary,
 };
@@ -24,6 +23,7 @@ use imprint::device::gdb::{
     StopReason, TcpTransport,
 };
 use imprint::device::{Target, TargetError};
+use imprint::profile::{FlashRegion, MemoryMap, RamSpan};
 
 // ---------------------------------------------------------------------------------------------
 // Wire-format vectors.

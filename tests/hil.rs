@@ -14,14 +14,14 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use imprint::device::probe_rs::selector::choose_probe;
+use imprint::device::probe_rs::{ProbeRsConfig, ProbeRsFixture, ProbeSlotSpec, UnitArrival, list_probes};
+use imprint::device::{Fixture, Target, TargetError};
 use imprint::ledger::Ledger;
 use imprint::profile::Profile;
 use imprint::station::{
     CancelToken, EventSink, SelfTestMaterial, StationContext, StationEvent, UnitResult, provision_unit,
 };
-use imprint::device::probe_rs::selector::choose_probe;
-use imprint::device::probe_rs::{ProbeRsConfig, ProbeRsFixture, ProbeSlotSpec, UnitArrival, list_probes};
-use imprint::device::{Fixture, Target, TargetError};
 
 /// How long to wait for the board to answer the probe.
 const ATTACH_WAIT: Duration = Duration::from_secs(20);

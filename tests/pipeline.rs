@@ -6,6 +6,8 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use imprint::device::sim::{FaultPlan, SimDevice, SimFixture, SimTarget};
+use imprint::device::{ChipDescription, Fixture, Target, TargetError};
 use imprint::identity::ChipUid;
 use imprint::ledger::Ledger;
 use imprint::profile::{Profile, SimTiming};
@@ -13,8 +15,6 @@ use imprint::station::{
     CancelToken, EventKind, EventSink, SelfTestMaterial, StationContext, StationEvent, UnitResult,
     provision_unit, run_line,
 };
-use imprint::device::sim::{FaultPlan, SimDevice, SimFixture, SimTarget};
-use imprint::device::{ChipDescription, Fixture, Target, TargetError};
 
 /// Collects events for inspection.
 #[derive(Default)]

@@ -10,13 +10,13 @@ mod common;
 
 use std::sync::Arc;
 
+use imprint::device::sim::{FaultPlan, SimDevice, SimTarget};
 use imprint::ledger::Ledger;
 use imprint::profile::{Profile, SimTiming};
 use imprint::station::{
     CancelToken, DiscardEvents, SelfTestMaterial, StationContext, UnitResult, provision_unit,
 };
 use imprint::store::ConfigStore;
-use imprint::device::sim::{FaultPlan, SimDevice, SimTarget};
 use sha2::{Digest, Sha256};
 
 /// A profile variant: every flash region with this erased value and write alignment.

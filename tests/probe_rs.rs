@@ -12,8 +12,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use imprint::profile::{Profile, RamSpan};
-use imprint::station::fixtures::{FixtureError, FixtureSelector};
 use imprint::device::TargetError;
 use imprint::device::probe_rs::chip::{
     ChipIdCheck, UniqueIdRead, plan_unique_id_read, reported_chip_name, unique_id_bytes_from_words,
@@ -33,6 +31,8 @@ use imprint::device::probe_rs::selector::{
     ConsolePortSelector, ProbeListing, ProbeSelector, ProbeSlotSpec, SelectorError, UnitArrival, choose_probe,
 };
 use imprint::device::probe_rs::{ProbeRsConfig, usb_visibility_note};
+use imprint::profile::{Profile, RamSpan};
+use imprint::station::fixtures::{FixtureError, FixtureSelector};
 
 fn repository() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

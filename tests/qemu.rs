@@ -285,9 +285,9 @@ fn gdb_multiarch(gdb_address: &str, commands: &[String]) -> String {
 
 #[test]
 fn gdb_multiarch_agrees_with_the_backend_about_memory() {
-    use imprint::image::{FirmwareImage, ImageFormat};
     use imprint::device::gdb::{GdbClient, GdbTarget, TcpTransport};
     use imprint::device::qemu::QemuInstance;
+    use imprint::image::{FirmwareImage, ImageFormat};
 
     let options = QemuOptions::default();
     let (instance, client) = QemuInstance::start(&options).unwrap();

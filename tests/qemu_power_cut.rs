@@ -13,14 +13,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use imprint::contract::{self, MailboxRequest, SelfTestReport, UpdateStatus};
+use imprint::device::Target;
+use imprint::device::gdb::{BreakpointKind, GdbTargetConfig};
+use imprint::device::qemu::{QemuFixture, QemuOptions};
 use imprint::ledger::Ledger;
 use imprint::profile::Profile;
 use imprint::station::{
     CancelToken, DiscardEvents, SelfTestMaterial, StationContext, UnitResult, provision_unit,
 };
-use imprint::device::Target;
-use imprint::device::gdb::{BreakpointKind, GdbTargetConfig};
-use imprint::device::qemu::{QemuFixture, QemuOptions};
 
 fn read(target: &mut dyn Target, address: u64, length: usize) -> Vec<u8> {
     let mut bytes = vec![0u8; length];

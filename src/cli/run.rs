@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use imprint::central::{CentralConfig, CentralLink, LinkSettings, LinkStatus, SerialCounterSpec};
+use imprint::device::sim::{FaultPlan, FaultSchedule};
 use imprint::ledger::{Ledger, SerialScheme};
 use imprint::profile::{Profile, SimTiming};
 use imprint::station::fixtures::{FixtureSelector, SimOptions, open_fixtures};
@@ -15,7 +16,6 @@ use imprint::station::{
     CancelToken, EventKind, EventSink, LineSummary, SelfTestMaterial, StationContext, StationEvent,
     UnitLabels, UnitResult, run_line,
 };
-use imprint::device::sim::{FaultPlan, FaultSchedule};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use super::{EXIT_UNITS_FAILED, split_sim_fault, station_identity};

@@ -243,20 +243,13 @@ impl FccBundle {
 
     /// Adds a `ConfigParams` entry.
     pub fn config_param(mut self, name: impl Into<String>, value: ConfigValue) -> Self {
-        self.config_params.push(ConfigParam {
-            name: name.into(),
-            value,
-        });
+        self.config_params.push(ConfigParam { name: name.into(), value });
         self
     }
 
     /// Adds a `Keys` entry (DER).
     pub fn key(mut self, name: impl Into<String>, key_type: KeyType, der: Zeroizing<Vec<u8>>) -> Self {
-        self.keys.push(Key {
-            name: name.into(),
-            key_type,
-            der,
-        });
+        self.keys.push(Key { name: name.into(), key_type, der });
         self
     }
 
@@ -379,10 +372,7 @@ impl FccBundle {
             put("Certificates", Value::Array(self.certificates.iter().map(certificate_entry).collect()));
         }
         if !self.certificate_chains.is_empty() {
-            put(
-                "CertificateChains",
-                Value::Array(self.certificate_chains.iter().map(chain_entry).collect()),
-            );
+            put("CertificateChains", Value::Array(self.certificate_chains.iter().map(chain_entry).collect()));
         }
         if !self.config_params.is_empty() {
             put("ConfigParams", Value::Array(self.config_params.iter().map(config_entry).collect()));
@@ -456,18 +446,12 @@ fn csr_entry(request: &CsrRequest) -> Value {
     Value::Map(vec![
         text("PrKN", &request.private_key_name),
         text("Subj", &request.subject),
-        (
-            Value::Text("MD".to_string()),
-            Value::Integer(FCC_CSR_MESSAGE_DIGEST_SHA256.into()),
-        ),
+        (Value::Text("MD".to_string()), Value::Integer(FCC_CSR_MESSAGE_DIGEST_SHA256.into())),
         (
             Value::Text("Ext".to_string()),
             Value::Map(vec![
                 (Value::Text("KU".to_string()), Value::Integer(request.key_usage.into())),
-                (
-                    Value::Text("EKU".to_string()),
-                    Value::Integer(request.extended_key_usage.into()),
-                ),
+                (Value::Text("EKU".to_string()), Value::Integer(request.extended_key_usage.into())),
             ]),
         ),
     ])
@@ -505,10 +489,7 @@ mod tests {
 
     #[test]
     fn integers_are_stored_in_four_or_eight_bytes_as_the_fcc_does() {
-        let param = |name: &str| ConfigParam {
-            name: name.to_string(),
-            value: ConfigValue::Unsigned(1),
-        };
+        let param = |name: &str| ConfigParam { name: name.to_string(), value: ConfigValue::Unsigned(1) };
         assert_eq!(param("mbed.UseBootstrap").stored_bytes(), Some(vec![1, 0, 0, 0]));
         assert_eq!(param("mbed.MemoryTotalKB").stored_bytes(), Some(vec![1, 0, 0, 0]));
         assert_eq!(param("mbed.Other").stored_bytes(), Some(vec![1, 0, 0, 0, 0, 0, 0, 0]));

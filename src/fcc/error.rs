@@ -37,51 +37,32 @@ pub enum FccError {
          the FCC closes the connection instead of answering a framing error (wrong hash, size or token), \
          or the device process ended"
     )]
-    ConnectionClosed {
-        endpoint: String,
-        stage: &'static str,
-        received_bytes: usize,
-    },
+    ConnectionClosed { endpoint: String, stage: &'static str, received_bytes: usize },
     /// The device did not answer in time.
     #[error("FCC device {endpoint} did not answer within {} ms while {stage} (received {received_bytes} bytes)", timeout.as_millis())]
-    Timeout {
-        endpoint: String,
-        stage: &'static str,
-        timeout: Duration,
-        received_bytes: usize,
-    },
+    Timeout { endpoint: String, stage: &'static str, timeout: Duration, received_bytes: usize },
     /// Bytes before the response token exceeded what a device prints around a frame.
-    #[error("FCC device {endpoint}: expected the response token \"mbedprov\", found {skipped_bytes} bytes without it")]
+    #[error(
+        "FCC device {endpoint}: expected the response token \"mbedprov\", found {skipped_bytes} bytes without it"
+    )]
     MissingResponseToken { endpoint: String, skipped_bytes: usize },
     /// The response's length field is implausible.
-    #[error("FCC device {endpoint}: response length {length_bytes} bytes exceeds the limit of {limit_bytes} bytes")]
-    ResponseTooLarge {
-        endpoint: String,
-        length_bytes: u32,
-        limit_bytes: u32,
-    },
+    #[error(
+        "FCC device {endpoint}: response length {length_bytes} bytes exceeds the limit of {limit_bytes} bytes"
+    )]
+    ResponseTooLarge { endpoint: String, length_bytes: u32, limit_bytes: u32 },
     /// The response's SHA-256 does not match its CBOR.
-    #[error("FCC device {endpoint}: response hash mismatch (expected SHA-256 {expected_hex} of the CBOR, found {found_hex})")]
-    ResponseHashMismatch {
-        endpoint: String,
-        expected_hex: String,
-        found_hex: String,
-    },
+    #[error(
+        "FCC device {endpoint}: response hash mismatch (expected SHA-256 {expected_hex} of the CBOR, found {found_hex})"
+    )]
+    ResponseHashMismatch { endpoint: String, expected_hex: String, found_hex: String },
     /// The frame's communication status is not success: the frame carries no response.
     #[error("FCC device {endpoint} answered communication status {status} without a response")]
     CommunicationStatus { endpoint: String, status: FtcdStatus },
     /// The response CBOR is not what the FCC sends.
     #[error("FCC device {endpoint}: malformed response: expected {expected}, found {found}")]
-    MalformedResponse {
-        endpoint: String,
-        expected: &'static str,
-        found: String,
-    },
+    MalformedResponse { endpoint: String, expected: &'static str, found: String },
     /// A bundle could not be built or encoded.
     #[error("FCC bundle field {field}: expected {expected}, found {found}")]
-    Bundle {
-        field: String,
-        expected: &'static str,
-        found: String,
-    },
+    Bundle { field: String, expected: &'static str, found: String },
 }

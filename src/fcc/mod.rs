@@ -20,12 +20,14 @@ mod transport;
 
 pub use bundle::{
     BundleItemDigest, Certificate, CertificateChain, ConfigParam, ConfigValue, CsrRequest,
-    FCC_CSR_EXTENDED_KEY_USAGE_CLIENT_AUTH, FCC_CSR_KEY_USAGE_DIGITAL_SIGNATURE, FCC_CSR_MESSAGE_DIGEST_SHA256,
-    FCC_ENTROPY_SIZE_BYTES, FCC_ROT_SIZE_BYTES, FCC_SCHEME_VERSION, FccBundle, Key, KeyType,
+    FCC_CSR_EXTENDED_KEY_USAGE_CLIENT_AUTH, FCC_CSR_KEY_USAGE_DIGITAL_SIGNATURE,
+    FCC_CSR_MESSAGE_DIGEST_SHA256, FCC_ENTROPY_SIZE_BYTES, FCC_ROT_SIZE_BYTES, FCC_SCHEME_VERSION, FccBundle,
+    Key, KeyType,
 };
 pub use error::FccError;
 pub use frame::{
-    FTCD_HASH_SIZE_BYTES, FTCD_TOKEN, encode_request_frame, request_frame_size_bytes, response_frame_size_bytes,
+    FTCD_HASH_SIZE_BYTES, FTCD_TOKEN, encode_request_frame, request_frame_size_bytes,
+    response_frame_size_bytes,
 };
 pub use response::{DeviceCsr, FccResponse};
 pub use session::FccSession;

@@ -61,7 +61,9 @@ impl FccResponse {
                 return Err(malformed("text keys", describe(&key)));
             };
             match key.as_str() {
-                "SchemeVersion" => response.scheme_version = Some(expect_text(value, "SchemeVersion", &malformed)?),
+                "SchemeVersion" => {
+                    response.scheme_version = Some(expect_text(value, "SchemeVersion", &malformed)?)
+                }
                 "SID" => response.session_id = Some(expect_text(value, "SID", &malformed)?),
                 "InfoMessage" => response.info_message = Some(expect_text(value, "InfoMessage", &malformed)?),
                 "WarningInfo" => response.warning_info = Some(expect_text(value, "WarningInfo", &malformed)?),
@@ -70,7 +72,8 @@ impl FccResponse {
                         Value::Integer(integer) => u32::try_from(i128::from(*integer)).ok(),
                         _ => None,
                     };
-                    let code = code.ok_or_else(|| malformed("ReturnStatus as an unsigned integer", describe(&value)))?;
+                    let code = code
+                        .ok_or_else(|| malformed("ReturnStatus as an unsigned integer", describe(&value)))?;
                     response.return_status = FccStatus(code);
                     has_return_status = true;
                 }
@@ -121,7 +124,10 @@ fn field_expectation(field: &'static str) -> &'static str {
     }
 }
 
-fn decode_csrs(value: Value, malformed: &impl Fn(&'static str, String) -> FccError) -> Result<Vec<DeviceCsr>, FccError> {
+fn decode_csrs(
+    value: Value,
+    malformed: &impl Fn(&'static str, String) -> FccError,
+) -> Result<Vec<DeviceCsr>, FccError> {
     let Value::Array(items) = value else {
         return Err(malformed("Csrs as an array", describe(&value)));
     };
@@ -145,11 +151,12 @@ fn decode_csrs(value: Value, malformed: &impl Fn(&'static str, String) -> FccErr
             }
         }
         match (private_key_name, request_der) {
-            (Some(private_key_name), Some(request_der)) => csrs.push(DeviceCsr {
-                private_key_name,
-                request_der,
-            }),
-            _ => return Err(malformed("Csrs entries with PrKN and Data", "an entry lacking one".to_string())),
+            (Some(private_key_name), Some(request_der)) => {
+                csrs.push(DeviceCsr { private_key_name, request_der })
+            }
+            _ => {
+                return Err(malformed("Csrs entries with PrKN and Data", "an entry lacking one".to_string()));
+            }
         }
     }
     Ok(csrs)

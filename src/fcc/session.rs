@@ -19,11 +19,7 @@ pub struct FccSession<S: FccStream> {
 impl<S: FccStream> FccSession<S> {
     /// Starts a session on an open connection; `session_id` is sent as `SID` in every message.
     pub fn new(connection: FccConnection<S>, session_id: impl Into<String>) -> Self {
-        FccSession {
-            connection,
-            session_id: session_id.into(),
-            messages_sent: 0,
-        }
+        FccSession { connection, session_id: session_id.into(), messages_sent: 0 }
     }
 
     /// The device's name (`HOST:PORT` or the serial port).
@@ -50,6 +46,11 @@ impl<S: FccStream> FccSession<S> {
         self.messages_sent += 1;
         let response_cbor = self.connection.exchange(&request_cbor)?;
         FccResponse::decode(&response_cbor, self.connection.endpoint())
+    }
+
+    /// The underlying connection.
+    pub fn connection(&self) -> &FccConnection<S> {
+        &self.connection
     }
 
     /// The underlying connection (to send raw bytes in tests of the device's framing).

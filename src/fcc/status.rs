@@ -32,18 +32,34 @@ const FCC_STATUS_TABLE: &[(u32, &str, &str)] = &[
     (15, "FCC_STATUS_KCM_ERROR", "KCM basic functionality failed"),
     (16, "FCC_STATUS_KCM_STORAGE_ERROR", "KCM failed to read, write or get size of item from/to storage"),
     (17, "FCC_STATUS_KCM_FILE_EXIST_ERROR", "KCM tried to create existing storage item"),
-    (18, "FCC_STATUS_KCM_CRYPTO_ERROR", "KCM returned error upon cryptographic check of an certificate or key"),
+    (
+        18,
+        "FCC_STATUS_KCM_CRYPTO_ERROR",
+        "KCM returned error upon cryptographic check of an certificate or key",
+    ),
     (19, "FCC_STATUS_NOT_INITIALIZED", "FCC failed or did not initialized"),
     (20, "FCC_STATUS_BUNDLE_ERROR", "Protocol layer general error"),
     (21, "FCC_STATUS_BUNDLE_RESPONSE_ERROR", "Protocol layer failed to create response buffer"),
-    (22, "FCC_STATUS_BUNDLE_UNSUPPORTED_GROUP", "Protocol layer detected unsupported group was found in a message"),
+    (
+        22,
+        "FCC_STATUS_BUNDLE_UNSUPPORTED_GROUP",
+        "Protocol layer detected unsupported group was found in a message",
+    ),
     (23, "FCC_STATUS_BUNDLE_INVALID_GROUP", "Protocol layer detected invalid group in a message"),
-    (24, "FCC_STATUS_BUNDLE_INVALID_SCHEME", "The scheme version of a message in the protocol layer is wrong"),
+    (
+        24,
+        "FCC_STATUS_BUNDLE_INVALID_SCHEME",
+        "The scheme version of a message in the protocol layer is wrong",
+    ),
     (25, "FCC_STATUS_ITEM_NOT_EXIST", "Current item wasn't found in the storage"),
     (26, "FCC_STATUS_EMPTY_ITEM", "Current item's size is 0"),
     (27, "FCC_STATUS_WRONG_ITEM_DATA_SIZE", "Current item's size is different then expected"),
     (28, "FCC_STATUS_URI_WRONG_FORMAT", "Current URI is different than expected"),
-    (29, "FCC_STATUS_FIRST_TO_CLAIM_NOT_ALLOWED", "Can't use first to claim without bootstrap or with account ID"),
+    (
+        29,
+        "FCC_STATUS_FIRST_TO_CLAIM_NOT_ALLOWED",
+        "Can't use first to claim without bootstrap or with account ID",
+    ),
     (30, "FCC_STATUS_BOOTSTRAP_MODE_ERROR", "Wrong value of bootstrapUse mode"),
     (31, "FCC_STATUS_OUTPUT_INFO_ERROR", "The process failed in output info creation"),
     (32, "FCC_STATUS_WARNING_CREATE_ERROR", "The process failed in output info creation"),
@@ -156,11 +172,11 @@ impl fmt::Display for FtcdStatus {
     }
 }
 
-fn lookup(table: &'static [(u32, &'static str, &'static str)], code: u32) -> Option<(&'static str, &'static str)> {
-    table
-        .iter()
-        .find(|(known, _, _)| *known == code)
-        .map(|(_, name, description)| (*name, *description))
+fn lookup(
+    table: &'static [(u32, &'static str, &'static str)],
+    code: u32,
+) -> Option<(&'static str, &'static str)> {
+    table.iter().find(|(known, _, _)| *known == code).map(|(_, name, description)| (*name, *description))
 }
 
 #[cfg(test)]

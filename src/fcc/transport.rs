@@ -13,7 +13,8 @@ use sha2::{Digest, Sha256};
 
 use super::error::FccError;
 use super::frame::{
-    FTCD_HASH_SIZE_BYTES, FTCD_RESPONSE_LIMIT_BYTES, FTCD_TOKEN, FTCD_TOKEN_SEARCH_LIMIT_BYTES, encode_request_frame,
+    FTCD_HASH_SIZE_BYTES, FTCD_RESPONSE_LIMIT_BYTES, FTCD_TOKEN, FTCD_TOKEN_SEARCH_LIMIT_BYTES,
+    encode_request_frame,
 };
 use super::status::FtcdStatus;
 
@@ -29,10 +30,7 @@ pub struct FccTimeouts {
 
 impl Default for FccTimeouts {
     fn default() -> Self {
-        FccTimeouts {
-            connect: Duration::from_secs(5),
-            response: Duration::from_secs(30),
-        }
+        FccTimeouts { connect: Duration::from_secs(5), response: Duration::from_secs(30) }
     }
 }
 
@@ -60,6 +58,8 @@ pub struct FccConnection<S: FccStream> {
     stream: S,
     endpoint: String,
     timeouts: FccTimeouts,
+    bytes_written: u64,
+    bytes_read: u64,
 }
 
 impl<S: FccStream> std::fmt::Debug for FccConnection<S> {
@@ -74,10 +74,7 @@ impl<S: FccStream> std::fmt::Debug for FccConnection<S> {
 
 /// Connects to a device's TCP port (`HOST:PORT`).
 pub fn connect_tcp(endpoint: &str, timeouts: FccTimeouts) -> Result<FccConnection<TcpStream>, FccError> {
-    let connect_error = |source| FccError::Connect {
-        endpoint: endpoint.to_string(),
-        source,
-    };
+    let connect_error = |source| FccError::Connect { endpoint: endpoint.to_string(), source };
     let addresses: Vec<_> = endpoint.to_socket_addrs().map_err(connect_error)?.collect();
     let mut last_error = std::io::Error::new(ErrorKind::NotFound, "the address resolves to nothing");
     for address in addresses {
@@ -101,21 +98,19 @@ pub fn open_serial(
     let stream = serialport::new(port, baud_rate)
         .timeout(timeouts.response)
         .open()
-        .map_err(|source| FccError::SerialPort {
-            port: port.to_string(),
-            source,
-        })?;
+        .map_err(|source| FccError::SerialPort { port: port.to_string(), source })?;
     Ok(FccConnection::new(stream, port.to_string(), timeouts))
 }
 
 impl<S: FccStream> FccConnection<S> {
     /// Wraps an open stream; `endpoint` names the device in errors.
     pub fn new(stream: S, endpoint: String, timeouts: FccTimeouts) -> Self {
-        FccConnection {
-            stream,
-            endpoint,
-            timeouts,
-        }
+        FccConnection { stream, endpoint, timeouts, bytes_written: 0, bytes_read: 0 }
+    }
+
+    /// Bytes written to and read from the device so far (frames and anything around them).
+    pub fn byte_counts(&self) -> (u64, u64) {
+        (self.bytes_written, self.bytes_read)
     }
 
     /// The device's name in errors (`HOST:PORT` or the serial port).
@@ -133,19 +128,14 @@ impl<S: FccStream> FccConnection<S> {
     pub fn send_raw(&mut self, bytes: &[u8]) -> Result<(), FccError> {
         let stage = "sending the request";
         let result = self.stream.write_all(bytes).and_then(|()| self.stream.flush());
+        if result.is_ok() {
+            self.bytes_written += bytes.len() as u64;
+        }
         result.map_err(|source| match source.kind() {
             ErrorKind::BrokenPipe | ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted => {
-                FccError::ConnectionClosed {
-                    endpoint: self.endpoint.clone(),
-                    stage,
-                    received_bytes: 0,
-                }
+                FccError::ConnectionClosed { endpoint: self.endpoint.clone(), stage, received_bytes: 0 }
             }
-            _ => FccError::Io {
-                endpoint: self.endpoint.clone(),
-                stage,
-                source,
-            },
+            _ => FccError::Io { endpoint: self.endpoint.clone(), stage, source },
         })
     }
 
@@ -153,11 +143,7 @@ impl<S: FccStream> FccConnection<S> {
     /// [`FccError::CommunicationStatus`].
     pub fn read_response(&mut self) -> Result<Vec<u8>, FccError> {
         let deadline = Instant::now() + self.timeouts.response;
-        let mut reader = DeadlineReader {
-            connection: self,
-            deadline,
-            received_bytes: 0,
-        };
+        let mut reader = DeadlineReader { connection: self, deadline, received_bytes: 0 };
         reader.find_token()?;
         let status = FtcdStatus(u32::from_le_bytes(reader.read_array("reading the status")?));
         if status != FtcdStatus::SUCCESS {
@@ -232,19 +218,17 @@ impl<S: FccStream> DeadlineReader<'_, S> {
                 return Err(self.timeout(stage));
             }
             let endpoint = &self.connection.endpoint;
-            self.connection
-                .stream
-                .set_read_timeout_for(remaining)
-                .map_err(|source| FccError::Io {
-                    endpoint: endpoint.clone(),
-                    stage,
-                    source,
-                })?;
+            self.connection.stream.set_read_timeout_for(remaining).map_err(|source| FccError::Io {
+                endpoint: endpoint.clone(),
+                stage,
+                source,
+            })?;
             match self.connection.stream.read(&mut buffer[filled..]) {
                 Ok(0) => return Err(self.closed(stage)),
                 Ok(count) => {
                     filled += count;
                     self.received_bytes += count;
+                    self.connection.bytes_read += count as u64;
                 }
                 Err(error) => match error.kind() {
                     ErrorKind::Interrupted => {}

@@ -18,6 +18,7 @@ use std::time::{Duration, SystemTime};
 use eframe::egui;
 
 use crate::central::{CentralConfig, CentralLink, LinkSettings, SerialCounterSpec};
+use crate::device::Fixture;
 use crate::ledger::{
     ExportFilter, ExportFormat, Ledger, LedgerStats, RecordedRun, SerialScheme, UnitHistory, format_timestamp,
 };
@@ -26,7 +27,6 @@ use crate::station::fixtures::{FixtureSelector, SimOptions, open_fixtures};
 use crate::station::{
     CancelToken, EventSink, SelfTestMaterial, StationContext, StationEvent, UnitLabels, run_line,
 };
-use crate::device::Fixture;
 
 use super::fixture::{FaultInjector, GatedFixture, StartGate, StartMode};
 use super::panels::SLOTS_MAX;

@@ -15,11 +15,11 @@ use super::{
     RamSpan, ReportChannel, SelfTestSettings, SimTiming, SkippableStep, SubjectCommonName,
     check_endpoint_template, expand_endpoint_template,
 };
+use crate::device::probe_rs::chip::ChipIdCheck;
+use crate::device::probe_rs::lock::{LockRecipe, LockStateCheck, RegisterStep, UnlockMethod};
 use crate::image::{FirmwareImage, ImageFormat};
 use crate::ledger::{ReworkPolicy, SerialScheme};
 use crate::manifest::SemanticVersion;
-use crate::device::probe_rs::chip::ChipIdCheck;
-use crate::device::probe_rs::lock::{LockRecipe, LockStateCheck, RegisterStep, UnlockMethod};
 use crate::trust::{self, Certificate, Signer};
 
 /// One thing wrong with a profile.

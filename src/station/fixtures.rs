@@ -8,7 +8,6 @@
 //! recognised by a unique ID different from the last one); `probe-rs:VID:PID[:SERIAL]` (a real
 //! probe through probe-rs, see `device::probe_rs`).
 
-use crate::profile::{Profile, SimTiming};
 use crate::device::Fixture;
 use crate::device::gdb::{GdbAddress, GdbFixture, GdbOptions, GdbTargetConfig};
 use crate::device::probe_rs::fixture::find_shared_probe;
@@ -17,6 +16,7 @@ use crate::device::probe_rs::{
 };
 use crate::device::qemu::{QemuFixture, QemuOptions};
 use crate::device::sim::{FaultSchedule, SimFixture};
+use crate::profile::{Profile, SimTiming};
 
 /// One slot's fixture, as the user selected it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -27,6 +27,7 @@ use crate::contract::{
     self, IdentityCommand, IdentityMailboxRequest, IdentityResponse, IdentityStatus, MailboxRequest,
     SelfTestReport, StoreStatus,
 };
+use crate::device::{Target, TargetError};
 use crate::identity::{self, ChipUid};
 use crate::image::FirmwareImage;
 use crate::ledger::{
@@ -35,7 +36,6 @@ use crate::ledger::{
 };
 use crate::profile::{DeviceIdentitySettings, FlashRegion, KeyOrigin, Profile, ReportChannel, SkippableStep};
 use crate::store::{ConfigStore, StoreItem, keys};
-use crate::device::{Target, TargetError};
 use crate::trust::{self, Certificate, CertificateRequest, Signer};
 
 /// How many times a step's device operation is tried when the probe reports a transient error.

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use super::events::{EventKind, StationEvent, UnitResult};
 use super::job::{StationContext, UnitOutcome, provision_unit};
-use crate::ledger::SerialScheme;
 use crate::device::Fixture;
+use crate::ledger::SerialScheme;
 
 /// How long a slot waits before asking a failing fixture for a unit again.
 const FIXTURE_RETRY_DELAY: Duration = Duration::from_millis(500);

@@ -8,7 +8,13 @@ use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
+
+use imprint::fcc::{ConfigValue, FccBundle, KeyType};
+use imprint::trust::{
+    Certificate, CertificateRequest, Signer, SoftwareSigner, device_key_pkcs8_der, generate_device_key,
+    generate_signing_key, issue_certificate, self_signed_certificate,
+};
 
 use super::{repo_root, target_dir};
 
@@ -66,6 +72,132 @@ pub struct FccVerifyReport {
     pub success: bool,
 }
 
+/// Development credentials made with the project's trust module: a factory CA, a bootstrap server
+/// CA and a self-signed update authority certificate.
+pub struct DevelopmentCredentials {
+    pub factory_ca_key: SoftwareSigner,
+    pub factory_ca: Certificate,
+    pub bootstrap_server_ca: Certificate,
+    pub update_auth: Certificate,
+}
+
+impl DevelopmentCredentials {
+    pub fn new() -> Self {
+        let factory_ca_key = generate_signing_key();
+        let factory_ca = self_signed_certificate(
+            &factory_ca_key,
+            &CertificateRequest::certificate_authority("Imprint test factory CA", 3650),
+        )
+        .expect("factory CA");
+        let bootstrap_key = generate_signing_key();
+        let bootstrap_server_ca = self_signed_certificate(
+            &bootstrap_key,
+            &CertificateRequest::certificate_authority("Imprint test bootstrap server CA", 3650),
+        )
+        .expect("bootstrap server CA");
+        let update_key = generate_signing_key();
+        let update_auth = self_signed_certificate(
+            &update_key,
+            &CertificateRequest::update_authority("Imprint test update authority", 3650),
+        )
+        .expect("update certificate");
+        DevelopmentCredentials { factory_ca_key, factory_ca, bootstrap_server_ca, update_auth }
+    }
+
+    /// A device identity certificate (CN = endpoint name, EKU clientAuth) from the factory CA.
+    pub fn issue_device_certificate(
+        &self,
+        public_key: &p256::ecdsa::VerifyingKey,
+        endpoint_name: &str,
+    ) -> Certificate {
+        issue_certificate(
+            &self.factory_ca_key,
+            &self.factory_ca,
+            public_key,
+            &CertificateRequest::device_identity(endpoint_name, 3650),
+        )
+        .expect("device certificate")
+    }
+}
+
+/// One unit's identity.
+pub struct Unit {
+    pub endpoint_name: String,
+    pub serial_number: String,
+}
+
+impl Unit {
+    pub fn new(index: usize) -> Unit {
+        Unit { endpoint_name: uuid::Uuid::new_v4().to_string(), serial_number: format!("IMP-FCC-{index:06}") }
+    }
+}
+
+pub fn vendor_id() -> Vec<u8> {
+    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_DNS, b"imprint.example").as_bytes().to_vec()
+}
+
+pub fn class_id() -> Vec<u8> {
+    uuid::Uuid::new_v5(&uuid::Uuid::from_slice(&vendor_id()).expect("uuid"), b"fcc-linux").as_bytes().to_vec()
+}
+
+/// Everything of the README's full bundle except the device certificate and key.
+pub fn identity_bundle(credentials: &DevelopmentCredentials, unit: &Unit) -> FccBundle {
+    identity_bundle_with_vendor_id(credentials, unit, vendor_id())
+}
+
+pub fn identity_bundle_with_vendor_id(
+    credentials: &DevelopmentCredentials,
+    unit: &Unit,
+    vendor_id: Vec<u8>,
+) -> FccBundle {
+    let now_seconds =
+        SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).expect("clock after 1970").as_secs();
+    FccBundle::new()
+        .config_param("mbed.UseBootstrap", ConfigValue::Unsigned(1))
+        .config_param(
+            "mbed.BootstrapServerURI",
+            ConfigValue::Text(
+                "coaps://bootstrap.imprint.example:5684?aid=0123456789abcdef0123456789abcdef".to_string(),
+            ),
+        )
+        .config_param("mbed.Manufacturer", ConfigValue::Text("Imprint Example Ltd".to_string()))
+        .config_param("mbed.ModelNumber", ConfigValue::Text("fcc-linux".to_string()))
+        .config_param("mbed.DeviceType", ConfigValue::Text("gateway".to_string()))
+        .config_param("mbed.HardwareVersion", ConfigValue::Text("1.0".to_string()))
+        .config_param("mbed.MemoryTotalKB", ConfigValue::Unsigned(512))
+        .config_param("mbed.SerialNumber", ConfigValue::Text(unit.serial_number.clone()))
+        .config_param("mbed.CurrentTime", ConfigValue::Unsigned(now_seconds))
+        .config_param("mbed.EndpointName", ConfigValue::Text(unit.endpoint_name.clone()))
+        .config_param("mbed.VendorId", ConfigValue::Bytes(vendor_id))
+        .config_param("mbed.ClassId", ConfigValue::Bytes(class_id()))
+        .certificate("mbed.BootstrapServerCACert", credentials.bootstrap_server_ca.der().to_vec())
+        .certificate("mbed.UpdateAuthCert", credentials.update_auth.der().to_vec())
+}
+
+/// The README's full bundle: identity, a station-made device key and its certificate, Verify.
+pub fn full_bundle(credentials: &DevelopmentCredentials, unit: &Unit) -> FccBundle {
+    with_station_made_key(credentials, unit, identity_bundle(credentials, unit))
+}
+
+/// Adds a station-made device key and its certificate from the factory CA, and Verify.
+pub fn with_station_made_key(
+    credentials: &DevelopmentCredentials,
+    unit: &Unit,
+    bundle: FccBundle,
+) -> FccBundle {
+    let device_key = generate_device_key().expect("device key");
+    let device_certificate =
+        credentials.issue_device_certificate(&device_key.verifying_key(), &unit.endpoint_name);
+    bundle
+        .key(
+            "mbed.BootstrapDevicePrivateKey",
+            KeyType::EccPrivate,
+            device_key_pkcs8_der(&device_key).expect("key DER"),
+        )
+        .certificate("mbed.BootstrapDeviceCert", device_certificate.der().to_vec())
+        .verify(true)
+}
+
 /// One running device process.
 pub struct FccDevice {
     child: Option<Child>,
@@ -81,7 +213,8 @@ const START_ATTEMPTS: usize = 5;
 impl FccDevice {
     /// Starts a device in a fresh working directory.
     pub fn start() -> FccDevice {
-        let work_dir = tempfile::Builder::new().prefix("imprint-fcc-device-").tempdir().expect("device directory");
+        let work_dir =
+            tempfile::Builder::new().prefix("imprint-fcc-device-").tempdir().expect("device directory");
         FccDevice::start_in(work_dir, &fcc_device_binaries().example)
     }
 
@@ -112,7 +245,9 @@ impl FccDevice {
             });
             let deadline = Instant::now() + START_TIMEOUT;
             let mut port = None;
-            while let Ok(line) = line_receiver.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            while let Ok(line) =
+                line_receiver.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
                 if let Some(address) = line.split("Client IP Address and Port :").nth(1) {
                     port = address.trim().rsplit(':').next().and_then(|text| text.parse::<u16>().ok());
                 }
@@ -121,15 +256,11 @@ impl FccDevice {
                     break;
                 }
             }
-            let listening = log.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).contains("Factory flow begins");
+            let listening =
+                log.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).contains("Factory flow begins");
             match port {
                 Some(port) if listening => {
-                    return FccDevice {
-                        child: Some(child),
-                        port,
-                        work_dir,
-                        log,
-                    };
+                    return FccDevice { child: Some(child), port, work_dir, log };
                 }
                 _ => {
                     let _ = child.kill();
@@ -182,7 +313,8 @@ impl FccDevice {
     /// device holds (the example would wipe it): a finished unit brought back to the station.
     pub fn resume_without_wipe(mut self) -> FccDevice {
         self.kill();
-        let work_dir = tempfile::Builder::new().prefix("imprint-fcc-device-").tempdir().expect("device directory");
+        let work_dir =
+            tempfile::Builder::new().prefix("imprint-fcc-device-").tempdir().expect("device directory");
         let old_dir = std::mem::replace(&mut self.work_dir, work_dir);
         FccDevice::start_in(old_dir, &fcc_device_binaries().serve)
     }
@@ -207,11 +339,7 @@ impl FccDevice {
             .and_then(|rest| rest.split_whitespace().next())
             .and_then(|code| code.parse::<u32>().ok())
             .unwrap_or_else(|| panic!("fcc-verify printed no status:\n{text}"));
-        FccVerifyReport {
-            status,
-            output: text,
-            success: output.status.success(),
-        }
+        FccVerifyReport { status, output: text, success: output.status.success() }
     }
 }
 

@@ -2,8 +2,8 @@
 //! mps2-an385"), for tests that drive QEMU without loading the whole profile.
 #![allow(dead_code)]
 
-use imprint::profile::{FlashRegion, MemoryMap, RamSpan};
 use imprint::device::gdb::GdbTargetConfig;
+use imprint::profile::{FlashRegion, MemoryMap, RamSpan};
 
 /// Where the fixture programs the 12-byte unique ID.
 pub const UNIQUE_ID_ADDRESS: u64 = 0x003F_F000;

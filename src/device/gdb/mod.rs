@@ -25,8 +25,8 @@ pub use error::GdbError;
 pub use target::{GdbTarget, GdbTargetConfig};
 pub use transport::{SerialTransport, TcpTransport, Transport};
 
-use crate::identity::ChipUid;
 use crate::device::{Fixture, Target, TargetError};
+use crate::identity::ChipUid;
 
 /// Baud rate for serial GDB ports (USB CDC ports such as the Black Magic Probe ignore it).
 const SERIAL_BAUD_RATE: u32 = 115_200;

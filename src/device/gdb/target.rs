@@ -17,10 +17,10 @@
 
 use super::client::{GdbClient, RunState};
 use super::error::GdbError;
-use crate::identity::ChipUid;
-use crate::profile::{FlashRegion, MemoryMap, Profile, RamSpan};
 use crate::device::console::SerialConsole;
 use crate::device::{ChipDescription, Target, TargetError};
+use crate::identity::ChipUid;
+use crate::profile::{FlashRegion, MemoryMap, Profile, RamSpan};
 
 /// Bytes per erase or program request handed to the client (and per progress report).
 const FLASH_CHUNK_BYTES: usize = 64 * 1024;

@@ -2,9 +2,9 @@
 //! attached chip is the profile's (an identification register), its unique ID (where the profile
 //! says, in 32-bit words where possible), and the name it is reported under.
 
+use crate::device::TargetError;
 use crate::identity::ChipUid;
 use crate::profile::RamSpan;
-use crate::device::TargetError;
 
 /// An identification register the attached chip must match, e.g. an STM32's DBGMCU_IDCODE
 /// (`0xE0042000`, DEV_ID in bits 11:0) or an nRF52's FICR INFO.PART (`0x10000100`). probe-rs

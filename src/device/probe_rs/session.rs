@@ -27,9 +27,9 @@ use super::lock::{
 };
 use super::progress::{FlashEvent, FlashPhase, FlashProgressTally};
 use super::worker::{ProgressReporter, SessionWorker};
-use crate::identity::ChipUid;
 use crate::device::console::SerialConsole;
 use crate::device::{ChipDescription, Target, TargetError};
+use crate::identity::ChipUid;
 
 /// What the worker thread needs to (re)attach.
 pub(crate) struct AttachPlan {

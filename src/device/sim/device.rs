@@ -21,10 +21,10 @@ use crate::contract::{
     self, BootState, CandidateVerdict, IdentityCommand, IdentityMailboxRequest, IdentityResponse,
     IdentityStatus, MailboxRequest, SelfTestReport, StoreStatus, UpdateClientInputs, UpdateStatus,
 };
+use crate::device::TargetError;
 use crate::manifest::SemanticVersion;
 use crate::profile::{FlashRegion, MemoryMap, SimTiming};
 use crate::store::{ConfigStore, keys};
-use crate::device::TargetError;
 use crate::trust::{self, Signer, SoftwareSigner};
 
 use super::flash::NorFlash;

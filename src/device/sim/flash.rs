@@ -5,8 +5,8 @@
 //! programming over data that is not erased is refused, as a real flash controller with
 //! overwrite protection does; addresses and lengths must respect the write alignment.
 
-use crate::profile::{FlashRegion, MemoryMap};
 use crate::device::TargetError;
+use crate::profile::{FlashRegion, MemoryMap};
 
 /// The chip's flash: one byte array over the chip's flash span, with sector geometry taken
 /// from the profile's regions (erase and program outside them are refused).

@@ -16,9 +16,9 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
+use crate::device::{ChipDescription, Fixture, Target, TargetError};
 use crate::identity::ChipUid;
 use crate::profile::{MemoryMap, SimTiming};
-use crate::device::{ChipDescription, Fixture, Target, TargetError};
 
 pub use device::SimDevice;
 
