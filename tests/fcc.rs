@@ -294,3 +294,28 @@ fn status_names_match_the_upstream_header() {
     let ours: Vec<&str> = FccStatus::all().map(FccStatus::name).collect();
     assert_eq!(ours, names);
 }
+
+/// Without IMPRINT_FCC_SOURCE, or with a directory that is not the sources, the build script
+/// fails with a message that says what to set: the FCC tests never skip silently.
+#[test]
+fn the_device_build_names_a_missing_or_wrong_source_directory() {
+    let script = common::repo_root().join("scripts/fcc-device.sh");
+    let build_dir = tempfile::tempdir().expect("build directory");
+    let unset = std::process::Command::new(&script)
+        .arg(build_dir.path())
+        .env_remove("IMPRINT_FCC_SOURCE")
+        .output()
+        .expect("run the script");
+    assert_eq!(unset.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unset.stderr).contains("IMPRINT_FCC_SOURCE is not set"));
+    let wrong = std::process::Command::new(&script)
+        .arg(build_dir.path())
+        .env("IMPRINT_FCC_SOURCE", build_dir.path())
+        .output()
+        .expect("run the script");
+    assert_eq!(wrong.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&wrong.stderr)
+            .contains("lacks mbed-cloud-client/factory-configurator-client")
+    );
+}
