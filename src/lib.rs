@@ -16,6 +16,7 @@ pub mod central;
 pub mod chip;
 pub mod contract;
 pub mod device;
+pub mod fcc;
 #[cfg(feature = "gui")]
 pub mod gui;
 pub mod identity;

@@ -1,6 +1,8 @@
 //! Helpers shared by integration tests (each test binary uses some of them).
 #![allow(dead_code)]
 
+pub mod fcc;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Mutex;
