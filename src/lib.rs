@@ -20,6 +20,7 @@ pub mod identity;
 pub mod image;
 pub mod ledger;
 pub mod manifest;
+pub mod mbed_header;
 pub mod profile;
 pub mod station;
 pub mod store;

@@ -15,7 +15,7 @@ pub mod client;
 pub mod error;
 pub mod features;
 pub mod protocol;
-pub mod device;
+pub mod target;
 pub mod transport;
 
 use std::time::Duration;
