@@ -36,6 +36,13 @@ fi
 
 target_dir="${CARGO_TARGET_DIR:-$repo/target}"
 build_dir="${IMPRINT_UCHUB_BUILD:-$target_dir/uc-hub-oracle}"
+# A build directory configured from another checkout (a shared CARGO_TARGET_DIR) or another
+# source tree is started afresh: cmake refuses to switch either in place.
+cache="$build_dir/CMakeCache.txt"
+if [ -f "$cache" ] && { ! grep -qx "CMAKE_HOME_DIRECTORY:INTERNAL=$repo/tests/uc-hub-oracle" "$cache" \
+    || ! grep -qx "UCHUB_SOURCE:UNINITIALIZED=$source_dir" "$cache"; }; then
+  rm -rf "$build_dir"
+fi
 mkdir -p "$build_dir"
 cmake -S "$repo/tests/uc-hub-oracle" -B "$build_dir" -DUCHUB_SOURCE="$source_dir" \
   -DCMAKE_BUILD_TYPE=Release >"$build_dir/configure.log" 2>&1 \
