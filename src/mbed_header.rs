@@ -95,7 +95,8 @@ impl std::fmt::Debug for RootOfTrust {
 
 fn hmac_sha256(key: &[u8]) -> hmac::Hmac<Sha256> {
     // HMAC accepts keys of any length, so this cannot fail.
-    <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
+    <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
 }
 
 /// Why a header was refused.
@@ -123,7 +124,9 @@ pub enum HeaderError {
     #[error("external header HMAC does not match bytes 0..232 with this device's root of trust")]
     BadHmac,
     /// Magic or version is not the v2 header's.
-    #[error("{kind} header has magic {magic:#010x} version {version}: expected {HEADER_MAGIC:#010x} version {HEADER_VERSION_V2}")]
+    #[error(
+        "{kind} header has magic {magic:#010x} version {version}: expected {HEADER_MAGIC:#010x} version {HEADER_VERSION_V2}"
+    )]
     NotVersion2 {
         /// `internal` or `external`.
         kind: &'static str,
@@ -149,7 +152,8 @@ fn read_u64(bytes: &[u8], offset: usize) -> u64 {
 fn write_common(header: &mut [u8], details: &FirmwareDetails) {
     header[0..4].copy_from_slice(&HEADER_MAGIC.to_be_bytes());
     header[4..8].copy_from_slice(&HEADER_VERSION_V2.to_be_bytes());
-    header[FIRMWARE_VERSION_OFFSET..FIRMWARE_VERSION_OFFSET + 8].copy_from_slice(&details.version.to_be_bytes());
+    header[FIRMWARE_VERSION_OFFSET..FIRMWARE_VERSION_OFFSET + 8]
+        .copy_from_slice(&details.version.to_be_bytes());
     header[FIRMWARE_SIZE_OFFSET..FIRMWARE_SIZE_OFFSET + 8].copy_from_slice(&details.size.to_be_bytes());
     header[FIRMWARE_HASH_OFFSET..FIRMWARE_HASH_OFFSET + SHA256_SIZE_BYTES].copy_from_slice(&details.sha256);
 }
@@ -180,7 +184,8 @@ fn check_magic(kind: &'static str, header: &[u8]) -> Result<(), HeaderError> {
 pub fn encode_internal_header(details: &FirmwareDetails) -> [u8; INTERNAL_HEADER_SIZE_BYTES] {
     let mut header = [0u8; INTERNAL_HEADER_SIZE_BYTES];
     write_common(&mut header, details);
-    header[INTERNAL_CAMPAIGN_OFFSET..INTERNAL_CAMPAIGN_OFFSET + CAMPAIGN_SIZE_BYTES].copy_from_slice(&details.campaign);
+    header[INTERNAL_CAMPAIGN_OFFSET..INTERNAL_CAMPAIGN_OFFSET + CAMPAIGN_SIZE_BYTES]
+        .copy_from_slice(&details.campaign);
     let crc = HEADER_CRC.checksum(&header[..INTERNAL_CRC_OFFSET]);
     header[INTERNAL_CRC_OFFSET..].copy_from_slice(&crc.to_be_bytes());
     header
@@ -205,12 +210,18 @@ pub fn decode_internal_header(bytes: &[u8]) -> Result<FirmwareDetails, HeaderErr
 
 /// The external header for `details` on a device with `root_of_trust`
 /// (`arm_uc_create_external_header_v2`: payload size and hash equal the firmware's).
-pub fn encode_external_header(details: &FirmwareDetails, root_of_trust: &RootOfTrust) -> [u8; EXTERNAL_HEADER_SIZE_BYTES] {
+pub fn encode_external_header(
+    details: &FirmwareDetails,
+    root_of_trust: &RootOfTrust,
+) -> [u8; EXTERNAL_HEADER_SIZE_BYTES] {
     let mut header = [0u8; EXTERNAL_HEADER_SIZE_BYTES];
     write_common(&mut header, details);
-    header[EXTERNAL_PAYLOAD_SIZE_OFFSET..EXTERNAL_PAYLOAD_SIZE_OFFSET + 8].copy_from_slice(&details.size.to_be_bytes());
-    header[EXTERNAL_PAYLOAD_HASH_OFFSET..EXTERNAL_PAYLOAD_HASH_OFFSET + SHA256_SIZE_BYTES].copy_from_slice(&details.sha256);
-    header[EXTERNAL_CAMPAIGN_OFFSET..EXTERNAL_CAMPAIGN_OFFSET + CAMPAIGN_SIZE_BYTES].copy_from_slice(&details.campaign);
+    header[EXTERNAL_PAYLOAD_SIZE_OFFSET..EXTERNAL_PAYLOAD_SIZE_OFFSET + 8]
+        .copy_from_slice(&details.size.to_be_bytes());
+    header[EXTERNAL_PAYLOAD_HASH_OFFSET..EXTERNAL_PAYLOAD_HASH_OFFSET + SHA256_SIZE_BYTES]
+        .copy_from_slice(&details.sha256);
+    header[EXTERNAL_CAMPAIGN_OFFSET..EXTERNAL_CAMPAIGN_OFFSET + CAMPAIGN_SIZE_BYTES]
+        .copy_from_slice(&details.campaign);
     let mut mac = hmac_sha256(&root_of_trust.device_key());
     mac.update(&header[..EXTERNAL_HMAC_OFFSET]);
     let tag = mac.finalize().into_bytes();
@@ -219,7 +230,10 @@ pub fn encode_external_header(details: &FirmwareDetails, root_of_trust: &RootOfT
 }
 
 /// Checks (HMAC, in constant time) and reads an external header from the start of `bytes`.
-pub fn decode_external_header(bytes: &[u8], root_of_trust: &RootOfTrust) -> Result<FirmwareDetails, HeaderError> {
+pub fn decode_external_header(
+    bytes: &[u8],
+    root_of_trust: &RootOfTrust,
+) -> Result<FirmwareDetails, HeaderError> {
     let header = bytes.get(..EXTERNAL_HEADER_SIZE_BYTES).ok_or(HeaderError::Short {
         kind: "external",
         found: bytes.len(),

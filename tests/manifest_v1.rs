@@ -22,8 +22,10 @@ use imprint::trust::{Certificate, SoftwareSigner};
 use p256::ecdsa::SigningKey;
 use sha2::{Digest, Sha256};
 
-const VENDOR_ID: [u8; 16] = [0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef];
-const CLASS_ID: [u8; 16] = [0xfe, 0xdc, 0xba, 0x98, 0x76, 0x54, 0x32, 0x10, 0xfe, 0xdc, 0xba, 0x98, 0x76, 0x54, 0x32, 0x10];
+const VENDOR_ID: [u8; 16] =
+    [0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef];
+const CLASS_ID: [u8; 16] =
+    [0xfe, 0xdc, 0xba, 0x98, 0x76, 0x54, 0x32, 0x10, 0xfe, 0xdc, 0xba, 0x98, 0x76, 0x54, 0x32, 0x10];
 const FIXTURES: [&str; 3] = ["raw-v42.manifest", "raw-migrate-1.2.3.manifest", "delta-v7.manifest"];
 
 fn fixture_path(name: &str) -> PathBuf {
@@ -75,7 +77,10 @@ fn manifest_tool_fixtures_verify_with_the_fields_manifest_tool_wrote() {
         assert_eq!(decoded.class_id, CLASS_ID);
         assert!(decoded.apply_immediately);
         assert_eq!(decoded.signatures.len(), 1);
-        assert_eq!(decoded.signatures[0].certificates[0].fingerprint, update_certificate.fingerprint_sha256());
+        assert_eq!(
+            decoded.signatures[0].certificates[0].fingerprint,
+            update_certificate.fingerprint_sha256()
+        );
         let payload = decoded.payload.as_ref().expect("payload");
         assert_eq!(payload.storage_identifier, "default");
         match name {
@@ -95,8 +100,14 @@ fn manifest_tool_fixtures_verify_with_the_fields_manifest_tool_wrote() {
                 assert_eq!(decoded.payload_format(), Some(PayloadFormatV1::BsdiffStream));
                 assert_eq!(decoded.priority, Some(3));
                 assert_eq!(payload.installed_size, Some(4096));
-                assert_eq!(payload.installed_digest.as_deref(), Some(Sha256::digest(b"installed image").as_slice()));
-                assert_eq!(decoded.precursor_digest.as_deref(), Some(Sha256::digest(b"precursor image").as_slice()));
+                assert_eq!(
+                    payload.installed_digest.as_deref(),
+                    Some(Sha256::digest(b"installed image").as_slice())
+                );
+                assert_eq!(
+                    decoded.precursor_digest.as_deref(),
+                    Some(Sha256::digest(b"precursor image").as_slice())
+                );
                 decoded.check_payload(&fixture("delta.bin")).expect("payload matches");
             }
         }
@@ -170,7 +181,12 @@ fn wrong_certificate_vendor_class_and_rollback_are_refused_as_the_device_refuses
 }
 
 /// Imprint's verdict and the device's on the same bytes (accepted or not).
-fn compare_with_device(manifest: &[u8], path: &Path, certificate_path: &Path, certificate: &Certificate) -> (bool, uchub::Verdict) {
+fn compare_with_device(
+    manifest: &[u8],
+    path: &Path,
+    certificate_path: &Path,
+    certificate: &Certificate,
+) -> (bool, uchub::Verdict) {
     std::fs::write(path, manifest).expect("write manifest");
     let imprint = verify_manifest_v1(manifest, certificate, &device()).is_ok();
     let device_verdict = uchub::manifest_verdict(certificate_path, &VENDOR_ID, &CLASS_ID, path);
@@ -186,10 +202,19 @@ fn imprint_gives_the_devices_verdict_on_manifest_tool_manifests_and_their_mutati
     let mut compared = 0;
     for name in FIXTURES {
         let manifest = fixture(name);
-        let (imprint, device_verdict) = compare_with_device(&manifest, &path, &update_certificate_path, &update_certificate);
-        assert!(imprint && device_verdict.accepted, "{name}: Imprint {imprint}, device {}", device_verdict.line);
+        let (imprint, device_verdict) =
+            compare_with_device(&manifest, &path, &update_certificate_path, &update_certificate);
+        assert!(
+            imprint && device_verdict.accepted,
+            "{name}: Imprint {imprint}, device {}",
+            device_verdict.line
+        );
         // manifest-tool writes an empty certificate uri last: UTF8String tag 0x0c, length 0.
-        assert_eq!(&manifest[manifest.len() - 2..], &[0x0c, 0x00], "{name} ends with the empty certificate uri");
+        assert_eq!(
+            &manifest[manifest.len() - 2..],
+            &[0x0c, 0x00],
+            "{name} ends with the empty certificate uri"
+        );
         let unread_uri_start = manifest.len() - 2;
         for index in 0..manifest.len() {
             for flip in [0x01u8, 0x80, 0xff] {
@@ -217,15 +242,24 @@ fn imprint_gives_the_devices_verdict_on_manifest_tool_manifests_and_their_mutati
         }
         // Truncations: both refuse.
         for length in [0, 1, manifest.len() / 2, manifest.len() - 1] {
-            let (imprint, device_verdict) =
-                compare_with_device(&manifest[..length], &path, &update_certificate_path, &update_certificate);
-            assert!(!imprint && !device_verdict.accepted, "{name} truncated to {length}: {}", device_verdict.line);
+            let (imprint, device_verdict) = compare_with_device(
+                &manifest[..length],
+                &path,
+                &update_certificate_path,
+                &update_certificate,
+            );
+            assert!(
+                !imprint && !device_verdict.accepted,
+                "{name} truncated to {length}: {}",
+                device_verdict.line
+            );
         }
         // The one documented difference: bytes after the DER structure. The device ignores them,
         // Imprint refuses them (strict DER).
         let mut trailing = manifest.clone();
         trailing.extend_from_slice(b"\x00trailing");
-        let (imprint, device_verdict) = compare_with_device(&trailing, &path, &update_certificate_path, &update_certificate);
+        let (imprint, device_verdict) =
+            compare_with_device(&trailing, &path, &update_certificate_path, &update_certificate);
         assert!(device_verdict.accepted && !imprint, "{name} + trailing bytes: {}", device_verdict.line);
         // A certificate the manifest does not name: both refuse.
         let other = fixture_path("other.cert.der");
@@ -244,12 +278,20 @@ fn every_imprint_v1_manifest_is_accepted_by_the_device() {
     let certificate_path = fixture_path("update.cert.der");
     let vendor = uuid::Uuid::from_bytes(VENDOR_ID);
     let class = uuid::Uuid::from_bytes(CLASS_ID);
-    let payloads: Vec<Vec<u8>> = vec![vec![0x5a], b"firmware".to_vec(), (0..=255u8).cycle().take(70_000).collect()];
-    let timestamps = [1, 42, 1_700_000_000, semantic_version_timestamp(SemanticVersion::new(999, 999, 999)), u64::MAX >> 1];
+    let payloads: Vec<Vec<u8>> =
+        vec![vec![0x5a], b"firmware".to_vec(), (0..=255u8).cycle().take(70_000).collect()];
+    let timestamps = [
+        1,
+        42,
+        1_700_000_000,
+        semantic_version_timestamp(SemanticVersion::new(999, 999, 999)),
+        u64::MAX >> 1,
+    ];
     let mut index = 0;
     for payload in &payloads {
         for timestamp in timestamps {
-            let mut request = ManifestRequestV1::new(vendor, class, timestamp, payload, "https://example.com/app.bin");
+            let mut request =
+                ManifestRequestV1::new(vendor, class, timestamp, payload, "https://example.com/app.bin");
             if index % 2 == 1 {
                 request.priority = Some(index as u64);
                 request.vendor_info = b"vendor info".to_vec();
@@ -282,7 +324,9 @@ fn every_imprint_v1_manifest_is_accepted_by_the_device() {
 // Live manifest-tool runs
 
 fn run_manifest_tool(directory: &Path, args: &[&str]) {
-    common::run_checked(Command::new(common::manifest_tool_bin("manifest-tool")).current_dir(directory).args(args));
+    common::run_checked(
+        Command::new(common::manifest_tool_bin("manifest-tool")).current_dir(directory).args(args),
+    );
 }
 
 /// manifest-tool's own decoding of a v1 manifest (its pyasn1 codec, `native_encoder`), as JSON
@@ -344,7 +388,8 @@ fn live_manifest_tool_create_v1_manifests_verify_and_imprints_carry_the_same_dec
         args.extend(version_args.iter().copied());
         run_manifest_tool(directory.path(), &args);
         let theirs_bytes = std::fs::read(&theirs).expect("manifest-tool wrote a manifest");
-        let decoded = verify_manifest_v1(&theirs_bytes, &update_certificate, &device()).expect("theirs verifies");
+        let decoded =
+            verify_manifest_v1(&theirs_bytes, &update_certificate, &device()).expect("theirs verifies");
         assert_eq!(decoded.timestamp, timestamp);
 
         let request = ManifestRequestV1::new(
@@ -376,25 +421,44 @@ fn the_issues_command_line_makes_a_v1_manifest_that_manifest_tool_and_the_device
     let directory = tempfile::tempdir().expect("temp dir");
     let _ = live_setup(directory.path());
     let output = directory.path().join("cli.manifest");
-    for (version, timestamp) in [
-        ("77", 77u64),
-        ("1.2.3", semantic_version_timestamp(SemanticVersion::new(1, 2, 3))),
-    ] {
+    for (version, timestamp) in
+        [("77", 77u64), ("1.2.3", semantic_version_timestamp(SemanticVersion::new(1, 2, 3)))]
+    {
         common::run_checked(
             common::imprint()
                 .current_dir(directory.path())
-                .args(["manifest", "create", "--schema", "v1", "--payload", "payload.bin", "--payload-version", version])
-                .args(["--vendor-id", "0123456789abcdef0123456789abcdef", "--class-id", "fedcba98-7654-3210-fedc-ba9876543210"])
+                .args([
+                    "manifest",
+                    "create",
+                    "--schema",
+                    "v1",
+                    "--payload",
+                    "payload.bin",
+                    "--payload-version",
+                    version,
+                ])
+                .args([
+                    "--vendor-id",
+                    "0123456789abcdef0123456789abcdef",
+                    "--class-id",
+                    "fedcba98-7654-3210-fedc-ba9876543210",
+                ])
                 .args(["--key", "update.key.pem", "--cert", "update.cert.der"])
                 .args(["--payload-uri", "https://updates.example.com/payload.bin", "-o"])
                 .arg(&output),
         );
         run_manifest_tool(directory.path(), &["parse", "-c", "update.cert.der", "cli.manifest"]);
-        let device_verdict = uchub::manifest_verdict(&fixture_path("update.cert.der"), &VENDOR_ID, &CLASS_ID, &output);
+        let device_verdict =
+            uchub::manifest_verdict(&fixture_path("update.cert.der"), &VENDOR_ID, &CLASS_ID, &output);
         assert!(device_verdict.accepted, "{}", device_verdict.line);
-        assert!(device_verdict.line.starts_with(&format!("accepted timestamp={timestamp} ")), "{}", device_verdict.line);
+        assert!(
+            device_verdict.line.starts_with(&format!("accepted timestamp={timestamp} ")),
+            "{}",
+            device_verdict.line
+        );
 
-        let inspected = common::run_checked(common::imprint().args(["manifest", "inspect", "--json"]).arg(&output));
+        let inspected =
+            common::run_checked(common::imprint().args(["manifest", "inspect", "--json"]).arg(&output));
         let tree: serde_json::Value = serde_json::from_slice(&inspected.stdout).expect("inspect --json");
         assert_eq!(tree["schema"], "v1");
         assert_eq!(tree["resource"]["manifest"]["timestamp"], serde_json::json!(timestamp));
@@ -422,7 +486,12 @@ fn the_issues_command_line_makes_a_v1_manifest_that_manifest_tool_and_the_device
     let v3_with_cert = common::imprint()
         .current_dir(directory.path())
         .args(["manifest", "create", "--payload", "payload.bin", "--payload-version", "1.0.0"])
-        .args(["--vendor-id", "0123456789abcdef0123456789abcdef", "--class-id", "fedcba9876543210fedcba9876543210"])
+        .args([
+            "--vendor-id",
+            "0123456789abcdef0123456789abcdef",
+            "--class-id",
+            "fedcba9876543210fedcba9876543210",
+        ])
         .args(["--key", "update.key.pem", "--cert", "update.cert.der", "-o", "v3.manifest"])
         .output()
         .expect("run imprint");
@@ -443,7 +512,8 @@ fn dev_init_schema_v1_writes_update_resources_with_the_real_fingerprint_that_com
     let c_text = std::fs::read_to_string(&c_path).expect("C source written");
     let certificate = Certificate::load(&directory.path().join("dev.cert.der")).expect("certificate written");
     let c_rows = |bytes: &[u8]| {
-        bytes.chunks(8)
+        bytes
+            .chunks(8)
             .map(|row| row.iter().map(|byte| format!("0x{byte:02X}")).collect::<Vec<_>>().join(", "))
             .collect::<Vec<_>>()
             .join(",\n    ")
@@ -456,24 +526,29 @@ fn dev_init_schema_v1_writes_update_resources_with_the_real_fingerprint_that_com
     );
     assert!(c_text.contains(&format!("arm_uc_vendor_id[16] = {{\n    {}\n}};", c_rows(&VENDOR_ID))));
     assert!(c_text.contains(&format!("arm_uc_class_id[16] = {{\n    {}\n}};", c_rows(&CLASS_ID))));
-    assert!(c_text.contains(&format!("arm_uc_default_certificate[] = {{\n    {}\n}};", c_rows(certificate.der()))));
+    assert!(
+        c_text
+            .contains(&format!("arm_uc_default_certificate[] = {{\n    {}\n}};", c_rows(certificate.der())))
+    );
     // The subject key identifier is the certificate's own extension (openssl prints it).
-    let printed = common::openssl_ok(&["x509", "-inform", "DER", "-in", "dev.cert.der", "-noout", "-ext", "subjectKeyIdentifier"], directory.path());
-    let identifier_hex: String = printed
-        .lines()
-        .nth(1)
-        .expect("openssl prints the identifier")
-        .trim()
-        .replace(':', "");
+    let printed = common::openssl_ok(
+        &["x509", "-inform", "DER", "-in", "dev.cert.der", "-noout", "-ext", "subjectKeyIdentifier"],
+        directory.path(),
+    );
+    let identifier_hex: String =
+        printed.lines().nth(1).expect("openssl prints the identifier").trim().replace(':', "");
     let identifier = hex::decode(identifier_hex).expect("hex identifier");
     assert!(c_text.contains(&format!(
         "arm_uc_default_subject_key_identifier[] = {{\n    {}\n}};",
         c_rows(&identifier)
     )));
     let object = directory.path().join("update_default_resources.o");
-    common::run_checked(Command::new("gcc").args(["-c", "-Wall", "-Wextra", "-Werror", "-o"]).arg(&object).arg(&c_path));
+    common::run_checked(
+        Command::new("gcc").args(["-c", "-Wall", "-Wextra", "-Werror", "-o"]).arg(&object).arg(&c_path),
+    );
     let symbols = common::text(
-        &common::run_checked(Command::new("nm").args(["--defined-only", "--format=posix"]).arg(&object)).stdout,
+        &common::run_checked(Command::new("nm").args(["--defined-only", "--format=posix"]).arg(&object))
+            .stdout,
     );
     for symbol in [
         "arm_uc_vendor_id",
@@ -483,6 +558,9 @@ fn dev_init_schema_v1_writes_update_resources_with_the_real_fingerprint_that_com
         "arm_uc_default_certificate",
         "arm_uc_default_certificate_size",
     ] {
-        assert!(symbols.lines().any(|line| line.split_whitespace().next() == Some(symbol)), "{symbol} in {symbols}");
+        assert!(
+            symbols.lines().any(|line| line.split_whitespace().next() == Some(symbol)),
+            "{symbol} in {symbols}"
+        );
     }
 }

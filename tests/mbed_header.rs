@@ -8,12 +8,13 @@ mod common;
 use common::uchub;
 use imprint::mbed_header::{
     EXTERNAL_HEADER_SIZE_BYTES, EXTERNAL_HMAC_CHECKED_BYTES, EXTERNAL_HMAC_OFFSET, FirmwareDetails,
-    INTERNAL_HEADER_SIZE_BYTES, RootOfTrust, decode_external_header, decode_internal_header, encode_external_header,
-    encode_internal_header,
+    INTERNAL_HEADER_SIZE_BYTES, RootOfTrust, decode_external_header, decode_internal_header,
+    encode_external_header, encode_internal_header,
 };
 use sha2::{Digest, Sha256};
 
-const ROOT_OF_TRUST: [u8; 16] = [0x3c, 0x11, 0x9a, 0x07, 0x5e, 0xd2, 0x48, 0x81, 0x00, 0xff, 0x6b, 0x23, 0x90, 0x4e, 0xa7, 0x15];
+const ROOT_OF_TRUST: [u8; 16] =
+    [0x3c, 0x11, 0x9a, 0x07, 0x5e, 0xd2, 0x48, 0x81, 0x00, 0xff, 0x6b, 0x23, 0x90, 0x4e, 0xa7, 0x15];
 
 fn sample_details() -> Vec<FirmwareDetails> {
     let mut samples = vec![
@@ -60,8 +61,14 @@ fn internal_headers_are_byte_identical_to_the_devices_and_parse_there() {
     for (index, details) in sample_details().iter().enumerate() {
         let ours = encode_internal_header(details);
         let theirs_path = directory.path().join(format!("theirs-{index}.bin"));
-        let theirs =
-            uchub::create_header(None, details.version, details.size, &details.sha256, &details.campaign, &theirs_path);
+        let theirs = uchub::create_header(
+            None,
+            details.version,
+            details.size,
+            &details.sha256,
+            &details.campaign,
+            &theirs_path,
+        );
         assert_eq!(hex::encode(ours), hex::encode(&theirs), "internal header {index}");
         assert_eq!(decode_internal_header(&theirs).as_ref(), Ok(details));
 
@@ -117,7 +124,8 @@ fn every_bit_flipped_in_the_internal_header_is_refused_by_both() {
 }
 
 #[test]
-fn every_bit_flipped_in_the_external_headers_checked_part_is_refused_by_both_and_the_rest_is_ignored_by_both() {
+fn every_bit_flipped_in_the_external_headers_checked_part_is_refused_by_both_and_the_rest_is_ignored_by_both()
+{
     let directory = tempfile::tempdir().expect("temp dir");
     let root_of_trust = RootOfTrust::new(ROOT_OF_TRUST);
     let details = sample_details()[1];

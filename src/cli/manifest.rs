@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use imprint::manifest::{self, DecodedManifest, MANIFEST_VERSION_V3, ManifestRequest, ManifestSchema, SemanticVersion};
+use imprint::manifest::{
+    self, DecodedManifest, MANIFEST_VERSION_V3, ManifestRequest, ManifestSchema, SemanticVersion,
+};
 use imprint::trust::{self, Certificate};
 use sha2::{Digest, Sha256};
 
@@ -156,7 +158,8 @@ fn create(args: CreateArgs) -> anyhow::Result<ExitCode> {
             "--schema v1 needs --cert CERT: the signature block names the update certificate by its SHA-256",
         )?;
         let payload = read_file(&args.payload, "payload")?;
-        let vendor_info = args.vendor_data.as_deref().map(|path| read_file(path, "vendor data")).transpose()?;
+        let vendor_info =
+            args.vendor_data.as_deref().map(|path| read_file(path, "vendor data")).transpose()?;
         let options = v1::CreateV1 {
             payload_path: &args.payload,
             payload: &payload,
@@ -220,7 +223,8 @@ fn hex_or_none(bytes: &[u8]) -> String {
 
 /// The schema of a manifest file, with the file's name in the error.
 fn schema_of(path: &Path, manifest_der: &[u8]) -> anyhow::Result<ManifestSchema> {
-    manifest::detect_schema(manifest_der).with_context(|| format!("{} is not a Pelion manifest", path.display()))
+    manifest::detect_schema(manifest_der)
+        .with_context(|| format!("{} is not a Pelion manifest", path.display()))
 }
 
 fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {

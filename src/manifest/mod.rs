@@ -54,10 +54,10 @@ pub struct UnknownSchemaError {
 /// Tells v1 from v3 by the tag of the first element inside the outer `SEQUENCE`; the full
 /// decoders ([`v1::decode_manifest_v1`], [`v3::decode_manifest`]) still check everything else.
 pub fn detect_schema(der_bytes: &[u8]) -> Result<ManifestSchema, UnknownSchemaError> {
-    let mut reader = SliceReader::new(der_bytes).map_err(|error| UnknownSchemaError { reason: error.to_string() })?;
-    let outer = Header::decode(&mut reader).map_err(|error| UnknownSchemaError {
-        reason: format!("no DER header at byte 0 ({error})"),
-    })?;
+    let mut reader =
+        SliceReader::new(der_bytes).map_err(|error| UnknownSchemaError { reason: error.to_string() })?;
+    let outer = Header::decode(&mut reader)
+        .map_err(|error| UnknownSchemaError { reason: format!("no DER header at byte 0 ({error})") })?;
     if outer.tag() != Tag::Sequence {
         return Err(UnknownSchemaError {
             reason: format!("expected a SEQUENCE at byte 0, found tag {}", outer.tag()),

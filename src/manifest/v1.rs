@@ -162,9 +162,8 @@ pub fn semantic_version_timestamp(version: SemanticVersion) -> u64 {
 /// `MAJOR.MINOR.PATCH` with manifest-tool's SemVer rules, mapped by [`semantic_version_timestamp`].
 pub fn parse_payload_timestamp(text: &str) -> Result<u64, ManifestV1Error> {
     if text.contains('.') {
-        let version: SemanticVersion = text.parse().map_err(|error: super::ManifestError| ManifestV1Error::BadField {
-            field: "timestamp",
-            reason: error.to_string(),
+        let version: SemanticVersion = text.parse().map_err(|error: super::ManifestError| {
+            ManifestV1Error::BadField { field: "timestamp", reason: error.to_string() }
         })?;
         return Ok(semantic_version_timestamp(version));
     }
@@ -654,7 +653,8 @@ pub fn create_manifest_v1(
     }
 
     let payload_hash: [u8; SHA256_SIZE_BYTES] = Sha256::digest(request.payload).into();
-    let format = if request.delta.is_some() { PayloadFormatV1::BsdiffStream } else { PayloadFormatV1::RawBinary };
+    let format =
+        if request.delta.is_some() { PayloadFormatV1::BsdiffStream } else { PayloadFormatV1::RawBinary };
     let resource = ResourceDer {
         uri: None,
         resource_type: EnumeratedNumber(RESOURCE_TYPE_MANIFEST),
@@ -667,11 +667,17 @@ pub fn create_manifest_v1(
             device_id: octet_string(&[])?,
             nonce: octet_string(&[])?,
             vendor_info: octet_string(&request.vendor_info)?,
-            precursor_digest: request.delta.as_ref().map(|delta| octet_string(&delta.precursor_digest)).transpose()?,
+            precursor_digest: request
+                .delta
+                .as_ref()
+                .map(|delta| octet_string(&delta.precursor_digest))
+                .transpose()?,
             apply_period: None,
             apply_immediately: true,
             priority: request.priority,
-            encryption_mode: EnumOrOidDer::Enumerated(EnumeratedNumber(ENCRYPTION_MODE_NONE_ECC_SECP256R1_SHA256)),
+            encryption_mode: EnumOrOidDer::Enumerated(EnumeratedNumber(
+                ENCRYPTION_MODE_NONE_ECC_SECP256R1_SHA256,
+            )),
             aliases: Vec::new(),
             dependencies: Vec::new(),
             payload: Some(PayloadDescriptionDer {
@@ -740,8 +746,8 @@ pub fn decode_manifest_v1(der_bytes: &[u8]) -> Result<DecodedManifestV1, Manifes
         });
     }
     let signed_bytes = signed_resource.resource.to_der().map_err(ManifestV1Error::Encode)?;
-    let resource =
-        ResourceDer::from_der(&signed_bytes).map_err(|detail| ManifestV1Error::Der { part: "Resource", detail })?;
+    let resource = ResourceDer::from_der(&signed_bytes)
+        .map_err(|detail| ManifestV1Error::Der { part: "Resource", detail })?;
     if resource.to_der().map_err(ManifestV1Error::Encode)? != signed_bytes {
         return Err(ManifestV1Error::NonCanonical { part: "Resource" });
     }
@@ -775,7 +781,10 @@ pub fn decode_manifest_v1(der_bytes: &[u8]) -> Result<DecodedManifestV1, Manifes
         aliases: manifest
             .aliases
             .iter()
-            .map(|alias| ResourceAliasV1 { hash: alias.hash.as_bytes().to_vec(), uri: alias.uri.as_str().to_string() })
+            .map(|alias| ResourceAliasV1 {
+                hash: alias.hash.as_bytes().to_vec(),
+                uri: alias.uri.as_str().to_string(),
+            })
             .collect(),
         dependencies: manifest.dependencies.iter().map(resource_reference).collect(),
         payload,
@@ -826,7 +835,9 @@ impl DecodedManifestV1 {
         let reference = &self
             .payload
             .as_ref()
-            .ok_or_else(|| ManifestV1Error::PayloadMismatch { reason: "the manifest describes no payload".to_string() })?
+            .ok_or_else(|| ManifestV1Error::PayloadMismatch {
+                reason: "the manifest describes no payload".to_string(),
+            })?
             .reference;
         if payload.len() as u64 != reference.size {
             return Err(ManifestV1Error::PayloadMismatch {
@@ -906,11 +917,14 @@ impl DecodedManifestV1 {
         match self.payload_format() {
             Some(PayloadFormatV1::RawBinary) => {}
             Some(PayloadFormatV1::BsdiffStream) => {
-                if self.precursor_digest.is_none() || payload.installed_size.is_none() || payload.installed_digest.is_none()
+                if self.precursor_digest.is_none()
+                    || payload.installed_size.is_none()
+                    || payload.installed_digest.is_none()
                 {
                     return Err(ManifestV1Error::BadField {
                         field: "payload",
-                        reason: "bsdiff-stream without precursorDigest, installedSize and installedDigest".to_string(),
+                        reason: "bsdiff-stream without precursorDigest, installedSize and installedDigest"
+                            .to_string(),
                     });
                 }
             }
@@ -949,7 +963,10 @@ pub fn verify_manifest_v1(
 
     let computed: [u8; SHA256_SIZE_BYTES] = Sha256::digest(&decoded.signed_bytes).into();
     if decoded.hash.as_slice() != computed.as_slice() {
-        return Err(ManifestV1Error::HashMismatch { found: hex::encode(&decoded.hash), computed: hex::encode(computed) });
+        return Err(ManifestV1Error::HashMismatch {
+            found: hex::encode(&decoded.hash),
+            computed: hex::encode(computed),
+        });
     }
     if decoded.signatures.is_empty() {
         return Err(ManifestV1Error::BadField {
@@ -961,7 +978,8 @@ pub fn verify_manifest_v1(
     let verifying_key =
         certificate.verifying_key().map_err(|error| ManifestV1Error::Certificate(error.to_string()))?;
     for (index, block) in decoded.signatures.iter().enumerate() {
-        let named = block.certificates.first().map(|reference| reference.fingerprint.as_slice()).unwrap_or(&[]);
+        let named =
+            block.certificates.first().map(|reference| reference.fingerprint.as_slice()).unwrap_or(&[]);
         if named != certificate_fingerprint.as_slice() {
             return Err(ManifestV1Error::CertificateNotFound {
                 index,
@@ -969,8 +987,11 @@ pub fn verify_manifest_v1(
                 actual: hex::encode(certificate_fingerprint),
             });
         }
-        let signature = Signature::from_der(&block.signature).map_err(|_| ManifestV1Error::BadSignature { index })?;
-        verifying_key.verify_prehash(&computed, &signature).map_err(|_| ManifestV1Error::BadSignature { index })?;
+        let signature =
+            Signature::from_der(&block.signature).map_err(|_| ManifestV1Error::BadSignature { index })?;
+        verifying_key
+            .verify_prehash(&computed, &signature)
+            .map_err(|_| ManifestV1Error::BadSignature { index })?;
     }
     decoded.check_applicability(expectations)?;
     Ok(decoded)

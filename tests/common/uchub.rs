@@ -23,7 +23,8 @@ pub fn oracle_dir() -> PathBuf {
             });
             let build_dir = super::target_dir().join("uc-hub-oracle");
             std::fs::create_dir_all(&build_dir).expect("create the oracle build directory");
-            let lock_file = std::fs::File::create(build_dir.with_extension("lock")).expect("create oracle lock");
+            let lock_file =
+                std::fs::File::create(build_dir.with_extension("lock")).expect("create oracle lock");
             lock_file.lock().expect("lock the oracle build");
             let output = super::run_checked(
                 Command::new(super::repo_root().join("scripts/uc-hub-oracle.sh"))
@@ -61,7 +62,12 @@ fn verdict_of(command: &mut Command) -> Verdict {
 
 /// `uc-manifest`: the hub's manifest manager with `certificate_der` stored as mbed.UpdateAuthCert
 /// and the given vendor/class IDs, judging the manifest file.
-pub fn manifest_verdict(certificate_der: &Path, vendor_id: &[u8; 16], class_id: &[u8; 16], manifest: &Path) -> Verdict {
+pub fn manifest_verdict(
+    certificate_der: &Path,
+    vendor_id: &[u8; 16],
+    class_id: &[u8; 16],
+    manifest: &Path,
+) -> Verdict {
     verdict_of(
         Command::new(oracle_dir().join("uc-manifest"))
             .arg(certificate_der)
@@ -78,7 +84,12 @@ pub fn parse_internal_header(header: &Path) -> Verdict {
 
 /// `uc-header parse-external ROT FILE`.
 pub fn parse_external_header(root_of_trust: &[u8; 16], header: &Path) -> Verdict {
-    verdict_of(Command::new(oracle_dir().join("uc-header")).arg("parse-external").arg(hex::encode(root_of_trust)).arg(header))
+    verdict_of(
+        Command::new(oracle_dir().join("uc-header"))
+            .arg("parse-external")
+            .arg(hex::encode(root_of_trust))
+            .arg(header),
+    )
 }
 
 /// `uc-header create-internal|create-external`: the device's own header bytes.
@@ -95,7 +106,12 @@ pub fn create_header(
         Some(rot) => command.arg("create-external").arg(hex::encode(rot)),
         None => command.arg("create-internal"),
     };
-    command.arg(version.to_string()).arg(size.to_string()).arg(hex::encode(sha256)).arg(hex::encode(campaign)).arg(output);
+    command
+        .arg(version.to_string())
+        .arg(size.to_string())
+        .arg(hex::encode(sha256))
+        .arg(hex::encode(campaign))
+        .arg(output);
     super::run_checked(&mut command);
     std::fs::read(output).expect("read the oracle's header")
 }

@@ -38,12 +38,18 @@ pub(super) fn create(options: CreateV1) -> anyhow::Result<ExitCode> {
             options.certificate.fingerprint_hex()
         );
     }
-    let mut request =
-        ManifestRequestV1::new(options.vendor_id, options.class_id, timestamp, options.payload, options.payload_uri);
+    let mut request = ManifestRequestV1::new(
+        options.vendor_id,
+        options.class_id,
+        timestamp,
+        options.payload,
+        options.payload_uri,
+    );
     request.priority = options.priority;
     request.vendor_info = options.vendor_info;
-    let manifest_der = v1::create_manifest_v1(&request, options.signer.as_ref(), options.certificate.der())
-        .with_context(|| format!("cannot create a v1 manifest for {}", options.payload_path.display()))?;
+    let manifest_der =
+        v1::create_manifest_v1(&request, options.signer.as_ref(), options.certificate.der())
+            .with_context(|| format!("cannot create a v1 manifest for {}", options.payload_path.display()))?;
     std::fs::write(options.output, &manifest_der)
         .with_context(|| format!("cannot write manifest {}", options.output.display()))?;
     println!(
@@ -103,10 +109,19 @@ fn rows(decoded: &DecodedManifestV1) -> Vec<(String, String)> {
             ));
             rows.push(("payload.storageIdentifier".into(), payload.storage_identifier.clone()));
             rows.push(("payload.reference.hash".into(), hex_or_empty(&payload.reference.hash)));
-            rows.push(("payload.reference.uri".into(), optional(payload.reference.uri.as_ref(), Clone::clone)));
+            rows.push((
+                "payload.reference.uri".into(),
+                optional(payload.reference.uri.as_ref(), Clone::clone),
+            ));
             rows.push(("payload.reference.size".into(), format!("{} bytes", payload.reference.size)));
-            rows.push(("payload.installedSize".into(), optional(payload.installed_size, |size| format!("{size} bytes"))));
-            rows.push(("payload.installedDigest".into(), optional(payload.installed_digest.as_deref(), hex::encode)));
+            rows.push((
+                "payload.installedSize".into(),
+                optional(payload.installed_size, |size| format!("{size} bytes")),
+            ));
+            rows.push((
+                "payload.installedDigest".into(),
+                optional(payload.installed_digest.as_deref(), hex::encode),
+            ));
             rows.push(("payload.version".into(), optional(payload.version.as_ref(), Clone::clone)));
         }
         None => rows.push(("payload".into(), "(absent)".into())),
@@ -117,10 +132,16 @@ fn rows(decoded: &DecodedManifestV1) -> Vec<(String, String)> {
         for (certificate_index, reference) in block.certificates.iter().enumerate() {
             let prefix = format!("signature.signatures[{index}].certificates[{certificate_index}]");
             rows.push((format!("{prefix}.fingerprint"), hex_or_empty(&reference.fingerprint)));
-            rows.push((format!("{prefix}.uri"), if reference.uri.is_empty() { "(empty)".into() } else { reference.uri.clone() }));
+            rows.push((
+                format!("{prefix}.uri"),
+                if reference.uri.is_empty() { "(empty)".into() } else { reference.uri.clone() },
+            ));
         }
     }
-    rows.push(("signature.macs".into(), optional(decoded.macs.as_ref(), |macs| format!("{} blocks", macs.len()))));
+    rows.push((
+        "signature.macs".into(),
+        optional(decoded.macs.as_ref(), |macs| format!("{} blocks", macs.len())),
+    ));
     rows.push((
         "signed-bytes".into(),
         format!(
@@ -199,8 +220,8 @@ fn json(decoded: &DecodedManifestV1) -> serde_json::Value {
 }
 
 pub(super) fn inspect(path: &Path, manifest_der: &[u8], as_json: bool) -> anyhow::Result<ExitCode> {
-    let decoded =
-        v1::decode_manifest_v1(manifest_der).with_context(|| format!("{} is not a valid v1 manifest", path.display()))?;
+    let decoded = v1::decode_manifest_v1(manifest_der)
+        .with_context(|| format!("{} is not a valid v1 manifest", path.display()))?;
     if as_json {
         println!("{}", serde_json::to_string_pretty(&json(&decoded))?);
         return Ok(ExitCode::SUCCESS);
@@ -229,7 +250,9 @@ pub(super) fn verify(
         )
     })?;
     if let Some(payload) = &payload {
-        decoded.check_payload(payload).with_context(|| format!("the payload is not the one {} names", path.display()))?;
+        decoded
+            .check_payload(payload)
+            .with_context(|| format!("the payload is not the one {} names", path.display()))?;
     }
     println!("schema: v1");
     println!("hash: ok (sha256 of the resource)");
