@@ -42,14 +42,20 @@
 //!
 //! **Invariant:** no I/O here; signing goes through [`Signer`].
 
-use der::asn1::{ObjectIdentifier, OctetStringRef, Utf8StringRef};
-use der::{Decode, DecodeValue, Encode, EncodeValue, FixedTag, Header, Length, Reader, Tag, Tagged, Writer};
+use der::asn1::{OctetStringRef, Utf8StringRef};
+use der::{Decode, Encode, Tag, Tagged};
 use p256::ecdsa::Signature;
 use p256::ecdsa::signature::hazmat::PrehashVerifier;
 use sha2::{Digest, Sha256};
 
 use super::v3::{EnumeratedNumber, SemanticVersion};
 use crate::trust::{Certificate, SignError, Signer};
+
+mod wire;
+use wire::{
+    CertificateReferenceDer, EnumOrOidDer, ManifestDer, PayloadDescriptionDer, ResourceDer,
+    ResourceReferenceDer, ResourceSignatureDer, SignatureBlockDer, SignedResourceDer,
+};
 
 /// The `manifestVersion` of a v1 `Manifest`.
 pub const MANIFEST_VERSION_V1: u32 = 1;
@@ -423,183 +429,6 @@ pub struct DeviceExpectations {
     pub class_id: Option<uuid::Uuid>,
     /// The installed firmware's timestamp (the device refuses a manifest not newer; 0 = none).
     pub installed_timestamp: u64,
-}
-
-// ---- wire structures (der derive) ----
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum EnumOrOidDer {
-    Enumerated(EnumeratedNumber),
-    ObjectId(ObjectIdentifier),
-}
-
-impl<'a> Decode<'a> for EnumOrOidDer {
-    type Error = der::Error;
-
-    fn decode<R: Reader<'a>>(reader: &mut R) -> der::Result<Self> {
-        if Tag::peek(reader)? == Tag::ObjectIdentifier {
-            ObjectIdentifier::decode(reader).map(Self::ObjectId)
-        } else {
-            EnumeratedNumber::decode(reader).map(Self::Enumerated)
-        }
-    }
-}
-
-impl Encode for EnumOrOidDer {
-    fn encoded_len(&self) -> der::Result<Length> {
-        match self {
-            Self::Enumerated(value) => value.encoded_len(),
-            Self::ObjectId(value) => value.encoded_len(),
-        }
-    }
-
-    fn encode(&self, writer: &mut impl Writer) -> der::Result<()> {
-        match self {
-            Self::Enumerated(value) => value.encode(writer),
-            Self::ObjectId(value) => value.encode(writer),
-        }
-    }
-}
-
-impl EnumOrOidDer {
-    fn to_public(&self) -> EnumOrObjectId {
-        match self {
-            Self::Enumerated(value) => EnumOrObjectId::Enumerated(value.0),
-            Self::ObjectId(oid) => EnumOrObjectId::ObjectId(oid.to_string()),
-        }
-    }
-}
-
-/// A `SEQUENCE` kept as its content bytes (encryptionInfo: decoded, re-encoded, not interpreted).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct OpaqueSequence<'a>(&'a [u8]);
-
-impl FixedTag for OpaqueSequence<'_> {
-    const TAG: Tag = Tag::Sequence;
-}
-
-impl<'a> DecodeValue<'a> for OpaqueSequence<'a> {
-    type Error = der::Error;
-
-    fn decode_value<R: Reader<'a>>(reader: &mut R, header: Header) -> der::Result<Self> {
-        reader.read_slice(header.length()).map(Self)
-    }
-}
-
-impl EncodeValue for OpaqueSequence<'_> {
-    fn value_len(&self) -> der::Result<Length> {
-        Length::try_from(self.0.len())
-    }
-
-    fn encode_value(&self, writer: &mut impl Writer) -> der::Result<()> {
-        writer.write(self.0)
-    }
-}
-
-#[derive(der::Sequence)]
-struct SignedResourceDer<'a> {
-    resource: der::asn1::AnyRef<'a>,
-    signature: ResourceSignatureDer<'a>,
-}
-
-#[derive(der::Sequence)]
-struct ResourceDer<'a> {
-    #[asn1(optional = "true")]
-    uri: Option<Utf8StringRef<'a>>,
-    resource_type: EnumeratedNumber,
-    manifest: ManifestDer<'a>,
-}
-
-#[derive(der::Sequence)]
-struct ApplyPeriodDer {
-    valid_from: u64,
-    valid_to: u64,
-}
-
-#[derive(der::Sequence)]
-struct ManifestDer<'a> {
-    manifest_version: EnumeratedNumber,
-    #[asn1(optional = "true")]
-    description: Option<Utf8StringRef<'a>>,
-    timestamp: u64,
-    vendor_id: &'a OctetStringRef,
-    class_id: &'a OctetStringRef,
-    device_id: &'a OctetStringRef,
-    nonce: &'a OctetStringRef,
-    vendor_info: &'a OctetStringRef,
-    #[asn1(optional = "true")]
-    precursor_digest: Option<&'a OctetStringRef>,
-    #[asn1(optional = "true")]
-    apply_period: Option<ApplyPeriodDer>,
-    apply_immediately: bool,
-    #[asn1(optional = "true")]
-    priority: Option<u64>,
-    encryption_mode: EnumOrOidDer,
-    aliases: Vec<ResourceAliasDer<'a>>,
-    dependencies: Vec<ResourceReferenceDer<'a>>,
-    #[asn1(optional = "true")]
-    payload: Option<PayloadDescriptionDer<'a>>,
-}
-
-#[derive(der::Sequence)]
-struct ResourceAliasDer<'a> {
-    hash: &'a OctetStringRef,
-    uri: Utf8StringRef<'a>,
-}
-
-#[derive(der::Sequence)]
-struct ResourceReferenceDer<'a> {
-    hash: &'a OctetStringRef,
-    #[asn1(optional = "true")]
-    uri: Option<Utf8StringRef<'a>>,
-    size: u64,
-}
-
-#[derive(der::Sequence)]
-struct PayloadDescriptionDer<'a> {
-    format: EnumOrOidDer,
-    #[asn1(optional = "true")]
-    encryption_info: Option<OpaqueSequence<'a>>,
-    storage_identifier: Utf8StringRef<'a>,
-    reference: ResourceReferenceDer<'a>,
-    #[asn1(optional = "true")]
-    installed_size: Option<u64>,
-    #[asn1(optional = "true")]
-    installed_digest: Option<&'a OctetStringRef>,
-    #[asn1(optional = "true")]
-    version: Option<Utf8StringRef<'a>>,
-}
-
-#[derive(der::Sequence)]
-struct ResourceSignatureDer<'a> {
-    hash: &'a OctetStringRef,
-    signatures: Vec<SignatureBlockDer<'a>>,
-    #[asn1(optional = "true")]
-    macs: Option<Vec<MacBlockDer<'a>>>,
-}
-
-#[derive(der::Sequence)]
-struct SignatureBlockDer<'a> {
-    signature: &'a OctetStringRef,
-    certificates: Vec<CertificateReferenceDer<'a>>,
-}
-
-#[derive(der::Sequence)]
-struct CertificateReferenceDer<'a> {
-    fingerprint: &'a OctetStringRef,
-    uri: Utf8StringRef<'a>,
-}
-
-#[derive(der::Sequence)]
-struct MacBlockDer<'a> {
-    psk_id: &'a OctetStringRef,
-    key_table_version: u64,
-    #[asn1(optional = "true")]
-    key_table_iv: Option<&'a OctetStringRef>,
-    #[asn1(optional = "true")]
-    key_table_ref: Option<Utf8StringRef<'a>>,
-    key_table_index_size: u64,
-    key_table_record_size: u64,
 }
 
 fn octet_string(bytes: &[u8]) -> Result<&OctetStringRef, ManifestV1Error> {
