@@ -224,7 +224,7 @@ fn hex_or_none(bytes: &[u8]) -> String {
 /// The schema of a manifest file, with the file's name in the error.
 fn schema_of(path: &Path, manifest_der: &[u8]) -> anyhow::Result<ManifestSchema> {
     manifest::detect_schema(manifest_der)
-        .with_context(|| format!("{} is not a Pelion manifest", path.display()))
+        .with_context(|| format!("{} is not a Pelion v3 manifest, nor a v1 one", path.display()))
 }
 
 fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {

@@ -45,7 +45,7 @@ impl std::fmt::Display for ManifestSchema {
 
 /// The bytes are neither schema's `SignedResource`.
 #[derive(Debug, thiserror::Error)]
-#[error("not a Pelion manifest: {reason}")]
+#[error("unknown manifest schema: {reason}")]
 pub struct UnknownSchemaError {
     /// What was found where a manifest starts.
     pub reason: String,

@@ -221,7 +221,7 @@ fn json(decoded: &DecodedManifestV1) -> serde_json::Value {
 
 pub(super) fn inspect(path: &Path, manifest_der: &[u8], as_json: bool) -> anyhow::Result<ExitCode> {
     let decoded = v1::decode_manifest_v1(manifest_der)
-        .with_context(|| format!("{} is not a valid v1 manifest", path.display()))?;
+        .with_context(|| format!("{} is not a Pelion v3 manifest, nor a valid v1 one", path.display()))?;
     if as_json {
         println!("{}", serde_json::to_string_pretty(&json(&decoded))?);
         return Ok(ExitCode::SUCCESS);
