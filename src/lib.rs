@@ -23,6 +23,7 @@ pub mod identity;
 pub mod image;
 pub mod ledger;
 pub mod manifest;
+pub mod mbed_header;
 pub mod output;
 pub mod profile;
 pub mod station;

@@ -16,6 +16,7 @@ pub enum DevCommand {
     #[command(after_help = "Examples:\n  \
         imprint dev init dev-credentials\n  \
         imprint dev init dev-credentials --vendor-domain example.com --model-name thermostat-v2\n  \
+        imprint dev init legacy-credentials --schema v1 --vendor-domain example.com --model-name m1\n  \
         imprint dev init dev-credentials --vendor-id 6f0bdfd4-5a7c-4f52-9c1b-8f2d61c3a1e0 \\\n      \
         --class-id 0f8c3c53-2d8e-4f0c-b0c6-6a1f0b3a7d21 --force")]
     Init {
@@ -36,13 +37,25 @@ pub enum DevCommand {
         /// Replace existing credential files.
         #[arg(long)]
         force: bool,
+        /// Which update client the firmware's update_default_resources.c is for: v3 (current,
+        /// manifest-dev-tool compatible) or v1 (legacy update-client-hub, v1 manifests; holds
+        /// the certificate's real SHA-256 fingerprint and subject key identifier).
+        #[arg(long, value_name = "v1|v3", default_value = "v3", value_parser = ["v1", "v3"])]
+        schema: String,
     },
 }
 
 pub fn run(command: DevCommand) -> anyhow::Result<ExitCode> {
     match command {
-        DevCommand::Init { dir, vendor_domain, model_name, vendor_id, class_id, force } => {
-            let options = DevInitOptions { vendor_domain, model_name, vendor_id, class_id, force };
+        DevCommand::Init { dir, vendor_domain, model_name, vendor_id, class_id, force, schema } => {
+            let options = DevInitOptions {
+                vendor_domain,
+                model_name,
+                vendor_id,
+                class_id,
+                force,
+                v1_update_resources: schema == "v1",
+            };
             let credentials = trust::dev_init(&dir, &options).map_err(|error| {
                 let hint = if matches!(error, trust::TrustError::AlreadyExists { .. }) {
                     " (pass --force to replace the existing credentials)"

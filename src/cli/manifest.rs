@@ -1,23 +1,29 @@
-//! `imprint manifest create|inspect|verify`: Pelion v3 update manifests from the command line.
+//! `imprint manifest create|inspect|verify`: Pelion update manifests (v3, and v1 for the legacy
+//! update client) from the command line.
 //!
 //! These are thin wrappers over `imprint::manifest` so that a release engineer can make the
-//! same manifests the station stages, look inside any manifest (ours or manifest-tool's), and
-//! check one against the certificate a device holds before it ever reaches a fixture.
+//! same manifests the station stages, look inside any manifest (ours or manifest-tool's; the
+//! schema is detected), and check one against the certificate a device holds before it ever
+//! reaches a fixture. The v1 rows and verdicts live in the child module `manifest/v1.rs`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use imprint::manifest::{self, DecodedManifest, MANIFEST_VERSION_V3, ManifestRequest, SemanticVersion};
+use imprint::manifest::{
+    self, DecodedManifest, MANIFEST_VERSION_V3, ManifestRequest, ManifestSchema, SemanticVersion,
+};
 use imprint::trust::{self, Certificate};
 use sha2::{Digest, Sha256};
 
+mod v1;
+
 #[derive(clap::Subcommand)]
 pub enum ManifestCommand {
-    /// Create and sign a raw-binary v3 manifest for a payload (like `manifest-tool create`
-    /// with `sign-image: true`).
+    /// Create and sign a raw-binary manifest for a payload: v3 (default, like `manifest-tool
+    /// create` with `sign-image: true`) or v1 (like `manifest-tool create-v1`).
     #[command(
-        after_help = "Example:\n  imprint manifest create --payload app.bin --payload-version 1.2.3 \\\n      --key update.key.pem --vendor-id 3e6e5c2a-9c8b-4f0f-a1d2-b3c4d5e6f708 \\\n      --class-id 0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0 -o app.manifest"
+        after_help = "Examples:\n  imprint manifest create --payload app.bin --payload-version 1.2.3 \\\n      --key update.key.pem --vendor-id 3e6e5c2a-9c8b-4f0f-a1d2-b3c4d5e6f708 \\\n      --class-id 0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0 -o app.manifest\n  imprint manifest create --schema v1 --payload app.bin --payload-version 1700000000 \\\n      --vendor-id 3e6e5c2a-9c8b-4f0f-a1d2-b3c4d5e6f708 --class-id 0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0 \\\n      --key update.key.pem --cert update.cert.der --payload-uri https://example.com/app.bin -o app.manifest"
     )]
     Create(CreateArgs),
     /// Print every field of a manifest without checking signatures.
@@ -25,23 +31,32 @@ pub enum ManifestCommand {
         after_help = "Examples:\n  imprint manifest inspect app.manifest\n  imprint manifest inspect app.manifest --json"
     )]
     Inspect(InspectArgs),
-    /// Verify a manifest's signatures with a certificate's key, and optionally its payload.
+    /// Verify a manifest's signatures with a certificate's key, and optionally its payload; for
+    /// v1, the legacy update client's verdict (fingerprint, hash, signature, vendor/class, timestamp).
     ///
     /// Exits 0 when everything checked is valid, 2 otherwise with the reason.
     #[command(
-        after_help = "Examples:\n  imprint manifest verify app.manifest --cert update.cert.der\n  imprint manifest verify app.manifest --cert update.cert.pem --payload app.bin"
+        after_help = "Examples:\n  imprint manifest verify app.manifest --cert update.cert.der\n  imprint manifest verify app.manifest --cert update.cert.pem --payload app.bin\n  imprint manifest verify legacy.manifest --cert update.cert.der --vendor-id VENDOR --class-id CLASS"
     )]
     Verify(VerifyArgs),
 }
 
 #[derive(clap::Args)]
 pub struct CreateArgs {
+    /// Manifest schema: v3 (current update client) or v1 (legacy update-client-hub).
+    #[arg(long, value_name = "v1|v3", default_value = "v3", value_parser = ["v1", "v3"])]
+    schema: String,
     /// The firmware image the manifest describes.
     #[arg(long, value_name = "FILE")]
     payload: PathBuf,
-    /// Version the payload installs: MAJOR.MINOR.PATCH, each 0..=999, at least 0.0.1.
-    #[arg(long, value_name = "X.Y.Z")]
-    payload_version: SemanticVersion,
+    /// Version the payload installs. v3: MAJOR.MINOR.PATCH, each 0..=999, at least 0.0.1.
+    /// v1: the integer timestamp (at least 1), or MAJOR.MINOR.PATCH mapped as manifest-tool's
+    /// `--fw-migrate-ver` maps it (bit 55 | major << 40 | minor << 16 | patch).
+    #[arg(long, value_name = "VERSION")]
+    payload_version: String,
+    /// v1 only: the update certificate (DER or PEM) whose SHA-256 the signature block names.
+    #[arg(long, value_name = "CERT")]
+    cert: Option<PathBuf>,
     /// ECDSA P-256 private key that signs the manifest: a file (PKCS#8 or SEC1, PEM or DER) or a
     /// PKCS#11 URI (`pkcs11:token=...;object=...?module-path=...&pin-source=env:VAR`).
     #[arg(long, value_name = "KEY")]
@@ -55,13 +70,13 @@ pub struct CreateArgs {
     /// Where the device would download the payload; defaults to the payload's file name.
     #[arg(long, value_name = "URI")]
     payload_uri: Option<String>,
-    /// Update priority.
-    #[arg(long, value_name = "N", default_value_t = 0)]
-    priority: u64,
-    /// Component to update.
-    #[arg(long, value_name = "NAME", default_value = manifest::DEFAULT_COMPONENT_NAME)]
-    component: String,
-    /// File whose bytes go into vendor-data (passed through to the device).
+    /// Update priority (v3 default 0; v1 writes it only when given, as manifest-tool does).
+    #[arg(long, value_name = "N")]
+    priority: Option<u64>,
+    /// Component to update (v3 only).
+    #[arg(long, value_name = "NAME")]
+    component: Option<String>,
+    /// File whose bytes go into vendor-data (v3) or vendorInfo (v1), passed through to the device.
     #[arg(long, value_name = "FILE")]
     vendor_data: Option<PathBuf>,
     /// Where to write the manifest (DER).
@@ -88,6 +103,15 @@ pub struct VerifyArgs {
     /// The payload; its size and SHA-256 must match payload-size and payload-digest.
     #[arg(long, value_name = "FILE")]
     payload: Option<PathBuf>,
+    /// The device's vendor UUID (mbed.VendorId); the manifest must name it.
+    #[arg(long, value_name = "UUID")]
+    vendor_id: Option<uuid::Uuid>,
+    /// The device's class UUID (mbed.ClassId); the manifest must name it.
+    #[arg(long, value_name = "UUID")]
+    class_id: Option<uuid::Uuid>,
+    /// v1 only: the installed firmware's timestamp; the manifest's must be newer (default 0).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    installed_timestamp: u64,
 }
 
 pub fn run(command: ManifestCommand) -> anyhow::Result<ExitCode> {
@@ -102,32 +126,71 @@ fn read_file(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("cannot read {what} {}", path.display()))
 }
 
-fn create(args: CreateArgs) -> anyhow::Result<ExitCode> {
-    let payload = read_file(&args.payload, "payload")?;
-    let key_text = args.key.to_string_lossy();
-    let signer: Box<dyn trust::Signer> = if trust::is_pkcs11_uri(&key_text) {
+/// The signer `--key` names: a key file or a PKCS#11 URI.
+fn open_signer(key: &Path) -> anyhow::Result<Box<dyn trust::Signer>> {
+    let key_text = key.to_string_lossy();
+    Ok(if trust::is_pkcs11_uri(&key_text) {
         Box::new(trust::Pkcs11Signer::open_uri(&key_text)?)
     } else {
-        Box::new(trust::load_signing_key(&args.key)?)
-    };
-    let vendor_data = args.vendor_data.as_deref().map(|path| read_file(path, "vendor data")).transpose()?;
-    let payload_uri = match args.payload_uri {
-        Some(uri) => uri,
-        None => {
-            args.payload.file_name().map(|name| name.to_string_lossy().into_owned()).with_context(|| {
-                format!(
-                    "--payload {} has no file name to use as the payload URI; give --payload-uri",
-                    args.payload.display()
-                )
-            })?
+        Box::new(trust::load_signing_key(key)?)
+    })
+}
+
+/// `--payload-uri`, or the payload's file name.
+fn payload_uri_or_file_name(args: &CreateArgs) -> anyhow::Result<String> {
+    match &args.payload_uri {
+        Some(uri) => Ok(uri.clone()),
+        None => args.payload.file_name().map(|name| name.to_string_lossy().into_owned()).with_context(|| {
+            format!(
+                "--payload {} has no file name to use as the payload URI; give --payload-uri",
+                args.payload.display()
+            )
+        }),
+    }
+}
+
+fn create(args: CreateArgs) -> anyhow::Result<ExitCode> {
+    if args.schema == "v1" {
+        if args.component.is_some() {
+            anyhow::bail!("--component is a v3 field: v1 manifests have no component name");
         }
-    };
+        let certificate_path = args.cert.as_deref().context(
+            "--schema v1 needs --cert CERT: the signature block names the update certificate by its SHA-256",
+        )?;
+        let payload = read_file(&args.payload, "payload")?;
+        let vendor_info =
+            args.vendor_data.as_deref().map(|path| read_file(path, "vendor data")).transpose()?;
+        let options = v1::CreateV1 {
+            payload_path: &args.payload,
+            payload: &payload,
+            payload_version: &args.payload_version,
+            vendor_id: args.vendor_id,
+            class_id: args.class_id,
+            payload_uri: payload_uri_or_file_name(&args)?,
+            priority: args.priority,
+            vendor_info: vendor_info.unwrap_or_default(),
+            signer: open_signer(&args.key)?,
+            certificate: Certificate::load(certificate_path)?,
+            output: &args.output,
+        };
+        return v1::create(options);
+    }
+    if args.cert.is_some() {
+        anyhow::bail!("--cert is for --schema v1: a v3 manifest does not name its certificate");
+    }
+    let payload_version: SemanticVersion = args.payload_version.parse().with_context(|| {
+        format!("--payload-version {:?} is not a v3 version (MAJOR.MINOR.PATCH)", args.payload_version)
+    })?;
+    let payload = read_file(&args.payload, "payload")?;
+    let signer = open_signer(&args.key)?;
+    let vendor_data = args.vendor_data.as_deref().map(|path| read_file(path, "vendor data")).transpose()?;
+    let payload_uri = payload_uri_or_file_name(&args)?;
     let request = ManifestRequest {
         vendor_id: args.vendor_id,
         class_id: args.class_id,
-        update_priority: args.priority,
-        component_name: args.component,
-        payload_version: args.payload_version,
+        update_priority: args.priority.unwrap_or(0),
+        component_name: args.component.unwrap_or_else(|| manifest::DEFAULT_COMPONENT_NAME.to_string()),
+        payload_version,
         payload: &payload,
         payload_uri,
         vendor_data,
@@ -158,7 +221,17 @@ fn hex_or_none(bytes: &[u8]) -> String {
     if bytes.is_empty() { "(empty)".to_string() } else { hex::encode(bytes) }
 }
 
+/// The schema of a manifest file, with the file's name in the error.
+fn schema_of(path: &Path, manifest_der: &[u8]) -> anyhow::Result<ManifestSchema> {
+    manifest::detect_schema(manifest_der)
+        .with_context(|| format!("{} is not a Pelion v3 manifest, nor a v1 one", path.display()))
+}
+
 fn inspect(args: InspectArgs) -> anyhow::Result<ExitCode> {
+    let manifest_der = read_file(&args.manifest, "manifest")?;
+    if schema_of(&args.manifest, &manifest_der)? == ManifestSchema::V1 {
+        return v1::inspect(&args.manifest, &manifest_der, args.json);
+    }
     let (_, decoded) = decode_file(&args.manifest)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&manifest_json(&decoded))?);
@@ -250,6 +323,16 @@ fn manifest_json(decoded: &DecodedManifest) -> serde_json::Value {
 
 fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     let certificate = Certificate::load(&args.cert)?;
+    let manifest_bytes = read_file(&args.manifest, "manifest")?;
+    if schema_of(&args.manifest, &manifest_bytes)? == ManifestSchema::V1 {
+        let expectations = manifest::v1::DeviceExpectations {
+            vendor_id: args.vendor_id,
+            class_id: args.class_id,
+            installed_timestamp: args.installed_timestamp,
+        };
+        let payload = args.payload.as_deref().map(|path| read_file(path, "payload")).transpose()?;
+        return v1::verify(&args.manifest, &manifest_bytes, &certificate, &expectations, payload);
+    }
     let verifying_key = certificate.verifying_key()?;
     // Decode first so that a file that is no manifest at all is reported as such.
     let (manifest_der, _) = decode_file(&args.manifest)?;
@@ -261,6 +344,16 @@ fn verify(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             certificate.fingerprint_hex()
         )
     })?;
+    for (field, expected, found) in [
+        ("vendor-id", args.vendor_id, decoded.vendor_uuid()),
+        ("class-id", args.class_id, decoded.class_uuid()),
+    ] {
+        if let Some(expected) = expected
+            && expected != found
+        {
+            anyhow::bail!("{}: {field} is {found}, the device's is {expected}", args.manifest.display());
+        }
+    }
     // Check the payload before printing anything, so a failure prints only the reason.
     if let Some(payload_path) = &args.payload {
         let payload = read_file(payload_path, "payload")?;

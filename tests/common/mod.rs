@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Mutex;
 
+pub mod uchub;
+
 /// The manifest-tool version the tests compare against.
 pub const MANIFEST_TOOL_VERSION: &str = "2.6.2";
 

@@ -364,7 +364,7 @@ impl DecodedManifest {
 /// `manifest-version` or `payload-format` can be reported with the value found; the encoding
 /// itself is `der`'s INTEGER value codec under the ENUMERATED tag.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct EnumeratedNumber(u32);
+pub(super) struct EnumeratedNumber(pub(super) u32);
 
 impl FixedTag for EnumeratedNumber {
     const TAG: Tag = Tag::Enumerated;
