@@ -920,6 +920,7 @@ fn the_operator_window_leases_serials_and_ships_its_runs_like_imprint_run() {
     std::fs::write(&passfile, format!("*:*:*:{ROLE}:{PASSWORD}\n")).expect("pgpass");
     std::fs::set_permissions(&passfile, std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("chmod");
     let mut options = GuiOptions::new(db_b.clone(), "gui-b".to_string());
+    options.create_ledger = true;
     options.profile = Some(demo_profile());
     options.operator = Some("tester".to_string());
     options.sim_slot_count = Some(2);
@@ -971,4 +972,90 @@ fn the_operator_window_leases_serials_and_ships_its_runs_like_imprint_run() {
     );
     assert_eq!(block_sizes, "gui-b:4\nline-a:4", "block sizes by station");
     check_central_matches(&server, ROLE, &[("line-a", &db_a), ("gui-b", &db_b)]);
+}
+
+/// A database that will never accept the station (wrong password, plain connection to a
+/// TLS-only server, unknown CA, missing database, a station name bound to another ledger) stops
+/// `imprint run` at start with exit 2, before any unit is touched; a database that is only away
+/// lets the line start offline (issue 19).
+#[test]
+fn a_database_that_refuses_the_station_for_good_stops_the_line_before_any_unit() {
+    let server = PostgresServer::start(ServerTls::Required);
+    let directory = tempfile::tempdir().expect("temp dir");
+    let ca = server.path("ca.crt");
+    let good = server.url(ROLE, &format!("sslmode=verify-full&sslrootcert={}", ca.display()));
+    let first_db = directory.path().join("first.db");
+    let first = station_command(&first_db, "line-p", &good, 2, &[]).output().expect("first station");
+    assert!(first.status.success(), "{}", output_text(&first));
+
+    let check_refused_at_start = |name: &str, mut command: Command, fragments: &[&str]| {
+        let db = directory.path().join(format!("{name}.db"));
+        let ledger_before = std::fs::read(&db).ok();
+        command.arg("--json");
+        let output = command.output().expect("run");
+        assert_eq!(output.status.code(), Some(2), "{name}: {}", output_text(&output));
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(!stdout.contains("\"unit-started\""), "{name}: a unit was touched:\n{stdout}");
+        let text = output_text(&output);
+        for fragment in fragments {
+            assert!(text.contains(fragment), "{name}: {text} lacks {fragment:?}");
+        }
+        assert!(!text.contains(PASSWORD), "{name}: the password leaked: {text}");
+        if db.exists() {
+            assert_eq!(sqlite3(&db, "SELECT count(*) FROM runs"), "0", "{name}: a run was recorded");
+        }
+        let _ = ledger_before;
+    };
+    let db = |name: &str| directory.path().join(format!("{name}.db"));
+
+    let mut wrong_password = station_command(&db("password"), "line-w", &good, 2, &[]);
+    wrong_password.env("PGPASSWORD", "not-the-password");
+    check_refused_at_start("password", wrong_password, &["password authentication failed"]);
+
+    let plain = server.url(ROLE, "sslmode=disable");
+    check_refused_at_start(
+        "plain",
+        station_command(&db("plain"), "line-x", &plain, 2, &[]),
+        &["accepts only TLS"],
+    );
+
+    let other_ca = server
+        .url(ROLE, &format!("sslmode=verify-full&sslrootcert={}", server.path("other-ca.crt").display()));
+    check_refused_at_start(
+        "unknown-ca",
+        station_command(&db("unknown-ca"), "line-y", &other_ca, 2, &[]),
+        &["certificate"],
+    );
+
+    let missing_database = format!(
+        "postgresql://{ROLE}@127.0.0.1:{}/no_such_database?sslmode=verify-full&sslrootcert={}",
+        server.port,
+        ca.display()
+    );
+    check_refused_at_start(
+        "no-database",
+        station_command(&db("no-database"), "line-z", &missing_database, 2, &[]),
+        &["no_such_database"],
+    );
+
+    // A second ledger under the first station's name (a cloned station image).
+    check_refused_at_start(
+        "clone",
+        station_command(&db("clone"), "line-p", &good, 2, &[]),
+        &["station name \"line-p\" is registered", "docs/central.md"],
+    );
+
+    // Not now: nothing listens on the port. The line starts offline (and, holding no serial
+    // block yet, fails its units at allocate-identity: an outage, not a refusal).
+    let away = format!("postgresql://{ROLE}@127.0.0.1:1/{ROLE}?sslmode=disable");
+    let offline =
+        station_command(&db("away"), "line-a", &away, 1, &["--json", "--central-drain-timeout-ms", "0"])
+            .output()
+            .expect("offline run");
+    assert_eq!(offline.status.code(), Some(1), "{}", output_text(&offline));
+    assert!(
+        String::from_utf8_lossy(&offline.stdout).contains("\"unit-started\""),
+        "{}",
+        output_text(&offline)
+    );
 }

@@ -7,7 +7,8 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 
 use common::{
-    demo_profile_text, imprint, manifest_tool_bin, repo_root, scanned_serials_profile_text, write_profile,
+    demo_profile_text, imprint, manifest_tool_bin, repo_root, scanned_serials_profile_text, text,
+    write_profile,
 };
 
 const ALL_STEPS: [&str; 14] = [
@@ -417,5 +418,45 @@ fn json_stream_carries_typed_step_facts() {
             }
         }
         assert_eq!(typed_steps, 4);
+    }
+}
+
+/// A station must know its ledger: `imprint run` refuses a missing ledger (exit 2, naming the
+/// path, creating no file or directory) unless told to create it; names with control characters
+/// and an empty station name are refused before any unit (issue 19).
+#[test]
+fn a_missing_ledger_or_a_bad_name_is_refused_before_any_unit() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let profile = repo_root().join("profiles/demo.toml");
+    let mistyped = directory.path().join("no-such-dir").join("ledgr.db");
+    let base = |db: &std::path::Path| {
+        let mut command = imprint();
+        command.env_remove("IMPRINT_CREATE_LEDGER").args([
+            "run",
+            "--sim",
+            "1",
+            "--sim-timing",
+            "zero",
+            "--json",
+        ]);
+        command.arg("--profile").arg(&profile).arg("--db").arg(db).args(["--count", "1", "--operator", "op"]);
+        command
+    };
+    let refused = base(&mistyped).output().expect("run");
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused.stderr));
+    assert!(text(&refused.stderr).contains("ledgr.db"), "{}", text(&refused.stderr));
+    assert!(!text(&refused.stdout).contains("unit-started"), "{}", text(&refused.stdout));
+    assert!(!mistyped.parent().expect("parent").exists(), "a directory was created for a missing ledger");
+
+    let db = directory.path().join("ledger.db");
+    let created = base(&db).arg("--create-ledger").output().expect("run");
+    assert!(created.status.success(), "{}", text(&created.stderr));
+    let again = base(&db).output().expect("run");
+    assert!(again.status.success(), "an existing ledger needs no flag: {}", text(&again.stderr));
+
+    for (flag, value) in [("--station", ""), ("--station", "line\u{1b}[31m"), ("--operator", "op\u{7}")] {
+        let output = base(&db).args([flag, value]).output().expect("run");
+        assert_eq!(output.status.code(), Some(2), "{flag} {value:?}: {}", text(&output.stderr));
+        assert!(!text(&output.stdout).contains("unit-started"), "{flag} {value:?}: a unit was touched");
     }
 }

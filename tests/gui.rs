@@ -43,6 +43,7 @@ fn gui_with_log(
     let directory = tempfile::tempdir().unwrap();
     let ledger_path = directory.path().join("ledger.db");
     let mut options = GuiOptions::new(ledger_path.clone(), "test-station".to_string());
+    options.create_ledger = true;
     options.profile = Some(demo_profile());
     options.operator = Some("tester".to_string());
     options.sim_slot_count = Some(slots);
@@ -371,6 +372,7 @@ fn settings_are_remembered_between_runs() {
     let directory = tempfile::tempdir().unwrap();
     let options = || {
         let mut options = GuiOptions::new(directory.path().join("ledger.db"), "test-station".to_string());
+        options.create_ledger = true;
         options.profile = Some(demo_profile());
         options
     };

@@ -56,6 +56,9 @@ pub struct GuiArgs {
     /// The ledger database (default: ledger.db in the platform's data directory).
     #[arg(long, value_name = "PATH", env = "IMPRINT_DB")]
     db: Option<PathBuf>,
+    /// Create the ledger if it does not exist yet (without it a missing ledger is refused).
+    #[arg(long, env = "IMPRINT_CREATE_LEDGER")]
+    create_ledger: bool,
     /// `zero` ignores the profile's simulated timing model (as fast as the host allows).
     #[arg(long, value_name = "MODEL", value_parser = ["profile", "zero"])]
     sim_timing: Option<String>,
@@ -106,6 +109,7 @@ pub fn run(args: GuiArgs, log_filter: &str) -> anyhow::Result<ExitCode> {
     let operator = args.operator.clone();
     let (station_name, _) = station_identity(args.station, args.operator);
     let mut options = GuiOptions::new(ledger_path, station_name);
+    options.create_ledger = args.create_ledger;
     options.profile = args.profile;
     options.profiles_directory = args.profiles_dir;
     options.operator = operator;

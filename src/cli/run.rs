@@ -56,6 +56,10 @@ pub struct RunArgs {
     /// The ledger database (default: ledger.db in the platform's data directory).
     #[arg(long, value_name = "PATH", env = "IMPRINT_DB")]
     db: Option<PathBuf>,
+    /// Create the ledger if it does not exist yet (without it a missing ledger is refused, so a
+    /// mistyped --db never starts a second ledger that issues the same serials again).
+    #[arg(long, env = "IMPRINT_CREATE_LEDGER")]
+    create_ledger: bool,
     /// Print one JSON object per event on stdout (see docs/events.md) instead of progress bars.
     #[arg(long)]
     json: bool,
@@ -106,7 +110,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         station_name,
         operator,
         ledger_path,
-        create_ledger: true,
+        create_ledger: args.create_ledger,
         central,
         serials,
         work_order: args.work_order,

@@ -223,7 +223,7 @@ impl ImprintApp {
             station_name: self.options.station_name.clone(),
             operator: self.settings.operator.clone(),
             ledger_path: self.options.ledger_path.clone(),
-            create_ledger: true,
+            create_ledger: self.options.create_ledger,
             central: self.options.central.clone(),
             serials: SerialSource::NotGiven,
             work_order: self.work_order.clone(),

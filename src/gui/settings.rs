@@ -140,6 +140,9 @@ impl Settings {
 pub struct GuiOptions {
     /// The ledger database.
     pub ledger_path: PathBuf,
+    /// Create the ledger when it does not exist yet (`--create-ledger`); otherwise a missing
+    /// ledger is refused when a line starts.
+    pub create_ledger: bool,
     /// This station's name in every record.
     pub station_name: String,
     pub profiles_directory: Option<PathBuf>,
@@ -178,6 +181,7 @@ impl GuiOptions {
     pub fn new(ledger_path: PathBuf, station_name: String) -> GuiOptions {
         GuiOptions {
             ledger_path,
+            create_ledger: false,
             station_name,
             profiles_directory: None,
             profile: None,

@@ -117,9 +117,14 @@ pub fn repo_root() -> PathBuf {
 }
 
 /// The `imprint` binary built for these tests, as a `Command`.
+///
+/// Tests give each run a fresh ledger in a temp dir, so the command may create it
+/// (`IMPRINT_CREATE_LEDGER=1`, as `--create-ledger`); a test of the refusal of a missing ledger
+/// removes that variable.
 pub fn imprint() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_imprint"));
     command
+        .env("IMPRINT_CREATE_LEDGER", "1")
         .env_remove("IMPRINT_DB")
         .env_remove("IMPRINT_LEDGER")
         .env_remove("IMPRINT_LOG")

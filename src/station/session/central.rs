@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use crate::central::{
-    CentralConfig, CentralLink, DEFAULT_BATCH_SIZE, DEFAULT_BLOCK_SIZE, LinkSettings, SerialCounterSpec,
+    CentralConfig, CentralLink, DEFAULT_BATCH_SIZE, DEFAULT_BLOCK_SIZE, LinkSettings, Preflight,
+    SerialCounterSpec, preflight,
 };
 use crate::ledger::{Ledger, SerialScheme};
 
@@ -87,6 +88,15 @@ pub fn start_central_link(
     link_settings.block_size = settings.block_size;
     link_settings.low_water = settings.lease_ahead.unwrap_or(settings.block_size);
     link_settings.batch_size = settings.batch_size;
+    // A database that will never accept this station stops the line here, before any unit; one
+    // that is only away lets it start offline (the link keeps trying).
+    match preflight(ledger, &config, station_name) {
+        Ok(Preflight::Accepted) => {}
+        Ok(Preflight::Unreachable { cause }) => {
+            tracing::warn!(%target, %cause, "central database unreachable at start; starting offline");
+        }
+        Err(error) => return Err(SessionError::Central { reason: format!("{target}: {error}") }),
+    }
     let link = CentralLink::start(ledger.clone(), config, link_settings)
         .map_err(|error| SessionError::Central { reason: format!("{target}: {error}") })?;
     let status = link.wait_until_ready(CENTRAL_READY_TIMEOUT);

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use crate::central::{CentralLink, LinkStatus};
 use crate::device::Fixture;
 use crate::device::factory::{FixtureError, FixtureSelector, SimOptions, open_fixtures};
-use crate::ledger::{Ledger, LedgerError};
+use crate::ledger::{Ledger, LedgerError, OpenMode, check_name_text};
 use crate::profile::{Profile, ProfileError, SimTiming};
 
 use super::events::EventSink;
@@ -130,6 +130,11 @@ impl LineSession {
                 reason: "operator ID: expected an ID (type or scan it), found nothing".to_string(),
             });
         }
+        // Names go into every record: refuse what the ledger would refuse after flashing.
+        for (field, value) in [("operator", operator.as_str()), ("station", plan.station_name.as_str())] {
+            check_name_text(field, value)
+                .map_err(|error| SessionError::Plan { reason: error.to_string() })?;
+        }
         let profile = Profile::load(&plan.profile_path)?;
         let selectors = resolve_slots(&plan.slots, &profile)?;
         if let Some(spec) = plan.faults.scheduled().iter().find(|spec| spec.slot >= selectors.len()) {
@@ -156,9 +161,9 @@ impl LineSession {
             (None, given) => given,
         };
         let self_test = prepare_self_test(&profile)?;
-        let ledger = Ledger::open(&plan.ledger_path).map_err(|source| SessionError::Ledger {
-            path: plan.ledger_path.clone(),
-            source: Box::new(source),
+        let open_mode = if plan.create_ledger { OpenMode::CreateIfMissing } else { OpenMode::Existing };
+        let ledger = Ledger::open_with(&plan.ledger_path, open_mode).map_err(|source| {
+            SessionError::Ledger { path: plan.ledger_path.clone(), source: Box::new(source) }
         })?;
         let central = match &plan.central {
             Some(settings) => Some(central::start_central_link(
@@ -227,6 +232,7 @@ impl LineSession {
 
     /// Runs the line until its unit limit or `cancel`, then drains the central link.
     pub fn run(self, events: Arc<dyn EventSink>, cancel: CancelToken) -> LineReport {
+        let ledger = self.ledger.clone();
         let context = Arc::new(StationContext {
             profile: self.profile,
             self_test: self.self_test,
@@ -238,6 +244,11 @@ impl LineSession {
             labels: self.labels,
         });
         let summary = run_line(context, self.fixtures, self.unit_limit);
+        // Everything recent is in the WAL until a checkpoint: fold it into the database file so a
+        // copy of ledger.db alone (what a backup job takes) holds the whole line.
+        if let Err(error) = ledger.checkpoint() {
+            tracing::warn!(%error, "could not checkpoint the ledger at the end of the line");
+        }
         let central = self.central.map(|(link, _)| link.finish(self.central_drain_timeout));
         LineReport { summary, central, ledger_path: self.ledger_path }
     }
