@@ -52,7 +52,7 @@ fault_slot=$(( slots > 3 ? 3 : slots - 1 ))
 fault_unit=$(( units / slots > 1 ? units / slots : 1 ))
 "$IMPRINT_BIN" --log info gui \
   --profile "$repo/profiles/demo.toml" \
-  --db "$work/ledger.db" \
+  --db "$work/ledger.db" --create-ledger \
   --sim "$slots" \
   --sim-timing "$sim_timing" \
   --station line-1-station-3 \

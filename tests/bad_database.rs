@@ -160,7 +160,7 @@ fn a_read_only_ledger_is_refused_before_any_unit() {
     let output = Command::new("unshare")
         .args(["--mount", "--propagation", "private", "sh", "-c"])
         .arg(r#"mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" && exec "$0" run --json --sim-timing zero --sim 2 --count 2 --profile "$2" --db "$1""#)
-        .arg(env!("CARGO_BIN_EXE_imprint"))
+        .arg(common::imprint_binary())
         .arg(&db)
         .arg(repo_root().join("profiles/demo.toml"))
         .env_remove("IMPRINT_DB")

@@ -733,12 +733,13 @@ fn redelivery_is_harmless_and_a_different_record_under_a_shipped_sequence_is_an_
         "alarmed runs stay in the outbox"
     );
 
-    // Another ledger under the same station name gets no serials and ships nothing.
+    // Another ledger under the same station name is refused at start and ships nothing.
     let impostor = directory.path().join("impostor.db");
     let refused = station_command(&impostor, "line-r", &url, 1, &["--central-drain-timeout-ms", "500"])
         .output()
         .expect("run");
-    assert_eq!(refused.status.code(), Some(1), "{}", output_text(&refused));
+    // Refused at start (issue 19): exit 2 before any unit, not one FAIL after another.
+    assert_eq!(refused.status.code(), Some(2), "{}", output_text(&refused));
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(
         stderr.contains("station name \"line-r\" is registered in the central database to ledger"),

@@ -6,6 +6,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use common::run_json_events as run_json;
 use common::{
     demo_profile_text, imprint, manifest_tool_bin, repo_root, scanned_serials_profile_text, text,
     write_profile,
@@ -27,21 +28,6 @@ const ALL_STEPS: [&str; 14] = [
     "verify-lock",
     "record",
 ];
-
-fn run_json(arguments: &[&str], db: &std::path::Path) -> (i32, Vec<serde_json::Value>) {
-    let output = imprint()
-        .args(["run", "--json", "--sim-timing", "zero", "--db"])
-        .arg(db)
-        .args(arguments)
-        .output()
-        .expect("run imprint");
-    let stdout = String::from_utf8(output.stdout).expect("utf-8 stdout");
-    let events = stdout
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap_or_else(|error| panic!("not JSON: {line}: {error}")))
-        .collect();
-    (output.status.code().expect("exit code"), events)
-}
 
 #[test]
 fn json_stream_has_every_step_of_every_unit() {
@@ -458,5 +444,157 @@ fn a_missing_ledger_or_a_bad_name_is_refused_before_any_unit() {
         let output = base(&db).args([flag, value]).output().expect("run");
         assert_eq!(output.status.code(), Some(2), "{flag} {value:?}: {}", text(&output.stderr));
         assert!(!text(&output.stdout).contains("unit-started"), "{flag} {value:?}: a unit was touched");
+    }
+}
+
+/// A panic in a slot (a defective backend) is a failed unit and a failed run, never a silent gap
+/// that exits 0 (issue 19): the unit it hit is reported failed, the other slot goes on, and the
+/// exit code is 1.
+#[test]
+fn a_slot_that_panics_fails_its_unit_and_the_run() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let db = directory.path().join("ledger.db");
+    let profile = repo_root().join("profiles/demo.toml");
+    let profile = profile.to_str().expect("utf-8 path");
+    let (code, events) = run_json(
+        &["--profile", profile, "--sim", "2", "--count", "4", "--sim-fault", "0.1:panic=erase"],
+        &db,
+    );
+    assert_eq!(code, 1, "{events:?}");
+    let finished = finished_units(&events);
+    let passed = finished.iter().filter(|event| event["result"] == "pass").count();
+    let failed: Vec<_> = finished.iter().filter(|event| event["result"] == "fail").collect();
+    assert_eq!(failed.len(), 1, "{finished:?}");
+    assert!(
+        failed[0]["reason"].as_str().unwrap_or_default().contains("station fault on slot 0"),
+        "{failed:?}"
+    );
+    // Slot 0 stops after its fault; slot 1 provisions the rest of the budget.
+    assert_eq!(passed, 3, "{finished:?}");
+}
+
+/// Starts a long `imprint run --json` (realistic timing) on a fresh ledger; returns the child
+/// and the ledger path.
+fn start_long_json_run(directory: &std::path::Path) -> (std::process::Child, std::path::PathBuf) {
+    let db = directory.join("ledger.db");
+    let child = imprint()
+        .args(["run", "--json", "--sim", "2", "--count", "1000", "--operator", "op", "--profile"])
+        .arg(repo_root().join("profiles/demo.toml"))
+        .arg("--db")
+        .arg(&db)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start imprint run");
+    (child, db)
+}
+
+/// Reads JSON events from `reader` until `wanted` units have finished; returns the lines read.
+fn read_until_units_finished(reader: &mut impl std::io::BufRead, wanted: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut finished = 0;
+    while finished < wanted {
+        let mut line = String::new();
+        if reader.read_line(&mut line).expect("read event") == 0 {
+            panic!("the run ended before {wanted} units finished: {lines:?}");
+        }
+        if line.contains("\"unit-finished\"") {
+            finished += 1;
+        }
+        lines.push(line);
+    }
+    lines
+}
+
+/// Every chip that received an identity has a run record: no unit abandoned in flight.
+fn assert_no_unit_abandoned(db: &std::path::Path) {
+    let query = |sql: &str| {
+        let output = common::run_checked(std::process::Command::new("sqlite3").arg(db).arg(sql));
+        text(&output.stdout).trim().to_owned()
+    };
+    assert_eq!(
+        query(
+            "SELECT count(*) FROM units u WHERE NOT EXISTS (SELECT 1 FROM runs r WHERE r.chip_uid = u.chip_uid)"
+        ),
+        "0",
+        "a unit got an identity and no run record"
+    );
+    assert_eq!(query("PRAGMA integrity_check"), "ok");
+}
+
+/// SIGTERM (what systemd sends) stops the line like Ctrl-C: the units in flight are recorded,
+/// `line-finished` is sent, and the exit code is not 0 (issue 19).
+#[test]
+fn sigterm_records_the_units_in_flight_and_ends_the_stream() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let (mut child, db) = start_long_json_run(directory.path());
+    let mut reader = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut lines = read_until_units_finished(&mut reader, 2);
+    common::run_checked(std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]));
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut reader, &mut rest).expect("read the rest");
+    lines.extend(rest.lines().map(str::to_owned));
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(1), "SIGTERM must not look like success: {status:?}");
+    let events: Vec<serde_json::Value> =
+        lines.iter().map(|line| serde_json::from_str(line).expect("JSON event")).collect();
+    assert!(events.iter().any(|event| event["event"] == "line-finished"), "no line-finished after SIGTERM");
+    let started = events.iter().filter(|event| event["event"] == "unit-started").count();
+    let finished = finished_units(&events).len();
+    assert_eq!(started, finished, "every unit started before SIGTERM must finish and be reported");
+    assert!(finished < 1000, "the line did not stop");
+    assert_no_unit_abandoned(&db);
+}
+
+/// A closed standard output (the fixture controller went away) stops the line with its units in
+/// flight recorded and exits 141, never a panic (issue 19).
+#[test]
+fn a_closed_stdout_stops_the_line_and_records_the_units_in_flight() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let (mut child, db) = start_long_json_run(directory.path());
+    let mut reader = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    read_until_units_finished(&mut reader, 2);
+    drop(reader);
+    let status = child.wait().expect("wait");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr).expect("stderr");
+    assert_eq!(status.code(), Some(141), "{status:?}: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_no_unit_abandoned(&db);
+}
+
+/// Commands that print to a closed pipe end quietly with 141 instead of a panic (exit 101) or
+/// "bad input" (exit 2).
+#[test]
+fn a_closed_pipe_ends_a_printing_command_with_141() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let db = directory.path().join("ledger.db");
+    let (code, _) = run_json(
+        &[
+            "--profile",
+            repo_root().join("profiles/demo.toml").to_str().expect("utf-8"),
+            "--sim",
+            "2",
+            "--count",
+            "40",
+        ],
+        &db,
+    );
+    assert_eq!(code, 0);
+    for arguments in [vec!["log", "export", "--format", "jsonl"], vec!["log", "verify"], vec!["log", "stats"]]
+    {
+        let mut child = imprint()
+            .args(&arguments)
+            .arg("--db")
+            .arg(&db)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start");
+        // Close the read end at once, as `| head -c0` would.
+        drop(child.stdout.take());
+        let output = child.wait_with_output().expect("wait");
+        assert_eq!(output.status.code(), Some(141), "{arguments:?}: {}", text(&output.stderr));
+        assert!(!text(&output.stderr).contains("panicked"), "{arguments:?}: {}", text(&output.stderr));
     }
 }

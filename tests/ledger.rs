@@ -1266,7 +1266,7 @@ test -c /dev/null || { echo "/dev/null is gone after certificates"; exit 99; }
 exit $status"#;
     let output = Command::new("unshare")
         .args(["--mount", "--propagation", "private", "sh", "-c", script])
-        .arg(env!("CARGO_BIN_EXE_imprint"))
+        .arg(common::imprint_binary())
         .arg(&built.database)
         .env_remove("IMPRINT_DB")
         .env_remove("IMPRINT_LEDGER")
@@ -1343,9 +1343,8 @@ fn a_ledger_is_created_only_when_asked() {
     assert!(text(&ship).contains("no ledger at") && text(&ship).contains(mistyped), "{}", text(&ship));
     assert!(!Path::new(mistyped).parent().unwrap().exists());
     // The default location is named when nothing is given.
-    let default = Command::new(env!("CARGO_BIN_EXE_imprint"))
+    let default = common::imprint()
         .args(["log", "stats"])
-        .env_remove("IMPRINT_DB")
         .env("IMPRINT_LEDGER", directory.path().join("station.db"))
         .output()
         .unwrap();

@@ -764,9 +764,10 @@ fn serve_pin_through_fifo(
 fn imprint_without_terminal(hsm: &SoftHsm, args: &[&str]) -> Output {
     let mut command = Command::new("setsid");
     command
-        .arg(env!("CARGO_BIN_EXE_imprint"))
+        .arg(common::imprint_binary())
         .args(args)
         .current_dir(hsm.directory.path())
+        .env("IMPRINT_CREATE_LEDGER", "1")
         .env("SOFTHSM2_CONF", &hsm.config_path)
         .env_remove(PIN_VARIABLE)
         .stdin(std::process::Stdio::null());

@@ -57,7 +57,7 @@ pub struct GuiArgs {
     #[arg(long, value_name = "PATH", env = "IMPRINT_DB")]
     db: Option<PathBuf>,
     /// Create the ledger if it does not exist yet (without it a missing ledger is refused).
-    #[arg(long, env = "IMPRINT_CREATE_LEDGER")]
+    #[arg(long, env = "IMPRINT_CREATE_LEDGER", value_parser = clap::builder::BoolishValueParser::new())]
     create_ledger: bool,
     /// `zero` ignores the profile's simulated timing model (as fast as the host allows).
     #[arg(long, value_name = "MODEL", value_parser = ["profile", "zero"])]

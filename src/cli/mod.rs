@@ -21,6 +21,9 @@ use clap::{Parser, Subcommand};
 pub const EXIT_BAD_INPUT: u8 = 2;
 /// Exit code when at least one unit failed.
 pub const EXIT_UNITS_FAILED: u8 = 1;
+/// Standard output was closed by its reader (`imprint ... | head`): 128 + SIGPIPE, what a shell
+/// reports for any tool a closed pipe ends. Never "bad input": nothing was wrong with the input.
+pub const EXIT_STDOUT_CLOSED: u8 = 141;
 
 #[derive(Parser)]
 #[command(
@@ -65,6 +68,7 @@ enum Command {
 
 /// Parses the command line, sets up diagnostics and runs the command.
 pub fn main() -> ExitCode {
+    exit_quietly_when_stdout_closes();
     let cli = Cli::parse();
     // The GUI installs its own subscriber: stderr as here, plus its log panel.
     #[cfg(feature = "gui")]
@@ -87,11 +91,38 @@ pub fn main() -> ExitCode {
     };
     match outcome {
         Ok(code) => code,
+        Err(error) if is_broken_pipe(&error) => ExitCode::from(EXIT_STDOUT_CLOSED),
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::from(EXIT_BAD_INPUT)
         }
     }
+}
+
+/// Whether an error comes from writing to a reader that went away.
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// `println!` panics when standard output is a closed pipe. A command whose reader went away
+/// has nobody left to tell: it ends with [`EXIT_STDOUT_CLOSED`] instead of a panic report and
+/// exit 101. (`imprint run` writes its events without `println!` and finishes its units first.)
+fn exit_quietly_when_stdout_closes() {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.contains("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(i32::from(EXIT_STDOUT_CLOSED));
+        }
+        default_hook(info);
+    }));
 }
 
 /// The station name and operator for records: flags or environment, else the host name and

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use imprint::central::LinkStatus;
 use imprint::ledger::Ledger;
 use imprint::station::session::{CentralStart, FaultInjector, SerialSource, SlotChoice};
@@ -15,7 +15,7 @@ use imprint::station::{
 };
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
-use super::{CentralArgs, EXIT_UNITS_FAILED, parse_sim_faults, station_identity};
+use super::{CentralArgs, EXIT_STDOUT_CLOSED, EXIT_UNITS_FAILED, parse_sim_faults, station_identity};
 
 #[derive(clap::Args)]
 #[command(after_help = "Examples:
@@ -58,7 +58,7 @@ pub struct RunArgs {
     db: Option<PathBuf>,
     /// Create the ledger if it does not exist yet (without it a missing ledger is refused, so a
     /// mistyped --db never starts a second ledger that issues the same serials again).
-    #[arg(long, env = "IMPRINT_CREATE_LEDGER")]
+    #[arg(long, env = "IMPRINT_CREATE_LEDGER", value_parser = clap::builder::BoolishValueParser::new())]
     create_ledger: bool,
     /// Print one JSON object per event on stdout (see docs/events.md) instead of progress bars.
     #[arg(long)]
@@ -73,7 +73,8 @@ pub struct RunArgs {
     central: CentralArgs,
     /// Inject a fault into a simulated unit: SLOT.UNIT:KIND[=VALUE], where UNIT counts the
     /// slot's units from 1 and KIND is power-cut (=flash operations), probe-lost (=step),
-    /// hang (=step: the probe stops answering), uid-read-fails, flip-bit (=address) or transient
+    /// hang (=step: the probe stops answering), panic (=step: the backend
+    /// panics), uid-read-fails, flip-bit (=address) or transient
     /// (=count). Repeatable.
     #[arg(long, value_name = "SPEC")]
     sim_fault: Vec<String>,
@@ -133,21 +134,20 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 
     let cancel = CancelToken::default();
     let cancel_on_signal = cancel.clone();
-    // A second Ctrl-C while the slots finish their step is not worth a hard error.
+    // Ctrl-C and SIGTERM (what systemd and supervisors send) stop the line the same way: the slots
+    // end their units in flight and record them, and the line reports its end. A second signal
+    // while they do is not worth a hard error.
     let _ = ctrlc::set_handler(move || cancel_on_signal.cancel());
+    let cancel_when_reader_leaves = cancel.clone();
 
     let (sender, receiver) = crossbeam_channel::unbounded::<StationEvent>();
     let line = std::thread::spawn(move || session.run(Arc::new(sender) as Arc<dyn EventSink>, cancel));
 
-    if args.json {
-        let stdout = std::io::stdout();
-        let mut out = stdout.lock();
-        for event in receiver {
-            writeln!(out, "{}", event.to_json_line()).context("cannot write events to stdout")?;
-        }
+    let reader_left = if args.json {
+        write_json_events(receiver, &cancel_when_reader_leaves)
     } else {
-        show_progress(receiver, slot_count);
-    }
+        show_progress(receiver, slot_count, &cancel_when_reader_leaves)
+    };
     let report = line.join().map_err(|_| anyhow::anyhow!("the line coordinator panicked"))?;
     if !args.json {
         print_summary(&report.summary, &report.ledger_path);
@@ -155,7 +155,23 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(status) = &report.central {
         print_central_summary(status);
     }
-    Ok(if report.summary.failed() == 0 { ExitCode::SUCCESS } else { ExitCode::from(EXIT_UNITS_FAILED) })
+    if reader_left {
+        let _ = writeln!(
+            std::io::stderr(),
+            "error: standard output was closed by its reader; the line stopped after recording its units in flight"
+        );
+        return Ok(ExitCode::from(EXIT_STDOUT_CLOSED));
+    }
+    for fault in &report.summary.slot_faults {
+        eprintln!("error: {fault}");
+    }
+    // 0 only when every requested unit was attempted and passed: a slot that died, or a line
+    // that ended early, is a failed run whatever the units it finished did.
+    Ok(if report.summary.all_requested_passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_UNITS_FAILED)
+    })
 }
 
 /// What the central link said at start: an alarm, or that the line begins offline.
@@ -202,7 +218,13 @@ fn print_central_summary(status: &LinkStatus) {
     }
 }
 
-fn show_progress(receiver: crossbeam_channel::Receiver<StationEvent>, slot_count: usize) {
+/// The terminal view: a progress bar per slot and a line per finished unit. Returns whether
+/// standard output was closed by its reader (the line is then stopped, its units recorded).
+fn show_progress(
+    receiver: crossbeam_channel::Receiver<StationEvent>,
+    slot_count: usize,
+    cancel: &CancelToken,
+) -> bool {
     let bars = MultiProgress::new();
     let style = ProgressStyle::with_template("{prefix:>7} {bar:30.cyan/blue} {percent:>3}% {msg}")
         .unwrap_or_else(|_| ProgressStyle::default_bar());
@@ -216,6 +238,7 @@ fn show_progress(receiver: crossbeam_channel::Receiver<StationEvent>, slot_count
         })
         .collect();
     let mut serial_by_slot = vec![String::new(); slot_count];
+    let mut reader_left = false;
     for event in receiver {
         let Some(bar) = slot_bars.get(event.slot) else { continue };
         match event.kind {
@@ -254,7 +277,11 @@ fn show_progress(receiver: crossbeam_channel::Receiver<StationEvent>, slot_count
                         reason.unwrap_or_default()
                     ),
                 };
-                bars.suspend(|| println!("{line}"));
+                let written = bars.suspend(|| writeln!(std::io::stdout(), "{line}"));
+                if written.is_err() && !reader_left {
+                    reader_left = true;
+                    cancel.cancel();
+                }
                 bar.set_message(format!(
                     "idle (last: {})",
                     if result == UnitResult::Pass { "PASS" } else { "FAIL" }
@@ -268,6 +295,23 @@ fn show_progress(receiver: crossbeam_channel::Receiver<StationEvent>, slot_count
     for bar in slot_bars {
         bar.finish_and_clear();
     }
+    reader_left
+}
+
+/// Writes each event as a JSON line. When the reader goes away (a closed pipe: the fixture
+/// controller died), the line is stopped, not abandoned: the remaining events are drained so the
+/// slots can record their units in flight. Returns whether the reader left.
+fn write_json_events(receiver: crossbeam_channel::Receiver<StationEvent>, cancel: &CancelToken) -> bool {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let mut reader_left = false;
+    for event in receiver {
+        if !reader_left && writeln!(out, "{}", event.to_json_line()).and_then(|()| out.flush()).is_err() {
+            reader_left = true;
+            cancel.cancel();
+        }
+    }
+    reader_left
 }
 
 fn print_summary(summary: &LineSummary, db_path: &std::path::Path) {

@@ -622,6 +622,7 @@ mod tests {
             serial: Some("DS1-000001".to_string()),
             device_id: None,
             failing_step: failing_step.map(str::to_string),
+            error_code: None,
             reason: reason.map(str::to_string),
             cycle_time_ms: 1234,
             record_hash: None,

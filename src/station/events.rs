@@ -13,6 +13,8 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
+use super::failure::FailureCategory;
+
 pub use super::steps::StepName;
 
 /// Version of the JSON event schema; bumped on any incompatible change. Adding fields is not
@@ -99,6 +101,9 @@ pub enum EventKind {
         device_id: Option<String>,
         /// The step that failed.
         failing_step: Option<String>,
+        /// The failure's category (`contact`, `flash-verify`, `identity`, `config`, `self-test`,
+        /// `lock`, `ledger`, `internal`), for fixture controllers to branch on; `None` on a pass.
+        error_code: Option<FailureCategory>,
         /// Why it failed.
         reason: Option<String>,
         /// Time from unit start to the end of the record step.

@@ -4,11 +4,13 @@
 //! sink) and a unit budget; one slot's failure never stops another. The line ends when the
 //! budget is used up, or when cancelled (each slot finishes its current step and stops).
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::events::{EventKind, StationEvent, UnitResult};
+use super::failure::FailureCategory;
 use super::job::{StationContext, UnitOutcome, provision_unit};
 use crate::device::Fixture;
 use crate::ledger::SerialScheme;
@@ -23,6 +25,11 @@ pub struct LineSummary {
     pub outcomes: Vec<UnitOutcome>,
     /// Wall time from start to the last slot stopping.
     pub elapsed: Duration,
+    /// Units the line was asked for (`None`: until stopped).
+    pub units_requested: Option<u64>,
+    /// Slots that stopped on a station fault (a panic), each with what it said: a failed run,
+    /// whatever the units it finished did.
+    pub slot_faults: Vec<String>,
 }
 
 impl LineSummary {
@@ -34,6 +41,15 @@ impl LineSummary {
     /// Units that failed.
     pub fn failed(&self) -> u64 {
         self.outcomes.len() as u64 - self.passed()
+    }
+
+    /// Whether the run may report success: every unit it attempted passed, no slot stopped on a
+    /// station fault, and as many units as were requested were attempted.
+    pub fn all_requested_passed(&self) -> bool {
+        let attempted = self.outcomes.len() as u64;
+        self.failed() == 0
+            && self.slot_faults.is_empty()
+            && self.units_requested.is_none_or(|requested| attempted == requested)
     }
 
     /// Units per hour over the run's wall time.
@@ -64,14 +80,26 @@ pub fn run_line(
         })
         .collect();
     let mut outcomes = Vec::new();
+    let mut slot_faults = Vec::new();
     for worker in workers {
         match worker.map(|handle| handle.join()) {
-            Ok(Ok(slot_outcomes)) => outcomes.extend(slot_outcomes),
-            Ok(Err(_)) => tracing::error!("a slot worker panicked; the other slots were not affected"),
-            Err(error) => tracing::error!(%error, "could not start a slot worker thread"),
+            Ok(Ok((slot_outcomes, fault))) => {
+                outcomes.extend(slot_outcomes);
+                slot_faults.extend(fault);
+            }
+            Ok(Err(payload)) => {
+                let fault = format!("a slot worker panicked: {}", panic_text(payload.as_ref()));
+                tracing::error!(%fault, "the other slots were not affected");
+                slot_faults.push(fault);
+            }
+            Err(error) => {
+                tracing::error!(%error, "could not start a slot worker thread");
+                slot_faults.push(format!("could not start a slot worker thread: {error}"));
+            }
         }
     }
-    let summary = LineSummary { outcomes, elapsed: started.elapsed() };
+    let summary =
+        LineSummary { outcomes, elapsed: started.elapsed(), units_requested: unit_limit, slot_faults };
     context.events.emit(StationEvent::now(
         0,
         0,
@@ -91,7 +119,7 @@ fn run_slot(
     mut fixture: Box<dyn Fixture>,
     units_claimed: &AtomicU64,
     unit_limit: Option<u64>,
-) -> Vec<UnitOutcome> {
+) -> (Vec<UnitOutcome>, Option<String>) {
     let _span = tracing::info_span!("slot", slot, fixture = %fixture.name()).entered();
     let mut outcomes = Vec::new();
     loop {
@@ -132,7 +160,51 @@ fn run_slot(
             break;
         }
         let _unit_span = tracing::info_span!("unit", unit).entered();
-        outcomes.push(provision_unit(context, target, slot, unit));
+        let started = Instant::now();
+        match std::panic::catch_unwind(AssertUnwindSafe(|| provision_unit(context, target, slot, unit))) {
+            Ok(outcome) => outcomes.push(outcome),
+            Err(payload) => {
+                // A defect in the station, not in the board: the unit is a failure (never a
+                // silent gap), and the slot stops, since its fixture's state is now unknown.
+                let fault = format!("station fault on slot {slot}: {}", panic_text(payload.as_ref()));
+                tracing::error!(%fault, "slot stopped");
+                let outcome = UnitOutcome {
+                    result: UnitResult::Fail,
+                    chip_uid: None,
+                    serial: None,
+                    device_id: None,
+                    failing_step: None,
+                    reason: Some(fault.clone()),
+                    cycle_time: started.elapsed(),
+                };
+                context.events.emit(StationEvent::now(
+                    slot,
+                    unit,
+                    EventKind::UnitFinished {
+                        result: UnitResult::Fail,
+                        chip_uid: None,
+                        serial: None,
+                        device_id: None,
+                        failing_step: None,
+                        error_code: Some(FailureCategory::Internal),
+                        reason: Some(fault.clone()),
+                        cycle_time_ms: outcome.cycle_time.as_millis() as u64,
+                        record_hash: None,
+                    },
+                ));
+                outcomes.push(outcome);
+                return (outcomes, Some(fault));
+            }
+        }
     }
-    outcomes
+    (outcomes, None)
+}
+
+/// The message a panic carried (`panic!("...")` gives a `&str` or a `String`).
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|text| (*text).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".to_owned())
 }

@@ -116,13 +116,19 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The path of the `imprint` binary built for these tests, for a test that must start it through
+/// another program (`setsid`, `unshare`); every other test uses [`imprint`].
+pub fn imprint_binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_imprint"))
+}
+
 /// The `imprint` binary built for these tests, as a `Command`.
 ///
 /// Tests give each run a fresh ledger in a temp dir, so the command may create it
 /// (`IMPRINT_CREATE_LEDGER=1`, as `--create-ledger`); a test of the refusal of a missing ledger
 /// removes that variable.
 pub fn imprint() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_imprint"));
+    let mut command = Command::new(imprint_binary());
     command
         .env("IMPRINT_CREATE_LEDGER", "1")
         .env_remove("IMPRINT_DB")

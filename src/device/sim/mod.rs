@@ -41,6 +41,9 @@ pub struct FaultPlan {
     /// The probe stops answering when the station enters this step: every call then blocks
     /// for the probe's command timeout and fails with a timeout.
     pub hang_at_step: Option<String>,
+    /// The backend panics when the station enters this step, as a defective probe driver would:
+    /// the station must count the unit as failed and the run as failed, never lose it.
+    pub panic_at_step: Option<String>,
     /// The device's CSRs carry a signature that does not verify (a broken key generator or
     /// signer in the firmware): the station must refuse to issue a certificate.
     pub bad_csr_signature: bool,
@@ -276,6 +279,9 @@ impl Target for SimTarget {
         }
         if self.faults.hang_at_step.as_deref() == Some(step_name) {
             self.is_hung = true;
+        }
+        if self.faults.panic_at_step.as_deref() == Some(step_name) {
+            panic!("simulated backend defect at step {step_name} (fault panic={step_name})");
         }
     }
 }

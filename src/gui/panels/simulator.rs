@@ -37,7 +37,9 @@ pub(super) fn simulator_ui(
                 });
             accessible(&kind_choice.response, Role::ComboBox, "Fault kind");
             let parameter = match &mut forms.fault {
-                SimFault::ProbeLostAtStep(step) | SimFault::HangAtStep(step) => Some(
+                SimFault::ProbeLostAtStep(step)
+                | SimFault::HangAtStep(step)
+                | SimFault::PanicAtStep(step) => Some(
                     egui::ComboBox::from_id_salt("fault_step")
                         .selected_text(step.as_str())
                         .show_ui(ui, |ui| {

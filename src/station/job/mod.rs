@@ -32,6 +32,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::json;
 
 use super::events::{EventKind, EventSink, StationEvent, StepFacts, UnitResult};
+use super::failure::FailureCategory;
 use super::labels::UnitLabels;
 use super::self_test::SelfTestMaterial;
 pub use super::steps::StepName;
@@ -412,6 +413,14 @@ impl<'a> UnitJob<'a> {
             serial: record.serial.clone(),
             device_id: record.device_id.map(|id| id.to_string()),
             failing_step: failing_step.map(str::to_string),
+            error_code: match result {
+                UnitResult::Pass => None,
+                _ => Some(
+                    failing_step
+                        .and_then(FailureCategory::for_step_name)
+                        .unwrap_or(FailureCategory::Internal),
+                ),
+            },
             reason: reason.clone(),
             cycle_time_ms: cycle_time.as_millis() as u64,
             record_hash,

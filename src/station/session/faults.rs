@@ -2,7 +2,7 @@
 //! for `imprint run` and `imprint gui`, and the window's fault picker), and the injector that
 //! hands each simulated unit its fault.
 //!
-//! Kinds: `power-cut=OPS`, `probe-lost=STEP`, `hang=STEP` (the probe stops answering),
+//! Kinds: `power-cut=OPS`, `probe-lost=STEP`, `hang=STEP` (the probe stops answering), `panic=STEP` (the backend panics),
 //! `uid-read-fails`, `flip-bit=ADDRESS` (decimal or 0x hex) and `transient=COUNT`.
 
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -17,6 +17,8 @@ pub enum SimFault {
     ProbeLostAtStep(String),
     /// The probe hangs when this step begins: every call waits for its timeout.
     HangAtStep(String),
+    /// The backend panics when this step begins (a defect in a driver, not in the board).
+    PanicAtStep(String),
     /// Power is cut after this many flash operations.
     PowerCutAfterFlashOperations(u64),
     /// Reading the unique ID fails.
@@ -45,10 +47,11 @@ pub struct SimFaultError {
 
 impl SimFault {
     /// Every kind with a default parameter, in the order a picker lists them.
-    pub fn kinds() -> [SimFault; 6] {
+    pub fn kinds() -> [SimFault; 7] {
         [
             SimFault::ProbeLostAtStep("erase".to_string()),
             SimFault::HangAtStep("erase".to_string()),
+            SimFault::PanicAtStep("erase".to_string()),
             SimFault::PowerCutAfterFlashOperations(40),
             SimFault::UniqueIdReadFails,
             SimFault::FlipBitAtAddress(0x8000),
@@ -61,6 +64,7 @@ impl SimFault {
         match self {
             SimFault::ProbeLostAtStep(_) => "probe lost at step",
             SimFault::HangAtStep(_) => "probe hangs at step",
+            SimFault::PanicAtStep(_) => "backend panics at step",
             SimFault::PowerCutAfterFlashOperations(_) => "power cut after flash operations",
             SimFault::UniqueIdReadFails => "unique ID read fails",
             SimFault::FlipBitAtAddress(_) => "bit flip at address",
@@ -73,6 +77,7 @@ impl SimFault {
         match self {
             SimFault::ProbeLostAtStep(step) => format!("probe lost at {step}"),
             SimFault::HangAtStep(step) => format!("probe hangs at {step}"),
+            SimFault::PanicAtStep(step) => format!("backend panics at {step}"),
             SimFault::PowerCutAfterFlashOperations(count) => format!("power cut after {count} flash ops"),
             SimFault::UniqueIdReadFails => "unique ID read fails".to_string(),
             SimFault::FlipBitAtAddress(address) => format!("bit flip at {address:#x}"),
@@ -106,6 +111,7 @@ impl SimFault {
             "power-cut" => Ok(SimFault::PowerCutAfterFlashOperations(number(value)?)),
             "probe-lost" => Ok(SimFault::ProbeLostAtStep(step(value)?)),
             "hang" => Ok(SimFault::HangAtStep(step(value)?)),
+            "panic" => Ok(SimFault::PanicAtStep(step(value)?)),
             "uid-read-fails" => Ok(SimFault::UniqueIdReadFails),
             "flip-bit" => Ok(SimFault::FlipBitAtAddress(number(value)?)),
             "transient" => {
@@ -115,7 +121,7 @@ impl SimFault {
                     .map_err(|_| refuse(format!("count {count} is too large")))
             }
             other => Err(refuse(format!(
-                "unknown fault {other}; expected power-cut, probe-lost, hang, uid-read-fails, flip-bit or transient"
+                "unknown fault {other}; expected power-cut, probe-lost, hang, panic, uid-read-fails, flip-bit or transient"
             ))),
         }
     }
@@ -126,6 +132,7 @@ impl SimFault {
         match self {
             SimFault::ProbeLostAtStep(step) => plan.probe_lost_at_step = Some(step.clone()),
             SimFault::HangAtStep(step) => plan.hang_at_step = Some(step.clone()),
+            SimFault::PanicAtStep(step) => plan.panic_at_step = Some(step.clone()),
             SimFault::PowerCutAfterFlashOperations(count) => {
                 plan.power_cut_after_flash_operations = Some(*count)
             }

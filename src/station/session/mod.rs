@@ -47,8 +47,8 @@ pub enum SessionError {
     SimFault(#[from] SimFaultError),
     #[error(transparent)]
     SelfTest(#[from] SelfTestMaterialError),
-    #[error("cannot open the ledger {path}: {source}")]
-    Ledger { path: PathBuf, source: Box<LedgerError> },
+    #[error("cannot open the ledger {path}: {error}")]
+    Ledger { path: PathBuf, error: Box<LedgerError> },
     #[error("central database: {reason}")]
     Central { reason: String },
     /// The scanned serials or the work order.
@@ -163,7 +163,7 @@ impl LineSession {
         let self_test = prepare_self_test(&profile)?;
         let open_mode = if plan.create_ledger { OpenMode::CreateIfMissing } else { OpenMode::Existing };
         let ledger = Ledger::open_with(&plan.ledger_path, open_mode).map_err(|source| {
-            SessionError::Ledger { path: plan.ledger_path.clone(), source: Box::new(source) }
+            SessionError::Ledger { path: plan.ledger_path.clone(), error: Box::new(source) }
         })?;
         let central = match &plan.central {
             Some(settings) => Some(central::start_central_link(
