@@ -574,12 +574,12 @@ fn stats(args: StatsArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         println!("{}", serde_json::to_string_pretty(&stats)?);
     } else {
-        print_stats(ledger.path(), &stats);
+        print_stats(ledger.path(), &stats).context("writing the statistics to standard output")?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_stats(path: &Path, stats: &LedgerStats) {
+fn print_stats(path: &Path, stats: &LedgerStats) -> std::io::Result<()> {
     let mut out = String::new();
     let optional = |value: Option<u64>| value.map_or_else(|| "-".to_owned(), |ms| format!("{ms} ms"));
     out.push_str(&format!("ledger {}\n", path.display()));
@@ -610,5 +610,5 @@ fn print_stats(path: &Path, stats: &LedgerStats) {
             optional(step.median_duration_ms)
         ));
     }
-    let _ = std::io::stdout().write_all(out.as_bytes());
+    std::io::stdout().write_all(out.as_bytes())
 }

@@ -101,9 +101,23 @@ pub fn main() -> ExitCode {
 
 /// Whether an error comes from writing to a reader that went away.
 fn is_broken_pipe(error: &anyhow::Error) -> bool {
-    error.chain().any(|cause| {
-        cause.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
-    })
+    error.chain().any(is_broken_pipe_cause)
+}
+
+/// One cause, looking inside the writers' own error types (serde_json and csv wrap the I/O
+/// error, and `io::Error::other` hides its payload from `source()`).
+fn is_broken_pipe_cause(cause: &(dyn std::error::Error + 'static)) -> bool {
+    if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+        return io.kind() == std::io::ErrorKind::BrokenPipe
+            || io.get_ref().is_some_and(|inner| is_broken_pipe_cause(inner));
+    }
+    if let Some(json) = cause.downcast_ref::<serde_json::Error>() {
+        return json.io_error_kind() == Some(std::io::ErrorKind::BrokenPipe);
+    }
+    if let Some(csv) = cause.downcast_ref::<csv::Error>() {
+        return matches!(csv.kind(), csv::ErrorKind::Io(io) if io.kind() == std::io::ErrorKind::BrokenPipe);
+    }
+    false
 }
 
 /// `println!` panics when standard output is a closed pipe. A command whose reader went away
