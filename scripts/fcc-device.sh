@@ -44,6 +44,12 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >&2
 fi
 
+# A build directory configured from another checkout (CI's clone shares CARGO_TARGET_DIR with the
+# developer's tree) is configured afresh: cmake refuses to switch the project directory in place.
+if [ -f "$build_dir/CMakeCache.txt" ] \
+  && ! grep -qx "CMAKE_HOME_DIRECTORY:INTERNAL=$repository/tests/fcc-device" "$build_dir/CMakeCache.txt"; then
+  rm -rf "$build_dir/CMakeCache.txt" "$build_dir/CMakeFiles"
+fi
 # Reconfigure when the source directory changed (another checkout) or nothing is configured yet.
 configured_source="$(sed -n 's/^FCC_SOURCE:[A-Z]*=//p' "$build_dir/CMakeCache.txt" 2>/dev/null || true)"
 if [ "$configured_source" != "$source_dir" ]; then
