@@ -106,7 +106,24 @@ fn bad_usage_gives_exit_code_2_and_touches_nothing() {
         vec!["--profile", profile.to_str().unwrap(), "--sim", "0"],
         vec!["--profile", profile.to_str().unwrap(), "--sim-fault", "9.1:uid-read-fails"],
         vec!["--profile", profile.to_str().unwrap(), "--probe", "carrier-pigeon"],
+        vec!["--profile", profile.to_str().unwrap(), "--count", "0"],
+        vec!["--profile", profile.to_str().unwrap(), "--count", "-1"],
+        vec!["--profile", profile.to_str().unwrap(), "--sim", "-1"],
     ] {
+        let output = imprint()
+            .args(["run", "--json", "--sim-timing", "zero", "--db"])
+            .arg(&db)
+            .args(&arguments)
+            .output()
+            .expect("run imprint");
+        // A refused option is named in the message (not "unexpected argument '-1'").
+        if let Some(option) = arguments.iter().find(|argument| ["--count", "--sim"].contains(argument)) {
+            let stderr = text(&output.stderr);
+            assert!(
+                stderr.contains(option) && !stderr.contains("unexpected argument"),
+                "{arguments:?}: {stderr}"
+            );
+        }
         let (code, events) = run_json(&arguments, &db);
         assert_eq!(code, 2, "{arguments:?}");
         assert!(events.is_empty(), "{arguments:?}");

@@ -905,3 +905,31 @@ fn broken_dev_configs_are_clear_errors() {
     let error = trust::import_manifest_dev_tool_env(Path::new("/nonexistent/imprint")).unwrap_err();
     assert!(error.to_string().contains("cannot read /nonexistent/imprint/dev.cfg.yaml"), "{error}");
 }
+
+/// A signing key file open to others is warned about once per command, in plain text when stderr
+/// is not a terminal (issue 19: it was printed twice, with colour codes, into log files).
+#[test]
+fn an_open_key_file_is_warned_about_once_without_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let credentials = dir.path().join("credentials");
+    let made = imprint(&["dev", "init", credentials.to_str().unwrap()]);
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let key_path = credentials.join(trust::DEV_SIGNING_KEY_FILE);
+    let certificate_path = credentials.join(trust::DEV_CERTIFICATE_FILE);
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let text = common::demo_profile_text()
+        .replace(
+            &format!("{}/demo-credentials/dev.cert.der", common::repo_root().join("profiles").display()),
+            certificate_path.to_str().unwrap(),
+        )
+        .replace(
+            &format!("{}/demo-credentials/dev.key.pem", common::repo_root().join("profiles").display()),
+            key_path.to_str().unwrap(),
+        );
+    let profile = common::write_profile(dir.path(), "open-key.toml", &text);
+    let checked = imprint(&["profile", "check", profile.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&checked.stderr);
+    assert_eq!(stderr.matches("accessible by group or others").count(), 1, "{stderr}");
+    assert!(!stderr.contains('\u{1b}'), "colour codes in redirected stderr: {stderr:?}");
+}

@@ -14,7 +14,7 @@ use tracing_subscriber::Layer;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-use super::{CentralArgs, parse_sim_faults, station_identity};
+use super::{CentralArgs, parse_sim_faults, positive_count, station_identity};
 
 #[derive(clap::Args)]
 #[command(after_help = "Examples:
@@ -38,7 +38,7 @@ pub struct GuiArgs {
     /// Number of slots, as for `imprint run`: after --probe slots, that many simulated slots;
     /// without --probe, that many slots of the profile's `[fixture] default` when it makes
     /// fresh units (`sim`, `qemu`), else simulated (default: the number used last, else 4).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = positive_count::<usize>)]
     sim: Option<usize>,
     /// A fixture to run a slot on, once per slot, as for `imprint run` (see `imprint probes`):
     /// probe-rs:VID:PID[:SERIAL], gdb:HOST:PORT, qemu or sim. Without it the slots are the

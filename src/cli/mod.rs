@@ -99,6 +99,17 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// A count of units or slots: a whole number of at least 1 (`--count 0` would do nothing and exit
+/// 0; `-1` names its option instead of being taken for an unknown flag).
+pub fn positive_count<T: TryFrom<u64>>(text: &str) -> Result<T, String> {
+    let value: u64 =
+        text.trim().parse().map_err(|_| format!("expected a whole number of at least 1, found {text:?}"))?;
+    if value == 0 {
+        return Err("expected at least 1, found 0".to_owned());
+    }
+    T::try_from(value).map_err(|_| format!("{value} is too large"))
+}
+
 /// Whether an error comes from writing to a reader that went away.
 fn is_broken_pipe(error: &anyhow::Error) -> bool {
     error.chain().any(is_broken_pipe_cause)
@@ -214,5 +225,11 @@ pub fn parse_sim_faults(specs: &[String]) -> anyhow::Result<Vec<imprint::station
 fn init_tracing(filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    // Colours only for a terminal: redirected to a file or a pipe, stderr gets plain text.
+    let is_terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(is_terminal)
+        .init();
 }

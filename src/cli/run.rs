@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::bail;
 use imprint::central::LinkStatus;
 use imprint::ledger::Ledger;
 use imprint::station::session::{CentralStart, FaultInjector, SerialSource, SlotChoice};
@@ -15,7 +14,9 @@ use imprint::station::{
 };
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
-use super::{CentralArgs, EXIT_STDOUT_CLOSED, EXIT_UNITS_FAILED, parse_sim_faults, station_identity};
+use super::{
+    CentralArgs, EXIT_STDOUT_CLOSED, EXIT_UNITS_FAILED, parse_sim_faults, positive_count, station_identity,
+};
 
 #[derive(clap::Args)]
 #[command(after_help = "Examples:
@@ -38,14 +39,14 @@ pub struct RunArgs {
     /// Number of slots. After --probe slots: that many simulated slots. Without --probe: that
     /// many slots of the profile's `[fixture] default` when it makes fresh units (`sim`,
     /// `qemu`), else simulated ones (default 1); a default naming one device is one slot.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = positive_count::<usize>)]
     sim: Option<usize>,
     /// A fixture to run a slot on, once per slot (see `imprint probes`); the simulated slots of
     /// --sim come after these.
     #[arg(long, value_name = "SELECTOR")]
     probe: Vec<String>,
     /// Units to provision in all (across slots); without it the line runs until Ctrl-C.
-    #[arg(long, value_name = "K")]
+    #[arg(long, value_name = "K", allow_negative_numbers = true, value_parser = positive_count::<u64>)]
     count: Option<u64>,
     /// Operator ID recorded with every run.
     #[arg(long, env = "IMPRINT_OPERATOR")]
@@ -90,9 +91,6 @@ pub struct RunArgs {
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    if args.sim == Some(0) {
-        bail!("--sim: expected at least 1 simulated fixture");
-    }
     let faults = parse_sim_faults(&args.sim_fault)?;
     let central = args.central.settings()?;
     let ledger_path = match args.db {

@@ -163,7 +163,17 @@ fn warn_if_readable_by_others(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
     if let Ok(metadata) = std::fs::metadata(path) {
         let mode = metadata.permissions().mode();
-        if mode & 0o077 != 0 {
+        // A key is loaded more than once per command (profile check, then the line); say it once.
+        static WARNED: std::sync::Mutex<Vec<std::path::PathBuf>> = std::sync::Mutex::new(Vec::new());
+        let first_time = {
+            let mut warned = WARNED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let is_new = !warned.iter().any(|seen| seen == path);
+            if is_new {
+                warned.push(path.to_path_buf());
+            }
+            is_new
+        };
+        if mode & 0o077 != 0 && first_time {
             tracing::warn!(
                 path = %path.display(),
                 mode = format_args!("{:o}", mode & 0o777),
