@@ -615,3 +615,76 @@ fn a_closed_pipe_ends_a_printing_command_with_141() {
         assert!(!text(&output.stderr).contains("panicked"), "{arguments:?}: {}", text(&output.stderr));
     }
 }
+
+/// One rule for every backend's fixture (issue 19): a `gdb:` endpoint that does not answer is
+/// refused at start (exit 2, no unit), as a missing probe-rs probe is; one that answers at start
+/// and then keeps failing stops its slot after a bounded time, so a `--count` run ends, and
+/// fails, instead of retrying forever.
+#[test]
+fn a_gdb_fixture_that_does_not_answer_is_refused_at_start_and_one_that_keeps_failing_ends_the_run() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let db = directory.path().join("ledger.db");
+    let profile = repo_root().join("profiles/demo.toml");
+    let profile = profile.to_str().expect("utf-8 path");
+
+    // Nothing listens on a port just released.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("address");
+    let selector = format!("gdb:{closed}");
+    let (code, events) = run_json(&["--profile", profile, "--probe", &selector, "--count", "1"], &db);
+    assert_eq!(code, 2, "{events:?}");
+    assert!(events.iter().all(|event| event["event"] != "unit-started"), "{events:?}");
+    let refused = imprint()
+        .args(["run", "--profile", profile, "--probe", &selector, "--count", "1", "--operator", "op", "--db"])
+        .arg(&db)
+        .output()
+        .expect("run");
+    assert_eq!(refused.status.code(), Some(2));
+    let stderr = text(&refused.stderr);
+    assert!(stderr.contains(&selector) && stderr.contains("does not answer"), "{stderr}");
+
+    // A server that accepts and hangs up at once: reachable at start, no unit ever.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = listener.local_addr().expect("address");
+    std::thread::spawn(move || {
+        for connection in listener.incoming() {
+            drop(connection);
+        }
+    });
+    let started = std::time::Instant::now();
+    let output = imprint()
+        .args(["run", "--profile", profile, "--count", "2", "--operator", "op", "--db"])
+        .arg(&db)
+        .arg("--probe")
+        .arg(format!("gdb:{address}"))
+        .output()
+        .expect("run");
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("failed for 20 s without presenting a unit"), "{stderr}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(60), "took {:?}", started.elapsed());
+}
+
+/// Help examples are printed as written, never wrapped at the terminal's width: a wrapped example
+/// is a command that breaks when copied (issue 19).
+#[test]
+fn help_examples_are_not_wrapped_on_a_narrow_terminal() {
+    for (arguments, example) in [
+        (
+            &["log", "export", "--help"][..],
+            "  imprint log export --central 'postgresql://imprint@db.example/factory' --format jsonl -o all-stations.jsonl",
+        ),
+        (
+            &["run", "--help"][..],
+            "  imprint run --profile PRODUCT.toml --probe gdb:127.0.0.1:3333 --count 1   (OpenOCD, pyOCD, J-Link)",
+        ),
+        (&["--help"][..], "  imprint manifest verify update.manifest --cert update.der"),
+    ] {
+        let output = imprint().args(arguments).env("COLUMNS", "50").output().expect("help");
+        assert!(output.status.success(), "{arguments:?}: {}", text(&output.stderr));
+        let help = text(&output.stdout);
+        assert!(
+            help.lines().any(|line| line == example),
+            "{arguments:?}: example wrapped or missing:\n{help}"
+        );
+    }
+}

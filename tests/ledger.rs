@@ -1603,3 +1603,92 @@ fn an_edited_identity_is_found_by_verify() {
     let intact = imprint(&["log", "verify", "--db", built.database.to_str().unwrap()]);
     assert!(intact.status.success(), "{}", text(&intact));
 }
+
+/// Two `imprint run` processes on one ledger under one station name, each with 4 slots, while a
+/// third process reads the ledger (`log stats`, `log verify`) in a loop (issue 19: one of five such
+/// runs under heavy load failed, cause not captured). Every unit passes, no serial or station
+/// sequence is issued twice, every PASS is in the ledger, the chain verifies, and every reader
+/// call succeeds. Each process's stderr is kept for the failure message, so a failure says why.
+#[test]
+fn two_line_processes_on_one_ledger_and_station_never_collide() {
+    const UNITS_PER_PROCESS: usize = 40;
+    let directory = tempfile::tempdir().unwrap();
+    let db = directory.path().join("ledger.db");
+    let profile = common::repo_root().join("profiles/demo.toml");
+    let init = imprint(&["log", "init", "--db", db.to_str().unwrap()]);
+    assert!(init.status.success(), "{}", String::from_utf8_lossy(&init.stderr));
+    let start_line = || {
+        common::imprint()
+            .args([
+                "run",
+                "--json",
+                "--sim",
+                "4",
+                "--sim-timing",
+                "zero",
+                "--station",
+                "line-1",
+                "--operator",
+            ])
+            .arg("op")
+            .arg("--count")
+            .arg(UNITS_PER_PROCESS.to_string())
+            .arg("--profile")
+            .arg(&profile)
+            .arg("--db")
+            .arg(&db)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start imprint run")
+    };
+    let lines = [start_line(), start_line()];
+    let stop_reading = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let stop_reading = stop_reading.clone();
+        let db = db.clone();
+        std::thread::spawn(move || {
+            let mut failures = Vec::new();
+            let mut reads = 0;
+            while !stop_reading.load(std::sync::atomic::Ordering::SeqCst) {
+                for arguments in [["log", "stats", "--db"], ["log", "verify", "--db"]] {
+                    let output = common::imprint().args(arguments).arg(&db).output().expect("read");
+                    reads += 1;
+                    if !output.status.success() {
+                        failures.push(format!("{arguments:?}: {}", String::from_utf8_lossy(&output.stderr)));
+                    }
+                }
+            }
+            (reads, failures)
+        })
+    };
+    let outputs: Vec<Output> =
+        lines.into_iter().map(|child| child.wait_with_output().expect("wait")).collect();
+    stop_reading.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (reads, read_failures) = reader.join().expect("reader");
+    let mut passed_serials = Vec::new();
+    for (index, output) in outputs.iter().enumerate() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "process {index} failed: {stderr}");
+        for line in String::from_utf8_lossy(&output.stdout).lines() {
+            let event: serde_json::Value = serde_json::from_str(line).expect("JSON event");
+            if event["event"] == "unit-finished" {
+                assert_eq!(event["result"], "pass", "process {index}: {event}\n{stderr}");
+                passed_serials.push(event["serial"].as_str().expect("serial").to_owned());
+            }
+        }
+    }
+    assert_eq!(passed_serials.len(), 2 * UNITS_PER_PROCESS);
+    let distinct: BTreeSet<&String> = passed_serials.iter().collect();
+    assert_eq!(distinct.len(), passed_serials.len(), "a serial was issued twice: {passed_serials:?}");
+    assert!(read_failures.is_empty(), "{} of {reads} reads failed: {read_failures:?}", read_failures.len());
+    let ledger = Ledger::open(&db).unwrap();
+    let report = ledger.verify(&Default::default()).unwrap();
+    assert!(report.is_intact(), "{:?}", report.problem);
+    assert_eq!(report.records_checked, 2 * UNITS_PER_PROCESS as u64);
+    for serial in &passed_serials {
+        let history =
+            ledger.unit_history(serial).unwrap().unwrap_or_else(|| panic!("{serial} not in the ledger"));
+        assert!(history.runs.iter().any(|run| run.result == "pass"), "{serial}: no PASS run recorded");
+    }
+}

@@ -30,7 +30,9 @@ use p256::ecdsa::{Signature, VerifyingKey};
 use sha2::{Digest, Sha256};
 use spki::{DecodePublicKey, EncodePublicKey};
 
-const USER_PIN: &str = "1234";
+/// Not digits alone: the tests check that the PIN appears in no output, and a four-digit PIN
+/// turns up by chance in the hex of hashes and in timestamps (it did, once in a few runs).
+const USER_PIN: &str = "user-PIN-Q7x";
 const SO_PIN: &str = "5678";
 /// The environment variable the tests' URIs name as their PIN source.
 const PIN_VARIABLE: &str = "IMPRINT_TEST_PKCS11_PIN";
@@ -331,6 +333,10 @@ fn generated_keys_are_sensitive_never_extractable_and_match_their_certificate() 
                 AttributeType::AlwaysSensitive,
                 AttributeType::NeverExtractable,
                 AttributeType::Sign,
+                AttributeType::SignRecover,
+                AttributeType::Decrypt,
+                AttributeType::Unwrap,
+                AttributeType::Derive,
                 AttributeType::KeyType,
                 AttributeType::Id,
             ],
@@ -344,6 +350,11 @@ fn generated_keys_are_sensitive_never_extractable_and_match_their_certificate() 
         Attribute::AlwaysSensitive(true),
         Attribute::NeverExtractable(true),
         Attribute::Sign(true),
+        // Sign-only (SoftHSM2's defaults would allow decrypt and unwrap).
+        Attribute::SignRecover(false),
+        Attribute::Decrypt(false),
+        Attribute::Unwrap(false),
+        Attribute::Derive(false),
         Attribute::KeyType(KeyType::EC),
         Attribute::Id(vec![0x0a, 0x1b]),
     ] {

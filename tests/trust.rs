@@ -933,3 +933,51 @@ fn an_open_key_file_is_warned_about_once_without_colour_codes() {
     assert_eq!(stderr.matches("accessible by group or others").count(), 1, "{stderr}");
     assert!(!stderr.contains('\u{1b}'), "colour codes in redirected stderr: {stderr:?}");
 }
+
+/// `imprint dev init` tells the user exactly what to write in a profile, and what it says works:
+/// the printed lines (the same as in `imprint-dev.toml`'s header) replace a profile's
+/// `[identity]` and `[trust]` and the profile checks and provisions with those IDs (issue 19:
+/// the summary used to point at a file no profile field accepts).
+#[test]
+fn the_profile_lines_dev_init_prints_make_a_working_profile() {
+    let directory = tempfile::tempdir().unwrap();
+    let credentials = directory.path().join("my credentials");
+    let vendor = "6f0bdfd4-5a7c-4f52-9c1b-8f2d61c3a1e0";
+    let class = "0f8c3c53-2d8e-4f0c-b0c6-6a1f0b3a7d21";
+    let output =
+        imprint(&["dev", "init", credentials.to_str().unwrap(), "--vendor-id", vendor, "--class-id", class]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+    let snippet = &stdout[stdout.find("[identity]").expect("the profile lines are printed")..];
+    let summary = std::fs::read_to_string(credentials.join(trust::DEV_SUMMARY_FILE)).unwrap();
+    for line in snippet.lines().filter(|line| !line.is_empty()) {
+        assert!(summary.contains(&format!("#   {line}")), "{line:?} missing from the summary:\n{summary}");
+    }
+
+    // The demo profile without its [identity] and [trust] sections, plus the printed lines.
+    let mut kept = String::new();
+    let mut skipping = false;
+    for line in common::demo_profile_text().lines() {
+        if line.starts_with('[') {
+            skipping = line == "[identity]" || line == "[trust]";
+        }
+        if !skipping {
+            kept.push_str(line);
+            kept.push('\n');
+        }
+    }
+    let profile = common::write_profile(directory.path(), "product.toml", &format!("{kept}\n{snippet}"));
+    let checked = common::imprint().args(["profile", "check"]).arg(&profile).output().expect("check");
+    let checked_text = String::from_utf8_lossy(&checked.stdout);
+    assert!(checked.status.success(), "{}{}", checked_text, String::from_utf8_lossy(&checked.stderr));
+    assert!(checked_text.contains(vendor) && checked_text.contains(class), "{checked_text}");
+    let db = directory.path().join("ledger.db");
+    let run = common::imprint()
+        .args(["run", "--sim", "1", "--count", "1", "--sim-timing", "zero", "--operator", "op", "--profile"])
+        .arg(&profile)
+        .arg("--db")
+        .arg(&db)
+        .output()
+        .expect("run");
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+}

@@ -73,6 +73,11 @@ pub fn run(command: DevCommand) -> anyhow::Result<ExitCode> {
             println!("vendor ID: {}", credentials.vendor_id);
             println!("class ID: {}", credentials.class_id);
             println!("certificate SHA-256: {}", credentials.certificate.fingerprint_hex());
+            println!(
+                "\nTo provision with them, put these lines in the product profile (they replace its \
+                 [identity] and [trust] sections):\n\n{}",
+                trust::profile_snippet(&dir, credentials.vendor_id, credentials.class_id)
+            );
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -15,7 +15,7 @@ mod run;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 /// Exit code for bad usage, input or configuration.
 pub const EXIT_BAD_INPUT: u8 = 2;
@@ -69,7 +69,8 @@ enum Command {
 /// Parses the command line, sets up diagnostics and runs the command.
 pub fn main() -> ExitCode {
     exit_quietly_when_stdout_closes();
-    let cli = Cli::parse();
+    let matches = with_unwrapped_examples(Cli::command()).get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
     // The GUI installs its own subscriber: stderr as here, plus its log panel.
     #[cfg(feature = "gui")]
     let has_own_subscriber = matches!(cli.command, Command::Gui(_));
@@ -97,6 +98,21 @@ pub fn main() -> ExitCode {
             ExitCode::from(EXIT_BAD_INPUT)
         }
     }
+}
+
+/// Every command's `after_help` (its examples) moved into its help template, where clap prints
+/// text as written: clap wraps `after_help` at the terminal's width, and a wrapped example is a
+/// command that no longer works when copied. The rest of the help still wraps.
+fn with_unwrapped_examples(command: clap::Command) -> clap::Command {
+    let examples = command.get_after_help().map(ToString::to_string);
+    let command = match examples {
+        Some(examples) => command.help_template(format!(
+            "{{before-help}}{{about-with-newline}}\n{{usage-heading}} {{usage}}\n\n{{all-args}}\n\n{examples}\n"
+        )),
+        None => command,
+    };
+    let names: Vec<String> = command.get_subcommands().map(|sub| sub.get_name().to_string()).collect();
+    names.into_iter().fold(command, |command, name| command.mut_subcommand(name, with_unwrapped_examples))
 }
 
 /// A count of units or slots: a whole number of at least 1 (`--count 0` would do nothing and exit

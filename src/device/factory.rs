@@ -144,6 +144,12 @@ pub fn open_fixtures(
                 })?;
                 let fixture =
                     GdbFixture::new(parsed, GdbOptions::default(), GdbTargetConfig::from_profile(profile));
+                // Refused at start like a probe-rs probe that is not there: a server that does
+                // not answer now is a wrong selector or a server not started, not a unit problem.
+                fixture.check_reachable().map_err(|error| FixtureError::Unavailable {
+                    selector: format!("gdb:{address}"),
+                    reason: format!("the GDB server does not answer: {error} (is it started?)"),
+                })?;
                 fixtures.push(Box::new(fixture));
             }
             FixtureSelector::Qemu => {

@@ -17,6 +17,11 @@ use crate::ledger::SerialScheme;
 
 /// How long a slot waits before asking a failing fixture for a unit again.
 const FIXTURE_RETRY_DELAY: Duration = Duration::from_millis(500);
+/// How long a fixture may keep failing (every attempt an error, no unit) before its slot stops
+/// with a fault: long enough for a probe that re-enumerates on USB or a GDB server restarted by
+/// hand, short enough that a `--count` run with a dead fixture ends (and fails) instead of
+/// waiting forever. The same rule for every backend.
+pub const FIXTURE_GIVE_UP_AFTER: Duration = Duration::from_secs(20);
 
 /// What a whole line run did.
 #[derive(Debug, Clone, Default)]
@@ -132,6 +137,7 @@ fn run_slot(
             break;
         }
         let keep_waiting = || !context.cancel.is_cancelled();
+        let mut failing_since: Option<Instant> = None;
         let mut target = loop {
             match fixture.next_unit(&keep_waiting) {
                 Ok(Some(target)) => break Some(target),
@@ -144,6 +150,21 @@ fn run_slot(
                     ));
                     if context.cancel.is_cancelled() {
                         break None;
+                    }
+                    let since = *failing_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= FIXTURE_GIVE_UP_AFTER {
+                        let fault = format!(
+                            "slot {slot} stopped: its fixture {} failed for {} s without presenting a unit (last error: {error})",
+                            fixture.name(),
+                            FIXTURE_GIVE_UP_AFTER.as_secs()
+                        );
+                        tracing::error!(%fault, "slot stopped");
+                        context.events.emit(StationEvent::now(
+                            slot,
+                            0,
+                            EventKind::SlotError { reason: fault.clone() },
+                        ));
+                        return (outcomes, Some(fault));
                     }
                     std::thread::sleep(FIXTURE_RETRY_DELAY);
                 }

@@ -157,9 +157,13 @@ pub fn dev_init(dir: &Path, options: &DevInitOptions) -> Result<DevCredentials, 
         path: summary_path.clone(),
         source: std::io::Error::other(error.to_string()),
     })?;
+    let snippet: String =
+        profile_snippet(dir, vendor_id, class_id).lines().map(|line| format!("#   {line}\n")).collect();
     let summary_text = format!(
         "# Imprint developer credentials: DEVELOPMENT ONLY, never for production units.\n\
-         # Written by `imprint dev init`; point a profile's trust section at this file.\n\
+         # Written by `imprint dev init`. To provision with them, put these lines in the product\n\
+         # profile (they replace its [identity] and [trust] sections):\n\
+         #\n{snippet}#\n\
          {summary_toml}"
     );
     write_file(&summary_path, summary_text.as_bytes())?;
@@ -173,6 +177,25 @@ pub fn dev_init(dir: &Path, options: &DevInitOptions) -> Result<DevCredentials, 
         class_id,
         certificate,
     })
+}
+
+/// The profile lines that use the credentials `dev_init` wrote in `dir`: the IDs in
+/// `[identity]` and the files in `[trust]`, as absolute paths (a profile's relative paths are
+/// relative to the profile, which may live anywhere).
+pub fn profile_snippet(dir: &Path, vendor_id: Uuid, class_id: Uuid) -> String {
+    let absolute = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let file = |name: &str| toml_string(&absolute.join(name).display().to_string());
+    format!(
+        "[identity]\nvendor_id = \"{vendor_id}\"\nclass_id = \"{class_id}\"\n\n\
+         [trust]\ncertificate = {}\nsigning_key = {}\n",
+        file(DEV_CERTIFICATE_FILE),
+        file(DEV_SIGNING_KEY_FILE)
+    )
+}
+
+/// A TOML basic string holding `text`.
+fn toml_string(text: &str) -> String {
+    toml::Value::String(text.to_string()).to_string()
 }
 
 fn write_file(path: &Path, contents: &[u8]) -> Result<(), TrustError> {

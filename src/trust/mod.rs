@@ -31,7 +31,7 @@ pub use certificate::{Certificate, key_matches_certificate};
 pub use chain::{check_update_certificate, check_update_certificate_at, verify_chain};
 pub use dev::{
     DEV_C_SOURCE_FILE, DEV_CERTIFICATE_FILE, DEV_SIGNING_KEY_FILE, DEV_SUMMARY_FILE, DevCredentials,
-    DevEnvironment, DevInitOptions, DevSummary, dev_init, import_manifest_dev_tool_env,
+    DevEnvironment, DevInitOptions, DevSummary, dev_init, import_manifest_dev_tool_env, profile_snippet,
 };
 pub use device_identity::{
     DEVICE_KEY_SCALAR_SIZE_BYTES, VerifiedCertificateRequest, build_certificate_request,

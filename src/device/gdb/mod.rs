@@ -92,6 +92,12 @@ impl GdbFixture {
         GdbFixture { address, options, config, last_unique_id: None }
     }
 
+    /// Opens the server's byte stream once and closes it again: a wrong address, a server that
+    /// is not running or a serial port that is not there shows before any unit.
+    pub fn check_reachable(&self) -> Result<(), GdbError> {
+        self.address.open(Duration::from_millis(self.options.timeout_ms)).map(drop)
+    }
+
     fn connect(&self) -> Result<GdbTarget, GdbError> {
         let transport = self.address.open(Duration::from_millis(self.options.timeout_ms))?;
         let client = GdbClient::connect(transport, self.options.clone())?;

@@ -225,6 +225,10 @@ impl Pkcs11Signer {
             Attribute::Token(true),
             Attribute::Private(false),
             Attribute::Verify(true),
+            // A signing key and nothing else (SoftHSM's defaults would also allow these).
+            Attribute::Encrypt(false),
+            Attribute::Wrap(false),
+            Attribute::Derive(false),
             Attribute::EcParams(curve),
             Attribute::Label(label.clone().into_bytes()),
             Attribute::Id(id.clone()),
@@ -235,6 +239,10 @@ impl Pkcs11Signer {
             Attribute::Sensitive(true),
             Attribute::Extractable(false),
             Attribute::Sign(true),
+            // Sign-only: SoftHSM2 and many HSMs default the others to true.
+            Attribute::SignRecover(false),
+            Attribute::Decrypt(false),
+            Attribute::Unwrap(false),
             Attribute::Derive(false),
             Attribute::Label(label.clone().into_bytes()),
             Attribute::Id(id.clone()),
@@ -799,6 +807,27 @@ mod tests {
             Err("expected env:VARIABLE, file:PATH or prompt"),
         );
         check("/etc/imprint/key.pem", Err("does not start with pkcs11:"));
+    }
+
+    #[test]
+    fn a_pin_value_anywhere_in_the_uri_is_refused_and_never_repeated() {
+        let module = "module-path=/usr/lib/softhsm/libsofthsm2.so";
+        for uri in [
+            format!("pkcs11:token=t;object=k?{module}&pin-value=73519"),
+            format!("pkcs11:token=t;pin-value=73519;object=k?{module}"),
+            format!("pkcs11:token=t;PIN-VALUE=73519?{module}"),
+            "pkcs11:token=t;pin-value=73519".to_string(),
+            // Refused for another reason first: the PIN must still not be repeated.
+            format!("pkcs11:token=t;pin-value=73519;slot-id=3;b?{module}"),
+        ] {
+            let error = Pkcs11KeyConfig::from_uri(&uri).unwrap_err().to_string();
+            assert!(!error.contains("73519"), "{uri}: the error repeats the PIN: {error}");
+            assert!(error.contains("(redacted)"), "{uri}: {error}");
+        }
+        let error = Pkcs11KeyConfig::from_uri(&format!("pkcs11:token=t;pin-value=73519?{module}"))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("pin-value is refused"), "{error}");
     }
 
     #[test]

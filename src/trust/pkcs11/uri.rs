@@ -113,6 +113,9 @@ impl Pkcs11KeyConfig {
             let (name, value) = attribute
                 .split_once('=')
                 .ok_or_else(|| invalid(format!("path attribute {attribute:?} has no '='")))?;
+            if is_pin_value(name) {
+                return Err(invalid(PIN_VALUE_REFUSED.to_string()));
+            }
             let value = percent_decode(value).map_err(|reason| invalid(format!("{name}: {reason}")))?;
             if path_attributes.insert(name.to_ascii_lowercase(), value).is_some() {
                 return Err(invalid(format!("attribute {name} appears twice")));
@@ -124,12 +127,8 @@ impl Pkcs11KeyConfig {
                 .split_once('=')
                 .ok_or_else(|| invalid(format!("query attribute {attribute:?} has no '='")))?;
             let name = name.to_ascii_lowercase();
-            if name == "pin-value" {
-                return Err(invalid(
-                    "pin-value is refused: a PIN must not be written into a profile or command line; \
-                     use pin-source=env:VARIABLE (or file:PATH, or prompt)"
-                        .to_string(),
-                ));
+            if is_pin_value(&name) {
+                return Err(invalid(PIN_VALUE_REFUSED.to_string()));
             }
             let value = percent_decode(value).map_err(|reason| invalid(format!("{name}: {reason}")))?;
             if query_attributes.insert(name.clone(), value).is_some() {
@@ -277,17 +276,30 @@ pub(super) fn percent_decode(text: &str) -> Result<Vec<u8>, String> {
     Ok(decoded)
 }
 
-/// The URI with any `pin-value` replaced, so that errors never repeat a PIN.
+/// Why a URI with a `pin-value` attribute (in its path or its query) is refused.
+const PIN_VALUE_REFUSED: &str = "pin-value is refused: a PIN must not be written into a profile or command \
+     line; use pin-source=env:VARIABLE (or file:PATH, or prompt)";
+
+/// Whether an attribute name is `pin-value` (RFC 7512 puts it in the query; a user may write it in
+/// the path, and it is a PIN all the same).
+fn is_pin_value(name: &str) -> bool {
+    name.trim().eq_ignore_ascii_case("pin-value")
+}
+
+/// The URI with the value of every `pin-value` attribute replaced, in the path (`;`-separated)
+/// and in the query (`&`-separated), so that errors never repeat a PIN.
 pub(super) fn redact_uri(uri: &str) -> String {
-    let Some((path, query)) = uri.split_once('?') else {
-        return uri.to_string();
+    let redact_attributes = |part: &str, separator: char| -> String {
+        part.split(separator)
+            .map(|attribute| match attribute.split_once('=') {
+                Some((name, _)) if is_pin_value(name) => format!("{name}=(redacted)"),
+                _ => attribute.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join(&separator.to_string())
     };
-    let attributes: Vec<String> = query
-        .split('&')
-        .map(|attribute| match attribute.split_once('=') {
-            Some((name, _)) if name.eq_ignore_ascii_case("pin-value") => format!("{name}=(redacted)"),
-            _ => attribute.to_string(),
-        })
-        .collect();
-    format!("{path}?{}", attributes.join("&"))
+    match uri.split_once('?') {
+        Some((path, query)) => format!("{}?{}", redact_attributes(path, ';'), redact_attributes(query, '&')),
+        None => redact_attributes(uri, ';'),
+    }
 }
