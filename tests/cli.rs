@@ -539,8 +539,9 @@ fn assert_no_unit_abandoned(db: &std::path::Path) {
     assert_eq!(query("PRAGMA integrity_check"), "ok");
 }
 
-/// SIGTERM (what systemd sends) stops the line like Ctrl-C: the units in flight are recorded,
-/// `line-finished` is sent, and the exit code is not 0 (issue 19).
+/// SIGTERM (what systemd sends) stops the line like Ctrl-C: no new unit starts, the units in
+/// flight finish (they pass: a stop is not a failure), `line-finished` is sent, and the exit code
+/// is 3, "stopped early", neither success nor "a unit failed" (issues 18 and 19).
 #[test]
 fn sigterm_records_the_units_in_flight_and_ends_the_stream() {
     let directory = tempfile::tempdir().expect("temp dir");
@@ -552,15 +553,61 @@ fn sigterm_records_the_units_in_flight_and_ends_the_stream() {
     std::io::Read::read_to_string(&mut reader, &mut rest).expect("read the rest");
     lines.extend(rest.lines().map(str::to_owned));
     let status = child.wait().expect("wait");
-    assert_eq!(status.code(), Some(1), "SIGTERM must not look like success: {status:?}");
+    assert_eq!(status.code(), Some(3), "SIGTERM must read as \"stopped early\": {status:?}");
     let events: Vec<serde_json::Value> =
         lines.iter().map(|line| serde_json::from_str(line).expect("JSON event")).collect();
     assert!(events.iter().any(|event| event["event"] == "line-finished"), "no line-finished after SIGTERM");
     let started = events.iter().filter(|event| event["event"] == "unit-started").count();
-    let finished = finished_units(&events).len();
-    assert_eq!(started, finished, "every unit started before SIGTERM must finish and be reported");
-    assert!(finished < 1000, "the line did not stop");
+    let finished = finished_units(&events);
+    assert_eq!(started, finished.len(), "every unit started before SIGTERM must finish and be reported");
+    assert!(finished.len() < 1000, "the line did not stop");
+    assert!(finished.iter().all(|event| event["result"] == "pass"), "a stop failed a unit: {finished:?}");
     assert_no_unit_abandoned(&db);
+}
+
+/// A second SIGTERM (or Ctrl-C) while the line stops aborts the units in flight after their
+/// current step: each is reported and recorded ABORTED (not FAIL) with the steps it did, kept out
+/// of the first-pass yield, and the exit code is 3 (issue 18).
+#[test]
+fn a_second_signal_aborts_the_units_in_flight_and_records_them_aborted() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let (mut child, db) = start_long_json_run(directory.path());
+    let mut reader = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut lines = read_until_units_finished(&mut reader, 2);
+    // Into the next units' flashing (a unit takes about 3 s at the demo's timing).
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let pid = child.id().to_string();
+    common::run_checked(std::process::Command::new("kill").args(["-TERM", &pid]));
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    common::run_checked(std::process::Command::new("kill").args(["-TERM", &pid]));
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut reader, &mut rest).expect("read the rest");
+    lines.extend(rest.lines().map(str::to_owned));
+    let status = child.wait().expect("wait");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr).expect("stderr");
+    assert_eq!(status.code(), Some(3), "{status:?}: {stderr}");
+    assert!(stderr.contains("aborting"), "{stderr}");
+    let events: Vec<serde_json::Value> =
+        lines.iter().map(|line| serde_json::from_str(line).expect("JSON event")).collect();
+    let finished = finished_units(&events);
+    let aborted: Vec<_> = finished.iter().filter(|event| event["result"] == "aborted").collect();
+    assert!(!aborted.is_empty(), "no unit was aborted: {finished:?}");
+    assert!(finished.iter().all(|event| event["result"] != "fail"), "an abort failed a unit: {finished:?}");
+    for event in &aborted {
+        assert_eq!(event["error_code"], "aborted", "{event}");
+        assert!(event["record_hash"].is_string(), "an aborted unit must be recorded: {event}");
+    }
+    let line_finished = events.iter().find(|event| event["event"] == "line-finished").expect("line-finished");
+    assert_eq!(line_finished["aborted"], aborted.len(), "{line_finished}");
+    assert_no_unit_abandoned(&db);
+    let stats = common::run_checked(imprint().args(["log", "stats", "--json", "--db"]).arg(&db));
+    let stats: serde_json::Value = serde_json::from_slice(&stats.stdout).expect("stats JSON");
+    assert_eq!(stats["runs_aborted"], aborted.len(), "{stats}");
+    assert_eq!(stats["runs_failed"], 0, "{stats}");
+    let passed = finished.len() - aborted.len();
+    assert_eq!(stats["chips_tested"], passed, "aborted units count in the yield: {stats}");
+    assert_eq!(stats["first_pass_yield_percent"], 100.0, "{stats}");
 }
 
 /// A closed standard output (the fixture controller went away) stops the line with its units in

@@ -1409,6 +1409,65 @@ fn a_database_that_is_not_a_ledger_is_refused_untouched() {
     assert_eq!(sqlite3(&old, "PRAGMA application_id").trim(), imprint::ledger::APPLICATION_ID.to_string());
 }
 
+/// A ledger of schema version 3 (runs could only pass or fail) is migrated to take ABORTED runs:
+/// the widened CHECK is in place, every connection sees it, the file stays intact, and an
+/// aborted run is recorded, exported and verified like any other.
+#[test]
+fn a_version_3_ledger_is_migrated_to_take_aborted_runs() {
+    let directory = tempfile::tempdir().unwrap();
+    let database = directory.path().join("v3.db");
+    drop(Ledger::create(&database).unwrap());
+    // Back to what version 3 wrote: the narrow CHECK, user_version 3.
+    sqlite3(
+        &database,
+        "PRAGMA writable_schema = ON; \
+         UPDATE sqlite_schema SET sql = replace(sql, ', ''aborted'')', ')') WHERE name = 'runs'; \
+         PRAGMA writable_schema = OFF; PRAGMA user_version = 3;",
+    );
+    assert!(!sqlite3(&database, "SELECT sql FROM sqlite_schema WHERE name = 'runs'").contains("aborted"));
+    let ledger = Ledger::open_existing(&database).unwrap();
+    assert_eq!(
+        sqlite3(&database, "PRAGMA user_version").trim(),
+        imprint::ledger::schema_version().to_string()
+    );
+    assert!(sqlite3(&database, "SELECT sql FROM sqlite_schema WHERE name = 'runs'").contains("'aborted'"));
+    assert_eq!(sqlite3(&database, "PRAGMA integrity_check").trim(), "ok");
+    let allocated =
+        ledger.allocate_identity(&identity_request("a0b0c0", ReworkPolicy::ReuseIdentity)).unwrap();
+    let mut aborted = sample_run(1, Some(&allocated.identity));
+    aborted.result = RunResult::Aborted;
+    aborted.failing_step = Some("self-test".to_owned());
+    aborted.reason = Some("aborted by the operator".to_owned());
+    ledger.record_run(&aborted).unwrap();
+    // Another process's connection sees the new constraint too.
+    let other = Ledger::open_existing(&database).unwrap();
+    let allocated =
+        other.allocate_identity(&identity_request("a0b0c1", ReworkPolicy::ReuseIdentity)).unwrap();
+    let mut aborted_again = sample_run(2, Some(&allocated.identity));
+    aborted_again.result = RunResult::Aborted;
+    other.record_run(&aborted_again).unwrap();
+    drop((ledger, other));
+    let export = imprint(&["log", "export", "--db", database.to_str().unwrap(), "--format", "jsonl"]);
+    assert!(export.status.success(), "{}", text(&export));
+    assert_eq!(String::from_utf8_lossy(&export.stdout).matches("\"result\":\"aborted\"").count(), 2);
+    let export_path = directory.path().join("export.jsonl");
+    std::fs::write(&export_path, &export.stdout).unwrap();
+    let verified = imprint(&["log", "verify", export_path.to_str().unwrap()]);
+    assert!(verified.status.success(), "{}", text(&verified));
+    // The narrow CHECK still refuses anything else.
+    let refused = Command::new("sqlite3")
+        .arg(&database)
+        .arg("UPDATE runs SET result = 'maybe' WHERE 0; INSERT INTO runs SELECT id + 100, station_id, station_sequence + 100, chip_uid, serial, device_id, operator_id, probe, profile_id, started_at, finished_at, 'maybe', failing_step, reason, prev_hash, record_hash, shipped_at FROM runs LIMIT 1;")
+        .output()
+        .unwrap();
+    assert!(!refused.status.success(), "a result outside pass/fail/aborted was stored");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("CHECK constraint failed"),
+        "{}",
+        text(&refused)
+    );
+}
+
 /// Exports the sample ledger in `format`, applies `tamper`, and returns what
 /// `imprint log verify FILE [--head HEAD]` says (exit code, output).
 fn verify_tampered_export(

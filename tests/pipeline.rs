@@ -309,12 +309,31 @@ fn rework_of_a_known_chip_reuses_its_identity() {
 }
 
 #[test]
-fn cancelling_stops_every_slot() {
+fn a_stopped_line_starts_no_unit() {
     let station = station();
-    station.context.cancel.cancel();
+    station.context.cancel.stop();
     let fixtures = (0..2).map(|slot| fixture(&station, &format!("sim-{slot}"), 3, vec![])).collect();
     let summary = run_line(station.context.clone(), fixtures, None);
     assert!(summary.outcomes.is_empty());
+}
+
+/// An abort ends a unit in flight before its next step: ABORTED (not FAIL), recorded with the
+/// steps it did, the step it did not start named; a stop alone lets the unit finish.
+#[test]
+fn an_abort_ends_the_unit_in_flight_as_aborted_and_a_stop_lets_it_finish() {
+    let station = station();
+    station.context.cancel.stop();
+    let mut target = sim_target(&station, 0x51, FaultPlan::default());
+    let finished = provision_unit(&station.context, &mut target, 0, 1);
+    assert_eq!(finished.result, UnitResult::Pass, "a stop must not cut a unit in flight: {finished:?}");
+    station.context.cancel.abort();
+    let mut target = sim_target(&station, 0x52, FaultPlan::default());
+    let aborted = provision_unit(&station.context, &mut target, 0, 2);
+    assert_eq!(aborted.result, UnitResult::Aborted, "{aborted:?}");
+    assert_eq!(aborted.failing_step, Some("connect"));
+    assert!(aborted.reason.as_deref().unwrap_or_default().contains("aborted"), "{aborted:?}");
+    let stats = station.context.ledger.stats().unwrap();
+    assert_eq!((stats.runs_passed, stats.runs_failed, stats.runs_aborted), (1, 0, 1), "{stats:?}");
 }
 
 #[test]

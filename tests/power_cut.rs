@@ -121,6 +121,7 @@ fn run_with_cuts(context: &StationContext, ledger_path: &std::path::Path, uid: V
                 );
                 device.power_on();
             }
+            UnitResult::Aborted => panic!("nothing aborts this line: {outcome:?}"),
         }
     }
     panic!("the attempt without a power cut did not pass");

@@ -15,7 +15,8 @@ pub const CENTRAL_SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
 const MIGRATION_LOCK_KEY: i64 = 0x0069_6d70_7269_6e74;
 
 /// `MIGRATIONS[i]` takes the schema from version `i` to `i + 1`. Never edit a released step.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 -- btree_gist lets one exclusion constraint say "no two blocks of a prefix overlap".
 CREATE EXTENSION IF NOT EXISTS btree_gist;
 
@@ -100,7 +101,13 @@ CREATE TABLE imprint.alarms (
     station_sequence bigint NOT NULL,
     detail text NOT NULL
 );
-"#];
+"#,
+    // Version 2: a run may end `aborted` (the line was aborted while the unit was in flight).
+    r#"
+ALTER TABLE imprint.runs DROP CONSTRAINT runs_result_check;
+ALTER TABLE imprint.runs ADD CONSTRAINT runs_result_check CHECK (result IN ('pass', 'fail', 'aborted'));
+"#,
+];
 
 /// Creates or migrates the schema to [`CENTRAL_SCHEMA_VERSION`].
 pub fn migrate(client: &mut Client, target: &str) -> Result<(), CentralError> {

@@ -115,6 +115,7 @@ enum FormatArg {
 enum ResultArg {
     Pass,
     Fail,
+    Aborted,
 }
 
 #[derive(clap::Args)]
@@ -320,6 +321,7 @@ fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
         result: args.result.map(|result| match result {
             ResultArg::Pass => RunResult::Pass,
             ResultArg::Fail => RunResult::Fail,
+            ResultArg::Aborted => RunResult::Aborted,
         }),
     };
     let format = match args.format {
@@ -586,8 +588,8 @@ fn print_stats(path: &Path, stats: &LedgerStats) -> std::io::Result<()> {
     out.push_str(&format!("units               {}\n", stats.units));
     out.push_str(&format!("retired identities  {}\n", stats.retired_identities));
     out.push_str(&format!(
-        "runs                {} (pass {}, fail {}; {} failed before the chip was identified)\n",
-        stats.runs, stats.runs_passed, stats.runs_failed, stats.runs_without_chip_uid
+        "runs                {} (pass {}, fail {}, aborted {}; {} ended before the chip was identified)\n",
+        stats.runs, stats.runs_passed, stats.runs_failed, stats.runs_aborted, stats.runs_without_chip_uid
     ));
     out.push_str(&format!(
         "first-pass yield    {} ({} of {} chips passed their first run)\n",

@@ -24,6 +24,9 @@ pub const EXIT_UNITS_FAILED: u8 = 1;
 /// Standard output was closed by its reader (`imprint ... | head`): 128 + SIGPIPE, what a shell
 /// reports for any tool a closed pipe ends. Never "bad input": nothing was wrong with the input.
 pub const EXIT_STDOUT_CLOSED: u8 = 141;
+/// `imprint run` was stopped (Ctrl-C, SIGTERM) before its requested units were done and no unit
+/// failed: the units in flight finished (or, after a second signal, were recorded ABORTED).
+pub const EXIT_LINE_STOPPED: u8 = 3;
 
 #[derive(Parser)]
 #[command(

@@ -15,7 +15,8 @@ use imprint::station::{
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use super::{
-    CentralArgs, EXIT_STDOUT_CLOSED, EXIT_UNITS_FAILED, parse_sim_faults, positive_count, station_identity,
+    CentralArgs, EXIT_LINE_STOPPED, EXIT_STDOUT_CLOSED, EXIT_UNITS_FAILED, parse_sim_faults, positive_count,
+    station_identity,
 };
 
 #[derive(clap::Args)]
@@ -31,7 +32,10 @@ use super::{
   imprint run --profile SCANNED.toml --serials serials.txt --work-order WO-1234
   scanner-reader | imprint run --profile SCANNED.toml --serials -      (serials as they are scanned)
 
-Exit status: 0 when every unit passed, 1 when any unit failed, 2 for bad usage or configuration.")]
+Exit status: 0 when every requested unit passed; 1 when a unit failed; 2 for bad usage or
+configuration (nothing touched); 3 when the line was stopped (Ctrl-C, SIGTERM) before the requested
+units were done and none failed. The first Ctrl-C lets the units in flight finish; a second one
+aborts them (recorded ABORTED). 141 when standard output was closed by its reader.")]
 pub struct RunArgs {
     /// The product profile (TOML).
     #[arg(long, value_name = "FILE")]
@@ -132,11 +136,24 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 
     let cancel = CancelToken::default();
     let cancel_on_signal = cancel.clone();
-    // Ctrl-C and SIGTERM (what systemd and supervisors send) stop the line the same way: the slots
-    // end their units in flight and record them, and the line reports its end. A second signal
-    // while they do is not worth a hard error.
-    let _ = ctrlc::set_handler(move || cancel_on_signal.cancel());
+    // Ctrl-C and SIGTERM (what systemd and supervisors send) stop the line the same way: no new
+    // unit starts, the units in flight finish and are recorded, and the line reports its end. A
+    // second signal aborts the units in flight after their current step (recorded ABORTED).
+    let _ = ctrlc::set_handler(move || {
+        if cancel_on_signal.is_stopping() {
+            cancel_on_signal.abort();
+            eprintln!(
+                "\naborting: the units in flight end after their current step and are recorded ABORTED"
+            );
+        } else {
+            cancel_on_signal.stop();
+            eprintln!(
+                "\nstopping: the units in flight finish and are recorded; interrupt again to abort them"
+            );
+        }
+    });
     let cancel_when_reader_leaves = cancel.clone();
+    let line_stopped = cancel.clone();
 
     let (sender, receiver) = crossbeam_channel::unbounded::<StationEvent>();
     let line = std::thread::spawn(move || session.run(Arc::new(sender) as Arc<dyn EventSink>, cancel));
@@ -163,13 +180,20 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     for fault in &report.summary.slot_faults {
         eprintln!("error: {fault}");
     }
-    // 0 only when every requested unit was attempted and passed: a slot that died, or a line
-    // that ended early, is a failed run whatever the units it finished did.
-    Ok(if report.summary.all_requested_passed() {
-        ExitCode::SUCCESS
+    Ok(ExitCode::from(line_exit_code(&report.summary, line_stopped.is_stopping())))
+}
+
+/// 0 only when every requested unit was attempted and passed; 1 when a unit failed or a slot
+/// died (whatever the units it finished did); 3 when nothing failed but the line was stopped
+/// (Ctrl-C, SIGTERM) before the requested units were done, or units were aborted in flight.
+fn line_exit_code(summary: &LineSummary, stopped: bool) -> u8 {
+    if summary.all_requested_passed() {
+        0
+    } else if summary.failed() == 0 && summary.slot_faults.is_empty() && stopped {
+        EXIT_LINE_STOPPED
     } else {
-        ExitCode::from(EXIT_UNITS_FAILED)
-    })
+        EXIT_UNITS_FAILED
+    }
 }
 
 /// What the central link said at start: an alarm, or that the line begins offline.
@@ -274,15 +298,25 @@ fn show_progress(
                         failing_step.unwrap_or_default(),
                         reason.unwrap_or_default()
                     ),
+                    UnitResult::Aborted => format!(
+                        "ABORT slot {} unit {} {serial} before {}",
+                        event.slot,
+                        event.unit,
+                        failing_step.unwrap_or_default()
+                    ),
                 };
                 let written = bars.suspend(|| writeln!(std::io::stdout(), "{line}"));
                 if written.is_err() && !reader_left {
                     reader_left = true;
-                    cancel.cancel();
+                    cancel.stop();
                 }
                 bar.set_message(format!(
                     "idle (last: {})",
-                    if result == UnitResult::Pass { "PASS" } else { "FAIL" }
+                    match result {
+                        UnitResult::Pass => "PASS",
+                        UnitResult::Fail => "FAIL",
+                        UnitResult::Aborted => "ABORTED",
+                    }
                 ));
             }
             EventKind::SlotError { reason } => bars.suspend(|| eprintln!("slot {}: {reason}", event.slot)),
@@ -306,7 +340,7 @@ fn write_json_events(receiver: crossbeam_channel::Receiver<StationEvent>, cancel
     for event in receiver {
         if !reader_left && writeln!(out, "{}", event.to_json_line()).and_then(|()| out.flush()).is_err() {
             reader_left = true;
-            cancel.cancel();
+            cancel.stop();
         }
     }
     reader_left
@@ -314,10 +348,11 @@ fn write_json_events(receiver: crossbeam_channel::Receiver<StationEvent>, cancel
 
 fn print_summary(summary: &LineSummary, db_path: &std::path::Path) {
     println!(
-        "units: {}  pass: {}  fail: {}  elapsed: {:.1} s  units/hour: {:.0}",
+        "units: {}  pass: {}  fail: {}  aborted: {}  elapsed: {:.1} s  units/hour: {:.0}",
         summary.outcomes.len(),
         summary.passed(),
         summary.failed(),
+        summary.aborted(),
         summary.elapsed.as_secs_f64(),
         summary.units_per_hour()
     );

@@ -163,8 +163,15 @@ impl ImprintApp {
             Command::StartLine => self.start_line(),
             Command::StopLine => {
                 if let Some(line) = &self.running_line {
-                    tracing::info!("stop requested: each slot finishes its current step");
+                    tracing::info!("stop requested: the units in flight finish, no new unit starts");
                     line.stop();
+                    self.line.stopping();
+                }
+            }
+            Command::AbortLine => {
+                if let Some(line) = &self.running_line {
+                    tracing::warn!("abort confirmed: the units in flight end after their current step");
+                    line.abort();
                     self.line.stopping();
                 }
             }
@@ -372,6 +379,13 @@ impl ImprintApp {
                                     step = failing_step.as_deref().unwrap_or("-"),
                                     reason = reason.as_deref().unwrap_or("-"),
                                     "unit failed"
+                                ),
+                                UnitResult::Aborted => tracing::warn!(
+                                    slot = event.slot,
+                                    unit = event.unit,
+                                    serial,
+                                    before = failing_step.as_deref().unwrap_or("-"),
+                                    "unit aborted"
                                 ),
                             }
                         }
@@ -600,8 +614,9 @@ impl eframe::App for ImprintApp {
     }
 
     fn on_exit(&mut self) {
+        // The process ends now: the units in flight are aborted (and recorded) rather than cut.
         if let Some(line) = &self.running_line {
-            line.stop();
+            line.abort();
         }
         self.write_frame_stats();
     }

@@ -20,8 +20,10 @@ pub enum Command {
     SetSlotCount(usize),
     /// Start the line.
     StartLine,
-    /// Stop the line after each slot's current step.
+    /// Stop the line: no new unit starts, the units in flight finish.
     StopLine,
+    /// Abort the units in flight after their current step (asked and confirmed while stopping).
+    AbortLine,
     /// Manual start: take the next unit on this slot.
     StartUnit { slot: usize },
     /// The scanner field got text and Enter.

@@ -38,6 +38,12 @@ pub enum SlotPhase {
         /// Why.
         reason: String,
     },
+    /// The last unit was aborted (the line was aborted) before `step`: neither a pass nor a
+    /// failure of the board, which must be provisioned again.
+    Aborted {
+        /// The step it did not start.
+        step: String,
+    },
 }
 
 /// Byte progress within the running step.
@@ -143,6 +149,8 @@ pub struct LineStats {
     pub units: u64,
     pub passed: u64,
     pub failed: u64,
+    /// Units ended by an abort while in flight (outside the yield).
+    pub aborted: u64,
     /// Units whose chip the ledger had not seen before this attempt (or that failed before
     /// the chip was identified): the denominator of first-pass yield.
     pub first_attempts: u64,
@@ -284,7 +292,8 @@ impl LineStore {
     }
 
     /// The line ended: waiting and running slots go idle, the status says what the line did.
-    fn line_finished(&mut self, units: u64, passed: u64, failed: u64, elapsed_ms: u64, now: Instant) {
+    fn line_finished(&mut self, counts: [u64; 4], elapsed_ms: u64, now: Instant) {
+        let [units, passed, failed, aborted] = counts;
         if let Some(since) = self.running_since.take() {
             self.stats.running_time += now.duration_since(since);
         }
@@ -300,7 +309,8 @@ impl LineStore {
         }
         self.status = LineStatus::Stopped {
             message: format!(
-                "line finished: {units} units, {passed} pass, {failed} fail in {:.1} s",
+                "line finished: {units} units, {passed} pass, {failed} fail{} in {:.1} s",
+                if aborted > 0 { format!(", {aborted} aborted") } else { String::new() },
                 elapsed_ms as f64 / 1000.0
             ),
         };
@@ -308,8 +318,8 @@ impl LineStore {
 
     /// Folds one station event into the slots and statistics.
     pub fn apply(&mut self, event: &StationEvent, now: Instant) {
-        if let EventKind::LineFinished { units, passed, failed, elapsed_ms } = &event.kind {
-            self.line_finished(*units, *passed, *failed, *elapsed_ms, now);
+        if let EventKind::LineFinished { units, passed, failed, aborted, elapsed_ms } = &event.kind {
+            self.line_finished([*units, *passed, *failed, *aborted], *elapsed_ms, now);
             return;
         }
         let Some(slot) = self.slots.get_mut(event.slot) else {
@@ -388,7 +398,8 @@ impl LineStore {
                 let is_first_attempt = self.seen_before.get(event.slot).copied().flatten() != Some(true);
                 self.stats.units += 1;
                 self.units_finished_total += 1;
-                if is_first_attempt {
+                // An aborted unit says nothing of the board: it stays out of the yield.
+                if is_first_attempt && *result != UnitResult::Aborted {
                     self.stats.first_attempts += 1;
                 }
                 match result {
@@ -407,6 +418,10 @@ impl LineStore {
                             step: failing_step.clone().unwrap_or_default(),
                             reason: reason.clone().unwrap_or_else(|| "no reason given".to_string()),
                         };
+                    }
+                    UnitResult::Aborted => {
+                        self.stats.aborted += 1;
+                        slot.phase = SlotPhase::Aborted { step: failing_step.clone().unwrap_or_default() };
                     }
                 }
             }

@@ -93,9 +93,17 @@ pub struct RunningLine {
 }
 
 impl RunningLine {
-    /// Asks every slot to stop after its current step.
+    /// Asks every slot to finish its unit in flight and start no other.
     pub fn stop(&self) {
-        self.cancel.cancel();
+        self.cancel.stop();
+        for gate in &self.gates {
+            gate.wake();
+        }
+    }
+
+    /// Asks every slot to end its unit in flight after the current step (recorded ABORTED).
+    pub fn abort(&self) {
+        self.cancel.abort();
         for gate in &self.gates {
             gate.wake();
         }

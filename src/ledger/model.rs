@@ -76,6 +76,8 @@ pub struct RunRecord {
 pub enum RunResult {
     Pass,
     Fail,
+    /// The line was aborted while the unit was in flight (schema version 4).
+    Aborted,
 }
 
 impl RunResult {
@@ -84,6 +86,7 @@ impl RunResult {
         match self {
             RunResult::Pass => "pass",
             RunResult::Fail => "fail",
+            RunResult::Aborted => "aborted",
         }
     }
 }

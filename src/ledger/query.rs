@@ -186,6 +186,8 @@ pub struct LedgerStats {
     pub runs: u64,
     pub runs_passed: u64,
     pub runs_failed: u64,
+    /// Runs ended by an abort while in flight: neither passed nor failed, outside the yield.
+    pub runs_aborted: u64,
     /// Runs that failed before the chip was identified (they count in `runs_failed` but belong
     /// to no unit).
     pub runs_without_chip_uid: u64,
@@ -310,15 +312,21 @@ fn stats(connection: &Connection, path: &Path) -> Result<LedgerStats, LedgerErro
     let retired_identities = count(connection, path, "SELECT count(*) FROM identity_history")?;
     let runs = count(connection, path, "SELECT count(*) FROM runs")?;
     let runs_passed = count(connection, path, "SELECT count(*) FROM runs WHERE result = 'pass'")?;
+    let runs_aborted = count(connection, path, "SELECT count(*) FROM runs WHERE result = 'aborted'")?;
     let runs_without_chip_uid = count(connection, path, "SELECT count(*) FROM runs WHERE chip_uid IS NULL")?;
     // A chip's first run is its lowest run id (runs are inserted in the order they finish).
-    let chips_tested =
-        count(connection, path, "SELECT count(DISTINCT chip_uid) FROM runs WHERE chip_uid IS NOT NULL")?;
+    // Aborted runs say nothing of the board: they count in neither side of the yield.
+    let chips_tested = count(
+        connection,
+        path,
+        "SELECT count(DISTINCT chip_uid) FROM runs WHERE chip_uid IS NOT NULL AND result != 'aborted'",
+    )?;
     let chips_passed_first_time = count(
         connection,
         path,
         "SELECT count(*) FROM runs r
-         JOIN (SELECT min(id) AS first_id FROM runs WHERE chip_uid IS NOT NULL GROUP BY chip_uid) f
+         JOIN (SELECT min(id) AS first_id FROM runs
+               WHERE chip_uid IS NOT NULL AND result != 'aborted' GROUP BY chip_uid) f
            ON r.id = f.first_id
          WHERE r.result = 'pass'",
     )?;
@@ -399,7 +407,8 @@ fn stats(connection: &Connection, path: &Path) -> Result<LedgerStats, LedgerErro
         retired_identities,
         runs,
         runs_passed,
-        runs_failed: runs - runs_passed,
+        runs_failed: runs - runs_passed - runs_aborted,
+        runs_aborted,
         runs_without_chip_uid,
         chips_tested,
         chips_passed_first_time,

@@ -158,6 +158,18 @@ CREATE INDEX identity_history_by_serial_nocase ON identity_history (serial COLLA
 CREATE INDEX runs_by_serial_nocase ON runs (serial COLLATE NOCASE);
 CREATE INDEX runs_by_serial ON runs (serial);
 "#,
+    // Version 4: a run may end `aborted` (the line was aborted while the unit was in flight).
+    // SQLite cannot alter a CHECK constraint; widening one changes no stored byte, so the table's
+    // text is edited in place, SQLite's documented procedure for such changes (the migration loop
+    // bumps the schema cookie after every step, so every connection reloads the schema).
+    r#"
+PRAGMA writable_schema = ON;
+UPDATE sqlite_schema
+   SET sql = replace(sql, 'CHECK (result IN (''pass'', ''fail''))',
+                          'CHECK (result IN (''pass'', ''fail'', ''aborted''))')
+ WHERE type = 'table' AND name = 'runs';
+PRAGMA writable_schema = OFF;
+"#,
 ];
 
 /// `PRAGMA application_id` of an Imprint ledger: "IMPR" in ASCII. It marks the file as a
@@ -344,6 +356,11 @@ fn migrate(connection: &mut Connection, path: &Path) -> Result<(), LedgerError> 
         let migration_error =
             |source| LedgerError::Migration { path: path.to_owned(), version: next_version, source };
         transaction.execute_batch(MIGRATIONS[version as usize]).map_err(migration_error)?;
+        // A step that edits sqlite_schema's text (version 4) is seen by every connection, this one
+        // included, only once the schema cookie changes; for other steps the bump is harmless.
+        let cookie: i64 =
+            transaction.query_row("PRAGMA schema_version", [], |row| row.get(0)).map_err(migration_error)?;
+        transaction.pragma_update(None, "schema_version", cookie + 1).map_err(migration_error)?;
         transaction.pragma_update(None, "application_id", APPLICATION_ID).map_err(migration_error)?;
         transaction.pragma_update(None, "user_version", next_version).map_err(migration_error)?;
         transaction.commit().map_err(migration_error)?;
@@ -371,7 +388,7 @@ mod tests {
             ("synchronous", "Integer(2)"),
             ("foreign_keys", "Integer(1)"),
             ("busy_timeout", "Integer(10000)"),
-            ("user_version", "Integer(3)"),
+            ("user_version", "Integer(4)"),
             ("application_id", "Integer(1229803602)"),
         ] {
             assert_eq!(pragma(name), expected, "PRAGMA {name}");

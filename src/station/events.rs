@@ -91,7 +91,7 @@ pub enum EventKind {
     },
     /// The unit is done. PASS is only sent after the ledger committed the record.
     UnitFinished {
-        /// `pass` or `fail`.
+        /// `pass`, `fail` or `aborted`.
         result: UnitResult,
         /// The chip's unique ID (hex), when it was read.
         chip_uid: Option<String>,
@@ -124,6 +124,8 @@ pub enum EventKind {
         passed: u64,
         /// Units that failed.
         failed: u64,
+        /// Units ended by an abort while in flight (neither passed nor failed).
+        aborted: u64,
         /// Wall time of the whole run.
         elapsed_ms: u64,
     },
@@ -157,6 +159,9 @@ pub enum UnitResult {
     Pass,
     /// Not provisioned; see the failing step.
     Fail,
+    /// The line was aborted while the unit was in flight: it ended before `failing_step`, left as
+    /// the recorded steps say. Neither a pass nor a failure of the board (not counted in yield).
+    Aborted,
 }
 
 impl StationEvent {

@@ -2,7 +2,8 @@
 //!
 //! Slots share nothing but the [`StationContext`] (profile, self-test material, ledger, event
 //! sink) and a unit budget; one slot's failure never stops another. The line ends when the
-//! budget is used up, or when cancelled (each slot finishes its current step and stops).
+//! budget is used up, or when stopped (each slot finishes its unit in flight and starts no other)
+//! or aborted (each slot ends its unit in flight after the current step, recorded ABORTED).
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -45,7 +46,12 @@ impl LineSummary {
 
     /// Units that failed.
     pub fn failed(&self) -> u64 {
-        self.outcomes.len() as u64 - self.passed()
+        self.outcomes.iter().filter(|outcome| outcome.result == UnitResult::Fail).count() as u64
+    }
+
+    /// Units ended by an abort while in flight.
+    pub fn aborted(&self) -> u64 {
+        self.outcomes.iter().filter(|outcome| outcome.result == UnitResult::Aborted).count() as u64
     }
 
     /// Whether the run may report success: every unit it attempted passed, no slot stopped on a
@@ -53,6 +59,7 @@ impl LineSummary {
     pub fn all_requested_passed(&self) -> bool {
         let attempted = self.outcomes.len() as u64;
         self.failed() == 0
+            && self.aborted() == 0
             && self.slot_faults.is_empty()
             && self.units_requested.is_none_or(|requested| attempted == requested)
     }
@@ -112,6 +119,7 @@ pub fn run_line(
             units: summary.outcomes.len() as u64,
             passed: summary.passed(),
             failed: summary.failed(),
+            aborted: summary.aborted(),
             elapsed_ms: summary.elapsed.as_millis() as u64,
         },
     ));
@@ -128,7 +136,7 @@ fn run_slot(
     let _span = tracing::info_span!("slot", slot, fixture = %fixture.name()).entered();
     let mut outcomes = Vec::new();
     loop {
-        if context.cancel.is_cancelled() {
+        if context.cancel.is_stopping() {
             break;
         }
         // Claim a unit from the budget before waiting for one, so the line never over-runs.
@@ -136,7 +144,7 @@ fn run_slot(
         if unit_limit.is_some_and(|limit| unit > limit) {
             break;
         }
-        let keep_waiting = || !context.cancel.is_cancelled();
+        let keep_waiting = || !context.cancel.is_stopping();
         let mut failing_since: Option<Instant> = None;
         let mut target = loop {
             match fixture.next_unit(&keep_waiting) {
@@ -148,7 +156,7 @@ fn run_slot(
                         0,
                         EventKind::SlotError { reason: error.to_string() },
                     ));
-                    if context.cancel.is_cancelled() {
+                    if context.cancel.is_stopping() {
                         break None;
                     }
                     let since = *failing_since.get_or_insert_with(Instant::now);

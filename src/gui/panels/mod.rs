@@ -70,6 +70,8 @@ pub struct Forms {
     pub slot_count: usize,
     pub fault_slot: usize,
     pub fault: SimFault,
+    /// The "abort the units in flight?" question is open.
+    pub confirming_abort: bool,
 }
 
 impl Forms {
@@ -81,6 +83,7 @@ impl Forms {
             slot_count: settings.sim_slot_count,
             fault_slot: 0,
             fault: SimFault::default(),
+            confirming_abort: false,
         }
     }
 }
@@ -217,7 +220,12 @@ fn toolbar_ui(ui: &mut Ui, view: &View<'_>, settings: &mut Settings, forms: &mut
         });
         ui.separator();
 
-        let (text, label, fill, next) = if line_active {
+        // Stop lets the units in flight finish; while they do, the same button offers to abort
+        // them, which asks first (an aborted unit is left half-provisioned).
+        let stopping = view.line.status == LineStatus::Stopping;
+        let (text, label, fill, next) = if stopping {
+            ("⏹  ABORT UNITS", "Abort units in flight", theme::FAIL_COLOUR, Command::Nothing)
+        } else if line_active {
             ("⏹  STOP LINE", "Stop line", theme::FAIL_COLOUR, Command::StopLine)
         } else {
             ("▶  START LINE", "Start line", theme::PASS_COLOUR, Command::StartLine)
@@ -226,7 +234,7 @@ fn toolbar_ui(ui: &mut Ui, view: &View<'_>, settings: &mut Settings, forms: &mut
             line_active || (settings.last_profile.is_some() && !settings.operator.trim().is_empty());
         let shortcut = if line_active { STOP_SHORTCUT } else { START_SHORTCUT };
         let button = ui.add_enabled(
-            can_start && view.line.status != LineStatus::Stopping,
+            can_start && !forms.confirming_abort,
             egui::Button::new(RichText::new(text).size(18.0).strong().color(Color32::BLACK))
                 .fill(fill)
                 .min_size(Vec2::new(170.0, 34.0))
@@ -234,7 +242,18 @@ fn toolbar_ui(ui: &mut Ui, view: &View<'_>, settings: &mut Settings, forms: &mut
         );
         accessible(&button, Role::Button, label);
         if button.clicked() {
-            command = next;
+            if stopping {
+                forms.confirming_abort = true;
+            } else {
+                command = next;
+            }
+        }
+        if !stopping {
+            forms.confirming_abort = false;
+        } else if forms.confirming_abort
+            && let Some(answer) = abort_question_ui(ui.ctx(), forms)
+        {
+            command = answer;
         }
         let button = if settings.operator.trim().is_empty() {
             button.on_disabled_hover_text("enter or scan an operator ID first")
@@ -247,7 +266,9 @@ fn toolbar_ui(ui: &mut Ui, view: &View<'_>, settings: &mut Settings, forms: &mut
             LineStatus::Stopped { message } => (message.clone(), ui.visuals().text_color()),
             LineStatus::Starting => ("starting…".to_string(), theme::WAITING_COLOUR),
             LineStatus::Running => ("running".to_string(), theme::RUNNING_COLOUR),
-            LineStatus::Stopping => ("stopping after the current steps…".to_string(), theme::WAITING_COLOUR),
+            LineStatus::Stopping => {
+                ("stopping: the units in flight finish…".to_string(), theme::WAITING_COLOUR)
+            }
         };
         let status = ui.label(RichText::new(&status_text).color(status_colour));
         accessible(&status, Role::Label, &format!("line status: {status_text}"));
@@ -258,6 +279,39 @@ fn toolbar_ui(ui: &mut Ui, view: &View<'_>, settings: &mut Settings, forms: &mut
 
 /// The scanner field (it keeps the keyboard focus while the line runs, so a keyboard-wedge
 /// scanner's text always lands there), the last work order and the chosen profile.
+/// The question before an abort: the units in flight end after their current step and are
+/// recorded ABORTED, each board left half-provisioned. `Some` when the operator answered.
+fn abort_question_ui(context: &egui::Context, forms: &mut Forms) -> Option<Command> {
+    let mut answer = None;
+    egui::Window::new("Abort the units in flight?")
+        .collapsible(false)
+        .resizable(false)
+        .anchor(egui::Align2::CENTER_CENTER, Vec2::ZERO)
+        .show(context, |ui| {
+            ui.label(
+                "Each unit in flight stops after its current step and is recorded ABORTED.\n\
+                 Its board is left half-provisioned: provision it again before it ships.",
+            );
+            ui.horizontal(|ui| {
+                let abort =
+                    ui.add(egui::Button::new(RichText::new("Abort now").strong()).fill(theme::FAIL_COLOUR));
+                accessible(&abort, Role::Button, "Abort now");
+                if abort.clicked() {
+                    answer = Some(Command::AbortLine);
+                }
+                let keep = ui.button("Keep finishing");
+                accessible(&keep, Role::Button, "Keep finishing");
+                if keep.clicked() {
+                    answer = Some(Command::Nothing);
+                }
+            });
+        });
+    if answer.is_some() {
+        forms.confirming_abort = false;
+    }
+    answer
+}
+
 fn scanner_ui(ui: &mut Ui, view: &View<'_>, forms: &mut Forms) -> Command {
     let mut command = Command::Nothing;
     ui.horizontal_wrapped(|ui| {

@@ -79,6 +79,7 @@ pub(super) fn slot_card_ui(
         SlotPhase::Running { .. } => StateLook::Running,
         SlotPhase::Passed => StateLook::Pass,
         SlotPhase::Failed { .. } => StateLook::Fail,
+        SlotPhase::Aborted { .. } => StateLook::Waiting,
     };
     ui.set_clip_rect(ui.max_rect().intersect(ui.clip_rect()));
     let card_height = ui.max_rect().height();
@@ -94,6 +95,9 @@ pub(super) fn slot_card_ui(
         }
         SlotPhase::Passed => ("PASS".to_string(), "PASS".to_string()),
         SlotPhase::Failed { step, reason } => ("FAIL".to_string(), format!("FAIL at {step}: {reason}")),
+        SlotPhase::Aborted { step } => {
+            ("ABORTED".to_string(), format!("ABORTED before {step}: provision the board again"))
+        }
     };
     let margin = if card_height < 150.0 { 6 } else { 10 };
     egui::Frame::new()
@@ -237,6 +241,7 @@ fn slot_footer_ui(ui: &mut Ui, index: usize, slot: &SlotState, now: Instant, sma
         let (icon, colour) = match last.result {
             UnitResult::Pass => ("✔", theme::PASS_COLOUR),
             UnitResult::Fail => ("✖", theme::FAIL_COLOUR),
+            UnitResult::Aborted => ("■", theme::WAITING_COLOUR),
         };
         ui.label(
             RichText::new(format!(

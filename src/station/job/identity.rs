@@ -63,7 +63,7 @@ impl<'a> UnitJob<'a> {
     /// waits for the scan, up to [`SCANNED_SERIAL_WAIT`].
     fn wait_for_scanned_serial(&self) -> Result<String, StepFailure> {
         let cancel = &self.context.cancel;
-        match self.context.labels.take_serial(self.slot, &|| !cancel.is_cancelled(), SCANNED_SERIAL_WAIT) {
+        match self.context.labels.take_serial(self.slot, &|| !cancel.is_aborting(), SCANNED_SERIAL_WAIT) {
             SerialWait::Serial(serial) => Ok(serial),
             SerialWait::Exhausted => Err(StepFailure(
                 "no scanned serial left for this unit (the profile's serial scheme is \"scanned\"; \

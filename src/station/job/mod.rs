@@ -25,7 +25,7 @@ mod identity;
 mod lock;
 mod self_test;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -49,19 +49,38 @@ pub const TRANSIENT_RETRY_ATTEMPTS: u32 = 3;
 /// How often the mailbox is polled while waiting for a report.
 const REPORT_POLL_INTERVAL: Duration = Duration::from_millis(2);
 
-/// A shared flag that asks every slot to stop after its current step.
+/// How a line is asked to end, shared by every slot. Two levels, each one way:
+/// - [`CancelToken::stop`]: start no new unit; every unit in flight finishes (PASS or FAIL, as it
+///   would have) and is recorded. The operator's Stop, the first Ctrl-C or SIGTERM, a reader of
+///   the event stream that went away.
+/// - [`CancelToken::abort`]: also end the units in flight after their current step; each is
+///   recorded ABORTED with the steps it did (a second Ctrl-C, the window's confirmed Abort).
 #[derive(Debug, Clone, Default)]
-pub struct CancelToken(Arc<AtomicBool>);
+pub struct CancelToken(Arc<AtomicU8>);
+
+// The token's levels; a new token is running (0).
+const LINE_STOPPING: u8 = 1;
+const LINE_ABORTING: u8 = 2;
 
 impl CancelToken {
-    /// Asks for a stop.
-    pub fn cancel(&self) {
-        self.0.store(true, Ordering::SeqCst);
+    /// Asks the line to finish its units in flight and start no new one.
+    pub fn stop(&self) {
+        self.0.fetch_max(LINE_STOPPING, Ordering::SeqCst);
     }
 
-    /// Whether a stop was asked for.
-    pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+    /// Asks the line to end its units in flight after their current step (recorded ABORTED).
+    pub fn abort(&self) {
+        self.0.store(LINE_ABORTING, Ordering::SeqCst);
+    }
+
+    /// Whether a stop (or an abort) was asked for: no new unit may start.
+    pub fn is_stopping(&self) -> bool {
+        self.0.load(Ordering::SeqCst) >= LINE_STOPPING
+    }
+
+    /// Whether an abort was asked for: units in flight end after their current step.
+    pub fn is_aborting(&self) -> bool {
+        self.0.load(Ordering::SeqCst) == LINE_ABORTING
     }
 }
 
@@ -200,11 +219,16 @@ impl ProgressReporter {
     }
 }
 
-/// A failed step: which one, and why.
+/// A failed step: which one, and why; `aborted` when the line was aborted before it.
 struct JobFailure {
     step: StepName,
     reason: String,
+    aborted: bool,
 }
+
+/// The reason recorded for a unit the line was aborted under.
+pub const ABORTED_REASON: &str =
+    "aborted by the operator before this step (the unit was left as the recorded steps say)";
 
 impl<'a> UnitJob<'a> {
     fn profile(&self) -> &'a Profile {
@@ -246,8 +270,9 @@ impl<'a> UnitJob<'a> {
                 self.skip(step, format!("profile skips {}", skippable.name()));
                 continue;
             }
-            if self.context.cancel.is_cancelled() {
-                return Err(JobFailure { step, reason: "cancelled by the operator".to_string() });
+            if self.context.cancel.is_aborting() {
+                // The step never started: nothing of it is recorded but the abort itself.
+                return Err(JobFailure { step, reason: ABORTED_REASON.to_string(), aborted: true });
             }
             self.run_step(step)?;
         }
@@ -319,7 +344,7 @@ impl<'a> UnitJob<'a> {
                     duration_ms,
                     detail: json!({ "reason": reason }),
                 });
-                Err(JobFailure { step, reason })
+                Err(JobFailure { step, reason, aborted: false })
             }
         }
     }
@@ -371,7 +396,11 @@ impl<'a> UnitJob<'a> {
             device_id: identity.as_ref().map(|identity| identity.device_id),
             started_at: self.started_at,
             finished_at: SystemTime::now(),
-            result: if failure.is_none() { RunResult::Pass } else { RunResult::Fail },
+            result: match &failure {
+                None => RunResult::Pass,
+                Some(failure) if failure.aborted => RunResult::Aborted,
+                Some(_) => RunResult::Fail,
+            },
             failing_step: failing_step.map(str::to_string),
             reason: reason.clone(),
             steps: std::mem::take(&mut self.steps),
@@ -387,8 +416,9 @@ impl<'a> UnitJob<'a> {
                 });
                 (UnitResult::Pass, None, None, Some(hex::encode(receipt.record_hash)))
             }
-            (Ok(receipt), Some(_)) => {
-                (UnitResult::Fail, failing_step, reason, Some(hex::encode(receipt.record_hash)))
+            (Ok(receipt), Some(failure)) => {
+                let result = if failure.aborted { UnitResult::Aborted } else { UnitResult::Fail };
+                (result, failing_step, reason, Some(hex::encode(receipt.record_hash)))
             }
             (Err(error), failure) => {
                 let record_reason = format!("the ledger did not commit the run: {error}");
@@ -415,7 +445,8 @@ impl<'a> UnitJob<'a> {
             failing_step: failing_step.map(str::to_string),
             error_code: match result {
                 UnitResult::Pass => None,
-                _ => Some(
+                UnitResult::Aborted => Some(FailureCategory::Aborted),
+                UnitResult::Fail => Some(
                     failing_step
                         .and_then(FailureCategory::for_step_name)
                         .unwrap_or(FailureCategory::Internal),
