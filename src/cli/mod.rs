@@ -69,7 +69,19 @@ enum Command {
 /// Parses the command line, sets up diagnostics and runs the command.
 pub fn main() -> ExitCode {
     exit_quietly_when_stdout_closes();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            // `imprint run --json` refused for its arguments (`--count 0`, an unknown flag) still
+            // tells its reader on the stream; help and version are not refusals.
+            if error.use_stderr() && asks_for_a_json_run(std::env::args_os().skip(1)) {
+                let message = error.to_string();
+                let reason = message.lines().next().unwrap_or_default();
+                run::print_line_refused("usage", reason.strip_prefix("error: ").unwrap_or(reason));
+            }
+            error.exit()
+        }
+    };
     // The GUI installs its own subscriber: stderr as here, plus its log panel.
     #[cfg(feature = "gui")]
     let has_own_subscriber = matches!(cli.command, Command::Gui(_));
@@ -97,6 +109,13 @@ pub fn main() -> ExitCode {
             ExitCode::from(EXIT_BAD_INPUT)
         }
     }
+}
+
+/// Whether the command line (without the program) is an `imprint run ... --json`: its words
+/// before a `--` hold both. Used only when the arguments could not be parsed.
+fn asks_for_a_json_run(arguments: impl Iterator<Item = std::ffi::OsString>) -> bool {
+    let words: Vec<_> = arguments.take_while(|word| word != "--").collect();
+    words.iter().any(|word| word == "run") && words.iter().any(|word| word == "--json")
 }
 
 /// A count of units or slots: a whole number of at least 1 (`--count 0` would do nothing and exit
