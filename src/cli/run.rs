@@ -323,7 +323,7 @@ fn show_progress(
             EventKind::SlotError { reason } => bars.suspend(|| eprintln!("slot {slot}: {reason}")),
             EventKind::StepFailed { .. }
             | EventKind::StepSkipped { .. }
-            | EventKind::LineStarted { .. }
+            | EventKind::LineStarted(_)
             | EventKind::LineRefused { .. }
             | EventKind::LineFinished { .. } => {}
         }

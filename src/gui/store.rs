@@ -418,9 +418,7 @@ impl LineStore {
             EventKind::SlotError { reason } => {
                 slot.slot_error = Some(reason.clone());
             }
-            EventKind::LineStarted { .. }
-            | EventKind::LineRefused { .. }
-            | EventKind::LineFinished { .. } => {}
+            EventKind::LineStarted(_) | EventKind::LineRefused { .. } | EventKind::LineFinished { .. } => {}
         }
     }
 }

@@ -34,8 +34,9 @@ pub use super::steps::StepName;
 pub const EVENT_SCHEMA_VERSION: u32 = 2;
 
 /// How many events [`EventQueue`] holds before unit lifecycle events wait for room and
-/// progress events are dropped: a few units' worth of events, a few megabytes at most.
-pub const EVENT_QUEUE_CAPACITY: usize = 1024;
+/// progress events are dropped: a few units' worth of events (a unit sends about 30 besides its
+/// progress), well under a megabyte.
+pub const EVENT_QUEUE_CAPACITY: usize = 256;
 
 /// One thing that happened on the line.
 #[derive(Debug, Clone, Serialize)]
@@ -61,23 +62,9 @@ pub struct StationEvent {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(tag = "event", rename_all = "kebab-case")]
 pub enum EventKind {
-    /// The line opened: the first event of a run, before any unit.
-    LineStarted {
-        /// The product profile.
-        profile: LineProfile,
-        /// This station's name, as recorded with every run.
-        station: String,
-        /// The operator ID, as recorded with every run.
-        operator: String,
-        /// The ledger database the runs are recorded in.
-        ledger: String,
-        /// The slots, in slot order.
-        slots: Vec<LineSlot>,
-        /// The version of Imprint running the line.
-        imprint_version: String,
-        /// Units the line will attempt in all; `None` runs until stopped.
-        unit_limit: Option<u64>,
-    },
+    /// The line opened: the first event of a run, before any unit (boxed: it is much larger
+    /// than the events that follow it).
+    LineStarted(Box<LineStart>),
     /// The line was refused at start (bad profile, missing ledger, bad selector...): nothing
     /// was written to a device or the ledger. Sent by `imprint run --json` instead of every
     /// other event; the process exits 2.
@@ -181,6 +168,25 @@ pub enum EventKind {
         /// no other kind of event is ever dropped.
         progress_events_dropped: u64,
     },
+}
+
+/// What a line runs, the fields of `line-started`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct LineStart {
+    /// The product profile.
+    pub profile: LineProfile,
+    /// This station's name, as recorded with every run.
+    pub station: String,
+    /// The operator ID, as recorded with every run.
+    pub operator: String,
+    /// The ledger database the runs are recorded in.
+    pub ledger: String,
+    /// The slots, in slot order.
+    pub slots: Vec<LineSlot>,
+    /// The version of Imprint running the line.
+    pub imprint_version: String,
+    /// Units the line will attempt in all; `None` runs until stopped.
+    pub unit_limit: Option<u64>,
 }
 
 /// The profile a line runs, on `line-started`.

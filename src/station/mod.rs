@@ -27,7 +27,7 @@ pub mod steps;
 
 pub use events::{
     DiscardEvents, EVENT_QUEUE_CAPACITY, EVENT_SCHEMA_VERSION, EventKind, EventQueue, EventSink, LineProfile,
-    LineSlot, StationEvent, StepFacts, UnitResult,
+    LineSlot, LineStart, StationEvent, StepFacts, UnitResult,
 };
 pub use failure::{FailureCategory, OperatorAction};
 pub use job::{CancelToken, StationContext, UnitOutcome, provision_unit};

@@ -22,7 +22,7 @@ use crate::device::factory::{FixtureError, FixtureSelector, SimOptions, open_fix
 use crate::ledger::{Ledger, LedgerError, OpenMode, check_name_text};
 use crate::profile::{Profile, ProfileError, SimTiming};
 
-use super::events::{EventKind, EventSink, LineProfile, LineSlot, StationEvent};
+use super::events::{EventKind, EventSink, LineProfile, LineSlot, LineStart, StationEvent};
 use super::job::{CancelToken, StationContext};
 use super::labels::UnitLabels;
 use super::line::{LineSummary, run_line};
@@ -250,7 +250,7 @@ impl LineSession {
     /// The `line-started` event: what this line is about to run, for the stream's first line.
     fn line_started(&self) -> StationEvent {
         let profile = &self.profile;
-        StationEvent::for_line(EventKind::LineStarted {
+        StationEvent::for_line(EventKind::LineStarted(Box::new(LineStart {
             profile: LineProfile {
                 name: profile.name.clone(),
                 path: profile.path.display().to_string(),
@@ -267,7 +267,7 @@ impl LineSession {
                 .collect(),
             imprint_version: env!("CARGO_PKG_VERSION").to_string(),
             unit_limit: self.unit_limit,
-        })
+        })))
     }
 
     /// Runs the line until its unit limit or `cancel`, then drains the central link. The first
