@@ -40,9 +40,10 @@ fn json_stream_has_every_step_of_every_unit() {
     let mut finished_steps: BTreeMap<u64, BTreeSet<String>> = BTreeMap::new();
     let mut results = BTreeMap::new();
     for event in &events {
-        assert_eq!(event["schema"], 1);
+        assert_eq!(event["schema"], 2);
         assert!(event["time"].as_str().unwrap().ends_with('Z'));
-        let unit = event["unit"].as_u64().unwrap();
+        // Line-level events carry no unit (schema 2).
+        let Some(unit) = event["unit"].as_u64() else { continue };
         match event["event"].as_str().unwrap() {
             "step-finished" | "step-skipped" => {
                 finished_steps.entry(unit).or_default().insert(event["step"].as_str().unwrap().to_string());
@@ -126,7 +127,9 @@ fn bad_usage_gives_exit_code_2_and_touches_nothing() {
         }
         let (code, events) = run_json(&arguments, &db);
         assert_eq!(code, 2, "{arguments:?}");
-        assert!(events.is_empty(), "{arguments:?}");
+        // The refusal is the stream's one object (docs/events.md): no unit, no line-started.
+        assert_eq!(events.len(), 1, "{arguments:?}: {events:?}");
+        assert_eq!(events[0]["event"], "line-refused", "{arguments:?}");
         assert!(!db.exists(), "{arguments:?} created the ledger");
     }
 }
@@ -372,7 +375,13 @@ fn bad_serial_sources_give_exit_code_2_naming_the_file_and_line() {
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{arguments:?}: {stderr}");
         assert!(stderr.contains(expected), "{arguments:?}: expected {expected:?} in {stderr}");
-        assert!(output.stdout.is_empty(), "{arguments:?} started units");
+        // With --json the refusal is the stream's one object, and no unit started.
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(stdout.lines().count(), 1, "{arguments:?}: {stdout}");
+        assert!(
+            stdout.contains("\"event\":\"line-refused\"") && !stdout.contains("unit-started"),
+            "{stdout}"
+        );
         assert!(!db.exists(), "{arguments:?} created the ledger");
     }
 }

@@ -356,7 +356,8 @@ fn a_hung_slot_times_out_while_the_other_slots_keep_producing() {
         .iter()
         .take_while(|event| !matches!(&event.kind, EventKind::UnitFinished { result: UnitResult::Fail, .. }))
         .filter(|event| {
-            event.slot == 1 && matches!(&event.kind, EventKind::UnitFinished { result: UnitResult::Pass, .. })
+            event.slot == Some(1)
+                && matches!(&event.kind, EventKind::UnitFinished { result: UnitResult::Pass, .. })
         })
         .count();
     assert!(
@@ -391,7 +392,9 @@ fn rework_writes_only_what_changed() {
         events
             .iter()
             .find_map(|event| match &event.kind {
-                EventKind::StepFinished { step, detail, .. } if event.unit == unit && step == wanted => {
+                EventKind::StepFinished { step, detail, .. }
+                    if event.unit == Some(unit) && step == wanted =>
+                {
                     Some(detail.clone())
                 }
                 _ => None,
@@ -437,7 +440,7 @@ fn probe_lost_at_every_step_fails_that_unit_and_the_slot_recovers() {
             .iter()
             .filter_map(|event| match &event.kind {
                 EventKind::UnitFinished { result, failing_step, .. } => {
-                    Some((event.slot, *result, failing_step.clone()))
+                    Some((event.slot.unwrap_or_default(), *result, failing_step.clone()))
                 }
                 _ => None,
             })

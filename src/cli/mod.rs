@@ -72,8 +72,21 @@ enum Command {
 /// Parses the command line, sets up diagnostics and runs the command.
 pub fn main() -> ExitCode {
     exit_quietly_when_stdout_closes();
-    let matches = with_unwrapped_examples(Cli::command()).get_matches();
-    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
+    let command = with_unwrapped_examples(Cli::command());
+    let parsed = command.try_get_matches().and_then(|matches| Cli::from_arg_matches(&matches));
+    let cli = match parsed {
+        Ok(cli) => cli,
+        Err(error) => {
+            // `imprint run --json` refused for its arguments (`--count 0`, an unknown flag) still
+            // tells its reader on the stream; help and version are not refusals.
+            if error.use_stderr() && asks_for_a_json_run(std::env::args_os().skip(1)) {
+                let message = error.to_string();
+                let reason = message.lines().next().unwrap_or_default();
+                run::print_line_refused("usage", reason.strip_prefix("error: ").unwrap_or(reason));
+            }
+            error.exit()
+        }
+    };
     // The GUI installs its own subscriber: stderr as here, plus its log panel.
     #[cfg(feature = "gui")]
     let has_own_subscriber = matches!(cli.command, Command::Gui(_));
@@ -116,6 +129,13 @@ fn with_unwrapped_examples(command: clap::Command) -> clap::Command {
     };
     let names: Vec<String> = command.get_subcommands().map(|sub| sub.get_name().to_string()).collect();
     names.into_iter().fold(command, |command, name| command.mut_subcommand(name, with_unwrapped_examples))
+}
+
+/// Whether the command line (without the program) is an `imprint run ... --json`: its words
+/// before a `--` hold both. Used only when the arguments could not be parsed.
+fn asks_for_a_json_run(arguments: impl Iterator<Item = std::ffi::OsString>) -> bool {
+    let words: Vec<_> = arguments.take_while(|word| word != "--").collect();
+    words.iter().any(|word| word == "run") && words.iter().any(|word| word == "--json")
 }
 
 /// A count of units or slots: a whole number of at least 1 (`--count 0` would do nothing and exit

@@ -9,8 +9,8 @@ use imprint::central::LinkStatus;
 use imprint::ledger::Ledger;
 use imprint::station::session::{CentralStart, FaultInjector, SerialSource, SlotChoice};
 use imprint::station::{
-    CancelToken, EventKind, EventSink, LinePlan, LineSession, LineSummary, SessionError, StationEvent,
-    UnitResult,
+    CancelToken, EVENT_QUEUE_CAPACITY, EventKind, EventQueue, EventSink, LinePlan, LineSession, LineSummary,
+    SessionError, StationEvent, UnitResult,
 };
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
@@ -76,8 +76,9 @@ pub struct RunArgs {
     sim_uid_seed: Option<u64>,
     #[command(flatten)]
     central: CentralArgs,
-    /// Inject a fault into a simulated unit: SLOT.UNIT:KIND[=VALUE], where UNIT counts the
-    /// slot's units from 1 and KIND is power-cut (=flash operations), probe-lost (=step),
+    /// Inject a fault into a simulated unit: SLOT.UNIT:KIND[=VALUE], where UNIT counts that
+    /// slot's own units from 1 (the slot's UNIT-th `unit-started`, not the line-wide `unit`
+    /// number events carry; docs/events.md) and KIND is power-cut (=flash operations), probe-lost (=step),
     /// hang (=step: the probe stops answering), panic (=step: the backend
     /// panics), uid-read-fails, flip-bit (=address) or transient
     /// (=count). Repeatable.
@@ -95,37 +96,18 @@ pub struct RunArgs {
 }
 
 pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let faults = parse_sim_faults(&args.sim_fault)?;
-    let central = args.central.settings()?;
-    let ledger_path = match args.db {
-        Some(path) => path,
-        None => Ledger::default_path()?,
+    let json = args.json;
+    let session = match open_session(args) {
+        Ok(session) => session,
+        Err((error_code, error)) => {
+            // A fixture controller reading --json learns of the refusal on the stream it reads,
+            // beside the message on standard error (and the exit code 2).
+            if json {
+                print_line_refused(error_code, &format!("{error:#}"));
+            }
+            return Err(error);
+        }
     };
-    let (station_name, operator) = station_identity(args.station, args.operator);
-    let serials = match args.serials {
-        None => SerialSource::NotGiven,
-        Some(path) if path == std::path::Path::new("-") => SerialSource::StandardInput,
-        Some(path) => SerialSource::File(path),
-    };
-    let plan = LinePlan {
-        profile_path: args.profile,
-        slots: SlotChoice { probes: args.probe, slot_count: args.sim },
-        station_name,
-        operator,
-        ledger_path,
-        create_ledger: args.create_ledger,
-        central,
-        serials,
-        work_order: args.work_order,
-        faults: FaultInjector::with_schedule(faults),
-        unit_limit: args.count,
-        sim_timing_zero: args.sim_timing == "zero",
-        sim_uid_seed: args.sim_uid_seed,
-    };
-    let session = LineSession::open(plan).map_err(|error| match error {
-        SessionError::Central { .. } => anyhow::Error::new(error).context("--central"),
-        other => anyhow::Error::new(other),
-    })?;
     for warning in &session.profile().warnings {
         eprintln!("warning: {warning}");
     }
@@ -155,16 +137,18 @@ pub fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let cancel_when_reader_leaves = cancel.clone();
     let line_stopped = cancel.clone();
 
-    let (sender, receiver) = crossbeam_channel::unbounded::<StationEvent>();
-    let line = std::thread::spawn(move || session.run(Arc::new(sender) as Arc<dyn EventSink>, cancel));
+    // Bounded: a reader that stalls holds the slots back (and loses progress events, counted on
+    // line-finished) instead of making the queue grow without bound.
+    let (queue, receiver) = EventQueue::bounded(EVENT_QUEUE_CAPACITY);
+    let line = std::thread::spawn(move || session.run(Arc::new(queue) as Arc<dyn EventSink>, cancel));
 
-    let reader_left = if args.json {
+    let reader_left = if json {
         write_json_events(receiver, &cancel_when_reader_leaves)
     } else {
         show_progress(receiver, slot_count, &cancel_when_reader_leaves)
     };
     let report = line.join().map_err(|_| anyhow::anyhow!("the line coordinator panicked"))?;
-    if !args.json {
+    if !json {
         print_summary(&report.summary, &report.ledger_path);
     }
     if let Some(status) = &report.central {
@@ -194,6 +178,56 @@ fn line_exit_code(summary: &LineSummary, stopped: bool) -> u8 {
     } else {
         EXIT_UNITS_FAILED
     }
+}
+
+/// Opens the line the arguments describe; a refusal comes with its `error_code` for
+/// `line-refused` (`usage` for the arguments themselves, else the session's code).
+fn open_session(args: RunArgs) -> Result<LineSession, (&'static str, anyhow::Error)> {
+    let faults = parse_sim_faults(&args.sim_fault).map_err(|error| ("usage", error))?;
+    let central = args.central.settings().map_err(|error| ("usage", error))?;
+    let ledger_path = match args.db {
+        Some(path) => path,
+        None => Ledger::default_path().map_err(|error| ("ledger", anyhow::Error::new(error)))?,
+    };
+    let (station_name, operator) = station_identity(args.station, args.operator);
+    let serials = match args.serials {
+        None => SerialSource::NotGiven,
+        Some(path) if path == std::path::Path::new("-") => SerialSource::StandardInput,
+        Some(path) => SerialSource::File(path),
+    };
+    let plan = LinePlan {
+        profile_path: args.profile,
+        slots: SlotChoice { probes: args.probe, slot_count: args.sim },
+        station_name,
+        operator,
+        ledger_path,
+        create_ledger: args.create_ledger,
+        central,
+        serials,
+        work_order: args.work_order,
+        faults: FaultInjector::with_schedule(faults),
+        unit_limit: args.count,
+        sim_timing_zero: args.sim_timing == "zero",
+        sim_uid_seed: args.sim_uid_seed,
+    };
+    LineSession::open(plan).map_err(|error| {
+        let code = error.error_code();
+        let error = match error {
+            SessionError::Central { .. } => anyhow::Error::new(error).context("--central"),
+            other => anyhow::Error::new(other),
+        };
+        (code, error)
+    })
+}
+
+/// Prints the `line-refused` event (docs/events.md) on standard output; a closed standard
+/// output leaves only the message on standard error.
+pub fn print_line_refused(error_code: &str, reason: &str) {
+    let event = StationEvent::for_line(EventKind::LineRefused {
+        error_code: error_code.to_owned(),
+        reason: reason.to_owned(),
+    });
+    let _ = writeln!(std::io::stdout(), "{}", event.to_json_line());
 }
 
 /// What the central link said at start: an alarm, or that the line begins offline.
@@ -262,18 +296,21 @@ fn show_progress(
     let mut serial_by_slot = vec![String::new(); slot_count];
     let mut reader_left = false;
     for event in receiver {
-        let Some(bar) = slot_bars.get(event.slot) else { continue };
+        // Line-level events carry no slot; the summary is printed from the line's report.
+        let Some(slot) = event.slot else { continue };
+        let Some(bar) = slot_bars.get(slot) else { continue };
+        let unit = event.unit.unwrap_or_default();
         match event.kind {
             EventKind::UnitStarted { .. } => {
-                serial_by_slot[event.slot].clear();
+                serial_by_slot[slot].clear();
                 bar.set_length(1);
                 bar.set_position(0);
-                bar.set_message(format!("unit {}: starting", event.unit));
+                bar.set_message(format!("unit {unit}: starting"));
             }
             EventKind::StepStarted { step } => {
                 bar.set_length(1);
                 bar.set_position(0);
-                bar.set_message(format!("unit {} {}: {step}", event.unit, serial_by_slot[event.slot]));
+                bar.set_message(format!("unit {unit} {}: {step}", serial_by_slot[slot]));
             }
             EventKind::StepProgress { bytes_done, bytes_total, .. } => {
                 bar.set_length(bytes_total.max(1));
@@ -281,7 +318,7 @@ fn show_progress(
             }
             EventKind::StepFinished { facts, .. } => {
                 if let Some(serial) = facts.serial {
-                    serial_by_slot[event.slot] = serial;
+                    serial_by_slot[slot] = serial;
                 }
                 bar.set_position(bar.length().unwrap_or(1));
             }
@@ -289,21 +326,19 @@ fn show_progress(
                 let serial = serial.unwrap_or_else(|| "-".to_string());
                 let line = match result {
                     UnitResult::Pass => {
-                        format!("PASS  slot {} unit {} {serial} ({cycle_time_ms} ms)", event.slot, event.unit)
+                        format!("PASS  slot {slot} unit {unit} {serial} ({cycle_time_ms} ms)")
                     }
                     UnitResult::Fail => format!(
-                        "FAIL  slot {} unit {} {serial} at {}: {}",
-                        event.slot,
-                        event.unit,
+                        "FAIL  slot {slot} unit {unit} {serial} at {}: {}",
                         failing_step.unwrap_or_default(),
                         reason.unwrap_or_default()
                     ),
-                    UnitResult::Aborted => format!(
-                        "ABORT slot {} unit {} {serial} before {}",
-                        event.slot,
-                        event.unit,
-                        failing_step.unwrap_or_default()
-                    ),
+                    UnitResult::Aborted => {
+                        format!(
+                            "ABORT slot {slot} unit {unit} {serial} before {}",
+                            failing_step.unwrap_or_default()
+                        )
+                    }
                 };
                 let written = bars.suspend(|| writeln!(std::io::stdout(), "{line}"));
                 if written.is_err() && !reader_left {
@@ -319,9 +354,12 @@ fn show_progress(
                     }
                 ));
             }
-            EventKind::SlotError { reason } => bars.suspend(|| eprintln!("slot {}: {reason}", event.slot)),
-            EventKind::StepFailed { .. } | EventKind::StepSkipped { .. } | EventKind::LineFinished { .. } => {
-            }
+            EventKind::SlotError { reason } => bars.suspend(|| eprintln!("slot {slot}: {reason}")),
+            EventKind::StepFailed { .. }
+            | EventKind::StepSkipped { .. }
+            | EventKind::LineStarted(_)
+            | EventKind::LineRefused { .. }
+            | EventKind::LineFinished { .. } => {}
         }
     }
     for bar in slot_bars {

@@ -318,17 +318,22 @@ impl LineStore {
 
     /// Folds one station event into the slots and statistics.
     pub fn apply(&mut self, event: &StationEvent, now: Instant) {
-        if let EventKind::LineFinished { units, passed, failed, aborted, elapsed_ms } = &event.kind {
+        if let EventKind::LineFinished { units, passed, failed, aborted, elapsed_ms, .. } = &event.kind {
             self.line_finished([*units, *passed, *failed, *aborted], *elapsed_ms, now);
             return;
         }
-        let Some(slot) = self.slots.get_mut(event.slot) else {
+        // Line-level events (line-started) carry no slot: the window shows its slots already.
+        let Some(slot_index) = event.slot else {
+            return;
+        };
+        let unit = event.unit.unwrap_or_default();
+        let Some(slot) = self.slots.get_mut(slot_index) else {
             return;
         };
         match &event.kind {
             EventKind::UnitStarted { probe } => {
                 slot.fixture_name.clone_from(probe);
-                slot.unit = event.unit;
+                slot.unit = unit;
                 slot.serial = None;
                 slot.chip_uid = None;
                 slot.slot_error = None;
@@ -337,7 +342,7 @@ impl LineStore {
                 slot.unit_started_at = Some(now);
                 slot.unit_started_time = Some(event.time.clone());
                 slot.phase = SlotPhase::Running { step: "connect".to_string(), step_number: 1 };
-                if let Some(seen) = self.seen_before.get_mut(event.slot) {
+                if let Some(seen) = self.seen_before.get_mut(slot_index) {
                     *seen = None;
                 }
             }
@@ -369,7 +374,7 @@ impl LineStore {
                     slot.chip_uid = Some(chip_uid.clone());
                 }
                 if let (Some(seen), Some(seen_before)) =
-                    (facts.seen_before, self.seen_before.get_mut(event.slot))
+                    (facts.seen_before, self.seen_before.get_mut(slot_index))
                 {
                     *seen_before = Some(seen);
                 }
@@ -389,13 +394,13 @@ impl LineStore {
                 slot.serial = serial.clone().or(slot.serial.take());
                 slot.chip_uid = chip_uid.clone().or(slot.chip_uid.take());
                 slot.last_finished = Some(FinishedUnit {
-                    unit: event.unit,
+                    unit,
                     result: *result,
                     serial: slot.serial.clone(),
                     chip_uid: slot.chip_uid.clone(),
                     cycle_time_ms: *cycle_time_ms,
                 });
-                let is_first_attempt = self.seen_before.get(event.slot).copied().flatten() != Some(true);
+                let is_first_attempt = self.seen_before.get(slot_index).copied().flatten() != Some(true);
                 self.stats.units += 1;
                 self.units_finished_total += 1;
                 // An aborted unit says nothing of the board: it stays out of the yield.
@@ -428,7 +433,7 @@ impl LineStore {
             EventKind::SlotError { reason } => {
                 slot.slot_error = Some(reason.clone());
             }
-            EventKind::LineFinished { .. } => {}
+            EventKind::LineStarted(_) | EventKind::LineRefused { .. } | EventKind::LineFinished { .. } => {}
         }
     }
 }
@@ -641,6 +646,8 @@ mod tests {
             reason: reason.map(str::to_string),
             cycle_time_ms: 1234,
             record_hash: None,
+            locked: result == UnitResult::Pass,
+            skipped_steps: Vec::new(),
         }
     }
 

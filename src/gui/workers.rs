@@ -50,7 +50,7 @@ pub enum LineMessage {
     /// Manual start: the slot waits for the operator.
     SlotWaiting { slot: usize },
     /// A station event.
-    Event(StationEvent),
+    Event(Box<StationEvent>),
     /// The line thread ended (after the line's `line-finished` event, or after `StartFailed`).
     Ended,
 }
@@ -79,7 +79,7 @@ pub struct ChannelEventSink(UiSender);
 
 impl EventSink for ChannelEventSink {
     fn emit(&self, event: StationEvent) {
-        self.0.send(LineMessage::Event(event));
+        self.0.send(LineMessage::Event(Box::new(event)));
     }
 }
 

@@ -8,7 +8,17 @@
 //! (serialized by name) and, on `step-finished`, the [`StepFacts`] the step learned (chip UID,
 //! seen before, serial, device ID). A step's `detail` object is for the record and for people;
 //! nothing should have to fish in it by key.
+//!
+//! Unit events carry the slot and the unit's number on the line; slot events (`slot-error`)
+//! carry only the slot; line events (`line-started`, `line-finished`, `line-refused`) carry
+//! neither, so no consumer reads a line-level event as "slot 0, unit 0".
+//!
+//! [`EventQueue`] is the bounded queue between the slots and a front end that writes the events
+//! somewhere that can stall (a `--json` reader): unit lifecycle events wait for room (the slots
+//! are held back), progress events are dropped when the queue is full and counted, and the count
+//! is reported on `line-finished`.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use serde::Serialize;
@@ -18,8 +28,15 @@ use super::failure::FailureCategory;
 pub use super::steps::StepName;
 
 /// Version of the JSON event schema; bumped on any incompatible change. Adding fields is not
-/// one (the typed step facts on `step-finished` were added within version 1).
-pub const EVENT_SCHEMA_VERSION: u32 = 1;
+/// one (the typed step facts on `step-finished` were added within version 1). Version 2 left
+/// `slot` and `unit` out of line-level events (version 1 sent `"slot": 0, "unit": 0`) and
+/// `unit` out of `slot-error` (docs/events.md lists the changes).
+pub const EVENT_SCHEMA_VERSION: u32 = 2;
+
+/// How many events [`EventQueue`] holds before unit lifecycle events wait for room and
+/// progress events are dropped: a few units' worth of events (a unit sends about 30 besides its
+/// progress), well under a megabyte.
+pub const EVENT_QUEUE_CAPACITY: usize = 256;
 
 /// One thing that happened on the line.
 #[derive(Debug, Clone, Serialize)]
@@ -28,10 +45,14 @@ pub struct StationEvent {
     pub schema: u32,
     /// Wall-clock time, RFC 3339 UTC with milliseconds.
     pub time: String,
-    /// The slot (fixture/probe) index, from 0.
-    pub slot: usize,
-    /// The unit's attempt number on this line, from 1 (0 for slot- and line-level events).
-    pub unit: u64,
+    /// The slot (fixture/probe) index, from 0; `None` (left out of the JSON) for line-level
+    /// events.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slot: Option<usize>,
+    /// The unit's attempt number on this line, from 1; `None` (left out of the JSON) for slot-
+    /// and line-level events.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unit: Option<u64>,
     /// What happened.
     #[serde(flatten)]
     pub kind: EventKind,
@@ -41,6 +62,18 @@ pub struct StationEvent {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(tag = "event", rename_all = "kebab-case")]
 pub enum EventKind {
+    /// The line opened: the first event of a run, before any unit (boxed: it is much larger
+    /// than the events that follow it).
+    LineStarted(Box<LineStart>),
+    /// The line was refused at start (bad profile, missing ledger, bad selector...): nothing
+    /// was written to a device or the ledger. Sent by `imprint run --json` instead of every
+    /// other event; the process exits 2.
+    LineRefused {
+        /// What was refused, for controllers to branch on (docs/events.md lists the codes).
+        error_code: String,
+        /// The whole message, as on standard error.
+        reason: String,
+    },
     /// A unit was detected on the slot and its provisioning began.
     UnitStarted {
         /// The probe or fixture name.
@@ -110,6 +143,11 @@ pub enum EventKind {
         cycle_time_ms: u64,
         /// The ledger's record hash (hex), when the run was recorded.
         record_hash: Option<String>,
+        /// Whether the unit was locked and the lock proven (`lock` and `verify-lock` passed):
+        /// `false` on a pass whose profile skips the lock.
+        locked: bool,
+        /// The steps the profile skipped for this unit, in step order.
+        skipped_steps: Vec<StepName>,
     },
     /// The slot could not get a unit (fixture or probe trouble); it will try again.
     SlotError {
@@ -128,7 +166,49 @@ pub enum EventKind {
         aborted: u64,
         /// Wall time of the whole run.
         elapsed_ms: u64,
+        /// `step-progress` events dropped because the reader fell behind (see [`EventQueue`]);
+        /// no other kind of event is ever dropped.
+        progress_events_dropped: u64,
     },
+}
+
+/// What a line runs, the fields of `line-started`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct LineStart {
+    /// The product profile.
+    pub profile: LineProfile,
+    /// This station's name, as recorded with every run.
+    pub station: String,
+    /// The operator ID, as recorded with every run.
+    pub operator: String,
+    /// The ledger database the runs are recorded in.
+    pub ledger: String,
+    /// The slots, in slot order.
+    pub slots: Vec<LineSlot>,
+    /// The version of Imprint running the line.
+    pub imprint_version: String,
+    /// Units the line will attempt in all; `None` runs until stopped.
+    pub unit_limit: Option<u64>,
+}
+
+/// The profile a line runs, on `line-started`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct LineProfile {
+    /// The profile's `name`.
+    pub name: String,
+    /// The profile file as given.
+    pub path: String,
+    /// The profile file's SHA-256 (lowercase hex), as recorded with every run.
+    pub sha256: String,
+}
+
+/// One slot of a line, on `line-started`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct LineSlot {
+    /// The slot index, as in every unit event's `slot`.
+    pub index: usize,
+    /// The fixture's name (`sim-0`, `qemu-1`, a probe's selector...).
+    pub fixture: String,
 }
 
 /// What a step learned about the unit, as typed fields of its `step-finished` event:
@@ -165,8 +245,23 @@ pub enum UnitResult {
 }
 
 impl StationEvent {
-    /// An event stamped with the current time.
+    /// A unit's event, stamped with the current time.
     pub fn now(slot: usize, unit: u64, kind: EventKind) -> StationEvent {
+        StationEvent::stamped(Some(slot), Some(unit), kind)
+    }
+
+    /// A slot's event that concerns no unit (`slot-error`), stamped with the current time.
+    pub fn for_slot(slot: usize, kind: EventKind) -> StationEvent {
+        StationEvent::stamped(Some(slot), None, kind)
+    }
+
+    /// A line-level event (`line-started`, `line-finished`, `line-refused`), stamped with the
+    /// current time.
+    pub fn for_line(kind: EventKind) -> StationEvent {
+        StationEvent::stamped(None, None, kind)
+    }
+
+    fn stamped(slot: Option<usize>, unit: Option<u64>, kind: EventKind) -> StationEvent {
         StationEvent { schema: EVENT_SCHEMA_VERSION, time: format_time(SystemTime::now()), slot, unit, kind }
     }
 
@@ -192,6 +287,48 @@ pub fn format_time(time: SystemTime) -> String {
 pub trait EventSink: Send + Sync {
     /// Delivers one event.
     fn emit(&self, event: StationEvent);
+
+    /// How many `step-progress` events this sink dropped so far (a bounded sink whose reader
+    /// fell behind); reported on `line-finished`.
+    fn progress_events_dropped(&self) -> u64 {
+        0
+    }
+}
+
+/// A bounded queue of events to one reader, with the station's policy for a reader that stalls:
+/// unit lifecycle events (and every other kind but progress) are never dropped, so a slot waits
+/// for room before it goes on (backpressure: the line slows to the reader's pace); `step-progress`
+/// events are dropped when the queue is full, and counted. Memory stays bounded whatever the
+/// reader does. A reader that is gone (the receiver dropped) loses the events, and the station
+/// carries on.
+pub struct EventQueue {
+    sender: crossbeam_channel::Sender<StationEvent>,
+    progress_events_dropped: AtomicU64,
+}
+
+impl EventQueue {
+    /// A queue holding at most `capacity` events, and its receiving end.
+    pub fn bounded(capacity: usize) -> (EventQueue, crossbeam_channel::Receiver<StationEvent>) {
+        let (sender, receiver) = crossbeam_channel::bounded(capacity);
+        (EventQueue { sender, progress_events_dropped: AtomicU64::new(0) }, receiver)
+    }
+}
+
+impl EventSink for EventQueue {
+    fn emit(&self, event: StationEvent) {
+        if matches!(event.kind, EventKind::StepProgress { .. }) {
+            if let Err(crossbeam_channel::TrySendError::Full(_)) = self.sender.try_send(event) {
+                self.progress_events_dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        } else {
+            // Waits for room; an error only means the reader is gone.
+            let _ = self.sender.send(event);
+        }
+    }
+
+    fn progress_events_dropped(&self) -> u64 {
+        self.progress_events_dropped.load(Ordering::Relaxed)
+    }
 }
 
 impl EventSink for crossbeam_channel::Sender<StationEvent> {
@@ -206,4 +343,59 @@ pub struct DiscardEvents;
 
 impl EventSink for DiscardEvents {
     fn emit(&self, _event: StationEvent) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn progress() -> StationEvent {
+        StationEvent::now(
+            0,
+            1,
+            EventKind::StepProgress { step: StepName::Erase, bytes_done: 1, bytes_total: 2 },
+        )
+    }
+
+    #[test]
+    fn a_full_queue_drops_progress_only_and_counts_it() {
+        let (queue, receiver) = EventQueue::bounded(2);
+        queue.emit(progress());
+        queue.emit(StationEvent::now(0, 1, EventKind::StepStarted { step: StepName::Erase }));
+        queue.emit(progress());
+        queue.emit(progress());
+        assert_eq!(queue.progress_events_dropped(), 2);
+        // A lifecycle event waits for room: it arrives once the reader takes one.
+        let queue = std::sync::Arc::new(queue);
+        let sender = {
+            let queue = queue.clone();
+            std::thread::spawn(move || {
+                queue.emit(StationEvent::for_line(EventKind::SlotError { reason: "x".into() }))
+            })
+        };
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(!sender.is_finished(), "a lifecycle event must wait for room, not be dropped");
+        assert!(matches!(receiver.recv().map(|event| event.kind), Ok(EventKind::StepProgress { .. })));
+        sender.join().expect("sender");
+        let kinds: Vec<EventKind> = receiver.try_iter().map(|event| event.kind).collect();
+        assert!(
+            matches!(kinds.as_slice(), [EventKind::StepStarted { .. }, EventKind::SlotError { .. }]),
+            "{kinds:?}"
+        );
+    }
+
+    #[test]
+    fn line_events_carry_no_slot_or_unit() {
+        let line = StationEvent::for_line(EventKind::LineRefused {
+            error_code: "ledger".into(),
+            reason: "r".into(),
+        });
+        let json: serde_json::Value = serde_json::from_str(&line.to_json_line()).expect("json");
+        assert!(json.get("slot").is_none() && json.get("unit").is_none(), "{json}");
+        assert_eq!(json["schema"], EVENT_SCHEMA_VERSION);
+        let slot = StationEvent::for_slot(3, EventKind::SlotError { reason: "r".into() });
+        let json: serde_json::Value = serde_json::from_str(&slot.to_json_line()).expect("json");
+        assert_eq!(json["slot"], 3);
+        assert!(json.get("unit").is_none(), "{json}");
+    }
 }

@@ -112,17 +112,14 @@ pub fn run_line(
     }
     let summary =
         LineSummary { outcomes, elapsed: started.elapsed(), units_requested: unit_limit, slot_faults };
-    context.events.emit(StationEvent::now(
-        0,
-        0,
-        EventKind::LineFinished {
-            units: summary.outcomes.len() as u64,
-            passed: summary.passed(),
-            failed: summary.failed(),
-            aborted: summary.aborted(),
-            elapsed_ms: summary.elapsed.as_millis() as u64,
-        },
-    ));
+    context.events.emit(StationEvent::for_line(EventKind::LineFinished {
+        units: summary.outcomes.len() as u64,
+        passed: summary.passed(),
+        failed: summary.failed(),
+        aborted: summary.aborted(),
+        elapsed_ms: summary.elapsed.as_millis() as u64,
+        progress_events_dropped: context.events.progress_events_dropped(),
+    }));
     summary
 }
 
@@ -151,9 +148,8 @@ fn run_slot(
                 Ok(Some(target)) => break Some(target),
                 Ok(None) => break None,
                 Err(error) => {
-                    context.events.emit(StationEvent::now(
+                    context.events.emit(StationEvent::for_slot(
                         slot,
-                        0,
                         EventKind::SlotError { reason: error.to_string() },
                     ));
                     if context.cancel.is_stopping() {
@@ -167,9 +163,8 @@ fn run_slot(
                             FIXTURE_GIVE_UP_AFTER.as_secs()
                         );
                         tracing::error!(%fault, "slot stopped");
-                        context.events.emit(StationEvent::now(
+                        context.events.emit(StationEvent::for_slot(
                             slot,
-                            0,
                             EventKind::SlotError { reason: fault.clone() },
                         ));
                         return (outcomes, Some(fault));
@@ -219,6 +214,8 @@ fn run_slot(
                         reason: Some(fault.clone()),
                         cycle_time_ms: outcome.cycle_time.as_millis() as u64,
                         record_hash: None,
+                        locked: false,
+                        skipped_steps: Vec::new(),
                     },
                 ));
                 outcomes.push(outcome);

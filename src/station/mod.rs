@@ -25,7 +25,10 @@ pub mod self_test;
 pub mod session;
 pub mod steps;
 
-pub use events::{DiscardEvents, EventKind, EventSink, StationEvent, StepFacts, UnitResult};
+pub use events::{
+    DiscardEvents, EVENT_QUEUE_CAPACITY, EVENT_SCHEMA_VERSION, EventKind, EventQueue, EventSink, LineProfile,
+    LineSlot, LineStart, StationEvent, StepFacts, UnitResult,
+};
 pub use failure::{FailureCategory, OperatorAction};
 pub use job::{CancelToken, StationContext, UnitOutcome, provision_unit};
 pub use labels::{SerialWait, UnitLabels};

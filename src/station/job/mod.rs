@@ -379,6 +379,7 @@ impl<'a> UnitJob<'a> {
             None => (None, None),
         };
         let identity = self.facts.identity.as_ref().map(|allocated| allocated.identity.clone());
+        let (locked, skipped_steps) = lock_and_skips(&self.steps);
         let profile = self.profile();
         let record = RunRecord {
             station: self.context.station_name.clone(),
@@ -455,6 +456,8 @@ impl<'a> UnitJob<'a> {
             reason: reason.clone(),
             cycle_time_ms: cycle_time.as_millis() as u64,
             record_hash,
+            locked,
+            skipped_steps,
         });
         UnitOutcome {
             result,
@@ -466,4 +469,18 @@ impl<'a> UnitJob<'a> {
             cycle_time,
         }
     }
+}
+
+/// From a unit's step records: whether the unit was locked with the lock proven (`verify-lock`
+/// passed, which it only does after `lock`), and the steps the profile skipped.
+fn lock_and_skips(steps: &[StepRecord]) -> (bool, Vec<StepName>) {
+    let locked = steps
+        .iter()
+        .any(|step| step.name == StepName::VerifyLock.as_str() && step.status == StepStatus::Passed);
+    let skipped = steps
+        .iter()
+        .filter(|step| step.status == StepStatus::Skipped)
+        .filter_map(|step| StepName::from_name(&step.name))
+        .collect();
+    (locked, skipped)
 }

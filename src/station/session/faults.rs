@@ -2,6 +2,12 @@
 //! for `imprint run` and `imprint gui`, and the window's fault picker), and the injector that
 //! hands each simulated unit its fault.
 //!
+//! `UNIT` counts the units of that one slot, from 1: `1.2` is the second unit slot 1 takes,
+//! whichever number the line gives it (the `unit` of events counts units across the whole line,
+//! in the order slots claim them, which depends on timing). A fixture knows only its own units,
+//! so the fault is scheduled per slot; docs/events.md says how to find the unit in the stream
+//! (the slot's UNIT-th `unit-started`).
+//!
 //! Kinds: `power-cut=OPS`, `probe-lost=STEP`, `hang=STEP` (the probe stops answering), `panic=STEP` (the backend panics),
 //! `uid-read-fails`, `flip-bit=ADDRESS` (decimal or 0x hex) and `transient=COUNT`.
 
@@ -149,13 +155,14 @@ impl SimFault {
 pub struct SimFaultSpec {
     /// The slot, from 0.
     pub slot: usize,
-    /// The unit on that slot, from 0 (the text counts from 1).
+    /// The unit on that slot, from 0: the slot's own count, not the line-wide `unit` number of
+    /// events (the text counts from 1).
     pub unit_index: u64,
     pub fault: SimFault,
 }
 
 impl SimFaultSpec {
-    /// Parses `SLOT.UNIT:KIND[=VALUE]`, where UNIT counts the slot's units from 1.
+    /// Parses `SLOT.UNIT:KIND[=VALUE]`, where UNIT counts that slot's own units from 1.
     pub fn parse(spec: &str) -> Result<SimFaultSpec, SimFaultError> {
         let refuse = |reason: &str| SimFaultError { text: spec.to_string(), reason: reason.to_string() };
         let expected = "expected SLOT.UNIT:KIND[=VALUE], e.g. 0.2:probe-lost=erase";

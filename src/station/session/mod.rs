@@ -22,7 +22,7 @@ use crate::device::factory::{FixtureError, FixtureSelector, SimOptions, open_fix
 use crate::ledger::{Ledger, LedgerError, OpenMode, check_name_text};
 use crate::profile::{Profile, ProfileError, SimTiming};
 
-use super::events::EventSink;
+use super::events::{EventKind, EventSink, LineProfile, LineSlot, LineStart, StationEvent};
 use super::job::{CancelToken, StationContext};
 use super::labels::UnitLabels;
 use super::line::{LineSummary, run_line};
@@ -54,6 +54,23 @@ pub enum SessionError {
     /// The scanned serials or the work order.
     #[error("{reason}")]
     Serials { reason: String },
+}
+
+impl SessionError {
+    /// The refusal's stable code, the `error_code` of a `line-refused` event (docs/events.md):
+    /// `profile`, `plan`, `fixture`, `sim-fault`, `self-test`, `ledger`, `central`, `serials`.
+    pub fn error_code(&self) -> &'static str {
+        match self {
+            SessionError::Profile(_) => "profile",
+            SessionError::Plan { .. } => "plan",
+            SessionError::Fixture(_) => "fixture",
+            SessionError::SimFault(_) => "sim-fault",
+            SessionError::SelfTest(_) => "self-test",
+            SessionError::Ledger { .. } => "ledger",
+            SessionError::Central { .. } => "central",
+            SessionError::Serials { .. } => "serials",
+        }
+    }
 }
 
 /// Everything a line needs, as a front end chose it.
@@ -230,8 +247,33 @@ impl LineSession {
         self.fixtures = fixtures.into_iter().enumerate().map(|(slot, fixture)| wrap(slot, fixture)).collect();
     }
 
-    /// Runs the line until its unit limit or `cancel`, then drains the central link.
+    /// The `line-started` event: what this line is about to run, for the stream's first line.
+    fn line_started(&self) -> StationEvent {
+        let profile = &self.profile;
+        StationEvent::for_line(EventKind::LineStarted(Box::new(LineStart {
+            profile: LineProfile {
+                name: profile.name.clone(),
+                path: profile.path.display().to_string(),
+                sha256: profile.file_sha256_hex(),
+            },
+            station: self.station_name.clone(),
+            operator: self.operator.clone(),
+            ledger: self.ledger_path.display().to_string(),
+            slots: self
+                .fixture_names()
+                .into_iter()
+                .enumerate()
+                .map(|(index, fixture)| LineSlot { index, fixture })
+                .collect(),
+            imprint_version: env!("CARGO_PKG_VERSION").to_string(),
+            unit_limit: self.unit_limit,
+        })))
+    }
+
+    /// Runs the line until its unit limit or `cancel`, then drains the central link. The first
+    /// event is `line-started`, the last `line-finished`.
     pub fn run(self, events: Arc<dyn EventSink>, cancel: CancelToken) -> LineReport {
+        events.emit(self.line_started());
         let ledger = self.ledger.clone();
         let context = Arc::new(StationContext {
             profile: self.profile,
