@@ -666,7 +666,7 @@ fn failures_by_category(failures: &[FailingStepCount]) -> Vec<CategoryCount> {
         }
     }
     counts.retain(|count| count.runs > 0);
-    counts.sort_by(|left, right| right.runs.cmp(&left.runs));
+    counts.sort_by_key(|count| std::cmp::Reverse(count.runs));
     counts
 }
 

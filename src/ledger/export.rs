@@ -305,7 +305,8 @@ pub fn write_export<E: From<LedgerError>>(
             buffered.write_all(end).map_err(write_error)?;
         }
         ExportFormat::Csv => {
-            write_csv_record(&mut buffered, CSV_COLUMNS.map(|column| column.as_bytes())).map_err(write_error)?;
+            write_csv_record(&mut buffered, CSV_COLUMNS.map(|column| column.as_bytes()))
+                .map_err(write_error)?;
             let header_json = serde_json::to_string(header).map_err(json_error)?;
             write_csv_record(&mut buffered, meta_row("export", &header_json)).map_err(write_error)?;
             let mut row_buffers = CsvRowBuffers::default();

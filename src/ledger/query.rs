@@ -433,8 +433,9 @@ fn step_stats(
     selected: &str,
     parameters: &[&dyn ToSql],
 ) -> Result<Vec<StepStats>, LedgerError> {
-    let selected_steps =
-        format!("steps st JOIN runs r ON r.id = st.run_id JOIN profiles p ON p.id = r.profile_id WHERE {selected}");
+    let selected_steps = format!(
+        "steps st JOIN runs r ON r.id = st.run_id JOIN profiles p ON p.id = r.profile_id WHERE {selected}"
+    );
     let mut steps = Vec::new();
     let mut index_by_name = HashMap::new();
     {
