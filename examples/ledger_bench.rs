@@ -7,6 +7,10 @@
 //! ```text
 //! cargo run --release --example ledger_bench -- --runs 1000000
 //! ```
+//!
+//! `--keep --dir DIR` keeps the ledger; a later `--dir DIR --reuse` measures its exports again
+//! without rebuilding it, and `--csv-only` times only the CSV export beside its peer (for a
+//! profiler: `perf record -g -- ledger_bench --dir DIR --reuse --csv-only`).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
@@ -22,11 +26,26 @@ struct Options {
     single_commits: u64,
     directory: Option<PathBuf>,
     keep: bool,
+    /// Measure the ledger already in `directory` instead of building one.
+    reuse: bool,
+    /// Time only the CSV export and its peer.
+    csv_only: bool,
+    /// How many times to time the CSV export and its peer, alternating (the machine's load
+    /// changes; the median ratio is printed).
+    repeat: usize,
 }
 
 fn parse_options() -> Result<Options, String> {
-    let mut options =
-        Options { runs: 1_000_000, batch_size: 10_000, single_commits: 2_000, directory: None, keep: false };
+    let mut options = Options {
+        runs: 1_000_000,
+        batch_size: 10_000,
+        single_commits: 2_000,
+        directory: None,
+        keep: false,
+        reuse: false,
+        csv_only: false,
+        repeat: 1,
+    };
     let mut arguments = std::env::args().skip(1);
     while let Some(argument) = arguments.next() {
         let mut value = |name: &str| arguments.next().ok_or_else(|| format!("{name} needs a value"));
@@ -40,9 +59,17 @@ fn parse_options() -> Result<Options, String> {
             }
             "--dir" => options.directory = Some(PathBuf::from(value("--dir")?)),
             "--keep" => options.keep = true,
+            "--reuse" => options.reuse = true,
+            "--csv-only" => options.csv_only = true,
+            "--repeat" => {
+                options.repeat = value("--repeat")?.parse().map_err(|e| format!("--repeat: {e}"))?;
+                if options.repeat == 0 {
+                    return Err("--repeat: expected at least 1".to_owned());
+                }
+            }
             other => {
                 return Err(format!(
-                    "unknown argument {other:?}; usage: ledger_bench [--runs N] [--batch N] [--commits N] [--dir DIR] [--keep]"
+                    "unknown argument {other:?}; usage: ledger_bench [--runs N] [--batch N] [--commits N] [--dir DIR] [--keep] [--reuse] [--csv-only] [--repeat N]"
                 ));
             }
         }
@@ -127,24 +154,10 @@ const SQLITE3_CSV_QUERY: &str = "SELECT 'run', s.name, r.station_sequence, r.id,
     FROM runs r JOIN stations s ON s.id = r.station_id JOIN operators o ON o.id = r.operator_id \
     JOIN profiles p ON p.id = r.profile_id ORDER BY r.station_id, r.station_sequence";
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let options = parse_options()?;
-    let directory = options
-        .directory
-        .clone()
-        .unwrap_or_else(|| std::env::temp_dir().join(format!("imprint-ledger-bench-{}", std::process::id())));
-    std::fs::create_dir_all(&directory)?;
-    let database = directory.join("bench.db");
-    let _ = std::fs::remove_file(&database);
-    println!(
-        "ledger_bench: {} runs (batches of {}), {} single-run commits, in {}",
-        options.runs,
-        options.batch_size,
-        options.single_commits,
-        directory.display()
-    );
+type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
 
-    let ledger = Ledger::open(&database)?;
+/// Builds the ledger: batched runs, then single-run commits; returns the number of runs.
+fn build(ledger: &Ledger, options: &Options, database: &std::path::Path) -> BenchResult<u64> {
     let started = Instant::now();
     let mut next_index = 0u64;
     while next_index < options.runs {
@@ -159,7 +172,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         options.runs,
         elapsed.as_secs_f64(),
         options.runs as f64 / elapsed.as_secs_f64(),
-        file_size_mib(&database),
+        file_size_mib(database),
         peak_rss_mib()
     );
 
@@ -176,88 +189,146 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         elapsed.as_secs_f64() * 1000.0 / options.single_commits.max(1) as f64,
         peak_rss_mib()
     );
-    let total_runs = options.runs + options.single_commits;
+    Ok(options.runs + options.single_commits)
+}
 
-    let export_path = directory.join("bench.jsonl");
-    let started = Instant::now();
-    let mut file = std::io::BufWriter::new(std::fs::File::create(&export_path)?);
-    let summary = ledger.export(ExportFormat::Jsonl, &ExportFilter::default(), &mut file)?;
-    drop(file);
-    let elapsed = started.elapsed();
-    println!(
-        "export:  {} runs to JSON lines in {:.1} s ({:.0} runs/s), {:.0} MiB; peak RSS {}",
-        summary.record_count,
-        elapsed.as_secs_f64(),
-        summary.record_count as f64 / elapsed.as_secs_f64(),
-        file_size_mib(&export_path),
-        peak_rss_mib()
-    );
-
-    // CSV beside its peer: the sqlite3 shell dumping the same rows (every run with its steps
-    // as a JSON array, in chain order) as CSV, timed in the same run on the same file.
+/// CSV beside its peer: the sqlite3 shell dumping the same rows (every run with its steps as a
+/// JSON array, in chain order) as CSV, timed in the same run on the same file, alternately
+/// `repeat` times; returns the median ratio imprint / sqlite3.
+fn csv_beside_peer(
+    ledger: &Ledger,
+    directory: &std::path::Path,
+    database: &std::path::Path,
+    total_runs: u64,
+    repeat: usize,
+) -> BenchResult<f64> {
     ledger.checkpoint()?;
     let csv_path = directory.join("bench.csv");
-    let started = Instant::now();
-    let mut file = std::io::BufWriter::new(std::fs::File::create(&csv_path)?);
-    ledger.export(ExportFormat::Csv, &ExportFilter::default(), &mut file)?;
-    drop(file);
-    let csv_elapsed = started.elapsed();
-    println!(
-        "export:  {} runs to CSV in {:.1} s, {:.0} MiB; peak RSS {}",
-        total_runs,
-        csv_elapsed.as_secs_f64(),
-        file_size_mib(&csv_path),
-        peak_rss_mib()
-    );
     let peer_path = directory.join("bench-sqlite3.csv");
-    let started = Instant::now();
-    let peer = std::process::Command::new("sqlite3")
-        .arg("-csv")
-        .arg("-readonly")
-        .arg(&database)
-        .arg(SQLITE3_CSV_QUERY)
-        .stdout(std::fs::File::create(&peer_path)?)
-        .status()?;
-    let peer_elapsed = started.elapsed();
-    if !peer.success() {
-        return Err("sqlite3 -csv failed (is the sqlite3 shell installed?)".into());
+    let mut ratios = Vec::new();
+    for attempt in 1..=repeat {
+        let started = Instant::now();
+        let mut file = std::io::BufWriter::new(std::fs::File::create(&csv_path)?);
+        ledger.export(ExportFormat::Csv, &ExportFilter::default(), &mut file)?;
+        drop(file);
+        let csv_elapsed = started.elapsed();
+        println!(
+            "export:  {} runs to CSV in {:.2} s, {:.0} MiB; peak RSS {}",
+            total_runs,
+            csv_elapsed.as_secs_f64(),
+            file_size_mib(&csv_path),
+            peak_rss_mib()
+        );
+        let started = Instant::now();
+        let peer = std::process::Command::new("sqlite3")
+            .arg("-csv")
+            .arg("-readonly")
+            .arg(database)
+            .arg(SQLITE3_CSV_QUERY)
+            .stdout(std::fs::File::create(&peer_path)?)
+            .status()?;
+        let peer_elapsed = started.elapsed();
+        if !peer.success() {
+            return Err("sqlite3 -csv failed (is the sqlite3 shell installed?)".into());
+        }
+        let ratio = csv_elapsed.as_secs_f64() / peer_elapsed.as_secs_f64();
+        println!(
+            "peer:    sqlite3 -csv, the same runs with their steps in {:.2} s, {:.0} MiB; imprint CSV / sqlite3 = {ratio:.2} (attempt {attempt} of {repeat})",
+            peer_elapsed.as_secs_f64(),
+            file_size_mib(&peer_path),
+        );
+        ratios.push(ratio);
+    }
+    ratios.sort_by(f64::total_cmp);
+    let median = ratios[(ratios.len() - 1) / 2];
+    println!(
+        "ratio:   imprint CSV / sqlite3 -csv: median {median:.2} of {repeat} (min {:.2}, max {:.2})",
+        ratios[0],
+        ratios[ratios.len() - 1]
+    );
+    Ok(median)
+}
+
+fn main() -> BenchResult<()> {
+    let options = parse_options()?;
+    let directory = options
+        .directory
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("imprint-ledger-bench-{}", std::process::id())));
+    std::fs::create_dir_all(&directory)?;
+    let database = directory.join("bench.db");
+    if !options.reuse {
+        let _ = std::fs::remove_file(&database);
     }
     println!(
-        "peer:    sqlite3 -csv, the same runs with their steps in {:.1} s, {:.0} MiB; imprint CSV / sqlite3 = {:.2}",
-        peer_elapsed.as_secs_f64(),
-        file_size_mib(&peer_path),
-        csv_elapsed.as_secs_f64() / peer_elapsed.as_secs_f64()
+        "ledger_bench: {} runs (batches of {}), {} single-run commits, in {}",
+        options.runs,
+        options.batch_size,
+        options.single_commits,
+        directory.display()
     );
 
-    let started = Instant::now();
-    let report = ledger.verify(&VerifyOptions::default())?;
-    let elapsed = started.elapsed();
-    println!(
-        "verify:  database, {} runs in {:.1} s ({:.0} runs/s), intact: {}; peak RSS {}",
-        report.records_checked,
-        elapsed.as_secs_f64(),
-        report.records_checked as f64 / elapsed.as_secs_f64(),
-        report.is_intact(),
-        peak_rss_mib()
-    );
+    let ledger = Ledger::open(&database)?;
+    let total_runs = if options.reuse {
+        let runs = ledger.stats()?.runs;
+        println!("reuse:   the ledger in {} holds {runs} runs", database.display());
+        runs
+    } else {
+        build(&ledger, &options, &database)?
+    };
 
-    let started = Instant::now();
-    let file_report = verify_export_file(&export_path, &VerifyOptions::default())?;
-    let elapsed = started.elapsed();
-    println!(
-        "verify:  JSON lines export, {} runs in {:.1} s ({:.0} runs/s), intact: {}; peak RSS {}",
-        file_report.records_checked,
-        elapsed.as_secs_f64(),
-        file_report.records_checked as f64 / elapsed.as_secs_f64(),
-        file_report.is_intact(),
-        peak_rss_mib()
-    );
+    let export_path = directory.join("bench.jsonl");
+    if !options.csv_only {
+        let started = Instant::now();
+        let mut file = std::io::BufWriter::new(std::fs::File::create(&export_path)?);
+        let summary = ledger.export(ExportFormat::Jsonl, &ExportFilter::default(), &mut file)?;
+        drop(file);
+        let elapsed = started.elapsed();
+        println!(
+            "export:  {} runs to JSON lines in {:.1} s ({:.0} runs/s), {:.0} MiB; peak RSS {}",
+            summary.record_count,
+            elapsed.as_secs_f64(),
+            summary.record_count as f64 / elapsed.as_secs_f64(),
+            file_size_mib(&export_path),
+            peak_rss_mib()
+        );
+    }
+
+    csv_beside_peer(&ledger, &directory, &database, total_runs, options.repeat)?;
+
+    let mut intact = true;
+    if !options.csv_only {
+        let started = Instant::now();
+        let report = ledger.verify(&VerifyOptions::default())?;
+        let elapsed = started.elapsed();
+        println!(
+            "verify:  database, {} runs in {:.1} s ({:.0} runs/s), intact: {}; peak RSS {}",
+            report.records_checked,
+            elapsed.as_secs_f64(),
+            report.records_checked as f64 / elapsed.as_secs_f64(),
+            report.is_intact(),
+            peak_rss_mib()
+        );
+
+        let started = Instant::now();
+        let file_report = verify_export_file(&export_path, &VerifyOptions::default())?;
+        let elapsed = started.elapsed();
+        println!(
+            "verify:  JSON lines export, {} runs in {:.1} s ({:.0} runs/s), intact: {}; peak RSS {}",
+            file_report.records_checked,
+            elapsed.as_secs_f64(),
+            file_report.records_checked as f64 / elapsed.as_secs_f64(),
+            file_report.is_intact(),
+            peak_rss_mib()
+        );
+        intact = report.is_intact() && file_report.is_intact() && report.records_checked == total_runs;
+    }
 
     if !options.keep {
         drop(ledger);
         std::fs::remove_dir_all(&directory)?;
     }
-    if !(report.is_intact() && file_report.is_intact() && report.records_checked == total_runs) {
+    if !intact {
         return Err("the benchmark ledger did not verify".into());
     }
     Ok(())

@@ -1060,3 +1060,158 @@ fn a_database_that_refuses_the_station_for_good_stops_the_line_before_any_unit()
         output_text(&offline)
     );
 }
+
+/// profiles/demo.toml with a mailbox big enough for identity requests and a `[device_identity]`
+/// section issuing from the demo factory CA, written to `directory`.
+fn identity_profile(directory: &Path) -> PathBuf {
+    let demo = common::demo_profile_text();
+    let small_mailbox = "mailbox     = { address = 0x2003_FF00, size = 0x100 }";
+    assert!(demo.contains(small_mailbox), "demo.toml changed shape; update this test");
+    let credentials = repo_root().join("profiles/demo-credentials");
+    let text = format!(
+        "{}\n[device_identity]\nkey_origin = \"station\"\nca_certificate = \"{}\"\nca_key = \"{}\"\nvalidity_days = 7300\norganization = \"Imprint Tests\"\n",
+        demo.replace(small_mailbox, "mailbox     = { address = 0x2003_FC00, size = 0x400 }"),
+        credentials.join("factory-ca.pem").display(),
+        credentials.join("factory-ca.key.pem").display()
+    );
+    common::write_profile(directory, "identity.toml", &text)
+}
+
+/// The PEM blocks of a bundle, sorted.
+fn pem_blocks(bundle: &str) -> Vec<String> {
+    let end = "-----END CERTIFICATE-----";
+    let mut blocks: Vec<String> = bundle
+        .split_inclusive(&format!("{end}\n"))
+        .filter(|block| block.contains(end))
+        .map(str::to_owned)
+        .collect();
+    blocks.sort();
+    blocks
+}
+
+/// Issue 19: `log stats --central` (with the export's filters and the failure breakdown) and
+/// `log certificates --central` read every station's runs from the central database, and agree
+/// with the stations' own ledgers.
+#[test]
+fn stats_and_certificates_read_the_central_ledger_across_stations() {
+    let server = PostgresServer::start(ServerTls::Off);
+    let directory = tempfile::tempdir().expect("temp dir");
+    let url = server.url(ROLE, "sslmode=disable");
+    let profile = identity_profile(directory.path());
+    // line-a: 4 units, its last lost at erase; line-b: 3 units, all pass.
+    let stations = [("line-a", 4, Some("0.4:probe-lost=erase")), ("line-b", 3, None)];
+    let mut ledgers = Vec::new();
+    for (station, count, fault) in stations {
+        let db = directory.path().join(format!("{station}.db"));
+        let mut command = imprint_central();
+        command
+            .args(["run", "--sim", "1", "--sim-timing", "zero", "--operator", "tester", "--profile"])
+            .arg(&profile)
+            .arg("--db")
+            .arg(&db)
+            .args(["--station", station, "--central", &url, "--count", &count.to_string()]);
+        if let Some(fault) = fault {
+            command.args(["--sim-fault", fault]);
+        }
+        let run = command.output().expect("run");
+        assert_eq!(run.status.code(), Some(if fault.is_some() { 1 } else { 0 }), "{}", output_text(&run));
+        ledgers.push((station, db));
+    }
+    let ledger_refs: Vec<(&str, &Path)> =
+        ledgers.iter().map(|(station, db)| (*station, db.as_path())).collect();
+    check_central_matches(&server, ROLE, &ledger_refs);
+
+    let stats = |source: &[&str], filter: &[&str]| -> serde_json::Value {
+        let output = imprint_central()
+            .args(["log", "stats", "--json"])
+            .args(source)
+            .args(filter)
+            .output()
+            .expect("log stats");
+        assert!(output.status.success(), "{source:?} {filter:?}: {}", output_text(&output));
+        serde_json::from_slice(&output.stdout).expect("stats JSON")
+    };
+    let central = ["--central", url.as_str()];
+    let all = stats(&central, &[]);
+    for (field, expected) in [
+        ("units", 6),
+        ("retired_identities", 0),
+        ("runs", 7),
+        ("runs_passed", 6),
+        ("runs_failed", 1),
+        ("runs_without_chip_uid", 0),
+        ("chips_tested", 7),
+        ("chips_passed_first_time", 6),
+    ] {
+        assert_eq!(all[field], expected, "{field}: {all}");
+    }
+    assert_eq!(all["failures_by_step"], serde_json::json!([{"failing_step": "erase", "runs": 1}]));
+    assert_eq!(all["failures_by_category"], serde_json::json!([{"category": "flash-verify", "runs": 1}]));
+    // Per step, the central counts are the sum of the stations' own.
+    let local: Vec<serde_json::Value> =
+        ledgers.iter().map(|(_, db)| stats(&["--db", db.to_str().expect("utf-8 path")], &[])).collect();
+    let central_steps = all["steps"].as_array().expect("steps");
+    let names: Vec<&str> = central_steps.iter().filter_map(|step| step["name"].as_str()).collect();
+    let local_names: Vec<&str> = local[0]["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .filter_map(|step| step["name"].as_str())
+        .collect();
+    assert_eq!(names, local_names, "steps in pipeline order");
+    for step in central_steps {
+        for count in ["passed", "failed", "skipped"] {
+            let sum: u64 = local
+                .iter()
+                .flat_map(|stats| stats["steps"].as_array().cloned().unwrap_or_default())
+                .filter(|local_step| local_step["name"] == step["name"])
+                .filter_map(|local_step| local_step[count].as_u64())
+                .sum();
+            assert_eq!(step[count], sum, "{} {count}", step["name"]);
+        }
+        let executed = step["passed"].as_u64().unwrap_or(0) + step["failed"].as_u64().unwrap_or(0);
+        assert_eq!(step["median_duration_ms"].is_u64(), executed > 0, "{step}");
+    }
+    assert!(all["median_run_ms"].is_u64(), "{all}");
+    // The filters select what they select locally.
+    assert_eq!(stats(&central, &["--result", "fail"])["runs"], 1);
+    assert_eq!(stats(&central, &["--result", "pass", "--profile", "demo-sensor"])["runs"], 6);
+    assert_eq!(stats(&central, &["--profile", "no-such-profile"])["runs"], 0);
+    assert_eq!(stats(&central, &["--since", "2999-01-01"])["runs"], 0);
+    assert_eq!(stats(&central, &["--until", "2999-01-01"])["runs"], 7);
+    let text = imprint_central().args(["log", "stats", "--central", &url]).output().expect("log stats");
+    assert!(text.status.success(), "{}", output_text(&text));
+    let printed = String::from_utf8_lossy(&text.stdout);
+    assert!(printed.contains("flash-verify") && printed.contains("central "), "{printed}");
+
+    // Certificates: the central bundle is the union of the stations' bundles.
+    for selection in [&[][..], &["--all"][..]] {
+        let mut local_blocks = Vec::new();
+        for (station, db) in &ledgers {
+            let bundle = directory.path().join(format!("{station}.pem"));
+            let output = imprint()
+                .args(["log", "certificates", "--db"])
+                .arg(db)
+                .args(selection)
+                .arg("-o")
+                .arg(&bundle)
+                .output()
+                .expect("log certificates");
+            assert!(output.status.success(), "{}", output_text(&output));
+            local_blocks.extend(pem_blocks(&std::fs::read_to_string(&bundle).expect("bundle")));
+        }
+        local_blocks.sort();
+        let bundle = directory.path().join("central.pem");
+        let output = imprint_central()
+            .args(["log", "certificates", "--central", &url])
+            .args(selection)
+            .arg("-o")
+            .arg(&bundle)
+            .output()
+            .expect("log certificates --central");
+        assert!(output.status.success(), "{}", output_text(&output));
+        let central_blocks = pem_blocks(&std::fs::read_to_string(&bundle).expect("bundle"));
+        assert_eq!(central_blocks.len(), 6, "{selection:?}");
+        assert_eq!(central_blocks, local_blocks, "{selection:?}");
+    }
+}

@@ -1548,14 +1548,25 @@ fn export_headers_versions_and_duplicate_keys_cannot_weaken_the_check() {
         ),
         (
             // Version 1 did not check the certificate fields: its records have none.
-            "header version 2 -> 1 over records with the certificate fields",
+            "header version 3 -> 1 over records with the certificate fields",
             &json_formats,
             Box::new(|lines: &mut ExportLines| {
                 let header = lines.header.last_mut().unwrap();
-                *header = header.replacen("\"imprint_ledger_export\":2", "\"imprint_ledger_export\":1", 1);
+                *header = header.replacen("\"imprint_ledger_export\":3", "\"imprint_ledger_export\":1", 1);
             }),
             None,
             "declares export format version 1",
+        ),
+        (
+            // Version 2 did not check the work order: its records have none.
+            "header version 3 -> 2 over records with the work order",
+            &json_formats,
+            Box::new(|lines: &mut ExportLines| {
+                let header = lines.header.last_mut().unwrap();
+                *header = header.replacen("\"imprint_ledger_export\":3", "\"imprint_ledger_export\":2", 1);
+            }),
+            None,
+            "its records carry work_order, a field of version 3",
         ),
         (
             "a repeated key in a run",
@@ -1578,7 +1589,7 @@ fn export_headers_versions_and_duplicate_keys_cannot_weaken_the_check() {
             tried += 1;
         }
     }
-    assert_eq!(tried, 10);
+    assert_eq!(tried, 12);
     // An honest filtered export still verifies; with --head it cannot prove the chain up to it.
     let (code, output) = verify_tampered_export(&built, Format::Jsonl, &|_| {}, Some(&head));
     assert_eq!(code, Some(0), "{output}");
@@ -1750,4 +1761,250 @@ fn two_line_processes_on_one_ledger_and_station_never_collide() {
             ledger.unit_history(serial).unwrap().unwrap_or_else(|| panic!("{serial} not in the ledger"));
         assert!(history.runs.iter().any(|run| run.result == "pass"), "{serial}: no PASS run recorded");
     }
+}
+
+const WORK_ORDER: &str = "WO-2026-0042";
+
+/// Runs `imprint run` on one simulated slot into a new ledger in `directory` with a work order,
+/// its fourth and last unit losing its probe at erase; returns the ledger.
+fn ledger_with_work_order(directory: &Path) -> PathBuf {
+    let database = directory.join("work-order.db");
+    let output = common::imprint()
+        .args(["run", "--sim", "1", "--sim-timing", "zero", "--count", "4", "--operator", "tester"])
+        .args(["--station", STATION, "--create-ledger", "--work-order", WORK_ORDER, "--profile"])
+        .arg(common::repo_root().join("profiles/demo.toml"))
+        .arg("--db")
+        .arg(&database)
+        .args(["--sim-fault", "0.4:probe-lost=erase"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "one unit fails at erase: {}", text(&output));
+    database
+}
+
+/// Issue 19: exports carry the unit's work order (derived from the hashed allocate-identity
+/// step, export format version 3), and an edit of it is found, naming the record and field.
+#[test]
+fn exports_carry_the_work_order_and_an_edit_of_it_is_found() {
+    let directory = tempfile::tempdir().unwrap();
+    let database = ledger_with_work_order(directory.path());
+    let database = database.to_str().unwrap();
+    // (format, where the first run is, how the field reads in that format)
+    let cases = [
+        ("jsonl", "line 2", format!("\"work_order\":\"{WORK_ORDER}\"")),
+        ("json", "element 2", format!("\"work_order\":\"{WORK_ORDER}\"")),
+        ("csv", "row 3", format!(",{WORK_ORDER},")),
+    ];
+    let mut tried = 0;
+    for (format, first_run, field) in &cases {
+        let export = imprint(&["log", "export", "--db", database, "--format", format]);
+        assert!(export.status.success(), "{}", text(&export));
+        let exported = String::from_utf8(export.stdout).unwrap();
+        let version_3 = ["\"imprint_ledger_export\":3", "\"\"imprint_ledger_export\"\":3"];
+        assert!(version_3.iter().any(|header| exported.contains(header)), "{format}: {exported}");
+        let file = directory.path().join(format!("export.{format}"));
+        std::fs::write(&file, &exported).unwrap();
+        let intact = imprint(&["log", "verify", file.to_str().unwrap()]);
+        assert!(intact.status.success(), "{format}: {}", text(&intact));
+        assert!(python_verify(&file, &[]).status.success(), "{format}: the Python verifier refuses it");
+        // Three units passed allocate-identity with the work order; the one lost at erase did
+        // not. In JSON the step detail reads like the derived field.
+        let expected_count = if *format == "csv" { 3 } else { 6 };
+        assert_eq!(exported.matches(field.as_str()).count(), expected_count, "{format}: {exported}");
+
+        // The derived field comes before the steps, so the first occurrence is the field itself.
+        let edited_field = field.replace(WORK_ORDER, "WO-2026-0043");
+        let tampered = exported.replacen(field.as_str(), &edited_field, 1);
+        std::fs::write(&file, &tampered).unwrap();
+        let output = imprint(&["log", "verify", file.to_str().unwrap()]);
+        let printed = text(&output);
+        assert_eq!(output.status.code(), Some(1), "{format}: {printed}");
+        for expected in [*first_run, "altered field: work_order is WO-2026-0043", "record WO-2026-0042"] {
+            assert!(printed.contains(expected), "{format}: expected {expected:?} in {printed}");
+        }
+        let python = python_verify(&file, &[]);
+        assert!(python.status.success(), "the Python verifier does not check derived fields");
+        tried += 1;
+    }
+    assert_eq!(tried, 3);
+    // CSV: the column is named, after the certificate columns.
+    let export = imprint(&["log", "export", "--db", database, "--format", "csv"]);
+    let header = String::from_utf8(export.stdout).unwrap().lines().next().unwrap().to_owned();
+    assert!(header.contains("device_certificate_serial,work_order,steps"), "{header}");
+    // `log show` prints it.
+    let ledger = Ledger::open_read_only(Path::new(database)).unwrap();
+    let mut out = Vec::new();
+    ledger.export(ExportFormat::Jsonl, &ExportFilter::default(), &mut out).unwrap();
+    let serial = String::from_utf8(out)
+        .unwrap()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<RecordedRun>(line).ok())
+        .find_map(|run| run.serial)
+        .unwrap();
+    let shown = imprint(&["log", "show", "--db", database, &serial]);
+    assert!(text(&shown).contains(&format!("work order {WORK_ORDER}")), "{}", text(&shown));
+}
+
+/// Version 2 exports made by the last build that wrote version 2 (tests/data/ledger/v2/, made
+/// with a work order and device certificates) still verify exactly as before: intact as they
+/// are, an edited certificate field is still found, and a work order added to a record (a
+/// field version 2 never had) is refused as a downgrade, not ignored.
+#[test]
+fn version_2_exports_still_verify_exactly_as_before() {
+    let directory = tempfile::tempdir().unwrap();
+    let fixtures = common::repo_root().join("tests/data/ledger/v2");
+    let mut tried = 0;
+    for (format, first_run) in [("jsonl", "line 2"), ("json", "element 2"), ("csv", "row 3")] {
+        let fixture = fixtures.join(format!("export-v2.{format}"));
+        let original = std::fs::read_to_string(&fixture).unwrap();
+        assert!(
+            original.contains("\"imprint_ledger_export\":2")
+                || original.contains("\"\"imprint_ledger_export\"\":2")
+        );
+        let output = imprint(&["log", "verify", fixture.to_str().unwrap()]);
+        assert!(output.status.success(), "{format}: {}", text(&output));
+        assert!(text(&output).contains("chain intact, 4 runs checked"), "{format}: {}", text(&output));
+        assert!(python_verify(&fixture, &[]).status.success(), "{format}: Python verifier");
+
+        // The first run's certificate serial, edited.
+        let marker = if format == "csv" { "" } else { "\"device_certificate_serial\":\"" };
+        let run_line = original.lines().nth(if format == "jsonl" { 1 } else { 2 }).unwrap();
+        let serial_value = if format == "csv" {
+            let row = csv::ReaderBuilder::new()
+                .has_headers(false)
+                .from_reader(run_line.as_bytes())
+                .records()
+                .next()
+                .unwrap()
+                .unwrap();
+            row.get(18).unwrap().to_owned()
+        } else {
+            let start = run_line.find(marker).unwrap() + marker.len();
+            run_line[start..start + run_line[start..].find('"').unwrap()].to_owned()
+        };
+        assert!(!serial_value.is_empty(), "{format}: the fixture's first run issued a certificate");
+        let edited_value = format!("{serial_value}0");
+        let edited =
+            original.replacen(&format!("{marker}{serial_value}"), &format!("{marker}{edited_value}"), 1);
+        let file = directory.path().join(format!("edited.{format}"));
+        std::fs::write(&file, &edited).unwrap();
+        let output = imprint(&["log", "verify", file.to_str().unwrap()]);
+        let printed = text(&output);
+        assert_eq!(output.status.code(), Some(1), "{format}: {printed}");
+        assert!(printed.contains(first_run), "{format}: {printed}");
+        assert!(printed.contains("altered field: device_certificate_serial"), "{format}: {printed}");
+        tried += 1;
+
+        if format != "csv" {
+            // A work order slipped into a version 2 record.
+            let added = original.replacen(
+                "\"device_certificate_serial\":",
+                "\"work_order\":\"WO-1\",\"device_certificate_serial\":",
+                1,
+            );
+            std::fs::write(&file, &added).unwrap();
+            let output = imprint(&["log", "verify", file.to_str().unwrap()]);
+            let printed = text(&output);
+            assert_eq!(output.status.code(), Some(1), "{format}: {printed}");
+            assert!(printed.contains("declares export format version 2"), "{format}: {printed}");
+            tried += 1;
+        }
+    }
+    assert_eq!(tried, 5);
+}
+
+/// Issue 19: `log stats` takes the export's filters and breaks failures down by failing step and
+/// by failure category, in text and JSON; numbers computed here from the sample's definition.
+#[test]
+fn stats_filter_runs_and_break_failures_down() {
+    let built = build_ledger();
+    let database = built.database.to_str().unwrap();
+    let stats_json = |extra: &[&str]| -> serde_json::Value {
+        let mut arguments = vec!["log", "stats", "--db", database, "--json"];
+        arguments.extend_from_slice(extra);
+        let output = imprint(&arguments);
+        assert!(output.status.success(), "{extra:?}: {}", text(&output));
+        serde_json::from_slice(&output.stdout).unwrap()
+    };
+    let start_of =
+        |index: u64| imprint::ledger::format_timestamp("t", time_at(1_790_000_000 + index * 60)).unwrap();
+    let fails_at_identify = |index: &u64| index % 12 == 6;
+    let fails_at_flash = |index: &u64| index % 12 != 6 && index % 5 == 2;
+    // (filter arguments, the sample indexes it selects)
+    let (since, until) = (start_of(10), start_of(20));
+    let cases: Vec<(Vec<&str>, Vec<u64>)> = vec![
+        (vec![], (1..=RUN_COUNT).collect()),
+        (vec!["--since", &since, "--until", &until], (10..20).collect()),
+        (
+            vec!["--result", "fail"],
+            (1..=RUN_COUNT).filter(|i| fails_at_identify(i) || fails_at_flash(i)).collect(),
+        ),
+        (
+            vec!["--result", "pass", "--profile", "demo"],
+            (1..=RUN_COUNT).filter(|i| !fails_at_identify(i) && !fails_at_flash(i)).collect(),
+        ),
+        (vec!["--profile", "no-such-profile"], vec![]),
+    ];
+    for (arguments, selected) in &cases {
+        let stats = stats_json(arguments);
+        let identify = selected.iter().filter(|i| fails_at_identify(i)).count() as u64;
+        let flash = selected.iter().filter(|i| fails_at_flash(i)).count() as u64;
+        let case = format!("{arguments:?}");
+        assert_eq!(stats["runs"], selected.len() as u64, "{case}");
+        assert_eq!(stats["runs_failed"], identify + flash, "{case}");
+        assert_eq!(stats["runs_without_chip_uid"], identify, "{case}");
+        assert_eq!(stats["units"], RUN_COUNT - 3, "{case}: units count the whole ledger");
+        // Each chip has one run, so its first run is selected exactly when the run is.
+        assert_eq!(stats["chips_tested"], selected.len() as u64 - identify, "{case}");
+        let mut by_step = vec![];
+        let mut by_category = vec![];
+        // Most frequent first; "flash" is no station step, so its category is internal.
+        let mut counts = vec![(flash, "flash", "internal"), (identify, "identify", "contact")];
+        counts.sort_by(|left, right| right.0.cmp(&left.0).then(left.1.cmp(right.1)));
+        for (runs, step, category) in counts.into_iter().filter(|count| count.0 > 0) {
+            by_step.push(serde_json::json!({"failing_step": step, "runs": runs}));
+            by_category.push(serde_json::json!({"category": category, "runs": runs}));
+        }
+        assert_eq!(stats["failures_by_step"], serde_json::Value::Array(by_step), "{case}");
+        if !(identify == flash && identify > 0) {
+            assert_eq!(stats["failures_by_category"], serde_json::Value::Array(by_category), "{case}");
+        }
+        let flash_steps =
+            stats["steps"].as_array().unwrap().iter().find(|step| step["name"] == "flash").cloned();
+        let identified = selected.len() as u64 - identify;
+        assert_eq!(flash_steps.map_or(0, |step| step["failed"].as_u64().unwrap()), flash, "{case}");
+        if identified > 0 {
+            // Median of flash durations over the selected identified runs, the lower middle.
+            let mut durations: Vec<u64> = selected
+                .iter()
+                .filter(|i| !fails_at_identify(i))
+                .map(|i| 100 + (i * 31 + 14) % 400)
+                .collect();
+            durations.sort();
+            let step =
+                stats["steps"].as_array().unwrap().iter().find(|step| step["name"] == "flash").unwrap();
+            assert_eq!(step["median_duration_ms"], durations[(durations.len() - 1) / 2], "{case}");
+        }
+    }
+    assert_eq!(stats_json(&["--since", "2026-09-21"])["filter"]["since"], "2026-09-21T00:00:00.000Z");
+    let human = imprint(&["log", "stats", "--db", database, "--until", &until]);
+    let printed = text(&human);
+    for expected in ["failed at step", "failure category", "internal", "contact", "runs selected"] {
+        assert!(printed.contains(expected), "expected {expected:?} in {printed}");
+    }
+    let bad = imprint(&["log", "stats", "--db", database, "--since", "yesterday"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad));
+    assert!(text(&bad).contains("--since"), "{}", text(&bad));
+}
+
+/// A real line's failures land in the categories of the events' `error_code`.
+#[test]
+fn stats_of_a_real_line_categorise_its_failures_like_the_events() {
+    let directory = tempfile::tempdir().unwrap();
+    let database = ledger_with_work_order(directory.path());
+    let output = imprint(&["log", "stats", "--db", database.to_str().unwrap(), "--json"]);
+    assert!(output.status.success(), "{}", text(&output));
+    let stats: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(stats["failures_by_step"], serde_json::json!([{"failing_step": "erase", "runs": 1}]));
+    assert_eq!(stats["failures_by_category"], serde_json::json!([{"category": "flash-verify", "runs": 1}]));
 }

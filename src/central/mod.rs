@@ -15,8 +15,9 @@
 //! - **the start-of-line check** ([`preflight`]): a database that will never accept this
 //!   station (credentials, TLS, pg_hba, a station name bound to another ledger) stops the line
 //!   before a unit is touched; one that is only away lets it start offline;
-//! - **reading** ([`read`]): verifying every station's chain in the database with the same
-//!   checker as the local ledger, and exporting across stations in the local export formats.
+//! - **reading** ([`read`], [`stats`]): verifying every station's chain in the database with
+//!   the same checker as the local ledger, exporting across stations in the local export
+//!   formats and certificate bundles, and the statistics of `imprint log stats`.
 //!
 //! **Invariant:** this is the only module that imports the PostgreSQL client; it reaches the
 //! local ledger only through [`crate::ledger::Ledger`]'s API.
@@ -28,6 +29,7 @@ mod preflight;
 mod read;
 mod schema;
 mod ship;
+mod stats;
 
 use std::path::PathBuf;
 
@@ -35,9 +37,10 @@ pub use config::{CONNECT_TIMEOUT, CentralConfig, PasswordSource, SslMode};
 pub use lease::{SerialCounterSpec, lease_block};
 pub use link::{CentralLink, DEFAULT_BATCH_SIZE, DEFAULT_BLOCK_SIZE, LinkSettings, LinkStatus};
 pub use preflight::{Preflight, preflight};
-pub use read::{export_central, unit_history_central, verify_central};
+pub use read::{export_central, export_device_certificates_central, unit_history_central, verify_central};
 pub use schema::{CENTRAL_SCHEMA_VERSION, migrate};
 pub use ship::{ShipOutcome, ship_batch};
+pub use stats::stats_central;
 
 use crate::ledger::LedgerError;
 

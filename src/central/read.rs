@@ -16,9 +16,10 @@ use postgres::{IsolationLevel, Row, Transaction};
 use super::schema::check_schema;
 use super::{CentralConfig, CentralError, query_failed};
 use crate::ledger::{
-    ChainHead, ChainProblem, ChainVerifier, ExportFilter, ExportFormat, ExportHeader, ExportSummary,
-    LedgerError, ProblemKind, RecordedRun, RetiredIdentity, RunResult, UnitHistory, UnitRow, VerifyOptions,
-    VerifyReport, chain_hash, write_export,
+    CertificateBundleSummary, CertificateSelection, ChainHead, ChainProblem, ChainVerifier, ExportFilter,
+    ExportFormat, ExportHeader, ExportSummary, LedgerError, ProblemKind, RecordedRun, RetiredIdentity,
+    RunResult, UnitHistory, UnitRow, VerifyOptions, VerifyReport, chain_hash, write_certificate_bundle,
+    write_export,
 };
 
 const RUN_SELECT: &str = "SELECT station, station_sequence, local_run_id, operator, probe, profile,
@@ -60,6 +61,7 @@ fn run_from_row(row: &Row) -> Result<CentralRun, String> {
         device_id: optional(10)?,
         device_certificate_fingerprint: None,
         device_certificate_serial: None,
+        work_order: None,
         started_at: text(11)?,
         finished_at: text(12)?,
         result: text(13)?,
@@ -74,7 +76,7 @@ fn run_from_row(row: &Row) -> Result<CentralRun, String> {
     Ok(CentralRun { run, canonical_record: text(19)?, prev_hash, record_hash })
 }
 
-fn snapshot<'client>(
+pub(super) fn snapshot<'client>(
     client: &'client mut postgres::Client,
     target: &str,
 ) -> Result<Transaction<'client>, CentralError> {
@@ -181,48 +183,108 @@ pub fn export_central(
     let mut transaction = snapshot(&mut client, target)?;
     let heads = chain_heads(&mut transaction, target)?;
 
-    let mut conditions = Vec::new();
-    let mut parameters: Vec<&(dyn ToSql + Sync)> = Vec::new();
     let result_text = filter.result.map(RunResult::as_str);
-    if let Some(since) = &filter.since {
-        parameters.push(since);
-        conditions.push(format!("started_at >= ${}", parameters.len()));
-    }
-    if let Some(until) = &filter.until {
-        parameters.push(until);
-        conditions.push(format!("started_at < ${}", parameters.len()));
-    }
-    if let Some(profile) = &filter.profile {
-        parameters.push(profile);
-        conditions.push(format!("profile = ${}", parameters.len()));
-    }
-    if let Some(result) = &result_text {
-        parameters.push(result);
-        conditions.push(format!("result = ${}", parameters.len()));
-    }
-    let where_sql =
-        if conditions.is_empty() { String::new() } else { format!("WHERE {}", conditions.join(" AND ")) };
-    // Text comparison of started_at must be byte order, as in SQLite, whatever the collation.
-    let where_sql = where_sql.replace("started_at ", "started_at COLLATE \"C\" ");
-    let sql = format!("{RUN_SELECT} {where_sql} ORDER BY station, station_sequence");
+    let (conditions, parameters) = filter_conditions(filter, &result_text);
+    let sql = format!("{RUN_SELECT} WHERE {} ORDER BY station, station_sequence", conditions.join(" AND "));
     let summary = write_export(
         format,
         &header,
         heads,
         out,
-        |visit: &mut dyn FnMut(RecordedRun) -> Result<bool, LedgerError>| -> Result<(), CentralError> {
-            let mut rows = transaction
-                .query_raw(&sql, parameters.iter().copied())
-                .map_err(query_failed(target, "querying runs"))?;
-            while let Some(row) = rows.next().map_err(query_failed(target, "reading runs"))? {
-                let central = run_from_row(&row).map_err(|reason| {
-                    LedgerError::invalid("central run row", "a run imprint stored", reason)
-                })?;
-                if !visit(central.run)? {
-                    break;
-                }
-            }
-            Ok(())
+        |visit: &mut dyn FnMut(RecordedRun) -> Result<bool, LedgerError>| {
+            stream_runs(&mut transaction, target, &sql, &parameters, visit)
+        },
+    )?;
+    transaction.commit().map_err(query_failed(target, "ending the read snapshot"))?;
+    Ok(summary)
+}
+
+/// The conditions on `imprint.runs` columns that select what `filter` selects (the same as a
+/// local export's; never empty, so they can be joined with `AND` after `WHERE`), numbered from
+/// `$1`, and their parameters. `result_text` is the filter's result as text, if it applies.
+pub(super) fn filter_conditions<'a>(
+    filter: &'a ExportFilter,
+    result_text: &'a Option<&'static str>,
+) -> (Vec<String>, Vec<&'a (dyn ToSql + Sync)>) {
+    let mut conditions = vec!["true".to_owned()];
+    let mut parameters: Vec<&(dyn ToSql + Sync)> = Vec::new();
+    // Text comparison of started_at must be byte order, as in SQLite, whatever the collation.
+    if let Some(since) = &filter.since {
+        parameters.push(since);
+        conditions.push(format!("started_at COLLATE \"C\" >= ${}", parameters.len()));
+    }
+    if let Some(until) = &filter.until {
+        parameters.push(until);
+        conditions.push(format!("started_at COLLATE \"C\" < ${}", parameters.len()));
+    }
+    if let Some(profile) = &filter.profile {
+        parameters.push(profile);
+        conditions.push(format!("profile = ${}", parameters.len()));
+    }
+    if let Some(result) = result_text {
+        parameters.push(result);
+        conditions.push(format!("result = ${}", parameters.len()));
+    }
+    (conditions, parameters)
+}
+
+/// Runs `sql` (a [`RUN_SELECT`] query) in `transaction` and hands each run to `visit`, streaming,
+/// until it returns false.
+fn stream_runs(
+    transaction: &mut Transaction<'_>,
+    target: &str,
+    sql: &str,
+    parameters: &[&(dyn ToSql + Sync)],
+    visit: &mut dyn FnMut(RecordedRun) -> Result<bool, LedgerError>,
+) -> Result<(), CentralError> {
+    let mut rows = transaction
+        .query_raw(sql, parameters.iter().copied())
+        .map_err(query_failed(target, "querying runs"))?;
+    while let Some(row) = rows.next().map_err(query_failed(target, "reading runs"))? {
+        let central = run_from_row(&row)
+            .map_err(|reason| LedgerError::invalid("central run row", "a run imprint stored", reason))?;
+        if !visit(central.run)? {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Writes the identity certificates of every station's runs selected by `filter` as a PEM
+/// bundle, from one snapshot of the central database, as [`crate::ledger::Ledger::export_device_certificates`]
+/// does for a local ledger: per chip whose latest run (by finish time, across stations)
+/// passed, the certificate that run issued; or every certificate issued, in chain order.
+pub fn export_device_certificates_central(
+    config: &CentralConfig,
+    selection: CertificateSelection,
+    filter: &ExportFilter,
+    out: &mut dyn Write,
+) -> Result<CertificateBundleSummary, CentralError> {
+    let target = config.target();
+    let mut client = config.connect()?;
+    check_schema(&mut client, target)?;
+    let mut transaction = snapshot(&mut client, target)?;
+    let result_text = match selection {
+        CertificateSelection::ProvisionedUnits => None,
+        CertificateSelection::EveryIssued => filter.result.map(RunResult::as_str),
+    };
+    let (mut conditions, parameters) = filter_conditions(filter, &result_text);
+    let order_sql = match selection {
+        // Every run of a unit, latest last: only a unit's last run decides.
+        CertificateSelection::ProvisionedUnits => {
+            conditions.push("chip_uid IS NOT NULL".to_owned());
+            "chip_uid COLLATE \"C\", finished_at COLLATE \"C\", station COLLATE \"C\", station_sequence"
+        }
+        CertificateSelection::EveryIssued => "station, station_sequence",
+    };
+    let sql = format!("{RUN_SELECT} WHERE {} ORDER BY {order_sql}", conditions.join(" AND "));
+    let source = std::path::PathBuf::from(format!("central {target}"));
+    let summary = write_certificate_bundle(
+        selection,
+        &source,
+        out,
+        |visit: &mut dyn FnMut(RecordedRun) -> Result<bool, LedgerError>| {
+            stream_runs(&mut transaction, target, &sql, &parameters, visit)
         },
     )?;
     transaction.commit().map_err(query_failed(target, "ending the read snapshot"))?;

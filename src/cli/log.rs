@@ -1,7 +1,8 @@
 //! `imprint log ...`: export, verify, show and summarise the audit ledger. Thin glue over
 //! [`imprint::ledger`]; every command opens the ledger read-only, so it can run beside a
-//! station that is writing. `export` and `verify` also read the central PostgreSQL ledger
-//! (`--central URL`, [`imprint::central`]), and `ship` drains a ledger's outbox into it.
+//! station that is writing. `export`, `verify`, `show`, `certificates` and `stats` also read
+//! the central PostgreSQL ledger (`--central URL`, [`imprint::central`]), and `ship` drains a
+//! ledger's outbox into it.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -9,13 +10,15 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use imprint::central::{
-    CentralConfig, export_central, migrate, ship_batch, unit_history_central, verify_central,
+    CentralConfig, export_central, export_device_certificates_central, migrate, ship_batch, stats_central,
+    unit_history_central, verify_central,
 };
 use imprint::ledger::{
-    CertificateSelection, ExportFilter, ExportFormat, LEDGER_ENVIRONMENT_VARIABLE, Ledger, LedgerStats,
-    RecordedRun, RunResult, STATION_DEFAULT_LEDGER, UnitHistory, VerifyOptions, VerifyReport, ledger_files,
-    parse_hash_hex, parse_time_bound, verify_export_file,
+    CertificateSelection, ExportFilter, ExportFormat, FailingStepCount, LEDGER_ENVIRONMENT_VARIABLE, Ledger,
+    LedgerStats, RecordedRun, RunResult, STATION_DEFAULT_LEDGER, UnitHistory, VerifyOptions, VerifyReport,
+    ledger_files, parse_hash_hex, parse_time_bound, verify_export_file,
 };
+use imprint::station::FailureCategory;
 
 use super::EXIT_UNITS_FAILED;
 
@@ -99,8 +102,11 @@ pub enum LogCommand {
         after_help = "Examples:\n  imprint log backup -o /backup/ledger-2026-12-02.db\n  imprint log backup --db station-3.db -o station-3-copy.db && imprint log verify --db station-3-copy.db\n\nSafe while a station is writing. A plain copy of ledger.db alone is complete only when no\nstation has the ledger open (stations checkpoint it when a line ends)."
     )]
     Backup(BackupArgs),
-    /// Units, runs, pass/fail, first-pass yield and median cycle time per step.
-    #[command(after_help = "Examples:\n  imprint log stats\n  imprint log stats --db station-3.db --json")]
+    /// Units, runs, pass/fail, first-pass yield, failures by step and category, and median cycle
+    /// time per step.
+    #[command(
+        after_help = "Examples:\n  imprint log stats\n  imprint log stats --db station-3.db --json\n  imprint log stats --since 2026-11-01 --until 2026-11-30 --profile demo-sensor\n  imprint log stats --central 'postgresql://imprint@db.example/factory' --since 2026-11-30\n\nUnits and retired identities count the whole ledger; every other number counts the runs the\nfilters select (--since/--until on the run's start time)."
+    )]
     Stats(StatsArgs),
 }
 
@@ -118,13 +124,9 @@ enum ResultArg {
     Aborted,
 }
 
+/// The run filter of `export` and `stats` (the export's [`ExportFilter`]).
 #[derive(clap::Args)]
-pub struct ExportArgs {
-    #[command(flatten)]
-    database: DatabaseArgs,
-    /// Output format.
-    #[arg(long, value_enum, default_value = "jsonl")]
-    format: FormatArg,
+pub struct RunFilterArgs {
     /// Only runs started at or after T (RFC 3339, or YYYY-MM-DD for midnight UTC).
     #[arg(long, value_name = "T")]
     since: Option<String>,
@@ -137,6 +139,33 @@ pub struct ExportArgs {
     /// Only passed or failed runs.
     #[arg(long, value_enum)]
     result: Option<ResultArg>,
+}
+
+impl RunFilterArgs {
+    /// The filter, with the times checked and put in stored form.
+    fn filter(self) -> anyhow::Result<ExportFilter> {
+        Ok(ExportFilter {
+            since: self.since.as_deref().map(|text| parse_time_bound("--since", text, false)).transpose()?,
+            until: self.until.as_deref().map(|text| parse_time_bound("--until", text, true)).transpose()?,
+            profile: self.profile,
+            result: self.result.map(|result| match result {
+                ResultArg::Pass => RunResult::Pass,
+                ResultArg::Fail => RunResult::Fail,
+                ResultArg::Aborted => RunResult::Aborted,
+            }),
+        })
+    }
+}
+
+#[derive(clap::Args)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    database: DatabaseArgs,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "jsonl")]
+    format: FormatArg,
+    #[command(flatten)]
+    filter: RunFilterArgs,
     /// Output file [default: standard output].
     #[arg(short = 'o', long, value_name = "FILE")]
     output: Option<PathBuf>,
@@ -190,6 +219,10 @@ pub struct CertificatesArgs {
     /// Output file [default: standard output].
     #[arg(short = 'o', long, value_name = "FILE")]
     output: Option<PathBuf>,
+    /// Read every station's runs from the central PostgreSQL ledger instead of a local ledger
+    /// (docs/central.md; password from PGPASSWORD or ~/.pgpass).
+    #[arg(long, value_name = "URL")]
+    central: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -233,9 +266,15 @@ pub struct ShowArgs {
 pub struct StatsArgs {
     #[command(flatten)]
     database: DatabaseArgs,
+    #[command(flatten)]
+    filter: RunFilterArgs,
     /// Print the numbers as JSON.
     #[arg(long)]
     json: bool,
+    /// Count every station's runs in the central PostgreSQL ledger instead of a local ledger
+    /// (docs/central.md; password from PGPASSWORD or ~/.pgpass).
+    #[arg(long, value_name = "URL")]
+    central: Option<String>,
 }
 
 pub fn run(command: LogCommand) -> anyhow::Result<ExitCode> {
@@ -271,18 +310,23 @@ fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn certificates(args: CertificatesArgs) -> anyhow::Result<ExitCode> {
-    let filter = ExportFilter {
-        since: args.since.as_deref().map(|text| parse_time_bound("--since", text, false)).transpose()?,
-        until: args.until.as_deref().map(|text| parse_time_bound("--until", text, true)).transpose()?,
-        profile: args.profile,
-        result: None,
-    };
+    let filter = RunFilterArgs { since: args.since, until: args.until, profile: args.profile, result: None }
+        .filter()?;
     let selection =
         if args.all { CertificateSelection::EveryIssued } else { CertificateSelection::ProvisionedUnits };
-    let ledger = args.database.open()?;
-    let protected = ledger_files(ledger.path());
+    let central = args.central.as_deref().map(CentralConfig::from_url).transpose().context("--central")?;
+    let ledger = match &central {
+        Some(_) => None,
+        None => Some(args.database.open()?),
+    };
+    let protected = ledger.as_ref().map(|ledger| ledger_files(ledger.path())).unwrap_or_default();
     let summary = write_output(args.output.as_deref(), &protected, "certificate bundle", |out| {
-        Ok(ledger.export_device_certificates(selection, &filter, out)?)
+        match (&central, &ledger) {
+            (Some(config), _) => Ok(export_device_certificates_central(config, selection, &filter, out)
+                .with_context(|| format!("reading the central ledger {}", config.target()))?),
+            (None, Some(ledger)) => Ok(ledger.export_device_certificates(selection, &filter, out)?),
+            (None, None) => bail!("no ledger to read certificates from"),
+        }
     })?;
     eprintln!(
         "exported {} device certificate{} ({})",
@@ -314,16 +358,7 @@ fn write_output<T>(
 }
 
 fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
-    let filter = ExportFilter {
-        since: args.since.as_deref().map(|text| parse_time_bound("--since", text, false)).transpose()?,
-        until: args.until.as_deref().map(|text| parse_time_bound("--until", text, true)).transpose()?,
-        profile: args.profile,
-        result: args.result.map(|result| match result {
-            ResultArg::Pass => RunResult::Pass,
-            ResultArg::Fail => RunResult::Fail,
-            ResultArg::Aborted => RunResult::Aborted,
-        }),
-    };
+    let filter = args.filter.filter()?;
     let format = match args.format {
         FormatArg::Csv => ExportFormat::Csv,
         FormatArg::Json => ExportFormat::Json,
@@ -552,6 +587,9 @@ fn print_run(run: &RecordedRun) {
         run.profile,
         run.profile_sha256
     );
+    if let Some(work_order) = &run.work_order {
+        println!("    work order {work_order}");
+    }
     if let Some(fingerprint) = &run.device_certificate_fingerprint {
         println!(
             "    device certificate sha256 {fingerprint}  serial {}",
@@ -571,22 +609,93 @@ fn print_run(run: &RecordedRun) {
 }
 
 fn stats(args: StatsArgs) -> anyhow::Result<ExitCode> {
-    let ledger = args.database.open()?;
-    let stats = ledger.stats().with_context(|| format!("reading ledger {}", ledger.path().display()))?;
+    let filter = args.filter.filter()?;
+    let (source, stats) = match &args.central {
+        Some(url) => {
+            let config = CentralConfig::from_url(url).context("--central")?;
+            let stats = stats_central(&config, &filter)
+                .with_context(|| format!("reading the central ledger {}", config.target()))?;
+            (format!("central {}", config.target()), stats)
+        }
+        None => {
+            let ledger = args.database.open()?;
+            let stats = ledger
+                .stats_filtered(&filter)
+                .with_context(|| format!("reading ledger {}", ledger.path().display()))?;
+            (format!("ledger {}", ledger.path().display()), stats)
+        }
+    };
+    let report = StatsReport { failures_by_category: failures_by_category(&stats.failures_by_step), stats };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&stats)?);
+        println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print_stats(ledger.path(), &stats).context("writing the statistics to standard output")?;
+        print_stats(&source, &report).context("writing the statistics to standard output")?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_stats(path: &Path, stats: &LedgerStats) -> std::io::Result<()> {
+/// `imprint log stats` output: the ledger's numbers plus the failures by category, which only
+/// the station knows how to derive from a failing step (the ledger does not import it).
+#[derive(serde::Serialize)]
+struct StatsReport {
+    #[serde(flatten)]
+    stats: LedgerStats,
+    failures_by_category: Vec<CategoryCount>,
+}
+
+#[derive(serde::Serialize)]
+struct CategoryCount {
+    /// The `error_code` of the events (docs/events.md).
+    category: &'static str,
+    runs: u64,
+}
+
+/// Failed runs per failure category, most frequent first (then in pipeline order). A failing
+/// step no station step has counts as `internal`, as in the events' `error_code`.
+fn failures_by_category(failures: &[FailingStepCount]) -> Vec<CategoryCount> {
+    let mut counts: Vec<CategoryCount> = FailureCategory::ALL
+        .iter()
+        .map(|category| CategoryCount { category: category.code(), runs: 0 })
+        .collect();
+    for failure in failures {
+        let category = failure
+            .failing_step
+            .as_deref()
+            .and_then(FailureCategory::for_step_name)
+            .unwrap_or(FailureCategory::Internal);
+        if let Some(count) = counts.iter_mut().find(|count| count.category == category.code()) {
+            count.runs += failure.runs;
+        }
+    }
+    counts.retain(|count| count.runs > 0);
+    counts.sort_by_key(|count| std::cmp::Reverse(count.runs));
+    counts
+}
+
+fn print_stats(source: &str, report: &StatsReport) -> std::io::Result<()> {
+    let stats = &report.stats;
     let mut out = String::new();
     let optional = |value: Option<u64>| value.map_or_else(|| "-".to_owned(), |ms| format!("{ms} ms"));
-    out.push_str(&format!("ledger {}\n", path.display()));
-    out.push_str(&format!("units               {}\n", stats.units));
-    out.push_str(&format!("retired identities  {}\n", stats.retired_identities));
+    out.push_str(&format!("{source}\n"));
+    let filter = &stats.filter;
+    if filter.is_filtered() {
+        let mut selected = Vec::new();
+        if let Some(since) = &filter.since {
+            selected.push(format!("started at or after {since}"));
+        }
+        if let Some(until) = &filter.until {
+            selected.push(format!("started before {until}"));
+        }
+        if let Some(profile) = &filter.profile {
+            selected.push(format!("profile {profile}"));
+        }
+        if let Some(result) = filter.result {
+            selected.push(format!("result {}", result.as_str()));
+        }
+        out.push_str(&format!("runs selected       {}\n", selected.join(", ")));
+    }
+    out.push_str(&format!("units               {} (whole ledger)\n", stats.units));
+    out.push_str(&format!("retired identities  {} (whole ledger)\n", stats.retired_identities));
     out.push_str(&format!(
         "runs                {} (pass {}, fail {}, aborted {}; {} ended before the chip was identified)\n",
         stats.runs, stats.runs_passed, stats.runs_failed, stats.runs_aborted, stats.runs_without_chip_uid
@@ -599,18 +708,32 @@ fn print_stats(path: &Path, stats: &LedgerStats) -> std::io::Result<()> {
     ));
     out.push_str(&format!("median run time     {}\n", optional(stats.median_run_ms)));
     out.push_str(&format!(
-        "\n{:<16} {:>8} {:>8} {:>8} {:>12}\n",
+        "\n{:<20} {:>8} {:>8} {:>8} {:>12}\n",
         "step", "passed", "failed", "skipped", "median"
     ));
     for step in &stats.steps {
         out.push_str(&format!(
-            "{:<16} {:>8} {:>8} {:>8} {:>12}\n",
+            "{:<20} {:>8} {:>8} {:>8} {:>12}\n",
             step.name,
             step.passed,
             step.failed,
             step.skipped,
             optional(step.median_duration_ms)
         ));
+    }
+    if !stats.failures_by_step.is_empty() {
+        out.push_str(&format!("\n{:<20} {:>8}\n", "failed at step", "runs"));
+        for failure in &stats.failures_by_step {
+            out.push_str(&format!(
+                "{:<20} {:>8}\n",
+                failure.failing_step.as_deref().unwrap_or("(none)"),
+                failure.runs
+            ));
+        }
+        out.push_str(&format!("\n{:<20} {:>8}\n", "failure category", "runs"));
+        for count in &report.failures_by_category {
+            out.push_str(&format!("{:<20} {:>8}\n", count.category, count.runs));
+        }
     }
     std::io::stdout().write_all(out.as_bytes())
 }

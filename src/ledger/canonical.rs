@@ -53,6 +53,10 @@ pub struct RecordedRun {
     /// Serial number (hex) of that certificate; derived the same way.
     #[serde(default)]
     pub device_certificate_serial: Option<String>,
+    /// The unit's work order, as the passed `allocate-identity` step's detail records it
+    /// (`work_order`); derived and checked the same way. Absent from exports before version 3.
+    #[serde(default)]
+    pub work_order: Option<String>,
     pub started_at: String,
     pub finished_at: String,
     pub result: String,
@@ -87,6 +91,17 @@ pub struct RecordedStep {
 /// The step whose detail records the identity certificate a run issued.
 pub const ISSUE_IDENTITY_STEP: &str = "issue-identity";
 
+/// The step whose detail records the unit's work order (when the line was given one).
+pub const ALLOCATE_IDENTITY_STEP: &str = "allocate-identity";
+
+/// A derived field of an export that disagrees with the hashed steps it repeats.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DerivedFieldMismatch {
+    pub field: &'static str,
+    pub found: Option<String>,
+    pub from_steps: Option<String>,
+}
+
 impl RecordedRun {
     /// The identity certificate's `(fingerprint, serial)` as the hashed steps record them: the
     /// detail of the passed `issue-identity` step, if the run has one.
@@ -102,11 +117,46 @@ impl RecordedRun {
         (text("certificate_fingerprint"), text("certificate_serial"))
     }
 
-    /// Sets the derived certificate fields from the steps.
+    /// The work order as the hashed steps record it: the `work_order` of the passed
+    /// `allocate-identity` step's detail, if the run has one.
+    pub fn work_order_from_steps(&self) -> Option<String> {
+        self.steps
+            .iter()
+            .rev()
+            .find(|step| step.name == ALLOCATE_IDENTITY_STEP && step.status == "passed")
+            .and_then(|step| step.detail.get("work_order"))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    }
+
+    /// Sets the derived fields (certificate, work order) from the steps.
     pub fn fill_derived_fields(&mut self) {
         let (fingerprint, serial) = self.device_certificate_from_steps();
         self.device_certificate_fingerprint = fingerprint;
         self.device_certificate_serial = serial;
+        self.work_order = self.work_order_from_steps();
+    }
+
+    /// The first derived field that disagrees with the hashed steps, among those an export of
+    /// `format_version` carries (version 2: the certificate fields; version 3: also the work
+    /// order). Derived fields are not hashed, so this is what makes an edit of them evident.
+    pub fn derived_field_mismatch(&self, format_version: u32) -> Option<DerivedFieldMismatch> {
+        let mut derived: Vec<(&'static str, &Option<String>, Option<String>)> = Vec::new();
+        if format_version >= 2 {
+            let (fingerprint, serial) = self.device_certificate_from_steps();
+            derived.push((
+                "device_certificate_fingerprint",
+                &self.device_certificate_fingerprint,
+                fingerprint,
+            ));
+            derived.push(("device_certificate_serial", &self.device_certificate_serial, serial));
+        }
+        if format_version >= 3 {
+            derived.push(("work_order", &self.work_order, self.work_order_from_steps()));
+        }
+        derived.into_iter().find(|(_, found, from_steps)| *found != from_steps).map(
+            |(field, found, from_steps)| DerivedFieldMismatch { field, found: found.clone(), from_steps },
+        )
     }
 
     /// The identity certificate (PEM) the hashed `issue-identity` step recorded, if any.

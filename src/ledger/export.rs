@@ -22,9 +22,9 @@ use super::query::for_each_run;
 use super::{Ledger, LedgerError, database_error};
 
 /// The `imprint_ledger_export` value of the header this build writes. Version 2 added the
-/// derived `device_certificate_fingerprint` and `device_certificate_serial` fields (CSV columns);
-/// version 1 exports still verify.
-pub const EXPORT_FORMAT_VERSION: u32 = 2;
+/// derived `device_certificate_fingerprint` and `device_certificate_serial` fields (CSV columns),
+/// version 3 the derived `work_order`; version 1 and 2 exports still verify.
+pub const EXPORT_FORMAT_VERSION: u32 = 3;
 /// The oldest export format version this build reads.
 pub const OLDEST_READABLE_EXPORT_FORMAT_VERSION: u32 = 1;
 
@@ -106,7 +106,36 @@ pub struct ExportSummary {
 }
 
 /// The CSV columns, in order.
-pub const CSV_COLUMNS: [&str; 24] = [
+pub const CSV_COLUMNS: [&str; 25] = [
+    "record_type",
+    "station",
+    "station_sequence",
+    "run_id",
+    "started_at",
+    "finished_at",
+    "result",
+    "failing_step",
+    "reason",
+    "operator",
+    "probe",
+    "profile",
+    "profile_sha256",
+    "images",
+    "chip_uid",
+    "serial",
+    "device_id",
+    "device_certificate_fingerprint",
+    "device_certificate_serial",
+    "work_order",
+    "steps",
+    "prev_hash",
+    "record_hash",
+    "shipped_at",
+    "export",
+];
+
+/// The CSV columns of a version 2 export (without the work order column).
+pub const CSV_COLUMNS_V2: [&str; 24] = [
     "record_type",
     "station",
     "station_sequence",
@@ -276,22 +305,19 @@ pub fn write_export<E: From<LedgerError>>(
             buffered.write_all(end).map_err(write_error)?;
         }
         ExportFormat::Csv => {
-            let csv_error =
-                |error: csv::Error| LedgerError::ExportWrite { source: std::io::Error::other(error) };
-            let mut writer = csv::Writer::from_writer(&mut buffered);
-            writer.write_record(CSV_COLUMNS).map_err(csv_error)?;
+            write_csv_record(&mut buffered, CSV_COLUMNS.map(|column| column.as_bytes()))
+                .map_err(write_error)?;
             let header_json = serde_json::to_string(header).map_err(json_error)?;
-            writer.write_record(meta_row("export", &header_json)).map_err(csv_error)?;
+            write_csv_record(&mut buffered, meta_row("export", &header_json)).map_err(write_error)?;
             let mut row_buffers = CsvRowBuffers::default();
             for_each_run(&mut |run| {
-                write_csv_row(&mut writer, &mut row_buffers, &run)?;
+                write_csv_row(&mut buffered, &mut row_buffers, &run)?;
                 record_count += 1;
                 Ok(true)
             })?;
             let trailer = ExportTrailer { chain_head: chain_head.clone(), record_count };
             let trailer_json = serde_json::to_string(&trailer).map_err(json_error)?;
-            writer.write_record(meta_row("trailer", &trailer_json)).map_err(csv_error)?;
-            writer.flush().map_err(write_error)?;
+            write_csv_record(&mut buffered, meta_row("trailer", &trailer_json)).map_err(write_error)?;
         }
     }
     buffered.flush().map_err(write_error)?;
@@ -299,7 +325,7 @@ pub fn write_export<E: From<LedgerError>>(
 }
 
 /// SQL conditions (on `runs r` and `profiles p`) and their parameters for a filter.
-fn filter_conditions<'a>(
+pub(super) fn filter_conditions<'a>(
     filter: &'a ExportFilter,
     result_text: &'a Option<&'static str>,
 ) -> (Vec<String>, Vec<&'a dyn ToSql>) {
@@ -383,6 +409,28 @@ fn export_device_certificates(
         }
     };
     let where_sql = format!("WHERE {}", conditions.join(" AND "));
+    write_certificate_bundle(
+        selection,
+        path,
+        out,
+        |visit: &mut dyn FnMut(RecordedRun) -> Result<bool, LedgerError>| {
+            for_each_run(connection, path, &where_sql, order_sql, &parameters, visit)
+        },
+    )
+}
+
+/// Writes a certificate bundle from any source of runs, streaming: `for_each_run` hands its
+/// visitor the runs in the order `selection` needs — for
+/// [`CertificateSelection::ProvisionedUnits`], the runs that name a chip, grouped by chip and
+/// latest last; for [`CertificateSelection::EveryIssued`], chain order (runs that issued no
+/// certificate are skipped). The local ledger and the central database (`crate::central`) both
+/// write bundles through this; `source` names where the runs came from in errors.
+pub fn write_certificate_bundle<E: From<LedgerError>>(
+    selection: CertificateSelection,
+    source: &Path,
+    out: &mut dyn Write,
+    for_each_run: impl FnOnce(&mut dyn FnMut(RecordedRun) -> Result<bool, LedgerError>) -> Result<(), E>,
+) -> Result<CertificateBundleSummary, E> {
     let write_error = |source| LedgerError::ExportWrite { source };
     let mut buffered = std::io::BufWriter::with_capacity(1 << 16, out);
     let mut certificate_count = 0u64;
@@ -397,9 +445,15 @@ fn export_device_certificates(
     // ProvisionedUnits: the latest run seen of the current chip, and its certificate if that
     // run passed and issued one.
     let mut latest: Option<(Option<String>, Option<String>)> = None;
-    for_each_run(connection, path, &where_sql, order_sql, &parameters, |run| {
+    for_each_run(&mut |run| {
         match selection {
-            CertificateSelection::EveryIssued => write_pem(&checked_certificate_pem(&run, path)?)?,
+            CertificateSelection::EveryIssued => {
+                let issued =
+                    run.steps.iter().any(|step| step.name == ISSUE_IDENTITY_STEP && step.status == "passed");
+                if issued {
+                    write_pem(&checked_certificate_pem(&run, source)?)?;
+                }
+            }
             CertificateSelection::ProvisionedUnits => {
                 if let Some((chip, certificate)) = latest.take()
                     && chip != run.chip_uid
@@ -409,7 +463,7 @@ fn export_device_certificates(
                 }
                 let certificate =
                     if run.result == RunResult::Pass.as_str() && run.device_certificate_pem().is_some() {
-                        Some(checked_certificate_pem(&run, path)?)
+                        Some(checked_certificate_pem(&run, source)?)
                     } else {
                         None
                     };
@@ -453,11 +507,42 @@ fn checked_certificate_pem(run: &RecordedRun, path: &Path) -> Result<String, Led
     Ok(pem.to_owned())
 }
 
-fn meta_row(record_type: &str, json: &str) -> Vec<String> {
-    let mut row = vec![String::new(); CSV_COLUMNS.len()];
-    row[0] = record_type.to_owned();
-    row[CSV_COLUMNS.len() - 1] = json.to_owned();
+/// The cells of a header or trailer row: `record_type` and the JSON in the last column.
+fn meta_row<'a>(record_type: &'a str, json: &'a str) -> [&'a [u8]; CSV_COLUMNS.len()] {
+    let mut row: [&[u8]; CSV_COLUMNS.len()] = [b""; CSV_COLUMNS.len()];
+    row[0] = record_type.as_bytes();
+    row[CSV_COLUMNS.len() - 1] = json.as_bytes();
     row
+}
+
+/// Writes one CSV record the way the `csv` crate's default writer does (RFC 4180, `\n` after
+/// each record): a field holding a comma, a quote, CR or LF is quoted with its quotes doubled,
+/// any other is written as it is. Written straight into the output buffer, without a general
+/// CSV writer's own buffer and state machine in between: this is the export's inner loop
+/// (docs/performance.md).
+fn write_csv_record<'a>(
+    out: &mut impl Write,
+    fields: impl IntoIterator<Item = &'a [u8]>,
+) -> std::io::Result<()> {
+    for (index, field) in fields.into_iter().enumerate() {
+        if index > 0 {
+            out.write_all(b",")?;
+        }
+        if !field.iter().any(|byte| matches!(byte, b',' | b'"' | b'\r' | b'\n')) {
+            out.write_all(field)?;
+            continue;
+        }
+        out.write_all(b"\"")?;
+        let mut rest = field;
+        while let Some(at) = rest.iter().position(|byte| *byte == b'"') {
+            out.write_all(&rest[..=at])?;
+            out.write_all(b"\"")?;
+            rest = &rest[at + 1..];
+        }
+        out.write_all(rest)?;
+        out.write_all(b"\"")?;
+    }
+    out.write_all(b"\n")
 }
 
 /// A step with its fields in canonical (sorted) key order, so serializing it straight from the
@@ -491,8 +576,8 @@ struct CsvRowBuffers {
 
 /// Writes one run as a CSV row, borrowing every cell from the run (no per-cell allocation:
 /// this is the export's inner loop).
-fn write_csv_row<W: Write>(
-    writer: &mut csv::Writer<W>,
+fn write_csv_row(
+    out: &mut impl Write,
     buffers: &mut CsvRowBuffers,
     run: &RecordedRun,
 ) -> Result<(), LedgerError> {
@@ -526,7 +611,7 @@ fn write_csv_row<W: Write>(
     fn optional(value: &Option<String>) -> &[u8] {
         value.as_deref().unwrap_or_default().as_bytes()
     }
-    let cells: [&[u8]; 24] = [
+    let cells: [&[u8]; CSV_COLUMNS.len()] = [
         b"run",
         run.station.as_bytes(),
         buffers.station_sequence.as_bytes(),
@@ -546,19 +631,19 @@ fn write_csv_row<W: Write>(
         optional(&run.device_id),
         optional(&run.device_certificate_fingerprint),
         optional(&run.device_certificate_serial),
+        optional(&run.work_order),
         &buffers.steps,
         run.prev_hash.as_bytes(),
         run.record_hash.as_bytes(),
         optional(&run.shipped_at),
         b"",
     ];
-    writer
-        .write_record(cells)
-        .map_err(|error| LedgerError::ExportWrite { source: std::io::Error::other(error) })
+    write_csv_record(out, cells).map_err(|source| LedgerError::ExportWrite { source })
 }
 
-/// Rebuilds a run from a CSV row written by [`csv_row`] (or by a version 1 export, whose
-/// `columns` lack the certificate columns); `Err` says which column is unreadable.
+/// Rebuilds a run from a CSV row written by [`write_csv_row`] (or by a version 1 or 2 export,
+/// whose `columns` lack the certificate or work order columns); `Err` says which column is
+/// unreadable.
 pub(crate) fn run_from_csv_row(row: &csv::StringRecord, columns: &[&str]) -> Result<RecordedRun, String> {
     if row.len() != columns.len() {
         return Err(format!("expected {} columns, found {}", columns.len(), row.len()));
@@ -597,9 +682,36 @@ pub(crate) fn run_from_csv_row(row: &csv::StringRecord, columns: &[&str]) -> Res
         device_id: optional("device_id"),
         device_certificate_fingerprint: optional("device_certificate_fingerprint"),
         device_certificate_serial: optional("device_certificate_serial"),
+        work_order: optional("work_order"),
         steps,
         prev_hash: column("prev_hash").to_owned(),
         record_hash: column("record_hash").to_owned(),
         shipped_at: optional("shipped_at"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The hand-written CSV records are byte for byte what the `csv` crate writes (which the
+    /// verifier and every CSV reader read back).
+    #[test]
+    fn csv_records_match_the_csv_crate() {
+        let records: [&[&str]; 5] = [
+            &["run", "plain", "", "with,comma", "with \"quotes\""],
+            &["line\nbreak", "carriage\rreturn", "ünïcode «text»", "{\"a\":[1,2]}", ""],
+            &["\"", "\"\"", ",", "\r\n", "trailing space "],
+            &["#comment", "'single'", "tab\there", "semi;colon", "back\\slash"],
+            &["", "", "", "", ""],
+        ];
+        for record in records {
+            let mut ours = Vec::new();
+            write_csv_record(&mut ours, record.iter().map(|field| field.as_bytes())).unwrap();
+            let mut theirs = csv::Writer::from_writer(Vec::new());
+            theirs.write_record(record).unwrap();
+            let theirs = theirs.into_inner().unwrap();
+            assert_eq!(String::from_utf8_lossy(&ours), String::from_utf8_lossy(&theirs), "{record:?}");
+        }
+    }
 }

@@ -49,6 +49,7 @@ mod query;
 mod schema;
 mod strict_json;
 mod verify;
+mod verify_file;
 mod write;
 
 use std::path::{Path, PathBuf};
@@ -58,25 +59,25 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use rusqlite::{Connection, TransactionBehavior};
 
 pub use canonical::{
-    GENESIS_HASH, ISSUE_IDENTITY_STEP, RUN_ENCODING, RecordedImage, RecordedRun, RecordedStep,
-    canonical_json, chain_hash, ecmascript_number, format_timestamp, parse_hash_hex, parse_time_bound,
+    ALLOCATE_IDENTITY_STEP, DerivedFieldMismatch, GENESIS_HASH, ISSUE_IDENTITY_STEP, RUN_ENCODING,
+    RecordedImage, RecordedRun, RecordedStep, canonical_json, chain_hash, ecmascript_number,
+    format_timestamp, parse_hash_hex, parse_time_bound,
 };
 pub use error::LedgerError;
 pub use export::{
-    CSV_COLUMNS, CSV_COLUMNS_V1, CertificateBundleSummary, CertificateSelection, ChainHead,
+    CSV_COLUMNS, CSV_COLUMNS_V1, CSV_COLUMNS_V2, CertificateBundleSummary, CertificateSelection, ChainHead,
     EXPORT_FORMAT_VERSION, ExportFilter, ExportFormat, ExportHeader, ExportSummary, ExportTrailer,
-    OLDEST_READABLE_EXPORT_FORMAT_VERSION, write_export,
+    OLDEST_READABLE_EXPORT_FORMAT_VERSION, write_certificate_bundle, write_export,
 };
 pub use model::{
     AllocatedIdentity, IdentityRequest, ReworkPolicy, RunReceipt, RunRecord, RunResult, SerialScheme,
     StepRecord, StepStatus, UnitIdentity,
 };
 pub use outbox::{LeasedSerialBlock, SerialBlock};
-pub use query::{LedgerStats, RetiredIdentity, StepStats, UnitHistory, UnitRow};
+pub use query::{FailingStepCount, LedgerStats, RetiredIdentity, StepStats, UnitHistory, UnitRow};
 pub use schema::{APPLICATION_ID, BUSY_TIMEOUT, current_version as schema_version};
-pub use verify::{
-    ChainProblem, ChainVerifier, HeadMatch, ProblemKind, VerifyOptions, VerifyReport, verify_export_file,
-};
+pub use verify::{ChainProblem, ChainVerifier, HeadMatch, ProblemKind, VerifyOptions, VerifyReport};
+pub use verify_file::verify_export_file;
 pub use write::{ReworkAction, check_name_text, check_serial_text, decide_rework};
 
 // The station hands clones of one `Ledger` to a worker thread per slot.

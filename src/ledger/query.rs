@@ -8,7 +8,8 @@ use rusqlite::{Connection, OptionalExtension, ToSql};
 use serde::{Deserialize, Serialize};
 
 use super::canonical::{RecordedImage, RecordedRun, RecordedStep};
-use super::model::UnitIdentity;
+use super::export::{ExportFilter, filter_conditions};
+use super::model::{RunResult, UnitIdentity};
 use super::{Ledger, LedgerError, database_error};
 
 const RUN_COLUMNS: &str = "r.id, s.name, r.station_sequence, o.name, r.probe, p.name,
@@ -85,6 +86,7 @@ pub(crate) fn for_each_run(
                 device_id: row.get(10).map_err(read)?,
                 device_certificate_fingerprint: None,
                 device_certificate_serial: None,
+                work_order: None,
                 started_at: row.get(11).map_err(read)?,
                 finished_at: row.get(12).map_err(read)?,
                 result: row.get(13).map_err(read)?,
@@ -177,11 +179,14 @@ pub struct UnitHistory {
     pub runs: Vec<RecordedRun>,
 }
 
-/// Summary numbers for `imprint log stats`.
+/// Summary numbers for `imprint log stats`, over the runs a filter selects.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LedgerStats {
-    /// Units with an identity.
+    /// The runs these numbers cover (the export's filter; times in stored form).
+    pub filter: ExportFilter,
+    /// Units with an identity (the whole ledger, whatever the filter).
     pub units: u64,
+    /// Identities retired by a rework (the whole ledger, whatever the filter).
     pub retired_identities: u64,
     pub runs: u64,
     pub runs_passed: u64,
@@ -191,9 +196,9 @@ pub struct LedgerStats {
     /// Runs that failed before the chip was identified (they count in `runs_failed` but belong
     /// to no unit).
     pub runs_without_chip_uid: u64,
-    /// Distinct chips with at least one run.
+    /// Distinct chips with at least one run (with a filter: whose first run is selected).
     pub chips_tested: u64,
-    /// Chips whose first run passed.
+    /// Of those, the chips whose first run passed.
     pub chips_passed_first_time: u64,
     /// `chips_passed_first_time / chips_tested` in percent; `None` before the first run.
     pub first_pass_yield_percent: Option<f64>,
@@ -201,6 +206,16 @@ pub struct LedgerStats {
     pub median_run_ms: Option<u64>,
     /// Per step name, in the order steps usually run.
     pub steps: Vec<StepStats>,
+    /// Failed runs per failing step, most frequent first (then by name; a failed run that names
+    /// no step counts under `None`). Front ends map steps to failure categories.
+    pub failures_by_step: Vec<FailingStepCount>,
+}
+
+/// How many failed runs failed at one step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailingStepCount {
+    pub failing_step: Option<String>,
+    pub runs: u64,
 }
 
 /// Per-step numbers; skipped steps count only in `skipped`.
@@ -223,7 +238,13 @@ impl Ledger {
 
     /// Units, runs, yields and median times over the whole ledger.
     pub fn stats(&self) -> Result<LedgerStats, LedgerError> {
-        self.read(stats)
+        self.stats_filtered(&ExportFilter::default())
+    }
+
+    /// The same numbers over the runs `filter` selects (the export's filter: `since`/`until`
+    /// on `started_at`, profile, result), from one snapshot.
+    pub fn stats_filtered(&self, filter: &ExportFilter) -> Result<LedgerStats, LedgerError> {
+        self.read(|connection, path| stats(connection, path, filter))
     }
 }
 
@@ -301,64 +322,138 @@ fn unit_history(connection: &Connection, path: &Path, key: &str) -> Result<Optio
     Ok(Some(UnitHistory { chip_uid, current, retired, runs }))
 }
 
-fn count(connection: &Connection, path: &Path, sql: &str) -> Result<u64, LedgerError> {
+fn count(
+    connection: &Connection,
+    path: &Path,
+    sql: &str,
+    parameters: &[&dyn ToSql],
+) -> Result<u64, LedgerError> {
     let value: i64 =
-        connection.query_row(sql, [], |row| row.get(0)).map_err(database_error(path, "counting"))?;
+        connection.query_row(sql, parameters, |row| row.get(0)).map_err(database_error(path, "counting"))?;
     Ok(u64::try_from(value).unwrap_or(0))
 }
 
-fn stats(connection: &Connection, path: &Path) -> Result<LedgerStats, LedgerError> {
-    let units = count(connection, path, "SELECT count(*) FROM units")?;
-    let retired_identities = count(connection, path, "SELECT count(*) FROM identity_history")?;
-    let runs = count(connection, path, "SELECT count(*) FROM runs")?;
-    let runs_passed = count(connection, path, "SELECT count(*) FROM runs WHERE result = 'pass'")?;
-    let runs_aborted = count(connection, path, "SELECT count(*) FROM runs WHERE result = 'aborted'")?;
-    let runs_without_chip_uid = count(connection, path, "SELECT count(*) FROM runs WHERE chip_uid IS NULL")?;
-    // A chip's first run is its lowest run id (runs are inserted in the order they finish).
-    // Aborted runs say nothing of the board: they count in neither side of the yield.
-    let chips_tested = count(
-        connection,
-        path,
-        "SELECT count(DISTINCT chip_uid) FROM runs WHERE chip_uid IS NOT NULL AND result != 'aborted'",
-    )?;
-    let chips_passed_first_time = count(
-        connection,
-        path,
-        "SELECT count(*) FROM runs r
-         JOIN (SELECT min(id) AS first_id FROM runs
-               WHERE chip_uid IS NOT NULL AND result != 'aborted' GROUP BY chip_uid) f
-           ON r.id = f.first_id
-         WHERE r.result = 'pass'",
-    )?;
+/// The selected runs: `FROM {SELECTED_RUNS} WHERE {conditions}` (the export's filter conditions
+/// are on `runs r` and `profiles p`).
+const SELECTED_RUNS: &str = "runs r JOIN profiles p ON p.id = r.profile_id";
+
+fn stats(connection: &Connection, path: &Path, filter: &ExportFilter) -> Result<LedgerStats, LedgerError> {
+    let result_text = filter.result.map(RunResult::as_str);
+    let (mut conditions, parameters) = filter_conditions(filter, &result_text);
+    conditions.insert(0, "1".to_owned());
+    let selected = conditions.join(" AND ");
+    let parameters = parameters.as_slice();
+    let count_runs = |condition: &str| {
+        count(
+            connection,
+            path,
+            &format!("SELECT count(*) FROM {SELECTED_RUNS} WHERE {selected} AND {condition}"),
+            parameters,
+        )
+    };
+    let units = count(connection, path, "SELECT count(*) FROM units", &[])?;
+    let retired_identities = count(connection, path, "SELECT count(*) FROM identity_history", &[])?;
+    let runs = count_runs("1")?;
+    let runs_passed = count_runs("r.result = 'pass'")?;
+    let runs_aborted = count_runs("r.result = 'aborted'")?;
+    let runs_without_chip_uid = count_runs("r.chip_uid IS NULL")?;
+    // A chip's first run is its lowest run id (runs are inserted in the order they finish);
+    // with a filter, the chips whose first run is selected. Aborted runs say nothing of the
+    // board: they count in neither side of the yield.
+    let first_runs = "r.id IN (SELECT min(id) FROM runs
+                               WHERE chip_uid IS NOT NULL AND result != 'aborted' GROUP BY chip_uid)";
+    let chips_tested = count_runs(first_runs)?;
+    let chips_passed_first_time = count_runs(&format!("{first_runs} AND r.result = 'pass'"))?;
     let first_pass_yield_percent =
         (chips_tested > 0).then(|| 100.0 * chips_passed_first_time as f64 / chips_tested as f64);
     // Medians by sorted offset: SQLite's sorter spills to disk, so memory stays bounded.
     let median_run_ms: Option<f64> = if runs == 0 {
         None
     } else {
+        let offset = ((runs - 1) / 2) as i64;
+        let mut median_parameters = parameters.to_vec();
+        median_parameters.push(&offset);
         connection
             .query_row(
-                "SELECT (julianday(finished_at) - julianday(started_at)) * 86400000.0 AS ms
-                 FROM runs ORDER BY ms LIMIT 1 OFFSET ?1",
-                [((runs - 1) / 2) as i64],
+                &format!(
+                    "SELECT (julianday(r.finished_at) - julianday(r.started_at)) * 86400000.0 AS ms
+                     FROM {SELECTED_RUNS} WHERE {selected} ORDER BY ms LIMIT 1 OFFSET ?{}",
+                    median_parameters.len()
+                ),
+                median_parameters.as_slice(),
                 |row| row.get(0),
             )
             .optional()
             .map_err(database_error(path, "computing the median run time"))?
     };
+    let steps = step_stats(connection, path, &selected, parameters)?;
+    let failures_by_step = failures_by_step(connection, path, &selected, parameters)?;
+    Ok(LedgerStats {
+        filter: filter.clone(),
+        units,
+        retired_identities,
+        runs,
+        runs_passed,
+        runs_failed: runs - runs_passed - runs_aborted,
+        runs_aborted,
+        runs_without_chip_uid,
+        chips_tested,
+        chips_passed_first_time,
+        first_pass_yield_percent,
+        median_run_ms: median_run_ms.map(|ms| ms.round().max(0.0) as u64),
+        steps,
+        failures_by_step,
+    })
+}
 
+/// Failed runs counted by failing step, most frequent first.
+fn failures_by_step(
+    connection: &Connection,
+    path: &Path,
+    selected: &str,
+    parameters: &[&dyn ToSql],
+) -> Result<Vec<FailingStepCount>, LedgerError> {
+    let mut statement = connection
+        .prepare(&format!(
+            "SELECT r.failing_step, count(*) AS failed FROM {SELECTED_RUNS}
+             WHERE {selected} AND r.result = 'fail'
+             GROUP BY r.failing_step ORDER BY failed DESC, r.failing_step"
+        ))
+        .map_err(database_error(path, "counting failures by step"))?;
+    statement
+        .query_map(parameters, |row| {
+            Ok(FailingStepCount {
+                failing_step: row.get(0)?,
+                runs: u64::try_from(row.get::<_, i64>(1)?).unwrap_or(0),
+            })
+        })
+        .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+        .map_err(database_error(path, "counting failures by step"))
+}
+
+/// Per step name of the selected runs: passed, failed, skipped, and the median duration of
+/// the executions that were not skipped.
+fn step_stats(
+    connection: &Connection,
+    path: &Path,
+    selected: &str,
+    parameters: &[&dyn ToSql],
+) -> Result<Vec<StepStats>, LedgerError> {
+    let selected_steps = format!(
+        "steps st JOIN runs r ON r.id = st.run_id JOIN profiles p ON p.id = r.profile_id WHERE {selected}"
+    );
     let mut steps = Vec::new();
     let mut index_by_name = HashMap::new();
     {
         let mut statement = connection
-            .prepare(
-                "SELECT name, sum(status = 'passed'), sum(status = 'failed'),
-                        sum(status = 'skipped')
-                 FROM steps GROUP BY name ORDER BY min(ordinal), name",
-            )
+            .prepare(&format!(
+                "SELECT st.name, sum(st.status = 'passed'), sum(st.status = 'failed'),
+                        sum(st.status = 'skipped')
+                 FROM {selected_steps} GROUP BY st.name ORDER BY min(st.ordinal), st.name"
+            ))
             .map_err(database_error(path, "counting steps"))?;
         let rows = statement
-            .query_map([], |row| {
+            .query_map(parameters, |row| {
                 Ok(StepStats {
                     name: row.get(0)?,
                     passed: u64::try_from(row.get::<_, i64>(1)?).unwrap_or(0),
@@ -374,46 +469,32 @@ fn stats(connection: &Connection, path: &Path) -> Result<LedgerStats, LedgerErro
             steps.push(step);
         }
     }
-    {
-        let mut statement = connection
-            .prepare(
-                "SELECT name, duration_ms FROM steps WHERE status != 'skipped'
-                 ORDER BY name, duration_ms",
-            )
-            .map_err(database_error(path, "sorting step durations"))?;
-        let mut rows = statement.query([]).map_err(database_error(path, "sorting step durations"))?;
-        let mut current_name = String::new();
-        let mut position_in_name = 0u64;
-        while let Some(row) = rows.next().map_err(database_error(path, "sorting step durations"))? {
-            let name: String = row.get(0).map_err(database_error(path, "sorting step durations"))?;
-            if name != current_name {
-                current_name = name;
-                position_in_name = 0;
-            }
-            if let Some(&index) = index_by_name.get(&current_name) {
-                let step = &mut steps[index];
-                let executed = step.passed + step.failed;
-                if executed > 0 && position_in_name == (executed - 1) / 2 {
-                    let duration_ms: i64 =
-                        row.get(1).map_err(database_error(path, "sorting step durations"))?;
-                    step.median_duration_ms = Some(u64::try_from(duration_ms).unwrap_or(0));
-                }
-            }
-            position_in_name += 1;
+    let sorting =
+        |source| LedgerError::Database { path: path.to_owned(), operation: "sorting step durations", source };
+    let mut statement = connection
+        .prepare(&format!(
+            "SELECT st.name, st.duration_ms FROM {selected_steps} AND st.status != 'skipped'
+             ORDER BY st.name, st.duration_ms"
+        ))
+        .map_err(&sorting)?;
+    let mut rows = statement.query(parameters).map_err(&sorting)?;
+    let mut current_name = String::new();
+    let mut position_in_name = 0u64;
+    while let Some(row) = rows.next().map_err(&sorting)? {
+        let name: String = row.get(0).map_err(&sorting)?;
+        if name != current_name {
+            current_name = name;
+            position_in_name = 0;
         }
+        if let Some(&index) = index_by_name.get(&current_name) {
+            let step = &mut steps[index];
+            let executed = step.passed + step.failed;
+            if executed > 0 && position_in_name == (executed - 1) / 2 {
+                let duration_ms: i64 = row.get(1).map_err(&sorting)?;
+                step.median_duration_ms = Some(u64::try_from(duration_ms).unwrap_or(0));
+            }
+        }
+        position_in_name += 1;
     }
-    Ok(LedgerStats {
-        units,
-        retired_identities,
-        runs,
-        runs_passed,
-        runs_failed: runs - runs_passed - runs_aborted,
-        runs_aborted,
-        runs_without_chip_uid,
-        chips_tested,
-        chips_passed_first_time,
-        first_pass_yield_percent,
-        median_run_ms: median_run_ms.map(|ms| ms.round().max(0.0) as u64),
-        steps,
-    })
+    Ok(steps)
 }

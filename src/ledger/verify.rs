@@ -8,21 +8,13 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
-use serde::de::{DeserializeSeed, IgnoredAny, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use super::canonical::{GENESIS_HASH, RecordedRun, parse_hash_hex};
-use super::export::{
-    CSV_COLUMNS, CSV_COLUMNS_V1, ChainHead, EXPORT_FORMAT_VERSION, ExportFilter, ExportHeader, ExportTrailer,
-    OLDEST_READABLE_EXPORT_FORMAT_VERSION, chain_heads, run_from_csv_row,
-};
+use super::export::{ChainHead, EXPORT_FORMAT_VERSION, ExportFilter, chain_heads};
 use super::query::for_each_run;
-use super::strict_json::{StrictValue, parse_strict};
 use super::{Ledger, LedgerError};
 
 /// What to check beyond the chain's own consistency.
@@ -145,7 +137,7 @@ impl ChainVerifier {
     pub fn new(options: &VerifyOptions) -> ChainVerifier {
         // Central records are rebuilt from their columns (the derived certificate fields are
         // filled from the hashed steps), so there are no separately stored derived fields to check.
-        ChainVerifier { checker: ChainChecker::new(false, false, options) }
+        ChainVerifier { checker: ChainChecker::new(false, 1, options) }
     }
 
     /// Checks the next record: its link to the station's previous record and its hash. Returns
@@ -172,28 +164,33 @@ struct StationProgress {
 }
 
 /// Checks records fed in chain order; stops at the first problem.
-struct ChainChecker {
+pub(super) struct ChainChecker {
     /// Gaps in a station's sequence are tolerated: a filtered export without `--head`.
     is_filtered: bool,
     /// The export's filter: every record must be one it selects (an edited header is found).
-    filter: Option<ExportFilter>,
-    /// Whether records carry the derived certificate fields (exports from version 2 on).
-    checks_derived_fields: bool,
+    pub(super) filter: Option<ExportFilter>,
+    /// The export format version whose derived fields the records carry and that are checked
+    /// against the steps (1: none; 2: the certificate fields; 3: also the work order).
+    derived_fields_version: u32,
     expected_heads: Vec<[u8; 32]>,
     expected_heads_found: Vec<HeadMatch>,
     stations: HashMap<String, StationProgress>,
     records_checked: u64,
-    problem: Option<ChainProblem>,
+    pub(super) problem: Option<ChainProblem>,
 }
 
 impl ChainChecker {
     /// `is_filtered` tolerates gaps, except when the auditor supplied heads: a head proves
     /// what comes before it only through an unbroken chain, so then every gap is reported.
-    fn new(is_filtered: bool, checks_derived_fields: bool, options: &VerifyOptions) -> ChainChecker {
+    pub(super) fn new(
+        is_filtered: bool,
+        derived_fields_version: u32,
+        options: &VerifyOptions,
+    ) -> ChainChecker {
         ChainChecker {
             is_filtered: is_filtered && options.expected_heads.is_empty(),
             filter: None,
-            checks_derived_fields,
+            derived_fields_version,
             expected_heads: options.expected_heads.clone(),
             expected_heads_found: Vec::new(),
             stations: HashMap::new(),
@@ -202,14 +199,14 @@ impl ChainChecker {
         }
     }
 
-    fn fail(&mut self, problem: ChainProblem) {
+    pub(super) fn fail(&mut self, problem: ChainProblem) {
         if self.problem.is_none() {
             self.problem = Some(problem);
         }
     }
 
     /// Checks one record; returns false once a problem was found.
-    fn check(&mut self, location: String, run: &RecordedRun) -> bool {
+    pub(super) fn check(&mut self, location: String, run: &RecordedRun) -> bool {
         if self.problem.is_some() {
             return false;
         }
@@ -281,21 +278,13 @@ impl ChainChecker {
             }));
             return false;
         }
-        if self.checks_derived_fields {
-            let (fingerprint, serial) = run.device_certificate_from_steps();
-            for (field, found, from_steps) in [
-                ("device_certificate_fingerprint", &run.device_certificate_fingerprint, fingerprint),
-                ("device_certificate_serial", &run.device_certificate_serial, serial),
-            ] {
-                if *found != from_steps {
-                    self.fail(problem(ProblemKind::DerivedFieldMismatch {
-                        field: field.to_owned(),
-                        found: found.clone(),
-                        from_steps,
-                    }));
-                    return false;
-                }
-            }
+        if let Some(mismatch) = run.derived_field_mismatch(self.derived_fields_version) {
+            self.fail(problem(ProblemKind::DerivedFieldMismatch {
+                field: mismatch.field.to_owned(),
+                found: mismatch.found,
+                from_steps: mismatch.from_steps,
+            }));
+            return false;
         }
         if self.expected_heads.contains(&stored_hash) {
             self.expected_heads_found.push(HeadMatch {
@@ -317,7 +306,11 @@ impl ChainChecker {
     }
 
     /// Compares the chain's ends with the recorded heads (and count, for exports).
-    fn finish(mut self, chain_heads: Vec<ChainHead>, declared_record_count: Option<u64>) -> VerifyReport {
+    pub(super) fn finish(
+        mut self,
+        chain_heads: Vec<ChainHead>,
+        declared_record_count: Option<u64>,
+    ) -> VerifyReport {
         if self.problem.is_none() {
             self.check_heads(&chain_heads, declared_record_count);
         }
@@ -451,7 +444,7 @@ impl Ledger {
     /// not an error; errors are for a database that cannot be read at all.
     pub fn verify(&self, options: &VerifyOptions) -> Result<VerifyReport, LedgerError> {
         self.read(|connection, path| {
-            let mut checker = ChainChecker::new(false, true, options);
+            let mut checker = ChainChecker::new(false, EXPORT_FORMAT_VERSION, options);
             let walked = for_each_run(
                 connection,
                 path,
@@ -527,354 +520,4 @@ fn identity_problem(
         serial: Some(unit_serial.clone()),
         kind: ProblemKind::IdentityMismatch { chip_uid, unit_serial, run_serial },
     }))
-}
-
-/// Verifies an export file (CSV, JSON or JSON lines, told apart by their first byte) against
-/// its own trailer and `options`, reading it as a stream.
-pub fn verify_export_file(path: &Path, options: &VerifyOptions) -> Result<VerifyReport, LedgerError> {
-    let read_error = |source| LedgerError::ReadFile { path: path.to_owned(), source };
-    let file = File::open(path).map_err(read_error)?;
-    let mut reader = BufReader::with_capacity(1 << 16, file);
-    let first_byte =
-        reader.fill_buf().map_err(read_error)?.iter().copied().find(|byte| !byte.is_ascii_whitespace());
-    match first_byte {
-        Some(b'[') => verify_json(path, reader, options),
-        Some(b'{') => verify_jsonl(path, reader, options),
-        Some(_) => verify_csv(path, reader, options),
-        None => {
-            Err(LedgerError::NotAnExport { path: path.to_owned(), reason: "the file is empty".to_owned() })
-        }
-    }
-}
-
-fn check_header(path: &Path, header: Result<ExportHeader, String>) -> Result<ExportHeader, LedgerError> {
-    let header = header.map_err(|reason| LedgerError::NotAnExport {
-        path: path.to_owned(),
-        reason: format!("the first record is not an export header: {reason}"),
-    })?;
-    if !(OLDEST_READABLE_EXPORT_FORMAT_VERSION..=EXPORT_FORMAT_VERSION)
-        .contains(&header.imprint_ledger_export)
-    {
-        return Err(LedgerError::NotAnExport {
-            path: path.to_owned(),
-            reason: format!(
-                "export format version {} (this imprint reads versions {OLDEST_READABLE_EXPORT_FORMAT_VERSION} to {EXPORT_FORMAT_VERSION})",
-                header.imprint_ledger_export
-            ),
-        });
-    }
-    Ok(header)
-}
-
-/// A problem for a record that did not parse, naming what can still be read from it.
-fn malformed(location: String, partial: Option<&Value>, reason: String) -> ChainProblem {
-    let field = |name: &str| partial.and_then(|value| value.get(name));
-    ChainProblem {
-        location,
-        station: field("station").and_then(Value::as_str).map(str::to_owned),
-        station_sequence: field("station_sequence").and_then(Value::as_u64),
-        serial: field("serial").and_then(Value::as_str).map(str::to_owned),
-        kind: ProblemKind::Malformed { reason },
-    }
-}
-
-/// What one export element turned out to be.
-enum Element {
-    Run(Box<RecordedRun>),
-    Trailer(ExportTrailer),
-}
-
-fn classify(value: Value) -> Result<Element, (Value, String)> {
-    if value.get("chain_head").is_some() {
-        return serde_json::from_value::<ExportTrailer>(value.clone())
-            .map(Element::Trailer)
-            .map_err(|error| (value, format!("trailer: {error}")));
-    }
-    serde_json::from_value::<RecordedRun>(value.clone())
-        .map(|run| Element::Run(Box::new(run)))
-        .map_err(|error| (value, error.to_string()))
-}
-
-/// Shared state of a file verification: the checker plus the trailer once seen.
-struct ExportCheck {
-    checker: ChainChecker,
-    trailer: Option<ExportTrailer>,
-    /// The format version the header declares.
-    declared_version: u32,
-}
-
-impl ExportCheck {
-    /// The check of an export with `header`; the header's filter is bound to every record.
-    fn new(header: &ExportHeader, checks_derived_fields: bool, options: &VerifyOptions) -> ExportCheck {
-        let mut checker = ChainChecker::new(header.filter.is_filtered(), checks_derived_fields, options);
-        checker.filter = Some(header.filter.clone());
-        ExportCheck { checker, trailer: None, declared_version: header.imprint_ledger_export }
-    }
-}
-
-/// The fields version 2 added to every run: present in a record, they make it a version 2
-/// record whatever the header says.
-const VERSION_2_RUN_FIELDS: [&str; 2] = ["device_certificate_fingerprint", "device_certificate_serial"];
-
-impl ExportCheck {
-    /// Feeds one element; returns false when verification can stop.
-    fn element(&mut self, location: String, element: Result<Value, String>) -> bool {
-        if self.checker.problem.is_some() {
-            return false;
-        }
-        if self.trailer.is_some() {
-            self.checker.fail(malformed(
-                location,
-                element.as_ref().ok(),
-                "a record after the trailer".to_owned(),
-            ));
-            return false;
-        }
-        if let Ok(value) = &element
-            && self.declared_version < 2
-            && let Some(field) = VERSION_2_RUN_FIELDS.iter().find(|field| value.get(**field).is_some())
-        {
-            self.checker.fail(ChainProblem {
-                location,
-                station: value.get("station").and_then(Value::as_str).map(str::to_owned),
-                station_sequence: value.get("station_sequence").and_then(Value::as_u64),
-                serial: value.get("serial").and_then(Value::as_str).map(str::to_owned),
-                kind: ProblemKind::Downgraded {
-                    declared_version: self.declared_version,
-                    reason: format!("its records carry {field}, a field of version 2"),
-                },
-            });
-            return false;
-        }
-        match element.map_err(|reason| (Value::Null, reason)).and_then(classify) {
-            Ok(Element::Run(run)) => self.checker.check(location, &run),
-            Ok(Element::Trailer(trailer)) => {
-                self.trailer = Some(trailer);
-                true
-            }
-            Err((value, reason)) => {
-                self.checker.fail(malformed(location, Some(&value), reason));
-                false
-            }
-        }
-    }
-
-    fn finish(self) -> VerifyReport {
-        let ExportCheck { mut checker, trailer, .. } = self;
-        match trailer {
-            Some(trailer) => checker.finish(trailer.chain_head, Some(trailer.record_count)),
-            None => {
-                checker.fail(ChainProblem {
-                    location: "end of file".to_owned(),
-                    station: None,
-                    station_sequence: None,
-                    serial: None,
-                    kind: ProblemKind::MissingTrailer,
-                });
-                checker.finish(Vec::new(), None)
-            }
-        }
-    }
-}
-
-fn verify_jsonl(
-    path: &Path,
-    reader: impl BufRead,
-    options: &VerifyOptions,
-) -> Result<VerifyReport, LedgerError> {
-    let mut lines = reader.lines();
-    let read_error = |source| LedgerError::ReadFile { path: path.to_owned(), source };
-    let first_line = lines.next().transpose().map_err(read_error)?.unwrap_or_default();
-    let header = check_header(
-        path,
-        parse_strict(&first_line)
-            .and_then(serde_json::from_value::<ExportHeader>)
-            .map_err(|error| error.to_string()),
-    )?;
-    let mut check = ExportCheck::new(&header, header.imprint_ledger_export >= 2, options);
-    for (index, line) in lines.enumerate() {
-        let line = line.map_err(read_error)?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let element = parse_strict(&line).map_err(|error| error.to_string());
-        if !check.element(format!("line {}", index + 2), element) {
-            break;
-        }
-    }
-    Ok(check.finish())
-}
-
-fn verify_json(path: &Path, reader: impl Read, options: &VerifyOptions) -> Result<VerifyReport, LedgerError> {
-    /// Walks the top-level array one element at a time (never the whole file in memory).
-    struct ArrayWalk<'a> {
-        path: &'a Path,
-        options: &'a VerifyOptions,
-        check: &'a mut Option<ExportCheck>,
-        header_error: &'a mut Option<LedgerError>,
-        elements_seen: &'a mut usize,
-    }
-    impl<'de> Visitor<'de> for ArrayWalk<'_> {
-        type Value = ();
-        fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-            formatter.write_str("a JSON array of export records")
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut sequence: A) -> Result<(), A::Error> {
-            let header: Option<Value> =
-                sequence.next_element::<StrictValue>()?.map(|StrictValue(value)| value);
-            *self.elements_seen = 1;
-            let header = header.ok_or_else(|| "the array is empty".to_owned()).and_then(|value| {
-                serde_json::from_value::<ExportHeader>(value).map_err(|error| error.to_string())
-            });
-            let header = match check_header(self.path, header) {
-                Ok(header) => header,
-                Err(error) => {
-                    *self.header_error = Some(error);
-                    while sequence.next_element::<IgnoredAny>()?.is_some() {}
-                    return Ok(());
-                }
-            };
-            let check =
-                self.check.insert(ExportCheck::new(&header, header.imprint_ledger_export >= 2, self.options));
-            loop {
-                let element: Option<Value> =
-                    sequence.next_element::<StrictValue>()?.map(|StrictValue(value)| value);
-                let Some(element) = element else { break };
-                *self.elements_seen += 1;
-                if !check.element(format!("element {}", *self.elements_seen), Ok(element)) {
-                    // Consume the rest without keeping it, so the parser ends cleanly.
-                    while sequence.next_element::<IgnoredAny>()?.is_some() {}
-                    break;
-                }
-            }
-            Ok(())
-        }
-    }
-    impl<'de> DeserializeSeed<'de> for ArrayWalk<'_> {
-        type Value = ();
-        fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-            deserializer.deserialize_seq(self)
-        }
-    }
-
-    let mut check = None;
-    let mut header_error = None;
-    let mut elements_seen = 0usize;
-    let mut deserializer = serde_json::Deserializer::from_reader(reader);
-    let walked = ArrayWalk {
-        path,
-        options,
-        check: &mut check,
-        header_error: &mut header_error,
-        elements_seen: &mut elements_seen,
-    }
-    .deserialize(&mut deserializer)
-    .and_then(|()| deserializer.end());
-    if let Some(error) = header_error {
-        return Err(error);
-    }
-    let Some(mut check) = check else {
-        let reason = walked.err().map_or_else(|| "no header".to_owned(), |error| error.to_string());
-        return Err(LedgerError::NotAnExport { path: path.to_owned(), reason });
-    };
-    if let Err(error) = walked {
-        // A syntax error or early end inside the array: the file was cut or edited.
-        let kind = if error.is_eof() {
-            ProblemKind::MissingTrailer
-        } else {
-            ProblemKind::Malformed { reason: error.to_string() }
-        };
-        check.checker.fail(ChainProblem {
-            location: format!("element {}", elements_seen + 1),
-            station: None,
-            station_sequence: None,
-            serial: None,
-            kind,
-        });
-    }
-    Ok(check.finish())
-}
-
-fn verify_csv(path: &Path, reader: impl Read, options: &VerifyOptions) -> Result<VerifyReport, LedgerError> {
-    let mut csv_reader = csv::ReaderBuilder::new().flexible(true).from_reader(reader);
-    let not_an_export = |reason: String| LedgerError::NotAnExport { path: path.to_owned(), reason };
-    let columns =
-        csv_reader.headers().map_err(|error| not_an_export(format!("no CSV header row: {error}")))?.clone();
-    let (column_names, column_version): (&[&str], u32) = if columns.iter().eq(CSV_COLUMNS) {
-        (&CSV_COLUMNS, 2)
-    } else if columns.iter().eq(CSV_COLUMNS_V1) {
-        (&CSV_COLUMNS_V1, 1)
-    } else {
-        return Err(not_an_export(format!(
-            "the CSV columns are {:?}, expected {CSV_COLUMNS:?} (or those of version 1, {CSV_COLUMNS_V1:?})",
-            columns.iter().collect::<Vec<_>>()
-        )));
-    };
-    let mut records = csv_reader.records();
-    let export_column = column_names.len() - 1;
-    let first = records.next().transpose().map_err(|error| not_an_export(error.to_string()))?;
-    let header = first
-        .filter(|row| row.get(0) == Some("export"))
-        .ok_or_else(|| "the first row is not record_type export".to_owned())
-        .and_then(|row| {
-            parse_strict(row.get(export_column).unwrap_or_default())
-                .and_then(serde_json::from_value::<ExportHeader>)
-                .map_err(|error| error.to_string())
-        });
-    let header = check_header(path, header)?;
-    if (header.imprint_ledger_export >= 2) != (column_version >= 2) {
-        return Err(not_an_export(format!(
-            "the header says export format version {} but the CSV has the columns of version {column_version}",
-            header.imprint_ledger_export
-        )));
-    }
-    let mut check = ExportCheck::new(&header, column_version >= 2, options);
-    for (index, row) in records.enumerate() {
-        // Row 1 is the column names, row 2 the export header.
-        let location = format!("row {}", index + 3);
-        let row = match row {
-            Ok(row) => row,
-            Err(error) => {
-                check.checker.fail(malformed(location, None, error.to_string()));
-                break;
-            }
-        };
-        let keep_going = match row.get(0) {
-            Some("run") => match run_from_csv_row(&row, column_names) {
-                Ok(run) => {
-                    if check.trailer.is_some() {
-                        check.element(location, Err("a run after the trailer".to_owned()))
-                    } else {
-                        check.checker.check(location, &run)
-                    }
-                }
-                Err(reason) => {
-                    let partial = serde_json::json!({
-                        "station": row.get(1),
-                        "station_sequence": row.get(2).and_then(|text| text.parse::<u64>().ok()),
-                        "serial": row.get(15),
-                    });
-                    check.checker.fail(malformed(location, Some(&partial), reason));
-                    false
-                }
-            },
-            Some("trailer") => {
-                let trailer = parse_strict(row.get(export_column).unwrap_or_default())
-                    .map_err(|error| error.to_string());
-                check.element(location, trailer)
-            }
-            other => {
-                check.checker.fail(malformed(
-                    location,
-                    None,
-                    format!("record_type {other:?}, expected run or trailer"),
-                ));
-                false
-            }
-        };
-        if !keep_going {
-            break;
-        }
-    }
-    Ok(check.finish())
 }

@@ -494,6 +494,7 @@ fn recorded_form(run: &RunRecord) -> Result<RecordedRun, LedgerError> {
         device_id: run.device_id.map(|id| id.hyphenated().to_string()),
         device_certificate_fingerprint: None,
         device_certificate_serial: None,
+        work_order: None,
         started_at: format_timestamp("started_at", run.started_at)?,
         finished_at: format_timestamp("finished_at", run.finished_at)?,
         result: run.result.as_str().to_owned(),
