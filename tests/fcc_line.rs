@@ -152,6 +152,42 @@ fn one_fcc_slot_provisions_a_unit_the_fcc_verifies() {
     assert_eq!(runs[0]["result"], "pass");
 }
 
+/// Device-made keys: `device-key` asks the device's FCC for a CSR in the first message of a
+/// keep-alive session, the factory CA issues the certificate for the device's key, and
+/// `fcc-inject` sends it (and no key) in the last message; the device's verification passes.
+#[test]
+fn a_device_made_key_goes_through_the_csr_flow() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let profile = edited_fcc_profile(directory.path(), |text| {
+        text.replace("key_origin = \"station\"", "key_origin = \"device\"")
+    });
+    let db = directory.path().join("ledger.db");
+    let mut device = FccDevice::start();
+    let (code, events) = run_fcc_line(&profile, &[&device], &db);
+    assert_eq!(code, 0, "events: {events:#?}\ndevice output:\n{}", device.log());
+    let device_key = step_detail(&events, 0, "device-key");
+    assert_eq!(device_key["key_origin"], "device", "{device_key:#}");
+    assert_eq!(device_key["return_status_name"], "FCC_STATUS_SUCCESS");
+    let issued = step_detail(&events, 0, "issue-identity");
+    assert_eq!(issued["public_key_sha256"], device_key["public_key_sha256"], "issued for the device's key");
+    assert_verified_by_openssl(
+        issued["certificate_pem"].as_str().expect("pem"),
+        directory.path(),
+        "csr-unit",
+    );
+    let inject = step_detail(&events, 0, "fcc-inject");
+    assert_eq!(inject["return_status_name"], "FCC_STATUS_SUCCESS", "{inject:#}");
+    let groups: Vec<&str> = inject["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|item| item["group"].as_str().expect("group"))
+        .collect();
+    assert!(!groups.contains(&"Keys"), "a device-made key never leaves the device: {groups:?}");
+    let report = device.verify_stored();
+    assert!(report.success && report.status == 0, "fcc-verify: {report:?}");
+}
+
 /// Eight devices on eight slots at once (the machine has two cores; each device is a small
 /// process that sleeps on its socket).
 #[test]
@@ -341,17 +377,24 @@ fn fcc_profiles_and_slots_must_agree() {
 #[test]
 fn bad_fcc_sections_are_refused_naming_the_field() {
     let directory = tempfile::tempdir().expect("temp dir");
-    let cases: [(&str, &str, &str); 4] = [
+    // (text, replacement, the field named, the file named: the profile, or the file it names)
+    let cases: [(&str, &str, &str, &str); 4] = [
         (
             "coaps://bootstrap.imprint.example:5684?aid=",
             "https://bootstrap.example?aid=1",
             "fcc.bootstrap_server_uri",
+            "fcc-edited.toml",
         ),
-        ("memory_total_kb = 524288", "memory_total_kb = 0", "fcc.memory_total_kb"),
-        ("key_origin = \"station\"", "key_origin = \"device\"", "device_identity.key_origin"),
-        ("device_type = \"linux-gateway\"\n", "", "product.device_type"),
+        ("memory_total_kb = 524288", "memory_total_kb = 0", "fcc.memory_total_kb", "fcc-edited.toml"),
+        (
+            "bootstrap-server-ca.pem\"",
+            "no-such-ca.pem\"",
+            "fcc.bootstrap_server_ca_certificate",
+            "no-such-ca.pem",
+        ),
+        ("device_type = \"linux-gateway\"\n", "", "product.device_type", "fcc-edited.toml"),
     ];
-    for (from, to, field) in cases {
+    for (from, to, field, file) in cases {
         let profile = edited_fcc_profile(directory.path(), |text| {
             assert!(text.contains(from), "{from:?} not in the profile");
             text.replacen(from, to, 1)
@@ -359,7 +402,7 @@ fn bad_fcc_sections_are_refused_naming_the_field() {
         let output = imprint().args(["profile", "check"]).arg(&profile).output().expect("run imprint");
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "{field}: {stderr}");
-        assert!(stderr.contains(field) && stderr.contains("fcc-edited.toml"), "{field}: {stderr}");
+        assert!(stderr.contains(field) && stderr.contains(file), "{field}: {stderr}");
     }
     let output = imprint().args(["profile", "check"]).arg(fcc_profile()).output().expect("run imprint");
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));

@@ -1,6 +1,7 @@
 //! FCC-only slots: `--probe fcc:HOST:PORT`, a device that runs the Izuma Device Management
 //! Client's Factory Configurator Client and listens on TCP (a Linux device), with no debug
-//! probe. The station reaches it only through FCC bundles ([`Target::fcc_exchange`]); every
+//! probe. The station reaches it only through FCC bundles ([`Target::fcc_exchange`], all of a
+//! unit's messages in one session: the CSR request and the final bundle); every
 //! debug-port operation is refused, and the job records those steps as skipped.
 //!
 //! **One unit per endpoint.** An endpoint is one device: the fixture connects when the line

@@ -114,13 +114,10 @@ impl StepName {
     pub fn applies_to(self, profile: &Profile) -> bool {
         let is_fcc = profile.fcc.is_some();
         match self {
-            StepName::DeviceKey => {
-                !is_fcc
-                    && profile
-                        .device_identity
-                        .as_ref()
-                        .is_some_and(|identity| identity.key_origin == KeyOrigin::Device)
-            }
+            StepName::DeviceKey => profile
+                .device_identity
+                .as_ref()
+                .is_some_and(|identity| identity.key_origin == KeyOrigin::Device),
             StepName::IssueIdentity => profile.device_identity.is_some(),
             StepName::VerifyIdentity => !is_fcc && profile.device_identity.is_some(),
             StepName::FccInject => is_fcc,
@@ -129,16 +126,19 @@ impl StepName {
         }
     }
 
-    /// Whether the step works through the chip's debug port (flash, RAM, reset, lock). A slot
-    /// without one (`fcc:HOST:PORT`, a Linux device on the network) records these as skipped.
-    pub fn needs_debug_port(self) -> bool {
+    /// Whether the step works through the chip's debug port (flash, RAM, reset, lock) for this
+    /// profile. A slot without one (`fcc:HOST:PORT`, a Linux device on the network) records
+    /// these as skipped. With `[fcc]`, `device-key` asks the device's FCC for a CSR instead.
+    pub fn needs_debug_port(self, profile: &Profile) -> bool {
+        if self == StepName::DeviceKey {
+            return profile.fcc.is_none();
+        }
         matches!(
             self,
             StepName::Erase
                 | StepName::ProgramBootloader
                 | StepName::ProgramApplication
                 | StepName::VerifyFlash
-                | StepName::DeviceKey
                 | StepName::WriteConfig
                 | StepName::VerifyConfig
                 | StepName::VerifyIdentity

@@ -1,7 +1,7 @@
 //! `[fcc]`: the unit's identity goes in through the device's Factory Configurator Client. What
 //! the device's own verification (`fcc_verify_device_configured_4mbed_cloud()`) will demand is
-//! checked here, before any unit is touched: a `[device_identity]` with station-made keys (the
-//! device certificate and key), the product metadata the FCC requires, a bootstrap server URI
+//! checked here, before any unit is touched: a `[device_identity]` (the device certificate, for
+//! a key the station makes or one the device makes and answers a CSR for), the product metadata the FCC requires, a bootstrap server URI
 //! with its `aid`, a bootstrap server CA with a P-256 key valid now, and no trust delegation.
 
 use std::path::Path;
@@ -25,19 +25,11 @@ pub(super) fn check_fcc(
     checker: &mut Checker,
 ) -> Option<FccSettings> {
     let problems_before = checker.problems.len();
-    match &raw.device_identity {
-        None => checker.problem(
+    if raw.device_identity.is_none() {
+        checker.problem(
             "fcc",
-            "expected a [device_identity] section with [fcc]: the device certificate and key the FCC stores come from the factory CA",
-        ),
-        Some(identity) if identity.key_origin != "station" => checker.problem(
-            "device_identity.key_origin",
-            format!(
-                "expected \"station\" with [fcc] (device-made keys through the FCC's CsrReqs are not supported yet), found \"{}\"",
-                identity.key_origin
-            ),
-        ),
-        Some(_) => {}
+            "expected a [device_identity] section with [fcc]: the device certificate comes from the factory CA",
+        );
     }
     if raw.trust.delegate_certificate.is_some() {
         checker.problem(

@@ -1,9 +1,10 @@
 //! The FCC steps, for profiles with `[fcc]` (docs/fcc.md): `connect` on a slot without a debug
-//! port (an `fcc:HOST:PORT` device, already reached when the line opened), and `fcc-inject`,
+//! port (an `fcc:HOST:PORT` device, already reached when the line opened), `device-key` for
+//! device-made keys (the first message of a keep-alive session asks for a CSR), and `fcc-inject`,
 //! which sends the unit's identity to the device's Factory Configurator Client in one bundle:
 //! vendor and class IDs, endpoint name, product metadata, serial number, time, the bootstrap
-//! server URI and CA, the update certificate, the identity certificate and the station-made key
-//! from `issue-identity`, optionally entropy and a root of trust, `Verify` and `Disable` as the
+//! server URI and CA, the update certificate, the identity certificate and (station-made keys)
+//! the key from `issue-identity`, optionally entropy and a root of trust, `Verify` and `Disable` as the
 //! profile says. The device's `ReturnStatus` decides, by name, in the device's own words.
 //!
 //! The step's detail (and so the ledger) holds the name and SHA-256 of every item sent
@@ -16,10 +17,14 @@ use serde_json::json;
 
 use super::{StepFailure, StepName, StepResult, UnitJob};
 use crate::fcc::{
-    ConfigValue, FCC_ENTROPY_SIZE_BYTES, FCC_ROT_SIZE_BYTES, FccBundle, FccError, FccResponse, FtcdStatus,
-    KeyType,
+    ConfigValue, CsrRequest, FCC_CSR_EXTENDED_KEY_USAGE_CLIENT_AUTH, FCC_CSR_KEY_USAGE_DIGITAL_SIGNATURE,
+    FCC_ENTROPY_SIZE_BYTES, FCC_ROT_SIZE_BYTES, FccBundle, FccError, FccResponse, FtcdStatus, KeyType,
 };
-use crate::profile::FccSettings;
+use crate::profile::{FccSettings, KeyOrigin};
+use crate::trust;
+
+/// The KCM name of the device's identity key (bootstrap mode).
+const DEVICE_PRIVATE_KEY_ITEM: &str = "mbed.BootstrapDevicePrivateKey";
 
 impl<'a> UnitJob<'a> {
     /// `connect` for a slot without a debug port: the fixture reached the device over FCC when
@@ -42,12 +47,6 @@ impl<'a> UnitJob<'a> {
         let serial = &self.facts.identity()?.identity.serial;
         let endpoint_name = self.facts.identity_common_name()?;
         let issued = self.facts.issued_identity()?;
-        let private_key = issued.private_key_pkcs8.clone().ok_or_else(|| {
-            StepFailure(
-                "the FCC bundle needs the station-made key (device_identity.key_origin = \"station\")"
-                    .to_string(),
-            )
-        })?;
         let mut bundle = FccBundle::new()
             .config_param("mbed.UseBootstrap", ConfigValue::Unsigned(1))
             .config_param("mbed.BootstrapServerURI", ConfigValue::Text(settings.bootstrap_server_uri.clone()))
@@ -77,8 +76,12 @@ impl<'a> UnitJob<'a> {
                 "mbed.BootstrapServerCACert",
                 settings.bootstrap_server_ca_certificate.der().to_vec(),
             )
-            .certificate("mbed.UpdateAuthCert", profile.update_certificate.der().to_vec())
-            .key("mbed.BootstrapDevicePrivateKey", KeyType::EccPrivate, private_key)
+            .certificate("mbed.UpdateAuthCert", profile.update_certificate.der().to_vec());
+        // A device-made key stays on the device (it answered a CSR at device-key).
+        if let Some(private_key) = issued.private_key_pkcs8.clone() {
+            bundle = bundle.key(DEVICE_PRIVATE_KEY_ITEM, KeyType::EccPrivate, private_key);
+        }
+        bundle = bundle
             .certificate("mbed.BootstrapDeviceCert", issued.certificate.der().to_vec())
             .verify(settings.verify);
         if settings.send_entropy {
@@ -97,6 +100,67 @@ impl<'a> UnitJob<'a> {
         Ok(bundle.disable(settings.disable))
     }
 
+    /// Device-made keys: the first message of a keep-alive session asks the device for a key
+    /// pair and a CSR (`CsrReqs`, `Verify` 0); the CSR must be signed by the key it carries and
+    /// ask for this unit's subject name. `fcc-inject` later sends the certificate in the
+    /// session's last message.
+    pub(super) fn fcc_device_key(&mut self) -> StepResult {
+        let common_name = self.identity_common_name()?;
+        let request = FccBundle::new().keep_alive(true).verify(false).csr_request(CsrRequest {
+            private_key_name: DEVICE_PRIVATE_KEY_ITEM.to_string(),
+            subject: format!("CN={common_name}"),
+            key_usage: FCC_CSR_KEY_USAGE_DIGITAL_SIGNATURE,
+            extended_key_usage: FCC_CSR_EXTENDED_KEY_USAGE_CLIENT_AUTH,
+        });
+        let response = self.fcc_send(&request)?;
+        check_response(&response)?;
+        let csr =
+            response.csrs.iter().find(|csr| csr.private_key_name == DEVICE_PRIVATE_KEY_ITEM).ok_or_else(
+                || {
+                    StepFailure(format!(
+                        "the device answered no CSR for {DEVICE_PRIVATE_KEY_ITEM} (Csrs: {})",
+                        response.csrs.len()
+                    ))
+                },
+            )?;
+        let verified = trust::verify_certificate_request(&csr.request_der)
+            .map_err(|error| StepFailure(format!("the device's CSR is refused: {error}")))?;
+        if verified.subject_common_name.as_deref() != Some(common_name.as_str()) {
+            return Err(StepFailure(format!(
+                "the device's CSR asks for subject {:?}, expected CN={common_name}",
+                verified.subject
+            )));
+        }
+        let public_key_sha256 =
+            trust::public_key_sha256(&verified.public_key).map_err(|error| StepFailure(error.to_string()))?;
+        self.facts.device_public_key = Some(verified.public_key);
+        Ok(json!({
+            "key_origin": KeyOrigin::Device.name(),
+            "endpoint": self.probe,
+            "return_status": response.return_status.0,
+            "return_status_name": response.return_status.name(),
+            "info_message": response.info_message.as_deref().map(str::trim_end),
+            "warning_info": response.warning_info.as_deref().map(str::trim_end),
+            "csr_sha256": hex::encode(verified.request_sha256),
+            "csr_bytes": csr.request_der.len(),
+            "subject": verified.subject,
+            "public_key_sha256": hex::encode(public_key_sha256),
+        }))
+    }
+
+    /// One exchange with the device's FCC; an answer that is no bundle verdict (a closed
+    /// connection, a timeout, a communication status) is a failure naming the endpoint.
+    fn fcc_send(&mut self, bundle: &FccBundle) -> Result<FccResponse, StepFailure> {
+        let item_count = bundle.item_digests().len();
+        let answer = self.target.fcc_exchange(bundle).ok_or_else(|| {
+            StepFailure(format!(
+                "{} has no FCC channel (the profile's [fcc] needs an fcc:HOST:PORT slot)",
+                self.probe
+            ))
+        })?;
+        answer.map_err(|error| StepFailure(describe_exchange_error(&error, item_count)))
+    }
+
     /// Sends the unit's bundle and judges the device's answer.
     pub(super) fn fcc_inject(&mut self) -> StepResult {
         let settings = self.fcc_settings()?;
@@ -108,13 +172,7 @@ impl<'a> UnitJob<'a> {
             .collect();
         let request_bytes = bundle.to_cbor().map_err(|error| StepFailure(error.to_string()))?.len() as u64;
         self.progress(StepName::FccInject, 0, request_bytes);
-        let answer = self.target.fcc_exchange(&bundle).ok_or_else(|| {
-            StepFailure(format!(
-                "{} has no FCC channel (the profile's [fcc] needs an fcc:HOST:PORT slot)",
-                self.probe
-            ))
-        })?;
-        let response = answer.map_err(|error| StepFailure(describe_exchange_error(&error, items.len())))?;
+        let response = self.fcc_send(&bundle)?;
         self.progress(StepName::FccInject, request_bytes, request_bytes);
         check_response(&response)?;
         Ok(json!({

@@ -238,7 +238,7 @@ impl<'a> UnitJob<'a> {
             if !step.applies_to(self.profile()) {
                 continue;
             }
-            if step.needs_debug_port() && !self.target.has_debug_port() {
+            if step.needs_debug_port(self.profile()) && !self.target.has_debug_port() {
                 self.skip(step, "the slot has no debug port (an FCC-only device)".to_string());
                 continue;
             }
@@ -287,6 +287,7 @@ impl<'a> UnitJob<'a> {
             }
             StepName::VerifyFlash => self.verify_written(step),
             StepName::AllocateIdentity => self.allocate_identity(),
+            StepName::DeviceKey if self.profile().fcc.is_some() => self.fcc_device_key(),
             StepName::DeviceKey => self.device_key(),
             StepName::IssueIdentity => self.issue_identity(),
             StepName::FccInject => self.fcc_inject(),
