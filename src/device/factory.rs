@@ -7,9 +7,12 @@
 //! Selectors: `sim`; `qemu` (a fresh QEMU `mps2-an385` per unit, see `device::qemu`);
 //! `gdb:HOST:PORT` and `gdb:/dev/ttyACM0` (a GDB server in front of a fixture; a new unit is
 //! recognised by a unique ID different from the last one); `probe-rs:VID:PID[:SERIAL]` (a real
-//! probe through probe-rs, see `device::probe_rs`).
+//! probe through probe-rs, see `device::probe_rs`); `fcc:HOST:PORT` (a device that runs the
+//! Izuma client's Factory Configurator Client, no debug probe; one unit per endpoint, see
+//! `device::fcc`).
 
 use crate::device::Fixture;
+use crate::device::fcc::FccFixture;
 use crate::device::gdb::{GdbAddress, GdbFixture, GdbOptions, GdbTargetConfig};
 use crate::device::probe_rs::fixture::find_shared_probe;
 use crate::device::probe_rs::{
@@ -17,7 +20,9 @@ use crate::device::probe_rs::{
 };
 use crate::device::qemu::{QemuFixture, QemuOptions};
 use crate::device::sim::{FaultSchedule, SimFixture};
+use crate::fcc::FccTimeouts;
 use crate::profile::{Profile, SimTiming};
+use std::time::Duration;
 
 /// One slot's fixture, as the user selected it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +36,8 @@ pub enum FixtureSelector {
     Gdb { address: String },
     /// A QEMU `mps2-an385` virtual fixture: every unit a fresh emulator process.
     Qemu,
+    /// An FCC-only device on the network: `fcc:HOST:PORT` (`endpoint` is what follows `fcc:`).
+    Fcc { endpoint: String },
 }
 
 /// Why a selection could not be opened.
@@ -67,15 +74,63 @@ impl FixtureSelector {
                     })
             }
             "qemu" => Ok(FixtureSelector::Qemu),
+            fcc if fcc.starts_with("fcc:") => {
+                let endpoint = &fcc["fcc:".len()..];
+                check_fcc_endpoint(endpoint).map_err(bad)?;
+                Ok(FixtureSelector::Fcc { endpoint: endpoint.to_string() })
+            }
             _ => match selector.strip_prefix("gdb:") {
                 Some(address) => {
                     GdbAddress::parse(address).map_err(bad)?;
                     Ok(FixtureSelector::Gdb { address: address.to_string() })
                 }
                 None => Err(bad(
-                    "expected \"sim\", \"qemu\", \"gdb:HOST:PORT\", \"gdb:/dev/ttyACM0\" or \"probe-rs:VID:PID[:SERIAL]\" (see `imprint probes`)".to_string()
+                    "expected \"sim\", \"qemu\", \"gdb:HOST:PORT\", \"gdb:/dev/ttyACM0\", \"probe-rs:VID:PID[:SERIAL]\" or \"fcc:HOST:PORT\" (see `imprint probes`)".to_string()
                 )),
             },
+        }
+    }
+}
+
+/// `HOST:PORT` of an FCC device: a host (a name, an IPv4 address, or `[IPv6]`) and a port.
+fn check_fcc_endpoint(endpoint: &str) -> Result<(), String> {
+    let expected = || format!("expected fcc:HOST:PORT (e.g. fcc:127.0.0.1:7000), found \"fcc:{endpoint}\"");
+    let (host, port) = endpoint.rsplit_once(':').ok_or_else(expected)?;
+    if host.is_empty()
+        || host.chars().any(char::is_whitespace)
+        || !port.parse::<u16>().is_ok_and(|port| port != 0)
+    {
+        return Err(expected());
+    }
+    Ok(())
+}
+
+/// Whether the profile and the slot agree: `[fcc]` profiles put identity in through the
+/// device's FCC, which only `fcc:` slots reach; an `fcc:` slot can do nothing else.
+fn check_fcc_pairing(selector: &FixtureSelector, profile: &Profile) -> Result<(), FixtureError> {
+    let is_fcc_slot = matches!(selector, FixtureSelector::Fcc { .. });
+    let reason = match (is_fcc_slot, profile.fcc.is_some()) {
+        (true, false) => format!(
+            "the profile {} has no [fcc] section: an fcc: slot is reached only through the Factory Configurator Client",
+            profile.path.display()
+        ),
+        (false, true) => format!(
+            "the profile {} has an [fcc] section: its units are provisioned through the Factory Configurator Client, which only fcc:HOST:PORT slots reach",
+            profile.path.display()
+        ),
+        _ => return Ok(()),
+    };
+    Err(FixtureError::Unavailable { selector: selector.to_string(), reason })
+}
+
+impl std::fmt::Display for FixtureSelector {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FixtureSelector::Sim => formatter.write_str("sim"),
+            FixtureSelector::Qemu => formatter.write_str("qemu"),
+            FixtureSelector::Gdb { address } => write!(formatter, "gdb:{address}"),
+            FixtureSelector::ProbeRs { selector } => write!(formatter, "probe-rs:{selector}"),
+            FixtureSelector::Fcc { endpoint } => write!(formatter, "fcc:{endpoint}"),
         }
     }
 }
@@ -101,6 +156,7 @@ pub fn open_fixtures(
     // Each slot owns its probe: the probes probe-rs slots resolved to, by slot.
     let mut probe_owners: Vec<(usize, ProbeListing)> = Vec::new();
     for (slot, selector) in selectors.iter().enumerate() {
+        check_fcc_pairing(selector, profile)?;
         match selector {
             FixtureSelector::Sim => {
                 let mut fixture = SimFixture::new(
@@ -168,6 +224,20 @@ pub fn open_fixtures(
                 };
                 fixtures.push(Box::new(fixture));
             }
+            FixtureSelector::Fcc { endpoint } => {
+                let timeouts = FccTimeouts {
+                    response: Duration::from_millis(
+                        profile.fcc.as_ref().map_or(30_000, |fcc| fcc.response_timeout_ms),
+                    ),
+                    ..FccTimeouts::default()
+                };
+                let fixture =
+                    FccFixture::open(endpoint, timeouts).map_err(|error| FixtureError::Unavailable {
+                        selector: selector.to_string(),
+                        reason: format!("the device is not reachable: {error}"),
+                    })?;
+                fixtures.push(Box::new(fixture));
+            }
         }
     }
     Ok(fixtures)
@@ -190,5 +260,14 @@ mod tests {
         check("gdb:", None);
         check("gdb:localhost", None);
         check("jlink", None);
+        check("fcc:127.0.0.1:7000", Some(FixtureSelector::Fcc { endpoint: "127.0.0.1:7000".to_string() }));
+        check(
+            "fcc:device-7.line:7000",
+            Some(FixtureSelector::Fcc { endpoint: "device-7.line:7000".to_string() }),
+        );
+        check("fcc:127.0.0.1", None);
+        check("fcc::7000", None);
+        check("fcc:127.0.0.1:0", None);
+        check("fcc:127.0.0.1:70000", None);
     }
 }

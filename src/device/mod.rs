@@ -13,6 +13,7 @@
 
 pub mod console;
 pub mod factory;
+pub mod fcc;
 pub mod gdb;
 pub mod probe_rs;
 pub mod qemu;
@@ -122,6 +123,19 @@ pub trait Target: Send {
     /// Tells the backend which pipeline step is running, for its own logs and for the sim's
     /// fault injection. Backends that do not care ignore it.
     fn note_step(&mut self, _step_name: &str) {}
+    /// Whether this target reaches the chip through a debug port (flash, RAM, reset, lock).
+    /// An FCC-only device ([`fcc::FccTarget`]) has none: the station skips those steps.
+    fn has_debug_port(&self) -> bool {
+        true
+    }
+    /// Sends one bundle to the device's Factory Configurator Client and returns its answer;
+    /// `None` when this target has no FCC channel.
+    fn fcc_exchange(
+        &mut self,
+        _bundle: &crate::fcc::FccBundle,
+    ) -> Option<Result<crate::fcc::FccResponse, crate::fcc::FccError>> {
+        None
+    }
 }
 
 /// The CRC-32 that [`Target::checksum_crc32`] returns: CRC-32/MPEG-2 (polynomial 0x04C11DB7,

@@ -94,6 +94,36 @@ pub struct Profile {
     pub warnings: Vec<String>,
     /// A per-device identity certificate from the factory CA (`[device_identity]`), if asked for.
     pub device_identity: Option<DeviceIdentitySettings>,
+    /// The identity goes in through the device's Factory Configurator Client (`[fcc]`),
+    /// instead of Imprint's config store.
+    pub fcc: Option<FccSettings>,
+}
+
+/// The profile's `[fcc]`, validated: what the FCC bundle holds besides what the profile says
+/// elsewhere (vendor and class IDs, product metadata, the update certificate, and the
+/// `[device_identity]` the identity certificate and endpoint name come from). Plain data: the
+/// station builds the bundle (docs/profiles.md, docs/fcc.md). The device bootstraps
+/// (`mbed.UseBootstrap` 1): the server items are the bootstrap server's.
+#[derive(Debug, Clone)]
+pub struct FccSettings {
+    /// `mbed.BootstrapServerURI` (`coaps://HOST:PORT?aid=...`).
+    pub bootstrap_server_uri: String,
+    /// `mbed.BootstrapServerCACert`.
+    pub bootstrap_server_ca_certificate: Certificate,
+    /// `mbed.MemoryTotalKB`.
+    pub memory_total_kb: u32,
+    /// Send `mbed.CurrentTime` (the station's clock, in seconds since 1970).
+    pub send_current_time: bool,
+    /// Ask the device to run `fcc_verify_device_configured_4mbed_cloud()` (`Verify`).
+    pub verify: bool,
+    /// End the device's factory flow after everything passed (`Disable`).
+    pub disable: bool,
+    /// Send 48 random bytes as `Entropy` (chips without a TRNG).
+    pub send_entropy: bool,
+    /// Send 16 random bytes as `ROT` (chips without a hardware root of trust).
+    pub send_root_of_trust: bool,
+    /// How long the device may take to answer one bundle.
+    pub response_timeout_ms: u64,
 }
 
 /// Where a unit's identity key is made.

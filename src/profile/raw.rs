@@ -26,6 +26,8 @@ pub struct RawProfile {
     pub device_identity: Option<RawDeviceIdentity>,
     #[serde(default)]
     pub fixture: RawFixture,
+    #[serde(default)]
+    pub fcc: Option<RawFcc>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -322,4 +324,34 @@ pub struct RawFixture {
     /// The fixture `imprint run` uses when neither --sim nor --probe is given.
     #[serde(default)]
     pub default: Option<String>,
+}
+
+/// `[fcc]`: the unit's identity goes in through the device's Factory Configurator Client.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFcc {
+    /// `mbed.BootstrapServerURI`.
+    pub bootstrap_server_uri: String,
+    /// The bootstrap server's CA certificate file (DER or PEM): `mbed.BootstrapServerCACert`.
+    pub bootstrap_server_ca_certificate: String,
+    /// `mbed.MemoryTotalKB`.
+    pub memory_total_kb: u32,
+    /// Send `mbed.CurrentTime` (default true).
+    #[serde(default)]
+    pub current_time: Option<bool>,
+    /// Ask the device to run its own verification (default true).
+    #[serde(default)]
+    pub verify: Option<bool>,
+    /// Disable the device's factory flow once everything passed (default false).
+    #[serde(default)]
+    pub disable: Option<bool>,
+    /// Send 48 bytes of entropy (chips without a TRNG; default false).
+    #[serde(default)]
+    pub entropy: Option<bool>,
+    /// Send a 16-byte root of trust (chips without a hardware RoT; default false).
+    #[serde(default)]
+    pub root_of_trust: Option<bool>,
+    /// How long the device may take to answer one bundle (default 30000).
+    #[serde(default)]
+    pub response_timeout_ms: Option<u64>,
 }

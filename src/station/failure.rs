@@ -76,7 +76,7 @@ impl FailureCategory {
             | StepName::DeviceKey
             | StepName::IssueIdentity
             | StepName::VerifyIdentity => FailureCategory::Identity,
-            StepName::WriteConfig | StepName::VerifyConfig => FailureCategory::Config,
+            StepName::FccInject | StepName::WriteConfig | StepName::VerifyConfig => FailureCategory::Config,
             StepName::SelfTest | StepName::NegativeSelfTest => FailureCategory::SelfTest,
             StepName::Lock | StepName::VerifyLock => FailureCategory::Lock,
             StepName::Record => FailureCategory::Ledger,

@@ -31,6 +31,9 @@ pub enum StepName {
     /// Issue the unit's identity certificate from the factory CA (for a key the station makes
     /// now, or the device's key from its CSR).
     IssueIdentity,
+    /// Profiles with `[fcc]`: send the unit's identity, certificates and key to the device's
+    /// Factory Configurator Client in one bundle; its `ReturnStatus` decides.
+    FccInject,
     /// Build the config store and write it to the config region.
     WriteConfig,
     /// Read the config store back and decode it.
@@ -55,7 +58,7 @@ impl StepName {
     /// Every step in pipeline order. The identity steps run only for profiles with a
     /// `[device_identity]` (and `device-key` only for device-made keys); for other profiles
     /// they are not part of the pipeline at all (not recorded as skipped).
-    pub const ALL: [StepName; 17] = [
+    pub const ALL: [StepName; 18] = [
         StepName::Connect,
         StepName::Identify,
         StepName::Erase,
@@ -65,6 +68,7 @@ impl StepName {
         StepName::AllocateIdentity,
         StepName::DeviceKey,
         StepName::IssueIdentity,
+        StepName::FccInject,
         StepName::WriteConfig,
         StepName::VerifyConfig,
         StepName::VerifyIdentity,
@@ -87,6 +91,7 @@ impl StepName {
             StepName::AllocateIdentity => "allocate-identity",
             StepName::DeviceKey => "device-key",
             StepName::IssueIdentity => "issue-identity",
+            StepName::FccInject => "fcc-inject",
             StepName::WriteConfig => "write-config",
             StepName::VerifyConfig => "verify-config",
             StepName::VerifyIdentity => "verify-identity",
@@ -103,16 +108,45 @@ impl StepName {
         StepName::ALL.into_iter().find(|step| step.as_str() == name)
     }
 
-    /// Whether the step is part of this profile's pipeline at all.
+    /// Whether the step is part of this profile's pipeline at all. With `[fcc]` the identity
+    /// goes in through the device's FCC (`fcc-inject`) instead of the config store, and the
+    /// FCC's own verification replaces the mailbox identity check.
     pub fn applies_to(self, profile: &Profile) -> bool {
+        let is_fcc = profile.fcc.is_some();
         match self {
             StepName::DeviceKey => profile
                 .device_identity
                 .as_ref()
                 .is_some_and(|identity| identity.key_origin == KeyOrigin::Device),
-            StepName::IssueIdentity | StepName::VerifyIdentity => profile.device_identity.is_some(),
+            StepName::IssueIdentity => profile.device_identity.is_some(),
+            StepName::VerifyIdentity => !is_fcc && profile.device_identity.is_some(),
+            StepName::FccInject => is_fcc,
+            StepName::WriteConfig | StepName::VerifyConfig => !is_fcc,
             _ => true,
         }
+    }
+
+    /// Whether the step works through the chip's debug port (flash, RAM, reset, lock) for this
+    /// profile. A slot without one (`fcc:HOST:PORT`, a Linux device on the network) records
+    /// these as skipped. With `[fcc]`, `device-key` asks the device's FCC for a CSR instead.
+    pub fn needs_debug_port(self, profile: &Profile) -> bool {
+        if self == StepName::DeviceKey {
+            return profile.fcc.is_none();
+        }
+        matches!(
+            self,
+            StepName::Erase
+                | StepName::ProgramBootloader
+                | StepName::ProgramApplication
+                | StepName::VerifyFlash
+                | StepName::WriteConfig
+                | StepName::VerifyConfig
+                | StepName::VerifyIdentity
+                | StepName::SelfTest
+                | StepName::NegativeSelfTest
+                | StepName::Lock
+                | StepName::VerifyLock
+        )
     }
 
     /// The profile setting that skips this step, if any.

@@ -8,10 +8,12 @@ use sha2::{Digest, Sha256};
 
 mod chip;
 mod device_identity;
+mod fcc;
 mod keys;
 
 use chip::{check_id_register, check_lock_recipe, check_target_description};
 use device_identity::check_device_identity;
+use fcc::check_fcc;
 use keys::check_trust;
 
 use super::raw::{RawFlashRegion, RawImage, RawProfile, RawSpan};
@@ -187,6 +189,7 @@ fn validate(raw: RawProfile, base: &Path, checker: &mut Checker, file_sha256: [u
         )
     });
     let default_fixture = check_default_fixture(&raw, checker);
+    let fcc = raw.fcc.as_ref().map(|raw_fcc| check_fcc(&raw, raw_fcc, base, checker));
 
     let (update_certificate, signer, delegate_certificate) = trust?;
     Some(Profile {
@@ -220,6 +223,10 @@ fn validate(raw: RawProfile, base: &Path, checker: &mut Checker, file_sha256: [u
         default_fixture,
         warnings,
         device_identity: match device_identity {
+            Some(checked) => Some(checked?),
+            None => None,
+        },
+        fcc: match fcc {
             Some(checked) => Some(checked?),
             None => None,
         },

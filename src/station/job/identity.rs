@@ -81,7 +81,7 @@ impl<'a> UnitJob<'a> {
     }
 
     /// The identity certificate's subject CN for this unit (device ID or endpoint name).
-    fn identity_common_name(&mut self) -> Result<String, StepFailure> {
+    pub(super) fn identity_common_name(&mut self) -> Result<String, StepFailure> {
         if let Some(common_name) = &self.facts.identity_common_name {
             return Ok(common_name.clone());
         }

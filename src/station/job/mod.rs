@@ -12,14 +12,15 @@
 //! This file is the runner and the record: [`provision_unit`] walks the steps, emits their
 //! events, retries transient errors and commits the run. The steps live by family:
 //! [`connect`] (attach, unique ID), [`flash`] (erase, program, verify by read-back),
-//! [`identity`] (serial and device ID, the device's key and certificate), [`config`] (the
-//! config store), [`self_test`] (signed and forged updates), [`lock`]. What earlier steps
-//! learned is one [`facts::UnitFacts`] value, which says in one place when a step ran out of
-//! order.
+//! [`identity`] (serial and device ID, the device's key and certificate), [`fcc`] (the bundle
+//! for a device's Factory Configurator Client), [`config`] (the config store), [`self_test`]
+//! (signed and forged updates), [`lock`]. What earlier steps learned is one
+//! [`facts::UnitFacts`] value, which says in one place when a step ran out of order.
 
 mod config;
 mod connect;
 mod facts;
+mod fcc;
 mod flash;
 mod identity;
 mod lock;
@@ -261,6 +262,10 @@ impl<'a> UnitJob<'a> {
             if !step.applies_to(self.profile()) {
                 continue;
             }
+            if step.needs_debug_port(self.profile()) && !self.target.has_debug_port() {
+                self.skip(step, "the slot has no debug port (an FCC-only device)".to_string());
+                continue;
+            }
             if let Some(skippable) = step.skipped_by()
                 && (self.profile().skips(skippable)
                     || (skippable == SkippableStep::NegativeSelfTest
@@ -297,6 +302,7 @@ impl<'a> UnitJob<'a> {
         let started_at = SystemTime::now();
         let started = Instant::now();
         let result = match step {
+            StepName::Connect if !self.target.has_debug_port() => self.connect_without_debug_port(),
             StepName::Connect => self.connect(),
             StepName::Identify => self.identify(),
             StepName::Erase => self.erase(),
@@ -306,8 +312,10 @@ impl<'a> UnitJob<'a> {
             }
             StepName::VerifyFlash => self.verify_written(step),
             StepName::AllocateIdentity => self.allocate_identity(),
+            StepName::DeviceKey if self.profile().fcc.is_some() => self.fcc_device_key(),
             StepName::DeviceKey => self.device_key(),
             StepName::IssueIdentity => self.issue_identity(),
+            StepName::FccInject => self.fcc_inject(),
             StepName::WriteConfig => self.write_config(),
             StepName::VerifyConfig => self.verify_config(),
             StepName::VerifyIdentity => self.verify_identity(),

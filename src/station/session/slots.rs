@@ -46,7 +46,9 @@ pub fn resolve_slots(choice: &SlotChoice, profile: &Profile) -> Result<Vec<Fixtu
         };
         selectors = match kind {
             FixtureSelector::Sim | FixtureSelector::Qemu => vec![kind; count],
-            FixtureSelector::Gdb { .. } | FixtureSelector::ProbeRs { .. } => vec![kind],
+            FixtureSelector::Gdb { .. } | FixtureSelector::ProbeRs { .. } | FixtureSelector::Fcc { .. } => {
+                vec![kind]
+            }
         };
     }
     if selectors.len() > SLOTS_MAX {
@@ -80,6 +82,7 @@ mod tests {
                     FixtureSelector::Qemu => "qemu".to_string(),
                     FixtureSelector::Gdb { address } => format!("gdb:{address}"),
                     FixtureSelector::ProbeRs { selector } => format!("probe-rs:{selector}"),
+                    FixtureSelector::Fcc { endpoint } => format!("fcc:{endpoint}"),
                 })
                 .collect();
             names.join(" ")

@@ -1,0 +1,226 @@
+//! The FCC steps, for profiles with `[fcc]` (docs/fcc.md): `connect` on a slot without a debug
+//! port (an `fcc:HOST:PORT` device, already reached when the line opened), `device-key` for
+//! device-made keys (the first message of a keep-alive session asks for a CSR), and `fcc-inject`,
+//! which sends the unit's identity to the device's Factory Configurator Client in one bundle:
+//! vendor and class IDs, endpoint name, product metadata, serial number, time, the bootstrap
+//! server URI and CA, the update certificate, the identity certificate and (station-made keys)
+//! the key from `issue-identity`, optionally entropy and a root of trust, `Verify` and `Disable` as the
+//! profile says. The device's `ReturnStatus` decides, by name, in the device's own words.
+//!
+//! The step's detail (and so the ledger) holds the name and SHA-256 of every item sent
+//! (`FccBundle::item_digests`), never a private key, entropy or RoT bytes.
+
+use std::time::SystemTime;
+
+use der::zeroize::Zeroizing;
+use serde_json::json;
+
+use super::{StepFailure, StepName, StepResult, UnitJob};
+use crate::fcc::{
+    ConfigValue, CsrRequest, FCC_CSR_EXTENDED_KEY_USAGE_CLIENT_AUTH, FCC_CSR_KEY_USAGE_DIGITAL_SIGNATURE,
+    FCC_ENTROPY_SIZE_BYTES, FCC_ROT_SIZE_BYTES, FccBundle, FccError, FccResponse, FtcdStatus, KeyType,
+};
+use crate::profile::{FccSettings, KeyOrigin};
+use crate::trust;
+
+/// The KCM name of the device's identity key (bootstrap mode).
+const DEVICE_PRIVATE_KEY_ITEM: &str = "mbed.BootstrapDevicePrivateKey";
+
+impl<'a> UnitJob<'a> {
+    /// `connect` for a slot without a debug port: the fixture reached the device over FCC when
+    /// the line opened; there is no chip to attach to.
+    pub(super) fn connect_without_debug_port(&mut self) -> StepResult {
+        Ok(json!({
+            "backend": self.target.backend_name(),
+            "probe": self.probe,
+            "debug_port": false,
+        }))
+    }
+
+    fn fcc_settings(&self) -> Result<&'a FccSettings, StepFailure> {
+        self.profile().fcc.as_ref().ok_or_else(|| StepFailure("the profile has no [fcc]".to_string()))
+    }
+
+    /// The unit's bundle, from the profile and what earlier steps learned.
+    fn fcc_bundle(&self, settings: &FccSettings) -> Result<FccBundle, StepFailure> {
+        let profile = self.profile();
+        let serial = &self.facts.identity()?.identity.serial;
+        let endpoint_name = self.facts.identity_common_name()?;
+        let issued = self.facts.issued_identity()?;
+        let mut bundle = FccBundle::new()
+            .config_param("mbed.UseBootstrap", ConfigValue::Unsigned(1))
+            .config_param("mbed.BootstrapServerURI", ConfigValue::Text(settings.bootstrap_server_uri.clone()))
+            .config_param("mbed.Manufacturer", ConfigValue::Text(profile.manufacturer.clone()))
+            .config_param("mbed.ModelNumber", ConfigValue::Text(profile.model_name.clone()));
+        if let Some(device_type) = &profile.device_type {
+            bundle = bundle.config_param("mbed.DeviceType", ConfigValue::Text(device_type.clone()));
+        }
+        if let Some(hardware_version) = &profile.hardware_version {
+            bundle = bundle.config_param("mbed.HardwareVersion", ConfigValue::Text(hardware_version.clone()));
+        }
+        bundle = bundle
+            .config_param("mbed.MemoryTotalKB", ConfigValue::Unsigned(u64::from(settings.memory_total_kb)))
+            .config_param("mbed.SerialNumber", ConfigValue::Text(serial.clone()));
+        if settings.send_current_time {
+            let now_seconds = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_err(|error| StepFailure(format!("the station's clock is before 1970: {error}")))?
+                .as_secs();
+            bundle = bundle.config_param("mbed.CurrentTime", ConfigValue::Unsigned(now_seconds));
+        }
+        bundle = bundle
+            .config_param("mbed.EndpointName", ConfigValue::Text(endpoint_name.to_string()))
+            .config_param("mbed.VendorId", ConfigValue::Bytes(profile.vendor_id.as_bytes().to_vec()))
+            .config_param("mbed.ClassId", ConfigValue::Bytes(profile.class_id.as_bytes().to_vec()))
+            .certificate(
+                "mbed.BootstrapServerCACert",
+                settings.bootstrap_server_ca_certificate.der().to_vec(),
+            )
+            .certificate("mbed.UpdateAuthCert", profile.update_certificate.der().to_vec());
+        // A device-made key stays on the device (it answered a CSR at device-key).
+        if let Some(private_key) = issued.private_key_pkcs8.clone() {
+            bundle = bundle.key(DEVICE_PRIVATE_KEY_ITEM, KeyType::EccPrivate, private_key);
+        }
+        bundle = bundle
+            .certificate("mbed.BootstrapDeviceCert", issued.certificate.der().to_vec())
+            .verify(settings.verify);
+        if settings.send_entropy {
+            let mut entropy = Zeroizing::new([0u8; FCC_ENTROPY_SIZE_BYTES]);
+            getrandom::fill(&mut entropy[..])
+                .map_err(|error| StepFailure(format!("no randomness for the device's entropy: {error}")))?;
+            bundle = bundle.entropy(entropy);
+        }
+        if settings.send_root_of_trust {
+            let mut rot = Zeroizing::new([0u8; FCC_ROT_SIZE_BYTES]);
+            getrandom::fill(&mut rot[..]).map_err(|error| {
+                StepFailure(format!("no randomness for the device's root of trust: {error}"))
+            })?;
+            bundle = bundle.rot(rot);
+        }
+        Ok(bundle.disable(settings.disable))
+    }
+
+    /// Device-made keys: the first message of a keep-alive session asks the device for a key
+    /// pair and a CSR (`CsrReqs`, `Verify` 0); the CSR must be signed by the key it carries and
+    /// ask for this unit's subject name. `fcc-inject` later sends the certificate in the
+    /// session's last message.
+    pub(super) fn fcc_device_key(&mut self) -> StepResult {
+        let common_name = self.identity_common_name()?;
+        let request = FccBundle::new().keep_alive(true).verify(false).csr_request(CsrRequest {
+            private_key_name: DEVICE_PRIVATE_KEY_ITEM.to_string(),
+            subject: format!("CN={common_name}"),
+            key_usage: FCC_CSR_KEY_USAGE_DIGITAL_SIGNATURE,
+            extended_key_usage: FCC_CSR_EXTENDED_KEY_USAGE_CLIENT_AUTH,
+        });
+        let response = self.fcc_send(&request)?;
+        check_response(&response)?;
+        let csr =
+            response.csrs.iter().find(|csr| csr.private_key_name == DEVICE_PRIVATE_KEY_ITEM).ok_or_else(
+                || {
+                    StepFailure(format!(
+                        "the device answered no CSR for {DEVICE_PRIVATE_KEY_ITEM} (Csrs: {})",
+                        response.csrs.len()
+                    ))
+                },
+            )?;
+        let verified = trust::verify_certificate_request(&csr.request_der)
+            .map_err(|error| StepFailure(format!("the device's CSR is refused: {error}")))?;
+        if verified.subject_common_name.as_deref() != Some(common_name.as_str()) {
+            return Err(StepFailure(format!(
+                "the device's CSR asks for subject {:?}, expected CN={common_name}",
+                verified.subject
+            )));
+        }
+        let public_key_sha256 =
+            trust::public_key_sha256(&verified.public_key).map_err(|error| StepFailure(error.to_string()))?;
+        self.facts.device_public_key = Some(verified.public_key);
+        Ok(json!({
+            "key_origin": KeyOrigin::Device.name(),
+            "endpoint": self.probe,
+            "return_status": response.return_status.0,
+            "return_status_name": response.return_status.name(),
+            "info_message": response.info_message.as_deref().map(str::trim_end),
+            "warning_info": response.warning_info.as_deref().map(str::trim_end),
+            "csr_sha256": hex::encode(verified.request_sha256),
+            "csr_bytes": csr.request_der.len(),
+            "subject": verified.subject,
+            "public_key_sha256": hex::encode(public_key_sha256),
+        }))
+    }
+
+    /// One exchange with the device's FCC; an answer that is no bundle verdict (a closed
+    /// connection, a timeout, a communication status) is a failure naming the endpoint.
+    fn fcc_send(&mut self, bundle: &FccBundle) -> Result<FccResponse, StepFailure> {
+        let item_count = bundle.item_digests().len();
+        let answer = self.target.fcc_exchange(bundle).ok_or_else(|| {
+            StepFailure(format!(
+                "{} has no FCC channel (the profile's [fcc] needs an fcc:HOST:PORT slot)",
+                self.probe
+            ))
+        })?;
+        answer.map_err(|error| StepFailure(describe_exchange_error(&error, item_count)))
+    }
+
+    /// Sends the unit's bundle and judges the device's answer.
+    pub(super) fn fcc_inject(&mut self) -> StepResult {
+        let settings = self.fcc_settings()?;
+        let bundle = self.fcc_bundle(settings)?;
+        let items: Vec<serde_json::Value> = bundle
+            .item_digests()
+            .iter()
+            .map(|item| json!({ "group": item.group, "name": item.name, "sha256": hex::encode(item.sha256) }))
+            .collect();
+        let request_bytes = bundle.to_cbor().map_err(|error| StepFailure(error.to_string()))?.len() as u64;
+        self.progress(StepName::FccInject, 0, request_bytes);
+        let response = self.fcc_send(&bundle)?;
+        self.progress(StepName::FccInject, request_bytes, request_bytes);
+        check_response(&response)?;
+        Ok(json!({
+            "endpoint": self.probe,
+            "endpoint_name": self.facts.identity_common_name()?,
+            "return_status": response.return_status.0,
+            "return_status_name": response.return_status.name(),
+            "info_message": response.info_message.as_deref().map(str::trim_end),
+            "warning_info": response.warning_info.as_deref().map(str::trim_end),
+            "verify": settings.verify,
+            "disable": settings.disable,
+            "entropy_sent": settings.send_entropy,
+            "root_of_trust_sent": settings.send_root_of_trust,
+            "request_bytes": request_bytes,
+            "items": items,
+        }))
+    }
+}
+
+/// A non-success `ReturnStatus` fails the step with the device's status by name and its own
+/// words (which name the item, e.g. "Item size is wrong:mbed.VendorId").
+fn check_response(response: &FccResponse) -> Result<(), StepFailure> {
+    if response.return_status.is_success() {
+        return Ok(());
+    }
+    let info = response.info_message.as_deref().map(str::trim_end).unwrap_or("");
+    let mut reason = format!(
+        "the device refused the bundle: {} {}: \"{info}\" ({})",
+        response.return_status.0,
+        response.return_status.name(),
+        response.return_status.description()
+    );
+    if let Some(warnings) =
+        response.warning_info.as_deref().map(str::trim_end).filter(|text| !text.is_empty())
+    {
+        reason.push_str(&format!("; warnings: \"{warnings}\""));
+    }
+    Err(StepFailure(reason))
+}
+
+/// Words for an exchange that produced no bundle verdict.
+fn describe_exchange_error(error: &FccError, item_count: usize) -> String {
+    match error {
+        FccError::CommunicationStatus { status, .. } if *status == FtcdStatus::FAILED_TO_PROCESS_DATA => {
+            format!(
+                "{error}: the device processed none of the {item_count} items; a device whose factory flow was disabled (Disable) answers this to every bundle"
+            )
+        }
+        _ => format!("{error} (sending {item_count} items)"),
+    }
+}

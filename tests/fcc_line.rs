@@ -1,0 +1,409 @@
+//! FCC slots through the whole pipeline against the real device: `imprint run --profile
+//! profiles/fcc-linux.toml --probe fcc:127.0.0.1:PORT` drives the unmodified upstream
+//! factory-configurator-client-example (built by scripts/fcc-device.sh from IMPRINT_FCC_SOURCE,
+//! one process per slot). The oracles are the device's own answers, its own verification of the
+//! stored items (Imprint's fcc-verify tool around `fcc_verify_device_configured_4mbed_cloud`)
+//! and `openssl verify` for every issued certificate.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::fcc::{FccDevice, start_fcc_devices};
+use common::{absolutize_profile_paths, imprint, openssl_ok, repo_root, run_json_events, write_profile};
+use serde_json::Value;
+
+fn fcc_profile() -> PathBuf {
+    repo_root().join("profiles/fcc-linux.toml")
+}
+
+/// profiles/fcc-linux.toml, edited, in `directory`.
+fn edited_fcc_profile(directory: &Path, edit: impl Fn(String) -> String) -> PathBuf {
+    let profiles = repo_root().join("profiles");
+    let text = std::fs::read_to_string(fcc_profile()).expect("read profiles/fcc-linux.toml");
+    let edited = edit(absolutize_profile_paths(&text, &profiles));
+    write_profile(directory, "fcc-edited.toml", &edited)
+}
+
+/// Runs a line with one `--probe fcc:...` per device and `--count` the number of devices.
+fn run_fcc_line(profile: &Path, devices: &[&FccDevice], db: &Path) -> (i32, Vec<Value>) {
+    let mut arguments: Vec<String> = vec!["--profile".to_string(), profile.display().to_string()];
+    for device in devices {
+        arguments.push("--probe".to_string());
+        arguments.push(format!("fcc:{}", device.endpoint()));
+    }
+    arguments.extend(["--count".to_string(), devices.len().to_string()]);
+    let arguments: Vec<&str> = arguments.iter().map(String::as_str).collect();
+    run_json_events(&arguments, db)
+}
+
+fn units_finished<'a>(events: &'a [Value], result: &str) -> Vec<&'a Value> {
+    events.iter().filter(|event| event["event"] == "unit-finished" && event["result"] == result).collect()
+}
+
+/// The `step-finished` detail of `step` for `slot`.
+fn step_detail<'a>(events: &'a [Value], slot: u64, step: &str) -> &'a Value {
+    events
+        .iter()
+        .find(|event| event["event"] == "step-finished" && event["slot"] == slot && event["step"] == step)
+        .map(|event| &event["detail"])
+        .unwrap_or_else(|| panic!("no step-finished for {step} on slot {slot}: {events:#?}"))
+}
+
+fn assert_verified_by_openssl(certificate_pem: &str, directory: &Path, name: &str) {
+    let path = directory.join(format!("{name}.pem"));
+    std::fs::write(&path, certificate_pem).expect("write certificate");
+    let ca = repo_root().join("profiles/demo-credentials/factory-ca.pem");
+    let verdict = openssl_ok(
+        &["verify", "-CAfile", ca.to_str().expect("path"), path.to_str().expect("path")],
+        directory,
+    );
+    assert!(verdict.contains(": OK"), "openssl verify: {verdict}");
+}
+
+/// Every run in the ledger, from `imprint log export --format jsonl`.
+fn exported_runs(db: &Path, directory: &Path) -> Vec<Value> {
+    let export = directory.join("export.jsonl");
+    let output = imprint()
+        .args(["log", "export", "--format", "jsonl", "--db"])
+        .arg(db)
+        .arg("-o")
+        .arg(&export)
+        .output()
+        .expect("run imprint log export");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    std::fs::read_to_string(&export)
+        .expect("read export")
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).expect("JSON line"))
+        .filter(|record| record.get("result").is_some())
+        .collect()
+}
+
+fn assert_nothing_passed(db: &Path, directory: &Path) {
+    let runs = exported_runs(db, directory);
+    assert!(!runs.is_empty(), "the failed run is recorded");
+    for run in runs {
+        assert_ne!(run["result"], "pass", "a run was recorded as PASS: {run:#}");
+    }
+}
+
+#[test]
+fn one_fcc_slot_provisions_a_unit_the_fcc_verifies() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let db = directory.path().join("ledger.db");
+    let mut device = FccDevice::start();
+    let (code, events) = run_fcc_line(&fcc_profile(), &[&device], &db);
+    assert_eq!(code, 0, "events: {events:#?}\ndevice output:\n{}", device.log());
+    let passed = units_finished(&events, "pass");
+    assert_eq!(passed.len(), 1, "{events:#?}");
+    assert!(passed[0]["serial"].as_str().expect("serial").starts_with("FCC-"), "{:#}", passed[0]);
+
+    let inject = step_detail(&events, 0, "fcc-inject");
+    assert_eq!(inject["return_status"], 0, "{inject:#}");
+    assert_eq!(inject["return_status_name"], "FCC_STATUS_SUCCESS");
+    assert_eq!(inject["info_message"], "The Factory process succeeded");
+    let device_id = passed[0]["device_id"].as_str().expect("device id");
+    assert_eq!(inject["endpoint_name"], device_id, "the endpoint name is the device ID");
+    let items = inject["items"].as_array().expect("items");
+    let names: Vec<&str> = items.iter().map(|item| item["name"].as_str().expect("name")).collect();
+    for expected in [
+        "mbed.VendorId",
+        "mbed.ClassId",
+        "mbed.EndpointName",
+        "mbed.SerialNumber",
+        "mbed.CurrentTime",
+        "mbed.UpdateAuthCert",
+        "mbed.BootstrapServerURI",
+        "mbed.BootstrapServerCACert",
+        "mbed.BootstrapDeviceCert",
+        "mbed.BootstrapDevicePrivateKey",
+    ] {
+        assert!(names.contains(&expected), "{expected} missing from {names:?}");
+    }
+    for item in items {
+        let keys: Vec<&String> = item.as_object().expect("item").keys().collect();
+        assert_eq!(keys, ["group", "name", "sha256"], "an item records its name and digest only");
+        assert_eq!(item["sha256"].as_str().expect("sha256").len(), 64);
+    }
+    for step in ["erase", "program-application", "verify-flash", "self-test", "lock"] {
+        let skipped = events
+            .iter()
+            .find(|event| event["event"] == "step-skipped" && event["step"] == step)
+            .unwrap_or_else(|| panic!("{step} is not recorded as skipped"));
+        assert!(skipped["reason"].as_str().expect("reason").contains("no debug port"), "{skipped:#}");
+    }
+    for step in ["write-config", "verify-config", "verify-identity"] {
+        assert!(
+            !events.iter().any(|event| event["step"] == step),
+            "{step} is not part of an [fcc] profile's pipeline"
+        );
+    }
+    let certificate = step_detail(&events, 0, "issue-identity")["certificate_pem"].as_str().expect("pem");
+    assert_verified_by_openssl(certificate, directory.path(), "unit");
+
+    let report = device.verify_stored();
+    assert!(report.success && report.status == 0, "fcc-verify: {report:?}");
+    let runs = exported_runs(&db, directory.path());
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0]["result"], "pass");
+}
+
+/// Device-made keys: `device-key` asks the device's FCC for a CSR in the first message of a
+/// keep-alive session, the factory CA issues the certificate for the device's key, and
+/// `fcc-inject` sends it (and no key) in the last message; the device's verification passes.
+#[test]
+fn a_device_made_key_goes_through_the_csr_flow() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let profile = edited_fcc_profile(directory.path(), |text| {
+        text.replace("key_origin = \"station\"", "key_origin = \"device\"")
+    });
+    let db = directory.path().join("ledger.db");
+    let mut device = FccDevice::start();
+    let (code, events) = run_fcc_line(&profile, &[&device], &db);
+    assert_eq!(code, 0, "events: {events:#?}\ndevice output:\n{}", device.log());
+    let device_key = step_detail(&events, 0, "device-key");
+    assert_eq!(device_key["key_origin"], "device", "{device_key:#}");
+    assert_eq!(device_key["return_status_name"], "FCC_STATUS_SUCCESS");
+    let issued = step_detail(&events, 0, "issue-identity");
+    assert_eq!(issued["public_key_sha256"], device_key["public_key_sha256"], "issued for the device's key");
+    assert_verified_by_openssl(
+        issued["certificate_pem"].as_str().expect("pem"),
+        directory.path(),
+        "csr-unit",
+    );
+    let inject = step_detail(&events, 0, "fcc-inject");
+    assert_eq!(inject["return_status_name"], "FCC_STATUS_SUCCESS", "{inject:#}");
+    let groups: Vec<&str> = inject["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|item| item["group"].as_str().expect("group"))
+        .collect();
+    assert!(!groups.contains(&"Keys"), "a device-made key never leaves the device: {groups:?}");
+    let report = device.verify_stored();
+    assert!(report.success && report.status == 0, "fcc-verify: {report:?}");
+}
+
+/// Eight devices on eight slots at once (the machine has two cores; each device is a small
+/// process that sleeps on its socket).
+#[test]
+fn eight_fcc_slots_pass_with_distinct_identities() {
+    const SLOTS: usize = 8;
+    let directory = tempfile::tempdir().expect("temp dir");
+    let db = directory.path().join("ledger.db");
+    let mut devices = start_fcc_devices(SLOTS);
+    let (code, events) = run_fcc_line(&fcc_profile(), &devices.iter().collect::<Vec<_>>(), &db);
+    assert_eq!(code, 0, "events: {events:#?}");
+    let passed = units_finished(&events, "pass");
+    assert_eq!(passed.len(), SLOTS, "{events:#?}");
+    let mut serials = std::collections::BTreeSet::new();
+    let mut endpoint_names = std::collections::BTreeSet::new();
+    let mut certificates = std::collections::BTreeSet::new();
+    for slot in 0..SLOTS as u64 {
+        let unit = passed.iter().find(|event| event["slot"] == slot).expect("a unit per slot");
+        serials.insert(unit["serial"].as_str().expect("serial").to_string());
+        let inject = step_detail(&events, slot, "fcc-inject");
+        assert_eq!(inject["return_status_name"], "FCC_STATUS_SUCCESS", "{inject:#}");
+        endpoint_names.insert(inject["endpoint_name"].as_str().expect("endpoint name").to_string());
+        let certificate = step_detail(&events, slot, "issue-identity")["certificate_pem"]
+            .as_str()
+            .expect("pem")
+            .to_string();
+        assert_verified_by_openssl(&certificate, directory.path(), &format!("unit-{slot}"));
+        certificates.insert(certificate);
+    }
+    assert_eq!(serials.len(), SLOTS, "{serials:?}");
+    assert_eq!(endpoint_names.len(), SLOTS, "{endpoint_names:?}");
+    assert_eq!(certificates.len(), SLOTS);
+    for device in &mut devices {
+        let report = device.verify_stored();
+        assert!(report.success && report.status == 0, "fcc-verify: {report:?}");
+    }
+}
+
+/// A device that already holds the items (provisioned before, storage kept) answers 17 and the
+/// unit fails at fcc-inject with the device's words; nothing is recorded as PASS.
+#[test]
+fn a_provisioned_device_fails_at_fcc_inject_with_17() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let first_db = directory.path().join("first.db");
+    let mut device = FccDevice::start();
+    let (code, events) = run_fcc_line(&fcc_profile(), &[&device], &first_db);
+    assert_eq!(code, 0, "events: {events:#?}");
+    assert!(device.wait_for_exit(Duration::from_secs(10)).is_some(), "{}", device.log());
+    let device = device.resume_without_wipe();
+    let db = directory.path().join("ledger.db");
+    let (code, events) = run_fcc_line(&fcc_profile(), &[&device], &db);
+    assert_eq!(code, 1, "events: {events:#?}");
+    let failed = common::failed_units(&events);
+    assert_eq!(failed.len(), 1, "{events:#?}");
+    let (_, step, reason) = &failed[0];
+    assert_eq!(step, "fcc-inject");
+    assert!(reason.contains("17 FCC_STATUS_KCM_FILE_EXIST_ERROR"), "{reason}");
+    assert!(reason.contains("Data already exists:mbed."), "the device's words name the item: {reason}");
+    assert!(units_finished(&events, "pass").is_empty());
+    assert_nothing_passed(&db, directory.path());
+}
+
+/// `disable = true`: the first run passes and ends the device's factory flow; the device then
+/// refuses every bundle with communication status 9.
+#[test]
+fn a_disabled_device_fails_at_fcc_inject_with_9() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let profile =
+        edited_fcc_profile(directory.path(), |text| text.replace("disable = false", "disable = true"));
+    let first_db = directory.path().join("first.db");
+    let mut device = FccDevice::start();
+    let (code, events) = run_fcc_line(&profile, &[&device], &first_db);
+    assert_eq!(code, 0, "events: {events:#?}");
+    assert_eq!(step_detail(&events, 0, "fcc-inject")["disable"], true);
+    let report = device.verify_stored();
+    assert!(report.output.contains("factory-disabled yes"), "{report:?}");
+    let device = device.resume_without_wipe();
+    let db = directory.path().join("ledger.db");
+    let (code, events) = run_fcc_line(&profile, &[&device], &db);
+    assert_eq!(code, 1, "events: {events:#?}");
+    let failed = common::failed_units(&events);
+    assert_eq!(failed.len(), 1, "{events:#?}");
+    let (_, step, reason) = &failed[0];
+    assert_eq!(step, "fcc-inject");
+    assert!(reason.contains("9 FTCD_COMM_FAILED_TO_PROCESS_DATA"), "{reason}");
+    assert!(reason.contains("disabled"), "{reason}");
+    assert_nothing_passed(&db, directory.path());
+}
+
+/// Waits until a TCP connection to `port` on loopback is established (read from
+/// /proc/net/tcp: the device's accepted socket), i.e. the station holds its session.
+fn wait_for_established_connection(port: u16) {
+    let local_port = format!(":{port:04X} ");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let table = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
+        let established = table.lines().skip(1).any(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.len() > 3 && format!("{} ", fields[1]).ends_with(&local_port) && fields[3] == "01"
+        });
+        if established {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "the station never connected to port {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The device process dies while the station holds its session (the line opened its
+/// connection and waits for the unit's scanned serial; the test kills the device, then scans):
+/// a FAIL at fcc-inject naming the endpoint, nothing recorded as PASS.
+#[test]
+fn a_device_killed_mid_session_fails_at_fcc_inject() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let profile = edited_fcc_profile(directory.path(), |text| {
+        text.replace("scheme = \"counter\"\nprefix = \"FCC-\"\ncounter_width = 6\n", "scheme = \"scanned\"\n")
+    });
+    let db = directory.path().join("ledger.db");
+    let mut device = FccDevice::start();
+    let mut child = imprint()
+        .args(["run", "--json", "--serials", "-", "--count", "1", "--db"])
+        .arg(&db)
+        .arg("--profile")
+        .arg(&profile)
+        .arg("--probe")
+        .arg(format!("fcc:{}", device.endpoint()))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start imprint run");
+    let mut stdin = child.stdin.take().expect("stdin");
+    wait_for_established_connection(device.port);
+    device.kill();
+    writeln!(stdin, "KILLED-0001").expect("scan a serial");
+    drop(stdin);
+    let events: Vec<Value> = BufReader::new(child.stdout.take().expect("stdout"))
+        .lines()
+        .map(|line| serde_json::from_str(&line.expect("line")).expect("JSON event"))
+        .collect();
+    let status = child.wait().expect("imprint exits");
+    assert_eq!(status.code(), Some(1), "events: {events:#?}");
+    let failed = common::failed_units(&events);
+    assert_eq!(failed.len(), 1, "{events:#?}");
+    let (_, step, reason) = &failed[0];
+    assert_eq!(step, "fcc-inject");
+    assert!(reason.contains(&device.endpoint()), "the reason names the device: {reason}");
+    assert_nothing_passed(&db, directory.path());
+}
+
+#[test]
+fn an_unreachable_fcc_endpoint_refuses_the_start() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    let port = listener.local_addr().expect("address").port();
+    drop(listener);
+    let selector = format!("fcc:127.0.0.1:{port}");
+    let output = imprint()
+        .args(["run", "--json", "--count", "1", "--db"])
+        .arg(directory.path().join("ledger.db"))
+        .arg("--profile")
+        .arg(fcc_profile())
+        .args(["--probe", &selector])
+        .output()
+        .expect("run imprint");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(&selector) && stderr.contains("not reachable"), "{stderr}");
+    assert!(output.stdout.is_empty(), "units started: {}", String::from_utf8_lossy(&output.stdout));
+}
+
+#[test]
+fn fcc_profiles_and_slots_must_agree() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let output = imprint()
+        .args(["run", "--json", "--count", "1", "--sim", "1", "--db"])
+        .arg(directory.path().join("ledger.db"))
+        .arg("--profile")
+        .arg(fcc_profile())
+        .output()
+        .expect("run imprint");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("[fcc]") && stderr.contains("fcc:HOST:PORT"), "{stderr}");
+}
+
+/// What `imprint profile check` refuses in `[fcc]`, each naming the file and the field.
+#[test]
+fn bad_fcc_sections_are_refused_naming_the_field() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    // (text, replacement, the field named, the file named: the profile, or the file it names)
+    let cases: [(&str, &str, &str, &str); 4] = [
+        (
+            "coaps://bootstrap.imprint.example:5684?aid=",
+            "https://bootstrap.example?aid=1",
+            "fcc.bootstrap_server_uri",
+            "fcc-edited.toml",
+        ),
+        ("memory_total_kb = 524288", "memory_total_kb = 0", "fcc.memory_total_kb", "fcc-edited.toml"),
+        (
+            "bootstrap-server-ca.pem\"",
+            "no-such-ca.pem\"",
+            "fcc.bootstrap_server_ca_certificate",
+            "no-such-ca.pem",
+        ),
+        ("device_type = \"linux-gateway\"\n", "", "product.device_type", "fcc-edited.toml"),
+    ];
+    for (from, to, field, file) in cases {
+        let profile = edited_fcc_profile(directory.path(), |text| {
+            assert!(text.contains(from), "{from:?} not in the profile");
+            text.replacen(from, to, 1)
+        });
+        let output = imprint().args(["profile", "check"]).arg(&profile).output().expect("run imprint");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{field}: {stderr}");
+        assert!(stderr.contains(field) && stderr.contains(file), "{field}: {stderr}");
+    }
+    let output = imprint().args(["profile", "check"]).arg(fcc_profile()).output().expect("run imprint");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+}
