@@ -270,11 +270,11 @@ fn serials_scanned_from_labels_become_the_units_serials_with_the_work_order_reco
         .output()
         .unwrap();
     assert!(exported.status.success(), "{}", String::from_utf8_lossy(&exported.stderr));
-    assert_eq!(
-        std::fs::read_to_string(&export).unwrap().matches("WO-77").count(),
-        3,
-        "the work order is exported"
-    );
+    // Each unit's record carries it twice: in its allocate-identity step and as the derived
+    // `work_order` field (export format 3).
+    let exported_text = std::fs::read_to_string(&export).unwrap();
+    assert_eq!(exported_text.matches("\"work_order\":\"WO-77\"").count(), 6, "the work order is exported");
+    assert_eq!(exported_text.matches("WO-77").count(), 6, "the work order is exported");
 }
 
 #[test]
