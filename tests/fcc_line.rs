@@ -355,7 +355,13 @@ fn an_unreachable_fcc_endpoint_refuses_the_start() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains(&selector) && stderr.contains("not reachable"), "{stderr}");
-    assert!(output.stdout.is_empty(), "units started: {}", String::from_utf8_lossy(&output.stdout));
+    // The stream says the line was refused, and nothing else: no unit started.
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let events: Vec<serde_json::Value> =
+        stdout.lines().map(|line| serde_json::from_str(line).expect("JSON event")).collect();
+    assert_eq!(events.len(), 1, "units started: {stdout}");
+    assert_eq!(events[0]["event"], "line-refused", "{stdout}");
+    assert_eq!(events[0]["error_code"], "fixture", "{stdout}");
 }
 
 #[test]
