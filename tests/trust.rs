@@ -948,7 +948,7 @@ fn the_profile_lines_dev_init_prints_make_a_working_profile() {
         imprint(&["dev", "init", credentials.to_str().unwrap(), "--vendor-id", vendor, "--class-id", class]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let stdout = String::from_utf8_lossy(&output.stdout).to_string();
-    let snippet = &stdout[stdout.find("[identity]").expect("the profile lines are printed")..];
+    let snippet = &stdout[stdout.find("\n[identity]\n").expect("the profile lines are printed") + 1..];
     let summary = std::fs::read_to_string(credentials.join(trust::DEV_SUMMARY_FILE)).unwrap();
     for line in snippet.lines().filter(|line| !line.is_empty()) {
         assert!(summary.contains(&format!("#   {line}")), "{line:?} missing from the summary:\n{summary}");

@@ -241,18 +241,7 @@ fn toolbar_ui(ui: &mut Ui, view: &View<'_>, settings: &mut Settings, forms: &mut
                 .shortcut_text(RichText::new(ui.ctx().format_shortcut(&shortcut)).color(Color32::BLACK)),
         );
         accessible(&button, Role::Button, label);
-        if button.clicked() {
-            if stopping {
-                forms.confirming_abort = true;
-            } else {
-                command = next;
-            }
-        }
-        if !stopping {
-            forms.confirming_abort = false;
-        } else if forms.confirming_abort
-            && let Some(answer) = abort_question_ui(ui.ctx(), forms)
-        {
+        if let Some(answer) = line_button_answer(ui, forms, button.clicked(), stopping, next) {
             command = answer;
         }
         let button = if settings.operator.trim().is_empty() {
@@ -279,6 +268,25 @@ fn toolbar_ui(ui: &mut Ui, view: &View<'_>, settings: &mut Settings, forms: &mut
 
 /// The scanner field (it keeps the keyboard focus while the line runs, so a keyboard-wedge
 /// scanner's text always lands there), the last work order and the chosen profile.
+/// What the start/stop/abort button asks for this frame: its own command, or, while the line
+/// stops, the abort question (opened by the click) and its answer.
+fn line_button_answer(
+    ui: &Ui,
+    forms: &mut Forms,
+    clicked: bool,
+    stopping: bool,
+    next: Command,
+) -> Option<Command> {
+    if !stopping {
+        forms.confirming_abort = false;
+        return clicked.then_some(next);
+    }
+    if clicked {
+        forms.confirming_abort = true;
+    }
+    if forms.confirming_abort { abort_question_ui(ui.ctx(), forms) } else { None }
+}
+
 /// The question before an abort: the units in flight end after their current step and are
 /// recorded ABORTED, each board left half-provisioned. `Some` when the operator answered.
 fn abort_question_ui(context: &egui::Context, forms: &mut Forms) -> Option<Command> {
