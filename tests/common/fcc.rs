@@ -39,7 +39,7 @@ pub fn fcc_device_binaries() -> &'static FccDeviceBinaries {
         assert!(
             std::env::var_os("IMPRINT_FCC_SOURCE").is_some(),
             "IMPRINT_FCC_SOURCE is not set: the FCC tests need the upstream mbed-cloud-client and \
-             factory-configurator-client-example sources (docs/fcc.md; .ci/run sets it to ../shared/third_party)"
+             factory-configurator-client-example sources (docs/fcc.md says how to point it at upstream checkouts)"
         );
         let build_dir = target_dir().join("fcc-device");
         let output = Command::new(repo_root().join("scripts/fcc-device.sh"))

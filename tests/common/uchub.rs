@@ -16,8 +16,8 @@ pub fn oracle_dir() -> PathBuf {
             let source = std::env::var_os("IMPRINT_UCHUB_SOURCE").unwrap_or_else(|| {
                 panic!(
                     "IMPRINT_UCHUB_SOURCE is not set: it must name the directory that holds \
-                     mbed-cloud-client/update-client-hub (on this project's machines \
-                     <repo>/../shared/third_party; .ci/run sets it). The v1-manifest and \
+                     mbed-cloud-client/update-client-hub, an upstream mbed-cloud-client 4.13.x checkout \
+                     (README.md, "Two commands"). The v1-manifest and \
                      bootloader-header tests need the device's own code as their judge."
                 )
             });

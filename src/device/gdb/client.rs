@@ -84,7 +84,7 @@ impl Default for GdbOptions {
 }
 
 impl GdbOptions {
-    /// The settings for QEMU's GDB stub (see ../shared/FACTS.md and docs/device-contract.md).
+    /// The settings for QEMU's GDB stub (see docs/facts.md and docs/device-contract.md).
     pub fn qemu() -> GdbOptions {
         GdbOptions {
             server_ignores_acks: true,
