@@ -17,7 +17,7 @@ pub fn oracle_dir() -> PathBuf {
                 panic!(
                     "IMPRINT_UCHUB_SOURCE is not set: it must name the directory that holds \
                      mbed-cloud-client/update-client-hub, an upstream mbed-cloud-client 4.13.x checkout \
-                     (README.md, "Two commands"). The v1-manifest and \
+                     (README.md, section Two commands). The v1-manifest and \
                      bootloader-header tests need the device's own code as their judge."
                 )
             });
