@@ -21,7 +21,6 @@ use crate::fcc::{
     FCC_ENTROPY_SIZE_BYTES, FCC_ROT_SIZE_BYTES, FccBundle, FccError, FccResponse, FtcdStatus, KeyType,
 };
 use crate::profile::{FccSettings, KeyOrigin};
-use crate::trust;
 
 /// The KCM name of the device's identity key (bootstrap mode).
 const DEVICE_PRIVATE_KEY_ITEM: &str = "mbed.BootstrapDevicePrivateKey";
@@ -123,17 +122,7 @@ impl<'a> UnitJob<'a> {
                     ))
                 },
             )?;
-        let verified = trust::verify_certificate_request(&csr.request_der)
-            .map_err(|error| StepFailure(format!("the device's CSR is refused: {error}")))?;
-        if verified.subject_common_name.as_deref() != Some(common_name.as_str()) {
-            return Err(StepFailure(format!(
-                "the device's CSR asks for subject {:?}, expected CN={common_name}",
-                verified.subject
-            )));
-        }
-        let public_key_sha256 =
-            trust::public_key_sha256(&verified.public_key).map_err(|error| StepFailure(error.to_string()))?;
-        self.facts.device_public_key = Some(verified.public_key);
+        let (verified, public_key_sha256) = self.accept_device_csr(&csr.request_der, &common_name)?;
         Ok(json!({
             "key_origin": KeyOrigin::Device.name(),
             "endpoint": self.probe,

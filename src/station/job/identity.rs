@@ -147,15 +147,17 @@ impl<'a> UnitJob<'a> {
         }
     }
 
-    /// Device-made keys: the device makes its key pair and answers with a CSR; the CSR must be
-    /// signed by the key it carries and ask for this unit's subject name.
-    pub(super) fn device_key(&mut self) -> StepResult {
-        let common_name = self.identity_common_name()?;
-        let request_der = self
-            .identity_exchange(IdentityCommand::MakeKeyAndCsr { subject_common_name: common_name.clone() })?;
-        let verified = trust::verify_certificate_request(&request_der)
+    /// Checks a device's CSR (whatever channel brought it: the mailbox or FCC): signed by the key
+    /// it carries, asking for `common_name`; the key becomes the unit's device key. Returns the
+    /// verified request and the key's SHA-256.
+    pub(super) fn accept_device_csr(
+        &mut self,
+        request_der: &[u8],
+        common_name: &str,
+    ) -> Result<(trust::VerifiedCertificateRequest, [u8; 32]), StepFailure> {
+        let verified = trust::verify_certificate_request(request_der)
             .map_err(|error| StepFailure(format!("the device's CSR is refused: {error}")))?;
-        if verified.subject_common_name.as_deref() != Some(common_name.as_str()) {
+        if verified.subject_common_name.as_deref() != Some(common_name) {
             return Err(StepFailure(format!(
                 "the device's CSR asks for subject {:?}, expected CN={common_name}",
                 verified.subject
@@ -164,6 +166,16 @@ impl<'a> UnitJob<'a> {
         let public_key_sha256 =
             trust::public_key_sha256(&verified.public_key).map_err(|error| StepFailure(error.to_string()))?;
         self.facts.device_public_key = Some(verified.public_key);
+        Ok((verified, public_key_sha256))
+    }
+
+    /// Device-made keys: the device makes its key pair and answers with a CSR; the CSR must be
+    /// signed by the key it carries and ask for this unit's subject name.
+    pub(super) fn device_key(&mut self) -> StepResult {
+        let common_name = self.identity_common_name()?;
+        let request_der = self
+            .identity_exchange(IdentityCommand::MakeKeyAndCsr { subject_common_name: common_name.clone() })?;
+        let (verified, public_key_sha256) = self.accept_device_csr(&request_der, &common_name)?;
         Ok(json!({
             "key_origin": KeyOrigin::Device.name(),
             "csr_sha256": hex::encode(verified.request_sha256),
