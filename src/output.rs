@@ -9,9 +9,12 @@
 //!
 //! - An output that is one of the protected inputs — same resolved path, or same file identity
 //!   (device and inode) — is refused before anything is opened for writing.
-//! - A regular file (new or existing) is written to a temporary file beside it, synced, and
-//!   renamed over the target only when everything was written: a failure leaves the previous
-//!   content (or no file) and removes only the temporary file this command created.
+//! - An existing regular file is not the command's to replace: it is refused
+//!   ([`ExistingFile::Refuse`]) unless the user said so (`--force`, [`ExistingFile::Replace`]).
+//! - A regular file is written to a temporary file beside the target, synced, and moved into
+//!   place only when everything was written (without `--force` by a link that fails if the name
+//!   was taken meanwhile): a failure leaves the previous content (or no file) and removes only
+//!   the temporary file this command created.
 //! - Anything else that exists (a character device, a FIFO, a socket) is opened for writing
 //!   without creating or truncating, streamed to, never synced (a device cannot be) and never
 //!   removed.
@@ -34,11 +37,30 @@ pub enum OutputError {
     #[error("refusing to write to {path}: it is a directory")]
     IsADirectory { path: PathBuf },
 
+    #[error("refusing to overwrite {path}: the file exists (pass --force to replace it)")]
+    Exists { path: PathBuf },
+
     #[error("cannot open {path} for writing: {source}")]
     Open { path: PathBuf, source: std::io::Error },
 
     #[error("cannot write {path}: {source}")]
     Write { path: PathBuf, source: std::io::Error },
+}
+
+/// What an output does to a regular file already at its path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExistingFile {
+    /// Refuse (the default: a command never overwrites a file it did not create).
+    Refuse,
+    /// Replace it once the new content is complete (`--force`).
+    Replace,
+}
+
+impl ExistingFile {
+    /// `--force` given or not.
+    pub fn from_force(force: bool) -> ExistingFile {
+        if force { ExistingFile::Replace } else { ExistingFile::Refuse }
+    }
 }
 
 /// The file identity of an existing path (device, inode), following symlinks.
@@ -73,6 +95,25 @@ pub fn check_not_an_input(output: &Path, protected_inputs: &[PathBuf]) -> Result
     Ok(())
 }
 
+/// Everything that can be known about `output` before writing: it is none of
+/// `protected_inputs`, not a directory, and not an existing regular file unless `existing` says
+/// to replace it. Commands call it at start, before any other work (a key generated, a ledger
+/// read), and [`OutputFile::open`] calls it again.
+pub fn check_output(
+    output: &Path,
+    protected_inputs: &[PathBuf],
+    existing: ExistingFile,
+) -> Result<(), OutputError> {
+    check_not_an_input(output, protected_inputs)?;
+    match std::fs::metadata(output) {
+        Ok(metadata) if metadata.is_dir() => Err(OutputError::IsADirectory { path: output.to_owned() }),
+        Ok(metadata) if metadata.is_file() && existing == ExistingFile::Refuse => {
+            Err(OutputError::Exists { path: output.to_owned() })
+        }
+        _ => Ok(()),
+    }
+}
+
 /// An output being written; see the module docs for what each kind of target gets.
 pub struct OutputFile {
     /// The path the user named.
@@ -84,15 +125,19 @@ pub struct OutputFile {
     /// Where the temporary file goes: the resolved target (so a symlink's target is replaced,
     /// not the symlink).
     final_path: PathBuf,
+    existing: ExistingFile,
 }
 
 impl OutputFile {
-    /// Opens `path` for writing after checking it is none of `protected_inputs`.
-    pub fn open(path: &Path, protected_inputs: &[PathBuf]) -> Result<OutputFile, OutputError> {
-        check_not_an_input(path, protected_inputs)?;
+    /// Opens `path` for writing after [`check_output`].
+    pub fn open(
+        path: &Path,
+        protected_inputs: &[PathBuf],
+        existing: ExistingFile,
+    ) -> Result<OutputFile, OutputError> {
+        check_output(path, protected_inputs, existing)?;
         let open_error = |source| OutputError::Open { path: path.to_owned(), source };
         match std::fs::metadata(path) {
-            Ok(metadata) if metadata.is_dir() => Err(OutputError::IsADirectory { path: path.to_owned() }),
             Ok(metadata) if !metadata.is_file() => {
                 // A device, FIFO or socket: stream into it as it is. Opening a FIFO waits
                 // for its reader, as any writer of a FIFO does.
@@ -108,6 +153,7 @@ impl OutputFile {
                     file,
                     temporary_path: None,
                     final_path: path.to_owned(),
+                    existing,
                 })
             }
             _ => {
@@ -118,6 +164,7 @@ impl OutputFile {
                     file,
                     temporary_path: Some(temporary_path),
                     final_path,
+                    existing,
                 })
             }
         }
@@ -139,7 +186,7 @@ impl OutputFile {
         let Some(temporary_path) = self.temporary_path.take() else { return Ok(()) };
         let outcome = (|| {
             self.file.sync_all()?;
-            std::fs::rename(&temporary_path, &self.final_path)?;
+            move_into_place(&temporary_path, &self.final_path, self.existing)?;
             if let Some(directory) = self.final_path.parent() {
                 File::open(directory)?.sync_all()?;
             }
@@ -148,7 +195,10 @@ impl OutputFile {
         if outcome.is_err() {
             remove_own_temporary(&temporary_path);
         }
-        outcome.map_err(write_error(&self.path))
+        outcome.map_err(|source: std::io::Error| match source.kind() {
+            std::io::ErrorKind::AlreadyExists => OutputError::Exists { path: self.path.clone() },
+            _ => OutputError::Write { path: self.path.clone(), source },
+        })
     }
 }
 
@@ -159,6 +209,27 @@ impl Drop for OutputFile {
         if let Some(temporary_path) = self.temporary_path.take() {
             remove_own_temporary(&temporary_path);
         }
+    }
+}
+
+/// Moves the finished temporary file to `final_path`. Without leave to replace, a hard link
+/// claims the name (it fails if another program created the file since the check) and the
+/// temporary name is then removed; a file system without hard links falls back to a rename.
+pub fn move_into_place(
+    temporary_path: &Path,
+    final_path: &Path,
+    existing: ExistingFile,
+) -> std::io::Result<()> {
+    if existing == ExistingFile::Replace {
+        return std::fs::rename(temporary_path, final_path);
+    }
+    match std::fs::hard_link(temporary_path, final_path) {
+        Ok(()) => std::fs::remove_file(temporary_path),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Err(error),
+        Err(_) if std::fs::symlink_metadata(final_path).is_err() => {
+            std::fs::rename(temporary_path, final_path)
+        }
+        Err(error) => Err(error),
     }
 }
 
@@ -189,9 +260,10 @@ fn create_temporary_beside(final_path: &Path) -> std::io::Result<(PathBuf, File)
 pub fn write_output_file<T, E: From<OutputError>>(
     path: &Path,
     protected_inputs: &[PathBuf],
+    existing: ExistingFile,
     write: impl FnOnce(&mut dyn Write) -> Result<T, E>,
 ) -> Result<T, E> {
-    let mut output = OutputFile::open(path, protected_inputs)?;
+    let mut output = OutputFile::open(path, protected_inputs, existing)?;
     let value = write(output.writer())?;
     output.commit()?;
     Ok(value)
@@ -214,9 +286,11 @@ mod tests {
         std::fs::create_dir(directory.path().join("sub")).unwrap();
         let protected = vec![ledger.clone(), directory.path().join("ledger.db-wal")];
         for output in [&ledger, &hard_link, &symlink, &dotted, &directory.path().join("ledger.db-wal")] {
-            let refused = write_output_file::<(), OutputError>(output, &protected, |out| {
-                out.write_all(b"export").map_err(|source| OutputError::Write { path: output.clone(), source })
-            });
+            let refused =
+                write_output_file::<(), OutputError>(output, &protected, ExistingFile::Replace, |out| {
+                    out.write_all(b"export")
+                        .map_err(|source| OutputError::Write { path: output.clone(), source })
+                });
             assert!(matches!(refused, Err(OutputError::IsAnInput { .. })), "{output:?} was not refused");
         }
         assert_eq!(std::fs::read(&ledger).unwrap(), b"ledger bytes");
@@ -227,19 +301,48 @@ mod tests {
         let directory = tempfile::tempdir().unwrap();
         let output = directory.path().join("export.csv");
         std::fs::write(&output, b"yesterday").unwrap();
-        let failed = write_output_file::<(), OutputError>(&output, &[], |out| {
+        let failed = write_output_file::<(), OutputError>(&output, &[], ExistingFile::Replace, |out| {
             out.write_all(b"half").unwrap();
             Err(OutputError::Write { path: output.clone(), source: std::io::Error::other("disk full") })
         });
         assert!(failed.is_err());
         assert_eq!(std::fs::read(&output).unwrap(), b"yesterday");
         assert_eq!(std::fs::read_dir(directory.path()).unwrap().count(), 1, "a temporary file was left");
-        write_output_file::<(), OutputError>(&output, &[], |out| {
+        write_output_file::<(), OutputError>(&output, &[], ExistingFile::Replace, |out| {
             out.write_all(b"today").unwrap();
             Ok(())
         })
         .unwrap();
         assert_eq!(std::fs::read(&output).unwrap(), b"today");
         assert_eq!(std::fs::read_dir(directory.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn check_an_existing_file_is_kept_unless_replacing_was_asked_for() {
+        let directory = tempfile::tempdir().unwrap();
+        let output = directory.path().join("export.csv");
+        std::fs::write(&output, b"someone else's").unwrap();
+        let refused = write_output_file::<(), OutputError>(&output, &[], ExistingFile::Refuse, |out| {
+            out.write_all(b"mine").unwrap();
+            Ok(())
+        });
+        assert!(matches!(refused, Err(OutputError::Exists { .. })), "{refused:?}");
+        assert_eq!(std::fs::read(&output).unwrap(), b"someone else's");
+        // A file that appears while the output is written is not replaced either.
+        let late = directory.path().join("late.csv");
+        let raced = write_output_file::<(), OutputError>(&late, &[], ExistingFile::Refuse, |out| {
+            std::fs::write(&late, b"arrived meanwhile").unwrap();
+            out.write_all(b"mine").unwrap();
+            Ok(())
+        });
+        assert!(matches!(raced, Err(OutputError::Exists { .. })), "{raced:?}");
+        assert_eq!(std::fs::read(&late).unwrap(), b"arrived meanwhile");
+        assert_eq!(std::fs::read_dir(directory.path()).unwrap().count(), 2, "a temporary file was left");
+        let fresh = directory.path().join("fresh.csv");
+        write_output_file::<(), OutputError>(&fresh, &[], ExistingFile::Refuse, |out| {
+            out.write_all(b"new").map_err(|source| OutputError::Write { path: fresh.clone(), source })
+        })
+        .unwrap();
+        assert_eq!(std::fs::read(&fresh).unwrap(), b"new");
     }
 }

@@ -1193,6 +1193,7 @@ fn stats_and_certificates_read_the_central_ledger_across_stations() {
                 .args(["log", "certificates", "--db"])
                 .arg(db)
                 .args(selection)
+                .arg("--force") // the second selection replaces the first one's bundle
                 .arg("-o")
                 .arg(&bundle)
                 .output()
@@ -1205,6 +1206,7 @@ fn stats_and_certificates_read_the_central_ledger_across_stations() {
         let output = imprint_central()
             .args(["log", "certificates", "--central", &url])
             .args(selection)
+            .arg("--force")
             .arg("-o")
             .arg(&bundle)
             .output()

@@ -1215,6 +1215,42 @@ fn an_output_over_the_ledger_or_its_companions_is_refused() {
     assert!(verify.status.success(), "{}", text(&verify));
 }
 
+/// Issue 19 / the house rule: no command overwrites a file it did not create. An existing
+/// regular file as `-o` is refused (exit 2, every byte kept) unless `--force` says to replace it.
+#[test]
+fn an_existing_output_file_is_kept_unless_force_is_given() {
+    let built = build_ledger();
+    let database = built.database.to_str().unwrap();
+    let directory = built.database.parent().unwrap();
+    let existing = directory.join("yesterday.out");
+    let existing_path = existing.to_str().unwrap();
+    let commands = [
+        vec!["log", "export", "--db", database, "-o", existing_path],
+        vec!["log", "export", "--db", database, "--format", "csv", "-o", existing_path],
+        vec!["log", "export", "--db", database, "--format", "json", "-o", existing_path],
+        vec!["log", "certificates", "--db", database, "--all", "-o", existing_path],
+        vec!["log", "backup", "--db", database, "-o", existing_path],
+    ];
+    for command in &commands {
+        std::fs::write(&existing, b"someone else's file").unwrap();
+        let result = imprint(command);
+        assert_eq!(result.status.code(), Some(2), "{command:?}: {}", text(&result));
+        assert!(text(&result).contains("pass --force"), "{command:?}: {}", text(&result));
+        assert_eq!(std::fs::read(&existing).unwrap(), b"someone else's file", "{command:?} overwrote it");
+        let mut forced = command.clone();
+        forced.push("--force");
+        let result = imprint(&forced);
+        assert!(result.status.success(), "{forced:?}: {}", text(&result));
+        assert_ne!(std::fs::read(&existing).unwrap(), b"someone else's file", "{forced:?} kept the old file");
+    }
+    let names: Vec<_> =
+        std::fs::read_dir(directory).unwrap().map(|entry| entry.unwrap().file_name()).collect();
+    assert!(
+        names.iter().all(|name| !name.to_string_lossy().contains(".tmp")),
+        "a temporary file was left: {names:?}"
+    );
+}
+
 #[test]
 fn an_export_streams_into_a_fifo_and_leaves_it_in_place() {
     let built = build_ledger();

@@ -883,3 +883,70 @@ fn cli_refuses_bad_input_with_reasons() {
         "/nonexistent-dir/x.manifest",
     );
 }
+
+/// Issue 19: `manifest create` never writes over one of its own inputs (the payload, the key,
+/// the vendor data, given by the same path or a link) nor over an existing file unless `--force`
+/// says so; a refusal (exit 2) comes before any key is opened and leaves every byte in place.
+#[test]
+fn cli_create_never_overwrites_an_input_or_an_existing_file() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let payload = directory.path().join("app.bin");
+    std::fs::write(&payload, fixture("payload.bin")).expect("payload");
+    let key = directory.path().join("dev.key.pem");
+    std::fs::write(&key, fixture("dev.key.pem")).expect("key");
+    let link = directory.path().join("payload-link.bin");
+    std::os::unix::fs::symlink(&payload, &link).expect("symlink");
+    let existing = directory.path().join("yesterday.manifest");
+    std::fs::write(&existing, b"yesterday's manifest").expect("existing");
+    let create = |output: &std::path::Path, force: bool| {
+        let mut command = imprint();
+        command
+            .args(["manifest", "create", "--payload-version", "1.0.0"])
+            .args(["--vendor-id", "11111111-2222-3333-4444-555555555555"])
+            .args(["--class-id", "66666666-7777-8888-9999-aaaaaaaaaaaa"])
+            .arg("--payload")
+            .arg(&payload)
+            .arg("--key")
+            .arg(&key)
+            .arg("-o")
+            .arg(output);
+        if force {
+            command.arg("--force");
+        }
+        command.output().expect("run imprint")
+    };
+    let before: Vec<(std::path::PathBuf, Vec<u8>)> = [&payload, &key, &existing]
+        .into_iter()
+        .map(|path| (path.clone(), std::fs::read(path).expect("read")))
+        .collect();
+    for (output, expected) in [
+        (&payload, "an input of this command"),
+        (&link, "an input of this command"),
+        (&key, "an input of this command"),
+        (&existing, "pass --force"),
+    ] {
+        let result = create(output, false);
+        assert_eq!(result.status.code(), Some(2), "-o {}: {}", output.display(), text(&result.stderr));
+        let stderr = text(&result.stderr);
+        assert!(stderr.contains(expected) && stderr.contains(&output.display().to_string()), "{stderr}");
+    }
+    // --force replaces an existing file, but never an input.
+    let result = create(&payload, true);
+    assert_eq!(result.status.code(), Some(2), "{}", text(&result.stderr));
+    for (path, bytes) in &before {
+        assert_eq!(&std::fs::read(path).expect("read"), bytes, "{} changed", path.display());
+    }
+    let result = create(&existing, true);
+    assert!(result.status.success(), "{}", text(&result.stderr));
+    let verify = run(imprint()
+        .args(["manifest", "verify"])
+        .arg(&existing)
+        .arg("--cert")
+        .arg(fixture_path("dev.cert.der")));
+    assert!(verify.status.success(), "{}", text(&verify.stdout));
+    let names: std::collections::BTreeSet<_> = std::fs::read_dir(directory.path())
+        .expect("list")
+        .map(|entry| entry.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 4, "a temporary file was left: {names:?}");
+}

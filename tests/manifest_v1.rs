@@ -444,7 +444,8 @@ fn the_issues_command_line_makes_a_v1_manifest_that_manifest_tool_and_the_device
                     "fedcba98-7654-3210-fedc-ba9876543210",
                 ])
                 .args(["--key", "update.key.pem", "--cert", "update.cert.der"])
-                .args(["--payload-uri", "https://updates.example.com/payload.bin", "-o"])
+                // Each version replaces the last one's manifest.
+                .args(["--payload-uri", "https://updates.example.com/payload.bin", "--force", "-o"])
                 .arg(&output),
         );
         run_manifest_tool(directory.path(), &["parse", "-c", "update.cert.der", "cli.manifest"]);

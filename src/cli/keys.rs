@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
+use imprint::output::ExistingFile;
 use imprint::trust::{
     self, Certificate, CertificateRequest, Pkcs11KeyConfig, Pkcs11Signer, Signer, issue_certificate,
     self_signed_certificate,
@@ -128,13 +129,14 @@ fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
         args.public_key_out.unwrap_or_else(|| PathBuf::from(format!("{file_stem}.pub.pem")));
     let certificate_path =
         args.certificate_out.unwrap_or_else(|| PathBuf::from(format!("{file_stem}.cert.der")));
+    // Before the token is touched: the outputs overwrite nothing unasked and are no input.
+    let existing = ExistingFile::from_force(args.force);
+    let inputs: Vec<PathBuf> = args.issuer_cert.iter().cloned().collect();
+    if public_key_path == certificate_path {
+        bail!("--public-key-out and --certificate-out are the same file {}", public_key_path.display());
+    }
     for path in [&public_key_path, &certificate_path] {
-        if path.exists() && !args.force {
-            bail!(
-                "refusing to overwrite {}: expected no file there (pass --force to replace it)",
-                path.display()
-            );
-        }
+        imprint::output::check_output(path, &inputs, existing)?;
     }
     let mut request = if args.ca {
         CertificateRequest::certificate_authority(
@@ -189,13 +191,13 @@ fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
         .verifying_key()
         .to_public_key_pem(der::pem::LineEnding::LF)
         .context("encoding the public key as PEM")?;
-    write_file(&public_key_path, public_key_pem.as_bytes())?;
+    write_file(&public_key_path, public_key_pem.as_bytes(), &inputs, existing)?;
     let certificate_bytes = if certificate_path.extension().is_some_and(|extension| extension == "pem") {
         certificate.to_pem().into_bytes()
     } else {
         certificate.der().to_vec()
     };
-    write_file(&certificate_path, &certificate_bytes)?;
+    write_file(&certificate_path, &certificate_bytes, &inputs, existing)?;
 
     let protection = signer.key_protection().context("reading the new key's attributes")?;
     println!("generated P-256 key pair in token {:?}", config.token_label);
@@ -252,6 +254,14 @@ fn describe_protection(protection: &trust::Pkcs11KeyProtection) -> String {
     .join(", ")
 }
 
-fn write_file(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
-    std::fs::write(path, contents).with_context(|| format!("writing {}", path.display()))
+fn write_file(
+    path: &Path,
+    contents: &[u8],
+    inputs: &[PathBuf],
+    existing: ExistingFile,
+) -> anyhow::Result<()> {
+    imprint::output::write_output_file(path, inputs, existing, |out| {
+        out.write_all(contents).map_err(anyhow::Error::from)
+    })
+    .with_context(|| format!("writing {}", path.display()))
 }

@@ -18,6 +18,7 @@ use imprint::ledger::{
     LedgerStats, RecordedRun, RunResult, STATION_DEFAULT_LEDGER, UnitHistory, VerifyOptions, VerifyReport,
     ledger_files, parse_hash_hex, parse_time_bound, verify_export_file,
 };
+use imprint::output::ExistingFile;
 use imprint::station::FailureCategory;
 
 use super::EXIT_UNITS_FAILED;
@@ -169,6 +170,9 @@ pub struct ExportArgs {
     /// Output file [default: standard output].
     #[arg(short = 'o', long, value_name = "FILE")]
     output: Option<PathBuf>,
+    /// Replace FILE if it exists (without it an existing file is refused, never overwritten).
+    #[arg(long, requires = "output")]
+    force: bool,
     /// Export every station's runs from the central PostgreSQL ledger instead of a local
     /// ledger (docs/central.md; password from PGPASSWORD or ~/.pgpass).
     #[arg(long, value_name = "URL")]
@@ -185,9 +189,13 @@ pub struct InitArgs {
 pub struct BackupArgs {
     #[command(flatten)]
     database: DatabaseArgs,
-    /// The copy to write (replaced only once the copy is complete).
+    /// The copy to write (a new file; with --force an existing one is replaced once the copy
+    /// is complete).
     #[arg(short = 'o', long, value_name = "FILE")]
     output: PathBuf,
+    /// Replace FILE if it exists.
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(clap::Args)]
@@ -219,6 +227,9 @@ pub struct CertificatesArgs {
     /// Output file [default: standard output].
     #[arg(short = 'o', long, value_name = "FILE")]
     output: Option<PathBuf>,
+    /// Replace FILE if it exists (without it an existing file is refused, never overwritten).
+    #[arg(long, requires = "output")]
+    force: bool,
     /// Read every station's runs from the central PostgreSQL ledger instead of a local ledger
     /// (docs/central.md; password from PGPASSWORD or ~/.pgpass).
     #[arg(long, value_name = "URL")]
@@ -304,7 +315,7 @@ fn init(args: InitArgs) -> anyhow::Result<ExitCode> {
 
 fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
     let ledger = args.database.open()?;
-    ledger.backup_to(&args.output)?;
+    ledger.backup_to(&args.output, ExistingFile::from_force(args.force))?;
     eprintln!("backed up ledger {} to {}", ledger.path().display(), args.output.display());
     Ok(ExitCode::SUCCESS)
 }
@@ -320,7 +331,8 @@ fn certificates(args: CertificatesArgs) -> anyhow::Result<ExitCode> {
         None => Some(args.database.open()?),
     };
     let protected = ledger.as_ref().map(|ledger| ledger_files(ledger.path())).unwrap_or_default();
-    let summary = write_output(args.output.as_deref(), &protected, "certificate bundle", |out| {
+    let existing = ExistingFile::from_force(args.force);
+    let summary = write_output(args.output.as_deref(), &protected, existing, "certificate bundle", |out| {
         match (&central, &ledger) {
             (Some(config), _) => Ok(export_device_certificates_central(config, selection, &filter, out)
                 .with_context(|| format!("reading the central ledger {}", config.target()))?),
@@ -346,6 +358,7 @@ fn certificates(args: CertificatesArgs) -> anyhow::Result<ExitCode> {
 fn write_output<T>(
     output: Option<&Path>,
     protected_inputs: &[PathBuf],
+    existing: ExistingFile,
     what: &str,
     write: impl FnOnce(&mut dyn Write) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
@@ -353,7 +366,7 @@ fn write_output<T>(
         let stdout = std::io::stdout();
         return write(&mut stdout.lock()).with_context(|| format!("writing the {what} to standard output"));
     };
-    imprint::output::write_output_file(output, protected_inputs, write)
+    imprint::output::write_output_file(output, protected_inputs, existing, write)
         .with_context(|| format!("writing the {what} to {}", output.display()))
 }
 
@@ -377,7 +390,8 @@ fn export(args: ExportArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let protected = ledger.as_ref().map(|ledger| ledger_files(ledger.path())).unwrap_or_default();
-    let summary = write_output(args.output.as_deref(), &protected, "export", export_to)?;
+    let existing = ExistingFile::from_force(args.force);
+    let summary = write_output(args.output.as_deref(), &protected, existing, "export", export_to)?;
     for head in &summary.chain_heads {
         eprintln!(
             "exported {} runs; chain head of station {:?}: sequence {} {}",

@@ -13,6 +13,7 @@ use anyhow::Context;
 use imprint::manifest::{
     self, DecodedManifest, MANIFEST_VERSION_V3, ManifestRequest, ManifestSchema, SemanticVersion,
 };
+use imprint::output::ExistingFile;
 use imprint::trust::{self, Certificate};
 use sha2::{Digest, Sha256};
 
@@ -79,9 +80,12 @@ pub struct CreateArgs {
     /// File whose bytes go into vendor-data (v3) or vendorInfo (v1), passed through to the device.
     #[arg(long, value_name = "FILE")]
     vendor_data: Option<PathBuf>,
-    /// Where to write the manifest (DER).
+    /// Where to write the manifest (DER): a new file, never one of the inputs.
     #[arg(short = 'o', long, value_name = "FILE")]
     output: PathBuf,
+    /// Replace FILE if it exists (without it an existing file is refused, never overwritten).
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(clap::Args)]
@@ -149,7 +153,36 @@ fn payload_uri_or_file_name(args: &CreateArgs) -> anyhow::Result<String> {
     }
 }
 
+/// The files `manifest create` reads: its output may be none of them.
+fn create_inputs(args: &CreateArgs) -> Vec<PathBuf> {
+    let mut inputs = vec![args.payload.clone()];
+    inputs.extend(args.vendor_data.iter().cloned());
+    inputs.extend(args.cert.iter().cloned());
+    if !trust::is_pkcs11_uri(&args.key.to_string_lossy()) {
+        inputs.push(args.key.clone());
+    }
+    inputs
+}
+
+/// Writes the finished manifest to `-o` through [`imprint::output`] (checked again: the path
+/// was checked at start).
+pub(super) fn write_manifest(
+    output: &Path,
+    inputs: &[PathBuf],
+    existing: ExistingFile,
+    der: &[u8],
+) -> anyhow::Result<()> {
+    imprint::output::write_output_file(output, inputs, existing, |out| {
+        out.write_all(der).map_err(anyhow::Error::from)
+    })
+    .with_context(|| format!("cannot write manifest {}", output.display()))
+}
+
 fn create(args: CreateArgs) -> anyhow::Result<ExitCode> {
+    // Knowable before any key is opened: the output is no input and no file it would overwrite.
+    let inputs = create_inputs(&args);
+    let existing = ExistingFile::from_force(args.force);
+    imprint::output::check_output(&args.output, &inputs, existing)?;
     if args.schema == "v1" {
         if args.component.is_some() {
             anyhow::bail!("--component is a v3 field: v1 manifests have no component name");
@@ -172,6 +205,8 @@ fn create(args: CreateArgs) -> anyhow::Result<ExitCode> {
             signer: open_signer(&args.key)?,
             certificate: Certificate::load(certificate_path)?,
             output: &args.output,
+            inputs: &inputs,
+            existing,
         };
         return v1::create(options);
     }
@@ -197,8 +232,7 @@ fn create(args: CreateArgs) -> anyhow::Result<ExitCode> {
     };
     let manifest_der = manifest::create_manifest(&request, signer.as_ref())
         .with_context(|| format!("cannot create a manifest for {}", args.payload.display()))?;
-    std::fs::write(&args.output, &manifest_der)
-        .with_context(|| format!("cannot write manifest {}", args.output.display()))?;
+    write_manifest(&args.output, &inputs, existing, &manifest_der)?;
     println!(
         "wrote {} ({} bytes): version {}, payload {} bytes sha256 {}",
         args.output.display(),

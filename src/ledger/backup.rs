@@ -13,7 +13,7 @@ use rusqlite::Connection;
 use rusqlite::backup::{Backup, StepResult};
 
 use super::{LedgerError, ledger_files};
-use crate::output::{OutputError, check_not_an_input};
+use crate::output::{ExistingFile, OutputError, check_output};
 
 /// Copy every page in one step: the source is read inside one read transaction (a WAL snapshot)
 /// that never blocks a station writing, and one step cannot be restarted by its writes.
@@ -23,9 +23,14 @@ const PAUSE_BETWEEN_STEPS: Duration = Duration::from_millis(5);
 
 /// Copies the database behind `source` (a read connection of the ledger at `path`) to
 /// `destination`.
-pub(crate) fn copy(source: &Connection, path: &Path, destination: &Path) -> Result<(), LedgerError> {
+pub(crate) fn copy(
+    source: &Connection,
+    path: &Path,
+    destination: &Path,
+    existing: ExistingFile,
+) -> Result<(), LedgerError> {
     let output_error = |error: OutputError| LedgerError::BackupTarget { message: error.to_string() };
-    check_not_an_input(destination, &ledger_files(path)).map_err(output_error)?;
+    check_output(destination, &ledger_files(path), existing).map_err(output_error)?;
     if let Ok(metadata) = std::fs::metadata(destination)
         && !metadata.is_file()
     {
@@ -81,7 +86,14 @@ pub(crate) fn copy(source: &Connection, path: &Path, destination: &Path) -> Resu
             copy.query_row("PRAGMA journal_mode = DELETE", [], |row| row.get(0)).map_err(backup_error)?;
         copy.close().map_err(|(_, source)| backup_error(source))?;
         std::fs::File::open(&temporary).and_then(|file| file.sync_all()).map_err(io_error)?;
-        std::fs::rename(&temporary, destination).map_err(io_error)?;
+        crate::output::move_into_place(&temporary, destination, existing).map_err(|error| {
+            match error.kind() {
+                std::io::ErrorKind::AlreadyExists => {
+                    output_error(OutputError::Exists { path: destination.to_owned() })
+                }
+                _ => io_error(error),
+            }
+        })?;
         std::fs::File::open(directory).and_then(|file| file.sync_all()).map_err(io_error)?;
         Ok(())
     })();

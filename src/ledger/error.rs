@@ -16,6 +16,11 @@ pub enum LedgerError {
     )]
     Missing { path: PathBuf },
 
+    #[error(
+        "{path} holds no ledger yet (an empty file or database); a station only creates a ledger when asked: `imprint log init --db {path}`, or --create-ledger"
+    )]
+    EmptyFile { path: PathBuf },
+
     #[error("{path} is not an imprint ledger ({found}); refusing to use it (nothing was written to it)")]
     NotALedger { path: PathBuf, found: String },
 

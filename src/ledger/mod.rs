@@ -58,6 +58,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::{Connection, TransactionBehavior};
 
+use crate::output::ExistingFile;
+
 pub use canonical::{
     ALLOCATE_IDENTITY_STEP, DerivedFieldMismatch, GENESIS_HASH, ISSUE_IDENTITY_STEP, RUN_ENCODING,
     RecordedImage, RecordedRun, RecordedStep, canonical_json, chain_hash, ecmascript_number,
@@ -171,7 +173,12 @@ impl Ledger {
         if !may_create && !path.exists() {
             return Err(LedgerError::Missing { path: path.to_owned() });
         }
-        schema::inspect(path)?;
+        let content = schema::inspect(path)?;
+        // A 0-byte file (`touch ledger.db`, a truncated copy) is no ledger yet: made one only
+        // when asked, like a missing file.
+        if !may_create && matches!(content, schema::FileContent::Empty) {
+            return Err(LedgerError::EmptyFile { path: path.to_owned() });
+        }
         if may_create && let Some(directory) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
             std::fs::create_dir_all(directory)
                 .map_err(|source| LedgerError::CreateDirectory { path: directory.to_owned(), source })?;
@@ -251,8 +258,8 @@ impl Ledger {
     /// API, while stations may keep writing: the copy holds every run committed when the copy
     /// finished, as one self-contained file (no `-wal`). An existing `destination` is replaced
     /// only once the copy is complete.
-    pub fn backup_to(&self, destination: &Path) -> Result<(), LedgerError> {
-        self.read(|connection, path| backup::copy(connection, path, destination))
+    pub fn backup_to(&self, destination: &Path, existing: ExistingFile) -> Result<(), LedgerError> {
+        self.read(|connection, path| backup::copy(connection, path, destination, existing))
     }
 
     /// The ledger file.

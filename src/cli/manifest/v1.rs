@@ -1,7 +1,7 @@
 //! The v1 half of `imprint manifest`: create (like `manifest-tool create-v1`), inspect every
 //! field, and give the legacy update client's verdict.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -9,6 +9,7 @@ use imprint::manifest::v1::{
     self, DecodedManifestV1, DeviceExpectations, EnumOrObjectId, ManifestRequestV1, encryption_mode_name,
     payload_format_name,
 };
+use imprint::output::ExistingFile;
 use imprint::trust::{self, Certificate};
 use sha2::{Digest, Sha256};
 
@@ -25,6 +26,9 @@ pub(super) struct CreateV1<'a> {
     pub signer: Box<dyn trust::Signer>,
     pub certificate: Certificate,
     pub output: &'a Path,
+    /// The files read, which the output may not be.
+    pub inputs: &'a [PathBuf],
+    pub existing: ExistingFile,
 }
 
 pub(super) fn create(options: CreateV1) -> anyhow::Result<ExitCode> {
@@ -50,8 +54,7 @@ pub(super) fn create(options: CreateV1) -> anyhow::Result<ExitCode> {
     let manifest_der =
         v1::create_manifest_v1(&request, options.signer.as_ref(), options.certificate.der())
             .with_context(|| format!("cannot create a v1 manifest for {}", options.payload_path.display()))?;
-    std::fs::write(options.output, &manifest_der)
-        .with_context(|| format!("cannot write manifest {}", options.output.display()))?;
+    super::write_manifest(options.output, options.inputs, options.existing, &manifest_der)?;
     println!(
         "wrote {} ({} bytes): v1, timestamp {timestamp}, payload {} bytes sha256 {}, certificate sha256 {}",
         options.output.display(),
