@@ -413,3 +413,238 @@ fn bad_fcc_sections_are_refused_naming_the_field() {
     let output = imprint().args(["profile", "check"]).arg(fcc_profile()).output().expect("run imprint");
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
 }
+
+/// The one run in the ledger failed at `step`; returns the recorded reason of that step.
+fn recorded_failure(db: &Path, directory: &Path, step: &str) -> String {
+    let runs = exported_runs(db, directory);
+    assert_eq!(runs.len(), 1, "{runs:#?}");
+    assert_eq!(runs[0]["result"], "fail", "{:#}", runs[0]);
+    let steps = runs[0]["steps"].as_array().unwrap_or_else(|| panic!("no steps: {:#}", runs[0]));
+    let failed: Vec<&Value> = steps.iter().filter(|recorded| recorded["status"] == "failed").collect();
+    assert_eq!(failed.len(), 1, "{steps:#?}");
+    assert_eq!(failed[0]["name"], step, "{:#}", failed[0]);
+    assert!(
+        steps.iter().all(|recorded| recorded["name"] != "record" || recorded["status"] != "passed"),
+        "{steps:#?}"
+    );
+    failed[0]["detail"]["reason"].as_str().expect("the failure's reason is recorded").to_string()
+}
+
+/// Runs one `fcc:` slot on `endpoint` with `profile`; the unit must FAIL at fcc-inject with a
+/// reason containing every one of `expected`, in the event stream and in the ledger, and
+/// nothing is recorded PASS.
+fn check_fcc_inject_failure(profile: &Path, endpoint: &str, expected: &[&str]) {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let db = directory.path().join("ledger.db");
+    let selector = format!("fcc:{endpoint}");
+    let arguments = ["--profile", profile.to_str().expect("path"), "--probe", &selector, "--count", "1"];
+    let (code, events) = run_json_events(&arguments, &db);
+    assert_eq!(code, 1, "events: {events:#?}");
+    let failed = common::failed_units(&events);
+    assert_eq!(failed.len(), 1, "{events:#?}");
+    let (_, step, reason) = &failed[0];
+    assert_eq!(step, "fcc-inject", "{reason}");
+    let recorded = recorded_failure(&db, directory.path(), "fcc-inject");
+    for text in expected {
+        assert!(reason.contains(text), "{text:?} not in the event's reason: {reason}");
+        assert!(recorded.contains(text), "{text:?} not in the recorded reason: {recorded}");
+    }
+    assert!(units_finished(&events, "pass").is_empty());
+    assert_nothing_passed(&db, directory.path());
+}
+
+/// A link that corrupts one byte of the station's request (the last byte of its SHA-256) on its
+/// way to the real device: the device's framing check refuses the frame and closes the
+/// connection (the FCC sends no error frame). Stands for line noise between station and device.
+fn corrupting_link_to(device_endpoint: String) -> (String, std::thread::JoinHandle<()>) {
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    let endpoint = listener.local_addr().expect("address").to_string();
+    let link = std::thread::spawn(move || {
+        let (mut station, _) = listener.accept().expect("the station connects");
+        let mut device = std::net::TcpStream::connect(&device_endpoint).expect("connect to the device");
+        let mut device_to_station = device.try_clone().expect("clone");
+        let mut station_to_device = station.try_clone().expect("clone");
+        let answers = std::thread::spawn(move || {
+            let _ = std::io::copy(&mut device_to_station, &mut station_to_device);
+            let _ = station_to_device.shutdown(std::net::Shutdown::Both);
+        });
+        let mut header = [0u8; 12];
+        if station.read_exact(&mut header).is_ok() {
+            let length = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes")) as usize;
+            let mut rest = vec![0u8; length + 32];
+            if station.read_exact(&mut rest).is_ok() {
+                let last = rest.len() - 1;
+                rest[last] ^= 0xff;
+                let _ = device.write_all(&header).and_then(|()| device.write_all(&rest));
+                let _ = std::io::copy(&mut station, &mut device);
+            }
+        }
+        let _ = answers.join();
+    });
+    (endpoint, link)
+}
+
+/// A framing error against the real device, through the whole pipeline: the unit FAILs at
+/// fcc-inject naming the endpoint and the closed connection.
+#[test]
+fn a_framing_error_fails_the_unit_at_fcc_inject() {
+    let device = FccDevice::start();
+    let (endpoint, link) = corrupting_link_to(device.endpoint());
+    check_fcc_inject_failure(&fcc_profile(), &endpoint, &[&endpoint, "closed the connection"]);
+    link.join().expect("the link thread");
+}
+
+/// A device that accepts the connection and never answers (a hung device: a listener that
+/// accepts and stays silent): the unit FAILs at fcc-inject after `fcc.response_timeout_ms`.
+#[test]
+fn a_device_that_never_answers_fails_at_fcc_inject_with_a_timeout() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let profile = edited_fcc_profile(directory.path(), |text| {
+        text.replace("disable = false\n", "disable = false\nresponse_timeout_ms = 1500\n")
+    });
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    let endpoint = listener.local_addr().expect("address").to_string();
+    let silent = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().expect("the station connects");
+        // Hold the connection until the station gives up and closes it.
+        let mut buffer = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut &stream, &mut buffer);
+    });
+    check_fcc_inject_failure(&profile, &endpoint, &[&endpoint, "did not answer within 1500 ms"]);
+    silent.join().expect("the silent device thread");
+}
+
+/// `text` with its first line that starts with `prefix` replaced by `line`.
+fn replace_line(text: &str, prefix: &str, line: &str) -> String {
+    let mut replaced = false;
+    let lines: Vec<&str> = text
+        .lines()
+        .map(|original| {
+            if !replaced && original.starts_with(prefix) {
+                replaced = true;
+                line
+            } else {
+                original
+            }
+        })
+        .collect();
+    assert!(replaced, "no line starts with {prefix:?}");
+    lines.join("\n") + "\n"
+}
+
+/// Things the device would refuse (tests/fcc.rs shows its answers) that are knowable from the
+/// profile are refused at start (exit 2, naming the field and the file), before any unit: a
+/// 15-byte vendor ID, an update certificate that is not P-256 (the device would even store
+/// it), an expired update certificate, a factory CA that is not P-256. The real device
+/// listening on the slot is never contacted: it still provisions a unit afterwards.
+#[test]
+fn what_the_device_would_refuse_is_refused_at_start() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let credentials = directory.path();
+    let subject = "/CN=P-384 authority";
+    common::openssl_ok(
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:secp384r1",
+            "-nodes",
+            "-keyout",
+            "p384.key.pem",
+            "-subj",
+            subject,
+            "-days",
+            "3650",
+            "-out",
+            "p384.pem",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+        ],
+        credentials,
+    );
+    let expired_key = imprint::trust::generate_signing_key();
+    let mut request = imprint::trust::CertificateRequest::update_authority("Expired update authority", 30);
+    request.not_before = Some(std::time::SystemTime::now() - Duration::from_secs(400 * 24 * 3600));
+    let expired = imprint::trust::self_signed_certificate(&expired_key, &request).expect("certificate");
+    std::fs::write(credentials.join("expired.der"), expired.der()).expect("write certificate");
+    imprint::trust::write_signing_key_pem(&expired_key, &credentials.join("expired.key.pem")).expect("key");
+    let path = |name: &str| credentials.join(name).display().to_string();
+    let update_certificate = |certificate: String, key: String| {
+        move |text: String| {
+            let text = replace_line(&text, "certificate = ", &format!("certificate = \"{certificate}\""));
+            replace_line(&text, "signing_key = ", &format!("signing_key = \"{key}\""))
+        }
+    };
+    // (edit, the field named, what the message says)
+    let cases: Vec<(Box<dyn Fn(String) -> String>, &str, &str)> = vec![
+        (
+            Box::new(|text: String| {
+                text.replace(
+                    "vendor_domain = \"fcc.imprint.example\"",
+                    "vendor_id = \"000102030405060708090a0b0c0d0e\"",
+                )
+            }),
+            "identity.vendor_id",
+            "000102030405060708090a0b0c0d0e",
+        ),
+        (
+            Box::new(update_certificate(path("p384.pem"), path("p384.key.pem"))),
+            "trust.certificate",
+            "p384.pem",
+        ),
+        (
+            Box::new(update_certificate(path("expired.der"), path("expired.key.pem"))),
+            "trust.certificate",
+            "expected a certificate valid now",
+        ),
+        (
+            Box::new(move |text: String| {
+                let text = replace_line(
+                    &text,
+                    "ca_certificate = ",
+                    &format!("ca_certificate = \"{}\"", path("p384.pem")),
+                );
+                replace_line(&text, "ca_key = ", &format!("ca_key = \"{}\"", path("p384.key.pem")))
+            }),
+            "device_identity.ca_certificate",
+            "p384.pem",
+        ),
+    ];
+    let mut device = FccDevice::start();
+    let selector = format!("fcc:{}", device.endpoint());
+    for (edit, field, words) in cases {
+        let profile = edited_fcc_profile(directory.path(), |text| {
+            let edited = edit(text.clone());
+            assert_ne!(edited, text, "{field}: the edit changed nothing");
+            edited
+        });
+        let db = directory.path().join("refused.db");
+        let output = imprint()
+            .args(["run", "--json", "--count", "1", "--db"])
+            .arg(&db)
+            .arg("--profile")
+            .arg(&profile)
+            .args(["--probe", &selector])
+            .output()
+            .expect("run imprint");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{field}: {stderr}");
+        assert!(stderr.contains(field) && stderr.contains(words), "{field}: {stderr}");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            stdout.lines().all(|line| line.contains("line-refused")),
+            "{field}: nothing but the refusal: {stdout}"
+        );
+        let check = imprint().args(["profile", "check"]).arg(&profile).output().expect("run imprint");
+        assert_eq!(check.status.code(), Some(2), "{field}: {}", String::from_utf8_lossy(&check.stderr));
+    }
+    // The device was never contacted: it provisions a unit now.
+    let db = directory.path().join("ledger.db");
+    let (code, events) = run_fcc_line(&fcc_profile(), &[&device], &db);
+    assert_eq!(code, 0, "events: {events:#?}\ndevice output:\n{}", device.log());
+    let report = device.verify_stored();
+    assert!(report.success && report.status == 0, "fcc-verify: {report:?}");
+}
