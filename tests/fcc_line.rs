@@ -648,3 +648,74 @@ fn what_the_device_would_refuse_is_refused_at_start() {
     let report = device.verify_stored();
     assert!(report.success && report.status == 0, "fcc-verify: {report:?}");
 }
+
+/// `imprint probes --probe fcc:...` lists FCC endpoints, reachable or not, without disturbing a
+/// device (its check opens a connection and closes it unused); a profile's `[fixture] default`
+/// list of `fcc:` selectors then runs one slot per device, as the same `--probe`s would.
+#[test]
+fn imprint_probes_lists_fcc_endpoints_and_a_default_fixture_list_runs_them() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let mut devices = start_fcc_devices(2);
+    let closed = {
+        let spare = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+        spare.local_addr().expect("address").to_string()
+    };
+    let reachable = format!("fcc:{}", devices[0].endpoint());
+    let output = imprint()
+        .args(["probes", "--json", "--probe", &reachable, "--fcc", &closed])
+        .env_remove("IMPRINT_FCC_ENDPOINTS")
+        .env_remove("IMPRINT_GDB_ENDPOINTS")
+        .output()
+        .expect("run imprint probes");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let endpoints = report["fcc_endpoints"].as_array().expect("fcc_endpoints");
+    assert_eq!(endpoints.len(), 2, "{report:#}");
+    // --fcc endpoints first, then --probe selectors.
+    assert_eq!(endpoints[0]["selector"], format!("fcc:{closed}"));
+    assert_eq!(endpoints[0]["reachable"], false, "{report:#}");
+    assert!(endpoints[0]["status"].as_str().expect("status").starts_with("unreachable"), "{report:#}");
+    assert_eq!(endpoints[1]["selector"], reachable);
+    assert_eq!(endpoints[1]["reachable"], true, "{report:#}");
+    let table = imprint()
+        .args(["probes", "--probe", &reachable])
+        .env_remove("IMPRINT_FCC_ENDPOINTS")
+        .env_remove("IMPRINT_GDB_ENDPOINTS")
+        .output()
+        .expect("run imprint probes");
+    let table = String::from_utf8_lossy(&table.stdout);
+    let row = table.lines().find(|line| line.starts_with("fcc ")).unwrap_or_else(|| panic!("{table}"));
+    assert!(row.contains(&reachable) && row.ends_with("reachable"), "{table}");
+    let refused = imprint().args(["probes", "--probe", "sim"]).output().expect("run imprint probes");
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("fcc:HOST:PORT"));
+
+    let selectors: Vec<String> =
+        devices.iter().map(|device| format!("\"fcc:{}\"", device.endpoint())).collect();
+    let profile = edited_fcc_profile(directory.path(), |text| {
+        format!("{text}\n[fixture]\ndefault = [{}]\n", selectors.join(", "))
+    });
+    let db = directory.path().join("ledger.db");
+    let (code, events) =
+        run_json_events(&["--profile", profile.to_str().expect("path"), "--count", "2"], &db);
+    assert_eq!(code, 0, "events: {events:#?}");
+    assert_eq!(units_finished(&events, "pass").len(), 2, "{events:#?}");
+    let fixtures = common::slot_fixtures(&events);
+    let expected: std::collections::BTreeMap<u64, String> = devices
+        .iter()
+        .enumerate()
+        .map(|(slot, device)| (slot as u64, format!("fcc:{}", device.endpoint())))
+        .collect();
+    assert_eq!(fixtures, expected);
+    for device in &mut devices {
+        let report = device.verify_stored();
+        assert!(report.success && report.status == 0, "fcc-verify: {report:?}");
+    }
+    let bad = edited_fcc_profile(directory.path(), |text| {
+        format!("{text}\n[fixture]\ndefault = [\"fcc:nowhere\"]\n")
+    });
+    let check = imprint().args(["profile", "check"]).arg(&bad).output().expect("run imprint");
+    let stderr = String::from_utf8_lossy(&check.stderr);
+    assert_eq!(check.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("fixture.default") && stderr.contains("fcc:nowhere"), "{stderr}");
+}

@@ -87,9 +87,10 @@ pub struct Profile {
     pub skipped_steps: Vec<SkippableStep>,
     /// The simulated device's timing model for this product.
     pub sim_timing: SimTiming,
-    /// The fixture selector `imprint run` uses when neither --sim nor --probe is given
-    /// (`[fixture] default`, e.g. `qemu`); syntax-checked, opened by `station::fixtures`.
-    pub default_fixture: Option<String>,
+    /// The fixture selectors `imprint run` uses when neither --sim nor --probe is given
+    /// (`[fixture] default`, e.g. `qemu`, or a list of `fcc:HOST:PORT`, one slot each; empty
+    /// when not given); syntax-checked, opened by `device::factory`.
+    pub default_fixtures: Vec<String>,
     /// Warnings found while loading (shown by `profile check`, logged by `run`).
     pub warnings: Vec<String>,
     /// A per-device identity certificate from the factory CA (`[device_identity]`), if asked for.

@@ -321,9 +321,18 @@ pub struct RawSim {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawFixture {
-    /// The fixture `imprint run` uses when neither --sim nor --probe is given.
+    /// The fixture `imprint run` uses when neither --sim nor --probe is given: one selector,
+    /// or a list (one slot each).
     #[serde(default)]
-    pub default: Option<String>,
+    pub default: Option<RawFixtureDefault>,
+}
+
+/// `[fixture] default`: `"qemu"`, or `["fcc:10.0.0.7:7000", "fcc:10.0.0.8:7000"]`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawFixtureDefault {
+    One(String),
+    Many(Vec<String>),
 }
 
 /// `[fcc]`: the unit's identity goes in through the device's Factory Configurator Client.

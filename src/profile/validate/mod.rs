@@ -16,7 +16,7 @@ use device_identity::check_device_identity;
 use fcc::check_fcc;
 use keys::check_trust;
 
-use super::raw::{RawFlashRegion, RawImage, RawProfile, RawSpan};
+use super::raw::{RawFixtureDefault, RawFlashRegion, RawImage, RawProfile, RawSpan};
 use super::{
     FlashRegion, LockSettings, MemoryMap, Profile, RamSpan, ReportChannel, SelfTestSettings, SimTiming,
     SkippableStep,
@@ -188,7 +188,7 @@ fn validate(raw: RawProfile, base: &Path, checker: &mut Checker, file_sha256: [u
             serial_scheme.as_ref(),
         )
     });
-    let default_fixture = check_default_fixture(&raw, checker);
+    let default_fixtures = check_default_fixtures(&raw, checker);
     let fcc = raw.fcc.as_ref().map(|raw_fcc| check_fcc(&raw, raw_fcc, base, checker));
 
     let (update_certificate, signer, delegate_certificate) = trust?;
@@ -220,7 +220,7 @@ fn validate(raw: RawProfile, base: &Path, checker: &mut Checker, file_sha256: [u
         lock,
         skipped_steps,
         sim_timing,
-        default_fixture,
+        default_fixtures,
         warnings,
         device_identity: match device_identity {
             Some(checked) => Some(checked?),
@@ -520,20 +520,46 @@ fn check_serial(raw: &RawProfile, checker: &mut Checker) -> (Option<SerialScheme
     (scheme, rework)
 }
 
-/// `[fixture] default`: the selector syntax only (`station::fixtures` opens it; the profile
-/// layer does not know the backends).
-fn check_default_fixture(raw: &RawProfile, checker: &mut Checker) -> Option<String> {
-    let selector = raw.fixture.default.as_ref()?;
-    let is_known = matches!(selector.as_str(), "sim" | "qemu")
-        || selector.strip_prefix("gdb:").is_some_and(|address| !address.trim().is_empty());
-    if !is_known {
-        checker.problem(
-            "fixture.default",
-            format!("expected \"sim\", \"qemu\" or \"gdb:HOST:PORT\", found \"{selector}\""),
-        );
-        return None;
+/// `[fixture] default`: the selector syntax only (`device::factory` opens them; the profile
+/// layer does not know the backends). One selector, or a non-empty list (one slot each).
+fn check_default_fixtures(raw: &RawProfile, checker: &mut Checker) -> Vec<String> {
+    let selectors = match &raw.fixture.default {
+        None => return Vec::new(),
+        Some(RawFixtureDefault::One(selector)) => vec![selector.clone()],
+        Some(RawFixtureDefault::Many(selectors)) => {
+            if selectors.is_empty() {
+                checker.problem("fixture.default", "expected at least one selector, found an empty list");
+            }
+            selectors.clone()
+        }
+    };
+    let mut known = Vec::new();
+    for selector in selectors {
+        if is_known_fixture_selector(&selector) {
+            known.push(selector);
+        } else {
+            checker.problem(
+                "fixture.default",
+                format!(
+                    "expected \"sim\", \"qemu\", \"gdb:HOST:PORT\" or \"fcc:HOST:PORT\", found \"{selector}\""
+                ),
+            );
+        }
     }
-    Some(selector.clone())
+    known
+}
+
+fn is_known_fixture_selector(selector: &str) -> bool {
+    if matches!(selector, "sim" | "qemu") {
+        return true;
+    }
+    if let Some(address) = selector.strip_prefix("gdb:") {
+        return !address.trim().is_empty();
+    }
+    // fcc:HOST:PORT, the port a number from 1 to 65535.
+    selector.strip_prefix("fcc:").and_then(|endpoint| endpoint.rsplit_once(':')).is_some_and(
+        |(host, port)| !host.trim().is_empty() && port.parse::<u16>().is_ok_and(|port| port != 0),
+    )
 }
 
 /// The longest simulated time a profile may ask for (one minute): slot threads sleep for it, and
