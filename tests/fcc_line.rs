@@ -226,27 +226,42 @@ fn eight_fcc_slots_pass_with_distinct_identities() {
 }
 
 /// A device that already holds the items (provisioned before, storage kept) answers 17 and the
-/// unit fails at fcc-inject with the device's words; nothing is recorded as PASS.
+/// unit fails at fcc-inject with the device's words and what the profile's rework policy makes
+/// of it (each of the three); nothing is recorded as PASS.
 #[test]
-fn a_provisioned_device_fails_at_fcc_inject_with_17() {
+fn a_provisioned_device_fails_at_fcc_inject_with_17_and_the_rework_policy() {
     let directory = tempfile::tempdir().expect("temp dir");
-    let first_db = directory.path().join("first.db");
-    let mut device = FccDevice::start();
-    let (code, events) = run_fcc_line(&fcc_profile(), &[&device], &first_db);
-    assert_eq!(code, 0, "events: {events:#?}");
-    assert!(device.wait_for_exit(Duration::from_secs(10)).is_some(), "{}", device.log());
-    let device = device.resume_without_wipe();
-    let db = directory.path().join("ledger.db");
-    let (code, events) = run_fcc_line(&fcc_profile(), &[&device], &db);
-    assert_eq!(code, 1, "events: {events:#?}");
-    let failed = common::failed_units(&events);
-    assert_eq!(failed.len(), 1, "{events:#?}");
-    let (_, step, reason) = &failed[0];
-    assert_eq!(step, "fcc-inject");
-    assert!(reason.contains("17 FCC_STATUS_KCM_FILE_EXIST_ERROR"), "{reason}");
-    assert!(reason.contains("Data already exists:mbed."), "the device's words name the item: {reason}");
-    assert!(units_finished(&events, "pass").is_empty());
-    assert_nothing_passed(&db, directory.path());
+    for (policy, words) in [
+        ("reuse-identity", "the device keeps the identity it holds (serial.rework = \"reuse-identity\")"),
+        ("refuse", "rework refused (serial.rework = \"refuse\")"),
+        (
+            "issue-new",
+            "a new identity needs the device's FCC storage erased first (serial.rework = \"issue-new\")",
+        ),
+    ] {
+        let profile = edited_fcc_profile(directory.path(), |text| {
+            text.replace("rework = \"reuse-identity\"", &format!("rework = \"{policy}\""))
+        });
+        let first_db = directory.path().join(format!("first-{policy}.db"));
+        let mut device = FccDevice::start();
+        let (code, events) = run_fcc_line(&profile, &[&device], &first_db);
+        assert_eq!(code, 0, "events: {events:#?}");
+        assert!(device.wait_for_exit(Duration::from_secs(10)).is_some(), "{}", device.log());
+        let device = device.resume_without_wipe();
+        let db = directory.path().join(format!("again-{policy}.db"));
+        let (code, events) = run_fcc_line(&profile, &[&device], &db);
+        assert_eq!(code, 1, "events: {events:#?}");
+        let failed = common::failed_units(&events);
+        assert_eq!(failed.len(), 1, "{events:#?}");
+        let (_, step, reason) = &failed[0];
+        assert_eq!(step, "fcc-inject");
+        assert!(reason.contains("17 FCC_STATUS_KCM_FILE_EXIST_ERROR"), "{reason}");
+        assert!(reason.contains("Data already exists:mbed."), "the device's words name the item: {reason}");
+        assert!(reason.contains(words), "{policy}: {reason}");
+        assert!(recorded_failure(&db, directory.path(), "fcc-inject").contains(words), "{policy}");
+        assert!(units_finished(&events, "pass").is_empty());
+        assert_nothing_passed(&db, directory.path());
+    }
 }
 
 /// `disable = true`: the first run passes and ends the device's factory flow; the device then
@@ -376,7 +391,54 @@ fn fcc_profiles_and_slots_must_agree() {
         .expect("run imprint");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("[fcc]") && stderr.contains("fcc:HOST:PORT"), "{stderr}");
+    // profiles/fcc-linux.toml is FCC-only: the refusal names the profile and what a sim slot
+    // would need.
+    for words in ["fcc-linux.toml", "FCC-only", "[chip], [memory], [images] or [self_test]", "fcc:HOST:PORT"]
+    {
+        assert!(stderr.contains(words), "{words:?} not in: {stderr}");
+    }
+}
+
+/// `[chip]`, `[memory]`, `[images]` and `[self_test]` may be left out together, only with
+/// `[fcc]`: a profile that has some of them, or none without `[fcc]`, is refused naming each
+/// missing section.
+#[test]
+fn only_fcc_profiles_may_leave_out_the_firmware_sections() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let demo = common::demo_profile_text();
+    let chip_section = {
+        let start = demo.find("[chip]").expect("[chip] in the demo profile");
+        let end = start + demo[start..].find("\n\n").expect("end of [chip]");
+        demo[start..end].to_string()
+    };
+    // With [fcc] and only [chip]: the three others are named.
+    let fcc_text = std::fs::read_to_string(edited_fcc_profile(directory.path(), |text| text)).expect("read");
+    let partial = write_profile(directory.path(), "partial.toml", &format!("{fcc_text}\n{chip_section}\n"));
+    // Without [fcc] and without the four sections.
+    let no_fcc =
+        write_profile(directory.path(), "no-fcc.toml", &fcc_text[..fcc_text.find("[fcc]").expect("[fcc]")]);
+    let cases: [(&Path, &[&str], &str); 2] = [
+        (
+            &partial,
+            &["memory", "images", "self_test"],
+            "give all of [chip], [memory], [images] and [self_test]",
+        ),
+        (&no_fcc, &["chip", "memory", "images", "self_test"], "only an FCC-only profile, with [fcc]"),
+    ];
+    for (profile, missing, words) in cases {
+        let output = imprint().args(["profile", "check"]).arg(profile).output().expect("run imprint");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        let file_name = profile.file_name().expect("file name").to_str().expect("UTF-8");
+        assert!(stderr.contains(file_name) && stderr.contains(words), "{stderr}");
+        for section in missing {
+            assert!(
+                stderr.contains(&format!("expected [{section}]"))
+                    || stderr.contains(&format!("expected a [{section}] section")),
+                "{section}: {stderr}"
+            );
+        }
+    }
 }
 
 /// What `imprint profile check` refuses in `[fcc]`, each naming the file and the field.
@@ -515,6 +577,9 @@ fn a_device_that_never_answers_fails_at_fcc_inject_with_a_timeout() {
     silent.join().expect("the silent device thread");
 }
 
+/// A change to a profile's text.
+type ProfileEdit<'a> = Box<dyn Fn(String) -> String + 'a>;
+
 /// `text` with its first line that starts with `prefix` replaced by `line`.
 fn replace_line(text: &str, prefix: &str, line: &str) -> String {
     let mut replaced = false;
@@ -579,7 +644,7 @@ fn what_the_device_would_refuse_is_refused_at_start() {
         }
     };
     // (edit, the field named, what the message says)
-    let cases: Vec<(Box<dyn Fn(String) -> String>, &str, &str)> = vec![
+    let cases: Vec<(ProfileEdit<'_>, &str, &str)> = vec![
         (
             Box::new(|text: String| {
                 text.replace(

@@ -114,10 +114,16 @@ fn check_fcc_pairing(selector: &FixtureSelector, profile: &Profile) -> Result<()
             "the profile {} has no [fcc] section: an fcc: slot is reached only through the Factory Configurator Client",
             profile.path.display()
         ),
-        (false, true) => format!(
-            "the profile {} has an [fcc] section: its units are provisioned through the Factory Configurator Client, which only fcc:HOST:PORT slots reach",
-            profile.path.display()
-        ),
+        (false, true) => match profile.require_firmware(&format!("a {selector} slot")) {
+            // An FCC-only profile: name the sections the slot would need.
+            Err(missing) => format!(
+                "{missing}; its units are provisioned through the Factory Configurator Client, which only fcc:HOST:PORT slots reach"
+            ),
+            Ok(_) => format!(
+                "the profile {} has an [fcc] section: its units are provisioned through the Factory Configurator Client, which only fcc:HOST:PORT slots reach",
+                profile.path.display()
+            ),
+        },
         _ => return Ok(()),
     };
     Err(FixtureError::Unavailable { selector: selector.to_string(), reason })
@@ -159,10 +165,13 @@ pub fn open_fixtures(
         check_fcc_pairing(selector, profile)?;
         match selector {
             FixtureSelector::Sim => {
+                let firmware = profile.require_firmware("a sim slot").map_err(|error| {
+                    FixtureError::Unavailable { selector: selector.to_string(), reason: error.to_string() }
+                })?;
                 let mut fixture = SimFixture::new(
                     &format!("sim-{slot}"),
                     &profile.chip_name,
-                    &profile.memory,
+                    &firmware.memory,
                     sim_options.timing,
                     sim_options.uid_seed,
                 );
@@ -175,7 +184,11 @@ pub fn open_fixtures(
                 fixtures.push(Box::new(fixture));
             }
             FixtureSelector::ProbeRs { selector } => {
-                let config = ProbeRsConfig::from_profile(profile);
+                let config =
+                    ProbeRsConfig::from_profile(profile).map_err(|error| FixtureError::Unavailable {
+                        selector: format!("probe-rs:{selector}"),
+                        reason: error.to_string(),
+                    })?;
                 let fixture =
                     ProbeRsFixture::open(&format!("probe-rs-{slot}"), selector.clone(), config).map_err(
                         |error| FixtureError::ProbeRs { selector: format!("probe-rs:{selector}"), error },
@@ -198,8 +211,12 @@ pub fn open_fixtures(
                     selector: format!("gdb:{address}"),
                     reason,
                 })?;
-                let fixture =
-                    GdbFixture::new(parsed, GdbOptions::default(), GdbTargetConfig::from_profile(profile));
+                let config =
+                    GdbTargetConfig::from_profile(profile).map_err(|error| FixtureError::Unavailable {
+                        selector: format!("gdb:{address}"),
+                        reason: error.to_string(),
+                    })?;
+                let fixture = GdbFixture::new(parsed, GdbOptions::default(), config);
                 // Refused at start like a probe-rs probe that is not there: a server that does
                 // not answer now is a wrong selector or a server not started, not a unit problem.
                 fixture.check_reachable().map_err(|error| FixtureError::Unavailable {
@@ -209,15 +226,14 @@ pub fn open_fixtures(
                 fixtures.push(Box::new(fixture));
             }
             FixtureSelector::Qemu => {
-                let fixture = QemuFixture::new(
-                    &format!("qemu-{slot}"),
-                    GdbTargetConfig::from_profile(profile),
-                    QemuOptions::default(),
-                )
-                .map_err(|error| FixtureError::Unavailable {
-                    selector: "qemu".to_string(),
-                    reason: error.to_string(),
+                let config = GdbTargetConfig::from_profile(profile).map_err(|error| {
+                    FixtureError::Unavailable { selector: "qemu".to_string(), reason: error.to_string() }
                 })?;
+                let fixture = QemuFixture::new(&format!("qemu-{slot}"), config, QemuOptions::default())
+                    .map_err(|error| FixtureError::Unavailable {
+                        selector: "qemu".to_string(),
+                        reason: error.to_string(),
+                    })?;
                 let fixture = match sim_options.uid_seed {
                     Some(seed) => fixture.with_uid_seed(seed),
                     None => fixture,

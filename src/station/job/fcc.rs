@@ -18,8 +18,10 @@ use serde_json::json;
 use super::{StepFailure, StepName, StepResult, UnitJob};
 use crate::fcc::{
     ConfigValue, CsrRequest, FCC_CSR_EXTENDED_KEY_USAGE_CLIENT_AUTH, FCC_CSR_KEY_USAGE_DIGITAL_SIGNATURE,
-    FCC_ENTROPY_SIZE_BYTES, FCC_ROT_SIZE_BYTES, FccBundle, FccError, FccResponse, FtcdStatus, KeyType,
+    FCC_ENTROPY_SIZE_BYTES, FCC_ROT_SIZE_BYTES, FccBundle, FccError, FccResponse, FccStatus, FtcdStatus,
+    KeyType,
 };
+use crate::identity::ReworkPolicy;
 use crate::profile::{FccSettings, KeyOrigin};
 
 /// The KCM name of the device's identity key (bootstrap mode).
@@ -112,7 +114,7 @@ impl<'a> UnitJob<'a> {
             extended_key_usage: FCC_CSR_EXTENDED_KEY_USAGE_CLIENT_AUTH,
         });
         let response = self.fcc_send(&request)?;
-        check_response(&response)?;
+        check_response(&response, self.profile().rework_policy)?;
         let csr =
             response.csrs.iter().find(|csr| csr.private_key_name == DEVICE_PRIVATE_KEY_ITEM).ok_or_else(
                 || {
@@ -163,7 +165,7 @@ impl<'a> UnitJob<'a> {
         self.progress(StepName::FccInject, 0, request_bytes);
         let response = self.fcc_send(&bundle)?;
         self.progress(StepName::FccInject, request_bytes, request_bytes);
-        check_response(&response)?;
+        check_response(&response, self.profile().rework_policy)?;
         Ok(json!({
             "endpoint": self.probe,
             "endpoint_name": self.facts.identity_common_name()?,
@@ -182,8 +184,9 @@ impl<'a> UnitJob<'a> {
 }
 
 /// A non-success `ReturnStatus` fails the step with the device's status by name and its own
-/// words (which name the item, e.g. "Item size is wrong:mbed.VendorId").
-fn check_response(response: &FccResponse) -> Result<(), StepFailure> {
+/// words (which name the item, e.g. "Item size is wrong:mbed.VendorId"). "Already exists" (17)
+/// also says what the profile's rework policy makes of a provisioned device.
+fn check_response(response: &FccResponse, rework_policy: ReworkPolicy) -> Result<(), StepFailure> {
     if response.return_status.is_success() {
         return Ok(());
     }
@@ -199,7 +202,28 @@ fn check_response(response: &FccResponse) -> Result<(), StepFailure> {
     {
         reason.push_str(&format!("; warnings: \"{warnings}\""));
     }
+    if response.return_status == FccStatus::ITEM_ALREADY_EXISTS {
+        reason.push_str("; ");
+        reason.push_str(rework_of_a_provisioned_device(rework_policy));
+    }
     Err(StepFailure(reason))
+}
+
+/// What `serial.rework` makes of a device that already holds items (17). The FCC protocol can
+/// neither erase a device's storage nor read an item back (docs/fcc.md), so the station can
+/// only say what the policy asks of the operator; the unit fails whichever it is.
+fn rework_of_a_provisioned_device(policy: ReworkPolicy) -> &'static str {
+    match policy {
+        ReworkPolicy::Refuse => {
+            "rework refused (serial.rework = \"refuse\"): a provisioned device is not provisioned again; set it aside"
+        }
+        ReworkPolicy::ReuseIdentity => {
+            "rework: the device keeps the identity it holds (serial.rework = \"reuse-identity\"); the FCC cannot report which one, so this run records none; to provision it again, erase its FCC storage first"
+        }
+        ReworkPolicy::IssueNew => {
+            "rework: a new identity needs the device's FCC storage erased first (serial.rework = \"issue-new\"); the FCC protocol has no erase: erase it on the device (a factory reset), then present it again"
+        }
+    }
 }
 
 /// Words for an exchange that produced no bundle verdict.
