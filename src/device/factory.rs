@@ -92,17 +92,10 @@ impl FixtureSelector {
     }
 }
 
-/// `HOST:PORT` of an FCC device: a host (a name, an IPv4 address, or `[IPv6]`) and a port.
+/// `HOST:PORT` of an FCC device (a host: a name, an IPv4 address, or `[IPv6]`, and a port), or
+/// its serial port (`/dev/ttyUSB0[,baud=N]`).
 fn check_fcc_endpoint(endpoint: &str) -> Result<(), String> {
-    let expected = || format!("expected fcc:HOST:PORT (e.g. fcc:127.0.0.1:7000), found \"fcc:{endpoint}\"");
-    let (host, port) = endpoint.rsplit_once(':').ok_or_else(expected)?;
-    if host.is_empty()
-        || host.chars().any(char::is_whitespace)
-        || !port.parse::<u16>().is_ok_and(|port| port != 0)
-    {
-        return Err(expected());
-    }
-    Ok(())
+    crate::device::fcc::FccEndpoint::parse(endpoint).map(|_| ())
 }
 
 /// Whether the profile and the slot agree: `[fcc]` profiles put identity in through the
@@ -285,5 +278,13 @@ mod tests {
         check("fcc::7000", None);
         check("fcc:127.0.0.1:0", None);
         check("fcc:127.0.0.1:70000", None);
+        check("fcc:/dev/ttyUSB0", Some(FixtureSelector::Fcc { endpoint: "/dev/ttyUSB0".to_string() }));
+        check(
+            "fcc:/dev/ttyUSB0,baud=921600",
+            Some(FixtureSelector::Fcc { endpoint: "/dev/ttyUSB0,baud=921600".to_string() }),
+        );
+        check("fcc:COM4", Some(FixtureSelector::Fcc { endpoint: "COM4".to_string() }));
+        check("fcc:/dev/ttyUSB0,baud=0", None);
+        check("fcc:/dev/ttyUSB0,parity=even", None);
     }
 }

@@ -595,7 +595,7 @@ fn check_default_fixtures(raw: &RawProfile, checker: &mut Checker) -> Vec<String
             checker.problem(
                 "fixture.default",
                 format!(
-                    "expected \"sim\", \"qemu\", \"gdb:HOST:PORT\" or \"fcc:HOST:PORT\", found \"{selector}\""
+                    "expected \"sim\", \"qemu\", \"gdb:HOST:PORT\", \"fcc:HOST:PORT\" or \"fcc:/dev/PORT\", found \"{selector}\""
                 ),
             );
         }
@@ -610,7 +610,11 @@ fn is_known_fixture_selector(selector: &str) -> bool {
     if let Some(address) = selector.strip_prefix("gdb:") {
         return !address.trim().is_empty();
     }
-    // fcc:HOST:PORT, the port a number from 1 to 65535.
+    // fcc:/dev/ttyUSB0[,baud=N] (judged when the slot opens), or fcc:HOST:PORT, the port a
+    // number from 1 to 65535.
+    if selector.strip_prefix("fcc:").is_some_and(|endpoint| endpoint.starts_with('/') && endpoint.len() > 1) {
+        return true;
+    }
     selector.strip_prefix("fcc:").and_then(|endpoint| endpoint.rsplit_once(':')).is_some_and(
         |(host, port)| !host.trim().is_empty() && port.parse::<u16>().is_ok_and(|port| port != 0),
     )
