@@ -838,3 +838,56 @@ fn a_device_on_a_serial_port_is_provisioned_through_its_fcc() {
     let report = device.verify_stored();
     assert!(report.success && report.status == 0, "fcc-verify: {report:?}");
 }
+
+/// A delegated update authority (`trust.delegate_certificate`): `mbed.UpdateAuthCert` goes in
+/// as a `CertificateChains` entry from the delegate to the CA; the real device stores it and
+/// its own verification passes.
+#[test]
+fn a_delegated_update_authority_goes_in_as_a_certificate_chain() {
+    use imprint::trust::{self, CertificateRequest, Signer};
+    let directory = tempfile::tempdir().expect("temp dir");
+    let ca_key = trust::generate_signing_key();
+    let ca = trust::self_signed_certificate(
+        &ca_key,
+        &CertificateRequest::certificate_authority("Update CA", 7300),
+    )
+    .expect("CA");
+    let delegate_key = trust::generate_signing_key();
+    let delegate = trust::issue_certificate(
+        &ca_key,
+        &ca,
+        &delegate_key.verifying_key(),
+        &CertificateRequest::update_authority("Release signer", 3650),
+    )
+    .expect("delegate");
+    std::fs::write(directory.path().join("ca.der"), ca.der()).expect("write");
+    std::fs::write(directory.path().join("delegate.der"), delegate.der()).expect("write");
+    trust::write_signing_key_pem(&delegate_key, &directory.path().join("delegate.pem")).expect("key");
+    let path = |name: &str| directory.path().join(name).display().to_string();
+    let profile = edited_fcc_profile(directory.path(), |text| {
+        let text = replace_line(
+            &text,
+            "certificate = ",
+            &format!(
+                "certificate = \"{}\"\ndelegate_certificate = \"{}\"",
+                path("ca.der"),
+                path("delegate.der")
+            ),
+        );
+        replace_line(&text, "signing_key = ", &format!("signing_key = \"{}\"", path("delegate.pem")))
+    });
+    let db = directory.path().join("ledger.db");
+    let mut device = FccDevice::start();
+    let (code, events) = run_fcc_line(&profile, &[&device], &db);
+    assert_eq!(code, 0, "events: {events:#?}\ndevice output:\n{}", device.log());
+    let inject = step_detail(&events, 0, "fcc-inject");
+    let chain = inject["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|item| item["name"] == "mbed.UpdateAuthCert")
+        .unwrap_or_else(|| panic!("no mbed.UpdateAuthCert: {inject:#}"));
+    assert_eq!(chain["group"], "CertificateChains", "{chain:#}");
+    let report = device.verify_stored();
+    assert!(report.success && report.status == 0, "fcc-verify: {report:?}");
+}

@@ -24,6 +24,9 @@ use crate::fcc::{
 use crate::identity::ReworkPolicy;
 use crate::profile::{FccSettings, KeyOrigin};
 
+/// The KCM name of the update-authenticity certificate (or chain).
+const UPDATE_AUTH_CERT_ITEM: &str = "mbed.UpdateAuthCert";
+
 /// The KCM name of the device's identity key (bootstrap mode).
 const DEVICE_PRIVATE_KEY_ITEM: &str = "mbed.BootstrapDevicePrivateKey";
 
@@ -76,8 +79,16 @@ impl<'a> UnitJob<'a> {
             .certificate(
                 "mbed.BootstrapServerCACert",
                 settings.bootstrap_server_ca_certificate.der().to_vec(),
-            )
-            .certificate("mbed.UpdateAuthCert", profile.update_certificate.der().to_vec());
+            );
+        // A delegated update authority: the chain from the delegate (the key that signs) to the
+        // CA the device trusts, each certificate signed by the next, as the FCC checks it.
+        bundle = match &profile.delegate_certificate {
+            Some(delegate) => bundle.certificate_chain(
+                UPDATE_AUTH_CERT_ITEM,
+                vec![delegate.der().to_vec(), profile.update_certificate.der().to_vec()],
+            ),
+            None => bundle.certificate(UPDATE_AUTH_CERT_ITEM, profile.update_certificate.der().to_vec()),
+        };
         // A device-made key stays on the device (it answered a CSR at device-key).
         if let Some(private_key) = issued.private_key_pkcs8.clone() {
             bundle = bundle.key(DEVICE_PRIVATE_KEY_ITEM, KeyType::EccPrivate, private_key);
