@@ -34,7 +34,7 @@ fn quick() -> bool {
 
 fn context(profile: Profile, directory: &Path) -> Arc<StationContext> {
     Arc::new(StationContext {
-        self_test: Arc::new(SelfTestMaterial::prepare(&profile).expect("self-test material")),
+        self_test: Some(Arc::new(SelfTestMaterial::prepare(&profile).expect("self-test material"))),
         ledger: Ledger::open(&directory.join(format!("bench-{}.db", rand_suffix()))).expect("ledger"),
         profile: Arc::new(profile),
         station_name: "bench".to_string(),
@@ -133,7 +133,7 @@ fn fresh_target(profile: &Profile, timing: SimTiming, index: u64) -> SimTarget {
     let mut uid = vec![0xB0; 12];
     uid[..8].copy_from_slice(&(index ^ rand_suffix()).to_le_bytes());
     SimTarget::new(
-        SimDevice::new(&profile.memory, uid),
+        SimDevice::new(&profile.firmware.as_ref().expect("the profile flashes firmware").memory, uid),
         &profile.chip_name,
         "bench",
         timing,
@@ -200,7 +200,7 @@ fn slot_scaling(profile: &Profile, directory: &Path) {
                 Box::new(SimFixture::new(
                     &format!("sim-{slot}"),
                     &profile.chip_name,
-                    &profile.memory,
+                    &profile.firmware.as_ref().expect("the profile flashes firmware").memory,
                     profile.sim_timing,
                     None,
                 )) as Box<dyn Fixture>
@@ -285,7 +285,10 @@ fn pad32(text: &[u8]) -> [u8; 32] {
 
 fn rework(directory: &Path) {
     let profile = large_application_profile(directory);
-    assert_eq!(profile.application_image.size_bytes(), 512 * 1024);
+    assert_eq!(
+        profile.firmware.as_ref().expect("the profile flashes firmware").application_image.size_bytes(),
+        512 * 1024
+    );
     let context = context(profile.clone(), directory);
     let mut target = fresh_target(&profile, profile.sim_timing, 77);
     let started = Instant::now();
@@ -365,7 +368,7 @@ fn peak_rss_child() {
             Box::new(SimFixture::new(
                 &format!("sim-{slot}"),
                 &profile.chip_name,
-                &profile.memory,
+                &profile.firmware.as_ref().expect("the profile flashes firmware").memory,
                 SimTiming::default(),
                 None,
             )) as Box<dyn Fixture>

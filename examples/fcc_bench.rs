@@ -1,9 +1,12 @@
 //! FCC benchmark: one full bundle exchange with the real device (the upstream
 //! factory-configurator-client-example application on loopback, built from IMPRINT_FCC_SOURCE)
-//! against the time the same bytes alone need on a 115200-baud UART (10 bits per byte: 8N1), and
-//! bundle exchanges per hour with 1 and 8 slots at once.
+//! against the time the same bytes alone need on a 115200-baud UART (10 bits per byte: 8N1),
+//! bundle exchanges per hour with 1 and 8 slots at once, and **units per hour through the
+//! station**: whole lines of `fcc:` slots (profiles/fcc-linux.toml: allocate-identity,
+//! issue-identity with a station-made key, fcc-inject with `Verify`, the run committed to a
+//! SQLite ledger) with 1 and 8 slots, as `imprint run --probe fcc:...` runs them.
 //!
-//!     IMPRINT_FCC_SOURCE=/path/to/sources cargo run --release --example fcc_bench [ROUNDS]
+//!     IMPRINT_FCC_SOURCE=/path/to/sources cargo run --release --example fcc_bench [ROUNDS [LINE_ROUNDS]]
 //!
 //! Results and the command are recorded in docs/performance.md.
 
@@ -32,6 +35,46 @@ fn target_dir() -> PathBuf {
 
 use fcc_device::{DevelopmentCredentials, FccDevice, Unit, full_bundle, start_fcc_devices};
 use imprint::fcc::{FccSession, FccTimeouts, connect_tcp};
+use imprint::station::session::SlotChoice;
+use imprint::station::{CancelToken, EventSink, LinePlan, LineSession, StationEvent};
+
+/// The line's events are not needed here: only its summary.
+struct NoEvents;
+
+impl EventSink for NoEvents {
+    fn emit(&self, _event: StationEvent) {}
+}
+
+/// Runs `rounds` lines of `slots` fresh devices each through the station (the line opened, i.e.
+/// the devices connected, before the clock starts: a real device's boot is not the station's);
+/// returns the units that passed and the time the lines ran.
+fn station_lines(slots: usize, rounds: usize, ledger: &Path) -> (u64, Duration) {
+    let mut passed = 0;
+    let mut running = Duration::ZERO;
+    for _ in 0..rounds {
+        let devices = start_fcc_devices(slots);
+        let plan = LinePlan {
+            profile_path: repo_root().join("profiles/fcc-linux.toml"),
+            slots: SlotChoice {
+                probes: devices.iter().map(|device| format!("fcc:{}", device.endpoint())).collect(),
+                slot_count: None,
+            },
+            station_name: "fcc-bench".to_string(),
+            operator: "bench".to_string(),
+            ledger_path: ledger.to_path_buf(),
+            create_ledger: true,
+            unit_limit: Some(slots as u64),
+            ..LinePlan::default()
+        };
+        let session = LineSession::open(plan).expect("open the line");
+        let started = Instant::now();
+        let report = session.run(std::sync::Arc::new(NoEvents), CancelToken::default());
+        running += started.elapsed();
+        assert_eq!(report.summary.passed(), slots as u64, "every unit passes: {:?}", report.summary);
+        passed += report.summary.passed();
+    }
+    (passed, running)
+}
 
 const UART_BAUD: f64 = 115_200.0;
 const UART_BITS_PER_BYTE: f64 = 10.0;
@@ -62,6 +105,7 @@ fn median(mut values: Vec<Duration>) -> Duration {
 
 fn main() {
     let rounds: usize = std::env::args().nth(1).and_then(|text| text.parse().ok()).unwrap_or(20);
+    let line_rounds: usize = std::env::args().nth(2).and_then(|text| text.parse().ok()).unwrap_or(5);
     let credentials = DevelopmentCredentials::new();
 
     let mut elapsed = Vec::with_capacity(rounds);
@@ -99,6 +143,19 @@ fn main() {
             "  {slots} slot(s) at once: {:.1} ms wall, {:.0} bundle exchanges per hour (device start-up excluded)",
             wall.as_secs_f64() * 1e3,
             slots as f64 * 3600.0 / wall.as_secs_f64()
+        );
+    }
+
+    let directory = tempfile::tempdir().expect("temp dir");
+    println!("units through the station (profiles/fcc-linux.toml, {line_rounds} lines each)");
+    for slots in [1usize, 8] {
+        let ledger = directory.path().join(format!("bench-{slots}.db"));
+        let (passed, running) = station_lines(slots, line_rounds, &ledger);
+        println!(
+            "  {slots} slot(s): {passed} units PASS in {:.1} ms of line time ({:.1} ms per line), {:.0} units per hour",
+            running.as_secs_f64() * 1e3,
+            running.as_secs_f64() * 1e3 / line_rounds as f64,
+            passed as f64 * 3600.0 / running.as_secs_f64()
         );
     }
 }

@@ -61,16 +61,29 @@ fn flat(image: &imprint::image::FirmwareImage) -> (u64, Vec<u8>) {
 
 fn images(profile: &Profile) -> Images {
     assert_eq!(
-        profile.memory,
+        profile.firmware.as_ref().expect("the profile flashes firmware").memory,
         reference_board::memory_map(),
         "the QEMU profile's memory map is the reference board's"
     );
-    assert_eq!(profile.application_version, FACTORY_VERSION);
+    assert_eq!(
+        profile.firmware.as_ref().expect("the profile flashes firmware").application_version,
+        FACTORY_VERSION
+    );
     Images {
-        bootloader: flat(&profile.bootloader_image),
-        application: flat(&profile.application_image),
-        payload: flatten_image(&profile.self_test.payload, 0xFF),
-        payload_version: profile.self_test.payload_version,
+        bootloader: flat(&profile.firmware.as_ref().expect("the profile flashes firmware").bootloader_image),
+        application: flat(
+            &profile.firmware.as_ref().expect("the profile flashes firmware").application_image,
+        ),
+        payload: flatten_image(
+            &profile.firmware.as_ref().expect("the profile flashes firmware").self_test.payload,
+            0xFF,
+        ),
+        payload_version: profile
+            .firmware
+            .as_ref()
+            .expect("the profile flashes firmware")
+            .self_test
+            .payload_version,
     }
 }
 

@@ -347,7 +347,7 @@ fn station(key_origin: &str, extra: &str) -> Station {
     let ledger = Ledger::open(&directory.path().join("ledger.db")).unwrap();
     let events = Arc::new(RecordedEvents::default());
     let context = Arc::new(StationContext {
-        self_test: Arc::new(SelfTestMaterial::prepare(&profile).unwrap()),
+        self_test: Some(Arc::new(SelfTestMaterial::prepare(&profile).unwrap())),
         profile: Arc::new(profile),
         ledger,
         station_name: "identity-station".to_string(),
@@ -361,7 +361,10 @@ fn station(key_origin: &str, extra: &str) -> Station {
 
 fn sim_target(station: &Station, uid_byte: u8, faults: FaultPlan) -> SimTarget {
     let profile = &station.context.profile;
-    let device = SimDevice::new(&profile.memory, vec![uid_byte; 12]);
+    let device = SimDevice::new(
+        &profile.firmware.as_ref().expect("the profile flashes firmware").memory,
+        vec![uid_byte; 12],
+    );
     SimTarget::new(device, &profile.chip_name, "sim-identity", SimTiming::default(), faults)
 }
 
@@ -537,8 +540,11 @@ fn a_station_made_private_key_is_only_in_the_device() {
         assert_eq!(outcome.result, UnitResult::Pass, "{outcome:?}");
         // The key is in the device's store, with the certificate it matches.
         let profile = &station.context.profile;
-        let layout = profile.store_layout();
-        let store_bytes = target.device().flash_bytes(profile.memory.config.address, layout.capacity_bytes);
+        let layout = profile.store_layout().expect("a config store");
+        let store_bytes = target.device().flash_bytes(
+            profile.firmware.as_ref().expect("the profile flashes firmware").memory.config.address,
+            layout.capacity_bytes,
+        );
         let store = ConfigStore::decode(store_bytes, target.device().unique_id()).unwrap();
         let private_key = store.get(keys::BOOTSTRAP_DEVICE_PRIVATE_KEY.as_bytes()).unwrap().value.clone();
         let certificate = store.get(keys::BOOTSTRAP_DEVICE_CERT.as_bytes()).unwrap().value.clone();

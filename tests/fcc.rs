@@ -13,9 +13,10 @@ use common::fcc::{
     DevelopmentCredentials, FccDevice, Unit, full_bundle, identity_bundle, identity_bundle_with_vendor_id,
     start_fcc_devices, with_station_made_key,
 };
+use der::zeroize::Zeroizing;
 use imprint::fcc::{
     ConfigValue, CsrRequest, FCC_CSR_EXTENDED_KEY_USAGE_CLIENT_AUTH, FCC_CSR_KEY_USAGE_DIGITAL_SIGNATURE,
-    FccBundle, FccError, FccResponse, FccSession, FccStatus, FccTimeouts, FtcdStatus, connect_tcp,
+    FccBundle, FccError, FccResponse, FccSession, FccStatus, FccTimeouts, FtcdStatus, KeyType, connect_tcp,
     encode_request_frame,
 };
 use imprint::trust::verify_certificate_request;
@@ -318,4 +319,107 @@ fn the_device_build_names_a_missing_or_wrong_source_directory() {
         String::from_utf8_lossy(&wrong.stderr)
             .contains("lacks mbed-cloud-client/factory-configurator-client")
     );
+}
+
+/// Sends the full bundle with `update_certificate` as `mbed.UpdateAuthCert` to a fresh device.
+fn send_full_bundle_with_update_certificate(
+    update_certificate: imprint::trust::Certificate,
+) -> (FccDevice, FccResponse) {
+    let credentials =
+        DevelopmentCredentials { update_auth: update_certificate, ..DevelopmentCredentials::new() };
+    let unit = Unit::new(7);
+    let device = FccDevice::start();
+    let mut session = open_session(&device, "sid-update-certificate");
+    let response = session.send(&full_bundle(&credentials, &unit)).expect("exchange");
+    (device, response)
+}
+
+/// Makes a P-384 key and a self-signed certificate for `subject` with openssl in `directory`;
+/// returns the certificate's DER and the key's PKCS#8 DER.
+fn openssl_p384_certificate(directory: &std::path::Path, subject: &str) -> (Vec<u8>, Vec<u8>) {
+    common::openssl_ok(
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:secp384r1",
+            "-nodes",
+            "-keyout",
+            "p384.key.pem",
+            "-subj",
+            subject,
+            "-days",
+            "3650",
+            "-outform",
+            "DER",
+            "-out",
+            "p384.der",
+        ],
+        directory,
+    );
+    common::openssl_ok(
+        &["pkcs8", "-topk8", "-nocrypt", "-in", "p384.key.pem", "-outform", "DER", "-out", "p384.key.der"],
+        directory,
+    );
+    let read = |name: &str| std::fs::read(directory.join(name)).expect("read openssl's output");
+    (read("p384.der"), read("p384.key.der"))
+}
+
+/// An expired update certificate: the device's own verification refuses it by name (13). A
+/// profile with such a `trust.certificate` never reaches a device: it is refused at start
+/// (tests/fcc_line.rs).
+#[test]
+fn an_expired_update_certificate_is_refused_by_the_device_with_13() {
+    let key = imprint::trust::generate_signing_key();
+    let mut request = imprint::trust::CertificateRequest::update_authority("Expired update authority", 30);
+    request.not_before = Some(std::time::SystemTime::now() - Duration::from_secs(400 * 24 * 3600));
+    let certificate = imprint::trust::self_signed_certificate(&key, &request).expect("expired certificate");
+    let (device, response) = send_full_bundle_with_update_certificate(certificate);
+    assert_status(&response, FccStatus::EXPIRED_CERTIFICATE, &device);
+    assert_eq!(response.return_status.name(), "FCC_STATUS_EXPIRED_CERTIFICATE");
+    assert_eq!(
+        response.info_message.as_deref().map(str::trim_end),
+        Some("Certificate expired:mbed.UpdateAuthCert")
+    );
+}
+
+/// A device key that is not P-256 (P-384, with its certificate, made by openssl): the device's
+/// KCM refuses the curve (18, naming the item).
+#[test]
+fn a_device_key_that_is_not_p256_is_refused_by_the_device_with_18() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let credentials = DevelopmentCredentials::new();
+    let unit = Unit::new(8);
+    let (certificate_der, key_der) =
+        openssl_p384_certificate(directory.path(), &format!("/CN={}", unit.endpoint_name));
+    let bundle = identity_bundle(&credentials, &unit)
+        .key("mbed.BootstrapDevicePrivateKey", KeyType::EccPrivate, Zeroizing::new(key_der))
+        .certificate("mbed.BootstrapDeviceCert", certificate_der)
+        .verify(true);
+    let device = FccDevice::start();
+    let mut session = open_session(&device, "sid-p384-device-key");
+    let response = session.send(&bundle).expect("exchange");
+    assert_status(&response, FccStatus::KCM_CRYPTO_ERROR, &device);
+    assert_eq!(response.return_status.name(), "FCC_STATUS_KCM_CRYPTO_ERROR");
+    assert_eq!(
+        response.info_message.as_deref().map(str::trim_end),
+        Some("Curve unsupported:mbed.BootstrapDevicePrivateKey")
+    );
+}
+
+/// An update certificate that is not P-256 is **stored** by the device: its FCC checks no curve
+/// for `mbed.UpdateAuthCert` (answer 0), so the station's check at start is the only guard: a
+/// profile whose `trust.certificate` is not P-256 is refused before any unit (tests/fcc_line.rs).
+#[test]
+fn the_device_stores_an_update_certificate_that_is_not_p256() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let (certificate_der, _) = openssl_p384_certificate(directory.path(), "/CN=P-384 update authority");
+    let certificate = imprint::trust::Certificate::from_der(&certificate_der).expect("P-384 certificate");
+    assert!(certificate.verifying_key().is_err(), "Imprint takes it for P-256");
+    let (mut device, response) = send_full_bundle_with_update_certificate(certificate);
+    assert_status(&response, FccStatus::SUCCESS, &device);
+    let report = device.verify_stored();
+    assert!(report.success && report.status == 0, "fcc-verify: {report:?}");
 }

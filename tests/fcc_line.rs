@@ -226,27 +226,42 @@ fn eight_fcc_slots_pass_with_distinct_identities() {
 }
 
 /// A device that already holds the items (provisioned before, storage kept) answers 17 and the
-/// unit fails at fcc-inject with the device's words; nothing is recorded as PASS.
+/// unit fails at fcc-inject with the device's words and what the profile's rework policy makes
+/// of it (each of the three); nothing is recorded as PASS.
 #[test]
-fn a_provisioned_device_fails_at_fcc_inject_with_17() {
+fn a_provisioned_device_fails_at_fcc_inject_with_17_and_the_rework_policy() {
     let directory = tempfile::tempdir().expect("temp dir");
-    let first_db = directory.path().join("first.db");
-    let mut device = FccDevice::start();
-    let (code, events) = run_fcc_line(&fcc_profile(), &[&device], &first_db);
-    assert_eq!(code, 0, "events: {events:#?}");
-    assert!(device.wait_for_exit(Duration::from_secs(10)).is_some(), "{}", device.log());
-    let device = device.resume_without_wipe();
-    let db = directory.path().join("ledger.db");
-    let (code, events) = run_fcc_line(&fcc_profile(), &[&device], &db);
-    assert_eq!(code, 1, "events: {events:#?}");
-    let failed = common::failed_units(&events);
-    assert_eq!(failed.len(), 1, "{events:#?}");
-    let (_, step, reason) = &failed[0];
-    assert_eq!(step, "fcc-inject");
-    assert!(reason.contains("17 FCC_STATUS_KCM_FILE_EXIST_ERROR"), "{reason}");
-    assert!(reason.contains("Data already exists:mbed."), "the device's words name the item: {reason}");
-    assert!(units_finished(&events, "pass").is_empty());
-    assert_nothing_passed(&db, directory.path());
+    for (policy, words) in [
+        ("reuse-identity", "the device keeps the identity it holds (serial.rework = \"reuse-identity\")"),
+        ("refuse", "rework refused (serial.rework = \"refuse\")"),
+        (
+            "issue-new",
+            "a new identity needs the device's FCC storage erased first (serial.rework = \"issue-new\")",
+        ),
+    ] {
+        let profile = edited_fcc_profile(directory.path(), |text| {
+            text.replace("rework = \"reuse-identity\"", &format!("rework = \"{policy}\""))
+        });
+        let first_db = directory.path().join(format!("first-{policy}.db"));
+        let mut device = FccDevice::start();
+        let (code, events) = run_fcc_line(&profile, &[&device], &first_db);
+        assert_eq!(code, 0, "events: {events:#?}");
+        assert!(device.wait_for_exit(Duration::from_secs(10)).is_some(), "{}", device.log());
+        let device = device.resume_without_wipe();
+        let db = directory.path().join(format!("again-{policy}.db"));
+        let (code, events) = run_fcc_line(&profile, &[&device], &db);
+        assert_eq!(code, 1, "events: {events:#?}");
+        let failed = common::failed_units(&events);
+        assert_eq!(failed.len(), 1, "{events:#?}");
+        let (_, step, reason) = &failed[0];
+        assert_eq!(step, "fcc-inject");
+        assert!(reason.contains("17 FCC_STATUS_KCM_FILE_EXIST_ERROR"), "{reason}");
+        assert!(reason.contains("Data already exists:mbed."), "the device's words name the item: {reason}");
+        assert!(reason.contains(words), "{policy}: {reason}");
+        assert!(recorded_failure(&db, directory.path(), "fcc-inject").contains(words), "{policy}");
+        assert!(units_finished(&events, "pass").is_empty());
+        assert_nothing_passed(&db, directory.path());
+    }
 }
 
 /// `disable = true`: the first run passes and ends the device's factory flow; the device then
@@ -376,7 +391,54 @@ fn fcc_profiles_and_slots_must_agree() {
         .expect("run imprint");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("[fcc]") && stderr.contains("fcc:HOST:PORT"), "{stderr}");
+    // profiles/fcc-linux.toml is FCC-only: the refusal names the profile and what a sim slot
+    // would need.
+    for words in ["fcc-linux.toml", "FCC-only", "[chip], [memory], [images] or [self_test]", "fcc:HOST:PORT"]
+    {
+        assert!(stderr.contains(words), "{words:?} not in: {stderr}");
+    }
+}
+
+/// `[chip]`, `[memory]`, `[images]` and `[self_test]` may be left out together, only with
+/// `[fcc]`: a profile that has some of them, or none without `[fcc]`, is refused naming each
+/// missing section.
+#[test]
+fn only_fcc_profiles_may_leave_out_the_firmware_sections() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let demo = common::demo_profile_text();
+    let chip_section = {
+        let start = demo.find("[chip]").expect("[chip] in the demo profile");
+        let end = start + demo[start..].find("\n\n").expect("end of [chip]");
+        demo[start..end].to_string()
+    };
+    // With [fcc] and only [chip]: the three others are named.
+    let fcc_text = std::fs::read_to_string(edited_fcc_profile(directory.path(), |text| text)).expect("read");
+    let partial = write_profile(directory.path(), "partial.toml", &format!("{fcc_text}\n{chip_section}\n"));
+    // Without [fcc] and without the four sections.
+    let no_fcc =
+        write_profile(directory.path(), "no-fcc.toml", &fcc_text[..fcc_text.find("[fcc]").expect("[fcc]")]);
+    let cases: [(&Path, &[&str], &str); 2] = [
+        (
+            &partial,
+            &["memory", "images", "self_test"],
+            "give all of [chip], [memory], [images] and [self_test]",
+        ),
+        (&no_fcc, &["chip", "memory", "images", "self_test"], "only an FCC-only profile, with [fcc]"),
+    ];
+    for (profile, missing, words) in cases {
+        let output = imprint().args(["profile", "check"]).arg(profile).output().expect("run imprint");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{stderr}");
+        let file_name = profile.file_name().expect("file name").to_str().expect("UTF-8");
+        assert!(stderr.contains(file_name) && stderr.contains(words), "{stderr}");
+        for section in missing {
+            assert!(
+                stderr.contains(&format!("expected [{section}]"))
+                    || stderr.contains(&format!("expected a [{section}] section")),
+                "{section}: {stderr}"
+            );
+        }
+    }
 }
 
 /// What `imprint profile check` refuses in `[fcc]`, each naming the file and the field.
@@ -412,4 +474,420 @@ fn bad_fcc_sections_are_refused_naming_the_field() {
     }
     let output = imprint().args(["profile", "check"]).arg(fcc_profile()).output().expect("run imprint");
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+}
+
+/// The one run in the ledger failed at `step`; returns the recorded reason of that step.
+fn recorded_failure(db: &Path, directory: &Path, step: &str) -> String {
+    let runs = exported_runs(db, directory);
+    assert_eq!(runs.len(), 1, "{runs:#?}");
+    assert_eq!(runs[0]["result"], "fail", "{:#}", runs[0]);
+    let steps = runs[0]["steps"].as_array().unwrap_or_else(|| panic!("no steps: {:#}", runs[0]));
+    let failed: Vec<&Value> = steps.iter().filter(|recorded| recorded["status"] == "failed").collect();
+    assert_eq!(failed.len(), 1, "{steps:#?}");
+    assert_eq!(failed[0]["name"], step, "{:#}", failed[0]);
+    assert!(
+        steps.iter().all(|recorded| recorded["name"] != "record" || recorded["status"] != "passed"),
+        "{steps:#?}"
+    );
+    failed[0]["detail"]["reason"].as_str().expect("the failure's reason is recorded").to_string()
+}
+
+/// Runs one `fcc:` slot on `endpoint` with `profile`; the unit must FAIL at fcc-inject with a
+/// reason containing every one of `expected`, in the event stream and in the ledger, and
+/// nothing is recorded PASS.
+fn check_fcc_inject_failure(profile: &Path, endpoint: &str, expected: &[&str]) {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let db = directory.path().join("ledger.db");
+    let selector = format!("fcc:{endpoint}");
+    let arguments = ["--profile", profile.to_str().expect("path"), "--probe", &selector, "--count", "1"];
+    let (code, events) = run_json_events(&arguments, &db);
+    assert_eq!(code, 1, "events: {events:#?}");
+    let failed = common::failed_units(&events);
+    assert_eq!(failed.len(), 1, "{events:#?}");
+    let (_, step, reason) = &failed[0];
+    assert_eq!(step, "fcc-inject", "{reason}");
+    let recorded = recorded_failure(&db, directory.path(), "fcc-inject");
+    for text in expected {
+        assert!(reason.contains(text), "{text:?} not in the event's reason: {reason}");
+        assert!(recorded.contains(text), "{text:?} not in the recorded reason: {recorded}");
+    }
+    assert!(units_finished(&events, "pass").is_empty());
+    assert_nothing_passed(&db, directory.path());
+}
+
+/// A link that corrupts one byte of the station's request (the last byte of its SHA-256) on its
+/// way to the real device: the device's framing check refuses the frame and closes the
+/// connection (the FCC sends no error frame). Stands for line noise between station and device.
+fn corrupting_link_to(device_endpoint: String) -> (String, std::thread::JoinHandle<()>) {
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    let endpoint = listener.local_addr().expect("address").to_string();
+    let link = std::thread::spawn(move || {
+        let (mut station, _) = listener.accept().expect("the station connects");
+        let mut device = std::net::TcpStream::connect(&device_endpoint).expect("connect to the device");
+        let mut device_to_station = device.try_clone().expect("clone");
+        let mut station_to_device = station.try_clone().expect("clone");
+        let answers = std::thread::spawn(move || {
+            let _ = std::io::copy(&mut device_to_station, &mut station_to_device);
+            let _ = station_to_device.shutdown(std::net::Shutdown::Both);
+        });
+        let mut header = [0u8; 12];
+        if station.read_exact(&mut header).is_ok() {
+            let length = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes")) as usize;
+            let mut rest = vec![0u8; length + 32];
+            if station.read_exact(&mut rest).is_ok() {
+                let last = rest.len() - 1;
+                rest[last] ^= 0xff;
+                let _ = device.write_all(&header).and_then(|()| device.write_all(&rest));
+                let _ = std::io::copy(&mut station, &mut device);
+            }
+        }
+        let _ = answers.join();
+    });
+    (endpoint, link)
+}
+
+/// A framing error against the real device, through the whole pipeline: the unit FAILs at
+/// fcc-inject naming the endpoint and the closed connection.
+#[test]
+fn a_framing_error_fails_the_unit_at_fcc_inject() {
+    let device = FccDevice::start();
+    let (endpoint, link) = corrupting_link_to(device.endpoint());
+    check_fcc_inject_failure(&fcc_profile(), &endpoint, &[&endpoint, "closed the connection"]);
+    link.join().expect("the link thread");
+}
+
+/// A device that accepts the connection and never answers (a hung device: a listener that
+/// accepts and stays silent): the unit FAILs at fcc-inject after `fcc.response_timeout_ms`.
+#[test]
+fn a_device_that_never_answers_fails_at_fcc_inject_with_a_timeout() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let profile = edited_fcc_profile(directory.path(), |text| {
+        text.replace("disable = false\n", "disable = false\nresponse_timeout_ms = 1500\n")
+    });
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+    let endpoint = listener.local_addr().expect("address").to_string();
+    let silent = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().expect("the station connects");
+        // Hold the connection until the station gives up and closes it.
+        let mut buffer = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut &stream, &mut buffer);
+    });
+    check_fcc_inject_failure(&profile, &endpoint, &[&endpoint, "did not answer within 1500 ms"]);
+    silent.join().expect("the silent device thread");
+}
+
+/// A change to a profile's text.
+type ProfileEdit<'a> = Box<dyn Fn(String) -> String + 'a>;
+
+/// `text` with its first line that starts with `prefix` replaced by `line`.
+fn replace_line(text: &str, prefix: &str, line: &str) -> String {
+    let mut replaced = false;
+    let lines: Vec<&str> = text
+        .lines()
+        .map(|original| {
+            if !replaced && original.starts_with(prefix) {
+                replaced = true;
+                line
+            } else {
+                original
+            }
+        })
+        .collect();
+    assert!(replaced, "no line starts with {prefix:?}");
+    lines.join("\n") + "\n"
+}
+
+/// Things the device would refuse (tests/fcc.rs shows its answers) that are knowable from the
+/// profile are refused at start (exit 2, naming the field and the file), before any unit: a
+/// 15-byte vendor ID, an update certificate that is not P-256 (the device would even store
+/// it), an expired update certificate, a factory CA that is not P-256. The real device
+/// listening on the slot is never contacted: it still provisions a unit afterwards.
+#[test]
+fn what_the_device_would_refuse_is_refused_at_start() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let credentials = directory.path();
+    let subject = "/CN=P-384 authority";
+    common::openssl_ok(
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:secp384r1",
+            "-nodes",
+            "-keyout",
+            "p384.key.pem",
+            "-subj",
+            subject,
+            "-days",
+            "3650",
+            "-out",
+            "p384.pem",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+        ],
+        credentials,
+    );
+    let expired_key = imprint::trust::generate_signing_key();
+    let mut request = imprint::trust::CertificateRequest::update_authority("Expired update authority", 30);
+    request.not_before = Some(std::time::SystemTime::now() - Duration::from_secs(400 * 24 * 3600));
+    let expired = imprint::trust::self_signed_certificate(&expired_key, &request).expect("certificate");
+    std::fs::write(credentials.join("expired.der"), expired.der()).expect("write certificate");
+    imprint::trust::write_signing_key_pem(&expired_key, &credentials.join("expired.key.pem")).expect("key");
+    let path = |name: &str| credentials.join(name).display().to_string();
+    let update_certificate = |certificate: String, key: String| {
+        move |text: String| {
+            let text = replace_line(&text, "certificate = ", &format!("certificate = \"{certificate}\""));
+            replace_line(&text, "signing_key = ", &format!("signing_key = \"{key}\""))
+        }
+    };
+    // (edit, the field named, what the message says)
+    let cases: Vec<(ProfileEdit<'_>, &str, &str)> = vec![
+        (
+            Box::new(|text: String| {
+                text.replace(
+                    "vendor_domain = \"fcc.imprint.example\"",
+                    "vendor_id = \"000102030405060708090a0b0c0d0e\"",
+                )
+            }),
+            "identity.vendor_id",
+            "000102030405060708090a0b0c0d0e",
+        ),
+        (
+            Box::new(update_certificate(path("p384.pem"), path("p384.key.pem"))),
+            "trust.certificate",
+            "p384.pem",
+        ),
+        (
+            Box::new(update_certificate(path("expired.der"), path("expired.key.pem"))),
+            "trust.certificate",
+            "expected a certificate valid now",
+        ),
+        (
+            Box::new(move |text: String| {
+                let text = replace_line(
+                    &text,
+                    "ca_certificate = ",
+                    &format!("ca_certificate = \"{}\"", path("p384.pem")),
+                );
+                replace_line(&text, "ca_key = ", &format!("ca_key = \"{}\"", path("p384.key.pem")))
+            }),
+            "device_identity.ca_certificate",
+            "p384.pem",
+        ),
+    ];
+    let mut device = FccDevice::start();
+    let selector = format!("fcc:{}", device.endpoint());
+    for (edit, field, words) in cases {
+        let profile = edited_fcc_profile(directory.path(), |text| {
+            let edited = edit(text.clone());
+            assert_ne!(edited, text, "{field}: the edit changed nothing");
+            edited
+        });
+        let db = directory.path().join("refused.db");
+        let output = imprint()
+            .args(["run", "--json", "--count", "1", "--db"])
+            .arg(&db)
+            .arg("--profile")
+            .arg(&profile)
+            .args(["--probe", &selector])
+            .output()
+            .expect("run imprint");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{field}: {stderr}");
+        assert!(stderr.contains(field) && stderr.contains(words), "{field}: {stderr}");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            stdout.lines().all(|line| line.contains("line-refused")),
+            "{field}: nothing but the refusal: {stdout}"
+        );
+        let check = imprint().args(["profile", "check"]).arg(&profile).output().expect("run imprint");
+        assert_eq!(check.status.code(), Some(2), "{field}: {}", String::from_utf8_lossy(&check.stderr));
+    }
+    // The device was never contacted: it provisions a unit now.
+    let db = directory.path().join("ledger.db");
+    let (code, events) = run_fcc_line(&fcc_profile(), &[&device], &db);
+    assert_eq!(code, 0, "events: {events:#?}\ndevice output:\n{}", device.log());
+    let report = device.verify_stored();
+    assert!(report.success && report.status == 0, "fcc-verify: {report:?}");
+}
+
+/// `imprint probes --probe fcc:...` lists FCC endpoints, reachable or not, without disturbing a
+/// device (its check opens a connection and closes it unused); a profile's `[fixture] default`
+/// list of `fcc:` selectors then runs one slot per device, as the same `--probe`s would.
+#[test]
+fn imprint_probes_lists_fcc_endpoints_and_a_default_fixture_list_runs_them() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let mut devices = start_fcc_devices(2);
+    let closed = {
+        let spare = std::net::TcpListener::bind("127.0.0.1:0").expect("listener");
+        spare.local_addr().expect("address").to_string()
+    };
+    let reachable = format!("fcc:{}", devices[0].endpoint());
+    let output = imprint()
+        .args(["probes", "--json", "--probe", &reachable, "--fcc", &closed])
+        .env_remove("IMPRINT_FCC_ENDPOINTS")
+        .env_remove("IMPRINT_GDB_ENDPOINTS")
+        .output()
+        .expect("run imprint probes");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let endpoints = report["fcc_endpoints"].as_array().expect("fcc_endpoints");
+    assert_eq!(endpoints.len(), 2, "{report:#}");
+    // --fcc endpoints first, then --probe selectors.
+    assert_eq!(endpoints[0]["selector"], format!("fcc:{closed}"));
+    assert_eq!(endpoints[0]["reachable"], false, "{report:#}");
+    assert!(endpoints[0]["status"].as_str().expect("status").starts_with("unreachable"), "{report:#}");
+    assert_eq!(endpoints[1]["selector"], reachable);
+    assert_eq!(endpoints[1]["reachable"], true, "{report:#}");
+    let table = imprint()
+        .args(["probes", "--probe", &reachable])
+        .env_remove("IMPRINT_FCC_ENDPOINTS")
+        .env_remove("IMPRINT_GDB_ENDPOINTS")
+        .output()
+        .expect("run imprint probes");
+    let table = String::from_utf8_lossy(&table.stdout);
+    let row = table.lines().find(|line| line.starts_with("fcc ")).unwrap_or_else(|| panic!("{table}"));
+    assert!(row.contains(&reachable) && row.ends_with("reachable"), "{table}");
+    let refused = imprint().args(["probes", "--probe", "sim"]).output().expect("run imprint probes");
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("fcc:HOST:PORT"));
+
+    let selectors: Vec<String> =
+        devices.iter().map(|device| format!("\"fcc:{}\"", device.endpoint())).collect();
+    let profile = edited_fcc_profile(directory.path(), |text| {
+        format!("{text}\n[fixture]\ndefault = [{}]\n", selectors.join(", "))
+    });
+    let db = directory.path().join("ledger.db");
+    let (code, events) =
+        run_json_events(&["--profile", profile.to_str().expect("path"), "--count", "2"], &db);
+    assert_eq!(code, 0, "events: {events:#?}");
+    assert_eq!(units_finished(&events, "pass").len(), 2, "{events:#?}");
+    let fixtures = common::slot_fixtures(&events);
+    let expected: std::collections::BTreeMap<u64, String> = devices
+        .iter()
+        .enumerate()
+        .map(|(slot, device)| (slot as u64, format!("fcc:{}", device.endpoint())))
+        .collect();
+    assert_eq!(fixtures, expected);
+    for device in &mut devices {
+        let report = device.verify_stored();
+        assert!(report.success && report.status == 0, "fcc-verify: {report:?}");
+    }
+    let bad = edited_fcc_profile(directory.path(), |text| {
+        format!("{text}\n[fixture]\ndefault = [\"fcc:nowhere\"]\n")
+    });
+    let check = imprint().args(["profile", "check"]).arg(&bad).output().expect("run imprint");
+    let stderr = String::from_utf8_lossy(&check.stderr);
+    assert_eq!(check.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("fixture.default") && stderr.contains("fcc:nowhere"), "{stderr}");
+}
+
+/// FCC over a serial port (`--probe fcc:/dev/...`, as an Mbed OS device's UART on a USB-UART):
+/// the station opens one end of a pty pair; the other end is bridged to the real device's
+/// socket, with console text ahead of the device's answer (as a UART console prints around its
+/// frames). The unit passes and the device's own verification of what it stored passes.
+#[test]
+fn a_device_on_a_serial_port_is_provisioned_through_its_fcc() {
+    use std::io::Read;
+    let directory = tempfile::tempdir().expect("temp dir");
+    let db = directory.path().join("ledger.db");
+    let mut device = FccDevice::start();
+    let (device_end, station_end) = serialport::TTYPort::pair().expect("a pty pair");
+    let port = serialport::SerialPort::name(&station_end).expect("the pty's path");
+    let socket = std::net::TcpStream::connect(device.endpoint()).expect("connect to the device");
+    let mut socket_reader = socket.try_clone().expect("socket clone");
+    let mut socket_writer = socket;
+    let mut pty_reader = device_end.try_clone_native().expect("pty clone");
+    let mut pty_writer = device_end;
+    serialport::SerialPort::set_timeout(&mut pty_reader, Duration::from_secs(120)).expect("pty timeout");
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 4096];
+        while let Ok(count) = pty_reader.read(&mut buffer) {
+            if count == 0 || socket_writer.write_all(&buffer[..count]).is_err() {
+                break;
+            }
+        }
+    });
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 4096];
+        let mut console_written = false;
+        while let Ok(count) = socket_reader.read(&mut buffer) {
+            if !console_written {
+                let _ = pty_writer.write_all(b"[INFO][fce ]: console output before the frame\r\nmbed");
+                console_written = true;
+            }
+            if count == 0 || pty_writer.write_all(&buffer[..count]).is_err() {
+                break;
+            }
+        }
+    });
+    let selector = format!("fcc:{port},baud=115200");
+    let profile = fcc_profile();
+    let arguments = ["--profile", profile.to_str().expect("path"), "--probe", &selector, "--count", "1"];
+    let (code, events) = run_json_events(&arguments, &db);
+    assert_eq!(code, 0, "events: {events:#?}\ndevice output:\n{}", device.log());
+    assert_eq!(units_finished(&events, "pass").len(), 1, "{events:#?}");
+    assert_eq!(common::slot_fixtures(&events).get(&0), Some(&selector));
+    let inject = step_detail(&events, 0, "fcc-inject");
+    assert_eq!(inject["return_status_name"], "FCC_STATUS_SUCCESS", "{inject:#}");
+    assert_eq!(inject["endpoint"], selector);
+    drop(station_end);
+    let report = device.verify_stored();
+    assert!(report.success && report.status == 0, "fcc-verify: {report:?}");
+}
+
+/// A delegated update authority (`trust.delegate_certificate`): `mbed.UpdateAuthCert` goes in
+/// as a `CertificateChains` entry from the delegate to the CA; the real device stores it and
+/// its own verification passes.
+#[test]
+fn a_delegated_update_authority_goes_in_as_a_certificate_chain() {
+    use imprint::trust::{self, CertificateRequest, Signer};
+    let directory = tempfile::tempdir().expect("temp dir");
+    let ca_key = trust::generate_signing_key();
+    let ca = trust::self_signed_certificate(
+        &ca_key,
+        &CertificateRequest::certificate_authority("Update CA", 7300),
+    )
+    .expect("CA");
+    let delegate_key = trust::generate_signing_key();
+    let delegate = trust::issue_certificate(
+        &ca_key,
+        &ca,
+        &delegate_key.verifying_key(),
+        &CertificateRequest::update_authority("Release signer", 3650),
+    )
+    .expect("delegate");
+    std::fs::write(directory.path().join("ca.der"), ca.der()).expect("write");
+    std::fs::write(directory.path().join("delegate.der"), delegate.der()).expect("write");
+    trust::write_signing_key_pem(&delegate_key, &directory.path().join("delegate.pem")).expect("key");
+    let path = |name: &str| directory.path().join(name).display().to_string();
+    let profile = edited_fcc_profile(directory.path(), |text| {
+        let text = replace_line(
+            &text,
+            "certificate = ",
+            &format!(
+                "certificate = \"{}\"\ndelegate_certificate = \"{}\"",
+                path("ca.der"),
+                path("delegate.der")
+            ),
+        );
+        replace_line(&text, "signing_key = ", &format!("signing_key = \"{}\"", path("delegate.pem")))
+    });
+    let db = directory.path().join("ledger.db");
+    let mut device = FccDevice::start();
+    let (code, events) = run_fcc_line(&profile, &[&device], &db);
+    assert_eq!(code, 0, "events: {events:#?}\ndevice output:\n{}", device.log());
+    let inject = step_detail(&events, 0, "fcc-inject");
+    let chain = inject["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|item| item["name"] == "mbed.UpdateAuthCert")
+        .unwrap_or_else(|| panic!("no mbed.UpdateAuthCert: {inject:#}"));
+    assert_eq!(chain["group"], "CertificateChains", "{chain:#}");
+    let report = device.verify_stored();
+    assert!(report.success && report.status == 0, "fcc-verify: {report:?}");
 }

@@ -114,8 +114,12 @@ fn fail(context: &str) -> impl Fn(TargetError) -> String + '_ {
 }
 
 fn fixture(hil: &Hil) -> Result<ProbeRsFixture, String> {
-    ProbeRsFixture::open("hil", hil.spec.clone(), ProbeRsConfig::from_profile(&hil.profile))
-        .map_err(|error| format!("open the slot: {error}"))
+    ProbeRsFixture::open(
+        "hil",
+        hil.spec.clone(),
+        ProbeRsConfig::from_profile(&hil.profile).expect("a profile with [chip]"),
+    )
+    .map_err(|error| format!("open the slot: {error}"))
 }
 
 fn unit(hil: &Hil) -> Result<Box<dyn Target>, String> {
@@ -162,7 +166,7 @@ fn attach_and_identify(hil: &Hil) -> CaseResult {
 
 fn ram_round_trip(hil: &Hil) -> CaseResult {
     let mut target = unlocked_unit(hil)?;
-    let mailbox = hil.profile.memory.mailbox;
+    let mailbox = hil.profile.firmware.as_ref().expect("the profile flashes firmware").memory.mailbox;
     let pattern: Vec<u8> =
         (0..mailbox.size_bytes).map(|index| (index as u8).wrapping_mul(37) ^ 0x5A).collect();
     target.halt().map_err(fail("halt"))?;
@@ -180,7 +184,7 @@ fn ram_round_trip(hil: &Hil) -> CaseResult {
 
 fn flash_round_trip(hil: &Hil) -> CaseResult {
     let mut target = unlocked_unit(hil)?;
-    let region = hil.profile.memory.config;
+    let region = hil.profile.firmware.as_ref().expect("the profile flashes firmware").memory.config;
     let (address, size) = (region.address, region.sector_size_bytes);
     let mut erase_progress = Vec::new();
     target.erase_flash(address, size, &mut |bytes| erase_progress.push(bytes)).map_err(fail("erase"))?;
@@ -240,7 +244,7 @@ fn whole_pipeline(hil: &Hil) -> CaseResult {
         SelfTestMaterial::prepare(&hil.profile).map_err(|error| format!("self-test material: {error}"))?;
     let context = StationContext {
         profile: Arc::new(hil.profile.clone()),
-        self_test: Arc::new(self_test),
+        self_test: Some(Arc::new(self_test)),
         ledger,
         station_name: "hil".to_string(),
         operator: "hil".to_string(),
@@ -275,7 +279,8 @@ fn lock_and_recover(hil: &Hil) -> CaseResult {
     if !target.is_locked().map_err(fail("is_locked"))? {
         return Err("a fresh attach does not see the chip locked".to_string());
     }
-    let address = hil.profile.memory.chip_flash.address;
+    let address =
+        hil.profile.firmware.as_ref().expect("the profile flashes firmware").memory.chip_flash.address;
     let mut buffer = [0u8; 16];
     match target.read_memory(address, &mut buffer) {
         Err(TargetError::Locked) => {}

@@ -42,7 +42,7 @@ fn station_for(profile: Profile, self_test_profile: &Profile) -> Station {
     let ledger = Ledger::open(&directory.path().join("ledger.db")).unwrap();
     let events = Arc::new(RecordedEvents::default());
     let context = Arc::new(StationContext {
-        self_test: Arc::new(SelfTestMaterial::prepare(self_test_profile).unwrap()),
+        self_test: Some(Arc::new(SelfTestMaterial::prepare(self_test_profile).unwrap())),
         profile: Arc::new(profile),
         ledger,
         station_name: "test-station".to_string(),
@@ -62,20 +62,25 @@ fn station() -> Station {
 fn fixture(station: &Station, name: &str, seed: u64, faults: Vec<(u64, FaultPlan)>) -> Box<dyn Fixture> {
     let profile = &station.context.profile;
     Box::new(
-        SimFixture::new(name, &profile.chip_name, &profile.memory, SimTiming::default(), Some(seed))
-            .with_fault_schedule(Box::new(move |unit| {
-                faults
-                    .iter()
-                    .find(|(index, _)| *index == unit)
-                    .map(|(_, plan)| plan.clone())
-                    .unwrap_or_default()
-            })),
+        SimFixture::new(
+            name,
+            &profile.chip_name,
+            &profile.firmware.as_ref().expect("the profile flashes firmware").memory,
+            SimTiming::default(),
+            Some(seed),
+        )
+        .with_fault_schedule(Box::new(move |unit| {
+            faults.iter().find(|(index, _)| *index == unit).map(|(_, plan)| plan.clone()).unwrap_or_default()
+        })),
     )
 }
 
 fn sim_target(station: &Station, uid_byte: u8, faults: FaultPlan) -> SimTarget {
     let profile = &station.context.profile;
-    let device = SimDevice::new(&profile.memory, vec![uid_byte; 12]);
+    let device = SimDevice::new(
+        &profile.firmware.as_ref().expect("the profile flashes firmware").memory,
+        vec![uid_byte; 12],
+    );
     SimTarget::new(device, &profile.chip_name, "sim-test", SimTiming::default(), faults)
 }
 

@@ -34,10 +34,17 @@ fn profile_variant(erased_value: u8, write_alignment: u64, directory: &std::path
 
 fn context(profile: &Profile, directory: &std::path::Path) -> StationContext {
     StationContext {
-        self_test: Arc::new(SelfTestMaterial::prepare(profile).unwrap()),
-        ledger: Ledger::open(
-            &directory.join(format!("{}.db", profile.memory.application.write_alignment_bytes)),
-        )
+        self_test: Some(Arc::new(SelfTestMaterial::prepare(profile).unwrap())),
+        ledger: Ledger::open(&directory.join(format!(
+                "{}.db",
+                profile
+                    .firmware
+                    .as_ref()
+                    .expect("the profile flashes firmware")
+                    .memory
+                    .application
+                    .write_alignment_bytes
+            )))
         .unwrap(),
         profile: Arc::new(profile.clone()),
         station_name: "power-cut".to_string(),
@@ -51,8 +58,9 @@ fn context(profile: &Profile, directory: &std::path::Path) -> StationContext {
 /// Whether the device holds everything a PASS promises: locked, bootloader in place, a store
 /// that decodes for this chip, and the self-test payload installed in the application slot.
 fn is_fully_provisioned(device: &SimDevice, profile: &Profile, payload: &[u8]) -> bool {
-    let memory = &profile.memory;
-    let bootloader = &profile.bootloader_image.segments[0];
+    let memory = &profile.firmware.as_ref().expect("the profile flashes firmware").memory;
+    let bootloader =
+        &profile.firmware.as_ref().expect("the profile flashes firmware").bootloader_image.segments[0];
     let store_bytes = device.flash_bytes(memory.config.address, memory.store_layout().capacity_bytes);
     device.is_locked()
         && device.flash_bytes(bootloader.address, bootloader.data.len()) == bootloader.data.as_slice()
@@ -75,9 +83,10 @@ fn passed_runs_of(ledger_path: &std::path::Path, chip_uid: &str) -> u64 {
 /// the number of attempts that failed.
 fn run_with_cuts(context: &StationContext, ledger_path: &std::path::Path, uid: Vec<u8>, cuts: &[u64]) -> u64 {
     let profile = &context.profile;
-    let payload = &context.self_test.payload;
+    let payload = &context.self_test.as_ref().expect("self-test material").payload;
     let chip_uid = hex::encode(&uid);
-    let mut device = SimDevice::new(&profile.memory, uid);
+    let mut device =
+        SimDevice::new(&profile.firmware.as_ref().expect("the profile flashes firmware").memory, uid);
     let mut failures = 0;
     let mut serial = None;
     for (attempt, cut) in cuts.iter().map(Some).chain([None]).enumerate() {
@@ -129,7 +138,10 @@ fn run_with_cuts(context: &StationContext, ledger_path: &std::path::Path, uid: V
 
 fn operations_of_a_clean_unit(context: &StationContext) -> u64 {
     let profile = &context.profile;
-    let device = SimDevice::new(&profile.memory, vec![0xC1; 12]);
+    let device = SimDevice::new(
+        &profile.firmware.as_ref().expect("the profile flashes firmware").memory,
+        vec![0xC1; 12],
+    );
     let mut target =
         SimTarget::new(device, &profile.chip_name, "count", SimTiming::default(), FaultPlan::default());
     assert_eq!(provision_unit(context, &mut target, 0, 1).result, UnitResult::Pass);

@@ -993,7 +993,7 @@ fn profiles_may_name_an_id_register_and_ship_a_target_description() {
     let description = profile.chip_target_description.as_ref().unwrap();
     assert_eq!(description.path, directory.join("custom-chip.yaml"));
     assert!(description.yaml.contains("ImprintCustom_M0"));
-    let config = ProbeRsConfig::from_profile(&profile);
+    let config = ProbeRsConfig::from_profile(&profile).expect("a profile with [chip]");
     assert_eq!(config.target_description_yaml.as_deref(), Some(description.yaml.as_str()));
     assert_eq!(config.lock_recipe, None, "no built-in recipe for an unknown family");
 
@@ -1002,8 +1002,9 @@ fn profiles_may_name_an_id_register_and_ship_a_target_description() {
     let wrong_chip =
         load_variant(directory, &demo_profile_text("target_description = \"custom-chip.yaml\"", "", ""))
             .expect("the profile layer does not ask probe-rs");
-    let error = resolve_configured_target(&ProbeRsConfig::from_profile(&wrong_chip))
-        .expect_err("a description without the profile's chip is refused when the slot opens");
+    let error =
+        resolve_configured_target(&ProbeRsConfig::from_profile(&wrong_chip).expect("a profile with [chip]"))
+            .expect_err("a description without the profile's chip is refused when the slot opens");
     let message = error.to_string();
     for fragment in [
         wrong_chip.path.to_str().unwrap(),
@@ -1013,7 +1014,10 @@ fn profiles_may_name_an_id_register_and_ship_a_target_description() {
     ] {
         assert!(message.contains(fragment), "expected {fragment:?} in {message}");
     }
-    assert!(resolve_configured_target(&ProbeRsConfig::from_profile(&profile)).is_ok());
+    assert!(
+        resolve_configured_target(&ProbeRsConfig::from_profile(&profile).expect("a profile with [chip]"))
+            .is_ok()
+    );
     // It must exist (reading it is the profile's own file I/O).
     check_profile_problem(
         directory,
@@ -1095,7 +1099,7 @@ fn the_example_board_profiles_are_complete_but_for_the_board_firmware() {
     }
 
     let (_root, nrf) = board_profile("nrf52840-dk", 0x0, 0x8000);
-    let config = ProbeRsConfig::from_profile(&nrf);
+    let config = ProbeRsConfig::from_profile(&nrf).expect("a profile with [chip]");
     assert_eq!(config.chip_name, "nRF52840_xxAA");
     assert_eq!(config.unique_id_location, Some(RamSpan { address: 0x1000_0060, size_bytes: 8 }));
     assert_eq!(
@@ -1108,7 +1112,7 @@ fn the_example_board_profiles_are_complete_but_for_the_board_firmware() {
     assert_eq!(resolve_target(&config.chip_name, None).unwrap().name, config.chip_name);
 
     let (_root, nucleo) = board_profile("nucleo-f429zi", 0x0800_0000, 0x0802_0000);
-    let config = ProbeRsConfig::from_profile(&nucleo);
+    let config = ProbeRsConfig::from_profile(&nucleo).expect("a profile with [chip]");
     assert_eq!(config.chip_name, "STM32F429ZITx");
     assert_eq!(config.unique_id_location, Some(RamSpan { address: 0x1FFF_7A10, size_bytes: 12 }));
     assert_eq!(config.chip_id_check, Some(ChipIdCheck { address: 0xE004_2000, mask: 0xFFF, value: 0x419 }));
@@ -1145,7 +1149,9 @@ fn the_nucleo_regions_sit_on_the_chips_real_sectors() {
         })
         .collect();
     assert!(!sectors.is_empty(), "probe-rs describes the F429's sectors");
-    for (name, region) in nucleo.memory.flash_regions() {
+    for (name, region) in
+        nucleo.firmware.as_ref().expect("the profile flashes firmware").memory.flash_regions()
+    {
         let mut address = region.address;
         while address < region.end_address() {
             let sector = sectors.iter().find(|(start, _)| *start == address);

@@ -56,7 +56,7 @@ fn a_reset_at_any_point_of_an_install_leaves_a_bootable_application() {
         Profile::load(&common::write_profile(directory.path(), "qemu-no-self-test.toml", &text)).unwrap();
     let material = SelfTestMaterial::prepare(&profile).unwrap();
     let context = StationContext {
-        self_test: Arc::new(material.clone()),
+        self_test: Some(Arc::new(material.clone())),
         ledger: Ledger::open(&directory.path().join("ledger.db")).unwrap(),
         profile: Arc::new(profile.clone()),
         station_name: "qemu-power-cut".to_string(),
@@ -65,7 +65,7 @@ fn a_reset_at_any_point_of_an_install_leaves_a_bootable_application() {
         cancel: CancelToken::default(),
         labels: Default::default(),
     };
-    let memory = profile.memory.clone();
+    let memory = profile.firmware.as_ref().expect("the profile flashes firmware").memory.clone();
     let application = memory.application;
     let payload_sectors = (material.payload.len() as u64).div_ceil(application.sector_size_bytes);
     // Each cut point: a place and which write to it (1: the erase fill, 2: the program).
@@ -82,9 +82,12 @@ fn a_reset_at_any_point_of_an_install_leaves_a_bootable_application() {
     cut_points.push(("writing the boot-state record".to_string(), memory.boot_state_address(), 2));
     cut_points.push(("discarding the candidate".to_string(), memory.candidate.address, 1));
 
-    let mut fixture =
-        QemuFixture::new("qemu-cut", GdbTargetConfig::from_profile(&profile), QemuOptions::default())
-            .unwrap();
+    let mut fixture = QemuFixture::new(
+        "qemu-cut",
+        GdbTargetConfig::from_profile(&profile).expect("a profile with [chip]"),
+        QemuOptions::default(),
+    )
+    .unwrap();
     let mut cuts_landed = 0;
     for (index, (name, cut_address, write_number)) in cut_points.iter().enumerate() {
         let mut target = fixture.start_unit().expect("start a QEMU unit");

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::UNIX_EPOCH;
 
-use imprint::profile::{FlashRegion, Profile};
+use imprint::profile::{FirmwareSettings, FlashRegion, Profile};
 use imprint::trust::{KeyLocation, KeySource, Signer};
 
 use super::EXIT_BAD_INPUT;
@@ -61,16 +61,13 @@ fn check(file: &std::path::Path, skip_keys: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_summary(profile: &Profile) {
-    println!("profile      {} ({})", profile.name, profile.path.display());
-    println!("sha256       {}", profile.file_sha256_hex());
-    println!("product      {} / {}", profile.manufacturer, profile.model_name);
-    println!("chip         {}", profile.chip_name);
+/// The memory map, the images and their versions.
+fn print_firmware(firmware: &FirmwareSettings) {
     println!("regions");
-    for (name, region) in profile.memory.flash_regions() {
+    for (name, region) in firmware.memory.flash_regions() {
         println!("  {name:<12} {}", describe_region(&region));
     }
-    let mailbox = profile.memory.mailbox;
+    let mailbox = firmware.memory.mailbox;
     println!(
         "  {:<12} {:#010x}..{:#010x} ({} bytes, RAM)",
         "mailbox",
@@ -80,9 +77,9 @@ fn print_summary(profile: &Profile) {
     );
     println!("images");
     for (name, image) in [
-        ("bootloader", &profile.bootloader_image),
-        ("application", &profile.application_image),
-        ("self-test", &profile.self_test.payload),
+        ("bootloader", &firmware.bootloader_image),
+        ("application", &firmware.application_image),
+        ("self-test", &firmware.self_test.payload),
     ] {
         println!(
             "  {name:<12} {} ({}, {} bytes at {:#010x}, sha256 {})",
@@ -95,8 +92,23 @@ fn print_summary(profile: &Profile) {
     }
     println!(
         "versions     application {}, self-test payload {}",
-        profile.application_version, profile.self_test.payload_version
+        firmware.application_version, firmware.self_test.payload_version
     );
+}
+
+fn print_summary(profile: &Profile) {
+    println!("profile      {} ({})", profile.name, profile.path.display());
+    println!("sha256       {}", profile.file_sha256_hex());
+    println!("product      {} / {}", profile.manufacturer, profile.model_name);
+    match &profile.firmware {
+        Some(firmware) => {
+            println!("chip         {}", profile.chip_name);
+            print_firmware(firmware);
+        }
+        None => println!(
+            "chip         none: an FCC-only profile (no [chip], [memory], [images] or [self_test]; fcc: slots only)"
+        ),
+    }
     println!("vendor id    {}", profile.vendor_id);
     println!("class id     {}", profile.class_id);
     let certificate = &profile.update_certificate;

@@ -92,17 +92,10 @@ impl FixtureSelector {
     }
 }
 
-/// `HOST:PORT` of an FCC device: a host (a name, an IPv4 address, or `[IPv6]`) and a port.
+/// `HOST:PORT` of an FCC device (a host: a name, an IPv4 address, or `[IPv6]`, and a port), or
+/// its serial port (`/dev/ttyUSB0[,baud=N]`).
 fn check_fcc_endpoint(endpoint: &str) -> Result<(), String> {
-    let expected = || format!("expected fcc:HOST:PORT (e.g. fcc:127.0.0.1:7000), found \"fcc:{endpoint}\"");
-    let (host, port) = endpoint.rsplit_once(':').ok_or_else(expected)?;
-    if host.is_empty()
-        || host.chars().any(char::is_whitespace)
-        || !port.parse::<u16>().is_ok_and(|port| port != 0)
-    {
-        return Err(expected());
-    }
-    Ok(())
+    crate::device::fcc::FccEndpoint::parse(endpoint).map(|_| ())
 }
 
 /// Whether the profile and the slot agree: `[fcc]` profiles put identity in through the
@@ -114,10 +107,16 @@ fn check_fcc_pairing(selector: &FixtureSelector, profile: &Profile) -> Result<()
             "the profile {} has no [fcc] section: an fcc: slot is reached only through the Factory Configurator Client",
             profile.path.display()
         ),
-        (false, true) => format!(
-            "the profile {} has an [fcc] section: its units are provisioned through the Factory Configurator Client, which only fcc:HOST:PORT slots reach",
-            profile.path.display()
-        ),
+        (false, true) => match profile.require_firmware(&format!("a {selector} slot")) {
+            // An FCC-only profile: name the sections the slot would need.
+            Err(missing) => format!(
+                "{missing}; its units are provisioned through the Factory Configurator Client, which only fcc:HOST:PORT slots reach"
+            ),
+            Ok(_) => format!(
+                "the profile {} has an [fcc] section: its units are provisioned through the Factory Configurator Client, which only fcc:HOST:PORT slots reach",
+                profile.path.display()
+            ),
+        },
         _ => return Ok(()),
     };
     Err(FixtureError::Unavailable { selector: selector.to_string(), reason })
@@ -159,10 +158,13 @@ pub fn open_fixtures(
         check_fcc_pairing(selector, profile)?;
         match selector {
             FixtureSelector::Sim => {
+                let firmware = profile.require_firmware("a sim slot").map_err(|error| {
+                    FixtureError::Unavailable { selector: selector.to_string(), reason: error.to_string() }
+                })?;
                 let mut fixture = SimFixture::new(
                     &format!("sim-{slot}"),
                     &profile.chip_name,
-                    &profile.memory,
+                    &firmware.memory,
                     sim_options.timing,
                     sim_options.uid_seed,
                 );
@@ -175,7 +177,11 @@ pub fn open_fixtures(
                 fixtures.push(Box::new(fixture));
             }
             FixtureSelector::ProbeRs { selector } => {
-                let config = ProbeRsConfig::from_profile(profile);
+                let config =
+                    ProbeRsConfig::from_profile(profile).map_err(|error| FixtureError::Unavailable {
+                        selector: format!("probe-rs:{selector}"),
+                        reason: error.to_string(),
+                    })?;
                 let fixture =
                     ProbeRsFixture::open(&format!("probe-rs-{slot}"), selector.clone(), config).map_err(
                         |error| FixtureError::ProbeRs { selector: format!("probe-rs:{selector}"), error },
@@ -198,8 +204,12 @@ pub fn open_fixtures(
                     selector: format!("gdb:{address}"),
                     reason,
                 })?;
-                let fixture =
-                    GdbFixture::new(parsed, GdbOptions::default(), GdbTargetConfig::from_profile(profile));
+                let config =
+                    GdbTargetConfig::from_profile(profile).map_err(|error| FixtureError::Unavailable {
+                        selector: format!("gdb:{address}"),
+                        reason: error.to_string(),
+                    })?;
+                let fixture = GdbFixture::new(parsed, GdbOptions::default(), config);
                 // Refused at start like a probe-rs probe that is not there: a server that does
                 // not answer now is a wrong selector or a server not started, not a unit problem.
                 fixture.check_reachable().map_err(|error| FixtureError::Unavailable {
@@ -209,15 +219,14 @@ pub fn open_fixtures(
                 fixtures.push(Box::new(fixture));
             }
             FixtureSelector::Qemu => {
-                let fixture = QemuFixture::new(
-                    &format!("qemu-{slot}"),
-                    GdbTargetConfig::from_profile(profile),
-                    QemuOptions::default(),
-                )
-                .map_err(|error| FixtureError::Unavailable {
-                    selector: "qemu".to_string(),
-                    reason: error.to_string(),
+                let config = GdbTargetConfig::from_profile(profile).map_err(|error| {
+                    FixtureError::Unavailable { selector: "qemu".to_string(), reason: error.to_string() }
                 })?;
+                let fixture = QemuFixture::new(&format!("qemu-{slot}"), config, QemuOptions::default())
+                    .map_err(|error| FixtureError::Unavailable {
+                        selector: "qemu".to_string(),
+                        reason: error.to_string(),
+                    })?;
                 let fixture = match sim_options.uid_seed {
                     Some(seed) => fixture.with_uid_seed(seed),
                     None => fixture,
@@ -269,5 +278,13 @@ mod tests {
         check("fcc::7000", None);
         check("fcc:127.0.0.1:0", None);
         check("fcc:127.0.0.1:70000", None);
+        check("fcc:/dev/ttyUSB0", Some(FixtureSelector::Fcc { endpoint: "/dev/ttyUSB0".to_string() }));
+        check(
+            "fcc:/dev/ttyUSB0,baud=921600",
+            Some(FixtureSelector::Fcc { endpoint: "/dev/ttyUSB0,baud=921600".to_string() }),
+        );
+        check("fcc:COM4", Some(FixtureSelector::Fcc { endpoint: "COM4".to_string() }));
+        check("fcc:/dev/ttyUSB0,baud=0", None);
+        check("fcc:/dev/ttyUSB0,parity=even", None);
     }
 }

@@ -1,6 +1,7 @@
 //! FCC-only slots: `--probe fcc:HOST:PORT`, a device that runs the Izuma Device Management
-//! Client's Factory Configurator Client and listens on TCP (a Linux device), with no debug
-//! probe. The station reaches it only through FCC bundles ([`Target::fcc_exchange`], all of a
+//! Client's Factory Configurator Client and listens on TCP (a Linux device), or
+//! `--probe fcc:/dev/ttyUSB0[,baud=N]`, one whose FCC listens on a UART (an Mbed OS device on a
+//! USB-UART, 8N1, 115200 baud unless given), with no debug probe. The station reaches it only through FCC bundles ([`Target::fcc_exchange`], all of a
 //! unit's messages in one session: the CSR request and the final bundle); every
 //! debug-port operation is refused, and the job records those steps as skipped.
 //!
@@ -18,27 +19,89 @@
 //! never collides, so a device that comes back is not recognised by the ledger; the device
 //! itself refuses a second provisioning (17, or 9 after `Disable`).
 
-use std::net::TcpStream;
-
 use super::{ChipDescription, Fixture, Target, TargetError};
-use crate::fcc::{FccBundle, FccConnection, FccError, FccResponse, FccSession, FccTimeouts, connect_tcp};
+use crate::fcc::{
+    FccBundle, FccConnection, FccError, FccResponse, FccSession, FccStream, FccTimeouts, connect_tcp,
+    open_serial,
+};
 use crate::identity::ChipUid;
 
 /// Size of the ID the station draws for an FCC unit.
 pub const FCC_UNIT_ID_SIZE_BYTES: usize = 16;
 
-/// A `fcc:HOST:PORT` slot: one device on the network.
+/// The baud rate of an FCC serial port when the selector gives none (the FCC's UART default).
+pub const FCC_SERIAL_BAUD_DEFAULT: u32 = 115_200;
+
+/// Where an FCC device is reached: what follows `fcc:` in a selector.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FccEndpoint {
+    /// `HOST:PORT`: the device's FCC listens on TCP.
+    Tcp { address: String },
+    /// `/dev/ttyUSB0[,baud=N]` (or `COM4`): the device's FCC listens on a UART, 8N1.
+    Serial { port: String, baud_rate: u32 },
+}
+
+impl FccEndpoint {
+    /// Parses what follows `fcc:`; the error says what was expected.
+    pub fn parse(text: &str) -> Result<FccEndpoint, String> {
+        let is_serial = text.starts_with('/') || text.to_ascii_uppercase().starts_with("COM");
+        if is_serial {
+            let (port, options) = text.split_once(',').unwrap_or((text, ""));
+            let baud_rate = match options {
+                "" => FCC_SERIAL_BAUD_DEFAULT,
+                option => option
+                    .strip_prefix("baud=")
+                    .and_then(|value| value.parse::<u32>().ok())
+                    .filter(|baud| (1..=4_000_000).contains(baud))
+                    .ok_or_else(|| {
+                        format!("expected fcc:PORT[,baud=N] with N from 1 to 4000000, found \"fcc:{text}\"")
+                    })?,
+            };
+            if port.len() < 2 || port.chars().any(char::is_whitespace) {
+                return Err(format!("expected a serial port such as fcc:/dev/ttyUSB0, found \"fcc:{text}\""));
+            }
+            return Ok(FccEndpoint::Serial { port: port.to_string(), baud_rate });
+        }
+        let expected = || {
+            format!(
+                "expected fcc:HOST:PORT (e.g. fcc:127.0.0.1:7000) or fcc:/dev/ttyUSB0[,baud=N], found \"fcc:{text}\""
+            )
+        };
+        let (host, port) = text.rsplit_once(':').ok_or_else(expected)?;
+        if host.is_empty()
+            || host.chars().any(char::is_whitespace)
+            || !port.parse::<u16>().is_ok_and(|port| port != 0)
+        {
+            return Err(expected());
+        }
+        Ok(FccEndpoint::Tcp { address: text.to_string() })
+    }
+
+    /// Connects (TCP) or opens the port (serial).
+    pub fn open(&self, timeouts: FccTimeouts) -> Result<FccConnection<Box<dyn FccStream>>, FccError> {
+        Ok(match self {
+            FccEndpoint::Tcp { address } => connect_tcp(address, timeouts)?.into_boxed(),
+            FccEndpoint::Serial { port, baud_rate } => open_serial(port, *baud_rate, timeouts)?.into_boxed(),
+        })
+    }
+}
+
+/// A `fcc:...` slot: one device on the network or on a serial port.
 pub struct FccFixture {
     endpoint: String,
     /// The connection opened at start, until the unit takes it.
-    connection: Option<FccConnection<TcpStream>>,
+    connection: Option<FccConnection<Box<dyn FccStream>>>,
 }
 
 impl FccFixture {
-    /// Connects to the device at `endpoint` (`HOST:PORT`): a device that is not reachable now
-    /// refuses the line's start.
+    /// Connects to the device at `endpoint` (what follows `fcc:`): a device that is not
+    /// reachable now (or a serial port that does not open) refuses the line's start.
     pub fn open(endpoint: &str, timeouts: FccTimeouts) -> Result<FccFixture, FccError> {
-        let connection = connect_tcp(endpoint, timeouts)?;
+        let parsed = FccEndpoint::parse(endpoint).map_err(|reason| FccError::Connect {
+            endpoint: endpoint.to_string(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, reason),
+        })?;
+        let connection = parsed.open(timeouts)?;
         Ok(FccFixture { endpoint: endpoint.to_string(), connection: Some(connection) })
     }
 }
@@ -73,7 +136,7 @@ impl Fixture for FccFixture {
 pub struct FccTarget {
     endpoint: String,
     unit_id: ChipUid,
-    session: FccSession<TcpStream>,
+    session: FccSession<Box<dyn FccStream>>,
 }
 
 impl FccTarget {

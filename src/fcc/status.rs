@@ -83,8 +83,13 @@ impl FccStatus {
     pub const SUCCESS: FccStatus = FccStatus(0);
     /// `FCC_STATUS_FACTORY_DISABLED_ERROR`: the device finished its factory process (`Disable`).
     pub const FACTORY_DISABLED: FccStatus = FccStatus(9);
+    /// `FCC_STATUS_EXPIRED_CERTIFICATE`: a certificate expired by the device's clock.
+    pub const EXPIRED_CERTIFICATE: FccStatus = FccStatus(13);
     /// `FCC_STATUS_KCM_FILE_EXIST_ERROR`: an item with that name is already stored.
     pub const ITEM_ALREADY_EXISTS: FccStatus = FccStatus(17);
+    /// `FCC_STATUS_KCM_CRYPTO_ERROR`: a key or certificate the device's KCM cannot use (e.g.
+    /// a curve other than P-256).
+    pub const KCM_CRYPTO_ERROR: FccStatus = FccStatus(18);
     /// `FCC_STATUS_WRONG_ITEM_DATA_SIZE`.
     pub const WRONG_ITEM_DATA_SIZE: FccStatus = FccStatus(27);
 

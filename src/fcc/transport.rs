@@ -53,6 +53,12 @@ impl FccStream for Box<dyn serialport::SerialPort> {
     }
 }
 
+impl FccStream for Box<dyn FccStream> {
+    fn set_read_timeout_for(&mut self, timeout: Duration) -> std::io::Result<()> {
+        (**self).set_read_timeout_for(timeout)
+    }
+}
+
 /// A connection to one FCC device.
 pub struct FccConnection<S: FccStream> {
     stream: S,
@@ -106,6 +112,20 @@ impl<S: FccStream> FccConnection<S> {
     /// Wraps an open stream; `endpoint` names the device in errors.
     pub fn new(stream: S, endpoint: String, timeouts: FccTimeouts) -> Self {
         FccConnection { stream, endpoint, timeouts, bytes_written: 0, bytes_read: 0 }
+    }
+
+    /// The same connection over a boxed stream: one type for TCP and serial devices.
+    pub fn into_boxed(self) -> FccConnection<Box<dyn FccStream>>
+    where
+        S: 'static,
+    {
+        FccConnection {
+            stream: Box::new(self.stream),
+            endpoint: self.endpoint,
+            timeouts: self.timeouts,
+            bytes_written: self.bytes_written,
+            bytes_read: self.bytes_read,
+        }
     }
 
     /// Bytes written to and read from the device so far (frames and anything around them).

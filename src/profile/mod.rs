@@ -42,7 +42,7 @@ pub struct Profile {
     pub device_type: Option<String>,
     /// `mbed.HardwareVersion`.
     pub hardware_version: Option<String>,
-    /// The chip, as probe-rs names it.
+    /// The chip, as probe-rs names it; empty in an FCC-only profile (no `[chip]`).
     pub chip_name: String,
     /// Where debug-port backends read the chip's unique ID (the sim knows its own).
     pub unique_id_location: Option<RamSpan>,
@@ -53,14 +53,9 @@ pub struct Profile {
     /// How probe-rs backends lock (and recover) the chip: the profile's `lock.recipe` or
     /// `[[lock.writes]]`, else the built-in recipe for the chip's family, if there is one.
     pub lock_recipe: Option<crate::chip::LockRecipe>,
-    /// Where everything goes on the chip.
-    pub memory: MemoryMap,
-    /// The bootloader image, checked to lie inside the bootloader region.
-    pub bootloader_image: FirmwareImage,
-    /// The application image, checked to lie inside the application region.
-    pub application_image: FirmwareImage,
-    /// The application image's version: the device's rollback reference.
-    pub application_version: SemanticVersion,
+    /// The memory map, images and self-test a slot with a debug port flashes and runs; `None`
+    /// in an FCC-only profile ([`Profile::require_firmware`] says so by name).
+    pub firmware: Option<FirmwareSettings>,
     /// Vendor ID (explicit, or UUIDv5 of the vendor's domain name).
     pub vendor_id: Uuid,
     /// Device class ID (explicit, or UUIDv5 of the model name in the vendor namespace).
@@ -79,17 +74,16 @@ pub struct Profile {
     /// It is named here, not opened: a token key opens when a line starts
     /// ([`Profile::open_signers`]), or at its first signature.
     pub signer: Arc<KeySource>,
-    /// Self-test settings.
-    pub self_test: SelfTestSettings,
     /// Lock settings.
     pub lock: LockSettings,
     /// Steps the profile asks to skip (recorded with each run).
     pub skipped_steps: Vec<SkippableStep>,
     /// The simulated device's timing model for this product.
     pub sim_timing: SimTiming,
-    /// The fixture selector `imprint run` uses when neither --sim nor --probe is given
-    /// (`[fixture] default`, e.g. `qemu`); syntax-checked, opened by `station::fixtures`.
-    pub default_fixture: Option<String>,
+    /// The fixture selectors `imprint run` uses when neither --sim nor --probe is given
+    /// (`[fixture] default`, e.g. `qemu`, or a list of `fcc:HOST:PORT`, one slot each; empty
+    /// when not given); syntax-checked, opened by `device::factory`.
+    pub default_fixtures: Vec<String>,
     /// Warnings found while loading (shown by `profile check`, logged by `run`).
     pub warnings: Vec<String>,
     /// A per-device identity certificate from the factory CA (`[device_identity]`), if asked for.
@@ -97,6 +91,35 @@ pub struct Profile {
     /// The identity goes in through the device's Factory Configurator Client (`[fcc]`),
     /// instead of Imprint's config store.
     pub fcc: Option<FccSettings>,
+}
+
+/// What a slot with a debug port flashes and tests: `[memory]` (with `[chip]`'s flash and RAM),
+/// `[images]` and `[self_test]`. An FCC-only profile has none.
+#[derive(Clone)]
+pub struct FirmwareSettings {
+    /// Where everything goes on the chip.
+    pub memory: MemoryMap,
+    /// The bootloader image, checked to lie inside the bootloader region.
+    pub bootloader_image: FirmwareImage,
+    /// The application image, checked to lie inside the application region.
+    pub application_image: FirmwareImage,
+    /// The application image's version: the device's rollback reference.
+    pub application_version: SemanticVersion,
+    /// Self-test settings.
+    pub self_test: SelfTestSettings,
+}
+
+/// An FCC-only profile met something that needs a debug port's sections.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "the profile {} is FCC-only (it has no [chip], [memory], [images] or [self_test]): {needed_by} needs them",
+    profile.display()
+)]
+pub struct FirmwareMissing {
+    /// The profile file.
+    pub profile: PathBuf,
+    /// What needed them (a step, a slot).
+    pub needed_by: String,
 }
 
 /// The profile's `[fcc]`, validated: what the FCC bundle holds besides what the profile says
@@ -481,6 +504,14 @@ pub struct SimTiming {
 }
 
 impl Profile {
+    /// The firmware settings, or an error naming the profile and `needed_by` when the profile
+    /// is FCC-only.
+    pub fn require_firmware(&self, needed_by: &str) -> Result<&FirmwareSettings, FirmwareMissing> {
+        self.firmware
+            .as_ref()
+            .ok_or_else(|| FirmwareMissing { profile: self.path.clone(), needed_by: needed_by.to_string() })
+    }
+
     /// Loads and validates a profile, reporting every problem found.
     pub fn load(path: &std::path::Path) -> Result<Profile, ProfileError> {
         validate::load(path)
@@ -506,13 +537,15 @@ impl Profile {
     }
 
     /// Where the station writes the config store: the config region less its boot-state
-    /// sector, and less the device-key sector when the device keeps its key there.
-    pub fn store_layout(&self) -> crate::store::StoreLayout {
-        if self.reserves_device_key_sector() {
-            self.memory.store_layout_reserving_device_key_sector()
+    /// sector, and less the device-key sector when the device keeps its key there. An
+    /// FCC-only profile has no config store.
+    pub fn store_layout(&self) -> Result<crate::store::StoreLayout, FirmwareMissing> {
+        let memory = &self.require_firmware("the config store")?.memory;
+        Ok(if self.reserves_device_key_sector() {
+            memory.store_layout_reserving_device_key_sector()
         } else {
-            self.memory.store_layout()
-        }
+            memory.store_layout()
+        })
     }
 
     /// Opens every key the profile names (the signing key, and the factory CA's key with
@@ -595,9 +628,11 @@ mod from_toml_bytes_tests {
                 let loaded = Profile::load(path).unwrap();
                 assert_eq!(profile.file_sha256, loaded.file_sha256);
                 assert_eq!(profile.path, loaded.path);
+                let firmware =
+                    |profile: &Profile| profile.firmware.clone().expect("the demo flashes firmware");
                 assert_eq!(
-                    profile.bootloader_image.content_sha256(),
-                    loaded.bootloader_image.content_sha256()
+                    firmware(&profile).bootloader_image.content_sha256(),
+                    firmware(&loaded).bootloader_image.content_sha256()
                 );
             }
             Err(error) => {

@@ -9,13 +9,19 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields)]
 pub struct RawProfile {
     pub product: RawProduct,
-    pub chip: RawChip,
-    pub memory: RawMemory,
-    pub images: RawImages,
+    /// `[chip]`, `[memory]`, `[images]` and `[self_test]`: required, except in an FCC-only
+    /// profile (with `[fcc]`), which may leave all four out.
+    #[serde(default)]
+    pub chip: Option<RawChip>,
+    #[serde(default)]
+    pub memory: Option<RawMemory>,
+    #[serde(default)]
+    pub images: Option<RawImages>,
     pub identity: RawIdentity,
     pub serial: RawSerial,
     pub trust: RawTrust,
-    pub self_test: RawSelfTest,
+    #[serde(default)]
+    pub self_test: Option<RawSelfTest>,
     #[serde(default)]
     pub lock: RawLock,
     #[serde(default)]
@@ -28,6 +34,15 @@ pub struct RawProfile {
     pub fixture: RawFixture,
     #[serde(default)]
     pub fcc: Option<RawFcc>,
+}
+
+/// The sections a slot with a debug port needs (the chip, where things go, what is flashed,
+/// the self-test), all present: what the firmware checks read.
+pub struct RawFirmwareSections<'a> {
+    pub chip: &'a RawChip,
+    pub memory: &'a RawMemory,
+    pub images: &'a RawImages,
+    pub self_test: &'a RawSelfTest,
 }
 
 #[derive(Debug, Deserialize)]
@@ -321,9 +336,18 @@ pub struct RawSim {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawFixture {
-    /// The fixture `imprint run` uses when neither --sim nor --probe is given.
+    /// The fixture `imprint run` uses when neither --sim nor --probe is given: one selector,
+    /// or a list (one slot each).
     #[serde(default)]
-    pub default: Option<String>,
+    pub default: Option<RawFixtureDefault>,
+}
+
+/// `[fixture] default`: `"qemu"`, or `["fcc:10.0.0.7:7000", "fcc:10.0.0.8:7000"]`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawFixtureDefault {
+    One(String),
+    Many(Vec<String>),
 }
 
 /// `[fcc]`: the unit's identity goes in through the device's Factory Configurator Client.

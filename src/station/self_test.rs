@@ -51,6 +51,9 @@ pub enum SelfTestMaterialError {
     /// A key the profile names could not be opened (a token's PIN, a missing key).
     #[error(transparent)]
     Keys(#[from] crate::trust::KeySourceError),
+    /// An FCC-only profile has no self-test.
+    #[error(transparent)]
+    FirmwareMissing(#[from] crate::profile::FirmwareMissing),
 }
 
 impl SelfTestMaterial {
@@ -58,8 +61,9 @@ impl SelfTestMaterial {
     /// the self-test manifests for `profile`.
     pub fn prepare(profile: &Profile) -> Result<SelfTestMaterial, SelfTestMaterialError> {
         profile.open_signers()?;
-        let payload = flatten_image(&profile.self_test.payload, profile.memory.application.erased_value);
-        let payload_version = profile.self_test.payload_version;
+        let firmware = profile.require_firmware("the self-test")?;
+        let payload = flatten_image(&firmware.self_test.payload, firmware.memory.application.erased_value);
+        let payload_version = firmware.self_test.payload_version;
         let request = |class_id: uuid::Uuid, version: SemanticVersion| ManifestRequest {
             vendor_id: profile.vendor_id,
             class_id,

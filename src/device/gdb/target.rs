@@ -39,13 +39,13 @@ pub struct GdbTargetConfig {
 }
 
 impl GdbTargetConfig {
-    /// The configuration a profile describes.
-    pub fn from_profile(profile: &Profile) -> GdbTargetConfig {
-        GdbTargetConfig {
+    /// The configuration a profile describes; an FCC-only profile describes no chip.
+    pub fn from_profile(profile: &Profile) -> Result<GdbTargetConfig, crate::profile::FirmwareMissing> {
+        Ok(GdbTargetConfig {
             chip_name: profile.chip_name.clone(),
-            memory: profile.memory.clone(),
+            memory: profile.require_firmware("a GDB or QEMU slot")?.memory.clone(),
             unique_id_location: profile.unique_id_location,
-        }
+        })
     }
 }
 

@@ -103,9 +103,10 @@ pub struct ProbeRsConfig {
 }
 
 impl ProbeRsConfig {
-    /// The settings of a validated profile.
-    pub fn from_profile(profile: &Profile) -> ProbeRsConfig {
-        ProbeRsConfig {
+    /// The settings of a validated profile; an FCC-only profile describes no chip.
+    pub fn from_profile(profile: &Profile) -> Result<ProbeRsConfig, crate::profile::FirmwareMissing> {
+        let firmware = profile.require_firmware("a probe-rs slot")?;
+        Ok(ProbeRsConfig {
             profile_path: profile.path.clone(),
             target_description_path: profile
                 .chip_target_description
@@ -120,10 +121,10 @@ impl ProbeRsConfig {
             chip_id_check: profile.chip_id_check,
             lock_recipe: profile.lock_recipe.clone(),
             lock_enabled: profile.lock.enabled,
-            lock_proof_address: profile.memory.chip_flash.address,
+            lock_proof_address: firmware.memory.chip_flash.address,
             allow_unlock_by_mass_erase: profile.lock.allow_unlock_by_mass_erase,
             timeouts: ProbeTimeouts::default(),
-        }
+        })
     }
 }
 

@@ -5,12 +5,12 @@
 use std::path::Path;
 
 use super::super::ChipTargetDescription;
-use super::super::raw::{RawProfile, RawRegisterStep};
+use super::super::raw::{RawFirmwareSections, RawProfile, RawRegisterStep};
 use super::{Checker, resolve};
 use crate::chip::{ChipIdCheck, LockRecipe, LockStateCheck, RegisterStep, UnlockMethod};
 
 pub(super) fn check_target_description(
-    raw: &RawProfile,
+    raw: &RawFirmwareSections,
     base: &Path,
     checker: &mut Checker,
 ) -> Option<ChipTargetDescription> {
@@ -49,7 +49,7 @@ fn check_masked_value(checker: &mut Checker, field: &str, mask: u32, value: u32)
     true
 }
 
-pub(super) fn check_id_register(raw: &RawProfile, checker: &mut Checker) -> Option<ChipIdCheck> {
+pub(super) fn check_id_register(raw: &RawFirmwareSections, checker: &mut Checker) -> Option<ChipIdCheck> {
     let id = raw.chip.id_register.as_ref()?;
     let mask = id.mask.unwrap_or(u32::MAX);
     let address_ok = check_register_address(checker, "chip.id_register.address", id.address);
@@ -148,7 +148,12 @@ fn check_register_steps(
     (checker.problems.len() == problems_before).then_some(steps)
 }
 
-pub(super) fn check_lock_recipe(raw: &RawProfile, checker: &mut Checker) -> Option<LockRecipe> {
+/// `chip_name` is `None` in an FCC-only profile (no `[chip]`: no built-in recipe applies).
+pub(super) fn check_lock_recipe(
+    raw: &RawProfile,
+    chip_name: Option<&str>,
+    checker: &mut Checker,
+) -> Option<LockRecipe> {
     let lock = &raw.lock;
     match (&lock.recipe, &lock.writes) {
         (Some(_), Some(_)) => {
@@ -213,7 +218,7 @@ pub(super) fn check_lock_recipe(raw: &RawProfile, checker: &mut Checker) -> Opti
             if lock.unlocked_when.is_some() || lock.unlock_writes.is_some() {
                 checker.problem("lock", "unlocked_when and unlock_writes need [[lock.writes]]");
             }
-            LockRecipe::default_for_chip(&raw.chip.name)
+            chip_name.and_then(LockRecipe::default_for_chip)
         }
     }
 }

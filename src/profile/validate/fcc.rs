@@ -2,7 +2,8 @@
 //! the device's own verification (`fcc_verify_device_configured_4mbed_cloud()`) will demand is
 //! checked here, before any unit is touched: a `[device_identity]` (the device certificate, for
 //! a key the station makes or one the device makes and answers a CSR for), the product metadata the FCC requires, a bootstrap server URI
-//! with its `aid`, a bootstrap server CA with a P-256 key valid now, and no trust delegation.
+//! with its `aid`, and a bootstrap server CA with a P-256 key valid now. A delegated update
+//! authority (`trust.delegate_certificate`) goes in as a `CertificateChains` entry.
 
 use std::path::Path;
 
@@ -29,12 +30,6 @@ pub(super) fn check_fcc(
         checker.problem(
             "fcc",
             "expected a [device_identity] section with [fcc]: the device certificate comes from the factory CA",
-        );
-    }
-    if raw.trust.delegate_certificate.is_some() {
-        checker.problem(
-            "trust.delegate_certificate",
-            "not supported with [fcc] yet (the FCC would need mbed.UpdateAuthCert as a certificate chain)",
         );
     }
     // The FCC's verification refuses a device without these (FCC_STATUS_ITEM_NOT_EXIST).

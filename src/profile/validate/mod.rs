@@ -16,10 +16,10 @@ use device_identity::check_device_identity;
 use fcc::check_fcc;
 use keys::check_trust;
 
-use super::raw::{RawFlashRegion, RawImage, RawProfile, RawSpan};
+use super::raw::{RawFirmwareSections, RawFixtureDefault, RawFlashRegion, RawImage, RawProfile, RawSpan};
 use super::{
-    FlashRegion, LockSettings, MemoryMap, Profile, RamSpan, ReportChannel, SelfTestSettings, SimTiming,
-    SkippableStep,
+    ChipTargetDescription, FirmwareSettings, FlashRegion, LockSettings, MemoryMap, Profile, RamSpan,
+    ReportChannel, SelfTestSettings, SimTiming, SkippableStep,
 };
 use crate::identity::{ReworkPolicy, SerialScheme, SerialSchemeError};
 use crate::image::{FirmwareImage, ImageFormat};
@@ -124,45 +124,15 @@ fn validate(raw: RawProfile, base: &Path, checker: &mut Checker, file_sha256: [u
     require_text(checker, "product.name", &raw.product.name);
     require_text(checker, "product.manufacturer", &raw.product.manufacturer);
     require_text(checker, "product.model_name", &raw.product.model_name);
-    require_text(checker, "chip.name", &raw.chip.name);
-
-    let memory = check_memory(&raw, checker);
-    let unique_id_location = raw.chip.unique_id.as_ref().map(|span| {
-        let location = check_span(checker, "chip.unique_id", span);
-        if !(1..=64).contains(&location.size_bytes) {
-            checker.problem(
-                "chip.unique_id.size",
-                format!("expected 1 to 64 bytes, found {}", location.size_bytes),
-            );
-        }
-        location
-    });
-    let chip_target_description = check_target_description(&raw, base, checker);
-    let chip_id_check = check_id_register(&raw, checker);
-    let lock_recipe = check_lock_recipe(&raw, checker);
-
-    let bootloader_image = load_image(checker, base, "images.bootloader", &raw.images.bootloader);
-    let application_image = load_image(checker, base, "images.application", &raw.images.application);
-    if let (Some(memory), Some(image)) = (&memory, &bootloader_image) {
-        check_image_placement(checker, "images.bootloader", image, &memory.bootloader);
-    }
-    if let (Some(memory), Some(image)) = (&memory, &application_image) {
-        check_image_placement(checker, "images.application", image, &memory.application);
-    }
-    let application_version = match &raw.images.application.version {
-        Some(text) => parse_version(checker, "images.application.version", text),
-        None => {
-            checker
-                .problem("images.application.version", "expected the application's version, e.g. \"1.0.0\"");
-            None
-        }
-    };
-
+    let firmware_sections = firmware_sections(&raw, checker);
+    let chip = firmware_sections.as_ref().map(|sections| check_chip(sections, base, checker));
+    let chip_name = raw.chip.as_ref().map(|chip| chip.name.as_str());
+    let lock_recipe = check_lock_recipe(&raw, chip_name, checker);
+    let firmware = firmware_sections.as_ref().map(|sections| check_firmware(sections, base, checker));
     let (vendor_id, class_id) = check_ids(&raw, checker);
     let (serial_scheme, rework_policy) = check_serial(&raw, checker);
     let trust = check_trust(&raw, base, checker, &mut warnings);
-
-    let self_test = check_self_test(&raw, base, checker, memory.as_ref(), application_version);
+    let memory = firmware.as_ref().and_then(|firmware| firmware.as_ref().map(|firmware| &firmware.memory));
     let mut skipped_steps = Vec::new();
     for (index, name) in raw.steps.skip.iter().enumerate() {
         match SkippableStep::from_name(name) {
@@ -179,16 +149,9 @@ fn validate(raw: RawProfile, base: &Path, checker: &mut Checker, file_sha256: [u
     };
     let sim_timing = check_sim_timing(&raw, checker);
     let device_identity = raw.device_identity.as_ref().map(|raw_identity| {
-        check_device_identity(
-            raw_identity,
-            base,
-            checker,
-            &mut warnings,
-            memory.as_ref(),
-            serial_scheme.as_ref(),
-        )
+        check_device_identity(raw_identity, base, checker, &mut warnings, memory, serial_scheme.as_ref())
     });
-    let default_fixture = check_default_fixture(&raw, checker);
+    let default_fixtures = check_default_fixtures(&raw, checker);
     let fcc = raw.fcc.as_ref().map(|raw_fcc| check_fcc(&raw, raw_fcc, base, checker));
 
     let (update_certificate, signer, delegate_certificate) = trust?;
@@ -200,15 +163,15 @@ fn validate(raw: RawProfile, base: &Path, checker: &mut Checker, file_sha256: [u
         model_name: raw.product.model_name,
         device_type: raw.product.device_type,
         hardware_version: raw.product.hardware_version,
-        chip_name: raw.chip.name,
-        unique_id_location,
-        chip_target_description,
-        chip_id_check,
+        chip_name: chip_name.unwrap_or_default().to_string(),
+        unique_id_location: chip.as_ref().and_then(|chip| chip.unique_id_location),
+        chip_target_description: chip.as_ref().and_then(|chip| chip.target_description.clone()),
+        chip_id_check: chip.as_ref().and_then(|chip| chip.id_check),
         lock_recipe,
-        memory: memory?,
-        bootloader_image: bootloader_image?,
-        application_image: application_image?,
-        application_version: application_version?,
+        firmware: match firmware {
+            Some(checked) => Some(checked?),
+            None => None,
+        },
         vendor_id: vendor_id?,
         class_id: class_id?,
         serial_scheme: serial_scheme?,
@@ -216,11 +179,10 @@ fn validate(raw: RawProfile, base: &Path, checker: &mut Checker, file_sha256: [u
         update_certificate,
         delegate_certificate,
         signer,
-        self_test: self_test?,
         lock,
         skipped_steps,
         sim_timing,
-        default_fixture,
+        default_fixtures,
         warnings,
         device_identity: match device_identity {
             Some(checked) => Some(checked?),
@@ -230,6 +192,98 @@ fn validate(raw: RawProfile, base: &Path, checker: &mut Checker, file_sha256: [u
             Some(checked) => Some(checked?),
             None => None,
         },
+    })
+}
+
+/// `[chip]`, `[memory]`, `[images]` and `[self_test]`, when the profile has them all. An
+/// FCC-only profile (with `[fcc]`) may leave out all four; any other profile needs them, and
+/// a profile that has some needs all.
+fn firmware_sections<'a>(raw: &'a RawProfile, checker: &mut Checker) -> Option<RawFirmwareSections<'a>> {
+    let sections = [
+        ("chip", raw.chip.is_some()),
+        ("memory", raw.memory.is_some()),
+        ("images", raw.images.is_some()),
+        ("self_test", raw.self_test.is_some()),
+    ];
+    if let (Some(chip), Some(memory), Some(images), Some(self_test)) =
+        (&raw.chip, &raw.memory, &raw.images, &raw.self_test)
+    {
+        return Some(RawFirmwareSections { chip, memory, images, self_test });
+    }
+    let present: Vec<&str> = sections.iter().filter(|(_, present)| *present).map(|(name, _)| *name).collect();
+    if raw.fcc.is_some() && present.is_empty() {
+        // An FCC-only profile: nothing is flashed or self-tested through a debug port.
+        return None;
+    }
+    for (name, _) in sections.iter().filter(|(_, present)| !*present) {
+        let message = if raw.fcc.is_some() {
+            format!(
+                "expected [{name}]: with [fcc], give all of [chip], [memory], [images] and [self_test] (a device the station flashes) or none (an FCC-only device), found [{}]",
+                present.join("], [")
+            )
+        } else {
+            format!(
+                "expected a [{name}] section (only an FCC-only profile, with [fcc], may leave out [chip], [memory], [images] and [self_test])"
+            )
+        };
+        checker.problem(name, message);
+    }
+    None
+}
+
+/// What `[chip]` says besides its name and memory.
+struct CheckedChip {
+    unique_id_location: Option<RamSpan>,
+    target_description: Option<ChipTargetDescription>,
+    id_check: Option<crate::chip::ChipIdCheck>,
+}
+
+fn check_chip(raw: &RawFirmwareSections, base: &Path, checker: &mut Checker) -> CheckedChip {
+    require_text(checker, "chip.name", &raw.chip.name);
+    let unique_id_location = raw.chip.unique_id.as_ref().map(|span| {
+        let location = check_span(checker, "chip.unique_id", span);
+        if !(1..=64).contains(&location.size_bytes) {
+            checker.problem(
+                "chip.unique_id.size",
+                format!("expected 1 to 64 bytes, found {}", location.size_bytes),
+            );
+        }
+        location
+    });
+    CheckedChip {
+        unique_id_location,
+        target_description: check_target_description(raw, base, checker),
+        id_check: check_id_register(raw, checker),
+    }
+}
+
+/// The memory map, the images placed in it and the self-test: what a slot with a debug port
+/// flashes and tests.
+fn check_firmware(raw: &RawFirmwareSections, base: &Path, checker: &mut Checker) -> Option<FirmwareSettings> {
+    let memory = check_memory(raw, checker);
+    let bootloader_image = load_image(checker, base, "images.bootloader", &raw.images.bootloader);
+    let application_image = load_image(checker, base, "images.application", &raw.images.application);
+    if let (Some(memory), Some(image)) = (&memory, &bootloader_image) {
+        check_image_placement(checker, "images.bootloader", image, &memory.bootloader);
+    }
+    if let (Some(memory), Some(image)) = (&memory, &application_image) {
+        check_image_placement(checker, "images.application", image, &memory.application);
+    }
+    let application_version = match &raw.images.application.version {
+        Some(text) => parse_version(checker, "images.application.version", text),
+        None => {
+            checker
+                .problem("images.application.version", "expected the application's version, e.g. \"1.0.0\"");
+            None
+        }
+    };
+    let self_test = check_self_test(raw, base, checker, memory.as_ref(), application_version);
+    Some(FirmwareSettings {
+        memory: memory?,
+        bootloader_image: bootloader_image?,
+        application_image: application_image?,
+        application_version: application_version?,
+        self_test: self_test?,
     })
 }
 
@@ -344,7 +398,7 @@ fn check_flash_region(
 /// microcontroller's, and small enough that the simulator can hold it in memory.
 const CHIP_MEMORY_SIZE_MAX_BYTES: u64 = 256 * 1024 * 1024;
 
-fn check_memory(raw: &RawProfile, checker: &mut Checker) -> Option<MemoryMap> {
+fn check_memory(raw: &RawFirmwareSections, checker: &mut Checker) -> Option<MemoryMap> {
     let chip_flash = check_span(checker, "chip.flash", &raw.chip.flash);
     let chip_ram = check_span(checker, "chip.ram", &raw.chip.ram);
     for (field, span) in [("chip.flash.size", chip_flash), ("chip.ram.size", chip_ram)] {
@@ -520,20 +574,50 @@ fn check_serial(raw: &RawProfile, checker: &mut Checker) -> (Option<SerialScheme
     (scheme, rework)
 }
 
-/// `[fixture] default`: the selector syntax only (`station::fixtures` opens it; the profile
-/// layer does not know the backends).
-fn check_default_fixture(raw: &RawProfile, checker: &mut Checker) -> Option<String> {
-    let selector = raw.fixture.default.as_ref()?;
-    let is_known = matches!(selector.as_str(), "sim" | "qemu")
-        || selector.strip_prefix("gdb:").is_some_and(|address| !address.trim().is_empty());
-    if !is_known {
-        checker.problem(
-            "fixture.default",
-            format!("expected \"sim\", \"qemu\" or \"gdb:HOST:PORT\", found \"{selector}\""),
-        );
-        return None;
+/// `[fixture] default`: the selector syntax only (`device::factory` opens them; the profile
+/// layer does not know the backends). One selector, or a non-empty list (one slot each).
+fn check_default_fixtures(raw: &RawProfile, checker: &mut Checker) -> Vec<String> {
+    let selectors = match &raw.fixture.default {
+        None => return Vec::new(),
+        Some(RawFixtureDefault::One(selector)) => vec![selector.clone()],
+        Some(RawFixtureDefault::Many(selectors)) => {
+            if selectors.is_empty() {
+                checker.problem("fixture.default", "expected at least one selector, found an empty list");
+            }
+            selectors.clone()
+        }
+    };
+    let mut known = Vec::new();
+    for selector in selectors {
+        if is_known_fixture_selector(&selector) {
+            known.push(selector);
+        } else {
+            checker.problem(
+                "fixture.default",
+                format!(
+                    "expected \"sim\", \"qemu\", \"gdb:HOST:PORT\", \"fcc:HOST:PORT\" or \"fcc:/dev/PORT\", found \"{selector}\""
+                ),
+            );
+        }
     }
-    Some(selector.clone())
+    known
+}
+
+fn is_known_fixture_selector(selector: &str) -> bool {
+    if matches!(selector, "sim" | "qemu") {
+        return true;
+    }
+    if let Some(address) = selector.strip_prefix("gdb:") {
+        return !address.trim().is_empty();
+    }
+    // fcc:/dev/ttyUSB0[,baud=N] (judged when the slot opens), or fcc:HOST:PORT, the port a
+    // number from 1 to 65535.
+    if selector.strip_prefix("fcc:").is_some_and(|endpoint| endpoint.starts_with('/') && endpoint.len() > 1) {
+        return true;
+    }
+    selector.strip_prefix("fcc:").and_then(|endpoint| endpoint.rsplit_once(':')).is_some_and(
+        |(host, port)| !host.trim().is_empty() && port.parse::<u16>().is_ok_and(|port| port != 0),
+    )
 }
 
 /// The longest simulated time a profile may ask for (one minute): slot threads sleep for it, and
@@ -605,7 +689,7 @@ fn check_ids(raw: &RawProfile, checker: &mut Checker) -> (Option<uuid::Uuid>, Op
 /// `self_test`: the payload (newer than the application, starting at the application slot,
 /// fitting both slots with its manifest), the report channel and its timeout.
 fn check_self_test(
-    raw: &RawProfile,
+    raw: &RawFirmwareSections,
     base: &Path,
     checker: &mut Checker,
     memory: Option<&MemoryMap>,

@@ -27,7 +27,8 @@ impl UnitJob<'_> {
         if let Some(hardware_version) = &profile.hardware_version {
             store.set(StoreItem::text(keys::HARDWARE_VERSION, hardware_version));
         }
-        store.set(StoreItem::text(keys::FACTORY_APP_VERSION, &profile.application_version.to_string()));
+        let application_version = self.firmware()?.application_version;
+        store.set(StoreItem::text(keys::FACTORY_APP_VERSION, &application_version.to_string()));
         store.set_update_certificate(profile.update_certificate.der());
         if let Some(settings) = &profile.device_identity {
             let issued = self.facts.issued_identity()?;
@@ -46,13 +47,14 @@ impl UnitJob<'_> {
         let store = self.config_store()?;
         let chip_uid = self.facts.chip_uid()?.clone();
         let profile = self.profile();
-        let layout = profile.store_layout();
+        let firmware = self.firmware()?;
+        let layout = profile.store_layout().map_err(|error| StepFailure(error.to_string()))?;
         let encoded = Zeroizing::new(
             store
                 .encode(chip_uid.as_bytes(), &layout)
                 .map_err(|error| StepFailure(format!("cannot build the config store: {error}")))?,
         );
-        let config = profile.memory.config;
+        let config = firmware.memory.config;
         self.is_writing_secret = store.items.iter().any(StoreItem::is_secret);
         let written = if profile.reserves_device_key_sector() {
             // The device keeps its own key in the device-key sector: write the store area and
@@ -62,7 +64,7 @@ impl UnitJob<'_> {
             self.write_skipping_unchanged(StepName::WriteConfig, config, config.address, store_area).and_then(
                 |store_detail| {
                     let boot_state = vec![config.erased_value; config.sector_size_bytes as usize];
-                    let boot_state_address = profile.memory.boot_state_address();
+                    let boot_state_address = firmware.memory.boot_state_address();
                     self.write_skipping_unchanged(StepName::WriteConfig, config, boot_state_address, boot_state)
                         .map(|boot_state_detail| json!({ "store_area": store_detail, "boot_state": boot_state_detail }))
                 },
@@ -93,8 +95,8 @@ impl UnitJob<'_> {
     pub(super) fn verify_config(&mut self) -> StepResult {
         let mut detail = self.verify_written(StepName::VerifyConfig)?;
         let chip_uid = self.facts.chip_uid()?.clone();
-        let layout = self.profile().store_layout();
-        let address = self.profile().memory.config.address;
+        let layout = self.profile().store_layout().map_err(|error| StepFailure(error.to_string()))?;
+        let address = self.firmware()?.memory.config.address;
         let read = self.read_back(
             StepName::VerifyConfig,
             address,

@@ -18,9 +18,14 @@ use serde_json::json;
 use super::{StepFailure, StepName, StepResult, UnitJob};
 use crate::fcc::{
     ConfigValue, CsrRequest, FCC_CSR_EXTENDED_KEY_USAGE_CLIENT_AUTH, FCC_CSR_KEY_USAGE_DIGITAL_SIGNATURE,
-    FCC_ENTROPY_SIZE_BYTES, FCC_ROT_SIZE_BYTES, FccBundle, FccError, FccResponse, FtcdStatus, KeyType,
+    FCC_ENTROPY_SIZE_BYTES, FCC_ROT_SIZE_BYTES, FccBundle, FccError, FccResponse, FccStatus, FtcdStatus,
+    KeyType,
 };
+use crate::identity::ReworkPolicy;
 use crate::profile::{FccSettings, KeyOrigin};
+
+/// The KCM name of the update-authenticity certificate (or chain).
+const UPDATE_AUTH_CERT_ITEM: &str = "mbed.UpdateAuthCert";
 
 /// The KCM name of the device's identity key (bootstrap mode).
 const DEVICE_PRIVATE_KEY_ITEM: &str = "mbed.BootstrapDevicePrivateKey";
@@ -74,8 +79,16 @@ impl<'a> UnitJob<'a> {
             .certificate(
                 "mbed.BootstrapServerCACert",
                 settings.bootstrap_server_ca_certificate.der().to_vec(),
-            )
-            .certificate("mbed.UpdateAuthCert", profile.update_certificate.der().to_vec());
+            );
+        // A delegated update authority: the chain from the delegate (the key that signs) to the
+        // CA the device trusts, each certificate signed by the next, as the FCC checks it.
+        bundle = match &profile.delegate_certificate {
+            Some(delegate) => bundle.certificate_chain(
+                UPDATE_AUTH_CERT_ITEM,
+                vec![delegate.der().to_vec(), profile.update_certificate.der().to_vec()],
+            ),
+            None => bundle.certificate(UPDATE_AUTH_CERT_ITEM, profile.update_certificate.der().to_vec()),
+        };
         // A device-made key stays on the device (it answered a CSR at device-key).
         if let Some(private_key) = issued.private_key_pkcs8.clone() {
             bundle = bundle.key(DEVICE_PRIVATE_KEY_ITEM, KeyType::EccPrivate, private_key);
@@ -112,7 +125,7 @@ impl<'a> UnitJob<'a> {
             extended_key_usage: FCC_CSR_EXTENDED_KEY_USAGE_CLIENT_AUTH,
         });
         let response = self.fcc_send(&request)?;
-        check_response(&response)?;
+        check_response(&response, self.profile().rework_policy)?;
         let csr =
             response.csrs.iter().find(|csr| csr.private_key_name == DEVICE_PRIVATE_KEY_ITEM).ok_or_else(
                 || {
@@ -163,7 +176,7 @@ impl<'a> UnitJob<'a> {
         self.progress(StepName::FccInject, 0, request_bytes);
         let response = self.fcc_send(&bundle)?;
         self.progress(StepName::FccInject, request_bytes, request_bytes);
-        check_response(&response)?;
+        check_response(&response, self.profile().rework_policy)?;
         Ok(json!({
             "endpoint": self.probe,
             "endpoint_name": self.facts.identity_common_name()?,
@@ -182,8 +195,9 @@ impl<'a> UnitJob<'a> {
 }
 
 /// A non-success `ReturnStatus` fails the step with the device's status by name and its own
-/// words (which name the item, e.g. "Item size is wrong:mbed.VendorId").
-fn check_response(response: &FccResponse) -> Result<(), StepFailure> {
+/// words (which name the item, e.g. "Item size is wrong:mbed.VendorId"). "Already exists" (17)
+/// also says what the profile's rework policy makes of a provisioned device.
+fn check_response(response: &FccResponse, rework_policy: ReworkPolicy) -> Result<(), StepFailure> {
     if response.return_status.is_success() {
         return Ok(());
     }
@@ -199,7 +213,28 @@ fn check_response(response: &FccResponse) -> Result<(), StepFailure> {
     {
         reason.push_str(&format!("; warnings: \"{warnings}\""));
     }
+    if response.return_status == FccStatus::ITEM_ALREADY_EXISTS {
+        reason.push_str("; ");
+        reason.push_str(rework_of_a_provisioned_device(rework_policy));
+    }
     Err(StepFailure(reason))
+}
+
+/// What `serial.rework` makes of a device that already holds items (17). The FCC protocol can
+/// neither erase a device's storage nor read an item back (docs/fcc.md), so the station can
+/// only say what the policy asks of the operator; the unit fails whichever it is.
+fn rework_of_a_provisioned_device(policy: ReworkPolicy) -> &'static str {
+    match policy {
+        ReworkPolicy::Refuse => {
+            "rework refused (serial.rework = \"refuse\"): a provisioned device is not provisioned again; set it aside"
+        }
+        ReworkPolicy::ReuseIdentity => {
+            "rework: the device keeps the identity it holds (serial.rework = \"reuse-identity\"); the FCC cannot report which one, so this run records none; to provision it again, erase its FCC storage first"
+        }
+        ReworkPolicy::IssueNew => {
+            "rework: a new identity needs the device's FCC storage erased first (serial.rework = \"issue-new\"); the FCC protocol has no erase: erase it on the device (a factory reset), then present it again"
+        }
+    }
 }
 
 /// Words for an exchange that produced no bundle verdict.

@@ -38,11 +38,11 @@ impl UnitJob<'_> {
     /// Plans both images (reading back every sector they touch) and erases the sectors that
     /// hold other data; the program steps then write only what differs (skip-unchanged).
     pub(super) fn erase(&mut self) -> StepResult {
-        let profile = self.profile();
+        let firmware = self.firmware()?;
         let mut planned_images = Vec::new();
         for (step, image, region) in [
-            (StepName::ProgramBootloader, &profile.bootloader_image, profile.memory.bootloader),
-            (StepName::ProgramApplication, &profile.application_image, profile.memory.application),
+            (StepName::ProgramBootloader, &firmware.bootloader_image, firmware.memory.bootloader),
+            (StepName::ProgramApplication, &firmware.application_image, firmware.memory.application),
         ] {
             for (address, data) in sector_chunks(image, &region) {
                 let plans = self.plan_write(StepName::Erase, region, address, &data)?;

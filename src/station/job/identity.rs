@@ -115,11 +115,12 @@ impl<'a> UnitJob<'a> {
         getrandom::fill(&mut nonce_bytes)
             .map_err(|error| StepFailure(format!("no randomness for the mailbox nonce: {error}")))?;
         let request = IdentityMailboxRequest { nonce: u32::from_le_bytes(nonce_bytes) | 1, command };
-        let mailbox = self.profile().memory.mailbox;
+        let firmware = self.firmware()?;
+        let mailbox = firmware.memory.mailbox;
         let mailbox_image = request.encode_mailbox();
         self.retry(|target| target.write_ram(mailbox.address, &mailbox_image))?;
         self.retry(|target| target.reset_and_run())?;
-        let timeout_ms = self.profile().self_test.report_timeout_ms;
+        let timeout_ms = firmware.self_test.report_timeout_ms;
         let deadline = Instant::now() + Duration::from_millis(timeout_ms);
         let command_name = request.command.name();
         loop {

@@ -17,7 +17,7 @@ impl UnitJob<'_> {
         if !self.retry(|target| target.is_locked())? {
             return Err(StepFailure("the chip does not report itself locked".to_string()));
         }
-        let address = self.profile().memory.config.address;
+        let address = self.firmware()?.memory.config.address;
         let mut probe_bytes = [0u8; 16];
         match self.target.read_memory(address, &mut probe_bytes) {
             Ok(()) => {

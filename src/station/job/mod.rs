@@ -43,7 +43,7 @@ use flash::WrittenRange;
 use crate::device::{Target, TargetError};
 use crate::identity::ChipUid;
 use crate::ledger::{Ledger, RunRecord, RunResult, StepRecord, StepStatus};
-use crate::profile::{Profile, SkippableStep};
+use crate::profile::{FirmwareSettings, Profile, SkippableStep};
 
 /// How many times a step's device operation is tried when the probe reports a transient error.
 pub const TRANSIENT_RETRY_ATTEMPTS: u32 = 3;
@@ -89,8 +89,9 @@ impl CancelToken {
 pub struct StationContext {
     /// The product.
     pub profile: Arc<Profile>,
-    /// Signed and forged candidates, prepared once.
-    pub self_test: Arc<SelfTestMaterial>,
+    /// Signed and forged candidates, prepared once; `None` for an FCC-only profile (no
+    /// self-test).
+    pub self_test: Option<Arc<SelfTestMaterial>>,
     /// The audit ledger.
     pub ledger: Ledger,
     /// This station's name.
@@ -236,6 +237,12 @@ impl<'a> UnitJob<'a> {
         &self.context.profile
     }
 
+    /// The profile's firmware settings, for the steps that flash, write the config store or
+    /// self-test; an FCC-only profile has none (those steps never run on its slots).
+    fn firmware(&self) -> Result<&'a FirmwareSettings, StepFailure> {
+        self.profile().require_firmware("this step").map_err(|error| StepFailure(error.to_string()))
+    }
+
     fn emit(&self, kind: EventKind) {
         self.context.events.emit(StationEvent::now(self.slot, self.unit, kind));
     }
@@ -306,10 +313,12 @@ impl<'a> UnitJob<'a> {
             StepName::Connect => self.connect(),
             StepName::Identify => self.identify(),
             StepName::Erase => self.erase(),
-            StepName::ProgramBootloader => self.program_image(step, self.profile().bootloader_image.clone()),
-            StepName::ProgramApplication => {
-                self.program_image(step, self.profile().application_image.clone())
-            }
+            StepName::ProgramBootloader => self
+                .firmware()
+                .and_then(|firmware| self.program_image(step, firmware.bootloader_image.clone())),
+            StepName::ProgramApplication => self
+                .firmware()
+                .and_then(|firmware| self.program_image(step, firmware.application_image.clone())),
             StepName::VerifyFlash => self.verify_written(step),
             StepName::AllocateIdentity => self.allocate_identity(),
             StepName::DeviceKey if self.profile().fcc.is_some() => self.fcc_device_key(),
@@ -395,11 +404,14 @@ impl<'a> UnitJob<'a> {
             probe: self.probe.clone(),
             profile_name: profile.name.clone(),
             profile_sha256: profile.file_sha256_hex(),
-            image_sha256s: vec![
-                ("bootloader".to_string(), hex::encode(profile.bootloader_image.file_sha256)),
-                ("application".to_string(), hex::encode(profile.application_image.file_sha256)),
-                ("self-test-payload".to_string(), hex::encode(profile.self_test.payload.file_sha256)),
-            ],
+            // An FCC-only profile flashes nothing: no images to record.
+            image_sha256s: profile.firmware.as_ref().map_or_else(Vec::new, |firmware| {
+                vec![
+                    ("bootloader".to_string(), hex::encode(firmware.bootloader_image.file_sha256)),
+                    ("application".to_string(), hex::encode(firmware.application_image.file_sha256)),
+                    ("self-test-payload".to_string(), hex::encode(firmware.self_test.payload.file_sha256)),
+                ]
+            }),
             chip_uid_hex: self.facts.chip_uid.as_ref().map(ChipUid::to_hex),
             serial: identity.as_ref().map(|identity| identity.serial.clone()),
             device_id: identity.as_ref().map(|identity| identity.device_id),

@@ -21,7 +21,7 @@ impl UnitJob<'_> {
         step: StepName,
         candidate: &StagedCandidate,
     ) -> Result<SelfTestReport, StepFailure> {
-        let candidate_region = self.profile().memory.candidate;
+        let candidate_region = self.firmware()?.memory.candidate;
         let padded = contract::pad_to_alignment(
             &candidate.candidate_bytes,
             candidate_region.write_alignment_bytes as usize,
@@ -33,7 +33,7 @@ impl UnitJob<'_> {
         getrandom::fill(&mut nonce_bytes)
             .map_err(|error| StepFailure(format!("no randomness for the mailbox nonce: {error}")))?;
         let request = MailboxRequest { nonce: u32::from_le_bytes(nonce_bytes) | 1 };
-        let mailbox = self.profile().memory.mailbox;
+        let mailbox = self.firmware()?.memory.mailbox;
         let _ = self.target.take_console_lines();
         let mailbox_image = request.encode_mailbox();
         self.retry(|target| target.write_ram(mailbox.address, &mailbox_image))?;
@@ -42,10 +42,11 @@ impl UnitJob<'_> {
     }
 
     fn wait_for_report(&mut self, nonce: u32) -> Result<SelfTestReport, StepFailure> {
-        let timeout_ms = self.profile().self_test.report_timeout_ms;
+        let firmware = self.firmware()?;
+        let timeout_ms = firmware.self_test.report_timeout_ms;
         let deadline = Instant::now() + Duration::from_millis(timeout_ms);
-        let mailbox = self.profile().memory.mailbox;
-        let channel = self.profile().self_test.report_channel;
+        let mailbox = firmware.memory.mailbox;
+        let channel = firmware.self_test.report_channel;
         loop {
             let report = match channel {
                 ReportChannel::Mailbox => {
@@ -78,13 +79,25 @@ impl UnitJob<'_> {
     }
 
     fn application_slot_sha256(&mut self, step: StepName, length: usize) -> Result<[u8; 32], StepFailure> {
-        let address = self.profile().memory.application.address;
+        let address = self.firmware()?.memory.application.address;
         let bytes = self.read_back(step, address, length, 0, length as u64)?;
         Ok(Sha256::digest(&bytes).into())
     }
 
+    /// The line's signed and forged candidates (an FCC-only profile has none).
+    fn self_test_material(
+        &self,
+    ) -> Result<std::sync::Arc<crate::station::self_test::SelfTestMaterial>, StepFailure> {
+        self.context.self_test.clone().ok_or_else(|| {
+            StepFailure(self.profile().require_firmware("the self-test").err().map_or_else(
+                || "the line prepared no self-test material".to_string(),
+                |error| error.to_string(),
+            ))
+        })
+    }
+
     pub(super) fn self_test(&mut self) -> StepResult {
-        let material = self.context.self_test.clone();
+        let material = self.self_test_material()?;
         let report = self.stage_and_boot(StepName::SelfTest, &material.signed)?;
         let identity = self.facts.identity()?.clone();
         let profile = self.profile();
@@ -137,7 +150,7 @@ impl UnitJob<'_> {
     }
 
     pub(super) fn negative_self_test(&mut self) -> StepResult {
-        let material = self.context.self_test.clone();
+        let material = self.self_test_material()?;
         let running_before =
             if self.profile().skips(SkippableStep::SelfTest) { None } else { Some(material.payload_version) };
         // After a passed self-test the slot holds the payload (its hash was just read back);

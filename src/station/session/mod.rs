@@ -108,7 +108,7 @@ pub struct LinePlan {
 /// An opened line, ready to run.
 pub struct LineSession {
     profile: Arc<Profile>,
-    self_test: Arc<SelfTestMaterial>,
+    self_test: Option<Arc<SelfTestMaterial>>,
     ledger: Ledger,
     ledger_path: PathBuf,
     labels: Arc<UnitLabels>,
@@ -133,8 +133,13 @@ pub struct LineReport {
 }
 
 /// Prepares what the self-test step stages: the one place a line signs (the signer opens here).
-fn prepare_self_test(profile: &Profile) -> Result<SelfTestMaterial, SessionError> {
-    Ok(SelfTestMaterial::prepare(profile)?)
+/// An FCC-only profile has no self-test: its keys are opened, nothing is signed.
+fn prepare_self_test(profile: &Profile) -> Result<Option<SelfTestMaterial>, SessionError> {
+    if profile.firmware.is_none() {
+        profile.open_signers().map_err(SelfTestMaterialError::from)?;
+        return Ok(None);
+    }
+    Ok(Some(SelfTestMaterial::prepare(profile)?))
 }
 
 impl LineSession {
@@ -197,7 +202,7 @@ impl LineSession {
         let fixtures = open_fixtures(&selectors, &profile, sim_options)?;
         Ok(LineSession {
             profile: Arc::new(profile),
-            self_test: Arc::new(self_test),
+            self_test: self_test.map(Arc::new),
             ledger,
             ledger_path: plan.ledger_path,
             labels,

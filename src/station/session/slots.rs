@@ -5,7 +5,8 @@
 //!    them (none without `--sim`).
 //! 2. No `--probe`: the profile's `[fixture] default` (else `sim`). A fixture that makes a fresh
 //!    unit per slot (`sim`, `qemu`) gets N slots (N = the slot count, 1 when not given); one
-//!    that names a single device (`gdb:...`, `probe-rs:...`) gets one slot.
+//!    that names a single device (`gdb:...`, `probe-rs:...`, `fcc:...`) gets one slot. A list
+//!    of selectors gives one slot each, as the same `--probe` selectors would.
 //!
 //! A line has 1 to [`SLOTS_MAX`] slots.
 
@@ -38,17 +39,20 @@ pub fn resolve_slots(choice: &SlotChoice, profile: &Profile) -> Result<Vec<Fixtu
         if count == 0 {
             return Err(SessionError::Plan { reason: "slots: expected at least 1, found 0".to_string() });
         }
-        let kind = match &profile.default_fixture {
-            Some(default) => FixtureSelector::parse(default).map_err(|error| SessionError::Plan {
+        let parse = |text: &String| {
+            FixtureSelector::parse(text).map_err(|error| SessionError::Plan {
                 reason: format!("{}: fixture.default: {error}", profile.path.display()),
-            })?,
-            None => FixtureSelector::Sim,
+            })
         };
-        selectors = match kind {
-            FixtureSelector::Sim | FixtureSelector::Qemu => vec![kind; count],
-            FixtureSelector::Gdb { .. } | FixtureSelector::ProbeRs { .. } | FixtureSelector::Fcc { .. } => {
-                vec![kind]
-            }
+        selectors = match profile.default_fixtures.as_slice() {
+            [] => vec![FixtureSelector::Sim; count],
+            [one] => match parse(one)? {
+                kind @ (FixtureSelector::Sim | FixtureSelector::Qemu) => vec![kind; count],
+                kind @ (FixtureSelector::Gdb { .. }
+                | FixtureSelector::ProbeRs { .. }
+                | FixtureSelector::Fcc { .. }) => vec![kind],
+            },
+            list => list.iter().map(parse).collect::<Result<Vec<_>, _>>()?,
         };
     }
     if selectors.len() > SLOTS_MAX {
@@ -63,15 +67,10 @@ pub fn resolve_slots(choice: &SlotChoice, profile: &Profile) -> Result<Vec<Fixtu
 mod tests {
     use super::*;
 
-    fn check(
-        default_fixture: Option<&str>,
-        probes: &[&str],
-        slot_count: Option<usize>,
-        expected: Option<&str>,
-    ) {
+    fn check(default_fixtures: &[&str], probes: &[&str], slot_count: Option<usize>, expected: Option<&str>) {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/demo.toml");
         let mut profile = Profile::load(&path).expect("the demo profile loads");
-        profile.default_fixture = default_fixture.map(str::to_string);
+        profile.default_fixtures = default_fixtures.iter().map(|selector| selector.to_string()).collect();
         let choice =
             SlotChoice { probes: probes.iter().map(|probe| probe.to_string()).collect(), slot_count };
         let found = resolve_slots(&choice, &profile).ok().map(|selectors| {
@@ -87,21 +86,30 @@ mod tests {
                 .collect();
             names.join(" ")
         });
-        assert_eq!(found.as_deref(), expected, "{default_fixture:?} {probes:?} {slot_count:?}");
+        assert_eq!(found.as_deref(), expected, "{default_fixtures:?} {probes:?} {slot_count:?}");
     }
 
     #[test]
     fn one_slot_rule() {
-        check(None, &[], None, Some("sim"));
-        check(None, &[], Some(3), Some("sim sim sim"));
-        check(None, &[], Some(0), None);
-        check(Some("qemu"), &[], None, Some("qemu"));
-        check(Some("qemu"), &[], Some(2), Some("qemu qemu"));
-        check(Some("gdb:127.0.0.1:3333"), &[], Some(4), Some("gdb:127.0.0.1:3333"));
-        check(Some("qemu"), &["gdb:127.0.0.1:3333"], None, Some("gdb:127.0.0.1:3333"));
-        check(None, &["qemu"], Some(2), Some("qemu sim sim"));
-        check(None, &["qemu", "qemu"], None, Some("qemu qemu"));
-        check(None, &["carrier-pigeon"], None, None);
-        check(None, &[], Some(SLOTS_MAX + 1), None);
+        check(&[], &[], None, Some("sim"));
+        check(&[], &[], Some(3), Some("sim sim sim"));
+        check(&[], &[], Some(0), None);
+        check(&["qemu"], &[], None, Some("qemu"));
+        check(&["qemu"], &[], Some(2), Some("qemu qemu"));
+        check(&["gdb:127.0.0.1:3333"], &[], Some(4), Some("gdb:127.0.0.1:3333"));
+        check(&["qemu"], &["gdb:127.0.0.1:3333"], None, Some("gdb:127.0.0.1:3333"));
+        check(&[], &["qemu"], Some(2), Some("qemu sim sim"));
+        check(&[], &["qemu", "qemu"], None, Some("qemu qemu"));
+        check(&[], &["carrier-pigeon"], None, None);
+        check(&[], &[], Some(SLOTS_MAX + 1), None);
+        check(&["fcc:127.0.0.1:7000"], &[], Some(3), Some("fcc:127.0.0.1:7000"));
+        check(
+            &["fcc:10.0.0.7:7000", "fcc:10.0.0.8:7000"],
+            &[],
+            None,
+            Some("fcc:10.0.0.7:7000 fcc:10.0.0.8:7000"),
+        );
+        check(&["fcc:10.0.0.7:7000", "qemu"], &[], Some(3), Some("fcc:10.0.0.7:7000 qemu"));
+        check(&["fcc:10.0.0.7:7000", "fcc:10.0.0.8:7000"], &["sim"], None, Some("sim"));
     }
 }
