@@ -17,6 +17,7 @@
 //!
 //! **Invariant:** pure functions over bytes; no device I/O.
 
+mod boot;
 mod identity;
 mod mailbox;
 
@@ -28,6 +29,7 @@ use crate::manifest::{self, SemanticVersion};
 use crate::store::{ConfigStore, keys};
 use crate::trust::Certificate;
 
+pub use boot::*;
 pub use identity::*;
 pub use mailbox::*;
 

@@ -10,6 +10,7 @@
 //! **Invariant:** no device I/O and no database access; reading the profile's own files
 //! (images, certificate, key) is the only I/O.
 
+mod hardware;
 mod raw;
 mod validate;
 
@@ -23,6 +24,10 @@ use crate::image::FirmwareImage;
 use crate::manifest::SemanticVersion;
 use crate::trust::{Certificate, KeySource, KeySourceError, Signer};
 
+pub use hardware::{
+    BootloaderKind, DeviceHardware, application_firmware_bytes, application_header, firmware_details,
+    header_firmware_version,
+};
 pub use validate::{ProfileError, ProfileProblem};
 
 /// A validated product profile.
@@ -97,6 +102,9 @@ pub struct Profile {
     /// The identity goes in through the device's Factory Configurator Client (`[fcc]`),
     /// instead of Imprint's config store.
     pub fcc: Option<FccSettings>,
+    /// The bootloader the device runs and whether the station injects a root of trust and
+    /// entropy (`[bootloader]`, `chip.hardware_root_of_trust`, `chip.trng`).
+    pub device_hardware: DeviceHardware,
 }
 
 /// The profile's `[fcc]`, validated: what the FCC bundle holds besides what the profile says

@@ -28,6 +28,19 @@ pub struct RawProfile {
     pub fixture: RawFixture,
     #[serde(default)]
     pub fcc: Option<RawFcc>,
+    #[serde(default)]
+    pub bootloader: Option<RawBootloader>,
+}
+
+/// `[bootloader]`: which bootloader the device runs and what it needs from the station.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBootloader {
+    /// `imprint` (the contract's own bootloader, default) or `mbed-bootloader`.
+    pub kind: String,
+    /// mbed-bootloader: where the application's 112-byte active header goes.
+    #[serde(default)]
+    pub application_header_address: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -57,6 +70,14 @@ pub struct RawChip {
     /// A register that identifies the chip (probe-rs backends refuse a different chip).
     #[serde(default)]
     pub id_register: Option<RawIdRegister>,
+    /// Whether the chip has a hardware root of trust (default true); without one the station
+    /// injects a 16-byte root of trust into the device's write-once storage.
+    #[serde(default)]
+    pub hardware_root_of_trust: Option<bool>,
+    /// Whether the chip has a true random number generator (default true); without one the
+    /// station injects 48 bytes of entropy.
+    #[serde(default)]
+    pub trng: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

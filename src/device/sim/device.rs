@@ -23,7 +23,7 @@ use crate::contract::{
 };
 use crate::device::TargetError;
 use crate::manifest::SemanticVersion;
-use crate::profile::{FlashRegion, MemoryMap, SimTiming};
+use crate::profile::{DeviceHardware, FlashRegion, MemoryMap, SimTiming};
 use crate::store::{ConfigStore, keys};
 use crate::trust::{self, Signer, SoftwareSigner};
 
@@ -51,6 +51,8 @@ pub struct SimDevice {
     pub(super) modeled_busy: Duration,
     /// Identity misbehaviour injected by a fault plan.
     pub(super) identity_faults: IdentityFaults,
+    /// The profile's bootloader kind, root of trust and TRNG (`bootloader.rs`).
+    pub(super) hardware: DeviceHardware,
 }
 
 /// How the device's identity commands misbehave (all off by default).
@@ -93,6 +95,7 @@ impl SimDevice {
             timing: SimTiming::default(),
             modeled_busy: Duration::ZERO,
             identity_faults: IdentityFaults::default(),
+            hardware: DeviceHardware::default(),
         }
     }
 
@@ -238,6 +241,10 @@ impl SimDevice {
             Err(_) => return,
         };
         if self.region_is_blank(&self.memory.application) {
+            return;
+        }
+        if let Err(reason) = self.check_active_application() {
+            self.refuse_boot(mailbox_offset, nonce, reason);
             return;
         }
         let report = self.application_report(nonce, update_status);
@@ -422,6 +429,7 @@ impl SimDevice {
             self.erase(sector_address, application.sector_size_bytes, &mut |_| {})?;
             self.program(sector_address, sector_payload, &mut |_| {})?;
         }
+        self.write_application_header(boot_state)?;
         let config = self.memory.config;
         self.erase(self.memory.boot_state_address(), config.sector_size_bytes, &mut |_| {})?;
         let record = contract::pad_to_alignment(

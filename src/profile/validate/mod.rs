@@ -9,11 +9,13 @@ use sha2::{Digest, Sha256};
 mod chip;
 mod device_identity;
 mod fcc;
+mod hardware;
 mod keys;
 
 use chip::{check_id_register, check_lock_recipe, check_target_description};
 use device_identity::check_device_identity;
 use fcc::check_fcc;
+use hardware::check_device_hardware;
 use keys::check_trust;
 
 use super::raw::{RawFlashRegion, RawImage, RawProfile, RawSpan};
@@ -191,6 +193,8 @@ fn validate(raw: RawProfile, base: &Path, checker: &mut Checker, file_sha256: [u
     let default_fixture = check_default_fixture(&raw, checker);
     let fcc = raw.fcc.as_ref().map(|raw_fcc| check_fcc(&raw, raw_fcc, base, checker));
 
+    let device_hardware = check_device_hardware(&raw, checker, memory.as_ref(), bootloader_image.as_ref());
+
     let (update_certificate, signer, delegate_certificate) = trust?;
     Some(Profile {
         path: checker.profile_path.clone(),
@@ -230,6 +234,7 @@ fn validate(raw: RawProfile, base: &Path, checker: &mut Checker, file_sha256: [u
             Some(checked) => Some(checked?),
             None => None,
         },
+        device_hardware,
     })
 }
 

@@ -10,7 +10,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::{REPORT_POLL_INTERVAL, StepFailure, StepName, StepResult, UnitJob};
-use crate::contract::{self, MailboxRequest, SelfTestReport, StoreStatus};
+use crate::contract::{self, BootRefusal, MailboxRequest, SelfTestReport, StoreStatus};
 use crate::profile::{ReportChannel, SkippableStep};
 use crate::station::self_test::StagedCandidate;
 
@@ -51,6 +51,7 @@ impl UnitJob<'_> {
                 ReportChannel::Mailbox => {
                     let mut bytes = vec![0u8; contract::MAILBOX_SIZE_BYTES];
                     self.retry(|target| target.read_memory(mailbox.address, &mut bytes))?;
+                    refuse_on_boot_refusal(BootRefusal::decode_mailbox(&bytes), nonce)?;
                     SelfTestReport::decode_mailbox(&bytes)
                 }
                 ReportChannel::Console => {
@@ -60,6 +61,10 @@ impl UnitJob<'_> {
                                 .to_string(),
                         )
                     })?;
+                    refuse_on_boot_refusal(
+                        lines.iter().rev().find_map(|line| BootRefusal::parse_console_line(line)),
+                        nonce,
+                    )?;
                     lines.iter().rev().find_map(|line| SelfTestReport::parse_console_line(line))
                 }
             };
@@ -182,5 +187,19 @@ impl UnitJob<'_> {
             }));
         }
         Ok(json!({ "refused": refusals }))
+    }
+}
+
+/// A bootloader that booted nothing says why (docs/device-contract.md, section 7.3): the step
+/// fails with its reason at once instead of waiting out the report timeout.
+fn refuse_on_boot_refusal(refusal: Option<BootRefusal>, nonce: u32) -> Result<(), StepFailure> {
+    match refusal {
+        Some(refusal) if refusal.nonce == nonce => Err(StepFailure(format!(
+            "the device's bootloader refused to boot the application: {} ({:#04x}): {}",
+            refusal.reason.name(),
+            refusal.reason.code(),
+            refusal.reason.describe()
+        ))),
+        _ => Ok(()),
     }
 }

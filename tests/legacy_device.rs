@@ -1,0 +1,203 @@
+//! The legacy update client's hardware on the simulated device (issue 17): mbed-bootloader's
+//! active application header, written by the station and checked by the device's bootloader.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use imprint::contract::{self, BootRefusal, BootRefusalReason, MailboxRequest, SelfTestReport, UpdateStatus};
+use imprint::device::Target;
+use imprint::device::sim::{FaultPlan, SimDevice, SimTarget};
+use imprint::ledger::Ledger;
+use imprint::mbed_header;
+use imprint::profile::{Profile, SimTiming};
+use imprint::station::{
+    CancelToken, EventSink, SelfTestMaterial, StationContext, StationEvent, UnitResult, provision_unit,
+};
+
+#[derive(Default)]
+struct RecordedEvents(Mutex<Vec<StationEvent>>);
+
+impl EventSink for RecordedEvents {
+    fn emit(&self, event: StationEvent) {
+        self.0.lock().unwrap().push(event);
+    }
+}
+
+struct Station {
+    context: Arc<StationContext>,
+    events: Arc<RecordedEvents>,
+    directory: tempfile::TempDir,
+}
+
+fn mbed_profile() -> Profile {
+    Profile::load(&common::repo_root().join("profiles/demo-mbed-bootloader.toml")).unwrap()
+}
+
+/// The same profile without the lock, so a test can reset the unit and read its mailbox after
+/// the station is done with it.
+fn unlocked_mbed_profile(directory: &std::path::Path) -> Profile {
+    let profiles = common::repo_root().join("profiles");
+    let text = std::fs::read_to_string(profiles.join("demo-mbed-bootloader.toml")).unwrap();
+    let text = common::absolutize_profile_paths(&text, &profiles);
+    assert!(text.contains("[lock]\nenabled = true"), "the profile's [lock] changed shape; update this test");
+    let text = text.replace("[lock]\nenabled = true", "[lock]\nenabled = false");
+    Profile::load(&common::write_profile(directory, "unlocked.toml", &text)).unwrap()
+}
+
+fn station(profile: Profile) -> Station {
+    let directory = tempfile::tempdir().unwrap();
+    let ledger = Ledger::open(&directory.path().join("ledger.db")).unwrap();
+    let events = Arc::new(RecordedEvents::default());
+    let context = Arc::new(StationContext {
+        self_test: Arc::new(SelfTestMaterial::prepare(&profile).unwrap()),
+        profile: Arc::new(profile),
+        ledger,
+        station_name: "test-station".to_string(),
+        operator: "tester".to_string(),
+        events: events.clone(),
+        cancel: CancelToken::default(),
+        labels: Default::default(),
+    });
+    Station { context, events, directory }
+}
+
+fn sim_target(profile: &Profile, uid_byte: u8, faults: FaultPlan) -> SimTarget {
+    let device = SimDevice::new(&profile.memory, vec![uid_byte; 12]).with_hardware(profile.device_hardware);
+    SimTarget::new(device, &profile.chip_name, "sim-test", SimTiming::default(), faults)
+}
+
+fn header_address(profile: &Profile) -> u64 {
+    profile.device_hardware.bootloader.application_header_address().expect("an mbed-bootloader profile")
+}
+
+/// Resets the device with a fresh mailbox request and returns what it left: a report or a
+/// boot refusal, and the console lines.
+fn boot(
+    target: &mut SimTarget,
+    profile: &Profile,
+    nonce: u32,
+) -> (Option<SelfTestReport>, Option<BootRefusal>, Vec<String>) {
+    let mailbox = profile.memory.mailbox.address;
+    target.write_ram(mailbox, &MailboxRequest { nonce }.encode_mailbox()).unwrap();
+    let _ = target.take_console_lines();
+    target.reset_and_run().unwrap();
+    let mut bytes = vec![0u8; contract::MAILBOX_SIZE_BYTES];
+    target.read_memory(mailbox, &mut bytes).unwrap();
+    let lines = target.take_console_lines().unwrap();
+    (SelfTestReport::decode_mailbox(&bytes), BootRefusal::decode_mailbox(&bytes), lines)
+}
+
+#[test]
+fn the_station_writes_the_active_header_and_the_device_boots_through_it() {
+    let profile = mbed_profile();
+    let station = station(profile.clone());
+    let mut target = sim_target(&profile, 0x51, FaultPlan::default());
+    let outcome = provision_unit(&station.context, &mut target, 0, 1);
+    assert_eq!(outcome.result, UnitResult::Pass, "{outcome:?}");
+
+    // The device installed the self-test payload and wrote its header: the header now
+    // describes the payload (size, SHA-256, version 1.0.1 as a v1 timestamp).
+    let device = target.device();
+    let header = mbed_header::decode_internal_header(
+        device.flash_bytes(header_address(&profile), mbed_header::INTERNAL_HEADER_SIZE_BYTES),
+    )
+    .expect("a valid header after the self-test");
+    let payload = &station.context.self_test.payload;
+    assert_eq!(header.size, payload.len() as u64);
+    assert_eq!(header.sha256, station.context.self_test.payload_sha256);
+    assert_eq!(
+        header.version,
+        imprint::profile::header_firmware_version(station.context.self_test.payload_version)
+    );
+
+    // The program-application step recorded the header it wrote for the factory application.
+    let events = station.events.0.lock().unwrap();
+    let written = events
+        .iter()
+        .find_map(|event| match &event.kind {
+            imprint::station::EventKind::StepFinished { step, detail, .. }
+                if *step == "program-application" =>
+            {
+                Some(detail["mbed_application_header"].clone())
+            }
+            _ => None,
+        })
+        .expect("program-application finished");
+    assert_eq!(written["address"], header_address(&profile));
+    let factory_firmware =
+        imprint::profile::application_firmware_bytes(&profile.application_image, &profile.memory.application);
+    assert_eq!(written["firmware_size"], factory_firmware.len() as u64);
+    drop(events);
+    drop(station.directory);
+}
+
+#[test]
+fn a_flipped_header_bit_makes_the_bootloader_refuse_with_its_reason() {
+    let directory = tempfile::tempdir().unwrap();
+    let profile = unlocked_mbed_profile(directory.path());
+    let station = station(profile.clone());
+    let mut target = sim_target(&profile, 0x52, FaultPlan::default());
+    assert_eq!(provision_unit(&station.context, &mut target, 0, 1).result, UnitResult::Pass);
+    let mut device = target.into_device();
+    let address = header_address(&profile);
+    let target_for = |device: SimDevice| {
+        SimTarget::new(device, &profile.chip_name, "sim", SimTiming::default(), FaultPlan::default())
+    };
+
+    let (report, refusal, _) = boot(&mut target_for(device.clone()), &profile, 0x1111);
+    assert_eq!(refusal, None);
+    assert_eq!(report.expect("the intact unit boots").update_status, UpdateStatus::NoCandidate);
+
+    // Every part of the header matters: one bit anywhere in it and the device boots nothing.
+    for offset in [0u64, 5, 12, 20, 60, 90, 100, 109] {
+        let mut tampered = device.clone();
+        tampered.flip_flash_bit(address + offset, 3);
+        let (report, refusal, lines) = boot(&mut target_for(tampered), &profile, 0x2222);
+        assert_eq!(report, None, "byte {offset}: no application ran");
+        assert_eq!(
+            refusal,
+            Some(BootRefusal { nonce: 0x2222, reason: BootRefusalReason::ApplicationHeaderInvalid }),
+            "byte {offset}"
+        );
+        assert!(
+            lines.iter().any(|line| line.starts_with("IMPRINT-BOOT-REFUSED nonce=00002222 reason=0x20")),
+            "{lines:?}"
+        );
+    }
+
+    // A valid header over an application that changed: the hash no longer matches.
+    device.flip_flash_bit(profile.memory.application.address + 16, 0);
+    let (report, refusal, _) = boot(&mut target_for(device), &profile, 0x3333);
+    assert_eq!(report, None);
+    assert_eq!(refusal.map(|refusal| refusal.reason), Some(BootRefusalReason::ApplicationHeaderMismatch));
+}
+
+#[test]
+fn the_station_names_the_bootloaders_refusal_when_the_header_is_disturbed_after_verification() {
+    let profile = mbed_profile();
+    let station = station(profile.clone());
+    // The first reset installs the self-test update (and the bootloader writes a fresh header);
+    // the second, for the first forged candidate, installs nothing and must check the header.
+    let faults =
+        FaultPlan { flip_bit_before_reset: Some((2, header_address(&profile) + 30)), ..Default::default() };
+    let mut target = sim_target(&profile, 0x53, faults);
+    let outcome = provision_unit(&station.context, &mut target, 0, 1);
+    assert_eq!(outcome.result, UnitResult::Fail);
+    assert_eq!(outcome.failing_step, Some("negative-self-test"));
+    let reason = outcome.reason.unwrap();
+    assert!(
+        reason.contains("bootloader refused to boot the application: application-header-invalid (0x20)"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn a_header_bit_flipped_while_programming_fails_verify_flash() {
+    let profile = mbed_profile();
+    let station = station(profile.clone());
+    let faults = FaultPlan { flip_bit_at_address: Some(header_address(&profile) + 8), ..Default::default() };
+    let mut target = sim_target(&profile, 0x54, faults);
+    let outcome = provision_unit(&station.context, &mut target, 0, 1);
+    assert_eq!(outcome.failing_step, Some("verify-flash"), "{outcome:?}");
+}
