@@ -177,10 +177,11 @@ fn a_flipped_header_bit_makes_the_bootloader_refuse_with_its_reason() {
 fn the_station_names_the_bootloaders_refusal_when_the_header_is_disturbed_after_verification() {
     let profile = mbed_profile();
     let station = station(profile.clone());
-    // The first reset installs the self-test update (and the bootloader writes a fresh header);
-    // the second, for the first forged candidate, installs nothing and must check the header.
+    // Reset 1 answers the root-of-trust injection, reset 2 installs the self-test update (and
+    // the bootloader writes a fresh header); reset 3, for the first forged candidate, installs
+    // nothing and must check the header.
     let faults =
-        FaultPlan { flip_bit_before_reset: Some((2, header_address(&profile) + 30)), ..Default::default() };
+        FaultPlan { flip_bit_before_reset: Some((3, header_address(&profile) + 30)), ..Default::default() };
     let mut target = sim_target(&profile, 0x53, faults);
     let outcome = provision_unit(&station.context, &mut target, 0, 1);
     assert_eq!(outcome.result, UnitResult::Fail);
@@ -200,4 +201,157 @@ fn a_header_bit_flipped_while_programming_fails_verify_flash() {
     let mut target = sim_target(&profile, 0x54, faults);
     let outcome = provision_unit(&station.context, &mut target, 0, 1);
     assert_eq!(outcome.failing_step, Some("verify-flash"), "{outcome:?}");
+}
+
+// --- Root of trust and entropy injection -------------------------------------------------
+
+fn step_detail(station: &Station, step_name: &str) -> Option<serde_json::Value> {
+    station.events.0.lock().unwrap().iter().rev().find_map(|event| match &event.kind {
+        imprint::station::EventKind::StepFinished { step, detail, .. } if *step == step_name => {
+            Some(detail.clone())
+        }
+        _ => None,
+    })
+}
+
+/// Every form the root of trust could take in text or bytes: raw, hex (both cases), and the
+/// hex of each half (a message that cut it would still leak it).
+fn leaks_of(root_of_trust: &[u8; 16]) -> Vec<Vec<u8>> {
+    let hex = hex::encode(root_of_trust);
+    vec![
+        root_of_trust.to_vec(),
+        hex.clone().into_bytes(),
+        hex.to_uppercase().into_bytes(),
+        hex.as_bytes()[..16].to_vec(),
+        hex.as_bytes()[16..].to_vec(),
+        format!("{:?}", root_of_trust).into_bytes(),
+    ]
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|window| window == needle)
+}
+
+#[test]
+fn the_root_of_trust_goes_into_the_device_and_nowhere_else() {
+    let profile = mbed_profile();
+    let station = station(profile.clone());
+    let mut target = sim_target(&profile, 0x61, FaultPlan::default());
+    let outcome = provision_unit(&station.context, &mut target, 0, 1);
+    assert_eq!(outcome.result, UnitResult::Pass, "{outcome:?}");
+    let device = target.device();
+    let root_of_trust =
+        *device.injected_root_of_trust().expect("the station injected a root of trust").expose_bytes();
+    assert!(device.has_entropy());
+
+    let detail = step_detail(&station, "inject-root-of-trust").expect("the step ran");
+    assert_eq!(detail["root_of_trust"], "yes");
+    assert_eq!(detail["entropy"], "yes");
+    let commitment =
+        hex::encode(contract::root_of_trust_commitment(&mbed_header::RootOfTrust::new(root_of_trust)));
+    assert_eq!(detail["root_of_trust_commitment_sha256"], commitment.as_str());
+
+    // The events, as the JSON stream would carry them.
+    let events: Vec<u8> = station
+        .events
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .flat_map(|event| serde_json::to_vec(event).unwrap())
+        .collect();
+    // The ledger's files and every export format.
+    let db = station.directory.path().join("ledger.db");
+    let mut places: Vec<(String, Vec<u8>)> = vec![("events".to_string(), events)];
+    for format in ["csv", "json", "jsonl"] {
+        let output = station.directory.path().join(format!("export.{format}"));
+        let status = common::imprint()
+            .args(["log", "export", "--db"])
+            .arg(&db)
+            .args(["--format", format, "-o"])
+            .arg(&output)
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let bytes = std::fs::read(&output).unwrap();
+        assert!(contains(&bytes, commitment.as_bytes()), "the {format} export records the commitment");
+        places.push((format!("{format} export"), bytes));
+    }
+    drop(station.context);
+    for entry in std::fs::read_dir(station.directory.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().unwrap().to_string_lossy().starts_with("ledger.db") {
+            places.push((path.display().to_string(), std::fs::read(&path).unwrap()));
+        }
+    }
+    for (place, bytes) in &places {
+        for leak in leaks_of(&root_of_trust) {
+            assert!(!contains(bytes, &leak), "{place} holds the root of trust ({} bytes form)", leak.len());
+        }
+    }
+}
+
+fn station_sharing_ledger(other: &Station, profile: Profile) -> Station {
+    let directory = tempfile::tempdir().unwrap();
+    let events = Arc::new(RecordedEvents::default());
+    let context = Arc::new(StationContext {
+        self_test: Arc::new(SelfTestMaterial::prepare(&profile).unwrap()),
+        profile: Arc::new(profile),
+        ledger: other.context.ledger.clone(),
+        station_name: "test-station".to_string(),
+        operator: "tester".to_string(),
+        events: events.clone(),
+        cancel: CancelToken::default(),
+        labels: Default::default(),
+    });
+    Station { context, events, directory }
+}
+
+#[test]
+fn a_second_injection_is_refused_by_the_device_and_rework_keeps_the_first() {
+    let directory = tempfile::tempdir().unwrap();
+    let profile = unlocked_mbed_profile(directory.path());
+    let first_station = station(profile.clone());
+    let mut target = sim_target(&profile, 0x62, FaultPlan::default());
+    assert_eq!(provision_unit(&first_station.context, &mut target, 0, 1).result, UnitResult::Pass);
+    let first = target.device().root_of_trust_commitment().unwrap();
+    let device = target.into_device();
+    let target_for = |device: SimDevice| {
+        SimTarget::new(device, &profile.chip_name, "sim", SimTiming::default(), FaultPlan::default())
+    };
+
+    // Rework of the same chip on the same ledger: the device refuses the second write and keeps
+    // the first; the station reports it and passes.
+    let rework_station = station_sharing_ledger(&first_station, profile.clone());
+    let mut again = target_for(device.clone());
+    let outcome = provision_unit(&rework_station.context, &mut again, 0, 2);
+    assert_eq!(outcome.result, UnitResult::Pass, "{outcome:?}");
+    let detail = step_detail(&rework_station, "inject-root-of-trust").unwrap();
+    assert_eq!(detail["root_of_trust"], "kept");
+    assert!(detail["reason"].as_str().unwrap().contains("already-injected"), "{detail}");
+    assert_eq!(
+        again.device().root_of_trust_commitment().unwrap(),
+        first,
+        "the root of trust was not rewritten"
+    );
+
+    // A chip a fresh ledger has never seen that already holds a root of trust: refused, reported.
+    let stranger_station = station(profile.clone());
+    let mut stranger = target_for(device);
+    let outcome = provision_unit(&stranger_station.context, &mut stranger, 0, 1);
+    assert_eq!(outcome.failing_step, Some("inject-root-of-trust"), "{outcome:?}");
+    assert!(outcome.reason.unwrap().contains("already holds a root of trust"));
+    assert_eq!(stranger.device().root_of_trust_commitment().unwrap(), first);
+}
+
+#[test]
+fn a_refused_boot_during_a_mailbox_command_is_named_too() {
+    let profile = mbed_profile();
+    let station = station(profile.clone());
+    let faults =
+        FaultPlan { flip_bit_before_reset: Some((1, header_address(&profile) + 2)), ..Default::default() };
+    let mut target = sim_target(&profile, 0x55, faults);
+    let outcome = provision_unit(&station.context, &mut target, 0, 1);
+    assert_eq!(outcome.failing_step, Some("inject-root-of-trust"), "{outcome:?}");
+    assert!(outcome.reason.unwrap().contains("application-header-invalid (0x20)"));
 }

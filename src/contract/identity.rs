@@ -55,6 +55,13 @@ pub enum IdentityCommand {
         /// Fresh random bytes from the station.
         challenge: [u8; IDENTITY_CHALLENGE_SIZE_BYTES],
     },
+    /// Keep a root of trust and/or entropy in write-once storage (section 8, `secrets.rs`).
+    InjectRootOfTrust {
+        /// The 16-byte root of trust, for a chip without a hardware one.
+        root_of_trust: Option<crate::mbed_header::RootOfTrust>,
+        /// 48 bytes of entropy, for a chip without a TRNG.
+        entropy: Option<InjectedEntropy>,
+    },
 }
 
 impl IdentityCommand {
@@ -63,6 +70,7 @@ impl IdentityCommand {
         match self {
             IdentityCommand::MakeKeyAndCsr { .. } => COMMAND_MAKE_KEY_AND_CSR,
             IdentityCommand::SignChallenge { .. } => COMMAND_SIGN_CHALLENGE,
+            IdentityCommand::InjectRootOfTrust { .. } => COMMAND_INJECT_ROOT_OF_TRUST,
         }
     }
 
@@ -71,6 +79,7 @@ impl IdentityCommand {
         match self {
             IdentityCommand::MakeKeyAndCsr { .. } => "make-key-and-csr",
             IdentityCommand::SignChallenge { .. } => "sign-challenge",
+            IdentityCommand::InjectRootOfTrust { .. } => "inject-root-of-trust",
         }
     }
 }
@@ -104,6 +113,9 @@ impl IdentityMailboxRequest {
             }
             IdentityCommand::SignChallenge { challenge } => {
                 parameters[..IDENTITY_CHALLENGE_SIZE_BYTES].copy_from_slice(challenge);
+            }
+            IdentityCommand::InjectRootOfTrust { root_of_trust, entropy } => {
+                encode_injection_parameters(parameters, root_of_trust.as_ref(), entropy.as_ref());
             }
         }
         bytes
@@ -142,6 +154,10 @@ impl IdentityMailboxRequest {
                 challenge.copy_from_slice(&parameters[..IDENTITY_CHALLENGE_SIZE_BYTES]);
                 IdentityCommand::SignChallenge { challenge }
             }
+            COMMAND_INJECT_ROOT_OF_TRUST => match decode_injection_parameters(parameters) {
+                Some(command) => command,
+                None => return refuse(IdentityStatus::BadParameters),
+            },
             _ => return refuse(IdentityStatus::UnsupportedCommand),
         };
         Some(Ok(IdentityMailboxRequest { nonce, command }))
@@ -165,17 +181,20 @@ pub enum IdentityStatus {
     NoKey = 4,
     /// The device could not store its new private key.
     KeyStorageFailed = 5,
+    /// The write-once storage already holds a root of trust or entropy: nothing was written.
+    AlreadyInjected = 6,
 }
 
 impl IdentityStatus {
     /// Every status, for decoding.
-    pub const ALL: [IdentityStatus; 6] = [
+    pub const ALL: [IdentityStatus; 7] = [
         Self::Done,
         Self::UnsupportedCommand,
         Self::BadParameters,
         Self::NoEntropy,
         Self::NoKey,
         Self::KeyStorageFailed,
+        Self::AlreadyInjected,
     ];
 
     /// The numeric code in the response.
@@ -197,6 +216,9 @@ impl IdentityStatus {
             Self::NoEntropy => "the device has no entropy source to make a key with",
             Self::NoKey => "the device has no identity key",
             Self::KeyStorageFailed => "the device could not store its new private key",
+            Self::AlreadyInjected => {
+                "the device's write-once storage already holds a root of trust or entropy (a second write is refused)"
+            }
         }
     }
 }

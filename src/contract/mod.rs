@@ -20,6 +20,7 @@
 mod boot;
 mod identity;
 mod mailbox;
+mod secrets;
 
 use std::time::SystemTime;
 
@@ -32,6 +33,7 @@ use crate::trust::Certificate;
 pub use boot::*;
 pub use identity::*;
 pub use mailbox::*;
+pub use secrets::*;
 
 /// Magic of a staged candidate ("IMPC").
 pub const CANDIDATE_MAGIC: [u8; 4] = *b"IMPC";

@@ -28,6 +28,7 @@ use crate::store::{ConfigStore, keys};
 use crate::trust::{self, Signer, SoftwareSigner};
 
 use super::flash::NorFlash;
+use super::sotp::SotpArea;
 
 /// One virtual unit: everything that survives a power cycle (flash, unique ID, lock state)
 /// plus RAM and the power/fault bookkeeping.
@@ -53,6 +54,8 @@ pub struct SimDevice {
     pub(super) identity_faults: IdentityFaults,
     /// The profile's bootloader kind, root of trust and TRNG (`bootloader.rs`).
     pub(super) hardware: DeviceHardware,
+    /// The write-once area: injected root of trust and entropy (`sotp.rs`).
+    pub(super) sotp: SotpArea,
 }
 
 /// How the device's identity commands misbehave (all off by default).
@@ -96,6 +99,7 @@ impl SimDevice {
             modeled_busy: Duration::ZERO,
             identity_faults: IdentityFaults::default(),
             hardware: DeviceHardware::default(),
+            sotp: SotpArea::default(),
         }
     }
 
@@ -221,6 +225,7 @@ impl SimDevice {
     pub(super) fn mass_erase(&mut self) -> Result<(), TargetError> {
         self.require_power()?;
         self.flash.erase_all();
+        self.wipe_sotp();
         self.is_locked = false;
         Ok(())
     }
@@ -283,7 +288,7 @@ impl SimDevice {
     fn identity_command(&mut self, command: &IdentityCommand) -> Result<Vec<u8>, IdentityFailure> {
         match command {
             IdentityCommand::MakeKeyAndCsr { subject_common_name } => {
-                if self.identity_faults.no_entropy_source {
+                if self.identity_faults.no_entropy_source || !self.has_entropy() {
                     return Err(IdentityFailure::Status(IdentityStatus::NoEntropy));
                 }
                 let key = trust::generate_device_key()
@@ -308,6 +313,9 @@ impl SimDevice {
                 let signature =
                     key.sign_digest(&digest).map_err(|_| IdentityFailure::Status(IdentityStatus::NoKey))?;
                 Ok(signature.to_bytes().to_vec())
+            }
+            IdentityCommand::InjectRootOfTrust { root_of_trust, entropy } => {
+                self.inject_secrets(root_of_trust, entropy).map_err(IdentityFailure::Status)
             }
         }
     }

@@ -11,6 +11,7 @@
 mod bootloader;
 mod device;
 mod flash;
+mod sotp;
 
 use std::time::Duration;
 

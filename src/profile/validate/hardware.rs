@@ -6,6 +6,7 @@ use super::super::MemoryMap;
 use super::super::hardware::{BootloaderKind, DeviceHardware};
 use super::super::raw::RawProfile;
 use super::Checker;
+use crate::contract::IDENTITY_MAILBOX_SIZE_BYTES;
 use crate::image::FirmwareImage;
 use crate::mbed_header::INTERNAL_HEADER_SIZE_BYTES;
 
@@ -20,6 +21,19 @@ pub(super) fn check_device_hardware(
         has_trng: raw.chip.trng.unwrap_or(true),
         ..DeviceHardware::default()
     };
+    if hardware.needs_injection()
+        && raw.fcc.is_none()
+        && let Some(memory) = memory
+        && memory.mailbox.size_bytes < IDENTITY_MAILBOX_SIZE_BYTES as u64
+    {
+        checker.problem(
+            "memory.mailbox.size",
+            format!(
+                "expected at least {IDENTITY_MAILBOX_SIZE_BYTES} bytes: the station injects the root of trust and entropy through the mailbox (chip.hardware_root_of_trust or chip.trng is false), found {}",
+                memory.mailbox.size_bytes
+            ),
+        );
+    }
     let Some(raw_bootloader) = &raw.bootloader else { return hardware };
     match (raw_bootloader.kind.as_str(), raw_bootloader.application_header_address) {
         ("imprint", None) => {}

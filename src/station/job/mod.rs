@@ -24,6 +24,7 @@ mod fcc;
 mod flash;
 mod identity;
 mod lock;
+mod rot;
 mod self_test;
 
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -311,6 +312,7 @@ impl<'a> UnitJob<'a> {
                 self.program_image(step, self.profile().application_image.clone())
             }
             StepName::VerifyFlash => self.verify_written(step),
+            StepName::InjectRootOfTrust => self.inject_root_of_trust(),
             StepName::AllocateIdentity => self.allocate_identity(),
             StepName::DeviceKey if self.profile().fcc.is_some() => self.fcc_device_key(),
             StepName::DeviceKey => self.device_key(),

@@ -192,7 +192,7 @@ impl UnitJob<'_> {
 
 /// A bootloader that booted nothing says why (docs/device-contract.md, section 7.3): the step
 /// fails with its reason at once instead of waiting out the report timeout.
-fn refuse_on_boot_refusal(refusal: Option<BootRefusal>, nonce: u32) -> Result<(), StepFailure> {
+pub(super) fn refuse_on_boot_refusal(refusal: Option<BootRefusal>, nonce: u32) -> Result<(), StepFailure> {
     match refusal {
         Some(refusal) if refusal.nonce == nonce => Err(StepFailure(format!(
             "the device's bootloader refused to boot the application: {} ({:#04x}): {}",
