@@ -355,3 +355,142 @@ fn a_refused_boot_during_a_mailbox_command_is_named_too() {
     assert_eq!(outcome.failing_step, Some("inject-root-of-trust"), "{outcome:?}");
     assert!(outcome.reason.unwrap().contains("application-header-invalid (0x20)"));
 }
+
+// --- Candidates on a block device (a simulated SD card) -------------------------------------
+
+fn sd_card_profile() -> Profile {
+    Profile::load(&common::repo_root().join("profiles/demo-sd-card.toml")).unwrap()
+}
+
+fn unlocked_sd_card_profile(directory: &std::path::Path) -> Profile {
+    let profiles = common::repo_root().join("profiles");
+    let text = std::fs::read_to_string(profiles.join("demo-sd-card.toml")).unwrap();
+    let text = common::absolutize_profile_paths(&text, &profiles);
+    assert!(text.contains("[lock]\nenabled = true"), "the profile's [lock] changed shape; update this test");
+    let text = text.replace("[lock]\nenabled = true", "[lock]\nenabled = false");
+    Profile::load(&common::write_profile(directory, "unlocked-sd.toml", &text)).unwrap()
+}
+
+#[test]
+fn candidate_locations_are_laid_out_as_the_block_device_pal_does() {
+    let storage = sd_card_profile().device_hardware.update_storage.expect("an update storage");
+    // 0x1000 rounded up to the 512-byte erase unit, plus i x (0x20_0000 / 2).
+    assert_eq!(storage.location_address(0), 0x1000);
+    assert_eq!(storage.location_address(1), 0x1000 + 0x10_0000);
+    assert_eq!(storage.header_area_bytes(), 512);
+    // A storage address off the erase grid is rounded up; a size that does not divide evenly is
+    // rounded down to whole erase units.
+    let odd =
+        imprint::profile::UpdateStorage { address: 0x1001, size_bytes: 0x3001, locations: 3, ..storage };
+    assert_eq!(odd.location_size_bytes(), 0x1000);
+    assert_eq!(odd.location_address(0), 0x1200);
+    assert_eq!(odd.location_address(2), 0x3200);
+}
+
+#[test]
+fn the_bootloader_installs_the_self_test_update_from_the_sd_card() {
+    let directory = tempfile::tempdir().unwrap();
+    let profile = unlocked_sd_card_profile(directory.path());
+    let station = station(profile.clone());
+    let mut target = sim_target(&profile, 0x71, FaultPlan::default());
+    let outcome = provision_unit(&station.context, &mut target, 0, 1);
+    assert_eq!(outcome.result, UnitResult::Pass, "{outcome:?}");
+    let device = target.device();
+    // The internal candidate region was never used: the update came through the card.
+    let candidate = profile.memory.candidate;
+    assert!(
+        device.flash_bytes(candidate.address, candidate.size_bytes as usize).iter().all(|byte| *byte == 0xFF)
+    );
+    let payload = &station.context.self_test.payload;
+    assert!(device.flash_bytes(profile.memory.application.address, payload.len()) == payload.as_slice());
+    // Installed and discarded: the header area of location 0 is erased, the firmware is still there.
+    let storage = profile.device_hardware.update_storage.unwrap();
+    let location = storage.location_address(0);
+    assert!(device.block_device_bytes(location, 512).unwrap().iter().all(|byte| *byte == 0xFF));
+    assert!(device.block_device_bytes(location + 512, payload.len()).unwrap() == payload.as_slice());
+    // Every forged candidate was refused by the update client before it reached the card.
+    let refused = step_detail(&station, "negative-self-test").unwrap();
+    assert!(!refused["refused"].as_array().unwrap().is_empty(), "{refused}");
+}
+
+/// Runs one unit of the SD-card profile with a bit of the card flipped just before reset 3
+/// (reset 1 answers the root-of-trust injection, reset 2 the store-candidate command, reset 3
+/// is the boot whose bootloader installs from the card) and returns the outcome.
+fn tampered_card_outcome(card_offset_in_location_0: u64, uid_byte: u8) -> imprint::station::UnitOutcome {
+    let profile = sd_card_profile();
+    let station = station(profile.clone());
+    let storage = profile.device_hardware.update_storage.unwrap();
+    let address = storage.location_address(0) + card_offset_in_location_0;
+    let faults = FaultPlan { flip_block_device_bit_before_reset: Some((3, address)), ..Default::default() };
+    let mut target = sim_target(&profile, uid_byte, faults);
+    let outcome = provision_unit(&station.context, &mut target, 0, 1);
+    // A refused candidate leaves the factory application in place.
+    if outcome.result != UnitResult::Pass {
+        let factory = imprint::profile::application_firmware_bytes(
+            &profile.application_image,
+            &profile.memory.application,
+        );
+        let slot = target.device().flash_bytes(profile.memory.application.address, factory.len());
+        assert!(slot == factory.as_slice(), "the application slot changed");
+    }
+    outcome
+}
+
+#[test]
+fn a_tampered_external_header_on_the_card_is_refused_with_its_reason() {
+    // One bit in the checked part of the header (the firmware version, the hash, the HMAC).
+    for (index, offset) in [9u64, 30, 233, 263].into_iter().enumerate() {
+        let outcome = tampered_card_outcome(offset, 0x80 + index as u8);
+        assert_eq!(outcome.failing_step, Some("self-test"), "offset {offset}: {outcome:?}");
+        let reason = outcome.reason.unwrap();
+        assert!(reason.contains("StorageHeaderInvalid (0x30)"), "offset {offset}: {reason}");
+    }
+    // The unchecked half of the HMAC field is ignored, as the hub ignores it.
+    let outcome = tampered_card_outcome(280, 0x90);
+    assert_eq!(outcome.result, UnitResult::Pass, "{outcome:?}");
+    // A firmware byte: the header authenticates but the firmware does not match it.
+    let outcome = tampered_card_outcome(512 + 1000, 0x91);
+    assert!(outcome.reason.unwrap().contains("StorageFirmwareMismatch (0x31)"));
+}
+
+#[test]
+fn rework_clears_every_candidate_location() {
+    let directory = tempfile::tempdir().unwrap();
+    let profile = unlocked_sd_card_profile(directory.path());
+    let first = station(profile.clone());
+    let mut target = sim_target(&profile, 0x72, FaultPlan::default());
+    assert_eq!(provision_unit(&first.context, &mut target, 0, 1).result, UnitResult::Pass);
+    let mut device = target.into_device();
+    // Leave something in every location's header area, as a run cut short could.
+    let storage = profile.device_hardware.update_storage.unwrap();
+    for index in 0..storage.locations {
+        device.flip_block_device_bit(storage.location_address(index) + 17, 2);
+    }
+    let rework = station_sharing_ledger(&first, profile.clone());
+    let mut target =
+        SimTarget::new(device, &profile.chip_name, "sim", SimTiming::default(), FaultPlan::default());
+    assert_eq!(provision_unit(&rework.context, &mut target, 0, 2).result, UnitResult::Pass);
+    for index in 0..storage.locations {
+        let header = target.device().block_device_bytes(storage.location_address(index), 512).unwrap();
+        assert!(header.iter().all(|byte| *byte == 0xFF), "location {index} still holds a header");
+    }
+}
+
+#[test]
+fn a_profile_with_its_candidates_on_an_sd_card_passes_in_imprint_run() {
+    let directory = tempfile::tempdir().unwrap();
+    let db = directory.path().join("ledger.db");
+    common::create_ledger(&db);
+    let profile = common::repo_root().join("profiles/demo-sd-card.toml");
+    let (code, events) =
+        common::run_json_events(&["--profile", profile.to_str().unwrap(), "--sim", "2", "--count", "3"], &db);
+    assert_eq!(code, 0, "{events:?}");
+    let passed =
+        events.iter().filter(|event| event["event"] == "unit-finished" && event["result"] == "pass").count();
+    assert_eq!(passed, 3);
+    let injected = events
+        .iter()
+        .filter(|event| event["event"] == "step-finished" && event["step"] == "inject-root-of-trust")
+        .count();
+    assert_eq!(injected, 3);
+}

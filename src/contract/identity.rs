@@ -55,6 +55,12 @@ pub enum IdentityCommand {
         /// Fresh random bytes from the station.
         challenge: [u8; IDENTITY_CHALLENGE_SIZE_BYTES],
     },
+    /// Check a staged candidate as a download and store it on the update storage (section 9,
+    /// `storage.rs`).
+    StoreCandidate {
+        /// The candidate (section 3.1's layout).
+        candidate: Vec<u8>,
+    },
     /// Keep a root of trust and/or entropy in write-once storage (section 8, `secrets.rs`).
     InjectRootOfTrust {
         /// The 16-byte root of trust, for a chip without a hardware one.
@@ -71,6 +77,7 @@ impl IdentityCommand {
             IdentityCommand::MakeKeyAndCsr { .. } => COMMAND_MAKE_KEY_AND_CSR,
             IdentityCommand::SignChallenge { .. } => COMMAND_SIGN_CHALLENGE,
             IdentityCommand::InjectRootOfTrust { .. } => COMMAND_INJECT_ROOT_OF_TRUST,
+            IdentityCommand::StoreCandidate { .. } => COMMAND_STORE_CANDIDATE,
         }
     }
 
@@ -80,6 +87,7 @@ impl IdentityCommand {
             IdentityCommand::MakeKeyAndCsr { .. } => "make-key-and-csr",
             IdentityCommand::SignChallenge { .. } => "sign-challenge",
             IdentityCommand::InjectRootOfTrust { .. } => "inject-root-of-trust",
+            IdentityCommand::StoreCandidate { .. } => "store-candidate",
         }
     }
 }
@@ -116,6 +124,10 @@ impl IdentityMailboxRequest {
             }
             IdentityCommand::InjectRootOfTrust { root_of_trust, entropy } => {
                 encode_injection_parameters(parameters, root_of_trust.as_ref(), entropy.as_ref());
+            }
+            IdentityCommand::StoreCandidate { candidate } => {
+                encode_store_parameters(parameters, candidate);
+                bytes.extend_from_slice(candidate);
             }
         }
         bytes
@@ -154,6 +166,10 @@ impl IdentityMailboxRequest {
                 challenge.copy_from_slice(&parameters[..IDENTITY_CHALLENGE_SIZE_BYTES]);
                 IdentityCommand::SignChallenge { challenge }
             }
+            COMMAND_STORE_CANDIDATE => match decode_store_request(mailbox, parameters) {
+                Some(command) => command,
+                None => return refuse(IdentityStatus::BadParameters),
+            },
             COMMAND_INJECT_ROOT_OF_TRUST => match decode_injection_parameters(parameters) {
                 Some(command) => command,
                 None => return refuse(IdentityStatus::BadParameters),
@@ -183,11 +199,13 @@ pub enum IdentityStatus {
     KeyStorageFailed = 5,
     /// The write-once storage already holds a root of trust or entropy: nothing was written.
     AlreadyInjected = 6,
+    /// Command 4: the update client refused the candidate; the data is the update status.
+    UpdateRefused = 7,
 }
 
 impl IdentityStatus {
     /// Every status, for decoding.
-    pub const ALL: [IdentityStatus; 7] = [
+    pub const ALL: [IdentityStatus; 8] = [
         Self::Done,
         Self::UnsupportedCommand,
         Self::BadParameters,
@@ -195,6 +213,7 @@ impl IdentityStatus {
         Self::NoKey,
         Self::KeyStorageFailed,
         Self::AlreadyInjected,
+        Self::UpdateRefused,
     ];
 
     /// The numeric code in the response.
@@ -216,6 +235,7 @@ impl IdentityStatus {
             Self::NoEntropy => "the device has no entropy source to make a key with",
             Self::NoKey => "the device has no identity key",
             Self::KeyStorageFailed => "the device could not store its new private key",
+            Self::UpdateRefused => "the device's update client refused the candidate",
             Self::AlreadyInjected => {
                 "the device's write-once storage already holds a root of trust or entropy (a second write is refused)"
             }

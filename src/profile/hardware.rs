@@ -51,6 +51,100 @@ pub struct DeviceHardware {
     pub has_hardware_root_of_trust: bool,
     /// The chip has a true random number generator (`chip.trng`, default true).
     pub has_trng: bool,
+    /// Update candidates on an external block device (`[block_device]` + `[update_storage]`)
+    /// instead of the internal candidate region.
+    pub update_storage: Option<UpdateStorage>,
+}
+
+/// The kind of external block device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockDeviceKind {
+    /// An SD card: blocks are written without an erase first.
+    SdCard,
+    /// SPI NOR flash: programming only over erased bytes.
+    SpiNor,
+}
+
+impl BlockDeviceKind {
+    /// The name in the profile.
+    pub fn name(self) -> &'static str {
+        match self {
+            BlockDeviceKind::SdCard => "sd-card",
+            BlockDeviceKind::SpiNor => "spi-nor",
+        }
+    }
+}
+
+/// An external block device's geometry (`[block_device]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockDeviceGeometry {
+    /// SD card or SPI NOR.
+    pub kind: BlockDeviceKind,
+    /// The program (write) unit.
+    pub block_size_bytes: u64,
+    /// The erase unit (a multiple of the block size).
+    pub erase_size_bytes: u64,
+    /// The whole device.
+    pub size_bytes: u64,
+    /// What erased bytes read as.
+    pub erased_value: u8,
+}
+
+/// Update candidates on the block device (`[update_storage]`), laid out as update-client-hub's
+/// block-device PAL lays them out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpdateStorage {
+    /// The device.
+    pub device: BlockDeviceGeometry,
+    /// The configured storage address (`update-client.storage-address`).
+    pub address: u64,
+    /// The configured storage size (`update-client.storage-size`).
+    pub size_bytes: u64,
+    /// How many candidate locations (`update-client.storage-locations`).
+    pub locations: u64,
+}
+
+impl UpdateStorage {
+    /// The size of each location: storage size / locations, rounded down to the erase size.
+    pub fn location_size_bytes(&self) -> u64 {
+        let erase = self.device.erase_size_bytes.max(1);
+        (self.size_bytes / self.locations.max(1)) / erase * erase
+    }
+
+    /// Where location `index` starts: the storage address rounded up to an erase sector, plus
+    /// `index` location sizes.
+    pub fn location_address(&self, index: u64) -> u64 {
+        self.address.next_multiple_of(self.device.erase_size_bytes.max(1))
+            + index * self.location_size_bytes()
+    }
+
+    /// The bytes the external header occupies at a location's start: 296 rounded up to the
+    /// erase size (the firmware starts after it, on an erase boundary).
+    pub fn header_area_bytes(&self) -> u64 {
+        (mbed_header::EXTERNAL_HEADER_SIZE_BYTES as u64).next_multiple_of(self.device.erase_size_bytes.max(1))
+    }
+
+    /// The largest firmware a location holds.
+    pub fn firmware_capacity_bytes(&self) -> u64 {
+        self.location_size_bytes().saturating_sub(self.header_area_bytes())
+    }
+}
+
+/// The application version behind a header firmware version made by [`header_firmware_version`]
+/// (`None` for a plain timestamp).
+pub fn version_from_header_firmware_version(version: u64) -> Option<SemanticVersion> {
+    let zero = SemanticVersion { major: 0, minor: 0, patch: 0 };
+    let mark = header_firmware_version(zero);
+    if version & mark == 0 {
+        return None;
+    }
+    let plain = version & !mark;
+    let candidate = SemanticVersion {
+        major: u32::try_from(plain >> 40).ok()?,
+        minor: u32::try_from((plain >> 16) & 0xFF_FFFF).ok()?,
+        patch: u32::try_from(plain & 0xFFFF).ok()?,
+    };
+    (header_firmware_version(candidate) == version).then_some(candidate)
 }
 
 impl Default for DeviceHardware {
@@ -59,6 +153,7 @@ impl Default for DeviceHardware {
             bootloader: BootloaderKind::Imprint,
             has_hardware_root_of_trust: true,
             has_trng: true,
+            update_storage: None,
         }
     }
 }

@@ -25,8 +25,9 @@ use crate::manifest::SemanticVersion;
 use crate::trust::{Certificate, KeySource, KeySourceError, Signer};
 
 pub use hardware::{
-    BootloaderKind, DeviceHardware, application_firmware_bytes, application_header, firmware_details,
-    header_firmware_version,
+    BlockDeviceGeometry, BlockDeviceKind, BootloaderKind, DeviceHardware, UpdateStorage,
+    application_firmware_bytes, application_header, firmware_details, header_firmware_version,
+    version_from_header_firmware_version,
 };
 pub use validate::{ProfileError, ProfileProblem};
 

@@ -30,6 +30,37 @@ pub struct RawProfile {
     pub fcc: Option<RawFcc>,
     #[serde(default)]
     pub bootloader: Option<RawBootloader>,
+    #[serde(default)]
+    pub block_device: Option<RawBlockDevice>,
+    #[serde(default)]
+    pub update_storage: Option<RawUpdateStorage>,
+}
+
+/// `[block_device]`: an external block device (SD card or SPI NOR) only the device reaches.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBlockDevice {
+    /// `sd-card` or `spi-nor`.
+    pub kind: String,
+    pub block_size: u64,
+    pub erase_size: u64,
+    pub size: u64,
+    #[serde(default = "default_erased_value")]
+    pub erased_value: u8,
+}
+
+/// `[update_storage]`: where update candidates go on the block device.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpdateStorage {
+    pub address: u64,
+    pub size: u64,
+    #[serde(default = "default_storage_locations")]
+    pub locations: u64,
+}
+
+fn default_storage_locations() -> u64 {
+    1
 }
 
 /// `[bootloader]`: which bootloader the device runs and what it needs from the station.

@@ -20,6 +20,7 @@ impl SimDevice {
     /// Gives the unit the profile's hardware (its bootloader kind, root of trust, TRNG).
     pub fn with_hardware(mut self, hardware: DeviceHardware) -> SimDevice {
         self.hardware = hardware;
+        self.block_device = hardware.update_storage.map(super::block_device::BlockDevice::erased);
         self
     }
 

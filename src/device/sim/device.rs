@@ -27,6 +27,7 @@ use crate::profile::{DeviceHardware, FlashRegion, MemoryMap, SimTiming};
 use crate::store::{ConfigStore, keys};
 use crate::trust::{self, Signer, SoftwareSigner};
 
+use super::block_device::BlockDevice;
 use super::flash::NorFlash;
 use super::sotp::SotpArea;
 
@@ -56,6 +57,8 @@ pub struct SimDevice {
     pub(super) hardware: DeviceHardware,
     /// The write-once area: injected root of trust and entropy (`sotp.rs`).
     pub(super) sotp: SotpArea,
+    /// The external block device holding update candidates, if the profile has one.
+    pub(super) block_device: Option<BlockDevice>,
 }
 
 /// How the device's identity commands misbehave (all off by default).
@@ -75,6 +78,8 @@ const DEVICE_KEY_RECORD_SIZE_BYTES: usize = 8 + trust::DEVICE_KEY_SCALAR_SIZE_BY
 enum IdentityFailure {
     /// Refused, with the status to report.
     Status(IdentityStatus),
+    /// Refused, with the status and data to report.
+    Answer(IdentityStatus, Vec<u8>),
     /// Power failed during a flash operation: no response.
     PowerLost,
 }
@@ -100,6 +105,7 @@ impl SimDevice {
             identity_faults: IdentityFaults::default(),
             hardware: DeviceHardware::default(),
             sotp: SotpArea::default(),
+            block_device: None,
         }
     }
 
@@ -161,7 +167,7 @@ impl SimDevice {
 
     /// Counts one flash operation; returns `true` when this operation is the one the power
     /// cut interrupts (it is then applied torn, and the device is off afterwards).
-    fn begin_flash_operation(&mut self) -> Result<bool, TargetError> {
+    pub(super) fn begin_flash_operation(&mut self) -> Result<bool, TargetError> {
         self.require_power()?;
         if let Some(limit) = self.power_cut_after_operations
             && self.flash_operation_count >= limit
@@ -272,6 +278,7 @@ impl SimDevice {
                 let (status, data) = match self.identity_command(&request.command) {
                     Ok(data) => (IdentityStatus::Done, data),
                     Err(IdentityFailure::Status(status)) => (status, Vec::new()),
+                    Err(IdentityFailure::Answer(status, data)) => (status, data),
                     // Power failed while storing the key: nothing more happens.
                     Err(IdentityFailure::PowerLost) => return,
                 };
@@ -313,6 +320,12 @@ impl SimDevice {
                 let signature =
                     key.sign_digest(&digest).map_err(|_| IdentityFailure::Status(IdentityStatus::NoKey))?;
                 Ok(signature.to_bytes().to_vec())
+            }
+            IdentityCommand::StoreCandidate { candidate } => {
+                self.store_candidate(candidate).map_err(|answer| match answer {
+                    Some((status, data)) => IdentityFailure::Answer(status, data),
+                    None => IdentityFailure::PowerLost,
+                })
             }
             IdentityCommand::InjectRootOfTrust { root_of_trust, entropy } => {
                 self.inject_secrets(root_of_trust, entropy).map_err(IdentityFailure::Status)
@@ -372,12 +385,12 @@ impl SimDevice {
         self.flash.slice(region.address, length).iter().all(|byte| *byte == region.erased_value)
     }
 
-    fn store_region(&self) -> &[u8] {
+    pub(super) fn store_region(&self) -> &[u8] {
         let layout = self.memory.store_layout();
         self.flash.slice(self.memory.config.address, layout.capacity_bytes)
     }
 
-    fn installed_version(&self) -> Option<SemanticVersion> {
+    pub(super) fn installed_version(&self) -> Option<SemanticVersion> {
         let boot_state_bytes =
             self.flash.slice(self.memory.boot_state_address(), contract::BOOT_STATE_SIZE_BYTES);
         if let Some(boot_state) = BootState::decode(boot_state_bytes) {
@@ -388,6 +401,9 @@ impl SimDevice {
     }
 
     fn run_update_client(&mut self) -> Result<UpdateStatus, TargetError> {
+        if let Some(storage) = self.hardware.update_storage {
+            return self.run_storage_update_client(storage);
+        }
         let candidate = self.memory.candidate;
         let verdict = contract::evaluate_candidate(&UpdateClientInputs {
             store_region: self.store_region(),
@@ -417,12 +433,22 @@ impl SimDevice {
         payload_range: std::ops::Range<usize>,
         boot_state: &BootState,
     ) -> Result<(), TargetError> {
-        let application = self.memory.application;
         let candidate_address = self.memory.candidate.address;
         let payload =
             self.flash.slice(candidate_address + payload_range.start as u64, payload_range.len()).to_vec();
+        self.install_payload(&payload, boot_state)
+    }
+
+    /// Installs `payload` (section 3.4): the application sectors, the mbed-bootloader header
+    /// when there is one, the boot-state record.
+    pub(super) fn install_payload(
+        &mut self,
+        payload: &[u8],
+        boot_state: &BootState,
+    ) -> Result<(), TargetError> {
+        let application = self.memory.application;
         let padded = contract::pad_to_alignment(
-            &payload,
+            payload,
             application.write_alignment_bytes as usize,
             application.erased_value,
         );

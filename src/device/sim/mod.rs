@@ -8,6 +8,7 @@
 //! operations take the time real probes and flash take, and a [`FaultPlan`] injects the
 //! failures of a real line (power cuts, lost probes, unreadable IDs, flipped bits).
 
+mod block_device;
 mod bootloader;
 mod device;
 mod flash;
@@ -57,6 +58,9 @@ pub struct FaultPlan {
     /// `(n, address)`: one bit at `address` flips just before the `n`-th reset the station asks
     /// for (1-based): a cell disturbed, or tampered with, after the station verified it.
     pub flip_bit_before_reset: Option<(u32, u64)>,
+    /// `(n, address)`: one bit at `address` of the block device flips just before the `n`-th
+    /// reset (the card tampered with in a reader between two boots).
+    pub flip_block_device_bit_before_reset: Option<(u32, u64)>,
 }
 
 /// How fast the simulated chip computes a CRC over its own flash (timing model only).
@@ -243,6 +247,11 @@ impl Target for SimTarget {
             && reset == self.resets_asked
         {
             self.device.flip_flash_bit(address, 0);
+        }
+        if let Some((reset, address)) = self.faults.flip_block_device_bit_before_reset
+            && reset == self.resets_asked
+        {
+            self.device.flip_block_device_bit(address, 0);
         }
         self.device.boot();
         self.device.require_power()

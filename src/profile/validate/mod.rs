@@ -15,7 +15,7 @@ mod keys;
 use chip::{check_id_register, check_lock_recipe, check_target_description};
 use device_identity::check_device_identity;
 use fcc::check_fcc;
-use hardware::check_device_hardware;
+use hardware::{check_device_hardware, check_update_storage};
 use keys::check_trust;
 
 use super::raw::{RawFlashRegion, RawImage, RawProfile, RawSpan};
@@ -193,7 +193,15 @@ fn validate(raw: RawProfile, base: &Path, checker: &mut Checker, file_sha256: [u
     let default_fixture = check_default_fixture(&raw, checker);
     let fcc = raw.fcc.as_ref().map(|raw_fcc| check_fcc(&raw, raw_fcc, base, checker));
 
-    let device_hardware = check_device_hardware(&raw, checker, memory.as_ref(), bootloader_image.as_ref());
+    let mut device_hardware =
+        check_device_hardware(&raw, checker, memory.as_ref(), bootloader_image.as_ref());
+    device_hardware.update_storage = check_update_storage(
+        &raw,
+        checker,
+        &device_hardware,
+        memory.as_ref(),
+        self_test.as_ref().map(|settings| &settings.payload),
+    );
 
     let (update_certificate, signer, delegate_certificate) = trust?;
     Some(Profile {

@@ -26,6 +26,7 @@ mod identity;
 mod lock;
 mod rot;
 mod self_test;
+mod update_storage;
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};

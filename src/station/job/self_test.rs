@@ -21,6 +21,9 @@ impl UnitJob<'_> {
         step: StepName,
         candidate: &StagedCandidate,
     ) -> Result<SelfTestReport, StepFailure> {
+        if self.profile().device_hardware.update_storage.is_some() {
+            return self.stage_on_update_storage(step, candidate);
+        }
         let candidate_region = self.profile().memory.candidate;
         let padded = contract::pad_to_alignment(
             &candidate.candidate_bytes,
@@ -41,7 +44,7 @@ impl UnitJob<'_> {
         self.wait_for_report(request.nonce)
     }
 
-    fn wait_for_report(&mut self, nonce: u32) -> Result<SelfTestReport, StepFailure> {
+    pub(super) fn wait_for_report(&mut self, nonce: u32) -> Result<SelfTestReport, StepFailure> {
         let timeout_ms = self.profile().self_test.report_timeout_ms;
         let deadline = Instant::now() + Duration::from_millis(timeout_ms);
         let mailbox = self.profile().memory.mailbox;
