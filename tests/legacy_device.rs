@@ -494,3 +494,86 @@ fn a_profile_with_its_candidates_on_an_sd_card_passes_in_imprint_run() {
         .count();
     assert_eq!(injected, 3);
 }
+
+// --- The device's own code as the judge -------------------------------------------------------
+
+/// The SD-card profile without the lock and the self-tests: after the station is done the test
+/// hands the device a candidate itself and looks at what the update client wrote.
+fn sd_card_profile_without_self_test(directory: &std::path::Path) -> Profile {
+    let profiles = common::repo_root().join("profiles");
+    let text = std::fs::read_to_string(profiles.join("demo-sd-card.toml")).unwrap();
+    let mut text = common::absolutize_profile_paths(&text, &profiles);
+    assert!(
+        text.contains("[lock]\nenabled = true") && !text.contains("[steps]"),
+        "the profile changed shape"
+    );
+    text = text.replace("[lock]\nenabled = true", "[lock]\nenabled = false");
+    text.push_str("\n[steps]\nskip = [\"self-test\", \"negative-self-test\"]\n");
+    Profile::load(&common::write_profile(directory, "sd-no-self-test.toml", &text)).unwrap()
+}
+
+#[test]
+fn the_headers_written_for_mbed_bootloader_parse_in_update_client_hubs_own_code() {
+    let directory = tempfile::tempdir().unwrap();
+
+    // The active header the station writes for the factory application.
+    let profile = mbed_profile();
+    let station_header = imprint::profile::application_header(
+        &profile.application_image,
+        &profile.memory.application,
+        profile.application_version,
+    );
+    let path = directory.path().join("station-internal.bin");
+    std::fs::write(&path, station_header).unwrap();
+    let verdict = common::uchub::parse_internal_header(&path);
+    let factory =
+        imprint::profile::application_firmware_bytes(&profile.application_image, &profile.memory.application);
+    assert!(verdict.accepted, "{verdict:?}");
+    assert!(verdict.line.contains(&format!("size={}", factory.len())), "{verdict:?}");
+
+    // The external header the device's update client writes on its SD card, keyed from the root
+    // of trust the station injected.
+    let profile = sd_card_profile_without_self_test(directory.path());
+    let station = station(profile.clone());
+    let mut target = sim_target(&profile, 0x73, FaultPlan::default());
+    assert_eq!(provision_unit(&station.context, &mut target, 0, 1).result, UnitResult::Pass);
+    let request = contract::IdentityMailboxRequest {
+        nonce: 0x0bad_cafe,
+        command: contract::IdentityCommand::StoreCandidate {
+            candidate: station.context.self_test.signed.candidate_bytes.clone(),
+        },
+    };
+    target.write_ram(profile.memory.mailbox.address, &request.encode_mailbox()).unwrap();
+    target.reset_and_run().unwrap();
+    let mut mailbox = vec![0u8; contract::IDENTITY_MAILBOX_SIZE_BYTES];
+    target.read_memory(profile.memory.mailbox.address, &mut mailbox).unwrap();
+    let response = contract::IdentityResponse::decode_mailbox(&mailbox).expect("an answer");
+    assert_eq!(response.status, contract::IdentityStatus::Done);
+
+    let storage = profile.device_hardware.update_storage.unwrap();
+    let device = target.device();
+    let header = device
+        .block_device_bytes(storage.location_address(0), mbed_header::EXTERNAL_HEADER_SIZE_BYTES)
+        .unwrap()
+        .to_vec();
+    let root_of_trust = *device.injected_root_of_trust().unwrap().expose_bytes();
+    let path = directory.path().join("device-external.bin");
+    std::fs::write(&path, &header).unwrap();
+    let verdict = common::uchub::parse_external_header(&root_of_trust, &path);
+    let payload = &station.context.self_test.payload;
+    let version = imprint::profile::header_firmware_version(station.context.self_test.payload_version);
+    assert_eq!(
+        verdict.line,
+        format!(
+            "accepted version={version} size={} hash={} campaign={}",
+            payload.len(),
+            hex::encode(station.context.self_test.payload_sha256),
+            hex::encode([0u8; 16])
+        )
+    );
+    // One flipped bit, and the hub's code refuses it as the simulated bootloader does.
+    let mut tampered = header;
+    tampered[100] ^= 0x10;
+    std::fs::write(&path, &tampered).unwrap();
+    assert!(!common::uchub::parse_external_header(&root_of_trust, &path).accepted);
+}
