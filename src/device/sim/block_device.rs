@@ -58,6 +58,8 @@ impl SimDevice {
     fn block_erase(&mut self, address: u64, length: u64) -> Result<(), TargetError> {
         let Some(device) = self.block_device.as_ref() else { return Ok(()) };
         let erase_size = device.storage.device.erase_size_bytes;
+        let block_size = device.storage.device.block_size_bytes.max(1);
+        let kind = device.storage.device.kind;
         let erased_value = device.storage.device.erased_value;
         let mut unit = address;
         while unit < address + length {
@@ -69,7 +71,13 @@ impl SimDevice {
             if torn {
                 return Err(TargetError::PowerLost);
             }
-            self.spend(self.timing.sector_erase_ms);
+            // SPI NOR erases a sector in the flash's sector-erase time; an SD card has no erase
+            // cycle of its own: it writes the erased value, block by block.
+            let erase_ms = match kind {
+                BlockDeviceKind::SpiNor => self.timing.sector_erase_ms,
+                BlockDeviceKind::SdCard => self.timing.page_program_ms * (erase_size / block_size) as f64,
+            };
+            self.spend(erase_ms);
             unit += erase_size;
         }
         Ok(())
