@@ -577,3 +577,27 @@ fn the_headers_written_for_mbed_bootloader_parse_in_update_client_hubs_own_code(
     std::fs::write(&path, &tampered).unwrap();
     assert!(!common::uchub::parse_external_header(&root_of_trust, &path).accepted);
 }
+
+#[test]
+fn candidates_on_spi_nor_flash_install_too() {
+    let directory = tempfile::tempdir().unwrap();
+    let profiles = common::repo_root().join("profiles");
+    let text = common::absolutize_profile_paths(
+        &std::fs::read_to_string(profiles.join("demo-sd-card.toml")).unwrap(),
+        &profiles,
+    );
+    let sd_card = "kind = \"sd-card\"\nblock_size = 512\nerase_size = 512\n";
+    assert!(text.contains(sd_card), "the profile's [block_device] changed shape");
+    let text = text.replace(sd_card, "kind = \"spi-nor\"\nblock_size = 256\nerase_size = 4096\n");
+    let profile = Profile::load(&common::write_profile(directory.path(), "spi-nor.toml", &text)).unwrap();
+    let storage = profile.device_hardware.update_storage.unwrap();
+    assert_eq!((storage.location_address(0), storage.header_area_bytes()), (0x1000, 4096));
+    let station = station(profile.clone());
+    let mut target = sim_target(&profile, 0x74, FaultPlan::default());
+    let outcome = provision_unit(&station.context, &mut target, 0, 1);
+    assert_eq!(outcome.result, UnitResult::Pass, "{outcome:?}");
+    let payload = &station.context.self_test.payload;
+    let firmware =
+        target.device().block_device_bytes(storage.location_address(0) + 4096, payload.len()).unwrap();
+    assert!(firmware == payload.as_slice(), "the firmware went through the SPI NOR flash");
+}
