@@ -78,6 +78,12 @@ impl RootOfTrust {
         Self(bytes)
     }
 
+    /// The 16 bytes, for the one place they go: into the device (a mailbox request, or the
+    /// simulated device's own write-once storage). Never log or record them.
+    pub fn expose_bytes(&self) -> &[u8; 16] {
+        &self.0
+    }
+
     /// The 256-bit device key the headers' HMAC uses: HMAC-SHA256(key = RoT, message =
     /// "StorageEnc256HMACSHA256SIGNATURE") (`ARM_UC_getDeviceKey256Bit`, default build).
     pub fn device_key(&self) -> [u8; 32] {

@@ -3,6 +3,9 @@
 //! unprovisioned and then re-provisioned to PASS — never a third state, never a PASS record for
 //! a unit that is not fully provisioned. Run on both erased values and three write alignments.
 //!
+//! The SD-card profile adds the device's own writes to its block device (the update client
+//! storing a candidate, the bootloader installing and discarding it) to the cut points.
+//!
 //! `IMPRINT_POWER_CUT_RANDOM_RUNS` sets the size of the random campaign (CI: 200; the full
 //! 10,000-run campaign and its figures are in docs/reliability.md).
 
@@ -86,7 +89,8 @@ fn run_with_cuts(context: &StationContext, ledger_path: &std::path::Path, uid: V
     let payload = &context.self_test.as_ref().expect("self-test material").payload;
     let chip_uid = hex::encode(&uid);
     let mut device =
-        SimDevice::new(&profile.firmware.as_ref().expect("the profile flashes firmware").memory, uid);
+        SimDevice::new(&profile.firmware.as_ref().expect("the profile flashes firmware").memory, uid)
+            .with_hardware(profile.device_hardware);
     let mut failures = 0;
     let mut serial = None;
     for (attempt, cut) in cuts.iter().map(Some).chain([None]).enumerate() {
@@ -141,7 +145,8 @@ fn operations_of_a_clean_unit(context: &StationContext) -> u64 {
     let device = SimDevice::new(
         &profile.firmware.as_ref().expect("the profile flashes firmware").memory,
         vec![0xC1; 12],
-    );
+    )
+    .with_hardware(profile.device_hardware);
     let mut target =
         SimTarget::new(device, &profile.chip_name, "count", SimTiming::default(), FaultPlan::default());
     assert_eq!(provision_unit(context, &mut target, 0, 1).result, UnitResult::Pass);
@@ -177,6 +182,45 @@ fn a_power_cut_at_every_flash_operation_ends_in_pass_or_detectably_unprovisioned
     for handle in handles {
         handle.join().expect("variant campaign");
     }
+}
+
+#[test]
+fn a_power_cut_at_every_operation_with_candidates_on_an_sd_card() {
+    let directory = tempfile::tempdir().unwrap();
+    let profile = Profile::load(&common::repo_root().join("profiles/demo-sd-card.toml")).unwrap();
+    let storage = profile.device_hardware.update_storage.expect("the profile has update storage");
+    let context = context(&profile, directory.path());
+    let ledger_path = directory.path().join(format!(
+        "{}.db",
+        profile
+            .firmware
+            .as_ref()
+            .expect("the profile flashes firmware")
+            .memory
+            .application
+            .write_alignment_bytes
+    ));
+    let operations = operations_of_a_clean_unit(&context);
+    // The card's share of them: location headers and the firmware range erased, the payload and
+    // the header written, the header area erased again after the install.
+    let erase_units = |bytes: u64| bytes.div_ceil(storage.device.erase_size_bytes);
+    let payload_bytes = context.self_test.as_ref().expect("self-test material").payload.len() as u64;
+    let card_operations = storage.locations * erase_units(storage.header_area_bytes())
+        + erase_units(payload_bytes)
+        + payload_bytes.div_ceil(storage.device.block_size_bytes)
+        + 1
+        + erase_units(storage.header_area_bytes());
+    assert!(operations > card_operations, "{operations} operations, {card_operations} on the card");
+    let mut failed_attempts = 0;
+    for cut in 0..operations {
+        let mut uid = vec![0x5D, 0xCA];
+        uid.extend_from_slice(&cut.to_le_bytes());
+        failed_attempts += run_with_cuts(&context, &ledger_path, uid, &[cut]);
+    }
+    assert_eq!(failed_attempts, operations);
+    println!(
+        "sd card: {operations} cut points (of them {card_operations} on the card, as its layout implies), all recovered to PASS"
+    );
 }
 
 #[test]

@@ -55,6 +55,19 @@ pub enum IdentityCommand {
         /// Fresh random bytes from the station.
         challenge: [u8; IDENTITY_CHALLENGE_SIZE_BYTES],
     },
+    /// Check a staged candidate as a download and store it on the update storage (section 9,
+    /// `storage.rs`).
+    StoreCandidate {
+        /// The candidate (section 3.1's layout).
+        candidate: Vec<u8>,
+    },
+    /// Keep a root of trust and/or entropy in write-once storage (section 8, `secrets.rs`).
+    InjectRootOfTrust {
+        /// The 16-byte root of trust, for a chip without a hardware one.
+        root_of_trust: Option<crate::mbed_header::RootOfTrust>,
+        /// 48 bytes of entropy, for a chip without a TRNG.
+        entropy: Option<InjectedEntropy>,
+    },
 }
 
 impl IdentityCommand {
@@ -63,6 +76,8 @@ impl IdentityCommand {
         match self {
             IdentityCommand::MakeKeyAndCsr { .. } => COMMAND_MAKE_KEY_AND_CSR,
             IdentityCommand::SignChallenge { .. } => COMMAND_SIGN_CHALLENGE,
+            IdentityCommand::InjectRootOfTrust { .. } => COMMAND_INJECT_ROOT_OF_TRUST,
+            IdentityCommand::StoreCandidate { .. } => COMMAND_STORE_CANDIDATE,
         }
     }
 
@@ -71,6 +86,8 @@ impl IdentityCommand {
         match self {
             IdentityCommand::MakeKeyAndCsr { .. } => "make-key-and-csr",
             IdentityCommand::SignChallenge { .. } => "sign-challenge",
+            IdentityCommand::InjectRootOfTrust { .. } => "inject-root-of-trust",
+            IdentityCommand::StoreCandidate { .. } => "store-candidate",
         }
     }
 }
@@ -104,6 +121,13 @@ impl IdentityMailboxRequest {
             }
             IdentityCommand::SignChallenge { challenge } => {
                 parameters[..IDENTITY_CHALLENGE_SIZE_BYTES].copy_from_slice(challenge);
+            }
+            IdentityCommand::InjectRootOfTrust { root_of_trust, entropy } => {
+                encode_injection_parameters(parameters, root_of_trust.as_ref(), entropy.as_ref());
+            }
+            IdentityCommand::StoreCandidate { candidate } => {
+                encode_store_parameters(parameters, candidate);
+                bytes.extend_from_slice(candidate);
             }
         }
         bytes
@@ -142,6 +166,14 @@ impl IdentityMailboxRequest {
                 challenge.copy_from_slice(&parameters[..IDENTITY_CHALLENGE_SIZE_BYTES]);
                 IdentityCommand::SignChallenge { challenge }
             }
+            COMMAND_STORE_CANDIDATE => match decode_store_request(mailbox, parameters) {
+                Some(command) => command,
+                None => return refuse(IdentityStatus::BadParameters),
+            },
+            COMMAND_INJECT_ROOT_OF_TRUST => match decode_injection_parameters(parameters) {
+                Some(command) => command,
+                None => return refuse(IdentityStatus::BadParameters),
+            },
             _ => return refuse(IdentityStatus::UnsupportedCommand),
         };
         Some(Ok(IdentityMailboxRequest { nonce, command }))
@@ -165,17 +197,23 @@ pub enum IdentityStatus {
     NoKey = 4,
     /// The device could not store its new private key.
     KeyStorageFailed = 5,
+    /// The write-once storage already holds a root of trust or entropy: nothing was written.
+    AlreadyInjected = 6,
+    /// Command 4: the update client refused the candidate; the data is the update status.
+    UpdateRefused = 7,
 }
 
 impl IdentityStatus {
     /// Every status, for decoding.
-    pub const ALL: [IdentityStatus; 6] = [
+    pub const ALL: [IdentityStatus; 8] = [
         Self::Done,
         Self::UnsupportedCommand,
         Self::BadParameters,
         Self::NoEntropy,
         Self::NoKey,
         Self::KeyStorageFailed,
+        Self::AlreadyInjected,
+        Self::UpdateRefused,
     ];
 
     /// The numeric code in the response.
@@ -197,6 +235,10 @@ impl IdentityStatus {
             Self::NoEntropy => "the device has no entropy source to make a key with",
             Self::NoKey => "the device has no identity key",
             Self::KeyStorageFailed => "the device could not store its new private key",
+            Self::UpdateRefused => "the device's update client refused the candidate",
+            Self::AlreadyInjected => {
+                "the device's write-once storage already holds a root of trust or entropy (a second write is refused)"
+            }
         }
     }
 }

@@ -17,8 +17,11 @@
 //!
 //! **Invariant:** pure functions over bytes; no device I/O.
 
+mod boot;
 mod identity;
 mod mailbox;
+mod secrets;
+mod storage;
 
 use std::time::SystemTime;
 
@@ -28,8 +31,11 @@ use crate::manifest::{self, SemanticVersion};
 use crate::store::{ConfigStore, keys};
 use crate::trust::Certificate;
 
+pub use boot::*;
 pub use identity::*;
 pub use mailbox::*;
+pub use secrets::*;
+pub use storage::*;
 
 /// Magic of a staged candidate ("IMPC").
 pub const CANDIDATE_MAGIC: [u8; 4] = *b"IMPC";
@@ -92,11 +98,17 @@ pub enum UpdateStatus {
     DelegateMissing = 0x1D,
     /// The delegated certificate was not issued by the stored CA (or is not valid).
     DelegateUntrusted = 0x1E,
+    /// A candidate on the block device has an external header that does not authenticate with
+    /// this device's root of trust (HMAC, magic or version).
+    StorageHeaderInvalid = 0x30,
+    /// A candidate on the block device whose firmware does not match its external header (size
+    /// past the location or the application slot, or SHA-256).
+    StorageFirmwareMismatch = 0x31,
 }
 
 impl UpdateStatus {
     /// Every status, for decoding and documentation.
-    pub const ALL: [UpdateStatus; 17] = [
+    pub const ALL: [UpdateStatus; 19] = [
         Self::NoCandidate,
         Self::Installed,
         Self::CandidateGarbage,
@@ -114,6 +126,8 @@ impl UpdateStatus {
         Self::InstalledSignatureInvalid,
         Self::DelegateMissing,
         Self::DelegateUntrusted,
+        Self::StorageHeaderInvalid,
+        Self::StorageFirmwareMismatch,
     ];
 
     /// The numeric reason code written to the mailbox.

@@ -167,7 +167,8 @@ pub fn open_fixtures(
                     &firmware.memory,
                     sim_options.timing,
                     sim_options.uid_seed,
-                );
+                )
+                .with_hardware(profile.device_hardware);
                 if let Some(index) =
                     sim_options.fault_schedules.iter().position(|(fault_slot, _)| *fault_slot == slot)
                 {

@@ -10,6 +10,7 @@
 //! **Invariant:** no device I/O and no database access; reading the profile's own files
 //! (images, certificate, key) is the only I/O.
 
+mod hardware;
 mod raw;
 mod validate;
 
@@ -23,6 +24,11 @@ use crate::image::FirmwareImage;
 use crate::manifest::SemanticVersion;
 use crate::trust::{Certificate, KeySource, KeySourceError, Signer};
 
+pub use hardware::{
+    BlockDeviceGeometry, BlockDeviceKind, BootloaderKind, DeviceHardware, UpdateStorage,
+    application_firmware_bytes, application_header, firmware_details, header_firmware_version,
+    version_from_header_firmware_version,
+};
 pub use validate::{ProfileError, ProfileProblem};
 
 /// A validated product profile.
@@ -91,6 +97,9 @@ pub struct Profile {
     /// The identity goes in through the device's Factory Configurator Client (`[fcc]`),
     /// instead of Imprint's config store.
     pub fcc: Option<FccSettings>,
+    /// The bootloader the device runs and whether the station injects a root of trust and
+    /// entropy (`[bootloader]`, `chip.hardware_root_of_trust`, `chip.trng`).
+    pub device_hardware: DeviceHardware,
 }
 
 /// What a slot with a debug port flashes and tests: `[memory]` (with `[chip]`'s flash and RAM),

@@ -34,6 +34,50 @@ pub struct RawProfile {
     pub fixture: RawFixture,
     #[serde(default)]
     pub fcc: Option<RawFcc>,
+    #[serde(default)]
+    pub bootloader: Option<RawBootloader>,
+    #[serde(default)]
+    pub block_device: Option<RawBlockDevice>,
+    #[serde(default)]
+    pub update_storage: Option<RawUpdateStorage>,
+}
+
+/// `[block_device]`: an external block device (SD card or SPI NOR) only the device reaches.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBlockDevice {
+    /// `sd-card` or `spi-nor`.
+    pub kind: String,
+    pub block_size: u64,
+    pub erase_size: u64,
+    pub size: u64,
+    #[serde(default = "default_erased_value")]
+    pub erased_value: u8,
+}
+
+/// `[update_storage]`: where update candidates go on the block device.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpdateStorage {
+    pub address: u64,
+    pub size: u64,
+    #[serde(default = "default_storage_locations")]
+    pub locations: u64,
+}
+
+fn default_storage_locations() -> u64 {
+    1
+}
+
+/// `[bootloader]`: which bootloader the device runs and what it needs from the station.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBootloader {
+    /// `imprint` (the contract's own bootloader, default) or `mbed-bootloader`.
+    pub kind: String,
+    /// mbed-bootloader: where the application's 112-byte active header goes.
+    #[serde(default)]
+    pub application_header_address: Option<u64>,
 }
 
 /// The sections a slot with a debug port needs (the chip, where things go, what is flashed,
@@ -72,6 +116,14 @@ pub struct RawChip {
     /// A register that identifies the chip (probe-rs backends refuse a different chip).
     #[serde(default)]
     pub id_register: Option<RawIdRegister>,
+    /// Whether the chip has a hardware root of trust (default true); without one the station
+    /// injects a 16-byte root of trust into the device's write-once storage.
+    #[serde(default)]
+    pub hardware_root_of_trust: Option<bool>,
+    /// Whether the chip has a true random number generator (default true); without one the
+    /// station injects 48 bytes of entropy.
+    #[serde(default)]
+    pub trng: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

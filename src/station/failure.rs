@@ -73,6 +73,7 @@ impl FailureCategory {
             | StepName::ProgramApplication
             | StepName::VerifyFlash => FailureCategory::FlashVerify,
             StepName::AllocateIdentity
+            | StepName::InjectRootOfTrust
             | StepName::DeviceKey
             | StepName::IssueIdentity
             | StepName::VerifyIdentity => FailureCategory::Identity,

@@ -23,6 +23,9 @@ pub enum StepName {
     ProgramApplication,
     /// Read back every programmed range and compare hashes.
     VerifyFlash,
+    /// Chips without a hardware root of trust or TRNG: hand the application a fresh root of
+    /// trust and entropy for its write-once storage (device contract, section 8).
+    InjectRootOfTrust,
     /// Allocate (or reuse) the serial number and device ID in the ledger.
     AllocateIdentity,
     /// Device-made identity keys only: the device makes its key pair and hands over a CSR,
@@ -58,13 +61,14 @@ impl StepName {
     /// Every step in pipeline order. The identity steps run only for profiles with a
     /// `[device_identity]` (and `device-key` only for device-made keys); for other profiles
     /// they are not part of the pipeline at all (not recorded as skipped).
-    pub const ALL: [StepName; 18] = [
+    pub const ALL: [StepName; 19] = [
         StepName::Connect,
         StepName::Identify,
         StepName::Erase,
         StepName::ProgramBootloader,
         StepName::ProgramApplication,
         StepName::VerifyFlash,
+        StepName::InjectRootOfTrust,
         StepName::AllocateIdentity,
         StepName::DeviceKey,
         StepName::IssueIdentity,
@@ -88,6 +92,7 @@ impl StepName {
             StepName::ProgramBootloader => "program-bootloader",
             StepName::ProgramApplication => "program-application",
             StepName::VerifyFlash => "verify-flash",
+            StepName::InjectRootOfTrust => "inject-root-of-trust",
             StepName::AllocateIdentity => "allocate-identity",
             StepName::DeviceKey => "device-key",
             StepName::IssueIdentity => "issue-identity",
@@ -121,6 +126,8 @@ impl StepName {
             StepName::IssueIdentity => profile.device_identity.is_some(),
             StepName::VerifyIdentity => !is_fcc && profile.device_identity.is_some(),
             StepName::FccInject => is_fcc,
+            // An FCC device gets its root of trust and entropy in the bundle (`[fcc]`).
+            StepName::InjectRootOfTrust => !is_fcc && profile.device_hardware.needs_injection(),
             StepName::WriteConfig | StepName::VerifyConfig => !is_fcc,
             _ => true,
         }
@@ -139,6 +146,7 @@ impl StepName {
                 | StepName::ProgramBootloader
                 | StepName::ProgramApplication
                 | StepName::VerifyFlash
+                | StepName::InjectRootOfTrust
                 | StepName::WriteConfig
                 | StepName::VerifyConfig
                 | StepName::VerifyIdentity

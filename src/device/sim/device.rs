@@ -23,11 +23,13 @@ use crate::contract::{
 };
 use crate::device::TargetError;
 use crate::manifest::SemanticVersion;
-use crate::profile::{FlashRegion, MemoryMap, SimTiming};
+use crate::profile::{DeviceHardware, FlashRegion, MemoryMap, SimTiming};
 use crate::store::{ConfigStore, keys};
 use crate::trust::{self, Signer, SoftwareSigner};
 
+use super::block_device::BlockDevice;
 use super::flash::NorFlash;
+use super::sotp::SotpArea;
 
 /// One virtual unit: everything that survives a power cycle (flash, unique ID, lock state)
 /// plus RAM and the power/fault bookkeeping.
@@ -51,6 +53,12 @@ pub struct SimDevice {
     pub(super) modeled_busy: Duration,
     /// Identity misbehaviour injected by a fault plan.
     pub(super) identity_faults: IdentityFaults,
+    /// The profile's bootloader kind, root of trust and TRNG (`bootloader.rs`).
+    pub(super) hardware: DeviceHardware,
+    /// The write-once area: injected root of trust and entropy (`sotp.rs`).
+    pub(super) sotp: SotpArea,
+    /// The external block device holding update candidates, if the profile has one.
+    pub(super) block_device: Option<BlockDevice>,
 }
 
 /// How the device's identity commands misbehave (all off by default).
@@ -70,6 +78,8 @@ const DEVICE_KEY_RECORD_SIZE_BYTES: usize = 8 + trust::DEVICE_KEY_SCALAR_SIZE_BY
 enum IdentityFailure {
     /// Refused, with the status to report.
     Status(IdentityStatus),
+    /// Refused, with the status and data to report.
+    Answer(IdentityStatus, Vec<u8>),
     /// Power failed during a flash operation: no response.
     PowerLost,
 }
@@ -93,6 +103,9 @@ impl SimDevice {
             timing: SimTiming::default(),
             modeled_busy: Duration::ZERO,
             identity_faults: IdentityFaults::default(),
+            hardware: DeviceHardware::default(),
+            sotp: SotpArea::default(),
+            block_device: None,
         }
     }
 
@@ -154,7 +167,7 @@ impl SimDevice {
 
     /// Counts one flash operation; returns `true` when this operation is the one the power
     /// cut interrupts (it is then applied torn, and the device is off afterwards).
-    fn begin_flash_operation(&mut self) -> Result<bool, TargetError> {
+    pub(super) fn begin_flash_operation(&mut self) -> Result<bool, TargetError> {
         self.require_power()?;
         if let Some(limit) = self.power_cut_after_operations
             && self.flash_operation_count >= limit
@@ -218,6 +231,7 @@ impl SimDevice {
     pub(super) fn mass_erase(&mut self) -> Result<(), TargetError> {
         self.require_power()?;
         self.flash.erase_all();
+        self.wipe_sotp();
         self.is_locked = false;
         Ok(())
     }
@@ -240,6 +254,10 @@ impl SimDevice {
         if self.region_is_blank(&self.memory.application) {
             return;
         }
+        if let Err(reason) = self.check_active_application() {
+            self.refuse_boot(mailbox_offset, nonce, reason);
+            return;
+        }
         let report = self.application_report(nonce, update_status);
         let encoded = report.encode();
         let report_start = mailbox_offset + contract::REPORT_OFFSET_BYTES;
@@ -260,6 +278,7 @@ impl SimDevice {
                 let (status, data) = match self.identity_command(&request.command) {
                     Ok(data) => (IdentityStatus::Done, data),
                     Err(IdentityFailure::Status(status)) => (status, Vec::new()),
+                    Err(IdentityFailure::Answer(status, data)) => (status, data),
                     // Power failed while storing the key: nothing more happens.
                     Err(IdentityFailure::PowerLost) => return,
                 };
@@ -276,7 +295,7 @@ impl SimDevice {
     fn identity_command(&mut self, command: &IdentityCommand) -> Result<Vec<u8>, IdentityFailure> {
         match command {
             IdentityCommand::MakeKeyAndCsr { subject_common_name } => {
-                if self.identity_faults.no_entropy_source {
+                if self.identity_faults.no_entropy_source || !self.has_entropy() {
                     return Err(IdentityFailure::Status(IdentityStatus::NoEntropy));
                 }
                 let key = trust::generate_device_key()
@@ -301,6 +320,15 @@ impl SimDevice {
                 let signature =
                     key.sign_digest(&digest).map_err(|_| IdentityFailure::Status(IdentityStatus::NoKey))?;
                 Ok(signature.to_bytes().to_vec())
+            }
+            IdentityCommand::StoreCandidate { candidate } => {
+                self.store_candidate(candidate).map_err(|answer| match answer {
+                    Some((status, data)) => IdentityFailure::Answer(status, data),
+                    None => IdentityFailure::PowerLost,
+                })
+            }
+            IdentityCommand::InjectRootOfTrust { root_of_trust, entropy } => {
+                self.inject_secrets(root_of_trust, entropy).map_err(IdentityFailure::Status)
             }
         }
     }
@@ -357,12 +385,12 @@ impl SimDevice {
         self.flash.slice(region.address, length).iter().all(|byte| *byte == region.erased_value)
     }
 
-    fn store_region(&self) -> &[u8] {
+    pub(super) fn store_region(&self) -> &[u8] {
         let layout = self.memory.store_layout();
         self.flash.slice(self.memory.config.address, layout.capacity_bytes)
     }
 
-    fn installed_version(&self) -> Option<SemanticVersion> {
+    pub(super) fn installed_version(&self) -> Option<SemanticVersion> {
         let boot_state_bytes =
             self.flash.slice(self.memory.boot_state_address(), contract::BOOT_STATE_SIZE_BYTES);
         if let Some(boot_state) = BootState::decode(boot_state_bytes) {
@@ -373,6 +401,9 @@ impl SimDevice {
     }
 
     fn run_update_client(&mut self) -> Result<UpdateStatus, TargetError> {
+        if let Some(storage) = self.hardware.update_storage {
+            return self.run_storage_update_client(storage);
+        }
         let candidate = self.memory.candidate;
         let verdict = contract::evaluate_candidate(&UpdateClientInputs {
             store_region: self.store_region(),
@@ -402,12 +433,22 @@ impl SimDevice {
         payload_range: std::ops::Range<usize>,
         boot_state: &BootState,
     ) -> Result<(), TargetError> {
-        let application = self.memory.application;
         let candidate_address = self.memory.candidate.address;
         let payload =
             self.flash.slice(candidate_address + payload_range.start as u64, payload_range.len()).to_vec();
+        self.install_payload(&payload, boot_state)
+    }
+
+    /// Installs `payload` (section 3.4): the application sectors, the mbed-bootloader header
+    /// when there is one, the boot-state record.
+    pub(super) fn install_payload(
+        &mut self,
+        payload: &[u8],
+        boot_state: &BootState,
+    ) -> Result<(), TargetError> {
+        let application = self.memory.application;
         let padded = contract::pad_to_alignment(
-            &payload,
+            payload,
             application.write_alignment_bytes as usize,
             application.erased_value,
         );
@@ -422,6 +463,7 @@ impl SimDevice {
             self.erase(sector_address, application.sector_size_bytes, &mut |_| {})?;
             self.program(sector_address, sector_payload, &mut |_| {})?;
         }
+        self.write_application_header(boot_state)?;
         let config = self.memory.config;
         self.erase(self.memory.boot_state_address(), config.sector_size_bytes, &mut |_| {})?;
         let record = contract::pad_to_alignment(

@@ -8,8 +8,11 @@
 //! operations take the time real probes and flash take, and a [`FaultPlan`] injects the
 //! failures of a real line (power cuts, lost probes, unreadable IDs, flipped bits).
 
+mod block_device;
+mod bootloader;
 mod device;
 mod flash;
+mod sotp;
 
 use std::time::Duration;
 
@@ -17,7 +20,7 @@ use sha2::{Digest, Sha256};
 
 use crate::device::{ChipDescription, Fixture, Target, TargetError};
 use crate::identity::ChipUid;
-use crate::profile::{MemoryMap, SimTiming};
+use crate::profile::{DeviceHardware, MemoryMap, SimTiming};
 
 pub use device::SimDevice;
 
@@ -52,6 +55,12 @@ pub struct FaultPlan {
     pub bad_challenge_signature: bool,
     /// The device has no entropy source: it refuses to make a key (device-made keys need one).
     pub no_entropy_source: bool,
+    /// `(n, address)`: one bit at `address` flips just before the `n`-th reset the station asks
+    /// for (1-based): a cell disturbed, or tampered with, after the station verified it.
+    pub flip_bit_before_reset: Option<(u32, u64)>,
+    /// `(n, address)`: one bit at `address` of the block device flips just before the `n`-th
+    /// reset (the card tampered with in a reader between two boots).
+    pub flip_block_device_bit_before_reset: Option<(u32, u64)>,
 }
 
 /// How fast the simulated chip computes a CRC over its own flash (timing model only).
@@ -71,6 +80,7 @@ pub struct SimTarget {
     is_probe_lost: bool,
     is_hung: bool,
     transient_errors_left: u32,
+    resets_asked: u32,
 }
 
 impl SimTarget {
@@ -101,6 +111,7 @@ impl SimTarget {
             faults,
             is_probe_lost: false,
             is_hung: false,
+            resets_asked: 0,
         }
     }
 
@@ -231,6 +242,17 @@ impl Target for SimTarget {
 
     fn reset_and_run(&mut self) -> Result<(), TargetError> {
         self.check_link()?;
+        self.resets_asked += 1;
+        if let Some((reset, address)) = self.faults.flip_bit_before_reset
+            && reset == self.resets_asked
+        {
+            self.device.flip_flash_bit(address, 0);
+        }
+        if let Some((reset, address)) = self.faults.flip_block_device_bit_before_reset
+            && reset == self.resets_asked
+        {
+            self.device.flip_block_device_bit(address, 0);
+        }
         self.device.boot();
         self.device.require_power()
     }
@@ -298,6 +320,7 @@ pub struct SimFixture {
     uid_seed: Option<u64>,
     units_presented: u64,
     fault_schedule: Option<FaultSchedule>,
+    hardware: DeviceHardware,
 }
 
 impl SimFixture {
@@ -318,7 +341,14 @@ impl SimFixture {
             uid_seed,
             units_presented: 0,
             fault_schedule: None,
+            hardware: DeviceHardware::default(),
         }
+    }
+
+    /// Gives every unit the profile's hardware (bootloader kind, root of trust, TRNG).
+    pub fn with_hardware(mut self, hardware: DeviceHardware) -> SimFixture {
+        self.hardware = hardware;
+        self
     }
 
     /// Injects faults into chosen units.
@@ -362,7 +392,7 @@ impl Fixture for SimFixture {
         if !keep_waiting() {
             return Ok(None);
         }
-        let device = SimDevice::new(&self.memory, self.fresh_unique_id());
+        let device = SimDevice::new(&self.memory, self.fresh_unique_id()).with_hardware(self.hardware);
         let faults =
             self.fault_schedule.as_ref().map(|schedule| schedule(self.units_presented)).unwrap_or_default();
         self.units_presented += 1;

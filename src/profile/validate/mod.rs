@@ -9,11 +9,13 @@ use sha2::{Digest, Sha256};
 mod chip;
 mod device_identity;
 mod fcc;
+mod hardware;
 mod keys;
 
 use chip::{check_id_register, check_lock_recipe, check_target_description};
 use device_identity::check_device_identity;
 use fcc::check_fcc;
+use hardware::{check_device_hardware, check_update_storage};
 use keys::check_trust;
 
 use super::raw::{RawFirmwareSections, RawFixtureDefault, RawFlashRegion, RawImage, RawProfile, RawSpan};
@@ -154,6 +156,21 @@ fn validate(raw: RawProfile, base: &Path, checker: &mut Checker, file_sha256: [u
     let default_fixtures = check_default_fixtures(&raw, checker);
     let fcc = raw.fcc.as_ref().map(|raw_fcc| check_fcc(&raw, raw_fcc, base, checker));
 
+    let checked_firmware = firmware.as_ref().and_then(Option::as_ref);
+    let mut device_hardware = check_device_hardware(
+        &raw,
+        checker,
+        memory,
+        checked_firmware.map(|firmware| &firmware.bootloader_image),
+    );
+    device_hardware.update_storage = check_update_storage(
+        &raw,
+        checker,
+        &device_hardware,
+        memory,
+        checked_firmware.map(|firmware| &firmware.self_test.payload),
+    );
+
     let (update_certificate, signer, delegate_certificate) = trust?;
     Some(Profile {
         path: checker.profile_path.clone(),
@@ -192,6 +209,7 @@ fn validate(raw: RawProfile, base: &Path, checker: &mut Checker, file_sha256: [u
             Some(checked) => Some(checked?),
             None => None,
         },
+        device_hardware,
     })
 }
 

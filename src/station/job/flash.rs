@@ -49,6 +49,9 @@ impl UnitJob<'_> {
                 planned_images.push(PlannedWrite { step, region, address, data, plans });
             }
         }
+        if let Some(header_write) = self.plan_application_header()? {
+            planned_images.push(header_write);
+        }
         let plans: Vec<&SectorPlan> = planned_images.iter().flat_map(|write| write.plans.iter()).collect();
         let unchanged = plans.iter().filter(|plan| plan.action == SectorAction::Unchanged).count();
         let erased_bytes =
@@ -62,6 +65,30 @@ impl UnitJob<'_> {
         Ok(detail)
     }
 
+    /// With mbed-bootloader: the application's active header (112 bytes describing the
+    /// application slot's firmware), planned as part of `program-application` at the address the
+    /// profile gives; read back by `verify-flash` like every write.
+    fn plan_application_header(&mut self) -> Result<Option<PlannedWrite>, StepFailure> {
+        let profile = self.profile();
+        let Some(address) = profile.device_hardware.bootloader.application_header_address() else {
+            return Ok(None);
+        };
+        let firmware = self.firmware()?;
+        let region = firmware.memory.bootloader;
+        let header = crate::profile::application_header(
+            &firmware.application_image,
+            &firmware.memory.application,
+            firmware.application_version,
+        );
+        let data = crate::contract::pad_to_alignment(
+            &header,
+            region.write_alignment_bytes as usize,
+            region.erased_value,
+        );
+        let plans = self.plan_write(StepName::Erase, region, address, &data)?;
+        Ok(Some(PlannedWrite { step: StepName::ProgramApplication, region, address, data, plans }))
+    }
+
     /// Programs the sectors of an image that the erase step found different.
     pub(super) fn program_image(&mut self, step: StepName, image: FirmwareImage) -> StepResult {
         let writes: Vec<PlannedWrite> =
@@ -73,12 +100,28 @@ impl UnitJob<'_> {
             skipped_sectors +=
                 write.plans.iter().filter(|plan| plan.action == SectorAction::Unchanged).count();
         }
-        Ok(json!({
+        let mut detail = json!({
             "image": image.path.display().to_string(),
             "image_sha256": hex::encode(image.file_sha256),
             "bytes_written": programmed_bytes,
             "sectors_unchanged": skipped_sectors,
-        }))
+        });
+        let profile = self.profile();
+        if step == StepName::ProgramApplication
+            && let Some(address) = profile.device_hardware.bootloader.application_header_address()
+        {
+            let settings = self.firmware()?;
+            let firmware = crate::profile::application_firmware_bytes(&image, &settings.memory.application);
+            let version = crate::profile::header_firmware_version(settings.application_version);
+            let details = crate::profile::firmware_details(&firmware, version);
+            detail["mbed_application_header"] = json!({
+                "address": address,
+                "firmware_version": details.version,
+                "firmware_size": details.size,
+                "firmware_sha256": hex::encode(details.sha256),
+            });
+        }
+        Ok(detail)
     }
 
     /// Reads back every sector a write of `data` at `address` touches and decides what each needs.

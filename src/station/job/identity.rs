@@ -111,6 +111,24 @@ impl<'a> UnitJob<'a> {
     /// Writes an identity request into the mailbox, resets, and waits for the device's answer
     /// (echoing the nonce and command); a refusal is a failure naming the device's reason.
     fn identity_exchange(&mut self, command: IdentityCommand) -> Result<Vec<u8>, StepFailure> {
+        let command_name = command.name();
+        let response = self.mailbox_exchange(command)?;
+        if response.status != IdentityStatus::Done {
+            return Err(StepFailure(format!(
+                "the device refused {command_name}: {} (identity status {})",
+                response.status.describe(),
+                response.status.code()
+            )));
+        }
+        Ok(response.data)
+    }
+
+    /// Writes a mailbox command (section 6's layout), resets, and returns the device's response
+    /// echoing the nonce and command, whatever its status.
+    pub(super) fn mailbox_exchange(
+        &mut self,
+        command: IdentityCommand,
+    ) -> Result<IdentityResponse, StepFailure> {
         let mut nonce_bytes = [0u8; 4];
         getrandom::fill(&mut nonce_bytes)
             .map_err(|error| StepFailure(format!("no randomness for the mailbox nonce: {error}")))?;
@@ -126,18 +144,15 @@ impl<'a> UnitJob<'a> {
         loop {
             let mut bytes = vec![0u8; contract::IDENTITY_MAILBOX_SIZE_BYTES];
             self.retry(|target| target.read_memory(mailbox.address, &mut bytes))?;
+            super::self_test::refuse_on_boot_refusal(
+                contract::BootRefusal::decode_mailbox(&bytes),
+                request.nonce,
+            )?;
             if let Some(response) = IdentityResponse::decode_mailbox(&bytes)
                 && response.nonce == request.nonce
                 && response.command_code == request.command.code()
             {
-                if response.status != IdentityStatus::Done {
-                    return Err(StepFailure(format!(
-                        "the device refused {command_name}: {} (identity status {})",
-                        response.status.describe(),
-                        response.status.code()
-                    )));
-                }
-                return Ok(response.data);
+                return Ok(response);
             }
             if Instant::now() >= deadline {
                 return Err(StepFailure(format!(

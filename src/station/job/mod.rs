@@ -24,7 +24,9 @@ mod fcc;
 mod flash;
 mod identity;
 mod lock;
+mod rot;
 mod self_test;
+mod update_storage;
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
@@ -320,6 +322,7 @@ impl<'a> UnitJob<'a> {
                 .firmware()
                 .and_then(|firmware| self.program_image(step, firmware.application_image.clone())),
             StepName::VerifyFlash => self.verify_written(step),
+            StepName::InjectRootOfTrust => self.inject_root_of_trust(),
             StepName::AllocateIdentity => self.allocate_identity(),
             StepName::DeviceKey if self.profile().fcc.is_some() => self.fcc_device_key(),
             StepName::DeviceKey => self.device_key(),

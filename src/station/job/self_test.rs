@@ -10,7 +10,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::{REPORT_POLL_INTERVAL, StepFailure, StepName, StepResult, UnitJob};
-use crate::contract::{self, MailboxRequest, SelfTestReport, StoreStatus};
+use crate::contract::{self, BootRefusal, MailboxRequest, SelfTestReport, StoreStatus};
 use crate::profile::{ReportChannel, SkippableStep};
 use crate::station::self_test::StagedCandidate;
 
@@ -21,6 +21,9 @@ impl UnitJob<'_> {
         step: StepName,
         candidate: &StagedCandidate,
     ) -> Result<SelfTestReport, StepFailure> {
+        if self.profile().device_hardware.update_storage.is_some() {
+            return self.stage_on_update_storage(step, candidate);
+        }
         let candidate_region = self.firmware()?.memory.candidate;
         let padded = contract::pad_to_alignment(
             &candidate.candidate_bytes,
@@ -41,7 +44,7 @@ impl UnitJob<'_> {
         self.wait_for_report(request.nonce)
     }
 
-    fn wait_for_report(&mut self, nonce: u32) -> Result<SelfTestReport, StepFailure> {
+    pub(super) fn wait_for_report(&mut self, nonce: u32) -> Result<SelfTestReport, StepFailure> {
         let firmware = self.firmware()?;
         let timeout_ms = firmware.self_test.report_timeout_ms;
         let deadline = Instant::now() + Duration::from_millis(timeout_ms);
@@ -52,6 +55,7 @@ impl UnitJob<'_> {
                 ReportChannel::Mailbox => {
                     let mut bytes = vec![0u8; contract::MAILBOX_SIZE_BYTES];
                     self.retry(|target| target.read_memory(mailbox.address, &mut bytes))?;
+                    refuse_on_boot_refusal(BootRefusal::decode_mailbox(&bytes), nonce)?;
                     SelfTestReport::decode_mailbox(&bytes)
                 }
                 ReportChannel::Console => {
@@ -61,6 +65,10 @@ impl UnitJob<'_> {
                                 .to_string(),
                         )
                     })?;
+                    refuse_on_boot_refusal(
+                        lines.iter().rev().find_map(|line| BootRefusal::parse_console_line(line)),
+                        nonce,
+                    )?;
                     lines.iter().rev().find_map(|line| SelfTestReport::parse_console_line(line))
                 }
             };
@@ -195,5 +203,19 @@ impl UnitJob<'_> {
             }));
         }
         Ok(json!({ "refused": refusals }))
+    }
+}
+
+/// A bootloader that booted nothing says why (docs/device-contract.md, section 7.3): the step
+/// fails with its reason at once instead of waiting out the report timeout.
+pub(super) fn refuse_on_boot_refusal(refusal: Option<BootRefusal>, nonce: u32) -> Result<(), StepFailure> {
+    match refusal {
+        Some(refusal) if refusal.nonce == nonce => Err(StepFailure(format!(
+            "the device's bootloader refused to boot the application: {} ({:#04x}): {}",
+            refusal.reason.name(),
+            refusal.reason.code(),
+            refusal.reason.describe()
+        ))),
+        _ => Ok(()),
     }
 }
