@@ -23,7 +23,7 @@ use super::{
 };
 use crate::identity::{ReworkPolicy, SerialScheme, SerialSchemeError};
 use crate::image::{FirmwareImage, ImageFormat};
-use crate::manifest::SemanticVersion;
+use crate::manifest::{ManifestSchema, SemanticVersion};
 
 /// One thing wrong with a profile.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -670,11 +670,38 @@ fn check_self_test(
     if report_timeout_ms == 0 {
         checker.problem("self_test.report_timeout_ms", "expected a timeout above 0 ms");
     }
+    let manifest_schema = check_manifest_schema(raw, checker);
 
     Some(SelfTestSettings {
         payload: payload?,
         payload_version: payload_version?,
         report_channel: report_channel?,
         report_timeout_ms,
+        manifest_schema: manifest_schema?,
     })
+}
+
+/// `self_test.manifest_schema`: `v3` (the default) or `v1`. A v1 manifest names its signer by
+/// fingerprint and has no delegated certificate, so v1 and `trust.delegate_certificate` exclude
+/// each other.
+fn check_manifest_schema(raw: &RawProfile, checker: &mut Checker) -> Option<ManifestSchema> {
+    let schema = match raw.self_test.manifest_schema.as_deref().unwrap_or("v3") {
+        "v3" => ManifestSchema::V3,
+        "v1" => ManifestSchema::V1,
+        other => {
+            checker.problem(
+                "self_test.manifest_schema",
+                format!("expected \"v1\" or \"v3\", found \"{other}\""),
+            );
+            return None;
+        }
+    };
+    if schema == ManifestSchema::V1 && raw.trust.delegate_certificate.is_some() {
+        checker.problem(
+            "self_test.manifest_schema",
+            "expected \"v3\" with trust.delegate_certificate: a v1 manifest names the stored certificate itself and carries no delegated certificate",
+        );
+        return None;
+    }
+    Some(schema)
 }
