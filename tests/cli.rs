@@ -67,6 +67,52 @@ fn json_stream_has_every_step_of_every_unit() {
     assert!(!stream.contains("PRIVATE KEY"));
 }
 
+/// `profiles/demo-v1.toml`: the self-test stages v1 manifests; the simulated device installs the
+/// signed one and refuses each forgery with its own reason code (contract section 3.5).
+#[test]
+fn a_v1_profile_self_tests_sim_units_with_v1_manifests() {
+    let directory = tempfile::tempdir().unwrap();
+    let db = directory.path().join("ledger.db");
+    let profile = repo_root().join("profiles/demo-v1.toml");
+    let (code, events) =
+        run_json(&["--profile", profile.to_str().unwrap(), "--sim", "2", "--count", "3"], &db);
+    assert_eq!(code, 0, "{events:?}");
+    let finished: Vec<&serde_json::Value> =
+        events.iter().filter(|event| event["event"] == "unit-finished").collect();
+    assert_eq!(finished.len(), 3);
+    for unit in &finished {
+        assert_eq!(unit["result"], "pass", "{unit}");
+        let step = |name: &str| {
+            events
+                .iter()
+                .find(|event| {
+                    event["event"] == "step-finished"
+                        && event["step"] == name
+                        && event["unit"] == unit["unit"]
+                })
+                .unwrap_or_else(|| panic!("no {name} for {unit}"))
+        };
+        assert_eq!(step("self-test")["detail"]["installed_version"], "1.0.1");
+        assert_eq!(step("self-test")["detail"]["manifest_schema"], "v1");
+        let refusals: Vec<(String, u64)> = step("negative-self-test")["detail"]["refused"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|refusal| {
+                (refusal["candidate"].as_str().unwrap().to_string(), refusal["reason_code"].as_u64().unwrap())
+            })
+            .collect();
+        assert_eq!(
+            refusals,
+            [
+                ("untrusted-key".to_string(), 0x14),
+                ("unknown-certificate".to_string(), 0x1F),
+                ("wrong-class-id".to_string(), 0x16)
+            ]
+        );
+    }
+}
+
 #[test]
 fn a_failed_unit_gives_exit_code_1_and_is_recorded() {
     let directory = tempfile::tempdir().unwrap();

@@ -26,6 +26,7 @@ use imprint::device::Target;
 use imprint::device::qemu::{QemuFixture, QemuOptions};
 use imprint::device::sim::{FaultPlan, SimDevice, SimTarget};
 use imprint::identity::{self, ChipUid};
+use imprint::manifest::v1::{self, ManifestRequestV1};
 use imprint::manifest::{self, ManifestRequest, SemanticVersion};
 use imprint::profile::{MemoryMap, Profile, SimTiming};
 use imprint::station::self_test::flatten_image;
@@ -443,6 +444,186 @@ fn cases(trust: &Trust, images: &Images) -> Vec<Case> {
         encode_candidate(&manifest_for(trust, &trust.delegate_key, payload, newer), None, payload),
         UpdateStatus::DelegateMissing,
     ));
+    cases.extend(v1_cases(trust, images));
+    cases
+}
+
+fn manifest_v1_with(
+    signer: &dyn Signer,
+    certificate_der: &[u8],
+    vendor_id: uuid::Uuid,
+    class_id: uuid::Uuid,
+    payload: &[u8],
+    timestamp: u64,
+) -> Vec<u8> {
+    let request = ManifestRequestV1::new(vendor_id, class_id, timestamp, payload, "imprint:conformance-v1");
+    v1::create_manifest_v1(&request, signer, certificate_der).unwrap()
+}
+
+/// The value range of the DER element at `offset`'s `index`-th child.
+fn der_child(bytes: &[u8], offset: usize, index: usize) -> (u8, usize, usize) {
+    let (_, mut child, _) = der_element(bytes, offset);
+    for _ in 0..index {
+        child = der_element(bytes, child).2;
+    }
+    der_element(bytes, child)
+}
+
+/// Start offsets of `Manifest`'s fields inside a v1 `SignedResource`.
+fn v1_manifest_field_offsets(der: &[u8]) -> Vec<usize> {
+    let (_, resource_offset, _) = der_element(der, 0);
+    // Resource: [uri] resourceType manifest; manifest-tool writes no uri.
+    let (_, resource_type_offset, _) = der_element(der, resource_offset);
+    let manifest_offset = der_element(der, resource_type_offset).2;
+    let (tag, mut offset, end) = der_element(der, manifest_offset);
+    assert_eq!(tag, 0x30, "Manifest is a SEQUENCE");
+    let mut offsets = Vec::new();
+    while offset < end {
+        offsets.push(offset);
+        offset = der_element(der, offset).2;
+    }
+    offsets
+}
+
+/// The v1 cases (contract section 3.5): the same slot, a `manifest-tool create-v1` manifest.
+fn v1_cases(trust: &Trust, images: &Images) -> Vec<Case> {
+    let payload = &images.payload;
+    let newer = v1::semantic_version_timestamp(images.payload_version);
+    let stored = trust.update_certificate.der();
+    let sign = |signer: &dyn Signer, certificate: &[u8], timestamp| {
+        manifest_v1_with(signer, certificate, trust.vendor_id, trust.class_id, payload, timestamp)
+    };
+    let signed = sign(&trust.update_key, stored, newer);
+    let case = |name: &str, manifest: &[u8], staged_payload: &[u8], expected| Case {
+        name: format!("v1-{name}"),
+        store: StoreKind::Direct,
+        candidate: encode_candidate(manifest, None, staged_payload),
+        expected,
+    };
+    let mut cases = vec![case("signed", &signed, payload, UpdateStatus::Installed)];
+    // The signature block names another certificate (the delegate's) by its fingerprint.
+    cases.push(case(
+        "wrong-fingerprint",
+        &sign(&trust.update_key, trust.delegate_certificate.der(), newer),
+        payload,
+        UpdateStatus::CertificateUnknown,
+    ));
+    cases.push(case(
+        "untrusted-key-names-the-stored-certificate",
+        &sign(&generate_signing_key(), stored, newer),
+        payload,
+        UpdateStatus::SignatureInvalid,
+    ));
+    // ResourceSignature (the SignedResource's child 1) = { hash, signatures = { block = {
+    // signature, certificates } } }: flip the last byte of the DER ECDSA signature (inside s,
+    // so the DER stays valid) and, apart, of the hash.
+    let (_, hash_offset, _) = der_child(&signed, 0, 1);
+    let (_, _, hash_end) = der_element(&signed, hash_offset);
+    let (_, block_offset, _) = der_element(&signed, hash_end);
+    let (_, signature_offset, _) = der_element(&signed, block_offset);
+    let (_, _, signature_end) = der_element(&signed, signature_offset);
+    let mut bad_signature = signed.clone();
+    bad_signature[signature_end - 1] ^= 0x01;
+    cases.push(case("bad-signature", &bad_signature, payload, UpdateStatus::SignatureInvalid));
+    let mut bad_hash = signed.clone();
+    bad_hash[hash_end - 1] ^= 0x01;
+    cases.push(case("flipped-bit-in-resource-hash", &bad_hash, payload, UpdateStatus::SignatureInvalid));
+    // Signed fields (manifest-tool writes no description): timestamp (1), vendorId (2),
+    // classId (3), payload (last). The resource hash no longer matches.
+    let fields = v1_manifest_field_offsets(&signed);
+    for (index, field) in [(1, "timestamp"), (2, "vendorId"), (3, "classId"), (fields.len() - 1, "payload")] {
+        let end = der_element(&signed, fields[index]).2;
+        let mut forged = signed.clone();
+        forged[end - 1] ^= 0x01;
+        cases.push(case(
+            &format!("flipped-bit-in-{field}"),
+            &forged,
+            payload,
+            UpdateStatus::SignatureInvalid,
+        ));
+    }
+    let older = v1::semantic_version_timestamp(SemanticVersion { major: 0, minor: 9, patch: 0 });
+    cases.push(case(
+        "old-timestamp",
+        &sign(&trust.update_key, stored, older),
+        payload,
+        UpdateStatus::VersionRollback,
+    ));
+    cases.push(case(
+        "timestamp-equal-to-installed",
+        &sign(&trust.update_key, stored, v1::semantic_version_timestamp(FACTORY_VERSION)),
+        payload,
+        UpdateStatus::VersionRollback,
+    ));
+    // A plain integer timestamp is older than every --fw-migrate-ver one.
+    cases.push(case(
+        "plain-integer-timestamp",
+        &sign(&trust.update_key, stored, 1_800_000_000),
+        payload,
+        UpdateStatus::VersionRollback,
+    ));
+    cases.push(case(
+        "timestamp-not-semantic",
+        &sign(&trust.update_key, stored, 1 << 56),
+        payload,
+        UpdateStatus::TimestampNotSemantic,
+    ));
+    let other_vendor = identity::vendor_id_from_domain("not-this-vendor.example");
+    cases.push(case(
+        "wrong-vendor-id",
+        &manifest_v1_with(&trust.update_key, stored, other_vendor, trust.class_id, payload, newer),
+        payload,
+        UpdateStatus::VendorIdMismatch,
+    ));
+    let other_class = identity::class_id_from_model(trust.vendor_id, "Not This Board");
+    cases.push(case(
+        "wrong-class-id",
+        &manifest_v1_with(&trust.update_key, stored, trust.vendor_id, other_class, payload, newer),
+        payload,
+        UpdateStatus::ClassIdMismatch,
+    ));
+    let mut tampered = payload.clone();
+    tampered[payload.len() / 2] ^= 0x40;
+    cases.push(case("payload-hash-mismatch", &signed, &tampered, UpdateStatus::PayloadDigestMismatch));
+    cases.push(case(
+        "payload-one-byte-short",
+        &signed,
+        &payload[..payload.len() - 1],
+        UpdateStatus::PayloadSizeMismatch,
+    ));
+    let slot_size = reference_board::memory_map().application.size_bytes as usize;
+    let oversized: Vec<u8> = (0..slot_size + 4).map(|index| (index % 251) as u8).collect();
+    let oversized_manifest =
+        manifest_v1_with(&trust.update_key, stored, trust.vendor_id, trust.class_id, &oversized, newer);
+    cases.push(case(
+        "payload-larger-than-slot",
+        &oversized_manifest,
+        &oversized[..4096],
+        UpdateStatus::PayloadTooLarge,
+    ));
+    let mut trailing = signed.clone();
+    trailing.push(0x00);
+    cases.push(case("trailing-byte", &trailing, payload, UpdateStatus::ManifestMalformed));
+    cases.push(case("truncated", &signed[..signed.len() - 10], payload, UpdateStatus::ManifestMalformed));
+    let mut delta_request =
+        ManifestRequestV1::new(trust.vendor_id, trust.class_id, newer, payload, "imprint:conformance-v1");
+    delta_request.delta = Some(v1::DeltaFields {
+        installed_size: payload.len() as u64,
+        installed_digest: Sha256::digest(payload).to_vec(),
+        precursor_digest: Sha256::digest(&images.application.1).to_vec(),
+    });
+    cases.push(case(
+        "bsdiff-stream-payload",
+        &v1::create_manifest_v1(&delta_request, &trust.update_key, stored).unwrap(),
+        payload,
+        UpdateStatus::PayloadFormatUnsupported,
+    ));
+    cases.push(Case {
+        name: "v1-with-a-delegated-certificate".to_string(),
+        store: StoreKind::Direct,
+        candidate: encode_candidate(&signed, Some(trust.delegate_certificate.der()), payload),
+        expected: UpdateStatus::ManifestMalformed,
+    });
     cases
 }
 
@@ -650,9 +831,28 @@ fn the_suite_has_a_refusal_per_reason() {
         UpdateStatus::VersionRollback,
         UpdateStatus::DelegateMissing,
         UpdateStatus::DelegateUntrusted,
+        UpdateStatus::PayloadFormatUnsupported,
+        UpdateStatus::CertificateUnknown,
+        UpdateStatus::TimestampNotSemantic,
     ] {
         assert!(refusals.contains(&status), "no case for {status:?}");
     }
+}
+
+/// The simulated device alone against every expectation (v3 and v1), without QEMU: the
+/// reference implementation's own verdicts, case by case.
+#[test]
+fn the_simulated_device_gives_every_expected_verdict() {
+    let profile = profile();
+    let images = images(&profile);
+    let trust = trust();
+    let cases = cases(&trust, &images);
+    let mut sim_units = 1000;
+    let sim = run_suite("sim", &cases, &trust, &images, &mut || {
+        sim_units += 1;
+        sim_unit(sim_units)
+    });
+    check(&cases, &images, &[("sim", sim)]);
 }
 
 #[test]

@@ -166,7 +166,7 @@ fn a_flipped_header_bit_makes_the_bootloader_refuse_with_its_reason() {
             "byte {offset}"
         );
         assert!(
-            lines.iter().any(|line| line.starts_with("IMPRINT-BOOT-REFUSED nonce=00002222 reason=0x20")),
+            lines.iter().any(|line| line.starts_with("IMPRINT-BOOT-REFUSED nonce=00002222 reason=0x40")),
             "{lines:?}"
         );
     }
@@ -193,7 +193,7 @@ fn the_station_names_the_bootloaders_refusal_when_the_header_is_disturbed_after_
     assert_eq!(outcome.failing_step, Some("negative-self-test"));
     let reason = outcome.reason.unwrap();
     assert!(
-        reason.contains("bootloader refused to boot the application: application-header-invalid (0x20)"),
+        reason.contains("bootloader refused to boot the application: application-header-invalid (0x40)"),
         "{reason}"
     );
 }
@@ -358,7 +358,7 @@ fn a_refused_boot_during_a_mailbox_command_is_named_too() {
     let mut target = sim_target(&profile, 0x55, faults);
     let outcome = provision_unit(&station.context, &mut target, 0, 1);
     assert_eq!(outcome.failing_step, Some("inject-root-of-trust"), "{outcome:?}");
-    assert!(outcome.reason.unwrap().contains("application-header-invalid (0x20)"));
+    assert!(outcome.reason.unwrap().contains("application-header-invalid (0x40)"));
 }
 
 // --- Candidates on a block device (a simulated SD card) -------------------------------------

@@ -499,6 +499,18 @@ fn a_delegated_trust_model_provisions_and_refuses_forgeries() {
         .replace("\"../", &format!("\"{}/../", profiles.display()))
         .replace("\"demo-credentials/dev.cert.der\"", "\"ca.der\"\ndelegate_certificate = \"delegate.der\"")
         .replace("\"demo-credentials/dev.key.pem\"", "\"delegate.pem\"");
+    // A v1 self-test cannot use delegation: a v1 manifest names the stored certificate itself.
+    let v1_path = directory.path().join("delegated-v1.toml");
+    std::fs::write(
+        &v1_path,
+        text.replace("report_timeout_ms = 3000", "report_timeout_ms = 3000\nmanifest_schema = \"v1\""),
+    )
+    .unwrap();
+    let refusal = Profile::load(&v1_path).unwrap_err().to_string();
+    assert!(
+        refusal.contains("self_test.manifest_schema") && refusal.contains("trust.delegate_certificate"),
+        "{refusal}"
+    );
     let path = directory.path().join("delegated.toml");
     std::fs::write(&path, text).unwrap();
     let profile = Profile::load(&path).unwrap();

@@ -403,6 +403,65 @@ fn run_imprint(args: &[&str], database: &Path) -> (std::process::Output, Vec<ser
     (output, events)
 }
 
+/// `profiles/qemu-mps2-an385-v1.toml`: the self-test stages v1 manifests (`manifest-tool
+/// create-v1`'s schema); the reference firmware installs the signed one (its UART line says so)
+/// and refuses each forgery with its reason code (contract section 3.5).
+#[test]
+fn imprint_run_self_tests_qemu_units_with_v1_manifests() {
+    let directory = tempfile::tempdir().unwrap();
+    let database = directory.path().join("ledger.db");
+    let (output, events) = run_imprint(
+        &[
+            "run",
+            "--profile",
+            "profiles/qemu-mps2-an385-v1.toml",
+            "--count",
+            "2",
+            "--json",
+            "--log",
+            "warn,imprint::console=info",
+        ],
+        &database,
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "exit {:?}\n{events:?}\n{stderr}", output.status);
+    let finished: Vec<&serde_json::Value> =
+        events.iter().filter(|event| event["event"] == "unit-finished").collect();
+    assert_eq!(finished.len(), 2, "{events:?}");
+    for unit in &finished {
+        assert_eq!(unit["result"], "pass", "{unit}");
+        let step = |name: &str| {
+            events
+                .iter()
+                .find(|event| {
+                    event["event"] == "step-finished"
+                        && event["step"] == name
+                        && event["unit"] == unit["unit"]
+                })
+                .unwrap_or_else(|| panic!("no {name} for {unit}"))
+        };
+        assert_eq!(step("self-test")["detail"]["manifest_schema"], "v1");
+        assert_eq!(step("self-test")["detail"]["installed_version"], "1.0.1");
+        let refusals: Vec<(&str, u64)> = step("negative-self-test")["detail"]["refused"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|refusal| (refusal["candidate"].as_str().unwrap(), refusal["reason_code"].as_u64().unwrap()))
+            .collect();
+        assert_eq!(
+            refusals,
+            [("untrusted-key", 0x14), ("unknown-certificate", 0x1F), ("wrong-class-id", 0x16)]
+        );
+        let serial = unit["serial"].as_str().unwrap();
+        assert!(
+            stderr.lines().any(|line| line.contains("IMPRINT-REPORT")
+                && line.contains("update=0x01")
+                && line.contains(&format!("serial={serial}"))),
+            "no UART report of the v1 install for {serial}:\n{stderr}"
+        );
+    }
+}
+
 #[test]
 fn imprint_run_gives_qemu_units_station_made_identities_the_firmware_proves() {
     let directory = tempfile::tempdir().unwrap();

@@ -45,6 +45,10 @@ pub enum UpdateStatus {
     DelegateMissing = 0x1D,
     /// The delegated certificate does not chain to the stored CA.
     DelegateUntrusted = 0x1E,
+    /// A v1 signature block names a certificate that is not the stored `mbed.UpdateAuthCert`.
+    CertificateUnknown = 0x1F,
+    /// A newer v1 timestamp that stands for no `MAJOR.MINOR.PATCH` version.
+    TimestampNotSemantic = 0x20,
 }
 
 impl UpdateStatus {

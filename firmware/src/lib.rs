@@ -18,6 +18,7 @@ pub mod console;
 pub mod contract;
 pub mod identity;
 pub mod manifest;
+pub mod manifest_v1;
 pub mod store;
 pub mod update_client;
 pub mod version;

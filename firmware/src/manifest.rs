@@ -63,8 +63,9 @@ pub enum VerifyError {
     InstalledSignature,
 }
 
+/// An `ENUMERATED` value (shared with the v1 decoder in `manifest_v1.rs`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct EnumeratedNumber(u32);
+pub(crate) struct EnumeratedNumber(pub(crate) u32);
 
 impl FixedTag for EnumeratedNumber {
     const TAG: Tag = Tag::Enumerated;

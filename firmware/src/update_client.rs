@@ -1,5 +1,6 @@
 //! The update client: the checks of contract section 3.3 in the contract's order, mirroring the
-//! station's `contract::evaluate_candidate` (and `trust::verify_chain` for trust delegation).
+//! station's `contract::evaluate_candidate` (and `trust::verify_chain` for trust delegation); for
+//! a v1 manifest in the slot, the checks of section 3.5 (`contract::update_v1`).
 //!
 //! One deliberate difference: the board has no real-time clock, so certificate validity is
 //! checked against a fixed time floor ([`TIME_FLOOR_UNIX_SECONDS`], the firmware's release
@@ -12,13 +13,14 @@ use core::ops::Range;
 use der::asn1::{AnyRef, BitStringRef, ObjectIdentifier};
 use der::{Decode, Encode, Sequence};
 use p256::ecdsa::signature::hazmat::PrehashVerifier;
-use p256::ecdsa::{DerSignature, VerifyingKey};
+use p256::ecdsa::{DerSignature, Signature, VerifyingKey};
 use sha2::{Digest, Sha256};
 use x509_cert::Certificate;
 use x509_cert::ext::pkix::BasicConstraints;
 
 use crate::contract::{self, BootState, CANDIDATE_HEADER_SIZE_BYTES, UpdateStatus};
 use crate::manifest::{self, PAYLOAD_FORMAT_RAW_BINARY, VerifyError};
+use crate::manifest_v1;
 use crate::store::{ConfigStore, keys};
 use crate::version::Version;
 
@@ -92,8 +94,11 @@ fn check_candidate(inputs: &Inputs, header: &contract::CandidateHeader) -> Resul
         .checked_add(header.delegate_certificate_size_bytes as usize)
         .filter(|end| *end <= slot.len())
         .ok_or(UpdateStatus::ManifestMalformed)?;
-    let decoded = manifest::decode_manifest(&slot[manifest_start..manifest_end])
-        .ok_or(UpdateStatus::ManifestMalformed)?;
+    let manifest_der = &slot[manifest_start..manifest_end];
+    if manifest_v1::is_v1(manifest_der) {
+        return check_candidate_v1(inputs, &store, header, manifest_der, delegate_end);
+    }
+    let decoded = manifest::decode_manifest(manifest_der).ok_or(UpdateStatus::ManifestMalformed)?;
 
     let (_, certificate_der) = store.update_certificate().ok_or(UpdateStatus::CertificateMissing)?;
     let stored_certificate =
@@ -155,6 +160,78 @@ fn check_candidate(inputs: &Inputs, header: &contract::CandidateHeader) -> Resul
         payload_range: delegate_end..payload_end,
         boot_state: BootState {
             installed_version: decoded.payload_version,
+            installed_size_bytes: header.payload_size_bytes,
+            installed_digest: payload_digest,
+        },
+    })
+}
+
+/// The checks for a v1 manifest (contract section 3.5), mirroring the station's
+/// `contract::update_v1::check_candidate_v1` line by line.
+fn check_candidate_v1(
+    inputs: &Inputs,
+    store: &ConfigStore,
+    header: &contract::CandidateHeader,
+    manifest_der: &[u8],
+    payload_start: usize,
+) -> Result<Verdict, UpdateStatus> {
+    let slot = inputs.candidate_slot;
+    let decoded = manifest_v1::decode_manifest_v1(manifest_der).ok_or(UpdateStatus::ManifestMalformed)?;
+    if header.delegate_certificate_size_bytes != 0 {
+        return Err(UpdateStatus::ManifestMalformed);
+    }
+
+    let (stored_fingerprint, certificate_der) =
+        store.update_certificate().ok_or(UpdateStatus::CertificateMissing)?;
+    let stored_certificate =
+        Certificate::from_der(certificate_der).map_err(|_| UpdateStatus::CertificateMissing)?;
+    let verifying_key = verifying_key(&stored_certificate).ok_or(UpdateStatus::CertificateMissing)?;
+    let resource_hash: [u8; 32] = Sha256::digest(&decoded.signed_bytes).into();
+    if decoded.hash != resource_hash || decoded.signatures.is_empty() {
+        return Err(UpdateStatus::SignatureInvalid);
+    }
+    for (signature_der, fingerprint) in &decoded.signatures {
+        if fingerprint.as_deref() != Some(stored_fingerprint.as_slice()) {
+            return Err(UpdateStatus::CertificateUnknown);
+        }
+        let signature = Signature::from_der(signature_der).map_err(|_| UpdateStatus::SignatureInvalid)?;
+        verifying_key.verify_prehash(&resource_hash, &signature).map_err(|_| UpdateStatus::SignatureInvalid)?;
+    }
+
+    let vendor_id = store.uuid_bytes(keys::VENDOR_ID).ok_or(UpdateStatus::StoreUnprovisioned)?;
+    if decoded.vendor_id != vendor_id {
+        return Err(UpdateStatus::VendorIdMismatch);
+    }
+    let class_id = store.uuid_bytes(keys::CLASS_ID).ok_or(UpdateStatus::StoreUnprovisioned)?;
+    if decoded.class_id != class_id {
+        return Err(UpdateStatus::ClassIdMismatch);
+    }
+    let reference = decoded.raw_binary_reference.as_ref().ok_or(UpdateStatus::PayloadFormatUnsupported)?;
+    let installed_timestamp = inputs.installed_version.map(manifest_v1::version_timestamp).unwrap_or(0);
+    if decoded.timestamp <= installed_timestamp {
+        return Err(UpdateStatus::VersionRollback);
+    }
+    let payload_version =
+        manifest_v1::timestamp_version(decoded.timestamp).ok_or(UpdateStatus::TimestampNotSemantic)?;
+
+    if reference.size > inputs.application_slot_size_bytes {
+        return Err(UpdateStatus::PayloadTooLarge);
+    }
+    if reference.size == 0 || u64::from(header.payload_size_bytes) != reference.size {
+        return Err(UpdateStatus::PayloadSizeMismatch);
+    }
+    let payload_end = payload_start
+        .checked_add(header.payload_size_bytes as usize)
+        .filter(|end| *end <= slot.len())
+        .ok_or(UpdateStatus::PayloadSizeMismatch)?;
+    let payload_digest: [u8; 32] = Sha256::digest(&slot[payload_start..payload_end]).into();
+    if reference.hash != payload_digest {
+        return Err(UpdateStatus::PayloadDigestMismatch);
+    }
+    Ok(Verdict::Install {
+        payload_range: payload_start..payload_end,
+        boot_state: BootState {
+            installed_version: payload_version,
             installed_size_bytes: header.payload_size_bytes,
             installed_digest: payload_digest,
         },

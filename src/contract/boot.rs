@@ -20,10 +20,10 @@ pub const BOOT_REFUSAL_CONSOLE_PREFIX: &str = "IMPRINT-BOOT-REFUSED";
 #[repr(u32)]
 pub enum BootRefusalReason {
     /// The active header is not a valid v2 internal header (CRC-32, magic or version).
-    ApplicationHeaderInvalid = 0x20,
+    ApplicationHeaderInvalid = 0x40,
     /// The header is valid but does not describe the application slot: its size runs past the
     /// slot, or the slot's SHA-256 over that size differs from the header's.
-    ApplicationHeaderMismatch = 0x21,
+    ApplicationHeaderMismatch = 0x41,
 }
 
 impl BootRefusalReason {
@@ -94,7 +94,7 @@ impl BootRefusal {
         })
     }
 
-    /// The console form: `IMPRINT-BOOT-REFUSED nonce=1a2b3c4d reason=0x20 application-header-invalid`.
+    /// The console form: `IMPRINT-BOOT-REFUSED nonce=1a2b3c4d reason=0x40 application-header-invalid`.
     pub fn console_line(&self) -> String {
         format!(
             "{BOOT_REFUSAL_CONSOLE_PREFIX} nonce={:08x} reason={:#04x} {}",

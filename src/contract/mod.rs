@@ -12,8 +12,9 @@
 //! device, sign a station challenge ([`IdentityMailboxRequest`], [`IdentityResponse`]).
 //!
 //! Files: this one (constants, [`UpdateStatus`], the candidate header, the boot state,
-//! [`evaluate_candidate`]), `mailbox.rs` (the self-test request and report), `identity.rs` (the
-//! identity commands of section 6).
+//! [`evaluate_candidate`] with the v3 checks), `update_v1.rs` (the checks for a v1 manifest in
+//! the same slot, section 3.5), `mailbox.rs` (the self-test request and report), `identity.rs`
+//! (the identity commands of section 6).
 //!
 //! **Invariant:** pure functions over bytes; no device I/O.
 
@@ -22,6 +23,7 @@ mod identity;
 mod mailbox;
 mod secrets;
 mod storage;
+mod update_v1;
 
 use std::time::SystemTime;
 
@@ -104,11 +106,17 @@ pub enum UpdateStatus {
     /// A candidate on the block device whose firmware does not match its external header (size
     /// past the location or the application slot, or SHA-256).
     StorageFirmwareMismatch = 0x31,
+    /// A v1 manifest's signature block names a certificate (by SHA-256 fingerprint) that is
+    /// not the stored `mbed.UpdateAuthCert`.
+    CertificateUnknown = 0x1F,
+    /// A v1 manifest's timestamp is newer but stands for no `MAJOR.MINOR.PATCH` version
+    /// (not made by `--fw-migrate-ver`), which the boot state could not record.
+    TimestampNotSemantic = 0x20,
 }
 
 impl UpdateStatus {
     /// Every status, for decoding and documentation.
-    pub const ALL: [UpdateStatus; 19] = [
+    pub const ALL: [UpdateStatus; 21] = [
         Self::NoCandidate,
         Self::Installed,
         Self::CandidateGarbage,
@@ -128,6 +136,8 @@ impl UpdateStatus {
         Self::DelegateUntrusted,
         Self::StorageHeaderInvalid,
         Self::StorageFirmwareMismatch,
+        Self::CertificateUnknown,
+        Self::TimestampNotSemantic,
     ];
 
     /// The numeric reason code written to the mailbox.
@@ -257,7 +267,8 @@ pub struct UpdateClientInputs<'a> {
     pub now: SystemTime,
 }
 
-/// The update client's checks, in the order the contract lists them.
+/// The update client's checks, in the order the contract lists them: v3 (section 3.3) or, when
+/// the staged manifest is a v1 one, v1 (section 3.5).
 pub fn evaluate_candidate(inputs: &UpdateClientInputs) -> CandidateVerdict {
     let slot = inputs.candidate_slot;
     if slot.len() < CANDIDATE_HEADER_SIZE_BYTES
@@ -296,6 +307,15 @@ fn check_candidate(
         .filter(|end| *end <= slot.len())
         .ok_or(UpdateStatus::ManifestMalformed)?;
     let manifest_der = &slot[manifest_start..manifest_end];
+    if matches!(manifest::detect_schema(manifest_der), Ok(manifest::ManifestSchema::V1)) {
+        let parts = update_v1::CandidateParts {
+            manifest: manifest_start..manifest_end,
+            delegate_certificate_size_bytes: header.delegate_certificate_size_bytes,
+            payload_start: delegate_end,
+            payload_size_bytes: header.payload_size_bytes,
+        };
+        return update_v1::check_candidate_v1(inputs, &store, &parts);
+    }
     let decoded = manifest::decode_manifest(manifest_der).map_err(|_| UpdateStatus::ManifestMalformed)?;
 
     let (_, certificate_der) = store.update_certificate().map_err(|_| UpdateStatus::CertificateMissing)?;

@@ -164,6 +164,21 @@ pub fn semantic_version_timestamp(version: SemanticVersion) -> u64 {
         | u64::from(version.patch)
 }
 
+/// The semantic version a `--fw-migrate-ver` timestamp stands for: the inverse of
+/// [`semantic_version_timestamp`]. `None` for a plain integer timestamp (bit 55 clear), one with
+/// bits above 55 set, or components manifest-tool would not write (over 999, or 0.0.0).
+pub fn timestamp_semantic_version(timestamp: u64) -> Option<SemanticVersion> {
+    if timestamp >> 55 != 1 {
+        return None;
+    }
+    let version = SemanticVersion::new(
+        ((timestamp >> 40) & 0x7FFF) as u32,
+        ((timestamp >> 16) & 0xFF_FFFF) as u32,
+        (timestamp & 0xFFFF) as u32,
+    );
+    version.validate().ok().map(|()| version)
+}
+
 /// Parses a v1 payload version: a plain non-negative integer (manifest-tool `-v N`) or
 /// `MAJOR.MINOR.PATCH` with manifest-tool's SemVer rules, mapped by [`semantic_version_timestamp`].
 pub fn parse_payload_timestamp(text: &str) -> Result<u64, ManifestV1Error> {
@@ -692,7 +707,7 @@ impl DecodedManifestV1 {
 
     /// The basic checks the device makes before any cryptography (resource type, version,
     /// encryption mode).
-    fn check_basic(&self) -> Result<(), ManifestV1Error> {
+    pub fn check_basic(&self) -> Result<(), ManifestV1Error> {
         if self.resource_type != RESOURCE_TYPE_MANIFEST {
             return Err(ManifestV1Error::BadField {
                 field: "resourceType",
@@ -841,6 +856,12 @@ mod tests {
         );
         assert_eq!(parse_payload_timestamp("1.2.3").expect("semver"), 0x0080_0100_0002_0003);
         assert_eq!(parse_payload_timestamp("42").expect("integer"), 42);
+        for version in [SemanticVersion::new(1, 2, 3), SemanticVersion::new(999, 999, 999)] {
+            assert_eq!(timestamp_semantic_version(semantic_version_timestamp(version)), Some(version));
+        }
+        for not_semantic in [42, 1 << 55, (1 << 56) | (1 << 55) | 1, (1 << 55) | 1000] {
+            assert_eq!(timestamp_semantic_version(not_semantic), None, "{not_semantic:#x}");
+        }
         for bad in ["", "-1", "1.2", "0.0.0", "01.2.3", "4x", "+5", " 5"] {
             assert!(parse_payload_timestamp(bad).is_err(), "{bad:?} should be refused");
         }

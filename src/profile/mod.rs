@@ -457,6 +457,8 @@ pub struct SelfTestSettings {
     pub report_channel: ReportChannel,
     /// How long to wait for a report after reset.
     pub report_timeout_ms: u64,
+    /// The schema of the manifests the self-test stages (v3 unless the profile says v1).
+    pub manifest_schema: crate::manifest::ManifestSchema,
 }
 
 /// Lock settings.

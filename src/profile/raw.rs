@@ -311,6 +311,9 @@ pub struct RawSelfTest {
     pub report: Option<String>,
     #[serde(default)]
     pub report_timeout_ms: Option<u64>,
+    /// `v1` or `v3` (the default): the schema of the self-test's manifests.
+    #[serde(default)]
+    pub manifest_schema: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -1,5 +1,6 @@
 //! The self-test material of a line: the signed candidate that must install, and the forged
-//! ones that must be refused.
+//! ones that must be refused, as v3 manifests or (`self_test.manifest_schema = "v1"`) as v1
+//! manifests, whose forgeries add one the device must not find by its certificate fingerprint.
 //!
 //! Manifests do not depend on the unit (they carry vendor and class, not the device ID), so
 //! they are signed once per line rather than once per unit — one signature pass through the
@@ -9,14 +10,15 @@ use sha2::{Digest, Sha256};
 
 use crate::contract::{UpdateStatus, encode_candidate};
 use crate::image::FirmwareImage;
-use crate::manifest::{self, ManifestRequest, SemanticVersion};
+use crate::manifest::v1::{self, ManifestRequestV1};
+use crate::manifest::{self, ManifestRequest, ManifestSchema, SemanticVersion};
 use crate::profile::Profile;
-use crate::trust::{Signer, generate_signing_key};
+use crate::trust::{CertificateRequest, Signer, generate_signing_key, self_signed_certificate};
 
 /// A candidate ready to stage, with what the device must answer.
 #[derive(Debug, Clone)]
 pub struct StagedCandidate {
-    /// Short name for records (`signed`, `untrusted-key`, `wrong-class-id`).
+    /// Short name for records (`signed`, `untrusted-key`, `unknown-certificate`, `wrong-class-id`).
     pub name: &'static str,
     /// The candidate slot image (header, manifest, payload).
     pub candidate_bytes: Vec<u8>,
@@ -35,6 +37,8 @@ pub struct SelfTestMaterial {
     pub payload_sha256: [u8; 32],
     /// Its version.
     pub payload_version: SemanticVersion,
+    /// The schema of every manifest here (the profile's `self_test.manifest_schema`).
+    pub manifest_schema: ManifestSchema,
     /// The correctly signed update.
     pub signed: StagedCandidate,
     /// Forged updates the device must refuse.
@@ -48,6 +52,12 @@ pub enum SelfTestMaterialError {
     /// Signing the manifest failed.
     #[error("cannot sign the self-test manifest: {0}")]
     Manifest(#[from] manifest::ManifestError),
+    /// Signing a v1 manifest failed.
+    #[error("cannot sign the self-test v1 manifest: {0}")]
+    ManifestV1(#[from] v1::ManifestV1Error),
+    /// The certificate for the forged v1 manifest's unknown signer could not be made.
+    #[error("cannot make the negative self-test's unknown certificate: {0}")]
+    Certificate(#[from] crate::trust::TrustError),
     /// A key the profile names could not be opened (a token's PIN, a missing key).
     #[error(transparent)]
     Keys(#[from] crate::trust::KeySourceError),
@@ -58,22 +68,12 @@ pub enum SelfTestMaterialError {
 
 impl SelfTestMaterial {
     /// Opens the profile's keys (once: a token logs in here, when the line starts) and signs
-    /// the self-test manifests for `profile`.
+    /// the self-test manifests for `profile`, in the schema its `self_test.manifest_schema` names.
     pub fn prepare(profile: &Profile) -> Result<SelfTestMaterial, SelfTestMaterialError> {
         profile.open_signers()?;
         let firmware = profile.require_firmware("the self-test")?;
         let payload = flatten_image(&firmware.self_test.payload, firmware.memory.application.erased_value);
         let payload_version = firmware.self_test.payload_version;
-        let request = |class_id: uuid::Uuid, version: SemanticVersion| ManifestRequest {
-            vendor_id: profile.vendor_id,
-            class_id,
-            update_priority: 0,
-            component_name: "MAIN".to_string(),
-            payload_version: version,
-            payload: &payload,
-            payload_uri: format!("imprint:self-test/{}", profile.name),
-            vendor_data: None,
-        };
         let candidate = |name, manifest_der: Vec<u8>, expected_status| StagedCandidate {
             name,
             manifest_sha256: Sha256::digest(&manifest_der).into(),
@@ -84,30 +84,117 @@ impl SelfTestMaterial {
             ),
             expected_status,
         };
-        let signed_manifest =
-            manifest::create_manifest(&request(profile.class_id, payload_version), profile.signer.as_ref())?;
         // Forged updates carry a newer version still, so that a refusal can only come from the
         // forgery and never from the version policy.
         let forged_version = SemanticVersion { patch: payload_version.patch + 1, ..payload_version };
-        let untrusted_key = generate_signing_key();
-        let untrusted_manifest = manifest::create_manifest(
-            &request(profile.class_id, forged_version),
-            &untrusted_key as &dyn Signer,
-        )?;
         let wrong_class_id =
             uuid::Uuid::new_v5(&profile.class_id, b"imprint negative self-test: not this class");
-        let wrong_class_manifest =
-            manifest::create_manifest(&request(wrong_class_id, forged_version), profile.signer.as_ref())?;
+        let untrusted_key = generate_signing_key();
+        let (signed, forged) = match firmware.self_test.manifest_schema {
+            ManifestSchema::V3 => {
+                let sign = |class_id, version, signer: &dyn Signer| {
+                    manifest::create_manifest(&v3_request(profile, &payload, class_id, version), signer)
+                };
+                let signer = profile.signer.as_ref();
+                (
+                    candidate(
+                        "signed",
+                        sign(profile.class_id, payload_version, signer)?,
+                        UpdateStatus::Installed,
+                    ),
+                    vec![
+                        candidate(
+                            "untrusted-key",
+                            sign(profile.class_id, forged_version, &untrusted_key)?,
+                            UpdateStatus::SignatureInvalid,
+                        ),
+                        candidate(
+                            "wrong-class-id",
+                            sign(wrong_class_id, forged_version, signer)?,
+                            UpdateStatus::ClassIdMismatch,
+                        ),
+                    ],
+                )
+            }
+            ManifestSchema::V1 => {
+                let stored_certificate = profile.update_certificate.der();
+                let sign = |class_id, version, signer: &dyn Signer, certificate: &[u8]| {
+                    let request = ManifestRequestV1::new(
+                        profile.vendor_id,
+                        class_id,
+                        v1::semantic_version_timestamp(version),
+                        &payload,
+                        self_test_payload_uri(profile),
+                    );
+                    v1::create_manifest_v1(&request, signer, certificate)
+                };
+                let signer = profile.signer.as_ref();
+                // A certificate the device has never seen, for the fingerprint lookup to miss.
+                let unknown_certificate = self_signed_certificate(
+                    &untrusted_key,
+                    &CertificateRequest::update_authority("imprint negative self-test: unknown signer", 1),
+                )?;
+                (
+                    candidate(
+                        "signed",
+                        sign(profile.class_id, payload_version, signer, stored_certificate)?,
+                        UpdateStatus::Installed,
+                    ),
+                    vec![
+                        candidate(
+                            "untrusted-key",
+                            sign(profile.class_id, forged_version, &untrusted_key, stored_certificate)?,
+                            UpdateStatus::SignatureInvalid,
+                        ),
+                        candidate(
+                            "unknown-certificate",
+                            sign(
+                                profile.class_id,
+                                forged_version,
+                                &untrusted_key,
+                                unknown_certificate.der(),
+                            )?,
+                            UpdateStatus::CertificateUnknown,
+                        ),
+                        candidate(
+                            "wrong-class-id",
+                            sign(wrong_class_id, forged_version, signer, stored_certificate)?,
+                            UpdateStatus::ClassIdMismatch,
+                        ),
+                    ],
+                )
+            }
+        };
         Ok(SelfTestMaterial {
             payload_sha256: Sha256::digest(&payload).into(),
             payload_version,
-            signed: candidate("signed", signed_manifest, UpdateStatus::Installed),
-            forged: vec![
-                candidate("untrusted-key", untrusted_manifest, UpdateStatus::SignatureInvalid),
-                candidate("wrong-class-id", wrong_class_manifest, UpdateStatus::ClassIdMismatch),
-            ],
+            manifest_schema: firmware.self_test.manifest_schema,
+            signed,
+            forged,
             payload,
         })
+    }
+}
+
+fn self_test_payload_uri(profile: &Profile) -> String {
+    format!("imprint:self-test/{}", profile.name)
+}
+
+fn v3_request<'a>(
+    profile: &Profile,
+    payload: &'a [u8],
+    class_id: uuid::Uuid,
+    version: SemanticVersion,
+) -> ManifestRequest<'a> {
+    ManifestRequest {
+        vendor_id: profile.vendor_id,
+        class_id,
+        update_priority: 0,
+        component_name: "MAIN".to_string(),
+        payload_version: version,
+        payload,
+        payload_uri: self_test_payload_uri(profile),
+        vendor_data: None,
     }
 }
 

@@ -18,14 +18,16 @@ use fcc::check_fcc;
 use hardware::{check_device_hardware, check_update_storage};
 use keys::check_trust;
 
-use super::raw::{RawFirmwareSections, RawFixtureDefault, RawFlashRegion, RawImage, RawProfile, RawSpan};
+use super::raw::{
+    RawFirmwareSections, RawFixtureDefault, RawFlashRegion, RawImage, RawProfile, RawSelfTest, RawSpan,
+};
 use super::{
     ChipTargetDescription, FirmwareSettings, FlashRegion, LockSettings, MemoryMap, Profile, RamSpan,
     ReportChannel, SelfTestSettings, SimTiming, SkippableStep,
 };
 use crate::identity::{ReworkPolicy, SerialScheme, SerialSchemeError};
 use crate::image::{FirmwareImage, ImageFormat};
-use crate::manifest::SemanticVersion;
+use crate::manifest::{ManifestSchema, SemanticVersion};
 
 /// One thing wrong with a profile.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,6 +159,11 @@ fn validate(raw: RawProfile, base: &Path, checker: &mut Checker, file_sha256: [u
     let fcc = raw.fcc.as_ref().map(|raw_fcc| check_fcc(&raw, raw_fcc, base, checker));
 
     let checked_firmware = firmware.as_ref().and_then(Option::as_ref);
+    check_schema_against_trust(
+        &raw,
+        checked_firmware.map(|firmware| firmware.self_test.manifest_schema),
+        checker,
+    );
     let mut device_hardware = check_device_hardware(
         &raw,
         checker,
@@ -772,11 +779,40 @@ fn check_self_test(
     if report_timeout_ms == 0 {
         checker.problem("self_test.report_timeout_ms", "expected a timeout above 0 ms");
     }
+    let manifest_schema = check_manifest_schema(raw.self_test, checker);
 
     Some(SelfTestSettings {
         payload: payload?,
         payload_version: payload_version?,
         report_channel: report_channel?,
         report_timeout_ms,
+        manifest_schema: manifest_schema?,
     })
+}
+
+/// `self_test.manifest_schema`: `v3` (the default) or `v1` (whether it fits the trust settings is
+/// [`check_schema_against_trust`]).
+fn check_manifest_schema(raw: &RawSelfTest, checker: &mut Checker) -> Option<ManifestSchema> {
+    match raw.manifest_schema.as_deref().unwrap_or("v3") {
+        "v3" => Some(ManifestSchema::V3),
+        "v1" => Some(ManifestSchema::V1),
+        other => {
+            checker.problem(
+                "self_test.manifest_schema",
+                format!("expected \"v1\" or \"v3\", found \"{other}\""),
+            );
+            None
+        }
+    }
+}
+
+/// A v1 manifest names its signer by fingerprint and has no delegated certificate, so v1 and
+/// `trust.delegate_certificate` exclude each other.
+fn check_schema_against_trust(raw: &RawProfile, schema: Option<ManifestSchema>, checker: &mut Checker) {
+    if schema == Some(ManifestSchema::V1) && raw.trust.delegate_certificate.is_some() {
+        checker.problem(
+            "self_test.manifest_schema",
+            "expected \"v3\" with trust.delegate_certificate: a v1 manifest names the stored certificate itself and carries no delegated certificate",
+        );
+    }
 }

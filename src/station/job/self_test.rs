@@ -148,6 +148,7 @@ impl UnitJob<'_> {
             ));
         }
         Ok(json!({
+            "manifest_schema": material.manifest_schema.name(),
             "manifest_sha256": hex::encode(material.signed.manifest_sha256),
             "payload_sha256": hex::encode(material.payload_sha256),
             "installed_version": report.running_version.to_string(),
