@@ -227,6 +227,12 @@ impl ImprintApp {
         }
     }
 
+    /// Failures latch on an attended line; an unattended one (`--exit-after-units`) has nobody
+    /// to acknowledge them and must reach its unit limit.
+    fn latches_failures(&self) -> bool {
+        self.options.unit_limit.is_none()
+    }
+
     /// Why START is refused now (the toolbar shows it beside the disabled button).
     fn start_blocker(&self) -> Option<&'static str> {
         let chosen = self.settings.last_profile.as_deref();
@@ -272,7 +278,7 @@ impl ImprintApp {
             sim_timing_zero: self.settings.sim_timing_zero,
             sim_uid_seed: self.options.sim_uid_seed,
         };
-        let request = LineRequest { plan, start_mode };
+        let request = LineRequest { plan, start_mode, latch_failures: self.latches_failures() };
         self.line.starting();
         let running = start_line(request, UiSender::new(self.line_sender.clone(), self.repaint.clone()));
         // A failure still latched from the last run holds its slot in this one too.
@@ -422,8 +428,12 @@ impl ImprintApp {
                 LineMessage::Event(event) => {
                     events += 1;
                     self.line.apply(&event, now);
-                    if self.shift.apply(&event).is_some() && self.settings.attention_signal {
-                        self.attention.sound();
+                    if let Some(slot) = self.shift.apply(&event) {
+                        if !self.latches_failures() {
+                            self.shift.acknowledge(slot);
+                        } else if self.settings.attention_signal {
+                            self.attention.sound();
+                        }
                     }
                     match &event.kind {
                         EventKind::UnitFinished { result, serial, failing_step, reason, .. } => {

@@ -48,7 +48,7 @@ impl Attention {
     /// Whether a flashing frame is in its bright half at `now`.
     pub fn flash_is_on(&self, now: Instant) -> bool {
         let halves = now.saturating_duration_since(self.epoch).as_millis() / FLASH_HALF_PERIOD.as_millis();
-        halves % 2 == 0
+        halves.is_multiple_of(2)
     }
 }
 

@@ -40,6 +40,10 @@ pub const HISTORY_ROWS_MAX: usize = 500;
 pub struct LineRequest {
     pub plan: LinePlan,
     pub start_mode: StartMode,
+    /// A FAIL holds its slot until acknowledged. Off for a line with a unit limit
+    /// (`--exit-after-units`): nobody is there to acknowledge, and a held slot would keep the
+    /// unit it claimed from the budget, so the line would never reach its end.
+    pub latch_failures: bool,
 }
 
 /// What the line thread tells the UI.
@@ -82,6 +86,7 @@ impl UiSender {
 /// for its next unit: no race with the UI thread can let a failed slot start again.
 pub struct ChannelEventSink {
     ui: UiSender,
+    /// The slots' gates to latch on a FAIL (empty: failures do not latch).
     gates: Vec<Arc<StartGate>>,
 }
 
@@ -136,12 +141,14 @@ pub fn start_line(mut request: LineRequest, ui: UiSender) -> RunningLine {
     let thread_ui = ui.clone();
     let spawned = std::thread::Builder::new().name("line".to_string()).spawn(move || {
         let operator = request.plan.operator.clone();
+        let latch_failures = request.latch_failures;
         match open_line(request, gates.clone(), &thread_ui) {
             Ok(session) => {
                 let serials_are_scanned = matches!(session.profile().serial_scheme, SerialScheme::Scanned);
                 let fixture_names = session.fixture_names();
                 tracing::info!(slots = fixture_names.len(), %operator, "line started");
                 thread_ui.send(LineMessage::Started { fixture_names, serials_are_scanned });
+                let gates = if latch_failures { gates } else { Vec::new() };
                 let sink = ChannelEventSink { ui: thread_ui.clone(), gates };
                 let report = session.run(Arc::new(sink), cancel);
                 log_report(&report);
