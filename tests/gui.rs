@@ -174,6 +174,11 @@ fn two_slots_run_to_pass_and_the_units_appear_in_the_history() {
 #[test]
 fn an_injected_fault_shows_fail_with_its_reason_in_the_slot_and_the_log() {
     let (layer, receiver) = log_channel();
+    // tracing caches each callsite's interest for the whole process; while only one dispatcher
+    // is registered, a sibling test's thread without a subscriber that reaches "unit failed"
+    // first caches it as never (tokio-rs/tracing#3611). A second live dispatcher makes the
+    // interest the union of both, so this test's capture sees the event.
+    let _anchor = tracing::Dispatch::new(tracing_subscriber::registry());
     // The window logs unit results on its own thread, which is this test's thread.
     let _subscriber = tracing::subscriber::set_default(tracing_subscriber::registry().with(layer));
     let mut gui = gui_with_log(2, |_| {}, Some(receiver));
@@ -184,6 +189,10 @@ fn an_injected_fault_shows_fail_with_its_reason_in_the_slot_and_the_log() {
     gui.run_one_unit_per_slot(2, |gui| gui.harness.key_press(Key::F5));
 
     gui.harness.get_by_label("slot 0 state: FAIL at erase: probe lost: sim-0 stopped answering");
+    // The operator reads what to do in large type; the engineer's reason is one click away.
+    gui.harness.get_by_label("slot 0 instruction: Set the board aside for rework");
+    assert!(gui.harness.query_by_label_contains("slot 0 reason:").is_none(), "the reason is folded away");
+    gui.click("slot 0 details");
     gui.harness.get_by_label("slot 0 reason: probe lost: sim-0 stopped answering");
     gui.harness.get_by_label("slot 1 state: PASS");
     gui.harness.get_by_label("units: 2");
@@ -287,6 +296,14 @@ fn retype(gui: &mut Gui, label: &str, text: &str) {
     gui.harness.step();
 }
 
+/// Types into a text field of a bare harness after giving it the focus.
+fn type_into(harness: &mut Harness<'static, ImprintApp>, label: &str, text: &str) {
+    harness.get_by_label(label).focus();
+    harness.step();
+    harness.get_by_label(label).type_text(text);
+    harness.step();
+}
+
 fn imprint_log_verify(file: &Path) -> (bool, String) {
     let output = common::imprint().args(["log", "verify"]).arg(file).output().unwrap();
     let text =
@@ -338,7 +355,9 @@ fn out_of_the_box_it_picks_the_demo_profile_and_names_every_input() {
     gui.wait_for_label_containing("demo-sensor");
     gui.harness.check_accessibility();
     gui.harness.get_by_label("Start line");
-    gui.harness.get_by_label("Operator ID");
+    // `--operator` logged the operator in.
+    gui.harness.get_by_label("operator: tester");
+    gui.harness.get_by_label("Log out");
     gui.harness.get_by_label("Scanner");
     gui.harness.get_by_label("Export ledger");
     gui.harness.get_by_label("station: test-station");
@@ -377,12 +396,17 @@ fn settings_are_remembered_between_runs() {
         options
     };
     let first_options = options();
-    let mut first =
-        Harness::builder().build_eframe(move |creation| ImprintApp::new(creation, first_options, None));
-    first.get_by_label("Operator ID").focus();
+    // Tall enough that the side panel's station settings are on screen.
+    let size = egui::Vec2::new(1280.0, 1600.0);
+    let mut first = Harness::builder()
+        .with_size(size)
+        .build_eframe(move |creation| ImprintApp::new(creation, first_options, None));
     first.step();
-    first.key_press_modifiers(Modifiers::COMMAND, Key::A);
-    first.get_by_label("Operator ID").type_text("operator-17");
+    type_into(&mut first, "Operator ID", "operator-17");
+    first.get_by_label("Log in").click();
+    first.step();
+    first.step();
+    first.get_by_label("operator: operator-17");
     first.get_by_label("Manual start").click();
     first.step();
     let mut storage = MemoryStorage::default();
@@ -391,16 +415,58 @@ fn settings_are_remembered_between_runs() {
     // Leaked so the creation context may borrow it for the harness's lifetime.
     let storage: &'static MemoryStorage = Box::leak(Box::new(storage));
     let second_options = options();
-    let mut second = Harness::builder().build_eframe(move |creation| {
+    let mut second = Harness::builder().with_size(size).build_eframe(move |creation| {
         creation.storage = Some(storage);
         ImprintApp::new(creation, second_options, None)
     });
     second.step();
-    assert_eq!(second.get_by_label("Operator ID").value().as_deref(), Some("operator-17"));
     assert_eq!(
         second.get_by_label("Manual start").accesskit_node().toggled(),
         Some(egui::accesskit::Toggled::True)
     );
+    // The operator is not remembered: the next person logs in as themselves.
+    assert_eq!(second.get_by_label("Operator ID").value().as_deref(), Some(""));
+    assert!(second.query_by_label("operator: operator-17").is_none());
+
+    // A station that wants it remembers the operator (a station setting), and a supervisor PIN
+    // locks the station settings; the PIN itself is stored nowhere.
+    second.get_by_label("Station settings").click();
+    second.step();
+    second.get_by_label("Remember the operator when the window reopens").click();
+    type_into(&mut second, "Operator ID", "operator-18");
+    second.get_by_label("Log in").click();
+    second.step();
+    second.step();
+    type_into(&mut second, "Set a supervisor PIN", "4711");
+    second.get_by_label("Set PIN").click();
+    second.step();
+    second.step();
+    second.get_by_label("supervisor: supervisor PIN set: the station settings are locked");
+    assert!(second.query_by_label("Remember the operator when the window reopens").is_none());
+    let mut storage = MemoryStorage::default();
+    eframe::App::save(second.state_mut(), &mut storage);
+    assert!(storage.0.values().all(|stored| !stored.contains("4711")), "the PIN was stored: {:?}", storage.0);
+    let storage: &'static MemoryStorage = Box::leak(Box::new(storage));
+    let third_options = options();
+    let mut third = Harness::builder().with_size(size).build_eframe(move |creation| {
+        creation.storage = Some(storage);
+        ImprintApp::new(creation, third_options, None)
+    });
+    third.step();
+    third.get_by_label("operator: operator-18");
+    third.get_by_label("Station settings (locked)").click();
+    third.step();
+    type_into(&mut third, "Supervisor PIN", "1234");
+    third.get_by_label("Unlock").click();
+    third.step();
+    third.step();
+    third.get_by_label("supervisor: wrong supervisor PIN");
+    assert!(third.query_by_label("Remember the operator when the window reopens").is_none());
+    type_into(&mut third, "Supervisor PIN", "4711");
+    third.get_by_label("Unlock").click();
+    third.step();
+    third.step();
+    third.get_by_label("Remember the operator when the window reopens");
 }
 
 /// The slots' fixture names as the window shows them, by slot.
@@ -476,4 +542,190 @@ fn the_window_and_imprint_run_take_the_same_fault_grammar() {
     gui.run_one_unit_per_slot(2, |gui| gui.click("Start line"));
     gui.harness.get_by_label(&format!("slot 0 state: FAIL at erase: {reason}"));
     gui.harness.get_by_label("slot 1 state: PASS");
+}
+
+/// The number a figure tile shows (`units: 12` -> 12).
+fn figure(gui: &Gui, name: &str) -> Option<u64> {
+    let prefix = format!("{name}: ");
+    gui.harness
+        .query_all_by_label_contains(&prefix)
+        .filter_map(|node| node.accesskit_node().label().or(node.accesskit_node().value()))
+        .find_map(|label| label.strip_prefix(&prefix).and_then(|number| number.parse().ok()))
+}
+
+#[test]
+fn a_latched_fail_survives_ten_units_on_other_slots_until_acknowledged() {
+    let mut gui = gui(2, |options| {
+        // Slot 1 takes unit after unit at once; slot 0's first unit loses its probe at erase.
+        options.unit_change_delay_ms = Some(0);
+        options.sim_faults = vec![SimFaultSpec::parse("0.1:probe-lost=erase").unwrap()];
+    });
+    gui.click("Start line");
+    gui.wait_for_label("Acknowledge slot 0");
+    gui.harness.get_by_label("slot 0 instruction: Set the board aside for rework");
+    gui.wait_until("10 more units finished on slot 1", |harness| {
+        let units = harness
+            .query_all_by_label_contains("units: ")
+            .filter_map(|node| node.accesskit_node().label().or(node.accesskit_node().value()))
+            .find_map(|label| label.strip_prefix("units: ").and_then(|number| number.parse::<u64>().ok()));
+        units.is_some_and(|units| units >= 11)
+    });
+    // Slot 0 took no unit meanwhile: its FAIL is still on the card, waiting for the operator.
+    gui.harness.get_by_label("slot 0 state: FAIL at erase: probe lost: sim-0 stopped answering");
+    gui.harness.get_by_label("Acknowledge slot 0");
+    assert_eq!(figure(&gui, "fail"), Some(1));
+    gui.harness.get_by_label("failed boards: 1 open of 1");
+
+    gui.click("Acknowledge slot 0");
+    gui.wait_until("slot 0 to take its next unit", |harness| {
+        harness.query_by_label_contains("slot 0 state: FAIL").is_none()
+    });
+    assert!(gui.harness.query_by_label("Acknowledge slot 0").is_none());
+    gui.click("Stop line");
+    gui.wait_for_label_containing("line status: line finished");
+    assert_eq!(figure(&gui, "fail"), Some(1), "the acknowledged slot went on to pass");
+    gui.harness.get_by_label("failed boards: 1 open of 1");
+}
+
+#[test]
+fn the_shift_list_keeps_each_failed_board_until_marked_done_and_no_scan_restarts_a_latched_slot() {
+    let mut gui = gui(2, |options| {
+        options.manual_start = Some(true);
+        options.sim_faults = vec![SimFaultSpec::parse("0.1:probe-lost=erase").unwrap()];
+    });
+    gui.click("Start line");
+    gui.wait_for_label("slot 0 state: WAITING for start");
+    gui.wait_for_label("slot 1 state: WAITING for start");
+    let enter_in_scanner = |gui: &mut Gui| {
+        gui.wait_until("the scanner field to hold the focus", |harness| {
+            harness.get_by_label("Scanner").is_focused()
+        });
+        gui.harness.key_press(Key::Enter);
+    };
+    // Enter starts the first waiting slot: slot 0, whose unit fails and latches the slot.
+    enter_in_scanner(&mut gui);
+    gui.wait_for_label("Acknowledge slot 0");
+    gui.wait_for_label("slot 1 state: WAITING for start");
+    // The next Enter passes over the latched slot 0 and starts slot 1.
+    enter_in_scanner(&mut gui);
+    gui.wait_for_label("slot 1 state: PASS");
+    gui.wait_for_label("Start unit on slot 1");
+    enter_in_scanner(&mut gui);
+    gui.wait_until("slot 1's second unit", |harness| harness.query_by_label("pass: 2").is_some());
+    gui.harness.get_by_label_contains("slot 0 state: FAIL at erase");
+    assert!(gui.harness.query_by_label("Start unit on slot 0").is_none());
+
+    // The failed board is on the shift's list by its chip ID (it failed before its serial).
+    gui.harness.get_by_label("failed boards: 1 open of 1");
+    let board = gui.harness.get_by_label_contains("failed board chip ");
+    let board_label = board.accesskit_node().label().or(board.accesskit_node().value()).unwrap_or_default();
+    assert!(board_label.contains(": flash-verify at ") && board_label.ends_with(", open"), "{board_label}");
+    let key = board_label.trim_start_matches("failed board ").split(':').next().unwrap().to_string();
+    gui.click(&format!("Mark done: {key}"));
+    gui.wait_for_label("failed boards: 0 open of 1");
+    let done_prefix = format!("failed board {key}:");
+    let board = gui.harness.get_by_label_contains(&done_prefix);
+    let board_label = board.accesskit_node().label().or(board.accesskit_node().value()).unwrap_or_default();
+    assert!(board_label.ends_with(", done"), "{board_label}");
+
+    // F8 acknowledges the oldest latched failure: slot 0 may be started again.
+    gui.harness.key_press(Key::F8);
+    gui.wait_for_label("Start unit on slot 0");
+    assert!(gui.harness.query_by_label("Acknowledge slot 0").is_none());
+    gui.click("Stop line");
+    gui.wait_for_label_containing("line status: line finished: 3 units, 2 pass, 1 fail");
+}
+
+#[test]
+fn log_in_and_log_out_reset_the_shift_counters() {
+    let mut gui = gui(2, |options| options.operator = Some("alice".to_string()));
+    gui.harness.get_by_label("operator: alice");
+    gui.run_one_unit_per_slot(2, |gui| gui.click("Start line"));
+    assert_eq!((figure(&gui, "units"), figure(&gui, "pass")), (Some(2), Some(2)));
+
+    gui.click("Log out");
+    gui.wait_for_label("start blocked: log in first: scan your badge or type your operator ID");
+    assert!(gui.harness.get_by_label("Start line").accesskit_node().is_disabled());
+    // The figures stay until the next shift begins.
+    assert_eq!(figure(&gui, "units"), Some(2));
+    retype(&mut gui, "Operator ID", "bob");
+    gui.click("Log in");
+    gui.wait_for_label("operator: bob");
+    assert_eq!(
+        (figure(&gui, "units"), figure(&gui, "pass"), figure(&gui, "fail"), figure(&gui, "aborted")),
+        (Some(0), Some(0), Some(0), Some(0))
+    );
+    gui.harness.get_by_label("first-pass yield: –");
+
+    // The cards still show the last shift's PASS: wait for the figures instead.
+    gui.click("Start line");
+    gui.wait_until("bob's two units", |harness| harness.query_by_label("units: 2").is_some());
+    gui.click("Stop line");
+    gui.wait_for_label_containing("line status: line finished");
+    // Each shift's units are recorded under its operator (the repeatable chip IDs make the
+    // second shift rework the first shift's two chips).
+    let ledger = imprint::ledger::Ledger::open_read_only(&gui.ledger_path).unwrap();
+    let mut operators: Vec<String> = ["DS1-000001", "DS1-000002"]
+        .iter()
+        .flat_map(|serial| ledger.unit_history(serial).unwrap().unwrap().runs)
+        .map(|run| run.operator)
+        .collect();
+    operators.sort();
+    assert_eq!(operators, ["alice", "alice", "bob", "bob"]);
+}
+
+#[test]
+fn start_is_disabled_with_its_reason_until_the_profile_is_sound_and_an_operator_logged_in() {
+    let directory = tempfile::tempdir().unwrap();
+    let broken = directory.path().join("broken.toml");
+    std::fs::write(&broken, common::demo_profile_text().replace("[serial]", "[serial]\nno_such_field = 1"))
+        .unwrap();
+    let mut gui = gui(1, |options| {
+        options.operator = None;
+        options.profile = Some(broken.clone());
+    });
+    gui.wait_for_label("start blocked: the profile has problems: fix them first");
+    assert!(gui.harness.get_by_label("Start line").accesskit_node().is_disabled());
+    // F5 does not start it either.
+    gui.harness.key_press(Key::F5);
+    gui.harness.step();
+    gui.harness.get_by_label_contains("line status: stopped");
+
+    // A sound profile, nobody logged in: the reason says so.
+    let mut gui = self::gui(1, |options| options.operator = None);
+    gui.wait_for_label("start blocked: log in first: scan your badge or type your operator ID");
+    assert!(gui.harness.get_by_label("Start line").accesskit_node().is_disabled());
+    gui.harness.key_press(Key::F5);
+    gui.harness.step();
+    gui.harness.get_by_label_contains("line status: stopped");
+    // A badge scanned into the scanner field logs the operator in.
+    gui.harness.get_by_label("Scanner").focus();
+    gui.harness.step();
+    gui.harness.get_by_label("Scanner").type_text("badge-0042");
+    gui.harness.key_press(Key::Enter);
+    gui.wait_for_label("operator: badge-0042");
+    assert!(gui.harness.query_by_label_contains("start blocked:").is_none());
+    assert!(!gui.harness.get_by_label("Start line").accesskit_node().is_disabled());
+}
+
+#[test]
+fn a_pass_without_lock_shows_its_warning_on_the_card_and_before_the_start() {
+    let directory = tempfile::tempdir().unwrap();
+    let profile = directory.path().join("unlocked.toml");
+    let text = common::demo_profile_text();
+    assert!(!text.contains("[steps]"), "the demo profile gained a [steps] section");
+    std::fs::write(&profile, text + "\n[steps]\nskip = [\"lock\", \"negative-self-test\"]\n").unwrap();
+    let mut gui = gui(1, |options| options.profile = Some(profile.clone()));
+    gui.wait_for_label(
+        "profile warning: this profile: units are NOT LOCKED, the forged-update test is skipped",
+    );
+    gui.run_one_unit_per_slot(1, |gui| gui.click("Start line"));
+    gui.harness.get_by_label("slot 0 state: PASS");
+    gui.harness.get_by_label("slot 0 warning: NOT LOCKED · forged-update test skipped");
+    // A profile that locks shows no such warning.
+    let mut locked = self::gui(1, |_| {});
+    locked.run_one_unit_per_slot(1, |gui| gui.click("Start line"));
+    locked.harness.get_by_label("slot 0 state: PASS");
+    assert!(locked.harness.query_by_label_contains("slot 0 warning:").is_none());
+    assert!(locked.harness.query_by_label_contains("profile warning:").is_none());
 }

@@ -50,8 +50,8 @@ const RULES: &[Rule] = &[
     Rule {
         applies_to: EVERYWHERE,
         except: &["gui/"],
-        forbidden: &["egui", "eframe", "egui_kittest", "egui_extras"],
-        why: "only the window (src/gui/) imports egui/eframe",
+        forbidden: &["egui", "eframe", "egui_kittest", "egui_extras", "rodio", "cpal"],
+        why: "only the window (src/gui/) imports egui/eframe and the audio stack",
     },
     Rule {
         applies_to: EVERYWHERE,

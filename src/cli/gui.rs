@@ -47,7 +47,9 @@ pub struct GuiArgs {
     probe: Vec<String>,
     #[command(flatten)]
     central: CentralArgs,
-    /// Operator ID (default: the one used last, else the login name).
+    /// Operator ID, logged in when the window opens (default: nobody; the operator logs in with
+    /// a badge scan or a typed ID, or the last one comes back when the station settings say so).
+    /// Needed by --autostart and --exit-after-units.
     #[arg(long, env = "IMPRINT_OPERATOR")]
     operator: Option<String>,
     /// Station name recorded with every run (default: the host name).
@@ -97,6 +99,11 @@ pub fn run(args: GuiArgs, log_filter: &str) -> anyhow::Result<ExitCode> {
     if args.sim == Some(0) {
         bail!("--sim: expected at least 1 simulated slot");
     }
+    if (args.autostart || args.exit_after_units.is_some()) && args.operator.is_none() {
+        bail!(
+            "--autostart/--exit-after-units: expected --operator ID (or IMPRINT_OPERATOR): an unattended line records its units under an operator, and nobody is logged in"
+        );
+    }
     if args.exit_after_units == Some(0) {
         bail!("--exit-after-units: expected at least 1 unit");
     }
@@ -104,8 +111,8 @@ pub fn run(args: GuiArgs, log_filter: &str) -> anyhow::Result<ExitCode> {
         Some(path) => path,
         None => Ledger::default_path()?,
     };
-    // The operator flag (or IMPRINT_OPERATOR) wins over the remembered operator; without it
-    // the window keeps the one used last.
+    // The operator flag (or IMPRINT_OPERATOR) logs that operator in; without it nobody is
+    // logged in (unless the station settings remember the last one).
     let operator = args.operator.clone();
     let (station_name, _) = station_identity(args.station, args.operator);
     let mut options = GuiOptions::new(ledger_path, station_name);

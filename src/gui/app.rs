@@ -10,12 +10,14 @@ use eframe::egui;
 use crate::station::session::{FaultInjector, SLOTS_MAX, SerialSource};
 use crate::station::{EventKind, LinePlan, UnitResult};
 
+use super::attention::{Attention, FLASH_HALF_PERIOD};
 use super::command::Command;
 use super::fixture::StartMode;
 use super::frame_timing::FrameTimer;
 use super::log_layer::LogReceiver;
 use super::panels::{self, Forms};
 use super::settings::{GuiOptions, Settings};
+use super::shift::{ShiftStore, keep_latched_cards, start_blocker};
 use super::store::{HistoryStore, LineStatus, LineStore, LogStore, ProfilesStore, UnitDetails};
 use super::workers::{
     ChoreReply, ChoreRequest, ChoreWorker, HISTORY_ROWS_MAX, LineMessage, LineRequest, RunningLine, UiSender,
@@ -39,6 +41,8 @@ const RUNNING_REPAINT_INTERVAL: Duration = Duration::from_millis(100);
 /// the rest wait for the next one.
 const EVENTS_PER_FRAME_MAX: usize = 20_000;
 
+mod shift_commands;
+
 /// The operator GUI.
 pub struct ImprintApp {
     options: GuiOptions,
@@ -48,6 +52,12 @@ pub struct ImprintApp {
     history: HistoryStore,
     log: LogStore,
     profiles: ProfilesStore,
+    shift: ShiftStore,
+    attention: Attention,
+    /// The supervisor unlocked the station settings with the PIN (until locked or closed).
+    settings_unlocked: bool,
+    /// The last answer to a PIN entry, for the station settings panel.
+    supervisor_message: Option<String>,
     line_sender: crossbeam_channel::Sender<LineMessage>,
     line_receiver: crossbeam_channel::Receiver<LineMessage>,
     running_line: Option<RunningLine>,
@@ -104,6 +114,10 @@ impl ImprintApp {
             history: HistoryStore::default(),
             log: LogStore::default(),
             profiles: ProfilesStore::default(),
+            shift: ShiftStore::default(),
+            attention: Attention::default(),
+            settings_unlocked: false,
+            supervisor_message: None,
             line_sender,
             line_receiver,
             running_line: None,
@@ -124,6 +138,7 @@ impl ImprintApp {
             close_at: None,
         };
         app.preview_slots();
+        app.log_in_at_open();
         app.apply(Command::RescanProfiles);
         if let Some(profile) = app.settings.last_profile.clone() {
             app.apply(Command::SelectProfile(profile));
@@ -208,15 +223,39 @@ impl ImprintApp {
                 tracing::info!(slot, fault = %fault.describe(), "fault armed for the slot's next unit");
                 self.faults.arm(slot, fault.plan());
             }
+            shift_command => self.apply_shift(shift_command),
         }
+    }
+
+    /// Failures latch on an attended line; an unattended one (`--exit-after-units`) has nobody
+    /// to acknowledge them and must reach its unit limit.
+    fn latches_failures(&self) -> bool {
+        self.options.unit_limit.is_none()
+    }
+
+    /// Why START is refused now (the toolbar shows it beside the disabled button).
+    fn start_blocker(&self) -> Option<&'static str> {
+        let chosen = self.settings.last_profile.as_deref();
+        let check = self
+            .profiles
+            .checked
+            .as_ref()
+            .filter(|(path, _)| Some(path.as_path()) == chosen)
+            .map(|(_, result)| result.as_ref().map(|_| ()).map_err(|_| ()));
+        start_blocker(chosen.is_some(), check, self.shift.operator_id())
     }
 
     fn start_line(&mut self) {
         if self.line.is_active() {
             return;
         }
-        let Some(profile_path) = self.settings.last_profile.clone() else {
-            self.line.start_failed("choose a profile first".to_string());
+        if let Some(reason) = self.start_blocker() {
+            tracing::warn!("the line cannot start: {reason}");
+            return;
+        }
+        let (Some(profile_path), Some(operator)) =
+            (self.settings.last_profile.clone(), self.shift.operator_id().map(str::to_string))
+        else {
             return;
         };
         let start_mode = if self.settings.manual_start {
@@ -228,7 +267,7 @@ impl ImprintApp {
             profile_path,
             slots: self.options.slot_choice(&self.settings),
             station_name: self.options.station_name.clone(),
-            operator: self.settings.operator.clone(),
+            operator,
             ledger_path: self.options.ledger_path.clone(),
             create_ledger: self.options.create_ledger,
             central: self.options.central.clone(),
@@ -239,15 +278,27 @@ impl ImprintApp {
             sim_timing_zero: self.settings.sim_timing_zero,
             sim_uid_seed: self.options.sim_uid_seed,
         };
-        let request = LineRequest { plan, start_mode };
+        let request = LineRequest { plan, start_mode, latch_failures: self.latches_failures() };
         self.line.starting();
-        self.running_line =
-            Some(start_line(request, UiSender::new(self.line_sender.clone(), self.repaint.clone())));
+        let running = start_line(request, UiSender::new(self.line_sender.clone(), self.repaint.clone()));
+        // A failure still latched from the last run holds its slot in this one too.
+        for slot in self.shift.latched_slots() {
+            if let Some(gate) = running.gates.get(slot) {
+                gate.latch();
+            }
+        }
+        self.running_line = Some(running);
     }
 
     /// Idle cards for the slots the next start will have: the `--probe` fixtures (and the
     /// `--sim` slots after them), else the window's number of slots.
     fn preview_slots(&mut self) {
+        let previous = self.line.slots.clone();
+        self.preview_new_slots();
+        keep_latched_cards(&previous, &mut self.line.slots, &self.shift);
+    }
+
+    fn preview_new_slots(&mut self) {
         let choice = self.options.slot_choice(&self.settings);
         if choice.probes.is_empty() {
             self.line.preview_slots(self.settings.sim_slot_count);
@@ -264,8 +315,18 @@ impl ImprintApp {
     /// start, in manual mode); otherwise it is the work order recorded with the units from now
     /// on. In manual mode the scan also starts the first waiting slot.
     fn scanned(&mut self, text: &str) {
-        let mut slot_to_start =
-            if self.settings.manual_start { self.line.first_slot_waiting() } else { None };
+        // Nobody logged in: the scan is the operator's badge.
+        if self.shift.operator.is_none() && !self.line.is_active() {
+            self.apply(Command::LogIn(text.to_string()));
+            return;
+        }
+        // A latched slot is never started by a scan: its failure waits for the operator.
+        let mut slot_to_start = if self.settings.manual_start {
+            (0..self.line.slots.len())
+                .find(|slot| self.line.slots[*slot].is_waiting_for_start && !self.shift.is_latched(*slot))
+        } else {
+            None
+        };
         match &self.running_line {
             Some(line) if self.serials_are_scanned && !text.is_empty() => {
                 if let Err(error) = crate::ledger::check_serial_text("scanned serial", text) {
@@ -352,13 +413,28 @@ impl ImprintApp {
             match message {
                 LineMessage::Started { fixture_names, serials_are_scanned } => {
                     self.serials_are_scanned = serials_are_scanned;
+                    let previous = std::mem::take(&mut self.line.slots);
+                    for slot in self.shift.release_slots_from(fixture_names.len()) {
+                        tracing::info!(
+                            slot,
+                            "the line has no such slot now: its latched failure is released"
+                        );
+                    }
                     self.line.started(fixture_names, now);
+                    keep_latched_cards(&previous, &mut self.line.slots, &self.shift);
                 }
                 LineMessage::StartFailed { reason } => self.line.start_failed(reason),
                 LineMessage::SlotWaiting { slot } => self.line.slot_waiting(slot),
                 LineMessage::Event(event) => {
                     events += 1;
                     self.line.apply(&event, now);
+                    if let Some(slot) = self.shift.apply(&event) {
+                        if !self.latches_failures() {
+                            self.shift.acknowledge(slot);
+                        } else if self.settings.attention_signal {
+                            self.attention.sound();
+                        }
+                    }
                     match &event.kind {
                         EventKind::UnitFinished { result, serial, failing_step, reason, .. } => {
                             self.history_is_stale = true;
@@ -458,6 +534,10 @@ impl ImprintApp {
                 self.profiles.listed = result;
             }
             ChoreReply::ProfileChecked { path, result } => {
+                // The answer for a profile no longer chosen is stale: it must not show.
+                if self.settings.last_profile.as_ref() != Some(&path) {
+                    return;
+                }
                 if let Err(problems) = &result {
                     tracing::warn!(profile = %path.display(), "{problems}");
                 }
@@ -529,6 +609,9 @@ impl ImprintApp {
             if input.consume_shortcut(&panels::EXPORT_SHORTCUT) {
                 commands.push(Command::Export);
             }
+            if input.consume_shortcut(&panels::ACKNOWLEDGE_SHORTCUT) {
+                commands.push(Command::AcknowledgeOldest);
+            }
         });
         commands
     }
@@ -595,6 +678,11 @@ impl eframe::App for ImprintApp {
             faults: &self.faults,
             frame_timer: &self.frame_timer,
             now: frame_started,
+            shift: &self.shift,
+            flash_is_on: self.settings.attention_signal && self.attention.flash_is_on(frame_started),
+            start_blocker: if self.line.is_active() { None } else { self.start_blocker() },
+            settings_unlocked: self.settings_unlocked || self.settings.supervisor_pin.is_none(),
+            supervisor_message: self.supervisor_message.as_deref(),
         };
         panels::app_ui(ui, &view, &mut self.settings, &mut self.forms, &mut commands);
         for command in commands {
@@ -603,13 +691,15 @@ impl eframe::App for ImprintApp {
         self.handle_close(&context, frame_started);
         if self.line.is_active() {
             context.request_repaint_after(RUNNING_REPAINT_INTERVAL);
+        } else if self.settings.attention_signal && self.shift.oldest_latched().is_some() {
+            context.request_repaint_after(FLASH_HALF_PERIOD);
         }
         self.frame_timer.frame_finished(frame_started.elapsed());
     }
 
     fn save(&mut self, storage: &mut dyn eframe::Storage) {
         if self.options.remember_settings {
-            eframe::set_value(storage, eframe::APP_KEY, &self.settings);
+            eframe::set_value(storage, eframe::APP_KEY, &self.settings.to_remember());
         }
     }
 

@@ -38,4 +38,20 @@ pub enum Command {
     Export,
     /// Simulator: give the slot's next unit this fault.
     ArmFault { slot: usize, fault: SimFault },
+    /// The operator saw the slot's failure: release its latch (the slot may take units again).
+    Acknowledge { slot: usize },
+    /// Acknowledge the failure that has waited longest (the acknowledgement key).
+    AcknowledgeOldest,
+    /// Mark a board of the shift's failed-board list done (or open again).
+    MarkBoardDone { number: u64, done: bool },
+    /// Start a shift for this operator ID (typed or scanned from a badge).
+    LogIn(String),
+    /// End the shift (only while the line is stopped).
+    LogOut,
+    /// Set the supervisor PIN (allowed while the settings are unlocked, or none is set).
+    SetSupervisorPin(String),
+    /// Unlock the station settings with the supervisor PIN.
+    UnlockSettings(String),
+    /// Lock the station settings again.
+    LockSettings,
 }

@@ -21,38 +21,90 @@ pub enum StartMode {
     Manual,
 }
 
-/// A slot's start button, shared by the UI (which presses it) and the slot's thread (which
-/// waits on it).
+/// A slot's start button and its failure latch, shared by the UI (which presses and
+/// acknowledges) and the slot's thread (which waits on them).
+///
+/// A unit that FAILs latches its slot (the line's event sink latches it on the slot's own
+/// thread, before the slot asks for its next unit): the slot takes no new unit, in either
+/// start mode, until the operator acknowledges the failure, and a press (a scan, Enter) on a
+/// latched slot is ignored, so a failed board is never restarted by accident.
 #[derive(Debug, Default)]
 pub struct StartGate {
-    presses: Mutex<u32>,
-    pressed: Condvar,
+    state: Mutex<GateState>,
+    changed: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct GateState {
+    presses: u32,
+    latched: bool,
 }
 
 impl StartGate {
-    /// The operator asked for the next unit.
+    /// The operator asked for the next unit (ignored while the slot is latched).
     pub fn press(&self) {
-        *lock(&self.presses) += 1;
-        self.pressed.notify_all();
+        let mut state = lock(&self.state);
+        if !state.latched {
+            state.presses += 1;
+        }
+        drop(state);
+        self.changed.notify_all();
+    }
+
+    /// The slot's unit failed: hold the slot until [`StartGate::acknowledge`].
+    pub fn latch(&self) {
+        let mut state = lock(&self.state);
+        state.latched = true;
+        state.presses = 0;
+    }
+
+    /// The operator acknowledged the failure: the slot may take its next unit.
+    pub fn acknowledge(&self) {
+        lock(&self.state).latched = false;
+        self.changed.notify_all();
+    }
+
+    /// Whether the slot is held by an unacknowledged failure.
+    pub fn is_latched(&self) -> bool {
+        lock(&self.state).latched
     }
 
     /// Wakes a waiting slot so it notices a stop request at once.
     pub fn wake(&self) {
-        self.pressed.notify_all();
+        self.changed.notify_all();
+    }
+
+    /// Waits until the slot is not latched; false when `keep_waiting` said stop first.
+    fn wait_unlatched(&self, keep_waiting: &dyn Fn() -> bool) -> bool {
+        // An unlatched slot goes on at once, as if there were no latch.
+        !self.is_latched() || self.wait_for(keep_waiting, |state| !state.latched)
     }
 
     /// Waits for a press; false when `keep_waiting` said stop first.
     fn wait(&self, keep_waiting: &dyn Fn() -> bool) -> bool {
-        let mut presses = lock(&self.presses);
+        self.wait_for(keep_waiting, |state| {
+            let pressed = state.presses > 0 && !state.latched;
+            if pressed {
+                state.presses -= 1;
+            }
+            pressed
+        })
+    }
+
+    fn wait_for(
+        &self,
+        keep_waiting: &dyn Fn() -> bool,
+        mut ready: impl FnMut(&mut GateState) -> bool,
+    ) -> bool {
+        let mut state = lock(&self.state);
         loop {
             if !keep_waiting() {
                 return false;
             }
-            if *presses > 0 {
-                *presses -= 1;
+            if ready(&mut state) {
                 return true;
             }
-            presses = match self.pressed.wait_timeout(presses, WAIT_POLL) {
+            state = match self.changed.wait_timeout(state, WAIT_POLL) {
                 Ok((guard, _)) => guard,
                 Err(poisoned) => poisoned.into_inner().0,
             };
@@ -87,6 +139,11 @@ impl Fixture for GatedFixture {
     }
 
     fn next_unit(&mut self, keep_waiting: &dyn Fn() -> bool) -> Result<Option<Box<dyn Target>>, TargetError> {
+        // A latched slot waits for the operator's acknowledgement first; the pause between
+        // units (automatic) or the start press (manual) comes after it.
+        if !self.gate.wait_unlatched(keep_waiting) {
+            return Ok(None);
+        }
         match self.mode {
             StartMode::Manual => {
                 (self.on_waiting)();
@@ -124,7 +181,7 @@ fn sleep_while(duration: Duration, keep_waiting: &dyn Fn() -> bool) -> bool {
 }
 
 /// Locks a mutex even if a thread panicked while holding it: the guarded values are plain
-/// counters that stay consistent.
+/// counters and flags that stay consistent.
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
@@ -177,5 +234,44 @@ mod tests {
         assert!(fixture.next_unit(&keep_waiting).unwrap().is_none());
         assert_eq!(asked.load(Ordering::SeqCst), 1, "a stop while waiting asks the fixture for nothing");
         assert_eq!(waiting_notices.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn a_latched_slot_takes_no_unit_and_no_press_until_acknowledged() {
+        let asked = Arc::new(AtomicU32::new(0));
+        let gate = Arc::new(StartGate::default());
+        let mut fixture = GatedFixture::new(
+            Box::new(CountingFixture(asked.clone())),
+            StartMode::Automatic { unit_change_delay: Duration::ZERO },
+            gate.clone(),
+            Box::new(|| {}),
+        );
+        gate.latch();
+        gate.press();
+        assert!(gate.is_latched());
+        // Stopped while latched: the fixture is never asked.
+        let give_up_at = Instant::now() + Duration::from_millis(120);
+        let keep_waiting = move || Instant::now() < give_up_at;
+        assert!(fixture.next_unit(&keep_waiting).unwrap().is_none());
+        assert_eq!(asked.load(Ordering::SeqCst), 0, "a latched slot asked its fixture for a unit");
+        // Acknowledged from another thread: the waiting slot goes on.
+        let acknowledger_gate = gate.clone();
+        let acknowledger = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(30));
+            acknowledger_gate.acknowledge();
+        });
+        fixture.next_unit(&|| true).unwrap();
+        acknowledger.join().unwrap();
+        assert_eq!(asked.load(Ordering::SeqCst), 1);
+        // The press made while latched was dropped: manual start still waits.
+        let mut manual = GatedFixture::new(
+            Box::new(CountingFixture(asked.clone())),
+            StartMode::Manual,
+            gate.clone(),
+            Box::new(|| {}),
+        );
+        let give_up_at = Instant::now() + Duration::from_millis(120);
+        assert!(manual.next_unit(&move || Instant::now() < give_up_at).unwrap().is_none());
+        assert_eq!(asked.load(Ordering::SeqCst), 1);
     }
 }

@@ -12,7 +12,10 @@
 //! - [`app`]: owns stores, settings and workers; applies every command in one place;
 //! - [`workers`]: the line thread and the chore thread (profiles, ledger queries, export);
 //!   they send through channels and call `request_repaint`;
-//! - [`fixture`]: manual start as a thin wrapper around the fixtures;
+//! - [`fixture`]: manual start and the failure latch as a thin wrapper around the fixtures;
+//! - [`shift`]: the operator's shift (log-in, the failed boards, the latched slots);
+//! - [`attention`]: the flashing frame's clock and the sound of a latched failure;
+//! - [`supervisor`]: the supervisor PIN's salted hash; [`assets`]: the embedded icon and sound;
 //! - [`log_layer`]: a `tracing` layer that forwards log events to the log panel;
 //! - [`frame_timing`]: measured frame times (docs/performance.md).
 //!
@@ -20,13 +23,17 @@
 //! waits on a probe, the disk or the database.
 
 pub mod app;
+pub mod assets;
+pub mod attention;
 pub mod command;
 pub mod fixture;
 pub mod frame_timing;
 pub mod log_layer;
 pub mod panels;
 pub mod settings;
+pub mod shift;
 pub mod store;
+pub mod supervisor;
 pub mod theme;
 pub mod workers;
 
@@ -49,14 +56,16 @@ pub enum GuiError {
 
 /// Opens the window and runs until it is closed.
 pub fn run(options: GuiOptions, log_receiver: Option<LogReceiver>) -> Result<(), GuiError> {
-    let native_options = eframe::NativeOptions {
-        viewport: eframe::egui::ViewportBuilder::default()
-            .with_title("Imprint — provisioning station")
-            .with_inner_size([1280.0, 800.0])
-            .with_min_inner_size([800.0, 520.0]),
-        persist_window: options.remember_settings,
-        ..Default::default()
-    };
+    let mut viewport = eframe::egui::ViewportBuilder::default()
+        .with_title("Imprint — provisioning station")
+        .with_app_id("imprint")
+        .with_inner_size([1280.0, 800.0])
+        .with_min_inner_size([800.0, 520.0]);
+    if let Some(icon) = assets::window_icon() {
+        viewport = viewport.with_icon(icon);
+    }
+    let native_options =
+        eframe::NativeOptions { viewport, persist_window: options.remember_settings, ..Default::default() };
     eframe::run_native(
         APP_NAME,
         native_options,

@@ -93,8 +93,16 @@ pub struct Settings {
     pub profiles_directory: PathBuf,
     /// The profile picked last.
     pub last_profile: Option<PathBuf>,
-    /// The operator ID entered or scanned last.
+    /// The operator logged in last; kept between runs only with `remember_operator` (else the
+    /// next person would work under the last one's ID).
     pub operator: String,
+    /// Station setting: log the last operator in again when the window opens.
+    pub remember_operator: bool,
+    /// Station setting: a latched failure flashes its card and sounds (assets/attention.wav).
+    pub attention_signal: bool,
+    /// Station setting: the supervisor PIN's salted hash; `None` leaves the station settings
+    /// open to everyone.
+    pub supervisor_pin: Option<super::supervisor::PinHash>,
     /// Simulated slots.
     pub sim_slot_count: usize,
     /// Each unit waits for the operator's start (the profile format has no such setting yet,
@@ -115,7 +123,10 @@ impl Default for Settings {
         Settings {
             profiles_directory: PathBuf::from("profiles"),
             last_profile: None,
-            operator: std::env::var("USER").unwrap_or_default(),
+            operator: String::new(),
+            remember_operator: false,
+            attention_signal: true,
+            supervisor_pin: None,
             sim_slot_count: 4,
             manual_start: false,
             unit_change_delay_ms: 800,
@@ -129,6 +140,15 @@ impl Default for Settings {
 }
 
 impl Settings {
+    /// What is written to eframe's storage: the operator only when the station says so.
+    pub fn to_remember(&self) -> Settings {
+        let mut remembered = self.clone();
+        if !remembered.remember_operator {
+            remembered.operator.clear();
+        }
+        remembered
+    }
+
     /// The pause between units in automatic mode.
     pub fn unit_change_delay(&self) -> Duration {
         Duration::from_millis(self.unit_change_delay_ms)

@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::ledger::{LedgerStats, RecordedRun, UnitHistory};
-use crate::station::{EventKind, StationEvent, UnitResult};
+use crate::station::{EventKind, FailureCategory, StationEvent, StepName, UnitResult};
 
 /// What a slot is doing, as the operator sees it.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,8 +35,10 @@ pub enum SlotPhase {
     Failed {
         /// The failing step (empty when the unit failed before a step began).
         step: String,
-        /// Why.
+        /// Why (the engineer's text).
         reason: String,
+        /// What kind of failure, which decides the operator's instruction.
+        category: FailureCategory,
     },
     /// The last unit was aborted (the line was aborted) before `step`: neither a pass nor a
     /// failure of the board, which must be provisioned again.
@@ -85,6 +87,25 @@ pub struct FinishedUnit {
     pub serial: Option<String>,
     pub chip_uid: Option<String>,
     pub cycle_time_ms: u64,
+    /// The unit was locked and the lock proven.
+    pub locked: bool,
+    /// The steps the profile (or a slot without a debug port) skipped.
+    pub skipped_steps: Vec<StepName>,
+}
+
+impl FinishedUnit {
+    /// What a PASS of this unit did not prove, for the warning on its card: the lock, the
+    /// refusal of forged updates.
+    pub fn pass_warnings(&self) -> Vec<&'static str> {
+        let mut warnings = Vec::new();
+        if !self.locked {
+            warnings.push("NOT LOCKED");
+        }
+        if self.skipped_steps.contains(&StepName::NegativeSelfTest) {
+            warnings.push("forged-update test skipped");
+        }
+        warnings
+    }
 }
 
 /// One slot's panel.
@@ -259,6 +280,19 @@ impl LineStore {
         }
     }
 
+    /// A new shift: the figures and the slots' tallies start from zero (the running time too,
+    /// from now if the line runs).
+    pub fn reset_shift_counters(&mut self, now: Instant) {
+        self.stats = LineStats::default();
+        if self.running_since.is_some() {
+            self.running_since = Some(now);
+        }
+        for slot in &mut self.slots {
+            slot.units_passed = 0;
+            slot.units_failed = 0;
+        }
+    }
+
     /// The running time including the current run.
     pub fn running_time(&self, now: Instant) -> Duration {
         self.stats.running_time
@@ -386,7 +420,16 @@ impl LineStore {
                 slot.progress = None;
             }
             EventKind::UnitFinished {
-                result, chip_uid, serial, failing_step, reason, cycle_time_ms, ..
+                result,
+                chip_uid,
+                serial,
+                failing_step,
+                error_code,
+                reason,
+                cycle_time_ms,
+                locked,
+                skipped_steps,
+                ..
             } => {
                 slot.progress = None;
                 slot.unit_started_at = None;
@@ -399,41 +442,58 @@ impl LineStore {
                     serial: slot.serial.clone(),
                     chip_uid: slot.chip_uid.clone(),
                     cycle_time_ms: *cycle_time_ms,
+                    locked: *locked,
+                    skipped_steps: skipped_steps.clone(),
                 });
                 let is_first_attempt = self.seen_before.get(slot_index).copied().flatten() != Some(true);
                 self.stats.units += 1;
                 self.units_finished_total += 1;
-                // An aborted unit says nothing of the board: it stays out of the yield.
-                if is_first_attempt && *result != UnitResult::Aborted {
-                    self.stats.first_attempts += 1;
-                }
-                match result {
-                    UnitResult::Pass => {
-                        slot.units_passed += 1;
-                        self.stats.passed += 1;
-                        if is_first_attempt {
-                            self.stats.first_attempts_passed += 1;
-                        }
-                        slot.phase = SlotPhase::Passed;
-                    }
-                    UnitResult::Fail => {
-                        slot.units_failed += 1;
-                        self.stats.failed += 1;
-                        slot.phase = SlotPhase::Failed {
-                            step: failing_step.clone().unwrap_or_default(),
-                            reason: reason.clone().unwrap_or_else(|| "no reason given".to_string()),
-                        };
-                    }
-                    UnitResult::Aborted => {
-                        self.stats.aborted += 1;
-                        slot.phase = SlotPhase::Aborted { step: failing_step.clone().unwrap_or_default() };
-                    }
-                }
+                let failure = (failing_step.as_deref(), *error_code, reason.as_deref());
+                fold_result(&mut self.stats, slot, is_first_attempt, *result, failure);
             }
             EventKind::SlotError { reason } => {
                 slot.slot_error = Some(reason.clone());
             }
             EventKind::LineStarted(_) | EventKind::LineRefused { .. } | EventKind::LineFinished { .. } => {}
+        }
+    }
+}
+
+/// A finished unit's result into the figures and its slot's phase and tallies; `failure` is
+/// the failing step, category and reason.
+fn fold_result(
+    stats: &mut LineStats,
+    slot: &mut SlotState,
+    is_first_attempt: bool,
+    result: UnitResult,
+    (failing_step, error_code, reason): (Option<&str>, Option<FailureCategory>, Option<&str>),
+) {
+    // An aborted unit says nothing of the board: it stays out of the yield.
+    if is_first_attempt && result != UnitResult::Aborted {
+        stats.first_attempts += 1;
+    }
+    let step = failing_step.unwrap_or_default().to_string();
+    match result {
+        UnitResult::Pass => {
+            slot.units_passed += 1;
+            stats.passed += 1;
+            if is_first_attempt {
+                stats.first_attempts_passed += 1;
+            }
+            slot.phase = SlotPhase::Passed;
+        }
+        UnitResult::Fail => {
+            slot.units_failed += 1;
+            stats.failed += 1;
+            slot.phase = SlotPhase::Failed {
+                category: super::shift::category_of(&step, error_code),
+                step,
+                reason: reason.unwrap_or("no reason given").to_string(),
+            };
+        }
+        UnitResult::Aborted => {
+            stats.aborted += 1;
+            slot.phase = SlotPhase::Aborted { step };
         }
     }
 }
@@ -604,6 +664,24 @@ pub struct ProfileSummary {
     pub model_name: String,
     pub chip_name: String,
     pub warnings: Vec<String>,
+    /// Units of this profile pass without being locked.
+    pub skips_lock: bool,
+    /// Units of this profile pass without proving that forged updates are refused.
+    pub skips_negative_self_test: bool,
+}
+
+impl ProfileSummary {
+    /// What a PASS of this profile does not prove, for the warning at line start.
+    pub fn pass_warnings(&self) -> Vec<&'static str> {
+        let mut warnings = Vec::new();
+        if self.skips_lock {
+            warnings.push("units are NOT LOCKED");
+        }
+        if self.skips_negative_self_test {
+            warnings.push("the forged-update test is skipped");
+        }
+        warnings
+    }
 }
 
 /// The captured log lines, newest last, at most [`LogStore::CAPACITY`].
@@ -628,7 +706,7 @@ impl LogStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::station::{StepFacts, StepName};
+    use crate::station::StepFacts;
     use serde_json::json;
 
     fn event(slot: usize, unit: u64, kind: EventKind) -> StationEvent {
@@ -695,7 +773,11 @@ mod tests {
                 event(0, 1, EventKind::UnitStarted { probe: "sim-0".into() }),
                 event(0, 1, finished(UnitResult::Fail, Some("erase"), Some("probe lost: gone"))),
             ],
-            SlotPhase::Failed { step: "erase".into(), reason: "probe lost: gone".into() },
+            SlotPhase::Failed {
+                step: "erase".into(),
+                reason: "probe lost: gone".into(),
+                category: FailureCategory::FlashVerify,
+            },
             (1, 0, 1, Some(0.0)),
         );
         // A rework (chip seen before) that passes counts as a unit but not as a first attempt.

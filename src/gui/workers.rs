@@ -20,9 +20,12 @@ use eframe::egui;
 use crate::ledger::{
     ExportFilter, ExportFormat, Ledger, LedgerStats, RecordedRun, SerialScheme, UnitHistory, format_timestamp,
 };
-use crate::profile::Profile;
+use crate::profile::{Profile, SkippableStep};
 use crate::station::session::{CentralStart, SLOTS_MAX, SerialSource};
-use crate::station::{CancelToken, EventSink, LinePlan, LineReport, LineSession, StationEvent, UnitLabels};
+use crate::station::{
+    CancelToken, EventKind, EventSink, LinePlan, LineReport, LineSession, StationEvent, UnitLabels,
+    UnitResult,
+};
 
 use super::fixture::{GatedFixture, StartGate, StartMode};
 use super::settings::ExportChoice;
@@ -37,6 +40,10 @@ pub const HISTORY_ROWS_MAX: usize = 500;
 pub struct LineRequest {
     pub plan: LinePlan,
     pub start_mode: StartMode,
+    /// A FAIL holds its slot until acknowledged. Off for a line with a unit limit
+    /// (`--exit-after-units`): nobody is there to acknowledge, and a held slot would keep the
+    /// unit it claimed from the budget, so the line would never reach its end.
+    pub latch_failures: bool,
 }
 
 /// What the line thread tells the UI.
@@ -75,11 +82,23 @@ impl UiSender {
 }
 
 /// The station's [`EventSink`] for the GUI: a channel to the UI thread plus a repaint request.
-pub struct ChannelEventSink(UiSender);
+/// A failed unit latches its slot's gate here, on the slot's own thread, before the slot asks
+/// for its next unit: no race with the UI thread can let a failed slot start again.
+pub struct ChannelEventSink {
+    ui: UiSender,
+    /// The slots' gates to latch on a FAIL (empty: failures do not latch).
+    gates: Vec<Arc<StartGate>>,
+}
 
 impl EventSink for ChannelEventSink {
     fn emit(&self, event: StationEvent) {
-        self.0.send(LineMessage::Event(Box::new(event)));
+        if let (EventKind::UnitFinished { result: UnitResult::Fail, .. }, Some(slot)) =
+            (&event.kind, event.slot)
+            && let Some(gate) = self.gates.get(slot)
+        {
+            gate.latch();
+        }
+        self.ui.send(LineMessage::Event(Box::new(event)));
     }
 }
 
@@ -122,13 +141,16 @@ pub fn start_line(mut request: LineRequest, ui: UiSender) -> RunningLine {
     let thread_ui = ui.clone();
     let spawned = std::thread::Builder::new().name("line".to_string()).spawn(move || {
         let operator = request.plan.operator.clone();
-        match open_line(request, gates, &thread_ui) {
+        let latch_failures = request.latch_failures;
+        match open_line(request, gates.clone(), &thread_ui) {
             Ok(session) => {
                 let serials_are_scanned = matches!(session.profile().serial_scheme, SerialScheme::Scanned);
                 let fixture_names = session.fixture_names();
                 tracing::info!(slots = fixture_names.len(), %operator, "line started");
                 thread_ui.send(LineMessage::Started { fixture_names, serials_are_scanned });
-                let report = session.run(Arc::new(ChannelEventSink(thread_ui.clone())), cancel);
+                let gates = if latch_failures { gates } else { Vec::new() };
+                let sink = ChannelEventSink { ui: thread_ui.clone(), gates };
+                let report = session.run(Arc::new(sink), cancel);
                 log_report(&report);
             }
             Err(reason) => {
@@ -151,6 +173,13 @@ fn open_line(request: LineRequest, gates: Vec<Arc<StartGate>>, ui: &UiSender) ->
     let mut session = LineSession::open(request.plan).map_err(|error| error.to_string())?;
     for warning in &session.profile().warnings {
         tracing::warn!(profile = %profile_path.display(), "{warning}");
+    }
+    let profile = session.profile();
+    if !profile.lock.enabled {
+        tracing::warn!(profile = %profile_path.display(), "this profile does not lock the units: every PASS is an unlocked board");
+    }
+    if profile.skips(SkippableStep::SelfTest) || profile.skips(SkippableStep::NegativeSelfTest) {
+        tracing::warn!(profile = %profile_path.display(), "this profile skips the forged-update test: no PASS proves forged updates are refused");
     }
     if let Some(start) = session.central_start() {
         log_central_start(start);
@@ -361,6 +390,9 @@ fn answer(request: ChoreRequest, ledgers: &mut LedgerCache) -> ChoreReply {
                     model_name: profile.model_name.clone(),
                     chip_name: profile.chip_name.clone(),
                     warnings: profile.warnings.clone(),
+                    skips_lock: !profile.lock.enabled,
+                    skips_negative_self_test: profile.skips(SkippableStep::SelfTest)
+                        || profile.skips(SkippableStep::NegativeSelfTest),
                 })
                 .map_err(|error| error.to_string());
             ChoreReply::ProfileChecked { path, result }

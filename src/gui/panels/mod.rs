@@ -5,15 +5,21 @@
 //! screen reader speaks and `egui_kittest` finds): "Start line", "slot 0 state: PASS",
 //! "history: DS1-000001 pass", "Export", and so on (docs/gui.md lists them).
 
+mod failed_boards;
 mod history;
 mod log;
+mod operator;
 mod simulator;
 mod slots;
+mod station_settings;
 
+use failed_boards::failed_boards_ui;
 use history::{export_ui, history_ui, unit_details_ui};
 use log::log_ui;
+use operator::{operator_ui, start_blocker_ui};
 use simulator::simulator_ui;
 use slots::slots_ui;
+use station_settings::station_settings_ui;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -28,6 +34,7 @@ use crate::station::{StepName, UnitResult};
 use super::command::Command;
 use super::frame_timing::FrameTimer;
 use super::settings::{ExportChoice, LogLevelFilter, Settings};
+use super::shift::ShiftStore;
 use super::store::{
     HistoryRow, HistoryScope, HistoryStore, LineStatus, LineStore, LogStore, ProfilesStore, SlotPhase,
     SlotState, UnitDetails,
@@ -41,6 +48,9 @@ pub const START_SHORTCUT: KeyboardShortcut = KeyboardShortcut::new(Modifiers::NO
 pub const STOP_SHORTCUT: KeyboardShortcut = KeyboardShortcut::new(Modifiers::NONE, Key::F6);
 /// Export the ledger.
 pub const EXPORT_SHORTCUT: KeyboardShortcut = KeyboardShortcut::new(Modifiers::COMMAND, Key::E);
+/// Acknowledge the latched failure that has waited longest (works while the scanner field
+/// has the focus, which a digit or Enter would not).
+pub const ACKNOWLEDGE_SHORTCUT: KeyboardShortcut = KeyboardShortcut::new(Modifiers::NONE, Key::F8);
 /// What the panels read.
 pub struct View<'a> {
     pub line: &'a LineStore,
@@ -59,6 +69,16 @@ pub struct View<'a> {
     pub faults: &'a FaultInjector,
     pub frame_timer: &'a FrameTimer,
     pub now: Instant,
+    /// The operator, the failed boards and the latched slots.
+    pub shift: &'a ShiftStore,
+    /// Latched cards draw their flashing frame bright this frame (false: the signal is off).
+    pub flash_is_on: bool,
+    /// Why START is refused (`None` while the line runs or may start).
+    pub start_blocker: Option<&'a str>,
+    /// The station settings may be changed (unlocked with the PIN, or no PIN set).
+    pub settings_unlocked: bool,
+    /// The last answer to a PIN entry.
+    pub supervisor_message: Option<&'a str>,
 }
 
 /// Text being typed and choices being made, before they become commands.
@@ -72,6 +92,12 @@ pub struct Forms {
     pub fault: SimFault,
     /// The "abort the units in flight?" question is open.
     pub confirming_abort: bool,
+    /// The operator ID being typed (or scanned from a badge) to log in.
+    pub operator_login: String,
+    /// The supervisor PIN being typed to unlock the station settings.
+    pub supervisor_pin: String,
+    /// A new supervisor PIN being typed.
+    pub new_supervisor_pin: String,
 }
 
 impl Forms {
@@ -84,6 +110,9 @@ impl Forms {
             fault_slot: 0,
             fault: SimFault::default(),
             confirming_abort: false,
+            operator_login: String::new(),
+            supervisor_pin: String::new(),
+            new_supervisor_pin: String::new(),
         }
     }
 }
@@ -134,11 +163,14 @@ pub fn app_ui(
         // Each section gets its own id scope: the history's rows come and go, and must not
         // shift the ids (and so the keyboard focus) of the widgets below them.
         egui::ScrollArea::vertical().id_salt("side_scroll").auto_shrink(false).show(ui, |ui| {
+            push(commands, ui.push_id("failed_boards", |ui| failed_boards_ui(ui, view)).inner);
             push(commands, ui.push_id("history", |ui| history_ui(ui, view, settings, forms)).inner);
             ui.separator();
             push(commands, ui.push_id("export", |ui| export_ui(ui, view.history, settings)).inner);
             ui.separator();
-            push(commands, ui.push_id("simulator", |ui| simulator_ui(ui, view, settings, forms)).inner);
+            push(commands, ui.push_id("simulator", |ui| simulator_ui(ui, view, forms)).inner);
+            ui.separator();
+            push(commands, ui.push_id("station", |ui| station_settings_ui(ui, view, settings, forms)).inner);
         });
     });
     egui::CentralPanel::default().show(ui, |ui| {
@@ -188,15 +220,6 @@ fn toolbar_ui(ui: &mut Ui, view: &View<'_>, settings: &mut Settings, forms: &mut
             );
             combo.response.labelled_by(profile_label.id);
 
-            let operator_label = ui.label("Operator ID");
-            let operator = ui.add(
-                egui::TextEdit::singleline(&mut settings.operator)
-                    .id_salt("operator")
-                    .hint_text("scan badge")
-                    .desired_width(110.0),
-            );
-            operator.labelled_by(operator_label.id);
-
             if view.probes.is_empty() {
                 let slots_label = ui.label("Slots");
                 let slots = ui.add(egui::DragValue::new(&mut forms.slot_count).range(1..=SLOTS_MAX));
@@ -219,6 +242,11 @@ fn toolbar_ui(ui: &mut Ui, view: &View<'_>, settings: &mut Settings, forms: &mut
                 .on_hover_text("each unit waits for Start unit (or Enter in the scanner field)");
         });
         ui.separator();
+        command = match (operator_ui(ui, view, forms), command.clone()) {
+            (Command::Nothing, earlier) => earlier,
+            (operator_command, _) => operator_command,
+        };
+        ui.separator();
 
         // Stop lets the units in flight finish; while they do, the same button offers to abort
         // them, which asks first (an aborted unit is left half-provisioned).
@@ -230,8 +258,7 @@ fn toolbar_ui(ui: &mut Ui, view: &View<'_>, settings: &mut Settings, forms: &mut
         } else {
             ("▶  START LINE", "Start line", theme::PASS_COLOUR, Command::StartLine)
         };
-        let can_start =
-            line_active || (settings.last_profile.is_some() && !settings.operator.trim().is_empty());
+        let can_start = line_active || view.start_blocker.is_none();
         let shortcut = if line_active { STOP_SHORTCUT } else { START_SHORTCUT };
         let button = ui.add_enabled(
             can_start && !forms.confirming_abort,
@@ -244,12 +271,7 @@ fn toolbar_ui(ui: &mut Ui, view: &View<'_>, settings: &mut Settings, forms: &mut
         if let Some(answer) = line_button_answer(ui, forms, button.clicked(), stopping, next) {
             command = answer;
         }
-        let button = if settings.operator.trim().is_empty() {
-            button.on_disabled_hover_text("enter or scan an operator ID first")
-        } else {
-            button
-        };
-        let _ = button;
+        start_blocker_ui(ui, view);
 
         let (status_text, status_colour) = match &view.line.status {
             LineStatus::Stopped { message } => (message.clone(), ui.visuals().text_color()),
@@ -366,6 +388,13 @@ fn profile_summary_ui(ui: &mut Ui, view: &View<'_>) {
             for warning in &summary.warnings {
                 ui.colored_label(theme::WARNING_COLOUR, format!("⚠ {warning}"));
             }
+            let pass_warnings = summary.pass_warnings();
+            if !pass_warnings.is_empty() {
+                let text = format!("this profile: {}", pass_warnings.join(", "));
+                let warning =
+                    ui.label(RichText::new(format!("⚠ {text}")).strong().color(theme::WARNING_COLOUR));
+                accessible(&warning, Role::Label, &format!("profile warning: {text}"));
+            }
         }
         Err(problems) => {
             let problem = ui.colored_label(theme::FAIL_COLOUR, format!("✖ {}: {problems}", path.display()));
@@ -374,7 +403,8 @@ fn profile_summary_ui(ui: &mut Ui, view: &View<'_>) {
     }
 }
 
-/// The session's figures as tiles: units, pass, fail, first-pass yield, units per hour.
+/// The shift's figures as tiles: units (boards finished), pass, fail, aborted, first-pass yield,
+/// units per hour.
 fn stats_ui(ui: &mut Ui, view: &View<'_>) {
     let stats = &view.line.stats;
     let running_time = view.line.running_time(view.now);
@@ -385,10 +415,11 @@ fn stats_ui(ui: &mut Ui, view: &View<'_>) {
     let first_pass_yield =
         stats.first_pass_yield_percent().map_or_else(|| "–".to_string(), |percent| format!("{percent:.1} %"));
     let rate = units_per_hour.map_or_else(|| "–".to_string(), |rate| format!("{rate:.0}"));
-    let figures: [(&str, String, &str, Color32); 5] = [
+    let figures: [(&str, String, &str, Color32); 6] = [
         ("units", stats.units.to_string(), "Units", ui.visuals().strong_text_color()),
         ("pass", stats.passed.to_string(), "✔ Pass", theme::PASS_COLOUR),
         ("fail", stats.failed.to_string(), "✖ Fail", theme::FAIL_COLOUR),
+        ("aborted", stats.aborted.to_string(), "■ Aborted", theme::WAITING_COLOUR),
         ("first-pass yield", first_pass_yield, "First-pass yield", ui.visuals().strong_text_color()),
         ("units per hour", rate, "Units/hour", ui.visuals().strong_text_color()),
     ];
@@ -423,9 +454,10 @@ fn status_bar_ui(ui: &mut Ui, view: &View<'_>) {
         ui.separator();
         ui.label(
             RichText::new(format!(
-                "{} start · {} stop · {} export · ledger {}",
+                "{} start · {} stop · {} acknowledge a failure · {} export · ledger {}",
                 ui.ctx().format_shortcut(&START_SHORTCUT),
                 ui.ctx().format_shortcut(&STOP_SHORTCUT),
+                ui.ctx().format_shortcut(&ACKNOWLEDGE_SHORTCUT),
                 ui.ctx().format_shortcut(&EXPORT_SHORTCUT),
                 view.ledger_path.display()
             ))

@@ -1,15 +1,9 @@
-//! The simulator panel: fault injection for demos (the station's fault grammar) and the
-//! station's less frequent settings.
+//! The simulator panel: fault injection for demos (the station's fault grammar).
 
 use super::*;
 
-/// Simulator tools (fault injection for demos) and the station's less frequent settings.
-pub(super) fn simulator_ui(
-    ui: &mut Ui,
-    view: &View<'_>,
-    settings: &mut Settings,
-    forms: &mut Forms,
-) -> Command {
+/// Simulator tools (fault injection for demos).
+pub(super) fn simulator_ui(ui: &mut Ui, view: &View<'_>, forms: &mut Forms) -> Command {
     let mut command = Command::Nothing;
     egui::CollapsingHeader::new("Simulator: inject a fault").default_open(true).show(ui, |ui| {
         let slot_count = view.line.slots.len().max(1);
@@ -77,37 +71,6 @@ pub(super) fn simulator_ui(
                 format!("armed for the next unit on {}", armed.join(", ")),
             );
         }
-    });
-    egui::CollapsingHeader::new("Station settings").default_open(false).show(ui, |ui| {
-        ui.horizontal(|ui| {
-            let label = ui.label("Profiles folder");
-            let folder = ui
-                .add(
-                    egui::TextEdit::singleline(&mut forms.profiles_directory)
-                        .id_salt("profiles_directory")
-                        .desired_width(180.0),
-                )
-                .labelled_by(label.id);
-            if ui.button("Rescan").clicked()
-                || (folder.lost_focus() && ui.input(|input| input.key_pressed(Key::Enter)))
-            {
-                command = Command::RescanProfiles;
-            }
-        });
-        ui.add_enabled_ui(!view.line.is_active(), |ui| {
-            ui.checkbox(
-                &mut settings.sim_timing_zero,
-                "Simulator at full speed (ignore the profile's timing)",
-            );
-            ui.horizontal(|ui| {
-                ui.label("Pause between units");
-                let pause = ui.add(
-                    egui::DragValue::new(&mut settings.unit_change_delay_ms).range(0..=10_000).suffix(" ms"),
-                );
-                accessible(&pause, Role::SpinButton, "Pause between units");
-            });
-        });
-        ui.label(RichText::new(format!("ledger {}", view.ledger_path.display())).weak());
     });
     command
 }

@@ -26,7 +26,13 @@ pub(super) fn slots_ui(ui: &mut Ui, view: &View<'_>, manual_start: bool) -> Comm
         let mut card = ui.new_child(
             UiBuilder::new().max_rect(rect).id_salt(("slot", index)).layout(Layout::top_down(Align::Min)),
         );
-        let card_command = slot_card_ui(&mut card, index, slot, manual_start, view.now);
+        let context = CardContext {
+            manual_start,
+            is_latched: view.shift.is_latched(index),
+            flash_is_on: view.flash_is_on,
+            now: view.now,
+        };
+        let card_command = slot_card_ui(&mut card, index, slot, &context);
         if card_command != Command::Nothing {
             command = card_command;
         }
@@ -62,16 +68,21 @@ pub(super) fn step_title(step: &str) -> String {
     title
 }
 
+/// What a card needs besides its slot.
+pub(super) struct CardContext {
+    pub manual_start: bool,
+    /// The slot holds an unacknowledged failure.
+    pub is_latched: bool,
+    /// A latched card's frame is in its bright half (false also when the signal is off).
+    pub flash_is_on: bool,
+    pub now: Instant,
+}
+
 /// One slot: the state in large type with its icon and colour, the step's progress, the
 /// unit's serial and chip ID, the cycle time and the slot's tallies. Small cards (many slots)
-/// drop the less important lines rather than overflow.
-pub(super) fn slot_card_ui(
-    ui: &mut Ui,
-    index: usize,
-    slot: &SlotState,
-    manual_start: bool,
-    now: Instant,
-) -> Command {
+/// drop the less important lines rather than overflow. A latched failure has a thick frame
+/// that flashes (with the attention signal on) and an Acknowledge button.
+pub(super) fn slot_card_ui(ui: &mut Ui, index: usize, slot: &SlotState, context: &CardContext) -> Command {
     let mut command = Command::Nothing;
     let look = match slot.phase {
         SlotPhase::Idle => StateLook::Idle,
@@ -94,15 +105,20 @@ pub(super) fn slot_card_ui(
             (step_title(step), format!("{step} (step {step_number} of {})", StepName::ALL.len()))
         }
         SlotPhase::Passed => ("PASS".to_string(), "PASS".to_string()),
-        SlotPhase::Failed { step, reason } => ("FAIL".to_string(), format!("FAIL at {step}: {reason}")),
+        SlotPhase::Failed { step, reason, .. } => ("FAIL".to_string(), format!("FAIL at {step}: {reason}")),
         SlotPhase::Aborted { step } => {
             ("ABORTED".to_string(), format!("ABORTED before {step}: provision the board again"))
         }
     };
     let margin = if card_height < 150.0 { 6 } else { 10 };
+    let stroke = match (context.is_latched, context.flash_is_on) {
+        (true, true) => Stroke::new(6.0, theme::WARNING_COLOUR),
+        (true, false) => Stroke::new(6.0, look.colour()),
+        (false, _) => Stroke::new(2.0, look.colour()),
+    };
     egui::Frame::new()
         .fill(look.background())
-        .stroke(Stroke::new(2.0, look.colour()))
+        .stroke(stroke)
         .corner_radius(8.0)
         .inner_margin(egui::Margin::same(margin))
         .show(ui, |ui| {
@@ -115,8 +131,9 @@ pub(super) fn slot_card_ui(
                 let fixture = ui.label(RichText::new(&slot.fixture_name).size(small).weak());
                 accessible(&fixture, Role::Label, &format!("slot {index} fixture: {}", slot.fixture_name));
                 ui.with_layout(Layout::right_to_left(Align::Center), |ui| {
+                    // The line's attempt number, not a count: "units" means boards finished.
                     if slot.unit > 0 {
-                        ui.label(RichText::new(format!("unit {}", slot.unit)).size(small).weak());
+                        ui.label(RichText::new(format!("run #{}", slot.unit)).size(small).weak());
                     }
                 });
             });
@@ -134,8 +151,12 @@ pub(super) fn slot_card_ui(
             );
             accessible(&state, Role::Label, &format!("slot {index} state: {spoken}"));
 
-            slot_phase_detail_ui(ui, index, slot, card_height < 150.0, small, medium);
-            if slot.is_waiting_for_start && manual_start {
+            if let Some(answer) =
+                slot_phase_detail_ui(ui, index, slot, context.is_latched, small, medium, big)
+            {
+                command = answer;
+            }
+            if slot.is_waiting_for_start && context.manual_start && !context.is_latched {
                 let button = ui.add(
                     egui::Button::new(RichText::new("▶ Start unit").size(medium).color(Color32::BLACK))
                         .fill(theme::WAITING_COLOUR),
@@ -145,63 +166,114 @@ pub(super) fn slot_card_ui(
                     command = Command::StartUnit { slot: index };
                 }
             }
-            slot_footer_ui(ui, index, slot, now, small, medium);
+            slot_footer_ui(ui, index, slot, context.now, small, medium);
         });
     command
 }
 
-/// What the slot is doing right now: the step's progress bar, or why the unit failed.
+/// What the slot is doing right now: the step's progress bar; for a failure, the operator's
+/// instruction in large type, the Acknowledge button of a latched slot and the engineer's full
+/// reason one click away; for a pass, what it did not prove (no lock, no forged-update test).
 fn slot_phase_detail_ui(
     ui: &mut Ui,
     index: usize,
     slot: &SlotState,
-    is_small_card: bool,
+    is_latched: bool,
     small: f32,
     medium: f32,
-) {
+    big: f32,
+) -> Option<Command> {
     match &slot.phase {
         SlotPhase::Running { step_number, .. } => {
-            let (fraction, text) = match &slot.progress {
-                Some(progress) => {
-                    let left = progress
-                        .time_left()
-                        .map(|left| format!(" · {} left", seconds(left)))
-                        .unwrap_or_default();
-                    let done = format!(
-                        "{} / {}{left}",
-                        byte_size(progress.bytes_done),
-                        byte_size(progress.bytes_total)
-                    );
-                    (progress.fraction(), done)
-                }
-                None => (
-                    (*step_number as f32 - 1.0) / StepName::ALL.len() as f32,
-                    format!("step {step_number} of {}", StepName::ALL.len()),
-                ),
-            };
-            // White on Okabe-Ito blue and on the dark track alike.
-            let bar = ui.add(
-                egui::ProgressBar::new(fraction)
-                    .text(RichText::new(&text).size(small).color(Color32::WHITE))
-                    .fill(theme::PROGRESS_COLOUR)
-                    .desired_height(small + 6.0),
-            );
-            accessible(&bar, Role::ProgressIndicator, &format!("slot {index} progress: {text}"));
+            running_progress_ui(ui, index, slot, *step_number, small);
+            None
         }
-        SlotPhase::Failed { step, reason } => {
-            let reason_size = if is_small_card { small } else { medium };
-            let reason_label = ui.add(
-                egui::Label::new(
-                    RichText::new(format!("{}: {reason}", step_title(step)))
-                        .size(reason_size)
-                        .color(theme::FAIL_COLOUR),
-                )
-                .wrap(),
-            );
-            accessible(&reason_label, Role::Label, &format!("slot {index} reason: {reason}"));
+        SlotPhase::Failed { step, reason, category } => {
+            failure_ui(ui, index, (step.as_str(), reason.as_str(), *category), is_latched, small, medium, big)
         }
-        _ => {}
+        SlotPhase::Passed => {
+            let warnings = slot.last_finished.as_ref().map(|last| last.pass_warnings()).unwrap_or_default();
+            if !warnings.is_empty() {
+                let text = warnings.join(" · ");
+                let warning = ui.add(
+                    egui::Label::new(
+                        RichText::new(format!("⚠ {text}")).size(medium).strong().color(theme::WARNING_COLOUR),
+                    )
+                    .wrap(),
+                );
+                accessible(&warning, Role::Label, &format!("slot {index} warning: {text}"));
+            }
+            None
+        }
+        _ => None,
     }
+}
+
+fn running_progress_ui(ui: &mut Ui, index: usize, slot: &SlotState, step_number: usize, small: f32) {
+    let (fraction, text) = match &slot.progress {
+        Some(progress) => {
+            let left =
+                progress.time_left().map(|left| format!(" · {} left", seconds(left))).unwrap_or_default();
+            let done =
+                format!("{} / {}{left}", byte_size(progress.bytes_done), byte_size(progress.bytes_total));
+            (progress.fraction(), done)
+        }
+        None => (
+            (step_number as f32 - 1.0) / StepName::ALL.len() as f32,
+            format!("step {step_number} of {}", StepName::ALL.len()),
+        ),
+    };
+    // White on Okabe-Ito blue and on the dark track alike.
+    let bar = ui.add(
+        egui::ProgressBar::new(fraction)
+            .text(RichText::new(&text).size(small).color(Color32::WHITE))
+            .fill(theme::PROGRESS_COLOUR)
+            .desired_height(small + 6.0),
+    );
+    accessible(&bar, Role::ProgressIndicator, &format!("slot {index} progress: {text}"));
+}
+
+/// A failed unit: the instruction (wrapped at words, never cut), the kind of failure, the
+/// Acknowledge button while latched, and the engineer's reason behind "Details".
+fn failure_ui(
+    ui: &mut Ui,
+    index: usize,
+    (step, reason, category): (&str, &str, crate::station::FailureCategory),
+    is_latched: bool,
+    small: f32,
+    medium: f32,
+    big: f32,
+) -> Option<Command> {
+    let mut command = None;
+    let instruction_size = (big * 0.55).max(medium);
+    let instruction = ui.add(
+        egui::Label::new(
+            RichText::new(category.instruction()).size(instruction_size).strong().color(Color32::WHITE),
+        )
+        .wrap(),
+    );
+    accessible(&instruction, Role::Label, &format!("slot {index} instruction: {}", category.instruction()));
+    let at = if step.is_empty() { String::new() } else { format!(" · {}", step_title(step)) };
+    ui.label(RichText::new(format!("{}{at}", category.title())).size(small).color(theme::FAIL_COLOUR));
+    if is_latched {
+        let button = ui.add(
+            egui::Button::new(RichText::new("✔ Acknowledge").size(medium).strong().color(Color32::BLACK))
+                .fill(theme::WARNING_COLOUR),
+        );
+        accessible(&button, Role::Button, &format!("Acknowledge slot {index}"));
+        if button.clicked() {
+            command = Some(Command::Acknowledge { slot: index });
+        }
+    }
+    let details = egui::CollapsingHeader::new(RichText::new("Details").size(small))
+        .id_salt(("failure_details", index))
+        .default_open(false)
+        .show(ui, |ui| {
+            let reason_label = ui.add(egui::Label::new(RichText::new(reason).size(small).monospace()).wrap());
+            accessible(&reason_label, Role::Label, &format!("slot {index} reason: {reason}"));
+        });
+    accessible(&details.header_response, Role::Button, &format!("slot {index} details"));
+    command
 }
 
 /// The unit's serial and chip ID, the cycle time, the slot's tallies, the last result and a
