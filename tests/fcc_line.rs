@@ -64,11 +64,12 @@ fn assert_verified_by_openssl(certificate_pem: &str, directory: &Path, name: &st
     assert!(verdict.contains(": OK"), "openssl verify: {verdict}");
 }
 
-/// Every run in the ledger, from `imprint log export --format jsonl`.
+/// Every run in the ledger, from `imprint log export --format jsonl` (into the same file each
+/// time: `--force` replaces the last one).
 fn exported_runs(db: &Path, directory: &Path) -> Vec<Value> {
     let export = directory.join("export.jsonl");
     let output = imprint()
-        .args(["log", "export", "--format", "jsonl", "--db"])
+        .args(["log", "export", "--format", "jsonl", "--force", "--db"])
         .arg(db)
         .arg("-o")
         .arg(&export)

@@ -63,7 +63,7 @@ fn station(profile: Profile) -> Station {
 }
 
 fn sim_target(profile: &Profile, uid_byte: u8, faults: FaultPlan) -> SimTarget {
-    let device = SimDevice::new(&firmware_of(&profile).memory, vec![uid_byte; 12])
+    let device = SimDevice::new(&firmware_of(profile).memory, vec![uid_byte; 12])
         .with_hardware(profile.device_hardware);
     SimTarget::new(device, &profile.chip_name, "sim-test", SimTiming::default(), faults)
 }
@@ -79,7 +79,7 @@ fn boot(
     profile: &Profile,
     nonce: u32,
 ) -> (Option<SelfTestReport>, Option<BootRefusal>, Vec<String>) {
-    let mailbox = firmware_of(&profile).memory.mailbox.address;
+    let mailbox = firmware_of(profile).memory.mailbox.address;
     target.write_ram(mailbox, &MailboxRequest { nonce }.encode_mailbox()).unwrap();
     let _ = target.take_console_lines();
     target.reset_and_run().unwrap();
