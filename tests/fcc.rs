@@ -337,34 +337,12 @@ fn send_full_bundle_with_update_certificate(
 /// Makes a P-384 key and a self-signed certificate for `subject` with openssl in `directory`;
 /// returns the certificate's DER and the key's PKCS#8 DER.
 fn openssl_p384_certificate(directory: &std::path::Path, subject: &str) -> (Vec<u8>, Vec<u8>) {
-    common::openssl_ok(
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:secp384r1",
-            "-nodes",
-            "-keyout",
-            "p384.key.pem",
-            "-subj",
-            subject,
-            "-days",
-            "3650",
-            "-outform",
-            "DER",
-            "-out",
-            "p384.der",
-        ],
-        directory,
-    );
+    let certificate = common::fcc::openssl_p384_certificate(directory, subject, &[]);
     common::openssl_ok(
         &["pkcs8", "-topk8", "-nocrypt", "-in", "p384.key.pem", "-outform", "DER", "-out", "p384.key.der"],
         directory,
     );
-    let read = |name: &str| std::fs::read(directory.join(name)).expect("read openssl's output");
-    (read("p384.der"), read("p384.key.der"))
+    (certificate, std::fs::read(directory.join("p384.key.der")).expect("read openssl's key"))
 }
 
 /// An expired update certificate: the device's own verification refuses it by name (13). A

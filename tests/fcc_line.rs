@@ -608,28 +608,10 @@ fn replace_line(text: &str, prefix: &str, line: &str) -> String {
 fn what_the_device_would_refuse_is_refused_at_start() {
     let directory = tempfile::tempdir().expect("temp dir");
     let credentials = directory.path();
-    let subject = "/CN=P-384 authority";
-    common::openssl_ok(
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:secp384r1",
-            "-nodes",
-            "-keyout",
-            "p384.key.pem",
-            "-subj",
-            subject,
-            "-days",
-            "3650",
-            "-out",
-            "p384.pem",
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-        ],
+    common::fcc::openssl_p384_certificate(
         credentials,
+        "/CN=P-384 authority",
+        &["-addext", "basicConstraints=critical,CA:TRUE"],
     );
     let expired_key = imprint::trust::generate_signing_key();
     let mut request = imprint::trust::CertificateRequest::update_authority("Expired update authority", 30);

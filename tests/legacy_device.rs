@@ -37,12 +37,17 @@ fn mbed_profile() -> Profile {
 /// The same profile without the lock, so a test can reset the unit and read its mailbox after
 /// the station is done with it.
 fn unlocked_mbed_profile(directory: &std::path::Path) -> Profile {
+    unlocked_profile(directory, "demo-mbed-bootloader.toml")
+}
+
+/// `profiles/NAME` with its lock turned off, written into `directory`.
+fn unlocked_profile(directory: &std::path::Path, name: &str) -> Profile {
     let profiles = common::repo_root().join("profiles");
-    let text = std::fs::read_to_string(profiles.join("demo-mbed-bootloader.toml")).unwrap();
+    let text = std::fs::read_to_string(profiles.join(name)).unwrap();
     let text = common::absolutize_profile_paths(&text, &profiles);
     assert!(text.contains("[lock]\nenabled = true"), "the profile's [lock] changed shape; update this test");
     let text = text.replace("[lock]\nenabled = true", "[lock]\nenabled = false");
-    Profile::load(&common::write_profile(directory, "unlocked.toml", &text)).unwrap()
+    Profile::load(&common::write_profile(directory, &format!("unlocked-{name}"), &text)).unwrap()
 }
 
 fn station(profile: Profile) -> Station {
@@ -368,12 +373,7 @@ fn sd_card_profile() -> Profile {
 }
 
 fn unlocked_sd_card_profile(directory: &std::path::Path) -> Profile {
-    let profiles = common::repo_root().join("profiles");
-    let text = std::fs::read_to_string(profiles.join("demo-sd-card.toml")).unwrap();
-    let text = common::absolutize_profile_paths(&text, &profiles);
-    assert!(text.contains("[lock]\nenabled = true"), "the profile's [lock] changed shape; update this test");
-    let text = text.replace("[lock]\nenabled = true", "[lock]\nenabled = false");
-    Profile::load(&common::write_profile(directory, "unlocked-sd.toml", &text)).unwrap()
+    unlocked_profile(directory, "demo-sd-card.toml")
 }
 
 #[test]

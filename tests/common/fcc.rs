@@ -360,3 +360,30 @@ fn tail(log: &str) -> String {
     let lines: Vec<&str> = log.lines().collect();
     lines[lines.len().saturating_sub(TAIL_LINES)..].join("\n")
 }
+
+/// Makes a P-384 key (`p384.key.pem`) and a self-signed certificate for `subject` (`p384.pem`,
+/// and its DER in `p384.der`) with openssl in `directory`, `extra` going to `openssl req`;
+/// returns the certificate's DER.
+pub fn openssl_p384_certificate(directory: &std::path::Path, subject: &str, extra: &[&str]) -> Vec<u8> {
+    let mut arguments = vec![
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:secp384r1",
+        "-nodes",
+        "-keyout",
+        "p384.key.pem",
+        "-subj",
+        subject,
+        "-days",
+        "3650",
+        "-out",
+        "p384.pem",
+    ];
+    arguments.extend_from_slice(extra);
+    super::openssl_ok(&arguments, directory);
+    super::openssl_ok(&["x509", "-in", "p384.pem", "-outform", "DER", "-out", "p384.der"], directory);
+    std::fs::read(directory.join("p384.der")).expect("read openssl's certificate")
+}
