@@ -383,7 +383,16 @@ pub fn openssl_p384_certificate(directory: &std::path::Path, subject: &str, extr
         "p384.pem",
     ];
     arguments.extend_from_slice(extra);
-    super::openssl_ok(&arguments, directory);
-    super::openssl_ok(&["x509", "-in", "p384.pem", "-outform", "DER", "-out", "p384.der"], directory);
+    let openssl = |arguments: &[&str]| {
+        let output =
+            Command::new("openssl").args(arguments).current_dir(directory).output().expect("run openssl");
+        assert!(
+            output.status.success(),
+            "openssl {arguments:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    openssl(&arguments);
+    openssl(&["x509", "-in", "p384.pem", "-outform", "DER", "-out", "p384.der"]);
     std::fs::read(directory.join("p384.der")).expect("read openssl's certificate")
 }
