@@ -256,8 +256,8 @@ pub(super) fn slot_card_ui(ui: &mut Ui, index: usize, slot: &SlotState, context:
     ui.set_clip_rect(ui.max_rect().intersect(ui.clip_rect()));
     let card = ui.max_rect().size();
     let big = theme::state_text_size(card);
-    let medium = (big * 0.5).clamp(12.0, 40.0);
-    let small = (big * 0.4).clamp(11.0, 28.0);
+    let medium = (big * 0.5).clamp(12.0, 80.0);
+    let small = (big * 0.4).clamp(11.0, 56.0);
     let card_height = card.y;
     let margin = if card_height < 150.0 { 6.0 } else { 10.0 };
     let stroke = card_stroke(look, context);
