@@ -51,6 +51,8 @@ fn gui_with_log(
     options.unit_change_delay_ms = Some(60_000);
     options.sim_uid_seed = Some(11);
     options.remember_settings = false;
+    // The supervisor view: the tests use the history, export, simulator and log.
+    options.supervisor_view = Some(true);
     configure(&mut options);
     let harness = Harness::builder()
         .with_size(egui::Vec2::new(1280.0, 800.0))
@@ -402,6 +404,14 @@ fn settings_are_remembered_between_runs() {
         .with_size(size)
         .build_eframe(move |creation| ImprintApp::new(creation, first_options, None));
     first.step();
+    // The operator view hides the history, export, simulator, settings and log; with no PIN
+    // set, the supervisor view opens at a click, and the choice is remembered.
+    assert!(first.query_by_label("Export ledger").is_none());
+    assert!(first.query_by_label("Station settings").is_none());
+    first.get_by_label("Supervisor view").click();
+    first.step();
+    first.step();
+    first.get_by_label("Export ledger");
     type_into(&mut first, "Operator ID", "operator-17");
     first.get_by_label("Log in").click();
     first.step();
@@ -420,6 +430,7 @@ fn settings_are_remembered_between_runs() {
         ImprintApp::new(creation, second_options, None)
     });
     second.step();
+    second.get_by_label("Operator view");
     assert_eq!(
         second.get_by_label("Manual start").accesskit_node().toggled(),
         Some(egui::accesskit::Toggled::True)
@@ -454,17 +465,25 @@ fn settings_are_remembered_between_runs() {
     });
     third.step();
     third.get_by_label("operator: operator-18");
-    third.get_by_label("Station settings (locked)").click();
+    // With a PIN set the window reopens in the operator view, and the supervisor view asks for
+    // the PIN (which also unlocks the station settings).
+    assert!(third.query_by_label("Export ledger").is_none());
+    assert!(third.query_by_label_contains("Station settings").is_none());
+    third.get_by_label("Supervisor view").click();
+    third.step();
     third.step();
     type_into(&mut third, "Supervisor PIN", "1234");
     third.get_by_label("Unlock").click();
     third.step();
     third.step();
     third.get_by_label("supervisor: wrong supervisor PIN");
-    assert!(third.query_by_label("Remember the operator when the window reopens").is_none());
+    assert!(third.query_by_label("Export ledger").is_none());
     type_into(&mut third, "Supervisor PIN", "4711");
     third.get_by_label("Unlock").click();
     third.step();
+    third.step();
+    third.get_by_label("Export ledger");
+    third.get_by_label("Station settings").click();
     third.step();
     third.get_by_label("Remember the operator when the window reopens");
 }
@@ -728,4 +747,76 @@ fn a_pass_without_lock_shows_its_warning_on_the_card_and_before_the_start() {
     locked.harness.get_by_label("slot 0 state: PASS");
     assert!(locked.harness.query_by_label_contains("slot 0 warning:").is_none());
     assert!(locked.harness.query_by_label_contains("profile warning:").is_none());
+}
+
+/// Builds the window at `size` with `slots` idle slots in the operator view.
+fn operator_view(slots: usize, size: egui::Vec2) -> (Harness<'static, ImprintApp>, tempfile::TempDir) {
+    let directory = tempfile::tempdir().unwrap();
+    let mut options = GuiOptions::new(directory.path().join("ledger.db"), "test-station".to_string());
+    options.profile = Some(demo_profile());
+    options.operator = Some("tester".to_string());
+    options.sim_slot_count = Some(slots);
+    options.remember_settings = false;
+    options.supervisor_view = Some(false);
+    let mut harness = Harness::builder()
+        .with_size(size)
+        .build_eframe(move |creation| ImprintApp::new(creation, options, None));
+    harness.step();
+    harness.step();
+    (harness, directory)
+}
+
+/// For 1, 4, 16 and 64 slots on 1024x600, 1280x800 and 1920x1080 windows, as drawn: every card
+/// lies inside the window below the figures, no two cards overlap, each card shows its number
+/// (from 1) and its state inside itself, and 4 slots are 2 x 2.
+#[test]
+fn cards_fit_the_window_without_overlap_from_1_to_64_slots() {
+    for (width, height) in [(1024.0, 600.0), (1280.0, 800.0), (1920.0, 1080.0)] {
+        let window = egui::Rect::from_min_size(egui::Pos2::ZERO, egui::Vec2::new(width, height));
+        for slots in [1, 4, 16, 64] {
+            let (harness, _directory) = operator_view(slots, window.size());
+            let figures_bottom = harness.get_by_label("units: 0").rect().bottom();
+            let cards: Vec<egui::Rect> =
+                (0..slots).map(|slot| harness.get_by_label(&format!("slot {slot} card")).rect()).collect();
+            let case = format!("{slots} slots in {width}x{height}");
+            for (slot, card) in cards.iter().enumerate() {
+                assert!(window.contains_rect(*card), "{case}: card {slot} at {card:?} leaves the window");
+                assert!(card.top() >= figures_bottom, "{case}: card {slot} at {card:?} covers the figures");
+                assert!(card.width() >= 60.0 && card.height() >= 30.0, "{case}: card {slot} is {card:?}");
+                for label in [format!("slot {slot} number: {}", slot + 1), format!("slot {slot} state: IDLE")]
+                {
+                    let inner = harness.get_by_label(&label).rect();
+                    assert!(
+                        card.expand(1.0).contains_rect(inner),
+                        "{case}: {label:?} at {inner:?} is outside {card:?}"
+                    );
+                }
+                for (other, other_card) in cards.iter().enumerate().skip(slot + 1) {
+                    assert!(!card.intersects(*other_card), "{case}: cards {slot} and {other} overlap");
+                }
+            }
+            if slots == 4 {
+                assert_eq!(cards[0].top(), cards[1].top(), "{case}: slots 1 and 2 share the first row");
+                assert_eq!(cards[2].top(), cards[3].top(), "{case}: slots 3 and 4 share the second row");
+                assert!(cards[2].top() > cards[0].bottom(), "{case}: 2 x 2, not 3 + 1");
+            }
+        }
+    }
+}
+
+/// 64 slots at 1920x1080 each run a unit to PASS: every slot's number, state and serial show
+/// on its (compact) card.
+#[test]
+fn a_64_slot_window_shows_every_slot_by_its_label() {
+    let mut gui = gui(64, |options| options.supervisor_view = Some(false));
+    gui.harness.set_size(egui::Vec2::new(1920.0, 1080.0));
+    gui.harness.step();
+    gui.run_one_unit_per_slot(64, |gui| gui.click("Start line"));
+    for slot in 0..64 {
+        gui.harness.get_by_label(&format!("slot {slot} number: {}", slot + 1));
+        gui.harness.get_by_label(&format!("slot {slot} state: PASS"));
+        let unit_label = format!("slot {slot} unit: serial DS1-");
+        assert!(gui.harness.get_by_label_contains(&unit_label).rect().width() > 0.0);
+    }
+    assert_eq!(figure(&gui, "pass"), Some(64));
 }

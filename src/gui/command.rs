@@ -54,4 +54,7 @@ pub enum Command {
     UnlockSettings(String),
     /// Lock the station settings again.
     LockSettings,
+    /// Show the supervisor view (`true`: asks for the supervisor PIN when one is set) or the
+    /// operator view.
+    ShowSupervisorView(bool),
 }

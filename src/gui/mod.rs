@@ -52,24 +52,62 @@ pub enum GuiError {
     /// eframe could not open a window or set up rendering (no display, no GPU driver).
     #[error("cannot open the window (is DISPLAY or WAYLAND_DISPLAY set, and Mesa installed?): {reason}")]
     Window { reason: String },
+    /// `IMPRINT_GUI_SIZE` is not `WIDTHxHEIGHT`.
+    #[error("{WINDOW_SIZE_VARIABLE}: expected WIDTHxHEIGHT in points, e.g. 1024x600, found {found:?}")]
+    WindowSize { found: String },
+}
+
+/// The environment variable that sets the window's first size (`WIDTHxHEIGHT`, e.g. a panel
+/// PC's 1024x600); without it the window opens at 1280x800 (or its remembered size).
+pub const WINDOW_SIZE_VARIABLE: &str = "IMPRINT_GUI_SIZE";
+
+/// The window size `text` names (`WIDTHxHEIGHT`, each 200 to 8192 points).
+pub fn parse_window_size(text: &str) -> Result<[f32; 2], GuiError> {
+    let error = || GuiError::WindowSize { found: text.to_string() };
+    let (width, height) = text.trim().split_once(['x', 'X']).ok_or_else(error)?;
+    let parse = |part: &str| part.trim().parse::<u32>().ok().filter(|value| (200..=8192).contains(value));
+    match (parse(width), parse(height)) {
+        (Some(width), Some(height)) => Ok([width as f32, height as f32]),
+        _ => Err(error()),
+    }
 }
 
 /// Opens the window and runs until it is closed.
 pub fn run(options: GuiOptions, log_receiver: Option<LogReceiver>) -> Result<(), GuiError> {
+    let size = match std::env::var(WINDOW_SIZE_VARIABLE) {
+        Ok(text) => Some(parse_window_size(&text)?),
+        Err(_) => None,
+    };
     let mut viewport = eframe::egui::ViewportBuilder::default()
         .with_title("Imprint — provisioning station")
         .with_app_id("imprint")
-        .with_inner_size([1280.0, 800.0])
+        .with_inner_size(size.unwrap_or([1280.0, 800.0]))
         .with_min_inner_size([800.0, 520.0]);
     if let Some(icon) = assets::window_icon() {
         viewport = viewport.with_icon(icon);
     }
-    let native_options =
-        eframe::NativeOptions { viewport, persist_window: options.remember_settings, ..Default::default() };
+    // A size from the environment wins over the remembered one.
+    let persist_window = options.remember_settings && size.is_none();
+    let native_options = eframe::NativeOptions { viewport, persist_window, ..Default::default() };
     eframe::run_native(
         APP_NAME,
         native_options,
         Box::new(move |creation| Ok(Box::new(ImprintApp::new(creation, options, log_receiver)))),
     )
     .map_err(|error| GuiError::Window { reason: error.to_string() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_sizes_are_width_by_height() {
+        assert_eq!(parse_window_size("1024x600").unwrap(), [1024.0, 600.0]);
+        assert_eq!(parse_window_size("3840X2160").unwrap(), [3840.0, 2160.0]);
+        for bad in ["1024", "1024x", "x600", "10x600", "1024x600x2", "big"] {
+            let error = parse_window_size(bad).unwrap_err().to_string();
+            assert!(error.contains("IMPRINT_GUI_SIZE") && error.contains(bad), "{error}");
+        }
+    }
 }

@@ -116,6 +116,10 @@ pub struct Settings {
     pub export_format: ExportChoice,
     pub log_level: LogLevelFilter,
     pub history_scope: HistoryScope,
+    /// The supervisor view: history, export, simulator, station settings and log shown (false:
+    /// the operator view, cards only). Remembered; with a supervisor PIN set the window always
+    /// reopens in the operator view.
+    pub supervisor_view: bool,
 }
 
 impl Default for Settings {
@@ -135,6 +139,7 @@ impl Default for Settings {
             export_format: ExportChoice::Csv,
             log_level: LogLevelFilter::Info,
             history_scope: HistoryScope::LastDay,
+            supervisor_view: false,
         }
     }
 }
@@ -194,6 +199,9 @@ pub struct GuiOptions {
     pub frame_stats_path: Option<PathBuf>,
     /// Read and write settings in eframe's storage (false: defaults and options only).
     pub remember_settings: bool,
+    /// Open in the supervisor view (`Some(true)`) or the operator view; `None` keeps the
+    /// remembered view.
+    pub supervisor_view: Option<bool>,
 }
 
 impl GuiOptions {
@@ -219,6 +227,7 @@ impl GuiOptions {
             exit_after_line_finished: None,
             frame_stats_path: None,
             remember_settings: true,
+            supervisor_view: None,
         }
     }
 
@@ -259,6 +268,13 @@ impl GuiOptions {
         }
         if let Some(delay) = self.unit_change_delay_ms {
             settings.unit_change_delay_ms = delay;
+        }
+        // A PIN guards the supervisor view: it is never open when the window opens.
+        if settings.supervisor_pin.is_some() {
+            settings.supervisor_view = false;
+        }
+        if let Some(view) = self.supervisor_view {
+            settings.supervisor_view = view;
         }
         settings
     }

@@ -64,11 +64,12 @@ impl StateLook {
     }
 }
 
-/// The height of a slot's state line in points, from the card's height: large enough to read
-/// from two metres on a 24" screen with four slots (about 15 mm tall letters), never smaller
-/// than body text.
-pub fn state_text_size(card_height: f32) -> f32 {
-    (card_height * 0.2).clamp(18.0, 64.0)
+/// The height of a slot's state line in points, from the card's size (a fifth of its height,
+/// an eighth of its width, whichever is less): large enough to read from three metres on big
+/// cards (four slots on a 24" screen: letters about 15 mm tall; one slot at 4K: 200 points),
+/// never smaller than body text. Longer words shrink further to fit the card's width.
+pub fn state_text_size(card: eframe::egui::Vec2) -> f32 {
+    (card.y * 0.2).min(card.x * 0.125).clamp(18.0, 200.0)
 }
 
 #[cfg(test)]

@@ -26,6 +26,21 @@ impl ImprintApp {
             Command::LockSettings => {
                 self.settings_unlocked = false;
                 self.supervisor_message = None;
+                self.settings.supervisor_view = false;
+            }
+            Command::ShowSupervisorView(false) => {
+                self.settings.supervisor_view = false;
+                self.forms.asking_view_pin = false;
+                if self.settings.supervisor_pin.is_some() {
+                    self.settings_unlocked = false;
+                }
+            }
+            Command::ShowSupervisorView(true) => {
+                if self.settings.supervisor_pin.is_none() || self.settings_unlocked {
+                    self.settings.supervisor_view = true;
+                } else {
+                    self.forms.asking_view_pin = true;
+                }
             }
             _ => {}
         }
@@ -103,6 +118,9 @@ impl ImprintApp {
         if hash.matches(pin) {
             self.settings_unlocked = true;
             self.supervisor_message = None;
+            if std::mem::take(&mut self.forms.asking_view_pin) {
+                self.settings.supervisor_view = true;
+            }
             tracing::info!("station settings unlocked by the supervisor");
         } else {
             self.supervisor_message = Some("wrong supervisor PIN".to_string());

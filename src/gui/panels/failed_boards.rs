@@ -47,7 +47,7 @@ fn board_row_ui(ui: &mut Ui, board: &FailedBoard) -> Option<Command> {
         &format!("failed board {key}: {} at {}, {state}", board.category.code(), board.clock_time()),
     );
     ui.label(RichText::new(board.category.title()).color(colour));
-    ui.label(RichText::new(format!("{} · slot {}", board.clock_time(), board.slot)).weak());
+    ui.label(RichText::new(format!("{} · slot {}", board.clock_time(), board.slot + 1)).weak());
     let (text, label) = if board.done {
         ("Reopen", format!("Reopen {key}"))
     } else {

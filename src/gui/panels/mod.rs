@@ -98,6 +98,8 @@ pub struct Forms {
     pub supervisor_pin: String,
     /// A new supervisor PIN being typed.
     pub new_supervisor_pin: String,
+    /// The supervisor view was asked for and waits for the supervisor PIN.
+    pub asking_view_pin: bool,
 }
 
 impl Forms {
@@ -113,6 +115,7 @@ impl Forms {
             operator_login: String::new(),
             supervisor_pin: String::new(),
             new_supervisor_pin: String::new(),
+            asking_view_pin: false,
         }
     }
 }
@@ -156,9 +159,41 @@ pub fn app_ui(
         push(commands, scanner_ui(ui, view, forms));
     });
     egui::Panel::bottom("status_bar").show(ui, |ui| status_bar_ui(ui, view));
-    egui::Panel::bottom("log").resizable(true).default_size(150.0).min_size(60.0).show(ui, |ui| {
-        log_ui(ui, view.log, settings);
+    // The operator view shows the cards (and the shift's failed boards); the supervisor view
+    // adds the log, history, export, simulator and station settings.
+    if settings.supervisor_view {
+        egui::Panel::bottom("log").resizable(true).default_size(150.0).min_size(60.0).show(ui, |ui| {
+            log_ui(ui, view.log, settings);
+        });
+    }
+    if settings.supervisor_view {
+        side_panel_ui(ui, view, settings, forms, commands);
+    } else if !view.shift.failed_boards.is_empty() {
+        // The operator view keeps the cards' width: the failed boards go below them.
+        let panel = egui::Panel::bottom("failed_boards_operator").resizable(true).default_size(110.0);
+        panel.min_size(60.0).show(ui, |ui| {
+            egui::ScrollArea::vertical().id_salt("failed_boards_scroll").auto_shrink(false).show(ui, |ui| {
+                push(commands, ui.push_id("failed_boards", |ui| failed_boards_ui(ui, view)).inner);
+            });
+        });
+    }
+    egui::CentralPanel::default().show(ui, |ui| {
+        stats_ui(ui, view);
+        ui.add_space(8.0);
+        push(commands, slots_ui(ui, view, settings.manual_start));
     });
+    push(commands, unit_details_ui(ui.ctx(), view.history));
+}
+
+/// The supervisor view's side panel: the shift's failed boards, the history, export, simulator
+/// and station settings.
+fn side_panel_ui(
+    ui: &mut Ui,
+    view: &View<'_>,
+    settings: &mut Settings,
+    forms: &mut Forms,
+    commands: &mut Vec<Command>,
+) {
     egui::Panel::right("side").resizable(true).default_size(450.0).min_size(300.0).show(ui, |ui| {
         // Each section gets its own id scope: the history's rows come and go, and must not
         // shift the ids (and so the keyboard focus) of the widgets below them.
@@ -173,12 +208,51 @@ pub fn app_ui(
             push(commands, ui.push_id("station", |ui| station_settings_ui(ui, view, settings, forms)).inner);
         });
     });
-    egui::CentralPanel::default().show(ui, |ui| {
-        stats_ui(ui, view);
-        ui.add_space(8.0);
-        push(commands, slots_ui(ui, view, settings.manual_start));
-    });
-    push(commands, unit_details_ui(ui.ctx(), view.history));
+}
+
+/// The operator view / supervisor view switch; with a supervisor PIN set, the supervisor view
+/// asks for it first.
+fn view_switch_ui(ui: &mut Ui, view: &View<'_>, settings: &Settings, forms: &mut Forms) -> Command {
+    if settings.supervisor_view {
+        let button =
+            ui.button("Operator view").on_hover_text("hide the history, export, simulator, settings and log");
+        accessible(&button, Role::Button, "Operator view");
+        return if button.clicked() { Command::ShowSupervisorView(false) } else { Command::Nothing };
+    }
+    if forms.asking_view_pin {
+        // Each item on its own, so the toolbar wraps between them on a narrow window.
+        let label = ui.label("Supervisor PIN");
+        let field = ui
+            .add(
+                egui::TextEdit::singleline(&mut forms.supervisor_pin)
+                    .password(true)
+                    .id_salt("view_pin")
+                    .desired_width(90.0),
+            )
+            .labelled_by(label.id);
+        let entered = field.lost_focus() && ui.input(|input| input.key_pressed(Key::Enter));
+        let unlock = ui.button("Unlock");
+        accessible(&unlock, Role::Button, "Unlock");
+        let command = if entered || unlock.clicked() {
+            Command::UnlockSettings(std::mem::take(&mut forms.supervisor_pin))
+        } else {
+            Command::Nothing
+        };
+        if let Some(message) = view.supervisor_message {
+            let answer = ui.colored_label(theme::WAITING_COLOUR, message);
+            accessible(&answer, Role::Label, &format!("supervisor: {message}"));
+        }
+        let cancel = ui.button("Cancel");
+        accessible(&cancel, Role::Button, "Cancel supervisor view");
+        if cancel.clicked() {
+            forms.asking_view_pin = false;
+        }
+        return command;
+    }
+    let button =
+        ui.button("Supervisor view").on_hover_text("show the history, export, simulator, settings and log");
+    accessible(&button, Role::Button, "Supervisor view");
+    if button.clicked() { Command::ShowSupervisorView(true) } else { Command::Nothing }
 }
 
 /// Title, station, profile, operator, slots, start mode, start/stop and the line's status.
@@ -272,6 +346,12 @@ fn toolbar_ui(ui: &mut Ui, view: &View<'_>, settings: &mut Settings, forms: &mut
             command = answer;
         }
         start_blocker_ui(ui, view);
+        ui.separator();
+        if let answer @ (Command::ShowSupervisorView(_) | Command::UnlockSettings(_)) =
+            view_switch_ui(ui, view, settings, forms)
+        {
+            command = answer;
+        }
 
         let (status_text, status_colour) = match &view.line.status {
             LineStatus::Stopped { message } => (message.clone(), ui.visuals().text_color()),

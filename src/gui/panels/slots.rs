@@ -3,6 +3,16 @@
 
 use super::*;
 
+/// The gap between cards, in points.
+pub const CARD_GAP: f32 = 8.0;
+/// Past this many times as wide as tall, a card's extra width is of no use to its text.
+const CARD_ASPECT_MAX: f32 = 2.0;
+/// Above this many slots, or on cards smaller than [`COMPACT_BELOW`], each card is compact:
+/// the slot number, the state's colour and word, and the serial (Flasher Hub's channel grid).
+pub const COMPACT_ABOVE_SLOTS: usize = 16;
+/// A card smaller than this (width, height) is drawn compact.
+pub const COMPACT_BELOW: Vec2 = Vec2::new(230.0, 150.0);
+
 /// One card per slot, laid out to use the space best for the slot count.
 pub(super) fn slots_ui(ui: &mut Ui, view: &View<'_>, manual_start: bool) -> Command {
     let mut command = Command::Nothing;
@@ -12,17 +22,9 @@ pub(super) fn slots_ui(ui: &mut Ui, view: &View<'_>, manual_start: bool) -> Comm
     if count == 0 {
         return command;
     }
-    let gap = 8.0;
-    let (columns, rows) = grid_shape(count, area.size());
-    let card_size = Vec2::new(
-        (area.width() - gap * (columns - 1) as f32) / columns as f32,
-        (area.height() - gap * (rows - 1) as f32) / rows as f32,
-    );
-    for (index, slot) in view.line.slots.iter().enumerate() {
-        let column = index % columns;
-        let row = index / columns;
-        let min = area.min + Vec2::new(column as f32 * (card_size.x + gap), row as f32 * (card_size.y + gap));
-        let rect = egui::Rect::from_min_size(min, card_size);
+    let rects = card_rects(count, area, CARD_GAP);
+    let compact = is_compact(count, rects[0].size());
+    for ((index, slot), rect) in view.line.slots.iter().enumerate().zip(rects) {
         let mut card = ui.new_child(
             UiBuilder::new().max_rect(rect).id_salt(("slot", index)).layout(Layout::top_down(Align::Min)),
         );
@@ -32,31 +34,197 @@ pub(super) fn slots_ui(ui: &mut Ui, view: &View<'_>, manual_start: bool) -> Comm
             flash_is_on: view.flash_is_on,
             now: view.now,
         };
-        let card_command = slot_card_ui(&mut card, index, slot, &context);
+        let card_command = if compact {
+            compact_card_ui(&mut card, index, slot, &context)
+        } else {
+            slot_card_ui(&mut card, index, slot, &context)
+        };
         if card_command != Command::Nothing {
             command = card_command;
         }
+        let whole_card = ui.interact(rect, ui.scope_id().with(("card", index)), Sense::hover());
+        accessible(&whole_card, Role::Group, &format!("slot {index} card"));
     }
     ui.allocate_rect(area, Sense::hover());
     command
 }
 
-/// Columns and rows for `count` cards in `size`, choosing the shape whose cards are largest
-/// (cards look best about 1.6 times as wide as tall).
-pub(super) fn grid_shape(count: usize, size: Vec2) -> (usize, usize) {
-    let mut best = (1, count.max(1));
-    let mut best_score = f32::MIN;
-    for columns in 1..=count.max(1) {
+/// Whether cards of `card` size for `count` slots are drawn compact.
+pub fn is_compact(count: usize, card: Vec2) -> bool {
+    count > COMPACT_ABOVE_SLOTS || card.x < COMPACT_BELOW.x || card.y < COMPACT_BELOW.y
+}
+
+/// Each card's rectangle for `count` cards in `area`, row by row, `gap` apart: the grid of
+/// [`grid_shape`], every card the same size, all inside `area`.
+pub fn card_rects(count: usize, area: egui::Rect, gap: f32) -> Vec<egui::Rect> {
+    let (columns, rows) = grid_shape(count, area.size());
+    let card_size = Vec2::new(
+        ((area.width() - gap * (columns - 1) as f32) / columns as f32).max(0.0),
+        ((area.height() - gap * (rows - 1) as f32) / rows as f32).max(0.0),
+    );
+    (0..count)
+        .map(|index| {
+            let (column, row) = (index % columns, index / columns);
+            let min =
+                area.min + Vec2::new(column as f32 * (card_size.x + gap), row as f32 * (card_size.y + gap));
+            egui::Rect::from_min_size(min, card_size)
+        })
+        .collect()
+}
+
+/// Columns and rows for `count` cards in `size`: the shape whose cards have the most usable
+/// area (a card's width counts up to [`CARD_ASPECT_MAX`] times its height, its height up to its
+/// width); between shapes within 10 % of the best, the one with fewer empty cells, then the
+/// squarer one (so 4 slots are 2 x 2, never 3 + 1, and 64 are 8 x 8).
+pub fn grid_shape(count: usize, size: Vec2) -> (usize, usize) {
+    let count = count.max(1);
+    let score = |columns: usize| {
         let rows = count.div_ceil(columns);
         let width = size.x / columns as f32;
         let height = size.y / rows as f32;
-        let score = width.min(height * 1.6);
-        if score >= best_score {
-            best_score = score;
-            best = (columns, rows);
+        // The part of the card text can use: no wider than CARD_ASPECT_MAX times its height,
+        // no taller than its width.
+        width.min(height * CARD_ASPECT_MAX) * height.min(width)
+    };
+    let best_score = (1..=count).map(score).fold(f32::MIN, f32::max);
+    let shapes = (1..=count).filter(|columns| score(*columns) >= best_score * 0.9);
+    // Fewer empty cells first, then the shape closest to square, then the larger cards.
+    let key = |columns: usize| {
+        let rows = count.div_ceil(columns);
+        (columns * rows - count, columns.abs_diff(rows))
+    };
+    shapes
+        .min_by(|left, right| key(*left).cmp(&key(*right)).then(score(*right).total_cmp(&score(*left))))
+        .map(|columns| (columns, count.div_ceil(columns)))
+        .unwrap_or((1, count))
+}
+
+/// A slot's state: its look, the word on the card and the words a screen reader speaks.
+fn state_words(slot: &SlotState) -> (StateLook, String, String) {
+    let look = match slot.phase {
+        SlotPhase::Idle => StateLook::Idle,
+        SlotPhase::WaitingForStart | SlotPhase::WaitingForScan => StateLook::Waiting,
+        SlotPhase::Running { .. } => StateLook::Running,
+        SlotPhase::Passed => StateLook::Pass,
+        SlotPhase::Failed { .. } => StateLook::Fail,
+        SlotPhase::Aborted { .. } => StateLook::Waiting,
+    };
+    let (word, spoken) = match &slot.phase {
+        SlotPhase::Idle => ("IDLE".to_string(), "IDLE".to_string()),
+        SlotPhase::WaitingForStart => ("WAITING".to_string(), "WAITING for start".to_string()),
+        SlotPhase::WaitingForScan => ("SCAN LABEL".to_string(), "WAITING for serial scan".to_string()),
+        SlotPhase::Running { step, step_number } => {
+            (step_title(step), format!("{step} (step {step_number} of {})", StepName::ALL.len()))
         }
+        SlotPhase::Passed => ("PASS".to_string(), "PASS".to_string()),
+        SlotPhase::Failed { step, reason, .. } => ("FAIL".to_string(), format!("FAIL at {step}: {reason}")),
+        SlotPhase::Aborted { step } => {
+            ("ABORTED".to_string(), format!("ABORTED before {step}: provision the board again"))
+        }
+    };
+    (look, word, spoken)
+}
+
+/// The largest text size up to `size` at which `text` fits `width` on one line (never below
+/// `minimum`; a label drawn at it still elides what does not fit).
+fn fitted_size(ui: &Ui, text: &str, size: f32, width: f32, minimum: f32) -> f32 {
+    let natural =
+        ui.painter().layout_no_wrap(text.to_string(), FontId::proportional(size), Color32::WHITE).size().x;
+    (size * width / natural.max(1.0)).clamp(minimum.min(size), size)
+}
+
+/// A compact card (many slots, or small cards): the slot number and the state's word in the
+/// state's colour on the first line, the serial on the second (when there is room), a thin
+/// progress bar along the bottom while running. A click acknowledges a latched failure, or
+/// starts a waiting slot in manual start.
+fn compact_card_ui(ui: &mut Ui, index: usize, slot: &SlotState, context: &CardContext) -> Command {
+    let rect = ui.max_rect();
+    ui.set_clip_rect(rect.intersect(ui.clip_rect()));
+    let (look, word, spoken) = state_words(slot);
+    let stroke = card_stroke(look, context);
+    let painter = ui.painter().clone();
+    painter.rect(rect, 4.0, look.background(), stroke, egui::StrokeKind::Inside);
+    let pad = (rect.height() * 0.08).clamp(3.0, 8.0) + stroke.width;
+    let inner = rect.shrink(pad);
+    let has_serial_line = inner.height() >= 44.0;
+    let first_height = if has_serial_line { inner.height() * 0.58 } else { inner.height() };
+    let number_text = format!("{}", index + 1);
+    let size = (first_height * 0.78).clamp(9.0, 72.0);
+    let number_size = fitted_size(ui, &number_text, size, inner.width() * 0.35, 9.0);
+    let number_rect = egui::Rect::from_min_size(inner.min, Vec2::new(inner.width() * 0.35, first_height));
+    let number = ui.put(
+        number_rect,
+        egui::Label::new(RichText::new(&number_text).size(number_size).strong().color(Color32::WHITE))
+            .truncate(),
+    );
+    accessible(&number, Role::Label, &format!("slot {index} number: {}", index + 1));
+    let word_rect = egui::Rect::from_min_max(
+        egui::pos2(number_rect.right() + 4.0, inner.top()),
+        egui::pos2(inner.right(), inner.top() + first_height),
+    );
+    let state_text = format!("{} {word}", look.icon());
+    let word_size = fitted_size(ui, &state_text, size, word_rect.width(), 9.0);
+    let state = ui.put(
+        word_rect,
+        egui::Label::new(RichText::new(state_text).size(word_size).strong().color(look.colour())).truncate(),
+    );
+    accessible(&state, Role::Label, &format!("slot {index} state: {spoken}"));
+    if has_serial_line {
+        // The serial, else the chip ID (a unit that failed before its serial): shrunk to fit
+        // whole, since its end is what tells boards apart.
+        let serial = slot.serial.as_deref().unwrap_or("–");
+        let shown = match (&slot.serial, &slot.chip_uid) {
+            (None, Some(chip)) => format!("chip {}", short_chip(chip)),
+            _ => serial.to_string(),
+        };
+        let serial_rect =
+            egui::Rect::from_min_max(egui::pos2(inner.left(), inner.top() + first_height), inner.max);
+        let wanted = (serial_rect.height() * 0.7).clamp(9.0, 28.0);
+        let natural =
+            ui.painter().layout_no_wrap(shown.clone(), FontId::monospace(wanted), Color32::WHITE).size().x;
+        let serial_size = (wanted * serial_rect.width() / natural.max(1.0)).clamp(8.0, wanted);
+        let identity = ui.put(
+            serial_rect,
+            egui::Label::new(RichText::new(shown).size(serial_size).monospace().color(Color32::WHITE))
+                .truncate(),
+        );
+        let chip = slot.chip_uid.as_deref().unwrap_or("–");
+        accessible(&identity, Role::Label, &format!("slot {index} unit: serial {serial}, chip {chip}"));
     }
-    best
+    if let (SlotPhase::Running { step_number, .. }, true) = (&slot.phase, rect.height() > 24.0) {
+        let fraction = slot
+            .progress
+            .as_ref()
+            .map(|progress| progress.fraction())
+            .unwrap_or((*step_number as f32 - 1.0) / StepName::ALL.len() as f32);
+        let bar = egui::Rect::from_min_size(
+            egui::pos2(rect.left() + stroke.width, rect.bottom() - stroke.width - 3.0),
+            Vec2::new((rect.width() - 2.0 * stroke.width) * fraction.clamp(0.0, 1.0), 3.0),
+        );
+        painter.rect_filled(bar, 0.0, theme::PROGRESS_COLOUR);
+    }
+    let action = if context.is_latched {
+        Some((Command::Acknowledge { slot: index }, format!("Acknowledge slot {index}")))
+    } else if slot.is_waiting_for_start && context.manual_start {
+        Some((Command::StartUnit { slot: index }, format!("Start unit on slot {index}")))
+    } else {
+        None
+    };
+    let Some((command, label)) = action else {
+        return Command::Nothing;
+    };
+    let response = ui.interact(rect, ui.scope_id().with("compact_card"), Sense::click());
+    accessible(&response, Role::Button, &label);
+    if response.clicked() { command } else { Command::Nothing }
+}
+
+/// The card's frame: thick and flashing while latched, else thin in the state's colour.
+fn card_stroke(look: StateLook, context: &CardContext) -> Stroke {
+    match (context.is_latched, context.flash_is_on) {
+        (true, true) => Stroke::new(6.0, theme::WARNING_COLOUR),
+        (true, false) => Stroke::new(6.0, look.colour()),
+        (false, _) => Stroke::new(2.0, look.colour()),
+    }
 }
 
 /// The operator's words for a step.
@@ -84,50 +252,29 @@ pub(super) struct CardContext {
 /// that flashes (with the attention signal on) and an Acknowledge button.
 pub(super) fn slot_card_ui(ui: &mut Ui, index: usize, slot: &SlotState, context: &CardContext) -> Command {
     let mut command = Command::Nothing;
-    let look = match slot.phase {
-        SlotPhase::Idle => StateLook::Idle,
-        SlotPhase::WaitingForStart | SlotPhase::WaitingForScan => StateLook::Waiting,
-        SlotPhase::Running { .. } => StateLook::Running,
-        SlotPhase::Passed => StateLook::Pass,
-        SlotPhase::Failed { .. } => StateLook::Fail,
-        SlotPhase::Aborted { .. } => StateLook::Waiting,
-    };
+    let (look, word, spoken) = state_words(slot);
     ui.set_clip_rect(ui.max_rect().intersect(ui.clip_rect()));
-    let card_height = ui.max_rect().height();
-    let big = theme::state_text_size(card_height);
-    let medium = (big * 0.5).clamp(12.0, 22.0);
-    let small = (big * 0.4).clamp(11.0, 15.0);
-    let (word, spoken) = match &slot.phase {
-        SlotPhase::Idle => ("IDLE".to_string(), "IDLE".to_string()),
-        SlotPhase::WaitingForStart => ("WAITING".to_string(), "WAITING for start".to_string()),
-        SlotPhase::WaitingForScan => ("SCAN LABEL".to_string(), "WAITING for serial scan".to_string()),
-        SlotPhase::Running { step, step_number } => {
-            (step_title(step), format!("{step} (step {step_number} of {})", StepName::ALL.len()))
-        }
-        SlotPhase::Passed => ("PASS".to_string(), "PASS".to_string()),
-        SlotPhase::Failed { step, reason, .. } => ("FAIL".to_string(), format!("FAIL at {step}: {reason}")),
-        SlotPhase::Aborted { step } => {
-            ("ABORTED".to_string(), format!("ABORTED before {step}: provision the board again"))
-        }
-    };
-    let margin = if card_height < 150.0 { 6 } else { 10 };
-    let stroke = match (context.is_latched, context.flash_is_on) {
-        (true, true) => Stroke::new(6.0, theme::WARNING_COLOUR),
-        (true, false) => Stroke::new(6.0, look.colour()),
-        (false, _) => Stroke::new(2.0, look.colour()),
-    };
-    egui::Frame::new()
-        .fill(look.background())
-        .stroke(stroke)
-        .corner_radius(8.0)
-        .inner_margin(egui::Margin::same(margin))
-        .show(ui, |ui| {
-            let inner = ui.available_size();
-            ui.set_min_size(inner);
-            ui.set_max_size(inner);
+    let card = ui.max_rect().size();
+    let big = theme::state_text_size(card);
+    let medium = (big * 0.5).clamp(12.0, 80.0);
+    let small = (big * 0.4).clamp(11.0, 56.0);
+    let card_height = card.y;
+    let margin = if card_height < 150.0 { 6.0 } else { 10.0 };
+    let stroke = card_stroke(look, context);
+    // The frame is the card's own rectangle, drawn whole whatever its content: what does not
+    // fit is clipped inside it, never drawn over the frame or the next card.
+    let rect = ui.max_rect();
+    ui.painter().rect_filled(rect, 8.0, look.background());
+    let inner_rect = rect.shrink(margin + stroke.width);
+    let mut inner = ui.new_child(UiBuilder::new().max_rect(inner_rect).layout(Layout::top_down(Align::Min)));
+    inner.set_clip_rect(inner_rect.intersect(ui.clip_rect()));
+    {
+        let ui = &mut inner;
+        {
             ui.spacing_mut().item_spacing.y = (card_height * 0.02).clamp(2.0, 6.0);
             ui.horizontal(|ui| {
-                ui.label(RichText::new(format!("SLOT {index}")).size(small + 1.0).strong());
+                let number = ui.label(RichText::new(format!("SLOT {}", index + 1)).size(medium).strong());
+                accessible(&number, Role::Label, &format!("slot {index} number: {}", index + 1));
                 let fixture = ui.label(RichText::new(&slot.fixture_name).size(small).weak());
                 accessible(&fixture, Role::Label, &format!("slot {index} fixture: {}", slot.fixture_name));
                 ui.with_layout(Layout::right_to_left(Align::Center), |ui| {
@@ -139,12 +286,7 @@ pub(super) fn slot_card_ui(ui: &mut Ui, index: usize, slot: &SlotState, context:
             });
             // Long step names shrink to fit rather than lose their end.
             let state_text = format!("{} {word}", look.icon());
-            let natural_width = ui
-                .painter()
-                .layout_no_wrap(state_text.clone(), FontId::proportional(big), look.colour())
-                .size()
-                .x;
-            let fitted = (big * ui.available_width() / natural_width.max(1.0)).clamp(medium, big);
+            let fitted = fitted_size(ui, &state_text, big, ui.available_width(), medium);
             let state = ui.add(
                 egui::Label::new(RichText::new(state_text).size(fitted).strong().color(look.colour()))
                     .truncate(),
@@ -167,7 +309,9 @@ pub(super) fn slot_card_ui(ui: &mut Ui, index: usize, slot: &SlotState, context:
                 }
             }
             slot_footer_ui(ui, index, slot, context.now, small, medium);
-        });
+        }
+    }
+    ui.painter().rect_stroke(rect, 8.0, stroke, egui::StrokeKind::Inside);
     command
 }
 
@@ -254,17 +398,19 @@ fn failure_ui(
     );
     accessible(&instruction, Role::Label, &format!("slot {index} instruction: {}", category.instruction()));
     let at = if step.is_empty() { String::new() } else { format!(" · {}", step_title(step)) };
-    ui.label(RichText::new(format!("{}{at}", category.title())).size(small).color(theme::FAIL_COLOUR));
-    if is_latched {
-        let button = ui.add(
-            egui::Button::new(RichText::new("✔ Acknowledge").size(medium).strong().color(Color32::BLACK))
-                .fill(theme::WARNING_COLOUR),
-        );
-        accessible(&button, Role::Button, &format!("Acknowledge slot {index}"));
-        if button.clicked() {
-            command = Some(Command::Acknowledge { slot: index });
+    ui.horizontal_wrapped(|ui| {
+        if is_latched {
+            let button = ui.add(
+                egui::Button::new(RichText::new("✔ Acknowledge").size(medium).strong().color(Color32::BLACK))
+                    .fill(theme::WARNING_COLOUR),
+            );
+            accessible(&button, Role::Button, &format!("Acknowledge slot {index}"));
+            if button.clicked() {
+                command = Some(Command::Acknowledge { slot: index });
+            }
         }
-    }
+        ui.label(RichText::new(format!("{}{at}", category.title())).size(small).color(theme::FAIL_COLOUR));
+    });
     let details = egui::CollapsingHeader::new(RichText::new("Details").size(small))
         .id_salt(("failure_details", index))
         .default_open(false)
@@ -341,8 +487,52 @@ mod tests {
         assert_eq!(grid_shape(count, Vec2::new(size.0, size.1)), expected, "{count} slots in {size:?}");
     }
 
+    /// For 1 to 64 slots on the central panel of windows from 1024x600 to 4K (and the sizes
+    /// between), every card lies inside the area, no two overlap, and the grid has no empty row.
+    #[test]
+    fn cards_stay_inside_the_area_and_never_overlap() {
+        let windows = [(1024.0, 600.0), (1280.0, 800.0), (1920.0, 1080.0), (3840.0, 2160.0)];
+        // The central panel with and without the supervisor view's side panel and log.
+        let areas = windows
+            .iter()
+            .flat_map(|(width, height)| [(width - 20.0, height - 180.0), (width - 480.0, height - 330.0)]);
+        for (width, height) in areas {
+            let area = egui::Rect::from_min_size(egui::pos2(8.0, 150.0), Vec2::new(width, height));
+            for count in [1, 2, 3, 4, 5, 8, 12, 16, 24, 32, 48, 64] {
+                let rects = card_rects(count, area, CARD_GAP);
+                assert_eq!(rects.len(), count);
+                let (columns, rows) = grid_shape(count, area.size());
+                assert!(columns * rows >= count && columns * (rows - 1) < count, "{count}: {columns}x{rows}");
+                for (index, rect) in rects.iter().enumerate() {
+                    assert!(
+                        area.expand(0.01).contains_rect(*rect),
+                        "{count} slots in {area:?}: card {index} at {rect:?}"
+                    );
+                    assert!(rect.width() > 20.0 && rect.height() > 20.0, "{count} in {area:?}: {rect:?}");
+                    for (other_index, other) in rects.iter().enumerate().skip(index + 1) {
+                        assert!(
+                            !rect.shrink(0.01).intersects(other.shrink(0.01)),
+                            "{count} slots in {area:?}: cards {index} and {other_index} overlap"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn many_or_small_cards_are_compact() {
+        assert!(!is_compact(4, Vec2::new(480.0, 200.0)));
+        assert!(is_compact(24, Vec2::new(480.0, 200.0)));
+        assert!(is_compact(16, Vec2::new(240.0, 100.0)));
+    }
+
     #[test]
     fn slot_grids_keep_cards_large() {
+        check(4, (1000.0, 430.0), (2, 2));
+        check(4, (1000.0, 380.0), (2, 2));
+        check(4, (560.0, 300.0), (2, 2));
+        check(64, (1900.0, 900.0), (8, 8));
         check(1, (800.0, 500.0), (1, 1));
         check(2, (800.0, 500.0), (2, 1));
         check(4, (800.0, 500.0), (2, 2));
