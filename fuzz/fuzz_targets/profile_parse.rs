@@ -95,26 +95,29 @@ fuzz_target!(|data: &[u8]| {
         Ok(profile) => {
             // Accepted profiles keep the promises downstream code relies on.
             assert!(!profile.name.is_empty(), "accepted an empty product name");
-            let memory = &profile.memory;
-            let regions = memory.flash_regions();
-            for (index, (name, region)) in regions.iter().enumerate() {
-                assert!(region.size_bytes > 0, "accepted an empty {name} region");
-                for (other_name, other) in &regions[index + 1..] {
-                    let disjoint =
-                        region.end_address() <= other.address || other.end_address() <= region.address;
-                    assert!(disjoint, "accepted overlapping regions {name} and {other_name}");
+            // An FCC-only profile has no firmware sections; the others keep their promises.
+            if let Some(firmware) = &profile.firmware {
+                let memory = &firmware.memory;
+                let regions = memory.flash_regions();
+                for (index, (name, region)) in regions.iter().enumerate() {
+                    assert!(region.size_bytes > 0, "accepted an empty {name} region");
+                    for (other_name, other) in &regions[index + 1..] {
+                        let disjoint =
+                            region.end_address() <= other.address || other.end_address() <= region.address;
+                        assert!(disjoint, "accepted overlapping regions {name} and {other_name}");
+                    }
                 }
-            }
-            for (name, image, region) in [
-                ("bootloader", &profile.bootloader_image, memory.bootloader),
-                ("application", &profile.application_image, memory.application),
-            ] {
-                if let Err(error) = image.check_inside(region.address, region.size_bytes) {
-                    panic!("accepted a {name} image outside its region: {error}");
+                for (name, image, region) in [
+                    ("bootloader", &firmware.bootloader_image, memory.bootloader),
+                    ("application", &firmware.application_image, memory.application),
+                ] {
+                    if let Err(error) = image.check_inside(region.address, region.size_bytes) {
+                        panic!("accepted a {name} image outside its region: {error}");
+                    }
                 }
+                let _ = memory.store_layout();
+                let _ = memory.boot_state_address();
             }
-            let _ = memory.store_layout();
-            let _ = profile.memory.boot_state_address();
             let _ = profile.file_sha256_hex();
         }
         Err(error) => {
