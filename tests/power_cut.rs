@@ -35,20 +35,17 @@ fn profile_variant(erased_value: u8, write_alignment: u64, directory: &std::path
     Profile::load(&path).expect("profile variant")
 }
 
+/// The ledger of a profile's campaign in `directory`: one per flash variant (named by its write
+/// alignment).
+fn ledger_path(profile: &Profile, directory: &std::path::Path) -> std::path::PathBuf {
+    let firmware = profile.firmware.as_ref().expect("the profile flashes firmware");
+    directory.join(format!("{}.db", firmware.memory.application.write_alignment_bytes))
+}
+
 fn context(profile: &Profile, directory: &std::path::Path) -> StationContext {
     StationContext {
         self_test: Some(Arc::new(SelfTestMaterial::prepare(profile).unwrap())),
-        ledger: Ledger::open(&directory.join(format!(
-                "{}.db",
-                profile
-                    .firmware
-                    .as_ref()
-                    .expect("the profile flashes firmware")
-                    .memory
-                    .application
-                    .write_alignment_bytes
-            )))
-        .unwrap(),
+        ledger: Ledger::open(&ledger_path(profile, directory)).unwrap(),
         profile: Arc::new(profile.clone()),
         station_name: "power-cut".to_string(),
         operator: "campaign".to_string(),
@@ -190,16 +187,7 @@ fn a_power_cut_at_every_operation_with_candidates_on_an_sd_card() {
     let profile = Profile::load(&common::repo_root().join("profiles/demo-sd-card.toml")).unwrap();
     let storage = profile.device_hardware.update_storage.expect("the profile has update storage");
     let context = context(&profile, directory.path());
-    let ledger_path = directory.path().join(format!(
-        "{}.db",
-        profile
-            .firmware
-            .as_ref()
-            .expect("the profile flashes firmware")
-            .memory
-            .application
-            .write_alignment_bytes
-    ));
+    let ledger_path = ledger_path(&profile, directory.path());
     let operations = operations_of_a_clean_unit(&context);
     // The card's share of them: location headers and the firmware range erased, the payload and
     // the header written, the header area erased again after the install.
