@@ -267,6 +267,24 @@ pub struct UpdateClientInputs<'a> {
     pub now: SystemTime,
 }
 
+/// The manifest's vendor and class IDs against the stored `mbed.VendorId` / `mbed.ClassId`
+/// (the same check for v1 and v3 manifests).
+fn check_vendor_and_class(
+    store: &ConfigStore,
+    vendor_id: &[u8],
+    class_id: &[u8],
+) -> Result<(), UpdateStatus> {
+    let stored_vendor_id = store.uuid_bytes(keys::VENDOR_ID).map_err(|_| UpdateStatus::StoreUnprovisioned)?;
+    if vendor_id != stored_vendor_id {
+        return Err(UpdateStatus::VendorIdMismatch);
+    }
+    let stored_class_id = store.uuid_bytes(keys::CLASS_ID).map_err(|_| UpdateStatus::StoreUnprovisioned)?;
+    if class_id != stored_class_id {
+        return Err(UpdateStatus::ClassIdMismatch);
+    }
+    Ok(())
+}
+
 /// The update client's checks, in the order the contract lists them: v3 (section 3.3) or, when
 /// the staged manifest is a v1 one, v1 (section 3.5).
 pub fn evaluate_candidate(inputs: &UpdateClientInputs) -> CandidateVerdict {
@@ -339,14 +357,7 @@ fn check_candidate(
         _ => UpdateStatus::SignatureInvalid,
     })?;
 
-    let vendor_id = store.uuid_bytes(keys::VENDOR_ID).map_err(|_| UpdateStatus::StoreUnprovisioned)?;
-    if decoded.vendor_id != vendor_id {
-        return Err(UpdateStatus::VendorIdMismatch);
-    }
-    let class_id = store.uuid_bytes(keys::CLASS_ID).map_err(|_| UpdateStatus::StoreUnprovisioned)?;
-    if decoded.class_id != class_id {
-        return Err(UpdateStatus::ClassIdMismatch);
-    }
+    check_vendor_and_class(&store, &decoded.vendor_id, &decoded.class_id)?;
     if decoded.payload_format != manifest::PayloadFormat::RawBinary {
         return Err(UpdateStatus::PayloadFormatUnsupported);
     }

@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 
 use super::{BootState, CandidateVerdict, UpdateClientInputs, UpdateStatus};
 use crate::manifest::v1::{self, PayloadFormatV1};
-use crate::store::{ConfigStore, keys};
+use crate::store::ConfigStore;
 use crate::trust::Certificate;
 
 /// Where the parts of a candidate lie inside the candidate slot.
@@ -74,14 +74,7 @@ pub(super) fn check_candidate_v1(
             .map_err(|_| UpdateStatus::SignatureInvalid)?;
     }
 
-    let vendor_id = store.uuid_bytes(keys::VENDOR_ID).map_err(|_| UpdateStatus::StoreUnprovisioned)?;
-    if decoded.vendor_id != vendor_id {
-        return Err(UpdateStatus::VendorIdMismatch);
-    }
-    let class_id = store.uuid_bytes(keys::CLASS_ID).map_err(|_| UpdateStatus::StoreUnprovisioned)?;
-    if decoded.class_id != class_id {
-        return Err(UpdateStatus::ClassIdMismatch);
-    }
+    super::check_vendor_and_class(store, &decoded.vendor_id, &decoded.class_id)?;
     let reference = match (&decoded.payload, decoded.payload_format()) {
         (Some(payload), Some(PayloadFormatV1::RawBinary)) => &payload.reference,
         _ => return Err(UpdateStatus::PayloadFormatUnsupported),
