@@ -324,16 +324,18 @@ fn serials_scanned_from_labels_become_the_units_serials_with_the_work_order_reco
 }
 
 #[test]
-fn a_label_serial_issued_before_fails_that_unit_only() {
+fn a_label_serial_issued_before_fails_that_unit_before_erase() {
     let directory = tempfile::tempdir().unwrap();
     let db = directory.path().join("ledger.db");
     let profile = scanned_serials_profile(directory.path());
     let first = directory.path().join("first.txt");
     std::fs::write(&first, "LBL-0001\n").unwrap();
-    let (code, _) =
+    let (code, events) =
         run_json(&["--profile", profile.to_str().unwrap(), "--serials", first.to_str().unwrap()], &db);
     assert_eq!(code, 0);
-    // A label printed twice: a new chip scanned with a serial already issued.
+    let first_chip = finished_units(&events)[0]["chip_uid"].as_str().unwrap().to_string();
+    // A label printed twice: a new chip scanned with a serial already issued. The ledger is
+    // asked at `identify`, before the unit is erased or programmed.
     let second = directory.path().join("second.txt");
     std::fs::write(&second, "LBL-0001\nLBL-0002\n").unwrap();
     let (code, events) =
@@ -343,9 +345,19 @@ fn a_label_serial_issued_before_fails_that_unit_only() {
     assert_eq!(units.len(), 2);
     let failed: Vec<_> = units.iter().filter(|unit| unit["result"] == "fail").collect();
     assert_eq!(failed.len(), 1, "{units:#?}");
-    assert_eq!(failed[0]["failing_step"], "allocate-identity");
+    assert_eq!(failed[0]["failing_step"], "identify");
     let reason = failed[0]["reason"].as_str().unwrap();
-    assert!(reason.contains("LBL-0001") && reason.contains("already"), "{reason}");
+    assert!(
+        reason.contains("LBL-0001") && reason.contains("already issued") && reason.contains(&first_chip),
+        "the reason names the serial and the unit it belongs to: {reason}"
+    );
+    let failed_unit = failed[0]["unit"].as_u64().unwrap();
+    let touched: Vec<&str> = events
+        .iter()
+        .filter(|event| event["event"] == "step-started" && event["unit"].as_u64() == Some(failed_unit))
+        .filter_map(|event| event["step"].as_str())
+        .collect();
+    assert_eq!(touched, ["connect", "identify"], "the refused unit was never erased or programmed");
     assert!(units.iter().any(|unit| unit["result"] == "pass" && unit["serial"] == "LBL-0002"));
 }
 
@@ -400,7 +412,19 @@ fn bad_serial_sources_give_exit_code_2_naming_the_file_and_line() {
     let spaced = file("spaced.txt", "LBL-1\nLBL 2\n");
     let empty = file("empty.txt", "# nothing printed yet\n");
     let two = file("two.txt", "LBL-1\nLBL-2\n");
+    // A profile whose `[scanner]` says what its serial labels look like refuses any other line.
+    let patterned = write_profile(
+        directory.path(),
+        "patterned.toml",
+        &scanned_serials_profile_text().replace("[trust]", "[scanner]\nserial = \"LBL-[0-9]\"\n\n[trust]"),
+    );
+    let patterned = patterned.to_str().unwrap();
+    let stray = file("stray.txt", "LBL-1\nWO-77\n");
     for (arguments, expected) in [
+        (
+            vec!["--profile", patterned, "--serials", &stray],
+            "stray.txt:2: serial WO-77 does not match the serial labels of",
+        ),
         (vec!["--profile", scanned], "give the units' serials with --serials FILE"),
         (vec!["--profile", counter, "--serials", &two], "--serials is for \"scanned\" profiles"),
         (

@@ -107,8 +107,10 @@ impl Gui {
         start(self);
         self.wait_until("every slot to finish its first unit", |harness| {
             (0..slots).all(|slot| {
-                harness.query_by_label(&format!("slot {slot} state: PASS")).is_some()
-                    || harness.query_by_label_contains(&format!("slot {slot} state: FAIL")).is_some()
+                harness.query_by_label(&format!("slot {n} state: PASS", n = slot + 1)).is_some()
+                    || harness
+                        .query_by_label_contains(&format!("slot {n} state: FAIL", n = slot + 1))
+                        .is_some()
             })
         });
         self.click("Stop line");
@@ -130,13 +132,13 @@ impl Gui {
 #[test]
 fn two_slots_run_to_pass_and_the_units_appear_in_the_history() {
     let mut gui = gui(2, |_| {});
-    gui.wait_for_label("slot 0 state: IDLE");
+    gui.wait_for_label("slot 1 state: IDLE");
     gui.wait_for_label_containing("demo-sensor");
     gui.run_one_unit_per_slot(2, |gui| gui.click("Start line"));
 
-    gui.harness.get_by_label("slot 0 state: PASS");
     gui.harness.get_by_label("slot 1 state: PASS");
-    gui.harness.get_by_label_contains("slot 0 unit: serial DS1-00000");
+    gui.harness.get_by_label("slot 2 state: PASS");
+    gui.harness.get_by_label_contains("slot 1 unit: serial DS1-00000");
     gui.harness.get_by_label("units: 2");
     gui.harness.get_by_label("pass: 2");
     gui.harness.get_by_label("fail: 0");
@@ -184,19 +186,19 @@ fn an_injected_fault_shows_fail_with_its_reason_in_the_slot_and_the_log() {
     // The window logs unit results on its own thread, which is this test's thread.
     let _subscriber = tracing::subscriber::set_default(tracing_subscriber::registry().with(layer));
     let mut gui = gui_with_log(2, |_| {}, Some(receiver));
-    gui.wait_for_label("slot 1 state: IDLE");
+    gui.wait_for_label("slot 2 state: IDLE");
     // The simulator panel arms its default fault (probe lost at erase) for slot 0's next unit.
     gui.click("Inject fault");
     // F5 starts the line.
     gui.run_one_unit_per_slot(2, |gui| gui.harness.key_press(Key::F5));
 
-    gui.harness.get_by_label("slot 0 state: FAIL at erase: probe lost: sim-0 stopped answering");
+    gui.harness.get_by_label("slot 1 state: FAIL at erase: probe lost: sim-0 stopped answering");
     // The operator reads what to do in large type; the engineer's reason is one click away.
-    gui.harness.get_by_label("slot 0 instruction: Set the board aside for rework");
-    assert!(gui.harness.query_by_label_contains("slot 0 reason:").is_none(), "the reason is folded away");
-    gui.click("slot 0 details");
-    gui.harness.get_by_label("slot 0 reason: probe lost: sim-0 stopped answering");
-    gui.harness.get_by_label("slot 1 state: PASS");
+    gui.harness.get_by_label("slot 1 instruction: Set the board aside for rework");
+    assert!(gui.harness.query_by_label_contains("slot 1 reason:").is_none(), "the reason is folded away");
+    gui.click("slot 1 details");
+    gui.harness.get_by_label("slot 1 reason: probe lost: sim-0 stopped answering");
+    gui.harness.get_by_label("slot 2 state: PASS");
     gui.harness.get_by_label("units: 2");
     gui.harness.get_by_label("fail: 1");
     gui.harness.get_by_label("first-pass yield: 50.0 %");
@@ -215,11 +217,11 @@ fn an_injected_fault_shows_fail_with_its_reason_in_the_slot_and_the_log() {
 fn manual_start_waits_for_the_operator_and_the_scanner_starts_a_unit() {
     let mut gui = gui(2, |options| options.manual_start = Some(true));
     gui.click("Start line");
-    gui.wait_for_label("slot 0 state: WAITING for start");
     gui.wait_for_label("slot 1 state: WAITING for start");
-    gui.click("Start unit on slot 1");
-    gui.wait_for_label("slot 1 state: PASS");
-    gui.harness.get_by_label("slot 0 state: WAITING for start");
+    gui.wait_for_label("slot 2 state: WAITING for start");
+    gui.click("Start unit on slot 2");
+    gui.wait_for_label("slot 2 state: PASS");
+    gui.harness.get_by_label("slot 1 state: WAITING for start");
     // A keyboard-wedge scanner types into the focused scanner field and presses Enter.
     gui.wait_until("the scanner field to hold the focus", |harness| {
         harness.get_by_label("Scanner").is_focused()
@@ -227,7 +229,7 @@ fn manual_start_waits_for_the_operator_and_the_scanner_starts_a_unit() {
     gui.harness.get_by_label("Scanner").type_text("WO-2026-0042");
     gui.harness.key_press(Key::Enter);
     gui.wait_for_label("work order: WO-2026-0042");
-    gui.wait_for_label("slot 0 state: PASS");
+    gui.wait_for_label("slot 1 state: PASS");
     gui.click("Stop line");
     gui.wait_for_label_containing("line status: line finished: 2 units, 2 pass");
 }
@@ -242,8 +244,8 @@ fn with_a_scanned_serial_profile_each_scan_starts_the_waiting_slot_with_that_ser
         options.profile = Some(profile);
     });
     gui.click("Start line");
-    gui.wait_for_label("slot 0 state: WAITING for start");
     gui.wait_for_label("slot 1 state: WAITING for start");
+    gui.wait_for_label("slot 2 state: WAITING for start");
     let scan = |gui: &mut Gui, serial: &str| {
         gui.wait_until("the scanner field to hold the focus", |harness| {
             harness.get_by_label("Scanner").is_focused()
@@ -253,15 +255,15 @@ fn with_a_scanned_serial_profile_each_scan_starts_the_waiting_slot_with_that_ser
     };
     // A scan starts the first slot waiting for its start, with the scanned serial.
     scan(&mut gui, "LBL-7001");
-    gui.wait_for_label("slot 0 state: PASS");
-    gui.harness.get_by_label_contains("slot 0 unit: serial LBL-7001");
-    gui.harness.get_by_label("slot 1 state: WAITING for start");
-    // A slot started by its button waits for the unit's label; the next scan is its serial.
-    gui.click("Start unit on slot 1");
-    gui.wait_for_label("slot 1 state: WAITING for serial scan");
-    scan(&mut gui, "LBL-7002");
     gui.wait_for_label("slot 1 state: PASS");
-    gui.harness.get_by_label_contains("slot 1 unit: serial LBL-7002");
+    gui.harness.get_by_label_contains("slot 1 unit: serial LBL-7001");
+    gui.harness.get_by_label("slot 2 state: WAITING for start");
+    // A slot started by its button waits for the unit's label; the next scan is its serial.
+    gui.click("Start unit on slot 2");
+    gui.wait_for_label("slot 2 state: WAITING for serial scan");
+    scan(&mut gui, "LBL-7002");
+    gui.wait_for_label("slot 2 state: PASS");
+    gui.harness.get_by_label_contains("slot 2 unit: serial LBL-7002");
     gui.click("Stop line");
     gui.wait_for_label_containing("line status: line finished: 2 units, 2 pass");
     drop(directory);
@@ -280,12 +282,12 @@ fn the_window_runs_units_on_qemu_fixtures_given_as_probes_and_from_the_profile()
     });
     gui.wait_for_label("Slots 2 (--probe)");
     gui.run_one_unit_per_slot(2, |gui| gui.click("Start line"));
-    gui.harness.get_by_label("slot 0 state: PASS");
     gui.harness.get_by_label("slot 1 state: PASS");
+    gui.harness.get_by_label("slot 2 state: PASS");
     // Without --probe the profile's `[fixture] default = "qemu"` decides, one slot here.
     let mut gui = self::gui(1, |options| options.profile = Some(qemu_profile));
     gui.run_one_unit_per_slot(1, |gui| gui.click("Start line"));
-    gui.harness.get_by_label("slot 0 state: PASS");
+    gui.harness.get_by_label("slot 1 state: PASS");
     gui.harness.get_by_label("units: 1");
 }
 
@@ -316,7 +318,7 @@ fn imprint_log_verify(file: &Path) -> (bool, String) {
 #[test]
 fn export_from_the_window_passes_imprint_log_verify() {
     let mut gui = gui(2, |_| {});
-    gui.wait_for_label("slot 0 state: IDLE");
+    gui.wait_for_label("slot 1 state: IDLE");
     gui.run_one_unit_per_slot(2, |gui| gui.click("Start line"));
     gui.wait_until("both runs in the history", |harness| harness.query_by_label("history: 2 rows").is_some());
 
@@ -364,7 +366,7 @@ fn out_of_the_box_it_picks_the_demo_profile_and_names_every_input() {
     gui.harness.get_by_label("Export ledger");
     gui.harness.get_by_label("station: test-station");
     for slot in 0..4 {
-        gui.harness.get_by_label(&format!("slot {slot} state: IDLE"));
+        gui.harness.get_by_label(&format!("slot {n} state: IDLE", n = slot + 1));
     }
 }
 
@@ -492,7 +494,7 @@ fn settings_are_remembered_between_runs() {
 fn window_slot_fixtures(gui: &Gui, slots: usize) -> std::collections::BTreeMap<u64, String> {
     (0..slots)
         .map(|slot| {
-            let prefix = format!("slot {slot} fixture: ");
+            let prefix = format!("slot {n} fixture: ", n = slot + 1);
             let node = gui.harness.get_by_label_contains(&prefix);
             let label = node.accesskit_node().label().or(node.accesskit_node().value()).unwrap_or_default();
             // After a unit started the card names its probe: `qemu-0 (qemu pid ...)`.
@@ -559,8 +561,8 @@ fn the_window_and_imprint_run_take_the_same_fault_grammar() {
         options.sim_faults = vec![SimFaultSpec::parse(spec).expect("the station's grammar takes hang=STEP")];
     });
     gui.run_one_unit_per_slot(2, |gui| gui.click("Start line"));
-    gui.harness.get_by_label(&format!("slot 0 state: FAIL at erase: {reason}"));
-    gui.harness.get_by_label("slot 1 state: PASS");
+    gui.harness.get_by_label(&format!("slot 1 state: FAIL at erase: {reason}"));
+    gui.harness.get_by_label("slot 2 state: PASS");
 }
 
 /// The number a figure tile shows (`units: 12` -> 12).
@@ -580,9 +582,9 @@ fn a_latched_fail_survives_ten_units_on_other_slots_until_acknowledged() {
         options.sim_faults = vec![SimFaultSpec::parse("0.1:probe-lost=erase").unwrap()];
     });
     gui.click("Start line");
-    gui.wait_for_label("Acknowledge slot 0");
-    gui.harness.get_by_label("slot 0 instruction: Set the board aside for rework");
-    gui.wait_until("10 more units finished on slot 1", |harness| {
+    gui.wait_for_label("Acknowledge slot 1");
+    gui.harness.get_by_label("slot 1 instruction: Set the board aside for rework");
+    gui.wait_until("10 more units finished on slot 2", |harness| {
         let units = harness
             .query_all_by_label_contains("units: ")
             .filter_map(|node| node.accesskit_node().label().or(node.accesskit_node().value()))
@@ -590,16 +592,16 @@ fn a_latched_fail_survives_ten_units_on_other_slots_until_acknowledged() {
         units.is_some_and(|units| units >= 11)
     });
     // Slot 0 took no unit meanwhile: its FAIL is still on the card, waiting for the operator.
-    gui.harness.get_by_label("slot 0 state: FAIL at erase: probe lost: sim-0 stopped answering");
-    gui.harness.get_by_label("Acknowledge slot 0");
+    gui.harness.get_by_label("slot 1 state: FAIL at erase: probe lost: sim-0 stopped answering");
+    gui.harness.get_by_label("Acknowledge slot 1");
     assert_eq!(figure(&gui, "fail"), Some(1));
     gui.harness.get_by_label("failed boards: 1 open of 1");
 
-    gui.click("Acknowledge slot 0");
-    gui.wait_until("slot 0 to take its next unit", |harness| {
-        harness.query_by_label_contains("slot 0 state: FAIL").is_none()
+    gui.click("Acknowledge slot 1");
+    gui.wait_until("slot 1 to take its next unit", |harness| {
+        harness.query_by_label_contains("slot 1 state: FAIL").is_none()
     });
-    assert!(gui.harness.query_by_label("Acknowledge slot 0").is_none());
+    assert!(gui.harness.query_by_label("Acknowledge slot 1").is_none());
     gui.click("Stop line");
     gui.wait_for_label_containing("line status: line finished");
     assert_eq!(figure(&gui, "fail"), Some(1), "the acknowledged slot went on to pass");
@@ -613,8 +615,8 @@ fn the_shift_list_keeps_each_failed_board_until_marked_done_and_no_scan_restarts
         options.sim_faults = vec![SimFaultSpec::parse("0.1:probe-lost=erase").unwrap()];
     });
     gui.click("Start line");
-    gui.wait_for_label("slot 0 state: WAITING for start");
     gui.wait_for_label("slot 1 state: WAITING for start");
+    gui.wait_for_label("slot 2 state: WAITING for start");
     let enter_in_scanner = |gui: &mut Gui| {
         gui.wait_until("the scanner field to hold the focus", |harness| {
             harness.get_by_label("Scanner").is_focused()
@@ -623,16 +625,16 @@ fn the_shift_list_keeps_each_failed_board_until_marked_done_and_no_scan_restarts
     };
     // Enter starts the first waiting slot: slot 0, whose unit fails and latches the slot.
     enter_in_scanner(&mut gui);
-    gui.wait_for_label("Acknowledge slot 0");
-    gui.wait_for_label("slot 1 state: WAITING for start");
+    gui.wait_for_label("Acknowledge slot 1");
+    gui.wait_for_label("slot 2 state: WAITING for start");
     // The next Enter passes over the latched slot 0 and starts slot 1.
     enter_in_scanner(&mut gui);
-    gui.wait_for_label("slot 1 state: PASS");
-    gui.wait_for_label("Start unit on slot 1");
+    gui.wait_for_label("slot 2 state: PASS");
+    gui.wait_for_label("Start unit on slot 2");
     enter_in_scanner(&mut gui);
-    gui.wait_until("slot 1's second unit", |harness| harness.query_by_label("pass: 2").is_some());
-    gui.harness.get_by_label_contains("slot 0 state: FAIL at erase");
-    assert!(gui.harness.query_by_label("Start unit on slot 0").is_none());
+    gui.wait_until("slot 2's second unit", |harness| harness.query_by_label("pass: 2").is_some());
+    gui.harness.get_by_label_contains("slot 1 state: FAIL at erase");
+    assert!(gui.harness.query_by_label("Start unit on slot 1").is_none());
 
     // The failed board is on the shift's list by its chip ID (it failed before its serial).
     gui.harness.get_by_label("failed boards: 1 open of 1");
@@ -649,8 +651,8 @@ fn the_shift_list_keeps_each_failed_board_until_marked_done_and_no_scan_restarts
 
     // F8 acknowledges the oldest latched failure: slot 0 may be started again.
     gui.harness.key_press(Key::F8);
-    gui.wait_for_label("Start unit on slot 0");
-    assert!(gui.harness.query_by_label("Acknowledge slot 0").is_none());
+    gui.wait_for_label("Start unit on slot 1");
+    assert!(gui.harness.query_by_label("Acknowledge slot 1").is_none());
     gui.click("Stop line");
     gui.wait_for_label_containing("line status: line finished: 3 units, 2 pass, 1 fail");
 }
@@ -739,13 +741,13 @@ fn a_pass_without_lock_shows_its_warning_on_the_card_and_before_the_start() {
         "profile warning: this profile: units are NOT LOCKED, the forged-update test is skipped",
     );
     gui.run_one_unit_per_slot(1, |gui| gui.click("Start line"));
-    gui.harness.get_by_label("slot 0 state: PASS");
-    gui.harness.get_by_label("slot 0 warning: NOT LOCKED · forged-update test skipped");
+    gui.harness.get_by_label("slot 1 state: PASS");
+    gui.harness.get_by_label("slot 1 warning: NOT LOCKED · forged-update test skipped");
     // A profile that locks shows no such warning.
     let mut locked = self::gui(1, |_| {});
     locked.run_one_unit_per_slot(1, |gui| gui.click("Start line"));
-    locked.harness.get_by_label("slot 0 state: PASS");
-    assert!(locked.harness.query_by_label_contains("slot 0 warning:").is_none());
+    locked.harness.get_by_label("slot 1 state: PASS");
+    assert!(locked.harness.query_by_label_contains("slot 1 warning:").is_none());
     assert!(locked.harness.query_by_label_contains("profile warning:").is_none());
 }
 
@@ -776,15 +778,18 @@ fn cards_fit_the_window_without_overlap_from_1_to_64_slots() {
         for slots in [1, 4, 16, 64] {
             let (harness, _directory) = operator_view(slots, window.size());
             let figures_bottom = harness.get_by_label("units: 0").rect().bottom();
-            let cards: Vec<egui::Rect> =
-                (0..slots).map(|slot| harness.get_by_label(&format!("slot {slot} card")).rect()).collect();
+            let cards: Vec<egui::Rect> = (0..slots)
+                .map(|slot| harness.get_by_label(&format!("slot {n} card", n = slot + 1)).rect())
+                .collect();
             let case = format!("{slots} slots in {width}x{height}");
             for (slot, card) in cards.iter().enumerate() {
                 assert!(window.contains_rect(*card), "{case}: card {slot} at {card:?} leaves the window");
                 assert!(card.top() >= figures_bottom, "{case}: card {slot} at {card:?} covers the figures");
                 assert!(card.width() >= 60.0 && card.height() >= 30.0, "{case}: card {slot} is {card:?}");
-                for label in [format!("slot {slot} number: {}", slot + 1), format!("slot {slot} state: IDLE")]
-                {
+                for label in [
+                    format!("slot {n} number: {n}", n = slot + 1),
+                    format!("slot {n} state: IDLE", n = slot + 1),
+                ] {
                     let inner = harness.get_by_label(&label).rect();
                     assert!(
                         card.expand(1.0).contains_rect(inner),
@@ -813,10 +818,278 @@ fn a_64_slot_window_shows_every_slot_by_its_label() {
     gui.harness.step();
     gui.run_one_unit_per_slot(64, |gui| gui.click("Start line"));
     for slot in 0..64 {
-        gui.harness.get_by_label(&format!("slot {slot} number: {}", slot + 1));
-        gui.harness.get_by_label(&format!("slot {slot} state: PASS"));
-        let unit_label = format!("slot {slot} unit: serial DS1-");
+        gui.harness.get_by_label(&format!("slot {n} number: {n}", n = slot + 1));
+        gui.harness.get_by_label(&format!("slot {n} state: PASS", n = slot + 1));
+        let unit_label = format!("slot {n} unit: serial DS1-", n = slot + 1);
         assert!(gui.harness.get_by_label_contains(&unit_label).rect().width() > 0.0);
     }
     assert_eq!(figure(&gui, "pass"), Some(64));
+}
+
+/// The demo profile (or its scanned-serials variant) with `scanner` as its `[scanner]` section
+/// and `rework` as its rework policy, written into `directory`.
+fn profile_with_scanner(directory: &Path, scanned_serials: bool, rework: &str, scanner: &str) -> PathBuf {
+    let text =
+        if scanned_serials { common::scanned_serials_profile_text() } else { common::demo_profile_text() };
+    let text = text
+        .replace("[trust]", &format!("[scanner]\n{scanner}\n\n[trust]"))
+        .replace("rework = \"reuse-identity\"", &format!("rework = \"{rework}\""));
+    let path = directory.join("scanner.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+impl Gui {
+    /// Clicks through the accessibility tree (a widget low in the scrolled side panel may be
+    /// outside the window, where a pointer click cannot reach it).
+    fn click_by_name(&mut self, label: &str) {
+        self.harness.get_by_label(label).click_accesskit();
+        self.harness.step();
+    }
+
+    /// A keyboard-wedge scan: the text and Enter into the scanner field.
+    fn scan(&mut self, text: &str) {
+        type_into(&mut self.harness, "Scanner", text);
+        self.harness.key_press(Key::Enter);
+        self.harness.step();
+    }
+
+    /// The full chip ID a card shows for its unit (`slot N unit: serial S, chip C`).
+    fn card_chip(&self, slot_number: usize) -> String {
+        let prefix = format!("slot {slot_number} unit: ");
+        let node = self.harness.get_by_label_contains(&prefix);
+        let label = node.accesskit_node().label().or(node.accesskit_node().value()).unwrap_or_default();
+        label.rsplit("chip ").next().unwrap_or_default().to_string()
+    }
+}
+
+#[test]
+fn scans_are_routed_by_what_they_are_and_a_slot_label_starts_a_slot_above_eight() {
+    let directory = tempfile::tempdir().unwrap();
+    let scanner = "serial = \"DS1-[0-9]{6}\"\nwork_order = \"WO-[0-9]+\"\noperator = \"OP-[A-Z]+\"";
+    let profile = profile_with_scanner(directory.path(), false, "reuse-identity", scanner);
+    let mut gui = gui(10, |options| {
+        options.profile = Some(profile);
+        options.operator = None;
+        options.manual_start = Some(true);
+    });
+    gui.wait_for_label_containing("demo-sensor");
+    // A badge logs in; nothing else is taken while nobody is logged in.
+    gui.scan("WO-1234");
+    gui.wait_for_label_containing("scan refused: scan \"WO-1234\": log in first");
+    assert!(gui.harness.query_by_label_contains("work order: ").is_none());
+    gui.scan("OP-ANNA");
+    gui.wait_for_label("operator: OP-ANNA");
+    gui.harness.get_by_label("scan taken: operator OP-ANNA logged in");
+    gui.scan("WO-1234");
+    gui.wait_for_label("work order: WO-1234");
+    // A serial label is never taken as the work order of a counter profile, and a scan that
+    // matches no pattern is refused beside the field; neither changes anything.
+    gui.scan("DS1-000007");
+    gui.wait_for_label_containing("scan refused: serial label DS1-000007: this profile issues its serials");
+    gui.scan("hello-world");
+    gui.wait_for_label_containing("scan refused: scan \"hello-world\" matches no pattern (serial label");
+    gui.harness.get_by_label("work order: WO-1234");
+    gui.harness.get_by_label("operator: OP-ANNA");
+
+    // The fixture's slot label starts slot 10 (numbered from 1 on its barcode and on screen).
+    gui.click("Start line");
+    gui.wait_for_label("slot 10 state: WAITING for start");
+    gui.scan("SLOT-10");
+    gui.wait_for_label("slot 10 state: PASS");
+    gui.harness.get_by_label_contains("slot 10 unit: serial DS1-000001");
+    gui.harness.get_by_label("slot 1 state: WAITING for start");
+    gui.scan("SLOT-11");
+    gui.wait_for_label_containing("scan refused: slot label for slot 11: this line has slots 1 to 10");
+    // Another operator's badge does not take over a running line.
+    gui.scan("OP-BOB");
+    gui.wait_for_label_containing(
+        "scan refused: operator badge OP-BOB: OP-ANNA is logged in while the line runs",
+    );
+    gui.harness.get_by_label("operator: OP-ANNA");
+    gui.click("Stop line");
+    gui.wait_for_label_containing("line status: line finished: 1 units, 1 pass");
+    // Stopped, the badge is a shift change.
+    gui.scan("OP-BOB");
+    gui.wait_for_label("operator: OP-BOB");
+
+    // The ledger's export records the unit with the scanned work order and operator.
+    let export = directory.path().join("export.jsonl");
+    let exported = common::imprint()
+        .args(["log", "export", "--format", "jsonl", "--db"])
+        .arg(&gui.ledger_path)
+        .arg("--output")
+        .arg(&export)
+        .output()
+        .unwrap();
+    assert!(exported.status.success(), "{}", String::from_utf8_lossy(&exported.stderr));
+    let runs: Vec<serde_json::Value> = std::fs::read_to_string(&export)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .filter(|record: &serde_json::Value| record.get("serial").is_some())
+        .collect();
+    assert_eq!(runs.len(), 1, "{runs:#?}");
+    assert_eq!(runs[0]["serial"], "DS1-000001");
+    assert_eq!(runs[0]["work_order"], "WO-1234");
+    assert_eq!(runs[0]["operator"], "OP-ANNA");
+}
+
+#[test]
+fn a_serial_label_goes_to_its_slot_and_shows_on_its_card_before_its_serial_is_issued() {
+    let directory = tempfile::tempdir().unwrap();
+    let profile = profile_with_scanner(directory.path(), true, "reuse-identity", "serial = \"LBL-[0-9]{4}\"");
+    let mut gui = gui(10, |options| {
+        options.profile = Some(profile);
+        options.manual_start = Some(true);
+        // The simulated nRF52840's own timing: a unit takes seconds, so the card is seen
+        // while it runs.
+        options.sim_timing_zero = Some(false);
+    });
+    gui.click("Start line");
+    gui.wait_for_label("slot 9 state: WAITING for start");
+    gui.scan("SLOT-9");
+    gui.wait_for_label("scanner slot: 9");
+    gui.scan("LBL-7001");
+    // The label is on slot 9's card while its unit still runs its first steps (the serial is
+    // issued at allocate-identity, after flashing).
+    gui.wait_until("slot 9's card to show the label while its unit runs", |harness| {
+        let state = harness
+            .query_by_label_contains("slot 9 state: ")
+            .and_then(|node| node.accesskit_node().label().or(node.accesskit_node().value()))
+            .unwrap_or_default();
+        let early = ["connect", "identify", "erase", "program"].iter().any(|step| state.contains(step));
+        early && harness.query_by_label_contains("slot 9 unit: serial LBL-7001").is_some()
+    });
+    gui.harness.get_by_label("scan taken: serial label LBL-7001 to slot 9");
+    // A label already on a card is refused at once.
+    gui.scan("LBL-7001");
+    gui.wait_for_label("scan refused: serial label LBL-7001 is already on slot 9");
+    // A slot prefix sends a label to any slot.
+    gui.scan("SLOT-12 LBL-7002");
+    gui.wait_for_label_containing("scan refused: slot label for slot 12: this line has slots 1 to 10");
+    gui.wait_for_label("slot 9 state: PASS");
+    gui.harness.get_by_label_contains("slot 9 unit: serial LBL-7001");
+    gui.harness.get_by_label("slot 1 state: WAITING for start");
+    gui.click("Stop line");
+    gui.wait_for_label_containing("line status: line finished: 1 units, 1 pass");
+}
+
+#[test]
+fn a_duplicate_label_is_refused_at_the_scan_or_before_any_flash_step() {
+    // Policy issue-new: a label issued before can never be a serial again, so the window
+    // refuses it at the scan and no slot starts.
+    let directory = tempfile::tempdir().unwrap();
+    let issue_new = profile_with_scanner(directory.path(), true, "issue-new", "serial = \"LBL-[0-9]{4}\"");
+    let mut gui = gui(2, |options| {
+        options.profile = Some(issue_new);
+        options.manual_start = Some(true);
+    });
+    gui.click("Start line");
+    gui.wait_for_label("slot 2 state: WAITING for start");
+    gui.scan("LBL-7001");
+    gui.wait_for_label("slot 1 state: PASS");
+    let first_chip = gui.card_chip(1);
+    gui.scan("SLOT-2 LBL-7001");
+    gui.wait_for_label_containing(&format!(
+        "scan refused: serial label LBL-7001 refused: serial LBL-7001 was already issued (to chip {first_chip})"
+    ));
+    gui.harness.get_by_label("slot 2 state: WAITING for start");
+    assert_eq!(figure(&gui, "units"), Some(1));
+    gui.click("Stop line");
+    gui.wait_for_label_containing("line status: line finished: 1 units");
+
+    // Policy reuse-identity (the default): the label may be its own chip coming back, so the
+    // scan is taken, and the station refuses another chip at identify, before erase.
+    let directory = tempfile::tempdir().unwrap();
+    let reuse = profile_with_scanner(directory.path(), true, "reuse-identity", "serial = \"LBL-[0-9]{4}\"");
+    let mut gui = self::gui(2, |options| {
+        options.profile = Some(reuse);
+        options.manual_start = Some(true);
+    });
+    gui.click("Start line");
+    gui.wait_for_label("slot 2 state: WAITING for start");
+    gui.scan("LBL-7001");
+    gui.wait_for_label("slot 1 state: PASS");
+    let first_chip = gui.card_chip(1);
+    gui.scan("SLOT-2 LBL-7001");
+    gui.wait_for_label_containing(
+        "slot 2 state: FAIL at identify: scanned serial label LBL-7001 refused before flashing",
+    );
+    gui.harness.get_by_label_contains(&format!("serial LBL-7001 was already issued (to chip {first_chip})"));
+    let refused_chip = gui.card_chip(2);
+    gui.click("Stop line");
+    gui.wait_for_label_containing("line status: line finished: 2 units, 1 pass, 1 fail");
+    let ledger = imprint::ledger::Ledger::open_read_only(&gui.ledger_path).unwrap();
+    let history = ledger.unit_history(&refused_chip).unwrap().expect("the refused unit's run is recorded");
+    assert!(history.current.is_none(), "the refused unit got no identity");
+    let run = &history.runs[0];
+    assert_eq!((run.result.as_str(), run.failing_step.as_deref()), ("fail", Some("identify")));
+    let touched: Vec<&str> =
+        run.steps.iter().filter(|step| step.status != "skipped").map(|step| step.name.as_str()).collect();
+    assert_eq!(touched, ["connect", "identify"], "the refused unit was never erased or programmed");
+}
+
+#[test]
+fn removing_a_failed_board_from_its_fixture_acknowledges_the_latch() {
+    // The log capture as in `an_injected_fault_shows_fail_with_its_reason_in_the_slot_and_the_log`.
+    let (layer, receiver) = log_channel();
+    let _anchor = tracing::Dispatch::new(tracing_subscriber::registry());
+    let _subscriber = tracing::subscriber::set_default(tracing_subscriber::registry().with(layer));
+    let mut gui = gui_with_log(
+        2,
+        |options| options.sim_faults = vec![SimFaultSpec::parse("0.1:probe-lost=erase").unwrap()],
+        Some(receiver),
+    );
+    gui.click("Start line");
+    gui.wait_for_label("Acknowledge slot 1");
+    gui.click_by_name("Remove board on slot 1");
+    gui.wait_until("the latch released", |harness| harness.query_by_label("Acknowledge slot 1").is_none());
+    gui.harness.get_by_label("boards removed: slot 1");
+    gui.harness.get_by_label("Put board back on slot 1");
+    // The board stays on the shift's list, and the acknowledgement is logged like a click.
+    gui.harness.get_by_label("failed boards: 1 open of 1");
+    gui.wait_for_label_containing("the failed board was removed: that acknowledges its failure");
+    gui.wait_for_label_containing("failure acknowledged: the slot takes units again");
+    gui.click_by_name("Put board back on slot 1");
+    gui.wait_until("the board back", |harness| harness.query_by_label_contains("boards removed").is_none());
+    gui.click("Stop line");
+    gui.wait_for_label_containing("line status: line finished");
+}
+
+#[test]
+fn the_supervisor_pin_also_locks_manual_start_and_the_slot_count() {
+    use egui::accesskit::Role;
+    let mut gui = gui(2, |_| {});
+    let slot_count_is_locked = |gui: &Gui| {
+        gui.harness
+            .query_all_by_label("Slots")
+            .filter(|node| node.accesskit_node().role() == Role::SpinButton)
+            .all(|node| node.accesskit_node().is_disabled())
+    };
+    gui.click_by_name("Station settings");
+    assert!(!gui.harness.get_by_label("Manual start").accesskit_node().is_disabled());
+    assert!(
+        gui.harness.query_all_by_label("Slots").any(|node| node.accesskit_node().role() == Role::SpinButton)
+    );
+    assert!(!slot_count_is_locked(&gui));
+    type_into(&mut gui.harness, "Set a supervisor PIN", "4711");
+    gui.click_by_name("Set PIN");
+    gui.harness.step();
+    gui.wait_for_label("supervisor: supervisor PIN set: the station settings are locked");
+    assert!(gui.harness.get_by_label("Manual start").accesskit_node().is_disabled());
+    assert!(slot_count_is_locked(&gui));
+    // A click on the locked switch changes nothing.
+    gui.click("Manual start");
+    assert_eq!(
+        gui.harness.get_by_label("Manual start").accesskit_node().toggled(),
+        Some(egui::accesskit::Toggled::False)
+    );
+    type_into(&mut gui.harness, "Supervisor PIN", "4711");
+    gui.click_by_name("Unlock");
+    gui.harness.step();
+    gui.wait_until("the switch unlocked", |harness| {
+        !harness.get_by_label("Manual start").accesskit_node().is_disabled()
+    });
+    assert!(!slot_count_is_locked(&gui));
 }

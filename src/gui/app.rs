@@ -41,7 +41,10 @@ const RUNNING_REPAINT_INTERVAL: Duration = Duration::from_millis(100);
 /// the rest wait for the next one.
 const EVENTS_PER_FRAME_MAX: usize = 20_000;
 
+mod scan;
 mod shift_commands;
+
+pub use scan::ScanNote;
 
 /// The operator GUI.
 pub struct ImprintApp {
@@ -71,6 +74,12 @@ pub struct ImprintApp {
     work_order: Option<String>,
     /// The running line's profile scans serials: the scanner field takes serials.
     serials_are_scanned: bool,
+    /// The answer to the last scan, beside the scanner field.
+    scan_note: Option<ScanNote>,
+    /// The slot a slot label chose for the next serial label or start.
+    selected_slot: Option<usize>,
+    /// Simulator: slots whose board the operator took off the fixture.
+    boards_removed: std::collections::BTreeSet<usize>,
     history_is_stale: bool,
     history_requested_at: Option<Instant>,
     stats_requested_at: Option<Instant>,
@@ -129,6 +138,9 @@ impl ImprintApp {
             session_started: SystemTime::now(),
             work_order: None,
             serials_are_scanned: false,
+            scan_note: None,
+            selected_slot: None,
+            boards_removed: std::collections::BTreeSet::new(),
             history_is_stale: true,
             history_requested_at: None,
             stats_requested_at: None,
@@ -219,6 +231,7 @@ impl ImprintApp {
                     });
                 }
             }
+            Command::SetBoardPresent { slot, present } => self.set_board_present(slot, present),
             Command::ArmFault { slot, fault } => {
                 tracing::info!(slot, fault = %fault.describe(), "fault armed for the slot's next unit");
                 self.faults.arm(slot, fault.plan());
@@ -281,12 +294,19 @@ impl ImprintApp {
         let request = LineRequest { plan, start_mode, latch_failures: self.latches_failures() };
         self.line.starting();
         let running = start_line(request, UiSender::new(self.line_sender.clone(), self.repaint.clone()));
-        // A failure still latched from the last run holds its slot in this one too.
+        // A failure still latched from the last run holds its slot in this one too, and a
+        // board taken off stays off.
         for slot in self.shift.latched_slots() {
             if let Some(gate) = running.gates.get(slot) {
                 gate.latch();
             }
         }
+        for slot in &self.boards_removed {
+            if let Some(gate) = running.gates.get(*slot) {
+                gate.set_board_present(false);
+            }
+        }
+        self.selected_slot = None;
         self.running_line = Some(running);
     }
 
@@ -310,59 +330,23 @@ impl ImprintApp {
         }
     }
 
-    /// The scanner field's Enter. A line whose profile scans serials (`serial.scheme =
-    /// "scanned"`) takes the text as the serial of the next unit (of the slot waiting for its
-    /// start, in manual mode); otherwise it is the work order recorded with the units from now
-    /// on. In manual mode the scan also starts the first waiting slot.
-    fn scanned(&mut self, text: &str) {
-        // Nobody logged in: the scan is the operator's badge.
-        if self.shift.operator.is_none() && !self.line.is_active() {
-            self.apply(Command::LogIn(text.to_string()));
-            return;
-        }
-        // A latched slot is never started by a scan: its failure waits for the operator.
-        let mut slot_to_start = if self.settings.manual_start {
-            (0..self.line.slots.len())
-                .find(|slot| self.line.slots[*slot].is_waiting_for_start && !self.shift.is_latched(*slot))
+    /// Simulator: the board is taken off the slot's fixture (or put back). Taking off a failed
+    /// board acknowledges its failure, as the Acknowledge button does; the slot takes no unit
+    /// until a board is back.
+    fn set_board_present(&mut self, slot: usize, present: bool) {
+        if present {
+            self.boards_removed.remove(&slot);
+            tracing::info!(slot, "board put on the fixture");
         } else {
-            None
-        };
-        match &self.running_line {
-            Some(line) if self.serials_are_scanned && !text.is_empty() => {
-                if let Err(error) = crate::ledger::check_serial_text("scanned serial", text) {
-                    tracing::error!("{error}; scan again");
-                    return;
-                }
-                // A unit already started (and waiting for its label) takes the scan first.
-                let slot = match line.labels.first_slot_waiting_for_serial() {
-                    Some(slot) => {
-                        slot_to_start = None;
-                        Some(slot)
-                    }
-                    None => slot_to_start,
-                };
-                match slot {
-                    Some(slot) => tracing::info!(serial = %text, slot, "serial scanned"),
-                    None => tracing::info!(serial = %text, "serial scanned; it goes to the next unit"),
-                }
-                line.labels.push_serial(slot, text.to_string());
+            self.boards_removed.insert(slot);
+            tracing::info!(slot, "board removed from the fixture");
+            if self.shift.is_latched(slot) {
+                tracing::info!(slot, "the failed board was removed: that acknowledges its failure");
+                self.apply(Command::Acknowledge { slot });
             }
-            Some(_) if self.serials_are_scanned => {}
-            None if self.serials_are_scanned && !text.is_empty() => {
-                tracing::warn!(serial = %text, "serial scanned while the line is stopped: start the line first");
-                return;
-            }
-            _ if !text.is_empty() => {
-                tracing::info!(work_order = %text, "work order scanned");
-                if let Some(line) = &self.running_line {
-                    line.labels.set_work_order(Some(text.to_string()));
-                }
-                self.work_order = Some(text.to_string());
-            }
-            _ => {}
         }
-        if let Some(slot) = slot_to_start {
-            self.apply(Command::StartUnit { slot });
+        if let Some(gate) = self.running_line.as_ref().and_then(|line| line.gates.get(slot)) {
+            gate.set_board_present(present);
         }
     }
 
@@ -581,6 +565,7 @@ impl ImprintApp {
                     Err(error) => self.history.error = Some(error),
                 }
             }
+            ChoreReply::SerialChecked { label, verdict } => self.serial_checked(label, verdict),
             ChoreReply::Exported { path, result } => {
                 self.history.export_message = Some(match result {
                     Ok(count) => {
@@ -683,6 +668,9 @@ impl eframe::App for ImprintApp {
             start_blocker: if self.line.is_active() { None } else { self.start_blocker() },
             settings_unlocked: self.settings_unlocked || self.settings.supervisor_pin.is_none(),
             supervisor_message: self.supervisor_message.as_deref(),
+            scan_note: self.scan_note.as_ref(),
+            selected_slot: self.selected_slot,
+            boards_removed: &self.boards_removed,
         };
         panels::app_ui(ui, &view, &mut self.settings, &mut self.forms, &mut commands);
         for command in commands {

@@ -36,6 +36,9 @@ pub enum Command {
     CloseUnit,
     /// Export the ledger to the chosen file.
     Export,
+    /// Simulator: take the slot's board off the fixture (`false`; acknowledges a latched
+    /// failure, as a fixture reporting the board removed does) or put one back.
+    SetBoardPresent { slot: usize, present: bool },
     /// Simulator: give the slot's next unit this fault.
     ArmFault { slot: usize, fault: SimFault },
     /// The operator saw the slot's failure: release its latch (the slot may take units again).

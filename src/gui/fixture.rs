@@ -38,6 +38,8 @@ pub struct StartGate {
 struct GateState {
     presses: u32,
     latched: bool,
+    /// The operator took the board off the fixture (the simulator's "Remove board").
+    board_removed: bool,
 }
 
 impl StartGate {
@@ -64,6 +66,19 @@ impl StartGate {
         self.changed.notify_all();
     }
 
+    /// The board was taken off the fixture (`false`) or put back. Taking it off acknowledges a
+    /// latched failure (the operator has the failed board in hand); the slot takes no unit
+    /// while its board is off.
+    pub fn set_board_present(&self, present: bool) {
+        let mut state = lock(&self.state);
+        state.board_removed = !present;
+        if !present {
+            state.latched = false;
+        }
+        drop(state);
+        self.changed.notify_all();
+    }
+
     /// Whether the slot is held by an unacknowledged failure.
     pub fn is_latched(&self) -> bool {
         lock(&self.state).latched
@@ -74,10 +89,13 @@ impl StartGate {
         self.changed.notify_all();
     }
 
-    /// Waits until the slot is not latched; false when `keep_waiting` said stop first.
+    /// Waits until the slot is not latched and has its board; false when `keep_waiting` said
+    /// stop first.
     fn wait_unlatched(&self, keep_waiting: &dyn Fn() -> bool) -> bool {
-        // An unlatched slot goes on at once, as if there were no latch.
-        !self.is_latched() || self.wait_for(keep_waiting, |state| !state.latched)
+        let ready = |state: &mut GateState| !state.latched && !state.board_removed;
+        // A ready slot goes on at once, as if there were no latch (the guard is dropped first).
+        let is_ready = ready(&mut lock(&self.state));
+        is_ready || self.wait_for(keep_waiting, ready)
     }
 
     /// Waits for a press; false when `keep_waiting` said stop first.

@@ -50,7 +50,7 @@ impl FailedBoard {
         match (&self.serial, &self.chip_uid) {
             (Some(serial), _) => serial.clone(),
             (None, Some(chip_uid)) => format!("chip {chip_uid}"),
-            (None, None) => format!("slot {} unit {}", self.slot, self.unit),
+            (None, None) => format!("slot {} unit {}", self.slot + 1, self.unit),
         }
     }
 

@@ -8,8 +8,11 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use crate::ledger::{LedgerStats, RecordedRun, UnitHistory};
 use crate::station::{EventKind, FailureCategory, StationEvent, StepName, UnitResult};
+
+mod history;
+
+pub use history::{HistoryRow, HistoryScope, HistoryStore, UnitDetails};
 
 /// What a slot is doing, as the operator sees it.
 #[derive(Debug, Clone, PartialEq)]
@@ -128,6 +131,9 @@ pub struct SlotState {
     pub progress: Option<StepProgress>,
     /// The last unit this slot finished.
     pub last_finished: Option<FinishedUnit>,
+    /// The serial label scanned for this slot's unit, shown until the unit finishes (its
+    /// issued serial replaces it once `allocate-identity` ran).
+    pub scanned_label: Option<String>,
     /// Fixture trouble reported since the last unit started.
     pub slot_error: Option<String>,
     /// Manual start: the slot waits for the operator before taking its next unit.
@@ -148,6 +154,7 @@ impl SlotState {
             unit_started_time: None,
             progress: None,
             last_finished: None,
+            scanned_label: None,
             slot_error: None,
             is_waiting_for_start: false,
             units_passed: 0,
@@ -432,6 +439,7 @@ impl LineStore {
                 ..
             } => {
                 slot.progress = None;
+                slot.scanned_label = None;
                 slot.unit_started_at = None;
                 slot.unit_started_time = None;
                 slot.serial = serial.clone().or(slot.serial.take());
@@ -503,102 +511,6 @@ fn step_number(step: &str) -> usize {
     crate::station::StepName::ALL.iter().position(|name| name.as_str() == step).map_or(0, |index| index + 1)
 }
 
-/// Which runs the history table lists when no search is given.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-pub enum HistoryScope {
-    /// Runs started since the window opened.
-    Session,
-    /// Runs started in the last 24 hours.
-    #[default]
-    LastDay,
-    /// Every run in the ledger.
-    All,
-}
-
-impl HistoryScope {
-    pub const ALL: [HistoryScope; 3] = [HistoryScope::Session, HistoryScope::LastDay, HistoryScope::All];
-
-    pub fn label(self) -> &'static str {
-        match self {
-            HistoryScope::Session => "this session",
-            HistoryScope::LastDay => "last 24 h",
-            HistoryScope::All => "all runs",
-        }
-    }
-}
-
-/// One row of the history table.
-#[derive(Debug, Clone, PartialEq)]
-pub struct HistoryRow {
-    /// The ledger's row id (distinguishes runs when refreshes overlap).
-    pub run_id: i64,
-    pub started_at: String,
-    pub serial: Option<String>,
-    pub chip_uid: Option<String>,
-    pub result: String,
-    pub failing_step: Option<String>,
-    pub reason: Option<String>,
-    pub probe: String,
-    pub operator: String,
-    pub duration_ms: u64,
-}
-
-impl HistoryRow {
-    /// The row for a recorded run.
-    pub fn from_run(run: &RecordedRun) -> HistoryRow {
-        HistoryRow {
-            run_id: run.run_id,
-            started_at: run.started_at.clone(),
-            serial: run.serial.clone(),
-            chip_uid: run.chip_uid.clone(),
-            result: run.result.clone(),
-            failing_step: run.failing_step.clone(),
-            reason: run.reason.clone(),
-            probe: run.probe.clone(),
-            operator: run.operator.clone(),
-            duration_ms: run.steps.iter().map(|step| step.duration_ms).sum(),
-        }
-    }
-
-    /// The key a unit's details are looked up by: its serial, else its chip UID.
-    pub fn lookup_key(&self) -> Option<&str> {
-        self.serial.as_deref().or(self.chip_uid.as_deref())
-    }
-}
-
-/// The history panel's data.
-#[derive(Debug, Clone, Default)]
-pub struct HistoryStore {
-    /// Newest first.
-    pub rows: Vec<HistoryRow>,
-    /// What the rows answer: the search text, or empty for the scope's recent runs.
-    pub shown_search: String,
-    /// True while a query is on its way.
-    pub is_loading: bool,
-    /// The last query's error.
-    pub error: Option<String>,
-    /// The ledger's totals.
-    pub ledger_stats: Option<LedgerStats>,
-    /// The rows were read in full once (not only incrementally) and hold no search result.
-    pub is_full: bool,
-    /// The earliest start a run not yet listed can have (as of the last request): the next
-    /// incremental refresh reads from here.
-    pub refresh_bound: Option<String>,
-    /// The unit whose details are open.
-    pub details: Option<UnitDetails>,
-    /// The last export's outcome, for the status line.
-    pub export_message: Option<String>,
-}
-
-/// A unit's details window.
-#[derive(Debug, Clone, PartialEq)]
-pub enum UnitDetails {
-    Loading { key: String },
-    Found(Box<UnitHistory>),
-    NotFound { key: String },
-    Failed { key: String, error: String },
-}
-
 /// The profile picker's data.
 #[derive(Debug, Clone)]
 pub struct ProfilesStore {
@@ -613,35 +525,6 @@ pub struct ProfilesStore {
 impl Default for ProfilesStore {
     fn default() -> Self {
         ProfilesStore { directory: std::path::PathBuf::new(), listed: Ok(Vec::new()), checked: None }
-    }
-}
-
-impl HistoryStore {
-    /// Merges the rows of an incremental refresh: newest first, each run once, at most `limit`.
-    pub fn merge(&mut self, newer: Vec<HistoryRow>, limit: usize) {
-        let mut rows = newer;
-        rows.append(&mut self.rows);
-        rows.sort_by(|left, right| {
-            right.started_at.cmp(&left.started_at).then(right.run_id.cmp(&left.run_id))
-        });
-        rows.dedup_by_key(|row| row.run_id);
-        rows.truncate(limit);
-        self.rows = rows;
-    }
-
-    /// Where an incremental refresh may start, or `None` when only a full refresh will do.
-    pub fn incremental_since(&self) -> Option<String> {
-        if !self.is_full || !self.shown_search.trim().is_empty() {
-            return None;
-        }
-        self.refresh_bound.clone()
-    }
-
-    /// Notes a request made now: a run it does not return finishes after the request, so it
-    /// started after `now_minus_margin` or belongs to a unit already running (`running_unit_starts`).
-    pub fn requested(&mut self, now_minus_margin: String, running_unit_starts: impl Iterator<Item = String>) {
-        self.refresh_bound =
-            Some(running_unit_starts.fold(now_minus_margin, |earliest, start| earliest.min(start)));
     }
 }
 
@@ -668,6 +551,12 @@ pub struct ProfileSummary {
     pub skips_lock: bool,
     /// Units of this profile pass without proving that forged updates are refused.
     pub skips_negative_self_test: bool,
+    /// What a scan is (`[scanner]`, or the defaults for the serial scheme).
+    pub scanner: crate::profile::ScannerSettings,
+    /// The units' serials are scanned from their labels (`serial.scheme = "scanned"`).
+    pub serials_are_scanned: bool,
+    /// What the ledger does with a chip seen before (`serial.rework`).
+    pub rework_policy: crate::ledger::ReworkPolicy,
 }
 
 impl ProfileSummary {
@@ -822,43 +711,6 @@ mod tests {
         assert_eq!(store.first_slot_waiting(), Some(0));
         store.apply(&event(0, 2, EventKind::UnitStarted { probe: "sim-0".into() }), now);
         assert_eq!(store.first_slot_waiting(), Some(1));
-    }
-
-    fn row(run_id: i64, started_at: &str) -> HistoryRow {
-        HistoryRow {
-            run_id,
-            started_at: started_at.to_string(),
-            serial: None,
-            chip_uid: None,
-            result: "pass".to_string(),
-            failing_step: None,
-            reason: None,
-            probe: "sim-0".to_string(),
-            operator: "tester".to_string(),
-            duration_ms: 0,
-        }
-    }
-
-    #[test]
-    fn incremental_history_merges_newest_first_without_repeats() {
-        let mut history = HistoryStore::default();
-        history.requested("2026-01-01T00:00:05.000Z".into(), std::iter::empty());
-        assert_eq!(history.incremental_since(), None, "nothing read in full yet");
-        history.rows = vec![row(2, "2026-01-01T00:00:02.000Z"), row(1, "2026-01-01T00:00:01.000Z")];
-        history.is_full = true;
-        assert_eq!(history.incremental_since().as_deref(), Some("2026-01-01T00:00:05.000Z"));
-        // A unit running at the time of the request moves the bound back to its start.
-        let running = ["2026-01-01T00:00:00.500Z".to_string()];
-        history.requested("2026-01-01T00:00:05.000Z".into(), running.into_iter());
-        assert_eq!(history.incremental_since().as_deref(), Some("2026-01-01T00:00:00.500Z"));
-        history.merge(vec![row(3, "2026-01-01T00:00:00.500Z"), row(2, "2026-01-01T00:00:02.000Z")], 3);
-        let ids: Vec<i64> = history.rows.iter().map(|row| row.run_id).collect();
-        assert_eq!(ids, [2, 1, 3]);
-        history.merge(vec![row(4, "2026-01-01T00:00:03.000Z")], 3);
-        let ids: Vec<i64> = history.rows.iter().map(|row| row.run_id).collect();
-        assert_eq!(ids, [4, 2, 1]);
-        history.shown_search = "DS1".to_string();
-        assert_eq!(history.incremental_since(), None, "search results refresh in full");
     }
 
     #[test]

@@ -18,7 +18,8 @@ use std::time::{Duration, SystemTime};
 use eframe::egui;
 
 use crate::ledger::{
-    ExportFilter, ExportFormat, Ledger, LedgerStats, RecordedRun, SerialScheme, UnitHistory, format_timestamp,
+    ExportFilter, ExportFormat, Ledger, LedgerStats, RecordedRun, ReworkPolicy, SerialScheme, UnitHistory,
+    format_timestamp,
 };
 use crate::profile::{Profile, SkippableStep};
 use crate::station::session::{CentralStart, SLOTS_MAX, SerialSource};
@@ -258,6 +259,29 @@ pub enum ChoreRequest {
     Stats { ledger_path: PathBuf },
     /// Export every run to a file.
     Export { ledger_path: PathBuf, path: PathBuf, format: ExportChoice },
+    /// Whether a scanned serial label may be taken (read-only, before any slot starts with it).
+    CheckSerial { ledger_path: PathBuf, label: ScannedLabel, policy: ReworkPolicy },
+}
+
+/// A serial label scanned in the window, on its way to a slot once the ledger had its say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScannedLabel {
+    pub serial: String,
+    /// The slot it was scanned for (a slot label or prefix), if any.
+    pub slot: Option<usize>,
+}
+
+/// The ledger's word on a scanned serial label.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SerialVerdict {
+    /// Never issued: any unit may take it.
+    New,
+    /// Issued to chip `chip_uid` and the rework policy keeps identities: only that chip coming
+    /// back takes it (any other unit FAILs at `identify`, before it is flashed).
+    OwnedBy { chip_uid: String },
+    /// Refused (issued to another unit under a policy that never reuses it, malformed, or the
+    /// ledger could not be read): the reason.
+    Refused(String),
 }
 
 /// Answers from the chore thread.
@@ -288,6 +312,10 @@ pub enum ChoreReply {
     Exported {
         path: PathBuf,
         result: Result<u64, String>,
+    },
+    SerialChecked {
+        label: ScannedLabel,
+        verdict: SerialVerdict,
     },
 }
 
@@ -393,6 +421,9 @@ fn answer(request: ChoreRequest, ledgers: &mut LedgerCache) -> ChoreReply {
                     skips_lock: !profile.lock.enabled,
                     skips_negative_self_test: profile.skips(SkippableStep::SelfTest)
                         || profile.skips(SkippableStep::NegativeSelfTest),
+                    scanner: profile.scanner.clone(),
+                    serials_are_scanned: matches!(profile.serial_scheme, SerialScheme::Scanned),
+                    rework_policy: profile.rework_policy,
                 })
                 .map_err(|error| error.to_string());
             ChoreReply::ProfileChecked { path, result }
@@ -430,6 +461,26 @@ fn answer(request: ChoreRequest, ledgers: &mut LedgerCache) -> ChoreReply {
             });
             ChoreReply::Exported { path, result }
         }
+        ChoreRequest::CheckSerial { ledger_path, label, policy } => {
+            let verdict = match ledgers.get(&ledger_path) {
+                Ok(Some(ledger)) => serial_verdict(&ledger, &label.serial, policy),
+                Ok(None) => SerialVerdict::New,
+                Err(error) => SerialVerdict::Refused(error),
+            };
+            ChoreReply::SerialChecked { label, verdict }
+        }
+    }
+}
+
+/// What the ledger says about a scanned label before any unit is known to take it.
+fn serial_verdict(ledger: &Ledger, serial: &str, policy: ReworkPolicy) -> SerialVerdict {
+    if let Err(refusal) = ledger.check_scanned_serial(None, serial, policy) {
+        return SerialVerdict::Refused(refusal.to_string());
+    }
+    match ledger.serial_owner(serial) {
+        Ok(Some(chip_uid)) => SerialVerdict::OwnedBy { chip_uid },
+        Ok(None) => SerialVerdict::New,
+        Err(error) => SerialVerdict::Refused(error.to_string()),
     }
 }
 

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::canonical::{RecordedImage, RecordedRun, RecordedStep};
 use super::export::{ExportFilter, filter_conditions};
-use super::model::{RunResult, UnitIdentity};
+use super::model::{ReworkPolicy, RunResult, UnitIdentity};
 use super::{Ledger, LedgerError, database_error};
 
 const RUN_COLUMNS: &str = "r.id, s.name, r.station_sequence, o.name, r.probe, p.name,
@@ -229,7 +229,65 @@ pub struct StepStats {
     pub median_duration_ms: Option<u64>,
 }
 
+/// The chip a serial was issued to (as its current serial or a retired one), if any.
+fn serial_owner(connection: &Connection, path: &Path, serial: &str) -> Result<Option<String>, LedgerError> {
+    connection
+        .prepare_cached(
+            "SELECT chip_uid FROM units WHERE serial = ?1
+             UNION ALL SELECT chip_uid FROM identity_history WHERE serial = ?1 LIMIT 1",
+        )
+        .and_then(|mut statement| statement.query_row([serial], |row| row.get(0)).optional())
+        .map_err(database_error(path, "looking up the serial's unit"))
+}
+
 impl Ledger {
+    /// Whether a scanned label may become the serial of the unit with chip `chip_uid_hex`
+    /// (`None`: the chip is not known yet), read-only and before anything is written to the
+    /// unit: the answer `allocate-identity` will give. The chip's own serial coming back is a
+    /// rework under [`ReworkPolicy::ReuseIdentity`] (any other label is then
+    /// [`LedgerError::ScannedSerialMismatch`]); otherwise a serial ever issued, to any chip, is
+    /// [`LedgerError::SerialAlreadyIssued`] naming the chip it belongs to. With no chip given,
+    /// a label issued before is refused only when the policy could never accept it (not
+    /// `reuse-identity`), since it may be that chip's own label coming back.
+    pub fn check_scanned_serial(
+        &self,
+        chip_uid_hex: Option<&str>,
+        scanned: &str,
+        policy: ReworkPolicy,
+    ) -> Result<(), LedgerError> {
+        super::write::check_serial_text("scanned_serial", scanned)?;
+        let chip_uid =
+            chip_uid_hex.map(|chip| super::write::normalize_chip_uid("chip_uid_hex", chip)).transpose()?;
+        self.read(|connection, path| {
+            let known = match &chip_uid {
+                Some(chip_uid) => lookup_chip(connection, path, chip_uid)?,
+                None => None,
+            };
+            if let Some(known) = known.filter(|_| policy == ReworkPolicy::ReuseIdentity) {
+                return if known.serial == scanned {
+                    Ok(())
+                } else {
+                    Err(LedgerError::ScannedSerialMismatch {
+                        chip_uid: known.chip_uid_hex,
+                        serial: known.serial,
+                        scanned: scanned.to_string(),
+                    })
+                };
+            }
+            match serial_owner(connection, path, scanned)? {
+                Some(owner) if chip_uid.is_some() || policy != ReworkPolicy::ReuseIdentity => {
+                    Err(LedgerError::SerialAlreadyIssued { serial: scanned.to_string(), chip_uid: owner })
+                }
+                _ => Ok(()),
+            }
+        })
+    }
+
+    /// The chip a serial was issued to, current or retired (`None`: never issued).
+    pub fn serial_owner(&self, serial: &str) -> Result<Option<String>, LedgerError> {
+        self.read(|connection, path| serial_owner(connection, path, serial))
+    }
+
     /// Everything about the unit known by `serial_or_chip_uid`: a current or retired serial,
     /// or a chip UID (hex). `None` when the ledger has never seen it.
     pub fn unit_history(&self, serial_or_chip_uid: &str) -> Result<Option<UnitHistory>, LedgerError> {

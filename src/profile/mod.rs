@@ -12,6 +12,7 @@
 
 mod hardware;
 mod raw;
+mod scanner;
 mod validate;
 
 use std::path::PathBuf;
@@ -28,6 +29,9 @@ pub use hardware::{
     BlockDeviceGeometry, BlockDeviceKind, BootloaderKind, DeviceHardware, UpdateStorage,
     application_firmware_bytes, application_header, firmware_details, header_firmware_version,
     version_from_header_firmware_version,
+};
+pub use scanner::{
+    ClassifiedScan, DEFAULT_SLOT_PATTERN, ScanKind, ScanPattern, ScanRefusal, ScannerSettings, SlotPattern,
 };
 pub use validate::{ProfileError, ProfileProblem};
 
@@ -100,6 +104,8 @@ pub struct Profile {
     /// The bootloader the device runs and whether the station injects a root of trust and
     /// entropy (`[bootloader]`, `chip.hardware_root_of_trust`, `chip.trng`).
     pub device_hardware: DeviceHardware,
+    /// What a scan is (`[scanner]`, else the defaults for the serial scheme).
+    pub scanner: ScannerSettings,
 }
 
 /// What a slot with a debug port flashes and tests: `[memory]` (with `[chip]`'s flash and RAM),

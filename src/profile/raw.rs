@@ -40,6 +40,22 @@ pub struct RawProfile {
     pub block_device: Option<RawBlockDevice>,
     #[serde(default)]
     pub update_storage: Option<RawUpdateStorage>,
+    #[serde(default)]
+    pub scanner: Option<RawScanner>,
+}
+
+/// `[scanner]`: one regular expression per kind of scan (each matches the whole scan).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawScanner {
+    #[serde(default)]
+    pub serial: Option<String>,
+    #[serde(default)]
+    pub work_order: Option<String>,
+    #[serde(default)]
+    pub operator: Option<String>,
+    #[serde(default)]
+    pub slot: Option<String>,
 }
 
 /// `[block_device]`: an external block device (SD card or SPI NOR) only the device reaches.

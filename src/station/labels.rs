@@ -63,6 +63,12 @@ impl UnitLabels {
         self.serial_arrived.notify_all();
     }
 
+    /// Whether `serial` was scanned and waits for a unit (so a second scan of the same label
+    /// is refused before two units count on it).
+    pub fn holds_serial(&self, serial: &str) -> bool {
+        lock(&self.serials).pending.iter().any(|(_, pending)| pending == serial)
+    }
+
     /// The lowest-numbered slot whose unit is present and waits for its serial to be scanned.
     pub fn first_slot_waiting_for_serial(&self) -> Option<usize> {
         lock(&self.serials).slots_waiting.first().copied()

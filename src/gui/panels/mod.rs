@@ -31,6 +31,7 @@ use eframe::egui::{
 
 use crate::station::{StepName, UnitResult};
 
+use super::app::ScanNote;
 use super::command::Command;
 use super::frame_timing::FrameTimer;
 use super::settings::{ExportChoice, LogLevelFilter, Settings};
@@ -79,6 +80,12 @@ pub struct View<'a> {
     pub settings_unlocked: bool,
     /// The last answer to a PIN entry.
     pub supervisor_message: Option<&'a str>,
+    /// The answer to the last scan, beside the scanner field.
+    pub scan_note: Option<&'a ScanNote>,
+    /// The slot a slot label chose for the next serial label or start.
+    pub selected_slot: Option<usize>,
+    /// Simulator: slots whose board is off the fixture.
+    pub boards_removed: &'a std::collections::BTreeSet<usize>,
 }
 
 /// Text being typed and choices being made, before they become commands.
@@ -294,9 +301,16 @@ fn toolbar_ui(ui: &mut Ui, view: &View<'_>, settings: &mut Settings, forms: &mut
             );
             combo.response.labelled_by(profile_label.id);
 
+            // The slot count and the start mode are station settings: behind the supervisor PIN.
+            let locked_hover = "locked: a supervisor unlocks the station settings with the PIN";
             if view.probes.is_empty() {
                 let slots_label = ui.label("Slots");
-                let slots = ui.add(egui::DragValue::new(&mut forms.slot_count).range(1..=SLOTS_MAX));
+                let slots = ui
+                    .add_enabled(
+                        view.settings_unlocked,
+                        egui::DragValue::new(&mut forms.slot_count).range(1..=SLOTS_MAX),
+                    )
+                    .on_disabled_hover_text(locked_hover);
                 slots.labelled_by(slots_label.id);
                 if forms.slot_count != settings.sim_slot_count {
                     command = Command::SetSlotCount(forms.slot_count);
@@ -312,8 +326,12 @@ fn toolbar_ui(ui: &mut Ui, view: &View<'_>, settings: &mut Settings, forms: &mut
                 ui.label(format!("Slots {} (--probe)", view.probes.len() + sims_after_probes))
                     .on_hover_text(hover);
             }
-            ui.checkbox(&mut settings.manual_start, "Manual start")
-                .on_hover_text("each unit waits for Start unit (or Enter in the scanner field)");
+            ui.add_enabled(
+                view.settings_unlocked,
+                egui::Checkbox::new(&mut settings.manual_start, "Manual start"),
+            )
+            .on_hover_text("each unit waits for Start unit (or Enter in the scanner field)")
+            .on_disabled_hover_text(locked_hover);
         });
         ui.separator();
         command = match (operator_ui(ui, view, forms), command.clone()) {
@@ -431,9 +449,9 @@ fn scanner_ui(ui: &mut Ui, view: &View<'_>, forms: &mut Forms) -> Command {
                 egui::TextEdit::singleline(&mut forms.scanner)
                     .id(egui::Id::unique("scanner"))
                     .hint_text(if view.serials_are_scanned {
-                        "scan the unit's serial label, then Enter"
+                        "scan a serial label (or slot label), then Enter"
                     } else {
-                        "scan a work order or serial, then Enter"
+                        "scan a work order, badge or slot label, then Enter"
                     })
                     .desired_width(300.0),
             )
@@ -444,6 +462,19 @@ fn scanner_ui(ui: &mut Ui, view: &View<'_>, forms: &mut Forms) -> Command {
         let nothing_focused = ui.ctx().memory(|memory| memory.focused().is_none());
         if view.line.is_active() && nothing_focused {
             scanner.request_focus();
+        }
+        if let Some(slot) = view.selected_slot {
+            let chosen = ui.label(RichText::new(format!("next scan: SLOT {}", slot + 1)).strong());
+            accessible(&chosen, Role::Label, &format!("scanner slot: {}", slot + 1));
+        }
+        if let Some(note) = view.scan_note {
+            let (icon, colour, spoken) = if note.is_refusal {
+                ("✖", theme::FAIL_COLOUR, "scan refused")
+            } else {
+                ("✔", theme::PASS_COLOUR, "scan taken")
+            };
+            let answer = ui.label(RichText::new(format!("{icon} {}", note.text)).strong().color(colour));
+            accessible(&answer, Role::Label, &format!("{spoken}: {}", note.text));
         }
         if let Some(work_order) = view.work_order {
             let order = ui.label(RichText::new(format!("work order {work_order}")).strong());

@@ -11,11 +11,11 @@ pub(super) fn simulator_ui(ui: &mut Ui, view: &View<'_>, forms: &mut Forms) -> C
         ui.horizontal_wrapped(|ui| {
             ui.label("Slot");
             let slot_choice = egui::ComboBox::from_id_salt("fault_slot")
-                .selected_text(forms.fault_slot.to_string())
+                .selected_text((forms.fault_slot + 1).to_string())
                 .width(50.0)
                 .show_ui(ui, |ui| {
                     for slot in 0..slot_count {
-                        ui.selectable_value(&mut forms.fault_slot, slot, slot.to_string());
+                        ui.selectable_value(&mut forms.fault_slot, slot, (slot + 1).to_string());
                     }
                 });
             accessible(&slot_choice.response, Role::ComboBox, "Fault slot");
@@ -61,9 +61,29 @@ pub(super) fn simulator_ui(ui: &mut Ui, view: &View<'_>, forms: &mut Forms) -> C
                 command = Command::ArmFault { slot: forms.fault_slot, fault: forms.fault.clone() };
             }
         });
+        // The fixture's side of a board change: taking a failed board off acknowledges it.
+        ui.horizontal_wrapped(|ui| {
+            let slot = forms.fault_slot;
+            let is_removed = view.boards_removed.contains(&slot);
+            ui.label(format!("Board on slot {}", slot + 1));
+            let (text, present) = if is_removed { ("Put board back", true) } else { ("Remove board", false) };
+            let button = ui.button(text);
+            accessible(&button, Role::Button, &format!("{text} on slot {}", slot + 1));
+            if button.clicked() {
+                command = Command::SetBoardPresent { slot, present };
+            }
+        });
+        if !view.boards_removed.is_empty() {
+            let slots: Vec<String> = view.boards_removed.iter().map(|slot| (slot + 1).to_string()).collect();
+            let removed = ui.colored_label(
+                theme::WAITING_COLOUR,
+                format!("no board on slot {} (it takes no unit)", slots.join(", ")),
+            );
+            accessible(&removed, Role::Label, &format!("boards removed: slot {}", slots.join(", ")));
+        }
         let armed: Vec<String> = (0..slot_count)
             .filter(|slot| view.faults.armed(*slot).is_some())
-            .map(|slot| format!("slot {slot}"))
+            .map(|slot| format!("slot {}", slot + 1))
             .collect();
         if !armed.is_empty() {
             ui.colored_label(

@@ -43,7 +43,7 @@ pub(super) fn slots_ui(ui: &mut Ui, view: &View<'_>, manual_start: bool) -> Comm
             command = card_command;
         }
         let whole_card = ui.interact(rect, ui.scope_id().with(("card", index)), Sense::hover());
-        accessible(&whole_card, Role::Group, &format!("slot {index} card"));
+        accessible(&whole_card, Role::Group, &format!("slot {n} card", n = index + 1));
     }
     ui.allocate_rect(area, Sense::hover());
     command
@@ -157,7 +157,7 @@ fn compact_card_ui(ui: &mut Ui, index: usize, slot: &SlotState, context: &CardCo
         egui::Label::new(RichText::new(&number_text).size(number_size).strong().color(Color32::WHITE))
             .truncate(),
     );
-    accessible(&number, Role::Label, &format!("slot {index} number: {}", index + 1));
+    accessible(&number, Role::Label, &format!("slot {n} number: {n}", n = index + 1));
     let word_rect = egui::Rect::from_min_max(
         egui::pos2(number_rect.right() + 4.0, inner.top()),
         egui::pos2(inner.right(), inner.top() + first_height),
@@ -168,12 +168,14 @@ fn compact_card_ui(ui: &mut Ui, index: usize, slot: &SlotState, context: &CardCo
         word_rect,
         egui::Label::new(RichText::new(state_text).size(word_size).strong().color(look.colour())).truncate(),
     );
-    accessible(&state, Role::Label, &format!("slot {index} state: {spoken}"));
+    accessible(&state, Role::Label, &format!("slot {n} state: {spoken}", n = index + 1));
     if has_serial_line {
         // The serial, else the chip ID (a unit that failed before its serial): shrunk to fit
         // whole, since its end is what tells boards apart.
-        let serial = slot.serial.as_deref().unwrap_or("–");
-        let shown = match (&slot.serial, &slot.chip_uid) {
+        // A scanned label shows as soon as it is routed here, before its serial is issued.
+        let known_serial = slot.serial.as_deref().or(slot.scanned_label.as_deref());
+        let serial = known_serial.unwrap_or("–");
+        let shown = match (known_serial, &slot.chip_uid) {
             (None, Some(chip)) => format!("chip {}", short_chip(chip)),
             _ => serial.to_string(),
         };
@@ -189,7 +191,11 @@ fn compact_card_ui(ui: &mut Ui, index: usize, slot: &SlotState, context: &CardCo
                 .truncate(),
         );
         let chip = slot.chip_uid.as_deref().unwrap_or("–");
-        accessible(&identity, Role::Label, &format!("slot {index} unit: serial {serial}, chip {chip}"));
+        accessible(
+            &identity,
+            Role::Label,
+            &format!("slot {n} unit: serial {serial}, chip {chip}", n = index + 1),
+        );
     }
     if let (SlotPhase::Running { step_number, .. }, true) = (&slot.phase, rect.height() > 24.0) {
         let fraction = slot
@@ -204,9 +210,9 @@ fn compact_card_ui(ui: &mut Ui, index: usize, slot: &SlotState, context: &CardCo
         painter.rect_filled(bar, 0.0, theme::PROGRESS_COLOUR);
     }
     let action = if context.is_latched {
-        Some((Command::Acknowledge { slot: index }, format!("Acknowledge slot {index}")))
+        Some((Command::Acknowledge { slot: index }, format!("Acknowledge slot {n}", n = index + 1)))
     } else if slot.is_waiting_for_start && context.manual_start {
-        Some((Command::StartUnit { slot: index }, format!("Start unit on slot {index}")))
+        Some((Command::StartUnit { slot: index }, format!("Start unit on slot {n}", n = index + 1)))
     } else {
         None
     };
@@ -274,9 +280,13 @@ pub(super) fn slot_card_ui(ui: &mut Ui, index: usize, slot: &SlotState, context:
             ui.spacing_mut().item_spacing.y = (card_height * 0.02).clamp(2.0, 6.0);
             ui.horizontal(|ui| {
                 let number = ui.label(RichText::new(format!("SLOT {}", index + 1)).size(medium).strong());
-                accessible(&number, Role::Label, &format!("slot {index} number: {}", index + 1));
+                accessible(&number, Role::Label, &format!("slot {n} number: {n}", n = index + 1));
                 let fixture = ui.label(RichText::new(&slot.fixture_name).size(small).weak());
-                accessible(&fixture, Role::Label, &format!("slot {index} fixture: {}", slot.fixture_name));
+                accessible(
+                    &fixture,
+                    Role::Label,
+                    &format!("slot {n} fixture: {}", slot.fixture_name, n = index + 1),
+                );
                 ui.with_layout(Layout::right_to_left(Align::Center), |ui| {
                     // The line's attempt number, not a count: "units" means boards finished.
                     if slot.unit > 0 {
@@ -291,7 +301,7 @@ pub(super) fn slot_card_ui(ui: &mut Ui, index: usize, slot: &SlotState, context:
                 egui::Label::new(RichText::new(state_text).size(fitted).strong().color(look.colour()))
                     .truncate(),
             );
-            accessible(&state, Role::Label, &format!("slot {index} state: {spoken}"));
+            accessible(&state, Role::Label, &format!("slot {n} state: {spoken}", n = index + 1));
 
             if let Some(answer) =
                 slot_phase_detail_ui(ui, index, slot, context.is_latched, small, medium, big)
@@ -303,7 +313,7 @@ pub(super) fn slot_card_ui(ui: &mut Ui, index: usize, slot: &SlotState, context:
                     egui::Button::new(RichText::new("▶ Start unit").size(medium).color(Color32::BLACK))
                         .fill(theme::WAITING_COLOUR),
                 );
-                accessible(&button, Role::Button, &format!("Start unit on slot {index}"));
+                accessible(&button, Role::Button, &format!("Start unit on slot {n}", n = index + 1));
                 if button.clicked() {
                     command = Command::StartUnit { slot: index };
                 }
@@ -345,7 +355,7 @@ fn slot_phase_detail_ui(
                     )
                     .wrap(),
                 );
-                accessible(&warning, Role::Label, &format!("slot {index} warning: {text}"));
+                accessible(&warning, Role::Label, &format!("slot {n} warning: {text}", n = index + 1));
             }
             None
         }
@@ -374,7 +384,7 @@ fn running_progress_ui(ui: &mut Ui, index: usize, slot: &SlotState, step_number:
             .fill(theme::PROGRESS_COLOUR)
             .desired_height(small + 6.0),
     );
-    accessible(&bar, Role::ProgressIndicator, &format!("slot {index} progress: {text}"));
+    accessible(&bar, Role::ProgressIndicator, &format!("slot {n} progress: {text}", n = index + 1));
 }
 
 /// A failed unit: the instruction (wrapped at words, never cut), the kind of failure, the
@@ -396,7 +406,11 @@ fn failure_ui(
         )
         .wrap(),
     );
-    accessible(&instruction, Role::Label, &format!("slot {index} instruction: {}", category.instruction()));
+    accessible(
+        &instruction,
+        Role::Label,
+        &format!("slot {n} instruction: {}", category.instruction(), n = index + 1),
+    );
     let at = if step.is_empty() { String::new() } else { format!(" · {}", step_title(step)) };
     ui.horizontal_wrapped(|ui| {
         if is_latched {
@@ -404,7 +418,7 @@ fn failure_ui(
                 egui::Button::new(RichText::new("✔ Acknowledge").size(medium).strong().color(Color32::BLACK))
                     .fill(theme::WARNING_COLOUR),
             );
-            accessible(&button, Role::Button, &format!("Acknowledge slot {index}"));
+            accessible(&button, Role::Button, &format!("Acknowledge slot {n}", n = index + 1));
             if button.clicked() {
                 command = Some(Command::Acknowledge { slot: index });
             }
@@ -416,9 +430,9 @@ fn failure_ui(
         .default_open(false)
         .show(ui, |ui| {
             let reason_label = ui.add(egui::Label::new(RichText::new(reason).size(small).monospace()).wrap());
-            accessible(&reason_label, Role::Label, &format!("slot {index} reason: {reason}"));
+            accessible(&reason_label, Role::Label, &format!("slot {n} reason: {reason}", n = index + 1));
         });
-    accessible(&details.header_response, Role::Button, &format!("slot {index} details"));
+    accessible(&details.header_response, Role::Button, &format!("slot {n} details", n = index + 1));
     command
 }
 
@@ -427,14 +441,19 @@ fn failure_ui(
 fn slot_footer_ui(ui: &mut Ui, index: usize, slot: &SlotState, now: Instant, small: f32, medium: f32) {
     let has_room = |ui: &Ui, height: f32| ui.available_height() >= height;
     if has_room(ui, medium + 4.0) {
-        let serial = slot.serial.as_deref().unwrap_or("–");
+        // A scanned label shows as soon as it is routed here, before its serial is issued.
+        let serial = slot.serial.as_deref().or(slot.scanned_label.as_deref()).unwrap_or("–");
         let chip = slot.chip_uid.as_deref().map(short_chip).unwrap_or_else(|| "–".to_string());
         let identity = ui.add(
             egui::Label::new(RichText::new(format!("{serial} · chip {chip}")).size(medium).monospace())
                 .truncate(),
         );
         let full_chip = slot.chip_uid.as_deref().unwrap_or("–");
-        accessible(&identity, Role::Label, &format!("slot {index} unit: serial {serial}, chip {full_chip}"));
+        accessible(
+            &identity,
+            Role::Label,
+            &format!("slot {n} unit: serial {serial}, chip {full_chip}", n = index + 1),
+        );
     }
     if has_room(ui, small + 4.0) {
         ui.horizontal(|ui| {
@@ -443,7 +462,7 @@ fn slot_footer_ui(ui: &mut Ui, index: usize, slot: &SlotState, now: Instant, sma
                 accessible(
                     &cycle_label,
                     Role::Label,
-                    &format!("slot {index} cycle time: {}", seconds(cycle)),
+                    &format!("slot {n} cycle time: {}", seconds(cycle), n = index + 1),
                 );
             }
             ui.label(

@@ -11,12 +11,14 @@ mod device_identity;
 mod fcc;
 mod hardware;
 mod keys;
+mod scanner;
 
 use chip::{check_id_register, check_lock_recipe, check_target_description};
 use device_identity::check_device_identity;
 use fcc::check_fcc;
 use hardware::{check_device_hardware, check_update_storage};
 use keys::check_trust;
+use scanner::check_scanner;
 
 use super::raw::{
     RawFirmwareSections, RawFixtureDefault, RawFlashRegion, RawImage, RawProfile, RawSelfTest, RawSpan,
@@ -156,6 +158,7 @@ fn validate(raw: RawProfile, base: &Path, checker: &mut Checker, file_sha256: [u
         check_device_identity(raw_identity, base, checker, &mut warnings, memory, serial_scheme.as_ref())
     });
     let default_fixtures = check_default_fixtures(&raw, checker);
+    let scanner = check_scanner(&raw, checker);
     let fcc = raw.fcc.as_ref().map(|raw_fcc| check_fcc(&raw, raw_fcc, base, checker));
 
     let checked_firmware = firmware.as_ref().and_then(Option::as_ref);
@@ -217,6 +220,7 @@ fn validate(raw: RawProfile, base: &Path, checker: &mut Checker, file_sha256: [u
             None => None,
         },
         device_hardware,
+        scanner,
     })
 }
 

@@ -1,7 +1,8 @@
 //! The first two steps: `connect` attaches to the chip the profile names (unlocking a locked
 //! one by mass erase only when the profile allows it), and `identify` reads its unique ID and
 //! asks the ledger whether it was seen before. A chip the rework policy refuses stops here,
-//! before anything is written to it.
+//! before anything is written to it, and so does a scanned serial label the ledger would refuse
+//! (one issued to another unit).
 
 use serde_json::json;
 
@@ -50,6 +51,8 @@ impl UnitJob<'_> {
         });
         self.facts.chip_uid = Some(chip_uid);
         self.facts.seen_before = Some(known.is_some());
+        // A scanned label the ledger would refuse fails the unit here, before erase touches it.
+        self.take_checked_scanned_serial(&chip_uid_hex)?;
         Ok(detail)
     }
 }

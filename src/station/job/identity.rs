@@ -35,7 +35,11 @@ impl<'a> UnitJob<'a> {
         let profile = self.profile();
         let device_id = identity::device_id_from_chip_uid(profile.class_id, &chip_uid);
         let scanned_serial = match profile.serial_scheme {
-            SerialScheme::Scanned => Some(self.wait_for_scanned_serial()?),
+            // Taken and checked by `identify`; a slot that skips it takes the scan here.
+            SerialScheme::Scanned => match self.facts.scanned_serial.take() {
+                Some(serial) => Some(serial),
+                None => Some(self.wait_for_scanned_serial()?),
+            },
             SerialScheme::Counter { .. } => None,
         };
         let allocated = self.context.ledger.allocate_identity(&IdentityRequest {
@@ -57,6 +61,29 @@ impl<'a> UnitJob<'a> {
         }
         self.facts.identity = Some(allocated);
         Ok(detail)
+    }
+
+    /// Profiles with `serial.scheme = "scanned"`: takes the serial scanned for this unit
+    /// (waiting for it) and asks the ledger, read-only, whether `allocate-identity` will accept
+    /// it for chip `chip_uid_hex`; a label issued to another unit fails the unit now, naming the
+    /// serial and the chip it belongs to, before anything is written to the unit. The chip's
+    /// own serial coming back is a rework (`serial.rework`), not a duplicate.
+    pub(super) fn take_checked_scanned_serial(&mut self, chip_uid_hex: &str) -> Result<(), StepFailure> {
+        if !matches!(self.profile().serial_scheme, SerialScheme::Scanned) {
+            return Ok(());
+        }
+        let serial = self.wait_for_scanned_serial()?;
+        if let Err(refusal) = self.context.ledger.check_scanned_serial(
+            Some(chip_uid_hex),
+            &serial,
+            self.profile().rework_policy,
+        ) {
+            return Err(StepFailure(format!(
+                "scanned serial label {serial} refused before flashing: {refusal}; scan this board's own label"
+            )));
+        }
+        self.facts.scanned_serial = Some(serial);
+        Ok(())
     }
 
     /// The serial scanned from this unit's label (profiles with `serial.scheme = "scanned"`):

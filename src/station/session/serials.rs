@@ -81,7 +81,7 @@ pub(super) fn open_labels(
         // Handled first: the front end's own labels.
         (SerialSource::Scanner(_), true) => return Ok((labels, None)),
     };
-    let count = read_serials_file(path, &labels)?;
+    let count = read_serials_file(path, &labels, profile)?;
     Ok((labels, Some(count)))
 }
 
@@ -105,7 +105,8 @@ fn read_standard_input(labels: Arc<UnitLabels>) -> Result<(), SessionError> {
         })
 }
 
-fn read_serials_file(source: &Path, labels: &UnitLabels) -> Result<u64, SessionError> {
+fn read_serials_file(source: &Path, labels: &UnitLabels, profile: &Profile) -> Result<u64, SessionError> {
+    let pattern = profile.scanner.serial.as_ref();
     let refuse = |reason: String| SessionError::Serials { reason };
     let text = std::fs::read_to_string(source)
         .map_err(|error| refuse(format!("--serials {}: cannot read the file: {error}", source.display())))?;
@@ -117,6 +118,14 @@ fn read_serials_file(source: &Path, labels: &UnitLabels) -> Result<u64, SessionE
         else {
             continue;
         };
+        if let Some(pattern) = pattern.filter(|pattern| !pattern.matches(&serial)) {
+            return Err(refuse(format!(
+                "{}:{line_number}: serial {serial} does not match the serial labels of {} (scanner.serial {:?})",
+                source.display(),
+                profile.path.display(),
+                pattern.as_str()
+            )));
+        }
         if let Some(first) = first_line_of.insert(serial.clone(), line_number) {
             return Err(refuse(format!(
                 "{}:{line_number}: serial {serial} is also on line {first}",
