@@ -1016,7 +1016,8 @@ fn a_duplicate_label_is_refused_at_the_scan_or_before_any_flash_step() {
     gui.wait_for_label_containing(
         "slot 2 state: FAIL at identify: scanned serial label LBL-7001 refused before flashing",
     );
-    gui.harness.get_by_label_contains(&format!("serial LBL-7001 was already issued (to chip {first_chip})"));
+    let owner = format!("serial LBL-7001 was already issued (to chip {first_chip})");
+    assert!(gui.harness.query_all_by_label_contains(&owner).next().is_some(), "the reason names the unit");
     let refused_chip = gui.card_chip(2);
     gui.click("Stop line");
     gui.wait_for_label_containing("line status: line finished: 2 units, 1 pass, 1 fail");

@@ -292,4 +292,32 @@ mod tests {
         assert!(manual.next_unit(&move || Instant::now() < give_up_at).unwrap().is_none());
         assert_eq!(asked.load(Ordering::SeqCst), 1);
     }
+
+    #[test]
+    fn removing_the_board_acknowledges_the_latch_and_holds_the_slot_until_it_is_back() {
+        let asked = Arc::new(AtomicU32::new(0));
+        let gate = Arc::new(StartGate::default());
+        let mut fixture = GatedFixture::new(
+            Box::new(CountingFixture(asked.clone())),
+            StartMode::Automatic { unit_change_delay: Duration::ZERO },
+            gate.clone(),
+            Box::new(|| {}),
+        );
+        gate.latch();
+        gate.set_board_present(false);
+        assert!(!gate.is_latched(), "taking the failed board off acknowledges it");
+        // No board: the slot takes no unit.
+        let give_up_at = Instant::now() + Duration::from_millis(120);
+        assert!(fixture.next_unit(&move || Instant::now() < give_up_at).unwrap().is_none());
+        assert_eq!(asked.load(Ordering::SeqCst), 0, "a slot without its board asked for a unit");
+        // A board put back from another thread: the waiting slot goes on.
+        let inserter_gate = gate.clone();
+        let inserter = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(30));
+            inserter_gate.set_board_present(true);
+        });
+        fixture.next_unit(&|| true).unwrap();
+        inserter.join().unwrap();
+        assert_eq!(asked.load(Ordering::SeqCst), 1);
+    }
 }
