@@ -301,37 +301,9 @@ fn toolbar_ui(ui: &mut Ui, view: &View<'_>, settings: &mut Settings, forms: &mut
             );
             combo.response.labelled_by(profile_label.id);
 
-            // The slot count and the start mode are station settings: behind the supervisor PIN.
-            let locked_hover = "locked: a supervisor unlocks the station settings with the PIN";
-            if view.probes.is_empty() {
-                let slots_label = ui.label("Slots");
-                let slots = ui
-                    .add_enabled(
-                        view.settings_unlocked,
-                        egui::DragValue::new(&mut forms.slot_count).range(1..=SLOTS_MAX),
-                    )
-                    .on_disabled_hover_text(locked_hover);
-                slots.labelled_by(slots_label.id);
-                if forms.slot_count != settings.sim_slot_count {
-                    command = Command::SetSlotCount(forms.slot_count);
-                }
-            } else {
-                let sims_after_probes = view.sim_slots_after_probes;
-                let hover = view.probes.join("\n")
-                    + &if sims_after_probes > 0 {
-                        format!("\n{sims_after_probes} × sim")
-                    } else {
-                        String::new()
-                    };
-                ui.label(format!("Slots {} (--probe)", view.probes.len() + sims_after_probes))
-                    .on_hover_text(hover);
+            if let Some(slot_command) = slot_settings_ui(ui, view, settings, forms) {
+                command = slot_command;
             }
-            ui.add_enabled(
-                view.settings_unlocked,
-                egui::Checkbox::new(&mut settings.manual_start, "Manual start"),
-            )
-            .on_hover_text("each unit waits for Start unit (or Enter in the scanner field)")
-            .on_disabled_hover_text(locked_hover);
         });
         ui.separator();
         command = match (operator_ui(ui, view, forms), command.clone()) {
@@ -438,6 +410,41 @@ fn abort_question_ui(context: &egui::Context, forms: &mut Forms) -> Option<Comma
         forms.confirming_abort = false;
     }
     answer
+}
+
+/// The toolbar's slot count and *Manual start*: station settings, so behind the supervisor PIN
+/// (greyed out while it locks them).
+fn slot_settings_ui(
+    ui: &mut Ui,
+    view: &View<'_>,
+    settings: &mut Settings,
+    forms: &mut Forms,
+) -> Option<Command> {
+    let mut command = None;
+    // The slot count and the start mode are station settings: behind the supervisor PIN.
+    let locked_hover = "locked: a supervisor unlocks the station settings with the PIN";
+    if view.probes.is_empty() {
+        let slots_label = ui.label("Slots");
+        let slots = ui
+            .add_enabled(
+                view.settings_unlocked,
+                egui::DragValue::new(&mut forms.slot_count).range(1..=SLOTS_MAX),
+            )
+            .on_disabled_hover_text(locked_hover);
+        slots.labelled_by(slots_label.id);
+        if forms.slot_count != settings.sim_slot_count {
+            command = Some(Command::SetSlotCount(forms.slot_count));
+        }
+    } else {
+        let sims_after_probes = view.sim_slots_after_probes;
+        let hover = view.probes.join("\n")
+            + &if sims_after_probes > 0 { format!("\n{sims_after_probes} × sim") } else { String::new() };
+        ui.label(format!("Slots {} (--probe)", view.probes.len() + sims_after_probes)).on_hover_text(hover);
+    }
+    ui.add_enabled(view.settings_unlocked, egui::Checkbox::new(&mut settings.manual_start, "Manual start"))
+        .on_hover_text("each unit waits for Start unit (or Enter in the scanner field)")
+        .on_disabled_hover_text(locked_hover);
+    command
 }
 
 fn scanner_ui(ui: &mut Ui, view: &View<'_>, forms: &mut Forms) -> Command {
