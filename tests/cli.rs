@@ -366,7 +366,12 @@ fn serials_read_from_standard_input_as_they_are_scanned() {
     use std::io::Write;
     let directory = tempfile::tempdir().unwrap();
     let db = directory.path().join("ledger.db");
-    let profile = scanned_serials_profile(directory.path());
+    // Its `[scanner]` says what a serial label looks like: a stray scan is logged and ignored.
+    let profile = write_profile(
+        directory.path(),
+        "patterned.toml",
+        &scanned_serials_profile_text().replace("[trust]", "[scanner]\nserial = \"STDIN-[0-9]\"\n\n[trust]"),
+    );
     let mut child = imprint()
         .args(["run", "--json", "--sim-timing", "zero", "--sim", "2", "--serials", "-", "--db"])
         .arg(&db)
@@ -377,7 +382,7 @@ fn serials_read_from_standard_input_as_they_are_scanned() {
         .spawn()
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();
-    for serial in ["STDIN-1", "STDIN-2", "STDIN-3"] {
+    for serial in ["STDIN-1", "WO-77", "STDIN-2", "STDIN-3"] {
         writeln!(stdin, "{serial}").unwrap();
         std::thread::sleep(std::time::Duration::from_millis(200));
     }

@@ -74,7 +74,7 @@ pub(super) fn open_labels(
             )));
         }
         (SerialSource::StandardInput, true) => {
-            read_standard_input(labels.clone())?;
+            read_standard_input(labels.clone(), profile.scanner.serial.clone())?;
             return Ok((labels, None));
         }
         (SerialSource::File(path), true) => path,
@@ -85,13 +85,24 @@ pub(super) fn open_labels(
     Ok((labels, Some(count)))
 }
 
-fn read_standard_input(labels: Arc<UnitLabels>) -> Result<(), SessionError> {
+/// Reads serials from standard input as they are scanned; a line that is not a serial (or, with
+/// a `scanner.serial` pattern, not a serial label) is logged and ignored.
+fn read_standard_input(
+    labels: Arc<UnitLabels>,
+    pattern: Option<crate::profile::ScanPattern>,
+) -> Result<(), SessionError> {
     std::thread::Builder::new()
         .name("serials-stdin".to_string())
         .spawn(move || {
             for line in std::io::stdin().lines() {
                 let Ok(line) = line else { break };
                 match parse_serial_line(&line) {
+                    Ok(Some(serial)) if pattern.as_ref().is_some_and(|pattern| !pattern.matches(&serial)) => {
+                        tracing::warn!(
+                            "--serials -: {serial} does not match the serial labels (scanner.serial {:?}); line ignored",
+                            pattern.as_ref().map(|pattern| pattern.as_str()).unwrap_or_default()
+                        )
+                    }
                     Ok(Some(serial)) => labels.push_serial(None, serial),
                     Ok(None) => {}
                     Err(reason) => tracing::warn!("--serials -: {reason}; line ignored"),
