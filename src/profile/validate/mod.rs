@@ -152,8 +152,18 @@ fn validate(raw: RawProfile, base: &Path, checker: &mut Checker, file_sha256: [u
         allow_unlock_by_mass_erase: raw.lock.allow_unlock_by_mass_erase.unwrap_or(false),
     };
     let sim_timing = check_sim_timing(&raw, checker);
+    // With [fcc] the identity goes through the device's FCC, not the mailbox or the device-key
+    // sector: the memory map need not make room for them.
+    let identity_memory = memory.filter(|_| raw.fcc.is_none());
     let device_identity = raw.device_identity.as_ref().map(|raw_identity| {
-        check_device_identity(raw_identity, base, checker, &mut warnings, memory, serial_scheme.as_ref())
+        check_device_identity(
+            raw_identity,
+            base,
+            checker,
+            &mut warnings,
+            identity_memory,
+            serial_scheme.as_ref(),
+        )
     });
     let default_fixtures = check_default_fixtures(&raw, checker);
     let fcc = raw.fcc.as_ref().map(|raw_fcc| check_fcc(&raw, raw_fcc, base, checker));

@@ -124,6 +124,7 @@ impl<'a> UnitJob<'a> {
             key_usage: FCC_CSR_KEY_USAGE_DIGITAL_SIGNATURE,
             extended_key_usage: FCC_CSR_EXTENDED_KEY_USAGE_CLIENT_AUTH,
         });
+        let booted = self.boot_for_fcc()?;
         let response = self.fcc_send(&request)?;
         check_response(&response, self.profile().rework_policy)?;
         let csr =
@@ -145,9 +146,22 @@ impl<'a> UnitJob<'a> {
             "warning_info": response.warning_info.as_deref().map(str::trim_end),
             "csr_sha256": hex::encode(verified.request_sha256),
             "csr_bytes": csr.request_der.len(),
+            "booted_before": booted,
             "subject": verified.subject,
             "public_key_sha256": hex::encode(public_key_sha256),
         }))
+    }
+
+    /// On a slot with a debug port (the FCC on the console port): the unit was just flashed,
+    /// so it is reset into its application, whose FCC then listens, before the first message.
+    /// Returns whether this call booted it.
+    fn boot_for_fcc(&mut self) -> Result<bool, StepFailure> {
+        if !self.target.has_debug_port() || self.facts.booted_for_fcc {
+            return Ok(false);
+        }
+        self.retry(|target| target.reset_and_run())?;
+        self.facts.booted_for_fcc = true;
+        Ok(true)
     }
 
     /// One exchange with the device's FCC; an answer that is no bundle verdict (a closed
@@ -156,7 +170,7 @@ impl<'a> UnitJob<'a> {
         let item_count = bundle.item_digests().len();
         let answer = self.target.fcc_exchange(bundle).ok_or_else(|| {
             StepFailure(format!(
-                "{} has no FCC channel (the profile's [fcc] needs an fcc:HOST:PORT slot)",
+                "{} has no FCC channel (the profile's [fcc] needs an fcc:HOST:PORT slot or a console port)",
                 self.probe
             ))
         })?;
@@ -173,6 +187,7 @@ impl<'a> UnitJob<'a> {
             .map(|item| json!({ "group": item.group, "name": item.name, "sha256": hex::encode(item.sha256) }))
             .collect();
         let request_bytes = bundle.to_cbor().map_err(|error| StepFailure(error.to_string()))?.len() as u64;
+        let booted = self.boot_for_fcc()?;
         self.progress(StepName::FccInject, 0, request_bytes);
         let response = self.fcc_send(&bundle)?;
         self.progress(StepName::FccInject, request_bytes, request_bytes);
@@ -189,6 +204,7 @@ impl<'a> UnitJob<'a> {
             "entropy_sent": settings.send_entropy,
             "root_of_trust_sent": settings.send_root_of_trust,
             "request_bytes": request_bytes,
+            "booted_before": booted,
             "items": items,
         }))
     }
