@@ -147,3 +147,175 @@ fn a_probe_slot_without_a_console_port_is_refused_at_start() {
         }
     }
 }
+
+/// The `step-finished` detail of `step` (one unit).
+fn detail<'a>(events: &'a [Value], step: &str) -> &'a Value {
+    let finished = events_of(events, "step-finished", step);
+    assert_eq!(finished.len(), 1, "{step}: {events:#?}");
+    &finished[0]["detail"]
+}
+
+/// `rework = "..."` in the profile, and `[fcc] storage` when given.
+fn rework_profile(directory: &Path, policy: &str, storage: Option<&str>) -> PathBuf {
+    let policy = policy.to_string();
+    let storage = storage.map(str::to_string);
+    let name = format!("{policy}-{}.toml", storage.is_some());
+    let path = flashing_fcc_profile(directory, move |text| {
+        let text = text.replace("rework = \"reuse-identity\"", &format!("rework = \"{policy}\""));
+        match &storage {
+            Some(span) => text.replace("disable = false", &format!("disable = false\nstorage = {span}")),
+            None => text,
+        }
+    });
+    let renamed = directory.join(name);
+    std::fs::rename(&path, &renamed).expect("rename profile");
+    renamed
+}
+
+/// The demo memory map's config region: with `[fcc]` the station writes no config store there.
+const STORAGE_SPAN: &str = "{ address = 0x000F_8000, size = 0x0_8000 }";
+
+/// `reuse-identity`: the chip comes back (same unique ID), the ledger gives it the identity it
+/// had, the bundle carrying that identity gets 17 from a device that keeps its storage, and the
+/// station checks what the device holds with a `Verify`-only message: the unit passes with its
+/// reused serial and endpoint name, and the device's own verification passes.
+#[test]
+fn reuse_identity_verifies_what_a_returning_device_holds() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let db = directory.path().join("ledger.db");
+    let profile = rework_profile(directory.path(), "reuse-identity", None);
+    let mut device = FccDevice::start_keeping_storage();
+    let bridge = bridge_pty_to(&device);
+    let (code, first) = run_console_line(&profile, &bridge.port, &db);
+    assert_eq!(code, 0, "events: {first:#?}\ndevice output:\n{}", device.log());
+    let serial = detail(&first, "allocate-identity")["serial"].clone();
+    let endpoint_name = detail(&first, "fcc-inject")["endpoint_name"].clone();
+    let (code, again) = run_console_line(&profile, &bridge.port, &db);
+    assert_eq!(code, 0, "events: {again:#?}\ndevice output:\n{}", device.log());
+    let allocated = detail(&again, "allocate-identity");
+    assert_eq!(allocated["is_rework"], true, "{allocated:#}");
+    assert_eq!(allocated["serial"], serial, "{allocated:#}");
+    let inject = detail(&again, "fcc-inject");
+    assert_eq!(inject["endpoint_name"], endpoint_name, "{inject:#}");
+    let rework = &inject["rework"];
+    assert_eq!(rework["policy"], "reuse-identity", "{inject:#}");
+    assert_eq!(rework["first_answer"]["return_status"], 17, "{inject:#}");
+    assert!(
+        rework["first_answer"]["info_message"].as_str().expect("info").contains("already exists"),
+        "{inject:#}"
+    );
+    assert_eq!(rework["verify_answer"]["return_status_name"], "FCC_STATUS_SUCCESS", "{inject:#}");
+    assert_eq!(inject["return_status_name"], "FCC_STATUS_SUCCESS", "{inject:#}");
+    let runs = exported_runs(&db, directory.path());
+    assert_eq!(runs.len(), 2);
+    assert!(runs.iter().all(|run| run["result"] == "pass" && run["serial"] == serial), "{runs:#?}");
+    let report = device.verify_stored_now();
+    assert!(report.success && report.status == 0, "fcc-verify: {report:?}");
+    drop(bridge);
+}
+
+/// `refuse`: the returning chip is refused at `identify`, before anything is written to it or
+/// sent to its FCC (the device sees no message and still holds its items).
+#[test]
+fn refuse_stops_a_returning_device_before_it_is_touched() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let db = directory.path().join("ledger.db");
+    let profile = rework_profile(directory.path(), "refuse", None);
+    let mut device = FccDevice::start_keeping_storage();
+    let bridge = bridge_pty_to(&device);
+    let (code, first) = run_console_line(&profile, &bridge.port, &db);
+    assert_eq!(code, 0, "events: {first:#?}\ndevice output:\n{}", device.log());
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let log_before = device.log();
+    let (code, again) = run_console_line(&profile, &bridge.port, &db);
+    assert_eq!(code, 1, "events: {again:#?}");
+    let failed = common::failed_units(&again);
+    assert_eq!(failed.len(), 1, "{again:#?}");
+    assert_eq!(failed[0].1, "identify", "{failed:?}");
+    assert!(failed[0].2.contains("refuse"), "{failed:?}");
+    for step in ["erase", "fcc-inject"] {
+        assert!(events_of(&again, "step-started", step).is_empty(), "{step} ran: {again:#?}");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(device.log(), log_before, "the device received a message");
+    let report = device.verify_stored_now();
+    assert!(report.success && report.status == 0, "fcc-verify: {report:?}");
+    drop(bridge);
+}
+
+/// `issue-new`: a returning chip gets a new serial. Without `[fcc] storage` its device still
+/// holds the old items and answers 17: the unit fails saying how to name the storage. With it,
+/// the station erases that range through the probe before flashing (read back blank), which on
+/// the device wipes its FCC items (the harness stands for that with a device whose storage is
+/// blank), and the device takes the new identity: PASS, and its own verification passes.
+#[test]
+fn issue_new_erases_the_storage_through_the_probe_and_issues_a_new_identity() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let db = directory.path().join("ledger.db");
+    let with_storage = rework_profile(directory.path(), "issue-new", Some(STORAGE_SPAN));
+    let without_storage = rework_profile(directory.path(), "issue-new", None);
+    let device = FccDevice::start_keeping_storage();
+    let bridge = bridge_pty_to(&device);
+    let (code, first) = run_console_line(&with_storage, &bridge.port, &db);
+    assert_eq!(code, 0, "events: {first:#?}\ndevice output:\n{}", device.log());
+    let storage = &detail(&first, "erase")["fcc_storage"];
+    assert_eq!(storage["erased"], true, "{storage:#}");
+    assert_eq!(storage["read_back_blank"], true, "{storage:#}");
+    let first_serial = detail(&first, "allocate-identity")["serial"].clone();
+
+    let (code, again) = run_console_line(&without_storage, &bridge.port, &db);
+    assert_eq!(code, 1, "events: {again:#?}");
+    let failed = common::failed_units(&again);
+    assert_eq!(failed.len(), 1, "{again:#?}");
+    assert_eq!(failed[0].1, "fcc-inject", "{failed:?}");
+    for words in ["17 FCC_STATUS_KCM_FILE_EXIST_ERROR", "serial.rework = \"issue-new\"", "[fcc] storage"] {
+        assert!(failed[0].2.contains(words), "{words:?} not in {failed:?}");
+    }
+    drop(bridge);
+    drop(device);
+
+    let mut wiped = FccDevice::start_keeping_storage();
+    let bridge = bridge_pty_to(&wiped);
+    let (code, third) = run_console_line(&with_storage, &bridge.port, &db);
+    assert_eq!(code, 0, "events: {third:#?}\ndevice output:\n{}", wiped.log());
+    let storage = &detail(&third, "erase")["fcc_storage"];
+    assert_eq!(storage["erased"], true, "{storage:#}");
+    assert!(storage["reason"].as_str().expect("reason").contains("issue-new"), "{storage:#}");
+    let allocated = detail(&third, "allocate-identity");
+    assert_eq!(allocated["is_rework"], true, "{allocated:#}");
+    assert_ne!(allocated["serial"], first_serial, "{allocated:#}");
+    assert!(allocated["retired_serial"].is_string(), "{allocated:#}");
+    assert_eq!(detail(&third, "fcc-inject")["return_status_name"], "FCC_STATUS_SUCCESS");
+    let report = wiped.verify_stored_now();
+    assert!(report.success && report.status == 0, "fcc-verify: {report:?}");
+    drop(bridge);
+}
+
+/// `[fcc] storage` is checked with the profile: inside the candidate or config region, whole
+/// sectors, and only with `[memory]` (an FCC-only profile has no probe to erase it with).
+#[test]
+fn a_bad_fcc_storage_is_refused_naming_the_field() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    for (span, words) in [
+        ("{ address = 0x0000_8000, size = 0x1000 }", "candidate"),
+        ("{ address = 0x000F_8100, size = 0x1000 }", "whole sectors"),
+        ("{ address = 0x000F_8000, size = 0 }", "whole sectors"),
+    ] {
+        let profile = rework_profile(directory.path(), "issue-new", Some(span));
+        let output = imprint().args(["profile", "check"]).arg(&profile).output().expect("run imprint");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{span}: {stderr}");
+        assert!(stderr.contains("fcc.storage") && stderr.contains(words), "{span}: {stderr}");
+    }
+    let profiles = repo_root().join("profiles");
+    let fcc_only = absolutize_profile_paths(
+        &std::fs::read_to_string(profiles.join("fcc-linux.toml")).expect("read"),
+        &profiles,
+    )
+    .replace("disable = false", &format!("disable = false\nstorage = {STORAGE_SPAN}"));
+    let profile = write_profile(directory.path(), "fcc-only-storage.toml", &fcc_only);
+    let output = imprint().args(["profile", "check"]).arg(&profile).output().expect("run imprint");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("fcc.storage") && stderr.contains("[memory]"), "{stderr}");
+}

@@ -166,7 +166,7 @@ fn validate(raw: RawProfile, base: &Path, checker: &mut Checker, file_sha256: [u
         )
     });
     let default_fixtures = check_default_fixtures(&raw, checker);
-    let fcc = raw.fcc.as_ref().map(|raw_fcc| check_fcc(&raw, raw_fcc, base, checker));
+    let fcc = raw.fcc.as_ref().map(|raw_fcc| check_fcc(&raw, raw_fcc, base, memory, checker));
 
     let checked_firmware = firmware.as_ref().and_then(Option::as_ref);
     check_schema_against_trust(
