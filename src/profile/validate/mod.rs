@@ -630,7 +630,7 @@ fn check_default_fixtures(raw: &RawProfile, checker: &mut Checker) -> Vec<String
             checker.problem(
                 "fixture.default",
                 format!(
-                    "expected \"sim\", \"qemu\", \"gdb:HOST:PORT\", \"fcc:HOST:PORT\" or \"fcc:/dev/PORT\", found \"{selector}\""
+                    "expected \"sim\", \"sim,console=PORT\", \"qemu\", \"gdb:HOST:PORT\", \"fcc:HOST:PORT\" or \"fcc:/dev/PORT\", found \"{selector}\""
                 ),
             );
         }
@@ -644,6 +644,10 @@ fn is_known_fixture_selector(selector: &str) -> bool {
     }
     if let Some(address) = selector.strip_prefix("gdb:") {
         return !address.trim().is_empty();
+    }
+    // sim,console=PORT[,baud=N]: the options are judged when the slot opens.
+    if let Some(options) = selector.strip_prefix("sim,console=") {
+        return !options.trim().is_empty();
     }
     // fcc:/dev/ttyUSB0[,baud=N] (judged when the slot opens), or fcc:HOST:PORT, the port a
     // number from 1 to 65535.
