@@ -209,6 +209,25 @@ fn reuse_identity_verifies_what_a_returning_device_holds() {
     let runs = exported_runs(&db, directory.path());
     assert_eq!(runs.len(), 2);
     assert!(runs.iter().all(|run| run["result"] == "pass" && run["serial"] == serial), "{runs:#?}");
+    // The certificate the device holds is the first run's: `imprint log certificates` lists it
+    // for this unit, not the one the second run issued and could not install.
+    assert_eq!(inject["rework"]["certificate_installed"], false, "{inject:#}");
+    let bundle_path = directory.path().join("devices.pem");
+    let output = imprint()
+        .args(["log", "certificates", "--db"])
+        .arg(&db)
+        .arg("-o")
+        .arg(&bundle_path)
+        .output()
+        .expect("run imprint log certificates");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let bundle = std::fs::read_to_string(&bundle_path).expect("read the certificate bundle");
+    let first_certificate =
+        detail(&first, "issue-identity")["certificate_pem"].as_str().expect("pem").to_string();
+    let second_certificate =
+        detail(&again, "issue-identity")["certificate_pem"].as_str().expect("pem").to_string();
+    assert_ne!(first_certificate, second_certificate);
+    assert_eq!(bundle.trim(), first_certificate.trim(), "the bundle lists the installed certificate");
     let report = device.verify_stored_now();
     assert!(report.success && report.status == 0, "fcc-verify: {report:?}");
     drop(bridge);
