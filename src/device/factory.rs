@@ -85,7 +85,7 @@ impl FixtureSelector {
             }
             _ => match selector.strip_prefix("gdb:") {
                 Some(address) => {
-                    GdbAddress::parse(address).map_err(bad)?;
+                    parse_gdb_address(address).map_err(bad)?;
                     Ok(FixtureSelector::Gdb { address: address.to_string() })
                 }
                 None => Err(bad(
@@ -98,8 +98,29 @@ impl FixtureSelector {
 
 /// What follows `sim,`: `console=PORT[,baud=N]`.
 fn parse_sim_console(options: &str) -> Result<FixtureSelector, String> {
+    let (port_name, baud_rate) = parse_console_options(options, "sim")?;
+    Ok(FixtureSelector::SimWithConsole { port_name, baud_rate })
+}
+
+/// What follows `gdb:`: the server's address, then optionally `,console=PORT[,baud=N]` (the
+/// device's UART beside the GDB server, e.g. a USB-UART on the fixture).
+fn parse_gdb_address(text: &str) -> Result<(GdbAddress, Option<(String, u32)>), String> {
+    let (server, options) = match text.split_once(',') {
+        Some((server, options)) => (server, Some(options)),
+        None => (text, None),
+    };
+    let address = GdbAddress::parse(server)?;
+    let console =
+        options.map(|options| parse_console_options(options, &format!("gdb:{server}"))).transpose()?;
+    Ok((address, console))
+}
+
+/// `console=PORT[,baud=N]` after a selector's `prefix`: the port and its baud rate (8N1).
+fn parse_console_options(options: &str, prefix: &str) -> Result<(String, u32), String> {
     let expected = || {
-        format!("expected sim,console=PORT[,baud=N] (e.g. sim,console=/dev/ttyUSB0), found \"sim,{options}\"")
+        format!(
+            "expected {prefix},console=PORT[,baud=N] (e.g. {prefix},console=/dev/ttyUSB0), found \"{prefix},{options}\""
+        )
     };
     let mut port_name = None;
     let mut baud_rate = crate::device::fcc::FCC_SERIAL_BAUD_DEFAULT;
@@ -119,7 +140,7 @@ fn parse_sim_console(options: &str) -> Result<FixtureSelector, String> {
         }
     }
     let port_name = port_name.ok_or_else(expected)?;
-    Ok(FixtureSelector::SimWithConsole { port_name, baud_rate })
+    Ok((port_name, baud_rate))
 }
 
 /// `HOST:PORT` of an FCC device (a host: a name, an IPv4 address, or `[IPv6]`, and a port), or
@@ -134,7 +155,10 @@ fn has_console_port(selector: &FixtureSelector) -> bool {
     match selector {
         FixtureSelector::ProbeRs { selector } => selector.console.is_some(),
         FixtureSelector::Qemu | FixtureSelector::SimWithConsole { .. } => true,
-        FixtureSelector::Sim | FixtureSelector::Gdb { .. } | FixtureSelector::Fcc { .. } => false,
+        FixtureSelector::Gdb { address } => {
+            parse_gdb_address(address).is_ok_and(|(_, console)| console.is_some())
+        }
+        FixtureSelector::Sim | FixtureSelector::Fcc { .. } => false,
     }
 }
 
@@ -148,7 +172,7 @@ fn check_fcc_pairing(selector: &FixtureSelector, profile: &Profile) -> Result<()
         return Err(FixtureError::Unavailable {
             selector: selector.to_string(),
             reason: format!(
-                "the profile {} has an [fcc] section: its units get their FCC bundles over the slot's console port, and this slot has none (give the probe one: probe-rs:VID:PID,console=PORT, or sim,console=PORT)",
+                "the profile {} has an [fcc] section: its units get their FCC bundles over the slot's console port, and this slot has none (give the probe one: probe-rs:VID:PID,console=PORT, gdb:HOST:PORT,console=PORT or sim,console=PORT)",
                 profile.path.display()
             ),
         });
@@ -263,16 +287,18 @@ pub fn open_fixtures(
                 fixtures.push(Box::new(fixture));
             }
             FixtureSelector::Gdb { address } => {
-                let parsed = GdbAddress::parse(address).map_err(|reason| FixtureError::BadSelector {
-                    selector: format!("gdb:{address}"),
-                    reason,
+                let (parsed, console) = parse_gdb_address(address).map_err(|reason| {
+                    FixtureError::BadSelector { selector: format!("gdb:{address}"), reason }
                 })?;
                 let config =
                     GdbTargetConfig::from_profile(profile).map_err(|error| FixtureError::Unavailable {
                         selector: format!("gdb:{address}"),
                         reason: error.to_string(),
                     })?;
-                let fixture = GdbFixture::new(parsed, GdbOptions::default(), config);
+                let mut fixture = GdbFixture::new(parsed, GdbOptions::default(), config);
+                if let Some((port_name, baud_rate)) = console {
+                    fixture = fixture.with_console_port(port_name, baud_rate, fcc_timeouts_for(profile));
+                }
                 // Refused at start like a probe-rs probe that is not there: a server that does
                 // not answer now is a wrong selector or a server not started, not a unit problem.
                 fixture.check_reachable().map_err(|error| FixtureError::Unavailable {
@@ -327,6 +353,29 @@ mod tests {
         check("gdb:/dev/ttyACM0", Some(FixtureSelector::Gdb { address: "/dev/ttyACM0".to_string() }));
         check("gdb:", None);
         check("gdb:localhost", None);
+        check(
+            "gdb:127.0.0.1:3333,console=/dev/ttyUSB1",
+            Some(FixtureSelector::Gdb { address: "127.0.0.1:3333,console=/dev/ttyUSB1".to_string() }),
+        );
+        check(
+            "gdb:/dev/ttyACM0,console=/dev/ttyACM1,baud=9600",
+            Some(FixtureSelector::Gdb { address: "/dev/ttyACM0,console=/dev/ttyACM1,baud=9600".to_string() }),
+        );
+        check("gdb:127.0.0.1:3333,console=", None);
+        check("gdb:127.0.0.1:3333,speed=4000", None);
+        for (selector, has_console) in [
+            ("gdb:127.0.0.1:3333", false),
+            ("gdb:127.0.0.1:3333,console=/dev/ttyUSB1", true),
+            ("sim", false),
+            ("sim,console=/dev/pts/3", true),
+            ("qemu", true),
+            ("probe-rs:1366:1015", false),
+            ("probe-rs:1366:1015,console=/dev/ttyACM0", true),
+            ("fcc:127.0.0.1:7000", false),
+        ] {
+            let parsed = FixtureSelector::parse(selector).expect(selector);
+            assert_eq!(has_console_port(&parsed), has_console, "{selector}");
+        }
         check("jlink", None);
         check("fcc:127.0.0.1:7000", Some(FixtureSelector::Fcc { endpoint: "127.0.0.1:7000".to_string() }));
         check(
