@@ -5,8 +5,9 @@
 //! every slot through [`open_fixtures`], so a new backend is added here and nowhere else.
 //!
 //! Selectors: `sim`; `qemu` (a fresh QEMU `mps2-an385` per unit, see `device::qemu`);
-//! `gdb:HOST:PORT` and `gdb:/dev/ttyACM0` (a GDB server in front of a fixture; a new unit is
-//! recognised by a unique ID different from the last one); `probe-rs:VID:PID[:SERIAL]` (a real
+//! `gdb:HOST:PORT` and `gdb:/dev/ttyACM0`, optionally `,console=PORT[,baud=N]` (a GDB server in
+//! front of a fixture, the device's UART beside it; a new unit is recognised by a unique ID
+//! different from the last one); `probe-rs:VID:PID[:SERIAL]` (a real
 //! probe through probe-rs, see `device::probe_rs`); `fcc:HOST:PORT` (a device that runs the
 //! Izuma client's Factory Configurator Client, no debug probe; one unit per endpoint, see
 //! `device::fcc`); `sim,console=PORT[,baud=N]` (a simulated chip flashed through its simulated
