@@ -324,6 +324,52 @@ mod tests {
         assert_eq!(buffer.dropped_lines, 7);
     }
 
+    /// The device side of an FCC exchange on a pty: reads one request frame, answers with
+    /// console text ahead of a response frame (ReturnStatus 0), then prints a console line.
+    fn answer_one_fcc_request(mut device_side: serialport::TTYPort) {
+        use sha2::Digest;
+        serialport::SerialPort::set_timeout(&mut device_side, Duration::from_secs(10)).unwrap();
+        let mut header = [0u8; 12];
+        device_side.read_exact(&mut header).unwrap();
+        assert_eq!(&header[..8], b"mbedprov");
+        let length = u32::from_le_bytes(header[8..12].try_into().unwrap()) as usize;
+        let mut rest = vec![0u8; length + 32];
+        device_side.read_exact(&mut rest).unwrap();
+        let response = ciborium::Value::Map(vec![
+            (ciborium::Value::Text("SchemeVersion".into()), ciborium::Value::Text("0.0.1".into())),
+            (ciborium::Value::Text("ReturnStatus".into()), ciborium::Value::Integer(0.into())),
+        ]);
+        let mut cbor = Vec::new();
+        ciborium::into_writer(&response, &mut cbor).unwrap();
+        let mut frame = b"boot text before the frame\r\nmbedprov".to_vec();
+        frame.extend_from_slice(&0u32.to_le_bytes());
+        frame.extend_from_slice(&(cbor.len() as u32).to_le_bytes());
+        frame.extend_from_slice(&cbor);
+        frame.extend_from_slice(&sha2::Sha256::digest(&cbor));
+        device_side.write_all(&frame).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        device_side.write_all(b"after the session\n").unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    /// The console lends its port to an FCC session (console text ahead of the frame skipped)
+    /// and reads lines again once the session's last message is answered.
+    #[test]
+    fn an_fcc_session_borrows_the_port_and_gives_it_back() {
+        let _guard = PTY_PAIR_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (mut device_side, station_side) = serialport::TTYPort::pair().unwrap();
+        let mut console = SerialConsole::from_port(Box::new(station_side), "pty-pair")
+            .unwrap()
+            .with_fcc_timeouts(FccTimeouts { response: Duration::from_secs(10), ..FccTimeouts::default() });
+        device_side.write_all(b"before the session\n").unwrap();
+        assert_eq!(lines_within(&console, 1, Duration::from_secs(5)), ["before the session"]);
+        let device = std::thread::spawn(move || answer_one_fcc_request(device_side));
+        let answer = console.fcc_exchange(&FccBundle::new().verify(true)).unwrap();
+        assert!(answer.return_status.is_success(), "{answer:?}");
+        assert_eq!(lines_within(&console, 1, Duration::from_secs(5)), ["after the session"]);
+        device.join().unwrap();
+    }
+
     #[test]
     fn open_names_the_port_when_it_does_not_exist() {
         let error = SerialConsole::open("/dev/imprint-no-such-port", 115_200).unwrap_err();
