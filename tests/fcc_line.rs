@@ -774,39 +774,11 @@ fn imprint_probes_lists_fcc_endpoints_and_a_default_fixture_list_runs_them() {
 /// frames). The unit passes and the device's own verification of what it stored passes.
 #[test]
 fn a_device_on_a_serial_port_is_provisioned_through_its_fcc() {
-    use std::io::Read;
     let directory = tempfile::tempdir().expect("temp dir");
     let db = directory.path().join("ledger.db");
     let mut device = FccDevice::start();
-    let (device_end, station_end) = serialport::TTYPort::pair().expect("a pty pair");
-    let port = serialport::SerialPort::name(&station_end).expect("the pty's path");
-    let socket = std::net::TcpStream::connect(device.endpoint()).expect("connect to the device");
-    let mut socket_reader = socket.try_clone().expect("socket clone");
-    let mut socket_writer = socket;
-    let mut pty_reader = device_end.try_clone_native().expect("pty clone");
-    let mut pty_writer = device_end;
-    serialport::SerialPort::set_timeout(&mut pty_reader, Duration::from_secs(120)).expect("pty timeout");
-    std::thread::spawn(move || {
-        let mut buffer = [0u8; 4096];
-        while let Ok(count) = pty_reader.read(&mut buffer) {
-            if count == 0 || socket_writer.write_all(&buffer[..count]).is_err() {
-                break;
-            }
-        }
-    });
-    std::thread::spawn(move || {
-        let mut buffer = [0u8; 4096];
-        let mut console_written = false;
-        while let Ok(count) = socket_reader.read(&mut buffer) {
-            if !console_written {
-                let _ = pty_writer.write_all(b"[INFO][fce ]: console output before the frame\r\nmbed");
-                console_written = true;
-            }
-            if count == 0 || pty_writer.write_all(&buffer[..count]).is_err() {
-                break;
-            }
-        }
-    });
+    let bridge = common::fcc::bridge_pty_to(&device);
+    let port = &bridge.port;
     let selector = format!("fcc:{port},baud=115200");
     let profile = fcc_profile();
     let arguments = ["--profile", profile.to_str().expect("path"), "--probe", &selector, "--count", "1"];
@@ -817,7 +789,7 @@ fn a_device_on_a_serial_port_is_provisioned_through_its_fcc() {
     let inject = step_detail(&events, 0, "fcc-inject");
     assert_eq!(inject["return_status_name"], "FCC_STATUS_SUCCESS", "{inject:#}");
     assert_eq!(inject["endpoint"], selector);
-    drop(station_end);
+    drop(bridge);
     let report = device.verify_stored();
     assert!(report.success && report.status == 0, "fcc-verify: {report:?}");
 }

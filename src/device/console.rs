@@ -6,14 +6,23 @@
 //! complete lines whenever it wants ([`SerialConsole::take_lines`]) without ever blocking on
 //! the port. Partial lines stay buffered until their newline arrives.
 //!
+//! **FCC over the console.** A device that runs the Izuma client's Factory Configurator Client
+//! on its UART (an Mbed OS device on a probe slot with a console port) gets its FCC bundles on
+//! this same port ([`SerialConsole::fcc_exchange`]): for the length of an FCC session the reader
+//! thread stops and hands the port to the session, which skips console text around the
+//! device's frames; when the session's last message is answered (or the exchange fails) the
+//! port goes back to the reader.
+//!
 //! **Invariant:** the reader thread never holds the line buffer's lock while reading the port,
-//! and it stops (and is joined) when the console is dropped.
+//! and it stops (and is joined) when the console is dropped or lends its port to an FCC session.
 
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
+
+use crate::fcc::{FccBundle, FccConnection, FccError, FccResponse, FccSession, FccTimeouts};
 
 /// How long one port read waits; bounds how long dropping the console takes.
 const READ_POLL_INTERVAL: Duration = Duration::from_millis(20);
@@ -81,7 +90,14 @@ pub struct SerialConsole {
     port_name: String,
     buffer: Arc<Mutex<LineBuffer>>,
     stop: Arc<AtomicBool>,
-    reader: Option<JoinHandle<()>>,
+    /// The reader thread; it gives the port back when it stops.
+    reader: Option<JoinHandle<Box<dyn serialport::SerialPort>>>,
+    /// The FCC session that holds the port while it runs (the reader is stopped meanwhile).
+    fcc_session: Option<FccSession<Box<dyn serialport::SerialPort>>>,
+    /// How long the device's FCC may take to answer.
+    fcc_timeouts: FccTimeouts,
+    /// FCC sessions started on this console (names each session's `SID`).
+    fcc_sessions_started: u64,
 }
 
 impl std::fmt::Debug for SerialConsole {
@@ -110,17 +126,81 @@ impl SerialConsole {
             port_name: port_name.to_string(),
             reason: error.to_string(),
         })?;
-        let buffer = Arc::new(Mutex::new(LineBuffer::default()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let reader = {
-            let buffer = buffer.clone();
-            let stop = stop.clone();
-            std::thread::Builder::new()
-                .name(format!("console {port_name}"))
-                .spawn(move || read_until_stopped(port, &buffer, &stop))
-                .map_err(|source| ConsoleError::Thread { port_name: port_name.to_string(), source })?
+        let mut console = SerialConsole {
+            port_name: port_name.to_string(),
+            buffer: Arc::new(Mutex::new(LineBuffer::default())),
+            stop: Arc::new(AtomicBool::new(false)),
+            reader: None,
+            fcc_session: None,
+            fcc_timeouts: FccTimeouts::default(),
+            fcc_sessions_started: 0,
         };
-        Ok(SerialConsole { port_name: port_name.to_string(), buffer, stop, reader: Some(reader) })
+        console.start_reader(port)?;
+        Ok(console)
+    }
+
+    /// How long the device's FCC may take to answer one bundle (the profile's
+    /// `fcc.response_timeout_ms`).
+    pub fn with_fcc_timeouts(mut self, timeouts: FccTimeouts) -> SerialConsole {
+        self.fcc_timeouts = timeouts;
+        self
+    }
+
+    fn start_reader(&mut self, port: Box<dyn serialport::SerialPort>) -> Result<(), ConsoleError> {
+        self.stop.store(false, Ordering::SeqCst);
+        let buffer = self.buffer.clone();
+        let stop = self.stop.clone();
+        let reader = std::thread::Builder::new()
+            .name(format!("console {}", self.port_name))
+            .spawn(move || read_until_stopped(port, &buffer, &stop))
+            .map_err(|source| ConsoleError::Thread { port_name: self.port_name.clone(), source })?;
+        self.reader = Some(reader);
+        Ok(())
+    }
+
+    /// Stops the reader and takes the port back from it; `None` when the reader is not running
+    /// or ended with a panic.
+    fn stop_reader(&mut self) -> Option<Box<dyn serialport::SerialPort>> {
+        self.stop.store(true, Ordering::SeqCst);
+        // The reader wakes at least every READ_POLL_INTERVAL.
+        self.reader.take().and_then(|reader| reader.join().ok())
+    }
+
+    /// Sends one bundle to the device's Factory Configurator Client on this port and returns
+    /// its answer. The first message of a session takes the port from the line reader; the
+    /// session's last message (no `KpAlvSess`), or a failed exchange, gives it back.
+    pub fn fcc_exchange(&mut self, bundle: &FccBundle) -> Result<FccResponse, FccError> {
+        let mut session = match self.fcc_session.take() {
+            Some(session) => session,
+            None => {
+                let port = self.stop_reader().ok_or_else(|| FccError::Io {
+                    endpoint: self.port_name.clone(),
+                    stage: "taking the console port for an FCC session",
+                    source: std::io::Error::other(
+                        self.stopped_because()
+                            .unwrap_or_else(|| "the console reader is not running".to_string()),
+                    ),
+                })?;
+                self.fcc_sessions_started += 1;
+                let session_id = format!("imprint-console-{}", self.fcc_sessions_started);
+                let connection = FccConnection::new(port, self.port_name.clone(), self.fcc_timeouts);
+                FccSession::new(connection, session_id)
+            }
+        };
+        let answer = session.send(bundle);
+        if answer.is_ok() && bundle.is_keep_alive() {
+            self.fcc_session = Some(session);
+        } else {
+            let mut port = session.into_connection().into_stream();
+            // The reader polls; a port left with the FCC's long timeout would slow its stop.
+            if let Err(error) = port.set_timeout(READ_POLL_INTERVAL) {
+                tracing::warn!(port = %self.port_name, %error, "console port timeout not restored");
+            }
+            if let Err(error) = self.start_reader(port) {
+                tracing::warn!(port = %self.port_name, %error, "console reader not restarted after FCC");
+            }
+        }
+        answer
     }
 
     /// The port's name.
@@ -147,20 +227,17 @@ impl SerialConsole {
 
 impl Drop for SerialConsole {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(reader) = self.reader.take() {
-            // The reader wakes at least every READ_POLL_INTERVAL; a panic in it has nothing left
-            // to clean up.
-            let _ = reader.join();
-        }
+        // A panic in the reader has nothing left to clean up.
+        let _ = self.stop_reader();
     }
 }
 
+/// Reads lines until asked to stop (or the port fails); gives the port back.
 fn read_until_stopped(
     mut port: Box<dyn serialport::SerialPort>,
     buffer: &Mutex<LineBuffer>,
     stop: &AtomicBool,
-) {
+) -> Box<dyn serialport::SerialPort> {
     let mut chunk = vec![0u8; 4096];
     while !stop.load(Ordering::SeqCst) {
         match port.read(&mut chunk) {
@@ -178,10 +255,11 @@ fn read_until_stopped(
             Err(error) => {
                 buffer.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).stopped_because =
                     Some(error.to_string());
-                return;
+                return port;
             }
         }
     }
+    port
 }
 
 #[cfg(test)]
@@ -244,6 +322,52 @@ mod tests {
         }
         assert_eq!(buffer.complete.len(), LINE_CAPACITY);
         assert_eq!(buffer.dropped_lines, 7);
+    }
+
+    /// The device side of an FCC exchange on a pty: reads one request frame, answers with
+    /// console text ahead of a response frame (ReturnStatus 0), then prints a console line.
+    fn answer_one_fcc_request(mut device_side: serialport::TTYPort) {
+        use sha2::Digest;
+        serialport::SerialPort::set_timeout(&mut device_side, Duration::from_secs(10)).unwrap();
+        let mut header = [0u8; 12];
+        device_side.read_exact(&mut header).unwrap();
+        assert_eq!(&header[..8], b"mbedprov");
+        let length = u32::from_le_bytes(header[8..12].try_into().unwrap()) as usize;
+        let mut rest = vec![0u8; length + 32];
+        device_side.read_exact(&mut rest).unwrap();
+        let response = ciborium::Value::Map(vec![
+            (ciborium::Value::Text("SchemeVersion".into()), ciborium::Value::Text("0.0.1".into())),
+            (ciborium::Value::Text("ReturnStatus".into()), ciborium::Value::Integer(0.into())),
+        ]);
+        let mut cbor = Vec::new();
+        ciborium::into_writer(&response, &mut cbor).unwrap();
+        let mut frame = b"boot text before the frame\r\nmbedprov".to_vec();
+        frame.extend_from_slice(&0u32.to_le_bytes());
+        frame.extend_from_slice(&(cbor.len() as u32).to_le_bytes());
+        frame.extend_from_slice(&cbor);
+        frame.extend_from_slice(&sha2::Sha256::digest(&cbor));
+        device_side.write_all(&frame).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        device_side.write_all(b"after the session\n").unwrap();
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    /// The console lends its port to an FCC session (console text ahead of the frame skipped)
+    /// and reads lines again once the session's last message is answered.
+    #[test]
+    fn an_fcc_session_borrows_the_port_and_gives_it_back() {
+        let _guard = PTY_PAIR_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (mut device_side, station_side) = serialport::TTYPort::pair().unwrap();
+        let mut console = SerialConsole::from_port(Box::new(station_side), "pty-pair")
+            .unwrap()
+            .with_fcc_timeouts(FccTimeouts { response: Duration::from_secs(10), ..FccTimeouts::default() });
+        device_side.write_all(b"before the session\n").unwrap();
+        assert_eq!(lines_within(&console, 1, Duration::from_secs(5)), ["before the session"]);
+        let device = std::thread::spawn(move || answer_one_fcc_request(device_side));
+        let answer = console.fcc_exchange(&FccBundle::new().verify(true)).unwrap();
+        assert!(answer.return_status.is_success(), "{answer:?}");
+        assert_eq!(lines_within(&console, 1, Duration::from_secs(5)), ["after the session"]);
+        device.join().unwrap();
     }
 
     #[test]

@@ -32,6 +32,20 @@ pub const FCC_UNIT_ID_SIZE_BYTES: usize = 16;
 /// The baud rate of an FCC serial port when the selector gives none (the FCC's UART default).
 pub const FCC_SERIAL_BAUD_DEFAULT: u32 = 115_200;
 
+/// How long a slot waits for the device's FCC: the profile's `fcc.response_timeout_ms` (the
+/// default when the profile has no `[fcc]`), for `fcc:` slots and console ports alike.
+pub fn fcc_timeouts_for(profile: &crate::profile::Profile) -> FccTimeouts {
+    FccTimeouts {
+        response: std::time::Duration::from_millis(
+            profile
+                .fcc
+                .as_ref()
+                .map_or(FccTimeouts::default().response.as_millis() as u64, |fcc| fcc.response_timeout_ms),
+        ),
+        ..FccTimeouts::default()
+    }
+}
+
 /// Where an FCC device is reached: what follows `fcc:` in a selector.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FccEndpoint {

@@ -308,6 +308,8 @@ pub struct QemuFixture {
     options: QemuOptions,
     uid_seed: Option<u64>,
     units_started: u64,
+    /// How long an FCC on the emulated UART may take to answer (profiles with `[fcc]`).
+    fcc_timeouts: crate::fcc::FccTimeouts,
 }
 
 impl QemuFixture {
@@ -329,12 +331,25 @@ impl QemuFixture {
                 ),
             });
         }
-        Ok(QemuFixture { name: name.to_string(), config, options, uid_seed: None, units_started: 0 })
+        Ok(QemuFixture {
+            name: name.to_string(),
+            config,
+            options,
+            uid_seed: None,
+            units_started: 0,
+            fcc_timeouts: crate::fcc::FccTimeouts::default(),
+        })
     }
 
     /// Derives unique IDs from `seed`, the fixture name and the unit number (repeatable runs).
     pub fn with_uid_seed(mut self, seed: u64) -> QemuFixture {
         self.uid_seed = Some(seed);
+        self
+    }
+
+    /// How long an FCC on the unit's console may take to answer (the profile's `[fcc]`).
+    pub fn with_fcc_timeouts(mut self, timeouts: crate::fcc::FccTimeouts) -> QemuFixture {
+        self.fcc_timeouts = timeouts;
         self
     }
 
@@ -363,7 +378,8 @@ impl QemuFixture {
         let (instance, mut client) = QemuInstance::start(&self.options)?;
         // The core stays halted until the station resets it, so nothing is printed before the
         // console is open; QEMU would drop it otherwise.
-        let console = SerialConsole::open(instance.pty_path(), CONSOLE_BAUD_RATE)?;
+        let console =
+            SerialConsole::open(instance.pty_path(), CONSOLE_BAUD_RATE)?.with_fcc_timeouts(self.fcc_timeouts);
         let location = self.config.unique_id_location.ok_or_else(|| QemuError::UniqueId {
             reason: "the profile names no chip.unique_id".to_string(),
         })?;

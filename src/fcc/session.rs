@@ -48,6 +48,11 @@ impl<S: FccStream> FccSession<S> {
         FccResponse::decode(&response_cbor, self.connection.endpoint())
     }
 
+    /// Ends the session and gives the connection back (a console port returns to its reader).
+    pub fn into_connection(self) -> FccConnection<S> {
+        self.connection
+    }
+
     /// The underlying connection.
     pub fn connection(&self) -> &FccConnection<S> {
         &self.connection

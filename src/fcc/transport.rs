@@ -128,6 +128,11 @@ impl<S: FccStream> FccConnection<S> {
         }
     }
 
+    /// Gives the stream back (a serial port lent by the device's console returns to it).
+    pub fn into_stream(self) -> S {
+        self.stream
+    }
+
     /// Bytes written to and read from the device so far (frames and anything around them).
     pub fn byte_counts(&self) -> (u64, u64) {
         (self.bytes_written, self.bytes_read)

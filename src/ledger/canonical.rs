@@ -90,6 +90,9 @@ pub struct RecordedStep {
 
 /// The step whose detail records the identity certificate a run issued.
 pub const ISSUE_IDENTITY_STEP: &str = "issue-identity";
+/// The step that sends an FCC device its identity; a returning device under `reuse-identity`
+/// that kept its items records `rework.certificate_installed: false` there.
+pub const FCC_INJECT_STEP: &str = "fcc-inject";
 
 /// The step whose detail records the unit's work order (when the line was given one).
 pub const ALLOCATE_IDENTITY_STEP: &str = "allocate-identity";
@@ -167,6 +170,17 @@ impl RecordedRun {
             .find(|step| step.name == ISSUE_IDENTITY_STEP && step.status == "passed")
             .and_then(|step| step.detail.get("certificate_pem"))
             .and_then(Value::as_str)
+    }
+
+    /// Whether the device kept the certificate of an earlier run: an FCC device that still held
+    /// its items (17) and was recorded with its reused identity; the certificate this run issued
+    /// was not installed.
+    pub fn kept_earlier_certificate(&self) -> bool {
+        self.steps.iter().any(|step| {
+            step.name == FCC_INJECT_STEP
+                && step.status == "passed"
+                && step.detail.pointer("/rework/certificate_installed") == Some(&Value::Bool(false))
+        })
     }
 
     /// The hashed part of the run as a JSON value (everything but `run_id`, `prev_hash`,

@@ -455,18 +455,26 @@ pub fn write_certificate_bundle<E: From<LedgerError>>(
                 }
             }
             CertificateSelection::ProvisionedUnits => {
-                if let Some((chip, certificate)) = latest.take()
-                    && chip != run.chip_uid
-                    && let Some(pem) = certificate
-                {
-                    write_pem(&pem)?;
-                }
-                let certificate =
-                    if run.result == RunResult::Pass.as_str() && run.device_certificate_pem().is_some() {
-                        Some(checked_certificate_pem(&run, source)?)
+                // A passed run whose device kept its earlier items keeps the certificate the
+                // chip's earlier run installed.
+                let mut earlier_of_this_chip = None;
+                if let Some((chip, certificate)) = latest.take() {
+                    if chip != run.chip_uid {
+                        if let Some(pem) = certificate {
+                            write_pem(&pem)?;
+                        }
                     } else {
-                        None
-                    };
+                        earlier_of_this_chip = certificate;
+                    }
+                }
+                let is_pass = run.result == RunResult::Pass.as_str();
+                let certificate = if is_pass && run.kept_earlier_certificate() {
+                    earlier_of_this_chip
+                } else if is_pass && run.device_certificate_pem().is_some() {
+                    Some(checked_certificate_pem(&run, source)?)
+                } else {
+                    None
+                };
                 latest = Some((run.chip_uid.clone(), certificate));
             }
         }

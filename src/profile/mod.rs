@@ -162,6 +162,21 @@ pub struct FccSettings {
     pub send_root_of_trust: bool,
     /// How long the device may take to answer one bundle.
     pub response_timeout_ms: u64,
+    /// Where the device keeps its FCC storage (inside one of `[memory]`'s flash regions, whole
+    /// sectors): the station erases it through the probe before flashing, which wipes the
+    /// items a returning device holds; `None` when the profile names none.
+    pub storage: Option<FccStorage>,
+}
+
+/// The flash range that holds a device's FCC storage (`[fcc] storage`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FccStorage {
+    /// First byte.
+    pub address: u64,
+    /// Length, whole sectors of `region`.
+    pub size_bytes: u64,
+    /// The `[memory]` region it lies in (its geometry).
+    pub region: FlashRegion,
 }
 
 /// Where a unit's identity key is made.

@@ -449,4 +449,8 @@ pub struct RawFcc {
     /// How long the device may take to answer one bundle (default 30000).
     #[serde(default)]
     pub response_timeout_ms: Option<u64>,
+    /// Where the device keeps its FCC storage in flash, erased through the probe before a unit
+    /// is flashed (not for a returning chip under `reuse-identity`).
+    #[serde(default)]
+    pub storage: Option<RawSpan>,
 }

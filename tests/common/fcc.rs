@@ -215,15 +215,25 @@ impl FccDevice {
     pub fn start() -> FccDevice {
         let work_dir =
             tempfile::Builder::new().prefix("imprint-fcc-device-").tempdir().expect("device directory");
-        FccDevice::start_in(work_dir, &fcc_device_binaries().example)
+        FccDevice::start_in(work_dir, &fcc_device_binaries().example, &[])
+    }
+
+    /// Starts fcc-serve --keep-serving in a fresh working directory: a product-like device
+    /// that keeps its storage and serves one factory session after another (as after each
+    /// reset), so a unit provisioned once answers 17 for items it holds the next time.
+    pub fn start_keeping_storage() -> FccDevice {
+        let work_dir =
+            tempfile::Builder::new().prefix("imprint-fcc-device-").tempdir().expect("device directory");
+        FccDevice::start_in(work_dir, &fcc_device_binaries().serve, &["--keep-serving"])
     }
 
     /// Starts a device process in `work_dir` (its storage persists there between processes).
     /// The example picks a random port; on a collision it exits and is started again.
-    fn start_in(work_dir: tempfile::TempDir, program: &std::path::Path) -> FccDevice {
+    fn start_in(work_dir: tempfile::TempDir, program: &std::path::Path, arguments: &[&str]) -> FccDevice {
         let mut last_log = String::new();
         for _ in 0..START_ATTEMPTS {
             let mut child = Command::new(program)
+                .args(arguments)
                 .current_dir(work_dir.path())
                 .env("ETHERNET_LINUX_IFACE_NAME", "lo")
                 .stdin(Stdio::null())
@@ -316,7 +326,7 @@ impl FccDevice {
         let work_dir =
             tempfile::Builder::new().prefix("imprint-fcc-device-").tempdir().expect("device directory");
         let old_dir = std::mem::replace(&mut self.work_dir, work_dir);
-        FccDevice::start_in(old_dir, &fcc_device_binaries().serve)
+        FccDevice::start_in(old_dir, &fcc_device_binaries().serve, &[])
     }
 
     /// Runs fcc-verify on this device's stored data, after the process ended.
@@ -326,6 +336,12 @@ impl FccDevice {
             "the device did not exit after its session; output:\n{}",
             self.log()
         );
+        self.verify_stored_now()
+    }
+
+    /// Runs fcc-verify on this device's stored data now (a device that keeps serving: between
+    /// two sessions its storage is at rest).
+    pub fn verify_stored_now(&mut self) -> FccVerifyReport {
         let output = Command::new(&fcc_device_binaries().verify)
             .current_dir(self.work_dir.path())
             .stdin(Stdio::null())
@@ -347,6 +363,51 @@ impl Drop for FccDevice {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// A serial port bridged to a device's FCC socket, as a device's UART on a USB-UART: the
+/// station opens [`PtyBridge::port`]; what it writes goes to the device's socket, and the
+/// device's answers come back with console text printed ahead of the first one (as a UART
+/// console prints around its frames). Keep it alive while the station uses the port.
+pub struct PtyBridge {
+    /// The path the station opens (`/dev/pts/N`).
+    pub port: String,
+    _station_end: serialport::TTYPort,
+}
+
+/// Bridges a fresh pty pair to `device`'s socket (one TCP connection for the bridge's life).
+pub fn bridge_pty_to(device: &FccDevice) -> PtyBridge {
+    use std::io::{Read, Write};
+    let (device_end, station_end) = serialport::TTYPort::pair().expect("a pty pair");
+    let port = serialport::SerialPort::name(&station_end).expect("the pty's path");
+    let socket = std::net::TcpStream::connect(device.endpoint()).expect("connect to the device");
+    let mut socket_reader = socket.try_clone().expect("socket clone");
+    let mut socket_writer = socket;
+    let mut pty_reader = device_end.try_clone_native().expect("pty clone");
+    let mut pty_writer = device_end;
+    serialport::SerialPort::set_timeout(&mut pty_reader, Duration::from_secs(600)).expect("pty timeout");
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 4096];
+        while let Ok(count) = pty_reader.read(&mut buffer) {
+            if count == 0 || socket_writer.write_all(&buffer[..count]).is_err() {
+                break;
+            }
+        }
+    });
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 4096];
+        let mut console_written = false;
+        while let Ok(count) = socket_reader.read(&mut buffer) {
+            if !console_written {
+                let _ = pty_writer.write_all(b"[INFO][fce ]: console output before the frame\r\nmbed");
+                console_written = true;
+            }
+            if count == 0 || pty_writer.write_all(&buffer[..count]).is_err() {
+                break;
+            }
+        }
+    });
+    PtyBridge { port, _station_end: station_end }
 }
 
 /// Starts `count` devices (one per slot), each on its own port and storage.

@@ -4,9 +4,12 @@
 // that finished its factory process (Disable) looks new to it; a real product keeps its storage
 // across resets. This loop is the example's factory_flow_task without that wipe: the same comm
 // interface (fce_create_comm_interface, loopback, a random port it prints), the same
-// fcc_bundle_handler() and response handling, until the session ends.
+// fcc_bundle_handler() and response handling, until the session ends. With --keep-serving it
+// serves one session after another on the same storage (a product whose factory loop starts
+// again after each session, as after a reset), until a message is refused or it is killed.
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "factory_configurator_client.h"
 #include "ftcd_comm_base.h"
@@ -17,6 +20,7 @@
 #include "factory_client_example_utils.h"
 
 static int serve_exit_code = EXIT_FAILURE;
+static bool keep_serving = false;
 
 static void serve_task()
 {
@@ -58,7 +62,7 @@ static void serve_task()
             serve_exit_code = EXIT_SUCCESS;
         }
         // A refused message (factory disabled) also ends what this device will do.
-        if (fcc_is_session_finished() || comm_status == FTCD_COMM_FAILED_TO_PROCESS_DATA) {
+        if ((fcc_is_session_finished() && !keep_serving) || comm_status == FTCD_COMM_FAILED_TO_PROCESS_DATA) {
             break;
         }
     }
@@ -68,8 +72,9 @@ static void serve_task()
     (void)fcc_finalize();
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    keep_serving = argc > 1 && strcmp(argv[1], "--keep-serving") == 0;
     if (!fcc_mbed_trace_initialization() || !fcc_platform_initialization()) {
         return EXIT_FAILURE;
     }

@@ -84,12 +84,26 @@ pub struct GdbFixture {
     options: GdbOptions,
     config: GdbTargetConfig,
     last_unique_id: Option<ChipUid>,
+    /// The device's UART beside the server (`gdb:...,console=PORT[,baud=N]`): port, baud rate,
+    /// and how long an FCC on it may take to answer.
+    console_port: Option<(String, u32, crate::fcc::FccTimeouts)>,
 }
 
 impl GdbFixture {
     /// A fixture for the server at `address`.
     pub fn new(address: GdbAddress, options: GdbOptions, config: GdbTargetConfig) -> GdbFixture {
-        GdbFixture { address, options, config, last_unique_id: None }
+        GdbFixture { address, options, config, last_unique_id: None, console_port: None }
+    }
+
+    /// Opens `port_name` as every unit's console (self-test reports, FCC bundles).
+    pub fn with_console_port(
+        mut self,
+        port_name: String,
+        baud_rate: u32,
+        fcc_timeouts: crate::fcc::FccTimeouts,
+    ) -> GdbFixture {
+        self.console_port = Some((port_name, baud_rate, fcc_timeouts));
+        self
     }
 
     /// Opens the server's byte stream once and closes it again: a wrong address, a server that
@@ -119,6 +133,12 @@ impl Fixture for GdbFixture {
             let unique_id = target.read_unique_id()?;
             if self.last_unique_id.as_ref() != Some(&unique_id) {
                 self.last_unique_id = Some(unique_id);
+                if let Some((port_name, baud_rate, fcc_timeouts)) = &self.console_port {
+                    let console = crate::device::console::SerialConsole::open(port_name, *baud_rate)
+                        .map_err(|error| TargetError::Other(format!("device console: {error}")))?
+                        .with_fcc_timeouts(*fcc_timeouts);
+                    target = target.with_console(console);
+                }
                 return Ok(Some(Box::new(target)));
             }
             // Still the unit we provisioned last: let it run and look again shortly.

@@ -485,6 +485,14 @@ impl Target for GdbTarget {
         ))
     }
 
+    fn fcc_exchange(
+        &mut self,
+        bundle: &crate::fcc::FccBundle,
+    ) -> Option<Result<crate::fcc::FccResponse, crate::fcc::FccError>> {
+        // A device that runs the Izuma client takes FCC bundles on its console UART.
+        Some(self.console.as_mut()?.fcc_exchange(bundle))
+    }
+
     fn take_console_lines(&mut self) -> Option<Vec<String>> {
         let console = self.console.as_ref()?;
         let lines = console.take_lines();

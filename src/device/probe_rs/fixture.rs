@@ -183,7 +183,8 @@ impl Fixture for ProbeRsFixture {
                     let target = match &self.console_port {
                         Some((port_name, baud_rate)) => target.with_console(
                             SerialConsole::open(port_name, *baud_rate)
-                                .map_err(|error| TargetError::Other(format!("device console: {error}")))?,
+                                .map_err(|error| TargetError::Other(format!("device console: {error}")))?
+                                .with_fcc_timeouts(self.plan.config.fcc_timeouts),
                         ),
                         None => target,
                     };

@@ -100,6 +100,8 @@ pub struct ProbeRsConfig {
     pub allow_unlock_by_mass_erase: bool,
     /// Bounds on probe calls.
     pub timeouts: ProbeTimeouts,
+    /// How long the device's FCC may take to answer on the console port (profiles with `[fcc]`).
+    pub fcc_timeouts: crate::fcc::FccTimeouts,
 }
 
 impl ProbeRsConfig {
@@ -124,6 +126,7 @@ impl ProbeRsConfig {
             lock_proof_address: firmware.memory.chip_flash.address,
             allow_unlock_by_mass_erase: profile.lock.allow_unlock_by_mass_erase,
             timeouts: ProbeTimeouts::default(),
+            fcc_timeouts: crate::device::fcc::fcc_timeouts_for(profile),
         })
     }
 }

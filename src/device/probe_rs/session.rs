@@ -480,6 +480,14 @@ impl Target for ProbeRsTarget {
         Some(console.take_lines())
     }
 
+    fn fcc_exchange(
+        &mut self,
+        bundle: &crate::fcc::FccBundle,
+    ) -> Option<Result<crate::fcc::FccResponse, crate::fcc::FccError>> {
+        // A device that runs the Izuma client takes FCC bundles on its console UART.
+        Some(self.console.as_mut()?.fcc_exchange(bundle))
+    }
+
     fn lock(&mut self) -> Result<(), TargetError> {
         let recipe = self.config.lock_recipe.clone();
         let bound = recipe.as_ref().map(|recipe| steps_time_bound_ms(&recipe.lock_steps)).unwrap_or(0);

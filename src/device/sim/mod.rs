@@ -18,7 +18,9 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
+use crate::device::console::SerialConsole;
 use crate::device::{ChipDescription, Fixture, Target, TargetError};
+use crate::fcc::{FccBundle, FccError, FccResponse, FccTimeouts};
 use crate::identity::ChipUid;
 use crate::profile::{DeviceHardware, MemoryMap, SimTiming};
 
@@ -81,6 +83,9 @@ pub struct SimTarget {
     is_hung: bool,
     transient_errors_left: u32,
     resets_asked: u32,
+    /// A real serial port beside the simulated chip (`sim,console=PORT`): it carries the FCC
+    /// bundles of profiles with `[fcc]` (the simulated chip itself has no FCC).
+    serial_console: Option<SerialConsole>,
 }
 
 impl SimTarget {
@@ -112,7 +117,14 @@ impl SimTarget {
             is_probe_lost: false,
             is_hung: false,
             resets_asked: 0,
+            serial_console: None,
         }
+    }
+
+    /// Gives the unit a real console port (`sim,console=PORT`) for FCC bundles.
+    pub fn with_serial_console(mut self, console: SerialConsole) -> SimTarget {
+        self.serial_console = Some(console);
+        self
     }
 
     /// The device behind the probe (for tests and fault campaigns).
@@ -295,6 +307,10 @@ impl Target for SimTarget {
         Some(std::mem::take(&mut self.device.console_lines))
     }
 
+    fn fcc_exchange(&mut self, bundle: &FccBundle) -> Option<Result<FccResponse, FccError>> {
+        Some(self.serial_console.as_mut()?.fcc_exchange(bundle))
+    }
+
     fn note_step(&mut self, step_name: &str) {
         if self.faults.probe_lost_at_step.as_deref() == Some(step_name) {
             self.is_probe_lost = true;
@@ -321,6 +337,19 @@ pub struct SimFixture {
     units_presented: u64,
     fault_schedule: Option<FaultSchedule>,
     hardware: DeviceHardware,
+    /// `sim,console=PORT[,baud=N]`: the port every unit's FCC bundles go over.
+    console_port: Option<SimConsolePort>,
+}
+
+/// A real serial port a simulated slot opens for each unit (`sim,console=PORT[,baud=N]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimConsolePort {
+    /// `/dev/ttyUSB0`, `/dev/pts/3`, `COM4`.
+    pub port_name: String,
+    /// 8N1 at this rate.
+    pub baud_rate: u32,
+    /// How long the device's FCC may take to answer.
+    pub fcc_timeouts: FccTimeouts,
 }
 
 impl SimFixture {
@@ -342,7 +371,14 @@ impl SimFixture {
             units_presented: 0,
             fault_schedule: None,
             hardware: DeviceHardware::default(),
+            console_port: None,
         }
+    }
+
+    /// Opens `port` for every unit as its console (the FCC bundles of `[fcc]` profiles).
+    pub fn with_console_port(mut self, port: SimConsolePort) -> SimFixture {
+        self.console_port = Some(port);
+        self
     }
 
     /// Gives every unit the profile's hardware (bootloader kind, root of trust, TRNG).
@@ -396,6 +432,14 @@ impl Fixture for SimFixture {
         let faults =
             self.fault_schedule.as_ref().map(|schedule| schedule(self.units_presented)).unwrap_or_default();
         self.units_presented += 1;
-        Ok(Some(Box::new(SimTarget::new(device, &self.chip_name, &self.name, self.timing, faults))))
+        let target = SimTarget::new(device, &self.chip_name, &self.name, self.timing, faults);
+        Ok(Some(Box::new(match &self.console_port {
+            Some(port) => target.with_serial_console(
+                SerialConsole::open(&port.port_name, port.baud_rate)
+                    .map_err(|error| TargetError::Other(format!("device console: {error}")))?
+                    .with_fcc_timeouts(port.fcc_timeouts),
+            ),
+            None => target,
+        })))
     }
 }

@@ -7,9 +7,9 @@
 
 use std::path::Path;
 
-use super::super::raw::{RawFcc, RawProfile};
+use super::super::raw::{RawFcc, RawProfile, RawSpan};
 use super::{Checker, resolve};
-use crate::profile::FccSettings;
+use crate::profile::{FccSettings, FccStorage, MemoryMap};
 use crate::trust::Certificate;
 
 /// The longest time a device may take to answer one bundle (10 minutes).
@@ -23,6 +23,7 @@ pub(super) fn check_fcc(
     raw: &RawProfile,
     fcc: &RawFcc,
     base: &Path,
+    memory: Option<&MemoryMap>,
     checker: &mut Checker,
 ) -> Option<FccSettings> {
     let problems_before = checker.problems.len();
@@ -52,6 +53,7 @@ pub(super) fn check_fcc(
             format!("expected 1 to {FCC_RESPONSE_TIMEOUT_MAX_MS} ms, found {response_timeout_ms}"),
         );
     }
+    let storage = fcc.storage.as_ref().and_then(|span| check_storage(span, memory, checker));
     let certificate_path = resolve(base, &fcc.bootstrap_server_ca_certificate);
     let certificate = load_server_ca(&certificate_path, checker);
     if checker.problems.len() != problems_before {
@@ -67,7 +69,53 @@ pub(super) fn check_fcc(
         send_entropy: fcc.entropy.unwrap_or(false),
         send_root_of_trust: fcc.root_of_trust.unwrap_or(false),
         response_timeout_ms,
+        storage,
     })
+}
+
+/// `fcc.storage = { address, size }`: whole sectors inside `[memory]`'s candidate or config
+/// region (the bootloader and application regions hold the images; with `[fcc]` the config
+/// store is not written), erased through the probe, so a profile with `[memory]`.
+fn check_storage(span: &RawSpan, memory: Option<&MemoryMap>, checker: &mut Checker) -> Option<FccStorage> {
+    let field = "fcc.storage";
+    let Some(memory) = memory else {
+        checker.problem(
+            field,
+            "expected [memory] with fcc.storage: the storage is erased through a debug probe, which an FCC-only profile has none of",
+        );
+        return None;
+    };
+    let end = span.address.checked_add(span.size);
+    let region = [memory.candidate, memory.config]
+        .into_iter()
+        .find(|region| end.is_some_and(|end| span.address >= region.address && end <= region.end_address()));
+    let Some(region) = region else {
+        checker.problem(
+            field,
+            format!(
+                "expected a range inside [memory]'s candidate ({:#x}..{:#x}) or config ({:#x}..{:#x}) region, found {:#x} + {:#x}",
+                memory.candidate.address,
+                memory.candidate.end_address(),
+                memory.config.address,
+                memory.config.end_address(),
+                span.address,
+                span.size
+            ),
+        );
+        return None;
+    };
+    let sector = region.sector_size_bytes;
+    if span.size == 0 || !span.address.is_multiple_of(sector) || !span.size.is_multiple_of(sector) {
+        checker.problem(
+            field,
+            format!(
+                "expected whole sectors of {sector:#x} bytes (the region's sector size), found {:#x} + {:#x}",
+                span.address, span.size
+            ),
+        );
+        return None;
+    }
+    Some(FccStorage { address: span.address, size_bytes: span.size, region })
 }
 
 /// `coaps://HOST[:PORT]...?aid=ACCOUNT`: the bootstrap server the client contacts, with the

@@ -154,12 +154,22 @@ fn validate(raw: RawProfile, base: &Path, checker: &mut Checker, file_sha256: [u
         allow_unlock_by_mass_erase: raw.lock.allow_unlock_by_mass_erase.unwrap_or(false),
     };
     let sim_timing = check_sim_timing(&raw, checker);
+    // With [fcc] the identity goes through the device's FCC, not the mailbox or the device-key
+    // sector: the memory map need not make room for them.
+    let identity_memory = memory.filter(|_| raw.fcc.is_none());
     let device_identity = raw.device_identity.as_ref().map(|raw_identity| {
-        check_device_identity(raw_identity, base, checker, &mut warnings, memory, serial_scheme.as_ref())
+        check_device_identity(
+            raw_identity,
+            base,
+            checker,
+            &mut warnings,
+            identity_memory,
+            serial_scheme.as_ref(),
+        )
     });
     let default_fixtures = check_default_fixtures(&raw, checker);
     let scanner = check_scanner(&raw, checker);
-    let fcc = raw.fcc.as_ref().map(|raw_fcc| check_fcc(&raw, raw_fcc, base, checker));
+    let fcc = raw.fcc.as_ref().map(|raw_fcc| check_fcc(&raw, raw_fcc, base, memory, checker));
 
     let checked_firmware = firmware.as_ref().and_then(Option::as_ref);
     check_schema_against_trust(
@@ -624,7 +634,7 @@ fn check_default_fixtures(raw: &RawProfile, checker: &mut Checker) -> Vec<String
             checker.problem(
                 "fixture.default",
                 format!(
-                    "expected \"sim\", \"qemu\", \"gdb:HOST:PORT\", \"fcc:HOST:PORT\" or \"fcc:/dev/PORT\", found \"{selector}\""
+                    "expected \"sim\", \"sim,console=PORT\", \"qemu\", \"gdb:HOST:PORT\", \"fcc:HOST:PORT\" or \"fcc:/dev/PORT\", found \"{selector}\""
                 ),
             );
         }
@@ -638,6 +648,10 @@ fn is_known_fixture_selector(selector: &str) -> bool {
     }
     if let Some(address) = selector.strip_prefix("gdb:") {
         return !address.trim().is_empty();
+    }
+    // sim,console=PORT[,baud=N]: the options are judged when the slot opens.
+    if let Some(options) = selector.strip_prefix("sim,console=") {
+        return !options.trim().is_empty();
     }
     // fcc:/dev/ttyUSB0[,baud=N] (judged when the slot opens), or fcc:HOST:PORT, the port a
     // number from 1 to 65535.

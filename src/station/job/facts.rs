@@ -32,6 +32,9 @@ pub(super) struct UnitFacts {
     pub(super) device_public_key: Option<VerifyingKey>,
     /// The identity certificate and the station-made key (`issue-identity`).
     pub(super) issued_identity: Option<IssuedIdentity>,
+    /// Whether the flashed unit was reset into its application before its first FCC message
+    /// (slots with a debug port; `device-key` or `fcc-inject`, whichever runs first).
+    pub(super) booted_for_fcc: bool,
 }
 
 /// The fact, or the failure saying which step should have learned it.

@@ -56,11 +56,14 @@ impl UnitJob<'_> {
         let unchanged = plans.iter().filter(|plan| plan.action == SectorAction::Unchanged).count();
         let erased_bytes =
             self.erase_planned(StepName::Erase, planned_images.iter().flat_map(|write| write.plans.iter()))?;
-        let detail = json!({
+        let mut detail = json!({
             "sectors_compared": plans.len(),
             "sectors_unchanged": unchanged,
             "erased_bytes": erased_bytes,
         });
+        if let Some(storage) = self.wipe_fcc_storage()? {
+            detail["fcc_storage"] = storage;
+        }
         self.facts.planned_images = Some(planned_images);
         Ok(detail)
     }

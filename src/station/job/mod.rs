@@ -230,6 +230,9 @@ struct JobFailure {
     aborted: bool,
 }
 
+/// Why a profile with `[fcc]` records no self-test on a slot with a debug port.
+pub const FCC_SELF_TEST_SKIP_REASON: &str = "the profile's identity goes in through the device's FCC ([fcc]): the self-test checks Imprint's config store, which such a device does not hold";
+
 /// The reason recorded for a unit the line was aborted under.
 pub const ABORTED_REASON: &str =
     "aborted by the operator before this step (the unit was left as the recorded steps say)";
@@ -273,6 +276,11 @@ impl<'a> UnitJob<'a> {
             }
             if step.needs_debug_port(self.profile()) && !self.target.has_debug_port() {
                 self.skip(step, "the slot has no debug port (an FCC-only device)".to_string());
+                continue;
+            }
+            if self.profile().fcc.is_some() && matches!(step, StepName::SelfTest | StepName::NegativeSelfTest)
+            {
+                self.skip(step, FCC_SELF_TEST_SKIP_REASON.to_string());
                 continue;
             }
             if let Some(skippable) = step.skipped_by()

@@ -5,7 +5,7 @@
 //!    them (none without `--sim`).
 //! 2. No `--probe`: the profile's `[fixture] default` (else `sim`). A fixture that makes a fresh
 //!    unit per slot (`sim`, `qemu`) gets N slots (N = the slot count, 1 when not given); one
-//!    that names a single device (`gdb:...`, `probe-rs:...`, `fcc:...`) gets one slot. A list
+//!    that names a single device (`gdb:...`, `probe-rs:...`, `fcc:...`, `sim,console=...`) gets one slot. A list
 //!    of selectors gives one slot each, as the same `--probe` selectors would.
 //!
 //! A line has 1 to [`SLOTS_MAX`] slots.
@@ -49,6 +49,7 @@ pub fn resolve_slots(choice: &SlotChoice, profile: &Profile) -> Result<Vec<Fixtu
             [one] => match parse(one)? {
                 kind @ (FixtureSelector::Sim | FixtureSelector::Qemu) => vec![kind; count],
                 kind @ (FixtureSelector::Gdb { .. }
+                | FixtureSelector::SimWithConsole { .. }
                 | FixtureSelector::ProbeRs { .. }
                 | FixtureSelector::Fcc { .. }) => vec![kind],
             },
@@ -78,6 +79,7 @@ mod tests {
                 .iter()
                 .map(|selector| match selector {
                     FixtureSelector::Sim => "sim".to_string(),
+                    other @ FixtureSelector::SimWithConsole { .. } => other.to_string(),
                     FixtureSelector::Qemu => "qemu".to_string(),
                     FixtureSelector::Gdb { address } => format!("gdb:{address}"),
                     FixtureSelector::ProbeRs { selector } => format!("probe-rs:{selector}"),
