@@ -12,9 +12,10 @@ use common::{
     write_profile,
 };
 
-const ALL_STEPS: [&str; 14] = [
+const ALL_STEPS: [&str; 15] = [
     "connect",
     "identify",
+    "check-identity",
     "erase",
     "program-bootloader",
     "program-application",
@@ -335,7 +336,7 @@ fn a_label_serial_issued_before_fails_that_unit_before_erase() {
     assert_eq!(code, 0);
     let first_chip = finished_units(&events)[0]["chip_uid"].as_str().unwrap().to_string();
     // A label printed twice: a new chip scanned with a serial already issued. The ledger is
-    // asked at `identify`, before the unit is erased or programmed.
+    // asked at `check-identity`, before the unit is erased or programmed.
     let second = directory.path().join("second.txt");
     std::fs::write(&second, "LBL-0001\nLBL-0002\n").unwrap();
     let (code, events) =
@@ -345,7 +346,8 @@ fn a_label_serial_issued_before_fails_that_unit_before_erase() {
     assert_eq!(units.len(), 2);
     let failed: Vec<_> = units.iter().filter(|unit| unit["result"] == "fail").collect();
     assert_eq!(failed.len(), 1, "{units:#?}");
-    assert_eq!(failed[0]["failing_step"], "identify");
+    assert_eq!(failed[0]["failing_step"], "check-identity");
+    assert_eq!(failed[0]["error_code"], "identity", "a duplicate label is no contact problem");
     let reason = failed[0]["reason"].as_str().unwrap();
     assert!(
         reason.contains("LBL-0001") && reason.contains("already issued") && reason.contains(&first_chip),
@@ -357,7 +359,11 @@ fn a_label_serial_issued_before_fails_that_unit_before_erase() {
         .filter(|event| event["event"] == "step-started" && event["unit"].as_u64() == Some(failed_unit))
         .filter_map(|event| event["step"].as_str())
         .collect();
-    assert_eq!(touched, ["connect", "identify"], "the refused unit was never erased or programmed");
+    assert_eq!(
+        touched,
+        ["connect", "identify", "check-identity"],
+        "the refused unit was never erased or programmed"
+    );
     assert!(units.iter().any(|unit| unit["result"] == "pass" && unit["serial"] == "LBL-0002"));
 }
 

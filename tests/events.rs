@@ -289,7 +289,7 @@ fn a_stalled_reader_keeps_memory_bounded_and_loses_no_unit() {
         .iter()
         .filter(|event| event["event"] == "step-finished" || event["event"] == "step-skipped")
         .count() as u64;
-    assert_eq!(step_outcomes, UNITS * 14);
+    assert_eq!(step_outcomes, UNITS * 15);
 }
 
 /// `--sim-fault SLOT.UNIT` counts the units of that slot (docs/events.md): `1.3` fails the third

@@ -88,9 +88,17 @@ fn a_flashed_unit_is_provisioned_through_its_console_port() {
     let bridge = bridge_pty_to(&device);
     let (code, events) = run_console_line(&profile, &bridge.port, &db);
     assert_eq!(code, 0, "events: {events:#?}\ndevice output:\n{}", device.log());
-    for step in ["connect", "identify", "erase", "program-bootloader", "program-application", "verify-flash"]
-        .into_iter()
-        .chain(["allocate-identity", "issue-identity", "fcc-inject", "lock", "verify-lock"])
+    for step in [
+        "connect",
+        "identify",
+        "check-identity",
+        "erase",
+        "program-bootloader",
+        "program-application",
+        "verify-flash",
+    ]
+    .into_iter()
+    .chain(["allocate-identity", "issue-identity", "fcc-inject", "lock", "verify-lock"])
     {
         assert_eq!(events_of(&events, "step-finished", step).len(), 1, "{step} done: {events:#?}");
     }
@@ -250,7 +258,7 @@ fn refuse_stops_a_returning_device_before_it_is_touched() {
     assert_eq!(code, 1, "events: {again:#?}");
     let failed = common::failed_units(&again);
     assert_eq!(failed.len(), 1, "{again:#?}");
-    assert_eq!(failed[0].1, "identify", "{failed:?}");
+    assert_eq!(failed[0].1, "check-identity", "{failed:?}");
     assert!(failed[0].2.contains("refuse"), "{failed:?}");
     for step in ["erase", "fcc-inject"] {
         assert!(events_of(&again, "step-started", step).is_empty(), "{step} ran: {again:#?}");

@@ -151,9 +151,16 @@ fn two_slots_run_to_pass_and_the_units_appear_in_the_history() {
     // A click on a row opens the unit's whole step history from the ledger.
     gui.click("history: DS1-000001 pass");
     gui.wait_for_label("step verify-lock: passed");
-    for step in
-        ["connect", "identify", "erase", "verify-flash", "allocate-identity", "self-test", "verify-lock"]
-    {
+    for step in [
+        "connect",
+        "identify",
+        "check-identity",
+        "erase",
+        "verify-flash",
+        "allocate-identity",
+        "self-test",
+        "verify-lock",
+    ] {
         gui.harness.get_by_label(&format!("step {step}: passed"));
     }
 
@@ -1000,7 +1007,7 @@ fn a_duplicate_label_is_refused_at_the_scan_or_before_any_flash_step() {
     gui.wait_for_label_containing("line status: line finished: 1 units");
 
     // Policy reuse-identity (the default): the label may be its own chip coming back, so the
-    // scan is taken, and the station refuses another chip at identify, before erase.
+    // scan is taken, and the station refuses another chip at check-identity, before erase.
     let directory = tempfile::tempdir().unwrap();
     let reuse = profile_with_scanner(directory.path(), true, "reuse-identity", "serial = \"LBL-[0-9]{4}\"");
     let mut gui = self::gui(2, |options| {
@@ -1014,7 +1021,7 @@ fn a_duplicate_label_is_refused_at_the_scan_or_before_any_flash_step() {
     let first_chip = gui.card_chip(1);
     gui.scan("SLOT-2 LBL-7001");
     gui.wait_for_label_containing(
-        "slot 2 state: FAIL at identify: scanned serial label LBL-7001 refused before flashing",
+        "slot 2 state: FAIL at check-identity: scanned serial label LBL-7001 refused before flashing",
     );
     let owner = format!("serial LBL-7001 was already issued (to chip {first_chip})");
     assert!(gui.harness.query_all_by_label_contains(&owner).next().is_some(), "the reason names the unit");
@@ -1025,10 +1032,14 @@ fn a_duplicate_label_is_refused_at_the_scan_or_before_any_flash_step() {
     let history = ledger.unit_history(&refused_chip).unwrap().expect("the refused unit's run is recorded");
     assert!(history.current.is_none(), "the refused unit got no identity");
     let run = &history.runs[0];
-    assert_eq!((run.result.as_str(), run.failing_step.as_deref()), ("fail", Some("identify")));
+    assert_eq!((run.result.as_str(), run.failing_step.as_deref()), ("fail", Some("check-identity")));
     let touched: Vec<&str> =
         run.steps.iter().filter(|step| step.status != "skipped").map(|step| step.name.as_str()).collect();
-    assert_eq!(touched, ["connect", "identify"], "the refused unit was never erased or programmed");
+    assert_eq!(
+        touched,
+        ["connect", "identify", "check-identity"],
+        "the refused unit was never erased or programmed"
+    );
 }
 
 #[test]

@@ -456,8 +456,13 @@ fn probe_lost_at_every_step_fails_that_unit_and_the_slot_recovers() {
             assert_eq!(summary.failed(), 0, "{step:?}");
             continue;
         }
-        // allocate-identity talks only to the ledger: the loss shows at the next probe step.
-        let expected_step = if step == StepName::AllocateIdentity { StepName::WriteConfig } else { step };
+        // check-identity and allocate-identity talk only to the ledger: the loss shows at the
+        // next probe step.
+        let expected_step = match step {
+            StepName::CheckIdentity => StepName::Erase,
+            StepName::AllocateIdentity => StepName::WriteConfig,
+            step => step,
+        };
         assert_eq!(summary.failed(), 1, "{step:?}: {finished:?}");
         assert_eq!(flaky[0].1, UnitResult::Fail, "{step:?}");
         assert_eq!(flaky[0].2.as_deref(), Some(expected_step.as_str()), "{step:?}");

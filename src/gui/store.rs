@@ -646,7 +646,7 @@ mod tests {
                 event(0, 1, EventKind::UnitStarted { probe: "sim-0".into() }),
                 event(0, 1, EventKind::StepStarted { step: StepName::Erase }),
             ],
-            SlotPhase::Running { step: "erase".into(), step_number: 3 },
+            SlotPhase::Running { step: "erase".into(), step_number: 4 },
             (0, 0, 0, None),
         );
         check(

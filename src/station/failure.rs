@@ -72,7 +72,8 @@ impl FailureCategory {
             | StepName::ProgramBootloader
             | StepName::ProgramApplication
             | StepName::VerifyFlash => FailureCategory::FlashVerify,
-            StepName::AllocateIdentity
+            StepName::CheckIdentity
+            | StepName::AllocateIdentity
             | StepName::InjectRootOfTrust
             | StepName::DeviceKey
             | StepName::IssueIdentity

@@ -15,6 +15,9 @@ pub enum StepName {
     Connect,
     /// Read the unique ID; look the chip up in the ledger.
     Identify,
+    /// The ledger's verdict before anything is written to the unit: a returning chip the rework
+    /// policy refuses, or a scanned serial label issued to another unit, stops here.
+    CheckIdentity,
     /// Erase the sectors the images go to.
     Erase,
     /// Program the bootloader image.
@@ -61,9 +64,10 @@ impl StepName {
     /// Every step in pipeline order. The identity steps run only for profiles with a
     /// `[device_identity]` (and `device-key` only for device-made keys); for other profiles
     /// they are not part of the pipeline at all (not recorded as skipped).
-    pub const ALL: [StepName; 19] = [
+    pub const ALL: [StepName; 20] = [
         StepName::Connect,
         StepName::Identify,
+        StepName::CheckIdentity,
         StepName::Erase,
         StepName::ProgramBootloader,
         StepName::ProgramApplication,
@@ -88,6 +92,7 @@ impl StepName {
         match self {
             StepName::Connect => "connect",
             StepName::Identify => "identify",
+            StepName::CheckIdentity => "check-identity",
             StepName::Erase => "erase",
             StepName::ProgramBootloader => "program-bootloader",
             StepName::ProgramApplication => "program-application",

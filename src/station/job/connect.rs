@@ -1,8 +1,10 @@
-//! The first two steps: `connect` attaches to the chip the profile names (unlocking a locked
-//! one by mass erase only when the profile allows it), and `identify` reads its unique ID and
-//! asks the ledger whether it was seen before. A chip the rework policy refuses stops here,
-//! before anything is written to it, and so does a scanned serial label the ledger would refuse
-//! (one issued to another unit).
+//! The first three steps: `connect` attaches to the chip the profile names (unlocking a locked
+//! one by mass erase only when the profile allows it), `identify` reads its unique ID and asks
+//! the ledger whether it was seen before, and `check-identity` asks the ledger's verdict before
+//! anything is written to the unit: a chip the rework policy refuses stops there, and so does a
+//! scanned serial label the ledger would refuse (one issued to another unit). The verdict is a
+//! step of its own so that its failures are `identity` failures for the operator (set aside or
+//! call the engineer), not contact failures (re-seat and retry).
 
 use serde_json::json;
 
@@ -39,11 +41,6 @@ impl UnitJob<'_> {
         let chip_uid = self.retry(|target| target.read_unique_id())?;
         let chip_uid_hex = chip_uid.to_hex();
         let known = self.context.ledger.lookup_chip(&chip_uid_hex)?;
-        if let Some(known) = &known {
-            // The ledger's own rule, asked before flashing; allocation asks it again.
-            ledger::decide_rework(self.profile().rework_policy, &chip_uid_hex, &known.serial)
-                .map_err(|refusal| StepFailure(refusal.to_string()))?;
-        }
         let detail = json!({
             "chip_uid": chip_uid_hex,
             "seen_before": known.is_some(),
@@ -51,8 +48,24 @@ impl UnitJob<'_> {
         });
         self.facts.chip_uid = Some(chip_uid);
         self.facts.seen_before = Some(known.is_some());
-        // A scanned label the ledger would refuse fails the unit here, before erase touches it.
-        self.take_checked_scanned_serial(&chip_uid_hex)?;
+        self.facts.previous_serial = known.map(|identity| identity.serial);
         Ok(detail)
+    }
+
+    /// `check-identity`: the ledger's rule for a returning chip (asked again at allocation), then
+    /// the scanned label, if the profile scans serials.
+    pub(super) fn check_identity(&mut self) -> StepResult {
+        let chip_uid_hex = self.facts.chip_uid()?.to_hex();
+        let policy = self.profile().rework_policy;
+        if let Some(previous_serial) = &self.facts.previous_serial {
+            ledger::decide_rework(policy, &chip_uid_hex, previous_serial)
+                .map_err(|refusal| StepFailure(refusal.to_string()))?;
+        }
+        self.take_checked_scanned_serial(&chip_uid_hex)?;
+        Ok(json!({
+            "rework": self.facts.previous_serial.is_some(),
+            "rework_policy": policy,
+            "scanned_serial": self.facts.scanned_serial,
+        }))
     }
 }

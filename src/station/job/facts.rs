@@ -18,8 +18,10 @@ pub(super) struct UnitFacts {
     pub(super) chip_uid: Option<ChipUid>,
     /// Whether the ledger knew the chip before this run (`identify`).
     pub(super) seen_before: Option<bool>,
+    /// The serial the ledger issued the chip before, for a returning chip (`identify`).
+    pub(super) previous_serial: Option<String>,
     /// The serial scanned from the unit's label, taken and checked against the ledger before
-    /// anything is written to the unit (`identify`, profiles with `serial.scheme = "scanned"`).
+    /// anything is written to the unit (`check-identity`, profiles with `serial.scheme = "scanned"`).
     pub(super) scanned_serial: Option<String>,
     /// The image writes planned sector by sector, for the program steps (`erase`).
     pub(super) planned_images: Option<Vec<PlannedWrite>>,

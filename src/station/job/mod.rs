@@ -322,6 +322,7 @@ impl<'a> UnitJob<'a> {
             StepName::Connect if !self.target.has_debug_port() => self.connect_without_debug_port(),
             StepName::Connect => self.connect(),
             StepName::Identify => self.identify(),
+            StepName::CheckIdentity => self.check_identity(),
             StepName::Erase => self.erase(),
             StepName::ProgramBootloader => self
                 .firmware()
