@@ -4,12 +4,15 @@
 //! - station overhead per unit on the zero-latency sim (wall time minus time inside device
 //!   calls), p50 and p99, against the 5 ms goal;
 //! - efficiency at realistic timing = modelled hardware busy time / measured wall time per unit;
-//! - throughput with 1, 2, 4, 8, 16 slots as a multiple of one slot;
+//! - throughput with 1, 2, 4, 8, 16, 32, 64 slots as a multiple of one slot (goal: 64 slots
+//!   >= 60 x one slot);
 //! - rework speed-up from skip-unchanged for a 512 KiB application;
 //! - ledger commits per second with synchronous=FULL;
 //! - peak RSS of a 16-slot run (measured in a child process).
 //!
-//! `IMPRINT_BENCH_QUICK=1` shrinks every phase (a smoke run, not for recording).
+//! `IMPRINT_BENCH_QUICK=1` shrinks every phase (a smoke run, not for recording);
+//! `IMPRINT_BENCH_ONLY=efficiency,scaling` runs only the phases named (`overhead`, `efficiency`,
+//! `scaling`, `rework`, `commits`, `rss`), to repeat one figure without the rest.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -30,6 +33,12 @@ fn repo() -> PathBuf {
 
 fn quick() -> bool {
     std::env::var_os("IMPRINT_BENCH_QUICK").is_some()
+}
+
+/// Whether the phase `name` runs (all of them unless `IMPRINT_BENCH_ONLY` names some).
+fn phase(name: &str) -> bool {
+    std::env::var("IMPRINT_BENCH_ONLY")
+        .map_or(true, |only| only.split(',').any(|wanted| wanted.trim() == name))
 }
 
 fn context(profile: Profile, directory: &Path) -> Arc<StationContext> {
@@ -121,8 +130,14 @@ impl Target for TimedTarget<'_> {
     fn unlock_by_mass_erase(&mut self) -> Result<(), TargetError> {
         self.time(|target| target.unlock_by_mass_erase())
     }
+    fn checksum_crc32(&mut self, address: u64, length: u64) -> Result<Option<u32>, TargetError> {
+        self.time(|target| target.checksum_crc32(address, length))
+    }
     fn take_console_lines(&mut self) -> Option<Vec<String>> {
         self.inner.take_console_lines()
+    }
+    fn has_debug_port(&self) -> bool {
+        self.inner.has_debug_port()
     }
     fn note_step(&mut self, step_name: &str) {
         self.inner.note_step(step_name)
@@ -171,29 +186,42 @@ fn station_overhead(profile: &Profile, directory: &Path) {
 fn efficiency(profile: &Profile, directory: &Path) {
     let units = if quick() { 2 } else { 8 };
     let context = context(profile.clone(), directory);
-    let (mut busy, mut wall) = (Duration::ZERO, Duration::ZERO);
+    let (mut busy, mut inside, mut wall) = (Duration::ZERO, Duration::ZERO, Duration::ZERO);
     for index in 0..units {
-        let mut target = fresh_target(profile, profile.sim_timing, 10_000 + index);
+        let mut sim = fresh_target(profile, profile.sim_timing, 10_000 + index);
+        let mut timed = TimedTarget { inner: &mut sim, inside: Duration::ZERO };
         let started = Instant::now();
-        let outcome = provision_unit(&context, &mut target, 0, index + 1);
+        let outcome = provision_unit(&context, &mut timed, 0, index + 1);
         wall += started.elapsed();
-        busy += target.modeled_busy();
+        inside += timed.inside;
+        busy += sim.modeled_busy();
         assert_eq!(outcome.result, UnitResult::Pass, "{outcome:?}");
     }
+    let per_unit_ms = |duration: Duration| duration.as_secs_f64() * 1000.0 / units as f64;
     println!("efficiency at realistic timing ({units} units, 1 slot, profiles/demo.toml [sim]):");
     println!(
-        "  modelled hardware time {:.0} ms / measured {:.0} ms per unit = {:.3} (goal >= 0.95)",
-        busy.as_secs_f64() * 1000.0 / units as f64,
-        wall.as_secs_f64() * 1000.0 / units as f64,
+        "  modelled hardware time {:.1} ms / measured {:.1} ms per unit = {:.4} (goal >= 0.99)",
+        per_unit_ms(busy),
+        per_unit_ms(wall),
         busy.as_secs_f64() / wall.as_secs_f64()
+    );
+    // Where the rest goes: inside device calls beyond the modelled delays is the simulator's
+    // own error (sleeps overshooting, its own CPU work); outside device calls is the station's.
+    println!(
+        "  of the {:.1} ms per unit beyond the model: simulator {:.1} ms (inside device calls), station {:.1} ms (outside device calls)",
+        per_unit_ms(wall.saturating_sub(busy)),
+        per_unit_ms(inside.saturating_sub(busy)),
+        per_unit_ms(wall.saturating_sub(inside))
     );
 }
 
 fn slot_scaling(profile: &Profile, directory: &Path) {
     let units_per_slot = if quick() { 1 } else { 3 };
-    println!("throughput at realistic timing ({units_per_slot} units per slot):");
+    println!(
+        "throughput at realistic timing ({units_per_slot} units per slot; goal: 64 slots >= 60 x one slot):"
+    );
     let mut one_slot_rate = 0.0;
-    for slots in [1usize, 2, 4, 8, 16] {
+    for slots in [1usize, 2, 4, 8, 16, 32, 64] {
         let context = context(profile.clone(), directory);
         let fixtures: Vec<Box<dyn Fixture>> = (0..slots)
             .map(|slot| {
@@ -407,17 +435,29 @@ fn main() {
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         cpu_model()
     );
-    station_overhead(&profile, directory.path());
-    efficiency(&profile, directory.path());
-    slot_scaling(&profile, directory.path());
-    rework(directory.path());
-    ledger_commits(directory.path());
-    println!("peak RSS (VmHWM) of a 16-slot run:");
-    let status = std::process::Command::new(std::env::current_exe().expect("bench binary"))
-        .env("IMPRINT_BENCH_PEAK_RSS_CHILD", "1")
-        .status()
-        .expect("run peak RSS child");
-    assert!(status.success());
+    if phase("overhead") {
+        station_overhead(&profile, directory.path());
+    }
+    if phase("efficiency") {
+        efficiency(&profile, directory.path());
+    }
+    if phase("scaling") {
+        slot_scaling(&profile, directory.path());
+    }
+    if phase("rework") {
+        rework(directory.path());
+    }
+    if phase("commits") {
+        ledger_commits(directory.path());
+    }
+    if phase("rss") {
+        println!("peak RSS (VmHWM) of a 16-slot run:");
+        let status = std::process::Command::new(std::env::current_exe().expect("bench binary"))
+            .env("IMPRINT_BENCH_PEAK_RSS_CHILD", "1")
+            .status()
+            .expect("run peak RSS child");
+        assert!(status.success());
+    }
 }
 
 fn cpu_model() -> String {

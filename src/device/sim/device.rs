@@ -13,7 +13,7 @@
 //! uses `mbed.BootstrapDevicePrivateKey` from its store when the station put one there, else
 //! the key it made itself.
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use sha2::{Digest, Sha256};
 
@@ -51,6 +51,9 @@ pub struct SimDevice {
     /// The time the modelled hardware has spent busy (flash operations, transfers, boots):
     /// the physical minimum the station's wall time is compared with.
     pub(super) modeled_busy: Duration,
+    /// The device call in progress: when its first modelled delay began, and the modelled time
+    /// spent in it so far (see [`SimDevice::spend`]).
+    pub(super) call_clock: Option<(Instant, Duration)>,
     /// Identity misbehaviour injected by a fault plan.
     pub(super) identity_faults: IdentityFaults,
     /// The profile's bootloader kind, root of trust and TRNG (`bootloader.rs`).
@@ -102,6 +105,7 @@ impl SimDevice {
             console_lines: Vec::new(),
             timing: SimTiming::default(),
             modeled_busy: Duration::ZERO,
+            call_clock: None,
             identity_faults: IdentityFaults::default(),
             hardware: DeviceHardware::default(),
             sotp: SotpArea::default(),
@@ -109,13 +113,33 @@ impl SimDevice {
         }
     }
 
-    /// Spends modelled hardware time: sleeps for it and accounts it.
+    /// Spends modelled hardware time: accounts it, and sleeps until the call's modelled time
+    /// has passed since its first delay began.
+    ///
+    /// The delays of one device call run back to back, as the hardware's do: each sleep ends at
+    /// an absolute deadline (the call's first delay's start plus every delay modelled in the call
+    /// so far), so the operating system waking a thread late on one sleep does not add up over
+    /// the hundreds of page programs of one call. A call is never shorter than its modelled
+    /// time; time between calls (the station's own work) is never absorbed: every call starts
+    /// a fresh clock ([`SimDevice::begin_call`]).
     pub(super) fn spend(&mut self, milliseconds: f64) {
         if milliseconds > 0.0 {
             let duration = Duration::from_secs_f64(milliseconds / 1000.0);
             self.modeled_busy += duration;
-            std::thread::sleep(duration);
+            let (call_started, spent) =
+                self.call_clock.get_or_insert_with(|| (Instant::now(), Duration::ZERO));
+            *spent += duration;
+            let deadline = *call_started + *spent;
+            let now = Instant::now();
+            if deadline > now {
+                std::thread::sleep(deadline - now);
+            }
         }
+    }
+
+    /// Starts a device call: the modelled delays that follow are timed from the first of them.
+    pub(super) fn begin_call(&mut self) {
+        self.call_clock = None;
     }
 
     /// The time the modelled hardware has been busy since the device was made.
@@ -150,6 +174,7 @@ impl SimDevice {
 
     /// Restores power (RAM is lost, flash and lock survive); the device then boots.
     pub fn power_on(&mut self) {
+        self.begin_call();
         self.is_powered = true;
         self.power_cut_after_operations = None;
         self.ram.fill(0);

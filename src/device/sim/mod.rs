@@ -137,7 +137,10 @@ impl SimTarget {
         self.device
     }
 
+    /// Every device call starts here: it starts the call's clock of modelled delays, then
+    /// checks the link.
     fn check_link(&mut self) -> Result<(), TargetError> {
+        self.device.begin_call();
         if self.is_hung {
             std::thread::sleep(Duration::from_millis(SIM_PROBE_COMMAND_TIMEOUT_MS));
             return Err(TargetError::Timeout {
@@ -441,5 +444,49 @@ impl Fixture for SimFixture {
             ),
             None => target,
         })))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::profile::Profile;
+
+    /// A call made of many modelled delays (here 256 page programs) lasts the sum of them: never
+    /// less, and not that sum plus every sleep's wake-up lateness (each sleep overshoots by the
+    /// kernel's timer slack, 50 µs, and more). The quickest of three tries is judged, so a
+    /// loaded machine's scheduling delay on one try does not decide.
+    #[test]
+    fn a_device_call_lasts_its_modelled_time_not_the_sum_of_its_sleeps() {
+        let profile =
+            Profile::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/demo.toml"))
+                .expect("the demo profile loads");
+        let memory = &profile.firmware.as_ref().expect("the demo profile flashes firmware").memory;
+        let timing = SimTiming {
+            probe_bytes_per_second: 0,
+            sector_erase_ms: 0.0,
+            page_program_ms: 0.2,
+            page_size_bytes: 256,
+            boot_ms: 0.0,
+        };
+        let data = vec![0x5A; 256 * 256];
+        let modelled = Duration::from_secs_f64(0.0002) * 256;
+        let mut quickest = Duration::MAX;
+        for attempt in 0..3u8 {
+            let device = SimDevice::new(memory, vec![attempt; SIM_UNIQUE_ID_SIZE_BYTES]);
+            let mut target = SimTarget::new(device, "chip", "probe", timing, FaultPlan::default());
+            let started = Instant::now();
+            target.program_flash(memory.application.address, &data, &mut |_| {}).expect("program");
+            let took = started.elapsed();
+            assert_eq!(target.modeled_busy(), modelled);
+            assert!(took >= modelled, "the call took {took:?}, less than its modelled {modelled:?}");
+            quickest = quickest.min(took);
+        }
+        assert!(
+            quickest < modelled * 6 / 5,
+            "the quickest call took {quickest:?} for {modelled:?} of modelled delays"
+        );
     }
 }

@@ -126,11 +126,19 @@ fn state_words(slot: &SlotState) -> (StateLook, String, String) {
 }
 
 /// The largest text size up to `size` at which `text` fits `width` on one line (never below
-/// `minimum`; a label drawn at it still elides what does not fit).
+/// `minimum`; a label drawn at it still elides what does not fit), in whole points: every
+/// distinct size is a font size whose glyphs egui rasterizes and caches, and fitting each step
+/// name to its card at its own fractional size made the 64-slot window rasterize glyphs on most
+/// frames.
 fn fitted_size(ui: &Ui, text: &str, size: f32, width: f32, minimum: f32) -> f32 {
     let natural =
         ui.painter().layout_no_wrap(text.to_string(), FontId::proportional(size), Color32::WHITE).size().x;
-    (size * width / natural.max(1.0)).clamp(minimum.min(size), size)
+    whole_points((size * width / natural.max(1.0)).clamp(minimum.min(size), size))
+}
+
+/// A text size rounded down to whole points (never below 1).
+fn whole_points(size: f32) -> f32 {
+    size.floor().max(1.0)
 }
 
 /// A compact card (many slots, or small cards): the slot number and the state's word in the
@@ -149,7 +157,7 @@ fn compact_card_ui(ui: &mut Ui, index: usize, slot: &SlotState, context: &CardCo
     let has_serial_line = inner.height() >= 44.0;
     let first_height = if has_serial_line { inner.height() * 0.58 } else { inner.height() };
     let number_text = format!("{}", index + 1);
-    let size = (first_height * 0.78).clamp(9.0, 72.0);
+    let size = whole_points((first_height * 0.78).clamp(9.0, 72.0));
     let number_size = fitted_size(ui, &number_text, size, inner.width() * 0.35, 9.0);
     let number_rect = egui::Rect::from_min_size(inner.min, Vec2::new(inner.width() * 0.35, first_height));
     let number = ui.put(
@@ -181,10 +189,10 @@ fn compact_card_ui(ui: &mut Ui, index: usize, slot: &SlotState, context: &CardCo
         };
         let serial_rect =
             egui::Rect::from_min_max(egui::pos2(inner.left(), inner.top() + first_height), inner.max);
-        let wanted = (serial_rect.height() * 0.7).clamp(9.0, 28.0);
+        let wanted = whole_points((serial_rect.height() * 0.7).clamp(9.0, 28.0));
         let natural =
             ui.painter().layout_no_wrap(shown.clone(), FontId::monospace(wanted), Color32::WHITE).size().x;
-        let serial_size = (wanted * serial_rect.width() / natural.max(1.0)).clamp(8.0, wanted);
+        let serial_size = whole_points((wanted * serial_rect.width() / natural.max(1.0)).clamp(8.0, wanted));
         let identity = ui.put(
             serial_rect,
             egui::Label::new(RichText::new(shown).size(serial_size).monospace().color(Color32::WHITE))

@@ -262,29 +262,47 @@ impl UnitJob<'_> {
     }
 
     /// Verifies every range programmed so far (and not yet verified) by an independent read-back.
+    ///
+    /// The hashes of what was written are computed on a helper thread while the probe reads the
+    /// ranges back, so hashing is off the unit's critical path: once a range is read, it is
+    /// compared byte for byte with what was written (a read-back that matches has the written
+    /// bytes' hash), and hashed here only when it differs, for the failure's reason.
     pub(super) fn verify_written(&mut self, step: StepName) -> StepResult {
         let ranges = std::mem::take(&mut self.written_ranges);
         let total: u64 = ranges.iter().map(|range| range.data.len() as u64).sum();
-        let mut done = 0;
-        let mut verified = Vec::new();
-        for WrittenRange { address, data: written, holds_secret } in &ranges {
-            let read = self.read_back(step, *address, written.len(), done, total)?;
-            let expected: [u8; 32] = Sha256::digest(written).into();
-            let actual: [u8; 32] = Sha256::digest(&read).into();
-            if actual != expected {
-                return Err(StepFailure(format!(
-                    "read-back of {} bytes at {address:#010x} does not match what was written (sha256 {} expected {}){}",
-                    written.len(),
-                    hex::encode(actual),
-                    hex::encode(expected),
-                    first_difference(&read, *address, written, *holds_secret)
-                )));
+        std::thread::scope(|scope| {
+            let (hashes_sender, hashes) = std::sync::mpsc::channel::<[u8; 32]>();
+            let to_hash = &ranges;
+            scope.spawn(move || {
+                for range in to_hash {
+                    // The receiver is gone only when a read-back failed: nothing more to hash.
+                    if hashes_sender.send(Sha256::digest(&range.data).into()).is_err() {
+                        break;
+                    }
+                }
+            });
+            let mut done = 0;
+            let mut verified = Vec::new();
+            for WrittenRange { address, data: written, holds_secret } in &ranges {
+                let read = self.read_back(step, *address, written.len(), done, total)?;
+                let expected = hashes.recv().unwrap_or_else(|_| Sha256::digest(written).into());
+                if read != *written {
+                    let actual: [u8; 32] = Sha256::digest(&read).into();
+                    return Err(StepFailure(format!(
+                        "read-back of {} bytes at {address:#010x} does not match what was written (sha256 {} expected {}){}",
+                        written.len(),
+                        hex::encode(actual),
+                        hex::encode(expected),
+                        first_difference(&read, *address, written, *holds_secret)
+                    )));
+                }
+                done += written.len() as u64;
+                verified.push(
+                    json!({ "address": address, "size": written.len(), "sha256": hex::encode(expected) }),
+                );
             }
-            done += written.len() as u64;
-            verified
-                .push(json!({ "address": address, "size": written.len(), "sha256": hex::encode(actual) }));
-        }
-        Ok(json!({ "verified_bytes": total, "ranges": verified }))
+            Ok(json!({ "verified_bytes": total, "ranges": verified }))
+        })
     }
 }
 
