@@ -276,6 +276,46 @@ fn with_a_scanned_serial_profile_each_scan_starts_the_waiting_slot_with_that_ser
     drop(directory);
 }
 
+/// Issue 16: the window drives FCC slots like any other. Two real FCC example devices (built
+/// from IMPRINT_FCC_SOURCE) on loopback, one `fcc:` probe each, profiles/fcc-linux.toml: both
+/// cards end PASS with their serials, and each device's own verification of what it stored
+/// succeeds.
+#[test]
+fn the_window_provisions_real_fcc_devices_given_as_probes() {
+    let fcc_profile = Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/fcc-linux.toml");
+    let mut devices = common::fcc::start_fcc_devices(2);
+    let probes: Vec<String> = devices.iter().map(|device| format!("fcc:{}", device.endpoint())).collect();
+    let mut gui = gui(2, |options| {
+        options.profile = Some(fcc_profile);
+        options.probes = probes.clone();
+        options.sim_slot_count = None;
+    });
+    gui.wait_for_label("Slots 2 (--probe)");
+    gui.click("Start line");
+    gui.wait_until("both FCC slots to finish their unit", |harness| {
+        (1..=2).all(|slot| {
+            harness.query_by_label(&format!("slot {slot} state: PASS")).is_some()
+                || harness.query_by_label_contains(&format!("slot {slot} state: FAIL")).is_some()
+        })
+    });
+    for slot in 1..=2 {
+        assert!(
+            gui.harness.query_by_label(&format!("slot {slot} state: PASS")).is_some(),
+            "slot {slot} did not pass; devices:\n{}\n{}",
+            devices[0].log(),
+            devices[1].log()
+        );
+    }
+    if gui.harness.query_by_label("Stop line").is_some() {
+        gui.click("Stop line");
+    }
+    gui.wait_for_label_containing("line status: line finished: 2 units, 2 pass");
+    for device in &mut devices {
+        let report = device.verify_stored();
+        assert!(report.success && report.status == 0, "fcc-verify: {report:?}\n{}", device.log());
+    }
+}
+
 #[test]
 fn the_window_runs_units_on_qemu_fixtures_given_as_probes_and_from_the_profile() {
     let qemu_profile = Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles/qemu-mps2-an385.toml");
@@ -579,6 +619,74 @@ fn figure(gui: &Gui, name: &str) -> Option<u64> {
         .query_all_by_label_contains(&prefix)
         .filter_map(|node| node.accesskit_node().label().or(node.accesskit_node().value()))
         .find_map(|label| label.strip_prefix(&prefix).and_then(|number| number.parse().ok()))
+}
+
+/// The window on two slots at the demo profile's realistic timing (about 6 s a unit), so that
+/// the test can act while units are in flight.
+fn realistic_gui() -> Gui {
+    gui(2, |options| options.sim_timing_zero = Some(false))
+}
+
+/// Waits until both slots are flashing their unit (their progress counts bytes).
+fn wait_for_units_in_flight(gui: &mut Gui) {
+    gui.wait_until("both slots to flash a unit", |harness| {
+        (1..=2).all(|slot| {
+            harness
+                .query_by_label_contains(&format!("slot {slot} progress: "))
+                .and_then(|node| node.accesskit_node().label())
+                .is_some_and(|label| label.contains(" / ") && label.contains("KiB"))
+        })
+    });
+}
+
+#[test]
+fn stop_lets_the_units_in_flight_finish_with_no_fail_and_no_abort() {
+    let mut gui = realistic_gui();
+    gui.click("Start line");
+    wait_for_units_in_flight(&mut gui);
+    gui.click("Stop line");
+    gui.wait_for_label_containing("line status: stopping");
+    // While they finish, the button offers the (confirmed) abort, not a second stop.
+    gui.harness.get_by_label("Abort units in flight");
+    gui.wait_for_label_containing("line status: line finished: 2 units, 2 pass");
+    gui.harness.get_by_label("slot 1 state: PASS");
+    gui.harness.get_by_label("slot 2 state: PASS");
+    assert_eq!(
+        (figure(&gui, "units"), figure(&gui, "pass"), figure(&gui, "fail"), figure(&gui, "aborted")),
+        (Some(2), Some(2), Some(0), Some(0))
+    );
+    gui.harness.get_by_label("first-pass yield: 100.0 %");
+}
+
+#[test]
+fn abort_records_the_units_in_flight_aborted_and_leaves_the_yield_unchanged() {
+    let mut gui = realistic_gui();
+    // A first round passes: yield 100 %.
+    gui.run_one_unit_per_slot(2, |gui| gui.click("Start line"));
+    gui.harness.get_by_label("first-pass yield: 100.0 %");
+
+    gui.click("Start line");
+    wait_for_units_in_flight(&mut gui);
+    gui.click("Stop line");
+    gui.wait_for_label("Abort units in flight");
+    gui.click("Abort units in flight");
+    // Asked first; "Keep finishing" would let them finish.
+    gui.wait_for_label("Abort now");
+    gui.click("Abort now");
+    gui.wait_for_label_containing("line status: line finished");
+    for slot in 1..=2 {
+        gui.harness.get_by_label_contains(&format!("slot {slot} state: ABORTED before "));
+    }
+    assert_eq!(
+        (figure(&gui, "pass"), figure(&gui, "fail"), figure(&gui, "aborted")),
+        (Some(2), Some(0), Some(2)),
+        "aborted units are counted apart from failures"
+    );
+    gui.harness.get_by_label("first-pass yield: 100.0 %");
+    // The ledger has each aborted run as aborted, not as a failure.
+    let ledger = imprint::ledger::Ledger::open_read_only(&gui.ledger_path).unwrap();
+    let stats = ledger.stats().unwrap();
+    assert_eq!((stats.runs_passed, stats.runs_failed, stats.runs_aborted), (2, 0, 2), "{stats:?}");
 }
 
 #[test]
