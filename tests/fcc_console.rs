@@ -10,7 +10,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::fcc::{FccDevice, bridge_pty_to};
-use common::{absolutize_profile_paths, imprint, repo_root, run_json_events, write_profile};
+use common::{absolutize_profile_paths, exported_runs, imprint, repo_root, run_json_events, write_profile};
 use serde_json::Value;
 
 /// The `[name]` section of `text`, up to the next section.
@@ -39,25 +39,6 @@ fn flashing_fcc_profile(directory: &Path, edit: impl Fn(String) -> String) -> Pa
 
 fn events_of<'a>(events: &'a [Value], kind: &str, step: &str) -> Vec<&'a Value> {
     events.iter().filter(|event| event["event"] == kind && event["step"] == step).collect()
-}
-
-/// Every run in the ledger, from `imprint log export --format jsonl`.
-fn exported_runs(db: &Path, directory: &Path) -> Vec<Value> {
-    let export = directory.join("export.jsonl");
-    let output = imprint()
-        .args(["log", "export", "--format", "jsonl", "--force", "--db"])
-        .arg(db)
-        .arg("-o")
-        .arg(&export)
-        .output()
-        .expect("run imprint log export");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    std::fs::read_to_string(&export)
-        .expect("read export")
-        .lines()
-        .map(|line| serde_json::from_str::<Value>(line).expect("JSON line"))
-        .filter(|record| record.get("result").is_some())
-        .collect()
 }
 
 /// One unit on `sim,console=PORT` with `--sim-uid-seed` (the same chip every run).

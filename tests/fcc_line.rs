@@ -13,7 +13,9 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::fcc::{FccDevice, start_fcc_devices};
-use common::{absolutize_profile_paths, imprint, openssl_ok, repo_root, run_json_events, write_profile};
+use common::{
+    absolutize_profile_paths, exported_runs, imprint, openssl_ok, repo_root, run_json_events, write_profile,
+};
 use serde_json::Value;
 
 fn fcc_profile() -> PathBuf {
@@ -62,26 +64,6 @@ fn assert_verified_by_openssl(certificate_pem: &str, directory: &Path, name: &st
         directory,
     );
     assert!(verdict.contains(": OK"), "openssl verify: {verdict}");
-}
-
-/// Every run in the ledger, from `imprint log export --format jsonl` (into the same file each
-/// time: `--force` replaces the last one).
-fn exported_runs(db: &Path, directory: &Path) -> Vec<Value> {
-    let export = directory.join("export.jsonl");
-    let output = imprint()
-        .args(["log", "export", "--format", "jsonl", "--force", "--db"])
-        .arg(db)
-        .arg("-o")
-        .arg(&export)
-        .output()
-        .expect("run imprint log export");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    std::fs::read_to_string(&export)
-        .expect("read export")
-        .lines()
-        .map(|line| serde_json::from_str::<Value>(line).expect("JSON line"))
-        .filter(|record| record.get("result").is_some())
-        .collect()
 }
 
 fn assert_nothing_passed(db: &Path, directory: &Path) {

@@ -213,3 +213,23 @@ pub fn failed_units(events: &[serde_json::Value]) -> Vec<(u64, String, String)> 
         })
         .collect()
 }
+
+/// Every run in the ledger, from `imprint log export --format jsonl` (into the same file each
+/// time: `--force` replaces the last one).
+pub fn exported_runs(db: &std::path::Path, directory: &std::path::Path) -> Vec<serde_json::Value> {
+    let export = directory.join("export.jsonl");
+    let output = imprint()
+        .args(["log", "export", "--format", "jsonl", "--force", "--db"])
+        .arg(db)
+        .arg("-o")
+        .arg(&export)
+        .output()
+        .expect("run imprint log export");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    std::fs::read_to_string(&export)
+        .expect("read export")
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).expect("JSON line"))
+        .filter(|record| record.get("result").is_some())
+        .collect()
+}
