@@ -13,7 +13,7 @@ use crate::station::{EventKind, LinePlan, UnitResult};
 use super::attention::{Attention, FLASH_HALF_PERIOD};
 use super::command::Command;
 use super::fixture::StartMode;
-use super::frame_timing::FrameTimer;
+use super::frame_timing::{FrameTimer, FrameWork, thread_cpu_time};
 use super::log_layer::LogReceiver;
 use super::panels::{self, Forms};
 use super::settings::{GuiOptions, Settings};
@@ -21,7 +21,7 @@ use super::shift::{ShiftStore, keep_latched_cards, start_blocker};
 use super::store::{HistoryStore, LineStatus, LineStore, LogStore, ProfilesStore, UnitDetails};
 use super::workers::{
     ChoreReply, ChoreRequest, ChoreWorker, HISTORY_ROWS_MAX, LineMessage, LineRequest, RunningLine, UiSender,
-    start_line,
+    UiWaker, start_line,
 };
 
 /// How often the history table is refreshed at most while units finish.
@@ -63,11 +63,15 @@ pub struct ImprintApp {
     supervisor_message: Option<String>,
     line_sender: crossbeam_channel::Sender<LineMessage>,
     line_receiver: crossbeam_channel::Receiver<LineMessage>,
+    /// Wakes the UI once per frame for the line's messages.
+    line_waker: UiWaker,
     running_line: Option<RunningLine>,
     chores: ChoreWorker,
     log_receiver: Option<LogReceiver>,
     faults: FaultInjector,
     frame_timer: FrameTimer,
+    /// The slot cards' texts, laid out once and kept across frames.
+    card_texts: panels::CardTexts,
     repaint: egui::Context,
     session_started: SystemTime,
     /// The last work order scanned (recorded with each unit).
@@ -129,11 +133,13 @@ impl ImprintApp {
             supervisor_message: None,
             line_sender,
             line_receiver,
+            line_waker: UiWaker::new(repaint.clone()),
             running_line: None,
             chores,
             log_receiver,
             faults,
             frame_timer: FrameTimer::default(),
+            card_texts: panels::CardTexts::default(),
             repaint,
             session_started: SystemTime::now(),
             work_order: None,
@@ -293,7 +299,7 @@ impl ImprintApp {
         };
         let request = LineRequest { plan, start_mode, latch_failures: self.latches_failures() };
         self.line.starting();
-        let running = start_line(request, UiSender::new(self.line_sender.clone(), self.repaint.clone()));
+        let running = start_line(request, UiSender::new(self.line_sender.clone(), self.line_waker.clone()));
         // A failure still latched from the last run holds its slot in this one too, and a
         // board taken off stays off.
         for slot in self.shift.latched_slots() {
@@ -393,6 +399,7 @@ impl ImprintApp {
     /// Folds what the workers sent since the last frame into the stores.
     fn receive(&mut self, now: Instant) {
         let mut events = 0u64;
+        self.line_waker.looking();
         while let Ok(message) = self.line_receiver.try_recv() {
             match message {
                 LineMessage::Started { fixture_names, serials_are_scanned } => {
@@ -473,7 +480,6 @@ impl ImprintApp {
             }
         }
         self.frame_timer.count_events(events);
-
         while let Ok(reply) = self.chores.replies.try_recv() {
             self.receive_chore(reply);
         }
@@ -635,6 +641,7 @@ impl ImprintApp {
 impl eframe::App for ImprintApp {
     fn ui(&mut self, ui: &mut egui::Ui, frame: &mut eframe::Frame) {
         let frame_started = Instant::now();
+        let closure_cpu_started = thread_cpu_time();
         let previous_frame_cpu = frame.info().cpu_usage.map(Duration::from_secs_f32);
         self.frame_timer.frame_started(
             frame_started,
@@ -642,7 +649,9 @@ impl eframe::App for ImprintApp {
             previous_frame_cpu,
         );
         let context = ui.ctx().clone();
+        self.card_texts.begin_frame(&context, frame_started);
         self.receive(frame_started);
+        let folding = frame_started.elapsed();
 
         let mut commands = self.shortcuts(&context);
         let view = panels::View {
@@ -672,7 +681,8 @@ impl eframe::App for ImprintApp {
             selected_slot: self.selected_slot,
             boards_removed: &self.boards_removed,
         };
-        panels::app_ui(ui, &view, &mut self.settings, &mut self.forms, &mut commands);
+        panels::app_ui(ui, &view, &mut self.settings, &mut self.forms, &mut self.card_texts, &mut commands);
+        self.card_texts.end_frame(&context);
         for command in commands {
             self.apply(command);
         }
@@ -682,7 +692,16 @@ impl eframe::App for ImprintApp {
         } else if self.settings.attention_signal && self.shift.oldest_latched().is_some() {
             context.request_repaint_after(FLASH_HALF_PERIOD);
         }
-        self.frame_timer.frame_finished(frame_started.elapsed());
+        let closure = frame_started.elapsed();
+        let closure_cpu = closure_cpu_started
+            .zip(thread_cpu_time())
+            .map(|(started, finished)| finished.saturating_sub(started));
+        self.frame_timer.frame_finished(FrameWork {
+            closure,
+            folding,
+            closure_cpu,
+            glyph_atlas_fill: context.fonts(|fonts| fonts.font_atlas_fill_ratio()),
+        });
     }
 
     fn save(&mut self, storage: &mut dyn eframe::Storage) {

@@ -3,7 +3,7 @@
 //! - [`start_line`] runs the line on its own thread: it opens the station's
 //!   [`LineSession`] (the same one `imprint run` opens), puts each slot behind its start gate
 //!   and runs it; station events come back through [`ChannelEventSink`], which wakes the UI
-//!   with `request_repaint`.
+//!   through a [`UiWaker`] (one `request_repaint` per frame, not one per event).
 //! - [`ChoreWorker`] answers everything else that touches the disk: listing and checking
 //!   profiles, and the ledger's read API (history, a unit's runs, statistics, export). Requests
 //!   that a newer one makes stale (history, statistics) are coalesced, so a busy line finishing
@@ -13,6 +13,7 @@ use std::collections::VecDeque;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use eframe::egui;
@@ -49,6 +50,10 @@ pub struct LineRequest {
 
 /// What the line thread tells the UI.
 #[derive(Debug, Clone)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "nearly every message is an event: boxing it was one allocation more per event, freed on the UI thread"
+)]
 pub enum LineMessage {
     /// The fixtures are open; the slots run. With `serials_are_scanned` (the profile's
     /// `serial.scheme = "scanned"`) each unit waits for its serial label to be scanned.
@@ -57,28 +62,58 @@ pub enum LineMessage {
     StartFailed { reason: String },
     /// Manual start: the slot waits for the operator.
     SlotWaiting { slot: usize },
-    /// A station event.
-    Event(Box<StationEvent>),
+    /// A station event (not boxed: one allocation less per event).
+    Event(StationEvent),
     /// The line thread ended (after the line's `line-finished` event, or after `StartFailed`).
     Ended,
+}
+
+/// Wakes the UI thread once for everything sent since it last looked, rather than once per
+/// message: each `request_repaint` takes egui's context lock (which the UI thread holds while it
+/// builds a frame) and posts a wake-up to the event loop, and 64 slots send more than a
+/// thousand events a second.
+#[derive(Clone)]
+pub struct UiWaker {
+    context: egui::Context,
+    /// A repaint was requested and the UI has not yet looked at its channels since.
+    pending: Arc<AtomicBool>,
+}
+
+impl UiWaker {
+    pub fn new(context: egui::Context) -> UiWaker {
+        UiWaker { context, pending: Arc::new(AtomicBool::new(false)) }
+    }
+
+    /// Call after sending: requests a repaint unless one is already pending.
+    pub fn wake(&self) {
+        if !self.pending.swap(true, Ordering::AcqRel) {
+            self.context.request_repaint();
+        }
+    }
+
+    /// The UI thread calls this before it drains its channels: whatever is sent after this
+    /// wakes it again.
+    pub fn looking(&self) {
+        self.pending.store(false, Ordering::Release);
+    }
 }
 
 /// Sends messages to the UI and wakes it.
 #[derive(Clone)]
 pub struct UiSender {
     sender: crossbeam_channel::Sender<LineMessage>,
-    repaint: egui::Context,
+    waker: UiWaker,
 }
 
 impl UiSender {
-    pub fn new(sender: crossbeam_channel::Sender<LineMessage>, repaint: egui::Context) -> UiSender {
-        UiSender { sender, repaint }
+    pub fn new(sender: crossbeam_channel::Sender<LineMessage>, waker: UiWaker) -> UiSender {
+        UiSender { sender, waker }
     }
 
     fn send(&self, message: LineMessage) {
         // A closed receiver means the window is gone; the line carries on to its end.
         let _ = self.sender.send(message);
-        self.repaint.request_repaint();
+        self.waker.wake();
     }
 }
 
@@ -92,14 +127,31 @@ pub struct ChannelEventSink {
 }
 
 impl EventSink for ChannelEventSink {
-    fn emit(&self, event: StationEvent) {
+    fn emit(&self, mut event: StationEvent) {
+        // What the window does not show is dropped here, on the slot's thread, rather than freed
+        // on the UI thread (at 64 slots it folds over a thousand events a frame): a step's
+        // `detail` (the ledger keeps it) and the time of step events (the cards show a unit's
+        // start and a failure's time, not each step's). A progress event then carries nothing
+        // on the heap.
+        if let EventKind::StepFinished { detail, .. } = &mut event.kind {
+            *detail = serde_json::Value::Null;
+        }
+        if matches!(
+            event.kind,
+            EventKind::StepStarted { .. }
+                | EventKind::StepProgress { .. }
+                | EventKind::StepFinished { .. }
+                | EventKind::StepSkipped { .. }
+        ) {
+            event.time = String::new();
+        }
         if let (EventKind::UnitFinished { result: UnitResult::Fail, .. }, Some(slot)) =
             (&event.kind, event.slot)
             && let Some(gate) = self.gates.get(slot)
         {
             gate.latch();
         }
-        self.ui.send(LineMessage::Event(Box::new(event)));
+        self.ui.send(LineMessage::Event(event));
     }
 }
 

@@ -6,12 +6,21 @@ use super::*;
 
 use crate::gui::shift::FailedBoard;
 
-/// The list, open boards first (oldest first), then the done ones; nothing while the shift has
-/// no failed board (the Fail figure says so), so the panels below keep their place.
-pub(super) fn failed_boards_ui(ui: &mut Ui, view: &View<'_>) -> Command {
+/// The list, open boards first (oldest first), then the done ones. With no failed board yet:
+/// with `empty_too` it says so (the operator view's strip below the cards, there from the
+/// line's start so the first failure does not move every card), else it shows nothing (the
+/// supervisor view's side panel: the panels below keep their place; the Fail figure says so).
+pub(super) fn failed_boards_ui(ui: &mut Ui, view: &View<'_>, empty_too: bool) -> Command {
     let mut command = Command::Nothing;
     let boards = &view.shift.failed_boards;
+    if boards.is_empty() && !empty_too {
+        return command;
+    }
     if boards.is_empty() {
+        let heading = ui.heading("Failed boards this shift: none");
+        accessible(&heading, Role::Label, "failed boards: 0 open of 0");
+        ui.label(RichText::new("A board that fails is listed here until it is marked done.").weak());
+        ui.separator();
         return command;
     }
     let open = view.shift.open_count();

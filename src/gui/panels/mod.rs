@@ -5,6 +5,7 @@
 //! screen reader speaks and `egui_kittest` finds): "Start line", "slot 0 state: PASS",
 //! "history: DS1-000001 pass", "Export", and so on (docs/gui.md lists them).
 
+mod card_texts;
 mod failed_boards;
 mod history;
 mod log;
@@ -13,6 +14,7 @@ mod simulator;
 mod slots;
 mod station_settings;
 
+pub use card_texts::CardTexts;
 use failed_boards::failed_boards_ui;
 use history::{export_ui, history_ui, unit_details_ui};
 use log::log_ui;
@@ -29,7 +31,7 @@ use eframe::egui::{
     TextStyle, Ui, UiBuilder, Vec2, WidgetInfo,
 };
 
-use crate::station::{StepName, UnitResult};
+use crate::station::{FailureCategory, StepName, UnitResult};
 
 use super::app::ScanNote;
 use super::command::Command;
@@ -159,6 +161,7 @@ pub fn app_ui(
     view: &View<'_>,
     settings: &mut Settings,
     forms: &mut Forms,
+    texts: &mut CardTexts,
     commands: &mut Vec<Command>,
 ) {
     egui::Panel::top("toolbar").show(ui, |ui| {
@@ -175,19 +178,20 @@ pub fn app_ui(
     }
     if settings.supervisor_view {
         side_panel_ui(ui, view, settings, forms, commands);
-    } else if !view.shift.failed_boards.is_empty() {
-        // The operator view keeps the cards' width: the failed boards go below them.
+    } else if view.line.is_active() || !view.shift.failed_boards.is_empty() {
+        // The operator view keeps the cards' width: the failed boards go below them. The list
+        // is there (empty) from the line's start, so the first failure does not move every card.
         let panel = egui::Panel::bottom("failed_boards_operator").resizable(true).default_size(110.0);
         panel.min_size(60.0).show(ui, |ui| {
             egui::ScrollArea::vertical().id_salt("failed_boards_scroll").auto_shrink(false).show(ui, |ui| {
-                push(commands, ui.push_id("failed_boards", |ui| failed_boards_ui(ui, view)).inner);
+                push(commands, ui.push_id("failed_boards", |ui| failed_boards_ui(ui, view, true)).inner);
             });
         });
     }
     egui::CentralPanel::default().show(ui, |ui| {
         stats_ui(ui, view);
         ui.add_space(8.0);
-        push(commands, slots_ui(ui, view, settings.manual_start));
+        push(commands, slots_ui(ui, view, settings.manual_start, texts));
     });
     push(commands, unit_details_ui(ui.ctx(), view.history));
 }
@@ -205,7 +209,7 @@ fn side_panel_ui(
         // Each section gets its own id scope: the history's rows come and go, and must not
         // shift the ids (and so the keyboard focus) of the widgets below them.
         egui::ScrollArea::vertical().id_salt("side_scroll").auto_shrink(false).show(ui, |ui| {
-            push(commands, ui.push_id("failed_boards", |ui| failed_boards_ui(ui, view)).inner);
+            push(commands, ui.push_id("failed_boards", |ui| failed_boards_ui(ui, view, false)).inner);
             push(commands, ui.push_id("history", |ui| history_ui(ui, view, settings, forms)).inner);
             ui.separator();
             push(commands, ui.push_id("export", |ui| export_ui(ui, view.history, settings)).inner);

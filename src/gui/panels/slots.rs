@@ -1,6 +1,7 @@
 //! The slot cards: one per slot, laid out for the slot count, each with its state, step,
 //! progress and result.
 
+use super::card_texts::{CardTexts, whole_points};
 use super::*;
 
 /// The gap between cards, in points.
@@ -14,7 +15,7 @@ pub const COMPACT_ABOVE_SLOTS: usize = 16;
 pub const COMPACT_BELOW: Vec2 = Vec2::new(230.0, 150.0);
 
 /// One card per slot, laid out to use the space best for the slot count.
-pub(super) fn slots_ui(ui: &mut Ui, view: &View<'_>, manual_start: bool) -> Command {
+pub(super) fn slots_ui(ui: &mut Ui, view: &View<'_>, manual_start: bool, texts: &mut CardTexts) -> Command {
     let mut command = Command::Nothing;
     // Never past the panel's visible edge, even if a row above grew wider than the panel.
     let area = ui.available_rect_before_wrap().intersect(ui.clip_rect());
@@ -24,10 +25,11 @@ pub(super) fn slots_ui(ui: &mut Ui, view: &View<'_>, manual_start: bool) -> Comm
     }
     let rects = card_rects(count, area, CARD_GAP);
     let compact = is_compact(count, rects[0].size());
+    // AccessKit on (a screen reader, or a test harness): compact cards give each text its own
+    // node. Off, they skip those interactions (at 64 slots a few hundred a frame).
+    let accessibility = ui.ctx().accesskit_node_builder(egui::accesskit_root_id(), |_| ()).is_some();
+    warm_card_texts(ui, texts, count, rects[0], compact);
     for ((index, slot), rect) in view.line.slots.iter().enumerate().zip(rects) {
-        let mut card = ui.new_child(
-            UiBuilder::new().max_rect(rect).id_salt(("slot", index)).layout(Layout::top_down(Align::Min)),
-        );
         let context = CardContext {
             manual_start,
             is_latched: view.shift.is_latched(index),
@@ -35,15 +37,20 @@ pub(super) fn slots_ui(ui: &mut Ui, view: &View<'_>, manual_start: bool) -> Comm
             now: view.now,
         };
         let card_command = if compact {
-            compact_card_ui(&mut card, index, slot, &context)
+            compact_card_ui(ui, rect, index, slot, &context, texts, accessibility)
         } else {
-            slot_card_ui(&mut card, index, slot, &context)
+            let mut card = ui.new_child(
+                UiBuilder::new().max_rect(rect).id_salt(("slot", index)).layout(Layout::top_down(Align::Min)),
+            );
+            slot_card_ui(&mut card, index, slot, &context, texts)
         };
         if card_command != Command::Nothing {
             command = card_command;
         }
-        let whole_card = ui.interact(rect, ui.scope_id().with(("card", index)), Sense::hover());
-        accessible(&whole_card, Role::Group, &format!("slot {n} card", n = index + 1));
+        if accessibility || !compact {
+            let whole_card = ui.interact(rect, ui.scope_id().with(("card", index)), Sense::hover());
+            accessible(&whole_card, Role::Group, &format!("slot {n} card", n = index + 1));
+        }
     }
     ui.allocate_rect(area, Sense::hover());
     command
@@ -100,8 +107,8 @@ pub fn grid_shape(count: usize, size: Vec2) -> (usize, usize) {
 }
 
 /// A slot's state: its look, the word on the card and the words a screen reader speaks.
-fn state_words(slot: &SlotState) -> (StateLook, String, String) {
-    let look = match slot.phase {
+fn state_words(phase: &SlotPhase) -> (StateLook, String, String) {
+    let look = match phase {
         SlotPhase::Idle => StateLook::Idle,
         SlotPhase::WaitingForStart | SlotPhase::WaitingForScan => StateLook::Waiting,
         SlotPhase::Running { .. } => StateLook::Running,
@@ -109,7 +116,7 @@ fn state_words(slot: &SlotState) -> (StateLook, String, String) {
         SlotPhase::Failed { .. } => StateLook::Fail,
         SlotPhase::Aborted { .. } => StateLook::Waiting,
     };
-    let (word, spoken) = match &slot.phase {
+    let (word, spoken) = match phase {
         SlotPhase::Idle => ("IDLE".to_string(), "IDLE".to_string()),
         SlotPhase::WaitingForStart => ("WAITING".to_string(), "WAITING for start".to_string()),
         SlotPhase::WaitingForScan => ("SCAN LABEL".to_string(), "WAITING for serial scan".to_string()),
@@ -125,59 +132,183 @@ fn state_words(slot: &SlotState) -> (StateLook, String, String) {
     (look, word, spoken)
 }
 
-/// The largest text size up to `size` at which `text` fits `width` on one line (never below
-/// `minimum`; a label drawn at it still elides what does not fit), in whole points: every
-/// distinct size is a font size whose glyphs egui rasterizes and caches, and fitting each step
-/// name to its card at its own fractional size made the 64-slot window rasterize glyphs on most
-/// frames.
-fn fitted_size(ui: &Ui, text: &str, size: f32, width: f32, minimum: f32) -> f32 {
-    let natural =
-        ui.painter().layout_no_wrap(text.to_string(), FontId::proportional(size), Color32::WHITE).size().x;
-    whole_points((size * width / natural.max(1.0)).clamp(minimum.min(size), size))
+/// Where a compact card's texts go, from the card's rectangle and its frame's width.
+struct CompactLayout {
+    /// The largest size of the first line's texts (slot number and state word).
+    size: f32,
+    number_rect: egui::Rect,
+    word_rect: egui::Rect,
+    /// The serial's line, when the card is tall enough for one.
+    serial_rect: Option<egui::Rect>,
 }
 
-/// A text size rounded down to whole points (never below 1).
-fn whole_points(size: f32) -> f32 {
-    size.floor().max(1.0)
+impl CompactLayout {
+    fn of(rect: egui::Rect, stroke_width: f32) -> CompactLayout {
+        let pad = (rect.height() * 0.08).clamp(3.0, 8.0) + stroke_width;
+        let inner = rect.shrink(pad);
+        let has_serial_line = inner.height() >= 44.0;
+        let first_height = if has_serial_line { inner.height() * 0.58 } else { inner.height() };
+        let number_rect = egui::Rect::from_min_size(inner.min, Vec2::new(inner.width() * 0.35, first_height));
+        CompactLayout {
+            size: whole_points((first_height * 0.78).clamp(9.0, 72.0)),
+            number_rect,
+            word_rect: egui::Rect::from_min_max(
+                egui::pos2(number_rect.right() + 4.0, inner.top()),
+                egui::pos2(inner.right(), inner.top() + first_height),
+            ),
+            serial_rect: has_serial_line.then(|| {
+                egui::Rect::from_min_max(egui::pos2(inner.left(), inner.top() + first_height), inner.max)
+            }),
+        }
+    }
+
+    /// The largest size of the serial on its line (a long one is shrunk to fit, down to 8).
+    fn serial_size(serial_rect: egui::Rect) -> f32 {
+        whole_points((serial_rect.height() * 0.7).clamp(9.0, 28.0))
+    }
+}
+
+/// The characters a card's serial or chip line can show.
+const SERIAL_CHARACTERS: &str = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz-_./:# –…";
+
+/// Every state a card can show (the texts of [`state_words`]).
+fn every_phase() -> Vec<SlotPhase> {
+    let mut phases = vec![
+        SlotPhase::Idle,
+        SlotPhase::WaitingForStart,
+        SlotPhase::WaitingForScan,
+        SlotPhase::Passed,
+        SlotPhase::Failed { step: String::new(), reason: String::new(), category: FailureCategory::Internal },
+        SlotPhase::Aborted { step: String::new() },
+    ];
+    phases.extend(
+        StepName::ALL.iter().enumerate().map(|(index, step)| SlotPhase::Running {
+            step: step.as_str().to_string(),
+            step_number: index + 1,
+        }),
+    );
+    phases
+}
+
+/// Lays out, once per card size, every state word a card of that size can show (and the
+/// characters of serials) at the size it will be drawn, so egui rasterizes those glyphs now —
+/// when the slot count or the window changes, normally in the frame the line starts — rather
+/// than in the frame in which a card first shows a step, a latched frame or a serial (at 64
+/// slots such a frame took 40 ms). Not while the window is being resized: only a card size
+/// that lasted a frame is warmed.
+fn warm_card_texts(ui: &Ui, texts: &mut CardTexts, count: usize, card: egui::Rect, compact: bool) {
+    let shape = (count, compact, card.size().x as u32, card.size().y as u32);
+    let last_shape_key = ui.scope_id().with("card shape in the last frame");
+    let lasted = ui.data_mut(|data| {
+        let last = data.get_temp(last_shape_key);
+        data.insert_temp(last_shape_key, shape);
+        last == Some(shape)
+    });
+    let warmed_key = ui.scope_id().with(("warmed card texts", shape));
+    if !lasted || ui.data(|data| data.get_temp::<()>(warmed_key).is_some()) {
+        return;
+    }
+    ui.data_mut(|data| data.insert_temp(warmed_key, ()));
+    let started = Instant::now();
+    let words: Vec<(StateLook, String)> = every_phase()
+        .iter()
+        .map(state_words)
+        .map(|(look, word, _)| (look, format!("{} {word}", look.icon())))
+        .collect();
+    // Both frame widths: a latched card's thick frame leaves less room, so other sizes.
+    for stroke_width in [2.0, 6.0] {
+        if compact {
+            let layout = CompactLayout::of(card, stroke_width);
+            for number in [count.min(9), count] {
+                let font = FontId::proportional(layout.size);
+                let size = texts.fitted_size(ui, &number.to_string(), font, layout.number_rect.width(), 9.0);
+                texts.one_line(ui, "0123456789", FontId::proportional(size), Color32::WHITE, f32::INFINITY);
+            }
+            for (look, text) in &words {
+                let width = layout.word_rect.width();
+                let size = texts.fitted_size(ui, text, FontId::proportional(layout.size), width, 9.0);
+                texts.one_line(ui, text, FontId::proportional(size), look.colour(), width);
+            }
+            if let Some(serial_rect) = layout.serial_rect {
+                let wanted = CompactLayout::serial_size(serial_rect);
+                for size in [wanted, whole_points(wanted * 0.8), whole_points(wanted * 0.65)] {
+                    texts.one_line(
+                        ui,
+                        SERIAL_CHARACTERS,
+                        FontId::monospace(size),
+                        Color32::WHITE,
+                        f32::INFINITY,
+                    );
+                }
+            }
+        } else {
+            let big = theme::state_text_size(card.size());
+            let width = card.width() - 2.0 * (card_margin(card.height()) + stroke_width);
+            for (look, text) in &words {
+                let size =
+                    texts.fitted_size(ui, text, FontId::proportional(big), width, card_medium_size(big));
+                texts.one_line(ui, text, FontId::proportional(size), look.colour(), width);
+            }
+        }
+    }
+    tracing::info!(
+        slots = count,
+        card = %format!("{:.0}x{:.0}", card.width(), card.height()),
+        ms = format!("{:.1}", started.elapsed().as_secs_f64() * 1000.0),
+        "card texts laid out for this card size"
+    );
 }
 
 /// A compact card (many slots, or small cards): the slot number and the state's word in the
 /// state's colour on the first line, the serial on the second (when there is room), a thin
 /// progress bar along the bottom while running. A click acknowledges a latched failure, or
 /// starts a waiting slot in manual start.
-fn compact_card_ui(ui: &mut Ui, index: usize, slot: &SlotState, context: &CardContext) -> Command {
-    let rect = ui.max_rect();
-    ui.set_clip_rect(rect.intersect(ui.clip_rect()));
-    let (look, word, spoken) = state_words(slot);
+///
+/// Painted rather than built from labels: at 64 slots a card made of a child `Ui` and three
+/// labels cost the frame 40-60 µs each; the texts come laid out from [`CardTexts`], and each
+/// text still has its node in the accessibility tree (an interaction without a sense).
+fn compact_card_ui(
+    ui: &mut Ui,
+    rect: egui::Rect,
+    index: usize,
+    slot: &SlotState,
+    context: &CardContext,
+    texts: &mut CardTexts,
+    accessibility: bool,
+) -> Command {
+    let n = index + 1;
+    let id = ui.scope_id().with(("compact card", index));
+    let (look, word, spoken) = state_words(&slot.phase);
     let stroke = card_stroke(look, context);
-    let painter = ui.painter().clone();
+    let painter = ui.painter_at(rect);
     painter.rect(rect, 4.0, look.background(), stroke, egui::StrokeKind::Inside);
-    let pad = (rect.height() * 0.08).clamp(3.0, 8.0) + stroke.width;
-    let inner = rect.shrink(pad);
-    let has_serial_line = inner.height() >= 44.0;
-    let first_height = if has_serial_line { inner.height() * 0.58 } else { inner.height() };
-    let number_text = format!("{}", index + 1);
-    let size = whole_points((first_height * 0.78).clamp(9.0, 72.0));
-    let number_size = fitted_size(ui, &number_text, size, inner.width() * 0.35, 9.0);
-    let number_rect = egui::Rect::from_min_size(inner.min, Vec2::new(inner.width() * 0.35, first_height));
-    let number = ui.put(
-        number_rect,
-        egui::Label::new(RichText::new(&number_text).size(number_size).strong().color(Color32::WHITE))
-            .truncate(),
-    );
-    accessible(&number, Role::Label, &format!("slot {n} number: {n}", n = index + 1));
-    let word_rect = egui::Rect::from_min_max(
-        egui::pos2(number_rect.right() + 4.0, inner.top()),
-        egui::pos2(inner.right(), inner.top() + first_height),
-    );
+    let layout = CompactLayout::of(rect, stroke.width);
+    // Each text: its place, what it says, its font and smallest size, its colour, and the words
+    // of its accessibility node (whose first word after the slot names it: number, state, unit).
+    let mut text_at = |area: egui::Rect,
+                       text: &str,
+                       font: FontId,
+                       minimum: f32,
+                       colour: Color32,
+                       spoken: &dyn Fn() -> String| {
+        let size = texts.fitted_size(ui, text, font.clone(), area.width(), minimum);
+        let galley = texts.one_line(ui, text, FontId::new(size, font.family), colour, area.width());
+        let placed = egui::Align2::CENTER_CENTER.align_size_within_rect(galley.size(), area);
+        painter.galley(placed.min, galley, colour);
+        if accessibility {
+            let spoken = spoken();
+            let node = ui.interact(placed, id.with(spoken.split(':').next()), Sense::hover());
+            accessible(&node, Role::Label, &spoken);
+        }
+    };
+    let number_text = n.to_string();
+    let font = FontId::proportional(layout.size);
+    text_at(layout.number_rect, &number_text, font.clone(), 9.0, Color32::WHITE, &|| {
+        format!("slot {n} number: {n}")
+    });
     let state_text = format!("{} {word}", look.icon());
-    let word_size = fitted_size(ui, &state_text, size, word_rect.width(), 9.0);
-    let state = ui.put(
-        word_rect,
-        egui::Label::new(RichText::new(state_text).size(word_size).strong().color(look.colour())).truncate(),
-    );
-    accessible(&state, Role::Label, &format!("slot {n} state: {spoken}", n = index + 1));
-    if has_serial_line {
+    text_at(layout.word_rect, &state_text, font, 9.0, look.colour(), &|| format!("slot {n} state: {spoken}"));
+    if let Some(serial_rect) = layout.serial_rect {
         // The serial, else the chip ID (a unit that failed before its serial): shrunk to fit
         // whole, since its end is what tells boards apart.
         // A scanned label shows as soon as it is routed here, before its serial is issued.
@@ -187,23 +318,10 @@ fn compact_card_ui(ui: &mut Ui, index: usize, slot: &SlotState, context: &CardCo
             (None, Some(chip)) => format!("chip {}", short_chip(chip)),
             _ => serial.to_string(),
         };
-        let serial_rect =
-            egui::Rect::from_min_max(egui::pos2(inner.left(), inner.top() + first_height), inner.max);
-        let wanted = whole_points((serial_rect.height() * 0.7).clamp(9.0, 28.0));
-        let natural =
-            ui.painter().layout_no_wrap(shown.clone(), FontId::monospace(wanted), Color32::WHITE).size().x;
-        let serial_size = whole_points((wanted * serial_rect.width() / natural.max(1.0)).clamp(8.0, wanted));
-        let identity = ui.put(
-            serial_rect,
-            egui::Label::new(RichText::new(shown).size(serial_size).monospace().color(Color32::WHITE))
-                .truncate(),
-        );
         let chip = slot.chip_uid.as_deref().unwrap_or("–");
-        accessible(
-            &identity,
-            Role::Label,
-            &format!("slot {n} unit: serial {serial}, chip {chip}", n = index + 1),
-        );
+        let font = FontId::monospace(CompactLayout::serial_size(serial_rect));
+        let spoken = || format!("slot {n} unit: serial {serial}, chip {chip}");
+        text_at(serial_rect, &shown, font, 8.0, Color32::WHITE, &spoken);
     }
     if let (SlotPhase::Running { step_number, .. }, true) = (&slot.phase, rect.height() > 24.0) {
         let fraction = slot
@@ -218,16 +336,16 @@ fn compact_card_ui(ui: &mut Ui, index: usize, slot: &SlotState, context: &CardCo
         painter.rect_filled(bar, 0.0, theme::PROGRESS_COLOUR);
     }
     let action = if context.is_latched {
-        Some((Command::Acknowledge { slot: index }, format!("Acknowledge slot {n}", n = index + 1)))
+        Some((Command::Acknowledge { slot: index }, format!("Acknowledge slot {n}")))
     } else if slot.is_waiting_for_start && context.manual_start {
-        Some((Command::StartUnit { slot: index }, format!("Start unit on slot {n}", n = index + 1)))
+        Some((Command::StartUnit { slot: index }, format!("Start unit on slot {n}")))
     } else {
         None
     };
     let Some((command, label)) = action else {
         return Command::Nothing;
     };
-    let response = ui.interact(rect, ui.scope_id().with("compact_card"), Sense::click());
+    let response = ui.interact(rect, id.with("action"), Sense::click());
     accessible(&response, Role::Button, &label);
     if response.clicked() { command } else { Command::Nothing }
 }
@@ -250,6 +368,16 @@ pub(super) fn step_title(step: &str) -> String {
     title
 }
 
+/// The size of a (non-compact) card's second-rank texts, from its state text's size.
+fn card_medium_size(big: f32) -> f32 {
+    (big * 0.5).clamp(12.0, 80.0)
+}
+
+/// A (non-compact) card's margin inside its frame.
+fn card_margin(card_height: f32) -> f32 {
+    if card_height < 150.0 { 6.0 } else { 10.0 }
+}
+
 /// What a card needs besides its slot.
 pub(super) struct CardContext {
     pub manual_start: bool,
@@ -264,16 +392,22 @@ pub(super) struct CardContext {
 /// unit's serial and chip ID, the cycle time and the slot's tallies. Small cards (many slots)
 /// drop the less important lines rather than overflow. A latched failure has a thick frame
 /// that flashes (with the attention signal on) and an Acknowledge button.
-pub(super) fn slot_card_ui(ui: &mut Ui, index: usize, slot: &SlotState, context: &CardContext) -> Command {
+pub(super) fn slot_card_ui(
+    ui: &mut Ui,
+    index: usize,
+    slot: &SlotState,
+    context: &CardContext,
+    texts: &mut CardTexts,
+) -> Command {
     let mut command = Command::Nothing;
-    let (look, word, spoken) = state_words(slot);
+    let (look, word, spoken) = state_words(&slot.phase);
     ui.set_clip_rect(ui.max_rect().intersect(ui.clip_rect()));
     let card = ui.max_rect().size();
     let big = theme::state_text_size(card);
-    let medium = (big * 0.5).clamp(12.0, 80.0);
+    let medium = card_medium_size(big);
     let small = (big * 0.4).clamp(11.0, 56.0);
     let card_height = card.y;
-    let margin = if card_height < 150.0 { 6.0 } else { 10.0 };
+    let margin = card_margin(card_height);
     let stroke = card_stroke(look, context);
     // The frame is the card's own rectangle, drawn whole whatever its content: what does not
     // fit is clipped inside it, never drawn over the frame or the next card.
@@ -304,11 +438,10 @@ pub(super) fn slot_card_ui(ui: &mut Ui, index: usize, slot: &SlotState, context:
             });
             // Long step names shrink to fit rather than lose their end.
             let state_text = format!("{} {word}", look.icon());
-            let fitted = fitted_size(ui, &state_text, big, ui.available_width(), medium);
-            let state = ui.add(
-                egui::Label::new(RichText::new(state_text).size(fitted).strong().color(look.colour()))
-                    .truncate(),
-            );
+            let width = ui.available_width();
+            let fitted = texts.fitted_size(ui, &state_text, FontId::proportional(big), width, medium);
+            let galley = texts.one_line(ui, &state_text, FontId::proportional(fitted), look.colour(), width);
+            let state = ui.add(egui::Label::new(galley));
             accessible(&state, Role::Label, &format!("slot {n} state: {spoken}", n = index + 1));
 
             if let Some(answer) =
