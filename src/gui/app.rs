@@ -650,8 +650,9 @@ impl eframe::App for ImprintApp {
         );
         let context = ui.ctx().clone();
         self.card_texts.begin_frame(&context, frame_started);
+        let folding_started = Instant::now();
         self.receive(frame_started);
-        let folding = frame_started.elapsed();
+        let folding = folding_started.elapsed();
 
         let mut commands = self.shortcuts(&context);
         let view = panels::View {

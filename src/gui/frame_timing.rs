@@ -297,9 +297,9 @@ mod tests {
         let slowest: Vec<_> = stats
             .slowest_frames
             .iter()
-            .map(|frame| (frame.frame, frame.at_ms, frame.closure_ms, frame.events))
+            .map(|frame| (frame.frame, frame.at_ms, frame.closure_ms, frame.events, frame.folding_ms))
             .collect();
-        assert_eq!(slowest, [(2, 16.0, 4.0, 0), (1, 0.0, 2.0, 7)]);
+        assert_eq!(slowest, [(2, 16.0, 4.0, 0, 1.0), (1, 0.0, 2.0, 7, 0.0)]);
     }
 
     #[test]

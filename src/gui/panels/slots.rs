@@ -265,8 +265,9 @@ fn warm_card_texts(ui: &Ui, texts: &mut CardTexts, count: usize, card: egui::Rec
 /// starts a waiting slot in manual start.
 ///
 /// Painted rather than built from labels: at 64 slots a card made of a child `Ui` and three
-/// labels cost the frame 40-60 µs each; the texts come laid out from [`CardTexts`], and each
-/// text still has its node in the accessibility tree (an interaction without a sense).
+/// labels cost the frame about 40 µs (2.5 ms for the slot panel, median); the texts come laid
+/// out from [`CardTexts`]. While AccessKit is on (`accessibility`), each text also gets its node
+/// in the accessibility tree (an interaction that senses only hover).
 fn compact_card_ui(
     ui: &mut Ui,
     rect: egui::Rect,
