@@ -13,7 +13,7 @@ use crate::station::{EventKind, LinePlan, UnitResult};
 use super::attention::{Attention, FLASH_HALF_PERIOD};
 use super::command::Command;
 use super::fixture::StartMode;
-use super::frame_timing::{FrameTimer, FrameWork, thread_cpu_time};
+use super::frame_timing::{FrameTimer, FrameWork, thread_cpu_time, thread_run_delay};
 use super::log_layer::LogReceiver;
 use super::panels::{self, Forms};
 use super::settings::{GuiOptions, Settings};
@@ -640,6 +640,9 @@ impl ImprintApp {
 
 impl eframe::App for ImprintApp {
     fn ui(&mut self, ui: &mut egui::Ui, frame: &mut eframe::Frame) {
+        // Read only for the report: a file read each side of the closure, outside its timing.
+        let measures_waiting = self.options.frame_stats_path.is_some();
+        let run_delay_before = thread_run_delay().filter(|_| measures_waiting);
         let frame_started = Instant::now();
         let closure_cpu_started = thread_cpu_time();
         let previous_frame_cpu = frame.info().cpu_usage.map(Duration::from_secs_f32);
@@ -697,10 +700,13 @@ impl eframe::App for ImprintApp {
         let closure_cpu = closure_cpu_started
             .zip(thread_cpu_time())
             .map(|(started, finished)| finished.saturating_sub(started));
+        let waiting =
+            run_delay_before.zip(thread_run_delay()).map(|(before, after)| after.saturating_sub(before));
         self.frame_timer.frame_finished(FrameWork {
             closure,
             folding,
             closure_cpu,
+            waiting,
             glyph_atlas_fill: context.fonts(|fonts| fonts.font_atlas_fill_ratio()),
         });
     }

@@ -12,7 +12,9 @@
 //! thread's own CPU time (what the closure costs; on a loaded machine the wall time also holds
 //! the time the thread waited for a core). The slowest frames are kept with what they did, so a
 //! spike in the report can be told apart: preemption, a burst of events, or the glyph atlas
-//! being rebuilt.
+//! being rebuilt. Where Linux says (`/proc/thread-self/schedstat`), each frame also records how
+//! long the UI thread was ready to run but waited for a core during the closure, so preemption
+//! is measured rather than inferred from the gap between the two clocks.
 
 use std::time::{Duration, Instant};
 
@@ -43,6 +45,9 @@ pub struct FrameStats {
     pub ui_closure: Option<Percentiles>,
     /// The UI thread's CPU time during the closure (`None` where the system does not say).
     pub ui_closure_cpu: Option<Percentiles>,
+    /// How long the UI thread was ready to run but waited for a core during the closure
+    /// (`None` where the system does not say).
+    pub ui_closure_waiting: Option<Percentiles>,
     /// eframe's CPU time of a whole frame (UI closure, tessellation, rendering; no vsync wait).
     pub whole_frame_cpu: Option<Percentiles>,
     /// Interval between frame starts.
@@ -68,6 +73,8 @@ pub struct FrameSample {
     pub closure_ms: f64,
     /// The closure's CPU time on the UI thread.
     pub closure_cpu_ms: Option<f64>,
+    /// Time the UI thread was ready to run but waited for a core during the closure.
+    pub waiting_ms: Option<f64>,
     /// Station events folded in this frame.
     pub events: u64,
     /// Milliseconds of the closure spent folding them (and the other workers' replies).
@@ -84,6 +91,8 @@ pub struct FrameWork {
     /// The part of `closure` spent folding the workers' messages into the stores.
     pub folding: Duration,
     pub closure_cpu: Option<Duration>,
+    /// Time the UI thread waited, runnable, for a core during the closure.
+    pub waiting: Option<Duration>,
     pub glyph_atlas_fill: f32,
 }
 
@@ -104,11 +113,21 @@ pub fn thread_cpu_time() -> Option<Duration> {
     }
 }
 
+/// The calling thread's time so far spent ready to run but waiting for a core (the second
+/// field of `/proc/thread-self/schedstat`, brought up to date whenever the thread gets a core,
+/// so it is current while the thread runs). `None` where the system does not say.
+pub fn thread_run_delay() -> Option<Duration> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let nanos = text.split_ascii_whitespace().nth(1)?.parse::<u64>().ok()?;
+    Some(Duration::from_nanos(nanos))
+}
+
 /// Collects both series.
 #[derive(Debug, Default)]
 pub struct FrameTimer {
     ui_closure_ms: Vec<f32>,
     ui_closure_cpu_ms: Vec<f32>,
+    ui_closure_waiting_ms: Vec<f32>,
     whole_frame_cpu_ms: Vec<f32>,
     intervals_ms: Vec<f32>,
     recent_ui_closure_ms: std::collections::VecDeque<f32>,
@@ -152,6 +171,9 @@ impl FrameTimer {
             if let Some(cpu) = work.closure_cpu {
                 push_bounded(&mut self.ui_closure_cpu_ms, self.frames, millis(cpu));
             }
+            if let Some(waiting) = work.waiting {
+                push_bounded(&mut self.ui_closure_waiting_ms, self.frames, millis(waiting));
+            }
             self.keep_if_slow(work);
         }
         if self.recent_ui_closure_ms.len() == RECENT_FRAMES {
@@ -183,6 +205,7 @@ impl FrameTimer {
             at_ms,
             closure_ms,
             closure_cpu_ms: work.closure_cpu.map(|cpu| f64::from(millis(cpu))),
+            waiting_ms: work.waiting.map(|waiting| f64::from(millis(waiting))),
             events: self.frame_events,
             folding_ms: f64::from(millis(work.folding)),
             glyph_atlas_fill: work.glyph_atlas_fill,
@@ -201,6 +224,7 @@ impl FrameTimer {
         FrameStats {
             ui_closure: percentiles(self.ui_closure_ms.clone()),
             ui_closure_cpu: percentiles(self.ui_closure_cpu_ms.clone()),
+            ui_closure_waiting: percentiles(self.ui_closure_waiting_ms.clone()),
             whole_frame_cpu: percentiles(self.whole_frame_cpu_ms.clone()),
             frame_interval: percentiles(self.intervals_ms.clone()),
             frames: self.frames,
@@ -265,6 +289,7 @@ mod tests {
             closure: Duration::from_millis(closure_ms),
             folding: Duration::from_millis(closure_ms / 4),
             closure_cpu: Some(Duration::from_millis(closure_ms / 2)),
+            waiting: Some(Duration::from_millis(closure_ms / 8)),
             glyph_atlas_fill: 0.25,
         }
     }
@@ -293,6 +318,7 @@ mod tests {
         assert_eq!(stats.whole_frame_cpu.map(|cpu| (cpu.samples, cpu.max_ms)), Some((2, 6.0)));
         assert_eq!(stats.ui_closure.map(|closure| (closure.samples, closure.max_ms)), Some((2, 4.0)));
         assert_eq!(stats.ui_closure_cpu.map(|cpu| (cpu.samples, cpu.max_ms)), Some((2, 2.0)));
+        assert_eq!(stats.ui_closure_waiting.map(|waiting| (waiting.samples, waiting.max_ms)), Some((2, 0.0)));
         // The slowest counted frames, slowest first, with when they ran and what they folded.
         let slowest: Vec<_> = stats
             .slowest_frames
@@ -327,5 +353,34 @@ mod tests {
         let spun = thread_cpu_time().unwrap() - before - slept;
         assert!(slept < Duration::from_millis(10), "sleeping 30 ms cost {slept:?} of CPU");
         assert!(spun > Duration::from_millis(3), "spinning 30 ms cost only {spun:?} of CPU");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_run_delay_grows_while_threads_outnumber_the_cores() {
+        // More spinning threads than cores: each must wait for a core some of the time.
+        let cores = std::thread::available_parallelism().map_or(2, |cores| cores.get());
+        let waited: Vec<Duration> = std::thread::scope(|scope| {
+            let spinners: Vec<_> = (0..cores * 3)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let before = thread_run_delay().expect("Linux reports a thread's run delay");
+                        let started = Instant::now();
+                        let mut sum = 0_u64;
+                        while started.elapsed() < Duration::from_millis(150) {
+                            sum = std::hint::black_box(sum.wrapping_add(1));
+                        }
+                        thread_run_delay().unwrap() - before
+                    })
+                })
+                .collect();
+            spinners.into_iter().map(|spinner| spinner.join().unwrap()).collect()
+        });
+        let total: Duration = waited.iter().sum();
+        assert!(
+            total > Duration::from_millis(100),
+            "{} threads on {cores} cores waited {waited:?}",
+            cores * 3
+        );
     }
 }

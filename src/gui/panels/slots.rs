@@ -171,6 +171,10 @@ impl CompactLayout {
 /// The characters a card's serial or chip line can show.
 const SERIAL_CHARACTERS: &str = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz-_./:# –…";
 
+/// The serial lengths whose sizes are prepared with each card size (profiles' serials: a prefix
+/// and a counter or a scanned label, 6 to 24 characters).
+const SERIAL_LENGTHS_WARMED: std::ops::RangeInclusive<usize> = 6..=24;
+
 /// Every state a card can show (the texts of [`state_words`]).
 fn every_phase() -> Vec<SlotPhase> {
     let mut phases = vec![
@@ -230,15 +234,23 @@ fn warm_card_texts(ui: &Ui, texts: &mut CardTexts, count: usize, card: egui::Rec
                 texts.one_line(ui, text, FontId::proportional(size), look.colour(), width);
             }
             if let Some(serial_rect) = layout.serial_rect {
-                let wanted = CompactLayout::serial_size(serial_rect);
-                for size in [wanted, whole_points(wanted * 0.8), whole_points(wanted * 0.65)] {
-                    texts.one_line(
-                        ui,
-                        SERIAL_CHARACTERS,
-                        FontId::monospace(size),
-                        Color32::WHITE,
-                        f32::INFINITY,
-                    );
+                // Monospace: a text's fitted size depends on its length only. Every size a
+                // serial or a chip ID ("chip 0123ab…cdef", a board that failed before its
+                // serial) of a usual length is drawn at: a new size is a new font to prepare and
+                // new glyphs to rasterize.
+                let wanted = FontId::monospace(CompactLayout::serial_size(serial_rect));
+                let width = serial_rect.width();
+                let mut sizes: Vec<f32> = SERIAL_LENGTHS_WARMED
+                    .map(|length| "0".repeat(length))
+                    .chain([format!("chip {}", short_chip("0123456789abcdef0123"))])
+                    .map(|sample| texts.fitted_size(ui, &sample, wanted.clone(), width, 8.0))
+                    .collect();
+                sizes.dedup();
+                for size in sizes {
+                    let font = FontId::monospace(size);
+                    for character in SERIAL_CHARACTERS.chars() {
+                        texts.character(ui, character, &font, Color32::WHITE);
+                    }
                 }
             }
         } else {
@@ -286,6 +298,7 @@ fn compact_card_ui(
     let layout = CompactLayout::of(rect, stroke.width);
     // Each text: its place, what it says, its font and smallest size, its colour, and the words
     // of its accessibility node (whose first word after the slot names it: number, state, unit).
+    // A monospace text (the serial) may be drawn from its laid-out characters (`paint_monospace`).
     let mut text_at = |area: egui::Rect,
                        text: &str,
                        font: FontId,
@@ -293,9 +306,15 @@ fn compact_card_ui(
                        colour: Color32,
                        spoken: &dyn Fn() -> String| {
         let size = texts.fitted_size(ui, text, font.clone(), area.width(), minimum);
-        let galley = texts.one_line(ui, text, FontId::new(size, font.family), colour, area.width());
-        let placed = egui::Align2::CENTER_CENTER.align_size_within_rect(galley.size(), area);
-        painter.galley(placed.min, galley, colour);
+        let font = FontId::new(size, font.family);
+        let placed = if font.family == egui::FontFamily::Monospace {
+            texts.paint_monospace(ui, &painter, text, font, colour, area)
+        } else {
+            let galley = texts.one_line(ui, text, font, colour, area.width());
+            let placed = egui::Align2::CENTER_CENTER.align_size_within_rect(galley.size(), area);
+            painter.galley(placed.min, galley, colour);
+            placed
+        };
         if accessibility {
             let spoken = spoken();
             let node = ui.interact(placed, id.with(spoken.split(':').next()), Sense::hover());
