@@ -65,6 +65,7 @@ struct WidthKey {
 struct CharacterKey {
     character: char,
     size_bits: u32,
+    monospace: bool,
     colour: Color32,
 }
 
@@ -190,7 +191,8 @@ impl CardTexts {
         font: &FontId,
         colour: Color32,
     ) -> Arc<Galley> {
-        let key = CharacterKey { character, size_bits: font.size.to_bits(), colour };
+        let monospace = font.family == egui::FontFamily::Monospace;
+        let key = CharacterKey { character, size_bits: font.size.to_bits(), monospace, colour };
         self.characters.get_or_insert_with(key, || {
             let job = LayoutJob::simple_singleline(character.to_string(), font.clone(), colour);
             ui.fonts_mut(|fonts| fonts.layout_job(job))
