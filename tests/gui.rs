@@ -697,6 +697,17 @@ fn a_latched_fail_survives_ten_units_on_other_slots_until_acknowledged() {
         options.sim_faults = vec![SimFaultSpec::parse("0.1:probe-lost=erase").unwrap()];
     });
     gui.click("Start line");
+    // The frame that lists the first failed board builds the window once: the list's grid was
+    // there, empty, from the line's start (egui runs a frame again for a new grid).
+    let passes = std::cell::Cell::new(0);
+    gui.wait_until("the first failed board listed", |harness| {
+        let listed = harness.query_by_label("failed boards: 1 open of 1").is_some();
+        if listed {
+            passes.set(harness.output().platform_output.num_completed_passes);
+        }
+        listed
+    });
+    assert_eq!(passes.get(), 1, "passes of the UI in the frame that first lists a failed board");
     gui.wait_for_label("Acknowledge slot 1");
     gui.harness.get_by_label("slot 1 instruction: Set the board aside for rework");
     gui.wait_until("10 more units finished on slot 2", |harness| {

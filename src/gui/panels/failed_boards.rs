@@ -13,21 +13,24 @@ use crate::gui::shift::FailedBoard;
 pub(super) fn failed_boards_ui(ui: &mut Ui, view: &View<'_>, empty_too: bool) -> Command {
     let mut command = Command::Nothing;
     let boards = &view.shift.failed_boards;
-    if boards.is_empty() && !empty_too {
-        return command;
-    }
     if boards.is_empty() {
-        let heading = ui.heading("Failed boards this shift: none");
-        accessible(&heading, Role::Label, "failed boards: 0 open of 0");
-        ui.label(RichText::new("A board that fails is listed here until it is marked done.").weak());
-        ui.separator();
+        if empty_too {
+            let heading = ui.heading("Failed boards this shift: none");
+            accessible(&heading, Role::Label, "failed boards: 0 open of 0");
+            ui.label(RichText::new("A board that fails is listed here until it is marked done.").weak());
+            ui.separator();
+        }
+        // The list's grid is there, empty, before the first failure: egui hides a new grid's
+        // first frame and runs the whole frame's UI again (`request_discard`), so the first
+        // failure's frame would build the whole window twice.
+        boards_grid().show(ui, |_| {});
         return command;
     }
     let open = view.shift.open_count();
     let heading = ui.heading(format!("Failed boards this shift: {open} open"));
     accessible(&heading, Role::Label, &format!("failed boards: {open} open of {}", boards.len()));
     let ordered = boards.iter().filter(|board| !board.done).chain(boards.iter().filter(|board| board.done));
-    egui::Grid::new("failed_boards").num_columns(4).striped(true).spacing([10.0, 4.0]).show(ui, |ui| {
+    boards_grid().show(ui, |ui| {
         for board in ordered {
             if let Some(answer) = board_row_ui(ui, board) {
                 command = answer;
@@ -37,6 +40,10 @@ pub(super) fn failed_boards_ui(ui: &mut Ui, view: &View<'_>, empty_too: bool) ->
     });
     ui.separator();
     command
+}
+
+fn boards_grid() -> egui::Grid {
+    egui::Grid::new("failed_boards").num_columns(4).striped(true).spacing([10.0, 4.0])
 }
 
 /// One board: key, failure kind, time and slot, and its Done (or Reopen) button.
