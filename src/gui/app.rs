@@ -701,7 +701,7 @@ impl eframe::App for ImprintApp {
             .zip(thread_cpu_time())
             .map(|(started, finished)| finished.saturating_sub(started));
         let waiting =
-            run_delay_before.zip(thread_run_delay()).map(|(before, after)| after.saturating_sub(before));
+            run_delay_before.and_then(|before| thread_run_delay().map(|after| after.saturating_sub(before)));
         self.frame_timer.frame_finished(FrameWork {
             closure,
             folding,

@@ -140,23 +140,24 @@ impl CardTexts {
         colour: Color32,
         area: egui::Rect,
     ) -> egui::Rect {
-        let key = TextKey::new(text, &font, colour, area.width());
-        let kept = self.galleys.get(&key);
-        if kept.is_none() && self.new_lines_left == 0 {
-            if let Some(size) = self.by_characters(ui, text, &font, colour, area.width()) {
-                let placed = egui::Align2::CENTER_CENTER.align_size_within_rect(size, area);
-                let mut left = placed.left();
-                for galley in self.scratch.drain(..) {
-                    let width = galley.size().x;
-                    painter.galley(egui::pos2(left, placed.top()), galley, colour);
-                    left += width;
-                }
-                return placed;
+        let kept = self.galleys.get(&TextKey::new(text, &font, colour, area.width()));
+        if kept.is_none()
+            && self.new_lines_left == 0
+            && let Some(size) = self.by_characters(ui, text, &font, colour, area.width())
+        {
+            let placed = egui::Align2::CENTER_CENTER.align_size_within_rect(size, area);
+            let mut left = placed.left();
+            for galley in self.scratch.drain(..) {
+                let width = galley.size().x;
+                painter.galley(egui::pos2(left, placed.top()), galley, colour);
+                left += width;
             }
-        } else if kept.is_none() {
-            self.new_lines_left -= 1;
+            return placed;
         }
-        let galley = kept.unwrap_or_else(|| self.one_line(ui, text, font, colour, area.width()));
+        let galley = kept.unwrap_or_else(|| {
+            self.new_lines_left = self.new_lines_left.saturating_sub(1);
+            self.one_line(ui, text, font, colour, area.width())
+        });
         let placed = egui::Align2::CENTER_CENTER.align_size_within_rect(galley.size(), area);
         painter.galley(placed.min, galley, colour);
         placed
@@ -180,7 +181,11 @@ impl CardTexts {
             size.y = size.y.max(galley.size().y);
             self.scratch.push(galley);
         }
-        (size.x <= width + 0.5).then_some(size)
+        if size.x > width + 0.5 {
+            self.scratch.clear();
+            return None;
+        }
+        Some(size)
     }
 
     /// One character in `font` and `colour`, laid out on its own.
