@@ -145,6 +145,9 @@ struct Behaviour {
     ignore: Vec<&'static str>,
     /// Close the connection on packets starting with these.
     close_on: Vec<&'static str>,
+    /// Announce a stop (`T02`) as soon as a client connects, before reading anything: what
+    /// QEMU does when a client connects while its CPU runs.
+    stop_reply_on_connect: bool,
 }
 
 /// What the fake server saw.
@@ -324,6 +327,9 @@ impl Session {
     }
 
     fn run(mut self) {
+        if self.behaviour.stop_reply_on_connect {
+            self.reply(b"T02thread:01;", false);
+        }
         let mut buffer = vec![0u8; 65536];
         let mut pending: Vec<u8> = Vec::new();
         loop {
@@ -910,6 +916,19 @@ fn the_client_works_over_a_serial_line() {
     assert_eq!(server.log().naks_received, 1, "the damaged reply was NAKed and sent again");
     assert_eq!(client.endpoint(), "serial:pty-pair");
     drop(client);
+}
+
+#[test]
+fn a_stop_announced_before_the_first_acknowledgement_is_passed_over() {
+    // QEMU 7.2, connected to while its CPU runs (the last unit detached and let it run), sends
+    // "$T02thread:p01.01;#.." before the `+` for qSupported (tests/qemu.rs meets it for real).
+    let server = FakeServer::start(Behaviour { stop_reply_on_connect: true, ..behaviour() });
+    let mut client = server.client(options(1)).unwrap();
+    let mut word = [0u8; 4];
+    client.read_memory(0x100, &mut word).unwrap();
+    assert!(server.log().packets[0].starts_with("qSupported"));
+    // The announcement was acknowledged like any packet received, and the session went on.
+    assert!(server.log().acks_received >= 2);
 }
 
 #[test]

@@ -4,6 +4,8 @@
 //! the real `imprint log verify`.
 
 mod common;
+#[path = "support/reference_board.rs"]
+mod reference_board;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -1186,6 +1188,64 @@ fn removing_a_failed_board_from_its_fixture_acknowledges_the_latch() {
     gui.wait_until("the board back", |harness| harness.query_by_label_contains("boards removed").is_none());
     gui.click("Stop line");
     gui.wait_for_label_containing("line status: line finished");
+}
+
+#[test]
+fn taking_a_failed_board_off_a_gdb_fixture_acknowledges_its_latch() {
+    use imprint::device::qemu::{QemuInstance, QemuOptions};
+
+    // A GDB server with a board on it: QEMU running the reference firmware, its unique ID
+    // programmed "at the factory". The identity profile with device-made keys fails every unit
+    // at device-key (mps2-an385 has no entropy source), after flashing.
+    let (instance, mut client) = QemuInstance::start(&QemuOptions::default()).unwrap();
+    client.write_memory(reference_board::UNIQUE_ID_ADDRESS, &[0x5A; 12]).unwrap();
+    drop(client);
+    let profiles = common::repo_root().join("profiles");
+    let text = std::fs::read_to_string(profiles.join("qemu-mps2-an385-identity.toml")).unwrap();
+    let text = common::absolutize_profile_paths(&text, &profiles)
+        .replace("key_origin = \"station\"", "key_origin = \"device\"")
+        .replace("report = \"console\"", "report = \"mailbox\"");
+    let directory = tempfile::tempdir().unwrap();
+    let profile = common::write_profile(directory.path(), "qemu-device-keys.toml", &text);
+    let selector = format!("gdb:{}", instance.gdb_address());
+    let mut gui = gui(1, |options| {
+        options.profile = Some(profile);
+        options.probes = vec![selector.clone()];
+        options.sim_slot_count = None;
+        options.unit_change_delay_ms = Some(0);
+    });
+    gui.click("Start line");
+    gui.wait_for_label("Acknowledge slot 1");
+    gui.harness.get_by_label("failed boards: 1 open of 1");
+    gui.harness.get_by_label_contains("slot 1 state: FAIL at device-key");
+    // The latch holds while the failed board stays on the fixture (the slot asks its fixture
+    // about it twice a second meanwhile).
+    let held_until = Instant::now() + Duration::from_millis(1_500);
+    while Instant::now() < held_until {
+        gui.harness.step();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    gui.harness.get_by_label("Acknowledge slot 1");
+
+    // The operator swaps the board: the server now answers with another unit's ID. Nobody
+    // touches the window: the fixture's report acknowledges the failure, and the next board
+    // runs (and fails the same way, latching the slot again).
+    reference_board::program_unique_id(&instance.gdb_address(), &[0x5B; 12]);
+    gui.wait_for_label("failed boards: 2 open of 2");
+    gui.harness.get_by_label("Acknowledge slot 1");
+    gui.click("Stop line");
+    gui.wait_for_label_containing("line status: line finished");
+    // The ledger: the swapped-out board, then the new one, each failed once at device-key.
+    let runs = common::exported_runs(&gui.ledger_path, gui.directory.path());
+    let boards: Vec<(String, String, String)> = runs
+        .iter()
+        .map(|run| {
+            let field = |name: &str| run[name].as_str().unwrap_or_default().to_string();
+            (field("chip_uid"), field("result"), field("failing_step"))
+        })
+        .collect();
+    let failed_at_device_key = |chip: &str| (chip.to_string(), "fail".to_string(), "device-key".to_string());
+    assert_eq!(boards, vec![failed_at_device_key(&"5a".repeat(12)), failed_at_device_key(&"5b".repeat(12))]);
 }
 
 #[test]

@@ -83,6 +83,7 @@ fn main() -> ExitCode {
     let mut cases: Vec<(&str, HilCase)> = vec![
         ("probe is listed exactly once", probe_is_listed),
         ("attach, chip identity, unique id", attach_and_identify),
+        ("the fixture reports its board present", board_reported_present),
         ("ram write and read back", ram_round_trip),
         ("flash erase, program, read back", flash_round_trip),
         ("reset and run, halt", reset_run_halt),
@@ -162,6 +163,20 @@ fn attach_and_identify(hil: &Hil) -> CaseResult {
         return Err(format!("unique id read twice differs: {first} then {second}"));
     }
     Ok(format!("{} uid {first}", chip.chip_name))
+}
+
+/// What a latched slot asks its fixture (the board on the bench stays: present every time).
+fn board_reported_present(hil: &Hil) -> CaseResult {
+    let mut fixture = fixture(hil)?;
+    let deadline = Instant::now() + ATTACH_WAIT;
+    let keep_waiting = move || Instant::now() < deadline;
+    let unit = fixture.next_unit(&keep_waiting).map_err(|error| format!("attach: {error}"))?;
+    drop(unit.ok_or("no target answered")?);
+    let answers: Vec<Option<bool>> = (0..3).map(|_| fixture.board_present()).collect();
+    if answers != [Some(true); 3] {
+        return Err(format!("asked three times with the board on the bench, the fixture said {answers:?}"));
+    }
+    Ok("present, three times".to_string())
 }
 
 fn ram_round_trip(hil: &Hil) -> CaseResult {

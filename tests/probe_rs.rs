@@ -27,7 +27,8 @@ use imprint::device::probe_rs::console_port::{
     ConsolePortError, SerialPortListing, UsbSerialIdentity, choose_console_port, open_console,
 };
 use imprint::device::probe_rs::fixture::{
-    ArrivalDecision, ArrivalTracker, find_shared_probe, poll_backoff, resolve_configured_target,
+    ArrivalDecision, ArrivalTracker, board_presence, find_shared_probe, poll_backoff,
+    resolve_configured_target,
 };
 use imprint::device::probe_rs::progress::{FlashEvent, FlashPhase, FlashProgressTally};
 use imprint::device::probe_rs::registry::{ChipDescriptionError, check_target_description, resolve_target};
@@ -734,6 +735,21 @@ fn units_are_handed_out_once_per_swap() {
 
     let pauses: Vec<u64> = (0..7).map(|polls| poll_backoff(polls).as_millis() as u64).collect();
     assert_eq!(pauses, vec![100, 200, 400, 800, 1000, 1000, 1000]);
+}
+
+#[test]
+fn an_attach_attempt_tells_a_board_on_the_fixture_from_none_and_from_a_broken_probe() {
+    // What a latched slot learns from one attach: the failed board still answers, nothing
+    // answers (taken off), or the probe failed and the board cannot be told about.
+    assert_eq!(board_presence(&Ok::<(), TargetError>(())), Some(true));
+    assert_eq!(board_presence::<()>(&Err(TargetError::PowerLost)), Some(false));
+    for broken in [
+        TargetError::ProbeLost { reason: "unplugged".to_string() },
+        TargetError::Transient { reason: "NACK".to_string() },
+        TargetError::Other("USB error".to_string()),
+    ] {
+        assert_eq!(board_presence::<()>(&Err(broken.clone())), None, "{broken}");
+    }
 }
 
 #[test]

@@ -369,6 +369,45 @@ fn a_gdb_selector_provisions_a_qemu_started_outside_the_harness() {
 }
 
 #[test]
+fn a_gdb_fixture_tells_its_board_on_the_fixture_from_a_swapped_one_and_from_a_gone_server() {
+    use imprint::device::gdb::{GdbAddress, GdbFixture, GdbOptions};
+    use imprint::device::qemu::QemuInstance;
+
+    let (instance, client) = QemuInstance::start(&QemuOptions::default()).unwrap();
+    drop(client);
+    reference_board::program_unique_id(&instance.gdb_address(), &[0x5A; 12]);
+    let address = GdbAddress::parse(&instance.gdb_address()).unwrap();
+    let mut fixture = GdbFixture::new(address, GdbOptions::default(), reference_board::target_config());
+    let mut unit = fixture.next_unit(&|| true).unwrap().expect("the board on the fixture");
+    // A program that spins, to run when the unit is let go as a provisioned board runs its
+    // firmware (QEMU aborts on a lockup running empty memory): a vector table (stack top,
+    // reset at 0x8 in Thumb state) and `b .` there.
+    let spin: Vec<u8> =
+        [0x2000_1000u32, 0x0000_0009, 0xE7FE_E7FE].iter().flat_map(|word| word.to_le_bytes()).collect();
+    unit.erase_flash(0, 0x1000, &mut |_| {}).unwrap();
+    unit.program_flash(0, &spin, &mut |_| {}).unwrap();
+    unit.reset_and_run().unwrap();
+    drop(unit);
+    // The unit handed out is still there, asked as often as a latched slot asks.
+    for _ in 0..3 {
+        assert_eq!(fixture.board_present(), Some(true));
+    }
+    // Another board on the same server: the one handed out was taken off.
+    reference_board::program_unique_id(&instance.gdb_address(), &[0x5B; 12]);
+    assert_eq!(fixture.board_present(), Some(false));
+    // The new board is the next unit.
+    let mut unit = fixture.next_unit(&|| true).unwrap().expect("the swapped board");
+    assert_eq!(unit.read_unique_id().unwrap().to_hex(), "5b".repeat(12));
+    drop(unit);
+    assert_eq!(fixture.board_present(), Some(true));
+    // No server at all: nothing can be said about the board.
+    let mut instance = instance;
+    assert!(instance.is_running(), "QEMU: {:?}", instance.output_tail());
+    drop(instance);
+    assert_eq!(fixture.board_present(), None);
+}
+
+#[test]
 fn a_bad_default_fixture_is_a_profile_error() {
     let root = common::repo_root();
     let profiles = root.join("profiles");

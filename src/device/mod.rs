@@ -151,4 +151,12 @@ pub trait Fixture: Send {
     /// Blocks until the next unit is present and returns a target for it, or `None` when the
     /// fixture will present no more units (or `keep_waiting` returned false).
     fn next_unit(&mut self, keep_waiting: &dyn Fn() -> bool) -> Result<Option<Box<dyn Target>>, TargetError>;
+    /// Whether the board this fixture last handed out is still on it, as far as the fixture can
+    /// tell: `Some(true)` it answers, `Some(false)` it is gone (nothing answers, or a different
+    /// board does), `None` this fixture cannot tell (the default). Asked between units only —
+    /// the window asks while a failed slot waits for the operator, so that taking the failed
+    /// board off acknowledges it — and never while a unit is being provisioned.
+    fn board_present(&mut self) -> Option<bool> {
+        None
+    }
 }

@@ -416,6 +416,16 @@ impl ImprintApp {
                 }
                 LineMessage::StartFailed { reason } => self.line.start_failed(reason),
                 LineMessage::SlotWaiting { slot } => self.line.slot_waiting(slot),
+                LineMessage::FailedBoardRemoved { slot } => {
+                    // The slot's thread released its gate already (a later failure may have
+                    // latched it again since): only the shift's record follows here.
+                    if self.shift.acknowledge(slot) {
+                        tracing::info!(
+                            slot,
+                            "the fixture saw the failed board taken off: that acknowledges its failure"
+                        );
+                    }
+                }
                 LineMessage::Event(event) => {
                     events += 1;
                     self.line.apply(&event, now);

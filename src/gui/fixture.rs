@@ -10,6 +10,8 @@ use crate::device::{Fixture, Target, TargetError};
 
 /// How often a waiting slot re-checks whether the line was stopped.
 const WAIT_POLL: Duration = Duration::from_millis(50);
+/// How often a latched slot asks its fixture whether the failed board is still on it.
+const PRESENCE_POLL: Duration = Duration::from_millis(500);
 
 /// When a slot takes its next unit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,7 +29,9 @@ pub enum StartMode {
 /// A unit that FAILs latches its slot (the line's event sink latches it on the slot's own
 /// thread, before the slot asks for its next unit): the slot takes no new unit, in either
 /// start mode, until the operator acknowledges the failure, and a press (a scan, Enter) on a
-/// latched slot is ignored, so a failed board is never restarted by accident.
+/// latched slot is ignored, so a failed board is never restarted by accident. A fixture that
+/// can tell when its board is taken off ([`Fixture::board_present`]) acknowledges the failure
+/// when the failed board is removed ([`GatedFixture`]).
 #[derive(Debug, Default)]
 pub struct StartGate {
     state: Mutex<GateState>,
@@ -89,45 +93,63 @@ impl StartGate {
         self.changed.notify_all();
     }
 
-    /// Waits until the slot is not latched and has its board; false when `keep_waiting` said
-    /// stop first.
-    fn wait_unlatched(&self, keep_waiting: &dyn Fn() -> bool) -> bool {
+    /// Waits at most `patience` until the slot is not latched and has its board.
+    fn wait_unlatched(&self, keep_waiting: &dyn Fn() -> bool, patience: Duration) -> Waited {
         let ready = |state: &mut GateState| !state.latched && !state.board_removed;
         // A ready slot goes on at once, as if there were no latch (the guard is dropped first).
-        let is_ready = ready(&mut lock(&self.state));
-        is_ready || self.wait_for(keep_waiting, ready)
+        if ready(&mut lock(&self.state)) {
+            return Waited::Ready;
+        }
+        self.wait_for(keep_waiting, Some(Instant::now() + patience), ready)
     }
 
     /// Waits for a press; false when `keep_waiting` said stop first.
     fn wait(&self, keep_waiting: &dyn Fn() -> bool) -> bool {
-        self.wait_for(keep_waiting, |state| {
+        let pressed = self.wait_for(keep_waiting, None, |state| {
             let pressed = state.presses > 0 && !state.latched;
             if pressed {
                 state.presses -= 1;
             }
             pressed
-        })
+        });
+        pressed == Waited::Ready
     }
 
     fn wait_for(
         &self,
         keep_waiting: &dyn Fn() -> bool,
+        deadline: Option<Instant>,
         mut ready: impl FnMut(&mut GateState) -> bool,
-    ) -> bool {
+    ) -> Waited {
         let mut state = lock(&self.state);
         loop {
             if !keep_waiting() {
-                return false;
+                return Waited::Stopped;
             }
             if ready(&mut state) {
-                return true;
+                return Waited::Ready;
             }
-            state = match self.changed.wait_timeout(state, WAIT_POLL) {
+            let nap = match deadline {
+                Some(deadline) if Instant::now() >= deadline => return Waited::TimedOut,
+                Some(deadline) => deadline.saturating_duration_since(Instant::now()).min(WAIT_POLL),
+                None => WAIT_POLL,
+            };
+            state = match self.changed.wait_timeout(state, nap) {
                 Ok((guard, _)) => guard,
                 Err(poisoned) => poisoned.into_inner().0,
             };
         }
     }
+}
+
+/// How a wait on the gate ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Waited {
+    Ready,
+    /// `keep_waiting` said stop.
+    Stopped,
+    /// Not ready within the patience given.
+    TimedOut,
 }
 
 /// Wraps a fixture with the operator's start behaviour.
@@ -137,6 +159,8 @@ pub struct GatedFixture {
     gate: Arc<StartGate>,
     /// Tells the UI the slot now waits for the operator.
     on_waiting: Box<dyn Fn() + Send>,
+    /// Tells the UI the fixture saw the failed board taken off (the latch is released).
+    on_board_removed: Box<dyn Fn() + Send>,
     units_presented: u64,
 }
 
@@ -147,7 +171,43 @@ impl GatedFixture {
         gate: Arc<StartGate>,
         on_waiting: Box<dyn Fn() + Send>,
     ) -> GatedFixture {
-        GatedFixture { inner, mode, gate, on_waiting, units_presented: 0 }
+        GatedFixture { inner, mode, gate, on_waiting, on_board_removed: Box::new(|| {}), units_presented: 0 }
+    }
+
+    /// Called (on the slot's thread) when the fixture saw the failed board taken off and
+    /// released the latch; the UI then takes the failure as acknowledged.
+    pub fn with_board_removed_notice(mut self, notice: Box<dyn Fn() + Send>) -> GatedFixture {
+        self.on_board_removed = notice;
+        self
+    }
+
+    /// Waits until the slot is not latched and has its board; false when `keep_waiting` said
+    /// stop first. While latched, asks the fixture every [`PRESENCE_POLL`] whether the failed
+    /// board is still on it: a board seen there and then gone (nothing answers, or another
+    /// board does) was taken off by the operator, which acknowledges the failure. A board never
+    /// seen during the latch (a contact failure, say) acknowledges nothing by being absent.
+    fn wait_until_unlatched(&mut self, keep_waiting: &dyn Fn() -> bool) -> bool {
+        let mut failed_board_seen = false;
+        loop {
+            match self.gate.wait_unlatched(keep_waiting, PRESENCE_POLL) {
+                Waited::Ready => return true,
+                Waited::Stopped => return false,
+                Waited::TimedOut => {}
+            }
+            if !self.gate.is_latched() {
+                // Held only because the simulator's board is off.
+                continue;
+            }
+            match self.inner.board_present() {
+                Some(true) => failed_board_seen = true,
+                Some(false) if failed_board_seen => {
+                    self.gate.acknowledge();
+                    (self.on_board_removed)();
+                    failed_board_seen = false;
+                }
+                Some(false) | None => {}
+            }
+        }
     }
 }
 
@@ -159,7 +219,7 @@ impl Fixture for GatedFixture {
     fn next_unit(&mut self, keep_waiting: &dyn Fn() -> bool) -> Result<Option<Box<dyn Target>>, TargetError> {
         // A latched slot waits for the operator's acknowledgement first; the pause between
         // units (automatic) or the start press (manual) comes after it.
-        if !self.gate.wait_unlatched(keep_waiting) {
+        if !self.wait_until_unlatched(keep_waiting) {
             return Ok(None);
         }
         match self.mode {
@@ -291,6 +351,79 @@ mod tests {
         let give_up_at = Instant::now() + Duration::from_millis(120);
         assert!(manual.next_unit(&move || Instant::now() < give_up_at).unwrap().is_none());
         assert_eq!(asked.load(Ordering::SeqCst), 1);
+    }
+
+    /// A fixture whose board comes and goes as scripted: each presence question takes the next
+    /// answer (the last one repeats).
+    struct ScriptedPresence {
+        answers: Vec<Option<bool>>,
+        asked: Arc<AtomicU32>,
+        units_asked: Arc<AtomicU32>,
+    }
+
+    impl Fixture for ScriptedPresence {
+        fn name(&self) -> String {
+            "scripted".to_string()
+        }
+
+        fn next_unit(&mut self, _: &dyn Fn() -> bool) -> Result<Option<Box<dyn Target>>, TargetError> {
+            self.units_asked.fetch_add(1, Ordering::SeqCst);
+            Ok(None)
+        }
+
+        fn board_present(&mut self) -> Option<bool> {
+            let asked = self.asked.fetch_add(1, Ordering::SeqCst) as usize;
+            self.answers[asked.min(self.answers.len() - 1)]
+        }
+    }
+
+    /// A latched automatic slot on a [`ScriptedPresence`] fixture: the slot, its gate, and the
+    /// counts of presence questions and of units asked for.
+    fn latched_slot(
+        answers: Vec<Option<bool>>,
+    ) -> (GatedFixture, Arc<StartGate>, Arc<AtomicU32>, Arc<AtomicU32>) {
+        let (asked, units_asked) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
+        let gate = Arc::new(StartGate::default());
+        let fixture = ScriptedPresence { answers, asked: asked.clone(), units_asked: units_asked.clone() };
+        let slot = GatedFixture::new(
+            Box::new(fixture),
+            StartMode::Automatic { unit_change_delay: Duration::ZERO },
+            gate.clone(),
+            Box::new(|| {}),
+        );
+        gate.latch();
+        (slot, gate, asked, units_asked)
+    }
+
+    #[test]
+    fn a_fixture_that_sees_the_failed_board_taken_off_releases_the_latch_once() {
+        // Absent first (the board not seen yet: a contact failure acknowledges nothing), then
+        // there, then gone: taken off.
+        let (slot, gate, asked, units_asked) = latched_slot(vec![Some(false), None, Some(true), Some(false)]);
+        let notices = Arc::new(AtomicU32::new(0));
+        let counted = notices.clone();
+        let mut slot = slot.with_board_removed_notice(Box::new(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+        }));
+        let give_up_at = Instant::now() + PRESENCE_POLL * 10;
+        slot.next_unit(&move || Instant::now() < give_up_at).unwrap();
+        assert_eq!(asked.load(Ordering::SeqCst), 4, "released at the first absence after the board was seen");
+        assert!(!gate.is_latched());
+        assert_eq!(notices.load(Ordering::SeqCst), 1);
+        assert_eq!(units_asked.load(Ordering::SeqCst), 1, "the slot went on to its next unit");
+        // Not latched: the fixture is not asked about its board.
+        slot.next_unit(&|| true).unwrap();
+        assert_eq!(asked.load(Ordering::SeqCst), 4);
+    }
+
+    #[test]
+    fn a_board_never_seen_during_the_latch_releases_nothing_by_being_absent() {
+        let (mut slot, gate, asked, units_asked) = latched_slot(vec![Some(false)]);
+        let give_up_at = Instant::now() + PRESENCE_POLL * 3 + PRESENCE_POLL / 2;
+        assert!(slot.next_unit(&move || Instant::now() < give_up_at).unwrap().is_none());
+        assert!(asked.load(Ordering::SeqCst) >= 2, "the fixture was asked while latched");
+        assert!(gate.is_latched(), "an absent board that was never seen acknowledged the failure");
+        assert_eq!(units_asked.load(Ordering::SeqCst), 0);
     }
 
     #[test]

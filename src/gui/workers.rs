@@ -62,6 +62,9 @@ pub enum LineMessage {
     StartFailed { reason: String },
     /// Manual start: the slot waits for the operator.
     SlotWaiting { slot: usize },
+    /// The slot's fixture saw its failed board taken off and released the slot's latch (the
+    /// failure counts as acknowledged).
+    FailedBoardRemoved { slot: usize },
     /// A station event (not boxed: one allocation less per event).
     Event(StationEvent),
     /// The line thread ended (after the line's `line-finished` event, or after `StartFailed`).
@@ -242,7 +245,12 @@ fn open_line(request: LineRequest, gates: Vec<Arc<StartGate>>, ui: &UiSender) ->
         let gate = gates.next().unwrap_or_default();
         let waiting_ui = ui.clone();
         let on_waiting = Box::new(move || waiting_ui.send(LineMessage::SlotWaiting { slot }));
-        Box::new(GatedFixture::new(fixture, request.start_mode, gate, on_waiting))
+        let removed_ui = ui.clone();
+        let on_board_removed = Box::new(move || removed_ui.send(LineMessage::FailedBoardRemoved { slot }));
+        Box::new(
+            GatedFixture::new(fixture, request.start_mode, gate, on_waiting)
+                .with_board_removed_notice(on_board_removed),
+        )
     });
     Ok(session)
 }

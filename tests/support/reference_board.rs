@@ -2,7 +2,7 @@
 //! mps2-an385"), for tests that drive QEMU without loading the whole profile.
 #![allow(dead_code)]
 
-use imprint::device::gdb::GdbTargetConfig;
+use imprint::device::gdb::{GdbAddress, GdbClient, GdbOptions, GdbTargetConfig};
 use imprint::profile::{FlashRegion, MemoryMap, RamSpan};
 
 /// Where the fixture programs the 12-byte unique ID.
@@ -37,5 +37,27 @@ pub fn target_config() -> GdbTargetConfig {
         chip_name: "mps2-an385".to_string(),
         memory: memory_map(),
         unique_id_location: Some(RamSpan { address: UNIQUE_ID_ADDRESS, size_bytes: 12 }),
+    }
+}
+
+/// Programs `unique_id` into the QEMU board behind `address` "at the factory", through a GDB
+/// connection of its own (the stub serves one client at a time: retried while the fixture's
+/// own connection is open).
+pub fn program_unique_id(address: &str, unique_id: &[u8]) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let attempt = GdbAddress::parse(address)
+            .unwrap()
+            .open(std::time::Duration::from_secs(2))
+            .and_then(|transport| GdbClient::connect(transport, GdbOptions::default()))
+            .and_then(|mut client| client.write_memory(UNIQUE_ID_ADDRESS, unique_id));
+        match attempt {
+            Ok(()) => return,
+            Err(error) if std::time::Instant::now() < deadline => {
+                eprintln!("programming the unique ID: {error}; again");
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            Err(error) => panic!("cannot program the unique ID at {address}: {error}"),
+        }
     }
 }

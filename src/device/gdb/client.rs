@@ -255,12 +255,13 @@ impl GdbClient {
         // GDB starts every session with a `+`, which also flushes a half-sent packet out of the
         // server's parser.
         connection.send_ack("start")?;
-        connection.send_packet(
+        connection.send_first_packet(
             b"qSupported:multiprocess+;swbreak+;hwbreak+;xmlRegisters=arm;vContSupported+",
             "qSupported",
         )?;
         // A server whose target was running when we connected may announce that it stopped it
-        // (QEMU sends "T02..." on connect then): that is not the answer to qSupported.
+        // (QEMU sends "T02..." on connect then, before or after its `+`): that is not the
+        // answer to qSupported.
         let mut reply = connection.receive_packet("qSupported")?;
         while StopReply::parse(&reply).is_some() {
             reply = connection.receive_packet("qSupported")?;

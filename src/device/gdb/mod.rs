@@ -146,6 +146,17 @@ impl Fixture for GdbFixture {
             std::thread::sleep(UNIT_CHANGE_POLL_INTERVAL);
         }
     }
+
+    /// The server answers and the unique ID is the last unit's: still there. The server answers
+    /// but the target does not, or another unique ID answers: the last unit was taken off. The
+    /// server itself does not answer: cannot tell (the server, not the board, is gone).
+    fn board_present(&mut self) -> Option<bool> {
+        let mut target = self.connect().ok()?;
+        match target.read_unique_id() {
+            Ok(unique_id) => Some(self.last_unique_id.as_ref() == Some(&unique_id)),
+            Err(_) => Some(false),
+        }
+    }
 }
 
 #[cfg(test)]

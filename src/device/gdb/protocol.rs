@@ -429,15 +429,32 @@ impl Connection {
 
     /// Sends one packet; in acknowledged mode waits for `+` and sends again on `-`.
     pub fn send_packet(&mut self, payload: &[u8], operation: &str) -> Result<(), GdbError> {
+        self.send_packet_with(payload, operation, false)
+    }
+
+    /// Sends a session's first packet. A server whose target was running when the client
+    /// connected may announce that it stopped the target before it acknowledges anything (QEMU
+    /// sends `T02...` to a client that connects while its CPU runs): such a stop reply is
+    /// received (acknowledged) and passed over while the `+` is awaited.
+    pub fn send_first_packet(&mut self, payload: &[u8], operation: &str) -> Result<(), GdbError> {
+        self.send_packet_with(payload, operation, true)
+    }
+
+    fn send_packet_with(
+        &mut self,
+        payload: &[u8],
+        operation: &str,
+        after_connect: bool,
+    ) -> Result<(), GdbError> {
         let mut framed = std::mem::take(&mut self.write_buffer);
         framed.clear();
         frame_packet(payload, &mut framed);
-        let result = self.send_framed(&framed, operation);
+        let result = self.send_framed(&framed, operation, after_connect);
         self.write_buffer = framed;
         result
     }
 
-    fn send_framed(&mut self, framed: &[u8], operation: &str) -> Result<(), GdbError> {
+    fn send_framed(&mut self, framed: &[u8], operation: &str, after_connect: bool) -> Result<(), GdbError> {
         let mut attempts = 0;
         loop {
             self.write(framed, operation)?;
@@ -445,7 +462,15 @@ impl Connection {
             if !self.ack_mode {
                 return Ok(());
             }
-            match self.next_incoming(operation)? {
+            let mut incoming = self.next_incoming(operation)?;
+            while let Incoming::Packet(payload) = &incoming
+                && after_connect
+                && matches!(payload.first(), Some(b'T' | b'S'))
+            {
+                self.write(b"+", operation)?;
+                incoming = self.next_incoming(operation)?;
+            }
+            match incoming {
                 Incoming::Ack => return Ok(()),
                 Incoming::Nak => {
                     attempts += 1;

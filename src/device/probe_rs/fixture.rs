@@ -171,12 +171,10 @@ impl Fixture for ProbeRsFixture {
                 return Ok(None);
             }
             let attempt = ProbeRsTarget::attach(self.plan.clone(), &self.probe_identifier);
-            let present = match &attempt {
-                Ok(_) => true,
-                // Nothing answers on the debug port: no board on the fixture, or not powered.
-                Err(TargetError::PowerLost) => false,
-                // The probe itself is gone or broken: the line reports it and asks again.
-                Err(other) => return Err(other.clone()),
+            let Some(present) = board_presence(&attempt) else {
+                // The probe itself is gone or broken (`attempt` is its error): the line reports
+                // it and asks again.
+                return attempt.map(|_| None);
             };
             match (self.tracker.observe(present), attempt) {
                 (ArrivalDecision::HandOut, Ok(target)) => {
@@ -198,6 +196,32 @@ impl Fixture for ProbeRsFixture {
             pause(poll_backoff(fruitless_polls), keep_waiting);
             fruitless_polls = fruitless_polls.saturating_add(1);
         }
+    }
+
+    /// One attach attempt (released at once). A board that stopped answering also counts as
+    /// taken away for the swap rule: the next board to answer is a new unit.
+    fn board_present(&mut self) -> Option<bool> {
+        let present = match ProbeRsTarget::attach(self.plan.clone(), &self.probe_identifier) {
+            // A chip that refuses debug access is a board on the fixture (one the lock step
+            // left locked, say).
+            Err(TargetError::Locked) => true,
+            attempt => board_presence(&attempt)?,
+        };
+        if !present {
+            self.tracker.observe(false);
+        }
+        Some(present)
+    }
+}
+
+/// Whether a board answers the probe, from one attach attempt: it does (`Some(true)`), nothing
+/// answers on the debug port (`Some(false)`: no board, or not powered), or the probe itself
+/// failed and the board cannot be told about (`None`).
+pub fn board_presence<T>(attempt: &Result<T, TargetError>) -> Option<bool> {
+    match attempt {
+        Ok(_) => Some(true),
+        Err(TargetError::PowerLost) => Some(false),
+        Err(_) => None,
     }
 }
 
