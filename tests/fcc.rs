@@ -26,6 +26,16 @@ fn open_session(device: &FccDevice, session_id: &str) -> FccSession<TcpStream> {
     FccSession::new(connection, session_id)
 }
 
+/// The device's answer, or a panic naming `what` with the device's own output (a device that
+/// never answers shows why only there).
+fn answer(
+    result: Result<FccResponse, imprint::fcc::FccError>,
+    what: &str,
+    device: &FccDevice,
+) -> FccResponse {
+    result.unwrap_or_else(|error| panic!("{what}: {error}; device output:\n{}", device.log()))
+}
+
 fn assert_status(response: &FccResponse, expected: FccStatus, device: &FccDevice) {
     assert_eq!(
         response.return_status,
@@ -40,7 +50,7 @@ fn assert_status(response: &FccResponse, expected: FccStatus, device: &FccDevice
 
 fn provision_full(device: &mut FccDevice, credentials: &DevelopmentCredentials, unit: &Unit) -> FccResponse {
     let mut session = open_session(device, &format!("sid-{}", unit.serial_number));
-    let response = session.send(&full_bundle(credentials, unit)).expect("full bundle exchange");
+    let response = answer(session.send(&full_bundle(credentials, unit)), "full bundle exchange", device);
     assert_status(&response, FccStatus::SUCCESS, device);
     response
 }
@@ -70,7 +80,7 @@ fn vendor_id_of_15_bytes_is_refused_with_wrong_item_size() {
         identity_bundle_with_vendor_id(&credentials, &unit, vec![7; 15]),
     );
     let mut session = open_session(&device, "sid-short-vendor-id");
-    let response = session.send(&bundle_with_short_id).expect("exchange");
+    let response = answer(session.send(&bundle_with_short_id), "exchange", &device);
     assert_status(&response, FccStatus::WRONG_ITEM_DATA_SIZE, &device);
     assert_eq!(response.return_status.name(), "FCC_STATUS_WRONG_ITEM_DATA_SIZE");
     assert_eq!(response.info_message.as_deref().map(str::trim_end), Some("Item size is wrong:mbed.VendorId"));
@@ -84,11 +94,11 @@ fn an_item_that_already_exists_is_refused_with_17() {
         .keep_alive(true)
         .verify(false)
         .config_param("mbed.Manufacturer", ConfigValue::Text("first".to_string()));
-    assert_status(&session.send(&first).expect("first message"), FccStatus::SUCCESS, &device);
+    assert_status(&answer(session.send(&first), "first message", &device), FccStatus::SUCCESS, &device);
     let second = FccBundle::new()
         .verify(false)
         .config_param("mbed.Manufacturer", ConfigValue::Text("second".to_string()));
-    let response = session.send(&second).expect("second message");
+    let response = answer(session.send(&second), "second message", &device);
     assert_status(&response, FccStatus::ITEM_ALREADY_EXISTS, &device);
     assert_eq!(response.return_status.name(), "FCC_STATUS_KCM_FILE_EXIST_ERROR");
     let info = response.info_message.unwrap_or_default();
@@ -105,7 +115,7 @@ fn a_second_provisioning_after_disable_is_refused_with_9() {
     let unit = Unit::new(3);
     let mut device = FccDevice::start();
     let mut session = open_session(&device, "sid-disable");
-    let response = session.send(&full_bundle(&credentials, &unit).disable(true)).expect("exchange");
+    let response = answer(session.send(&full_bundle(&credentials, &unit).disable(true)), "exchange", &device);
     assert_status(&response, FccStatus::SUCCESS, &device);
     drop(session);
     assert!(device.verify_stored().output.contains("factory-disabled yes"));
@@ -132,7 +142,7 @@ fn reprovisioning_a_provisioned_device_without_a_wipe_is_refused_with_17() {
     assert!(device.wait_for_exit(Duration::from_secs(10)).is_some(), "{}", device.log());
     let device = device.resume_without_wipe();
     let mut session = open_session(&device, "sid-again");
-    let response = session.send(&full_bundle(&credentials, &unit)).expect("exchange");
+    let response = answer(session.send(&full_bundle(&credentials, &unit)), "exchange", &device);
     assert_status(&response, FccStatus::ITEM_ALREADY_EXISTS, &device);
 }
 
@@ -178,7 +188,7 @@ fn a_device_killed_mid_session_is_a_closed_connection() {
         .keep_alive(true)
         .verify(false)
         .config_param("mbed.Manufacturer", ConfigValue::Text("Imprint".to_string()));
-    assert_status(&session.send(&first).expect("first message"), FccStatus::SUCCESS, &device);
+    assert_status(&answer(session.send(&first), "first message", &device), FccStatus::SUCCESS, &device);
     device.kill();
     let second = FccBundle::new().config_param("mbed.ModelNumber", ConfigValue::Text("x".to_string()));
     let error = session.send(&second).expect_err("the device is gone");
@@ -197,7 +207,7 @@ fn csr_flow_device_key_certificate_issued_and_verified() {
         key_usage: FCC_CSR_KEY_USAGE_DIGITAL_SIGNATURE,
         extended_key_usage: FCC_CSR_EXTENDED_KEY_USAGE_CLIENT_AUTH,
     });
-    let response = session.send(&csr_message).expect("CSR message");
+    let response = answer(session.send(&csr_message), "CSR message", &device);
     assert_status(&response, FccStatus::SUCCESS, &device);
     assert_eq!(response.csrs.len(), 1, "{response:?}");
     assert_eq!(response.csrs[0].private_key_name, "mbed.BootstrapDevicePrivateKey");
@@ -208,7 +218,7 @@ fn csr_flow_device_key_certificate_issued_and_verified() {
     let final_message = identity_bundle(&credentials, &unit)
         .certificate("mbed.BootstrapDeviceCert", certificate.der().to_vec())
         .verify(true);
-    let response = session.send(&final_message).expect("certificate message");
+    let response = answer(session.send(&final_message), "certificate message", &device);
     assert_status(&response, FccStatus::SUCCESS, &device);
     let report = device.verify_stored();
     assert!(report.success && report.status == 0, "fcc-verify: {report:?}");
@@ -252,7 +262,7 @@ fn full_bundle_over_a_serial_port() {
     let connection =
         imprint::fcc::FccConnection::new(station_port, "pty".to_string(), FccTimeouts::default());
     let mut session = FccSession::new(connection, "sid-serial");
-    let response = session.send(&full_bundle(&credentials, &unit)).expect("exchange over the pty");
+    let response = answer(session.send(&full_bundle(&credentials, &unit)), "exchange over the pty", &device);
     assert_status(&response, FccStatus::SUCCESS, &device);
     let report = device.verify_stored();
     assert!(report.success && report.status == 0, "fcc-verify: {report:?}");
@@ -330,7 +340,7 @@ fn send_full_bundle_with_update_certificate(
     let unit = Unit::new(7);
     let device = FccDevice::start();
     let mut session = open_session(&device, "sid-update-certificate");
-    let response = session.send(&full_bundle(&credentials, &unit)).expect("exchange");
+    let response = answer(session.send(&full_bundle(&credentials, &unit)), "exchange", &device);
     (device, response)
 }
 
@@ -378,7 +388,7 @@ fn a_device_key_that_is_not_p256_is_refused_by_the_device_with_18() {
         .verify(true);
     let device = FccDevice::start();
     let mut session = open_session(&device, "sid-p384-device-key");
-    let response = session.send(&bundle).expect("exchange");
+    let response = answer(session.send(&bundle), "exchange", &device);
     assert_status(&response, FccStatus::KCM_CRYPTO_ERROR, &device);
     assert_eq!(response.return_status.name(), "FCC_STATUS_KCM_CRYPTO_ERROR");
     assert_eq!(
