@@ -474,8 +474,10 @@ fn two_stations_at_once_never_issue_the_same_serial() {
     let directory = tempfile::tempdir().expect("temp dir");
     let url = server.url(ROLE, "sslmode=disable");
     let (db_a, db_b) = (directory.path().join("a.db"), directory.path().join("b.db"));
-    // Small blocks: the two stations lease often and compete for the counter row.
-    let block = ["--central-block-size", "4"];
+    // Small blocks: the two stations lease often and compete for the counter row. Three
+    // blocks leased ahead: a lease slowed by a loaded machine (CI once met one) does not run a
+    // station dry, which would fail a unit at allocate-identity and is not what this tests.
+    let block = ["--central-block-size", "4", "--central-lease-ahead", "12"];
     // Both processes run at once against the one database.
     let spawn = |db: &Path, station: &str| {
         station_command(db, station, &url, 40, &block)
