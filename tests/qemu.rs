@@ -373,7 +373,7 @@ fn a_gdb_fixture_tells_its_board_on_the_fixture_from_a_swapped_one_and_from_a_go
     use imprint::device::gdb::{GdbAddress, GdbFixture, GdbOptions};
     use imprint::device::qemu::QemuInstance;
 
-    let (instance, client) = QemuInstance::start(&QemuOptions::default()).unwrap();
+    let (mut instance, client) = QemuInstance::start(&QemuOptions::default()).unwrap();
     drop(client);
     reference_board::program_unique_id(&instance.gdb_address(), &[0x5A; 12]);
     let address = GdbAddress::parse(&instance.gdb_address()).unwrap();
@@ -401,7 +401,6 @@ fn a_gdb_fixture_tells_its_board_on_the_fixture_from_a_swapped_one_and_from_a_go
     drop(unit);
     assert_eq!(fixture.board_present(), Some(true));
     // No server at all: nothing can be said about the board.
-    let mut instance = instance;
     assert!(instance.is_running(), "QEMU: {:?}", instance.output_tail());
     drop(instance);
     assert_eq!(fixture.board_present(), None);

@@ -358,7 +358,8 @@ mod tests {
     struct ScriptedPresence {
         answers: Vec<Option<bool>>,
         asked: Arc<AtomicU32>,
-        units_asked: Arc<AtomicU32>,
+        /// Counts the units asked for.
+        units: CountingFixture,
     }
 
     impl Fixture for ScriptedPresence {
@@ -366,9 +367,11 @@ mod tests {
             "scripted".to_string()
         }
 
-        fn next_unit(&mut self, _: &dyn Fn() -> bool) -> Result<Option<Box<dyn Target>>, TargetError> {
-            self.units_asked.fetch_add(1, Ordering::SeqCst);
-            Ok(None)
+        fn next_unit(
+            &mut self,
+            keep_waiting: &dyn Fn() -> bool,
+        ) -> Result<Option<Box<dyn Target>>, TargetError> {
+            self.units.next_unit(keep_waiting)
         }
 
         fn board_present(&mut self) -> Option<bool> {
@@ -384,7 +387,8 @@ mod tests {
     ) -> (GatedFixture, Arc<StartGate>, Arc<AtomicU32>, Arc<AtomicU32>) {
         let (asked, units_asked) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
         let gate = Arc::new(StartGate::default());
-        let fixture = ScriptedPresence { answers, asked: asked.clone(), units_asked: units_asked.clone() };
+        let fixture =
+            ScriptedPresence { answers, asked: asked.clone(), units: CountingFixture(units_asked.clone()) };
         let slot = GatedFixture::new(
             Box::new(fixture),
             StartMode::Automatic { unit_change_delay: Duration::ZERO },
