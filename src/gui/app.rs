@@ -719,6 +719,9 @@ impl eframe::App for ImprintApp {
             waiting,
             glyph_atlas_fill: context.fonts(|fonts| fonts.font_atlas_fill_ratio()),
         });
+        // Last, once the layout is done: the chore thread wakes while eframe tessellates and
+        // the renderer paints, not in the middle of the layout (docs/performance.md, GUI).
+        self.chores.post();
     }
 
     fn save(&mut self, storage: &mut dyn eframe::Storage) {

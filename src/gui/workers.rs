@@ -7,7 +7,9 @@
 //! - [`ChoreWorker`] answers everything else that touches the disk: listing and checking
 //!   profiles, and the ledger's read API (history, a unit's runs, statistics, export). Requests
 //!   that a newer one makes stale (history, statistics) are coalesced, so a busy line finishing
-//!   units quickly does not queue up queries.
+//!   units quickly does not queue up queries. Requests made while a frame is laid out are posted
+//!   when the layout is done ([`ChoreWorker::post`]): waking the worker mid-layout lets it take
+//!   the UI thread's core for the length of a query on a machine with no core to spare.
 
 use std::collections::VecDeque;
 use std::io::Write;
@@ -379,9 +381,11 @@ pub enum ChoreReply {
     },
 }
 
-/// The chore thread's handle: send requests, receive replies.
+/// The chore thread's handle: queue requests, post them, receive replies.
 pub struct ChoreWorker {
     requests: crossbeam_channel::Sender<ChoreRequest>,
+    /// Requests queued since the last [`ChoreWorker::post`].
+    queued: Vec<ChoreRequest>,
     pub replies: crossbeam_channel::Receiver<ChoreReply>,
 }
 
@@ -407,13 +411,21 @@ impl ChoreWorker {
         if let Err(error) = spawned {
             tracing::error!(%error, "cannot start the chore thread: profiles and history will not load");
         }
-        ChoreWorker { requests, replies }
+        ChoreWorker { requests, queued: Vec::new(), replies }
     }
 
-    /// Queues a request (never blocks).
-    pub fn request(&self, request: ChoreRequest) {
-        // The thread only stops when this handle is dropped.
-        let _ = self.requests.send(request);
+    /// Queues a request for the next [`ChoreWorker::post`] (never blocks, wakes nothing).
+    pub fn request(&mut self, request: ChoreRequest) {
+        self.queued.push(request);
+    }
+
+    /// Hands the queued requests to the thread, waking it. The app calls this once a frame,
+    /// after its layout.
+    pub fn post(&mut self) {
+        for request in self.queued.drain(..) {
+            // The thread only stops when this handle is dropped.
+            let _ = self.requests.send(request);
+        }
     }
 }
 
