@@ -129,8 +129,32 @@ impl Forms {
     }
 }
 
+/// The window's title ("IMPRINT").
+const TITLE_SIZE: f32 = 22.0;
+/// START LINE / STOP LINE.
+const LINE_BUTTON_SIZE: f32 = 18.0;
+/// The shift's figures (units, pass, fail, yield, units per hour).
+const FIGURE_SIZE: f32 = 26.0;
+
+/// Every character the window's own texts are made of: printable ASCII and the symbols its
+/// labels and state words use (a test checks the GUI's sources use no other).
+const WINDOW_CHARACTERS: &str = concat!(
+    " !\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~",
+    "·–—…×µ✔✖⚠⟳▶⏹⏸■"
+);
+
+/// The ligatures of egui's proportional font (Ubuntu Light's `liga`: one glyph for "ff", "fi", …,
+/// as in a chip ID "…6407ff495"); its monospace font (Hack) has none.
+const WINDOW_LIGATURES: &str = " ff fi fl ffi ffl";
+
 /// Larger text than egui's defaults (the station is read at arm's length or further) and
 /// labels that do not take clicks (so a whole history row is one click target).
+///
+/// Glyphs are drawn at whole pixels and not hinted: egui then rasterizes a character once per
+/// size (not up to four times, at quarter-pixel offsets, each hinted by running the font's
+/// program again whenever the size changes), so [`warm_glyphs`] can prepare all of them before
+/// the line starts. A hinted glyph cost 50–1,000 µs, an unhinted one about 20 µs
+/// (docs/performance.md, GUI, seventh pass); the text looks the same at these sizes.
 pub fn set_up_style(context: &egui::Context) {
     context.all_styles_mut(|style| {
         style.text_styles.insert(TextStyle::Heading, FontId::proportional(21.0));
@@ -140,7 +164,35 @@ pub fn set_up_style(context: &egui::Context) {
         style.text_styles.insert(TextStyle::Small, FontId::proportional(12.0));
         style.interaction.selectable_labels = false;
         style.spacing.item_spacing = Vec2::new(8.0, 5.0);
+        style.visuals.text_options.font_hinting = false;
+        style.visuals.text_options.subpixel_binning = false;
     });
+}
+
+/// Lays out every character of the window in each of `fonts` not prepared before (at this
+/// pixels-per-point), so egui rasterizes their glyphs now rather than in the frame a text first
+/// shows them: at 64 slots the first failed board's row brought 40 new glyphs into one frame.
+fn warm_glyphs(ui: &Ui, fonts: impl IntoIterator<Item = FontId>) {
+    let pixels_per_point = ui.ctx().pixels_per_point();
+    for font in fonts {
+        let key = egui::Id::unique("glyphs warmed").with((
+            font.size.to_bits(),
+            &font.family,
+            pixels_per_point.to_bits(),
+        ));
+        if ui.data(|data| data.get_temp::<()>(key).is_some()) {
+            continue;
+        }
+        ui.data_mut(|data| data.insert_temp(key, ()));
+        let text = format!("{WINDOW_CHARACTERS}{WINDOW_LIGATURES}");
+        ui.fonts_mut(|fonts| fonts.layout_no_wrap(text, font, Color32::WHITE));
+    }
+}
+
+/// The fonts of the window's fixed-size texts: its text styles, title, START/STOP and figures.
+fn window_fonts(ui: &Ui) -> Vec<FontId> {
+    let fixed = [TITLE_SIZE, LINE_BUTTON_SIZE, FIGURE_SIZE].map(FontId::proportional);
+    ui.style().text_styles.values().cloned().chain(fixed).collect()
 }
 
 /// Gives a widget the accessible name an operator's screen reader (and the tests) use.
@@ -164,6 +216,7 @@ pub fn app_ui(
     texts: &mut CardTexts,
     commands: &mut Vec<Command>,
 ) {
+    warm_glyphs(ui, window_fonts(ui));
     egui::Panel::top("toolbar").show(ui, |ui| {
         push(commands, toolbar_ui(ui, view, settings, forms));
         push(commands, scanner_ui(ui, view, forms));
@@ -272,7 +325,7 @@ fn toolbar_ui(ui: &mut Ui, view: &View<'_>, settings: &mut Settings, forms: &mut
     let line_active = view.line.is_active();
     ui.add_space(4.0);
     ui.horizontal_wrapped(|ui| {
-        ui.label(RichText::new("IMPRINT").size(22.0).strong().color(theme::RUNNING_COLOUR));
+        ui.label(RichText::new("IMPRINT").size(TITLE_SIZE).strong().color(theme::RUNNING_COLOUR));
         let station = ui.label(RichText::new(format!("station {}", view.station_name)).strong());
         accessible(&station, Role::Label, &format!("station: {}", view.station_name));
         ui.separator();
@@ -330,7 +383,7 @@ fn toolbar_ui(ui: &mut Ui, view: &View<'_>, settings: &mut Settings, forms: &mut
         let shortcut = if line_active { STOP_SHORTCUT } else { START_SHORTCUT };
         let button = ui.add_enabled(
             can_start && !forms.confirming_abort,
-            egui::Button::new(RichText::new(text).size(18.0).strong().color(Color32::BLACK))
+            egui::Button::new(RichText::new(text).size(LINE_BUTTON_SIZE).strong().color(Color32::BLACK))
                 .fill(fill)
                 .min_size(Vec2::new(170.0, 34.0))
                 .shortcut_text(RichText::new(ui.ctx().format_shortcut(&shortcut)).color(Color32::BLACK)),
@@ -559,7 +612,7 @@ fn stats_ui(ui: &mut Ui, view: &View<'_>) {
                     ui.set_width(tile_width - 22.0);
                     ui.vertical(|ui| {
                         ui.label(RichText::new(caption).color(colour));
-                        ui.label(RichText::new(&value).size(26.0).strong().color(colour));
+                        ui.label(RichText::new(&value).size(FIGURE_SIZE).strong().color(colour));
                     });
                 });
             accessible(&tile.response, Role::Label, &format!("{name}: {value}"));
@@ -620,6 +673,80 @@ pub(super) fn seconds(duration: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Runs a frame that lays out `texts` in `fonts`; whether egui had to add glyphs to its atlas.
+    fn frame_adds_glyphs(context: &egui::Context, warm: bool, texts: &[&str], fonts: &[FontId]) -> bool {
+        let mut output = context.run_ui(Default::default(), |ui| {
+            if warm {
+                warm_glyphs(ui, fonts.iter().cloned());
+            }
+            for font in fonts {
+                for text in texts {
+                    ui.label(RichText::new(*text).font(font.clone()));
+                }
+            }
+        });
+        let added = !output.textures_delta.set.is_empty();
+        output.textures_delta.clear();
+        added
+    }
+
+    #[test]
+    fn after_the_warm_up_a_new_text_in_a_window_font_adds_no_glyph() {
+        let context = egui::Context::default();
+        set_up_style(&context);
+        // The first frame prepares egui's own font texture.
+        frame_adds_glyphs(&context, false, &[], &[]);
+        let mut fonts = Vec::new();
+        context.run_ui(Default::default(), |ui| fonts = window_fonts(ui)).textures_delta.clear();
+        assert!(fonts.len() >= 8, "text styles, title, START/STOP, figures: {fonts:?}");
+        // What the first failed board brings on screen while the line runs.
+        let row = [
+            "Failed boards this shift: 1 open",
+            "chip b97108ac125cf6a6407ff495",
+            "Flash did not verify",
+            "07:44:37 · slot 4",
+            "✔ Done",
+            "99.9 %",
+        ];
+        let cold = egui::Context::default();
+        set_up_style(&cold);
+        frame_adds_glyphs(&cold, false, &[], &[]);
+        assert!(frame_adds_glyphs(&cold, false, &row, &fonts), "without the warm-up the row adds glyphs");
+
+        assert!(frame_adds_glyphs(&context, true, &[], &fonts), "the warm-up frame adds them");
+        assert!(!frame_adds_glyphs(&context, true, &row, &fonts));
+        // Any arrangement of the window's characters: glyphs sit at whole pixels, one per size.
+        let shuffled: String = WINDOW_CHARACTERS.chars().rev().collect();
+        let words = "x DS1-000123 ⚠ 12.5 ms · affix · fluff · office · baffle";
+        assert!(!frame_adds_glyphs(&context, true, &[&shuffled, words], &fonts));
+    }
+
+    #[test]
+    fn the_window_characters_cover_every_character_of_the_gui_sources() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files = vec![root.join("station/failure.rs")];
+        let mut directories = vec![root.join("gui")];
+        while let Some(directory) = directories.pop() {
+            for entry in std::fs::read_dir(&directory).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    directories.push(path);
+                } else if path.extension().is_some_and(|extension| extension == "rs") {
+                    files.push(path);
+                }
+            }
+        }
+        assert!(files.len() > 10, "{files:?}");
+        for file in files {
+            let source = std::fs::read_to_string(&file).unwrap();
+            let missing: String = source
+                .chars()
+                .filter(|character| !character.is_ascii() && !WINDOW_CHARACTERS.contains(*character))
+                .collect();
+            assert!(missing.is_empty(), "{}: add {missing:?} to WINDOW_CHARACTERS", file.display());
+        }
+    }
 
     #[test]
     fn words_for_the_operator() {

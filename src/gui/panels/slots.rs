@@ -219,6 +219,13 @@ fn warm_card_texts(ui: &Ui, texts: &mut CardTexts, count: usize, card: egui::Rec
         .map(state_words)
         .map(|(look, word, _)| (look, format!("{} {word}", look.icon())))
         .collect();
+    if !compact {
+        // A card's small print, second-rank texts and failure instruction (any text).
+        let big = theme::state_text_size(card.size());
+        let medium = card_medium_size(big);
+        let sizes = [card_small_size(big), medium, failure_instruction_size(big, medium)];
+        warm_glyphs(ui, sizes.map(FontId::proportional));
+    }
     // Both frame widths: a latched card's thick frame leaves less room, so other sizes.
     for stroke_width in [2.0, 6.0] {
         if compact {
@@ -393,6 +400,16 @@ fn card_medium_size(big: f32) -> f32 {
     (big * 0.5).clamp(12.0, 80.0)
 }
 
+/// A (non-compact) card's small print: its fixture, unit number, progress and failure kind.
+fn card_small_size(big: f32) -> f32 {
+    (big * 0.4).clamp(11.0, 56.0)
+}
+
+/// A failed (non-compact) card's operator instruction.
+fn failure_instruction_size(big: f32, medium: f32) -> f32 {
+    (big * 0.55).max(medium)
+}
+
 /// A (non-compact) card's margin inside its frame.
 fn card_margin(card_height: f32) -> f32 {
     if card_height < 150.0 { 6.0 } else { 10.0 }
@@ -425,7 +442,7 @@ pub(super) fn slot_card_ui(
     let card = ui.max_rect().size();
     let big = theme::state_text_size(card);
     let medium = card_medium_size(big);
-    let small = (big * 0.4).clamp(11.0, 56.0);
+    let small = card_small_size(big);
     let card_height = card.y;
     let margin = card_margin(card_height);
     let stroke = card_stroke(look, context);
@@ -560,7 +577,7 @@ fn failure_ui(
     big: f32,
 ) -> Option<Command> {
     let mut command = None;
-    let instruction_size = (big * 0.55).max(medium);
+    let instruction_size = failure_instruction_size(big, medium);
     let instruction = ui.add(
         egui::Label::new(
             RichText::new(category.instruction()).size(instruction_size).strong().color(Color32::WHITE),
